@@ -1,0 +1,282 @@
+// Package dataplane defines what the control plane drives: a desired set of
+// virtual services and their real servers, applied idempotently, and the
+// counters read back. Implementations: xdp (the eBPF fast path), ipvs (the
+// kernel's IPVS, the fallback) and Fake (in memory, for control-plane tests).
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// ErrNotSupported is returned (wrapped) when a dataplane cannot do what a
+// service asks for on this kernel, e.g. a scheduler IPVS lacks.
+var ErrNotSupported = errors.New("not supported")
+
+// Proto is an IP protocol number.
+type Proto uint8
+
+const (
+	TCP Proto = 6
+	UDP Proto = 17
+)
+
+func (p Proto) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return "proto" + strconv.Itoa(int(p))
+}
+
+// ParseProto parses "tcp" or "udp".
+func ParseProto(s string) (Proto, error) {
+	switch s {
+	case "tcp":
+		return TCP, nil
+	case "udp":
+		return UDP, nil
+	}
+	return 0, fmt.Errorf("unknown protocol %q (want tcp or udp)", s)
+}
+
+// Scheduler picks the real server of a new flow; the semantics are IPVS's.
+type Scheduler string
+
+const (
+	RoundRobin              Scheduler = "rr"
+	WeightedRoundRobin      Scheduler = "wrr"
+	LeastConnection         Scheduler = "lc"
+	WeightedLeastConnection Scheduler = "wlc"
+	SourceHashing           Scheduler = "sh"
+	MaglevHashing           Scheduler = "mh"
+)
+
+// Schedulers lists every scheduler in a stable order.
+var Schedulers = []Scheduler{RoundRobin, WeightedRoundRobin, LeastConnection, WeightedLeastConnection, SourceHashing, MaglevHashing}
+
+// Valid reports whether s is a known scheduler.
+func (s Scheduler) Valid() bool { return slices.Contains(Schedulers, s) }
+
+// ForwardMode is how a packet reaches the real server (ipvsadm -g, -m, -i).
+type ForwardMode string
+
+const (
+	DirectRouting ForwardMode = "dr"     // MAC rewrite, the real server holds the VIP
+	NAT           ForwardMode = "nat"    // destination (and reply source) rewritten
+	Tunnel        ForwardMode = "tunnel" // IPIP / IP6IP6 / GUE encapsulation
+)
+
+// ForwardModes lists every forwarding mode.
+var ForwardModes = []ForwardMode{DirectRouting, NAT, Tunnel}
+
+// Valid reports whether m is a known forwarding mode.
+func (m ForwardMode) Valid() bool { return slices.Contains(ForwardModes, m) }
+
+// Encap is the tunnel encapsulation of a tunnel-mode service.
+type Encap string
+
+const (
+	EncapIPIP Encap = "ipip" // IPv4-in-IPv4 or IPv6-in-IPv6, by the real server's family
+	EncapGUE  Encap = "gue"  // GUE (UDP) around the inner IP packet
+)
+
+// ServiceKey identifies a virtual service, as ipvsadm's -t/-u VIP:port.
+type ServiceKey struct {
+	Addr  netip.Addr
+	Port  uint16
+	Proto Proto
+}
+
+func (k ServiceKey) String() string {
+	return k.Proto.String() + "/" + netip.AddrPortFrom(k.Addr, k.Port).String()
+}
+
+// BackendKey identifies a real server within a service.
+type BackendKey struct {
+	Addr netip.Addr
+	Port uint16
+}
+
+func (k BackendKey) String() string { return netip.AddrPortFrom(k.Addr, k.Port).String() }
+
+// TunnelOptions configure a tunnel-mode service.
+type TunnelOptions struct {
+	Encap Encap
+	// GUEPort is the UDP destination port of GUE packets.
+	GUEPort uint16
+	// Source is the outer source address. A prefix shorter than the full
+	// address length varies the host bits per flow so that real servers'
+	// NICs spread flows over their queues. Invalid (zero): the director's
+	// address on the egress interface.
+	Source netip.Prefix
+}
+
+// Service is one virtual service and its real servers, as desired by the
+// control plane.
+type Service struct {
+	// Name is the operator's name for the service, used in logs and metrics.
+	Name      string
+	Key       ServiceKey
+	Scheduler Scheduler
+	Forward   ForwardMode
+	// Persistence is ipvsadm -p: new flows from a client address go to the
+	// real server it used last, while it keeps a non-zero weight, until the
+	// client has been idle this long. Zero disables persistence.
+	Persistence time.Duration
+	// Enabled false makes the dataplane leave the service's traffic to the
+	// kernel (e.g. while its VRRP instance is not MASTER). Connection state
+	// is kept, so flows resume when the service is enabled again.
+	Enabled bool
+	// Tunnel applies when Forward is Tunnel.
+	Tunnel TunnelOptions
+	// Backends in configuration order; the order is part of the scheduling
+	// (rr/wrr cycle order, lc tie-break), as in IPVS.
+	Backends []Backend
+}
+
+// Backend is a real server of a service.
+type Backend struct {
+	Addr netip.Addr
+	// Port is the real server's port. NAT may map ports (VIP:80 ->
+	// RIP:8080); DR and tunnel modes require it to equal the service port.
+	Port uint16
+	// Weight 0 drains: no new flows, established flows stay.
+	Weight uint32
+	// MAC and Ifindex are the next hop of a direct-routing real server on
+	// the director's attached interfaces, resolved by the control plane
+	// from the neighbour table. A DR backend without a MAC gets no new flows.
+	MAC     net.HardwareAddr
+	Ifindex int
+}
+
+// Key returns the backend's key.
+func (b Backend) Key() BackendKey { return BackendKey{Addr: b.Addr, Port: b.Port} }
+
+// Counters are monotonic packet, byte and connection counts.
+type Counters struct {
+	Packets     uint64 // towards real servers (inbound)
+	Bytes       uint64
+	PacketsOut  uint64 // replies through the director (NAT)
+	BytesOut    uint64
+	Connections uint64 // new flows scheduled
+}
+
+// Add adds o to c.
+func (c *Counters) Add(o Counters) {
+	c.Packets += o.Packets
+	c.Bytes += o.Bytes
+	c.PacketsOut += o.PacketsOut
+	c.BytesOut += o.BytesOut
+	c.Connections += o.Connections
+}
+
+// BackendStats are a real server's counters and connection counts.
+type BackendStats struct {
+	Counters
+	// ActiveConns are established TCP connections; InactiveConns the rest
+	// still tracked (half-open, closing, UDP), as ipvsadm's ActiveConn and
+	// InActConn.
+	ActiveConns   uint64
+	InactiveConns uint64
+}
+
+// ServiceStats are a service's counters and its real servers'.
+type ServiceStats struct {
+	Counters
+	Backends map[BackendKey]BackendStats
+}
+
+// Stats is a snapshot of all counters.
+type Stats struct {
+	Services map[ServiceKey]ServiceStats
+	// Verdicts counts packets by what the dataplane did with them (the
+	// verdict / drop-reason enum shared with the BPF program), by name.
+	Verdicts map[string]uint64
+}
+
+// Info describes the dataplane in use, for xlb_dataplane_info.
+type Info struct {
+	Mode   string // "xdp" or "ipvs" or "fake"
+	Attach string // "native" or "generic" for XDP; "" otherwise
+}
+
+// Dataplane is what the control plane drives.
+type Dataplane interface {
+	// Apply makes the installed services equal to desired: services and
+	// backends that did not change are left untouched (their connection
+	// state and counters survive), and each change is atomic for new flows.
+	// Apply is idempotent.
+	Apply(ctx context.Context, desired []Service) error
+	// Stats reads the counters.
+	Stats(ctx context.Context) (*Stats, error)
+	// Info says which dataplane this is.
+	Info() Info
+	// Detach stops forwarding and removes everything installed (programs,
+	// pinned maps, IPVS services). The Dataplane must still be Closed.
+	Detach() error
+	// Close releases the Go side. What is installed stays and keeps
+	// forwarding, so a restarted daemon can adopt it.
+	Close() error
+}
+
+// Validate checks a desired service set for the errors every dataplane
+// rejects: unknown schedulers and modes, duplicate keys, port mismatches.
+func Validate(services []Service) error {
+	seen := make(map[ServiceKey]bool, len(services))
+	var errs []error
+	for _, s := range services {
+		if err := s.validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if seen[s.Key] {
+			errs = append(errs, fmt.Errorf("service %s: duplicate %s", s.Name, s.Key))
+		}
+		seen[s.Key] = true
+	}
+	return errors.Join(errs...)
+}
+
+func (s Service) validate() error {
+	if !s.Key.Addr.IsValid() || s.Key.Addr.Zone() != "" {
+		return fmt.Errorf("service %s: invalid address %v", s.Name, s.Key.Addr)
+	}
+	if s.Key.Proto != TCP && s.Key.Proto != UDP {
+		return fmt.Errorf("service %s: unsupported protocol %v", s.Name, s.Key.Proto)
+	}
+	if !s.Scheduler.Valid() {
+		return fmt.Errorf("service %s: unknown scheduler %q", s.Name, s.Scheduler)
+	}
+	if !s.Forward.Valid() {
+		return fmt.Errorf("service %s: unknown forwarding mode %q", s.Name, s.Forward)
+	}
+	if s.Persistence < 0 {
+		return fmt.Errorf("service %s: negative persistence", s.Name)
+	}
+	seen := make(map[BackendKey]bool, len(s.Backends))
+	for _, b := range s.Backends {
+		if !b.Addr.IsValid() {
+			return fmt.Errorf("service %s: invalid backend address", s.Name)
+		}
+		if s.Forward != Tunnel && b.Addr.Is4() != s.Key.Addr.Is4() {
+			return fmt.Errorf("service %s: backend %s is not of the VIP's address family", s.Name, b.Key())
+		}
+		if s.Forward != NAT && b.Port != s.Key.Port {
+			return fmt.Errorf("service %s: backend %s: port mapping needs forward = nat", s.Name, b.Key())
+		}
+		if seen[b.Key()] {
+			return fmt.Errorf("service %s: duplicate backend %s", s.Name, b.Key())
+		}
+		seen[b.Key()] = true
+	}
+	return nil
+}
