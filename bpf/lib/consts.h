@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Limits, enums and flags shared by the XDP program and, through BTF and
+ * bpf2go -type, by the Go control plane. A retired enum value is never reused. */
+#ifndef XLB_CONSTS_H
+#define XLB_CONSTS_H
+
+/* Virtual services (VIP:port/proto). Arrays are indexed by service id; the
+ * configuration arrays hold two slots per service (see struct xlb_svc). */
+#ifndef XLB_MAX_SERVICES
+#define XLB_MAX_SERVICES 1024
+#endif
+
+/* Real servers over all services: every service may have
+ * XLB_MAX_BACKENDS_PER_SVC. Per-CPU counters cost 40 bytes per backend and CPU. */
+#ifndef XLB_MAX_BACKENDS
+#define XLB_MAX_BACKENDS (XLB_MAX_SERVICES * XLB_MAX_BACKENDS_PER_SVC)
+#endif
+
+/* Real servers of one service: bounds the lc/wlc scan of a new flow. */
+#ifndef XLB_MAX_BACKENDS_PER_SVC
+#define XLB_MAX_BACKENDS_PER_SVC 256
+#endif
+
+/* Tracked connections (both directions of NAT flows count twice). */
+#ifndef XLB_MAX_CONNS
+#define XLB_MAX_CONNS (1 << 20)
+#endif
+
+/* Persistence templates (ipvsadm -p): one per client address and service. */
+#ifndef XLB_MAX_PERSIST
+#define XLB_MAX_PERSIST (1 << 18)
+#endif
+
+/* Fragment entries: one per datagram (source, destination, IP ID) whose first
+ * fragment was forwarded and whose other fragments are still expected. */
+#ifndef XLB_MAX_FRAGS
+#define XLB_MAX_FRAGS (1 << 16)
+#endif
+
+/* Interfaces the program may redirect to (devmap). */
+#ifndef XLB_MAX_IFACES
+#define XLB_MAX_IFACES 64
+#endif
+
+/* IPv6 extension headers skipped before the transport header; more are
+ * passed to the kernel. */
+#ifndef XLB_MAX_IPV6_EXT
+#define XLB_MAX_IPV6_EXT 4
+#endif
+
+/* What happened to a packet: one counter per value (struct xlb_verdict_stats).
+ * Names are read from BTF by the control plane (xlb_packets_total{verdict}). */
+enum xlb_verdict {
+	XLB_V_PASS_NOT_IP = 0,     /* not IPv4/IPv6 (ARP, LLDP...): to the kernel */
+	XLB_V_PASS_NOT_SERVICE,    /* no virtual service matches (VRRP, ICMP, other ports) */
+	XLB_V_PASS_DISABLED,       /* service not forwarding here (VRRP instance not MASTER) */
+	XLB_V_PASS_IPV6_EXT,       /* too many IPv6 extension headers to parse */
+	XLB_V_DROP_MALFORMED,      /* truncated or invalid L2/L3/L4 header */
+	XLB_V_DROP_NO_BACKEND,     /* service has no real server able to take a new flow */
+	XLB_V_DROP_NO_MAC,         /* flow's real server has no next-hop MAC (neighbour unresolved) */
+	XLB_V_TX,                  /* forwarded out of the receiving interface (XDP_TX) */
+	XLB_V_REDIRECT,            /* forwarded to another interface (devmap redirect) */
+	XLB_V_DROP_REDIRECT,       /* redirect target interface not in the devmap */
+	XLB_V_PASS_FRAG_MISS,      /* non-first fragment whose first fragment was not seen */
+	XLB_V_PASS_NO_NEIGH,       /* next hop not resolved yet: the kernel resolves it */
+	XLB_V_PASS_FIB,            /* no route to the real server or client: to the kernel */
+	XLB_V_TX_ICMP_TOO_BIG,     /* answered with ICMP fragmentation needed / packet too big */
+	XLB_V_DROP_ENCAP,          /* could not grow/shrink the packet */
+	XLB_V_PASS_ICMP_NO_FLOW,   /* ICMP error about no tracked flow */
+	XLB_V_MAX,
+};
+
+/* Schedulers (struct xlb_svc.sched), as IPVS's. */
+enum xlb_sched {
+	XLB_SCHED_RR = 0,
+	XLB_SCHED_WRR,
+	XLB_SCHED_LC,
+	XLB_SCHED_WLC,
+	XLB_SCHED_SH,
+	XLB_SCHED_MH,
+};
+
+/* Forwarding modes (struct xlb_svc.fwd). */
+enum xlb_fwd {
+	XLB_FWD_DR = 0,
+	XLB_FWD_NAT,
+	XLB_FWD_TUNNEL,
+};
+
+/* struct xlb_svc.flags */
+enum xlb_svc_flags {
+	XLB_SVC_F_ENABLED = 1 << 0, /* forward; otherwise pass to the kernel */
+	XLB_SVC_F_GUE = 1 << 1,     /* tunnel: GUE (UDP) instead of IPIP/IP6IP6 */
+};
+
+/* struct xlb_backend.flags */
+enum xlb_backend_flags {
+	XLB_BE_F_IN_USE = 1 << 0,   /* the entry describes a real server */
+	XLB_BE_F_SCHED = 1 << 1,    /* may take new flows (weight > 0, next hop known) */
+	XLB_BE_F_HAS_MAC = 1 << 2,  /* DR next-hop MAC known */
+	XLB_BE_F_RETIRED = 1 << 3,  /* removed from the configuration; kept while flows use it */
+};
+
+/* Connection states (struct xlb_conn.state), as ipvsadm's ActiveConn
+ * (ESTABLISHED) and InActConn (the rest). */
+enum xlb_conn_state {
+	XLB_CT_NEW = 0,     /* UDP flow or TCP SYN seen */
+	XLB_CT_ESTABLISHED, /* TCP: a packet after the SYN */
+	XLB_CT_CLOSING,     /* TCP: FIN or RST seen */
+};
+
+/* struct xlb_conn.flags */
+enum xlb_conn_flags {
+	XLB_CT_F_COUNTED = 1 << 0, /* included in xlb_be_active (lc/wlc load) */
+	XLB_CT_F_REPLY = 1 << 1,   /* NAT reply-direction entry */
+};
+
+#define XLB_AF_INET 4
+#define XLB_AF_INET6 6
+
+#endif /* XLB_CONSTS_H */

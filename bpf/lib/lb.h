@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Load balancing: service lookup, the connection table, the schedulers and
+ * the counters. */
+#ifndef XLB_LB_H
+#define XLB_LB_H
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include "consts.h"
+#include "structs.h"
+#include "maps.h"
+#include "parse.h"
+#include "hash.h"
+
+/* Coarse clock ticks of about one second: atime is rewritten only when it
+ * changes, so an established flow writes its entry once a second at most. */
+#define XLB_ATIME_SHIFT 30
+
+/* lb_count_verdict counts a packet under its verdict. */
+static __always_inline void lb_count_verdict(__u32 verdict, __u32 len)
+{
+	struct xlb_verdict_stats *s = bpf_map_lookup_elem(&xlb_verdicts_v1, &verdict);
+
+	if (s) {
+		s->packets++;
+		s->bytes += len;
+	}
+}
+
+/* lb_count adds a packet (and a connection if new) to a service's or a
+ * backend's counters. */
+static __always_inline void lb_count(void *map, __u32 id, __u32 len, int new_conn, int out)
+{
+	struct xlb_stats *s = bpf_map_lookup_elem(map, &id);
+
+	if (!s)
+		return;
+	if (out) {
+		s->packets_out++;
+		s->bytes_out += len;
+	} else {
+		s->packets++;
+		s->bytes += len;
+	}
+	if (new_conn)
+		s->conns++;
+}
+
+/* lb_svc_lookup finds the service of a packet by destination address,
+ * port and protocol, and returns its active configuration; *cfg_idx is
+ * that configuration's index (also the index of its scheduling table). */
+static __always_inline struct xlb_svc *lb_svc_lookup(const struct xlb_flow *f, __u32 *cfg_idx)
+{
+	struct xlb_svc_key k = {
+		.port = f->dport,
+		.proto = f->proto,
+		.family = f->family,
+	};
+	__u32 *id, *slot, idx;
+
+	__builtin_memcpy(k.addr, f->dst, sizeof(k.addr));
+	id = bpf_map_lookup_elem(&xlb_svc_ids_v1, &k);
+	if (!id)
+		return NULL;
+	slot = bpf_map_lookup_elem(&xlb_svc_slot_v1, id);
+	if (!slot)
+		return NULL;
+	idx = *id * 2 + (*slot & 1);
+	*cfg_idx = idx;
+	return bpf_map_lookup_elem(&xlb_svc_v1, &idx);
+}
+
+/* lb_backend returns backend id of service svc, or NULL if the id does
+ * not (or no longer) describe one of its real servers. */
+static __always_inline struct xlb_backend *lb_backend(__u32 id, __u32 svc)
+{
+	struct xlb_backend *be = bpf_map_lookup_elem(&xlb_backends_v1, &id);
+
+	if (!be || !(be->flags & XLB_BE_F_IN_USE) || be->svc != svc)
+		return NULL;
+	return be;
+}
+
+static __always_inline void lb_active_add(__u32 backend, __s64 delta)
+{
+	__s64 *a = bpf_map_lookup_elem(&xlb_be_act_v1, &backend);
+
+	if (a)
+		__sync_fetch_and_add(a, delta);
+}
+
+/* lb_conn_release takes a connection out of its backend's lc/wlc load,
+ * once. */
+static __always_inline void lb_conn_release(struct xlb_conn *ct)
+{
+	if (ct->flags & XLB_CT_F_COUNTED) {
+		__u32 old = __sync_fetch_and_and(&ct->flags, ~(__u32)XLB_CT_F_COUNTED);
+
+		if (old & XLB_CT_F_COUNTED)
+			lb_active_add(ct->backend, -1);
+	}
+}
+
+/* lb_conn_timeout is the idle timeout of a connection entry, in ns. */
+static __always_inline __u64 lb_conn_timeout(const struct xlb_conn *ct, __u8 proto)
+{
+	__u32 zero = 0;
+	struct xlb_globals *g = bpf_map_lookup_elem(&xlb_globals_v1, &zero);
+
+	if (!g)
+		return 0;
+	if (proto != IPPROTO_TCP)
+		return g->udp_timeout;
+	return ct->state == XLB_CT_ESTABLISHED ? g->tcp_timeout : g->tcp_fin_timeout;
+}
+
+/* lb_conn_touch advances a live connection: its TCP state from the
+ * packet's flags and its access time. */
+static __always_inline void lb_conn_touch(struct xlb_conn *ct, const struct xlb_pkt *p, __u64 now)
+{
+	if (p->flow.proto == IPPROTO_TCP) {
+		if (p->tcp_flags & (XLB_TCP_FIN | XLB_TCP_RST)) {
+			if (ct->state != XLB_CT_CLOSING)
+				ct->state = XLB_CT_CLOSING;
+			lb_conn_release(ct);
+		} else if (ct->state == XLB_CT_NEW && !(p->tcp_flags & XLB_TCP_SYN)) {
+			ct->state = XLB_CT_ESTABLISHED;
+		}
+	}
+	if ((ct->atime >> XLB_ATIME_SHIFT) != (now >> XLB_ATIME_SHIFT))
+		ct->atime = now;
+}
+
+/* lb_table returns the scheduling table of a configuration. */
+static __always_inline void *lb_table(__u32 cfg_idx)
+{
+	return bpf_map_lookup_elem(&xlb_tables_v1, &cfg_idx);
+}
+
+static __always_inline __u32 lb_table_get(void *table, __u32 i)
+{
+	__u32 *id = bpf_map_lookup_elem(table, &i);
+
+	return id ? *id : (__u32)-1;
+}
+
+/* lb_pick_hash picks by consistent hash: sh hashes the source address, the
+ * others the 5-tuple. */
+static __always_inline __u32 lb_pick_hash(const struct xlb_svc *svc, int sched, void *table,
+					  const struct xlb_flow *f)
+{
+	__u32 h = sched == XLB_SCHED_SH ? xlb_hash_src(f) : xlb_hash_flow(f);
+
+	return lb_table_get(table, xlb_reduce(h, svc->table_len));
+}
+
+/* lb_pick_rr takes the next entry of the (weighted) round-robin cycle. */
+static __always_inline __u32 lb_pick_rr(const struct xlb_svc *svc, void *table)
+{
+	__u32 id = svc->id;
+	__u64 *pos = bpf_map_lookup_elem(&xlb_rr_v1, &id);
+	__u64 n;
+
+	if (!pos)
+		return (__u32)-1;
+	n = __sync_fetch_and_add(pos, 1);
+	return lb_table_get(table, n % svc->table_len);
+}
+
+struct lb_lc_ctx {
+	void *table;
+	__u32 svc;
+	__u32 n;
+	__u32 weighted;
+	__u32 best;
+	__u64 best_load;
+	__u64 best_weight;
+};
+
+static long lb_lc_step(__u32 i, struct lb_lc_ctx *c)
+{
+	struct xlb_backend *be;
+	__u64 load, w;
+	__s64 *act;
+	__u32 id;
+
+	if (i >= c->n)
+		return 1;
+	id = lb_table_get(c->table, i);
+	be = lb_backend(id, c->svc);
+	if (!be || !(be->flags & XLB_BE_F_SCHED))
+		return 0;
+	act = bpf_map_lookup_elem(&xlb_be_act_v1, &id);
+	load = act && *act > 0 ? *act : 0;
+	w = c->weighted ? be->weight : 1;
+	if (!w)
+		return 0;
+	/* load/w < best_load/best_weight; the first of equals wins, as IPVS. */
+	if (c->best == (__u32)-1 || load * c->best_weight < c->best_load * w) {
+		c->best = id;
+		c->best_load = load;
+		c->best_weight = w;
+	}
+	return 0;
+}
+
+/* lb_pick_lc picks the real server with the least (weighted) connections. */
+static __always_inline __u32 lb_pick_lc(const struct xlb_svc *svc, void *table)
+{
+	struct lb_lc_ctx c = {
+		.table = table,
+		.svc = svc->id,
+		.n = svc->table_len,
+		.weighted = svc->sched == XLB_SCHED_WLC,
+		.best = (__u32)-1,
+	};
+
+	bpf_loop(XLB_MAX_BACKENDS_PER_SVC, lb_lc_step, &c, 0);
+	return c.best;
+}
+
+/* lb_schedule picks a real server for a flow without a connection entry.
+ * A new flow (TCP SYN, UDP) goes through the service's scheduler; any other
+ * packet (e.g. after a failover to this director) through the consistent
+ * hash, so that two directors with the same configuration agree for sh and
+ * mh services. Persistence comes first. Returns the backend or NULL. */
+static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc, __u32 cfg_idx,
+						       const struct xlb_pkt *p, int is_new, __u64 now,
+						       __u32 *backend_id)
+{
+	struct xlb_persist_key pk = {};
+	struct xlb_persist *pe = NULL;
+	struct xlb_backend *be;
+	int sched = svc->sched;
+	void *table;
+	__u32 id;
+
+	if (!is_new && sched != XLB_SCHED_SH)
+		sched = XLB_SCHED_MH;
+	if (svc->persist_timeout) {
+		__builtin_memcpy(pk.addr, p->flow.src, sizeof(pk.addr));
+		pk.svc = svc->id;
+		pk.family = p->flow.family;
+		pe = bpf_map_lookup_elem(&xlb_persist_v1, &pk);
+		if (pe && now - pe->atime < (__u64)svc->persist_timeout * 1000000000ULL) {
+			be = lb_backend(pe->backend, svc->id);
+			if (be && (be->flags & XLB_BE_F_SCHED)) {
+				pe->atime = now;
+				*backend_id = pe->backend;
+				return be;
+			}
+		}
+	}
+
+	table = lb_table(cfg_idx);
+	if (!table || !svc->table_len)
+		return NULL;
+	switch (sched) {
+	case XLB_SCHED_RR:
+	case XLB_SCHED_WRR:
+		id = lb_pick_rr(svc, table);
+		break;
+	case XLB_SCHED_LC:
+	case XLB_SCHED_WLC:
+		id = lb_pick_lc(svc, table);
+		break;
+	default:
+		id = lb_pick_hash(svc, sched, table, &p->flow);
+		break;
+	}
+	be = lb_backend(id, svc->id);
+	if (!be || !(be->flags & XLB_BE_F_SCHED))
+		return NULL;
+	*backend_id = id;
+
+	if (svc->persist_timeout) {
+		struct xlb_persist v = { .atime = now, .backend = id };
+
+		bpf_map_update_elem(&xlb_persist_v1, &pk, &v, BPF_ANY);
+	}
+	return be;
+}
+
+/* lb_conn_lookup returns the live connection entry of a flow and its
+ * backend. An expired entry is released and treated as absent; so is an
+ * entry whose backend no longer exists and, for a TCP SYN, a closing entry
+ * (the 5-tuple is being reused for a new connection). */
+static __always_inline struct xlb_backend *lb_conn_lookup(const struct xlb_pkt *p, __u32 svc, __u64 now,
+							  __u32 *backend_id)
+{
+	struct xlb_conn *ct = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
+	struct xlb_backend *be;
+
+	if (!ct)
+		return NULL;
+	if (ct->svc != svc || now - ct->atime > lb_conn_timeout(ct, p->flow.proto))
+		goto stale;
+	if (ct->state == XLB_CT_CLOSING && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN)
+		goto stale;
+	be = lb_backend(ct->backend, svc);
+	if (!be)
+		goto stale;
+	lb_conn_touch(ct, p, now);
+	*backend_id = ct->backend;
+	return be;
+stale:
+	lb_conn_release(ct);
+	return NULL;
+}
+
+/* lb_conn_create records a new flow on backend id. */
+static __always_inline void lb_conn_create(const struct xlb_pkt *p, __u32 svc, __u32 id, __u64 now)
+{
+	struct xlb_conn ct = {
+		.atime = now,
+		.backend = id,
+		.svc = svc,
+		.flags = XLB_CT_F_COUNTED,
+		.state = XLB_CT_NEW,
+	};
+
+	if (p->flow.proto == IPPROTO_TCP) {
+		if (p->tcp_flags & (XLB_TCP_FIN | XLB_TCP_RST)) {
+			ct.state = XLB_CT_CLOSING;
+			ct.flags = 0;
+		} else if (!(p->tcp_flags & XLB_TCP_SYN)) {
+			ct.state = XLB_CT_ESTABLISHED;
+		}
+	}
+	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &ct, BPF_ANY) == 0 && ct.flags)
+		lb_active_add(id, 1);
+}
+
+#endif /* XLB_LB_H */

@@ -1,0 +1,150 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Maps of the XDP program. Names carry the xlb_ prefix and a layout version
+ * suffix (bump it when a key or value changes) so that pinned maps of an
+ * older layout are never reused by mistake. All are pinned by name under the
+ * pin path, with BTF, so `bpftool map dump pinned PATH/NAME` is readable. */
+#ifndef XLB_MAPS_H
+#define XLB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "structs.h"
+
+/* Service address -> service id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, struct xlb_svc_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_svc_ids_v1 SEC(".maps");
+
+/* Service id -> active configuration slot (0 or 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_svc_slot_v1 SEC(".maps");
+
+/* id * 2 + slot -> service configuration. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_SERVICES * 2);
+	__type(key, __u32);
+	__type(value, struct xlb_svc);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_svc_v1 SEC(".maps");
+
+/* Scheduling table of one service slot: backend ids. rr/wrr: the IPVS
+ * cycle; lc/wlc: the candidates in configuration order; sh/mh: the Maglev
+ * lookup table (a prime number of entries). Sizes differ per table. */
+struct xlb_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_INNER_MAP);
+};
+
+/* id * 2 + slot -> scheduling table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, XLB_MAX_SERVICES * 2);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct xlb_table);
+} xlb_tables_v1 SEC(".maps");
+
+/* Backend id -> real server. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct xlb_backend);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_backends_v1 SEC(".maps");
+
+/* Backend id -> connections counted for lc/wlc (atomic; reconciled by the
+ * control plane against the connection table). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, __s64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_be_act_v1 SEC(".maps");
+
+/* Service id -> round-robin position (atomic). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_rr_v1 SEC(".maps");
+
+/* Connection table: an LRU with per-CPU LRU lists. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_MAX_CONNS);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct xlb_flow);
+	__type(value, struct xlb_conn);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_conns_v1 SEC(".maps");
+
+/* Persistence templates. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_MAX_PERSIST);
+	__type(key, struct xlb_persist_key);
+	__type(value, struct xlb_persist);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_persist_v1 SEC(".maps");
+
+/* Counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct xlb_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_svc_stat_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct xlb_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_be_stat_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_V_MAX);
+	__type(key, enum xlb_verdict);
+	__type(value, struct xlb_verdict_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_verdicts_v1 SEC(".maps");
+
+/* Interfaces to redirect to, keyed by ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, XLB_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_devmap_v1 SEC(".maps");
+
+/* Global settings, one entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xlb_globals);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_globals_v1 SEC(".maps");
+
+#endif /* XLB_MAPS_H */

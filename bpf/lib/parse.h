@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Packet parsing: Ethernet (plus one 802.1Q/802.1ad tag), IPv4, IPv6 (with
+ * up to XLB_MAX_IPV6_EXT extension headers), TCP, UDP, ICMP. Every access is
+ * bounds-checked against data_end. */
+#ifndef XLB_PARSE_H
+#define XLB_PARSE_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include "structs.h"
+
+/* Returned by parsers when the packet goes on to the load balancer; any
+ * other return value is an enum xlb_verdict. */
+#define XLB_CONTINUE XLB_V_MAX
+
+#define XLB_TCP_FIN 0x01
+#define XLB_TCP_SYN 0x02
+#define XLB_TCP_RST 0x04
+#define XLB_TCP_ACK 0x10
+
+#define XLB_IP_MF 0x2000
+#define XLB_IP_OFFSET 0x1fff
+
+enum xlb_frag {
+	XLB_FRAG_NONE = 0,
+	XLB_FRAG_FIRST, /* offset 0, more fragments: carries the ports */
+	XLB_FRAG_LATER, /* offset > 0: no transport header */
+};
+
+struct xlb_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+struct xlb_ipv6_frag_hdr {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off; /* offset << 3 | M */
+	__be32 id;
+};
+
+/* A parsed packet. flow is the connection-table key (zero padded). */
+struct xlb_pkt {
+	struct xlb_flow flow;
+	__u32 len;      /* frame length in bytes */
+	__u16 l3_off;   /* IP header offset from the frame start */
+	__u16 l4_off;   /* transport header offset (0 for later fragments) */
+	__u8 tcp_flags;
+	__u8 frag;      /* enum xlb_frag */
+	__u16 pad;
+	__u32 frag_id;  /* IPv4 ID or IPv6 fragment identification */
+};
+
+/* xlb_parse_l4 reads ports (and TCP flags) at offset off. */
+static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, struct xlb_pkt *p)
+{
+	p->l4_off = off;
+	if (p->flow.proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + off;
+
+		if ((void *)(th + 1) > data_end || th->doff < 5)
+			return XLB_V_DROP_MALFORMED;
+		p->flow.sport = th->source;
+		p->flow.dport = th->dest;
+		p->tcp_flags = ((__u8 *)th)[13];
+	} else if (p->flow.proto == IPPROTO_UDP) {
+		struct udphdr *uh = data + off;
+
+		if ((void *)(uh + 1) > data_end)
+			return XLB_V_DROP_MALFORMED;
+		p->flow.sport = uh->source;
+		p->flow.dport = uh->dest;
+	}
+	/* Other protocols (ICMP...) keep zero ports: they match no service. */
+	return XLB_CONTINUE;
+}
+
+static __always_inline int xlb_parse_ipv4(void *data, void *data_end, __u32 off, struct xlb_pkt *p)
+{
+	struct iphdr *ip = data + off;
+	__u32 ihl, tot_len;
+	__u16 frag_off;
+
+	if ((void *)(ip + 1) > data_end)
+		return XLB_V_DROP_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return XLB_V_DROP_MALFORMED;
+	ihl = ip->ihl * 4;
+	tot_len = bpf_ntohs(ip->tot_len);
+	/* The frame may carry padding after the datagram, never less. */
+	if (tot_len < ihl || data + off + tot_len > data_end)
+		return XLB_V_DROP_MALFORMED;
+
+	p->flow.family = XLB_AF_INET;
+	p->flow.proto = ip->protocol;
+	p->flow.src[0] = ip->saddr;
+	p->flow.dst[0] = ip->daddr;
+
+	frag_off = bpf_ntohs(ip->frag_off);
+	if (frag_off & (XLB_IP_MF | XLB_IP_OFFSET)) {
+		p->frag_id = ip->id;
+		if (frag_off & XLB_IP_OFFSET) {
+			p->frag = XLB_FRAG_LATER;
+			return XLB_CONTINUE;
+		}
+		p->frag = XLB_FRAG_FIRST;
+	}
+	return xlb_parse_l4(data, data_end, off + ihl, p);
+}
+
+static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off, struct xlb_pkt *p)
+{
+	struct ipv6hdr *ip6 = data + off;
+	__u8 nexthdr;
+	__u32 l4;
+	int i;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return XLB_V_DROP_MALFORMED;
+	if (ip6->version != 6)
+		return XLB_V_DROP_MALFORMED;
+	/* payload_len 0 is a jumbogram (hop-by-hop option): not checked. */
+	if (data + off + sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > data_end)
+		return XLB_V_DROP_MALFORMED;
+
+	p->flow.family = XLB_AF_INET6;
+	__builtin_memcpy(p->flow.src, &ip6->saddr, 16);
+	__builtin_memcpy(p->flow.dst, &ip6->daddr, 16);
+	nexthdr = ip6->nexthdr;
+	l4 = off + sizeof(*ip6);
+
+#pragma unroll
+	for (i = 0; i < XLB_MAX_IPV6_EXT; i++) {
+		switch (nexthdr) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_DSTOPTS: {
+			struct ipv6_opt_hdr *eh = data + l4;
+
+			if ((void *)(eh + 1) > data_end)
+				return XLB_V_DROP_MALFORMED;
+			nexthdr = eh->nexthdr;
+			l4 += (eh->hdrlen + 1) * 8;
+			break;
+		}
+		case IPPROTO_FRAGMENT: {
+			struct xlb_ipv6_frag_hdr *fh = data + l4;
+			__u16 fo;
+
+			if ((void *)(fh + 1) > data_end)
+				return XLB_V_DROP_MALFORMED;
+			nexthdr = fh->nexthdr;
+			l4 += sizeof(*fh);
+			fo = bpf_ntohs(fh->frag_off);
+			p->frag_id = fh->id;
+			if (fo & 0xfff8) {
+				p->flow.proto = nexthdr;
+				p->frag = XLB_FRAG_LATER;
+				return XLB_CONTINUE;
+			}
+			if (fo & 1)
+				p->frag = XLB_FRAG_FIRST;
+			break;
+		}
+		default:
+			p->flow.proto = nexthdr;
+			return xlb_parse_l4(data, data_end, l4, p);
+		}
+	}
+	return XLB_V_PASS_IPV6_EXT;
+}
+
+/* xlb_parse fills p. It returns XLB_CONTINUE for an IPv4/IPv6 packet,
+ * otherwise the verdict. */
+static __always_inline int xlb_parse(struct xdp_md *ctx, struct xlb_pkt *p)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	__u32 off = sizeof(*eth);
+	__be16 proto;
+
+	p->len = data_end - data;
+	if ((void *)(eth + 1) > data_end)
+		return XLB_V_DROP_MALFORMED;
+	proto = eth->h_proto;
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+		struct xlb_vlan_hdr *vh = data + off;
+
+		if ((void *)(vh + 1) > data_end)
+			return XLB_V_DROP_MALFORMED;
+		proto = vh->proto;
+		off += sizeof(*vh);
+	}
+	p->l3_off = off;
+	if (proto == bpf_htons(ETH_P_IP))
+		return xlb_parse_ipv4(data, data_end, off, p);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return xlb_parse_ipv6(data, data_end, off, p);
+	return XLB_V_PASS_NOT_IP;
+}
+
+#endif /* XLB_PARSE_H */

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Map keys and values. The Go mirrors are generated (bpf2go -type), never
+ * hand-copied. IPv4 addresses sit in addr[0] with the rest zero; family
+ * tells the two apart. Fields are in network byte order where marked __be. */
+#ifndef XLB_STRUCTS_H
+#define XLB_STRUCTS_H
+
+#include <linux/types.h>
+#include "consts.h"
+
+/* A transport flow: the connection-table key. */
+struct xlb_flow {
+	__be32 src[4];
+	__be32 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family; /* XLB_AF_INET or XLB_AF_INET6 */
+	__u8 pad[2];
+};
+
+/* A virtual service address: key of xlb_svc_ids_v1. */
+struct xlb_svc_key {
+	__be32 addr[4];
+	__be16 port;
+	__u8 proto;
+	__u8 family;
+};
+
+/* The configuration of one service in one slot. Updates are atomic for new
+ * flows: the control plane fills the inactive slot (this struct and the
+ * scheduling table at the same index in xlb_tables_v1) and then flips
+ * xlb_svc_slot_v1[id], a single 32-bit store. */
+struct xlb_svc {
+	__be32 vip[4];
+	__be16 port;
+	__u8 proto;
+	__u8 family;
+	__u8 sched;     /* enum xlb_sched */
+	__u8 fwd;       /* enum xlb_fwd */
+	__u16 flags;    /* enum xlb_svc_flags */
+	__u32 id;       /* service id: index of counters */
+	__u32 table_len;    /* entries in the scheduling table */
+	__u32 persist_timeout; /* seconds; 0: no persistence */
+	/* Tunnel mode: outer source address; the low src_bits host bits vary per flow. */
+	__be32 tun_src[4];
+	__u8 tun_src_bits;
+	__u8 pad;
+	__be16 gue_port; /* GUE destination port */
+};
+
+/* A real server. */
+struct xlb_backend {
+	__be32 addr[4];
+	__be16 port;     /* NAT: destination port after translation */
+	__u8 family;
+	__u8 pad;
+	__u32 flags;     /* enum xlb_backend_flags */
+	__u32 svc;       /* owning service id */
+	__u32 weight;
+	__u32 pos;       /* position in the service's configuration */
+	__u32 ifindex;   /* DR: egress interface toward the real server */
+	__u8 mac[6];     /* DR: next-hop MAC */
+	__u8 smac[6];    /* DR: MAC of ifindex */
+};
+
+/* A tracked connection: value of xlb_conns_v1. */
+struct xlb_conn {
+	__u64 atime;     /* last packet, CLOCK_MONOTONIC_COARSE ns (updated about once a second) */
+	__u32 backend;   /* backend id */
+	__u32 svc;       /* service id */
+	__u32 flags;     /* enum xlb_conn_flags; changed atomically */
+	__u8 state;      /* enum xlb_conn_state */
+	__u8 pad[3];
+};
+
+/* Persistence template key (ipvsadm -p): client address and service. */
+struct xlb_persist_key {
+	__be32 addr[4];
+	__u32 svc;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct xlb_persist {
+	__u64 atime;
+	__u32 backend;
+	__u32 pad;
+};
+
+/* Per-service and per-backend counters (per-CPU). */
+struct xlb_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 packets_out;
+	__u64 bytes_out;
+	__u64 conns;
+};
+
+/* Per-verdict counters (per-CPU). */
+struct xlb_verdict_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Global settings: the single entry of xlb_globals_v1. */
+struct xlb_globals {
+	__u64 tcp_timeout;     /* ns idle before an established TCP entry expires */
+	__u64 tcp_fin_timeout; /* ns idle for SYN-only and closing TCP entries */
+	__u64 udp_timeout;     /* ns idle for UDP entries */
+};
+
+#endif /* XLB_STRUCTS_H */

@@ -1,0 +1,182 @@
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+// adopt reconstructs the installed services from maps pinned by a previous
+// run, so that the first Apply changes only what differs.
+func (d *Dataplane) adopt() error {
+	if d.opts.PinPath == "" {
+		return nil
+	}
+	byService := map[uint32][]uint32{}
+	err := batchAll(d.objs.XlbBackendsV1, func(id uint32, e bpfXlbBackend) {
+		if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_IN_USE) == 0 {
+			return
+		}
+		d.beIDs.take(id)
+		d.backends[id] = &beState{
+			svc:     e.Svc,
+			key:     dataplane.BackendKey{Addr: wordsAddr(e.Addr, e.Family), Port: unbe16(e.Port)},
+			entry:   e,
+			retired: e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_RETIRED) != 0,
+		}
+		byService[e.Svc] = append(byService[e.Svc], id)
+	})
+	if err != nil {
+		return fmt.Errorf("read backends: %w", err)
+	}
+
+	var key bpfXlbSvcKey
+	var id uint32
+	it := d.objs.XlbSvcIdsV1.Iterate()
+	live := map[uint32]bool{}
+	for it.Next(&key, &id) {
+		st, err := d.adoptService(key, id, byService[id])
+		if err != nil {
+			return fmt.Errorf("service id %d: %w", id, err)
+		}
+		d.svcIDs.take(id)
+		d.services[st.svc.Key] = st
+		live[id] = true
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read services: %w", err)
+	}
+	// Backends of services removed by the previous run: their flows are
+	// cleaned up by Sync, then the ids are freed.
+	for svc, ids := range byService {
+		if live[svc] {
+			continue
+		}
+		d.svcIDs.take(svc)
+		d.deadSvcs[svc] = true
+		for _, id := range ids {
+			d.backends[id].retired = true
+		}
+	}
+	if n := len(d.services); n > 0 {
+		d.log.Info("adopted pinned services", "services", n, "backends", len(d.backends))
+	}
+	return nil
+}
+
+func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint32) (*svcState, error) {
+	var slot uint32
+	if err := d.objs.XlbSvcSlotV1.Lookup(id, &slot); err != nil {
+		return nil, err
+	}
+	slot &= 1
+	var cfg bpfXlbSvc
+	if err := d.objs.XlbSvcV1.Lookup(id*2+slot, &cfg); err != nil {
+		return nil, err
+	}
+	st := &svcState{id: id, slot: slot, live: map[dataplane.BackendKey]uint32{}, installed: true}
+	for s := range uint32(2) {
+		var innerID uint32
+		if err := d.objs.XlbTablesV1.Lookup(id*2+s, &innerID); err != nil {
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				continue
+			}
+			return nil, fmt.Errorf("table: %w", err)
+		}
+		if s == 1 && st.tables[0] != nil && innerID == tableID(st.tables[0]) {
+			st.tables[1], st.tableData[1] = st.tables[0], st.tableData[0]
+			continue
+		}
+		m, err := ebpf.NewMapFromID(ebpf.MapID(innerID))
+		if err != nil {
+			return nil, fmt.Errorf("open table %d: %w", innerID, err)
+		}
+		data := make([]uint32, m.MaxEntries())
+		for i := range data {
+			if err := m.Lookup(uint32(i), &data[i]); err != nil {
+				m.Close()
+				return nil, fmt.Errorf("read table: %w", err)
+			}
+		}
+		st.tables[s], st.tableData[s] = m, data
+	}
+	if cfg.TableLen == 0 {
+		st.tableData[slot] = []uint32{}
+	}
+
+	svc := dataplane.Service{
+		Key: dataplane.ServiceKey{
+			Addr:  wordsAddr(key.Addr, key.Family),
+			Port:  unbe16(key.Port),
+			Proto: dataplane.Proto(key.Proto),
+		},
+		Enabled:     cfg.Flags&uint16(bpfXlbSvcFlagsXLB_SVC_F_ENABLED) != 0,
+		Persistence: time.Duration(cfg.PersistTimeout) * time.Second,
+	}
+	for s, code := range schedCodes {
+		if uint8(code) == cfg.Sched {
+			svc.Scheduler = s
+		}
+	}
+	for f, code := range fwdCodes {
+		if uint8(code) == cfg.Fwd {
+			svc.Forward = f
+		}
+	}
+	var ids []uint32
+	for _, bid := range backendIDs {
+		if !d.backends[bid].retired {
+			ids = append(ids, bid)
+		}
+	}
+	slices.SortFunc(ids, func(a, b uint32) int {
+		return int(d.backends[a].entry.Pos) - int(d.backends[b].entry.Pos)
+	})
+	for _, bid := range ids {
+		e := d.backends[bid].entry
+		b := dataplane.Backend{Addr: d.backends[bid].key.Addr, Port: d.backends[bid].key.Port, Weight: e.Weight}
+		if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0 {
+			b.MAC = net.HardwareAddr(slices.Clone(e.Mac[:]))
+			b.Ifindex = int(e.Ifindex)
+		}
+		svc.Backends = append(svc.Backends, b)
+		st.live[b.Key()] = bid
+	}
+	st.svc = svc
+	return st, nil
+}
+
+func tableID(m *ebpf.Map) uint32 {
+	info, err := m.Info()
+	if err != nil {
+		return 0
+	}
+	id, _ := info.ID()
+	return uint32(id)
+}
+
+// batchAll reads every entry of an array map in batches.
+func batchAll[V any](m *ebpf.Map, fn func(uint32, V)) error {
+	const chunk = 4096
+	keys := make([]uint32, chunk)
+	vals := make([]V, chunk)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			fn(keys[i], vals[i])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,457 @@
+package xdp
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+// svcState is an installed service.
+type svcState struct {
+	id   uint32
+	svc  dataplane.Service // as installed; valid when installed
+	slot uint32            // active configuration slot
+	// tables are the scheduling tables of both slots (the same map when a
+	// change did not touch the table); entries of the table of a slot.
+	tables    [2]*ebpf.Map
+	tableData [2][]uint32
+	// live maps the configured real servers to their backend ids.
+	live      map[dataplane.BackendKey]uint32
+	installed bool // false: never installed, or the last update failed
+}
+
+func (st *svcState) closeTables() {
+	for i, t := range st.tables {
+		if t != nil && (i == 0 || t != st.tables[0]) {
+			t.Close()
+		}
+	}
+	st.tables = [2]*ebpf.Map{}
+}
+
+// beState is a backend id in use.
+type beState struct {
+	svc     uint32
+	key     dataplane.BackendKey
+	entry   bpfXlbBackend
+	retired bool
+}
+
+// idPool hands out the lowest free id below its size.
+type idPool struct {
+	used []bool
+	next int
+}
+
+func newIDPool(n int) idPool { return idPool{used: make([]bool, n)} }
+
+func (p *idPool) alloc() (uint32, error) {
+	for i := range p.used {
+		j := (p.next + i) % len(p.used)
+		if !p.used[j] {
+			p.used[j] = true
+			p.next = j + 1
+			return uint32(j), nil
+		}
+	}
+	return 0, errors.New("no free id")
+}
+
+func (p *idPool) take(id uint32) { p.used[id] = true }
+func (p *idPool) free(id uint32) { p.used[id] = false }
+
+// sameInstall reports whether two services install identically (the name is
+// not part of what is installed).
+func sameInstall(a, b dataplane.Service) bool {
+	a.Name, b.Name = "", ""
+	return dataplane.ServiceEqual(a, b)
+}
+
+func (d *Dataplane) apply(desired []dataplane.Service) error {
+	clear(d.smacs)
+	want := make(map[dataplane.ServiceKey]bool, len(desired))
+	for _, s := range desired {
+		want[s.Key] = true
+	}
+	var errs []error
+	for k, st := range d.services {
+		if !want[k] {
+			if err := d.removeService(st); err != nil {
+				errs = append(errs, fmt.Errorf("remove service %s: %w", k, err))
+				continue
+			}
+			delete(d.services, k)
+		}
+	}
+	for _, s := range desired {
+		st := d.services[s.Key]
+		if st == nil {
+			id, err := d.svcIDs.alloc()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("service %s: %w (at most %d services)", s.Name, err, maxServices))
+				continue
+			}
+			st = &svcState{id: id, live: map[dataplane.BackendKey]uint32{}}
+			if err := d.resetServiceCounters(id); err != nil {
+				d.svcIDs.free(id)
+				errs = append(errs, fmt.Errorf("service %s: %w", s.Name, err))
+				continue
+			}
+			d.services[s.Key] = st
+		}
+		if st.installed && sameInstall(st.svc, s) {
+			st.svc.Name = s.Name
+			continue
+		}
+		if err := d.updateService(st, s); err != nil {
+			st.installed = false
+			errs = append(errs, fmt.Errorf("service %s (%s): %w", s.Name, s.Key, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// schedulable reports whether a backend may take new flows.
+func schedulable(s dataplane.Service, b dataplane.Backend) bool {
+	if b.Weight == 0 {
+		return false
+	}
+	if s.Forward == dataplane.DirectRouting && (len(b.MAC) != 6 || b.Ifindex <= 0) {
+		return false
+	}
+	return true
+}
+
+// updateService installs s in st's inactive slot and flips to it. Backends
+// joining the table may take flows before the flip and backends leaving it
+// keep them until after, so a new flow never finds a half-written set.
+func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
+	// Backend ids: keep ids of real servers that stay, revive retired ids of
+	// real servers that come back, allocate the others.
+	ids := make([]uint32, len(s.Backends))
+	for i, b := range s.Backends {
+		if id, ok := st.live[b.Key()]; ok {
+			ids[i] = id
+			continue
+		}
+		if id, ok := d.retiredID(st.id, b.Key()); ok {
+			ids[i] = id
+			continue
+		}
+		id, err := d.beIDs.alloc()
+		if err != nil {
+			return fmt.Errorf("real server %s: %w (at most %d)", b.Key(), err, maxBackends)
+		}
+		if err := d.resetBackendCounters(id); err != nil {
+			d.beIDs.free(id)
+			return err
+		}
+		d.backends[id] = &beState{svc: st.id, key: b.Key()}
+		ids[i] = id
+	}
+
+	// Phase 1: entries of the new set; a backend gains SCHED now but keeps
+	// the one it has until the flip.
+	entries := make([]bpfXlbBackend, len(s.Backends))
+	for i, b := range s.Backends {
+		e, err := d.backendEntry(st.id, i, s, b)
+		if err != nil {
+			return err
+		}
+		entries[i] = e
+		interim := e
+		if old := d.backends[ids[i]]; !old.retired && old.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED) != 0 {
+			interim.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
+		}
+		if err := d.writeBackend(ids[i], interim); err != nil {
+			return err
+		}
+	}
+
+	// Phase 2: configuration and table into the inactive slot, then flip.
+	var tbs []tableBackend
+	var tids []uint32
+	for i, b := range s.Backends {
+		if schedulable(s, b) {
+			tbs = append(tbs, tableBackend{key: b.Key(), weight: b.Weight})
+			tids = append(tids, ids[i])
+		}
+	}
+	var order []int
+	switch s.Scheduler {
+	case dataplane.RoundRobin:
+		order = rrTable(tbs)
+	case dataplane.WeightedRoundRobin:
+		order = wrrTable(tbs)
+	case dataplane.LeastConnection, dataplane.WeightedLeastConnection:
+		order = candidateTable(tbs)
+	case dataplane.SourceHashing, dataplane.MaglevHashing:
+		order = maglevTable(tbs, d.opts.MaglevSize)
+	}
+	table := make([]uint32, len(order))
+	for i, j := range order {
+		table[i] = tids[j]
+	}
+	next := st.slot ^ 1
+	if !st.installed && st.tables[st.slot] == nil {
+		next = st.slot // first install: either slot is free
+	}
+	idx := st.id*2 + next
+	cfg, err := svcConfig(st.id, s, uint32(len(table)))
+	if err != nil {
+		return err
+	}
+	var inner *ebpf.Map
+	if cur := st.tables[st.slot]; cur != nil && slices.Equal(st.tableData[st.slot], table) {
+		inner = cur // unchanged table: both slots share it
+	} else if len(table) > 0 {
+		if inner, err = d.newTable(table); err != nil {
+			return err
+		}
+	}
+	if old := st.tables[next]; old != nil && old != st.tables[st.slot] && old != inner {
+		old.Close()
+	}
+	st.tables[next], st.tableData[next] = inner, table
+	if inner != nil {
+		if err := d.objs.XlbTablesV1.Put(idx, inner); err != nil {
+			return fmt.Errorf("install table: %w", err)
+		}
+	} else if err := d.objs.XlbTablesV1.Delete(idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("clear table: %w", err)
+	}
+	if err := d.objs.XlbSvcV1.Put(idx, &cfg); err != nil {
+		return fmt.Errorf("write service configuration: %w", err)
+	}
+	if err := d.objs.XlbSvcSlotV1.Put(st.id, next); err != nil {
+		return fmt.Errorf("flip service slot: %w", err)
+	}
+	st.slot = next
+	key := svcKey(s.Key)
+	if err := d.objs.XlbSvcIdsV1.Put(&key, st.id); err != nil {
+		return fmt.Errorf("write service id: %w", err)
+	}
+
+	// Phase 3: final flags; real servers no longer configured retire.
+	live := make(map[dataplane.BackendKey]uint32, len(s.Backends))
+	for i, b := range s.Backends {
+		if err := d.writeBackend(ids[i], entries[i]); err != nil {
+			return err
+		}
+		be := d.backends[ids[i]]
+		be.retired = false
+		live[b.Key()] = ids[i]
+	}
+	for k, id := range st.live {
+		if _, ok := live[k]; !ok {
+			if err := d.retireBackend(id); err != nil {
+				return err
+			}
+		}
+	}
+	st.live = live
+	st.svc = cloneService(s)
+	st.installed = true
+	return nil
+}
+
+func cloneService(s dataplane.Service) dataplane.Service {
+	s.Backends = slices.Clone(s.Backends)
+	for i := range s.Backends {
+		s.Backends[i].MAC = slices.Clone(s.Backends[i].MAC)
+	}
+	return s
+}
+
+func (d *Dataplane) retiredID(svc uint32, k dataplane.BackendKey) (uint32, bool) {
+	for id, be := range d.backends {
+		if be.retired && be.svc == svc && be.key == k {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dataplane.Backend) (bpfXlbBackend, error) {
+	addr, fam := addrWords(b.Addr)
+	e := bpfXlbBackend{
+		Addr:   addr,
+		Port:   be16(b.Port),
+		Family: fam,
+		Flags:  uint32(bpfXlbBackendFlagsXLB_BE_F_IN_USE),
+		Svc:    svc,
+		Weight: b.Weight,
+		Pos:    uint32(pos),
+	}
+	if len(b.MAC) == 6 && b.Ifindex > 0 {
+		smac, err := d.ifaceMAC(b.Ifindex)
+		if err != nil || len(smac) != 6 {
+			return e, fmt.Errorf("real server %s: egress interface %d: %v", b.Key(), b.Ifindex, err)
+		}
+		e.Ifindex = uint32(b.Ifindex)
+		copy(e.Mac[:], b.MAC)
+		copy(e.Smac[:], smac)
+		e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC)
+		// Redirects to an interface need it in the devmap.
+		if err := d.objs.XlbDevmapV1.Update(uint32(b.Ifindex), uint32(b.Ifindex), ebpf.UpdateAny); err != nil {
+			return e, fmt.Errorf("devmap: %w", err)
+		}
+	}
+	if schedulable(s, b) {
+		e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
+	}
+	return e, nil
+}
+
+func (d *Dataplane) writeBackend(id uint32, e bpfXlbBackend) error {
+	if err := d.objs.XlbBackendsV1.Put(id, &e); err != nil {
+		return fmt.Errorf("write backend %d: %w", id, err)
+	}
+	d.backends[id].entry = e
+	return nil
+}
+
+// retireBackend stops new flows to a backend removed from its service; its
+// established flows go on until they end, then Sync frees the id.
+func (d *Dataplane) retireBackend(id uint32) error {
+	be := d.backends[id]
+	e := be.entry
+	e.Flags &^= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
+	e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_RETIRED)
+	if err := d.writeBackend(id, e); err != nil {
+		return err
+	}
+	be.retired = true
+	return nil
+}
+
+func (d *Dataplane) removeService(st *svcState) error {
+	key := svcKey(st.svc.Key)
+	if err := d.objs.XlbSvcIdsV1.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	for _, id := range st.live {
+		if err := d.retireBackend(id); err != nil {
+			return err
+		}
+	}
+	for slot := range uint32(2) {
+		_ = d.objs.XlbTablesV1.Delete(st.id*2 + slot)
+	}
+	st.closeTables()
+	d.deadSvcs[st.id] = true
+	return nil
+}
+
+func (d *Dataplane) newTable(ids []uint32) (*ebpf.Map, error) {
+	spec := d.spec.Maps["xlb_tables_v1"].InnerMap.Copy()
+	spec.Name = "xlb_table"
+	spec.MaxEntries = uint32(len(ids))
+	m, err := ebpf.NewMap(spec)
+	if err != nil {
+		return nil, fmt.Errorf("create scheduling table: %w", err)
+	}
+	keys := make([]uint32, len(ids))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	if _, err := m.BatchUpdate(keys, ids, nil); err != nil {
+		// Kernels without batch ops on arrays: one by one.
+		for i, id := range ids {
+			if err := m.Put(uint32(i), id); err != nil {
+				m.Close()
+				return nil, fmt.Errorf("fill scheduling table: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func svcKey(k dataplane.ServiceKey) bpfXlbSvcKey {
+	addr, fam := addrWords(k.Addr)
+	return bpfXlbSvcKey{Addr: addr, Port: be16(k.Port), Proto: uint8(k.Proto), Family: fam}
+}
+
+var schedCodes = map[dataplane.Scheduler]bpfXlbSched{
+	dataplane.RoundRobin:              bpfXlbSchedXLB_SCHED_RR,
+	dataplane.WeightedRoundRobin:      bpfXlbSchedXLB_SCHED_WRR,
+	dataplane.LeastConnection:         bpfXlbSchedXLB_SCHED_LC,
+	dataplane.WeightedLeastConnection: bpfXlbSchedXLB_SCHED_WLC,
+	dataplane.SourceHashing:           bpfXlbSchedXLB_SCHED_SH,
+	dataplane.MaglevHashing:           bpfXlbSchedXLB_SCHED_MH,
+}
+
+var fwdCodes = map[dataplane.ForwardMode]bpfXlbFwd{
+	dataplane.DirectRouting: bpfXlbFwdXLB_FWD_DR,
+	dataplane.NAT:           bpfXlbFwdXLB_FWD_NAT,
+	dataplane.Tunnel:        bpfXlbFwdXLB_FWD_TUNNEL,
+}
+
+func svcConfig(id uint32, s dataplane.Service, tableLen uint32) (bpfXlbSvc, error) {
+	k := svcKey(s.Key)
+	cfg := bpfXlbSvc{
+		Vip:      k.Addr,
+		Port:     k.Port,
+		Proto:    k.Proto,
+		Family:   k.Family,
+		Sched:    uint8(schedCodes[s.Scheduler]),
+		Fwd:      uint8(fwdCodes[s.Forward]),
+		Id:       id,
+		TableLen: tableLen,
+	}
+	if s.Enabled {
+		cfg.Flags |= uint16(bpfXlbSvcFlagsXLB_SVC_F_ENABLED)
+	}
+	if s.Persistence > 0 {
+		secs := math.Ceil(s.Persistence.Seconds())
+		if secs > math.MaxUint32 {
+			return cfg, fmt.Errorf("persistence %v too long", s.Persistence)
+		}
+		cfg.PersistTimeout = uint32(secs)
+	}
+	if s.Forward == dataplane.Tunnel {
+		return cfg, fmt.Errorf("forward = tunnel: %w yet in the XDP dataplane", dataplane.ErrNotSupported)
+	}
+	if s.Forward == dataplane.NAT {
+		return cfg, fmt.Errorf("forward = nat: %w yet in the XDP dataplane", dataplane.ErrNotSupported)
+	}
+	return cfg, nil
+}
+
+// resetServiceCounters zeroes the per-CPU counters and round-robin
+// position of a newly allocated service id.
+func (d *Dataplane) resetServiceCounters(id uint32) error {
+	zero := make([]bpfXlbStats, ebpf.MustPossibleCPU())
+	if err := d.objs.XlbSvcStatV1.Put(id, zero); err != nil {
+		return fmt.Errorf("reset service counters: %w", err)
+	}
+	if err := d.objs.XlbRrV1.Put(id, uint64(0)); err != nil {
+		return fmt.Errorf("reset round robin: %w", err)
+	}
+	return nil
+}
+
+func (d *Dataplane) resetBackendCounters(id uint32) error {
+	zero := make([]bpfXlbStats, ebpf.MustPossibleCPU())
+	if err := d.objs.XlbBeStatV1.Put(id, zero); err != nil {
+		return fmt.Errorf("reset backend counters: %w", err)
+	}
+	if err := d.objs.XlbBeActV1.Put(id, int64(0)); err != nil {
+		return fmt.Errorf("reset backend load: %w", err)
+	}
+	return nil
+}
+
+// monotonicCoarse reads the clock of bpf_ktime_get_coarse_ns.
+func monotonicCoarse() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts) // cannot fail for this clock
+	return uint64(ts.Sec)*uint64(time.Second) + uint64(ts.Nsec)
+}

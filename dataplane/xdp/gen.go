@@ -1,0 +1,5 @@
+package xdp
+
+// The BPF objects are generated and committed; `make generate` reruns this
+// and CI checks that nothing changes. Flags are pinned here.
+//go:generate go tool bpf2go -tags linux -target bpfel -cflags "-O2 -g -Wall -Werror -mcpu=v3 -I../../bpf/include -I/usr/include/x86_64-linux-gnu" -type xlb_verdict -type xlb_sched -type xlb_fwd -type xlb_svc_flags -type xlb_backend_flags -type xlb_conn_state -type xlb_conn_flags -type xlb_flow -type xlb_svc_key -type xlb_svc -type xlb_backend -type xlb_conn -type xlb_persist_key -type xlb_persist -type xlb_stats -type xlb_verdict_stats -type xlb_globals -type xdp_md bpf ../../bpf/xlb.c

@@ -1,0 +1,222 @@
+package xdp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+// connCount are a backend's tracked connections from the last Sync.
+type connCount struct {
+	active, inactive uint64 // as ipvsadm's ActiveConn and InActConn
+	counted          int64  // entries counted in its lc/wlc load
+	refs             int    // entries of any state that still point to it
+}
+
+// Stats implements dataplane.Dataplane. Counters are summed over CPUs at
+// the time of the call; connection counts come from the last Sync.
+func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := &dataplane.Stats{
+		Services: make(map[dataplane.ServiceKey]dataplane.ServiceStats, len(d.services)),
+		Verdicts: make(map[string]uint64, len(d.verdict)),
+	}
+	var errs []error
+	for k, st := range d.services {
+		if !st.installed && st.svc.Key != k {
+			continue
+		}
+		ss := dataplane.ServiceStats{Backends: make(map[dataplane.BackendKey]dataplane.BackendStats, len(st.live))}
+		c, err := sumStats(d.objs.XlbSvcStatV1, st.id)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		ss.Counters = c
+		for bk, id := range st.live {
+			c, err := sumStats(d.objs.XlbBeStatV1, id)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			cc := d.conns[id]
+			ss.Backends[bk] = dataplane.BackendStats{Counters: c, ActiveConns: cc.active, InactiveConns: cc.inactive}
+		}
+		out.Services[k] = ss
+	}
+	for v, name := range d.verdict {
+		var per []bpfXlbVerdictStats
+		if err := d.objs.XlbVerdictsV1.Lookup(v, &per); err != nil {
+			errs = append(errs, fmt.Errorf("verdict %s: %w", name, err))
+			continue
+		}
+		var n uint64
+		for _, p := range per {
+			n += p.Packets
+		}
+		out.Verdicts[name] = n
+	}
+	return out, errors.Join(errs...)
+}
+
+func sumStats(m *ebpf.Map, id uint32) (dataplane.Counters, error) {
+	var per []bpfXlbStats
+	var c dataplane.Counters
+	if err := m.Lookup(id, &per); err != nil {
+		return c, fmt.Errorf("counters %d: %w", id, err)
+	}
+	for _, p := range per {
+		c.Add(dataplane.Counters{Packets: p.Packets, Bytes: p.Bytes, PacketsOut: p.PacketsOut, BytesOut: p.BytesOut, Connections: p.Conns})
+	}
+	return c, nil
+}
+
+func (d *Dataplane) syncLoop() {
+	defer close(d.done)
+	t := time.NewTicker(d.opts.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+			if err := d.Sync(); err != nil {
+				d.log.Warn("connection table sync", "error", err)
+			}
+		}
+	}
+}
+
+// expiryMargin is how long past its timeout an idle entry is kept before
+// Sync deletes it: the program already ignores it, and the margin keeps a
+// flow that wakes up at the boundary from racing the deletion.
+const expiryMargin = 10 * time.Second
+
+// Sync scans the connection table: it deletes entries idle past their
+// timeout and those of removed services, recounts each backend's
+// connections (correcting the lc/wlc load kept by the program), and frees
+// removed real servers and services once no flow uses them.
+func (d *Dataplane) Sync() error {
+	d.mu.Lock()
+	dead := make(map[uint32]bool, len(d.deadSvcs))
+	for id := range d.deadSvcs {
+		dead[id] = true
+	}
+	d.mu.Unlock()
+
+	tcp, fin, udp := orDefault(d.opts.TCPTimeout, 900*time.Second), orDefault(d.opts.TCPFinTimeout, 120*time.Second), orDefault(d.opts.UDPTimeout, 300*time.Second)
+	now := monotonicCoarse()
+	counts := map[uint32]connCount{}
+	var stale []bpfXlbFlow
+	err := scanConns(d.objs.XlbConnsV1, func(k bpfXlbFlow, v bpfXlbConn) {
+		timeout := udp
+		if k.Proto == 6 {
+			timeout = fin
+			if v.State == uint8(bpfXlbConnStateXLB_CT_ESTABLISHED) {
+				timeout = tcp
+			}
+		}
+		idle := time.Duration(0)
+		if now > v.Atime {
+			idle = time.Duration(now - v.Atime)
+		}
+		if dead[v.Svc] || idle > timeout+expiryMargin {
+			stale = append(stale, k)
+			return
+		}
+		c := counts[v.Backend]
+		c.refs++
+		if idle <= timeout {
+			if k.Proto == 6 && v.State == uint8(bpfXlbConnStateXLB_CT_ESTABLISHED) {
+				c.active++
+			} else {
+				c.inactive++
+			}
+			if v.Flags&uint32(bpfXlbConnFlagsXLB_CT_F_COUNTED) != 0 {
+				c.counted++
+			}
+		}
+		counts[v.Backend] = c
+	})
+	if err != nil {
+		return fmt.Errorf("scan connections: %w", err)
+	}
+	if len(stale) > 0 {
+		if _, err := d.objs.XlbConnsV1.BatchDelete(stale, nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			for i := range stale {
+				_ = d.objs.XlbConnsV1.Delete(&stale[i])
+			}
+		}
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.conns = counts
+	var errs []error
+	for id, be := range d.backends {
+		c := counts[id]
+		var load int64
+		if err := d.objs.XlbBeActV1.Lookup(id, &load); err == nil && load != c.counted {
+			if err := d.objs.XlbBeActV1.Put(id, c.counted); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if be.retired && c.refs == 0 {
+			if err := d.objs.XlbBackendsV1.Put(id, &bpfXlbBackend{}); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			delete(d.backends, id)
+			d.beIDs.free(id)
+		}
+	}
+	for id := range d.deadSvcs {
+		inUse := false
+		for _, be := range d.backends {
+			if be.svc == id {
+				inUse = true
+				break
+			}
+		}
+		if !inUse {
+			delete(d.deadSvcs, id)
+			d.svcIDs.free(id)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// scanConns reads the whole connection table in batches (falling back to
+// iteration where batch lookups are not supported).
+func scanConns(m *ebpf.Map, fn func(bpfXlbFlow, bpfXlbConn)) error {
+	const chunk = 4096
+	keys := make([]bpfXlbFlow, chunk)
+	vals := make([]bpfXlbConn, chunk)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := range n {
+			fn(keys[i], vals[i])
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	var k bpfXlbFlow
+	var v bpfXlbConn
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		fn(k, v)
+	}
+	return it.Err()
+}

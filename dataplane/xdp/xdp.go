@@ -1,0 +1,293 @@
+// Package xdp is the eBPF/XDP dataplane: it loads the program of bpf/xlb.c,
+// pins its maps under a bpffs directory, attaches it to interfaces through
+// pinned BPF links, and installs services by writing the maps. A restarted
+// process adopts what a previous one left pinned, so forwarding and
+// established flows survive a daemon restart.
+package xdp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+// AttachMode selects how the program is attached to an interface.
+type AttachMode string
+
+const (
+	AttachAuto    AttachMode = "auto"    // native where the driver supports it, else generic
+	AttachNative  AttachMode = "native"  // driver mode only
+	AttachGeneric AttachMode = "generic" // generic (skb) mode only
+)
+
+// Options configure Open.
+type Options struct {
+	// Interfaces to attach to. None: load and install, but forward nothing
+	// (tests drive the program with BPF_PROG_TEST_RUN).
+	Interfaces []string
+	Mode       AttachMode
+	// PinPath is a directory on a bpffs where maps and links are pinned
+	// and adopted from. Empty: nothing is pinned (tests).
+	PinPath string
+	Logger  *slog.Logger
+	// Idle timeouts of tracked connections; zero: IPVS's defaults
+	// (tcp 900 s, tcpfin 120 s, udp 300 s).
+	TCPTimeout, TCPFinTimeout, UDPTimeout time.Duration
+	// MaglevSize is the entries of an sh/mh table, a prime; zero:
+	// DefaultMaglevSize.
+	MaglevSize int
+	// SyncInterval is how often the connection table is scanned to expire
+	// idle entries, reconcile lc/wlc counts and free removed real servers;
+	// zero: 5 s; negative: never (tests call Sync).
+	SyncInterval time.Duration
+	// MapSizes overrides max_entries of maps by name (tests).
+	MapSizes map[string]uint32
+}
+
+// MaxBackendsPerService is XLB_MAX_BACKENDS_PER_SVC of the BPF program.
+const MaxBackendsPerService = 256
+
+// Dataplane is the XDP dataplane. It implements dataplane.Dataplane.
+type Dataplane struct {
+	opts    Options
+	log     *slog.Logger
+	spec    *ebpf.CollectionSpec
+	objs    bpfObjects
+	verdict map[uint32]string
+	links   map[string]*attached
+
+	mu       sync.Mutex
+	services map[dataplane.ServiceKey]*svcState
+	svcIDs   idPool
+	beIDs    idPool
+	// backends describes every backend id in use, live or retired.
+	backends map[uint32]*beState
+	// deadSvcs are ids of removed services whose flows are still tracked.
+	deadSvcs map[uint32]bool
+	conns    map[uint32]connCount // per backend id, from the last Sync
+	smacs    map[int][]byte       // interface MACs by ifindex
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+type attached struct {
+	ifindex int
+	mode    string // "native" or "generic"
+	link    link.Link
+}
+
+var _ dataplane.Dataplane = (*Dataplane)(nil)
+
+// Open loads the program and its maps (adopting pinned ones), attaches to
+// the interfaces and reconstructs the installed services from the maps.
+func Open(opts Options) (*Dataplane, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Mode == "" {
+		opts.Mode = AttachAuto
+	}
+	if opts.MaglevSize == 0 {
+		opts.MaglevSize = DefaultMaglevSize
+	}
+	if opts.SyncInterval == 0 {
+		opts.SyncInterval = 5 * time.Second
+	}
+	d := &Dataplane{
+		opts:     opts,
+		log:      opts.Logger,
+		links:    map[string]*attached{},
+		services: map[dataplane.ServiceKey]*svcState{},
+		svcIDs:   newIDPool(maxServices),
+		beIDs:    newIDPool(maxBackends),
+		backends: map[uint32]*beState{},
+		deadSvcs: map[uint32]bool{},
+		conns:    map[uint32]connCount{},
+		smacs:    map[int][]byte{},
+	}
+	if err := d.load(); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			d.closeHandles()
+		}
+	}()
+	if err := d.writeGlobals(); err != nil {
+		return nil, err
+	}
+	if err := d.adopt(); err != nil {
+		return nil, fmt.Errorf("adopt pinned state: %w", err)
+	}
+	if err := d.attachAll(); err != nil {
+		return nil, err
+	}
+	if opts.SyncInterval > 0 {
+		d.stop, d.done = make(chan struct{}), make(chan struct{})
+		go d.syncLoop()
+	}
+	ok = true
+	return d, nil
+}
+
+const (
+	maxServices = 1024
+	maxBackends = maxServices * MaxBackendsPerService
+)
+
+func (d *Dataplane) load() error {
+	spec, err := loadBpf()
+	if err != nil {
+		return fmt.Errorf("load BPF spec: %w", err)
+	}
+	for name, n := range d.opts.MapSizes {
+		m, ok := spec.Maps[name]
+		if !ok {
+			return fmt.Errorf("map size override: no map %q", name)
+		}
+		m.MaxEntries = n
+	}
+	d.spec = spec
+	if d.verdict, err = verdictNames(spec.Types); err != nil {
+		return fmt.Errorf("verdict names from BTF: %w", err)
+	}
+	var copts ebpf.CollectionOptions
+	if d.opts.PinPath != "" {
+		if err := ensureBPFFS(d.opts.PinPath); err != nil {
+			return err
+		}
+		copts.Maps.PinPath = d.opts.PinPath
+	} else {
+		for _, m := range spec.Maps {
+			m.Pinning = ebpf.PinNone
+		}
+	}
+	if err := spec.LoadAndAssign(&d.objs, &copts); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return fmt.Errorf("load BPF program: %+v", verr)
+		}
+		return fmt.Errorf("load BPF objects: %w", err)
+	}
+	return nil
+}
+
+func (d *Dataplane) writeGlobals() error {
+	g := bpfXlbGlobals{
+		TcpTimeout:    uint64(orDefault(d.opts.TCPTimeout, 900*time.Second)),
+		TcpFinTimeout: uint64(orDefault(d.opts.TCPFinTimeout, 120*time.Second)),
+		UdpTimeout:    uint64(orDefault(d.opts.UDPTimeout, 300*time.Second)),
+	}
+	if err := d.objs.XlbGlobalsV1.Put(uint32(0), &g); err != nil {
+		return fmt.Errorf("write globals: %w", err)
+	}
+	return nil
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// Program returns the XDP program (tests run it with BPF_PROG_TEST_RUN).
+func (d *Dataplane) Program() *ebpf.Program { return d.objs.XlbXdp }
+
+// Info implements dataplane.Dataplane.
+func (d *Dataplane) Info() dataplane.Info {
+	mode := ""
+	for _, a := range d.links {
+		if mode != "" && mode != a.mode {
+			mode = "mixed"
+			break
+		}
+		mode = a.mode
+	}
+	return dataplane.Info{Mode: "xdp", Attach: mode}
+}
+
+// Close implements dataplane.Dataplane: the program stays attached through
+// its pinned links and the maps stay pinned.
+func (d *Dataplane) Close() error {
+	if d.stop != nil {
+		close(d.stop)
+		<-d.done
+		d.stop = nil
+	}
+	d.closeHandles()
+	return nil
+}
+
+func (d *Dataplane) closeHandles() {
+	for _, a := range d.links {
+		a.link.Close()
+	}
+	d.links = map[string]*attached{}
+	d.mu.Lock()
+	for _, st := range d.services {
+		st.closeTables()
+	}
+	d.mu.Unlock()
+	d.objs.Close()
+}
+
+// Detach implements dataplane.Dataplane: it detaches from every interface
+// and removes the pinned links and maps.
+func (d *Dataplane) Detach() error {
+	var errs []error
+	for name, a := range d.links {
+		if err := a.link.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("unpin link of %s: %w", name, err))
+		}
+		if err := a.link.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach from %s: %w", name, err))
+		}
+		delete(d.links, name)
+	}
+	if d.opts.PinPath != "" {
+		for name := range d.spec.Maps {
+			p := filepath.Join(d.opts.PinPath, name)
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+		// Other pinned links (interfaces no longer configured).
+		links, _ := filepath.Glob(filepath.Join(d.opts.PinPath, linkPinPrefix+"*"))
+		for _, p := range links {
+			if l, err := link.LoadPinnedLink(p, nil); err == nil {
+				_ = l.Unpin()
+				_ = l.Close()
+			}
+		}
+		_ = os.Remove(d.opts.PinPath) // only if empty
+	}
+	return errors.Join(errs...)
+}
+
+// Apply implements dataplane.Dataplane.
+func (d *Dataplane) Apply(_ context.Context, desired []dataplane.Service) error {
+	if err := dataplane.Validate(desired); err != nil {
+		return err
+	}
+	for _, s := range desired {
+		if len(s.Backends) > MaxBackendsPerService {
+			return fmt.Errorf("service %s: %d real servers, at most %d", s.Name, len(s.Backends), MaxBackendsPerService)
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.apply(desired)
+}
