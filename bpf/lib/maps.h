@@ -124,7 +124,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, XLB_V_MAX);
-	__type(key, enum xlb_verdict);
+	__type(key, __u32); /* enum xlb_verdict; arrays need an integer key */
 	__type(value, struct xlb_verdict_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xlb_verdicts_v1 SEC(".maps");

@@ -208,6 +208,12 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 	if err != nil {
 		return err
 	}
+	if st.installed && st.svc.Scheduler != s.Scheduler {
+		// A new scheduler starts its cycle from the top, as IPVS's init_svc.
+		if err := d.objs.XlbRrV1.Put(st.id, uint64(0)); err != nil {
+			return fmt.Errorf("reset round robin: %w", err)
+		}
+	}
 	var inner *ebpf.Map
 	if cur := st.tables[st.slot]; cur != nil && slices.Equal(st.tableData[st.slot], table) {
 		inner = cur // unchanged table: both slots share it

@@ -258,7 +258,10 @@ func (d *Dataplane) Detach() error {
 		delete(d.links, name)
 	}
 	if d.opts.PinPath != "" {
-		for name := range d.spec.Maps {
+		for name, m := range d.spec.Maps {
+			if m.Pinning != ebpf.PinByName {
+				continue
+			}
 			p := filepath.Join(d.opts.PinPath, name)
 			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)

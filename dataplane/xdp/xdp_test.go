@@ -74,6 +74,13 @@ func newEnv(t testing.TB) *env {
 	return e
 }
 
+// with returns e reporting to t (a subtest).
+func (e *env) with(t testing.TB) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
 func (e *env) apply(svcs ...dataplane.Service) {
 	e.t.Helper()
 	if err := e.ns.Do(func() error { return e.d.Apply(e.t.Context(), svcs) }); err != nil {

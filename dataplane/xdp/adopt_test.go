@@ -1,0 +1,189 @@
+package xdp
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/test/nettest"
+	"github.com/xlb-dev/xlb/test/packet"
+)
+
+func attachedProgID(t *testing.T, ns *nettest.NS, ifname string) uint32 {
+	t.Helper()
+	var id uint32
+	if err := ns.Do(func() error {
+		l, err := netlink.LinkByName(ifname)
+		if err != nil {
+			return err
+		}
+		if x := l.Attrs().Xdp; x != nil && x.Attached {
+			id = x.ProgId
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func progID(t *testing.T, p *ebpf.Program) uint32 {
+	t.Helper()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return uint32(id)
+}
+
+// TestAdoptOnRestart: load, attach, add flows, close the Go side without
+// detaching, load again: the program keeps forwarding (swapped atomically),
+// the flows keep their real servers and the round-robin position goes on.
+func TestAdoptOnRestart(t *testing.T) {
+	e := newEnv(t) // provides the namespace and interfaces; its own dataplane is unpinned
+	e.d.Close()
+	nettest.GRO(t, e.ns, "peer0")
+	pin := filepath.Join("/sys/fs/bpf", nettest.UniqueName("xlbt-"))
+	t.Cleanup(func() { os.RemoveAll(pin) })
+	open := func() *Dataplane {
+		var d *Dataplane
+		if err := e.ns.Do(func() (err error) {
+			d, err = Open(Options{Interfaces: []string{"eth0"}, PinPath: pin, SyncInterval: -1, MapSizes: testSizes})
+			return err
+		}); err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		return d
+	}
+
+	e.d = open()
+	if got, want := attachedProgID(t, e.ns, "eth0"), progID(t, e.d.Program()); got != want {
+		t.Fatalf("attached program %d, want %d", got, want)
+	}
+	if info := e.d.Info(); info.Mode != "xdp" || info.Attach != "native" {
+		t.Errorf("info %+v, want xdp native (veth supports native XDP)", info)
+	}
+	s := svc(dataplane.RoundRobin, e.pool(3))
+	e.apply(s)
+	owners := e.picks(syns(4, 80))
+	if !equalInts(owners, []int{0, 1, 2, 0}) {
+		t.Fatalf("first flows went to %v", owners)
+	}
+	var slotBefore uint32
+	if err := e.d.objs.XlbSvcSlotV1.Lookup(uint32(0), &slotBefore); err != nil {
+		t.Fatal(err)
+	}
+	e.d.Close()
+	if attachedProgID(t, e.ns, "eth0") == 0 {
+		t.Fatal("closing the Go side detached the program")
+	}
+
+	e.d = open()
+	if got, want := attachedProgID(t, e.ns, "eth0"), progID(t, e.d.Program()); got != want {
+		t.Fatalf("after restart the attached program is %d, want the new one %d", got, want)
+	}
+	e.apply(s)
+	var slotAfter uint32
+	if err := e.d.objs.XlbSvcSlotV1.Lookup(uint32(0), &slotAfter); err != nil {
+		t.Fatal(err)
+	}
+	if slotAfter != slotBefore {
+		t.Errorf("re-applying the adopted configuration flipped the service slot: nothing had changed")
+	}
+	for c := range 4 {
+		if got := e.pick(tcpFrame(client(c), vip4, 1024, 80, packet.ACK)); got != owners[c] {
+			t.Errorf("flow of client %d went to %d after restart, was %d", c, got, owners[c])
+		}
+	}
+	if got := e.picks(syns(6, 80)[4:]); !equalInts(got, []int{1, 2}) {
+		t.Errorf("new flows after restart went to %v, want the rr cycle to go on: [1 2]", got)
+	}
+
+	// Operators read the pinned maps with bpftool: BTF makes them readable.
+	// Arrays are looked up by key (dumping 262144 entries is slow).
+	for _, q := range []struct{ name, field string }{
+		{"xlb_svc_ids_v1", `"port"`}, {"xlb_conns_v1", `"backend"`},
+		{"xlb_svc_v1", `"sched"`}, {"xlb_backends_v1", `"mac"`}, {"xlb_verdicts_v1", `"packets"`}, {"xlb_be_stat_v1", `"conns"`},
+	} {
+		args := []string{"-j", "map", "dump", "pinned", filepath.Join(pin, q.name)}
+		if strings.Contains(q.name, "svc_v1") || strings.Contains(q.name, "backends") || strings.Contains(q.name, "stat") || strings.Contains(q.name, "verdicts") {
+			args = []string{"-j", "map", "lookup", "pinned", filepath.Join(pin, q.name), "key", "0", "0", "0", "0"}
+		}
+		out, err := exec.Command("bpftool", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("bpftool %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		var v any
+		if err := json.Unmarshal(out, &v); err != nil || !strings.Contains(string(out), `"formatted"`) || !strings.Contains(string(out), q.field) {
+			t.Errorf("bpftool output for %s is not BTF-formatted with %s (JSON error %v): %.300s", q.name, q.field, err, out)
+		}
+	}
+
+	if err := e.ns.Do(e.d.Detach); err != nil {
+		t.Fatalf("detach: %v", err)
+	}
+	if attachedProgID(t, e.ns, "eth0") != 0 {
+		t.Error("program still attached after Detach")
+	}
+	if _, err := os.Stat(pin); !os.IsNotExist(err) {
+		entries, _ := os.ReadDir(pin)
+		t.Errorf("pin path not removed by Detach: %v", entries)
+	}
+}
+
+// TestNonSYNWithoutEntryAgreesAcrossDirectors: two directors with the same
+// configuration (but different histories, hence different internal ids)
+// send a mid-stream packet they have no entry for to the same real server,
+// so for mh and sh a flow survives a failover.
+func TestNonSYNWithoutEntryAgreesAcrossDirectors(t *testing.T) {
+	for _, sched := range []dataplane.Scheduler{dataplane.MaglevHashing, dataplane.SourceHashing} {
+		t.Run(string(sched), func(t *testing.T) {
+			a, b := newEnv(t).with(t), newEnv(t).with(t)
+			bs := a.pool(8)
+			a.apply(svc(sched, bs))
+			// b had other services and real servers before: its ids differ.
+			other := svc(dataplane.RoundRobin, b.pool(20))
+			other.Key.Port = 8080
+			for i := range other.Backends {
+				other.Backends[i].Port = 8080
+			}
+			b.apply(other, svc(sched, b.pool(8)[3:]))
+			b.apply(svc(sched, b.pool(8)))
+			var frames [][]byte
+			for c := range 500 {
+				frames = append(frames, tcpFrame(client(c), vip4, uint16(5000+c), 80, packet.ACK).Bytes())
+			}
+			pa, pb := a.picks(frames), b.picks(frames)
+			for i := range pa {
+				if pa[i] < 0 || pa[i] != pb[i] {
+					t.Fatalf("flow %d: director A chose %d, director B %d", i, pa[i], pb[i])
+				}
+			}
+		})
+	}
+}
+
+// TestOpenDefaultSizes loads the program with its real map sizes (1M
+// connections, 262144 real servers) once.
+func TestOpenDefaultSizes(t *testing.T) {
+	nettest.RequireRoot(t)
+	d, err := Open(Options{SyncInterval: -1})
+	if err != nil {
+		t.Fatalf("load with default sizes: %v", err)
+	}
+	defer d.Close()
+	for name, want := range map[string]uint32{"xlb_conns_v1": 1 << 20, "xlb_backends_v1": 262144, "xlb_svc_ids_v1": 1024} {
+		m := map[string]*ebpf.Map{"xlb_conns_v1": d.objs.XlbConnsV1, "xlb_backends_v1": d.objs.XlbBackendsV1, "xlb_svc_ids_v1": d.objs.XlbSvcIdsV1}[name]
+		if got := m.MaxEntries(); got != want {
+			t.Errorf("%s has %d entries, want %d", name, got, want)
+		}
+	}
+}
