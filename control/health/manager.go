@@ -1,0 +1,512 @@
+package health
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultWorkers is how many checks run at once when Options.Workers is 0.
+const DefaultWorkers = 16
+
+// Options configure a Manager.
+type Options struct {
+	Logger  *slog.Logger // nil discards
+	Workers int          // checks running at once; DefaultWorkers when 0
+	Clock   Clock        // scheduling time source; real time when nil
+	// Observe, when set, is called after every run with the check's key,
+	// its duration and its result, for the duration histogram. It is
+	// called from a worker with no lock held and must return quickly.
+	Observe func(key string, d time.Duration, err error)
+}
+
+// Transition is a change of state of one check.
+type Transition struct {
+	Key      string
+	From, To State
+	Up       bool      // To == StateUp: the real server may get traffic
+	Err      error     // the failure that caused it, or why the Spec is invalid
+	At       time.Time // by the Manager's clock
+}
+
+// CheckStatus is a snapshot of one check.
+type CheckStatus struct {
+	Spec         Spec
+	State        State
+	Successes    int    // consecutive
+	Failures     int    // consecutive
+	Runs         uint64 // completed runs
+	LastError    error  // of the last run, or why the Spec is invalid
+	LastDuration time.Duration
+	LastRun      time.Time // start of the last completed run; zero before the first
+	NextRun      time.Time // zero while running, or when the check never runs
+}
+
+// Manager runs checks: one scheduler goroutine keeps them in a heap ordered
+// by their next run and hands due ones to a fixed pool of workers, so
+// thousands of checks cost no goroutine while they wait. The first run of
+// a check is spread uniformly over its interval; each next run starts
+// Interval ±10% after the previous one ended, so checks do not
+// synchronise.
+type Manager struct {
+	log     *slog.Logger
+	clock   Clock
+	workers int
+	observe func(string, time.Duration, error)
+
+	jobs    chan job
+	wake    chan struct{} // capacity 1: the heap or the set of checks changed
+	results chan Transition
+	out     outbox
+	started atomic.Bool
+
+	mu     sync.Mutex
+	checks map[string]*check
+	queue  checkHeap // the checks waiting for their next run
+}
+
+// check is the state of one check. Its fields are guarded by Manager.mu.
+// Update replaces the whole struct when the probe changes, so a worker
+// whose check is no longer in Manager.checks drops its result.
+type check struct {
+	key     string
+	spec    Spec
+	checker Checker // nil when the check never runs (type none, invalid Spec)
+	invalid error
+
+	state     State
+	successes int
+	failures  int
+	runs      uint64
+	lastErr   error
+	lastDur   time.Duration
+	lastRun   time.Time
+
+	next  time.Time
+	index int // in Manager.queue; -1 when not there
+}
+
+type job struct {
+	c       *check
+	checker Checker
+	timeout time.Duration
+	started time.Time
+}
+
+// NewManager returns a Manager with no checks. Call Run to start checking.
+func NewManager(opts Options) *Manager {
+	m := &Manager{
+		log:     opts.Logger,
+		clock:   opts.Clock,
+		workers: opts.Workers,
+		observe: opts.Observe,
+		jobs:    make(chan job),
+		wake:    make(chan struct{}, 1),
+		results: make(chan Transition),
+		out:     outbox{notify: make(chan struct{}, 1)},
+		checks:  make(map[string]*check),
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if m.clock == nil {
+		m.clock = realClock{}
+	}
+	if m.workers <= 0 {
+		m.workers = DefaultWorkers
+	}
+	return m
+}
+
+// Results delivers every state change, in order, to one reader. A new
+// check starts Unknown without a Transition; one is sent at once when it
+// starts in another state (type none, InitialUp, invalid Spec). Results
+// are queued, never dropped, while nobody reads (the scheduler never
+// waits for the reader). Transitions of a key removed by Update that
+// were not yet delivered are dropped, but one already in flight can still
+// arrive: ignore keys you no longer have. The channel is closed when Run
+// returns.
+func (m *Manager) Results() <-chan Transition { return m.results }
+
+// Run checks until ctx is done, then waits for its goroutines and returns
+// nil. It can be called once.
+func (m *Manager) Run(ctx context.Context) error {
+	if !m.started.CompareAndSwap(false, true) {
+		return errors.New("health manager already started")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range m.workers {
+		wg.Go(func() { m.work(ctx) })
+	}
+	wg.Go(func() { m.deliver(ctx) })
+	m.schedule(ctx)
+	cancel()
+	wg.Wait()
+	close(m.results)
+	return nil
+}
+
+// Update makes specs, keyed by names the caller chooses, the set of checks:
+//   - a Spec equal to the current one keeps its state and schedule;
+//   - a Spec whose probe is unchanged (only Interval, Timeout, Fall, Rise or
+//     InitialUp differ) keeps its state and counters, the new thresholds
+//     apply from the next run, and a shorter interval brings the next run
+//     forward; like keepalived, a reload flaps nothing that still probes
+//     the same way;
+//   - a Spec whose probe changed (type, target, path, script...) is a new
+//     check: it restarts from its initial state, with a Transition when
+//     that differs from the old state;
+//   - a check missing from specs stops (a result of a run in progress is
+//     dropped).
+//
+// An invalid Spec makes a check that never runs and stays Down, with the
+// problem as its error; Update returns all such problems joined, and
+// applies everything else.
+func (m *Manager) Update(specs map[string]Spec) error {
+	var errs []error
+	var changed []Transition
+	m.mu.Lock()
+	now := m.clock.Now()
+	for key, c := range m.checks {
+		if _, ok := specs[key]; !ok {
+			m.remove(c)
+			m.out.purge(key)
+		}
+	}
+	keys := make([]string, 0, len(specs))
+	for key := range specs {
+		keys = append(keys, key)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		s := specs[key]
+		s.ExpectStatus = slices.Clone(s.ExpectStatus) // the caller keeps its slice
+		old := m.checks[key]
+		if old != nil && old.invalid == nil && old.spec.Equal(s) {
+			continue
+		}
+		verr := s.Validate()
+		if old != nil && old.invalid == nil && verr == nil && old.spec.sameProbe(s) {
+			m.retime(old, s, now)
+			continue
+		}
+		from := StateUnknown
+		if old != nil {
+			from = old.state
+			m.remove(old)
+		}
+		c := m.add(key, s, now)
+		if c.invalid != nil {
+			errs = append(errs, fmt.Errorf("health check %s: %w", key, c.invalid))
+		}
+		if c.state != from {
+			t := Transition{Key: key, From: from, To: c.state, Up: c.state == StateUp, Err: c.invalid, At: now}
+			m.out.push(t)
+			changed = append(changed, t)
+		}
+	}
+	m.mu.Unlock()
+	m.poke()
+	for _, t := range changed {
+		m.logTransition(t)
+	}
+	return errors.Join(errs...)
+}
+
+// add creates the check key from s and schedules its first run somewhere
+// in its first interval. Called with m.mu held.
+func (m *Manager) add(key string, s Spec, now time.Time) *check {
+	c := &check{key: key, spec: s, index: -1}
+	checker, err := NewChecker(s)
+	switch {
+	case err != nil:
+		c.invalid, c.lastErr, c.state = err, err, StateDown
+	case s.Type == TypeNone:
+		c.state = StateUp
+	default:
+		c.checker = checker
+		if s.InitialUp {
+			c.state = StateUp
+		}
+		c.next = now.Add(rand.N(s.Interval))
+		heap.Push(&m.queue, c)
+	}
+	m.checks[key] = c
+	return c
+}
+
+// retime gives c the new timing of s, whose probe is the same. Called with
+// m.mu held.
+func (m *Manager) retime(c *check, s Spec, now time.Time) {
+	c.spec = s
+	if c.index < 0 {
+		return // running: the next run is scheduled when it ends
+	}
+	if next := now.Add(rand.N(s.Interval)); next.Before(c.next) {
+		c.next = next
+		heap.Fix(&m.queue, c.index)
+	}
+}
+
+// remove forgets c. Called with m.mu held.
+func (m *Manager) remove(c *check) {
+	if c.index >= 0 {
+		heap.Remove(&m.queue, c.index)
+	}
+	delete(m.checks, c.key)
+}
+
+// Status returns a snapshot of every check.
+func (m *Manager) Status() map[string]CheckStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := make(map[string]CheckStatus, len(m.checks))
+	for key, c := range m.checks {
+		s := CheckStatus{
+			Spec:         c.spec,
+			State:        c.state,
+			Successes:    c.successes,
+			Failures:     c.failures,
+			Runs:         c.runs,
+			LastError:    c.lastErr,
+			LastDuration: c.lastDur,
+			LastRun:      c.lastRun,
+		}
+		s.Spec.ExpectStatus = slices.Clone(s.Spec.ExpectStatus)
+		if c.index >= 0 {
+			s.NextRun = c.next
+		}
+		st[key] = s
+	}
+	return st
+}
+
+// schedule is the scheduler goroutine: it moves due checks from the heap
+// to a ready list and hands them to idle workers, sleeping until the next
+// check is due, a worker is free, or Update or a finished run changed the
+// heap.
+func (m *Manager) schedule(ctx context.Context) {
+	var ready []*check // due, waiting for a worker; only this goroutine uses it
+	for {
+		m.mu.Lock()
+		now := m.clock.Now()
+		for len(m.queue) > 0 && !m.queue[0].next.After(now) {
+			ready = append(ready, heap.Pop(&m.queue).(*check))
+		}
+		for len(ready) > 0 && m.checks[ready[0].key] != ready[0] {
+			ready = ready[1:] // removed or replaced while waiting
+		}
+		var jobs chan<- job
+		var j job
+		if len(ready) > 0 {
+			c := ready[0]
+			jobs, j = m.jobs, job{c: c, checker: c.checker, timeout: c.spec.Timeout, started: now}
+		}
+		var timer Timer
+		var fire <-chan time.Time
+		if len(m.queue) > 0 {
+			timer = m.clock.TimerAt(m.queue[0].next)
+			fire = timer.C()
+		}
+		m.mu.Unlock()
+
+		select {
+		case <-ctx.Done():
+		case <-m.wake:
+		case <-fire:
+		case jobs <- j:
+			ready = ready[1:]
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// work is a worker goroutine: it runs the checks the scheduler hands it.
+func (m *Manager) work(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-m.jobs:
+			m.run(ctx, j)
+		}
+	}
+}
+
+func (m *Manager) run(ctx context.Context, j job) {
+	cctx, cancel := context.WithTimeout(ctx, j.timeout)
+	start := time.Now()
+	err := j.checker.Check(cctx)
+	d := time.Since(start)
+	cancel()
+	if ctx.Err() != nil {
+		return // shutting down: not the real server's fault
+	}
+	if m.observe != nil {
+		m.observe(j.c.key, d, err)
+	}
+	t, changed := m.finish(j, err, d)
+	if changed {
+		m.logTransition(t)
+	}
+}
+
+// finish records the result of a run, applies fall and rise, and schedules
+// the next run.
+func (m *Manager) finish(j job, err error, d time.Duration) (Transition, bool) {
+	m.mu.Lock()
+	defer m.poke()
+	defer m.mu.Unlock()
+	c := j.c
+	if m.checks[c.key] != c {
+		return Transition{}, false // removed or replaced while running
+	}
+	now := m.clock.Now()
+	c.runs++
+	c.lastErr, c.lastDur, c.lastRun = err, d, j.started
+	from := c.state
+	if err == nil {
+		c.successes++
+		c.failures = 0
+		if c.successes >= c.spec.Rise {
+			c.state = StateUp
+		}
+	} else {
+		c.failures++
+		c.successes = 0
+		if c.failures >= c.spec.Fall {
+			c.state = StateDown
+		}
+	}
+	c.next = now.Add(nextDelay(c.spec.Interval))
+	heap.Push(&m.queue, c)
+	if c.state == from {
+		return Transition{}, false
+	}
+	t := Transition{Key: c.key, From: from, To: c.state, Up: c.state == StateUp, Err: err, At: now}
+	m.out.push(t)
+	return t, true
+}
+
+// poke wakes the scheduler without waiting.
+func (m *Manager) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (m *Manager) logTransition(t Transition) {
+	if t.Err != nil {
+		m.log.Info("health check state changed", "check", t.Key, "from", t.From, "to", t.To, "error", t.Err)
+		return
+	}
+	m.log.Info("health check state changed", "check", t.Key, "from", t.From, "to", t.To)
+}
+
+// deliver is the goroutine that sends queued transitions to Results.
+func (m *Manager) deliver(ctx context.Context) {
+	for {
+		t, ok := m.out.pop()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-m.out.notify:
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case m.results <- t:
+		}
+	}
+}
+
+// nextDelay is the time from the end of a run to the start of the next:
+// interval ±10%.
+func nextDelay(interval time.Duration) time.Duration {
+	spread := interval / 5
+	if spread <= 0 {
+		return interval
+	}
+	return interval - interval/10 + rand.N(spread)
+}
+
+// outbox is the unbounded FIFO of transitions waiting for the reader of
+// Results. push never blocks.
+type outbox struct {
+	mu     sync.Mutex
+	queue  []Transition
+	notify chan struct{} // capacity 1
+}
+
+func (o *outbox) push(t Transition) {
+	o.mu.Lock()
+	o.queue = append(o.queue, t)
+	o.mu.Unlock()
+	select {
+	case o.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (o *outbox) pop() (Transition, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.queue) == 0 {
+		return Transition{}, false
+	}
+	t := o.queue[0]
+	o.queue[0] = Transition{}
+	o.queue = o.queue[1:]
+	return t, true
+}
+
+// purge drops the queued transitions of key.
+func (o *outbox) purge(key string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.queue = slices.DeleteFunc(o.queue, func(t Transition) bool { return t.Key == key })
+}
+
+// checkHeap orders checks by their next run (container/heap).
+type checkHeap []*check
+
+func (h checkHeap) Len() int           { return len(h) }
+func (h checkHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h checkHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+
+func (h *checkHeap) Push(x any) {
+	c := x.(*check)
+	c.index = len(*h)
+	*h = append(*h, c)
+}
+
+func (h *checkHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	c.index = -1
+	*h = old[:len(old)-1]
+	return c
+}

@@ -1,0 +1,425 @@
+package health_test
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xlb-dev/xlb/control/health"
+)
+
+const interval = 10 * time.Second
+
+// startManager runs m until the test ends.
+func startManager(t *testing.T, m *health.Manager) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// step advances the fake clock past one interval (plus the 10% jitter) and
+// waits until each of keys completed exactly one more run.
+func step(t *testing.T, clk *fakeClock, m *health.Manager, keys ...string) {
+	t.Helper()
+	before := m.Status()
+	clk.Advance(interval + interval/5)
+	waitFor(t, "one run of "+strings.Join(keys, ", "), func() bool {
+		st := m.Status()
+		for _, k := range keys {
+			if st[k].Runs != before[k].Runs+1 {
+				return false
+			}
+		}
+		return true
+	})
+	now := clk.Now()
+	for _, k := range keys {
+		// The next run is Interval ±10% after this one ended.
+		next := m.Status()[k].NextRun
+		if d := next.Sub(now); d < interval*9/10 || d > interval*11/10 {
+			t.Errorf("%s: next run %v after the last, want %v ±10%%", k, d, interval)
+		}
+	}
+}
+
+// expect receives the next transition and checks it.
+func expect(t *testing.T, ch <-chan health.Transition, key string, from, to health.State) health.Transition {
+	t.Helper()
+	select {
+	case tr := <-ch:
+		if tr.Key != key || tr.From != from || tr.To != to || tr.Up != (to == health.StateUp) {
+			t.Fatalf("got transition %s %v->%v (up %v), want %s %v->%v", tr.Key, tr.From, tr.To, tr.Up, key, from, to)
+		}
+		return tr
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no transition %s %v->%v", key, from, to)
+	}
+	panic("unreachable")
+}
+
+func checkState(t *testing.T, m *health.Manager, key string, want health.State) {
+	t.Helper()
+	if got := m.Status()[key].State; got != want {
+		t.Fatalf("%s: state %v, want %v", key, got, want)
+	}
+}
+
+func TestManagerFallRise(t *testing.T) {
+	t.Parallel()
+	rs := newRSServer(t, nil)
+	clk := newFakeClock()
+	var observed atomic.Int64
+	m := health.NewManager(health.Options{Clock: clk, Workers: 2, Observe: func(key string, d time.Duration, err error) {
+		if key == "web/rs1" && d > 0 {
+			observed.Add(1)
+		}
+	}})
+	s := httpSpec(t, rs)
+	s.Interval, s.Fall, s.Rise = interval, 2, 3
+	const key = "web/rs1"
+	if err := m.Update(map[string]health.Spec{key: s}); err != nil {
+		t.Fatal(err)
+	}
+	st := m.Status()[key]
+	if st.State != health.StateUnknown {
+		t.Fatalf("new check: state %v, want unknown", st.State)
+	}
+	if d := st.NextRun.Sub(clk.Now()); d < 0 || d >= interval {
+		t.Errorf("first run in %v, want within one interval", d)
+	}
+	startManager(t, m)
+	res := m.Results()
+
+	// Unknown until rise successes.
+	step(t, clk, m, key)
+	step(t, clk, m, key)
+	checkState(t, m, key, health.StateUnknown)
+	step(t, clk, m, key)
+	expect(t, res, key, health.StateUnknown, health.StateUp)
+	checkState(t, m, key, health.StateUp)
+
+	// One failure is not enough with fall 2.
+	rs.set(func(rs *rsServer) { rs.status = http.StatusInternalServerError })
+	step(t, clk, m, key)
+	checkState(t, m, key, health.StateUp)
+	if st := m.Status()[key]; st.Failures != 1 || st.LastError == nil {
+		t.Errorf("after one failure: %+v", st)
+	}
+	step(t, clk, m, key)
+	tr := expect(t, res, key, health.StateUp, health.StateDown)
+	if tr.Err == nil || !strings.Contains(tr.Err.Error(), "status 500") {
+		t.Errorf("down transition error %v, want the 500", tr.Err)
+	}
+
+	// Back up after rise successes.
+	rs.set(func(rs *rsServer) { rs.status = http.StatusOK })
+	step(t, clk, m, key)
+	step(t, clk, m, key)
+	checkState(t, m, key, health.StateDown)
+	step(t, clk, m, key)
+	expect(t, res, key, health.StateDown, health.StateUp)
+
+	if st := m.Status()[key]; st.Runs != 8 || st.Successes != 3 || st.Failures != 0 || st.LastError != nil || st.LastDuration <= 0 {
+		t.Errorf("final status %+v", st)
+	}
+	waitFor(t, "8 observations", func() bool { return observed.Load() == 8 })
+	hosts, _ := rs.seen()
+	if len(hosts) != 8 {
+		t.Errorf("server saw %d requests, want 8", len(hosts))
+	}
+}
+
+func TestManagerUnknownToDown(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	m := health.NewManager(health.Options{Clock: clk})
+	s := tcpSpec()
+	s.Target, s.Interval, s.Fall = closedPort(t), interval, 2
+	if err := m.Update(map[string]health.Spec{"k": s}); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, m)
+	step(t, clk, m, "k")
+	checkState(t, m, "k", health.StateUnknown)
+	step(t, clk, m, "k")
+	expect(t, m.Results(), "k", health.StateUnknown, health.StateDown)
+}
+
+func TestManagerUpdate(t *testing.T) {
+	t.Parallel()
+	rs := newRSServer(t, nil)
+	ln := listenTCP(t)
+	clk := newFakeClock()
+	m := health.NewManager(health.Options{Clock: clk})
+	startManager(t, m)
+	res := m.Results()
+
+	web := httpSpec(t, rs)
+	web.Interval, web.Rise = interval, 1
+	tcp := tcpSpec()
+	tcp.Target, tcp.Interval = addrPort(t, ln.Addr()), interval
+	specs := map[string]health.Spec{"a": web, "b": tcp}
+	if err := m.Update(specs); err != nil {
+		t.Fatal(err)
+	}
+	step(t, clk, m, "a", "b")
+	got := map[string]bool{}
+	for range 2 {
+		select {
+		case tr := <-res:
+			got[tr.Key] = tr.To == health.StateUp
+		case <-time.After(20 * time.Second):
+			t.Fatal("no transition")
+		}
+	}
+	if !got["a"] || !got["b"] {
+		t.Fatalf("transitions %v, want a and b up", got)
+	}
+	before := m.Status()
+
+	// a unchanged; b only retimed; c new; d none; e initially up; f invalid.
+	slower := tcp
+	slower.Interval, slower.Fall, slower.InitialUp = 2*interval, 5, true
+	none := health.Spec{Type: health.TypeNone}
+	initUp := tcp
+	initUp.InitialUp = true
+	bad := tcp
+	bad.Type = "ftp"
+	err := m.Update(map[string]health.Spec{"a": web, "b": slower, "c": tcp, "d": none, "e": initUp, "f": bad})
+	if err == nil || !strings.Contains(err.Error(), `health check f: unknown check type "ftp"`) {
+		t.Errorf("Update error %v, want f's", err)
+	}
+	after := m.Status()
+	if a, b := before["a"], after["a"]; a.State != b.State || a.Runs != b.Runs || !a.NextRun.Equal(b.NextRun) || !a.LastRun.Equal(b.LastRun) {
+		t.Errorf("unchanged check changed:\n before %+v\n after  %+v", a, b)
+	}
+	if a, b := before["b"], after["b"]; b.State != health.StateUp || b.Runs != a.Runs || b.NextRun.After(a.NextRun) || b.Spec.Fall != 5 {
+		t.Errorf("retimed check lost its state or schedule:\n before %+v\n after  %+v", a, b)
+	}
+	for key, want := range map[string]health.State{"c": health.StateUnknown, "d": health.StateUp, "e": health.StateUp, "f": health.StateDown} {
+		if got := after[key].State; got != want {
+			t.Errorf("%s: state %v, want %v", key, got, want)
+		}
+	}
+	if after["f"].LastError == nil || !after["d"].NextRun.IsZero() || !after["f"].NextRun.IsZero() {
+		t.Errorf("none and invalid checks: %+v %+v", after["d"], after["f"])
+	}
+	// New checks not starting unknown announce their state, in key order.
+	expect(t, res, "d", health.StateUnknown, health.StateUp)
+	expect(t, res, "e", health.StateUnknown, health.StateUp)
+	if tr := expect(t, res, "f", health.StateUnknown, health.StateDown); tr.Err == nil {
+		t.Error("invalid check: transition without the error")
+	}
+
+	// A changed probe restarts the check; a removed check stops.
+	web2 := web
+	web2.Path = "/other"
+	if err := m.Update(map[string]health.Spec{"a": web2, "c": tcp, "d": none, "e": initUp}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, res, "a", health.StateUp, health.StateUnknown)
+	st := m.Status()
+	if _, ok := st["b"]; ok {
+		t.Error("removed check b still in Status")
+	}
+	if st["a"].Runs != 0 || st["a"].Spec.Path != "/other" {
+		t.Errorf("restarted check: %+v", st["a"])
+	}
+	step(t, clk, m, "a", "c", "e")
+	// a and c go up (in either order); e was already up.
+	got = map[string]bool{}
+	for range 2 {
+		select {
+		case tr := <-res:
+			if tr.From != health.StateUnknown || tr.To != health.StateUp {
+				t.Errorf("unexpected transition %+v", tr)
+			}
+			got[tr.Key] = true
+		case <-time.After(20 * time.Second):
+			t.Fatal("no transition")
+		}
+	}
+	if !got["a"] || !got["c"] {
+		t.Errorf("transitions %v, want a and c up", got)
+	}
+	if hosts, _ := rs.seen(); len(hosts) != 2 {
+		t.Errorf("web server saw %d requests, want 2", len(hosts))
+	}
+}
+
+// TestManagerRemoveWhileRunning removes a check whose run is in progress:
+// the late result must not count for a check later added under the same
+// key. With one worker, the new check can only run after the old run ended.
+func TestManagerRemoveWhileRunning(t *testing.T) {
+	t.Parallel()
+	rs := newRSServer(t, nil)
+	rs.set(func(rs *rsServer) { rs.slow = true })
+	clk := newFakeClock()
+	var observed atomic.Int64
+	m := health.NewManager(health.Options{Clock: clk, Workers: 1, Observe: func(string, time.Duration, error) { observed.Add(1) }})
+	startManager(t, m)
+	s := httpSpec(t, rs)
+	s.Interval, s.Timeout = interval, 300*time.Millisecond
+	if err := m.Update(map[string]health.Spec{"k": s}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(interval)
+	waitFor(t, "the request", func() bool { h, _ := rs.seen(); return len(h) == 1 })
+	if err := m.Update(nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Status()) != 0 {
+		t.Fatal("removed check still in Status")
+	}
+	rs.set(func(rs *rsServer) { rs.slow = false })
+	s.Timeout = 5 * time.Second
+	if err := m.Update(map[string]health.Spec{"k": s}); err != nil {
+		t.Fatal(err)
+	}
+	step(t, clk, m, "k")
+	// fall is 1: had the old timeout counted, the check would be down.
+	expect(t, m.Results(), "k", health.StateUnknown, health.StateUp)
+	if st := m.Status()["k"]; st.Runs != 1 || st.LastError != nil {
+		t.Errorf("status %+v, want one successful run", st)
+	}
+	if got := observed.Load(); got != 2 {
+		t.Errorf("%d runs observed, want 2 (the removed one and the new one)", got)
+	}
+}
+
+// TestManagerRealClock runs short intervals on the real clock.
+func TestManagerRealClock(t *testing.T) {
+	t.Parallel()
+	rs := newRSServer(t, nil)
+	m := health.NewManager(health.Options{})
+	s := httpSpec(t, rs)
+	s.Interval, s.Timeout = 20*time.Millisecond, 5*time.Second
+	if err := m.Update(map[string]health.Spec{"k": s}); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, m)
+	res := m.Results()
+	expect(t, res, "k", health.StateUnknown, health.StateUp)
+	rs.set(func(rs *rsServer) { rs.status = http.StatusServiceUnavailable })
+	expect(t, res, "k", health.StateUp, health.StateDown)
+	rs.set(func(rs *rsServer) { rs.status = http.StatusOK })
+	expect(t, res, "k", health.StateDown, health.StateUp)
+}
+
+func TestManagerRunOnce(t *testing.T) {
+	t.Parallel()
+	m := health.NewManager(health.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := m.Run(ctx); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, ok := <-m.Results(); ok {
+		t.Error("Results not closed after Run returned")
+	}
+	if err := m.Run(context.Background()); err == nil {
+		t.Error("second Run: no error")
+	}
+}
+
+// TestManagerScale schedules 2000 checks: their first runs spread over the
+// interval, and they run on a few goroutines. Not parallel: it counts the
+// process's goroutines.
+func TestManagerScale(t *testing.T) {
+	const n, workers, buckets = 2000, 8, 10
+	ln := listenTCP(t)
+	target := addrPort(t, ln.Addr())
+	clk := newFakeClock()
+	start := clk.Now()
+	m := health.NewManager(health.Options{Clock: clk, Workers: workers})
+	specs := make(map[string]health.Spec, n)
+	for i := range n {
+		s := tcpSpec()
+		s.Target, s.Interval = target, interval
+		specs["svc/"+netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 80).String()] = s
+	}
+	if err := m.Update(specs); err != nil {
+		t.Fatal(err)
+	}
+
+	// First runs spread evenly: about n/buckets per tenth of the interval.
+	var hist [buckets]int
+	for key, st := range m.Status() {
+		d := st.NextRun.Sub(start)
+		if d < 0 || d >= interval {
+			t.Fatalf("%s: first run at +%v, outside the first interval", key, d)
+		}
+		hist[d*buckets/interval]++
+	}
+	t.Logf("first runs per tenth of the interval: %v", hist)
+	for i, c := range hist {
+		if c < n/buckets/2 || c > n/buckets*3/2 {
+			t.Errorf("tenth %d of the interval has %d first runs, want about %d", i, c, n/buckets)
+		}
+	}
+
+	base := runtime.NumGoroutine()
+	var ups atomic.Int64
+	startManager(t, m)
+	go func() {
+		for tr := range m.Results() {
+			if tr.Up {
+				ups.Add(1)
+			}
+		}
+	}()
+	maxG := 0
+	for i := 1; i <= buckets; i++ {
+		clk.Advance(interval / buckets)
+		now := clk.Now()
+		waitFor(t, "the due checks to run", func() bool {
+			maxG = max(maxG, runtime.NumGoroutine())
+			for _, st := range m.Status() {
+				// NextRun is zero, so not after now, while running.
+				if st.Runs == 0 && !st.NextRun.After(now) {
+					return false
+				}
+			}
+			return true
+		})
+		ran := 0
+		for _, st := range m.Status() {
+			if st.Runs > 0 {
+				ran++
+			}
+		}
+		t.Logf("after %v: %d checks ran, %d goroutines at most (%d before Run)", now.Sub(start), ran, maxG, base)
+	}
+	waitFor(t, "all up", func() bool { return ups.Load() == n })
+	// Run, the scheduler, the delivery goroutine, the workers and the
+	// reader above; a few more for the runtime's own.
+	if limit := base + workers + 8; maxG > limit {
+		t.Errorf("%d goroutines while running %d checks with %d workers (base %d, limit %d)", maxG, n, workers, base, limit)
+	}
+	// Next runs are jittered too: Interval ±10% after the run (which ended
+	// at the fake time it started).
+	lo, hi := interval*2, time.Duration(0)
+	for key, st := range m.Status() {
+		if st.State != health.StateUp || st.Runs != 1 {
+			t.Fatalf("%s: %+v", key, st)
+		}
+		d := st.NextRun.Sub(st.LastRun)
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	t.Logf("second runs %v to %v after the first", lo, hi)
+	if lo < interval*9/10 || hi > interval*11/10 || hi-lo < interval/10 {
+		t.Errorf("second runs %v to %v after the first, want spread over %v ±10%%", lo, hi, interval)
+	}
+}

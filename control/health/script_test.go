@@ -1,0 +1,109 @@
+package health_test
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xlb-dev/xlb/control/health"
+)
+
+// writeScript writes an executable shell script into a fresh directory.
+func writeScript(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "check.sh")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func scriptSpec(script string) health.Spec {
+	return health.Spec{
+		Type: health.TypeScript, Target: netip.MustParseAddrPort("10.1.2.3:8080"), Script: script,
+		Interval: time.Second, Timeout: 10 * time.Second, Fall: 1, Rise: 1,
+	}
+}
+
+func TestScriptExitStatus(t *testing.T) {
+	t.Parallel()
+	if err := check(t, scriptSpec(writeScript(t, "exit 0\n"))); err != nil {
+		t.Errorf("exit 0: %v", err)
+	}
+	err := check(t, scriptSpec(writeScript(t, "echo backend says no >&2\nexit 3\n")))
+	if err == nil || !strings.Contains(err.Error(), "exit status 3: backend says no") {
+		t.Errorf("exit 3: got %v, want exit status 3 with the output", err)
+	}
+	err = check(t, scriptSpec(filepath.Join(t.TempDir(), "missing.sh")))
+	if err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing script: got %v", err)
+	}
+}
+
+func TestScriptArgumentsAndEnvironment(t *testing.T) {
+	t.Parallel()
+	// Extra words of Script are arguments; the target comes after them.
+	script := writeScript(t, `
+[ "$1" = extra ] || { echo "arg1=$1"; exit 1; }
+[ "$2" = 10.1.2.3 ] || { echo "arg2=$2"; exit 1; }
+[ "$3" = 8080 ] || { echo "arg3=$3"; exit 1; }
+[ "$XLB_RS_ADDR" = 10.1.2.3 ] || { echo "addr=$XLB_RS_ADDR"; exit 1; }
+[ "$XLB_RS_PORT" = 8080 ] || { echo "port=$XLB_RS_PORT"; exit 1; }
+`)
+	if err := check(t, scriptSpec(script+" extra")); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestScriptTimeoutKillsGroup runs a script that starts a child and both
+// hang: the timeout must kill both, and the script must be reaped.
+func TestScriptTimeoutKillsGroup(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	pids := filepath.Join(dir, "pids")
+	script := writeScript(t, "sleep 300 &\necho $$ $! > "+pids+".tmp\nmv "+pids+".tmp "+pids+"\nwait\n")
+	s := scriptSpec(script)
+	s.Timeout = 500 * time.Millisecond
+	start := time.Now()
+	err := check(t, s)
+	if err == nil || !strings.Contains(err.Error(), "process group killed") {
+		t.Fatalf("got %v, want a timeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("check took %v with a %v timeout", d, s.Timeout)
+	}
+	b, err := os.ReadFile(pids)
+	if err != nil {
+		t.Fatalf("script did not record its pids: %v", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		t.Fatalf("pids file %q", b)
+	}
+	shell, err := strconv.Atoi(f[0])
+	if err != nil {
+		t.Fatalf("pids file %q: %v", b, err)
+	}
+	child := f[1]
+	// The script itself was our child: Check waited for it, so it is gone,
+	// not a zombie.
+	if err := syscall.Kill(shell, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("script pid %d still exists after Check returned (kill 0: %v)", shell, err)
+	}
+	// Its child was reparented when the script died; it must be dead (a
+	// zombie only until its new parent reaps it, which is not us).
+	waitFor(t, "the script's child to die", func() bool {
+		st, err := os.ReadFile("/proc/" + child + "/stat")
+		if err != nil {
+			return true
+		}
+		_, after, _ := strings.Cut(string(st), ") ")
+		return strings.HasPrefix(after, "Z")
+	})
+}
