@@ -26,10 +26,11 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
-test: build vet test-unit test-fuzz
+test: build vet test-unit test-fuzz test-vm
 
+# Everything but the VM tests, which test-vm runs (once).
 test-unit:
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/vm$$')
 
 test-fuzz:
 	@for t in $(FUZZ_TARGETS); do \
@@ -37,6 +38,11 @@ test-fuzz:
 		echo "fuzz $$pkg $$name for $(FUZZ_TIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZ_TIME) $$pkg || exit 1; \
 	done
+
+# Boots a Debian kernel under qemu and runs the vmtest-tagged tests inside
+# (IPVS, IPIP: see test/vm/doc.go); -v prints the boot and test times.
+test-vm:
+	$(GO) test -count=1 -v -timeout $(TEST_TIMEOUT) ./test/vm
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
