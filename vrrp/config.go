@@ -179,7 +179,7 @@ type SyncGroupConfig struct {
 const (
 	DefaultPriority       = 100
 	DefaultAdvertInterval = time.Second
-	MinAdvertIntervalV3   = 10 * time.Millisecond  // one centisecond
+	MinAdvertIntervalV3   = 10 * time.Millisecond // one centisecond
 	MaxAdvertIntervalV3   = 4095 * 10 * time.Millisecond
 	MaxAdvertIntervalV2   = 255 * time.Second
 	DefaultNotifyTimeout  = 10 * time.Second
