@@ -45,33 +45,56 @@ static __always_inline int xlb_done(__u32 verdict, __u32 len)
 	}
 }
 
-/* xlb_fwd_dr sends the frame to the real server's MAC: out of the
- * receiving interface (XDP_TX) or another one (devmap redirect). */
-static __always_inline __u32 xlb_fwd_dr(struct xdp_md *ctx, const struct xlb_backend *be)
+/* xlb_clock advances the program's clock. The control plane runs it with
+ * BPF_PROG_TEST_RUN every 100 ms: one helper call there instead
+ * of one per packet, and a single 64-bit store readers never see torn. */
+SEC("xdp")
+int xlb_clock(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	struct xlb_clock *c = bpf_map_lookup_elem(&xlb_clock_v1, &zero);
+
+	if (c)
+		c->now = bpf_ktime_get_coarse_ns();
+	return XDP_PASS;
+}
+
+/* xlb_l2_fwd sends the frame to a next hop: out of the receiving
+ * interface (XDP_TX) or another one (devmap redirect). */
+static __always_inline __u32 xlb_l2_fwd(struct xdp_md *ctx, const __u8 *mac, const __u8 *smac, __u32 ifindex)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
 
-	if (!(be->flags & XLB_BE_F_HAS_MAC))
-		return XLB_V_DROP_NO_MAC;
 	if ((void *)(eth + 1) > data_end)
 		return XLB_V_DROP_MALFORMED;
-	__builtin_memcpy(eth->h_dest, be->mac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, be->smac, ETH_ALEN);
-	if (be->ifindex == ctx->ingress_ifindex)
+	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	if (ifindex == ctx->ingress_ifindex)
 		return XLB_V_TX;
-	if (bpf_redirect_map(&xlb_devmap_v1, be->ifindex, 0) != XDP_REDIRECT)
+	if (bpf_redirect_map(&xlb_devmap_v1, ifindex, 0) != XDP_REDIRECT)
 		return XLB_V_DROP_REDIRECT;
 	return XLB_V_REDIRECT;
+}
+
+/* xlb_fwd_dr sends the frame to a direct-routing real server's MAC. */
+static __always_inline __u32 xlb_fwd_dr(struct xdp_md *ctx, const struct xlb_backend *be)
+{
+	if (!(be->flags & XLB_BE_F_HAS_MAC))
+		return XLB_V_DROP_NO_MAC;
+	return xlb_l2_fwd(ctx, be->mac, be->smac, be->ifindex);
 }
 
 SEC("xdp")
 int xlb_xdp(struct xdp_md *ctx)
 {
+	struct xlb_flow_cache *cache = NULL, *hit;
+	struct xlb_backend *be = NULL;
+	struct xlb_svc *svc = NULL;
+	struct xlb_globals *g;
 	struct xlb_pkt p = {};
-	struct xlb_backend *be;
-	struct xlb_svc *svc;
+	struct xlb_conn *ct;
 	__u32 cfg_idx = 0, id = 0, verdict;
 	int is_new = 0;
 	__u64 now;
@@ -81,15 +104,37 @@ int xlb_xdp(struct xdp_md *ctx)
 		return xlb_done(verdict, p.len);
 	if (p.frag == XLB_FRAG_LATER)
 		return xlb_done(XLB_V_PASS_FRAG_MISS, p.len);
-
-	svc = lb_svc_lookup(&p.flow, &cfg_idx);
-	if (!svc)
+	g = lb_globals();
+	if (!g)
 		return xlb_done(XLB_V_PASS_NOT_SERVICE, p.len);
-	if (!(svc->flags & XLB_SVC_F_ENABLED))
-		return xlb_done(XLB_V_PASS_DISABLED, p.len);
+	now = lb_now();
 
-	now = bpf_ktime_get_coarse_ns();
-	be = lb_conn_lookup(&p, svc->id, now, &id);
+	/* Established flows: the per-CPU cache, array lookups only. */
+	cache = lb_cache_slot(xlb_hash_flow(&p.flow));
+	hit = lb_cache_get(cache, &p, now, g->gen);
+	if (hit) {
+		lb_count(&xlb_svc_stat_v1, hit->svc, p.len, 0, 0);
+		lb_count(&xlb_be_stat_v1, hit->backend, p.len, 0, 0);
+		return xlb_done(xlb_l2_fwd(ctx, hit->mac, hit->smac, hit->ifindex), p.len);
+	}
+
+	/* The connection table. */
+	ct = bpf_map_lookup_elem(&xlb_conns_v1, &p.flow);
+	if (ct) {
+		svc = lb_svc_of(ct->svc, &p.flow, &cfg_idx);
+		if (svc)
+			be = lb_conn_use(ct, &p, now, &id);
+		if (be && (be->flags & XLB_BE_F_HAS_MAC) &&
+		    (p.flow.proto != IPPROTO_TCP || ct->state == XLB_CT_ESTABLISHED))
+			lb_cache_put(cache, &p, svc->id, id, be, now, g->gen);
+	}
+	if (!svc) {
+		svc = lb_svc_lookup(&p.flow, &cfg_idx);
+		if (!svc)
+			return xlb_done(XLB_V_PASS_NOT_SERVICE, p.len);
+		if (!(svc->flags & XLB_SVC_F_ENABLED))
+			return xlb_done(XLB_V_PASS_DISABLED, p.len);
+	}
 	if (!be) {
 		is_new = p.flow.proto != IPPROTO_TCP ||
 			 (p.tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;

@@ -26,6 +26,13 @@
 #define XLB_MAX_CONNS (1 << 20)
 #endif
 
+/* Per-CPU established-flow cache in front of the connection table, entries
+ * per CPU (a power of two). A hit forwards with array lookups only; hash
+ * map lookups cost several times more. */
+#ifndef XLB_FLOW_CACHE_SIZE
+#define XLB_FLOW_CACHE_SIZE (1 << 16)
+#endif
+
 /* Persistence templates (ipvsadm -p): one per client address and service. */
 #ifndef XLB_MAX_PERSIST
 #define XLB_MAX_PERSIST (1 << 18)

@@ -28,6 +28,29 @@ static __always_inline void lb_count_verdict(__u32 verdict, __u32 len)
 	}
 }
 
+/* lb_globals returns the global settings. */
+static __always_inline struct xlb_globals *lb_globals(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&xlb_globals_v1, &zero);
+}
+
+/* lb_now reads the program's clock (ns). */
+static __always_inline __u64 lb_now(void)
+{
+	__u32 zero = 0;
+	struct xlb_clock *c = bpf_map_lookup_elem(&xlb_clock_v1, &zero);
+
+	return c ? c->now : 0;
+}
+
+/* lb_idle reports whether more than timeout ns passed since atime. */
+static __always_inline int lb_idle(__u64 now, __u64 atime, __u64 timeout)
+{
+	return now > atime && now - atime > timeout;
+}
+
 /* lb_count adds a packet (and a connection if new) to a service's or a
  * backend's counters. */
 static __always_inline void lb_count(void *map, __u32 id, __u32 len, int new_conn, int out)
@@ -105,8 +128,7 @@ static __always_inline void lb_conn_release(struct xlb_conn *ct)
 /* lb_conn_timeout is the idle timeout of a connection entry, in ns. */
 static __always_inline __u64 lb_conn_timeout(const struct xlb_conn *ct, __u8 proto)
 {
-	__u32 zero = 0;
-	struct xlb_globals *g = bpf_map_lookup_elem(&xlb_globals_v1, &zero);
+	struct xlb_globals *g = lb_globals();
 
 	if (!g)
 		return 0;
@@ -243,7 +265,7 @@ static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc
 		pk.svc = svc->id;
 		pk.family = p->flow.family;
 		pe = bpf_map_lookup_elem(&xlb_persist_v1, &pk);
-		if (pe && now - pe->atime < (__u64)svc->persist_timeout * 1000000000ULL) {
+		if (pe && !lb_idle(now, pe->atime, (__u64)svc->persist_timeout * 1000000000ULL)) {
 			be = lb_backend(pe->backend, svc->id);
 			if (be && (be->flags & XLB_BE_F_SCHED)) {
 				pe->atime = now;
@@ -282,23 +304,41 @@ static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc
 	return be;
 }
 
-/* lb_conn_lookup returns the live connection entry of a flow and its
- * backend. An expired entry is released and treated as absent; so is an
+/* lb_svc_of returns the active configuration of service id if it still
+ * serves the packet's destination and forwards; NULL otherwise (service
+ * removed, its id reused, or disabled). */
+static __always_inline struct xlb_svc *lb_svc_of(__u32 id, const struct xlb_flow *f, __u32 *cfg_idx)
+{
+	__u32 *slot = bpf_map_lookup_elem(&xlb_svc_slot_v1, &id);
+	struct xlb_svc *svc;
+	__u32 idx;
+
+	if (!slot)
+		return NULL;
+	idx = id * 2 + (*slot & 1);
+	svc = bpf_map_lookup_elem(&xlb_svc_v1, &idx);
+	if (!svc || !(svc->flags & XLB_SVC_F_ENABLED) || svc->port != f->dport || svc->proto != f->proto ||
+	    svc->vip[0] != f->dst[0] || svc->vip[1] != f->dst[1] || svc->vip[2] != f->dst[2] ||
+	    svc->vip[3] != f->dst[3] || svc->family != f->family)
+		return NULL;
+	*cfg_idx = idx;
+	return svc;
+}
+
+/* lb_conn_use returns the backend of a live connection entry and advances
+ * the entry. An expired entry is released and treated as absent; so is an
  * entry whose backend no longer exists and, for a TCP SYN, a closing entry
  * (the 5-tuple is being reused for a new connection). */
-static __always_inline struct xlb_backend *lb_conn_lookup(const struct xlb_pkt *p, __u32 svc, __u64 now,
-							  __u32 *backend_id)
+static __always_inline struct xlb_backend *lb_conn_use(struct xlb_conn *ct, const struct xlb_pkt *p, __u64 now,
+						       __u32 *backend_id)
 {
-	struct xlb_conn *ct = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
 	struct xlb_backend *be;
 
-	if (!ct)
-		return NULL;
-	if (ct->svc != svc || now - ct->atime > lb_conn_timeout(ct, p->flow.proto))
+	if (lb_idle(now, ct->atime, lb_conn_timeout(ct, p->flow.proto)))
 		goto stale;
 	if (ct->state == XLB_CT_CLOSING && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN)
 		goto stale;
-	be = lb_backend(ct->backend, svc);
+	be = lb_backend(ct->backend, ct->svc);
 	if (!be)
 		goto stale;
 	lb_conn_touch(ct, p, now);
@@ -308,6 +348,54 @@ stale:
 	lb_conn_release(ct);
 	return NULL;
 }
+
+static __always_inline int lb_flow_eq(const struct xlb_flow *a, const struct xlb_flow *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	/* Destination and ports first: they differ most between flows of a bucket. */
+	return x[4] == y[4] && x[8] == y[8] && x[0] == y[0] && x[9] == y[9] && x[5] == y[5] &&
+	       x[6] == y[6] && x[7] == y[7] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
+/* lb_cache_slot returns the flow cache slot of a flow. */
+static __always_inline struct xlb_flow_cache *lb_cache_slot(__u32 hash)
+{
+	__u32 idx = hash & (XLB_FLOW_CACHE_SIZE - 1);
+
+	return bpf_map_lookup_elem(&xlb_flowcache, &idx);
+}
+
+/* lb_cache_get returns the cached entry of an established flow if it was
+ * copied from the connection table during the current clock tick and the
+ * configuration has not changed since. SYN, FIN and RST always go to the
+ * connection table. */
+static __always_inline struct xlb_flow_cache *lb_cache_get(struct xlb_flow_cache *c, const struct xlb_pkt *p, __u64 now,
+							   __u32 gen)
+{
+	if (!c || (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST)))
+		return NULL;
+	if (c->tick != (__u32)(now >> XLB_ATIME_SHIFT) || c->gen != gen || !lb_flow_eq(&c->flow, &p->flow))
+		return NULL;
+	return c;
+}
+
+/* lb_cache_put caches an established flow (TCP established, or UDP). */
+static __always_inline void lb_cache_put(struct xlb_flow_cache *c, const struct xlb_pkt *p, __u32 svc,
+					 __u32 backend, const struct xlb_backend *be, __u64 now, __u32 gen)
+{
+	if (!c)
+		return;
+	c->flow = p->flow;
+	c->svc = svc;
+	c->backend = backend;
+	c->tick = now >> XLB_ATIME_SHIFT;
+	c->gen = gen;
+	c->ifindex = be->ifindex;
+	__builtin_memcpy(c->mac, be->mac, sizeof(c->mac));
+	__builtin_memcpy(c->smac, be->smac, sizeof(c->smac));
+}
+
 
 /* lb_conn_create records a new flow on backend id. */
 static __always_inline void lb_conn_create(const struct xlb_pkt *p, __u32 svc, __u32 id, __u64 now)

@@ -95,6 +95,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xlb_conns_v1 SEC(".maps");
 
+/* Established-flow cache (per CPU, direct-mapped by flow hash). Not pinned:
+ * a new program starts with an empty cache and refills it from
+ * xlb_conns_v1. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_FLOW_CACHE_SIZE);
+	__type(key, __u32);
+	__type(value, struct xlb_flow_cache);
+} xlb_flowcache SEC(".maps");
+
 /* Persistence templates. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -137,6 +147,15 @@ struct {
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xlb_devmap_v1 SEC(".maps");
+
+/* The clock, one entry (struct xlb_clock). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xlb_clock);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_clock_v1 SEC(".maps");
 
 /* Global settings, one entry. */
 struct {

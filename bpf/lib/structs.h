@@ -74,6 +74,20 @@ struct xlb_conn {
 	__u8 pad[3];
 };
 
+/* An entry of the per-CPU flow cache: a copy of what the connection table
+ * said about a flow, trusted until the coarse clock ticks (about a second):
+ * then the connection table entry is refreshed again. */
+struct xlb_flow_cache {
+	struct xlb_flow flow;
+	__u32 backend;
+	__u32 svc;
+	__u32 tick;    /* atime >> XLB_ATIME_SHIFT when copied */
+	__u32 gen;     /* xlb_globals.gen when copied */
+	__u32 ifindex; /* next hop, copied from the backend */
+	__u8 mac[6];
+	__u8 smac[6];
+};
+
 /* Persistence template key (ipvsadm -p): client address and service. */
 struct xlb_persist_key {
 	__be32 addr[4];
@@ -103,11 +117,21 @@ struct xlb_verdict_stats {
 	__u64 bytes;
 };
 
-/* Global settings: the single entry of xlb_globals_v1. */
+/* The program's clock: the single entry of xlb_clock_v1, set to
+ * CLOCK_MONOTONIC_COARSE by the xlb_clock program, which the control plane
+ * runs every 100 ms (a helper call per packet would cost more). */
+struct xlb_clock {
+	__u64 now; /* ns */
+};
+
+/* Global settings, written by the control plane: the single entry of
+ * xlb_globals_v1. */
 struct xlb_globals {
 	__u64 tcp_timeout;     /* ns idle before an established TCP entry expires */
 	__u64 tcp_fin_timeout; /* ns idle for SYN-only and closing TCP entries */
 	__u64 udp_timeout;     /* ns idle for UDP entries */
+	__u32 gen;             /* configuration generation: bumped by every change, it invalidates xlb_flowcache */
+	__u32 pad;
 };
 
 #endif /* XLB_STRUCTS_H */

@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
 )
@@ -76,6 +74,15 @@ func sameInstall(a, b dataplane.Service) bool {
 
 func (d *Dataplane) apply(desired []dataplane.Service) error {
 	clear(d.smacs)
+	changed := false
+	defer func() {
+		// Cached flows revalidate against what was written.
+		if changed {
+			if err := d.writeGlobals(); err != nil {
+				d.log.Error("invalidate flow caches", "error", err)
+			}
+		}
+	}()
 	want := make(map[dataplane.ServiceKey]bool, len(desired))
 	for _, s := range desired {
 		want[s.Key] = true
@@ -88,6 +95,7 @@ func (d *Dataplane) apply(desired []dataplane.Service) error {
 				continue
 			}
 			delete(d.services, k)
+			changed = true
 		}
 	}
 	for _, s := range desired {
@@ -110,6 +118,7 @@ func (d *Dataplane) apply(desired []dataplane.Service) error {
 			st.svc.Name = s.Name
 			continue
 		}
+		changed = true
 		if err := d.updateService(st, s); err != nil {
 			st.installed = false
 			errs = append(errs, fmt.Errorf("service %s (%s): %w", s.Name, s.Key, err))
@@ -455,9 +464,3 @@ func (d *Dataplane) resetBackendCounters(id uint32) error {
 	return nil
 }
 
-// monotonicCoarse reads the clock of bpf_ktime_get_coarse_ns.
-func monotonicCoarse() uint64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC_COARSE, &ts) // cannot fail for this clock
-	return uint64(ts.Sec)*uint64(time.Second) + uint64(ts.Nsec)
-}

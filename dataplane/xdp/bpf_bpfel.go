@@ -47,6 +47,11 @@ const (
 	bpfXlbBackendFlagsXLB_BE_F_RETIRED bpfXlbBackendFlags = 8
 )
 
+type bpfXlbClock struct {
+	_   structs.HostLayout
+	Now uint64
+}
+
 type bpfXlbConn struct {
 	_       structs.HostLayout
 	Atime   uint64
@@ -83,6 +88,18 @@ type bpfXlbFlow struct {
 	Pad    [2]uint8
 }
 
+type bpfXlbFlowCache struct {
+	_       structs.HostLayout
+	Flow    bpfXlbFlow
+	Backend uint32
+	Svc     uint32
+	Tick    uint32
+	Gen     uint32
+	Ifindex uint32
+	Mac     [6]uint8
+	Smac    [6]uint8
+}
+
 type bpfXlbFwd uint32
 
 const (
@@ -96,6 +113,8 @@ type bpfXlbGlobals struct {
 	TcpTimeout    uint64
 	TcpFinTimeout uint64
 	UdpTimeout    uint64
+	Gen           uint32
+	Pad           uint32
 }
 
 type bpfXlbPersist struct {
@@ -201,8 +220,10 @@ const (
 	bpfMapXlbBackendsV1 = "xlb_backends_v1"
 	bpfMapXlbBeActV1    = "xlb_be_act_v1"
 	bpfMapXlbBeStatV1   = "xlb_be_stat_v1"
+	bpfMapXlbClockV1    = "xlb_clock_v1"
 	bpfMapXlbConnsV1    = "xlb_conns_v1"
 	bpfMapXlbDevmapV1   = "xlb_devmap_v1"
+	bpfMapXlbFlowcache  = "xlb_flowcache"
 	bpfMapXlbGlobalsV1  = "xlb_globals_v1"
 	bpfMapXlbPersistV1  = "xlb_persist_v1"
 	bpfMapXlbRrV1       = "xlb_rr_v1"
@@ -212,6 +233,7 @@ const (
 	bpfMapXlbSvcV1      = "xlb_svc_v1"
 	bpfMapXlbTablesV1   = "xlb_tables_v1"
 	bpfMapXlbVerdictsV1 = "xlb_verdicts_v1"
+	bpfProgXlbClock     = "xlb_clock"
 	bpfProgXlbXdp       = "xlb_xdp"
 	bpfVarXlbEnums      = "xlb_enums"
 )
@@ -258,7 +280,8 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	XlbXdp *ebpf.ProgramSpec `ebpf:"xlb_xdp"`
+	XlbClock *ebpf.ProgramSpec `ebpf:"xlb_clock"`
+	XlbXdp   *ebpf.ProgramSpec `ebpf:"xlb_xdp"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -268,8 +291,10 @@ type bpfMapSpecs struct {
 	XlbBackendsV1 *ebpf.MapSpec `ebpf:"xlb_backends_v1"`
 	XlbBeActV1    *ebpf.MapSpec `ebpf:"xlb_be_act_v1"`
 	XlbBeStatV1   *ebpf.MapSpec `ebpf:"xlb_be_stat_v1"`
+	XlbClockV1    *ebpf.MapSpec `ebpf:"xlb_clock_v1"`
 	XlbConnsV1    *ebpf.MapSpec `ebpf:"xlb_conns_v1"`
 	XlbDevmapV1   *ebpf.MapSpec `ebpf:"xlb_devmap_v1"`
+	XlbFlowcache  *ebpf.MapSpec `ebpf:"xlb_flowcache"`
 	XlbGlobalsV1  *ebpf.MapSpec `ebpf:"xlb_globals_v1"`
 	XlbPersistV1  *ebpf.MapSpec `ebpf:"xlb_persist_v1"`
 	XlbRrV1       *ebpf.MapSpec `ebpf:"xlb_rr_v1"`
@@ -311,8 +336,10 @@ type bpfMaps struct {
 	XlbBackendsV1 *ebpf.Map `ebpf:"xlb_backends_v1"`
 	XlbBeActV1    *ebpf.Map `ebpf:"xlb_be_act_v1"`
 	XlbBeStatV1   *ebpf.Map `ebpf:"xlb_be_stat_v1"`
+	XlbClockV1    *ebpf.Map `ebpf:"xlb_clock_v1"`
 	XlbConnsV1    *ebpf.Map `ebpf:"xlb_conns_v1"`
 	XlbDevmapV1   *ebpf.Map `ebpf:"xlb_devmap_v1"`
+	XlbFlowcache  *ebpf.Map `ebpf:"xlb_flowcache"`
 	XlbGlobalsV1  *ebpf.Map `ebpf:"xlb_globals_v1"`
 	XlbPersistV1  *ebpf.Map `ebpf:"xlb_persist_v1"`
 	XlbRrV1       *ebpf.Map `ebpf:"xlb_rr_v1"`
@@ -329,8 +356,10 @@ func (m *bpfMaps) Close() error {
 		m.XlbBackendsV1,
 		m.XlbBeActV1,
 		m.XlbBeStatV1,
+		m.XlbClockV1,
 		m.XlbConnsV1,
 		m.XlbDevmapV1,
+		m.XlbFlowcache,
 		m.XlbGlobalsV1,
 		m.XlbPersistV1,
 		m.XlbRrV1,
@@ -354,11 +383,13 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	XlbXdp *ebpf.Program `ebpf:"xlb_xdp"`
+	XlbClock *ebpf.Program `ebpf:"xlb_clock"`
+	XlbXdp   *ebpf.Program `ebpf:"xlb_xdp"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.XlbClock,
 		p.XlbXdp,
 	)
 }

@@ -75,15 +75,29 @@ func sumStats(m *ebpf.Map, id uint32) (dataplane.Counters, error) {
 	return c, nil
 }
 
-func (d *Dataplane) syncLoop() {
+// loop advances the program's clock and runs Sync periodically.
+func (d *Dataplane) loop() {
 	defer close(d.done)
-	t := time.NewTicker(d.opts.SyncInterval)
-	defer t.Stop()
+	var clock, sync <-chan time.Time
+	if !d.opts.ManualClock {
+		t := time.NewTicker(ClockPeriod)
+		defer t.Stop()
+		clock = t.C
+	}
+	if d.opts.SyncInterval > 0 {
+		t := time.NewTicker(d.opts.SyncInterval)
+		defer t.Stop()
+		sync = t.C
+	}
 	for {
 		select {
 		case <-d.stop:
 			return
-		case <-t.C:
+		case <-clock:
+			if err := d.tick(); err != nil {
+				d.log.Warn("advance dataplane clock", "error", err)
+			}
+		case <-sync:
 			if err := d.Sync(); err != nil {
 				d.log.Warn("connection table sync", "error", err)
 			}
@@ -109,10 +123,13 @@ func (d *Dataplane) Sync() error {
 	d.mu.Unlock()
 
 	tcp, fin, udp := orDefault(d.opts.TCPTimeout, 900*time.Second), orDefault(d.opts.TCPFinTimeout, 120*time.Second), orDefault(d.opts.UDPTimeout, 300*time.Second)
-	now := monotonicCoarse()
+	now, err := d.now()
+	if err != nil {
+		return err
+	}
 	counts := map[uint32]connCount{}
 	var stale []bpfXlbFlow
-	err := scanConns(d.objs.XlbConnsV1, func(k bpfXlbFlow, v bpfXlbConn) {
+	err = scanConns(d.objs.XlbConnsV1, func(k bpfXlbFlow, v bpfXlbConn) {
 		timeout := udp
 		if k.Proto == 6 {
 			timeout = fin
@@ -157,6 +174,14 @@ func (d *Dataplane) Sync() error {
 	defer d.mu.Unlock()
 	d.conns = counts
 	var errs []error
+	freed := false
+	defer func() {
+		if freed {
+			if err := d.writeGlobals(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}()
 	for id, be := range d.backends {
 		c := counts[id]
 		var load int64
@@ -172,6 +197,7 @@ func (d *Dataplane) Sync() error {
 			}
 			delete(d.backends, id)
 			d.beIDs.free(id)
+			freed = true
 		}
 	}
 	for id := range d.deadSvcs {

@@ -52,7 +52,13 @@ type Options struct {
 	SyncInterval time.Duration
 	// MapSizes overrides max_entries of maps by name (tests).
 	MapSizes map[string]uint32
+	// ManualClock leaves the program's clock to SetClock (tests); otherwise
+	// it advances every ClockPeriod.
+	ManualClock bool
 }
+
+// ClockPeriod is how often the program's clock (xlb_clock_v1) advances.
+const ClockPeriod = 100 * time.Millisecond
 
 // MaxBackendsPerService is XLB_MAX_BACKENDS_PER_SVC of the BPF program.
 const MaxBackendsPerService = 256
@@ -134,9 +140,14 @@ func Open(opts Options) (*Dataplane, error) {
 	if err := d.attachAll(); err != nil {
 		return nil, err
 	}
-	if opts.SyncInterval > 0 {
+	if !opts.ManualClock {
+		if err := d.tick(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.SyncInterval > 0 || !opts.ManualClock {
 		d.stop, d.done = make(chan struct{}), make(chan struct{})
-		go d.syncLoop()
+		go d.loop()
 	}
 	ok = true
 	return d, nil
@@ -184,16 +195,43 @@ func (d *Dataplane) load() error {
 	return nil
 }
 
+// writeGlobals writes the settings and a new configuration generation
+// (which invalidates every flow cache entry).
 func (d *Dataplane) writeGlobals() error {
-	g := bpfXlbGlobals{
-		TcpTimeout:    uint64(orDefault(d.opts.TCPTimeout, 900*time.Second)),
-		TcpFinTimeout: uint64(orDefault(d.opts.TCPFinTimeout, 120*time.Second)),
-		UdpTimeout:    uint64(orDefault(d.opts.UDPTimeout, 300*time.Second)),
+	var g bpfXlbGlobals
+	if err := d.objs.XlbGlobalsV1.Lookup(uint32(0), &g); err != nil {
+		return fmt.Errorf("read globals: %w", err)
 	}
+	g.TcpTimeout = uint64(orDefault(d.opts.TCPTimeout, 900*time.Second))
+	g.TcpFinTimeout = uint64(orDefault(d.opts.TCPFinTimeout, 120*time.Second))
+	g.UdpTimeout = uint64(orDefault(d.opts.UDPTimeout, 300*time.Second))
+	g.Gen++
 	if err := d.objs.XlbGlobalsV1.Put(uint32(0), &g); err != nil {
 		return fmt.Errorf("write globals: %w", err)
 	}
 	return nil
+}
+
+// tick advances the program's clock by running xlb_clock.
+func (d *Dataplane) tick() error {
+	if _, err := d.objs.XlbClock.Run(&ebpf.RunOptions{Data: make([]byte, 14)}); err != nil {
+		return fmt.Errorf("advance clock: %w", err)
+	}
+	return nil
+}
+
+// now reads the program's clock.
+func (d *Dataplane) now() (uint64, error) {
+	var c bpfXlbClock
+	if err := d.objs.XlbClockV1.Lookup(uint32(0), &c); err != nil {
+		return 0, fmt.Errorf("read clock: %w", err)
+	}
+	return c.Now, nil
+}
+
+// SetClock sets the program's clock (with ManualClock, for tests).
+func (d *Dataplane) SetClock(now time.Duration) error {
+	return d.objs.XlbClockV1.Put(uint32(0), &bpfXlbClock{Now: uint64(now)})
 }
 
 func orDefault(v, def time.Duration) time.Duration {

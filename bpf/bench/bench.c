@@ -1,0 +1,141 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Benchmark helpers, not part of the product: the floor program xlb is
+ * measured against, a wrapper that turns every BPF_PROG_TEST_RUN repetition
+ * into a new flow, and a live-frames traffic generator with its counter. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* floor: what any L4 forwarder must do at least: parse Ethernet, IPv4 and
+ * TCP with bounds checks, rewrite the MACs and transmit. */
+SEC("xdp")
+int bench_floor(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip;
+	struct tcphdr *th;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return XDP_PASS;
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->ihl < 5 || ip->protocol != IPPROTO_TCP)
+		return XDP_PASS;
+	th = (void *)ip + ip->ihl * 4;
+	if ((void *)(th + 1) > data_end)
+		return XDP_PASS;
+	__builtin_memcpy(eth->h_source, eth->h_dest, ETH_ALEN);
+	eth->h_dest[5] ^= th->dest & 0xff;
+	return XDP_TX;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} bench_target SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} bench_seq SEC(".maps");
+
+/* bench_mode: 0 = restore only (same flow every time), 1 = a new flow
+ * (source address and port from a per-CPU sequence) every time. */
+const volatile __u32 bench_mode = 0;
+
+/* The frame under test, restored before every run: BPF_PROG_TEST_RUN with
+ * repeat does not restore the packet, so a rewriting program would see its
+ * own output. 64 bytes: Ethernet, IPv4, TCP, padding. */
+struct bench_frame {
+	__u8 b[64];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bench_frame);
+} bench_template SEC(".maps");
+
+static __always_inline int bench_restore(struct xdp_md *ctx, __u64 *seqp)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 zero = 0;
+	struct bench_frame *f = bpf_map_lookup_elem(&bench_template, &zero);
+
+	if (!f || data + sizeof(*f) > data_end)
+		return -1;
+	__builtin_memcpy(data, f->b, sizeof(*f));
+	if (bench_mode == 1 && seqp) {
+		__u64 seq = (*seqp)++;
+		struct iphdr *ip = data + sizeof(struct ethhdr);
+		struct tcphdr *th = (void *)(ip + 1);
+
+		if ((void *)(th + 1) > data_end)
+			return -1;
+		ip->saddr ^= bpf_htonl((__u32)(seq >> 16) & 0xffffff);
+		th->source = bpf_htons((__u16)seq | 1024);
+	}
+	return 0;
+}
+
+/* bench_wrapper restores the frame (and makes it a new flow in mode 1),
+ * then tail-calls the program under test. */
+SEC("xdp")
+int bench_wrapper(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	__u64 *seq = bpf_map_lookup_elem(&bench_seq, &zero);
+
+	if (bench_restore(ctx, seq))
+		return XDP_ABORTED;
+	bpf_tail_call(ctx, &bench_target, 0);
+	return XDP_ABORTED;
+}
+
+/* bench_gen is the live-frames generator (BPF_F_TEST_XDP_LIVE_FRAMES): it
+ * writes the whole frame every time (pages are recycled) with one of 1024
+ * source ports, and transmits it. */
+SEC("xdp")
+int bench_gen(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	__u64 *seq = bpf_map_lookup_elem(&bench_seq, &zero);
+	void *data, *data_end;
+	struct tcphdr *th;
+
+	if (bench_restore(ctx, NULL) || !seq)
+		return XDP_ABORTED;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	th = data + sizeof(struct ethhdr) + sizeof(struct iphdr);
+	if ((void *)(th + 1) > data_end)
+		return XDP_ABORTED;
+	th->source = bpf_htons(1024 + ((*seq)++ & 1023));
+	return XDP_TX;
+}
+
+/* bench_count counts the frames it receives and drops them. */
+SEC("xdp")
+int bench_count(struct xdp_md *ctx)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&bench_seq, &zero);
+
+	if (n)
+		(*n)++;
+	return XDP_DROP;
+}
