@@ -463,4 +463,3 @@ func (d *Dataplane) resetBackendCounters(id uint32) error {
 	}
 	return nil
 }
-
