@@ -49,6 +49,11 @@ var (
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvOpts(t, Options{SyncInterval: -1, MapSizes: testSizes})
+}
+
+func newEnvOpts(t testing.TB, opts Options) *env {
+	t.Helper()
 	ns := nettest.NewNS(t, "dp")
 	// This kernel has no dummy driver: veth pairs with the peers left down.
 	ns.MustRun(t, "ip", "link", "add", "eth0", "address", eth0MAC.String(), "type", "veth", "peer", "name", "peer0")
@@ -64,7 +69,7 @@ func newEnv(t testing.TB) *env {
 			}
 			*p = i.Index
 		}
-		d, err := Open(Options{SyncInterval: -1, MapSizes: testSizes})
+		d, err := Open(opts)
 		e.d = d
 		return err
 	}); err != nil {

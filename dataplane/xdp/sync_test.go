@@ -1,0 +1,183 @@
+package xdp
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/test/packet"
+)
+
+func manualEnv(t *testing.T) *env {
+	e := newEnvOpts(t, Options{SyncInterval: -1, MapSizes: testSizes, ManualClock: true,
+		TCPTimeout: 900 * time.Second, TCPFinTimeout: 120 * time.Second, UDPTimeout: 30 * time.Second})
+	e.setClock(time.Hour)
+	return e
+}
+
+func (e *env) setClock(now time.Duration) {
+	e.t.Helper()
+	if err := e.d.SetClock(now); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) load(id uint32) int64 {
+	e.t.Helper()
+	var n int64
+	if err := e.d.objs.XlbBeActV1.Lookup(id, &n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// TestIdleExpiry: an idle UDP flow expires after its timeout and its next
+// packet is scheduled again; Sync deletes it and corrects the lc load.
+func TestIdleExpiry(t *testing.T) {
+	e := manualEnv(t)
+	s := svc(dataplane.RoundRobin, e.pool(3))
+	s.Key.Proto = dataplane.UDP
+	e.apply(s)
+	flow := udpFrame(client(1), vip4, 5000, 80)
+	first := e.pick(flow)
+	e.setClock(time.Hour + 29*time.Second)
+	if got := e.pick(flow); got != first {
+		t.Fatalf("flow moved from %d to %d before its 30 s timeout", first, got)
+	}
+	// 29 s + 31 s idle: expired, so the next packet is a new flow (rr moves on).
+	e.setClock(time.Hour + 60*time.Second)
+	if got := e.pick(flow); got == first {
+		t.Fatalf("expired flow stayed on %d; want it rescheduled", first)
+	}
+	st, _ := e.d.Stats(t.Context())
+	if c := st.Services[s.Key].Connections; c != 2 {
+		t.Errorf("%d connections counted, want 2 (the flow, then again after it expired)", c)
+	}
+
+	// Sync: entries idle beyond timeout+margin go, counts are corrected.
+	e.setClock(time.Hour + 60*time.Second + 30*time.Second + expiryMargin + time.Second)
+	if err := e.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	var k bpfXlbFlow
+	var v bpfXlbConn
+	for it := e.d.objs.XlbConnsV1.Iterate(); it.Next(&k, &v); {
+		n++
+	}
+	if n != 0 {
+		t.Errorf("%d connection entries left after they all expired", n)
+	}
+	for _, id := range e.d.services[s.Key].live {
+		if l := e.load(id); l != 0 {
+			t.Errorf("backend %d keeps a load of %d after its flows expired", id, l)
+		}
+	}
+}
+
+// TestLoadReconciled: Sync corrects a drifted lc/wlc load from the table.
+func TestLoadReconciled(t *testing.T) {
+	e := manualEnv(t)
+	e.apply(svc(dataplane.LeastConnection, e.pool(2)))
+	e.picks(syns(4, 80))
+	ids := e.d.services[svc(dataplane.LeastConnection, nil).Key].live
+	var id uint32
+	for _, i := range ids {
+		id = i
+		break
+	}
+	if err := e.d.objs.XlbBeActV1.Put(id, int64(40)); err != nil { // drift
+		t.Fatal(err)
+	}
+	if err := e.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if l := e.load(id); l != 2 {
+		t.Errorf("load after sync %d, want 2", l)
+	}
+}
+
+// TestRemovedBackendFreedAfterItsFlows: a removed real server keeps its
+// established flows (as IPVS); its id is freed once they are gone.
+func TestRemovedBackendFreedAfterItsFlows(t *testing.T) {
+	e := manualEnv(t)
+	bs := e.pool(2)
+	e.apply(svc(dataplane.RoundRobin, bs))
+	e.picks(syns(2, 80)) // client 0 -> backend 0, client 1 -> backend 1
+	id := e.d.services[svc(dataplane.RoundRobin, nil).Key].live[bs[1].Key()]
+	e.apply(svc(dataplane.RoundRobin, bs[:1]))
+	if got := e.pick(tcpFrame(client(1), vip4, 1024, 80, packet.ACK)); got != 1 {
+		t.Fatalf("established flow of a removed real server went to %d, want it kept on 1", got)
+	}
+	if err := e.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.d.backends[id]; !ok {
+		t.Fatal("backend freed while a flow still uses it")
+	}
+	e.pick(tcpFrame(client(1), vip4, 1024, 80, packet.FIN|packet.ACK))
+	e.setClock(time.Hour + 120*time.Second + expiryMargin + time.Second)
+	if err := e.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.d.backends[id]; ok {
+		t.Fatal("backend not freed after its last flow ended")
+	}
+	var be bpfXlbBackend
+	if err := e.d.objs.XlbBackendsV1.Lookup(id, &be); err != nil || be.Flags != 0 {
+		t.Fatalf("freed backend entry %+v (%v), want zeroed", be, err)
+	}
+}
+
+// TestUpdatesAtomicForNewFlows: while new flows arrive continuously, the
+// backend set flips between two disjoint sets (and weights change); no new
+// flow may ever be dropped or sent elsewhere.
+func TestUpdatesAtomicForNewFlows(t *testing.T) {
+	for _, sched := range []dataplane.Scheduler{dataplane.RoundRobin, dataplane.WeightedLeastConnection, dataplane.MaglevHashing} {
+		t.Run(string(sched), func(t *testing.T) {
+			e := newEnv(t).with(t)
+			all := e.pool(6)
+			setA, setB := all[:3], all[3:]
+			e.apply(svc(sched, setA))
+			var stop atomic.Bool
+			var wg sync.WaitGroup
+			var bad atomic.Int64
+			var sent atomic.Int64
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				n := 0
+				for !stop.Load() {
+					frames := make([][]byte, 200)
+					for i := range frames {
+						frames[i] = tcpFrame(client(n%60000), vip4, uint16(10000+n/60000), 80, packet.SYN).Bytes()
+						n++
+					}
+					for _, b := range e.picks(frames) {
+						if b < 0 || b > 5 {
+							bad.Add(1)
+						}
+					}
+					sent.Add(int64(len(frames)))
+				}
+			}()
+			for i := range 40 {
+				if i%2 == 0 {
+					e.apply(svc(sched, setB))
+				} else {
+					a := e.pool(6)[:3]
+					a[i%3].Weight = uint32(1 + i%4)
+					e.apply(svc(sched, a))
+				}
+			}
+			stop.Store(true)
+			wg.Wait()
+			if bad.Load() != 0 {
+				t.Fatalf("%d of %d new flows were not forwarded to a configured real server during updates", bad.Load(), sent.Load())
+			}
+			t.Logf("%d new flows during 40 updates, all forwarded", sent.Load())
+		})
+	}
+}
