@@ -171,7 +171,7 @@ const ms = time.Millisecond
 
 // Reusable expectations.
 var (
-	startBackup = []string{"a del-vips", "a notify BACKUP prio=100", "a transition INIT->BACKUP (startup) prio=100"}
+	startBackup  = []string{"a del-vips", "a notify BACKUP prio=100", "a transition INIT->BACKUP (startup) prio=100"}
 	becomeMaster = func(reason string) []string {
 		return []string{"a advert prio=100", "a add-vips", "a announce x5", "a notify MASTER prio=100",
 			"a transition BACKUP->MASTER (" + reason + ") prio=100"}
@@ -202,8 +202,8 @@ func TestStateMachine(t *testing.T) {
 			{6600 * ms, "tick", becomeMaster("master_down"), "a=MASTER"},
 		},
 	}, {
-		name: "equal priority keeps the backup whatever the addresses",
-		cfg:  cfgOf(baseInst("a", 100)),
+		name:   "equal priority keeps the backup whatever the addresses",
+		cfg:    cfgOf(baseInst("a", 100)),
 		locals: map[string]string{"a": "10.0.0.9"},
 		steps: []step{
 			{0, "start", startBackup, ""},
