@@ -1,0 +1,62 @@
+// Package control is xlb's control plane: it turns the configuration, the
+// health of real servers and the VRRP role of each instance into the
+// desired dataplane state, applies the difference, and serves metrics and
+// the control socket. Data flows one way: config -> control -> dataplane;
+// health checks and VRRP report into control.
+package control
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+// Model is the part of the configuration the reconciler works from.
+type Model struct {
+	Services []ServiceSpec
+}
+
+// ServiceSpec is a virtual service as configured.
+type ServiceSpec struct {
+	Name        string
+	Key         dataplane.ServiceKey
+	Scheduler   dataplane.Scheduler
+	Forward     dataplane.ForwardMode
+	Persistence time.Duration
+	Tunnel      dataplane.TunnelOptions
+	// Instance is the VRRP instance the service follows: it forwards only
+	// while the instance is MASTER. Empty: always.
+	Instance string
+	// Quorum is the minimum total weight of healthy real servers for the
+	// service to be up (keepalived's quorum); Hysteresis widens the band
+	// (up at Quorum+Hysteresis, down below Quorum-Hysteresis).
+	Quorum     uint32
+	Hysteresis uint32
+	// QuorumUp and QuorumDown are commands run when the service comes up
+	// or goes down.
+	QuorumUp, QuorumDown string
+	// Sorry, if set, takes all new flows while the service is down.
+	Sorry *RealSpec
+	Reals []RealSpec
+	// Line is where the service is configured, for messages.
+	Line int
+}
+
+// RealSpec is a real server as configured.
+type RealSpec struct {
+	Addr   netip.Addr
+	Port   uint16
+	Weight uint32
+	// Check is the health check; Type "none" means always healthy.
+	Check health.Spec
+}
+
+// Key identifies the real server within its service.
+func (r RealSpec) Key() dataplane.BackendKey { return dataplane.BackendKey{Addr: r.Addr, Port: r.Port} }
+
+// CheckKey is the key of a real server's health check: "service/addr:port".
+func CheckKey(service string, r RealSpec) string {
+	return service + "/" + r.Key().String()
+}

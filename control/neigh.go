@@ -1,0 +1,213 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// NetNeighbors resolves direct-routing real servers' MACs from the kernel's
+// neighbour table (netlink), asking the kernel to resolve missing entries
+// (NTF_USE) and following neighbour updates. Lookup never blocks: the work
+// happens in Run, which calls onChange when an answer changes.
+type NetNeighbors struct {
+	log      *slog.Logger
+	onChange func()
+	ns       netns.NsHandle // namespace to work in; netns.None(): the current one
+	h        *netlink.Handle
+
+	mu     sync.Mutex
+	known  map[netip.Addr]neighbor
+	wanted map[netip.Addr]bool
+	warned map[netip.Addr]bool
+	wake   chan struct{}
+}
+
+type neighbor struct {
+	mac     net.HardwareAddr
+	ifindex int
+}
+
+// NewNetNeighbors returns a resolver working in namespace ns (netns.None():
+// the process's).
+func NewNetNeighbors(log *slog.Logger, ns netns.NsHandle, onChange func()) (*NetNeighbors, error) {
+	var h *netlink.Handle
+	var err error
+	if ns.IsOpen() {
+		h, err = netlink.NewHandleAt(ns)
+	} else {
+		h, err = netlink.NewHandle()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &NetNeighbors{
+		log: log, onChange: onChange, ns: ns, h: h,
+		known:  map[netip.Addr]neighbor{},
+		wanted: map[netip.Addr]bool{},
+		warned: map[netip.Addr]bool{},
+		wake:   make(chan struct{}, 1),
+	}, nil
+}
+
+// Lookup implements Neighbors.
+func (n *NetNeighbors) Lookup(addr netip.Addr) (net.HardwareAddr, int, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	e, ok := n.known[addr]
+	if !n.wanted[addr] {
+		n.wanted[addr] = true
+		select {
+		case n.wake <- struct{}{}:
+		default:
+		}
+	}
+	return e.mac, e.ifindex, ok
+}
+
+// Run resolves wanted addresses until ctx is done.
+func (n *NetNeighbors) Run(ctx context.Context) error {
+	defer n.h.Close()
+	updates := make(chan netlink.NeighUpdate, 256)
+	done := make(chan struct{})
+	defer close(done)
+	opts := netlink.NeighSubscribeOptions{
+		ErrorCallback: func(err error) { n.log.Warn("neighbour updates", "error", err) },
+	}
+	if n.ns.IsOpen() {
+		opts.Namespace = &n.ns
+	}
+	if err := netlink.NeighSubscribeWithOptions(updates, done, opts); err != nil {
+		return fmt.Errorf("subscribe to neighbour updates: %w", err)
+	}
+	// Unresolved entries are retried every second; resolved ones are
+	// refreshed (a STALE entry is revalidated) every 30 s.
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
+	lastRefresh := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u, ok := <-updates:
+			if !ok {
+				return fmt.Errorf("neighbour updates closed")
+			}
+			if a, ok := netip.AddrFromSlice(u.IP); ok && n.isWanted(a.Unmap()) {
+				n.resolve(a.Unmap(), false)
+			}
+		case <-n.wake:
+			n.resolveAll(false)
+		case <-retry.C:
+			refresh := time.Since(lastRefresh) > 30*time.Second
+			if refresh {
+				lastRefresh = time.Now()
+			}
+			n.resolveAll(refresh)
+		}
+	}
+}
+
+func (n *NetNeighbors) isWanted(a netip.Addr) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.wanted[a]
+}
+
+func (n *NetNeighbors) resolveAll(refresh bool) {
+	n.mu.Lock()
+	var todo []netip.Addr
+	for a := range n.wanted {
+		if _, ok := n.known[a]; !ok || refresh {
+			todo = append(todo, a)
+		}
+	}
+	n.mu.Unlock()
+	for _, a := range todo {
+		n.resolve(a, refresh)
+	}
+}
+
+// usable neighbour states: the MAC is known (STALE still is).
+const usableNUD = netlink.NUD_REACHABLE | netlink.NUD_STALE | netlink.NUD_DELAY | netlink.NUD_PROBE | netlink.NUD_PERMANENT | netlink.NUD_NOARP
+
+// resolve looks addr up and records the answer; when the kernel has no
+// usable entry (or refresh asks to revalidate a stale one) it asks the
+// kernel to resolve it.
+func (n *NetNeighbors) resolve(a netip.Addr, refresh bool) {
+	routes, err := n.h.RouteGet(a.AsSlice())
+	if err != nil || len(routes) == 0 {
+		n.forget(a, fmt.Sprintf("no route: %v", err))
+		return
+	}
+	rt := routes[0]
+	if rt.Gw != nil {
+		n.forget(a, fmt.Sprintf("reached through gateway %s: direct routing needs the real server on a directly connected network", rt.Gw))
+		return
+	}
+	family := netlink.FAMILY_V4
+	if a.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	neighs, err := n.h.NeighList(rt.LinkIndex, family)
+	if err != nil {
+		n.log.Warn("list neighbours", "error", err)
+		return
+	}
+	var found *netlink.Neigh
+	for i := range neighs {
+		if ip, ok := netip.AddrFromSlice(neighs[i].IP); ok && ip.Unmap() == a && len(neighs[i].HardwareAddr) == 6 && neighs[i].State&usableNUD != 0 {
+			found = &neighs[i]
+		}
+	}
+	if found == nil || refresh && found.State&netlink.NUD_STALE != 0 {
+		// NTF_USE makes the kernel (re)resolve the entry without our sending
+		// anything to the real server.
+		err := n.h.NeighSet(&netlink.Neigh{LinkIndex: rt.LinkIndex, Family: family, IP: a.AsSlice(), State: netlink.NUD_NONE, Flags: netlink.NTF_USE})
+		if err != nil && err != unix.EEXIST {
+			n.log.Debug("trigger neighbour resolution", "addr", a, "error", err)
+		}
+	}
+	if found == nil {
+		n.forget(a, "")
+		return
+	}
+	e := neighbor{mac: found.HardwareAddr, ifindex: rt.LinkIndex}
+	n.mu.Lock()
+	old, had := n.known[a]
+	n.known[a] = e
+	delete(n.warned, a)
+	n.mu.Unlock()
+	if !had || old.ifindex != e.ifindex || old.mac.String() != e.mac.String() {
+		n.log.Info("real server next hop resolved", "addr", a, "mac", e.mac, "ifindex", e.ifindex)
+		n.onChange()
+	}
+}
+
+func (n *NetNeighbors) forget(a netip.Addr, why string) {
+	n.mu.Lock()
+	_, had := n.known[a]
+	delete(n.known, a)
+	warn := why != "" && !n.warned[a]
+	if warn {
+		n.warned[a] = true
+	}
+	n.mu.Unlock()
+	if warn {
+		n.log.Warn("real server next hop unknown: it gets no new flows", "addr", a, "reason", why)
+	}
+	if had {
+		n.onChange()
+	}
+}

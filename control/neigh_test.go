@@ -1,0 +1,79 @@
+package control
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/xlb-dev/xlb/test/nettest"
+)
+
+func TestNetNeighborsResolvesAndFollows(t *testing.T) {
+	dir, rs := nettest.NewNS(t, "nd"), nettest.NewNS(t, "nr")
+	nettest.Veth(t, dir, "eth0", rs, "eth0")
+	nettest.Addr(t, dir, "eth0", "10.9.0.1/24")
+	nettest.Addr(t, rs, "eth0", "10.9.0.2/24")
+	nettest.Addr(t, dir, "eth0", "2001:db8:9::1/64")
+	nettest.Addr(t, rs, "eth0", "2001:db8:9::2/64")
+	dir.MustRun(t, "ip", "route", "add", "10.77.0.0/24", "via", "10.9.0.2")
+	var rsMAC net.HardwareAddr
+	rs.Do(func() error { i, err := net.InterfaceByName("eth0"); rsMAC = i.HardwareAddr; return err })
+
+	h, err := netns.GetFromName(dir.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var changes atomic.Int32
+	n, err := NewNetNeighbors(nil, h, func() { changes.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	for _, a := range []string{"10.9.0.2", "2001:db8:9::2"} {
+		addr := netip.MustParseAddr(a)
+		if _, _, ok := n.Lookup(addr); ok {
+			t.Fatalf("%s known before any resolution", a)
+		}
+		// Nothing was sent to it: the kernel resolves it on our request.
+		nettest.WaitFor(t, 10*time.Second, "neighbour "+a+" resolved", func() error {
+			mac, ifindex, ok := n.Lookup(addr)
+			if !ok {
+				return errNotYet
+			}
+			if mac.String() != rsMAC.String() || ifindex == 0 {
+				t.Fatalf("%s resolved to %s on %d, want %s", a, mac, ifindex, rsMAC)
+			}
+			return nil
+		})
+	}
+	if changes.Load() < 2 {
+		t.Errorf("onChange called %d times, want at least 2", changes.Load())
+	}
+	// Behind a gateway: never resolved (direct routing impossible).
+	n.Lookup(netip.MustParseAddr("10.77.0.5"))
+	if _, _, ok := n.Lookup(netip.MustParseAddr("10.77.0.5")); ok {
+		t.Error("address behind a gateway resolved")
+	}
+	// The entry is deleted: it is resolved again.
+	dir.MustRun(t, "ip", "neigh", "flush", "dev", "eth0")
+	nettest.WaitFor(t, 10*time.Second, "re-resolution after flush", func() error {
+		if _, _, ok := n.Lookup(netip.MustParseAddr("10.9.0.2")); !ok {
+			return errNotYet
+		}
+		out := dir.MustRun(t, "ip", "neigh", "show", "10.9.0.2")
+		if len(out) == 0 {
+			return errNotYet
+		}
+		return nil
+	})
+}

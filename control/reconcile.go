@@ -1,0 +1,358 @@
+package control
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+// Neighbors resolves the next hop of direct-routing real servers.
+type Neighbors interface {
+	// Lookup returns the MAC and interface of addr if known, and otherwise
+	// starts resolving it (the reconciler is poked when it resolves).
+	Lookup(addr netip.Addr) (mac net.HardwareAddr, ifindex int, ok bool)
+}
+
+// Role is what the reconciler needs of a VRRP instance's state.
+type Role struct {
+	Master bool
+	// At is when the protocol decided the current role.
+	At time.Time
+}
+
+// ServiceState is the reconciler's view of a service, for status and
+// metrics.
+type ServiceState struct {
+	Name string
+	Key  dataplane.ServiceKey
+	// Up: the healthy weight reaches the quorum.
+	Up bool
+	// Forwarding: the service's VRRP instance (if any) is MASTER.
+	Forwarding bool
+	// SorryActive: the sorry server takes the new flows.
+	SorryActive bool
+}
+
+// Reconciler computes the desired dataplane state from the model, the
+// health of real servers and the VRRP roles, and applies it when it
+// changes. It owns the retries: a failed Apply is retried with backoff.
+type Reconciler struct {
+	dp    dataplane.Dataplane
+	log   *slog.Logger
+	neigh Neighbors // nil: no MAC resolution (IPVS)
+	run   func(cmd string) // runs quorum scripts asynchronously
+
+	mu      sync.Mutex
+	model   Model
+	health  map[string]health.State
+	roles   map[string]Role
+	quorum  map[dataplane.ServiceKey]bool // hysteresis state
+	states  map[dataplane.ServiceKey]ServiceState
+	applied []dataplane.Service
+	// pending role changes whose forwarding is not applied yet, by instance.
+	pending map[string]Role
+	// lastErr is the error of the last Apply, nil if it succeeded.
+	lastErr error
+	applies int
+
+	poke chan struct{}
+}
+
+// ReconcilerOptions configure a Reconciler.
+type ReconcilerOptions struct {
+	Logger    *slog.Logger
+	Neighbors Neighbors
+	// RunScript runs a notify command without blocking; nil: none run.
+	RunScript func(cmd string)
+}
+
+// NewReconciler returns a reconciler driving dp.
+func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
+	r := &Reconciler{
+		dp:      dp,
+		log:     opts.Logger,
+		neigh:   opts.Neighbors,
+		run:     opts.RunScript,
+		health:  map[string]health.State{},
+		roles:   map[string]Role{},
+		quorum:  map[dataplane.ServiceKey]bool{},
+		states:  map[dataplane.ServiceKey]ServiceState{},
+		pending: map[string]Role{},
+		poke:    make(chan struct{}, 1),
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.run == nil {
+		r.run = func(string) {}
+	}
+	return r
+}
+
+// Poke asks for a reconciliation soon.
+func (r *Reconciler) Poke() {
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+}
+
+// SetModel replaces the model (a reload). Health and roles of what did not
+// change are kept.
+func (r *Reconciler) SetModel(m Model) {
+	r.mu.Lock()
+	r.model = m
+	keep := map[string]bool{}
+	for _, s := range m.Services {
+		for _, rs := range s.Reals {
+			keep[CheckKey(s.Name, rs)] = true
+		}
+	}
+	for k := range r.health {
+		if !keep[k] {
+			delete(r.health, k)
+		}
+	}
+	r.mu.Unlock()
+	r.Poke()
+}
+
+// SetHealth records a health check's state.
+func (r *Reconciler) SetHealth(key string, s health.State) {
+	r.mu.Lock()
+	r.health[key] = s
+	r.mu.Unlock()
+	r.Poke()
+}
+
+// SetRole records a VRRP instance's role.
+func (r *Reconciler) SetRole(instance string, role Role) {
+	r.mu.Lock()
+	if old, ok := r.roles[instance]; !ok || old.Master != role.Master {
+		r.pending[instance] = role
+	}
+	r.roles[instance] = role
+	r.mu.Unlock()
+	r.Poke()
+}
+
+// Desired computes the dataplane state wanted now and updates the service
+// states (running quorum scripts on changes).
+func (r *Reconciler) Desired() []dataplane.Service {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.desired()
+}
+
+func (r *Reconciler) desired() []dataplane.Service {
+	out := make([]dataplane.Service, 0, len(r.model.Services))
+	states := make(map[dataplane.ServiceKey]ServiceState, len(r.model.Services))
+	for _, s := range r.model.Services {
+		svc, st := r.service(s)
+		out = append(out, svc)
+		states[s.Key] = st
+	}
+	r.states = states
+	for k := range r.quorum {
+		if _, ok := states[k]; !ok {
+			delete(r.quorum, k)
+		}
+	}
+	return out
+}
+
+func (r *Reconciler) service(s ServiceSpec) (dataplane.Service, ServiceState) {
+	svc := dataplane.Service{
+		Name:        s.Name,
+		Key:         s.Key,
+		Scheduler:   s.Scheduler,
+		Forward:     s.Forward,
+		Persistence: s.Persistence,
+		Tunnel:      s.Tunnel,
+		Enabled:     s.Instance == "" || r.roles[s.Instance].Master,
+		Backends:    make([]dataplane.Backend, 0, len(s.Reals)+1),
+	}
+	var healthy uint64
+	for _, rs := range s.Reals {
+		b := r.backend(s, rs)
+		if r.health[CheckKey(s.Name, rs)] == health.StateUp {
+			b.Weight = rs.Weight
+			healthy += uint64(rs.Weight)
+		} else {
+			b.Weight = 0 // no new flows; established ones drain
+		}
+		svc.Backends = append(svc.Backends, b)
+	}
+	up := r.quorumState(s, healthy)
+	st := ServiceState{Name: s.Name, Key: s.Key, Up: up, Forwarding: svc.Enabled}
+	if !up && s.Sorry != nil {
+		for i := range svc.Backends {
+			svc.Backends[i].Weight = 0
+		}
+		sorry := r.backend(s, *s.Sorry)
+		sorry.Weight = max(1, s.Sorry.Weight)
+		if i := slices.IndexFunc(svc.Backends, func(b dataplane.Backend) bool { return b.Key() == sorry.Key() }); i >= 0 {
+			svc.Backends[i] = sorry
+		} else {
+			svc.Backends = append(svc.Backends, sorry)
+		}
+		st.SorryActive = true
+	}
+	return svc, st
+}
+
+// quorumState applies keepalived's quorum with hysteresis: the service
+// comes up when the healthy weight reaches quorum+hysteresis and goes down
+// when it falls below quorum-hysteresis.
+func (r *Reconciler) quorumState(s ServiceSpec, healthy uint64) bool {
+	q, h := uint64(s.Quorum), uint64(s.Hysteresis)
+	was, known := r.quorum[s.Key]
+	var up bool
+	switch {
+	case !known:
+		up = healthy >= q
+	case was:
+		up = healthy+h >= q
+	default:
+		up = healthy >= q+h
+	}
+	r.quorum[s.Key] = up
+	if known && up != was {
+		if up {
+			r.log.Info("service up: quorum reached", "service", s.Name, "healthy_weight", healthy, "quorum", s.Quorum)
+			if s.QuorumUp != "" {
+				r.run(s.QuorumUp)
+			}
+		} else {
+			r.log.Warn("service down: quorum lost", "service", s.Name, "healthy_weight", healthy, "quorum", s.Quorum)
+			if s.QuorumDown != "" {
+				r.run(s.QuorumDown)
+			}
+		}
+	}
+	return up
+}
+
+func (r *Reconciler) backend(s ServiceSpec, rs RealSpec) dataplane.Backend {
+	b := dataplane.Backend{Addr: rs.Addr, Port: rs.Port, Weight: rs.Weight}
+	if s.Forward == dataplane.DirectRouting && r.neigh != nil {
+		if mac, ifindex, ok := r.neigh.Lookup(rs.Addr); ok {
+			b.MAC, b.Ifindex = mac, ifindex
+		}
+	}
+	return b
+}
+
+// States returns the service states computed by the last reconciliation.
+func (r *Reconciler) States() map[dataplane.ServiceKey]ServiceState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[dataplane.ServiceKey]ServiceState, len(r.states))
+	for k, v := range r.states {
+		out[k] = v
+	}
+	return out
+}
+
+// Health returns the recorded state of a check.
+func (r *Reconciler) Health(key string) health.State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.health[key]
+}
+
+// LastError is the error of the last Apply (nil after a success).
+func (r *Reconciler) LastError() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastErr
+}
+
+// Reconcile applies the desired state if it differs from what was applied
+// last. It returns Apply's error.
+func (r *Reconciler) Reconcile(ctx context.Context) error {
+	r.mu.Lock()
+	desired := r.desired()
+	same := r.lastErr == nil && r.applies > 0 && slices.EqualFunc(desired, r.applied, dataplane.ServiceEqual)
+	pending := r.pending
+	r.pending = map[string]Role{}
+	r.mu.Unlock()
+	if same {
+		r.reportRoles(pending)
+		return nil
+	}
+	// Apply runs without the lock: health and VRRP inputs keep flowing.
+	err := r.dp.Apply(ctx, desired)
+	r.mu.Lock()
+	r.lastErr = err
+	if err == nil {
+		r.applied = desired
+		r.applies++
+	} else {
+		// Report them after the retry that succeeds.
+		for k, v := range pending {
+			if _, newer := r.pending[k]; !newer {
+				r.pending[k] = v
+			}
+		}
+		pending = nil
+	}
+	r.mu.Unlock()
+	r.reportRoles(pending)
+	return err
+}
+
+// reportRoles logs how long forwarding took to follow each role change.
+func (r *Reconciler) reportRoles(pending map[string]Role) {
+	for inst, role := range pending {
+		state := "disabled"
+		if role.Master {
+			state = "active"
+		}
+		r.log.Info("forwarding follows VRRP role", "instance", inst, "forwarding", state,
+			"since_decision", time.Since(role.At).Round(time.Microsecond))
+	}
+}
+
+// Run reconciles whenever poked, and retries failures with backoff (100 ms
+// doubling to 5 s) until ctx is done. Every resync it reconciles anyway
+// (new neighbour entries, drift).
+func (r *Reconciler) Run(ctx context.Context, resync time.Duration) error {
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
+	backoff := minBackoff
+	retry := time.NewTimer(resync)
+	defer retry.Stop()
+	for {
+		err := r.Reconcile(ctx)
+		next := resync
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			r.log.Error("apply to dataplane failed, will retry", "error", err, "retry_in", backoff)
+			next, backoff = backoff, min(2*backoff, maxBackoff)
+		} else {
+			backoff = minBackoff
+		}
+		retry.Reset(next)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.poke:
+			if !retry.Stop() {
+				select {
+				case <-retry.C:
+				default:
+				}
+			}
+		case <-retry.C:
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package control
+
+import (
+	"errors"
+	"flag"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs:\n--- got\n%s--- want\n%s", name, got, want)
+	}
+}
+
+// fakeNeighbors knows the MACs it is given.
+type fakeNeighbors struct {
+	mu    sync.Mutex
+	known map[netip.Addr]net.HardwareAddr
+	asked []netip.Addr
+}
+
+func (f *fakeNeighbors) Lookup(a netip.Addr) (net.HardwareAddr, int, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, a)
+	m, ok := f.known[a]
+	return m, 2, ok
+}
+
+func real(addr string, port uint16, w uint32) RealSpec {
+	return RealSpec{Addr: netip.MustParseAddr(addr), Port: port, Weight: w,
+		Check: health.Spec{Type: health.TypeTCP, Target: netip.AddrPortFrom(netip.MustParseAddr(addr), port), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1}}
+}
+
+func testModel() Model {
+	return Model{Services: []ServiceSpec{
+		{
+			Name: "web", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.3"), Port: 80, Proto: dataplane.TCP},
+			Scheduler: dataplane.RoundRobin, Forward: dataplane.DirectRouting, Instance: "VI_1", Quorum: 1,
+			Reals: []RealSpec{real("10.0.0.7", 80, 1), real("10.0.0.8", 80, 2), real("10.0.0.9", 80, 1)},
+		},
+		{
+			Name: "api", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.4"), Port: 443, Proto: dataplane.TCP},
+			Scheduler: dataplane.MaglevHashing, Forward: dataplane.NAT, Quorum: 2, Persistence: 300 * time.Second,
+			Sorry: &RealSpec{Addr: netip.MustParseAddr("10.0.1.99"), Port: 8443, Weight: 1},
+			Reals: []RealSpec{real("10.0.1.7", 8443, 1), real("10.0.1.8", 8443, 1)},
+		},
+	}}
+}
+
+func TestDesiredGolden(t *testing.T) {
+	dp := dataplane.NewFake()
+	nb := &fakeNeighbors{known: map[netip.Addr]net.HardwareAddr{
+		netip.MustParseAddr("10.0.0.7"): {2, 0, 0, 0, 0, 7},
+		netip.MustParseAddr("10.0.0.8"): {2, 0, 0, 0, 0, 8},
+	}}
+	r := NewReconciler(dp, ReconcilerOptions{Neighbors: nb})
+	r.SetModel(testModel())
+
+	// Nothing healthy yet, VI_1 not master: web disabled and drained, api
+	// below quorum so its sorry server takes the flows.
+	golden(t, "desired-initial.golden", DumpServices(r.Desired()))
+
+	for _, k := range []string{"web/10.0.0.7:80", "web/10.0.0.8:80", "web/10.0.0.9:80", "api/10.0.1.7:8443", "api/10.0.1.8:8443"} {
+		r.SetHealth(k, health.StateUp)
+	}
+	r.SetRole("VI_1", Role{Master: true, At: time.Now()})
+	golden(t, "desired-healthy-master.golden", DumpServices(r.Desired()))
+
+	// One api real server fails: quorum 2 lost, sorry server again; one
+	// web real server fails: drained (weight 0).
+	r.SetHealth("api/10.0.1.8:8443", health.StateDown)
+	r.SetHealth("web/10.0.0.8:80", health.StateDown)
+	golden(t, "desired-degraded.golden", DumpServices(r.Desired()))
+	st := r.States()
+	if api := st[testModel().Services[1].Key]; api.Up || !api.SorryActive {
+		t.Errorf("api state %+v, want down with the sorry server active", api)
+	}
+	if web := st[testModel().Services[0].Key]; !web.Up || !web.Forwarding {
+		t.Errorf("web state %+v, want up and forwarding", web)
+	}
+}
+
+func TestQuorumHysteresisAndScripts(t *testing.T) {
+	var ran []string
+	r := NewReconciler(dataplane.NewFake(), ReconcilerOptions{RunScript: func(c string) { ran = append(ran, c) }})
+	m := Model{Services: []ServiceSpec{{
+		Name: "s", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.3"), Port: 80, Proto: dataplane.TCP},
+		Scheduler: dataplane.RoundRobin, Forward: dataplane.NAT, Quorum: 3, Hysteresis: 1,
+		QuorumUp: "up.sh", QuorumDown: "down.sh",
+		Reals: []RealSpec{real("10.0.1.1", 80, 1), real("10.0.1.2", 80, 1), real("10.0.1.3", 80, 1), real("10.0.1.4", 80, 1)},
+	}}}
+	r.SetModel(m)
+	up := func(n int) bool {
+		for i, rs := range m.Services[0].Reals {
+			s := health.StateDown
+			if i < n {
+				s = health.StateUp
+			}
+			r.SetHealth(CheckKey("s", rs), s)
+		}
+		r.Desired()
+		return r.States()[m.Services[0].Key].Up
+	}
+	// Starts at 0 healthy: down. Up needs quorum+hysteresis = 4.
+	for _, step := range []struct {
+		healthy int
+		want    bool
+	}{{0, false}, {3, false}, {4, true}, {3, true}, {2, true}, {1, false}, {3, false}, {4, true}} {
+		if got := up(step.healthy); got != step.want {
+			t.Fatalf("%d healthy: up=%v, want %v", step.healthy, got, step.want)
+		}
+	}
+	if want := []string{"up.sh", "down.sh", "up.sh"}; len(ran) != 3 || ran[0] != want[0] || ran[1] != want[1] || ran[2] != want[2] {
+		t.Errorf("scripts %v, want %v", ran, want)
+	}
+}
+
+func TestReconcileAppliesOnlyChanges(t *testing.T) {
+	dp := dataplane.NewFake()
+	r := NewReconciler(dp, ReconcilerOptions{})
+	r.SetModel(testModel())
+	ctx := t.Context()
+	if err := r.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := dp.Applies(); n != 1 {
+		t.Fatalf("%d applies for an unchanged state, want 1", n)
+	}
+	dp.Changes()
+	r.SetHealth("web/10.0.0.7:80", health.StateUp)
+	if err := r.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := dp.Changes(); len(got) != 1 || got[0] != "update tcp/10.0.0.3:80" {
+		t.Errorf("changes %v, want only web updated", got)
+	}
+
+	// A failing Apply is retried (the state is not marked applied).
+	dp.ApplyErr = errors.New("boom")
+	r.SetHealth("web/10.0.0.8:80", health.StateUp)
+	if err := r.Reconcile(ctx); err == nil {
+		t.Fatal("want the Apply error")
+	}
+	if err := r.Reconcile(ctx); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if got := dp.Changes(); len(got) != 1 || got[0] != "update tcp/10.0.0.3:80" {
+		t.Errorf("changes after retry %v, want web updated", got)
+	}
+}
+
+func TestReloadKeepsHealth(t *testing.T) {
+	dp := dataplane.NewFake()
+	r := NewReconciler(dp, ReconcilerOptions{})
+	r.SetModel(testModel())
+	r.SetHealth("web/10.0.0.7:80", health.StateUp)
+	m := testModel()
+	m.Services[0].Reals = m.Services[0].Reals[:1] // drop two real servers
+	m.Services = append(m.Services, ServiceSpec{Name: "new", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.5"), Port: 53, Proto: dataplane.UDP},
+		Scheduler: dataplane.SourceHashing, Forward: dataplane.DirectRouting, Reals: []RealSpec{real("10.0.0.7", 53, 1)}})
+	r.SetModel(m)
+	if r.Health("web/10.0.0.7:80") != health.StateUp {
+		t.Error("reload forgot the health of an unchanged real server")
+	}
+	if err := r.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "desired-reloaded.golden", DumpServices(dp.Installed()))
+}
+
+var errNotYet = errors.New("not yet")
