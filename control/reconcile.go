@@ -46,7 +46,7 @@ type ServiceState struct {
 type Reconciler struct {
 	dp    dataplane.Dataplane
 	log   *slog.Logger
-	neigh Neighbors // nil: no MAC resolution (IPVS)
+	neigh Neighbors        // nil: no MAC resolution (IPVS)
 	run   func(cmd string) // runs quorum scripts asynchronously
 
 	mu      sync.Mutex
