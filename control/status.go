@@ -1,0 +1,237 @@
+package control
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Status is what `xlb status` shows, as served on the control socket.
+type Status struct {
+	Version   string         `json:"version"`
+	Config    string         `json:"config"`
+	Started   time.Time      `json:"started"`
+	Dataplane DataplaneInfo  `json:"dataplane"`
+	Reloads   ReloadStatus   `json:"reloads"`
+	Services  []ServiceInfo  `json:"services"`
+	VRRP      []InstanceInfo `json:"vrrp"`
+	// Verdicts counts packets by what the dataplane did with them.
+	Verdicts map[string]uint64 `json:"verdicts,omitempty"`
+	// RateInterval is the sampling interval of the rates, when shown.
+	RateInterval time.Duration `json:"rate_interval,omitempty"`
+}
+
+// DataplaneInfo says which dataplane runs.
+type DataplaneInfo struct {
+	Mode   string `json:"mode"`
+	Attach string `json:"attach,omitempty"`
+	// Error is the last failure to apply the configuration, if any.
+	Error string `json:"error,omitempty"`
+}
+
+// ReloadStatus counts configuration reloads.
+type ReloadStatus struct {
+	OK        uint64    `json:"ok"`
+	Failed    uint64    `json:"failed"`
+	LastError string    `json:"last_error,omitempty"`
+	Last      time.Time `json:"last,omitempty"`
+}
+
+// Counters are packet, byte and connection totals.
+type Counters struct {
+	Connections uint64 `json:"connections"`
+	PacketsIn   uint64 `json:"packets_in"`
+	PacketsOut  uint64 `json:"packets_out"`
+	BytesIn     uint64 `json:"bytes_in"`
+	BytesOut    uint64 `json:"bytes_out"`
+}
+
+// Rates are per-second rates over the last sampling interval.
+type Rates struct {
+	CPS    float64 `json:"cps"`
+	InPPS  float64 `json:"in_pps"`
+	OutPPS float64 `json:"out_pps"`
+	InBPS  float64 `json:"in_bps"`
+	OutBPS float64 `json:"out_bps"`
+}
+
+// ServiceInfo is one virtual service.
+type ServiceInfo struct {
+	Name        string `json:"name"`
+	Protocol    string `json:"protocol"`
+	Address     string `json:"address"` // VIP:port
+	Scheduler   string `json:"scheduler"`
+	Forward     string `json:"forward"`
+	Persistence int64  `json:"persistence_seconds,omitempty"`
+	Instance    string `json:"vrrp_instance,omitempty"`
+	// Up: the healthy weight reaches the quorum. Forwarding: the VRRP
+	// instance (if any) is MASTER here.
+	Up          bool       `json:"up"`
+	Forwarding  bool       `json:"forwarding"`
+	SorryActive bool       `json:"sorry_active,omitempty"`
+	Counters    Counters   `json:"counters"`
+	Rates       *Rates     `json:"rates,omitempty"`
+	Reals       []RealInfo `json:"real_servers"`
+}
+
+// RealInfo is one real server of a service.
+type RealInfo struct {
+	Address string `json:"address"` // addr:port
+	Weight  uint32 `json:"weight"`  // configured
+	// Effective is the weight installed now (0 while unhealthy).
+	Effective     uint32   `json:"effective_weight"`
+	Health        string   `json:"health"` // up, down, unknown
+	HealthError   string   `json:"health_error,omitempty"`
+	Sorry         bool     `json:"sorry,omitempty"`
+	ActiveConns   uint64   `json:"active_conns"`
+	InactiveConns uint64   `json:"inactive_conns"`
+	Counters      Counters `json:"counters"`
+	Rates         *Rates   `json:"rates,omitempty"`
+}
+
+// InstanceInfo is one VRRP instance.
+type InstanceInfo struct {
+	Name              string    `json:"name"`
+	Interface         string    `json:"interface"`
+	VRID              uint8     `json:"vrid"`
+	Version           int       `json:"version"`
+	State             string    `json:"state"`
+	Since             time.Time `json:"since"`
+	Priority          uint8     `json:"priority"`
+	EffectivePriority uint8     `json:"effective_priority"`
+	Master            string    `json:"master,omitempty"`
+	VIPs              []string  `json:"vips"`
+	Faults            []string  `json:"faults,omitempty"`
+	SplitBrain        bool      `json:"split_brain,omitempty"`
+}
+
+// Format selects the columns of FormatStatus, as ipvsadm's options.
+type Format int
+
+const (
+	FormatConns Format = iota // weight, health, ActiveConn, InActConn
+	FormatStats               // --stats: totals
+	FormatRate                // --rate: per-second rates
+)
+
+var forwardNames = map[string]string{"dr": "Route", "nat": "Masq", "tunnel": "Tunnel"}
+
+// FormatStatus writes st as `ipvsadm -ln` would, followed by the VRRP
+// instances.
+func FormatStatus(w io.Writer, st *Status, f Format) error {
+	attach := st.Dataplane.Mode
+	if st.Dataplane.Attach != "" {
+		attach += " " + st.Dataplane.Attach
+	}
+	fmt.Fprintf(w, "xlb %s, dataplane %s, config %s\n", st.Version, attach, st.Config)
+	if st.Dataplane.Error != "" {
+		fmt.Fprintf(w, "dataplane error: %s\n", st.Dataplane.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	switch f {
+	case FormatStats:
+		fmt.Fprintln(tw, "Prot LocalAddress:Port\tConns\tInPkts\tOutPkts\tInBytes\tOutBytes\t")
+		fmt.Fprintln(tw, "  -> RemoteAddress:Port\t\t\t\t\t\t")
+	case FormatRate:
+		fmt.Fprintln(tw, "Prot LocalAddress:Port\tCPS\tInPPS\tOutPPS\tInBPS\tOutBPS\t")
+		fmt.Fprintln(tw, "  -> RemoteAddress:Port\t\t\t\t\t\t")
+	default:
+		fmt.Fprintln(tw, "Prot LocalAddress:Port Scheduler Flags\t\t\t\t\t\t")
+		fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tHealth\tActiveConn\tInActConn\t")
+	}
+	for _, s := range st.Services {
+		head := fmt.Sprintf("%-4s %s", strings.ToUpper(s.Protocol), s.Address)
+		switch f {
+		case FormatStats:
+			c := s.Counters
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", head, c.Connections, c.PacketsIn, c.PacketsOut, c.BytesIn, c.BytesOut)
+		case FormatRate:
+			r := rateOrZero(s.Rates)
+			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", head, r.CPS, r.InPPS, r.OutPPS, r.InBPS, r.OutBPS)
+		default:
+			flags := []string{s.Scheduler}
+			if s.Persistence > 0 {
+				flags = append(flags, "persistent "+strconv.FormatInt(s.Persistence, 10))
+			}
+			var notes []string
+			if s.Name != "" {
+				notes = append(notes, s.Name)
+			}
+			if !s.Forwarding {
+				notes = append(notes, "not forwarding: "+s.Instance+" not MASTER")
+			}
+			if !s.Up {
+				notes = append(notes, "DOWN: below quorum")
+			}
+			if s.SorryActive {
+				notes = append(notes, "sorry server active")
+			}
+			fmt.Fprintf(tw, "%s %s\t(%s)\t\t\t\t\t\n", head, strings.Join(flags, " "), strings.Join(notes, ", "))
+		}
+		for _, r := range s.Reals {
+			addr := "  -> " + r.Address
+			if r.Sorry {
+				addr += " (sorry)"
+			}
+			switch f {
+			case FormatStats:
+				c := r.Counters
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", addr, c.Connections, c.PacketsIn, c.PacketsOut, c.BytesIn, c.BytesOut)
+			case FormatRate:
+				rt := rateOrZero(r.Rates)
+				fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", addr, rt.CPS, rt.InPPS, rt.OutPPS, rt.InBPS, rt.OutBPS)
+			default:
+				weight := strconv.FormatUint(uint64(r.Weight), 10)
+				if r.Effective != r.Weight {
+					weight = fmt.Sprintf("%d(%d)", r.Effective, r.Weight)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t\n", addr, forwardNames[s.Forward], weight, r.Health, r.ActiveConns, r.InactiveConns)
+			}
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(st.VRRP) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "VRRP Instance\tInterface\tVRID\tState\tPriority\tMaster\tVIPs\t")
+		for _, v := range st.VRRP {
+			state := v.State
+			if v.SplitBrain {
+				state += " SPLIT-BRAIN"
+			}
+			if len(v.Faults) > 0 {
+				state += " (" + strings.Join(v.Faults, ", ") + ")"
+			}
+			prio := strconv.Itoa(int(v.EffectivePriority))
+			if v.EffectivePriority != v.Priority {
+				prio = fmt.Sprintf("%d(%d)", v.EffectivePriority, v.Priority)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", v.Name, v.Interface, v.VRID, state, prio, v.Master, strings.Join(v.VIPs, " "))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func rateOrZero(r *Rates) Rates {
+	if r == nil {
+		return Rates{}
+	}
+	return *r
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
