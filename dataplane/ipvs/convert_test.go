@@ -1,0 +1,139 @@
+package ipvs
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/ipvs"
+	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+func svc(addr string, sched dataplane.Scheduler, fwd dataplane.ForwardMode, backends ...dataplane.Backend) dataplane.Service {
+	a := netip.MustParseAddr(addr)
+	return dataplane.Service{Name: "web", Key: dataplane.ServiceKey{Addr: a, Port: 80, Proto: dataplane.TCP},
+		Scheduler: sched, Forward: fwd, Enabled: true, Backends: backends}
+}
+
+func be(addr string, port uint16, w uint32) dataplane.Backend {
+	return dataplane.Backend{Addr: netip.MustParseAddr(addr), Port: port, Weight: w}
+}
+
+func TestCheckRejectsWhatIPVSCannotDo(t *testing.T) {
+	gue := svc("192.0.2.100", dataplane.RoundRobin, dataplane.Tunnel, be("192.0.2.11", 80, 1))
+	gue.Tunnel = dataplane.TunnelOptions{Encap: dataplane.EncapGUE, GUEPort: 5555}
+	heavy := svc("192.0.2.101", dataplane.WeightedRoundRobin, dataplane.DirectRouting, be("192.0.2.11", 80, 70000))
+	mixed := svc("192.0.2.102", dataplane.RoundRobin, dataplane.Tunnel, be("2001:db8::11", 80, 1))
+	for _, tc := range []struct {
+		s    dataplane.Service
+		want string
+	}{
+		{gue, "GUE"},
+		{heavy, "weight 70000 above 65535"},
+		{mixed, "other address family"},
+	} {
+		err := check([]dataplane.Service{tc.s})
+		if !errors.Is(err, dataplane.ErrNotSupported) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("check(%s): %v, want ErrNotSupported mentioning %q", tc.s.Key, err, tc.want)
+		}
+	}
+	ipip := svc("192.0.2.103", dataplane.MaglevHashing, dataplane.Tunnel, be("192.0.2.11", 80, MaxWeight))
+	ipip.Tunnel = dataplane.TunnelOptions{Encap: dataplane.EncapIPIP}
+	if err := check([]dataplane.Service{ipip, svc("2001:db8::1", dataplane.SourceHashing, dataplane.NAT, be("2001:db8::11", 8080, 0))}); err != nil {
+		t.Errorf("check rejected a valid set: %v", err)
+	}
+}
+
+func TestToService(t *testing.T) {
+	s := svc("192.0.2.100", dataplane.SourceHashing, dataplane.DirectRouting)
+	s.Persistence = 1500 * time.Millisecond
+	got := toService(s)
+	if got.Flags != flagPersistent || got.Timeout != 2 || got.Netmask != 0xffffffff ||
+		got.AddressFamily != unix.AF_INET || got.SchedName != "sh" || got.Protocol != unix.IPPROTO_TCP ||
+		got.Address.String() != "192.0.2.100" || len(got.Address) != 4 {
+		t.Errorf("toService(persistent v4) = %+v", got)
+	}
+	s6 := svc("2001:db8::1", dataplane.RoundRobin, dataplane.NAT)
+	s6.Key.Proto = dataplane.UDP
+	got = toService(s6)
+	if got.Flags != 0 || got.Timeout != 0 || got.Netmask != 128 || got.AddressFamily != unix.AF_INET6 || got.Protocol != unix.IPPROTO_UDP {
+		t.Errorf("toService(v6) = %+v", got)
+	}
+	for _, tc := range []struct {
+		fwd  dataplane.ForwardMode
+		flag uint32
+	}{{dataplane.DirectRouting, ipvs.ConnFwdDirectRoute}, {dataplane.NAT, ipvs.ConnFwdMasq}, {dataplane.Tunnel, ipvs.ConnFwdTunnel}} {
+		d := toDestination(svc("192.0.2.100", dataplane.RoundRobin, tc.fwd), be("192.0.2.11", 8080, 7))
+		if d.ConnectionFlags != tc.flag || d.Weight != 7 || d.Port != 8080 || d.Address.String() != "192.0.2.11" {
+			t.Errorf("toDestination(%s) = %+v", tc.fwd, d)
+		}
+	}
+}
+
+func TestServiceDiff(t *testing.T) {
+	want := toService(svc("192.0.2.100", dataplane.RoundRobin, dataplane.NAT))
+	cur := *want
+	cur.Flags |= 0x0002 // IP_VS_SVC_F_HASHED, set by the kernel
+	if d := serviceDiff(&cur, want); d != "" {
+		t.Errorf("the kernel's hashed flag counts as a change: %s", d)
+	}
+	cur.SchedName, cur.Flags, cur.Timeout = "wlc", flagPersistent, 300
+	if d := serviceDiff(&cur, want); d != "scheduler wlc -> rr, flags 0x1 -> 0x0, persistence 300s -> 0s" {
+		t.Errorf("diff = %q", d)
+	}
+}
+
+func TestKeysRoundTrip(t *testing.T) {
+	for _, s := range []dataplane.Service{svc("192.0.2.100", dataplane.RoundRobin, dataplane.NAT), svc("2001:db8::1", dataplane.RoundRobin, dataplane.NAT)} {
+		k, ok := serviceKey(toService(s))
+		if !ok || k != s.Key {
+			t.Errorf("serviceKey(toService(%v)) = %v %v", s.Key, k, ok)
+		}
+	}
+	b := be("192.0.2.11", 8080, 1)
+	if k, ok := destKey(toDestination(svc("192.0.2.100", dataplane.RoundRobin, dataplane.NAT), b)); !ok || k != b.Key() {
+		t.Errorf("destKey = %v %v, want %v", k, ok, b.Key())
+	}
+	if _, ok := serviceKey(&ipvs.Service{FWMark: 7, AddressFamily: unix.AF_INET}); ok {
+		t.Error("a firewall-mark service has a key")
+	}
+}
+
+// On a kernel without IPVS (this project's CI hosts), New must say so with
+// ErrNotSupported, for the daemon's auto mode.
+func TestNewWithoutIPVS(t *testing.T) {
+	if _, err := os.Stat("/sys/module/ip_vs"); err == nil {
+		t.Skip("this kernel has IPVS loaded; the VM tests cover New on such kernels")
+	}
+	if hasIPVSModule() {
+		t.Skip("this kernel has an ip_vs module; the VM tests cover New on such kernels")
+	}
+	d, err := New(Options{})
+	if err == nil {
+		d.Close()
+		t.Fatal("New succeeded on a kernel without IPVS")
+	}
+	if !errors.Is(err, dataplane.ErrNotSupported) || !strings.Contains(err.Error(), "IPVS") {
+		t.Fatalf("New: %v, want an error wrapping ErrNotSupported that names IPVS", err)
+	}
+	t.Logf("New: %v", err)
+}
+
+// hasIPVSModule reports whether modprobe could load ip_vs on this host.
+func hasIPVSModule() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	b, err := os.ReadFile("/lib/modules/" + rel + "/modules.dep")
+	if err != nil {
+		b, _ = os.ReadFile("/usr/lib/modules/" + rel + "/modules.dep")
+	}
+	return strings.Contains(string(b), "/ip_vs.ko")
+}
