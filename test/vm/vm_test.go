@@ -17,6 +17,7 @@ import (
 // only some of its tests belong in the VM).
 var guestPackages = []vm.Package{
 	{Path: "./test/vm"}, // the VM itself: modules, namespaces, veth
+	{Path: "./dataplane/ipvs"},
 }
 
 var testLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(([0-9.]+s)\)`)
