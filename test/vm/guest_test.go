@@ -3,6 +3,8 @@
 package vm_test
 
 import (
+	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,6 +15,20 @@ import (
 )
 
 // The VM's own checks: what other packages' tests rely on.
+
+var powerOff = flag.Bool("xlb.poweroff", false, "power the VM off at once, without a result (for TestVMWithoutResult)")
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if *powerOff {
+		fmt.Println("powering off now")
+		if out, err := exec.Command("poweroff", "-f").CombinedOutput(); err != nil {
+			fmt.Printf("poweroff: %v: %s\n", err, out)
+		}
+		os.Exit(3)
+	}
+	os.Exit(m.Run())
+}
 
 func TestGuestModprobe(t *testing.T) {
 	vm.RequireGuest(t)
