@@ -102,4 +102,3 @@ func TestKeysRoundTrip(t *testing.T) {
 		t.Error("a firewall-mark service has a key")
 	}
 }
-
