@@ -337,6 +337,18 @@ func (n *Node) Run(ctx context.Context) (err error) {
 			n.handle(in)
 		case <-timer.C():
 		}
+		// Packets already received count before timers: after a stall
+		// an advert that arrived in time must not lose against the
+		// Master_Down_Timer that expired meanwhile.
+		for range cap(n.inputs) {
+			select {
+			case in := <-n.inputs:
+				n.handle(in)
+				continue
+			default:
+			}
+			break
+		}
 		now := n.clock.Now()
 		n.exec(now, n.core.tick(now))
 	}
