@@ -151,6 +151,16 @@ func TestNATTraffic(t *testing.T) {
 	const url = "http://198.51.100.100/"
 	checkOrder(t, c, url, "198.51.100.10", 6, "rs1", "rs2")
 	waitCounters(t, d, web.Key, map[string]uint64{"192.0.2.11:8080": 3, "192.0.2.12:8080": 3}, true)
+	// The closed connections linger in IPVS's table (TIME_WAIT) as
+	// inactive ones; none is active.
+	nettest.WaitFor(t, 30*time.Second, "inactive connections on both real servers", func() error {
+		for bk, bs := range d.stats(t).Services[web.Key].Backends {
+			if bs.InactiveConns == 0 || bs.InactiveConns > 3 || bs.ActiveConns != 0 {
+				return fmt.Errorf("%s: %d active, %d inactive", bk, bs.ActiveConns, bs.InactiveConns)
+			}
+		}
+		return nil
+	})
 
 	// A kept-alive connection: the next in the cycle, rs1.
 	h := hold(t, cl, "198.51.100.100:80")
