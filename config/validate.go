@@ -1,0 +1,275 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// meta locates the elements of a decoded Config for the checks that span
+// several of them.
+type meta struct {
+	dataplane *table
+	scripts   []keyPath
+	groups    []groupMeta
+	instances []instanceMeta
+	services  []serviceMeta
+}
+
+// crossCheck runs the checks that involve more than one table: unique names
+// and keys, references, and (with an Env) the live interfaces.
+func (d *decoder) crossCheck(c *Config, m *meta) {
+	names := func(kind string, n int, name func(i int) string, p func(i int) keyPath) map[string]int {
+		first := map[string]int{}
+		for i := range n {
+			s := name(i)
+			if s == "" {
+				continue
+			}
+			if j, dup := first[s]; dup {
+				d.errorf(p(i).key("name"), "duplicate %s name %q (first on line %d)", kind, s, d.idx.line(p(j)))
+				continue
+			}
+			first[s] = i
+		}
+		return first
+	}
+	scripts := names("vrrp_script", len(c.VRRPScripts),
+		func(i int) string { return c.VRRPScripts[i].Name }, func(i int) keyPath { return m.scripts[i] })
+	names("vrrp_sync_group", len(c.SyncGroups),
+		func(i int) string { return c.SyncGroups[i].Name }, func(i int) keyPath { return m.groups[i].p })
+	instances := names("vrrp_instance", len(c.VRRPInstances),
+		func(i int) string { return c.VRRPInstances[i].Name }, func(i int) keyPath { return m.instances[i].p })
+	names("virtual_server", len(c.VirtualServers),
+		func(i int) string { return c.VirtualServers[i].Name }, func(i int) keyPath { return m.services[i].p })
+
+	d.checkInstances(c, m, scripts)
+
+	// Sync groups: members exist and belong to one group.
+	memberOf := map[string]int{}
+	for gi, g := range c.SyncGroups {
+		gm := m.groups[gi]
+		seen := map[string]bool{}
+		for j, name := range g.Group {
+			p := gm.members[j]
+			label := fmt.Sprintf("vrrp_sync_group %q", g.Name)
+			switch _, ok := instances[name]; {
+			case !ok:
+				d.errorf(p, "%s: unknown vrrp_instance %q", label, name)
+			case seen[name]:
+				d.errorf(p, "%s: vrrp_instance %q is listed twice", label, name)
+			default:
+				if other, dup := memberOf[name]; dup {
+					d.errorf(p, "%s: vrrp_instance %q is already in vrrp_sync_group %q (line %d)",
+						label, name, c.SyncGroups[other].Name, c.SyncGroups[other].Line)
+				} else {
+					memberOf[name] = gi
+				}
+			}
+			seen[name] = true
+		}
+	}
+
+	// Services: unique VIP:port/protocol; the VRRP instance exists and
+	// holds the VIP.
+	keys := map[ServiceKey]int{}
+	for i, v := range c.VirtualServers {
+		sm := m.services[i]
+		if v.Address.IsValid() && v.Port != 0 {
+			if j, dup := keys[v.Key()]; dup {
+				d.errorf(sm.p.key("address"), "%s: duplicate virtual server %s/%s (also virtual_server %q on line %d)",
+					sm.label, v.Protocol, netip.AddrPortFrom(v.Address, v.Port), c.VirtualServers[j].Name, c.VirtualServers[j].Line)
+			} else {
+				keys[v.Key()] = i
+			}
+		}
+		if v.VRRPInstance == "" {
+			continue
+		}
+		j, ok := instances[v.VRRPInstance]
+		if !ok {
+			d.errorf(sm.p.key("vrrp_instance"), "%s: unknown vrrp_instance %q", sm.label, v.VRRPInstance)
+			continue
+		}
+		inst := c.VRRPInstances[j]
+		if !v.Address.IsValid() || len(inst.VirtualIPAddresses) == 0 {
+			continue
+		}
+		covered := false
+		for _, vip := range inst.VirtualIPAddresses {
+			covered = covered || vip.Prefix.Addr() == v.Address
+		}
+		if !covered {
+			d.errorf(sm.p.key("vrrp_instance"), "%s: address %s is not among the virtual_ipaddress of vrrp_instance %q (line %d)",
+				sm.label, v.Address, inst.Name, inst.Line)
+		}
+	}
+
+	if d.env != nil {
+		d.checkEnv(c, m)
+	}
+}
+
+func (d *decoder) checkInstances(c *Config, m *meta, scripts map[string]int) {
+	type vridKey struct {
+		iface string
+		is6   bool
+		vrid  uint8
+	}
+	vrids := map[vridKey]int{}
+	vips := map[netip.Addr]int{}
+	for i := range c.VRRPInstances {
+		v := &c.VRRPInstances[i]
+		im := m.instances[i]
+		if im.familyKnown && v.Interface != "" && v.VirtualRouterID != 0 {
+			k := vridKey{v.Interface, v.Is6(), v.VirtualRouterID}
+			if j, dup := vrids[k]; dup {
+				d.errorf(im.p.key("virtual_router_id"), "%s: virtual_router_id %d is already used on %s for %s by vrrp_instance %q (line %d)",
+					im.label, v.VirtualRouterID, v.Interface, family(v.VirtualIPAddresses[0].Prefix.Addr()), c.VRRPInstances[j].Name, c.VRRPInstances[j].Line)
+			} else {
+				vrids[k] = i
+			}
+		}
+		for vi, vip := range v.VirtualIPAddresses {
+			a := vip.Prefix.Addr()
+			if j, dup := vips[a]; dup && j != i {
+				d.errorf(im.vips[vi], "%s: virtual_ipaddress %s is also in vrrp_instance %q (line %d)",
+					im.label, a, c.VRRPInstances[j].Name, c.VRRPInstances[j].Line)
+			} else {
+				vips[a] = i
+			}
+		}
+		for ti := range v.TrackScripts {
+			ts := &v.TrackScripts[ti]
+			j, ok := scripts[ts.Name]
+			if !ok {
+				d.errorf(im.scripts[ti], "%s: track_script: unknown vrrp_script %q", im.label, ts.Name)
+				continue
+			}
+			if !im.scriptW[ti] {
+				ts.Weight = c.VRRPScripts[j].Weight
+			}
+		}
+	}
+}
+
+// ErrUnknownInterface is returned (wrapped) by an Env for an interface that
+// does not exist.
+var ErrUnknownInterface = errors.New("unknown interface")
+
+// Env gives validation the live facts it checks against. Parse and Load
+// skip those checks when the Env is nil.
+type Env interface {
+	// InterfaceSubnets returns the subnets directly connected to the
+	// interface (its addresses with their prefix lengths, and its
+	// link-scope routes), or an error wrapping ErrUnknownInterface when it
+	// does not exist.
+	InterfaceSubnets(ifname string) ([]netip.Prefix, error)
+}
+
+type ifaceInfo struct {
+	subnets []netip.Prefix
+	err     error
+}
+
+func (d *decoder) checkEnv(c *Config, m *meta) {
+	cache := map[string]ifaceInfo{}
+	lookup := func(name string) ifaceInfo {
+		info, ok := cache[name]
+		if !ok {
+			info.subnets, info.err = d.env.InterfaceSubnets(name)
+			cache[name] = info
+		}
+		return info
+	}
+	check := func(p keyPath, label, name string) bool {
+		err := lookup(name).err
+		if err == nil {
+			return true
+		}
+		prefix := ""
+		if label != "" {
+			prefix = label + ": "
+		}
+		if errors.Is(err, ErrUnknownInterface) {
+			d.errorf(p, "%sunknown interface %q", prefix, name)
+		} else {
+			d.errorf(p, "%sinterface %q: %v", prefix, name, err)
+		}
+		return false
+	}
+
+	// The dataplane's interfaces and what they reach directly.
+	type attached struct {
+		name    string
+		subnets []netip.Prefix
+	}
+	var reach []attached
+	for i, name := range c.Dataplane.Interfaces {
+		if check(d.dpIfaces[i], m.dataplane.label+": interfaces", name) {
+			reach = append(reach, attached{name, lookup(name).subnets})
+		}
+	}
+
+	for i, v := range c.VRRPInstances {
+		im := m.instances[i]
+		if v.Interface != "" {
+			check(im.p.key("interface"), im.label+": interface", v.Interface)
+		}
+		for j, ti := range v.TrackInterfaces {
+			check(im.ifaces[j], im.label+": track_interface", ti.Name)
+		}
+		for j, vip := range v.VirtualIPAddresses {
+			if vip.Dev != "" && vip.Dev != v.Interface {
+				check(im.vips[j], im.label+": virtual_ipaddress", vip.Dev)
+			}
+		}
+	}
+
+	// Direct routing rewrites only the MAC address: real servers must be
+	// on a subnet the director reaches without a router.
+	if len(reach) == 0 {
+		return
+	}
+	connected := func(a netip.Addr) bool {
+		for _, at := range reach {
+			for _, p := range at.subnets {
+				if p.Contains(a) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	describe := func() string {
+		var parts []string
+		for _, at := range reach {
+			var ps []string
+			for _, p := range at.subnets {
+				ps = append(ps, p.Masked().String())
+			}
+			if len(ps) == 0 {
+				ps = []string{"no subnets"}
+			}
+			parts = append(parts, at.name+": "+strings.Join(ps, ", "))
+		}
+		return strings.Join(parts, "; ")
+	}
+	for i, v := range c.VirtualServers {
+		if v.Forward != DirectRouting {
+			continue
+		}
+		sm := m.services[i]
+		for j, rs := range v.RealServers {
+			if rs.Address.IsValid() && !connected(rs.Address) {
+				d.errorf(sm.rss[j].p.key("address"), "%s: forward = \"dr\" needs real servers on a directly connected subnet of the dataplane interfaces, and %s is not (%s)",
+					sm.rss[j].label, rs.Address, describe())
+			}
+		}
+		if sm.sorryOK && !connected(v.SorryServer.Addr()) {
+			d.errorf(sm.p.key("sorry_server"), "%s: forward = \"dr\" needs the sorry server on a directly connected subnet of the dataplane interfaces, and %s is not (%s)",
+				sm.label, v.SorryServer.Addr(), describe())
+		}
+	}
+}
