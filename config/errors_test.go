@@ -595,7 +595,7 @@ socket = "xlb.sock"
 	},
 	{
 		name: "interfaces checked against the system",
-		env: fakeEnv{"eth0": {netip.MustParsePrefix("10.0.0.5/24")}},
+		env:  fakeEnv{"eth0": {netip.MustParsePrefix("10.0.0.5/24")}},
 		src: base + `[[vrrp_instance]]
 name = "VI_1"
 interface = "eth9"
