@@ -35,8 +35,10 @@
 // modules through modprobe (busybox, with modules.dep and modules.alias for
 // the modules shipped). To have a package's vmtest tests run, add it to
 // guestPackages in vm_test.go, with a -test.run pattern if only some tests
-// should run; modules go in Config.Modules (DefaultModules is the base set)
-// and extra files, such as the xlb binary, in Config.Files. The host side,
+// should run; modules go in Config.Modules (DefaultModules is the base set),
+// programs to build and ship, such as the xlb binary, in Config.Builds
+// ({Path: "./cmd/xlb", Dst: "/usr/sbin/xlb"}), and other files in
+// Config.Files. The host side,
 // TestVM, is what `go test ./test/vm`, `make test-vm` and `make test` run.
 //
 // Environment: XLB_VM_CACHE sets the cache directory, XLB_VM_ACCEL forces

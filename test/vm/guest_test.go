@@ -61,3 +61,12 @@ func TestGuestNamespaces(t *testing.T) {
 	nettest.Bridge(t, a, "br0")
 	a.MustRun(t, "ip", "link", "add", "tun0", "type", "ipip", "remote", "192.0.2.2", "local", "192.0.2.1")
 }
+
+// Programs in Config.Builds are shipped static and run.
+func TestGuestBuilds(t *testing.T) {
+	vm.RequireGuest(t)
+	out, err := exec.Command("xlb", "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "xlb ") {
+		t.Fatalf("xlb version: %v: %q", err, out)
+	}
+}

@@ -61,6 +61,27 @@ func buildTests(ctx context.Context, root, outDir string, pkgs []Package) ([]tes
 	return bins, nil
 }
 
+// buildPrograms builds each program statically and returns the files to
+// ship.
+func buildPrograms(ctx context.Context, root, outDir string, builds []Build) ([]File, error) {
+	var files []File
+	for i, b := range builds {
+		rel := path.Clean(strings.TrimPrefix(b.Path, "./"))
+		if rel == "." || strings.HasPrefix(rel, "..") || path.IsAbs(rel) || !path.IsAbs(b.Dst) {
+			return nil, fmt.Errorf("build %q -> %q: want a path inside the module and an absolute destination", b.Path, b.Dst)
+		}
+		out := filepath.Join(outDir, fmt.Sprintf("%d-%s", i, path.Base(rel)))
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./"+rel)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build ./%s: %w\n%s", rel, err, b)
+		}
+		files = append(files, File{Src: out, Dst: b.Dst, Mode: 0o755})
+	}
+	return files, nil
+}
+
 // image is everything that goes into the initramfs.
 type image struct {
 	cfg     Config

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -40,10 +41,17 @@ func (p Package) Name() string {
 
 // File is a host file copied into the VM.
 type File struct {
-	Src string // host path
+	Src string // host path; relative: to the module root
 	Dst string // absolute path inside the VM
 	// Mode is the file's mode inside; zero: Src's.
 	Mode fs.FileMode
+}
+
+// Build is a Go program built for the VM (static, CGO_ENABLED=0) and
+// shipped at Dst, e.g. {Path: "./cmd/xlb", Dst: "/usr/sbin/xlb"}.
+type Build struct {
+	Path string // package path relative to the module root
+	Dst  string // absolute path inside the VM
 }
 
 // DefaultModules are the kernel modules shipped (with their dependencies)
@@ -63,6 +71,7 @@ var DefaultPreload = []string{"veth", "bridge", "ipip"}
 type Config struct {
 	Packages []Package
 	Files    []File
+	Builds   []Build
 	// HostBinaries are host programs shipped at their host path with the
 	// shared libraries ldd lists; nil: {"ip"}.
 	HostBinaries []string
@@ -155,6 +164,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, errors.New("no packages to run")
 	}
 	cfg.setDefaults()
+	cfg.Files = slices.Clone(cfg.Files)
 	start := time.Now()
 
 	cache, err := openCache(cfg.CacheDir, cfg.Logf)
@@ -191,7 +201,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.Logf("vm: built %d test binaries in %v", len(bins), time.Since(t0).Round(time.Millisecond))
+	progs, err := buildPrograms(ctx, root, filepath.Join(work, "prog"), cfg.Builds)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range cfg.Files {
+		if !filepath.IsAbs(f.Src) {
+			cfg.Files[i].Src = filepath.Join(root, f.Src)
+		}
+	}
+	cfg.Files = append(progs, cfg.Files...)
+	cfg.Logf("vm: built %d test binaries and %d programs in %v", len(bins), len(progs), time.Since(t0).Round(time.Millisecond))
 
 	nonce := make([]byte, 6)
 	if _, err := rand.Read(nonce); err != nil {

@@ -20,6 +20,11 @@ var guestPackages = []vm.Package{
 	{Path: "./dataplane/ipvs"},
 }
 
+// guestBuilds are programs built and shipped into the VM.
+var guestBuilds = []vm.Build{
+	{Path: "./cmd/xlb", Dst: "/usr/sbin/xlb"},
+}
+
 var testLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(([0-9.]+s)\)`)
 
 // TestVM boots the test VM once and runs guestPackages inside; each package
@@ -31,7 +36,7 @@ func TestVM(t *testing.T) {
 		ctx, cancel = context.WithDeadline(ctx, d.Add(-10*time.Second))
 		defer cancel()
 	}
-	res, err := vm.Run(ctx, vm.Config{Packages: guestPackages, Logf: t.Logf})
+	res, err := vm.Run(ctx, vm.Config{Packages: guestPackages, Builds: guestBuilds, Logf: t.Logf})
 	if err != nil {
 		if verr, ok := err.(*vm.Error); ok {
 			t.Logf("VM console:\n%s", verr.Console)
