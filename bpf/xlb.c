@@ -1,14 +1,19 @@
 //go:build ignore
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* xlb: the XDP entry point. Packets for a virtual service are forwarded to a
- * real server (DR: MAC rewrite); everything else goes to the kernel
- * untouched. See README.md for the maps. */
+/* xlb: the XDP entry point. Packets of a virtual service are forwarded to a
+ * real server (DR: MAC rewrite; NAT: address translation; tunnel:
+ * encapsulation), NAT replies translated back, ICMP errors about tracked
+ * flows sent where the flow goes, later fragments after their first;
+ * everything else goes to the kernel untouched. See README.md for the maps. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "lib/consts.h"
 #include "lib/structs.h"
 #include "lib/maps.h"
 #include "lib/parse.h"
+#include "lib/fwd.h"
+#include "lib/nat.h"
+#include "lib/encap.h"
 #include "lib/lb.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -23,6 +28,8 @@ const volatile struct {
 	enum xlb_backend_flags backend_flags;
 	enum xlb_conn_state conn_state;
 	enum xlb_conn_flags conn_flags;
+	enum xlb_event event;
+	enum xlb_action action;
 } xlb_enums;
 
 /* xlb_done counts a verdict and turns it into an XDP action. */
@@ -31,23 +38,29 @@ static __always_inline int xlb_done(__u32 verdict, __u32 len)
 	lb_count_verdict(verdict, len);
 	switch (verdict) {
 	case XLB_V_TX:
+	case XLB_V_TX_ICMP_TOO_BIG:
 		return XDP_TX;
 	case XLB_V_REDIRECT:
 		return XDP_REDIRECT;
 	case XLB_V_DROP_MALFORMED:
 	case XLB_V_DROP_NO_BACKEND:
 	case XLB_V_DROP_NO_MAC:
-	case XLB_V_DROP_REDIRECT:
 	case XLB_V_DROP_ENCAP:
+	case XLB_V_DROP_TOO_BIG:
 		return XDP_DROP;
 	default:
 		return XDP_PASS;
 	}
 }
 
+static __always_inline int xlb_sent(__u32 v)
+{
+	return v == XLB_V_TX || v == XLB_V_REDIRECT;
+}
+
 /* xlb_clock advances the program's clock. The control plane runs it with
- * BPF_PROG_TEST_RUN every 100 ms: one helper call there instead
- * of one per packet, and a single 64-bit store readers never see torn. */
+ * BPF_PROG_TEST_RUN every 100 ms: one helper call there instead of one per
+ * packet, and a single 64-bit store readers never see torn. */
 SEC("xdp")
 int xlb_clock(struct xdp_md *ctx)
 {
@@ -59,94 +72,372 @@ int xlb_clock(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
-/* xlb_l2_fwd sends the frame to a next hop: out of the receiving
- * interface (XDP_TX) or another one (devmap redirect). */
-static __always_inline __u32 xlb_l2_fwd(struct xdp_md *ctx, const __u8 *mac, const __u8 *smac, __u32 ifindex)
+/* xlb_xmit forwards a packet of a flow by its action. cached: the next hop
+ * is known (hop->valid: flow cache); otherwise it comes from the backend
+ * (DR) or the FIB and is returned in hop for caching. */
+static __always_inline __u32 xlb_xmit(struct xdp_md *ctx, struct xlb_pkt *p, __u8 action, const struct xlb_svc *svc,
+				      const struct xlb_backend *be, struct xlb_hop *hop)
+{
+	__u32 v;
+
+	if (action != XLB_ACT_DR && (!svc || !be))
+		return XLB_V_DROP_MALFORMED;
+	switch (action) {
+	case XLB_ACT_DR:
+		if (!hop->valid) {
+			if (!be || !(be->flags & XLB_BE_F_HAS_MAC))
+				return XLB_V_DROP_NO_MAC;
+			__builtin_memcpy(hop->mac, be->mac, ETH_ALEN);
+			__builtin_memcpy(hop->smac, be->smac, ETH_ALEN);
+			hop->ifindex = be->ifindex;
+			hop->valid = 1;
+		}
+		return xlb_l2_fwd(ctx, hop->mac, hop->smac, hop->ifindex);
+	case XLB_ACT_NAT_IN:
+		v = 0;
+		if (!hop->valid) {
+			v = xlb_fib(ctx, p->flow.family, p->flow.src, be->addr, 0, hop);
+			if (v != 0 && v != XLB_V_PASS_NO_NEIGH)
+				return v;
+			hop->valid = !v;
+		}
+		/* Without a neighbour yet the kernel forwards the translated
+		 * packet and resolves it. */
+		if (xlb_nat(ctx, p, 0, be->addr, be->port) != XLB_CONTINUE)
+			return XLB_V_DROP_MALFORMED;
+		return v ? v : xlb_l2_fwd(ctx, hop->mac, hop->smac, hop->ifindex);
+	case XLB_ACT_NAT_OUT:
+		v = 0;
+		if (!hop->valid) {
+			v = xlb_fib(ctx, p->flow.family, svc->vip, p->flow.dst, 0, hop);
+			if (v != 0 && v != XLB_V_PASS_NO_NEIGH)
+				return v;
+			hop->valid = !v;
+		}
+		if (xlb_nat(ctx, p, 1, svc->vip, svc->port) != XLB_CONTINUE)
+			return XLB_V_DROP_MALFORMED;
+		return v ? v : xlb_l2_fwd(ctx, hop->mac, hop->smac, hop->ifindex);
+	case XLB_ACT_TUNNEL:
+		return xlb_encap(ctx, p, svc, be, hop);
+	}
+	return XLB_V_DROP_MALFORMED;
+}
+
+static __always_inline __u8 xlb_action(const struct xlb_svc *svc)
+{
+	if (svc->fwd == XLB_FWD_NAT)
+		return XLB_ACT_NAT_IN;
+	if (svc->fwd == XLB_FWD_TUNNEL)
+		return XLB_ACT_TUNNEL;
+	return XLB_ACT_DR;
+}
+
+/* xlb_count counts a forwarded packet for its service and backend. */
+static __always_inline void xlb_count(__u32 svc, __u32 backend, __u32 len, int is_new, __u8 action)
+{
+	int out = action == XLB_ACT_NAT_OUT;
+
+	lb_count(&xlb_svc_stat_v1, svc, len, is_new, out);
+	lb_count(&xlb_be_stat_v1, backend, len, is_new, out);
+}
+
+/* Where a decision came from (struct xlb_decision.kind). */
+enum {
+	XLB_D_CACHE = 0, /* the flow cache */
+	XLB_D_SLOW,      /* the connection table or the scheduler */
+	XLB_D_FRAG,      /* a later fragment's entry */
+	XLB_D_ICMP,      /* an ICMP error about a tunnelled flow */
+};
+
+/* A forwarding decision: the entry program sends the packet (one call site
+ * of the transmit code keeps the stack of every call chain small). */
+struct xlb_decision {
+	struct xlb_svc *svc;
+	struct xlb_backend *be;
+	__u32 svc_id;
+	__u32 backend;
+	__u8 action;
+	__u8 kind;
+	__u8 is_new;
+	__u8 cacheable;
+};
+
+/* xlb_frag_later decides for a non-first fragment: where its first
+ * fragment went. Fragments whose first fragment was not seen go to the
+ * kernel. */
+static __noinline __u32 xlb_frag_later(struct xlb_pkt *p, __u64 now, struct xlb_decision *d)
+{
+	struct xlb_frag_key k = {};
+	struct xlb_frag *fe;
+
+	lb_frag_key(&k, p);
+	fe = bpf_map_lookup_elem(&xlb_frags_v1, &k);
+	if (!fe || lb_idle(now, fe->atime, XLB_FRAG_TIMEOUT))
+		return XLB_V_PASS_FRAG_MISS;
+	d->svc = lb_svc_by_id(fe->svc);
+	d->be = d->svc ? lb_backend(fe->backend, fe->svc) : NULL;
+	if (!d->be)
+		return XLB_V_PASS_FRAG_MISS;
+	d->svc_id = fe->svc;
+	d->backend = fe->backend;
+	d->action = fe->action;
+	d->kind = XLB_D_FRAG;
+	return XLB_CONTINUE;
+}
+
+/* xlb_icmp_error handles an ICMP error about a tracked flow: an error about
+ * a reply (from the VIP) goes to the flow's real server, an error from a
+ * NAT real server to the client, translated. The quoted packet is the one
+ * that caused the error; reversed, it is the flow's key. DR and NAT are
+ * sent here; a tunnelled flow's error is returned as a decision. */
+static __noinline __u32 xlb_icmp_error(struct xdp_md *ctx, struct xlb_pkt *p, struct xlb_decision *d)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
+	struct xlb_flow k = {};
+	struct xlb_backend *be;
+	struct xlb_hop hop = {};
+	struct xlb_svc *svc;
+	struct xlb_conn *ct;
+	__u32 off = p->l4_off + 8, v;
+	__be16 *ports;
+	int out;
 
-	if ((void *)(eth + 1) > data_end)
-		return XLB_V_DROP_MALFORMED;
-	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
-	if (ifindex == ctx->ingress_ifindex)
-		return XLB_V_TX;
-	if (bpf_redirect_map(&xlb_devmap_v1, ifindex, 0) != XDP_REDIRECT)
-		return XLB_V_DROP_REDIRECT;
-	return XLB_V_REDIRECT;
+	if (off > XLB_MAX_L4_OFF + 8)
+		return XLB_V_PASS_ICMP_NO_FLOW;
+	k.family = p->flow.family;
+	if (p->flow.family == XLB_AF_INET) {
+		struct iphdr *iip = data + off;
+
+		if ((void *)(iip + 1) > data_end)
+			return XLB_V_PASS_ICMP_NO_FLOW;
+		ports = (void *)iip + iip->ihl * 4;
+		k.src[0] = iip->daddr;
+		k.dst[0] = iip->saddr;
+		k.proto = iip->protocol;
+	} else {
+		struct ipv6hdr *iip = data + off;
+
+		if ((void *)(iip + 1) > data_end)
+			return XLB_V_PASS_ICMP_NO_FLOW;
+		ports = (void *)(iip + 1);
+		__builtin_memcpy(k.src, &iip->daddr, 16);
+		__builtin_memcpy(k.dst, &iip->saddr, 16);
+		k.proto = iip->nexthdr;
+	}
+	if ((void *)(ports + 2) > data_end || (k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP))
+		return XLB_V_PASS_ICMP_NO_FLOW;
+	k.sport = ports[1];
+	k.dport = ports[0];
+
+	ct = bpf_map_lookup_elem(&xlb_conns_v1, &k);
+	if (!ct)
+		return XLB_V_PASS_ICMP_NO_FLOW;
+	out = ct->flags & XLB_CT_F_REPLY;
+	if (out) {
+		/* From a NAT real server, about a packet it got from the client. */
+		svc = lb_svc_by_id(ct->svc);
+	} else {
+		/* About a reply from the VIP: to the flow's real server. */
+		svc = lb_svc_of(ct->svc, &k, &off);
+	}
+	be = svc ? lb_backend(ct->backend, ct->svc) : NULL;
+	if (!be)
+		return XLB_V_PASS_ICMP_NO_FLOW;
+	d->svc = svc;
+	d->be = be;
+	d->svc_id = ct->svc;
+	d->backend = ct->backend;
+	d->kind = XLB_D_ICMP;
+	d->action = out ? XLB_ACT_NAT_OUT : xlb_action(svc);
+	if (d->action == XLB_ACT_TUNNEL || d->action == XLB_ACT_DR)
+		return XLB_CONTINUE;
+
+	/* NAT: translate the outer and the quoted headers. */
+	if (out)
+		v = xlb_fib(ctx, p->flow.family, svc->vip, p->flow.dst, 0, &hop);
+	else
+		v = xlb_fib(ctx, p->flow.family, p->flow.src, be->addr, 0, &hop);
+	if (v && v != XLB_V_PASS_NO_NEIGH)
+		return v;
+	if (out)
+		v = xlb_icmp_nat(ctx, p, 1, svc->vip, svc->vip, svc->port) != XLB_CONTINUE ? XLB_V_DROP_MALFORMED : v;
+	else
+		v = xlb_icmp_nat(ctx, p, 0, be->addr, be->addr, be->port) != XLB_CONTINUE ? XLB_V_DROP_MALFORMED : v;
+	if (!v)
+		v = xlb_l2_fwd(ctx, hop.mac, hop.smac, hop.ifindex);
+	if (xlb_sent(v)) {
+		lb_event(XLB_EV_ICMP_ERROR);
+		xlb_count(ct->svc, ct->backend, p->len, 0, d->action);
+	}
+	return v;
 }
 
-/* xlb_fwd_dr sends the frame to a direct-routing real server's MAC. */
-static __always_inline __u32 xlb_fwd_dr(struct xdp_md *ctx, const struct xlb_backend *be)
+/* xlb_reply translates a NAT reply (from the real server) back to the
+ * VIP:port and sends it toward the client. */
+static __always_inline __u32 xlb_reply(struct xdp_md *ctx, struct xlb_pkt *p, struct xlb_conn *ct,
+				       struct xlb_flow_cache *cache, __u64 now, __u32 gen)
 {
-	if (!(be->flags & XLB_BE_F_HAS_MAC))
-		return XLB_V_DROP_NO_MAC;
-	return xlb_l2_fwd(ctx, be->mac, be->smac, be->ifindex);
+	struct xlb_backend *be;
+	struct xlb_hop hop = {};
+	struct xlb_svc *svc;
+	__u32 v;
+
+	svc = lb_svc_by_id(ct->svc);
+	be = svc ? lb_backend(ct->backend, ct->svc) : NULL;
+	if (!be)
+		return XLB_V_PASS_NOT_SERVICE;
+	lb_conn_touch(ct, p, now);
+	v = xlb_xmit(ctx, p, XLB_ACT_NAT_OUT, svc, be, &hop);
+	if (xlb_sent(v)) {
+		if (hop.valid && !(p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST)))
+			lb_cache_put(cache, p, ct->svc, ct->backend, XLB_ACT_NAT_OUT, &hop, now, gen);
+		if (p->frag == XLB_FRAG_FIRST)
+			lb_frag_put(p, ct->svc, ct->backend, XLB_ACT_NAT_OUT, now);
+		lb_event(XLB_EV_NAT_REPLY);
+		xlb_count(ct->svc, ct->backend, p->len, 0, XLB_ACT_NAT_OUT);
+	}
+	return v;
+}
+
+/* xlb_slow decides for a packet the flow cache did not know: from the
+ * connection table, or the service's scheduler for a new flow. It returns
+ * XLB_CONTINUE with d filled, or the verdict (NAT replies are sent here). */
+static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct xlb_flow_cache *cache, __u64 now,
+				 struct xlb_decision *d)
+{
+	struct xlb_globals *g = lb_globals();
+	struct xlb_backend *be = NULL;
+	struct xlb_svc *svc = NULL;
+	struct xlb_conn *ct;
+	__u32 cfg_idx = 0, id = 0;
+
+	if (!g)
+		return XLB_V_PASS_NOT_SERVICE;
+	ct = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
+	if (ct) {
+		if (ct->flags & XLB_CT_F_REPLY)
+			return xlb_reply(ctx, p, ct, cache, now, g->gen);
+		svc = lb_svc_of(ct->svc, &p->flow, &cfg_idx);
+		if (svc)
+			be = lb_conn_use(ct, p, now, &id);
+		if (be) {
+			d->cacheable = p->flow.proto != IPPROTO_TCP || ct->state == XLB_CT_ESTABLISHED;
+			if (svc->fwd == XLB_FWD_NAT)
+				lb_reply_put(p, svc->id, id, be, now, 1);
+		}
+	}
+	if (!svc) {
+		svc = lb_svc_lookup(&p->flow, &cfg_idx);
+		if (!svc)
+			return XLB_V_PASS_NOT_SERVICE;
+		if (!(svc->flags & XLB_SVC_F_ENABLED))
+			return XLB_V_PASS_DISABLED;
+	}
+	if (!be) {
+		int is_new = p->flow.proto != IPPROTO_TCP ||
+			     (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
+
+		be = lb_schedule(svc, cfg_idx, p, is_new, now, &id);
+		if (!be) {
+			lb_count(&xlb_svc_stat_v1, svc->id, p->len, 0, 0);
+			return XLB_V_DROP_NO_BACKEND;
+		}
+		lb_conn_create(p, svc, id, be, now);
+		d->is_new = 1;
+	}
+	d->svc = svc;
+	d->be = be;
+	d->svc_id = svc->id;
+	d->backend = id;
+	d->action = xlb_action(svc);
+	d->kind = XLB_D_SLOW;
+	return XLB_CONTINUE;
 }
 
 SEC("xdp")
 int xlb_xdp(struct xdp_md *ctx)
 {
 	struct xlb_flow_cache *cache = NULL, *hit;
-	struct xlb_backend *be = NULL;
-	struct xlb_svc *svc = NULL;
+	struct xlb_decision d = {};
+	struct xlb_hop hop = {};
 	struct xlb_globals *g;
 	struct xlb_pkt p = {};
-	struct xlb_conn *ct;
-	__u32 cfg_idx = 0, id = 0, verdict;
-	int is_new = 0;
+	__u32 verdict;
 	__u64 now;
 
 	verdict = xlb_parse(ctx, &p);
 	if (verdict != XLB_CONTINUE)
 		return xlb_done(verdict, p.len);
-	if (p.frag == XLB_FRAG_LATER)
-		return xlb_done(XLB_V_PASS_FRAG_MISS, p.len);
 	g = lb_globals();
 	if (!g)
 		return xlb_done(XLB_V_PASS_NOT_SERVICE, p.len);
 	now = lb_now();
 
-	/* Established flows: the per-CPU cache, array lookups only. */
-	cache = lb_cache_slot(xlb_hash_flow(&p.flow));
-	hit = lb_cache_get(cache, &p, now, g->gen);
-	if (hit) {
-		lb_count(&xlb_svc_stat_v1, hit->svc, p.len, 0, 0);
-		lb_count(&xlb_be_stat_v1, hit->backend, p.len, 0, 0);
-		return xlb_done(xlb_l2_fwd(ctx, hit->mac, hit->smac, hit->ifindex), p.len);
-	}
-
-	/* The connection table. */
-	ct = bpf_map_lookup_elem(&xlb_conns_v1, &p.flow);
-	if (ct) {
-		svc = lb_svc_of(ct->svc, &p.flow, &cfg_idx);
-		if (svc)
-			be = lb_conn_use(ct, &p, now, &id);
-		if (be && (be->flags & XLB_BE_F_HAS_MAC) &&
-		    (p.flow.proto != IPPROTO_TCP || ct->state == XLB_CT_ESTABLISHED))
-			lb_cache_put(cache, &p, svc->id, id, be, now, g->gen);
-	}
-	if (!svc) {
-		svc = lb_svc_lookup(&p.flow, &cfg_idx);
-		if (!svc)
-			return xlb_done(XLB_V_PASS_NOT_SERVICE, p.len);
-		if (!(svc->flags & XLB_SVC_F_ENABLED))
-			return xlb_done(XLB_V_PASS_DISABLED, p.len);
-	}
-	if (!be) {
-		is_new = p.flow.proto != IPPROTO_TCP ||
-			 (p.tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
-		be = lb_schedule(svc, cfg_idx, &p, is_new, now, &id);
-		if (!be) {
-			lb_count(&xlb_svc_stat_v1, svc->id, p.len, 0, 0);
-			return xlb_done(XLB_V_DROP_NO_BACKEND, p.len);
+	if (p.frag == XLB_FRAG_LATER) {
+		verdict = xlb_frag_later(&p, now, &d);
+	} else if (p.icmp_err) {
+		verdict = xlb_icmp_error(ctx, &p, &d);
+		p.df = 0; /* never answer an error with an error */
+	} else {
+		/* Established flows: the per-CPU cache, array lookups only. */
+		cache = lb_cache_slot(xlb_hash_flow(&p.flow));
+		hit = lb_cache_get(cache, &p, now, g->gen);
+		if (hit && hit->action == XLB_ACT_DR) {
+			/* The common case, kept short. */
+			verdict = xlb_l2_fwd(ctx, hit->mac, hit->smac, hit->ifindex);
+			if (xlb_sent(verdict))
+				xlb_count(hit->svc, hit->backend, p.len, 0, XLB_ACT_DR);
+			return xlb_done(verdict, p.len);
 		}
-		lb_conn_create(&p, svc->id, id, now);
-		is_new = 1;
+		verdict = XLB_CONTINUE;
+		if (hit) {
+			d.action = hit->action;
+			d.svc_id = hit->svc;
+			d.backend = hit->backend;
+			if (d.action != XLB_ACT_DR) {
+				d.svc = lb_svc_by_id(d.svc_id);
+				d.be = d.svc ? lb_backend(d.backend, d.svc_id) : NULL;
+			}
+			if (d.action == XLB_ACT_DR || d.be) {
+				__builtin_memcpy(hop.mac, hit->mac, ETH_ALEN);
+				__builtin_memcpy(hop.smac, hit->smac, ETH_ALEN);
+				hop.ifindex = hit->ifindex;
+				hop.valid = 1;
+			} else {
+				hit = NULL;
+			}
+		}
+		if (!hit) {
+			__builtin_memset(&d, 0, sizeof(d));
+			verdict = xlb_slow(ctx, &p, cache, now, &d);
+		}
 	}
-	lb_count(&xlb_svc_stat_v1, svc->id, p.len, is_new, 0);
-	lb_count(&xlb_be_stat_v1, id, p.len, is_new, 0);
-	return xlb_done(xlb_fwd_dr(ctx, be), p.len);
+	if (verdict != XLB_CONTINUE)
+		return xlb_done(verdict, p.len);
+
+	verdict = xlb_xmit(ctx, &p, d.action, d.svc, d.be, &hop);
+	if (xlb_sent(verdict)) {
+		switch (d.kind) {
+		case XLB_D_SLOW:
+			if (d.cacheable && hop.valid)
+				lb_cache_put(cache, &p, d.svc_id, d.backend, d.action, &hop, now, g->gen);
+			if (p.frag == XLB_FRAG_FIRST) {
+				lb_frag_put(&p, d.svc_id, d.backend, d.action, now);
+				lb_event(XLB_EV_FRAG_FIRST);
+			}
+			break;
+		case XLB_D_FRAG:
+			lb_event(XLB_EV_FRAG_LATER);
+			break;
+		case XLB_D_ICMP:
+			lb_event(XLB_EV_ICMP_ERROR);
+			break;
+		}
+	}
+	/* New flows are counted even when not sent (e.g. the kernel resolves
+	 * a neighbour). */
+	if (d.is_new || xlb_sent(verdict))
+		xlb_count(d.svc_id, d.backend, p.len, d.is_new, d.action);
+	return xlb_done(verdict, p.len);
 }

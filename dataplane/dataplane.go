@@ -201,6 +201,9 @@ type Stats struct {
 	// Verdicts counts packets by what the dataplane did with them (the
 	// verdict / drop-reason enum shared with the BPF program), by name.
 	Verdicts map[string]uint64
+	// Events counts what happened besides the verdicts (fragments
+	// forwarded, ICMP errors relayed, NAT replies), by name.
+	Events map[string]uint64
 }
 
 // Info describes the dataplane in use, for xlb_dataplane_info.

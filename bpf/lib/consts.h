@@ -67,14 +67,38 @@ enum xlb_verdict {
 	XLB_V_DROP_NO_MAC,         /* flow's real server has no next-hop MAC (neighbour unresolved) */
 	XLB_V_TX,                  /* forwarded out of the receiving interface (XDP_TX) */
 	XLB_V_REDIRECT,            /* forwarded to another interface (devmap redirect) */
-	XLB_V_DROP_REDIRECT,       /* redirect target interface not in the devmap */
+	XLB_V_PASS_NO_DEVMAP,      /* next hop behind an interface without xlb: the kernel forwards */
 	XLB_V_PASS_FRAG_MISS,      /* non-first fragment whose first fragment was not seen */
 	XLB_V_PASS_NO_NEIGH,       /* next hop not resolved yet: the kernel resolves it */
 	XLB_V_PASS_FIB,            /* no route to the real server or client: to the kernel */
 	XLB_V_TX_ICMP_TOO_BIG,     /* answered with ICMP fragmentation needed / packet too big */
-	XLB_V_DROP_ENCAP,          /* could not grow/shrink the packet */
+	XLB_V_DROP_ENCAP,          /* could not grow/shrink the packet, or no tunnel source */
 	XLB_V_PASS_ICMP_NO_FLOW,   /* ICMP error about no tracked flow */
+	XLB_V_DROP_TOO_BIG,        /* too big for the tunnel and fragmentable: not forwarded */
 	XLB_V_MAX,
+};
+
+/* Fragment entries are forgotten after this long (ns), as the kernel's
+ * default reassembly timeout. */
+#ifndef XLB_FRAG_TIMEOUT
+#define XLB_FRAG_TIMEOUT (30ULL * 1000000000ULL)
+#endif
+
+/* Events counted besides the verdict of each packet (xlb_events_v1). */
+enum xlb_event {
+	XLB_EV_FRAG_FIRST = 0,   /* first fragment forwarded (entry created) */
+	XLB_EV_FRAG_LATER,       /* later fragment forwarded by its entry */
+	XLB_EV_ICMP_ERROR,       /* ICMP error forwarded to a flow's real server or client */
+	XLB_EV_NAT_REPLY,        /* NAT reply translated back to the VIP */
+	XLB_EV_MAX,
+};
+
+/* How a flow is forwarded (struct xlb_flow_cache.action, xlb_frag.action). */
+enum xlb_action {
+	XLB_ACT_DR = 0,  /* MAC rewrite */
+	XLB_ACT_NAT_IN,  /* destination VIP:port -> real server */
+	XLB_ACT_NAT_OUT, /* source real server -> VIP:port (replies) */
+	XLB_ACT_TUNNEL,  /* encapsulated to the real server */
 };
 
 /* Schedulers (struct xlb_svc.sched), as IPVS's. */

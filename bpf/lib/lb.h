@@ -12,6 +12,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "hash.h"
+#include "fwd.h"
 
 /* Coarse clock ticks of about one second: atime is rewritten only when it
  * changes, so an established flow writes its entry once a second at most. */
@@ -304,6 +305,23 @@ static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc
 	return be;
 }
 
+/* lb_svc_by_id returns the active configuration of service id if it
+ * forwards. */
+static __always_inline struct xlb_svc *lb_svc_by_id(__u32 id)
+{
+	__u32 *slot = bpf_map_lookup_elem(&xlb_svc_slot_v1, &id);
+	struct xlb_svc *svc;
+	__u32 idx;
+
+	if (!slot)
+		return NULL;
+	idx = id * 2 + (*slot & 1);
+	svc = bpf_map_lookup_elem(&xlb_svc_v1, &idx);
+	if (!svc || !(svc->flags & XLB_SVC_F_ENABLED) || svc->id != id)
+		return NULL;
+	return svc;
+}
+
 /* lb_svc_of returns the active configuration of service id if it still
  * serves the packet's destination and forwards; NULL otherwise (service
  * removed, its id reused, or disabled). */
@@ -380,9 +398,10 @@ static __always_inline struct xlb_flow_cache *lb_cache_get(struct xlb_flow_cache
 	return c;
 }
 
-/* lb_cache_put caches an established flow (TCP established, or UDP). */
+/* lb_cache_put caches how an established flow (TCP established, or UDP)
+ * is forwarded: the action, backend and next hop. */
 static __always_inline void lb_cache_put(struct xlb_flow_cache *c, const struct xlb_pkt *p, __u32 svc,
-					 __u32 backend, const struct xlb_backend *be, __u64 now, __u32 gen)
+					 __u32 backend, __u8 action, const struct xlb_hop *hop, __u64 now, __u32 gen)
 {
 	if (!c)
 		return;
@@ -391,19 +410,52 @@ static __always_inline void lb_cache_put(struct xlb_flow_cache *c, const struct 
 	c->backend = backend;
 	c->tick = now >> XLB_ATIME_SHIFT;
 	c->gen = gen;
-	c->ifindex = be->ifindex;
-	__builtin_memcpy(c->mac, be->mac, sizeof(c->mac));
-	__builtin_memcpy(c->smac, be->smac, sizeof(c->smac));
+	c->action = action;
+	c->ifindex = hop->ifindex;
+	__builtin_memcpy(c->mac, hop->mac, sizeof(c->mac));
+	__builtin_memcpy(c->smac, hop->smac, sizeof(c->smac));
 }
 
+/* lb_reply_key is the NAT reply direction of a flow to backend be. */
+static __always_inline void lb_reply_key(struct xlb_flow *k, const struct xlb_pkt *p, const struct xlb_backend *be)
+{
+	__builtin_memcpy(k->src, be->addr, sizeof(k->src));
+	__builtin_memcpy(k->dst, p->flow.src, sizeof(k->dst));
+	k->sport = be->port;
+	k->dport = p->flow.sport;
+	k->proto = p->flow.proto;
+	k->family = p->flow.family;
+}
+
+/* lb_reply_put records (or, with only_missing, restores after an LRU
+ * eviction) the reply entry of a NAT flow: replies from the real server
+ * find the VIP:port to translate back to. */
+static __always_inline void lb_reply_put(const struct xlb_pkt *p, __u32 svc, __u32 id, const struct xlb_backend *be,
+					 __u64 now, int only_missing)
+{
+	struct xlb_flow k = {};
+	struct xlb_conn v = {
+		.atime = now,
+		.backend = id,
+		.svc = svc,
+		.flags = XLB_CT_F_REPLY,
+		.state = XLB_CT_ESTABLISHED,
+	};
+
+	lb_reply_key(&k, p, be);
+	if (only_missing && bpf_map_lookup_elem(&xlb_conns_v1, &k))
+		return;
+	bpf_map_update_elem(&xlb_conns_v1, &k, &v, BPF_ANY);
+}
 
 /* lb_conn_create records a new flow on backend id. */
-static __always_inline void lb_conn_create(const struct xlb_pkt *p, __u32 svc, __u32 id, __u64 now)
+static __always_inline void lb_conn_create(const struct xlb_pkt *p, const struct xlb_svc *svc, __u32 id,
+					   const struct xlb_backend *be, __u64 now)
 {
 	struct xlb_conn ct = {
 		.atime = now,
 		.backend = id,
-		.svc = svc,
+		.svc = svc->id,
 		.flags = XLB_CT_F_COUNTED,
 		.state = XLB_CT_NEW,
 	};
@@ -418,6 +470,42 @@ static __always_inline void lb_conn_create(const struct xlb_pkt *p, __u32 svc, _
 	}
 	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &ct, BPF_ANY) == 0 && ct.flags)
 		lb_active_add(id, 1);
+	if (svc->fwd == XLB_FWD_NAT)
+		lb_reply_put(p, svc->id, id, be, now, 0);
+}
+
+/* lb_frag_key is the fragment entry key of a packet. */
+static __always_inline void lb_frag_key(struct xlb_frag_key *k, const struct xlb_pkt *p)
+{
+	__builtin_memcpy(k->src, p->flow.src, sizeof(k->src));
+	__builtin_memcpy(k->dst, p->flow.dst, sizeof(k->dst));
+	k->id = p->frag_id;
+	k->proto = p->flow.proto;
+	k->family = p->flow.family;
+}
+
+/* lb_frag_put remembers where the first fragment of a datagram went. */
+static __always_inline void lb_frag_put(const struct xlb_pkt *p, __u32 svc, __u32 backend, __u8 action, __u64 now)
+{
+	struct xlb_frag_key k = {};
+	struct xlb_frag v = {
+		.atime = now,
+		.backend = backend,
+		.svc = svc,
+		.action = action,
+	};
+
+	lb_frag_key(&k, p);
+	bpf_map_update_elem(&xlb_frags_v1, &k, &v, BPF_ANY);
+}
+
+/* lb_event counts an event. */
+static __always_inline void lb_event(__u32 ev)
+{
+	__u64 *n = bpf_map_lookup_elem(&xlb_events_v1, &ev);
+
+	if (n)
+		(*n)++;
 }
 
 #endif /* XLB_LB_H */

@@ -114,6 +114,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xlb_persist_v1 SEC(".maps");
 
+/* Fragments: the datagrams whose first fragment was forwarded. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_MAX_FRAGS);
+	__type(key, struct xlb_frag_key);
+	__type(value, struct xlb_frag);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_frags_v1 SEC(".maps");
+
 /* Counters. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -138,6 +147,27 @@ struct {
 	__type(value, struct xlb_verdict_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xlb_verdicts_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_EV_MAX);
+	__type(key, __u32); /* enum xlb_event */
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_events_v1 SEC(".maps");
+
+/* Per-CPU scratch space: the BPF stack is limited to 512 bytes over all
+ * call frames. Not pinned. */
+struct xlb_scratch {
+	__u64 fib[(sizeof(struct bpf_fib_lookup) + 7) / 8]; /* struct bpf_fib_lookup */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xlb_scratch);
+} xlb_scratch SEC(".maps");
 
 /* Interfaces to redirect to, keyed by ifindex. */
 struct {

@@ -25,14 +25,27 @@
 #define XLB_TCP_RST 0x04
 #define XLB_TCP_ACK 0x10
 
+#define XLB_IP_DF 0x4000
 #define XLB_IP_MF 0x2000
 #define XLB_IP_OFFSET 0x1fff
 
-enum xlb_frag {
+enum xlb_frag_kind {
 	XLB_FRAG_NONE = 0,
 	XLB_FRAG_FIRST, /* offset 0, more fragments: carries the ports */
 	XLB_FRAG_LATER, /* offset > 0: no transport header */
 };
+
+/* ICMP and ICMPv6 headers (the uapi headers pull in libc). */
+struct xlb_icmphdr {
+	__u8 type;
+	__u8 code;
+	__u16 checksum;
+	__be32 rest; /* fragmentation needed: unused(16), next-hop MTU(16); ICMPv6 packet too big: MTU */
+};
+
+#define XLB_ICMP_DEST_UNREACH 3
+#define XLB_ICMP_FRAG_NEEDED 4
+#define XLB_ICMPV6_PKT_TOOBIG 2
 
 struct xlb_vlan_hdr {
 	__be16 tci;
@@ -53,14 +66,22 @@ struct xlb_pkt {
 	__u16 l3_off;   /* IP header offset from the frame start */
 	__u16 l4_off;   /* transport header offset (0 for later fragments) */
 	__u8 tcp_flags;
-	__u8 frag;      /* enum xlb_frag */
-	__u16 pad;
+	__u8 frag;      /* enum xlb_frag_kind */
+	__u8 icmp_err;  /* an ICMP/ICMPv6 error (l4_off: its header) */
+	__u8 df;        /* IPv4 don't-fragment set, or IPv6 */
 	__u32 frag_id;  /* IPv4 ID or IPv6 fragment identification */
 };
+
+/* Transport headers further into the frame than this are not parsed (the
+ * packet goes to the kernel): the bound lets the verifier check accesses
+ * at the recorded offsets. */
+#define XLB_MAX_L4_OFF 512
 
 /* xlb_parse_l4 reads ports (and TCP flags) at offset off. */
 static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, struct xlb_pkt *p)
 {
+	if (off > XLB_MAX_L4_OFF)
+		return XLB_V_PASS_IPV6_EXT;
 	p->l4_off = off;
 	if (p->flow.proto == IPPROTO_TCP) {
 		struct tcphdr *th = data + off;
@@ -78,7 +99,19 @@ static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, s
 		p->flow.sport = uh->source;
 		p->flow.dport = uh->dest;
 	}
-	/* Other protocols (ICMP...) keep zero ports: they match no service. */
+	else if (p->flow.proto == IPPROTO_ICMP || p->flow.proto == IPPROTO_ICMPV6) {
+		__u8 *type = data + off;
+
+		if ((void *)(type + 8) > data_end)
+			return XLB_V_DROP_MALFORMED;
+		if (p->flow.proto == IPPROTO_ICMP)
+			/* destination unreachable, time exceeded, parameter problem */
+			p->icmp_err = *type == 3 || *type == 11 || *type == 12;
+		else
+			/* destination unreachable, packet too big, time exceeded, parameter problem */
+			p->icmp_err = *type >= 1 && *type <= 4;
+	}
+	/* Other protocols keep zero ports: they match no service. */
 	return XLB_CONTINUE;
 }
 
@@ -104,6 +137,7 @@ static __always_inline int xlb_parse_ipv4(void *data, void *data_end, __u32 off,
 	p->flow.dst[0] = ip->daddr;
 
 	frag_off = bpf_ntohs(ip->frag_off);
+	p->df = !!(frag_off & XLB_IP_DF);
 	if (frag_off & (XLB_IP_MF | XLB_IP_OFFSET)) {
 		p->frag_id = ip->id;
 		if (frag_off & XLB_IP_OFFSET) {
@@ -131,6 +165,7 @@ static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off,
 		return XLB_V_DROP_MALFORMED;
 
 	p->flow.family = XLB_AF_INET6;
+	p->df = 1; /* IPv6 routers never fragment */
 	__builtin_memcpy(p->flow.src, &ip6->saddr, 16);
 	__builtin_memcpy(p->flow.dst, &ip6->daddr, 16);
 	nexthdr = ip6->nexthdr;

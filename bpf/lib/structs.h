@@ -62,6 +62,7 @@ struct xlb_backend {
 	__u32 ifindex;   /* DR: egress interface toward the real server */
 	__u8 mac[6];     /* DR: next-hop MAC */
 	__u8 smac[6];    /* DR: MAC of ifindex */
+	__be32 tun_src[4]; /* tunnel: outer source when the service sets none */
 };
 
 /* A tracked connection: value of xlb_conns_v1. */
@@ -83,9 +84,30 @@ struct xlb_flow_cache {
 	__u32 svc;
 	__u32 tick;    /* atime >> XLB_ATIME_SHIFT when copied */
 	__u32 gen;     /* xlb_globals.gen when copied */
-	__u32 ifindex; /* next hop, copied from the backend */
+	__u32 ifindex; /* next hop: the backend's (DR) or the route's */
 	__u8 mac[6];
 	__u8 smac[6];
+	__u8 action;   /* enum xlb_action */
+	__u8 pad[3];
+};
+
+/* A datagram whose first fragment was forwarded: later fragments (no
+ * ports) follow it. Key of xlb_frags_v1. */
+struct xlb_frag_key {
+	__be32 src[4];
+	__be32 dst[4];
+	__u32 id;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct xlb_frag {
+	__u64 atime;
+	__u32 backend;
+	__u32 svc;
+	__u8 action; /* enum xlb_action */
+	__u8 pad[7];
 };
 
 /* Persistence template key (ipvsadm -p): client address and service. */

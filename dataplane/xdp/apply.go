@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"slices"
 
 	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
 
 	"github.com/xlb-dev/xlb/dataplane"
 )
@@ -319,10 +321,32 @@ func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dat
 			return e, fmt.Errorf("devmap: %w", err)
 		}
 	}
+	if s.Forward == dataplane.Tunnel && !s.Tunnel.Source.IsValid() {
+		// The outer source is the director's address toward the real server.
+		src, err := routeSource(b.Addr)
+		if err != nil {
+			return e, fmt.Errorf("real server %s: tunnel source: %w", b.Key(), err)
+		}
+		e.TunSrc, _ = addrWords(src)
+	}
 	if schedulable(s, b) {
 		e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
 	}
 	return e, nil
+}
+
+// routeSource is the source address the kernel would use toward dst.
+func routeSource(dst netip.Addr) (netip.Addr, error) {
+	routes, err := netlink.RouteGet(dst.AsSlice())
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("route to %s: %w", dst, err)
+	}
+	for _, r := range routes {
+		if a, ok := netip.AddrFromSlice(r.Src); ok {
+			return a.Unmap(), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("no source address toward %s", dst)
 }
 
 func (d *Dataplane) writeBackend(id uint32, e bpfXlbBackend) error {
@@ -432,10 +456,19 @@ func svcConfig(id uint32, s dataplane.Service, tableLen uint32) (bpfXlbSvc, erro
 		cfg.PersistTimeout = uint32(secs)
 	}
 	if s.Forward == dataplane.Tunnel {
-		return cfg, fmt.Errorf("forward = tunnel: %w yet in the XDP dataplane", dataplane.ErrNotSupported)
-	}
-	if s.Forward == dataplane.NAT {
-		return cfg, fmt.Errorf("forward = nat: %w yet in the XDP dataplane", dataplane.ErrNotSupported)
+		if s.Tunnel.Encap == dataplane.EncapGUE {
+			if s.Tunnel.GUEPort == 0 {
+				return cfg, fmt.Errorf("GUE tunnel needs a port")
+			}
+			cfg.Flags |= uint16(bpfXlbSvcFlagsXLB_SVC_F_GUE)
+			cfg.GuePort = be16(s.Tunnel.GUEPort)
+		}
+		if src := s.Tunnel.Source; src.IsValid() {
+			cfg.TunSrc, _ = addrWords(src.Addr())
+			if bits := src.Addr().BitLen() - src.Bits(); bits >= 2 {
+				cfg.TunSrcBits = uint8(min(bits, 32))
+			}
+		}
 	}
 	return cfg, nil
 }

@@ -23,6 +23,15 @@ type bpfXdpMd struct {
 	EgressIfindex  uint32
 }
 
+type bpfXlbAction uint32
+
+const (
+	bpfXlbActionXLB_ACT_DR      bpfXlbAction = 0
+	bpfXlbActionXLB_ACT_NAT_IN  bpfXlbAction = 1
+	bpfXlbActionXLB_ACT_NAT_OUT bpfXlbAction = 2
+	bpfXlbActionXLB_ACT_TUNNEL  bpfXlbAction = 3
+)
+
 type bpfXlbBackend struct {
 	_       structs.HostLayout
 	Addr    [4]uint32
@@ -36,6 +45,7 @@ type bpfXlbBackend struct {
 	Ifindex uint32
 	Mac     [6]uint8
 	Smac    [6]uint8
+	TunSrc  [4]uint32
 }
 
 type bpfXlbBackendFlags uint32
@@ -77,6 +87,16 @@ const (
 	bpfXlbConnStateXLB_CT_CLOSING     bpfXlbConnState = 2
 )
 
+type bpfXlbEvent uint32
+
+const (
+	bpfXlbEventXLB_EV_FRAG_FIRST bpfXlbEvent = 0
+	bpfXlbEventXLB_EV_FRAG_LATER bpfXlbEvent = 1
+	bpfXlbEventXLB_EV_ICMP_ERROR bpfXlbEvent = 2
+	bpfXlbEventXLB_EV_NAT_REPLY  bpfXlbEvent = 3
+	bpfXlbEventXLB_EV_MAX        bpfXlbEvent = 4
+)
+
 type bpfXlbFlow struct {
 	_      structs.HostLayout
 	Src    [4]uint32
@@ -98,6 +118,27 @@ type bpfXlbFlowCache struct {
 	Ifindex uint32
 	Mac     [6]uint8
 	Smac    [6]uint8
+	Action  uint8
+	Pad     [3]uint8
+}
+
+type bpfXlbFrag struct {
+	_       structs.HostLayout
+	Atime   uint64
+	Backend uint32
+	Svc     uint32
+	Action  uint8
+	Pad     [7]uint8
+}
+
+type bpfXlbFragKey struct {
+	_      structs.HostLayout
+	Src    [4]uint32
+	Dst    [4]uint32
+	Id     uint32
+	Proto  uint8
+	Family uint8
+	Pad    [2]uint8
 }
 
 type bpfXlbFwd uint32
@@ -142,6 +183,11 @@ const (
 	bpfXlbSchedXLB_SCHED_SH  bpfXlbSched = 4
 	bpfXlbSchedXLB_SCHED_MH  bpfXlbSched = 5
 )
+
+type bpfXlbScratch struct {
+	_   structs.HostLayout
+	Fib [8]uint64
+}
 
 type bpfXlbStats struct {
 	_          structs.HostLayout
@@ -197,14 +243,15 @@ const (
 	bpfXlbVerdictXLB_V_DROP_NO_MAC       bpfXlbVerdict = 6
 	bpfXlbVerdictXLB_V_TX                bpfXlbVerdict = 7
 	bpfXlbVerdictXLB_V_REDIRECT          bpfXlbVerdict = 8
-	bpfXlbVerdictXLB_V_DROP_REDIRECT     bpfXlbVerdict = 9
+	bpfXlbVerdictXLB_V_PASS_NO_DEVMAP    bpfXlbVerdict = 9
 	bpfXlbVerdictXLB_V_PASS_FRAG_MISS    bpfXlbVerdict = 10
 	bpfXlbVerdictXLB_V_PASS_NO_NEIGH     bpfXlbVerdict = 11
 	bpfXlbVerdictXLB_V_PASS_FIB          bpfXlbVerdict = 12
 	bpfXlbVerdictXLB_V_TX_ICMP_TOO_BIG   bpfXlbVerdict = 13
 	bpfXlbVerdictXLB_V_DROP_ENCAP        bpfXlbVerdict = 14
 	bpfXlbVerdictXLB_V_PASS_ICMP_NO_FLOW bpfXlbVerdict = 15
-	bpfXlbVerdictXLB_V_MAX               bpfXlbVerdict = 16
+	bpfXlbVerdictXLB_V_DROP_TOO_BIG      bpfXlbVerdict = 16
+	bpfXlbVerdictXLB_V_MAX               bpfXlbVerdict = 17
 )
 
 type bpfXlbVerdictStats struct {
@@ -223,10 +270,13 @@ const (
 	bpfMapXlbClockV1    = "xlb_clock_v1"
 	bpfMapXlbConnsV1    = "xlb_conns_v1"
 	bpfMapXlbDevmapV1   = "xlb_devmap_v1"
+	bpfMapXlbEventsV1   = "xlb_events_v1"
 	bpfMapXlbFlowcache  = "xlb_flowcache"
+	bpfMapXlbFragsV1    = "xlb_frags_v1"
 	bpfMapXlbGlobalsV1  = "xlb_globals_v1"
 	bpfMapXlbPersistV1  = "xlb_persist_v1"
 	bpfMapXlbRrV1       = "xlb_rr_v1"
+	bpfMapXlbScratch    = "xlb_scratch"
 	bpfMapXlbSvcIdsV1   = "xlb_svc_ids_v1"
 	bpfMapXlbSvcSlotV1  = "xlb_svc_slot_v1"
 	bpfMapXlbSvcStatV1  = "xlb_svc_stat_v1"
@@ -294,10 +344,13 @@ type bpfMapSpecs struct {
 	XlbClockV1    *ebpf.MapSpec `ebpf:"xlb_clock_v1"`
 	XlbConnsV1    *ebpf.MapSpec `ebpf:"xlb_conns_v1"`
 	XlbDevmapV1   *ebpf.MapSpec `ebpf:"xlb_devmap_v1"`
+	XlbEventsV1   *ebpf.MapSpec `ebpf:"xlb_events_v1"`
 	XlbFlowcache  *ebpf.MapSpec `ebpf:"xlb_flowcache"`
+	XlbFragsV1    *ebpf.MapSpec `ebpf:"xlb_frags_v1"`
 	XlbGlobalsV1  *ebpf.MapSpec `ebpf:"xlb_globals_v1"`
 	XlbPersistV1  *ebpf.MapSpec `ebpf:"xlb_persist_v1"`
 	XlbRrV1       *ebpf.MapSpec `ebpf:"xlb_rr_v1"`
+	XlbScratch    *ebpf.MapSpec `ebpf:"xlb_scratch"`
 	XlbSvcIdsV1   *ebpf.MapSpec `ebpf:"xlb_svc_ids_v1"`
 	XlbSvcSlotV1  *ebpf.MapSpec `ebpf:"xlb_svc_slot_v1"`
 	XlbSvcStatV1  *ebpf.MapSpec `ebpf:"xlb_svc_stat_v1"`
@@ -339,10 +392,13 @@ type bpfMaps struct {
 	XlbClockV1    *ebpf.Map `ebpf:"xlb_clock_v1"`
 	XlbConnsV1    *ebpf.Map `ebpf:"xlb_conns_v1"`
 	XlbDevmapV1   *ebpf.Map `ebpf:"xlb_devmap_v1"`
+	XlbEventsV1   *ebpf.Map `ebpf:"xlb_events_v1"`
 	XlbFlowcache  *ebpf.Map `ebpf:"xlb_flowcache"`
+	XlbFragsV1    *ebpf.Map `ebpf:"xlb_frags_v1"`
 	XlbGlobalsV1  *ebpf.Map `ebpf:"xlb_globals_v1"`
 	XlbPersistV1  *ebpf.Map `ebpf:"xlb_persist_v1"`
 	XlbRrV1       *ebpf.Map `ebpf:"xlb_rr_v1"`
+	XlbScratch    *ebpf.Map `ebpf:"xlb_scratch"`
 	XlbSvcIdsV1   *ebpf.Map `ebpf:"xlb_svc_ids_v1"`
 	XlbSvcSlotV1  *ebpf.Map `ebpf:"xlb_svc_slot_v1"`
 	XlbSvcStatV1  *ebpf.Map `ebpf:"xlb_svc_stat_v1"`
@@ -359,10 +415,13 @@ func (m *bpfMaps) Close() error {
 		m.XlbClockV1,
 		m.XlbConnsV1,
 		m.XlbDevmapV1,
+		m.XlbEventsV1,
 		m.XlbFlowcache,
+		m.XlbFragsV1,
 		m.XlbGlobalsV1,
 		m.XlbPersistV1,
 		m.XlbRrV1,
+		m.XlbScratch,
 		m.XlbSvcIdsV1,
 		m.XlbSvcSlotV1,
 		m.XlbSvcStatV1,

@@ -50,19 +50,20 @@ func be16(p uint16) uint16 {
 // unbe16 is the inverse of be16.
 func unbe16(v uint16) uint16 { return be16(v) }
 
-// verdictNames returns the names of enum xlb_verdict from the object's BTF,
-// lower case without the XLB_V_ prefix ("pass_not_service"), by value.
-func verdictNames(types *btf.Spec) (map[uint32]string, error) {
+// enumNames returns the names of a C enum from the object's BTF, lower
+// case without prefix ("pass_not_service"), by value; the _MAX entry is
+// left out.
+func enumNames(types *btf.Spec, name, prefix string) (map[uint32]string, error) {
 	var e *btf.Enum
-	if err := types.TypeByName("xlb_verdict", &e); err != nil {
+	if err := types.TypeByName(name, &e); err != nil {
 		return nil, err
 	}
 	names := make(map[uint32]string, len(e.Values))
 	for _, v := range e.Values {
-		if v.Name == "XLB_V_MAX" {
+		if strings.HasSuffix(v.Name, "_MAX") {
 			continue
 		}
-		names[uint32(v.Value)] = strings.ToLower(strings.TrimPrefix(v.Name, "XLB_V_"))
+		names[uint32(v.Value)] = strings.ToLower(strings.TrimPrefix(v.Name, prefix))
 	}
 	return names, nil
 }

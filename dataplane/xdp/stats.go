@@ -60,6 +60,19 @@ func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
 		}
 		out.Verdicts[name] = n
 	}
+	out.Events = make(map[string]uint64, len(d.events))
+	for ev, name := range d.events {
+		var per []uint64
+		if err := d.objs.XlbEventsV1.Lookup(ev, &per); err != nil {
+			errs = append(errs, fmt.Errorf("event %s: %w", name, err))
+			continue
+		}
+		var n uint64
+		for _, p := range per {
+			n += p
+		}
+		out.Events[name] = n
+	}
 	return out, errors.Join(errs...)
 }
 

@@ -70,6 +70,7 @@ type Dataplane struct {
 	spec    *ebpf.CollectionSpec
 	objs    bpfObjects
 	verdict map[uint32]string
+	events  map[uint32]string
 	links   map[string]*attached
 
 	mu       sync.Mutex
@@ -171,8 +172,11 @@ func (d *Dataplane) load() error {
 		m.MaxEntries = n
 	}
 	d.spec = spec
-	if d.verdict, err = verdictNames(spec.Types); err != nil {
+	if d.verdict, err = enumNames(spec.Types, "xlb_verdict", "XLB_V_"); err != nil {
 		return fmt.Errorf("verdict names from BTF: %w", err)
+	}
+	if d.events, err = enumNames(spec.Types, "xlb_event", "XLB_EV_"); err != nil {
+		return fmt.Errorf("event names from BTF: %w", err)
 	}
 	var copts ebpf.CollectionOptions
 	if d.opts.PinPath != "" {

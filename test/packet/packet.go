@@ -350,3 +350,32 @@ func VerifyChecksums(b []byte) error {
 	}
 	return nil
 }
+
+// ICMPMessage builds an ICMPv4 message (header and body) with its checksum.
+func ICMPMessage(typ, code uint8, rest uint32, body []byte) []byte {
+	m := make([]byte, 8, 8+len(body))
+	m[0], m[1] = typ, code
+	binary.BigEndian.PutUint32(m[4:], rest)
+	m = append(m, body...)
+	binary.BigEndian.PutUint16(m[2:], Checksum(m))
+	return m
+}
+
+// ICMPv6Message builds an ICMPv6 message from src to dst with its checksum.
+func ICMPv6Message(src, dst netip.Addr, typ, code uint8, rest uint32, body []byte) []byte {
+	m := make([]byte, 8, 8+len(body))
+	m[0], m[1] = typ, code
+	binary.BigEndian.PutUint32(m[4:], rest)
+	m = append(m, body...)
+	binary.BigEndian.PutUint16(m[2:], L4Checksum(src, dst, ICMPv6, m))
+	return m
+}
+
+// IPPacket returns the IP packet of a frame (without the Ethernet header).
+func IPPacket(frame []byte) []byte {
+	p, err := Parse(frame)
+	if err != nil {
+		panic(err)
+	}
+	return append([]byte(nil), p.IP...)
+}

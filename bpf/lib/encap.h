@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Tunnel encapsulation (ipvsadm -i): IPIP or IPv6-in-IPv6 (by the real
+ * server's family; an IPv4 VIP in an IPv6 tunnel and the reverse work
+ * too), optionally inside GUE (UDP) for networks that only pass UDP. */
+#ifndef XLB_ENCAP_H
+#define XLB_ENCAP_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include "consts.h"
+#include "csum.h"
+#include "fwd.h"
+#include "hash.h"
+#include "parse.h"
+#include "structs.h"
+
+#define XLB_GUE_HLEN 4 /* GUE version 0 header, no options */
+
+/* GUE ephemeral source ports: the flow hash picks one, so that real
+ * servers' NICs spread flows over their queues. */
+#define XLB_GUE_SPORT_MIN 49152
+
+/* xlb_tun_src picks the outer source address: the service's (its low
+ * tun_src_bits host bits varied by flow, avoiding all-zeros and all-ones)
+ * or else the backend's egress address. Returns -1 when there is none. */
+static __always_inline int xlb_tun_src(const struct xlb_svc *svc, const struct xlb_backend *be, __u32 hash,
+				       __be32 *src)
+{
+	__u32 bits = svc->tun_src_bits, mask, host;
+	int v6 = be->family == XLB_AF_INET6;
+	int last = v6 ? 3 : 0;
+
+	if (svc->tun_src[0] | svc->tun_src[1] | svc->tun_src[2] | svc->tun_src[3]) {
+		__builtin_memcpy(src, svc->tun_src, 16);
+		if (bits >= 2 && bits <= 32) {
+			mask = bits == 32 ? 0xffffffff : (1U << bits) - 1;
+			host = 1 + hash % (mask - 1); /* 1 .. mask-1 */
+			src[last] = bpf_htonl((bpf_ntohl(src[last]) & ~mask) | host);
+		}
+		return 0;
+	}
+	if (be->tun_src[0] | be->tun_src[1] | be->tun_src[2] | be->tun_src[3]) {
+		__builtin_memcpy(src, be->tun_src, 16);
+		return 0;
+	}
+	return -1;
+}
+
+/* xlb_encap encapsulates the IP packet toward backend be and sends it.
+ * hop: the cached next hop or, when not valid, filled from the FIB. A packet that would exceed the MTU is
+ * answered with ICMP too big when it may not be fragmented (DF, IPv6) and
+ * dropped otherwise (counted). */
+static __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const struct xlb_svc *svc,
+				  const struct xlb_backend *be, struct xlb_hop *hop)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 l3 = p->l3_off, inner_len, olen, hash = xlb_hash_flow(&p->flow);
+	int gue = svc->flags & XLB_SVC_F_GUE;
+	int o6 = be->family == XLB_AF_INET6;
+	__u8 inner_proto = p->flow.family == XLB_AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
+	__be32 src[4];
+	__u8 tos = 0;
+	__u32 v;
+
+	if (l3 != 14 && l3 != 18)
+		return XLB_V_DROP_MALFORMED;
+	if (xlb_tun_src(svc, be, hash, src))
+		return XLB_V_DROP_ENCAP;
+	inner_len = p->len - l3;
+	olen = (o6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) + (gue ? sizeof(struct udphdr) + XLB_GUE_HLEN : 0);
+	if (p->flow.family == XLB_AF_INET) {
+		struct iphdr *ip = data + l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return XLB_V_DROP_MALFORMED;
+		tos = ip->tos;
+	}
+
+	if (hop->valid) {
+		/* Cached next hop: does the encapsulated frame fit its device? */
+		__u32 len = 0;
+
+		if (bpf_check_mtu(ctx, hop->ifindex, &len, olen, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
+			hop->valid = 0; /* ask the FIB, which gives the MTU to answer with */
+	}
+	if (!hop->valid) {
+		v = xlb_fib(ctx, be->family, src, be->addr, inner_len + olen, hop);
+		if (v == XLB_V_TX_ICMP_TOO_BIG) {
+			__u32 mtu = hop->mtu > olen ? hop->mtu - olen : 0;
+
+			if (!p->df)
+				return XLB_V_DROP_TOO_BIG;
+			if (p->flow.family == XLB_AF_INET6 && mtu < 1280)
+				mtu = 1280;
+			return xlb_icmp_too_big(ctx, l3, p->flow.family, mtu, p->len);
+		}
+		if (v == XLB_V_PASS_NO_NEIGH)
+			return XLB_V_DROP_NO_MAC; /* the control plane has it resolved */
+		if (v)
+			return v;
+		hop->valid = 1;
+	}
+
+	if (bpf_xdp_adjust_head(ctx, -(int)olen))
+		return XLB_V_DROP_ENCAP;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (xlb_move_l2(data, data_end, olen, l3, 0))
+		return XLB_V_DROP_ENCAP;
+	/* The ethertype (last two bytes of the L2 header) becomes the outer one. */
+	{
+		__be16 *et = data + l3 - 2;
+
+		if ((void *)(et + 1) > data_end)
+			return XLB_V_DROP_ENCAP;
+		*et = o6 ? bpf_htons(ETH_P_IPV6) : bpf_htons(ETH_P_IP);
+	}
+
+	if (!o6) {
+		struct iphdr *oip = data + l3;
+
+		if ((void *)(oip + 1) > data_end)
+			return XLB_V_DROP_ENCAP;
+		oip->version = 4;
+		oip->ihl = 5;
+		oip->tos = tos;
+		oip->tot_len = bpf_htons(inner_len + olen);
+		oip->id = 0;
+		oip->frag_off = p->df ? bpf_htons(XLB_IP_DF) : 0;
+		oip->ttl = 64;
+		oip->protocol = gue ? IPPROTO_UDP : inner_proto;
+		oip->check = 0;
+		oip->saddr = src[0];
+		oip->daddr = be->addr[0];
+		oip->check = ~csum_fold64(csum_words((__u32 *)oip, 5));
+	} else {
+		struct ipv6hdr *oip = data + l3;
+
+		if ((void *)(oip + 1) > data_end)
+			return XLB_V_DROP_ENCAP;
+		/* Version 6, traffic class from the inner packet, flow label from the flow. */
+		*(__be32 *)oip = bpf_htonl(0x60000000 | ((__u32)tos << 20) | (hash & 0xfffff));
+		oip->payload_len = bpf_htons(inner_len + olen - sizeof(*oip));
+		oip->nexthdr = gue ? IPPROTO_UDP : inner_proto;
+		oip->hop_limit = 64;
+		__builtin_memcpy(&oip->saddr, src, 16);
+		__builtin_memcpy(&oip->daddr, be->addr, 16);
+	}
+	if (gue) {
+		struct udphdr *uh = data + l3 + (o6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr));
+		__u8 *g = (void *)(uh + 1);
+
+		if ((void *)(g + XLB_GUE_HLEN) > data_end)
+			return XLB_V_DROP_ENCAP;
+		uh->source = bpf_htons(XLB_GUE_SPORT_MIN + hash % (65536 - XLB_GUE_SPORT_MIN));
+		uh->dest = svc->gue_port;
+		uh->len = bpf_htons(inner_len + sizeof(*uh) + XLB_GUE_HLEN);
+		/* Zero: no UDP checksum, as IPVS's GUE and Linux's fou accept
+		 * (RFC 6935 allows it for tunnels over IPv6). */
+		uh->check = 0;
+		g[0] = 0; /* version 0, C = 0, no options */
+		g[1] = inner_proto;
+		g[2] = 0;
+		g[3] = 0;
+	}
+	return xlb_l2_fwd(ctx, hop->mac, hop->smac, hop->ifindex);
+}
+
+#endif /* XLB_ENCAP_H */

@@ -1,0 +1,329 @@
+package xdp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/test/packet"
+)
+
+// The routed test environment: clients behind eth0, real servers behind
+// eth1 (directly, or through a gateway for tunnels), with static
+// neighbours, as a NAT director's namespace.
+var (
+	cliMAC  = net.HardwareAddr{0x02, 0xcc, 0, 0, 0, 0x10}
+	gwMAC   = net.HardwareAddr{0x02, 0xdd, 0, 0, 0, 0xfd}
+	rip4    = netip.MustParseAddr("10.0.1.1")
+	rip6    = netip.MustParseAddr("2001:db8:1::1")
+	tunRS4  = netip.MustParseAddr("10.0.2.1")
+	tunRS6  = netip.MustParseAddr("2001:db8:2::1")
+	eth1IP4 = netip.MustParseAddr("10.0.1.254")
+	eth1IP6 = netip.MustParseAddr("2001:db8:1::fe")
+	vip4b   = netip.MustParseAddr("10.0.0.3")
+)
+
+func routedEnv(t *testing.T) *env {
+	t.Helper()
+	e := newEnv(t)
+	ns := e.ns
+	for _, c := range [][]string{
+		{"sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"},
+		{"sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"},
+		{"ip", "link", "set", "peer0", "up"},
+		{"ip", "link", "set", "peer1", "up"},
+		{"ip", "addr", "add", "192.0.2.1/24", "dev", "eth0"},
+		{"ip", "addr", "add", "2001:db8:c::1/64", "dev", "eth0", "nodad"},
+		{"ip", "addr", "add", eth1IP4.String() + "/24", "dev", "eth1"},
+		{"ip", "addr", "add", eth1IP6.String() + "/64", "dev", "eth1", "nodad"},
+		{"ip", "neigh", "replace", "192.0.2.10", "lladdr", cliMAC.String(), "dev", "eth0", "nud", "permanent"},
+		{"ip", "neigh", "replace", "2001:db8:c::10", "lladdr", cliMAC.String(), "dev", "eth0", "nud", "permanent"},
+		{"ip", "neigh", "replace", rip4.String(), "lladdr", rsMAC[0].String(), "dev", "eth1", "nud", "permanent"},
+		{"ip", "neigh", "replace", rip6.String(), "lladdr", rsMAC[0].String(), "dev", "eth1", "nud", "permanent"},
+		{"ip", "neigh", "replace", "10.0.1.253", "lladdr", gwMAC.String(), "dev", "eth1", "nud", "permanent"},
+		{"ip", "neigh", "replace", "2001:db8:1::fd", "lladdr", gwMAC.String(), "dev", "eth1", "nud", "permanent"},
+		{"ip", "route", "add", "10.0.2.0/24", "via", "10.0.1.253"},
+		{"ip", "route", "add", "2001:db8:2::/64", "via", "2001:db8:1::fd"},
+	} {
+		ns.MustRun(t, c[0], c[1:]...)
+	}
+	// Attached to both interfaces, as a NAT director (redirects need them
+	// in the devmap).
+	e.d.Close()
+	if err := ns.Do(func() (err error) {
+		e.d, err = Open(Options{Interfaces: []string{"eth0", "eth1"}, SyncInterval: -1, MapSizes: testSizes})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// runOn runs a frame received on ifindex.
+func (e *env) runOn(ifindex int, frame []byte) (uint32, []byte) {
+	e.t.Helper()
+	out := make([]byte, len(frame)+256)
+	opts := ebpf.RunOptions{Data: frame, DataOut: out, Context: bpfXdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)}}
+	var ret uint32
+	if err := e.ns.Do(func() (err error) { ret, err = e.d.Program().Run(&opts); return err }); err != nil {
+		e.t.Fatalf("BPF_PROG_TEST_RUN: %v", err)
+	}
+	return ret, opts.DataOut
+}
+
+func natService(vip netip.Addr, proto dataplane.Proto, backends ...netip.AddrPort) dataplane.Service {
+	s := dataplane.Service{
+		Name: "nat", Key: dataplane.ServiceKey{Addr: vip, Port: 80, Proto: proto},
+		Scheduler: dataplane.RoundRobin, Forward: dataplane.NAT, Enabled: true,
+	}
+	for _, b := range backends {
+		s.Backends = append(s.Backends, dataplane.Backend{Addr: b.Addr(), Port: b.Port(), Weight: 1})
+	}
+	return s
+}
+
+func expectFrame(t *testing.T, what string, got, want []byte) {
+	t.Helper()
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s:\n got %x\nwant %x", what, got, want)
+	}
+	if err := packet.VerifyChecksums(got); err != nil {
+		t.Errorf("%s: %v", what, err)
+	}
+}
+
+func TestNAT(t *testing.T) {
+	e := routedEnv(t)
+	e.apply(
+		natService(vip4b, dataplane.TCP, netip.AddrPortFrom(rip4, 8080)),
+		natService(vip4b, dataplane.UDP, netip.AddrPortFrom(rip4, 5353)),
+		natService(vip6, dataplane.TCP, netip.AddrPortFrom(rip6, 8080)),
+		natService(vip6, dataplane.UDP, netip.AddrPortFrom(rip6, 5353)),
+	)
+	cases := []struct {
+		name       string
+		client     netip.Addr
+		vip, rip   netip.Addr
+		proto      uint8
+		rport      uint16
+		zeroUDPSum bool
+	}{
+		{"ipv4 tcp", client4, vip4b, rip4, packet.TCP, 8080, false},
+		{"ipv4 udp", client4, vip4b, rip4, packet.UDP, 5353, false},
+		{"ipv4 udp zero checksum", client4, vip4b, rip4, packet.UDP, 5353, true},
+		{"ipv6 tcp", client6, vip6, rip6, packet.TCP, 8080, false},
+		{"ipv6 udp", client6, vip6, rip6, packet.UDP, 5353, false},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := e.with(t)
+			sport := uint16(41000 + i)
+			in := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: tc.client, Dst: tc.vip, Proto: tc.proto,
+				SrcPort: sport, DstPort: 80, TCPFlags: packet.SYN, Payload: []byte("hello, real server"), ZeroUDPChecksum: tc.zeroUDPSum}
+			ret, out := e.runOn(e.eth0, in.Bytes())
+			if ret != xdpRedirect {
+				t.Fatalf("inbound: action %s, want REDIRECT to eth1 (verdicts %v)", actionNames[ret], e.verdicts())
+			}
+			want := in
+			want.SrcMAC, want.DstMAC, want.Dst, want.DstPort = eth1MAC, rsMAC[0], tc.rip, tc.rport
+			expectFrame(t, "inbound, translated to the real server", out, want.Bytes())
+			if tc.zeroUDPSum {
+				if p, _ := packet.Parse(out); binary.BigEndian.Uint16(p.L4[6:]) != 0 {
+					t.Error("a zero IPv4 UDP checksum became non-zero")
+				}
+			}
+
+			reply := packet.Frame{SrcMAC: rsMAC[0], DstMAC: eth1MAC, Src: tc.rip, Dst: tc.client, Proto: tc.proto,
+				SrcPort: tc.rport, DstPort: sport, TCPFlags: packet.SYN | packet.ACK, Payload: []byte("hello, client")}
+			ret, out = e.runOn(e.eth1, reply.Bytes())
+			if ret != xdpRedirect {
+				t.Fatalf("reply: action %s, want REDIRECT to eth0 (verdicts %v)", actionNames[ret], e.verdicts())
+			}
+			wantReply := reply
+			wantReply.SrcMAC, wantReply.DstMAC, wantReply.Src, wantReply.SrcPort = eth0MAC, cliMAC, tc.vip, 80
+			expectFrame(t, "reply, translated back to the VIP", out, wantReply.Bytes())
+
+			// Established: the next packets (flow cache) are translated the same.
+			ack := in
+			ack.TCPFlags = packet.ACK
+			if _, out = e.runOn(e.eth0, ack.Bytes()); true {
+				w := ack
+				w.SrcMAC, w.DstMAC, w.Dst, w.DstPort = eth1MAC, rsMAC[0], tc.rip, tc.rport
+				expectFrame(t, "established inbound", out, w.Bytes())
+			}
+			if _, out = e.runOn(e.eth1, reply.Bytes()); true {
+				expectFrame(t, "established reply", out, wantReply.Bytes())
+			}
+		})
+	}
+	st, _ := e.d.Stats(t.Context())
+	if st.Events["nat_reply"] == 0 {
+		t.Errorf("nat_reply not counted: %v", st.Events)
+	}
+	k := natService(vip4b, dataplane.TCP).Key
+	if c := st.Services[k].Backends[dataplane.BackendKey{Addr: rip4, Port: 8080}]; c.PacketsOut != 2 || c.Packets != 2 {
+		t.Errorf("backend counters %+v, want 2 packets in and 2 out", c.Counters)
+	}
+}
+
+func TestNATNoNeighbourGoesToKernel(t *testing.T) {
+	e := routedEnv(t)
+	unresolved := netip.MustParseAddr("10.0.1.77")
+	e.apply(natService(vip4b, dataplane.TCP, netip.AddrPortFrom(unresolved, 8080)))
+	in := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client4, Dst: vip4b, Proto: packet.TCP, SrcPort: 40000, DstPort: 80, TCPFlags: packet.SYN}
+	ret, out := e.runOn(e.eth0, in.Bytes())
+	if ret != xdpPass || e.verdicts()["pass_no_neigh"] != 1 {
+		t.Fatalf("action %s, verdicts %v: want PASS, counted as pass_no_neigh", actionNames[ret], e.verdicts())
+	}
+	// Translated already: the kernel forwards it and resolves the neighbour.
+	want := in
+	want.Dst, want.DstPort = unresolved, 8080
+	expectFrame(t, "passed to the kernel, translated", out, want.Bytes())
+}
+
+// outerIPv4 is the tunnel header the test expects in front of inner.
+func outerIPv4(src, dst netip.Addr, proto uint8, df bool, tos uint8, innerLen int) []byte {
+	h := make([]byte, 20)
+	h[0] = 0x45
+	h[1] = tos
+	binary.BigEndian.PutUint16(h[2:], uint16(20+innerLen))
+	if df {
+		h[6] = 0x40
+	}
+	h[8] = 64
+	h[9] = proto
+	s, d := src.As4(), dst.As4()
+	copy(h[12:], s[:])
+	copy(h[16:], d[:])
+	binary.BigEndian.PutUint16(h[10:], packet.Checksum(h))
+	return h
+}
+
+func tunnelService(vip netip.Addr, encap dataplane.Encap, src netip.Prefix, rs ...netip.Addr) dataplane.Service {
+	s := dataplane.Service{
+		Name: "tun", Key: dataplane.ServiceKey{Addr: vip, Port: 80, Proto: dataplane.TCP},
+		Scheduler: dataplane.MaglevHashing, Forward: dataplane.Tunnel, Enabled: true,
+		Tunnel: dataplane.TunnelOptions{Encap: encap, GUEPort: 6080, Source: src},
+	}
+	for _, a := range rs {
+		s.Backends = append(s.Backends, dataplane.Backend{Addr: a, Port: 80, Weight: 1})
+	}
+	return s
+}
+
+func TestTunnelIPIP(t *testing.T) {
+	e := routedEnv(t)
+	e.apply(tunnelService(vip4b, dataplane.EncapIPIP, netip.Prefix{}, tunRS4))
+	in := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client4, Dst: vip4b, Proto: packet.TCP, SrcPort: 40000, DstPort: 80,
+		TCPFlags: packet.SYN, DontFragment: true, Payload: []byte("through the tunnel")}
+	frame := in.Bytes()
+	ret, out := e.runOn(e.eth0, frame)
+	if ret != xdpRedirect {
+		t.Fatalf("action %s, want REDIRECT (verdicts %v)", actionNames[ret], e.verdicts())
+	}
+	inner := packet.IPPacket(frame)
+	// Outer source: the director's address toward the real server (eth1).
+	want := append(append(append([]byte{}, gwMAC...), eth1MAC...), 0x08, 0x00)
+	want = append(want, outerIPv4(eth1IP4, tunRS4, packet.IPIP, true, 0, len(inner))...)
+	want = append(want, inner...)
+	expectFrame(t, "IPIP", out, want)
+}
+
+func TestTunnelIP6IP6AndGUE(t *testing.T) {
+	e := routedEnv(t)
+	e.apply(
+		tunnelService(vip6, dataplane.EncapIPIP, netip.Prefix{}, tunRS6),
+		func() dataplane.Service {
+			s := tunnelService(vip4b, dataplane.EncapGUE, netip.MustParsePrefix("10.0.9.0/24"), tunRS4)
+			return s
+		}(),
+	)
+	// IPv6 in IPv6.
+	in6 := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client6, Dst: vip6, Proto: packet.TCP, SrcPort: 40000, DstPort: 80, TCPFlags: packet.SYN}
+	f6 := in6.Bytes()
+	ret, out := e.runOn(e.eth0, f6)
+	if ret != xdpRedirect {
+		t.Fatalf("ip6ip6: action %s (verdicts %v)", actionNames[ret], e.verdicts())
+	}
+	p, err := packet.Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner := packet.IPPacket(f6)
+	if p.Src != eth1IP6 || p.Dst != tunRS6 || p.Proto != packet.IPv6 || p.TTL != 64 || !bytes.Equal(p.L4, inner) ||
+		!bytes.Equal(out[0:6], gwMAC) || binary.BigEndian.Uint16(p.IP[4:]) != uint16(len(inner)) {
+		t.Errorf("ip6ip6 outer header wrong: src %s dst %s next %d hop %d, inner equal %v\n%x", p.Src, p.Dst, p.Proto, p.TTL, bytes.Equal(p.L4, inner), out)
+	}
+
+	// GUE, outer source from the configured prefix, varied per flow.
+	sources := map[netip.Addr]bool{}
+	ports := map[uint16]bool{}
+	for sport := uint16(40000); sport < 40040; sport++ {
+		in := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client4, Dst: vip4b, Proto: packet.TCP, SrcPort: sport, DstPort: 80, TCPFlags: packet.SYN}
+		frame := in.Bytes()
+		ret, out := e.runOn(e.eth0, frame)
+		if ret != xdpRedirect {
+			t.Fatalf("gue: action %s (verdicts %v)", actionNames[ret], e.verdicts())
+		}
+		p, err := packet.Parse(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inner := packet.IPPacket(frame)
+		if !netip.MustParsePrefix("10.0.9.0/24").Contains(p.Src) || p.Src == netip.MustParseAddr("10.0.9.0") || p.Src == netip.MustParseAddr("10.0.9.255") {
+			t.Fatalf("outer source %s outside 10.0.9.1-254", p.Src)
+		}
+		sources[p.Src] = true
+		udp := p.L4
+		if p.Proto != packet.UDP || p.DstPort != 6080 || p.SrcPort < 49152 || binary.BigEndian.Uint16(udp[4:]) != uint16(8+4+len(inner)) ||
+			!bytes.Equal(udp[8:12], []byte{0, packet.IPIP, 0, 0}) || !bytes.Equal(udp[12:], inner) {
+			t.Fatalf("GUE encapsulation wrong: %x", out)
+		}
+		ports[p.SrcPort] = true
+		if err := packet.VerifyChecksums(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(sources) < 10 || len(ports) < 10 {
+		t.Errorf("40 flows used %d outer sources and %d GUE source ports: not spread per flow", len(sources), len(ports))
+	}
+}
+
+func TestTunnelTooBigAnswersICMP(t *testing.T) {
+	e := routedEnv(t)
+	e.apply(tunnelService(vip4b, dataplane.EncapIPIP, netip.Prefix{}, tunRS4), tunnelService(vip6, dataplane.EncapIPIP, netip.Prefix{}, tunRS6))
+	big := bytes.Repeat([]byte("x"), 1500-20-20)
+	in := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client4, Dst: vip4b, Proto: packet.TCP, SrcPort: 40000, DstPort: 80,
+		TCPFlags: packet.SYN, DontFragment: true, Payload: big}
+	frame := in.Bytes()
+	ret, out := e.runOn(e.eth0, frame)
+	if ret != xdpTX || e.verdicts()["tx_icmp_too_big"] != 1 {
+		t.Fatalf("action %s, verdicts %v: want TX of ICMP fragmentation needed", actionNames[ret], e.verdicts())
+	}
+	quote := packet.IPPacket(frame)[:28]
+	icmp := packet.ICMPMessage(3, 4, 1480, quote) // MTU 1500 minus the 20-byte outer header
+	want := packet.Frame{SrcMAC: eth0MAC, DstMAC: cliMAC, Src: vip4b, Dst: client4, Proto: packet.ICMP, L4: icmp}.Bytes()
+	expectFrame(t, "fragmentation needed", out, want)
+
+	// Without DF it may not be fragmented by XDP: dropped, counted.
+	in.DontFragment = false
+	if ret, _ := e.runOn(e.eth0, in.Bytes()); ret != xdpDrop || e.verdicts()["drop_too_big"] != 1 {
+		t.Errorf("no-DF oversize: action %s verdicts %v", actionNames[ret], e.verdicts())
+	}
+
+	big6 := bytes.Repeat([]byte("y"), 1500-40-20)
+	in6 := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client6, Dst: vip6, Proto: packet.TCP, SrcPort: 40000, DstPort: 80, TCPFlags: packet.SYN, Payload: big6}
+	frame6 := in6.Bytes()
+	ret, out = e.runOn(e.eth0, frame6)
+	if ret != xdpTX {
+		t.Fatalf("ipv6: action %s verdicts %v", actionNames[ret], e.verdicts())
+	}
+	icmp6 := packet.ICMPv6Message(vip6, client6, 2, 0, 1460, packet.IPPacket(frame6)[:48])
+	want6 := packet.Frame{SrcMAC: eth0MAC, DstMAC: cliMAC, Src: vip6, Dst: client6, Proto: packet.ICMPv6, L4: icmp6}.Bytes()
+	expectFrame(t, "packet too big", out, want6)
+}
