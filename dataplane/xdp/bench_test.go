@@ -3,6 +3,7 @@ package xdp
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ func (e *env) nsPerPacket(b *testing.B, w *benchObjects, target *ebpf.Program, f
 		ret, err := w.BenchWrapper.Run(&opts)
 		elapsed = time.Since(start)
 		if err == nil && ret != xdpTX {
-			err = fmt.Errorf("program returned %s, want TX", actionNames[ret])
+			err = fmt.Errorf("program returned %s, want TX (verdicts %v)", actionNames[ret], e.verdicts())
 		}
 		return err
 	})
@@ -262,5 +263,72 @@ func BenchmarkLiveFrames(b *testing.B) {
 		b.ReportMetric(xs[1]/fs[1], "ratio")
 		b.ReportMetric(0, "ns/op")
 		b.Logf("live frames, DR established flows: xlb %.2f Mpps, floor %.2f Mpps, ratio %.2f (median of 3 runs of %d frames)", xs[1]/1e6, fs[1]/1e6, xs[1]/fs[1], frames)
+	}
+}
+
+// oneArmEnv is a director whose clients and real servers are all behind
+// eth0 (a one-armed NAT or tunnel director), so forwarded packets leave by
+// XDP_TX like the floor's.
+func oneArmEnv(b *testing.B) *env {
+	e := benchEnv(b)
+	for _, c := range [][]string{
+		{"sysctl", "-qw", "net.ipv4.conf.all.forwarding=1"},
+		{"ip", "link", "set", "peer0", "up"},
+		{"ip", "addr", "add", "198.19.255.254/15", "dev", "eth0"},
+		{"ip", "addr", "add", "10.0.1.254/24", "dev", "eth0"},
+		{"ip", "neigh", "replace", "198.18.0.1", "lladdr", cliMAC.String(), "dev", "eth0", "nud", "permanent"},
+		{"ip", "neigh", "replace", rip4.String(), "lladdr", rsMAC[0].String(), "dev", "eth0", "nud", "permanent"},
+		{"ip", "neigh", "replace", tunRS4.String(), "lladdr", rsMAC[1].String(), "dev", "eth0", "nud", "permanent"},
+		{"ip", "route", "add", "10.0.2.0/24", "dev", "eth0"},
+	} {
+		e.ns.MustRun(b, c[0], c[1:]...)
+	}
+	return e
+}
+
+// BenchmarkNAT: established NAT flows, inbound (to the real server) and
+// outbound (replies back to the VIP).
+func BenchmarkNAT(b *testing.B) {
+	e := oneArmEnv(b)
+	e.apply(natService(vip4b, dataplane.TCP, netip.AddrPortFrom(rip4, 8080)))
+	cli := client(1) // 198.18.0.1, behind eth0
+	syn := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: cli, Dst: vip4b, Proto: packet.TCP, SrcPort: 40000, DstPort: 80, TCPFlags: packet.SYN}
+	e.pick(syn)
+	in := syn
+	in.TCPFlags = packet.ACK
+	out := packet.Frame{SrcMAC: rsMAC[0], DstMAC: eth0MAC, Src: rip4, Dst: cli, Proto: packet.TCP, SrcPort: 8080, DstPort: 40000, TCPFlags: packet.ACK}
+	w := loadBenchObjs(b, 0)
+	for _, dir := range []struct {
+		name  string
+		frame []byte
+	}{{"in", in.Bytes()}, {"out", out.Bytes()}} {
+		b.Run(dir.name, func(b *testing.B) {
+			for b.Loop() {
+				measure(b, 5,
+					func() float64 { return e.nsPerPacket(b, w, w.BenchFloor, dir.frame) },
+					func() float64 { return e.nsPerPacket(b, w, e.d.Program(), dir.frame) })
+			}
+		})
+	}
+}
+
+// BenchmarkTunnel: established tunnelled flows (IPIP and GUE).
+func BenchmarkTunnel(b *testing.B) {
+	for _, encap := range []dataplane.Encap{dataplane.EncapIPIP, dataplane.EncapGUE} {
+		b.Run(string(encap), func(b *testing.B) {
+			e := oneArmEnv(b)
+			e.apply(tunnelService(vip4b, encap, netip.Prefix{}, tunRS4))
+			syn := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client(1), Dst: vip4b, Proto: packet.TCP, SrcPort: 40000, DstPort: 80, TCPFlags: packet.SYN}
+			e.pick(syn)
+			ack := syn
+			ack.TCPFlags = packet.ACK
+			frame := ack.Bytes()
+			w := loadBenchObjs(b, 0)
+			for b.Loop() {
+				measure(b, 5,
+					func() float64 { return e.nsPerPacket(b, w, w.BenchFloor, frame) },
+					func() float64 { return e.nsPerPacket(b, w, e.d.Program(), frame) })
+			}
+		})
 	}
 }
