@@ -90,6 +90,12 @@ kernel/net/netfilter/ipvs/ip_vs_rr.ko: kernel/net/netfilter/ipvs/ip_vs.ko kernel
 	if got := string(modulesAlias(mods)); got != "alias net-pf-16-proto-16-family-IPVS ip_vs\n" {
 		t.Errorf("modules.alias: %q", got)
 	}
+	if m := pickAlias([]string{"crc32c_intel", "crc32c_generic"}); m != "crc32c_generic" {
+		t.Errorf("pickAlias chose %s for crc32c, want the generic module", m)
+	}
+	if m := pickAlias([]string{"b", "a"}); m != "a" {
+		t.Errorf("pickAlias chose %s, want the first by name", m)
+	}
 	if n := modName("kernel/drivers/net/ip-vs_x.ko.xz"); n != "ip_vs_x" {
 		t.Errorf("modName = %q", n)
 	}

@@ -33,7 +33,7 @@ type moduleSet struct {
 	paths   map[string]string   // module name -> path relative to dir
 	depFile map[string][]string // from modules.dep when the package has one
 	builtin map[string]bool
-	aliases map[string]string // alias -> module name, built on first need
+	aliases map[string][]string // alias -> module names, built on first need
 }
 
 // modName is the name modprobe uses for a module file: the base name
@@ -283,11 +283,11 @@ func (ms *moduleSet) byNameOrAlias(name string) (string, error) {
 		return n, nil
 	}
 	if ms.aliases == nil {
-		ms.aliases = map[string]string{}
+		ms.aliases = map[string][]string{}
 		if b, err := os.ReadFile(filepath.Join(ms.dir, "modules.alias")); err == nil {
 			for _, line := range strings.Split(string(b), "\n") {
 				if f := strings.Fields(line); len(f) == 3 && f[0] == "alias" {
-					ms.aliases[f[1]] = f[2]
+					ms.aliases[f[1]] = append(ms.aliases[f[1]], f[2])
 				}
 			}
 		} else {
@@ -298,7 +298,7 @@ func (ms *moduleSet) byNameOrAlias(name string) (string, error) {
 					return "", err
 				}
 				for _, a := range m.aliases {
-					ms.aliases[a] = mod
+					ms.aliases[a] = append(ms.aliases[a], mod)
 					fmt.Fprintf(&buf, "alias %s %s\n", a, mod)
 				}
 			}
@@ -310,13 +310,27 @@ func (ms *moduleSet) byNameOrAlias(name string) (string, error) {
 			}
 		}
 	}
-	if mod, ok := ms.aliases[name]; ok {
-		return mod, nil
+	if mods, ok := ms.aliases[name]; ok {
+		return pickAlias(mods), nil
 	}
 	if ms.builtinAlias(name) {
 		return "", nil
 	}
 	return "", fmt.Errorf("no module is named or aliased %s", name)
+}
+
+// pickAlias chooses among the modules that provide an alias: the generic
+// implementation when there is one (crc32c_intel needs SSE 4.2, which
+// qemu's default CPU lacks; crc32c_generic runs anywhere), else the first
+// by name, so that the choice does not depend on map order.
+func pickAlias(mods []string) string {
+	mods = slices.Sorted(slices.Values(mods))
+	for _, m := range mods {
+		if strings.HasSuffix(m, "_generic") {
+			return m
+		}
+	}
+	return mods[0]
 }
 
 // builtinAlias reports whether a built-in module has the alias, from
