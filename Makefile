@@ -6,7 +6,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Test time limit for the whole suite; CI allows 90 minutes including installs.
 TEST_TIMEOUT ?= 40m
 # Fuzz targets run for a bounded time by `make test` (package:target).
-FUZZ_TARGETS ?= ./vrrp:FuzzDecode
+FUZZ_TARGETS ?= ./vrrp:FuzzDecode ./config:FuzzParse
 FUZZ_TIME    ?= 5s
 
 .PHONY: all generate build test test-unit test-fuzz test-vm bench demo vet clean clean-netns
