@@ -38,6 +38,9 @@ type table struct {
 	m     map[string]any
 	// read holds the keys the decoder asked for; the others are unknown.
 	read map[string]bool
+	// broken is set when the table was written as something else (and
+	// reported): its required keys are not reported missing.
+	broken bool
 }
 
 func (d *decoder) table(p keyPath, label string, m map[string]any) *table {
@@ -116,8 +119,10 @@ func typeName(v any) string {
 		return fmt.Sprintf("boolean %v", v)
 	case time.Time:
 		return "date-time"
-	case []any, []map[string]any:
+	case []any:
 		return "array"
+	case []map[string]any:
+		return "array of tables"
 	case map[string]any:
 		return "table"
 	}
@@ -290,6 +295,19 @@ func (t *table) array(key string) ([]element, bool) {
 	return out, true
 }
 
+// tablesArray is array for an array of tables, with a hint for the usual
+// mistake of writing [key] instead of [[key]].
+func (t *table) tablesArray(key string) ([]element, bool) {
+	if v, ok := t.m[key]; ok {
+		if _, isTable := v.(map[string]any); isTable {
+			t.get(key)
+			t.errorf(key, "%s: want an array of tables (a [[...]] header for each), got a table ([...] header)", key)
+			return nil, false
+		}
+	}
+	return t.array(key)
+}
+
 // strings reads an array of strings; elements of another type are
 // reported and left out.
 func (t *table) strings(key string) ([]element, bool) {
@@ -319,7 +337,9 @@ func (t *table) sub(key, label string) *table {
 	m, ok := v.(map[string]any)
 	if !ok {
 		t.errorf(key, "%s: want a table, got %s", key, typeName(v))
-		return t.d.table(p, label, nil)
+		broken := t.d.table(p, label, nil)
+		broken.broken = true
+		return broken
 	}
 	return t.d.table(p, label, m)
 }
@@ -327,7 +347,7 @@ func (t *table) sub(key, label string) *table {
 // tables returns the array of tables under key ([[key]]), each labelled
 // "key #n" until its decoder names it.
 func (t *table) tables(key string) []*table {
-	elems, ok := t.array(key)
+	elems, ok := t.tablesArray(key)
 	if !ok {
 		return nil
 	}

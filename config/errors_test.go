@@ -46,6 +46,20 @@ wieght = 2
 		},
 	},
 	{
+		name: "table shapes",
+		src: `[global]
+router_id = "t"
+[[dataplane]]
+interfaces = ["eth0"]
+[virtual_server]
+name = "a"
+`,
+		want: []string{
+			`3: dataplane: want a table, got array of tables`,
+			`5: virtual_server: want an array of tables (a [[...]] header for each), got a table ([...] header)`,
+		},
+	},
+	{
 		name: "wrong types",
 		src: base + `[[virtual_server]]
 name = "a"

@@ -58,9 +58,6 @@ func Parse(name string, data []byte, env Env) (*Config, error) {
 	return cfg, nil
 }
 
-// hostname is the default router_id.
-var hostname = os.Hostname
-
 func (d *decoder) config(root map[string]any) *Config {
 	c := &Config{File: d.file}
 	rt := d.table(nil, "", root)
@@ -104,7 +101,7 @@ func (d *decoder) global(t *table, g *Global) {
 		}
 		g.RouterID = s
 	} else if !t.has("router_id") {
-		h, err := hostname()
+		h, err := os.Hostname()
 		if err != nil || h == "" {
 			t.errorf("", "router_id is not set and the host name is unknown (%v): set router_id", err)
 		}
@@ -153,7 +150,7 @@ func (d *decoder) dataplane(t *table, dp *Dataplane) {
 		if len(elems) == 0 && modeOK && dp.Mode != ModeIPVS {
 			t.errorf("interfaces", "interfaces: must not be empty with mode = %q (the XDP program is attached there)", dp.Mode)
 		}
-	} else if !t.has("interfaces") && modeOK && dp.Mode != ModeIPVS {
+	} else if !t.has("interfaces") && !t.broken && modeOK && dp.Mode != ModeIPVS {
 		t.errorf("", "interfaces: required with mode = %q (where the XDP program is attached)", dp.Mode)
 	}
 	if s, ok := t.nonEmpty("pin_path"); ok {
