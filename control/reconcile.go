@@ -25,6 +25,12 @@ type Role struct {
 	Master bool
 	// At is when the protocol decided the current role.
 	At time.Time
+	// Until, when set on a non-master role, makes it tentative: the role an
+	// instance takes when it starts, before it has heard whether another
+	// master exists. Until then the services keep the forwarding state the
+	// dataplane already had (a restarted master keeps forwarding while it
+	// takes its role back).
+	Until time.Time
 }
 
 // ServiceState is the reconciler's view of a service, for status and
@@ -48,6 +54,10 @@ type Reconciler struct {
 	log   *slog.Logger
 	neigh Neighbors        // nil: no MAC resolution (IPVS)
 	run   func(cmd string) // runs quorum scripts asynchronously
+	now   func() time.Time
+	// installed is whether each service forwarded in the dataplane found at
+	// start (adopted from a previous run), for tentative roles.
+	installed map[dataplane.ServiceKey]bool
 
 	mu      sync.Mutex
 	model   Model
@@ -71,21 +81,39 @@ type ReconcilerOptions struct {
 	Neighbors Neighbors
 	// RunScript runs a notify command without blocking; nil: none run.
 	RunScript func(cmd string)
+	// Now is the clock (tentative roles); nil: time.Now.
+	Now func() time.Time
+}
+
+// Installer is implemented by dataplanes that can tell what they found
+// installed when they started (the XDP dataplane adopts pinned state).
+type Installer interface {
+	Installed() []dataplane.Service
 }
 
 // NewReconciler returns a reconciler driving dp.
 func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 	r := &Reconciler{
-		dp:      dp,
-		log:     opts.Logger,
-		neigh:   opts.Neighbors,
-		run:     opts.RunScript,
-		health:  map[string]health.State{},
-		roles:   map[string]Role{},
-		quorum:  map[dataplane.ServiceKey]bool{},
-		states:  map[dataplane.ServiceKey]ServiceState{},
-		pending: map[string]Role{},
-		poke:    make(chan struct{}, 1),
+		dp:        dp,
+		log:       opts.Logger,
+		neigh:     opts.Neighbors,
+		run:       opts.RunScript,
+		health:    map[string]health.State{},
+		roles:     map[string]Role{},
+		quorum:    map[dataplane.ServiceKey]bool{},
+		states:    map[dataplane.ServiceKey]ServiceState{},
+		pending:   map[string]Role{},
+		poke:      make(chan struct{}, 1),
+		now:       opts.Now,
+		installed: map[dataplane.ServiceKey]bool{},
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if in, ok := dp.(Installer); ok {
+		for _, s := range in.Installed() {
+			r.installed[s.Key] = s.Enabled
+		}
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -176,7 +204,7 @@ func (r *Reconciler) service(s ServiceSpec) (dataplane.Service, ServiceState) {
 		Forward:     s.Forward,
 		Persistence: s.Persistence,
 		Tunnel:      s.Tunnel,
-		Enabled:     s.Instance == "" || r.roles[s.Instance].Master,
+		Enabled:     r.forwards(s),
 		Backends:    make([]dataplane.Backend, 0, len(s.Reals)+1),
 	}
 	var healthy uint64
@@ -206,6 +234,23 @@ func (r *Reconciler) service(s ServiceSpec) (dataplane.Service, ServiceState) {
 		st.SorryActive = true
 	}
 	return svc, st
+}
+
+// forwards reports whether a service forwards: always without a VRRP
+// instance, while it is MASTER otherwise; while its role is tentative, as it
+// did in the dataplane found at start.
+func (r *Reconciler) forwards(s ServiceSpec) bool {
+	if s.Instance == "" {
+		return true
+	}
+	role, ok := r.roles[s.Instance]
+	if !ok {
+		return false
+	}
+	if !role.Master && !role.Until.IsZero() && r.now().Before(role.Until) {
+		return r.installed[s.Key]
+	}
+	return role.Master
 }
 
 // quorumState applies keepalived's quorum with hysteresis: the service
@@ -355,4 +400,11 @@ func (r *Reconciler) Run(ctx context.Context, resync time.Duration) error {
 		case <-retry.C:
 		}
 	}
+}
+
+// Applied returns the state applied last.
+func (r *Reconciler) Applied() []dataplane.Service {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.applied)
 }

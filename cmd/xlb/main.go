@@ -1,20 +1,230 @@
 // Command xlb is the xlb layer-4 load balancer: one binary for the daemon
-// and its command-line tools.
+// (`xlb run`) and its tools (`xlb check`, `xlb status`, `xlb reload`).
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/control"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
 var version = "dev"
 
+const defaultConfig = "/etc/xlb/xlb.toml"
+
+const usage = `usage: xlb <command> [flags]
+
+commands:
+  run     --config FILE                  run the daemon in the foreground
+  check   --config FILE                  validate a configuration (every error as FILE:LINE)
+  status  [--json] [--stats|--rate] [--socket PATH | --config FILE]
+                                         show services, real servers and VRRP instances
+  reload  [--socket PATH | --config FILE]
+                                         reload the daemon's configuration (as SIGHUP)
+  version                                print the version
+`
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Println("xlb", version)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, args := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return cmdRun(args, stderr)
+	case "check":
+		return cmdCheck(args, stdout, stderr)
+	case "status":
+		return cmdStatus(args, stdout, stderr)
+	case "reload":
+		return cmdReload(args, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "xlb", version)
+		return 0
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "xlb: unknown command %q\n%s", cmd, usage)
+	return 2
+}
+
+func flags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("xlb "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flags("run", stderr)
+	cfgPath := fs.String("config", defaultConfig, "configuration file")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "xlb run: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	d, err := control.NewDaemon(control.DaemonOptions{
+		ConfigPath: *cfgPath, Version: version, Logger: log, Ready: sdNotifyReady,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "xlb run: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	go func() {
+		for s := range sigs {
+			if s == syscall.SIGHUP {
+				_ = d.Reload() // logged and counted; the old configuration keeps serving
+				continue
+			}
+			log.Info("signal", "signal", s.String())
+			cancel()
+			return
+		}
+	}()
+	if err := d.Run(ctx); err != nil {
+		log.Error("xlb stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func cmdCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flags("check", stderr)
+	cfgPath := fs.String("config", defaultConfig, "configuration file")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath, config.SystemEnv())
+	if err == nil {
+		vc := control.VRRPFromConfig(cfg)
+		if verr := vc.Validate(); verr != nil {
+			err = fmt.Errorf("%s: %w", *cfgPath, verr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d virtual servers, %d VRRP instances)\n", *cfgPath, len(cfg.VirtualServers), len(cfg.VRRPInstances))
+	return 0
+}
+
+// socketFlags adds --socket and --config and returns a resolver of the
+// control socket's path.
+func socketFlags(fs *flag.FlagSet) func() (string, error) {
+	sock := fs.String("socket", "", "control socket (default: from --config, else "+control.DefaultSocket+")")
+	cfgPath := fs.String("config", "", "read the control socket's path from this configuration")
+	return func() (string, error) {
+		if *sock != "" {
+			return *sock, nil
+		}
+		if *cfgPath != "" {
+			cfg, err := config.Load(*cfgPath, nil)
+			if err != nil {
+				return "", err
+			}
+			return cfg.Control.Socket, nil
+		}
+		return control.DefaultSocket, nil
+	}
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) int {
+	fs := flags("status", stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	stats := fs.Bool("stats", false, "show packet, byte and connection totals (as ipvsadm --stats)")
+	rate := fs.Bool("rate", false, "show per-second rates (as ipvsadm --rate)")
+	socket := socketFlags(fs)
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	path, err := socket()
+	if err != nil {
+		fmt.Fprintf(stderr, "xlb status: %v\n", err)
+		return 1
+	}
+	resp, err := control.Call(path, control.Request{Command: "status", Rates: *rate})
+	if err != nil {
+		fmt.Fprintf(stderr, "xlb status: %v\n", err)
+		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(resp.Status); err != nil {
+			return 1
+		}
+		return 0
+	}
+	f := control.FormatConns
+	if *stats {
+		f = control.FormatStats
+	} else if *rate {
+		f = control.FormatRate
+	}
+	if err := control.FormatStatus(stdout, resp.Status, f); err != nil {
+		fmt.Fprintf(stderr, "xlb status: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func cmdReload(args []string, stdout, stderr io.Writer) int {
+	fs := flags("reload", stderr)
+	socket := socketFlags(fs)
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	path, err := socket()
+	if err != nil {
+		fmt.Fprintf(stderr, "xlb reload: %v\n", err)
+		return 1
+	}
+	resp, err := control.Call(path, control.Request{Command: "reload"})
+	if err != nil {
+		fmt.Fprintf(stderr, "xlb reload: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, resp.Message)
+	return 0
+}
+
+// sdNotifyReady tells systemd (Type=notify) that the daemon is ready.
+func sdNotifyReady() {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
 		return
 	}
-	fmt.Fprintln(os.Stderr, "usage: xlb version")
-	os.Exit(2)
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("READY=1"))
 }
+

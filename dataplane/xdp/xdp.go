@@ -336,3 +336,17 @@ func (d *Dataplane) Apply(_ context.Context, desired []dataplane.Service) error 
 	defer d.mu.Unlock()
 	return d.apply(desired)
 }
+
+// Installed returns the services installed now: adopted from a previous
+// run at Open, or applied since.
+func (d *Dataplane) Installed() []dataplane.Service {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]dataplane.Service, 0, len(d.services))
+	for _, st := range d.services {
+		if st.installed {
+			out = append(out, cloneService(st.svc))
+		}
+	}
+	return out
+}

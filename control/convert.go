@@ -1,0 +1,153 @@
+package control
+
+import (
+	"net/netip"
+
+	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/vrrp"
+)
+
+// ModelFromConfig converts the virtual servers of a configuration.
+func ModelFromConfig(c *config.Config) Model {
+	var m Model
+	for _, vs := range c.VirtualServers {
+		s := ServiceSpec{
+			Name:        vs.Name,
+			Key:         dataplane.ServiceKey{Addr: vs.Address, Port: vs.Port, Proto: proto(vs.Protocol)},
+			Scheduler:   dataplane.Scheduler(vs.Scheduler),
+			Forward:     dataplane.ForwardMode(vs.Forward),
+			Persistence: vs.PersistenceTimeout,
+			Instance:    vs.VRRPInstance,
+			Quorum:      uint32(max(vs.Quorum, 0)),
+			Hysteresis:  uint32(max(vs.Hysteresis, 0)),
+			QuorumUp:    string(vs.QuorumUp),
+			QuorumDown:  string(vs.QuorumDown),
+			Line:        vs.Line,
+		}
+		if vs.Forward == config.Tunnel {
+			s.Tunnel = dataplane.TunnelOptions{Encap: dataplane.EncapIPIP, Source: vs.TunnelSource}
+			if vs.TunnelType == config.TunnelGUE {
+				s.Tunnel.Encap, s.Tunnel.GUEPort = dataplane.EncapGUE, vs.TunnelPort
+			}
+		}
+		if vs.SorryServer.IsValid() {
+			s.Sorry = &RealSpec{Addr: vs.SorryServer.Addr(), Port: vs.SorryServer.Port(), Weight: 1,
+				Check: health.Spec{Type: health.TypeNone}}
+		}
+		for _, rs := range vs.RealServers {
+			s.Reals = append(s.Reals, RealSpec{
+				Addr:   rs.Address,
+				Port:   rs.Port,
+				Weight: uint32(max(rs.Weight, 0)),
+				Check:  checkSpec(rs),
+			})
+		}
+		m.Services = append(m.Services, s)
+	}
+	return m
+}
+
+func proto(p config.Protocol) dataplane.Proto {
+	if p == config.UDP {
+		return dataplane.UDP
+	}
+	return dataplane.TCP
+}
+
+func checkSpec(rs config.RealServer) health.Spec {
+	hc := rs.HealthCheck
+	port := hc.Port
+	if port == 0 {
+		port = rs.Port
+	}
+	return health.Spec{
+		Type:         health.Type(hc.Type),
+		Target:       netip.AddrPortFrom(rs.Address, port),
+		Interval:     hc.Interval,
+		Timeout:      hc.Timeout,
+		Fall:         hc.Fall,
+		Rise:         hc.Rise,
+		Path:         hc.Path,
+		ExpectStatus: hc.ExpectStatus,
+		BodyRegex:    hc.BodyRegex,
+		Host:         hc.Host,
+		SNI:          hc.SNI,
+		TLSVerify:    hc.TLSVerify,
+		CAFile:       hc.CAFile,
+		Script:       string(hc.Script),
+		InitialUp:    hc.InitialState == config.InitialUp,
+	}
+}
+
+// CheckSpecs returns every health check of a model by CheckKey.
+func CheckSpecs(m Model) map[string]health.Spec {
+	out := map[string]health.Spec{}
+	for _, s := range m.Services {
+		for _, rs := range s.Reals {
+			out[CheckKey(s.Name, rs)] = rs.Check
+		}
+	}
+	return out
+}
+
+// VRRPFromConfig converts the VRRP part of a configuration.
+func VRRPFromConfig(c *config.Config) vrrp.Config {
+	var v vrrp.Config
+	for _, s := range c.VRRPScripts {
+		v.Scripts = append(v.Scripts, vrrp.ScriptConfig{
+			Name: s.Name, Script: string(s.Script), Interval: s.Interval, Timeout: s.Timeout,
+			Fall: s.Fall, Rise: s.Rise, Weight: s.Weight,
+		})
+	}
+	for _, g := range c.SyncGroups {
+		v.SyncGroups = append(v.SyncGroups, vrrp.SyncGroupConfig{Name: g.Name, Instances: g.Group})
+	}
+	for _, in := range c.VRRPInstances {
+		ic := vrrp.InstanceConfig{
+			Name:           in.Name,
+			Interface:      in.Interface,
+			InitialState:   vrrp.Backup,
+			VRID:           in.VirtualRouterID,
+			Priority:       in.Priority,
+			AdvertInterval: in.AdvertInt,
+			Version:        in.Version,
+			NoPreempt:      !in.Preempt,
+			PreemptDelay:   in.PreemptDelay,
+			AuthType:       vrrp.AuthType(in.AuthType),
+			AuthPass:       in.AuthPass,
+			UnicastSrc:     in.UnicastSrcIP,
+			UnicastPeers:   in.UnicastPeers,
+			Notify: vrrp.Notify{
+				Master: string(in.NotifyMaster), Backup: string(in.NotifyBackup), Fault: string(in.NotifyFault),
+				Stop: string(in.NotifyStop), Generic: string(in.Notify), Timeout: in.NotifyTimeout,
+			},
+			GARP: vrrp.GARPConfig{
+				MasterDelay: in.GARPMasterDelay, MasterRepeat: in.GARPMasterRepeat,
+				MasterRefresh: in.GARPMasterRefresh, MasterRefreshRepeat: in.GARPMasterRefreshRepeat,
+				Interval: in.GARPInterval, NAInterval: in.GNAInterval,
+			},
+			UseVMAC:                 in.UseVMAC,
+			SplitBrainProbeInterval: in.SplitBrainCheckInterval,
+		}
+		if in.State == config.StateMaster {
+			ic.InitialState = vrrp.Master
+		}
+		if in.SplitBrainCheckInterval == 0 {
+			ic.SplitBrainProbeInterval = -1 // disabled in the configuration
+		}
+		for _, vip := range in.VirtualIPAddresses {
+			ic.VIPs = append(ic.VIPs, vrrp.VIP{Prefix: vip.Prefix, Dev: vip.Dev, Label: vip.Label})
+		}
+		for _, ts := range in.TrackScripts {
+			w := ts.Weight
+			ic.TrackScripts = append(ic.TrackScripts, vrrp.TrackScript{Name: ts.Name, Weight: &w})
+		}
+		for _, ti := range in.TrackInterfaces {
+			ic.TrackInterfaces = append(ic.TrackInterfaces, vrrp.TrackInterface{Name: ti.Name, Weight: ti.Weight})
+		}
+		v.Instances = append(v.Instances, ic)
+	}
+	return v
+}

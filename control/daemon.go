@@ -1,0 +1,434 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/dataplane/ipvs"
+	"github.com/xlb-dev/xlb/dataplane/xdp"
+	"github.com/xlb-dev/xlb/vrrp"
+)
+
+// DaemonOptions configure a Daemon.
+type DaemonOptions struct {
+	ConfigPath string
+	Version    string
+	Logger     *slog.Logger
+	// Env validates the configuration against the host; nil: the system's.
+	Env config.Env
+	// Ready is called once the daemon serves (systemd notification).
+	Ready func()
+}
+
+// Daemon is `xlb run`: the dataplane, health checks, VRRP, reconciler,
+// metrics and control socket of one director.
+type Daemon struct {
+	opts    DaemonOptions
+	log     *slog.Logger
+	started time.Time
+
+	dp      dataplane.Dataplane
+	rec     *Reconciler
+	checks  *health.Manager
+	node    *vrrp.Node
+	metrics *Metrics
+	rates   *rateTracker
+
+	mu        sync.Mutex
+	cfg       *config.Config
+	model     Model
+	reloads   ReloadStatus
+	checkType map[string]health.Type
+	groups    map[string]string // sync group -> last notified state
+	states    map[string]vrrp.State
+}
+
+// NewDaemon loads and validates the configuration. Nothing touches the
+// host yet.
+func NewDaemon(opts DaemonOptions) (*Daemon, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Env == nil {
+		opts.Env = config.SystemEnv()
+	}
+	cfg, err := config.Load(opts.ConfigPath, opts.Env)
+	if err != nil {
+		return nil, err
+	}
+	vc := VRRPFromConfig(cfg)
+	if err := vc.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
+	}
+	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg),
+		groups: map[string]string{}, states: map[string]vrrp.State{}}, nil
+}
+
+// Config returns the configuration in effect.
+func (d *Daemon) Config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// OpenDataplane opens the dataplane a configuration asks for: XDP, IPVS,
+// or (auto) XDP falling back to IPVS with the reason logged.
+func OpenDataplane(cfg *config.Config, log *slog.Logger) (dataplane.Dataplane, error) {
+	openXDP := func() (dataplane.Dataplane, error) {
+		if err := ensurePinPath(cfg.Dataplane.PinPath, log); err != nil {
+			return nil, err
+		}
+		mode := xdp.AttachMode(cfg.Dataplane.XDPMode)
+		return xdp.Open(xdp.Options{
+			Interfaces: cfg.Dataplane.Interfaces, Mode: mode, PinPath: cfg.Dataplane.PinPath, Logger: log,
+			TCPTimeout: cfg.Dataplane.TCPTimeout, TCPFinTimeout: cfg.Dataplane.TCPFinTimeout, UDPTimeout: cfg.Dataplane.UDPTimeout,
+		})
+	}
+	switch cfg.Dataplane.Mode {
+	case config.ModeXDP:
+		dp, err := openXDP()
+		if err != nil {
+			return nil, fmt.Errorf("XDP dataplane (mode = \"xdp\"): %w", err)
+		}
+		return dp, nil
+	case config.ModeIPVS:
+		dp, err := ipvs.New(ipvs.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("IPVS dataplane (mode = \"ipvs\"): %w", err)
+		}
+		return dp, nil
+	}
+	dp, xerr := openXDP()
+	if xerr == nil {
+		return dp, nil
+	}
+	log.Warn("XDP dataplane unavailable, falling back to IPVS", "error", xerr)
+	dp, ierr := ipvs.New(ipvs.Options{Logger: log})
+	if ierr != nil {
+		return nil, fmt.Errorf("no dataplane: XDP: %v; IPVS: %w", xerr, ierr)
+	}
+	return dp, nil
+}
+
+// ensurePinPath makes sure the pin path is on a bpffs, mounting one there
+// if needed (inside `ip netns exec`, /sys is remounted without one).
+func ensurePinPath(path string, log *slog.Logger) error {
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return fmt.Errorf("pin path %s: %w", path, err)
+	}
+	if xdp.IsBPFFS(path) {
+		return nil
+	}
+	if err := mountBPFFS(path); err != nil {
+		return fmt.Errorf("pin path %s is not on a bpffs and mounting one failed (%w): mount one with `mount -t bpf bpf %s` or set [dataplane] pin_path to a directory on a bpffs", path, err, path)
+	}
+	log.Warn("mounted a bpffs on the pin path: pinned state lives as long as this mount", "pin_path", path)
+	return nil
+}
+
+// Run runs the daemon until ctx is done, then shuts down: VRRP resigns
+// (priority 0) and removes its addresses, then the dataplane detaches (or
+// stays pinned with keep_forwarding_on_exit).
+func (d *Daemon) Run(ctx context.Context) error {
+	d.started = time.Now()
+	cfg := d.Config()
+	dp, err := OpenDataplane(cfg, d.log)
+	if err != nil {
+		return err
+	}
+	d.dp = dp
+	info := dp.Info()
+	d.log.Info("dataplane ready", "mode", info.Mode, "attach", info.Attach)
+
+	runCtx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+	goRun := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(runCtx); err != nil && runCtx.Err() == nil {
+				d.log.Error(name+" stopped", "error", err)
+			}
+		}()
+	}
+
+	var neigh Neighbors
+	var recRef *Reconciler
+	if info.Mode == "xdp" {
+		nn, err := NewNetNeighbors(d.log, netns.None(), func() {
+			if recRef != nil {
+				recRef.Poke()
+			}
+		})
+		if err != nil {
+			dp.Close()
+			return err
+		}
+		neigh = nn
+		goRun("neighbour resolution", nn.Run)
+	}
+	d.rec = NewReconciler(dp, ReconcilerOptions{
+		Logger:    d.log,
+		Neighbors: neigh,
+		RunScript: func(cmd string) { runAsync(d.log, cmd) },
+	})
+	recRef = d.rec
+	d.rec.SetModel(d.model)
+
+	d.metrics = NewMetrics(func() *Status { return d.Status(false) }, d.vrrpStatus)
+	d.checks = health.NewManager(health.Options{Logger: d.log, Observe: func(key string, dur time.Duration, err error) {
+		d.mu.Lock()
+		typ := d.checkType[key]
+		d.mu.Unlock()
+		d.metrics.ObserveCheck(string(typ), dur, err)
+	}})
+	d.setChecks(d.model)
+	goRun("health checks", d.checks.Run)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for tr := range d.checks.Results() {
+			d.rec.SetHealth(tr.Key, tr.To)
+		}
+	}()
+
+	var vrrpDone chan struct{}
+	vctx, vstop := context.WithCancel(context.Background())
+	defer vstop()
+	if len(cfg.VRRPInstances) > 0 {
+		node, err := vrrp.NewNode(VRRPFromConfig(cfg), vrrp.Options{Logger: d.log})
+		if err != nil {
+			dp.Close()
+			return err
+		}
+		d.node = node
+		vrrpDone = make(chan struct{})
+		go func() {
+			defer close(vrrpDone)
+			if err := node.Run(vctx); err != nil {
+				d.log.Error("VRRP stopped", "error", err)
+			}
+		}()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case ev := <-node.Events():
+					d.roleEvent(ev)
+				}
+			}
+		}()
+	}
+
+	goRun("reconciler", func(ctx context.Context) error { return d.rec.Run(ctx, 5*time.Second) })
+	d.rates = newRateTracker(2 * time.Second)
+	goRun("rate sampler", func(ctx context.Context) error { return d.rates.run(ctx, d.sample) })
+
+	var srv *http.Server
+	if l := cfg.Metrics.Listen; l != "" {
+		ln, err := net.Listen("tcp", l)
+		if err != nil {
+			dp.Close()
+			return fmt.Errorf("metrics listen %s: %w", l, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", d.metrics.Handler())
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		d.log.Info("metrics served", "listen", ln.Addr().String())
+	}
+	if err := ServeSocket(runCtx, cfg.Control.Socket, d, d.log); err != nil {
+		dp.Close()
+		return err
+	}
+	d.log.Info("xlb running", "config", d.opts.ConfigPath, "services", len(d.model.Services), "vrrp_instances", len(cfg.VRRPInstances))
+	if d.opts.Ready != nil {
+		d.opts.Ready()
+	}
+
+	<-ctx.Done()
+	d.log.Info("shutting down")
+	if d.node != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := d.node.Shutdown(sctx); err != nil {
+			d.log.Warn("VRRP shutdown", "error", err)
+		}
+		cancel()
+		vstop()
+		<-vrrpDone
+	}
+	stop() // reconciler, checks, socket: nothing re-applies from here
+	wg.Wait()
+	if srv != nil {
+		_ = srv.Close()
+	}
+	cfg = d.Config()
+	if cfg.Dataplane.KeepForwardingOnExit {
+		d.log.Info("leaving the dataplane pinned and forwarding (keep_forwarding_on_exit)")
+	} else if err := dp.Detach(); err != nil {
+		d.log.Warn("detach dataplane", "error", err)
+	}
+	return dp.Close()
+}
+
+func (d *Daemon) setChecks(m Model) {
+	specs := CheckSpecs(m)
+	types := make(map[string]health.Type, len(specs))
+	for k, s := range specs {
+		types[k] = s.Type
+	}
+	d.mu.Lock()
+	d.checkType = types
+	d.mu.Unlock()
+	if err := d.checks.Update(specs); err != nil {
+		d.log.Warn("health checks", "error", err)
+	}
+}
+
+// roleEvent feeds a VRRP role change to the reconciler and runs the sync
+// groups' notify scripts.
+func (d *Daemon) roleEvent(ev vrrp.Event) {
+	role := Role{Master: ev.To == vrrp.Master, At: ev.At}
+	if ev.To == vrrp.Backup && ev.Reason == vrrp.ReasonStartup {
+		// Just started: whether another master exists is known after the
+		// master down interval (3 adverts and skew).
+		adv := time.Second
+		for _, in := range d.Config().VRRPInstances {
+			if in.Name == ev.Instance {
+				adv = in.AdvertInt
+			}
+		}
+		role.Until = ev.At.Add(3*adv + time.Second)
+		time.AfterFunc(time.Until(role.Until)+10*time.Millisecond, d.rec.Poke)
+	}
+	d.log.Info("VRRP role", "instance", ev.Instance, "from", ev.From, "to", ev.To, "reason", ev.Reason, "priority", ev.Priority)
+	d.rec.SetRole(ev.Instance, role)
+
+	d.mu.Lock()
+	d.states[ev.Instance] = ev.To
+	var run []func()
+	for _, g := range d.cfg.SyncGroups {
+		if !slices.Contains(g.Group, ev.Instance) {
+			continue
+		}
+		state := ev.To.String()
+		for _, m := range g.Group {
+			if d.states[m].String() != state {
+				state = ""
+			}
+		}
+		if state == "" || d.groups[g.Name] == state {
+			continue
+		}
+		d.groups[g.Name] = state
+		var specific config.Command
+		switch ev.To {
+		case vrrp.Master:
+			specific = g.NotifyMaster
+		case vrrp.Backup:
+			specific = g.NotifyBackup
+		case vrrp.Fault:
+			specific = g.NotifyFault
+		}
+		name, generic := g.Name, g.Notify
+		run = append(run, func() {
+			runAsync(d.log, string(specific))
+			runAsync(d.log, string(generic), "GROUP", name, state)
+		})
+	}
+	d.mu.Unlock()
+	for _, f := range run {
+		f()
+	}
+}
+
+func (d *Daemon) vrrpStatus() []vrrp.InstanceStatus {
+	if d.node == nil {
+		return nil
+	}
+	return d.node.Status()
+}
+
+// Reload implements Handler: SIGHUP and `xlb reload`. The new configuration
+// is loaded and validated first; on error the old one keeps serving.
+// Otherwise only the differences are applied: unchanged services keep
+// their connections and counters, unchanged checks their state, unchanged
+// VRRP instances their role.
+func (d *Daemon) Reload() error {
+	cfg, err := config.Load(d.opts.ConfigPath, d.opts.Env)
+	if err == nil {
+		vc := VRRPFromConfig(cfg)
+		if verr := vc.Validate(); verr != nil {
+			err = fmt.Errorf("%s: %w", d.opts.ConfigPath, verr)
+		} else if d.node == nil && len(cfg.VRRPInstances) > 0 {
+			err = errors.New("adding VRRP instances to a daemon started without any needs a restart")
+		} else if d.node != nil {
+			err = d.node.Reconfigure(vc)
+		}
+	}
+	d.mu.Lock()
+	d.reloads.Last = time.Now()
+	if err != nil {
+		d.reloads.Failed++
+		d.reloads.LastError = err.Error()
+		d.mu.Unlock()
+		d.metrics.Reload(err)
+		d.log.Error("reload failed: the previous configuration keeps serving", "error", err)
+		return err
+	}
+	old := d.cfg
+	d.cfg = cfg
+	d.model = ModelFromConfig(cfg)
+	d.reloads.OK++
+	d.reloads.LastError = ""
+	model := d.model
+	d.mu.Unlock()
+	d.metrics.Reload(nil)
+	for _, what := range restartOnly(old, cfg) {
+		d.log.Warn("configuration change needs a restart to take effect", "setting", what)
+	}
+	d.setChecks(model)
+	d.rec.SetModel(model)
+	d.log.Info("configuration reloaded", "services", len(model.Services), "vrrp_instances", len(cfg.VRRPInstances))
+	return nil
+}
+
+// restartOnly lists the settings that changed but only apply at start.
+func restartOnly(a, b *config.Config) []string {
+	var out []string
+	if a.Dataplane.Mode != b.Dataplane.Mode || a.Dataplane.XDPMode != b.Dataplane.XDPMode ||
+		!slices.Equal(a.Dataplane.Interfaces, b.Dataplane.Interfaces) || a.Dataplane.PinPath != b.Dataplane.PinPath {
+		out = append(out, "[dataplane] mode, xdp_mode, interfaces, pin_path")
+	}
+	if a.Dataplane.TCPTimeout != b.Dataplane.TCPTimeout || a.Dataplane.TCPFinTimeout != b.Dataplane.TCPFinTimeout ||
+		a.Dataplane.UDPTimeout != b.Dataplane.UDPTimeout {
+		out = append(out, "[dataplane] connection timeouts")
+	}
+	if a.Metrics != b.Metrics {
+		out = append(out, "[metrics] listen")
+	}
+	if a.Control != b.Control {
+		out = append(out, "[control] socket")
+	}
+	return out
+}
