@@ -227,4 +227,3 @@ func sdNotifyReady() {
 	defer c.Close()
 	_, _ = c.Write([]byte("READY=1"))
 }
-
