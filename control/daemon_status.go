@@ -30,7 +30,7 @@ func (d *Daemon) Status(rates bool) *Status {
 		Started: d.started,
 		Reloads: reloads,
 	}
-	if d.dp == nil || d.rec == nil {
+	if d.dp == nil || d.rec == nil || d.checks == nil {
 		return st
 	}
 	info := d.dp.Info()

@@ -104,7 +104,14 @@ type collector struct {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	prometheus.DescribeByCollect(c, ch)
+	for _, d := range []*prometheus.Desc{
+		descs.bePackets, descs.beBytes, descs.beConns, descs.beActive, descs.beInactive, descs.beUp, descs.beWeight,
+		descs.svcPackets, descs.svcBytes, descs.svcConns, descs.svcUp, descs.svcForwarding,
+		descs.vrrpState, descs.vrrpPrio, descs.vrrpTrans, descs.vrrpSent, descs.vrrpRecv, descs.vrrpRxErr,
+		descs.vrrpSplit, descs.vrrpSplitTotal, descs.dpInfo, descs.packets,
+	} {
+		ch <- d
+	}
 }
 
 func boolf(b bool) float64 {
