@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func runCmd(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCmd("version")
+	if code != 0 || !strings.HasPrefix(out, "xlb ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	if code, _, errs := runCmd("frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
+		t.Fatalf("%d %q", code, errs)
+	}
+}
+
+func TestCheckReportsEveryErrorWithLine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.toml")
+	bad := `[dataplane]
+mode = "ipvs"
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "lo"
+virtual_router_id = 300
+priority = 100
+virtual_ipaddress = ["10.0.0.3/24"]
+
+[[virtual_server]]
+name = "web"
+address = "10.0.0.3"
+port = 80
+scheduler = "fastest"
+forward = "nat"
+[[virtual_server.real_server]]
+address = "10.0.1.7"
+port = 8080
+`
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runCmd("check", "--config", path)
+	if code == 0 {
+		t.Fatal("check accepted a bad configuration")
+	}
+	for _, want := range []string{path + ":7: ", path + ":15: "} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("check output lacks %q:\n%s", want, errs)
+		}
+	}
+	if n := len(regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(path)+`:\d+: `).FindAllString(errs, -1)); n < 2 {
+		t.Errorf("want every error on its own FILE:LINE line, got %d:\n%s", n, errs)
+	}
+}
+
+func TestCheckOK(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ok.toml")
+	good := `[dataplane]
+mode = "ipvs"
+
+[[virtual_server]]
+name = "web"
+address = "10.0.0.3"
+port = 80
+forward = "nat"
+[[virtual_server.real_server]]
+address = "10.0.1.7"
+port = 8080
+`
+	if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := runCmd("check", "--config", path); code != 0 || !strings.Contains(out, "OK") {
+		t.Fatalf("check: %d %q %q", code, out, errs)
+	}
+}
+
+func TestStatusWithoutDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	code, _, errs := runCmd("status", "--socket", sock)
+	if code == 0 || !strings.Contains(errs, "is `xlb run` running?") {
+		t.Fatalf("status without a daemon: %d %q", code, errs)
+	}
+}
