@@ -5,6 +5,8 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Test time limit for the whole suite; CI allows 90 minutes including installs.
 TEST_TIMEOUT ?= 40m
+# The lab and end-to-end tests run this binary (built by `make build`).
+export XLB_BIN := $(CURDIR)/$(BIN)
 # Fuzz targets run for a bounded time by `make test` (package:target).
 FUZZ_TARGETS ?= ./vrrp:FuzzDecode ./config:FuzzParse
 FUZZ_TIME    ?= 5s
