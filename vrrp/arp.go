@@ -17,6 +17,7 @@ const (
 	arpRequest    = 1
 	arpReply      = 2
 	ip6HeaderLen  = 40
+	ipv4HeaderLen = 20
 	icmp6NS       = 135
 	icmp6NA       = 136
 	ndOptSLLA     = 1

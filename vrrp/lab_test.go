@@ -238,8 +238,9 @@ func startProc(t testing.TB, name string, ns *nettest.NS, cmd *exec.Cmd, merge b
 	return p
 }
 
-// startXLB starts an xlb test node in ns.
-func startXLB(t testing.TB, name string, ns *nettest.NS, cfg vrrp.Config) *proc {
+// startXLB starts an xlb test node in ns, with env (KEY=VALUE) added to
+// its environment.
+func startXLB(t testing.TB, name string, ns *nettest.NS, cfg vrrp.Config, env ...string) *proc {
 	t.Helper()
 	b, err := json.Marshal(cfg)
 	if err != nil {
@@ -247,6 +248,11 @@ func startXLB(t testing.TB, name string, ns *nettest.NS, cfg vrrp.Config) *proc 
 	}
 	cmd := ns.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), nodeEnv+"="+string(b))
+	for _, e := range env {
+		if e != "" {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
 	p := startProc(t, name, ns, cmd, false, func(p *proc, line string) {
 		var l nodeLine
 		if json.Unmarshal([]byte(line), &l) != nil {
@@ -336,10 +342,34 @@ func (p *proc) signal(sig syscall.Signal) {
 	}
 }
 
-// kill SIGKILLs the process and waits for it.
+// kill SIGKILLs the process and waits for it: node death. For keepalived
+// that is its VRRP child first: killing only the parent makes the child
+// stop gracefully (priority 0).
 func (p *proc) kill() {
+	if child := p.keepalivedChild(); child > 0 {
+		_ = syscall.Kill(child, syscall.SIGKILL)
+	}
 	p.signal(syscall.SIGKILL)
 	<-p.done
+}
+
+// keepalivedChild is the pid of keepalived's VRRP process, 0 for xlb.
+func (p *proc) keepalivedChild() int {
+	for i, a := range p.cmd.Args {
+		if a == "-r" && i+1 < len(p.cmd.Args) {
+			var pid int
+			nettest.WaitFor(p.t, 5*time.Second, "keepalived vrrp pid file", func() error {
+				raw, err := os.ReadFile(p.cmd.Args[i+1])
+				if err != nil {
+					return err
+				}
+				pid, err = strconv.Atoi(strings.TrimSpace(string(raw)))
+				return err
+			})
+			return pid
+		}
+	}
+	return 0
 }
 
 // stop SIGTERMs the process and waits for a clean exit.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,6 +21,9 @@ import (
 // the tests (see startXLB). SIGTERM stops it gracefully; SIGUSR1 prints
 // its status.
 const nodeEnv = "XLB_VRRP_TEST_NODE"
+
+// profileEnv, when set, makes a test node write a CPU profile there.
+const profileEnv = "XLB_VRRP_TEST_CPUPROFILE"
 
 func TestMain(m *testing.M) {
 	if cfg := os.Getenv(nodeEnv); cfg != "" {
@@ -44,6 +48,12 @@ func runTestNode(cfgJSON string) int {
 	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
 		log.Error("bad test node config", "err", err)
 		return 2
+	}
+	if path := os.Getenv(profileEnv); path != "" {
+		f, err := os.Create(path)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
 	}
 	node, err := vrrp.NewNode(cfg, vrrp.Options{Logger: log, EventBuffer: 1024})
 	if err != nil {

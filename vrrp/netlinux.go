@@ -2,19 +2,20 @@ package vrrp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/bpf"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -56,149 +57,211 @@ func (*LinuxNetwork) Link(name string, exclude []netip.Addr) (Link, error) {
 	return out, nil
 }
 
-func bindToDevice(ifname string) func(network, address string, c syscall.RawConn) error {
-	return func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) { serr = unix.BindToDevice(int(fd), ifname) })
-		return errors.Join(err, serr)
-	}
-}
-
-// ListenVRRP implements Network.
+// ListenVRRP implements Network with two raw sockets bound to the
+// interface: one receives protocol 112 (joined to the VRRP group) and
+// waits in Go's poller; the other only sends and stays out of the poller,
+// whose write-space events would wake a thread after every send.
+//
+// Both transfer with non-blocking RawSyscall: a scheduler-aware syscall
+// wakes the runtime's sysmon thread, which then naps in 20µs steps; at
+// 20ms adverts that doubled the CPU of a node (BenchmarkFailover reports
+// the CPU and thread switches per advert).
 func (*LinuxNetwork) ListenVRRP(ifname string, v6 bool) (PacketConn, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", ifname, err)
 	}
-	lc := net.ListenConfig{Control: bindToDevice(ifname)}
-	if v6 {
-		return listenVRRP6(lc, ifi)
-	}
-	return listenVRRP4(lc, ifi)
-}
-
-type vrrpConn4 struct {
-	c   net.PacketConn
-	raw *ipv4.RawConn
-}
-
-func listenVRRP4(lc net.ListenConfig, ifi *net.Interface) (PacketConn, error) {
-	c, err := lc.ListenPacket(context.Background(), "ip4:112", "0.0.0.0")
-	if err != nil {
-		return nil, fmt.Errorf("raw socket: %w", err)
-	}
-	raw, err := ipv4.NewRawConn(c)
-	if err != nil {
+	c := &vrrpConn{v6: v6, index: ifi.Index, out: -1}
+	if err := c.open(ifi); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("raw socket: %w", err)
+		return nil, fmt.Errorf("vrrp sockets on %s: %w", ifname, err)
 	}
-	err = errors.Join(
-		raw.JoinGroup(ifi, &net.IPAddr{IP: MulticastGroup4.AsSlice()}),
-		raw.SetMulticastInterface(ifi),
-		raw.SetMulticastLoopback(false),
-	)
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("raw socket options on %s: %w", ifi.Name, err)
-	}
-	return &vrrpConn4{c: c, raw: raw}, nil
+	return c, nil
 }
 
-func (v *vrrpConn4) ReadPacket(buf []byte) (int, netip.Addr, netip.Addr, int, error) {
-	for {
-		h, p, _, err := v.raw.ReadFrom(buf)
-		if err != nil {
-			return 0, netip.Addr{}, netip.Addr{}, 0, err
-		}
-		src, ok1 := netip.AddrFromSlice(h.Src.To4())
-		dst, ok2 := netip.AddrFromSlice(h.Dst.To4())
-		if !ok1 || !ok2 || h.Protocol != IPProtoVRRP {
-			continue
-		}
-		// A fragment or a truncated datagram is no VRRP packet.
-		if h.Flags&ipv4.MoreFragments != 0 || h.FragOff != 0 || h.TotalLen != h.Len+len(p) {
-			p = nil
-		}
-		n := copy(buf, p)
-		return n, src, dst, h.TTL, nil
-	}
-}
-
-func (v *vrrpConn4) WritePacket(payload []byte, src, dst netip.Addr) error {
-	h := &ipv4.Header{
-		Version:  ipv4.Version,
-		Len:      ipv4.HeaderLen,
-		TOS:      vrrpTOS,
-		TotalLen: ipv4.HeaderLen + len(payload),
-		TTL:      vrrpTTL,
-		Protocol: IPProtoVRRP,
-		Src:      src.AsSlice(),
-		Dst:      dst.AsSlice(),
-	}
-	return v.raw.WriteTo(h, payload, nil)
-}
-
-func (v *vrrpConn4) Close() error { return v.c.Close() }
-
-type vrrpConn6 struct {
-	c     net.PacketConn
-	pc    *ipv6.PacketConn
-	ifi   *net.Interface
-	zone  string
+type vrrpConn struct {
+	v6    bool
 	index int
+	in    *os.File
+	rc    syscall.RawConn
+	out   int
 }
 
-func listenVRRP6(lc net.ListenConfig, ifi *net.Interface) (PacketConn, error) {
-	c, err := lc.ListenPacket(context.Background(), "ip6:112", "::")
-	if err != nil {
-		return nil, fmt.Errorf("raw socket: %w", err)
+func (c *vrrpConn) open(ifi *net.Interface) error {
+	family, outProto := unix.AF_INET, unix.IPPROTO_RAW // IPv4 sends build the IP header
+	if c.v6 {
+		family, outProto = unix.AF_INET6, IPProtoVRRP
 	}
-	pc := ipv6.NewPacketConn(c)
-	err = errors.Join(
-		pc.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst, true),
-		pc.JoinGroup(ifi, &net.IPAddr{IP: MulticastGroup6.AsSlice()}),
-		pc.SetMulticastInterface(ifi),
-		pc.SetMulticastHopLimit(vrrpTTL),
-		pc.SetHopLimit(vrrpTTL),
-		pc.SetMulticastLoopback(false),
+	in, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, IPProtoVRRP)
+	if err != nil {
+		return fmt.Errorf("receive socket: %w", err)
+	}
+	c.in = os.NewFile(uintptr(in), "vrrp-in")
+	if c.rc, err = c.in.SyscallConn(); err != nil {
+		return err
+	}
+	if c.out, err = unix.Socket(family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, outProto); err != nil {
+		return fmt.Errorf("send socket: %w", err)
+	}
+	if c.v6 {
+		return errors.Join(
+			unix.BindToDevice(in, ifi.Name),
+			unix.SetsockoptInt(in, unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT, 1),
+			unix.SetsockoptInt(in, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1),
+			unix.SetsockoptIPv6Mreq(in, unix.IPPROTO_IPV6, unix.IPV6_JOIN_GROUP,
+				&unix.IPv6Mreq{Multiaddr: MulticastGroup6.As16(), Interface: uint32(ifi.Index)}),
+			attachFilter(c.out, []bpf.Instruction{bpf.RetConstant{Val: 0}}), // a send-only socket
+			unix.BindToDevice(c.out, ifi.Name),
+			unix.SetsockoptInt(c.out, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_LOOP, 0),
+			unix.SetsockoptInt(c.out, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, vrrpTTL),
+			unix.SetsockoptInt(c.out, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, vrrpTTL),
+			unix.SetsockoptInt(c.out, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, ifi.Index),
+		)
+	}
+	return errors.Join(
+		unix.BindToDevice(in, ifi.Name),
+		unix.SetsockoptIPMreqn(in, unix.IPPROTO_IP, unix.IP_ADD_MEMBERSHIP,
+			&unix.IPMreqn{Multiaddr: MulticastGroup4.As4(), Ifindex: int32(ifi.Index)}),
+		unix.BindToDevice(c.out, ifi.Name),
+		unix.SetsockoptInt(c.out, unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0),
+		unix.SetsockoptIPMreqn(c.out, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(ifi.Index)}),
 	)
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("raw socket options on %s: %w", ifi.Name, err)
-	}
-	return &vrrpConn6{c: c, pc: pc, ifi: ifi, zone: ifi.Name, index: ifi.Index}, nil
 }
 
-func (v *vrrpConn6) ReadPacket(buf []byte) (int, netip.Addr, netip.Addr, int, error) {
+func (c *vrrpConn) Close() error {
+	var errs []error
+	if c.in != nil {
+		errs = append(errs, c.in.Close())
+	}
+	if c.out >= 0 {
+		errs = append(errs, unix.Close(c.out))
+	}
+	return errors.Join(errs...)
+}
+
+// ReadPacket implements PacketConn: IPv4 packets come with their header
+// (TTL, addresses), IPv6 ones with ancillary data (hop limit, destination).
+func (c *vrrpConn) ReadPacket(buf []byte) (int, netip.Addr, netip.Addr, int, error) {
+	var oob [128]byte
+	var sa unix.RawSockaddrInet6
 	for {
-		n, cm, src, err := v.pc.ReadFrom(buf)
+		var n, oobn int
+		var errno syscall.Errno
+		err := c.rc.Read(func(fd uintptr) bool {
+			n, oobn, errno = rawRecvmsg(int(fd), buf, oob[:], unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
+			return errno != unix.EAGAIN
+		})
 		if err != nil {
 			return 0, netip.Addr{}, netip.Addr{}, 0, err
 		}
-		ia, ok := src.(*net.IPAddr)
-		if !ok || cm == nil {
+		if errno != 0 {
+			return 0, netip.Addr{}, netip.Addr{}, 0, fmt.Errorf("recvmsg: %w", errno)
+		}
+		if !c.v6 {
+			if m, src, dst, ttl, ok := stripIPv4(buf[:n]); ok {
+				return m, src, dst, ttl, nil
+			}
 			continue
 		}
-		s, ok1 := netip.AddrFromSlice(ia.IP)
-		d, ok2 := netip.AddrFromSlice(cm.Dst)
-		if !ok1 || !ok2 {
+		src := netip.AddrFrom16(sa.Addr)
+		dst, hops, ok := parseIPv6Cmsgs(oob[:oobn])
+		if !ok {
 			continue
 		}
-		return n, s, d, cm.HopLimit, nil
+		return n, src, dst, hops, nil
 	}
 }
 
-func (v *vrrpConn6) WritePacket(payload []byte, src, dst netip.Addr) error {
-	cm := &ipv6.ControlMessage{HopLimit: vrrpTTL, Src: src.AsSlice(), IfIndex: v.index}
-	zone := ""
-	if dst.IsLinkLocalUnicast() || dst.IsLinkLocalMulticast() || dst.IsInterfaceLocalMulticast() {
-		zone = v.zone
+// stripIPv4 moves the payload of the IPv4 packet in b to the front of b.
+// A fragment or a truncated datagram is no VRRP packet: its payload is
+// cut to nothing, which the decoder rejects for its length.
+func stripIPv4(b []byte) (n int, src, dst netip.Addr, ttl int, ok bool) {
+	if len(b) < ipv4HeaderLen || b[0]>>4 != 4 || b[9] != IPProtoVRRP {
+		return 0, src, dst, 0, false
 	}
-	_, err := v.pc.WriteTo(payload, cm, &net.IPAddr{IP: dst.AsSlice(), Zone: zone})
-	return err
+	ihl := int(b[0]&0x0f) * 4
+	total := int(binary.BigEndian.Uint16(b[2:4]))
+	src, dst = netip.AddrFrom4([4]byte(b[12:16])), netip.AddrFrom4([4]byte(b[16:20]))
+	ttl = int(b[8])
+	if ihl < ipv4HeaderLen || total != len(b) || binary.BigEndian.Uint16(b[6:8])&0x3fff != 0 {
+		return 0, src, dst, ttl, true
+	}
+	return copy(b, b[ihl:]), src, dst, ttl, true
 }
 
-func (v *vrrpConn6) Close() error { return v.c.Close() }
+func parseIPv6Cmsgs(oob []byte) (dst netip.Addr, hops int, ok bool) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return dst, 0, false
+	}
+	hops = -1
+	for _, m := range msgs {
+		if m.Header.Level != unix.IPPROTO_IPV6 {
+			continue
+		}
+		switch {
+		case m.Header.Type == unix.IPV6_HOPLIMIT && len(m.Data) >= 4:
+			hops = int(int32(binary.NativeEndian.Uint32(m.Data)))
+		case m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= unix.SizeofInet6Pktinfo:
+			dst = netip.AddrFrom16([16]byte(m.Data[:16]))
+		}
+	}
+	return dst, hops, dst.IsValid() && hops >= 0
+}
+
+// WritePacket implements PacketConn.
+func (c *vrrpConn) WritePacket(payload []byte, src, dst netip.Addr) error {
+	if c.v6 {
+		oob := unix.PktInfo6(&unix.Inet6Pktinfo{Addr: src.As16(), Ifindex: uint32(c.index)})
+		sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: dst.As16(), Scope_id: uint32(c.index)}
+		return rawSendmsg(c.out, payload, oob, unsafe.Pointer(&sa), unix.SizeofSockaddrInet6)
+	}
+	b := make([]byte, ipv4HeaderLen+len(payload))
+	b[0] = 4<<4 | ipv4HeaderLen/4
+	b[1] = vrrpTOS
+	binary.BigEndian.PutUint16(b[2:4], uint16(len(b)))
+	b[8], b[9] = vrrpTTL, IPProtoVRRP // identification and checksum: the kernel's
+	copy(b[12:16], src.AsSlice())
+	copy(b[16:20], dst.AsSlice())
+	copy(b[ipv4HeaderLen:], payload)
+	sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: dst.As4()}
+	return rawSendmsg(c.out, b, nil, unsafe.Pointer(&sa), unix.SizeofSockaddrInet4)
+}
+
+// rawSendmsg is sendmsg(2) with MSG_DONTWAIT through RawSyscall (it cannot
+// block; see ListenVRRP).
+func rawSendmsg(fd int, p, oob []byte, sa unsafe.Pointer, salen uint32) error {
+	iov := unix.Iovec{Base: &p[0]}
+	iov.SetLen(len(p))
+	msg := unix.Msghdr{Name: (*byte)(sa), Namelen: salen, Iov: &iov, Iovlen: 1}
+	if len(oob) > 0 {
+		msg.Control = &oob[0]
+		msg.SetControllen(len(oob))
+	}
+	_, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
+	runtime.KeepAlive(p)
+	runtime.KeepAlive(oob)
+	if errno != 0 {
+		return fmt.Errorf("sendmsg: %w", errno)
+	}
+	return nil
+}
+
+// rawRecvmsg is recvmsg(2) with MSG_DONTWAIT through RawSyscall; the
+// caller waits for readability in Go's poller.
+func rawRecvmsg(fd int, p, oob []byte, sa unsafe.Pointer, salen uint32) (n, oobn int, errno syscall.Errno) {
+	iov := unix.Iovec{Base: &p[0]}
+	iov.SetLen(len(p))
+	msg := unix.Msghdr{Name: (*byte)(sa), Namelen: salen, Iov: &iov, Iovlen: 1, Control: &oob[0]}
+	msg.SetControllen(len(oob))
+	r, _, errno := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_DONTWAIT)
+	runtime.KeepAlive(p)
+	runtime.KeepAlive(oob)
+	if errno != 0 {
+		return 0, 0, errno
+	}
+	return int(r), int(msg.Controllen), 0
+}
 
 // ListenFrames implements Network with an AF_PACKET socket bound to the
 // interface: ARP, or (v6) neighbour advertisements only, by a socket
@@ -240,7 +303,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 // attachNAFilter keeps ICMPv6 neighbour advertisements without extension
 // headers, so the socket does not copy all IPv6 traffic to user space.
 func attachNAFilter(fd int) error {
-	prog, err := bpf.Assemble([]bpf.Instruction{
+	return attachFilter(fd, []bpf.Instruction{
 		bpf.LoadAbsolute{Off: ethHeaderLen + 6, Size: 1}, // next header
 		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: protoICMPv6, SkipTrue: 3},
 		bpf.LoadAbsolute{Off: ethHeaderLen + ip6HeaderLen, Size: 1}, // ICMPv6 type
@@ -248,16 +311,21 @@ func attachNAFilter(fd int) error {
 		bpf.RetConstant{Val: 0xffff},
 		bpf.RetConstant{Val: 0},
 	})
+}
+
+// attachFilter attaches a classic BPF socket filter.
+func attachFilter(fd int, ins []bpf.Instruction) error {
+	prog, err := bpf.Assemble(ins)
 	if err != nil {
-		return fmt.Errorf("assemble NA filter: %w", err)
+		return fmt.Errorf("assemble socket filter: %w", err)
 	}
 	filter := make([]unix.SockFilter, len(prog))
-	for i, ins := range prog {
-		filter[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+	for i, in := range prog {
+		filter[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
 	}
 	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
 	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &fprog); err != nil {
-		return fmt.Errorf("attach NA filter: %w", err)
+		return fmt.Errorf("attach socket filter: %w", err)
 	}
 	return nil
 }

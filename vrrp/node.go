@@ -117,6 +117,7 @@ const (
 type request struct {
 	cfg      *Config
 	shutdown context.Context
+	status   chan []InstanceStatus
 	reply    chan error
 }
 
@@ -182,8 +183,20 @@ func (n *Node) Events() <-chan Event { return n.events }
 func (n *Node) EventsDropped() uint64 { return n.dropped.Load() }
 
 // Status returns a snapshot of every instance, in configuration order.
+// While Run runs the protocol loop builds it (it is not rebuilt on every
+// packet: a scrape is rarer than an advert).
 func (n *Node) Status() []InstanceStatus {
 	n.mu.Lock()
+	if n.phase == phaseRunning {
+		n.mu.Unlock()
+		req := request{status: make(chan []InstanceStatus, 1)}
+		select {
+		case n.reqs <- req:
+			return <-req.status
+		case <-n.done:
+		}
+		n.mu.Lock()
+	}
 	defer n.mu.Unlock()
 	out := make([]InstanceStatus, len(n.status))
 	for i, s := range n.status {
@@ -314,12 +327,18 @@ func (n *Node) Run(ctx context.Context) (err error) {
 
 	timer := n.clock.NewTimer(time.Hour)
 	defer timer.Stop()
+	var armed time.Time // deadline the timer is set for; zero: stopped
+	timer.Stop()
 	for {
-		n.publish()
-		if next := n.core.next(); next.IsZero() {
-			timer.Reset(time.Hour)
-		} else {
-			timer.Reset(max(next.Sub(n.clock.Now()), 0))
+		// Re-arm only when the deadline moved: a Reset can wake the
+		// runtime's poller, a cost at 100 adverts a second.
+		if next := n.core.next(); !next.Equal(armed) {
+			armed = next
+			if next.IsZero() {
+				timer.Stop()
+			} else {
+				timer.Reset(max(next.Sub(n.clock.Now()), 0))
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -328,14 +347,19 @@ func (n *Node) Run(ctx context.Context) (err error) {
 			scancel()
 			return err
 		case r := <-n.reqs:
-			if r.shutdown != nil {
+			switch {
+			case r.shutdown != nil:
 				shutdownReply = r.reply
 				return n.stopAll(r.shutdown)
+			case r.status != nil:
+				r.status <- n.core.statuses()
+				continue
 			}
 			r.reply <- n.reconfigure(*r.cfg)
 		case in := <-n.inputs:
 			n.handle(in)
 		case <-timer.C():
+			armed = time.Time{}
 		}
 		// Packets already received count before timers: after a stall
 		// an advert that arrived in time must not lose against the
