@@ -340,6 +340,21 @@ port = 8080
 		},
 	},
 	{
+		name: "port mapping in tunnel mode",
+		src: base + `[[virtual_server]]
+name = "t"
+address = "10.0.0.3"
+port = 80
+forward = "tunnel"
+[[virtual_server.real_server]]
+address = "192.0.2.10"
+port = 8080
+`,
+		want: []string{
+			`12: virtual_server "t": real_server 192.0.2.10:8080: port 8080 differs from the service port 80: only forward = "nat" maps ports`,
+		},
+	},
+	{
 		name: "missing required keys",
 		src: `[global]
 router_id = "t"

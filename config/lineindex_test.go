@@ -150,7 +150,8 @@ func checkIndexCovers(t *testing.T, src string) {
 			if l < 1 || l > len(lines) {
 				t.Fatalf("%s at line %d of %d", p, l, len(lines))
 			}
-			if last != "" && quoteKey(last) == last && !strings.Contains(lines[l-1], last) {
+			// A key written with escapes ("\u0061") is not mentioned as such.
+			if last != "" && quoteKey(last) == last && !strings.Contains(lines[l-1], last) && !strings.Contains(lines[l-1], `\`) {
 				t.Fatalf("%s at line %d, which does not mention %q: %q\n%s", p, l, last, lines[l-1], src)
 			}
 		}
