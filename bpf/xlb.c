@@ -139,6 +139,16 @@ static __always_inline void xlb_count(__u32 svc, __u32 backend, __u32 len, int i
 
 	lb_count(&xlb_svc_stat_v1, svc, len, is_new, out);
 	lb_count(&xlb_be_stat_v1, backend, len, is_new, out);
+	if (out)
+		lb_event(XLB_EV_NAT_REPLY);
+}
+
+/* xlb_delivered reports whether a packet reaches the real server or the
+ * client: sent by XDP, or translated and left to the kernel to forward
+ * while it resolves a neighbour. */
+static __always_inline int xlb_delivered(__u32 v)
+{
+	return xlb_sent(v) || v == XLB_V_PASS_NO_NEIGH;
 }
 
 /* Where a decision came from (struct xlb_decision.kind). */
@@ -294,10 +304,56 @@ static __always_inline __u32 xlb_reply(struct xdp_md *ctx, struct xlb_pkt *p, st
 			lb_cache_put(cache, p, ct->svc, ct->backend, XLB_ACT_NAT_OUT, &hop, now, gen);
 		if (p->frag == XLB_FRAG_FIRST)
 			lb_frag_put(p, ct->svc, ct->backend, XLB_ACT_NAT_OUT, now);
-		lb_event(XLB_EV_NAT_REPLY);
-		xlb_count(ct->svc, ct->backend, p->len, 0, XLB_ACT_NAT_OUT);
 	}
+	if (xlb_delivered(v))
+		xlb_count(ct->svc, ct->backend, p->len, 0, XLB_ACT_NAT_OUT);
 	return v;
+}
+
+/* xlb_nat_adopt takes over a NAT flow from a reply this director has no
+ * state for (after a failover, the real server's replies reach the new
+ * master before, or without, the client's packets): the reply's source
+ * names the real server and service; the entries of both directions are
+ * created, so the client's next packets go to the real server that serves
+ * the connection, whatever the scheduler. Returns the reply entry. */
+static __always_inline struct xlb_conn *xlb_nat_adopt(const struct xlb_pkt *p, __u64 now)
+{
+	struct xlb_svc_key k = {
+		.port = p->flow.sport,
+		.proto = p->flow.proto,
+		.family = p->flow.family,
+	};
+	struct xlb_conn v = { .atime = now, .state = XLB_CT_ESTABLISHED };
+	struct xlb_flow fwd = {};
+	struct xlb_nat_real *nr;
+	struct xlb_svc *svc;
+
+	__builtin_memcpy(k.addr, p->flow.src, sizeof(k.addr));
+	nr = bpf_map_lookup_elem(&xlb_nat_reals_v1, &k);
+	if (!nr)
+		return NULL;
+	svc = lb_svc_by_id(nr->svc);
+	if (!svc || svc->fwd != XLB_FWD_NAT || !lb_backend(nr->backend, nr->svc))
+		return NULL;
+	if (p->flow.proto == IPPROTO_TCP && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_RST)))
+		return NULL; /* not a reply of an established flow */
+	v.backend = nr->backend;
+	v.svc = nr->svc;
+	/* The client's direction: client -> VIP:port. */
+	__builtin_memcpy(fwd.src, p->flow.dst, sizeof(fwd.src));
+	__builtin_memcpy(fwd.dst, svc->vip, sizeof(fwd.dst));
+	fwd.sport = p->flow.dport;
+	fwd.dport = svc->port;
+	fwd.proto = p->flow.proto;
+	fwd.family = p->flow.family;
+	v.flags = XLB_CT_F_COUNTED;
+	if (bpf_map_update_elem(&xlb_conns_v1, &fwd, &v, BPF_NOEXIST) == 0)
+		lb_active_add(v.backend, 1);
+	v.flags = XLB_CT_F_REPLY;
+	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &v, BPF_ANY))
+		return NULL;
+	lb_event(XLB_EV_NAT_ADOPT);
+	return bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
 }
 
 /* xlb_slow decides for a packet the flow cache did not know: from the
@@ -329,8 +385,11 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 	}
 	if (!svc) {
 		svc = lb_svc_lookup(&p->flow, &cfg_idx);
-		if (!svc)
+		if (!svc) {
+			if (g->nat_reals && !ct && (ct = xlb_nat_adopt(p, now)))
+				return xlb_reply(ctx, p, ct, cache, now, g->gen);
 			return XLB_V_PASS_NOT_SERVICE;
+		}
 		if (!(svc->flags & XLB_SVC_F_ENABLED))
 			return XLB_V_PASS_DISABLED;
 	}
@@ -345,6 +404,9 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 		}
 		lb_conn_create(p, svc, id, be, now);
 		d->is_new = 1;
+		/* The 5-tuple may be reused: a cached decision for it is stale. */
+		if (cache && lb_flow_eq(&cache->flow, &p->flow))
+			cache->gen = ~g->gen;
 	}
 	d->svc = svc;
 	d->be = be;
@@ -435,9 +497,9 @@ int xlb_xdp(struct xdp_md *ctx)
 			break;
 		}
 	}
-	/* New flows are counted even when not sent (e.g. the kernel resolves
-	 * a neighbour). */
-	if (d.is_new || xlb_sent(verdict))
+	/* New flows are counted even when not delivered (the connection is
+	 * tracked). */
+	if (d.is_new || xlb_delivered(verdict))
 		xlb_count(d.svc_id, d.backend, p.len, d.is_new, d.action);
 	return xlb_done(verdict, p.len);
 }

@@ -16,10 +16,10 @@ const scriptTimeout = 10 * time.Second
 // configuration's commands) in the background with a timeout; its failure
 // is logged. It never blocks the caller.
 func runAsync(log *slog.Logger, cmdline string, args ...string) {
-	argv := append(strings.Fields(cmdline), args...)
-	if len(argv) == 0 {
+	if strings.TrimSpace(cmdline) == "" {
 		return
 	}
+	argv := append(strings.Fields(cmdline), args...)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
 		defer cancel()

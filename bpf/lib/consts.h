@@ -33,6 +33,12 @@
 #define XLB_FLOW_CACHE_SIZE (1 << 16)
 #endif
 
+/* NAT real servers by address and port: a reply without connection state
+ * (after a failover) is translated by what its source says. */
+#ifndef XLB_MAX_NAT_BACKENDS
+#define XLB_MAX_NAT_BACKENDS (1 << 16)
+#endif
+
 /* Persistence templates (ipvsadm -p): one per client address and service. */
 #ifndef XLB_MAX_PERSIST
 #define XLB_MAX_PERSIST (1 << 18)
@@ -90,6 +96,7 @@ enum xlb_event {
 	XLB_EV_FRAG_LATER,       /* later fragment forwarded by its entry */
 	XLB_EV_ICMP_ERROR,       /* ICMP error forwarded to a flow's real server or client */
 	XLB_EV_NAT_REPLY,        /* NAT reply translated back to the VIP */
+	XLB_EV_NAT_ADOPT,        /* NAT flow taken over from its first reply (no state: e.g. after a failover) */
 	XLB_EV_MAX,
 };
 

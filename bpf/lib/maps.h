@@ -105,6 +105,16 @@ struct {
 	__type(value, struct xlb_flow_cache);
 } xlb_flowcache SEC(".maps");
 
+/* NAT real server address:port/proto -> service and backend ids (only
+ * those serving a single NAT service). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_MAX_NAT_BACKENDS);
+	__type(key, struct xlb_svc_key);
+	__type(value, struct xlb_nat_real);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_nat_reals_v1 SEC(".maps");
+
 /* Persistence templates. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -110,6 +110,13 @@ struct xlb_frag {
 	__u8 pad[7];
 };
 
+/* A NAT real server: value of xlb_nat_reals_v1 (key: struct xlb_svc_key
+ * with the real server's address and port). */
+struct xlb_nat_real {
+	__u32 svc;
+	__u32 backend;
+};
+
 /* Persistence template key (ipvsadm -p): client address and service. */
 struct xlb_persist_key {
 	__be32 addr[4];
@@ -153,7 +160,7 @@ struct xlb_globals {
 	__u64 tcp_fin_timeout; /* ns idle for SYN-only and closing TCP entries */
 	__u64 udp_timeout;     /* ns idle for UDP entries */
 	__u32 gen;             /* configuration generation: bumped by every change, it invalidates xlb_flowcache */
-	__u32 pad;
+	__u32 nat_reals;       /* entries in xlb_nat_reals_v1 (0: skip the lookup) */
 };
 
 #endif /* XLB_STRUCTS_H */

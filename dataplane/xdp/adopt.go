@@ -64,6 +64,12 @@ func (d *Dataplane) adopt() error {
 			d.backends[id].retired = true
 		}
 	}
+	d.natReals = map[bpfXlbSvcKey]bpfXlbNatReal{}
+	var nk bpfXlbSvcKey
+	var nv bpfXlbNatReal
+	for it := d.objs.XlbNatRealsV1.Iterate(); it.Next(&nk, &nv); {
+		d.natReals[nk] = nv
+	}
 	if n := len(d.services); n > 0 {
 		d.log.Info("adopted pinned services", "services", n, "backends", len(d.backends))
 	}

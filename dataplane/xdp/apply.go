@@ -22,6 +22,10 @@ type svcState struct {
 	// change did not touch the table); entries of the table of a slot.
 	tables    [2]*ebpf.Map
 	tableData [2][]uint32
+	// What the active table was built from.
+	tableSched dataplane.Scheduler
+	tableInput []tableBackend
+	tableIDs   []uint32
 	// live maps the configured real servers to their backend ids.
 	live      map[dataplane.BackendKey]uint32
 	installed bool // false: never installed, or the last update failed
@@ -78,11 +82,15 @@ func (d *Dataplane) apply(desired []dataplane.Service) error {
 	clear(d.smacs)
 	changed := false
 	defer func() {
+		if !changed {
+			return
+		}
+		if err := d.syncNATReals(); err != nil {
+			d.log.Error("NAT real servers", "error", err)
+		}
 		// Cached flows revalidate against what was written.
-		if changed {
-			if err := d.writeGlobals(); err != nil {
-				d.log.Error("invalidate flow caches", "error", err)
-			}
+		if err := d.writeGlobals(); err != nil {
+			d.log.Error("invalidate flow caches", "error", err)
 		}
 	}()
 	want := make(map[dataplane.ServiceKey]bool, len(desired))
@@ -126,6 +134,48 @@ func (d *Dataplane) apply(desired []dataplane.Service) error {
 			errs = append(errs, fmt.Errorf("service %s (%s): %w", s.Name, s.Key, err))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// syncNATReals makes xlb_nat_reals_v1 map each NAT real server
+// (address:port/proto) to its service and backend, for replies that come
+// without connection state. A real server in two NAT services under the
+// same address and port is left out: its replies cannot be attributed.
+func (d *Dataplane) syncNATReals() error {
+	want := map[bpfXlbSvcKey]bpfXlbNatReal{}
+	ambiguous := map[bpfXlbSvcKey]bool{}
+	for _, st := range d.services {
+		if !st.installed || st.svc.Forward != dataplane.NAT {
+			continue
+		}
+		for bk, id := range st.live {
+			k := svcKey(dataplane.ServiceKey{Addr: bk.Addr, Port: bk.Port, Proto: st.svc.Key.Proto})
+			if _, dup := want[k]; dup {
+				ambiguous[k] = true
+			}
+			want[k] = bpfXlbNatReal{Svc: st.id, Backend: id}
+		}
+	}
+	for k := range ambiguous {
+		delete(want, k)
+		d.log.Warn("NAT real server in several services: its replies need connection state", "real_server", wordsAddr(k.Addr, k.Family), "port", unbe16(k.Port))
+	}
+	var errs []error
+	for k := range d.natReals {
+		if _, ok := want[k]; !ok {
+			if err := d.objs.XlbNatRealsV1.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for k, v := range want {
+		if d.natReals[k] != v {
+			if err := d.objs.XlbNatRealsV1.Put(&k, &v); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	d.natReals = want
 	return errors.Join(errs...)
 }
 
@@ -195,21 +245,30 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 			tids = append(tids, ids[i])
 		}
 	}
-	var order []int
-	switch s.Scheduler {
-	case dataplane.RoundRobin:
-		order = rrTable(tbs)
-	case dataplane.WeightedRoundRobin:
-		order = wrrTable(tbs)
-	case dataplane.LeastConnection, dataplane.WeightedLeastConnection:
-		order = candidateTable(tbs)
-	case dataplane.SourceHashing, dataplane.MaglevHashing:
-		order = maglevTable(tbs, d.opts.MaglevSize)
+	// The table depends only on the scheduler and the schedulable
+	// backends: an update that changes neither (enabling, persistence,
+	// ...) reuses it instead of rebuilding a 65537-entry Maglev table.
+	var table []uint32
+	if st.tables[st.slot] != nil && st.tableSched == s.Scheduler && slices.Equal(st.tableInput, tbs) && slices.Equal(st.tableIDs, tids) {
+		table = st.tableData[st.slot]
+	} else {
+		var order []int
+		switch s.Scheduler {
+		case dataplane.RoundRobin:
+			order = rrTable(tbs)
+		case dataplane.WeightedRoundRobin:
+			order = wrrTable(tbs)
+		case dataplane.LeastConnection, dataplane.WeightedLeastConnection:
+			order = candidateTable(tbs)
+		case dataplane.SourceHashing, dataplane.MaglevHashing:
+			order = maglevTable(tbs, d.opts.MaglevSize)
+		}
+		table = make([]uint32, len(order))
+		for i, j := range order {
+			table[i] = tids[j]
+		}
 	}
-	table := make([]uint32, len(order))
-	for i, j := range order {
-		table[i] = tids[j]
-	}
+	st.tableSched, st.tableInput, st.tableIDs = s.Scheduler, tbs, tids
 	next := st.slot ^ 1
 	if !st.installed && st.tables[st.slot] == nil {
 		next = st.slot // first install: either slot is free
@@ -233,16 +292,29 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 			return err
 		}
 	}
-	if old := st.tables[next]; old != nil && old != st.tables[st.slot] && old != inner {
-		old.Close()
+	// Writing the outer map waits for an RCU grace period (tens of ms):
+	// skip it when the slot already holds this table.
+	if old := st.tables[next]; old != inner || next == st.slot && !st.installed {
+		if old != nil && old != st.tables[st.slot] {
+			old.Close()
+		}
+		st.tables[next], st.tableData[next] = inner, table
+		if inner != nil {
+			if err := d.objs.XlbTablesV1.Put(idx, inner); err != nil {
+				return fmt.Errorf("install table: %w", err)
+			}
+		} else if err := d.objs.XlbTablesV1.Delete(idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clear table: %w", err)
+		}
 	}
-	st.tables[next], st.tableData[next] = inner, table
-	if inner != nil {
-		if err := d.objs.XlbTablesV1.Put(idx, inner); err != nil {
+	if other := next ^ 1; inner != nil && st.tables[other] == nil {
+		// Both slots hold the table from the start, so that a later change
+		// that keeps it (enabling, disabling: a VRRP role change) writes
+		// no outer map entry and waits for no grace period.
+		if err := d.objs.XlbTablesV1.Put(st.id*2+other, inner); err != nil {
 			return fmt.Errorf("install table: %w", err)
 		}
-	} else if err := d.objs.XlbTablesV1.Delete(idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return fmt.Errorf("clear table: %w", err)
+		st.tables[other], st.tableData[other] = inner, table
 	}
 	if err := d.objs.XlbSvcV1.Put(idx, &cfg); err != nil {
 		return fmt.Errorf("write service configuration: %w", err)

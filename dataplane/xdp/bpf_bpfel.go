@@ -94,7 +94,8 @@ const (
 	bpfXlbEventXLB_EV_FRAG_LATER bpfXlbEvent = 1
 	bpfXlbEventXLB_EV_ICMP_ERROR bpfXlbEvent = 2
 	bpfXlbEventXLB_EV_NAT_REPLY  bpfXlbEvent = 3
-	bpfXlbEventXLB_EV_MAX        bpfXlbEvent = 4
+	bpfXlbEventXLB_EV_NAT_ADOPT  bpfXlbEvent = 4
+	bpfXlbEventXLB_EV_MAX        bpfXlbEvent = 5
 )
 
 type bpfXlbFlow struct {
@@ -155,7 +156,13 @@ type bpfXlbGlobals struct {
 	TcpFinTimeout uint64
 	UdpTimeout    uint64
 	Gen           uint32
-	Pad           uint32
+	NatReals      uint32
+}
+
+type bpfXlbNatReal struct {
+	_       structs.HostLayout
+	Svc     uint32
+	Backend uint32
 }
 
 type bpfXlbPersist struct {
@@ -274,6 +281,7 @@ const (
 	bpfMapXlbFlowcache  = "xlb_flowcache"
 	bpfMapXlbFragsV1    = "xlb_frags_v1"
 	bpfMapXlbGlobalsV1  = "xlb_globals_v1"
+	bpfMapXlbNatRealsV1 = "xlb_nat_reals_v1"
 	bpfMapXlbPersistV1  = "xlb_persist_v1"
 	bpfMapXlbRrV1       = "xlb_rr_v1"
 	bpfMapXlbScratch    = "xlb_scratch"
@@ -348,6 +356,7 @@ type bpfMapSpecs struct {
 	XlbFlowcache  *ebpf.MapSpec `ebpf:"xlb_flowcache"`
 	XlbFragsV1    *ebpf.MapSpec `ebpf:"xlb_frags_v1"`
 	XlbGlobalsV1  *ebpf.MapSpec `ebpf:"xlb_globals_v1"`
+	XlbNatRealsV1 *ebpf.MapSpec `ebpf:"xlb_nat_reals_v1"`
 	XlbPersistV1  *ebpf.MapSpec `ebpf:"xlb_persist_v1"`
 	XlbRrV1       *ebpf.MapSpec `ebpf:"xlb_rr_v1"`
 	XlbScratch    *ebpf.MapSpec `ebpf:"xlb_scratch"`
@@ -396,6 +405,7 @@ type bpfMaps struct {
 	XlbFlowcache  *ebpf.Map `ebpf:"xlb_flowcache"`
 	XlbFragsV1    *ebpf.Map `ebpf:"xlb_frags_v1"`
 	XlbGlobalsV1  *ebpf.Map `ebpf:"xlb_globals_v1"`
+	XlbNatRealsV1 *ebpf.Map `ebpf:"xlb_nat_reals_v1"`
 	XlbPersistV1  *ebpf.Map `ebpf:"xlb_persist_v1"`
 	XlbRrV1       *ebpf.Map `ebpf:"xlb_rr_v1"`
 	XlbScratch    *ebpf.Map `ebpf:"xlb_scratch"`
@@ -419,6 +429,7 @@ func (m *bpfMaps) Close() error {
 		m.XlbFlowcache,
 		m.XlbFragsV1,
 		m.XlbGlobalsV1,
+		m.XlbNatRealsV1,
 		m.XlbPersistV1,
 		m.XlbRrV1,
 		m.XlbScratch,

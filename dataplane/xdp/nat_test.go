@@ -327,3 +327,41 @@ func TestTunnelTooBigAnswersICMP(t *testing.T) {
 	want6 := packet.Frame{SrcMAC: eth0MAC, DstMAC: cliMAC, Src: vip6, Dst: client6, Proto: packet.ICMPv6, L4: icmp6}.Bytes()
 	expectFrame(t, "packet too big", out, want6)
 }
+
+// TestNATReplyWithoutState: a director that has no state for a NAT flow
+// (it just took over) gets the real server's reply first: it translates it
+// by the real server's address and creates both directions, so the
+// client's next packet goes to that real server even with rr.
+func TestNATReplyWithoutState(t *testing.T) {
+	e := routedEnv(t)
+	rip2 := netip.MustParseAddr("10.0.1.2")
+	e.ns.MustRun(t, "ip", "neigh", "replace", rip2.String(), "lladdr", rsMAC[1].String(), "dev", "eth1", "nud", "permanent")
+	e.apply(natService(vip4b, dataplane.TCP, netip.AddrPortFrom(rip4, 8080), netip.AddrPortFrom(rip2, 8080)))
+	// The reply of a flow this director never saw, from the second real server.
+	reply := packet.Frame{SrcMAC: rsMAC[1], DstMAC: eth1MAC, Src: rip2, Dst: client4, Proto: packet.TCP, SrcPort: 8080, DstPort: 43000, TCPFlags: packet.ACK | packet.PSH, Payload: []byte("data")}
+	ret, out := e.runOn(e.eth1, reply.Bytes())
+	if ret != xdpRedirect {
+		t.Fatalf("action %s (verdicts %v)", actionNames[ret], e.verdicts())
+	}
+	want := reply
+	want.SrcMAC, want.DstMAC, want.Src, want.SrcPort = eth0MAC, cliMAC, vip4b, 80
+	expectFrame(t, "adopted reply", out, want.Bytes())
+	// The client's next packet goes to that real server, not to the next
+	// in the rr order.
+	for range 3 {
+		in := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client4, Dst: vip4b, Proto: packet.TCP, SrcPort: 43000, DstPort: 80, TCPFlags: packet.ACK}
+		if _, out := e.runOn(e.eth0, in.Bytes()); !bytes.Equal(out[0:6], rsMAC[1]) {
+			t.Fatalf("client packet went to %x, want the adopting real server %s", out[0:6], rsMAC[1])
+		}
+	}
+	if st, _ := e.d.Stats(t.Context()); st.Events["nat_adopt"] != 1 {
+		t.Errorf("nat_adopt events %d", st.Events["nat_adopt"])
+	}
+	// A SYN from a real server is no reply: to the kernel.
+	syn := reply
+	syn.SrcPort, syn.TCPFlags = 8080, packet.SYN
+	syn.DstPort = 43001
+	if ret, _ := e.runOn(e.eth1, syn.Bytes()); ret != xdpPass {
+		t.Errorf("SYN from a real server: %s", actionNames[ret])
+	}
+}

@@ -82,6 +82,7 @@ type Dataplane struct {
 	// deadSvcs are ids of removed services whose flows are still tracked.
 	deadSvcs map[uint32]bool
 	conns    map[uint32]connCount // per backend id, from the last Sync
+	natReals map[bpfXlbSvcKey]bpfXlbNatReal
 	smacs    map[int][]byte       // interface MACs by ifindex
 
 	stop chan struct{}
@@ -132,11 +133,11 @@ func Open(opts Options) (*Dataplane, error) {
 			d.closeHandles()
 		}
 	}()
-	if err := d.writeGlobals(); err != nil {
-		return nil, err
-	}
 	if err := d.adopt(); err != nil {
 		return nil, fmt.Errorf("adopt pinned state: %w", err)
+	}
+	if err := d.writeGlobals(); err != nil {
+		return nil, err
 	}
 	if err := d.attachAll(); err != nil {
 		return nil, err
@@ -210,6 +211,7 @@ func (d *Dataplane) writeGlobals() error {
 	g.TcpFinTimeout = uint64(orDefault(d.opts.TCPFinTimeout, 120*time.Second))
 	g.UdpTimeout = uint64(orDefault(d.opts.UDPTimeout, 300*time.Second))
 	g.Gen++
+	g.NatReals = uint32(len(d.natReals))
 	if err := d.objs.XlbGlobalsV1.Put(uint32(0), &g); err != nil {
 		return fmt.Errorf("write globals: %w", err)
 	}
