@@ -83,7 +83,7 @@ type Dataplane struct {
 	deadSvcs map[uint32]bool
 	conns    map[uint32]connCount // per backend id, from the last Sync
 	natReals map[bpfXlbSvcKey]bpfXlbNatReal
-	smacs    map[int][]byte       // interface MACs by ifindex
+	smacs    map[int][]byte // interface MACs by ifindex
 
 	stop chan struct{}
 	done chan struct{}
