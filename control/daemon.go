@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netns"
@@ -47,6 +48,9 @@ type Daemon struct {
 	metrics *Metrics
 	rates   *rateTracker
 
+	stopping  atomic.Bool
+	forceStop chan struct{}
+
 	mu        sync.Mutex
 	cfg       *config.Config
 	model     Model
@@ -74,7 +78,7 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
 	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg),
-		groups: map[string]string{}, states: map[string]vrrp.State{}}, nil
+		groups: map[string]string{}, states: map[string]vrrp.State{}, forceStop: make(chan struct{})}, nil
 }
 
 // Config returns the configuration in effect.
@@ -269,6 +273,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	<-ctx.Done()
 	d.log.Info("shutting down")
 	if d.node != nil {
+		// Resign (priority 0: the backup takes over after its skew time) and
+		// keep forwarding meanwhile: clients still send here until the
+		// backup's gratuitous ARPs reach them.
+		d.stopping.Store(true)
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := d.node.Shutdown(sctx); err != nil {
 			d.log.Warn("VRRP shutdown", "error", err)
@@ -276,6 +284,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		cancel()
 		vstop()
 		<-vrrpDone
+		grace := min(3*d.maxAdvertInt()+200*time.Millisecond, 4*time.Second)
+		d.log.Info("VRRP resigned; forwarding until the backup has taken over", "grace", grace)
+		select {
+		case <-time.After(grace):
+		case <-d.forceStop:
+		}
 	}
 	stop() // reconciler, checks, socket: nothing re-applies from here
 	wg.Wait()
@@ -308,6 +322,10 @@ func (d *Daemon) setChecks(m Model) {
 // roleEvent feeds a VRRP role change to the reconciler and runs the sync
 // groups' notify scripts.
 func (d *Daemon) roleEvent(ev vrrp.Event) {
+	if d.stopping.Load() {
+		d.log.Info("VRRP role while stopping", "instance", ev.Instance, "to", ev.To, "reason", ev.Reason)
+		return
+	}
 	role := Role{Master: ev.To == vrrp.Master, At: ev.At}
 	if ev.To == vrrp.Backup && ev.Reason == vrrp.ReasonStartup {
 		// Just started: whether another master exists is known after the
@@ -359,6 +377,24 @@ func (d *Daemon) roleEvent(ev vrrp.Event) {
 	d.mu.Unlock()
 	for _, f := range run {
 		f()
+	}
+}
+
+// maxAdvertInt is the longest advert interval of the VRRP instances.
+func (d *Daemon) maxAdvertInt() time.Duration {
+	m := time.Duration(0)
+	for _, in := range d.Config().VRRPInstances {
+		m = max(m, in.AdvertInt)
+	}
+	return m
+}
+
+// ForceStop cuts the shutdown grace period short (a second signal).
+func (d *Daemon) ForceStop() {
+	select {
+	case <-d.forceStop:
+	default:
+		close(d.forceStop)
 	}
 }
 

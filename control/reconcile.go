@@ -237,15 +237,16 @@ func (r *Reconciler) service(s ServiceSpec) (dataplane.Service, ServiceState) {
 }
 
 // forwards reports whether a service forwards: always without a VRRP
-// instance, while it is MASTER otherwise; while its role is tentative, as it
-// did in the dataplane found at start.
+// instance, while it is MASTER otherwise; while its role is unknown or
+// tentative, as it did in the dataplane found at start.
 func (r *Reconciler) forwards(s ServiceSpec) bool {
 	if s.Instance == "" {
 		return true
 	}
 	role, ok := r.roles[s.Instance]
 	if !ok {
-		return false
+		// Not reported yet (the daemon just started): as found installed.
+		return r.installed[s.Key]
 	}
 	if !role.Master && !role.Until.IsZero() && r.now().Before(role.Until) {
 		return r.installed[s.Key]

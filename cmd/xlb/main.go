@@ -96,14 +96,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	go func() {
+		stopping := false
 		for s := range sigs {
 			if s == syscall.SIGHUP {
 				_ = d.Reload() // logged and counted; the old configuration keeps serving
 				continue
 			}
 			log.Info("signal", "signal", s.String())
+			if stopping {
+				d.ForceStop() // a second signal: no grace period
+				continue
+			}
+			stopping = true
 			cancel()
-			return
 		}
 	}()
 	if err := d.Run(ctx); err != nil {
