@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -75,6 +76,12 @@ type Options struct {
 	Runner  Runner       // default: ShellRunner
 	// EventBuffer is the capacity of the Events channel (default 64).
 	EventBuffer int
+	// BeforeMaster, when set, is called when an instance becomes MASTER,
+	// before its VIPs are added and announced, on the protocol's goroutine
+	// with no lock held: the daemon enables forwarding there, so that no
+	// packet reaches the new master before it can forward. It must return
+	// quickly (it delays the takeover); the event is also sent on Events.
+	BeforeMaster func(Event)
 }
 
 // Node runs the VRRP instances of one daemon.
@@ -83,6 +90,7 @@ type Node struct {
 	clock  Clock
 	net    Network
 	runner Runner
+	before func(Event)
 	notify *notifier
 
 	mu      sync.Mutex
@@ -137,6 +145,7 @@ func NewNode(cfg Config, opts Options) (*Node, error) {
 		clock:  opts.Clock,
 		net:    opts.Network,
 		runner: opts.Runner,
+		before: opts.BeforeMaster,
 		cfg:    cloneConfig(cfg),
 		reqs:   make(chan request),
 		done:   make(chan struct{}),
@@ -147,7 +156,7 @@ func NewNode(cfg Config, opts Options) (*Node, error) {
 		n.log = slog.New(slog.DiscardHandler)
 	}
 	if n.clock == nil {
-		n.clock = realClock{}
+		n.clock = timerfdClock{}
 	}
 	if n.net == nil {
 		n.net = &LinuxNetwork{}
@@ -326,7 +335,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.log.Info("vrrp started", "instances", len(cfg.Instances))
 
 	timer := n.clock.NewTimer(time.Hour)
-	defer timer.Stop()
+	defer releaseTimer(timer)
 	var armed time.Time // deadline the timer is set for; zero: stopped
 	timer.Stop()
 	for {
@@ -701,6 +710,13 @@ func (n *Node) lookup(name string) *instance {
 }
 
 func (n *Node) exec(now time.Time, acts []action) {
+	if n.before != nil {
+		for _, a := range acts {
+			if a.kind == actTransition && a.to == Master && n.lookup(a.inst) != nil {
+				n.before(Event{Instance: a.inst, From: a.from, To: a.to, Priority: a.prio, Reason: a.note, At: now})
+			}
+		}
+	}
 	for _, a := range acts {
 		in := n.lookup(a.inst)
 		if in == nil {
@@ -976,6 +992,9 @@ func (n *Node) syncScripts(scs []ScriptConfig) {
 }
 
 func (n *Node) runScript(ctx context.Context, sc ScriptConfig) {
+	t := n.clock.NewTimer(time.Hour)
+	t.Stop()
+	defer releaseTimer(t)
 	for {
 		rctx, cancel := context.WithTimeout(ctx, sc.Timeout)
 		err := n.runner.Run(rctx, sc.Script)
@@ -991,13 +1010,20 @@ func (n *Node) runScript(ctx context.Context, sc ScriptConfig) {
 		case <-ctx.Done():
 			return
 		}
-		t := n.clock.NewTimer(sc.Interval)
+		t.Reset(sc.Interval)
 		select {
 		case <-t.C():
 		case <-ctx.Done():
-			t.Stop()
 			return
 		}
+	}
+}
+
+// releaseTimer stops t and frees what it holds (a timerfd).
+func releaseTimer(t Timer) {
+	t.Stop()
+	if c, ok := t.(io.Closer); ok {
+		_ = c.Close()
 	}
 }
 

@@ -1,0 +1,98 @@
+package vrrp
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// timerfdClock is the default Clock of a Node: time.Now, and timers that
+// are Linux timerfds waited for in Go's poller and driven with
+// non-blocking raw syscalls. A Go timer wakes the runtime's sysmon thread
+// at each expiry, which then naps in 20µs steps: measured here at 20ms
+// adverts, 5.6 thread switches per expiry against 2.5 with a timerfd, half
+// the CPU of a master.
+type timerfdClock struct{}
+
+func (timerfdClock) Now() time.Time { return time.Now() }
+
+// NewTimer returns a timerfd timer, or a Go timer if the kernel refuses.
+func (timerfdClock) NewTimer(d time.Duration) Timer {
+	t, err := newFDTimer()
+	if err != nil {
+		return realClock{}.NewTimer(d)
+	}
+	t.Reset(d)
+	return t
+}
+
+type fdTimer struct {
+	fd   int
+	f    *os.File
+	rc   syscall.RawConn
+	c    chan time.Time
+	done chan struct{}
+}
+
+func newFDTimer() (*fdTimer, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("timerfd: %w", err)
+	}
+	t := &fdTimer{fd: fd, f: os.NewFile(uintptr(fd), "timerfd"), c: make(chan time.Time, 1), done: make(chan struct{})}
+	if t.rc, err = t.f.SyscallConn(); err != nil {
+		t.f.Close()
+		return nil, fmt.Errorf("timerfd: %w", err)
+	}
+	go t.run()
+	return t, nil
+}
+
+// run delivers expirations; a pending one is not duplicated (the reader
+// re-checks its deadline, as the Node does).
+func (t *fdTimer) run() {
+	defer close(t.done)
+	var buf [8]byte
+	for {
+		err := t.rc.Read(func(fd uintptr) bool {
+			_, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+			return e != unix.EAGAIN
+		})
+		runtime.KeepAlive(&buf)
+		if err != nil {
+			return // closed
+		}
+		select {
+		case t.c <- time.Now():
+		default:
+		}
+	}
+}
+
+func (t *fdTimer) C() <-chan time.Time { return t.c }
+
+// Reset arms the timer d from now; a late value of the previous arming
+// may still arrive (the Node treats a wake-up as "check the deadlines").
+func (t *fdTimer) Reset(d time.Duration) {
+	t.set(max(d, time.Nanosecond))
+}
+
+func (t *fdTimer) Stop() { t.set(0) }
+
+func (t *fdTimer) set(d time.Duration) {
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(int64(d))}
+	// Non-blocking: a raw syscall keeps sysmon asleep.
+	unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(t.fd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+}
+
+// Close releases the timerfd and its goroutine.
+func (t *fdTimer) Close() error {
+	err := t.f.Close()
+	<-t.done
+	return err
+}
