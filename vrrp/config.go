@@ -76,7 +76,9 @@ type InstanceConfig struct {
 	GARP            GARPConfig       `json:"garp,omitzero"`
 	// UseVMAC puts the VIPs on a macvlan named VMACInterface (default
 	// "vrrp.<VRID>") with the VRRP virtual MAC 00:00:5e:00:01:<VRID>
-	// (00:00:5e:00:02:<VRID> for IPv6), as keepalived's use_vmac.
+	// (00:00:5e:00:02:<VRID> for IPv6), as keepalived's use_vmac; it sets
+	// arp_ignore 1 and arp_announce 2 on Interface. Advertisements still
+	// leave from Interface (keepalived's vmac_xmit_base).
 	UseVMAC       bool   `json:"use_vmac,omitempty"`
 	VMACInterface string `json:"vmac_interface,omitempty"`
 	// SplitBrainProbeInterval is how often a master probes its VIPs with

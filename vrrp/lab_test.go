@@ -872,3 +872,97 @@ func TestLabKeepalived(t *testing.T) {
 		waitAddr(t, n2, labVIP6, true, masterDown(iv)+time.Second)
 	})
 }
+
+// TestLabVMAC: use_vmac puts the VIP on a macvlan with the VRRP virtual
+// MAC; the client's ARP entry and the master's GARPs use that MAC, so a
+// failover needs no ARP change at all.
+func TestLabVMAC(t *testing.T) {
+	t.Parallel()
+	const iv = 100 * time.Millisecond
+	vmac := net.HardwareAddr{0, 0, 0x5e, 0, 1, 51}
+	l := newLab(t, 2)
+	withVMAC := func(ic *vrrp.InstanceConfig) { ic.UseVMAC = true }
+	a := startXLB(t, "xlb-n1", l.nodes[0], xlbInst(150, iv, withVMAC))
+	b := startXLB(t, "xlb-n2", l.nodes[1], xlbInst(100, iv, withVMAC))
+	a.waitState(t, "vi", vrrp.Master, masterDown(iv)+2*time.Second)
+	b.waitState(t, "vi", vrrp.Backup, 2*time.Second)
+	out := l.nodes[0].MustRun(t, "ip", "-o", "addr", "show", "dev", "vrrp.51")
+	if !strings.Contains(out, " "+labVIP+"/") {
+		t.Fatalf("VIP not on vrrp.51: %s", out)
+	}
+	if got := macOf(t, l.nodes[0], "vrrp.51"); !bytes.Equal(got, vmac) {
+		t.Fatalf("vrrp.51 has MAC %s, want %s", got, vmac)
+	}
+	l.ping(t, labVIP)
+	if mac := l.clientNeigh(labVIP); mac != vmac.String() {
+		t.Fatalf("client resolved the VIP to %s, want the virtual MAC %s", mac, vmac)
+	}
+	killed := time.Now()
+	a.kill()
+	l.garpFrom(t, vmac, labVIP, killed, masterDown(iv)+time.Second)
+	b.waitState(t, "vi", vrrp.Master, time.Second)
+	l.ping(t, labVIP)
+	b.stop(t)
+	if _, err := l.nodes[1].Run("ip", "link", "show", "vrrp.51"); err == nil {
+		t.Error("vrrp.51 left behind after a graceful stop")
+	}
+}
+
+// TestLabTracking: a tracked link (netlink) and a track script (shell) put
+// the master in FAULT and back; notify scripts run with keepalived's
+// arguments.
+func TestLabTracking(t *testing.T) {
+	t.Parallel()
+	const iv = 100 * time.Millisecond
+	l := newLab(t, 2)
+	n1 := l.nodes[0]
+	// trk0 loses its carrier when its peer trk1 goes down.
+	n1.MustRun(t, "ip", "link", "add", "trk0", "type", "veth", "peer", "name", "trk1")
+	n1.MustRun(t, "ip", "link", "set", "trk0", "up")
+	n1.MustRun(t, "ip", "link", "set", "trk1", "up")
+	dir := t.TempDir()
+	okFile, log := filepath.Join(dir, "ok"), filepath.Join(dir, "notify.log")
+	if err := os.WriteFile(okFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := xlbInst(150, iv, func(ic *vrrp.InstanceConfig) {
+		ic.TrackInterfaces = []vrrp.TrackInterface{{Name: "trk0"}}
+		ic.TrackScripts = []vrrp.TrackScript{{Name: "chk"}}
+		ic.Notify.Generic = "echo >>" + log
+	})
+	cfg.Scripts = []vrrp.ScriptConfig{{Name: "chk", Script: "test -e " + okFile, Interval: 100 * time.Millisecond}}
+	a := startXLB(t, "xlb-n1", n1, cfg)
+	b := startXLB(t, "xlb-n2", l.nodes[1], xlbInst(100, iv))
+	a.waitState(t, "vi", vrrp.Master, masterDown(iv)+2*time.Second)
+	b.waitState(t, "vi", vrrp.Backup, 2*time.Second)
+
+	n1.MustRun(t, "ip", "link", "set", "trk1", "down")
+	a.waitState(t, "vi", vrrp.Fault, 2*time.Second)
+	b.waitState(t, "vi", vrrp.Master, 2*time.Second) // n1 resigned with priority 0
+	if ev, _ := b.lastEvent("vi", vrrp.Master); ev.Reason != vrrp.ReasonPriorityZero {
+		t.Errorf("n2 took over for %q", ev.Reason)
+	}
+	n1.MustRun(t, "ip", "link", "set", "trk1", "up")
+	a.waitState(t, "vi", vrrp.Master, masterDown(iv)+2*time.Second)
+
+	if err := os.Remove(okFile); err != nil {
+		t.Fatal(err)
+	}
+	a.waitState(t, "vi", vrrp.Fault, 3*time.Second)
+	if st := a.instStatus(t, "vi"); len(st.Faults) != 1 || st.Faults[0] != "script chk failed" {
+		t.Errorf("faults %q", st.Faults)
+	}
+	if err := os.WriteFile(okFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.waitState(t, "vi", vrrp.Master, masterDown(iv)+3*time.Second)
+	nettest.WaitFor(t, 5*time.Second, "notify log", func() error {
+		raw, _ := os.ReadFile(log)
+		want := "INSTANCE vi BACKUP 150\nINSTANCE vi MASTER 150\nINSTANCE vi FAULT 150\nINSTANCE vi BACKUP 150\nINSTANCE vi MASTER 150\n" +
+			"INSTANCE vi FAULT 150\nINSTANCE vi BACKUP 150\nINSTANCE vi MASTER 150\n"
+		if string(raw) != want {
+			return fmt.Errorf("notify log:\n%s", raw)
+		}
+		return nil
+	})
+}

@@ -417,8 +417,10 @@ func (*LinuxNetwork) DelAddr(v VIP) error {
 }
 
 // EnsureVMAC implements Network: a macvlan in private mode with the
-// virtual MAC. The parent must not answer ARP for the VIPs itself, so its
-// arp_ignore is set to 1 as keepalived does.
+// virtual MAC. The parent must not answer ARP for the VIPs (arp_ignore 1)
+// nor ask with a VIP as sender (arp_announce 2: traffic from a VIP leaves
+// through the parent, and its ARP requests would re-point clients at the
+// parent's MAC). These sysctls stay set after the macvlan is removed.
 func (*LinuxNetwork) EnsureVMAC(parent, name string, mac net.HardwareAddr) error {
 	p, err := netlink.LinkByName(parent)
 	if err != nil {
@@ -437,7 +439,8 @@ func (*LinuxNetwork) EnsureVMAC(parent, name string, mac net.HardwareAddr) error
 	if err := netlink.LinkAdd(mv); err != nil {
 		return fmt.Errorf("add macvlan %s on %s: %w", name, parent, err)
 	}
-	for _, kv := range [][2]string{{"/proc/sys/net/ipv4/conf/" + parent + "/arp_ignore", "1"}, {"/proc/sys/net/ipv4/conf/" + name + "/arp_ignore", "1"}} {
+	conf := "/proc/sys/net/ipv4/conf/"
+	for _, kv := range [][2]string{{conf + parent + "/arp_ignore", "1"}, {conf + parent + "/arp_announce", "2"}, {conf + name + "/arp_ignore", "1"}} {
 		if err := os.WriteFile(kv[0], []byte(kv[1]), 0o644); err != nil {
 			return fmt.Errorf("sysctl %s: %w", kv[0], err)
 		}
