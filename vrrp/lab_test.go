@@ -642,7 +642,7 @@ func nft(t testing.TB, ns *nettest.NS, cmds ...string) {
 // followed the other node comes back within one advert interval.
 func TestLabSplitBrain(t *testing.T) {
 	t.Parallel()
-	const iv = 300 * time.Millisecond
+	const iv = 500 * time.Millisecond
 	l := newLab(t, 2)
 	dir := t.TempDir()
 	flag := filepath.Join(dir, "fault-n1")
