@@ -31,7 +31,26 @@ type Capture struct {
 // are dropped.
 func (ns *NS) Capture(t testing.TB, dev string, ethType uint16) *Capture {
 	t.Helper()
-	proto := int(ethType<<8 | ethType>>8)
+	return ns.capture(t, dev, ethType, false)
+}
+
+// CaptureSent is Capture for the frames dev sends instead of those it
+// receives, e.g. a client's packets as they leave it. Checksums offloaded
+// to the device may still be partial in the captured bytes.
+func (ns *NS) CaptureSent(t testing.TB, dev string, ethType uint16) *Capture {
+	t.Helper()
+	return ns.capture(t, dev, ethType, true)
+}
+
+func (ns *NS) capture(t testing.TB, dev string, ethType uint16, sent bool) *Capture {
+	t.Helper()
+	// Frames a device sends reach only ETH_P_ALL sockets: those filter
+	// the EtherType here.
+	bindType := ethType
+	if sent {
+		bindType = unix.ETH_P_ALL
+	}
+	proto := int(bindType<<8 | bindType>>8)
 	var fd int
 	err := ns.Do(func() error {
 		ifi, err := net.InterfaceByName(dev)
@@ -72,7 +91,10 @@ func (ns *NS) Capture(t testing.TB, dev string, ethType uint16) *Capture {
 				return
 			}
 			at := time.Now()
-			if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			if ll, ok := from.(*unix.SockaddrLinklayer); ok && (ll.Pkttype == unix.PACKET_OUTGOING) != sent {
+				continue
+			}
+			if sent && (n < 14 || uint16(buf[12])<<8|uint16(buf[13]) != ethType) {
 				continue
 			}
 			select {

@@ -202,6 +202,31 @@ func GRO(t testing.TB, ns *NS, dev string) {
 	ns.MustRun(t, "ethtool", "-K", dev, "gro", "on")
 }
 
+// NoDAD turns IPv6 duplicate address detection off in ns for the
+// interfaces created in it or moved to it afterwards (call it before
+// Veth): their link-local addresses are usable at once. For about a
+// second after a link comes up its link-local address is tentative, and a
+// router has no source address to solicit the neighbour of a packet it
+// forwards: the packet waits for the next attempt, a second later, or is
+// lost.
+func NoDAD(t testing.TB, ns *NS) {
+	t.Helper()
+	Sysctl(t, ns, "net.ipv6.conf.all.accept_dad", "0")
+	Sysctl(t, ns, "net.ipv6.conf.default.accept_dad", "0")
+}
+
+// TxChecksumOff turns transmit checksum offload off for dev in ns, so that
+// its frames leave with complete checksums, as frames arriving from a
+// physical wire do. Across a veth the stack otherwise leaves the TCP/UDP
+// checksum partial for the receiver to trust; an XDP program that
+// translates or encapsulates such a frame and redirects it to another
+// device cannot know, and the final receiver drops it as corrupt. Call it
+// on the senders toward an XDP program that rewrites packets.
+func TxChecksumOff(t testing.TB, ns *NS, dev string) {
+	t.Helper()
+	ns.MustRun(t, "ethtool", "-K", dev, "tx", "off")
+}
+
 // Addr adds an address (CIDR) to dev in ns.
 func Addr(t testing.TB, ns *NS, dev, cidr string) {
 	t.Helper()
