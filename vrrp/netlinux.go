@@ -58,14 +58,14 @@ func (*LinuxNetwork) Link(name string, exclude []netip.Addr) (Link, error) {
 }
 
 // ListenVRRP implements Network with two raw sockets bound to the
-// interface: one receives protocol 112 (joined to the VRRP group) and
-// waits in Go's poller; the other only sends and stays out of the poller,
-// whose write-space events would wake a thread after every send.
+// interface, as keepalived's fd_in and fd_out: one receives protocol 112
+// (joined to the VRRP group) and waits in Go's poller; the other only
+// sends and stays out of the poller (no write-space events to wake it).
 //
 // Both transfer with non-blocking RawSyscall: a scheduler-aware syscall
 // wakes the runtime's sysmon thread, which then naps in 20µs steps; at
-// 20ms adverts that doubled the CPU of a node (BenchmarkFailover reports
-// the CPU and thread switches per advert).
+// 20ms adverts that doubled the CPU of a node (BenchmarkFailoverCPU
+// reports the CPU and thread switches per advert).
 func (*LinuxNetwork) ListenVRRP(ifname string, v6 bool) (PacketConn, error) {
 	ifi, err := net.InterfaceByName(ifname)
 	if err != nil {
