@@ -316,7 +316,7 @@ static __always_inline __u32 xlb_reply(struct xdp_md *ctx, struct xlb_pkt *p, st
  * names the real server and service; the entries of both directions are
  * created, so the client's next packets go to the real server that serves
  * the connection, whatever the scheduler. Returns the reply entry. */
-static __always_inline struct xlb_conn *xlb_nat_adopt(const struct xlb_pkt *p, __u64 now)
+static __always_inline struct xlb_conn *xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_pkt *p, __u64 now)
 {
 	struct xlb_svc_key k = {
 		.port = p->flow.sport,
@@ -335,8 +335,17 @@ static __always_inline struct xlb_conn *xlb_nat_adopt(const struct xlb_pkt *p, _
 	svc = lb_svc_by_id(nr->svc);
 	if (!svc || svc->fwd != XLB_FWD_NAT || !lb_backend(nr->backend, nr->svc))
 		return NULL;
-	if (p->flow.proto == IPPROTO_TCP && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_RST)))
-		return NULL; /* not a reply of an established flow */
+	{
+		/* Only replies the director forwards: not those to its own
+		 * addresses (its health checks of the real server). */
+		struct xlb_hop hop;
+		__u32 v = xlb_fib(ctx, p->flow.family, svc->vip, p->flow.dst, 0, &hop);
+
+		if (v && v != XLB_V_PASS_NO_NEIGH)
+			return NULL;
+	}
+	if (p->flow.proto == IPPROTO_TCP && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN)
+		return NULL; /* a connection the real server opens: not a reply */
 	v.backend = nr->backend;
 	v.svc = nr->svc;
 	/* The client's direction: client -> VIP:port. */
@@ -386,7 +395,7 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 	if (!svc) {
 		svc = lb_svc_lookup(&p->flow, &cfg_idx);
 		if (!svc) {
-			if (g->nat_reals && !ct && (ct = xlb_nat_adopt(p, now)))
+			if (g->nat_reals && !ct && (ct = xlb_nat_adopt(ctx, p, now)))
 				return xlb_reply(ctx, p, ct, cache, now, g->gen);
 			return XLB_V_PASS_NOT_SERVICE;
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,6 +157,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.dp = dp
 	info := dp.Info()
 	d.log.Info("dataplane ready", "mode", info.Mode, "attach", info.Attach)
+	if info.Mode == "xdp" {
+		d.prepareNAT(cfg)
+	}
 
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -217,7 +221,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	vctx, vstop := context.WithCancel(context.Background())
 	defer vstop()
 	if len(cfg.VRRPInstances) > 0 {
-		node, err := vrrp.NewNode(VRRPFromConfig(cfg), vrrp.Options{Logger: d.log})
+		node, err := vrrp.NewNode(VRRPFromConfig(cfg), vrrp.Options{Logger: d.log, BeforeMaster: d.beforeMaster})
 		if err != nil {
 			dp.Close()
 			return err
@@ -377,6 +381,46 @@ func (d *Daemon) roleEvent(ev vrrp.Event) {
 	d.mu.Unlock()
 	for _, f := range run {
 		f()
+	}
+}
+
+// prepareNAT sets what NAT through XDP needs of the kernel: while XDP
+// waits for a neighbour to resolve it leaves the translated packet to the
+// kernel, and a reply translated to the VIP has a source that is local to
+// the director, which the kernel forwards only with accept_local. Forwarding
+// itself (the director is the real servers' gateway) is the operator's
+// choice: warn when it is off.
+func (d *Daemon) prepareNAT(cfg *config.Config) {
+	nat := false
+	for _, vs := range cfg.VirtualServers {
+		nat = nat || vs.Forward == config.NAT
+	}
+	if !nat {
+		return
+	}
+	for _, ifname := range cfg.Dataplane.Interfaces {
+		path := "/proc/sys/net/ipv4/conf/" + ifname + "/accept_local"
+		if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+			d.log.Warn("NAT: cannot set accept_local", "interface", ifname, "error", err)
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil && strings.TrimSpace(string(b)) != "1" {
+		d.log.Warn("NAT services need IP forwarding on the director (sysctl net.ipv4.ip_forward=1): replies and packets awaiting a neighbour go through the kernel")
+	}
+}
+
+// beforeMaster enables the forwarding of an instance's services before
+// the instance adds and announces its VIPs (a bounded wait: a stuck
+// dataplane must not stall VRRP).
+func (d *Daemon) beforeMaster(ev vrrp.Event) {
+	if d.stopping.Load() {
+		return
+	}
+	d.rec.SetRole(ev.Instance, Role{Master: true, At: ev.At})
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := d.rec.Reconcile(ctx); err != nil {
+		d.log.Warn("enabling forwarding before taking the VIPs", "instance", ev.Instance, "error", err)
 	}
 }
 

@@ -357,7 +357,8 @@ func TestNATReplyWithoutState(t *testing.T) {
 	if st, _ := e.d.Stats(t.Context()); st.Events["nat_adopt"] != 1 {
 		t.Errorf("nat_adopt events %d", st.Events["nat_adopt"])
 	}
-	// A SYN from a real server is no reply: to the kernel.
+	// A SYN (without ACK) from a real server opens a connection: no reply,
+	// to the kernel.
 	syn := reply
 	syn.SrcPort, syn.TCPFlags = 8080, packet.SYN
 	syn.DstPort = 43001
