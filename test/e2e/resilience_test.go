@@ -127,7 +127,9 @@ func TestReloadUnderLoad(t *testing.T) {
 		head, web, echo := blocks[0], blocks[1], blocks[2]
 		rs3 := web[strings.LastIndex(web, "[[virtual_server.real_server]]"):]
 		webWithout3 := strings.TrimSuffix(web, rs3)
-		join := func(parts ...string) string { return head + "[[virtual_server]]" + strings.Join(parts, "[[virtual_server]]") }
+		join := func(parts ...string) string {
+			return head + "[[virtual_server]]" + strings.Join(parts, "[[virtual_server]]")
+		}
 		reload := func(what, cfg string) {
 			t.Helper()
 			d.WriteConfig(cfg)
