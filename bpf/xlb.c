@@ -356,8 +356,10 @@ static __always_inline struct xlb_conn *xlb_nat_adopt(struct xdp_md *ctx, const 
 	fwd.proto = p->flow.proto;
 	fwd.family = p->flow.family;
 	v.flags = XLB_CT_F_COUNTED;
-	if (bpf_map_update_elem(&xlb_conns_v1, &fwd, &v, BPF_NOEXIST) == 0)
+	if (bpf_map_update_elem(&xlb_conns_v1, &fwd, &v, BPF_NOEXIST) == 0) {
 		lb_active_add(v.backend, 1);
+		lb_epoch_bump(xlb_hash_flow(&fwd));
+	}
 	v.flags = XLB_CT_F_REPLY;
 	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &v, BPF_ANY))
 		return NULL;
@@ -413,9 +415,8 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 		}
 		lb_conn_create(p, svc, id, be, now);
 		d->is_new = 1;
-		/* The 5-tuple may be reused: a cached decision for it is stale. */
-		if (cache && lb_flow_eq(&cache->flow, &p->flow))
-			cache->gen = ~g->gen;
+		/* The 5-tuple may be reused: what any CPU cached for it is stale. */
+		lb_epoch_bump(p->hash);
 	}
 	d->svc = svc;
 	d->be = be;
@@ -452,7 +453,8 @@ int xlb_xdp(struct xdp_md *ctx)
 		p.df = 0; /* never answer an error with an error */
 	} else {
 		/* Established flows: the per-CPU cache, array lookups only. */
-		cache = lb_cache_slot(xlb_hash_flow(&p.flow));
+		p.hash = xlb_hash_flow(&p.flow);
+		cache = lb_cache_slot(p.hash);
 		hit = lb_cache_get(cache, &p, now, g->gen);
 		if (hit && hit->action == XLB_ACT_DR) {
 			/* The common case, kept short. */

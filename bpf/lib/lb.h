@@ -384,16 +384,38 @@ static __always_inline struct xlb_flow_cache *lb_cache_slot(__u32 hash)
 	return bpf_map_lookup_elem(&xlb_flowcache, &idx);
 }
 
+/* lb_epoch returns the epoch counter of a flow's cache slot. */
+static __always_inline __u32 *lb_epoch(__u32 hash)
+{
+	__u32 idx = hash & (XLB_FLOW_CACHE_SIZE - 1);
+
+	return bpf_map_lookup_elem(&xlb_epochs, &idx);
+}
+
+/* lb_epoch_bump invalidates every CPU's cached entry of the flow's slot. */
+static __always_inline void lb_epoch_bump(__u32 hash)
+{
+	__u32 *e = lb_epoch(hash);
+
+	if (e)
+		__sync_fetch_and_add(e, 1);
+}
+
 /* lb_cache_get returns the cached entry of an established flow if it was
- * copied from the connection table during the current clock tick and the
- * configuration has not changed since. SYN, FIN and RST always go to the
- * connection table. */
+ * copied from the connection table during the current clock tick, the
+ * configuration has not changed since, and the flow was not scheduled anew
+ * (epoch). SYN, FIN and RST always go to the connection table. */
 static __always_inline struct xlb_flow_cache *lb_cache_get(struct xlb_flow_cache *c, const struct xlb_pkt *p, __u64 now,
 							   __u32 gen)
 {
+	__u32 *epoch;
+
 	if (!c || (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST)))
 		return NULL;
 	if (c->tick != (__u32)(now >> XLB_ATIME_SHIFT) || c->gen != gen || !lb_flow_eq(&c->flow, &p->flow))
+		return NULL;
+	epoch = lb_epoch(p->hash);
+	if (!epoch || c->epoch != *epoch)
 		return NULL;
 	return c;
 }
@@ -411,6 +433,11 @@ static __always_inline void lb_cache_put(struct xlb_flow_cache *c, const struct 
 	c->tick = now >> XLB_ATIME_SHIFT;
 	c->gen = gen;
 	c->action = action;
+	{
+		__u32 *epoch = lb_epoch(p->hash);
+
+		c->epoch = epoch ? *epoch : 0;
+	}
 	c->ifindex = hop->ifindex;
 	__builtin_memcpy(c->mac, hop->mac, sizeof(c->mac));
 	__builtin_memcpy(c->smac, hop->smac, sizeof(c->smac));

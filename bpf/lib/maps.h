@@ -115,6 +115,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xlb_nat_reals_v1 SEC(".maps");
 
+/* Flow epochs, by flow cache slot, shared by all CPUs: bumped whenever a
+ * flow of the slot is scheduled anew (a reused 5-tuple), which invalidates
+ * what every CPU's cache holds for it. Not pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_FLOW_CACHE_SIZE);
+	__type(key, __u32);
+	__type(value, __u32);
+} xlb_epochs SEC(".maps");
+
 /* Persistence templates. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -70,6 +70,7 @@ struct xlb_pkt {
 	__u8 icmp_err;  /* an ICMP/ICMPv6 error (l4_off: its header) */
 	__u8 df;        /* IPv4 don't-fragment set, or IPv6 */
 	__u32 frag_id;  /* IPv4 ID or IPv6 fragment identification */
+	__u32 hash;     /* xlb_hash_flow(&flow), once known */
 };
 
 /* Transport headers further into the frame than this are not parsed (the

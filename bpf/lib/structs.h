@@ -89,6 +89,7 @@ struct xlb_flow_cache {
 	__u8 smac[6];
 	__u8 action;   /* enum xlb_action */
 	__u8 pad[3];
+	__u32 epoch;   /* xlb_epochs at the flow's slot when copied */
 };
 
 /* A datagram whose first fragment was forwarded: later fragments (no

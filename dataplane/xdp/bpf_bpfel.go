@@ -121,6 +121,7 @@ type bpfXlbFlowCache struct {
 	Smac    [6]uint8
 	Action  uint8
 	Pad     [3]uint8
+	Epoch   uint32
 }
 
 type bpfXlbFrag struct {
@@ -277,6 +278,7 @@ const (
 	bpfMapXlbClockV1    = "xlb_clock_v1"
 	bpfMapXlbConnsV1    = "xlb_conns_v1"
 	bpfMapXlbDevmapV1   = "xlb_devmap_v1"
+	bpfMapXlbEpochs     = "xlb_epochs"
 	bpfMapXlbEventsV1   = "xlb_events_v1"
 	bpfMapXlbFlowcache  = "xlb_flowcache"
 	bpfMapXlbFragsV1    = "xlb_frags_v1"
@@ -352,6 +354,7 @@ type bpfMapSpecs struct {
 	XlbClockV1    *ebpf.MapSpec `ebpf:"xlb_clock_v1"`
 	XlbConnsV1    *ebpf.MapSpec `ebpf:"xlb_conns_v1"`
 	XlbDevmapV1   *ebpf.MapSpec `ebpf:"xlb_devmap_v1"`
+	XlbEpochs     *ebpf.MapSpec `ebpf:"xlb_epochs"`
 	XlbEventsV1   *ebpf.MapSpec `ebpf:"xlb_events_v1"`
 	XlbFlowcache  *ebpf.MapSpec `ebpf:"xlb_flowcache"`
 	XlbFragsV1    *ebpf.MapSpec `ebpf:"xlb_frags_v1"`
@@ -401,6 +404,7 @@ type bpfMaps struct {
 	XlbClockV1    *ebpf.Map `ebpf:"xlb_clock_v1"`
 	XlbConnsV1    *ebpf.Map `ebpf:"xlb_conns_v1"`
 	XlbDevmapV1   *ebpf.Map `ebpf:"xlb_devmap_v1"`
+	XlbEpochs     *ebpf.Map `ebpf:"xlb_epochs"`
 	XlbEventsV1   *ebpf.Map `ebpf:"xlb_events_v1"`
 	XlbFlowcache  *ebpf.Map `ebpf:"xlb_flowcache"`
 	XlbFragsV1    *ebpf.Map `ebpf:"xlb_frags_v1"`
@@ -425,6 +429,7 @@ func (m *bpfMaps) Close() error {
 		m.XlbClockV1,
 		m.XlbConnsV1,
 		m.XlbDevmapV1,
+		m.XlbEpochs,
 		m.XlbEventsV1,
 		m.XlbFlowcache,
 		m.XlbFragsV1,
