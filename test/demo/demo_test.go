@@ -21,8 +21,27 @@ func say(format string, args ...any) {
 	fmt.Fprintf(os.Stdout, format+"\n", args...)
 }
 
+type phase struct {
+	at    time.Time
+	title string
+}
+
+var phases []phase
+
 func step(n int, title string) {
+	phases = append(phases, phase{time.Now(), title})
 	say("\n\033[1m%d. %s\033[0m", n, title)
+}
+
+// phaseAt names the step running at t.
+func phaseAt(t time.Time) string {
+	name := ""
+	for _, p := range phases {
+		if !t.Before(p.at) {
+			name = p.title
+		}
+	}
+	return name
 }
 
 // table prints, once a second for d, which real server answered how many
@@ -133,8 +152,16 @@ func TestDemo(t *testing.T) {
 	total := load.Report(time.Time{})
 	_, broken, rounds, _ := streams.Report()
 	step(7, "Summary")
-	say("   %d requests, %d failed (only while the VIP moved); %d echo rounds on 4 long-lived connections, %d broken.",
-		total.Sent, total.Failed, rounds, broken)
+	var when []string
+	for _, res := range load.Results() {
+		if res.Err != nil {
+			when = append(when, fmt.Sprintf("%s during %q: %v", res.At.Format("15:04:05.000"), phaseAt(res.At), res.Err))
+		}
+	}
+	say("   %d requests, %d failed; %d echo rounds on 4 long-lived connections, %d broken.", total.Sent, total.Failed, rounds, broken)
+	for _, w := range when {
+		say("   failed: %s", w)
+	}
 	say("   Tearing the lab down. The demo took %v.", time.Since(start).Round(time.Second))
 	if broken > 0 {
 		t.Errorf("%d long-lived connections broke", broken)

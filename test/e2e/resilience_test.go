@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -239,4 +240,40 @@ func TestRealServerLoss(t *testing.T) {
 			t.Errorf("rs3 got no request after it came back: %s", tr.load.Report(back))
 		}
 	})
+}
+
+// TestFailoverKeepalivedPeer: the failover test with keepalived (Debian's)
+// as the other director's VRRP, xlb forwarding there for whichever node
+// holds the VIP (a pair migrated one node at a time).
+func TestFailoverKeepalivedPeer(t *testing.T) {
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Fatal("keepalived is not installed (.ci/deps installs it)")
+	}
+	l := pairLab(t, lab.Spec{Scheduler: "mh", Keepalived: true})
+	tr := startTraffic(l)
+	time.Sleep(time.Second)
+	killed := time.Now()
+	l.Directors[0].Kill()
+	l.WaitMaster(l.Directors[1], 10*time.Second)
+	takeover := time.Since(killed)
+	time.Sleep(time.Second)
+	// xlb comes back and takes the VIP back from keepalived (priority 150
+	// over 100, preempt).
+	back := time.Now()
+	l.Directors[0].Start()
+	l.WaitMaster(l.Directors[0], 20*time.Second)
+	preempt := time.Since(back)
+	time.Sleep(time.Second)
+	r, broken := tr.stop(t, time.Time{})
+	t.Logf("keepalived peer: xlb master killed, keepalived took over in %v; xlb back and master again %v after its start; %s; broken connections %d",
+		takeover.Round(time.Millisecond), preempt.Round(time.Millisecond), r, broken)
+	if broken != 0 {
+		t.Errorf("%d long-lived connections broke", broken)
+	}
+	window := takeover + 500*time.Millisecond
+	for _, res := range tr.load.Results() {
+		if res.Err != nil && (res.At.Before(killed) || res.At.After(killed.Add(window))) && (res.At.Before(back) || res.At.After(back.Add(preempt+500*time.Millisecond))) {
+			t.Errorf("request at %s failed outside the takeover windows: %v", res.At.Format("15:04:05.000"), res.Err)
+		}
+	}
 }

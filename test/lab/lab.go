@@ -240,10 +240,12 @@ func (l *Lab) build() {
 	}
 }
 
-// Master returns the director holding the VIP now, or nil.
+// Master returns the running director holding the VIP now, or nil. (A
+// killed director's kernel may still hold the address: only its daemons
+// died.)
 func (l *Lab) Master() *Director {
 	for _, d := range l.Directors {
-		if d.HoldsVIP() {
+		if d.Running() && d.HoldsVIP() {
 			return d
 		}
 	}
