@@ -96,25 +96,25 @@ static __always_inline __u32 xlb_xmit(struct xdp_md *ctx, struct xlb_pkt *p, __u
 	case XLB_ACT_NAT_IN:
 		v = 0;
 		if (!hop->valid) {
-			v = xlb_fib(ctx, p->flow.family, p->flow.src, be->addr, 0, hop);
+			v = xlb_fib(ctx, p->flow.family, XLB_CA32(p->flow.src), XLB_CA32(be->addr), 0, hop);
 			if (v != 0 && v != XLB_V_PASS_NO_NEIGH)
 				return v;
 			hop->valid = !v;
 		}
 		/* Without a neighbour yet the kernel forwards the translated
 		 * packet and resolves it. */
-		if (xlb_nat(ctx, p, 0, be->addr, be->port) != XLB_CONTINUE)
+		if (xlb_nat(ctx, p, 0, XLB_CA32(be->addr), be->port) != XLB_CONTINUE)
 			return XLB_V_DROP_MALFORMED;
 		return v ? v : xlb_l2_fwd(ctx, hop->mac, hop->smac, hop->ifindex);
 	case XLB_ACT_NAT_OUT:
 		v = 0;
 		if (!hop->valid) {
-			v = xlb_fib(ctx, p->flow.family, svc->vip, p->flow.dst, 0, hop);
+			v = xlb_fib(ctx, p->flow.family, XLB_CA32(svc->vip), XLB_CA32(p->flow.dst), 0, hop);
 			if (v != 0 && v != XLB_V_PASS_NO_NEIGH)
 				return v;
 			hop->valid = !v;
 		}
-		if (xlb_nat(ctx, p, 1, svc->vip, svc->port) != XLB_CONTINUE)
+		if (xlb_nat(ctx, p, 1, XLB_CA32(svc->vip), svc->port) != XLB_CONTINUE)
 			return XLB_V_DROP_MALFORMED;
 		return v ? v : xlb_l2_fwd(ctx, hop->mac, hop->smac, hop->ifindex);
 	case XLB_ACT_TUNNEL:
@@ -222,8 +222,8 @@ static __noinline __u32 xlb_icmp_error(struct xdp_md *ctx, struct xlb_pkt *p, st
 		if ((void *)(iip + 1) > data_end)
 			return XLB_V_PASS_ICMP_NO_FLOW;
 		ports = (void *)iip + iip->ihl * 4;
-		k.src[0] = iip->daddr;
-		k.dst[0] = iip->saddr;
+		XLB_A32(k.src)[0] = iip->daddr;
+		XLB_A32(k.dst)[0] = iip->saddr;
 		k.proto = iip->protocol;
 	} else {
 		struct ipv6hdr *iip = data + off;
@@ -237,8 +237,8 @@ static __noinline __u32 xlb_icmp_error(struct xdp_md *ctx, struct xlb_pkt *p, st
 	}
 	if ((void *)(ports + 2) > data_end || (k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP))
 		return XLB_V_PASS_ICMP_NO_FLOW;
-	k.sport = ports[1];
-	k.dport = ports[0];
+	k.sport = bpf_ntohs(ports[1]);
+	k.dport = bpf_ntohs(ports[0]);
 
 	ct = bpf_map_lookup_elem(&xlb_conns_v1, &k);
 	if (!ct)
@@ -265,15 +265,15 @@ static __noinline __u32 xlb_icmp_error(struct xdp_md *ctx, struct xlb_pkt *p, st
 
 	/* NAT: translate the outer and the quoted headers. */
 	if (out)
-		v = xlb_fib(ctx, p->flow.family, svc->vip, p->flow.dst, 0, &hop);
+		v = xlb_fib(ctx, p->flow.family, XLB_CA32(svc->vip), XLB_CA32(p->flow.dst), 0, &hop);
 	else
-		v = xlb_fib(ctx, p->flow.family, p->flow.src, be->addr, 0, &hop);
+		v = xlb_fib(ctx, p->flow.family, XLB_CA32(p->flow.src), XLB_CA32(be->addr), 0, &hop);
 	if (v && v != XLB_V_PASS_NO_NEIGH)
 		return v;
 	if (out)
-		v = xlb_icmp_nat(ctx, p, 1, svc->vip, svc->vip, svc->port) != XLB_CONTINUE ? XLB_V_DROP_MALFORMED : v;
+		v = xlb_icmp_nat(ctx, p, 1, XLB_CA32(svc->vip), XLB_CA32(svc->vip), svc->port) != XLB_CONTINUE ? XLB_V_DROP_MALFORMED : v;
 	else
-		v = xlb_icmp_nat(ctx, p, 0, be->addr, be->addr, be->port) != XLB_CONTINUE ? XLB_V_DROP_MALFORMED : v;
+		v = xlb_icmp_nat(ctx, p, 0, XLB_CA32(be->addr), XLB_CA32(be->addr), be->port) != XLB_CONTINUE ? XLB_V_DROP_MALFORMED : v;
 	if (!v)
 		v = xlb_l2_fwd(ctx, hop.mac, hop.smac, hop.ifindex);
 	if (xlb_sent(v)) {
@@ -339,7 +339,7 @@ static __always_inline struct xlb_conn *xlb_nat_adopt(struct xdp_md *ctx, const 
 		/* Only replies the director forwards: not those to its own
 		 * addresses (its health checks of the real server). */
 		struct xlb_hop hop;
-		__u32 v = xlb_fib(ctx, p->flow.family, svc->vip, p->flow.dst, 0, &hop);
+		__u32 v = xlb_fib(ctx, p->flow.family, XLB_CA32(svc->vip), XLB_CA32(p->flow.dst), 0, &hop);
 
 		if (v && v != XLB_V_PASS_NO_NEIGH)
 			return NULL;

@@ -36,7 +36,9 @@ static __always_inline int xlb_tun_src(const struct xlb_svc *svc, const struct x
 	int v6 = be->family == XLB_AF_INET6;
 	int last = v6 ? 3 : 0;
 
-	if (svc->tun_src[0] | svc->tun_src[1] | svc->tun_src[2] | svc->tun_src[3]) {
+	const __be32 *ss = XLB_CA32(svc->tun_src), *bs = XLB_CA32(be->tun_src);
+
+	if (ss[0] | ss[1] | ss[2] | ss[3]) {
 		__builtin_memcpy(src, svc->tun_src, 16);
 		if (bits >= 2 && bits <= 32) {
 			mask = bits == 32 ? 0xffffffff : (1U << bits) - 1;
@@ -45,7 +47,7 @@ static __always_inline int xlb_tun_src(const struct xlb_svc *svc, const struct x
 		}
 		return 0;
 	}
-	if (be->tun_src[0] | be->tun_src[1] | be->tun_src[2] | be->tun_src[3]) {
+	if (bs[0] | bs[1] | bs[2] | bs[3]) {
 		__builtin_memcpy(src, be->tun_src, 16);
 		return 0;
 	}
@@ -91,7 +93,7 @@ static __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const s
 			hop->valid = 0; /* ask the FIB, which gives the MTU to answer with */
 	}
 	if (!hop->valid) {
-		v = xlb_fib(ctx, be->family, src, be->addr, inner_len + olen, hop);
+		v = xlb_fib(ctx, be->family, src, XLB_CA32(be->addr), inner_len + olen, hop);
 		if (v == XLB_V_TX_ICMP_TOO_BIG) {
 			__u32 mtu = hop->mtu > olen ? hop->mtu - olen : 0;
 
@@ -138,7 +140,7 @@ static __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const s
 		oip->protocol = gue ? IPPROTO_UDP : inner_proto;
 		oip->check = 0;
 		oip->saddr = src[0];
-		oip->daddr = be->addr[0];
+		oip->daddr = XLB_CA32(be->addr)[0];
 		oip->check = ~csum_fold64(csum_words((__u32 *)oip, 5));
 	} else {
 		struct ipv6hdr *oip = data + l3;
@@ -160,7 +162,7 @@ static __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const s
 		if ((void *)(g + XLB_GUE_HLEN) > data_end)
 			return XLB_V_DROP_ENCAP;
 		uh->source = bpf_htons(XLB_GUE_SPORT_MIN + hash % (65536 - XLB_GUE_SPORT_MIN));
-		uh->dest = svc->gue_port;
+		uh->dest = bpf_htons(svc->gue_port);
 		uh->len = bpf_htons(inner_len + sizeof(*uh) + XLB_GUE_HLEN);
 		/* Zero: no UDP checksum, as IPVS's GUE and Linux's fou accept
 		 * (RFC 6935 allows it for tunnels over IPv6). */

@@ -41,13 +41,14 @@ static __always_inline __u32 xlb_fmix(__u32 h, __u32 len)
 /* xlb_hash_src hashes the source address (sh). */
 static __always_inline __u32 xlb_hash_src(const struct xlb_flow *f)
 {
+	const __be32 *s = XLB_CA32(f->src);
 	__u32 h = XLB_HASH_SEED;
 
-	h = xlb_mix(h, f->src[0]);
+	h = xlb_mix(h, s[0]);
 	if (f->family == XLB_AF_INET6) {
-		h = xlb_mix(h, f->src[1]);
-		h = xlb_mix(h, f->src[2]);
-		h = xlb_mix(h, f->src[3]);
+		h = xlb_mix(h, s[1]);
+		h = xlb_mix(h, s[2]);
+		h = xlb_mix(h, s[3]);
 	}
 	return xlb_fmix(h, f->family);
 }
@@ -56,17 +57,18 @@ static __always_inline __u32 xlb_hash_src(const struct xlb_flow *f)
  * packet without connection entry). */
 static __always_inline __u32 xlb_hash_flow(const struct xlb_flow *f)
 {
+	const __be32 *s = XLB_CA32(f->src), *d = XLB_CA32(f->dst);
 	__u32 h = XLB_HASH_SEED;
 
-	h = xlb_mix(h, f->src[0]);
-	h = xlb_mix(h, f->dst[0]);
+	h = xlb_mix(h, s[0]);
+	h = xlb_mix(h, d[0]);
 	if (f->family == XLB_AF_INET6) {
-		h = xlb_mix(h, f->src[1]);
-		h = xlb_mix(h, f->src[2]);
-		h = xlb_mix(h, f->src[3]);
-		h = xlb_mix(h, f->dst[1]);
-		h = xlb_mix(h, f->dst[2]);
-		h = xlb_mix(h, f->dst[3]);
+		h = xlb_mix(h, s[1]);
+		h = xlb_mix(h, s[2]);
+		h = xlb_mix(h, s[3]);
+		h = xlb_mix(h, d[1]);
+		h = xlb_mix(h, d[2]);
+		h = xlb_mix(h, d[3]);
 	}
 	h = xlb_mix(h, ((__u32)f->sport << 16) | f->dport);
 	return xlb_fmix(h, f->proto);

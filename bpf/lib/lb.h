@@ -336,8 +336,9 @@ static __always_inline struct xlb_svc *lb_svc_of(__u32 id, const struct xlb_flow
 	idx = id * 2 + (*slot & 1);
 	svc = bpf_map_lookup_elem(&xlb_svc_v1, &idx);
 	if (!svc || !(svc->flags & XLB_SVC_F_ENABLED) || svc->port != f->dport || svc->proto != f->proto ||
-	    svc->vip[0] != f->dst[0] || svc->vip[1] != f->dst[1] || svc->vip[2] != f->dst[2] ||
-	    svc->vip[3] != f->dst[3] || svc->family != f->family)
+	    XLB_CA32(svc->vip)[0] != XLB_CA32(f->dst)[0] || XLB_CA32(svc->vip)[1] != XLB_CA32(f->dst)[1] ||
+	    XLB_CA32(svc->vip)[2] != XLB_CA32(f->dst)[2] || XLB_CA32(svc->vip)[3] != XLB_CA32(f->dst)[3] ||
+	    svc->family != f->family)
 		return NULL;
 	*cfg_idx = idx;
 	return svc;

@@ -22,7 +22,7 @@
  * included; a zero IPv4 UDP checksum stays zero). p->flow keeps the packet
  * as received. */
 static __noinline __u32 xlb_nat(struct xdp_md *ctx, struct xlb_pkt *p, int out, const __be32 *addr,
-				     __be16 port)
+				     __u16 port)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -61,8 +61,8 @@ static __noinline __u32 xlb_nat(struct xdp_md *ctx, struct xlb_pkt *p, int out, 
 		if ((void *)(th + 1) > data_end)
 			return XLB_V_DROP_MALFORMED;
 		pfield = out ? &th->source : &th->dest;
-		th->check = csum_apply(th->check, diff + csum_diff16(*pfield, port));
-		*pfield = port;
+		th->check = csum_apply(th->check, diff + csum_diff16(*pfield, bpf_htons(port)));
+		*pfield = bpf_htons(port);
 	} else if (p->flow.proto == IPPROTO_UDP) {
 		struct udphdr *uh = data + l4;
 
@@ -70,11 +70,11 @@ static __noinline __u32 xlb_nat(struct xdp_md *ctx, struct xlb_pkt *p, int out, 
 			return XLB_V_DROP_MALFORMED;
 		pfield = out ? &uh->source : &uh->dest;
 		if (uh->check || v6) {
-			__u16 c = csum_apply(uh->check, diff + csum_diff16(*pfield, port));
+			__u16 c = csum_apply(uh->check, diff + csum_diff16(*pfield, bpf_htons(port)));
 
 			uh->check = c ? c : 0xffff;
 		}
-		*pfield = port;
+		*pfield = bpf_htons(port);
 	}
 	return XLB_CONTINUE;
 }
@@ -89,7 +89,7 @@ static __noinline __u32 xlb_nat(struct xdp_md *ctx, struct xlb_pkt *p, int out, 
  * quoted IPv4 header, ICMP (with ICMPv6's pseudo-header). The quoted
  * TCP/UDP checksum is left as is (it covers a truncated packet). */
 static __always_inline __u32 xlb_icmp_nat(struct xdp_md *ctx, struct xlb_pkt *p, int out, const __be32 *outer_addr,
-					  const __be32 *inner_addr, __be16 inner_port)
+					  const __be32 *inner_addr, __u16 inner_port)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -133,8 +133,8 @@ static __always_inline __u32 xlb_icmp_nat(struct xdp_md *ctx, struct xlb_pkt *p,
 		if (iip->protocol == IPPROTO_TCP || iip->protocol == IPPROTO_UDP) {
 			__be16 *pf = out ? &ports[1] : &ports[0];
 
-			icmp_diff += csum_diff16(*pf, inner_port);
-			*pf = inner_port;
+			icmp_diff += csum_diff16(*pf, bpf_htons(inner_port));
+			*pf = bpf_htons(inner_port);
 		}
 		icsum = &ic->checksum;
 		if ((void *)(icsum + 1) > data_end)
@@ -158,8 +158,8 @@ static __always_inline __u32 xlb_icmp_nat(struct xdp_md *ctx, struct xlb_pkt *p,
 		if (iip->nexthdr == IPPROTO_TCP || iip->nexthdr == IPPROTO_UDP) {
 			__be16 *pf = out ? &ports[1] : &ports[0];
 
-			icmp_diff += csum_diff16(*pf, inner_port);
-			*pf = inner_port;
+			icmp_diff += csum_diff16(*pf, bpf_htons(inner_port));
+			*pf = bpf_htons(inner_port);
 		}
 		ic->checksum = csum_apply(ic->checksum, icmp_diff);
 	}

@@ -89,16 +89,16 @@ static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, s
 
 		if ((void *)(th + 1) > data_end || th->doff < 5)
 			return XLB_V_DROP_MALFORMED;
-		p->flow.sport = th->source;
-		p->flow.dport = th->dest;
+		p->flow.sport = bpf_ntohs(th->source);
+		p->flow.dport = bpf_ntohs(th->dest);
 		p->tcp_flags = ((__u8 *)th)[13];
 	} else if (p->flow.proto == IPPROTO_UDP) {
 		struct udphdr *uh = data + off;
 
 		if ((void *)(uh + 1) > data_end)
 			return XLB_V_DROP_MALFORMED;
-		p->flow.sport = uh->source;
-		p->flow.dport = uh->dest;
+		p->flow.sport = bpf_ntohs(uh->source);
+		p->flow.dport = bpf_ntohs(uh->dest);
 	}
 	else if (p->flow.proto == IPPROTO_ICMP || p->flow.proto == IPPROTO_ICMPV6) {
 		__u8 *type = data + off;
@@ -134,8 +134,8 @@ static __always_inline int xlb_parse_ipv4(void *data, void *data_end, __u32 off,
 
 	p->flow.family = XLB_AF_INET;
 	p->flow.proto = ip->protocol;
-	p->flow.src[0] = ip->saddr;
-	p->flow.dst[0] = ip->daddr;
+	XLB_A32(p->flow.src)[0] = ip->saddr;
+	XLB_A32(p->flow.dst)[0] = ip->daddr;
 
 	frag_off = bpf_ntohs(ip->frag_off);
 	p->df = !!(frag_off & XLB_IP_DF);

@@ -8,12 +8,20 @@
 #include <linux/types.h>
 #include "consts.h"
 
+/* Addresses are 16 bytes in network byte order, an IPv4 address in the
+ * first 4 (bpftool prints them as bytes: [10,0,0,3,0,...]); XLB_A32 views
+ * one as 32-bit words. Ports in map keys and values are in host byte order
+ * (bpftool prints 80 for port 80). */
+#define XLB_ADDR(name) __u8 name[16] __attribute__((aligned(4)))
+#define XLB_A32(a) ((__be32 *)(a))
+#define XLB_CA32(a) ((const __be32 *)(a))
+
 /* A transport flow: the connection-table key. */
 struct xlb_flow {
-	__be32 src[4];
-	__be32 dst[4];
-	__be16 sport;
-	__be16 dport;
+	XLB_ADDR(src);
+	XLB_ADDR(dst);
+	__u16 sport;
+	__u16 dport;
 	__u8 proto;
 	__u8 family; /* XLB_AF_INET or XLB_AF_INET6 */
 	__u8 pad[2];
@@ -21,8 +29,8 @@ struct xlb_flow {
 
 /* A virtual service address: key of xlb_svc_ids_v1. */
 struct xlb_svc_key {
-	__be32 addr[4];
-	__be16 port;
+	XLB_ADDR(addr);
+	__u16 port;
 	__u8 proto;
 	__u8 family;
 };
@@ -32,8 +40,8 @@ struct xlb_svc_key {
  * scheduling table at the same index in xlb_tables_v1) and then flips
  * xlb_svc_slot_v1[id], a single 32-bit store. */
 struct xlb_svc {
-	__be32 vip[4];
-	__be16 port;
+	XLB_ADDR(vip);
+	__u16 port;
 	__u8 proto;
 	__u8 family;
 	__u8 sched;     /* enum xlb_sched */
@@ -43,16 +51,16 @@ struct xlb_svc {
 	__u32 table_len;    /* entries in the scheduling table */
 	__u32 persist_timeout; /* seconds; 0: no persistence */
 	/* Tunnel mode: outer source address; the low src_bits host bits vary per flow. */
-	__be32 tun_src[4];
+	XLB_ADDR(tun_src);
 	__u8 tun_src_bits;
 	__u8 pad;
-	__be16 gue_port; /* GUE destination port */
+	__u16 gue_port; /* GUE destination port */
 };
 
 /* A real server. */
 struct xlb_backend {
-	__be32 addr[4];
-	__be16 port;     /* NAT: destination port after translation */
+	XLB_ADDR(addr);
+	__u16 port;     /* NAT: destination port after translation */
 	__u8 family;
 	__u8 pad;
 	__u32 flags;     /* enum xlb_backend_flags */
@@ -62,7 +70,7 @@ struct xlb_backend {
 	__u32 ifindex;   /* DR: egress interface toward the real server */
 	__u8 mac[6];     /* DR: next-hop MAC */
 	__u8 smac[6];    /* DR: MAC of ifindex */
-	__be32 tun_src[4]; /* tunnel: outer source when the service sets none */
+	XLB_ADDR(tun_src); /* tunnel: outer source when the service sets none */
 };
 
 /* A tracked connection: value of xlb_conns_v1. */
@@ -95,8 +103,8 @@ struct xlb_flow_cache {
 /* A datagram whose first fragment was forwarded: later fragments (no
  * ports) follow it. Key of xlb_frags_v1. */
 struct xlb_frag_key {
-	__be32 src[4];
-	__be32 dst[4];
+	XLB_ADDR(src);
+	XLB_ADDR(dst);
 	__u32 id;
 	__u8 proto;
 	__u8 family;
@@ -120,7 +128,7 @@ struct xlb_nat_real {
 
 /* Persistence template key (ipvsadm -p): client address and service. */
 struct xlb_persist_key {
-	__be32 addr[4];
+	XLB_ADDR(addr);
 	__u32 svc;
 	__u8 family;
 	__u8 pad[3];

@@ -26,7 +26,7 @@ func (d *Dataplane) adopt() error {
 		d.beIDs.take(id)
 		d.backends[id] = &beState{
 			svc:     e.Svc,
-			key:     dataplane.BackendKey{Addr: wordsAddr(e.Addr, e.Family), Port: unbe16(e.Port)},
+			key:     dataplane.BackendKey{Addr: wordsAddr(e.Addr, e.Family), Port: e.Port},
 			entry:   e,
 			retired: e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_RETIRED) != 0,
 		}
@@ -119,7 +119,7 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 	svc := dataplane.Service{
 		Key: dataplane.ServiceKey{
 			Addr:  wordsAddr(key.Addr, key.Family),
-			Port:  unbe16(key.Port),
+			Port:  key.Port,
 			Proto: dataplane.Proto(key.Proto),
 		},
 		Enabled:     cfg.Flags&uint16(bpfXlbSvcFlagsXLB_SVC_F_ENABLED) != 0,

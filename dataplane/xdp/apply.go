@@ -158,7 +158,7 @@ func (d *Dataplane) syncNATReals() error {
 	}
 	for k := range ambiguous {
 		delete(want, k)
-		d.log.Warn("NAT real server in several services: its replies need connection state", "real_server", wordsAddr(k.Addr, k.Family), "port", unbe16(k.Port))
+		d.log.Warn("NAT real server in several services: its replies need connection state", "real_server", wordsAddr(k.Addr, k.Family), "port", k.Port)
 	}
 	var errs []error
 	for k := range d.natReals {
@@ -372,7 +372,7 @@ func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dat
 	addr, fam := addrWords(b.Addr)
 	e := bpfXlbBackend{
 		Addr:   addr,
-		Port:   be16(b.Port),
+		Port:   b.Port,
 		Family: fam,
 		Flags:  uint32(bpfXlbBackendFlagsXLB_BE_F_IN_USE),
 		Svc:    svc,
@@ -487,7 +487,7 @@ func (d *Dataplane) newTable(ids []uint32) (*ebpf.Map, error) {
 
 func svcKey(k dataplane.ServiceKey) bpfXlbSvcKey {
 	addr, fam := addrWords(k.Addr)
-	return bpfXlbSvcKey{Addr: addr, Port: be16(k.Port), Proto: uint8(k.Proto), Family: fam}
+	return bpfXlbSvcKey{Addr: addr, Port: k.Port, Proto: uint8(k.Proto), Family: fam}
 }
 
 var schedCodes = map[dataplane.Scheduler]bpfXlbSched{
@@ -533,7 +533,7 @@ func svcConfig(id uint32, s dataplane.Service, tableLen uint32) (bpfXlbSvc, erro
 				return cfg, fmt.Errorf("GUE tunnel needs a port")
 			}
 			cfg.Flags |= uint16(bpfXlbSvcFlagsXLB_SVC_F_GUE)
-			cfg.GuePort = be16(s.Tunnel.GUEPort)
+			cfg.GuePort = s.Tunnel.GUEPort
 		}
 		if src := s.Tunnel.Source; src.IsValid() {
 			cfg.TunSrc, _ = addrWords(src.Addr())

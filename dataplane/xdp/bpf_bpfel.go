@@ -34,7 +34,7 @@ const (
 
 type bpfXlbBackend struct {
 	_       structs.HostLayout
-	Addr    [4]uint32
+	Addr    [16]uint8
 	Port    uint16
 	Family  uint8
 	Pad     uint8
@@ -45,7 +45,7 @@ type bpfXlbBackend struct {
 	Ifindex uint32
 	Mac     [6]uint8
 	Smac    [6]uint8
-	TunSrc  [4]uint32
+	TunSrc  [16]uint8
 }
 
 type bpfXlbBackendFlags uint32
@@ -100,8 +100,8 @@ const (
 
 type bpfXlbFlow struct {
 	_      structs.HostLayout
-	Src    [4]uint32
-	Dst    [4]uint32
+	Src    [16]uint8
+	Dst    [16]uint8
 	Sport  uint16
 	Dport  uint16
 	Proto  uint8
@@ -135,8 +135,8 @@ type bpfXlbFrag struct {
 
 type bpfXlbFragKey struct {
 	_      structs.HostLayout
-	Src    [4]uint32
-	Dst    [4]uint32
+	Src    [16]uint8
+	Dst    [16]uint8
 	Id     uint32
 	Proto  uint8
 	Family uint8
@@ -175,7 +175,7 @@ type bpfXlbPersist struct {
 
 type bpfXlbPersistKey struct {
 	_      structs.HostLayout
-	Addr   [4]uint32
+	Addr   [16]uint8
 	Svc    uint32
 	Family uint8
 	Pad    [3]uint8
@@ -208,7 +208,7 @@ type bpfXlbStats struct {
 
 type bpfXlbSvc struct {
 	_              structs.HostLayout
-	Vip            [4]uint32
+	Vip            [16]uint8
 	Port           uint16
 	Proto          uint8
 	Family         uint8
@@ -218,7 +218,7 @@ type bpfXlbSvc struct {
 	Id             uint32
 	TableLen       uint32
 	PersistTimeout uint32
-	TunSrc         [4]uint32
+	TunSrc         [16]uint8
 	TunSrcBits     uint8
 	Pad            uint8
 	GuePort        uint16
@@ -233,7 +233,7 @@ const (
 
 type bpfXlbSvcKey struct {
 	_      structs.HostLayout
-	Addr   [4]uint32
+	Addr   [16]uint8
 	Port   uint16
 	Proto  uint8
 	Family uint8

@@ -1,54 +1,35 @@
 package xdp
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"strings"
 
 	"github.com/cilium/ebpf/btf"
 )
 
-// Address and port fields are in network byte order in memory; the
-// generated structs hold them as native-endian integers.
+// Addresses in the maps are 16 bytes in network byte order (an IPv4
+// address in the first 4); ports are in host byte order.
 
 const (
 	familyV4 = 4
 	familyV6 = 6
 )
 
-func addrWords(a netip.Addr) (w [4]uint32, family uint8) {
+func addrWords(a netip.Addr) (w [16]uint8, family uint8) {
 	if a.Is4() {
 		b := a.As4()
-		w[0] = binary.NativeEndian.Uint32(b[:])
+		copy(w[:], b[:])
 		return w, familyV4
 	}
-	b := a.As16()
-	for i := range w {
-		w[i] = binary.NativeEndian.Uint32(b[4*i:])
-	}
-	return w, familyV6
+	return a.As16(), familyV6
 }
 
-func wordsAddr(w [4]uint32, family uint8) netip.Addr {
-	var b [16]byte
-	for i := range w {
-		binary.NativeEndian.PutUint32(b[4*i:], w[i])
-	}
+func wordsAddr(w [16]uint8, family uint8) netip.Addr {
 	if family == familyV4 {
-		return netip.AddrFrom4([4]byte(b[:4]))
+		return netip.AddrFrom4([4]byte(w[:4]))
 	}
-	return netip.AddrFrom16(b)
+	return netip.AddrFrom16(w)
 }
-
-// be16 converts a port to its in-memory network-order representation.
-func be16(p uint16) uint16 {
-	var b [2]byte
-	binary.BigEndian.PutUint16(b[:], p)
-	return binary.NativeEndian.Uint16(b[:])
-}
-
-// unbe16 is the inverse of be16.
-func unbe16(v uint16) uint16 { return be16(v) }
 
 // enumNames returns the names of a C enum from the object's BTF, lower
 // case without prefix ("pass_not_service"), by value; the _MAX entry is
