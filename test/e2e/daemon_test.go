@@ -27,6 +27,8 @@ func service(st *control.Status, name string) *control.ServiceInfo {
 	return nil
 }
 
+// waitHealth waits until a real server's health is want ("up", "down")
+// and the dataplane has the weight that goes with it (0 when down).
 func waitHealth(t *testing.T, d *lab.Director, service_, addr, want string, timeout time.Duration) {
 	t.Helper()
 	nettest.WaitFor(t, timeout, fmt.Sprintf("%s %s %s", service_, addr, want), func() error {
@@ -42,6 +44,9 @@ func waitHealth(t *testing.T, d *lab.Director, service_, addr, want string, time
 			if r.Address == addr {
 				if r.Health != want {
 					return fmt.Errorf("%s is %s", addr, r.Health)
+				}
+				if (want == "down") != (r.Effective == 0) {
+					return fmt.Errorf("%s is %s but its installed weight is %d", addr, r.Health, r.Effective)
 				}
 				return nil
 			}
