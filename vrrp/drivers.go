@@ -11,31 +11,32 @@ import (
 	"time"
 )
 
-// Clock is the time source of a Node: the real one by default, a fake in
-// tests.
+// Clock is the time source of a Node: by default time.Now with timerfd
+// timers, a fake in tests.
 type Clock interface {
 	Now() time.Time
-	NewTimer(d time.Duration) Timer
+	// AfterFunc calls f in its own goroutine d from now, and again d after
+	// each Reset. A call may be late, or spurious after a Reset or Stop: f
+	// checks the time itself.
+	AfterFunc(d time.Duration, f func()) Timer
 }
 
-// Timer is a Clock's timer, as time.Timer (Go 1.23 semantics: after Reset
-// or Stop no stale value is received).
+// Timer re-arms or stops a Clock's AfterFunc.
 type Timer interface {
-	C() <-chan time.Time
 	Reset(d time.Duration)
 	Stop()
 }
 
+// realClock uses Go timers (the fallback when timerfd is unavailable).
 type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
-func (realClock) NewTimer(d time.Duration) Timer {
-	return realTimer{time.NewTimer(d)}
+func (realClock) AfterFunc(d time.Duration, f func()) Timer {
+	return realTimer{time.AfterFunc(d, f)}
 }
 
 type realTimer struct{ t *time.Timer }
 
-func (t realTimer) C() <-chan time.Time   { return t.t.C }
 func (t realTimer) Reset(d time.Duration) { t.t.Reset(d) }
 func (t realTimer) Stop()                 { t.t.Stop() }
 

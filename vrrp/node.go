@@ -1,7 +1,6 @@
 package vrrp
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -77,14 +76,25 @@ type Options struct {
 	// EventBuffer is the capacity of the Events channel (default 64).
 	EventBuffer int
 	// BeforeMaster, when set, is called when an instance becomes MASTER,
-	// before its VIPs are added and announced, on the protocol's goroutine
-	// with no lock held: the daemon enables forwarding there, so that no
-	// packet reaches the new master before it can forward. It must return
-	// quickly (it delays the takeover); the event is also sent on Events.
+	// before its VIPs are added and announced: the daemon enables
+	// forwarding there, so that no packet reaches the new master before it
+	// can forward. The protocol waits for it (it delays the takeover: it
+	// must return quickly) and Status works meanwhile; it must not call
+	// Reconfigure or Shutdown, which wait for the protocol. The event is
+	// also sent on Events.
 	BeforeMaster func(Event)
 }
 
 // Node runs the VRRP instances of one daemon.
+//
+// There is no protocol goroutine: whichever goroutine has an input (a
+// socket reader, the timer, a track script, the link watcher, an API call)
+// runs the core's step itself under the step locks, so a wake-up hands
+// nothing to another goroutine (each hand-off wakes a thread; at 20ms
+// adverts that was most of the CPU used). The actions run under the locks
+// never wait on anything but the kernel (sends are non-blocking, events
+// drop the oldest, notify scripts are queued), except BeforeMaster, called
+// with coreMu released.
 type Node struct {
 	log    *slog.Logger
 	clock  Clock
@@ -93,27 +103,35 @@ type Node struct {
 	before func(Event)
 	notify *notifier
 
-	mu      sync.Mutex
-	cfg     Config
-	core    *core // owned by Run's goroutine while it runs
-	phase   int   // phaseIdle, phaseRunning, phaseStopped
-	status  []InstanceStatus
-	reqs    chan request
-	done    chan struct{}
-	events  chan Event
-	dropped atomic.Uint64
+	mu       sync.Mutex // guards the fields below until stepMu
+	cfg      Config
+	phase    int // phaseIdle, phaseRunning, phaseStopped
+	status   []InstanceStatus
+	stopErr  error
+	shutdown chan context.Context
+	done     chan struct{}
+	events   chan Event
+	dropped  atomic.Uint64
 
-	// Owned by Run's goroutine.
-	inputs   chan any
-	vrrpEPs  map[epKey]*vrrpEndpoint
-	frameEPs map[epKey]*frameEndpoint
-	vipOwner map[netip.Addr]string
-	ownMACs  map[string]bool
-	vmacs    map[string]bool
-	scripts  map[string]*scriptTask
-	retired  map[string]*instance
-	warned   map[string]time.Time
-	drvCtx   context.Context
+	// stepMu serializes the protocol's steps (held across BeforeMaster);
+	// coreMu guards the fields below while Run runs (released around
+	// BeforeMaster, so Status works meanwhile). Lock order: stepMu, coreMu.
+	stepMu    sync.Mutex
+	coreMu    sync.Mutex
+	core      *core
+	stopped   bool
+	timer     Timer
+	armed     time.Time // deadline the timer is set for; zero: not armed
+	pendingRx atomic.Int32
+	vrrpEPs   map[epKey]*vrrpEndpoint
+	frameEPs  map[epKey]*frameEndpoint
+	vipOwner  map[netip.Addr]string
+	ownMACs   map[string]bool
+	vmacs     map[string]bool
+	scripts   map[string]*scriptTask
+	retired   map[string]*instance
+	warned    map[string]time.Time
+	drvCtx    context.Context
 }
 
 const (
@@ -121,13 +139,6 @@ const (
 	phaseRunning
 	phaseStopped
 )
-
-type request struct {
-	cfg      *Config
-	shutdown context.Context
-	status   chan []InstanceStatus
-	reply    chan error
-}
 
 type epKey struct {
 	ifname string
@@ -141,16 +152,15 @@ func NewNode(cfg Config, opts Options) (*Node, error) {
 		return nil, fmt.Errorf("vrrp config: %w", err)
 	}
 	n := &Node{
-		log:    opts.Logger,
-		clock:  opts.Clock,
-		net:    opts.Network,
-		runner: opts.Runner,
-		before: opts.BeforeMaster,
-		cfg:    cloneConfig(cfg),
-		reqs:   make(chan request),
-		done:   make(chan struct{}),
-		inputs: make(chan any, 256),
-		warned: map[string]time.Time{},
+		log:      opts.Logger,
+		clock:    opts.Clock,
+		net:      opts.Network,
+		runner:   opts.Runner,
+		before:   opts.BeforeMaster,
+		cfg:      cloneConfig(cfg),
+		shutdown: make(chan context.Context),
+		done:     make(chan struct{}),
+		warned:   map[string]time.Time{},
 	}
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
@@ -171,7 +181,7 @@ func NewNode(cfg Config, opts Options) (*Node, error) {
 	n.events = make(chan Event, buf)
 	n.notify = newNotifier(n.runner, n.log)
 	n.core = newCore(n.cfg)
-	n.publish()
+	n.status = n.core.statuses()
 	return n, nil
 }
 
@@ -192,19 +202,13 @@ func (n *Node) Events() <-chan Event { return n.events }
 func (n *Node) EventsDropped() uint64 { return n.dropped.Load() }
 
 // Status returns a snapshot of every instance, in configuration order.
-// While Run runs the protocol loop builds it (it is not rebuilt on every
-// packet: a scrape is rarer than an advert).
 func (n *Node) Status() []InstanceStatus {
 	n.mu.Lock()
 	if n.phase == phaseRunning {
 		n.mu.Unlock()
-		req := request{status: make(chan []InstanceStatus, 1)}
-		select {
-		case n.reqs <- req:
-			return <-req.status
-		case <-n.done:
-		}
-		n.mu.Lock()
+		n.coreMu.Lock()
+		defer n.coreMu.Unlock()
+		return n.core.statuses()
 	}
 	defer n.mu.Unlock()
 	out := make([]InstanceStatus, len(n.status))
@@ -215,13 +219,6 @@ func (n *Node) Status() []InstanceStatus {
 		out[i] = s
 	}
 	return out
-}
-
-func (n *Node) publish() {
-	st := n.core.statuses()
-	n.mu.Lock()
-	n.status = st
-	n.mu.Unlock()
 }
 
 // Reconfigure applies a new configuration, as keepalived's reload: an
@@ -247,13 +244,22 @@ func (n *Node) Reconfigure(cfg Config) error {
 		return errors.New("vrrp: node is stopped")
 	}
 	n.mu.Unlock()
-	req := request{cfg: &cfg, reply: make(chan error, 1)}
-	select {
-	case n.reqs <- req:
-		return <-req.reply
-	case <-n.done:
+	n.lockStep()
+	defer n.unlockStep()
+	if n.stopped {
 		return errors.New("vrrp: node is stopped")
 	}
+	return n.reconfigure(cfg)
+}
+
+func (n *Node) lockStep() {
+	n.stepMu.Lock()
+	n.coreMu.Lock()
+}
+
+func (n *Node) unlockStep() {
+	n.coreMu.Unlock()
+	n.stepMu.Unlock()
 }
 
 // Shutdown stops the node gracefully: masters send priority 0 and remove
@@ -267,9 +273,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		close(n.events)
 	}
 	n.mu.Unlock()
-	req := request{shutdown: ctx, reply: make(chan error, 1)}
 	select {
-	case n.reqs <- req:
+	case n.shutdown <- ctx:
 	case <-n.done:
 		return nil
 	case <-ctx.Done():
@@ -277,7 +282,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	select {
 	case <-n.done:
-		return <-req.reply
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.stopErr
 	case <-ctx.Done():
 		return fmt.Errorf("vrrp shutdown: %w", ctx.Err())
 	}
@@ -286,10 +293,12 @@ func (n *Node) Shutdown(ctx context.Context) error {
 // Run runs the instances until ctx is done or Shutdown is called; both end
 // with the graceful stop of Shutdown. It fails at once if an instance's
 // interface does not exist or its sockets cannot be opened.
-func (n *Node) Run(ctx context.Context) (err error) {
+func (n *Node) Run(ctx context.Context) error {
+	n.lockStep() // before the phase changes: Reconfigure waits for the start
 	n.mu.Lock()
 	if n.phase != phaseIdle {
 		n.mu.Unlock()
+		n.unlockStep()
 		return errors.New("vrrp: Run called twice or after Shutdown")
 	}
 	n.phase = phaseRunning
@@ -300,94 +309,74 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	n.drvCtx = drvCtx
 	n.vrrpEPs, n.frameEPs, n.scripts = map[epKey]*vrrpEndpoint{}, map[epKey]*frameEndpoint{}, map[string]*scriptTask{}
 	n.vmacs = map[string]bool{}
-	var shutdownReply chan error
-	defer func() {
-		cancel()
-		n.closeUnused(Config{})
-		n.publish()
-		n.mu.Lock()
-		n.phase = phaseStopped
-		n.mu.Unlock()
-		close(n.done)
-		close(n.events)
-		if shutdownReply != nil {
-			shutdownReply <- err
-		}
-	}()
-
-	if err := n.prepare(cfg); err != nil {
+	n.timer = n.clock.AfterFunc(time.Hour, n.onTimer)
+	n.timer.Stop()
+	err := n.prepare(cfg)
+	if err == nil {
+		now := n.clock.Now()
+		n.exec(now, n.core.start(now))
+		n.rearm()
+		n.syncScripts(cfg.Scripts)
+	}
+	n.unlockStep()
+	if err != nil {
+		n.finish(cancel, err)
 		return err
 	}
 	go func() {
 		err := n.net.WatchLinks(drvCtx, func(name string, up bool) {
-			select {
-			case n.inputs <- inLink{name, up}:
-			case <-drvCtx.Done():
-			}
+			n.step(func(now time.Time) []action {
+				acts := n.core.linkState(now, name, up)
+				if up {
+					vips := n.allVIPs()
+					for _, in := range n.core.insts {
+						if in.cfg.Interface == name {
+							n.resolveLocal(in, vips)
+						}
+					}
+				}
+				return acts
+			})
 		})
 		if err != nil && drvCtx.Err() == nil {
 			n.log.Error("vrrp: watching links failed: tracking of interfaces stops", "err", err)
 		}
 	}()
-	n.syncScripts(cfg.Scripts)
-	now := n.clock.Now()
-	n.exec(now, n.core.start(now))
 	n.log.Info("vrrp started", "instances", len(cfg.Instances))
 
-	timer := n.clock.NewTimer(time.Hour)
-	defer releaseTimer(timer)
-	var armed time.Time // deadline the timer is set for; zero: stopped
-	timer.Stop()
-	for {
-		// Re-arm only when the deadline moved: a Reset can wake the
-		// runtime's poller, a cost at 100 adverts a second.
-		if next := n.core.next(); !next.Equal(armed) {
-			armed = next
-			if next.IsZero() {
-				timer.Stop()
-			} else {
-				timer.Reset(max(next.Sub(n.clock.Now()), 0))
-			}
-		}
-		select {
-		case <-ctx.Done():
-			sctx, scancel := context.WithTimeout(context.Background(), n.maxNotifyTimeout()+time.Second)
-			err := n.stopAll(sctx)
-			scancel()
-			return err
-		case r := <-n.reqs:
-			switch {
-			case r.shutdown != nil:
-				shutdownReply = r.reply
-				return n.stopAll(r.shutdown)
-			case r.status != nil:
-				r.status <- n.core.statuses()
-				continue
-			}
-			r.reply <- n.reconfigure(*r.cfg)
-		case in := <-n.inputs:
-			n.handle(in)
-		case <-timer.C():
-			armed = time.Time{}
-		}
-		// Packets already received count before timers: after a stall
-		// an advert that arrived in time must not lose against the
-		// Master_Down_Timer that expired meanwhile.
-		for range cap(n.inputs) {
-			select {
-			case in := <-n.inputs:
-				n.handle(in)
-				continue
-			default:
-			}
-			break
-		}
-		now := n.clock.Now()
-		n.exec(now, n.core.tick(now))
+	var sctx context.Context
+	select {
+	case <-ctx.Done():
+		c, stop := context.WithTimeout(context.Background(), n.maxNotifyTimeout()+time.Second)
+		defer stop()
+		sctx = c
+	case sctx = <-n.shutdown:
 	}
+	err = n.stopAll(sctx)
+	n.finish(cancel, err)
+	return err
+}
+
+// finish releases everything Run holds and marks the node stopped.
+func (n *Node) finish(cancel context.CancelFunc, err error) {
+	cancel() // scripts, link watcher
+	n.lockStep()
+	n.stopped = true
+	n.closeUnused(Config{})
+	st := n.core.statuses()
+	timer := n.timer
+	n.unlockStep()
+	releaseTimer(timer) // unlocked: its goroutine may wait for the step
+	n.mu.Lock()
+	n.status, n.phase, n.stopErr = st, phaseStopped, err
+	n.mu.Unlock()
+	close(n.done)
+	close(n.events)
 }
 
 func (n *Node) maxNotifyTimeout() time.Duration {
+	n.coreMu.Lock()
+	defer n.coreMu.Unlock()
 	d := DefaultNotifyTimeout
 	for _, in := range n.core.insts {
 		d = max(d, in.cfg.Notify.Timeout)
@@ -397,13 +386,65 @@ func (n *Node) maxNotifyTimeout() time.Duration {
 
 // stopAll is the graceful stop.
 func (n *Node) stopAll(ctx context.Context) error {
+	n.lockStep()
 	now := n.clock.Now()
 	n.exec(now, n.core.shutdown(now))
+	n.stopped = true
+	n.unlockStep()
 	n.log.Info("vrrp stopped")
 	if err := n.notify.wait(ctx); err != nil {
 		return fmt.Errorf("vrrp shutdown: notify scripts still running: %w", err)
 	}
 	return nil
+}
+
+// step runs one input through the core, with the timers that came due,
+// and executes the actions; the caller is the goroutine that had the
+// input.
+func (n *Node) step(input func(now time.Time) []action) {
+	n.lockStep()
+	defer n.unlockStep()
+	if n.stopped {
+		return
+	}
+	now := n.clock.Now()
+	if input != nil {
+		n.exec(now, input(now))
+	}
+	n.exec(now, n.core.tick(now))
+	n.rearm()
+}
+
+// onTimer runs in the timer's goroutine.
+func (n *Node) onTimer() {
+	n.lockStep()
+	defer n.unlockStep()
+	n.armed = time.Time{}
+	if n.stopped || n.pendingRx.Load() > 0 {
+		// A received packet waits for the step: it goes first (after a
+		// stall, an advert that came in time must not lose against the
+		// Master_Down_Timer); its step re-arms the timer.
+		return
+	}
+	now := n.clock.Now()
+	n.exec(now, n.core.tick(now))
+	n.rearm()
+}
+
+// rearm sets the timer for the core's next deadline, only when it moved.
+// The delay is taken from the clock now, not from the step's start: the
+// actions took time.
+func (n *Node) rearm() {
+	next := n.core.next()
+	if next.Equal(n.armed) {
+		return
+	}
+	n.armed = next
+	if next.IsZero() {
+		n.timer.Stop()
+		return
+	}
+	n.timer.Reset(max(next.Sub(n.clock.Now()), 0))
 }
 
 // prepare opens what cfg needs (VMACs, sockets), learns the interfaces and
@@ -554,6 +595,7 @@ func (n *Node) reconfigure(cfg Config) error {
 	n.retired = nil
 	n.closeUnused(cfg)
 	n.syncScripts(cfg.Scripts)
+	n.rearm()
 	n.mu.Lock()
 	n.cfg = cfg
 	n.mu.Unlock()
@@ -611,82 +653,40 @@ func vmacAddr(vrid uint8, v6 bool) net.HardwareAddr {
 
 // --- inputs ---
 
-type inPacket struct {
-	ep       *vrrpEndpoint
-	data     []byte
-	src, dst netip.Addr
-	ttl      int
-}
-
-type inFrame struct {
-	ep   *frameEndpoint
-	data []byte
-}
-
-type inScript struct {
-	name, script string
-	ok           bool
-}
-
-type inLink struct {
-	name string
-	up   bool
-}
-
-func (n *Node) handle(in any) {
-	now := n.clock.Now()
-	switch in := in.(type) {
-	case inPacket:
-		n.exec(now, n.onPacket(now, in))
-	case inFrame:
-		c, ok := parseClaim(in.data)
-		if !ok || n.ownMACs[string(c.MAC)] {
-			return
-		}
-		if name, ok := n.vipOwner[c.IP]; ok {
-			n.exec(now, n.core.claim(now, name, c.IP))
-		}
-	case inScript:
-		if t := n.scripts[in.name]; t == nil || t.cfg.Script != in.script {
-			return // from a script replaced by a reload
-		}
-		n.exec(now, n.core.scriptResult(now, in.name, in.ok))
-	case inLink:
-		acts := n.core.linkState(now, in.name, in.up)
-		if in.up {
-			vips := n.allVIPs()
-			for _, inst := range n.core.insts {
-				if inst.cfg.Interface == in.name {
-					n.resolveLocal(inst, vips)
-				}
-			}
-		}
-		n.exec(now, acts)
-	}
-}
-
 // onPacket decodes a VRRP packet and dispatches it by VRID; rejects that
 // cannot be tied to an instance count on every instance of the socket.
-func (n *Node) onPacket(now time.Time, p inPacket) []action {
+func (n *Node) onPacket(now time.Time, ep *vrrpEndpoint, data []byte, src, dst netip.Addr, ttl int) []action {
 	name := ""
-	if len(p.data) >= 2 {
-		name = p.ep.byVRID[p.data[1]]
+	if len(data) >= 2 {
+		name = ep.byVRID[data[1]]
 	}
-	adv, err := ParseAdvert(p.data, p.src, p.dst)
+	adv, err := ParseAdvert(data, src, dst)
 	if err != nil {
 		var pe *ParseError
 		reason := RxLength
 		if errors.As(err, &pe) {
 			reason = pe.Reason
 		}
-		n.rxReject(p.ep, name, reason, err, p.src)
+		n.rxReject(ep, name, reason, err, src)
 		return nil
 	}
 	if name == "" {
-		n.rxReject(p.ep, "", RxVRID, fmt.Errorf("VRID %d not configured", adv.VRID), p.src)
+		n.rxReject(ep, "", RxVRID, fmt.Errorf("VRID %d not configured", adv.VRID), src)
 		return nil
 	}
-	return n.core.advert(now, name, rxPacket{Advert: adv, Src: p.src, Dst: p.dst, TTL: p.ttl})
+	return n.core.advert(now, name, rxPacket{Advert: adv, Src: src, Dst: dst, TTL: ttl})
+}
+
+// onFrame looks for a claim on one of our VIPs by another station.
+func (n *Node) onFrame(now time.Time, data []byte) []action {
+	c, ok := parseClaim(data)
+	if !ok || n.ownMACs[string(c.MAC)] {
+		return nil
+	}
+	if name, ok := n.vipOwner[c.IP]; ok {
+		return n.core.claim(now, name, c.IP)
+	}
+	return nil
 }
 
 func (n *Node) rxReject(ep *vrrpEndpoint, name, reason string, err error, src netip.Addr) {
@@ -709,11 +709,14 @@ func (n *Node) lookup(name string) *instance {
 	return n.retired[name]
 }
 
+// exec runs actions, under the step locks.
 func (n *Node) exec(now time.Time, acts []action) {
 	if n.before != nil {
 		for _, a := range acts {
 			if a.kind == actTransition && a.to == Master && n.lookup(a.inst) != nil {
+				n.coreMu.Unlock() // stepMu still holds the protocol
 				n.before(Event{Instance: a.inst, From: a.from, To: a.to, Priority: a.prio, Reason: a.note, At: now})
+				n.coreMu.Lock()
 			}
 		}
 	}
@@ -907,11 +910,9 @@ func (n *Node) openVRRP(k epKey) (*vrrpEndpoint, error) {
 				}
 				return
 			}
-			select {
-			case n.inputs <- inPacket{ep: ep, data: bytes.Clone(buf[:m]), src: src, dst: dst, ttl: ttl}:
-			case <-ep.stop:
-				return
-			}
+			n.pendingRx.Add(1)
+			n.step(func(now time.Time) []action { return n.onPacket(now, ep, buf[:m], src, dst, ttl) })
+			n.pendingRx.Add(-1)
 		}
 	}()
 	return ep, nil
@@ -951,11 +952,7 @@ func (n *Node) openFrames(k epKey) (*frameEndpoint, error) {
 				}
 				return
 			}
-			select {
-			case n.inputs <- inFrame{ep: ep, data: bytes.Clone(buf[:m])}:
-			case <-ep.stop:
-				return
-			}
+			n.step(func(now time.Time) []action { return n.onFrame(now, buf[:m]) })
 		}
 	}()
 	return ep, nil
@@ -992,7 +989,13 @@ func (n *Node) syncScripts(scs []ScriptConfig) {
 }
 
 func (n *Node) runScript(ctx context.Context, sc ScriptConfig) {
-	t := n.clock.NewTimer(time.Hour)
+	wake := make(chan struct{}, 1)
+	t := n.clock.AfterFunc(time.Hour, func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	})
 	t.Stop()
 	defer releaseTimer(t)
 	for {
@@ -1005,14 +1008,19 @@ func (n *Node) runScript(ctx context.Context, sc ScriptConfig) {
 		if err != nil {
 			n.log.Debug("vrrp: track script failed", "script", sc.Name, "err", err)
 		}
+		n.step(func(now time.Time) []action {
+			if t := n.scripts[sc.Name]; t == nil || t.cfg.Script != sc.Script {
+				return nil // replaced by a reload
+			}
+			return n.core.scriptResult(now, sc.Name, err == nil)
+		})
 		select {
-		case n.inputs <- inScript{name: sc.Name, script: sc.Script, ok: err == nil}:
-		case <-ctx.Done():
-			return
+		case <-wake: // a late call of the last arming
+		default:
 		}
 		t.Reset(sc.Interval)
 		select {
-		case <-t.C():
+		case <-wake:
 		case <-ctx.Done():
 			return
 		}

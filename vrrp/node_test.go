@@ -26,7 +26,7 @@ type fakeClock struct {
 
 type fakeTimer struct {
 	c      *fakeClock
-	ch     chan time.Time
+	f      func()
 	at     time.Time
 	active bool
 }
@@ -37,8 +37,8 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
-	t := &fakeTimer{c: c, ch: make(chan time.Time, 1)}
+func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
+	t := &fakeTimer{c: c, f: f}
 	c.mu.Lock()
 	c.timers = append(c.timers, t)
 	c.mu.Unlock()
@@ -58,23 +58,14 @@ func (c *fakeClock) fireLocked() {
 	for _, t := range c.timers {
 		if t.active && !t.at.After(c.now) {
 			t.active = false
-			select {
-			case t.ch <- c.now:
-			default:
-			}
+			go t.f()
 		}
 	}
 }
 
-func (t *fakeTimer) C() <-chan time.Time { return t.ch }
-
 func (t *fakeTimer) Reset(d time.Duration) {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
-	select {
-	case <-t.ch:
-	default:
-	}
 	t.at, t.active = t.c.now.Add(d), true
 	t.c.fireLocked()
 }
@@ -83,10 +74,6 @@ func (t *fakeTimer) Stop() {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()
 	t.active = false
-	select {
-	case <-t.ch:
-	default:
-	}
 }
 
 type sentAdvert struct {
@@ -335,10 +322,14 @@ type nodeRig struct {
 	runErr chan error
 }
 
-func startRig(t *testing.T, cfg Config, buf int) *nodeRig {
+func startRig(t *testing.T, cfg Config, buf int, before ...func(Event)) *nodeRig {
 	t.Helper()
 	r := &nodeRig{t: t, clock: &fakeClock{now: t0}, net: newFakeNet(), run: &fakeRunner{fail: map[string]bool{}}, runErr: make(chan error, 1)}
-	n, err := NewNode(cfg, Options{Clock: r.clock, Network: r.net, Runner: r.run, EventBuffer: buf})
+	opts := Options{Clock: r.clock, Network: r.net, Runner: r.run, EventBuffer: buf}
+	if len(before) > 0 {
+		opts.BeforeMaster = before[0]
+	}
+	n, err := NewNode(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -610,4 +601,28 @@ func TestNodeSplitBrainFromFrames(t *testing.T) {
 		garp := garpFrame(net.HardwareAddr{2, 0, 0, 0, 0, 1}, vip)
 		return slices.ContainsFunc(r.net.sentFrames()[n:], func(f []byte) bool { return bytes.Equal(f, garp) })
 	})
+}
+
+func TestNodeBeforeMaster(t *testing.T) {
+	type call struct {
+		ev       Event
+		vipAdded bool
+		state    State
+	}
+	calls := make(chan call, 4)
+	var r *nodeRig
+	ready := make(chan struct{})
+	r = startRig(t, cfgOf(nodeInst("a", 100)), 0, func(ev Event) {
+		<-ready
+		// The VIP is not there yet, and Status works from the hook.
+		calls <- call{ev, r.net.hasAddr("10.0.0.100"), r.node.Status()[0].State}
+	})
+	close(ready)
+	r.waitState("a", Backup)
+	r.advanceUntil(Master)
+	c := <-calls
+	if c.ev.Instance != "a" || c.ev.From != Backup || c.ev.To != Master || c.vipAdded || c.state != Master {
+		t.Fatalf("BeforeMaster call %+v", c)
+	}
+	waitUntil(t, "VIP added after the hook", func() bool { return r.net.hasAddr("10.0.0.100") })
 }
