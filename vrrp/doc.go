@@ -12,7 +12,7 @@
 //
 // The daemon builds a Config (usually from its TOML) and runs one Node:
 //
-//	node, err := vrrp.NewNode(cfg, vrrp.Options{Logger: log})
+//	node, err := vrrp.NewNode(cfg, vrrp.Options{Logger: log, BeforeMaster: enableForwarding})
 //	if err != nil { ... }             // invalid config, AH authentication (ErrAHNotSupported)
 //	go func() {
 //		for ev := range node.Events() { // role changes, in order
@@ -36,6 +36,11 @@
 // and removes its VIPs, notify_stop runs, and Run returns once the notify
 // scripts are done (bounded by their timeout). Events is closed when Run
 // returns.
+//
+// Options.BeforeMaster, when set, is called when an instance becomes
+// MASTER, before it adds and announces its VIPs, so that forwarding can be
+// enabled first; the protocol waits for it (keep it short), Status works
+// meanwhile, Reconfigure and Shutdown must not be called from it.
 //
 // Events never blocks the protocol: it is buffered (Options.EventBuffer,
 // 64 by default) and when it is full the oldest event is dropped to make
@@ -124,19 +129,23 @@
 //
 // The protocol core (core.go) is pure: instances' state machines, tracking
 // and split-brain rounds are methods taking the time and returning
-// actions; no goroutine, no sleep, no I/O. The Node (node.go) owns the
-// core in one goroutine and executes the actions through drivers behind
-// interfaces (drivers.go): Clock, Network (VRRP sockets, ARP/NA sockets,
-// addresses, links, macvlans) and Runner (scripts). LinuxNetwork
-// (netlinux.go) is the real Network; tests inject fakes. Packet codecs are
-// packet.go (VRRP) and arp.go (ARP, NA, NS).
+// actions; no goroutine, no sleep, no I/O. The Node (node.go) feeds it and
+// executes the actions through drivers behind interfaces (drivers.go):
+// Clock, Network (VRRP sockets, ARP/NA sockets, addresses, links,
+// macvlans) and Runner (scripts). LinuxNetwork (netlinux.go) is the real
+// Network; tests inject fakes. Packet codecs are packet.go (VRRP) and
+// arp.go (ARP, NA, NS). The Node has no goroutine of its own for the
+// protocol: the goroutine that wakes (a timer, a socket reader, a script,
+// the link watcher, an API call) runs the step under the Node's locks, so
+// no wake-up is handed from one goroutine to another.
 //
 // The Linux driver sends and receives VRRP with non-blocking raw
 // syscalls, on a receive socket in Go's poller and a separate send socket
 // outside it, and the default Clock's timers are timerfds waited for in
-// the poller: at 20ms adverts, scheduler-aware syscalls and Go timers woke
-// the runtime's sysmon thread on every packet and expiry, which more than
-// doubled the CPU used (BenchmarkFailoverCPU).
+// the poller: at 20ms adverts, scheduler-aware syscalls, Go timers and
+// goroutine hand-offs woke extra threads on every packet and expiry
+// (5.6 thread switches per advert, down to 1.1, keepalived's is 1.0),
+// which more than doubled the CPU used (BenchmarkFailoverCPU).
 //
 // # Limits
 //
