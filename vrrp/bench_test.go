@@ -1,8 +1,10 @@
 package vrrp_test
 
 import (
+	"bytes"
 	"fmt"
-	"math/rand/v2"
+	"math"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -20,7 +22,8 @@ import (
 // SIGTERM (graceful stop, priority 0) of n1 until the client receives n2's
 // gratuitous ARP for the VIP (n2 adds the VIP before it sends it). Advert
 // intervals 1s (VRRPv2, as keepalived's default), 100ms, 20ms and 10ms
-// (VRRPv3). The kill comes at a random phase of the advert interval.
+// (VRRPv3). The node is stopped at a known phase after one of its adverts,
+// the same sequence of phases for both implementations.
 //
 //	go test -run '^$' -bench Failover -benchtime 1x ./vrrp/
 func BenchmarkFailover(b *testing.B) {
@@ -134,6 +137,7 @@ func BenchmarkFailoverCPU(b *testing.B) {
 func measureFailover(b *testing.B, impl string, iv time.Duration, n int) (kill, graceful []time.Duration) {
 	p := pair{impl: impl, iv: iv, l: newLab(b, 2)}
 	n1, n2 := p.l.nodes[0], p.l.nodes[1]
+	ip := p.l.client.Capture(b, "eth0", 0x0800) // the adverts reach the client too
 	backup := p.start(b, 1, 100, impl+"-n2")
 	waitAddr(b, n2, labVIP, true, masterDown(iv)+5*time.Second)
 	for run := range 2 * n {
@@ -141,8 +145,12 @@ func measureFailover(b *testing.B, impl string, iv time.Duration, n int) (kill, 
 		// n1 preempts n2; let it settle for a few intervals.
 		waitAddr(b, n1, labVIP, true, masterDown(iv)+5*time.Second)
 		waitAddr(b, n2, labVIP, false, 5*time.Second)
-		nettest.WaitFor(b, 5*time.Second, "n1 advertising", func() error { return nil })
-		time.Sleep(5*iv + rand.N(iv)) // a random phase of the adverts
+		time.Sleep(5 * iv)
+		// Stop n1 at a known phase after one of its adverts: the same
+		// phases for both implementations (a low-discrepancy sequence).
+		ip.Drain()
+		advertFrom(b, ip, p.l.macs[0], 5*iv+time.Second)
+		time.Sleep(time.Duration(math.Mod(float64(run/2)*0.6180339887, 1) * float64(iv)))
 		p.l.arp.Drain()
 		t0 := time.Now()
 		if run%2 == 0 {
@@ -159,6 +167,21 @@ func measureFailover(b *testing.B, impl string, iv time.Duration, n int) (kill, 
 	}
 	backup.kill()
 	return kill, graceful
+}
+
+// advertFrom waits for a VRRP advertisement from mac in c.
+func advertFrom(b *testing.B, c *nettest.Capture, mac net.HardwareAddr, timeout time.Duration) {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case f := <-c.Frames():
+			if len(f.Data) > 34 && bytes.Equal(f.Data[6:12], mac) && f.Data[14+9] == vrrp.IPProtoVRRP {
+				return
+			}
+		case <-deadline:
+			b.Fatalf("no advertisement from %s within %v", mac, timeout)
+		}
+	}
 }
 
 type cpuUse struct {
