@@ -41,7 +41,7 @@ func ModelFromConfig(c *config.Config) Model {
 				Addr:   rs.Address,
 				Port:   rs.Port,
 				Weight: uint32(max(rs.Weight, 0)),
-				Check:  checkSpec(rs),
+				Check:  checkSpec(vs.Name, rs),
 			})
 		}
 		m.Services = append(m.Services, s)
@@ -56,13 +56,13 @@ func proto(p config.Protocol) dataplane.Proto {
 	return dataplane.TCP
 }
 
-func checkSpec(rs config.RealServer) health.Spec {
+func checkSpec(service string, rs config.RealServer) health.Spec {
 	hc := rs.HealthCheck
 	port := hc.Port
 	if port == 0 {
 		port = rs.Port
 	}
-	return health.Spec{
+	s := health.Spec{
 		Type:         health.Type(hc.Type),
 		Target:       netip.AddrPortFrom(rs.Address, port),
 		Interval:     hc.Interval,
@@ -79,6 +79,10 @@ func checkSpec(rs config.RealServer) health.Spec {
 		Script:       string(hc.Script),
 		InitialUp:    hc.InitialState == config.InitialUp,
 	}
+	if hc.Type == config.CheckScript {
+		s.Service = service // XLB_VS_NAME
+	}
+	return s
 }
 
 // CheckSpecs returns every health check of a model by CheckKey.

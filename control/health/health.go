@@ -69,8 +69,10 @@ type Spec struct {
 
 	// Script: a program and its arguments separated by spaces (no shell,
 	// no quoting). The real server's address and port are appended as two
-	// more arguments and set as XLB_RS_ADDR and XLB_RS_PORT.
-	Script string
+	// more arguments and set as XLB_RS_ADDR and XLB_RS_PORT; Service, when
+	// set, as XLB_VS_NAME.
+	Script  string
+	Service string
 
 	// InitialUp makes a new check start Up instead of Unknown. It has no
 	// effect on a check that already exists.

@@ -33,10 +33,14 @@ type scriptChecker struct {
 func newScriptChecker(s Spec) *scriptChecker {
 	addr := s.Target.Addr().String()
 	port := strconv.Itoa(int(s.Target.Port()))
-	return &scriptChecker{
+	c := &scriptChecker{
 		argv: append(strings.Fields(s.Script), addr, port),
 		env:  []string{"XLB_RS_ADDR=" + addr, "XLB_RS_PORT=" + port},
 	}
+	if s.Service != "" {
+		c.env = append(c.env, "XLB_VS_NAME="+s.Service)
+	}
+	return c
 }
 
 func (c *scriptChecker) Check(ctx context.Context) error {
