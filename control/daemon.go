@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -131,18 +132,31 @@ func OpenDataplane(cfg *config.Config, log *slog.Logger) (dataplane.Dataplane, e
 // ensurePinPath makes sure the pin path is on a bpffs, mounting one there
 // if needed (inside `ip netns exec`, /sys is remounted without one).
 func ensurePinPath(path string, log *slog.Logger) error {
+	// Under /sys/fs/bpf (the default), a bpffs belongs on /sys/fs/bpf
+	// itself; elsewhere on the pin path.
+	mountAt := path
+	if rel, err := filepath.Rel(bpffsRoot, path); err == nil && !strings.HasPrefix(rel, "..") {
+		mountAt = bpffsRoot
+	}
+	if _, err := os.Stat(mountAt); err != nil {
+		if err := os.MkdirAll(mountAt, 0o700); err != nil {
+			return fmt.Errorf("pin path %s: %w", path, err)
+		}
+	}
+	if !xdp.IsBPFFS(mountAt) {
+		if err := mountBPFFS(mountAt); err != nil {
+			return fmt.Errorf("pin path %s is not on a bpffs and mounting one failed (%w): mount one with `mount -t bpf bpf %s` or set [dataplane] pin_path to a directory on a bpffs", path, err, mountAt)
+		}
+		log.Warn("mounted a bpffs for the pin path: pinned state lives as long as this mount (inside `ip netns exec`, as long as the process)", "mount", mountAt)
+	}
 	if err := os.MkdirAll(path, 0o700); err != nil {
 		return fmt.Errorf("pin path %s: %w", path, err)
 	}
-	if xdp.IsBPFFS(path) {
-		return nil
-	}
-	if err := mountBPFFS(path); err != nil {
-		return fmt.Errorf("pin path %s is not on a bpffs and mounting one failed (%w): mount one with `mount -t bpf bpf %s` or set [dataplane] pin_path to a directory on a bpffs", path, err, path)
-	}
-	log.Warn("mounted a bpffs on the pin path: pinned state lives as long as this mount", "pin_path", path)
 	return nil
 }
+
+// bpffsRoot is where a bpffs is conventionally mounted.
+const bpffsRoot = "/sys/fs/bpf"
 
 // Run runs the daemon until ctx is done, then shuts down: VRRP resigns
 // (priority 0) and removes its addresses, then the dataplane detaches (or

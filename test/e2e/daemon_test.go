@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -254,5 +255,32 @@ func TestDaemonReload(t *testing.T) {
 	streams.Stop()
 	if started, broken, rounds, errs := streams.Report(); broken != 0 {
 		t.Errorf("%d of %d long-lived connections broke across reloads (%d rounds): %v", broken, started, rounds, errs)
+	}
+}
+
+// TestDaemonPinPathWithoutBPFFS: inside `ip netns exec` (/sys remounted,
+// no bpffs) the daemon mounts one for its default-style pin path and runs.
+func TestDaemonPinPathWithoutBPFFS(t *testing.T) {
+	l := lab.New(t, lab.Spec{Directors: 1, Reals: 1, Scheduler: "rr"})
+	d := l.Directors[0]
+	pin := "/sys/fs/bpf/" + nettest.UniqueName("xlbt-")
+	d.WriteConfig(strings.Replace(d.DefaultConfig(), fmt.Sprintf("pin_path = %q", d.PinPath), fmt.Sprintf("pin_path = %q", pin), 1))
+	d.Start()
+	nettest.WaitFor(t, 20*time.Second, "a request through the VIP", func() error {
+		_, err := l.Get(time.Second)
+		return err
+	})
+	out, _ := os.ReadFile(d.LogPath)
+	if !strings.Contains(string(out), "mounted a bpffs") {
+		t.Errorf("no mount logged:\n%s", out)
+	}
+	// --json and --rate work against the running daemon.
+	js, err := d.StatusText("--json")
+	var st control.Status
+	if err != nil || json.Unmarshal([]byte(js), &st) != nil || st.Dataplane.Mode != "xdp" {
+		t.Errorf("xlb status --json: %v\n%s", err, js)
+	}
+	if rate, err := d.StatusText("--rate"); err != nil || !strings.Contains(rate, "CPS") {
+		t.Errorf("xlb status --rate: %v\n%s", err, rate)
 	}
 }
