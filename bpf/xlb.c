@@ -177,6 +177,7 @@ struct xlb_decision {
  * kernel. */
 static __noinline __u32 xlb_frag_later(struct xlb_pkt *p, __u64 now, struct xlb_decision *d)
 {
+	__u32 cfg_idx;
 	struct xlb_frag_key k = {};
 	struct xlb_frag *fe;
 
@@ -184,7 +185,7 @@ static __noinline __u32 xlb_frag_later(struct xlb_pkt *p, __u64 now, struct xlb_
 	fe = bpf_map_lookup_elem(&xlb_frags_v1, &k);
 	if (!fe || lb_idle(now, fe->atime, XLB_FRAG_TIMEOUT))
 		return XLB_V_PASS_FRAG_MISS;
-	d->svc = lb_svc_by_id(fe->svc);
+	d->svc = lb_svc_by_id(fe->svc, &cfg_idx);
 	d->be = d->svc ? lb_backend(fe->backend, fe->svc) : NULL;
 	if (!d->be)
 		return XLB_V_PASS_FRAG_MISS;
@@ -202,6 +203,7 @@ static __noinline __u32 xlb_frag_later(struct xlb_pkt *p, __u64 now, struct xlb_
  * sent here; a tunnelled flow's error is returned as a decision. */
 static __noinline __u32 xlb_icmp_error(struct xdp_md *ctx, struct xlb_pkt *p, struct xlb_decision *d)
 {
+	__u32 cfg_idx;
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct xlb_flow k = {};
@@ -246,7 +248,7 @@ static __noinline __u32 xlb_icmp_error(struct xdp_md *ctx, struct xlb_pkt *p, st
 	out = ct->flags & XLB_CT_F_REPLY;
 	if (out) {
 		/* From a NAT real server, about a packet it got from the client. */
-		svc = lb_svc_by_id(ct->svc);
+		svc = lb_svc_by_id(ct->svc, &cfg_idx);
 	} else {
 		/* About a reply from the VIP: to the flow's real server. */
 		svc = lb_svc_of(ct->svc, &k, &off);
@@ -288,12 +290,13 @@ static __noinline __u32 xlb_icmp_error(struct xdp_md *ctx, struct xlb_pkt *p, st
 static __always_inline __u32 xlb_reply(struct xdp_md *ctx, struct xlb_pkt *p, struct xlb_conn *ct,
 				       struct xlb_flow_cache *cache, __u64 now, __u32 gen)
 {
+	__u32 cfg_idx;
 	struct xlb_backend *be;
 	struct xlb_hop hop = {};
 	struct xlb_svc *svc;
 	__u32 v;
 
-	svc = lb_svc_by_id(ct->svc);
+	svc = lb_svc_by_id(ct->svc, &cfg_idx);
 	be = svc ? lb_backend(ct->backend, ct->svc) : NULL;
 	if (!be)
 		return XLB_V_PASS_NOT_SERVICE;
@@ -318,6 +321,7 @@ static __always_inline __u32 xlb_reply(struct xdp_md *ctx, struct xlb_pkt *p, st
  * the connection, whatever the scheduler. Returns the reply entry. */
 static __always_inline struct xlb_conn *xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_pkt *p, __u64 now)
 {
+	__u32 cfg_idx;
 	struct xlb_svc_key k = {
 		.port = p->flow.sport,
 		.proto = p->flow.proto,
@@ -332,7 +336,7 @@ static __always_inline struct xlb_conn *xlb_nat_adopt(struct xdp_md *ctx, const 
 	nr = bpf_map_lookup_elem(&xlb_nat_reals_v1, &k);
 	if (!nr)
 		return NULL;
-	svc = lb_svc_by_id(nr->svc);
+	svc = lb_svc_by_id(nr->svc, &cfg_idx);
 	if (!svc || svc->fwd != XLB_FWD_NAT || !lb_backend(nr->backend, nr->svc))
 		return NULL;
 	{
@@ -430,6 +434,7 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 SEC("xdp")
 int xlb_xdp(struct xdp_md *ctx)
 {
+	__u32 cfg_idx;
 	struct xlb_flow_cache *cache = NULL, *hit;
 	struct xlb_decision d = {};
 	struct xlb_hop hop = {};
@@ -469,7 +474,7 @@ int xlb_xdp(struct xdp_md *ctx)
 			d.svc_id = hit->svc;
 			d.backend = hit->backend;
 			if (d.action != XLB_ACT_DR) {
-				d.svc = lb_svc_by_id(d.svc_id);
+				d.svc = lb_svc_by_id(d.svc_id, &cfg_idx);
 				d.be = d.svc ? lb_backend(d.backend, d.svc_id) : NULL;
 			}
 			if (d.action == XLB_ACT_DR || d.be) {

@@ -305,9 +305,9 @@ static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc
 	return be;
 }
 
-/* lb_svc_by_id returns the active configuration of service id if it
- * forwards. */
-static __always_inline struct xlb_svc *lb_svc_by_id(__u32 id)
+/* lb_svc_by_id returns the active configuration of service id (and its
+ * index in *cfg_idx) if it forwards. */
+static __always_inline struct xlb_svc *lb_svc_by_id(__u32 id, __u32 *cfg_idx)
 {
 	__u32 *slot = bpf_map_lookup_elem(&xlb_svc_slot_v1, &id);
 	struct xlb_svc *svc;
@@ -319,6 +319,7 @@ static __always_inline struct xlb_svc *lb_svc_by_id(__u32 id)
 	svc = bpf_map_lookup_elem(&xlb_svc_v1, &idx);
 	if (!svc || !(svc->flags & XLB_SVC_F_ENABLED) || svc->id != id)
 		return NULL;
+	*cfg_idx = idx;
 	return svc;
 }
 
@@ -327,20 +328,12 @@ static __always_inline struct xlb_svc *lb_svc_by_id(__u32 id)
  * removed, its id reused, or disabled). */
 static __always_inline struct xlb_svc *lb_svc_of(__u32 id, const struct xlb_flow *f, __u32 *cfg_idx)
 {
-	__u32 *slot = bpf_map_lookup_elem(&xlb_svc_slot_v1, &id);
-	struct xlb_svc *svc;
-	__u32 idx;
+	struct xlb_svc *svc = lb_svc_by_id(id, cfg_idx);
 
-	if (!slot)
-		return NULL;
-	idx = id * 2 + (*slot & 1);
-	svc = bpf_map_lookup_elem(&xlb_svc_v1, &idx);
-	if (!svc || !(svc->flags & XLB_SVC_F_ENABLED) || svc->port != f->dport || svc->proto != f->proto ||
+	if (!svc || svc->port != f->dport || svc->proto != f->proto || svc->family != f->family ||
 	    XLB_CA32(svc->vip)[0] != XLB_CA32(f->dst)[0] || XLB_CA32(svc->vip)[1] != XLB_CA32(f->dst)[1] ||
-	    XLB_CA32(svc->vip)[2] != XLB_CA32(f->dst)[2] || XLB_CA32(svc->vip)[3] != XLB_CA32(f->dst)[3] ||
-	    svc->family != f->family)
+	    XLB_CA32(svc->vip)[2] != XLB_CA32(f->dst)[2] || XLB_CA32(svc->vip)[3] != XLB_CA32(f->dst)[3])
 		return NULL;
-	*cfg_idx = idx;
 	return svc;
 }
 

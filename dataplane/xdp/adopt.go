@@ -167,10 +167,11 @@ func tableID(m *ebpf.Map) uint32 {
 	return uint32(id)
 }
 
-// batchAll reads every entry of an array map in batches.
-func batchAll[V any](m *ebpf.Map, fn func(uint32, V)) error {
+// batchAll reads every entry of a map in batches, falling back to
+// iteration where the kernel has no batch lookups for the map type.
+func batchAll[K, V any](m *ebpf.Map, fn func(K, V)) error {
 	const chunk = 4096
-	keys := make([]uint32, chunk)
+	keys := make([]K, chunk)
 	vals := make([]V, chunk)
 	var cursor ebpf.MapBatchCursor
 	for {
@@ -181,8 +182,18 @@ func batchAll[V any](m *ebpf.Map, fn func(uint32, V)) error {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return nil
 		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			break
+		}
 		if err != nil {
 			return err
 		}
 	}
+	var k K
+	var v V
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		fn(k, v)
+	}
+	return it.Err()
 }

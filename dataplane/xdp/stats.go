@@ -142,7 +142,7 @@ func (d *Dataplane) Sync() error {
 	}
 	counts := map[uint32]connCount{}
 	var stale []bpfXlbFlow
-	err = scanConns(d.objs.XlbConnsV1, func(k bpfXlbFlow, v bpfXlbConn) {
+	err = batchAll(d.objs.XlbConnsV1, func(k bpfXlbFlow, v bpfXlbConn) {
 		timeout := udp
 		if k.Proto == 6 {
 			timeout = fin
@@ -227,35 +227,4 @@ func (d *Dataplane) Sync() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// scanConns reads the whole connection table in batches (falling back to
-// iteration where batch lookups are not supported).
-func scanConns(m *ebpf.Map, fn func(bpfXlbFlow, bpfXlbConn)) error {
-	const chunk = 4096
-	keys := make([]bpfXlbFlow, chunk)
-	vals := make([]bpfXlbConn, chunk)
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		for i := range n {
-			fn(keys[i], vals[i])
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
-		}
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-	}
-	var k bpfXlbFlow
-	var v bpfXlbConn
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		fn(k, v)
-	}
-	return it.Err()
 }
