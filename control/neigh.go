@@ -190,7 +190,7 @@ func (n *NetNeighbors) resolve(a netip.Addr, refresh bool) {
 	delete(n.warned, a)
 	n.mu.Unlock()
 	if !had || old.ifindex != e.ifindex || old.mac.String() != e.mac.String() {
-		n.log.Info("real server next hop resolved", "addr", a, "mac", e.mac, "ifindex", e.ifindex)
+		n.log.Info("real server next hop resolved", "addr", a, "mac", e.mac.String(), "ifindex", e.ifindex)
 		n.onChange()
 	}
 }

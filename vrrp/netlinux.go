@@ -384,6 +384,12 @@ func vipAddr(v VIP) (netlink.Link, *netlink.Addr, error) {
 	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}, Label: v.Label}
 	if p.Addr().Is6() {
 		a.Flags = unix.IFA_F_NODAD
+		// Deprecated (preferred lifetime 0, valid forever): a VIP receives
+		// but is never chosen as a source address. Without it the kernel may
+		// pick the VIP for the director's own connections (health checks of
+		// direct-routing real servers, which hold the VIP too and would
+		// answer themselves). IPv4 VIPs are secondary addresses already.
+		a.PreferedLft, a.ValidLft = 0, 0xffffffff
 	}
 	return l, a, nil
 }

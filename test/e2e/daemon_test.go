@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -282,5 +283,39 @@ func TestDaemonPinPathWithoutBPFFS(t *testing.T) {
 	}
 	if rate, err := d.StatusText("--rate"); err != nil || !strings.Contains(rate, "CPS") {
 		t.Errorf("xlb status --rate: %v\n%s", err, rate)
+	}
+}
+
+// TestDaemonIPv6DR: an IPv6 VIP in direct routing, through the daemon.
+func TestDaemonIPv6DR(t *testing.T) {
+	l := lab.New(t, lab.Spec{Directors: 1, Reals: 2, Scheduler: "rr", IPv6: true})
+	d := l.Directors[0]
+	// As VRRP adds it: deprecated, never a source address.
+	d.NS.MustRun(t, "ip", "-6", "addr", "add", l.VIP6.String()+"/64", "dev", "eth0", "nodad", "preferred_lft", "0")
+	d.Start()
+	defer func() {
+		if t.Failed() {
+			t.Log(l.Logs())
+		}
+	}()
+	vip := netip.AddrPortFrom(l.VIP6, lab.WebPort)
+	nettest.WaitFor(t, 20*time.Second, "a request to the IPv6 VIP", func() error {
+		_, err := l.GetFrom(vip, time.Second)
+		return err
+	})
+	seen := map[string]int{}
+	for range 6 {
+		s, err := l.GetFrom(vip, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[s]++
+	}
+	if seen["rs1"] != 3 || seen["rs2"] != 3 {
+		t.Errorf("IPv6 rr answers %v, want 3 each", seen)
+	}
+	st, _ := d.Status()
+	if s := service(st, "web6"); s == nil || s.Counters.Connections < 6 {
+		t.Errorf("web6 status %+v", s)
 	}
 }
