@@ -5,8 +5,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
