@@ -72,8 +72,10 @@ func (d *Daemon) Status(rates bool) *Status {
 			si.Rates = d.rates.service(s.Key)
 		}
 		effective := map[dataplane.BackendKey]uint32{}
+		unresolved := map[dataplane.BackendKey]bool{}
 		for _, b := range applied[s.Key].Backends {
 			effective[b.Key()] = b.Weight
+			unresolved[b.Key()] = s.Forward == dataplane.DirectRouting && info.Mode == "xdp" && len(b.MAC) == 0
 		}
 		reals := slices.Clone(s.Reals)
 		if s.Sorry != nil {
@@ -90,6 +92,7 @@ func (d *Daemon) Status(rates bool) *Status {
 				InactiveConns: bs.InactiveConns,
 				Counters:      counters(bs.Counters),
 				Sorry:         s.Sorry != nil && i == len(reals)-1,
+				Unresolved:    unresolved[r.Key()],
 			}
 			if ri.Sorry {
 				ri.Health = "none"

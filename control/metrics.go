@@ -68,10 +68,10 @@ func (m *Metrics) Handler() http.Handler {
 var (
 	backendLabels = []string{"service", "backend"}
 	descs         = struct {
-		bePackets, beBytes, beConns, beActive, beInactive, beUp, beWeight *prometheus.Desc
-		svcPackets, svcBytes, svcConns, svcUp, svcForwarding              *prometheus.Desc
-		vrrpState, vrrpPrio, vrrpTrans, vrrpSent, vrrpRecv, vrrpRxErr     *prometheus.Desc
-		vrrpSplit, vrrpSplitTotal, dpInfo, packets                        *prometheus.Desc
+		bePackets, beBytes, beConns, beActive, beInactive, beUp, beWeight, beNoMAC *prometheus.Desc
+		svcPackets, svcBytes, svcConns, svcUp, svcForwarding                       *prometheus.Desc
+		vrrpState, vrrpPrio, vrrpTrans, vrrpSent, vrrpRecv, vrrpRxErr              *prometheus.Desc
+		vrrpSplit, vrrpSplitTotal, dpInfo, packets                                 *prometheus.Desc
 	}{
 		bePackets:      prometheus.NewDesc("xlb_backend_packets_total", "Packets forwarded to (in) and, for NAT, from (out) a real server.", append(backendLabels, "direction"), nil),
 		beBytes:        prometheus.NewDesc("xlb_backend_bytes_total", "Bytes forwarded to (in) and, for NAT, from (out) a real server.", append(backendLabels, "direction"), nil),
@@ -80,6 +80,7 @@ var (
 		beInactive:     prometheus.NewDesc("xlb_backend_inactive_connections", "Other tracked connections of a real server (ipvsadm InActConn).", backendLabels, nil),
 		beUp:           prometheus.NewDesc("xlb_backend_up", "1 if the real server passes its health check.", backendLabels, nil),
 		beWeight:       prometheus.NewDesc("xlb_backend_weight", "Weight installed for new flows (0 while unhealthy).", backendLabels, nil),
+		beNoMAC:        prometheus.NewDesc("xlb_backend_next_hop_unresolved", "1 while a direct-routing real server's MAC is unknown (it gets no new flows).", backendLabels, nil),
 		svcPackets:     prometheus.NewDesc("xlb_service_packets_total", "Packets of a virtual service.", []string{"service", "direction"}, nil),
 		svcBytes:       prometheus.NewDesc("xlb_service_bytes_total", "Bytes of a virtual service.", []string{"service", "direction"}, nil),
 		svcConns:       prometheus.NewDesc("xlb_service_connections_total", "Connections of a virtual service.", []string{"service"}, nil),
@@ -105,7 +106,7 @@ type collector struct {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descs.bePackets, descs.beBytes, descs.beConns, descs.beActive, descs.beInactive, descs.beUp, descs.beWeight,
+		descs.bePackets, descs.beBytes, descs.beConns, descs.beActive, descs.beInactive, descs.beUp, descs.beWeight, descs.beNoMAC,
 		descs.svcPackets, descs.svcBytes, descs.svcConns, descs.svcUp, descs.svcForwarding,
 		descs.vrrpState, descs.vrrpPrio, descs.vrrpTrans, descs.vrrpSent, descs.vrrpRecv, descs.vrrpRxErr,
 		descs.vrrpSplit, descs.vrrpSplitTotal, descs.dpInfo, descs.packets,
@@ -151,6 +152,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				gauge(descs.beInactive, float64(r.InactiveConns), s.Name, r.Address)
 				gauge(descs.beUp, boolf(r.Health == "up"), s.Name, r.Address)
 				gauge(descs.beWeight, float64(r.Effective), s.Name, r.Address)
+				gauge(descs.beNoMAC, boolf(r.Unresolved), s.Name, r.Address)
 			}
 		}
 	}

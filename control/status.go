@@ -83,8 +83,11 @@ type RealInfo struct {
 	Address string `json:"address"` // addr:port
 	Weight  uint32 `json:"weight"`  // configured
 	// Effective is the weight installed now (0 while unhealthy).
-	Effective     uint32   `json:"effective_weight"`
-	Health        string   `json:"health"` // up, down, unknown
+	Effective uint32 `json:"effective_weight"`
+	Health    string `json:"health"` // up, down, unknown
+	// Unresolved: a direct-routing real server whose next-hop MAC is not
+	// known yet; it gets no new flows until it is.
+	Unresolved    bool     `json:"unresolved,omitempty"`
 	HealthError   string   `json:"health_error,omitempty"`
 	Sorry         bool     `json:"sorry,omitempty"`
 	ActiveConns   uint64   `json:"active_conns"`
@@ -189,7 +192,11 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 				if r.Effective != r.Weight {
 					weight = fmt.Sprintf("%d(%d)", r.Effective, r.Weight)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t\n", addr, forwardNames[s.Forward], weight, r.Health, r.ActiveConns, r.InactiveConns)
+				health := r.Health
+				if r.Unresolved {
+					health += ",no-mac"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t\n", addr, forwardNames[s.Forward], weight, health, r.ActiveConns, r.InactiveConns)
 			}
 		}
 	}
