@@ -5,6 +5,7 @@ package vm_test
 import (
 	"context"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,7 +19,18 @@ import (
 var guestPackages = []vm.Package{
 	{Path: "./test/vm"}, // the VM itself: modules, namespaces, veth
 	{Path: "./dataplane/ipvs"},
+	{Path: "./test/vmdaemon"}, // xlb run on IPVS, auto fallback, XDP tunnel mode
 }
+
+// guestModules are the kernel modules shipped: the defaults, the IPv6
+// tunnel the tunnel-mode test decapsulates with, and the netlink families
+// xlb's netlink library opens (XFRM, netfilter), which a Debian host
+// loads on demand.
+var guestModules = append(slices.Clone(vm.DefaultModules), "ip6_tunnel", "xfrm_user", "nfnetlink")
+
+// guestHostBinaries are the host programs shipped: ip, and ethtool for
+// test/lab (GRO, checksum offload).
+var guestHostBinaries = []string{"ip", "ethtool"}
 
 // guestBuilds are programs built and shipped into the VM.
 var guestBuilds = []vm.Build{
@@ -36,7 +48,8 @@ func TestVM(t *testing.T) {
 		ctx, cancel = context.WithDeadline(ctx, d.Add(-10*time.Second))
 		defer cancel()
 	}
-	res, err := vm.Run(ctx, vm.Config{Packages: guestPackages, Builds: guestBuilds, Logf: t.Logf})
+	res, err := vm.Run(ctx, vm.Config{Packages: guestPackages, Builds: guestBuilds, Modules: guestModules,
+		HostBinaries: guestHostBinaries, Logf: t.Logf})
 	if err != nil {
 		if verr, ok := err.(*vm.Error); ok {
 			t.Logf("VM console:\n%s", verr.Console)
