@@ -73,6 +73,7 @@ static __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const s
 
 	if (l3 != 14 && l3 != 18)
 		return XLB_V_DROP_MALFORMED;
+	l3 = xlb_bound_l3(l3);
 	if (xlb_tun_src(svc, be, hash, src))
 		return XLB_V_DROP_ENCAP;
 	inner_len = p->len - l3;

@@ -128,6 +128,7 @@ static __noinline __u32 xlb_icmp_too_big(struct xdp_md *ctx, __u32 l3_off, __u8 
 
 	if (l3_off != 14 && l3_off != 18)
 		return XLB_V_DROP_MALFORMED;
+	l3_off = xlb_bound_l3(l3_off);
 	if (family == XLB_AF_INET) {
 		struct iphdr *ip = data + l3_off;
 

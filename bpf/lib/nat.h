@@ -34,6 +34,8 @@ static __noinline __u32 xlb_nat(struct xdp_md *ctx, struct xlb_pkt *p, int out, 
 
 	if (l3 > 18 || l4 > XLB_MAX_L4_OFF)
 		return XLB_V_DROP_MALFORMED;
+	l3 = xlb_bound_l3(l3);
+	l4 = xlb_bound_l4(l4);
 	if (!v6) {
 		struct iphdr *ip = data + l3;
 
@@ -100,6 +102,8 @@ static __always_inline __u32 xlb_icmp_nat(struct xdp_md *ctx, struct xlb_pkt *p,
 
 	if (l3 > 18 || l4 > XLB_MAX_L4_OFF)
 		return XLB_V_DROP_MALFORMED;
+	l3 = xlb_bound_l3(l3);
+	l4 = xlb_bound_l4(l4);
 	if (p->flow.family == XLB_AF_INET) {
 		struct iphdr *ip = data + l3;
 		struct xlb_icmphdr *ic = data + l4;

@@ -116,6 +116,30 @@ static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, s
 	return XLB_CONTINUE;
 }
 
+/* xlb_bound_u16 bounds a value for the verifier: kernels before 6.x lose the
+ * range of a byte-swapped register (BPF_END), so pointer arithmetic with
+ * bpf_ntohs() of a header field is rejected as unbounded. */
+static __always_inline __u64 xlb_bound_u16(__u64 v)
+{
+	asm volatile("%0 &= 0xffff" : "+r"(v));
+	return v;
+}
+
+/* xlb_bound_l4 bounds an L4 offset already checked against XLB_MAX_L4_OFF. */
+_Static_assert(XLB_MAX_L4_OFF <= 0x3ff, "xlb_bound_l4 masks with 0x3ff");
+static __always_inline __u64 xlb_bound_l4(__u64 v)
+{
+	asm volatile("%0 &= 0x3ff" : "+r"(v));
+	return v;
+}
+
+/* xlb_bound_l3 bounds an L2 header length already checked to be 14 or 18. */
+static __always_inline __u64 xlb_bound_l3(__u64 v)
+{
+	asm volatile("%0 &= 0x1f" : "+r"(v));
+	return v;
+}
+
 static __always_inline int xlb_parse_ipv4(void *data, void *data_end, __u32 off, struct xlb_pkt *p)
 {
 	struct iphdr *ip = data + off;
@@ -127,7 +151,7 @@ static __always_inline int xlb_parse_ipv4(void *data, void *data_end, __u32 off,
 	if (ip->version != 4 || ip->ihl < 5)
 		return XLB_V_DROP_MALFORMED;
 	ihl = ip->ihl * 4;
-	tot_len = bpf_ntohs(ip->tot_len);
+	tot_len = xlb_bound_u16(bpf_ntohs(ip->tot_len));
 	/* The frame may carry padding after the datagram, never less. */
 	if (tot_len < ihl || data + off + tot_len > data_end)
 		return XLB_V_DROP_MALFORMED;
@@ -162,7 +186,7 @@ static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off,
 	if (ip6->version != 6)
 		return XLB_V_DROP_MALFORMED;
 	/* payload_len 0 is a jumbogram (hop-by-hop option): not checked. */
-	if (data + off + sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > data_end)
+	if (data + off + sizeof(*ip6) + xlb_bound_u16(bpf_ntohs(ip6->payload_len)) > data_end)
 		return XLB_V_DROP_MALFORMED;
 
 	p->flow.family = XLB_AF_INET6;
