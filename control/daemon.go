@@ -172,7 +172,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	info := dp.Info()
 	d.log.Info("dataplane ready", "mode", info.Mode, "attach", info.Attach)
 	if info.Mode == "xdp" {
-		d.prepareNAT(cfg)
+		d.prepareKernel(cfg)
 	}
 
 	runCtx, stop := context.WithCancel(context.Background())
@@ -398,29 +398,75 @@ func (d *Daemon) roleEvent(ev vrrp.Event) {
 	}
 }
 
-// prepareNAT sets what NAT through XDP needs of the kernel: while XDP
-// waits for a neighbour to resolve it leaves the translated packet to the
-// kernel, and a reply translated to the VIP has a source that is local to
-// the director, which the kernel forwards only with accept_local. Forwarding
-// itself (the director is the real servers' gateway) is the operator's
-// choice: warn when it is off.
-func (d *Daemon) prepareNAT(cfg *config.Config) {
-	nat := false
+// prepareKernel sets and checks what XDP forwarding needs of the kernel.
+// While XDP waits for a NAT next hop to resolve it leaves the translated
+// packet to the kernel, and a reply translated to the VIP has a source that
+// is local to the director, which the kernel forwards only with
+// accept_local: that is set. Forwarding itself is the operator's choice (it
+// changes how the host treats redirects and router advertisements): warn
+// when it is off.
+func (d *Daemon) prepareKernel(cfg *config.Config) {
 	for _, vs := range cfg.VirtualServers {
-		nat = nat || vs.Forward == config.NAT
+		if vs.Forward != config.NAT {
+			continue
+		}
+		for _, ifname := range cfg.Dataplane.Interfaces {
+			path := "/proc/sys/net/ipv4/conf/" + ifname + "/accept_local"
+			if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+				d.log.Warn("NAT: cannot set accept_local", "interface", ifname, "error", err)
+			}
+		}
+		break
 	}
-	if !nat {
-		return
+	for _, w := range forwardingWarnings(cfg, os.ReadFile) {
+		d.log.Warn(w)
 	}
-	for _, ifname := range cfg.Dataplane.Interfaces {
-		path := "/proc/sys/net/ipv4/conf/" + ifname + "/accept_local"
-		if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
-			d.log.Warn("NAT: cannot set accept_local", "interface", ifname, "error", err)
+}
+
+// forwardingWarnings says which forwarding sysctls NAT and tunnel services
+// need and find off. Their next hops come from bpf_fib_lookup, which answers
+// only when the kernel would forward the packet: IPv4 forwarding on the
+// receiving interface, IPv6 forwarding globally. Without it tunnelled
+// packets, and NAT packets and replies, go to the kernel (pass_fib).
+func forwardingWarnings(cfg *config.Config, read func(string) ([]byte, error)) []string {
+	need4, need6 := map[config.Forward]bool{}, map[config.Forward]bool{}
+	for _, vs := range cfg.VirtualServers {
+		if vs.Forward != config.NAT && vs.Forward != config.Tunnel {
+			continue
+		}
+		for _, rs := range vs.RealServers {
+			if rs.Address.Is4() {
+				need4[vs.Forward] = true
+			} else {
+				need6[vs.Forward] = true
+			}
 		}
 	}
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); err == nil && strings.TrimSpace(string(b)) != "1" {
-		d.log.Warn("NAT services need IP forwarding on the director (sysctl net.ipv4.ip_forward=1): replies and packets awaiting a neighbour go through the kernel")
+	off := func(path string) bool {
+		b, err := read(path)
+		return err == nil && strings.TrimSpace(string(b)) != "1"
 	}
+	modes := func(m map[config.Forward]bool) string {
+		var l []string
+		for _, f := range []config.Forward{config.NAT, config.Tunnel} {
+			if m[f] {
+				l = append(l, string(f))
+			}
+		}
+		return strings.Join(l, " and ")
+	}
+	var out []string
+	if len(need4) > 0 {
+		for _, ifname := range cfg.Dataplane.Interfaces {
+			if off("/proc/sys/net/ipv4/conf/" + ifname + "/forwarding") {
+				out = append(out, fmt.Sprintf("IPv4 %s services need forwarding on %s (sysctl net.ipv4.conf.%s.forwarding=1, or net.ipv4.ip_forward=1): until then their packets go to the kernel (pass_fib)", modes(need4), ifname, ifname))
+			}
+		}
+	}
+	if len(need6) > 0 && off("/proc/sys/net/ipv6/conf/all/forwarding") {
+		out = append(out, fmt.Sprintf("IPv6 %s services need forwarding (sysctl net.ipv6.conf.all.forwarding=1): until then their packets go to the kernel (pass_fib)", modes(need6)))
+	}
+	return out
 }
 
 // beforeMaster enables the forwarding of an instance's services before
@@ -500,6 +546,9 @@ func (d *Daemon) Reload() error {
 	d.metrics.Reload(nil)
 	for _, what := range restartOnly(old, cfg) {
 		d.log.Warn("configuration change needs a restart to take effect", "setting", what)
+	}
+	if d.dp != nil && d.dp.Info().Mode == "xdp" {
+		d.prepareKernel(cfg)
 	}
 	d.setChecks(model)
 	d.rec.SetModel(model)

@@ -16,7 +16,8 @@ import (
 
 // NetNeighbors resolves direct-routing real servers' MACs from the kernel's
 // neighbour table (netlink), asking the kernel to resolve missing entries
-// (NTF_USE) and following neighbour updates. Lookup never blocks: the work
+// (NTF_USE) and following neighbour updates; it also keeps tunnelled real
+// servers' next hops resolved. Lookup never blocks: the work
 // happens in Run, which calls onChange when an answer changes.
 type NetNeighbors struct {
 	log      *slog.Logger
@@ -28,6 +29,9 @@ type NetNeighbors struct {
 	known  map[netip.Addr]neighbor
 	wanted map[netip.Addr]bool
 	warned map[netip.Addr]bool
+	// routed: tunnelled real servers whose next hop (gateway or the server
+	// itself) is kept resolved, mapped to that next hop once it resolved.
+	routed map[netip.Addr]netip.Addr
 	wake   chan struct{}
 }
 
@@ -42,9 +46,9 @@ func NewNetNeighbors(log *slog.Logger, ns netns.NsHandle, onChange func()) (*Net
 	var h *netlink.Handle
 	var err error
 	if ns.IsOpen() {
-		h, err = netlink.NewHandleAt(ns)
+		h, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	} else {
-		h, err = netlink.NewHandle()
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
@@ -57,6 +61,7 @@ func NewNetNeighbors(log *slog.Logger, ns netns.NsHandle, onChange func()) (*Net
 		known:  map[netip.Addr]neighbor{},
 		wanted: map[netip.Addr]bool{},
 		warned: map[netip.Addr]bool{},
+		routed: map[netip.Addr]netip.Addr{},
 		wake:   make(chan struct{}, 1),
 	}, nil
 }
@@ -74,6 +79,21 @@ func (n *NetNeighbors) Lookup(addr netip.Addr) (net.HardwareAddr, int, bool) {
 		}
 	}
 	return e.mac, e.ifindex, ok
+}
+
+// KeepRoute implements Neighbors: the XDP program finds a tunnelled real
+// server's next hop in the FIB and drops while that hop's MAC is unknown,
+// and nothing else would make the kernel resolve it.
+func (n *NetNeighbors) KeepRoute(addr netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.routed[addr]; !ok {
+		n.routed[addr] = netip.Addr{}
+		select {
+		case n.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Run resolves wanted addresses until ctx is done.
@@ -104,8 +124,11 @@ func (n *NetNeighbors) Run(ctx context.Context) error {
 			if !ok {
 				return fmt.Errorf("neighbour updates closed")
 			}
-			if a, ok := netip.AddrFromSlice(u.IP); ok && n.isWanted(a.Unmap()) {
-				n.resolve(a.Unmap(), false)
+			if a, ok := netip.AddrFromSlice(u.IP); ok {
+				if n.isWanted(a.Unmap()) {
+					n.resolve(a.Unmap(), false)
+				}
+				n.hopChanged(a.Unmap())
 			}
 		case <-n.wake:
 			n.resolveAll(false)
@@ -133,9 +156,100 @@ func (n *NetNeighbors) resolveAll(refresh bool) {
 			todo = append(todo, a)
 		}
 	}
+	var routes []netip.Addr
+	for a, hop := range n.routed {
+		if !hop.IsValid() || refresh {
+			routes = append(routes, a)
+		}
+	}
 	n.mu.Unlock()
 	for _, a := range todo {
 		n.resolve(a, refresh)
+	}
+	for _, a := range routes {
+		n.keepRoute(a, refresh)
+	}
+}
+
+// hopChanged makes the routes through next hop a be checked again on the
+// next tick (its entry changed: it may have failed).
+func (n *NetNeighbors) hopChanged(a netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for dst, hop := range n.routed {
+		if hop == a {
+			n.routed[dst] = netip.Addr{}
+		}
+	}
+}
+
+// keepRoute finds dst's next hop and asks the kernel to resolve it when it
+// has no usable entry (or refresh asks to revalidate a stale one).
+func (n *NetNeighbors) keepRoute(dst netip.Addr, refresh bool) {
+	routes, err := n.h.RouteGet(dst.AsSlice())
+	if err != nil || len(routes) == 0 {
+		n.warnOnce(dst, "tunnelled real server has no route: it gets no new flows", fmt.Sprint(err))
+		return
+	}
+	rt := routes[0]
+	hop := dst
+	if rt.Gw != nil {
+		if g, ok := netip.AddrFromSlice(rt.Gw); ok {
+			hop = g.Unmap()
+		}
+	}
+	found := n.find(hop, rt.LinkIndex)
+	n.ensure(hop, rt.LinkIndex, found, refresh)
+	if found != nil {
+		n.mu.Lock()
+		n.routed[dst] = hop
+		delete(n.warned, dst)
+		n.mu.Unlock()
+	}
+}
+
+// ensure asks the kernel to resolve hop on link when it has no usable
+// entry (found is nil) or refresh asks to revalidate a stale one: NTF_USE
+// makes the kernel resolve it without our sending anything.
+func (n *NetNeighbors) ensure(hop netip.Addr, link int, found *netlink.Neigh, refresh bool) {
+	if found == nil || refresh && found.State&netlink.NUD_STALE != 0 {
+		family := netlink.FAMILY_V4
+		if hop.Is6() {
+			family = netlink.FAMILY_V6
+		}
+		err := n.h.NeighSet(&netlink.Neigh{LinkIndex: link, Family: family, IP: hop.AsSlice(), State: netlink.NUD_NONE, Flags: netlink.NTF_USE})
+		if err != nil && err != unix.EEXIST {
+			n.log.Debug("trigger neighbour resolution", "addr", hop, "error", err)
+		}
+	}
+}
+
+// find returns the kernel's usable neighbour entry for a on link, or nil.
+func (n *NetNeighbors) find(a netip.Addr, link int) *netlink.Neigh {
+	family := netlink.FAMILY_V4
+	if a.Is6() {
+		family = netlink.FAMILY_V6
+	}
+	neighs, err := n.h.NeighList(link, family)
+	if err != nil {
+		n.log.Warn("list neighbours", "error", err)
+		return nil
+	}
+	for i := range neighs {
+		if ip, ok := netip.AddrFromSlice(neighs[i].IP); ok && ip.Unmap() == a && len(neighs[i].HardwareAddr) == 6 && neighs[i].State&usableNUD != 0 {
+			return &neighs[i]
+		}
+	}
+	return nil
+}
+
+func (n *NetNeighbors) warnOnce(a netip.Addr, msg, reason string) {
+	n.mu.Lock()
+	warn := !n.warned[a]
+	n.warned[a] = true
+	n.mu.Unlock()
+	if warn {
+		n.log.Warn(msg, "addr", a, "reason", reason)
 	}
 }
 
@@ -156,29 +270,8 @@ func (n *NetNeighbors) resolve(a netip.Addr, refresh bool) {
 		n.forget(a, fmt.Sprintf("reached through gateway %s: direct routing needs the real server on a directly connected network", rt.Gw))
 		return
 	}
-	family := netlink.FAMILY_V4
-	if a.Is6() {
-		family = netlink.FAMILY_V6
-	}
-	neighs, err := n.h.NeighList(rt.LinkIndex, family)
-	if err != nil {
-		n.log.Warn("list neighbours", "error", err)
-		return
-	}
-	var found *netlink.Neigh
-	for i := range neighs {
-		if ip, ok := netip.AddrFromSlice(neighs[i].IP); ok && ip.Unmap() == a && len(neighs[i].HardwareAddr) == 6 && neighs[i].State&usableNUD != 0 {
-			found = &neighs[i]
-		}
-	}
-	if found == nil || refresh && found.State&netlink.NUD_STALE != 0 {
-		// NTF_USE makes the kernel (re)resolve the entry without our sending
-		// anything to the real server.
-		err := n.h.NeighSet(&netlink.Neigh{LinkIndex: rt.LinkIndex, Family: family, IP: a.AsSlice(), State: netlink.NUD_NONE, Flags: netlink.NTF_USE})
-		if err != nil && err != unix.EEXIST {
-			n.log.Debug("trigger neighbour resolution", "addr", a, "error", err)
-		}
-	}
+	found := n.find(a, rt.LinkIndex)
+	n.ensure(a, rt.LinkIndex, found, refresh)
 	if found == nil {
 		n.forget(a, "")
 		return

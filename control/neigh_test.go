@@ -2,8 +2,10 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -77,4 +79,50 @@ func TestNetNeighborsResolvesAndFollows(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A tunnelled real server behind a gateway, or on a connected network: the
+// next hop is resolved in the kernel's table without anything sent to it,
+// and again after its entry is deleted.
+func TestNetNeighborsKeepRoute(t *testing.T) {
+	dir, gw := nettest.NewNS(t, "kd"), nettest.NewNS(t, "kg")
+	nettest.Veth(t, dir, "eth0", gw, "eth0")
+	nettest.Addr(t, dir, "eth0", "10.9.1.1/24")
+	nettest.Addr(t, gw, "eth0", "10.9.1.2/24")
+	nettest.Addr(t, gw, "eth0", "10.9.1.3/24")
+	dir.MustRun(t, "ip", "route", "add", "10.78.0.0/24", "via", "10.9.1.2")
+
+	h, err := netns.GetFromName(dir.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	n, err := NewNetNeighbors(nil, h, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	usable := func(hop string) func() error {
+		return func() error {
+			out := string(dir.MustRun(t, "ip", "neigh", "show", hop, "dev", "eth0"))
+			if !strings.Contains(out, "lladdr") {
+				return fmt.Errorf("%s: %q", hop, out)
+			}
+			return nil
+		}
+	}
+	n.KeepRoute(netip.MustParseAddr("10.78.0.7"))
+	nettest.WaitFor(t, 10*time.Second, "gateway resolved", usable("10.9.1.2"))
+	n.KeepRoute(netip.MustParseAddr("10.9.1.3"))
+	nettest.WaitFor(t, 10*time.Second, "connected real server resolved", usable("10.9.1.3"))
+	if out := dir.MustRun(t, "ip", "neigh", "show", "10.78.0.7"); len(out) != 0 {
+		t.Errorf("an entry for the real server behind the gateway: %s", out)
+	}
+	// The gateway's entry goes away: it is resolved again.
+	dir.MustRun(t, "ip", "neigh", "del", "10.9.1.2", "dev", "eth0")
+	nettest.WaitFor(t, 10*time.Second, "gateway resolved again", usable("10.9.1.2"))
 }

@@ -18,6 +18,9 @@ type Neighbors interface {
 	// Lookup returns the MAC and interface of addr if known, and otherwise
 	// starts resolving it (the reconciler is poked when it resolves).
 	Lookup(addr netip.Addr) (mac net.HardwareAddr, ifindex int, ok bool)
+	// KeepRoute keeps the next hop towards a tunnelled real server
+	// resolved in the kernel's neighbour table, where the dataplane finds it.
+	KeepRoute(addr netip.Addr)
 }
 
 // Role is what the reconciler needs of a VRRP instance's state.
@@ -292,6 +295,9 @@ func (r *Reconciler) backend(s ServiceSpec, rs RealSpec) dataplane.Backend {
 		if mac, ifindex, ok := r.neigh.Lookup(rs.Addr); ok {
 			b.MAC, b.Ifindex = mac, ifindex
 		}
+	}
+	if s.Forward == dataplane.Tunnel && r.neigh != nil {
+		r.neigh.KeepRoute(rs.Addr)
 	}
 	return b
 }

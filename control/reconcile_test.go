@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -36,9 +37,16 @@ func golden(t *testing.T, name, got string) {
 
 // fakeNeighbors knows the MACs it is given.
 type fakeNeighbors struct {
-	mu    sync.Mutex
-	known map[netip.Addr]net.HardwareAddr
-	asked []netip.Addr
+	mu     sync.Mutex
+	known  map[netip.Addr]net.HardwareAddr
+	asked  []netip.Addr
+	routed []netip.Addr
+}
+
+func (f *fakeNeighbors) KeepRoute(a netip.Addr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.routed = append(f.routed, a)
 }
 
 func (f *fakeNeighbors) Lookup(a netip.Addr) (net.HardwareAddr, int, bool) {
@@ -195,3 +203,24 @@ func TestReloadKeepsHealth(t *testing.T) {
 }
 
 var errNotYet = errors.New("not yet")
+
+// Direct routing asks for real servers' MACs; tunnels for their next hops
+// to be kept resolved; NAT for neither (the FIB lookup passes to the kernel).
+func TestNeighborsAskedPerForwardMode(t *testing.T) {
+	nb := &fakeNeighbors{}
+	r := NewReconciler(dataplane.NewFake(), ReconcilerOptions{Neighbors: nb})
+	m := testModel()
+	m.Services = append(m.Services, ServiceSpec{
+		Name: "tun", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.6"), Port: 80, Proto: dataplane.TCP},
+		Scheduler: dataplane.RoundRobin, Forward: dataplane.Tunnel, Reals: []RealSpec{real("10.0.2.7", 80, 1)},
+	})
+	r.SetModel(m)
+	r.Desired()
+	has := func(l []netip.Addr, a string) bool { return slices.Contains(l, netip.MustParseAddr(a)) }
+	if !has(nb.asked, "10.0.0.7") || has(nb.asked, "10.0.1.7") || has(nb.asked, "10.0.2.7") {
+		t.Errorf("MACs asked for %v, want the direct-routing real servers only", nb.asked)
+	}
+	if !has(nb.routed, "10.0.2.7") || len(slices.DeleteFunc(slices.Clone(nb.routed), func(a netip.Addr) bool { return a.String() == "10.0.2.7" })) != 0 {
+		t.Errorf("routes kept for %v, want the tunnelled real server only", nb.routed)
+	}
+}

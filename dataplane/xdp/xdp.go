@@ -17,6 +17,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
 )
@@ -124,7 +126,17 @@ func Open(opts Options) (*Dataplane, error) {
 		conns:    map[uint32]connCount{},
 		smacs:    map[int][]byte{},
 	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
+	// to the cgroup, and this does nothing.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		d.log.Debug("cannot lift RLIMIT_MEMLOCK", "error", err)
+	}
 	if err := d.load(); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			// cilium/ebpf's hint then blames MEMLOCK, which RemoveMemlock
+			// has already lifted: the capabilities are missing.
+			return nil, fmt.Errorf("loading XDP needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or root): %w", err)
+		}
 		return nil, err
 	}
 	ok := false

@@ -105,7 +105,7 @@ func TestWithoutBPFPermission(t *testing.T) {
 			t.Fatalf("no \"xlb stopped\" error in the log")
 		}
 		why, _, _ := strings.Cut(log[i:], "\n")
-		for _, want := range []string{`XDP dataplane (mode = \"xdp\")`, "operation not permitted"} {
+		for _, want := range []string{`XDP dataplane (mode = \"xdp\")`, "operation not permitted", "needs CAP_BPF"} {
 			if !strings.Contains(why, want) {
 				t.Errorf("the error does not say %s: %s", want, why)
 			}
