@@ -170,7 +170,7 @@ type proc struct {
 	name  string
 	ns    *nettest.NS
 	cmd   *exec.Cmd
-	out   syncBuf
+	out   nettest.SyncBuffer
 	done  chan struct{}
 	stats chan []vrrp.InstanceStatus
 	ready chan struct{} // xlb nodes: closed when signals are handled
@@ -178,23 +178,6 @@ type proc struct {
 	mu     sync.Mutex
 	states map[string]vrrp.State
 	events []vrrp.Event
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startProc starts cmd and feeds each line of its stdout (and of its

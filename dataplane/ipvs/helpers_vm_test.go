@@ -5,7 +5,6 @@ package ipvs_test
 import (
 	"bufio"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -124,27 +122,14 @@ func (d *director) table(t *testing.T) []string {
 	return lines
 }
 
-// procAddr decodes /proc/net/ip_vs's C0000264:0050 or [2001:...]:0050.
+// procAddr decodes an address of /proc/net/ip_vs.
 func procAddr(t *testing.T, s string) string {
-	i := strings.LastIndexByte(s, ':')
-	port, err := strconv.ParseUint(s[i+1:], 16, 16)
+	t.Helper()
+	a, err := nettest.ProcIPVSAddr(s)
 	if err != nil {
-		t.Fatalf("bad address %q in /proc/net/ip_vs", s)
+		t.Fatal(err)
 	}
-	var a netip.Addr
-	if strings.HasPrefix(s, "[") {
-		a, err = netip.ParseAddr(s[1 : i-1])
-	} else {
-		var b []byte
-		b, err = hex.DecodeString(s[:i])
-		if err == nil && len(b) == 4 {
-			a = netip.AddrFrom4([4]byte(b))
-		}
-	}
-	if err != nil || !a.IsValid() {
-		t.Fatalf("bad address %q in /proc/net/ip_vs: %v", s, err)
-	}
-	return netip.AddrPortFrom(a, uint16(port)).String()
+	return a.String()
 }
 
 // connEntries counts the director's IPVS connection entries towards a

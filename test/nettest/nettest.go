@@ -109,7 +109,7 @@ func (ns *NS) MustRun(t testing.TB, name string, args ...string) string {
 func (ns *NS) Start(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := ns.Command(name, args...)
-	var buf syncBuffer
+	var buf SyncBuffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s in %s: %v", name, ns.Name, err)

@@ -3,20 +3,16 @@
 package vmdaemon_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,7 +28,7 @@ type daemon struct {
 	ns     *nettest.NS
 	socket string
 	cmd    *exec.Cmd
-	out    lockedBuffer
+	out    nettest.SyncBuffer
 	done   chan struct{}
 	err    error // of Wait, once done is closed
 }
@@ -118,23 +114,6 @@ func (d *daemon) status() (*control.Status, error) {
 		return nil, err
 	}
 	return resp.Status, nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // statusJSON runs `xlb status --json` against a control socket in ns.
@@ -286,28 +265,14 @@ func waitIPVSReal(t *testing.T, ns *nettest.NS, service, want string) {
 	})
 }
 
-// procAddr decodes /proc/net/ip_vs's 0A4D0064:0050 or [fd77::100]:0050.
+// procAddr decodes an address of /proc/net/ip_vs.
 func procAddr(t *testing.T, s string) string {
 	t.Helper()
-	i := strings.LastIndexByte(s, ':')
-	port, err := strconv.ParseUint(s[i+1:], 16, 16)
+	a, err := nettest.ProcIPVSAddr(s)
 	if err != nil {
-		t.Fatalf("bad address %q in /proc/net/ip_vs", s)
+		t.Fatal(err)
 	}
-	var a netip.Addr
-	if strings.HasPrefix(s, "[") {
-		a, err = netip.ParseAddr(s[1 : i-1])
-	} else {
-		var b []byte
-		b, err = hex.DecodeString(s[:i])
-		if err == nil && len(b) == 4 {
-			a = netip.AddrFrom4([4]byte(b))
-		}
-	}
-	if err != nil || !a.IsValid() {
-		t.Fatalf("bad address %q in /proc/net/ip_vs: %v", s, err)
-	}
-	return netip.AddrPortFrom(a, uint16(port)).String()
+	return a.String()
 }
 
 // metrics fetches the daemon's /metrics from inside ns.
