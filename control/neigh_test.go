@@ -26,20 +26,8 @@ func TestNetNeighborsResolvesAndFollows(t *testing.T) {
 	var rsMAC net.HardwareAddr
 	rs.Do(func() error { i, err := net.InterfaceByName("eth0"); rsMAC = i.HardwareAddr; return err })
 
-	h, err := netns.GetFromName(dir.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
 	var changes atomic.Int32
-	n, err := NewNetNeighbors(nil, h, func() { changes.Add(1) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	n := runNeighbors(t, dir, func() { changes.Add(1) })
 
 	for _, a := range []string{"10.9.0.2", "2001:db8:9::2"} {
 		addr := netip.MustParseAddr(a)
@@ -92,19 +80,7 @@ func TestNetNeighborsKeepRoute(t *testing.T) {
 	nettest.Addr(t, gw, "eth0", "10.9.1.3/24")
 	dir.MustRun(t, "ip", "route", "add", "10.78.0.0/24", "via", "10.9.1.2")
 
-	h, err := netns.GetFromName(dir.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	n, err := NewNetNeighbors(nil, h, func() {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	n := runNeighbors(t, dir, func() {})
 
 	usable := func(hop string) func() error {
 		return func() error {
@@ -125,4 +101,29 @@ func TestNetNeighborsKeepRoute(t *testing.T) {
 	// The gateway's entry goes away: it is resolved again.
 	dir.MustRun(t, "ip", "neigh", "del", "10.9.1.2", "dev", "eth0")
 	nettest.WaitFor(t, 10*time.Second, "gateway resolved again", usable("10.9.1.2"))
+}
+
+// runNeighbors runs a NetNeighbors in ns until the test ends.
+func runNeighbors(t *testing.T, ns *nettest.NS, onChange func()) *NetNeighbors {
+	t.Helper()
+	h, err := netns.GetFromName(ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNetNeighbors(nil, h, onChange)
+	if err != nil {
+		h.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("neighbours: %v", err)
+		}
+		h.Close()
+	})
+	return n
 }
