@@ -34,6 +34,9 @@ type DaemonOptions struct {
 	Env config.Env
 	// Ready is called once the daemon serves (systemd notification).
 	Ready func()
+	// Dataplane, when set, is used instead of the one the configuration
+	// asks for (tests drive the daemon on dataplane.Fake).
+	Dataplane dataplane.Dataplane
 }
 
 // Daemon is `xlb run`: the dataplane, health checks, VRRP, reconciler,
@@ -52,6 +55,11 @@ type Daemon struct {
 
 	stopping  atomic.Bool
 	forceStop chan struct{}
+	// ready is closed once Run has built every component a reload touches;
+	// exited when Run returns. Reloads wait for the first (a SIGHUP during
+	// start-up) and are refused after the second.
+	ready, exited chan struct{}
+	reloadMu      sync.Mutex // one reload at a time
 
 	mu        sync.Mutex
 	cfg       *config.Config
@@ -80,7 +88,8 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
 	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg),
-		groups: map[string]string{}, states: map[string]vrrp.State{}, forceStop: make(chan struct{})}, nil
+		groups: map[string]string{}, states: map[string]vrrp.State{}, forceStop: make(chan struct{}),
+		ready: make(chan struct{}), exited: make(chan struct{})}, nil
 }
 
 // Config returns the configuration in effect.
@@ -162,11 +171,15 @@ const bpffsRoot = "/sys/fs/bpf"
 // (priority 0) and removes its addresses, then the dataplane detaches (or
 // stays pinned with keep_forwarding_on_exit).
 func (d *Daemon) Run(ctx context.Context) error {
+	defer close(d.exited)
 	d.started = time.Now()
 	cfg := d.Config()
-	dp, err := OpenDataplane(cfg, d.log)
-	if err != nil {
-		return err
+	dp := d.opts.Dataplane
+	if dp == nil {
+		var err error
+		if dp, err = OpenDataplane(cfg, d.log); err != nil {
+			return err
+		}
 	}
 	d.dp = dp
 	info := dp.Info()
@@ -284,6 +297,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.log.Info("xlb running", "config", d.opts.ConfigPath, "services", len(d.model.Services), "vrrp_instances", len(cfg.VRRPInstances))
+	close(d.ready)
 	if d.opts.Ready != nil {
 		d.opts.Ready()
 	}
@@ -515,6 +529,17 @@ func (d *Daemon) vrrpStatus() []vrrp.InstanceStatus {
 // their connections and counters, unchanged checks their state, unchanged
 // VRRP instances their role.
 func (d *Daemon) Reload() error {
+	select {
+	case <-d.ready:
+	case <-d.exited:
+	}
+	select {
+	case <-d.exited:
+		return errors.New("reload: the daemon is not running")
+	default:
+	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	cfg, err := config.Load(d.opts.ConfigPath, d.opts.Env)
 	if err == nil {
 		vc := VRRPFromConfig(cfg)

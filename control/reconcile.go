@@ -213,7 +213,7 @@ func (r *Reconciler) service(s ServiceSpec) (dataplane.Service, ServiceState) {
 	var healthy uint64
 	for _, rs := range s.Reals {
 		b := r.backend(s, rs)
-		if r.health[CheckKey(s.Name, rs)] == health.StateUp {
+		if r.healthy(s, rs) {
 			b.Weight = rs.Weight
 			healthy += uint64(rs.Weight)
 		} else {
@@ -237,6 +237,21 @@ func (r *Reconciler) service(s ServiceSpec) (dataplane.Service, ServiceState) {
 		st.SorryActive = true
 	}
 	return svc, st
+}
+
+// healthy reports whether a real server takes new flows: its check passes,
+// or it has none, or its check starts up (initial_state) and has not
+// reported yet. So a start or a reload does not install such a real server
+// at weight 0 first and raise it a moment later.
+func (r *Reconciler) healthy(s ServiceSpec, rs RealSpec) bool {
+	if rs.Check.Type == health.TypeNone {
+		return true
+	}
+	st, ok := r.health[CheckKey(s.Name, rs)]
+	if !ok {
+		return rs.Check.InitialUp
+	}
+	return st == health.StateUp
 }
 
 // forwards reports whether a service forwards: always without a VRRP
