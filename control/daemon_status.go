@@ -43,6 +43,7 @@ func (d *Daemon) Status(rates bool) *Status {
 		stats = &dataplane.Stats{}
 	}
 	st.Verdicts = stats.Verdicts
+	st.Events = stats.Events
 	if rates {
 		st.RateInterval = d.rates.interval
 	}

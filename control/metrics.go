@@ -71,7 +71,7 @@ var (
 		bePackets, beBytes, beConns, beActive, beInactive, beUp, beWeight, beNoMAC *prometheus.Desc
 		svcPackets, svcBytes, svcConns, svcUp, svcForwarding                       *prometheus.Desc
 		vrrpState, vrrpPrio, vrrpTrans, vrrpSent, vrrpRecv, vrrpRxErr              *prometheus.Desc
-		vrrpSplit, vrrpSplitTotal, dpInfo, packets                                 *prometheus.Desc
+		vrrpSplit, vrrpSplitTotal, dpInfo, packets, events                         *prometheus.Desc
 	}{
 		bePackets:      prometheus.NewDesc("xlb_backend_packets_total", "Packets forwarded to (in) and, for NAT, from (out) a real server.", append(backendLabels, "direction"), nil),
 		beBytes:        prometheus.NewDesc("xlb_backend_bytes_total", "Bytes forwarded to (in) and, for NAT, from (out) a real server.", append(backendLabels, "direction"), nil),
@@ -96,6 +96,7 @@ var (
 		vrrpSplitTotal: prometheus.NewDesc("xlb_vrrp_split_brain_total", "Split-brain episodes detected.", []string{"instance"}, nil),
 		dpInfo:         prometheus.NewDesc("xlb_dataplane_info", "The dataplane in use.", []string{"mode", "attach"}, nil),
 		packets:        prometheus.NewDesc("xlb_packets_total", "Packets seen by the XDP program, by verdict.", []string{"verdict"}, nil),
+		events:         prometheus.NewDesc("xlb_events_total", "What the XDP program did besides its verdicts (fragments followed, ICMP errors relayed, NAT replies adopted...), by event.", []string{"event"}, nil),
 	}
 )
 
@@ -109,7 +110,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		descs.bePackets, descs.beBytes, descs.beConns, descs.beActive, descs.beInactive, descs.beUp, descs.beWeight, descs.beNoMAC,
 		descs.svcPackets, descs.svcBytes, descs.svcConns, descs.svcUp, descs.svcForwarding,
 		descs.vrrpState, descs.vrrpPrio, descs.vrrpTrans, descs.vrrpSent, descs.vrrpRecv, descs.vrrpRxErr,
-		descs.vrrpSplit, descs.vrrpSplitTotal, descs.dpInfo, descs.packets,
+		descs.vrrpSplit, descs.vrrpSplitTotal, descs.dpInfo, descs.packets, descs.events,
 	} {
 		ch <- d
 	}
@@ -133,6 +134,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descs.dpInfo, 1, st.Dataplane.Mode, st.Dataplane.Attach)
 		for v, n := range st.Verdicts {
 			counter(descs.packets, n, v)
+		}
+		for e, n := range st.Events {
+			counter(descs.events, n, e)
 		}
 		for _, s := range st.Services {
 			counter(descs.svcPackets, s.Counters.PacketsIn, s.Name, "in")

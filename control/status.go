@@ -21,6 +21,8 @@ type Status struct {
 	VRRP      []InstanceInfo `json:"vrrp"`
 	// Verdicts counts packets by what the dataplane did with them.
 	Verdicts map[string]uint64 `json:"verdicts,omitempty"`
+	// Events counts what the dataplane did besides its verdicts.
+	Events map[string]uint64 `json:"events,omitempty"`
 	// RateInterval is the sampling interval of the rates, when shown.
 	RateInterval time.Duration `json:"rate_interval,omitempty"`
 }
