@@ -500,10 +500,8 @@ int xlb_xdp(struct xdp_md *ctx)
 		case XLB_D_SLOW:
 			if (d.cacheable && hop.valid)
 				lb_cache_put(cache, &p, d.svc_id, d.backend, d.action, &hop, now, g->gen);
-			if (p.frag == XLB_FRAG_FIRST) {
+			if (p.frag == XLB_FRAG_FIRST)
 				lb_frag_put(&p, d.svc_id, d.backend, d.action, now);
-				lb_event(XLB_EV_FRAG_FIRST);
-			}
 			break;
 		case XLB_D_FRAG:
 			lb_event(XLB_EV_FRAG_LATER);

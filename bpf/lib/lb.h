@@ -29,6 +29,15 @@ static __always_inline void lb_count_verdict(__u32 verdict, __u32 len)
 	}
 }
 
+/* lb_event counts an event. */
+static __always_inline void lb_event(__u32 ev)
+{
+	__u64 *n = bpf_map_lookup_elem(&xlb_events_v1, &ev);
+
+	if (n)
+		(*n)++;
+}
+
 /* lb_globals returns the global settings. */
 static __always_inline struct xlb_globals *lb_globals(void)
 {
@@ -398,13 +407,15 @@ static __always_inline void lb_epoch_bump(__u32 hash)
 /* lb_cache_get returns the cached entry of an established flow if it was
  * copied from the connection table during the current clock tick, the
  * configuration has not changed since, and the flow was not scheduled anew
- * (epoch). SYN, FIN and RST always go to the connection table. */
+ * (epoch). SYN, FIN and RST always go to the connection table, and so do
+ * first fragments: the slow path records their datagram's entry, which the
+ * later fragments (without ports) follow. */
 static __always_inline struct xlb_flow_cache *lb_cache_get(struct xlb_flow_cache *c, const struct xlb_pkt *p, __u64 now,
 							   __u32 gen)
 {
 	__u32 *epoch;
 
-	if (!c || (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST)))
+	if (!c || (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST)) || p->frag != XLB_FRAG_NONE)
 		return NULL;
 	if (c->tick != (__u32)(now >> XLB_ATIME_SHIFT) || c->gen != gen || !lb_flow_eq(&c->flow, &p->flow))
 		return NULL;
@@ -505,7 +516,9 @@ static __always_inline void lb_frag_key(struct xlb_frag_key *k, const struct xlb
 	k->family = p->flow.family;
 }
 
-/* lb_frag_put remembers where the first fragment of a datagram went. */
+/* lb_frag_put remembers where the first fragment of a datagram went, for
+ * its later fragments, and counts it (every path that forwards a first
+ * fragment calls this). */
 static __always_inline void lb_frag_put(const struct xlb_pkt *p, __u32 svc, __u32 backend, __u8 action, __u64 now)
 {
 	struct xlb_frag_key k = {};
@@ -518,15 +531,7 @@ static __always_inline void lb_frag_put(const struct xlb_pkt *p, __u32 svc, __u3
 
 	lb_frag_key(&k, p);
 	bpf_map_update_elem(&xlb_frags_v1, &k, &v, BPF_ANY);
-}
-
-/* lb_event counts an event. */
-static __always_inline void lb_event(__u32 ev)
-{
-	__u64 *n = bpf_map_lookup_elem(&xlb_events_v1, &ev);
-
-	if (n)
-		(*n)++;
+	lb_event(XLB_EV_FRAG_FIRST);
 }
 
 #endif /* XLB_LB_H */

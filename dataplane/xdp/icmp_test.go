@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/test/packet"
@@ -226,5 +227,120 @@ func TestFragments(t *testing.T) {
 	st, _ := e.d.Stats(t.Context())
 	if st.Events["frag_first"] != 10 || st.Events["frag_later"] != 10 || st.Verdicts["pass_frag_miss"] != 1 {
 		t.Errorf("events %v, frag misses %d: want 10 first, 10 later, 1 miss", st.Events, st.Verdicts["pass_frag_miss"])
+	}
+}
+
+// TestFragmentsOfEstablishedFlows: datagrams fragmented on a flow the
+// per-CPU flow cache already knows (DR, NAT in both directions): each
+// first fragment records its entry, so the later fragments follow it
+// instead of going to the kernel; first fragments are counted on every
+// path, the NAT reply's included.
+func TestFragmentsOfEstablishedFlows(t *testing.T) {
+	// A manual clock: the cache entries stay valid for the whole test (no
+	// clock tick between packets).
+	e := routedEnvOpts(t, Options{Interfaces: []string{"eth0", "eth1"}, SyncInterval: -1, MapSizes: testSizes, ManualClock: true})
+	e.setClock(time.Hour)
+	drUDP := drService(netip.MustParseAddr("10.0.0.5"), dataplane.UDP, dataplane.MaglevHashing, e.rs(0, "10.0.1.1", 1), e.rs(1, "10.0.1.2", 1))
+	e.apply(drUDP, natService(vip4b, dataplane.UDP, netip.AddrPortFrom(rip4, 5353)), natService(vip6, dataplane.UDP, netip.AddrPortFrom(rip6, 5353)))
+	payload := bytes.Repeat([]byte("fedcba9876543210"), 10)
+	events := func() (first, later uint64) {
+		st, err := e.d.Stats(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Events["frag_first"], st.Events["frag_later"]
+	}
+	// fragmented sends datagram id of a flow as two fragments received on
+	// ifindex and expects them forwarded as want's, with action.
+	fragmented := func(t *testing.T, what string, ifindex int, in, want func(id uint16) (packet.Frame, packet.Frame), action uint32) {
+		t.Helper()
+		for id := uint16(0x5001); id <= 0x5002; id++ {
+			f1, f2 := in(id)
+			w1, w2 := want(id)
+			first0, later0 := events()
+			for i, f := range []packet.Frame{f1, f2} {
+				ret, out := e.runOn(ifindex, f.Bytes())
+				if ret != action {
+					t.Fatalf("%s, datagram %#x, fragment %d: action %s, want %s (verdicts %v)", what, id, i+1, actionNames[ret], actionNames[action], e.verdicts())
+				}
+				if w := []packet.Frame{w1, w2}[i].Bytes(); !bytes.Equal(out, w) {
+					t.Errorf("%s, datagram %#x, fragment %d:\n got %x\nwant %x", what, id, i+1, out, w)
+				}
+			}
+			if first, later := events(); first != first0+1 || later != later0+1 {
+				t.Errorf("%s, datagram %#x: %d first and %d later fragments counted, want 1 and 1", what, id, first-first0, later-later0)
+			}
+		}
+	}
+	// withID(id)(first, later) gives a datagram's fragments IP ID id.
+	withID := func(id uint16) func(f1, f2 packet.Frame) (packet.Frame, packet.Frame) {
+		return func(f1, f2 packet.Frame) (packet.Frame, packet.Frame) {
+			f1.ID, f2.ID, f1.FragID, f2.FragID = id, id, uint32(id), uint32(id)
+			return f1, f2
+		}
+	}
+	unfragmented := func(t *testing.T, ifindex int, f packet.Frame, action uint32) []byte {
+		t.Helper()
+		ret, out := e.runOn(ifindex, f.Bytes())
+		if ret != action {
+			t.Fatalf("unfragmented datagram: action %s, want %s (verdicts %v)", actionNames[ret], actionNames[action], e.verdicts())
+		}
+		return out
+	}
+
+	t.Run("dr", func(t *testing.T) {
+		e := e.with(t)
+		dgram := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client4, Dst: drUDP.Key.Addr, Proto: packet.UDP, SrcPort: 5100, DstPort: 80, Payload: []byte("hello")}
+		// The flow is scheduled, then cached by its second datagram.
+		out := unfragmented(t, e.eth0, dgram, xdpTX)
+		rs := out[0:6]
+		if !bytes.Equal(rs, rsMAC[0]) && !bytes.Equal(rs, rsMAC[1]) {
+			t.Fatalf("first datagram to %x", rs)
+		}
+		unfragmented(t, e.eth0, dgram, xdpTX)
+		fragmented(t, "dr", e.eth0, func(id uint16) (packet.Frame, packet.Frame) {
+			return withID(id)(udpFragments(client4, drUDP.Key.Addr, 5100, 80, payload, 64, cliMAC, eth0MAC))
+		}, func(id uint16) (packet.Frame, packet.Frame) {
+			return withID(id)(udpFragments(client4, drUDP.Key.Addr, 5100, 80, payload, 64, eth0MAC, rs))
+		}, xdpTX)
+	})
+
+	for _, fam := range []struct {
+		name        string
+		client, vip netip.Addr
+		rip         netip.Addr
+	}{{"ipv4", client4, vip4b, rip4}, {"ipv6", client6, vip6, rip6}} {
+		t.Run("nat "+fam.name, func(t *testing.T) {
+			e := e.with(t)
+			in := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: fam.client, Dst: fam.vip, Proto: packet.UDP, SrcPort: 5101, DstPort: 80, Payload: []byte("hello")}
+			reply := packet.Frame{SrcMAC: rsMAC[0], DstMAC: eth1MAC, Src: fam.rip, Dst: fam.client, Proto: packet.UDP, SrcPort: 5353, DstPort: 5101, Payload: []byte("hi")}
+			for range 2 {
+				unfragmented(t, e.eth0, in, xdpRedirect)
+				unfragmented(t, e.eth1, reply, xdpRedirect)
+			}
+			fragmented(t, "nat in", e.eth0, func(id uint16) (packet.Frame, packet.Frame) {
+				return withID(id)(udpFragments(fam.client, fam.vip, 5101, 80, payload, 64, cliMAC, eth0MAC))
+			}, func(id uint16) (packet.Frame, packet.Frame) {
+				return withID(id)(udpFragments(fam.client, fam.rip, 5101, 5353, payload, 64, eth1MAC, rsMAC[0]))
+			}, xdpRedirect)
+			fragmented(t, "nat reply", e.eth1, func(id uint16) (packet.Frame, packet.Frame) {
+				return withID(id)(udpFragments(fam.rip, fam.client, 5353, 5101, payload, 64, rsMAC[0], eth1MAC))
+			}, func(id uint16) (packet.Frame, packet.Frame) {
+				return withID(id)(udpFragments(fam.vip, fam.client, 80, 5101, payload, 64, eth0MAC, cliMAC))
+			}, xdpRedirect)
+		})
+	}
+
+	t.Run("nat reply, first datagram of the flow fragmented", func(t *testing.T) {
+		e := e.with(t)
+		unfragmented(t, e.eth0, packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client4, Dst: vip4b, Proto: packet.UDP, SrcPort: 5102, DstPort: 80, Payload: []byte("hello")}, xdpRedirect)
+		fragmented(t, "nat reply", e.eth1, func(id uint16) (packet.Frame, packet.Frame) {
+			return withID(id)(udpFragments(rip4, client4, 5353, 5102, payload, 64, rsMAC[0], eth1MAC))
+		}, func(id uint16) (packet.Frame, packet.Frame) {
+			return withID(id)(udpFragments(vip4b, client4, 80, 5102, payload, 64, eth0MAC, cliMAC))
+		}, xdpRedirect)
+	})
+	if v := e.verdicts()["pass_frag_miss"]; v != 0 {
+		t.Errorf("%d fragments passed to the kernel as misses", v)
 	}
 }

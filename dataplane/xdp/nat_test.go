@@ -30,6 +30,12 @@ var (
 
 func routedEnv(t *testing.T) *env {
 	t.Helper()
+	return routedEnvOpts(t, Options{Interfaces: []string{"eth0", "eth1"}, SyncInterval: -1, MapSizes: testSizes})
+}
+
+// routedEnvOpts is routedEnv with the dataplane opened with opts.
+func routedEnvOpts(t *testing.T, opts Options) *env {
+	t.Helper()
 	e := newEnv(t)
 	ns := e.ns
 	for _, c := range [][]string{
@@ -56,7 +62,7 @@ func routedEnv(t *testing.T) *env {
 	// in the devmap).
 	e.d.Close()
 	if err := ns.Do(func() (err error) {
-		e.d, err = Open(Options{Interfaces: []string{"eth0", "eth1"}, SyncInterval: -1, MapSizes: testSizes})
+		e.d, err = Open(opts)
 		return err
 	}); err != nil {
 		t.Fatal(err)
