@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Packet parsing: Ethernet (plus one 802.1Q/802.1ad tag), IPv4, IPv6 (with
  * up to XLB_MAX_IPV6_EXT extension headers), TCP, UDP, ICMP. Every access is
- * bounds-checked against data_end. */
+ * bounds-checked against data_end, and every header after the IP header
+ * against the end of the IP datagram (its total or payload length): bytes
+ * after it are Ethernet padding, never a header. */
 #ifndef XLB_PARSE_H
 #define XLB_PARSE_H
 
@@ -78,8 +80,9 @@ struct xlb_pkt {
  * at the recorded offsets. */
 #define XLB_MAX_L4_OFF 512
 
-/* xlb_parse_l4 reads ports (and TCP flags) at offset off. */
-static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, struct xlb_pkt *p)
+/* xlb_parse_l4 reads ports (and TCP flags) at offset off; end is the
+ * offset of the end of the IP datagram. */
+static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, __u32 end, struct xlb_pkt *p)
 {
 	if (off > XLB_MAX_L4_OFF)
 		return XLB_V_PASS_IPV6_EXT;
@@ -87,7 +90,7 @@ static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, s
 	if (p->flow.proto == IPPROTO_TCP) {
 		struct tcphdr *th = data + off;
 
-		if ((void *)(th + 1) > data_end || th->doff < 5)
+		if ((void *)(th + 1) > data_end || off + sizeof(*th) > end || th->doff < 5)
 			return XLB_V_DROP_MALFORMED;
 		p->flow.sport = bpf_ntohs(th->source);
 		p->flow.dport = bpf_ntohs(th->dest);
@@ -95,7 +98,7 @@ static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, s
 	} else if (p->flow.proto == IPPROTO_UDP) {
 		struct udphdr *uh = data + off;
 
-		if ((void *)(uh + 1) > data_end)
+		if ((void *)(uh + 1) > data_end || off + sizeof(*uh) > end)
 			return XLB_V_DROP_MALFORMED;
 		p->flow.sport = bpf_ntohs(uh->source);
 		p->flow.dport = bpf_ntohs(uh->dest);
@@ -103,7 +106,7 @@ static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, s
 	else if (p->flow.proto == IPPROTO_ICMP || p->flow.proto == IPPROTO_ICMPV6) {
 		__u8 *type = data + off;
 
-		if ((void *)(type + 8) > data_end)
+		if ((void *)(type + 8) > data_end || off + 8 > end)
 			return XLB_V_DROP_MALFORMED;
 		if (p->flow.proto == IPPROTO_ICMP)
 			/* destination unreachable, time exceeded, parameter problem */
@@ -171,23 +174,25 @@ static __always_inline int xlb_parse_ipv4(void *data, void *data_end, __u32 off,
 		}
 		p->frag = XLB_FRAG_FIRST;
 	}
-	return xlb_parse_l4(data, data_end, off + ihl, p);
+	return xlb_parse_l4(data, data_end, off + ihl, off + tot_len, p);
 }
 
 static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off, struct xlb_pkt *p)
 {
 	struct ipv6hdr *ip6 = data + off;
+	__u32 l4, end, plen;
 	__u8 nexthdr;
-	__u32 l4;
 	int i;
 
 	if ((void *)(ip6 + 1) > data_end)
 		return XLB_V_DROP_MALFORMED;
 	if (ip6->version != 6)
 		return XLB_V_DROP_MALFORMED;
-	/* payload_len 0 is a jumbogram (hop-by-hop option): not checked. */
-	if (data + off + sizeof(*ip6) + xlb_bound_u16(bpf_ntohs(ip6->payload_len)) > data_end)
+	plen = xlb_bound_u16(bpf_ntohs(ip6->payload_len));
+	if (data + off + sizeof(*ip6) + plen > data_end)
 		return XLB_V_DROP_MALFORMED;
+	/* payload_len 0 is a jumbogram (hop-by-hop option): the frame's end. */
+	end = plen ? off + sizeof(*ip6) + plen : p->len;
 
 	p->flow.family = XLB_AF_INET6;
 	p->df = 1; /* IPv6 routers never fragment */
@@ -204,7 +209,7 @@ static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off,
 		case IPPROTO_DSTOPTS: {
 			struct ipv6_opt_hdr *eh = data + l4;
 
-			if ((void *)(eh + 1) > data_end)
+			if ((void *)(eh + 1) > data_end || l4 + sizeof(*eh) > end)
 				return XLB_V_DROP_MALFORMED;
 			nexthdr = eh->nexthdr;
 			l4 += (eh->hdrlen + 1) * 8;
@@ -214,7 +219,7 @@ static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off,
 			struct xlb_ipv6_frag_hdr *fh = data + l4;
 			__u16 fo;
 
-			if ((void *)(fh + 1) > data_end)
+			if ((void *)(fh + 1) > data_end || l4 + sizeof(*fh) > end)
 				return XLB_V_DROP_MALFORMED;
 			nexthdr = fh->nexthdr;
 			l4 += sizeof(*fh);
@@ -231,7 +236,7 @@ static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off,
 		}
 		default:
 			p->flow.proto = nexthdr;
-			return xlb_parse_l4(data, data_end, l4, p);
+			return xlb_parse_l4(data, data_end, l4, end, p);
 		}
 	}
 	return XLB_V_PASS_IPV6_EXT;

@@ -41,6 +41,33 @@ func arpRequest() []byte {
 	return b
 }
 
+// padTo pads a frame with zero bytes to n bytes, as a NIC pads a short
+// frame to Ethernet's minimum of 60 (without the FCS).
+func padTo(frame []byte, n int) []byte {
+	out := bytes.Clone(frame)
+	for len(out) < n {
+		out = append(out, 0)
+	}
+	return out
+}
+
+// withIPLength sets the IPv4 total length (recomputing the header checksum)
+// or the IPv6 payload length of an untagged frame, leaving the frame's
+// bytes as they are.
+func withIPLength(frame []byte, n uint16) []byte {
+	out := bytes.Clone(frame)
+	ip := out[14:]
+	if ip[0]>>4 == 4 {
+		binary.BigEndian.PutUint16(ip[2:], n)
+		ihl := int(ip[0]&0xf) * 4
+		binary.BigEndian.PutUint16(ip[10:], 0)
+		binary.BigEndian.PutUint16(ip[10:], packet.Checksum(ip[:ihl]))
+	} else {
+		binary.BigEndian.PutUint16(ip[4:], n)
+	}
+	return out
+}
+
 // ipv6WithHopByHop inserts an 8-byte hop-by-hop options header in front of
 // the transport header of an IPv6 frame without extension headers.
 func ipv6WithHopByHop(frame []byte) []byte {
@@ -81,6 +108,16 @@ func TestForwardingTable(t *testing.T) {
 	vlanSyn := vlan.Bytes()
 	icmpEcho := packet.Frame{Src: client4, Dst: vip4, Proto: packet.ICMP, L4: []byte{8, 0, 0xf7, 0xff, 0, 0, 0, 0}}.Bytes()
 	vrrp := packet.Frame{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("224.0.0.18"), Proto: 112, TTL: 255, L4: []byte{0x31, 51, 150, 1, 0, 100, 0, 0, 10, 0, 0, 3}}.Bytes()
+	// Minimum-size frames: the NIC pads them to 60 bytes.
+	bareSyn4 := tcpFrame(client4, vip4, 40003, 80, packet.SYN)
+	bareSyn4.Payload = nil
+	paddedSyn4 := padTo(bareSyn4.Bytes(), 60)
+	bareUDP4 := udpFrame(client4, vip4, 5354, 80)
+	bareUDP4.Payload = []byte("q")
+	paddedUDP4 := padTo(bareUDP4.Bytes(), 60)
+	bareSyn6 := tcpFrame(client6, vip6, 40003, 80, packet.SYN)
+	bareSyn6.Payload = nil
+	icmpEchoPadded := padTo(icmpEcho, 60)
 	frag := tcpFrame(client4, vip4, 40002, 80, packet.ACK)
 	frag.FragOffset, frag.Payload = 1480, []byte("later fragment bytes")
 	laterFrag := frag.Bytes()
@@ -117,6 +154,18 @@ func TestForwardingTable(t *testing.T) {
 		{"truncated udp header", truncate(patch(udp4, 16, 0, 24), 14+24), xdpDrop, "drop_malformed", nil},
 		{"truncated ipv6 header", truncate(syn6, 14+39), xdpDrop, "drop_malformed", nil},
 		{"ipv6 payload beyond frame", patch(syn6, 14+4, 0x05, 0xdc), xdpDrop, "drop_malformed", nil},
+		// Ethernet padding after a datagram is kept (and not parsed)...
+		{"ipv4 tcp syn padded to 60 bytes", paddedSyn4, xdpTX, "tx", withMACs(paddedSyn4, rsMAC[0], eth0MAC)},
+		{"ipv4 udp padded to 60 bytes", paddedUDP4, xdpTX, "tx", withMACs(paddedUDP4, rsMAC[0], eth0MAC)},
+		// ...but a transport header that lies beyond the IP length, in
+		// the padding, is not a transport header.
+		{"ipv4 total length short of the tcp header, padded", withIPLength(paddedSyn4, 20+4), xdpDrop, "drop_malformed", nil},
+		{"ipv4 total length short of the tcp header by one byte", withIPLength(paddedSyn4, 20+19), xdpDrop, "drop_malformed", nil},
+		{"ipv4 total length short of the udp header, padded", withIPLength(paddedUDP4, 20+4), xdpDrop, "drop_malformed", nil},
+		{"ipv4 total length short of the icmp header, padded", withIPLength(icmpEchoPadded, 20+4), xdpDrop, "drop_malformed", nil},
+		{"ipv6 payload length short of the tcp header", withIPLength(bareSyn6.Bytes(), 4), xdpDrop, "drop_malformed", nil},
+		{"ipv6 payload length short of the tcp header after hop-by-hop", withIPLength(ipv6WithHopByHop(bareSyn6.Bytes()), 8+19), xdpDrop, "drop_malformed", nil},
+		{"ipv6 payload length short of the hop-by-hop header", withIPLength(ipv6WithHopByHop(bareSyn6.Bytes()), 4), xdpDrop, "drop_malformed", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := e.with(t)
