@@ -247,19 +247,38 @@ func TestWeightZeroDrains(t *testing.T) {
 	bs := e.pool(3)
 	e.apply(svc(dataplane.RoundRobin, bs))
 	owner := e.picks(syns(6, 80))
+	if !equalInts(owner, []int{0, 1, 2, 0, 1, 2}) {
+		t.Fatalf("flows before draining went to %v, want the rr cycle", owner)
+	}
 	bs[1].Weight = 0
 	e.apply(svc(dataplane.RoundRobin, bs))
-	for c := range 6 {
-		if got := e.pick(tcpFrame(client(c), vip4, 1024, 80, packet.ACK)); got != owner[c] {
-			t.Fatalf("established flow of client %d moved from %d to %d", c, owner[c], got)
+	established := func(when string) {
+		t.Helper()
+		for c := range 6 {
+			if got := e.pick(tcpFrame(client(c), vip4, 1024, 80, packet.ACK)); got != owner[c] {
+				t.Fatalf("%s: established flow of client %d moved from %d to %d", when, c, owner[c], got)
+			}
 		}
 	}
-	for c, b := range e.picks(syns(60, 81)) {
-		_ = c
-		if b == 1 {
-			t.Fatal("a drained backend (weight 0) got a new flow")
-		}
+	established("after draining backend 1")
+	// New flows (other source ports than the established ones) go to the
+	// other two, in turn.
+	var fresh [][]byte
+	for c := range 60 {
+		fresh = append(fresh, tcpFrame(client(c), vip4, 2048, 80, packet.SYN).Bytes())
 	}
+	got := e.picks(fresh)
+	n := map[int]int{}
+	for c, b := range got {
+		if b != 0 && b != 2 {
+			t.Fatalf("new flow of client %d went to %d; want 0 or 2 with backend 1 drained (all: %v)", c, b, got)
+		}
+		n[b]++
+	}
+	if n[0] != 30 || n[2] != 30 {
+		t.Errorf("new flows split %v between backends 0 and 2, want 30 each", n)
+	}
+	established("after new flows")
 	// The only backend drained: new flows are dropped, counted.
 	e.apply(svc(dataplane.RoundRobin, e.pool(1, 0)))
 	if got := e.pick(tcpFrame(client(999), vip4, 1024, 80, packet.SYN)); got != -1 {
