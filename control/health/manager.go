@@ -13,13 +13,17 @@ import (
 	"time"
 )
 
-// DefaultWorkers is how many checks run at once when Options.Workers is 0.
-const DefaultWorkers = 16
+// DefaultWorkers is how many checks may run at once when Options.Workers
+// is 0. A running check is one goroutine, mostly waiting on the network,
+// and only while it runs; the cap keeps a mass timeout (a rack going dark:
+// every check waits its full timeout) from delaying the other checks, and
+// still bounds the processes of script checks.
+const DefaultWorkers = 1024
 
 // Options configure a Manager.
 type Options struct {
 	Logger  *slog.Logger // nil discards
-	Workers int          // checks running at once; DefaultWorkers when 0
+	Workers int          // checks running at once at most; DefaultWorkers when 0
 	Clock   Clock        // scheduling time source; real time when nil
 	// Observe, when set, is called after every run with the check's key,
 	// its duration and its result, for the duration histogram. It is
@@ -50,8 +54,9 @@ type CheckStatus struct {
 }
 
 // Manager runs checks: one scheduler goroutine keeps them in a heap ordered
-// by their next run and hands due ones to a fixed pool of workers, so
-// thousands of checks cost no goroutine while they wait. The first run of
+// by their next run and starts a goroutine for each due one (at most
+// Options.Workers at once), so thousands of checks cost no goroutine while
+// they wait. The first run of
 // a check is spread uniformly over its interval; each next run starts
 // Interval ±10% after the previous one ended, so checks do not
 // synchronise.
@@ -61,7 +66,8 @@ type Manager struct {
 	workers int
 	observe func(string, time.Duration, error)
 
-	jobs    chan job
+	slots   chan struct{} // one token per running check (capacity: workers)
+	running sync.WaitGroup
 	wake    chan struct{} // capacity 1: the heap or the set of checks changed
 	results chan Transition
 	out     outbox
@@ -107,7 +113,6 @@ func NewManager(opts Options) *Manager {
 		clock:   opts.Clock,
 		workers: opts.Workers,
 		observe: opts.Observe,
-		jobs:    make(chan job),
 		wake:    make(chan struct{}, 1),
 		results: make(chan Transition),
 		out:     outbox{notify: make(chan struct{}, 1)},
@@ -122,6 +127,7 @@ func NewManager(opts Options) *Manager {
 	if m.workers <= 0 {
 		m.workers = DefaultWorkers
 	}
+	m.slots = make(chan struct{}, m.workers)
 	return m
 }
 
@@ -144,12 +150,10 @@ func (m *Manager) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for range m.workers {
-		wg.Go(func() { m.work(ctx) })
-	}
 	wg.Go(func() { m.deliver(ctx) })
 	m.schedule(ctx)
 	cancel()
+	m.running.Wait()
 	wg.Wait()
 	close(m.results)
 	return nil
@@ -291,9 +295,9 @@ func (m *Manager) Status() map[string]CheckStatus {
 }
 
 // schedule is the scheduler goroutine: it moves due checks from the heap
-// to a ready list and hands them to idle workers, sleeping until the next
-// check is due, a worker is free, or Update or a finished run changed the
-// heap.
+// to a ready list and starts them while fewer than Options.Workers run,
+// sleeping until the next check is due, a slot is free, or Update or a
+// finished run changed the heap.
 func (m *Manager) schedule(ctx context.Context) {
 	var ready []*check // due, waiting for a worker; only this goroutine uses it
 	for {
@@ -305,11 +309,11 @@ func (m *Manager) schedule(ctx context.Context) {
 		for len(ready) > 0 && m.checks[ready[0].key] != ready[0] {
 			ready = ready[1:] // removed or replaced while waiting
 		}
-		var jobs chan<- job
+		var slots chan<- struct{}
 		var j job
 		if len(ready) > 0 {
 			c := ready[0]
-			jobs, j = m.jobs, job{c: c, checker: c.checker, timeout: c.spec.Timeout, started: now}
+			slots, j = m.slots, job{c: c, checker: c.checker, timeout: c.spec.Timeout, started: now}
 		}
 		var timer Timer
 		var fire <-chan time.Time
@@ -323,26 +327,18 @@ func (m *Manager) schedule(ctx context.Context) {
 		case <-ctx.Done():
 		case <-m.wake:
 		case <-fire:
-		case jobs <- j:
+		case slots <- struct{}{}:
 			ready = ready[1:]
+			m.running.Go(func() {
+				defer func() { <-m.slots }()
+				m.run(ctx, j)
+			})
 		}
 		if timer != nil {
 			timer.Stop()
 		}
 		if ctx.Err() != nil {
 			return
-		}
-	}
-}
-
-// work is a worker goroutine: it runs the checks the scheduler hands it.
-func (m *Manager) work(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case j := <-m.jobs:
-			m.run(ctx, j)
 		}
 	}
 }

@@ -2,7 +2,9 @@ package health_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -421,5 +423,52 @@ func TestManagerScale(t *testing.T) {
 	t.Logf("second runs %v to %v after the first", lo, hi)
 	if lo < interval*9/10 || hi > interval*11/10 || hi-lo < interval/10 {
 		t.Errorf("second runs %v to %v after the first, want spread over %v ±10%%", lo, hi, interval)
+	}
+}
+
+// TestManagerHangingChecksDoNotStall: hundreds of checks whose real
+// servers accept and never answer (a rack gone dark) wait out their
+// timeouts without holding back the checks of healthy real servers. Not
+// parallel: it opens hundreds of connections.
+func TestManagerHangingChecksDoNotStall(t *testing.T) {
+	const hanging = 300
+	release := make(chan struct{})
+	var inFlight atomic.Int64
+	dark := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(dark.Close)
+	t.Cleanup(func() { close(release) }) // before dark.Close
+	healthy := listenTCP(t)
+
+	clk := newFakeClock()
+	m := health.NewManager(health.Options{Clock: clk}) // the daemon's default limit
+	specs := map[string]health.Spec{}
+	for i := range hanging {
+		s := health.Spec{Type: health.TypeHTTP, Interval: interval, Timeout: time.Hour, Fall: 1, Rise: 1, Path: "/"}
+		s.Target = addrPort(t, dark.Listener.Addr())
+		specs[fmt.Sprintf("dark/%d", i)] = s
+	}
+	ok := tcpSpec()
+	ok.Target, ok.Interval = addrPort(t, healthy.Addr()), interval
+	specs["ok/1"] = ok
+	if err := m.Update(specs); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, m)
+	go func() {
+		for range m.Results() {
+		}
+	}()
+	clk.Advance(interval) // every first run is due
+	waitFor(t, "every hanging check in flight", func() bool { return inFlight.Load() == hanging })
+	waitFor(t, "the healthy real server up", func() bool { return m.Status()["ok/1"].State == health.StateUp })
+	if n := inFlight.Load(); n != hanging {
+		t.Errorf("%d hanging checks in flight, want %d", n, hanging)
 	}
 }
