@@ -1,10 +1,15 @@
 package xdp
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/test/packet"
@@ -132,52 +137,86 @@ func TestRemovedBackendFreedAfterItsFlows(t *testing.T) {
 }
 
 // TestUpdatesAtomicForNewFlows: while new flows arrive continuously, the
-// backend set flips between two disjoint sets (and weights change); no new
-// flow may ever be dropped or sent elsewhere.
+// service is updated 40 times: every other update replaces the whole
+// backend set by a new, disjoint one, the others change the weights. Each
+// new flow must go to a backend of a configuration that was fully installed
+// at some moment while the flow was being forwarded: not dropped, not to a
+// backend of an older configuration, and never a mix.
 func TestUpdatesAtomicForNewFlows(t *testing.T) {
+	const updates = 40
+	// Configuration k uses group (k+1)/2 of three backends: 0, then 1, 1
+	// (weights changed), 2, 2, ...
+	group := func(k int) int { return (k + 1) / 2 }
 	for _, sched := range []dataplane.Scheduler{dataplane.RoundRobin, dataplane.WeightedLeastConnection, dataplane.MaglevHashing} {
 		t.Run(string(sched), func(t *testing.T) {
 			e := newEnv(t).with(t)
-			all := e.pool(6)
-			setA, setB := all[:3], all[3:]
-			e.apply(svc(sched, setA))
+			all := e.pool(3 * (group(updates) + 1))
+			config := func(k int) dataplane.Service {
+				g := group(k)
+				bs := slices.Clone(all[3*g : 3*g+3])
+				for j := range bs {
+					bs[j].Weight = uint32(1 + (k+j)%4)
+				}
+				return svc(sched, bs)
+			}
+			e.apply(config(0))
+			// started: updates begun; done: updates finished. A flow
+			// forwarded between done=lo and started=hi saw one of the
+			// configurations lo..hi.
+			var started, done atomic.Int64
 			var stop atomic.Bool
+			var mu sync.Mutex
+			var bad []string
+			var sent int
+			seen := map[int]bool{}
 			var wg sync.WaitGroup
-			var bad atomic.Int64
-			var sent atomic.Int64
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				n := 0
-				for !stop.Load() {
-					frames := make([][]byte, 200)
-					for i := range frames {
-						frames[i] = tcpFrame(client(n%60000), vip4, uint16(10000+n/60000), 80, packet.SYN).Bytes()
-						n++
-					}
-					for _, b := range e.picks(frames) {
-						if b < 0 || b > 5 {
-							bad.Add(1)
+				out := make([]byte, 2048)
+				err := e.ns.Do(func() error {
+					for n := 0; !stop.Load(); n++ {
+						f := tcpFrame(client(n%60000), vip4, uint16(10000+n/60000), 80, packet.SYN).Bytes()
+						lo := int(done.Load())
+						opts := ebpf.RunOptions{Data: f, DataOut: out, Context: bpfXdpMd{DataEnd: uint32(len(f)), IngressIfindex: uint32(e.eth0)}}
+						ret, err := e.d.Program().Run(&opts)
+						hi := int(started.Load())
+						if err != nil {
+							return err
 						}
+						b := -1
+						if ret == xdpTX {
+							b = backendOf(opts.DataOut)
+						}
+						ok := b >= 0 && group(lo) <= b/3 && b/3 <= group(hi)
+						mu.Lock()
+						sent++
+						if ok {
+							seen[b/3] = true
+						} else if len(bad) < 10 {
+							bad = append(bad, fmt.Sprintf("flow %d went to backend %d (group %d) while configurations %d..%d (groups %d..%d) were installed", n, b, b/3, lo, hi, group(lo), group(hi)))
+						}
+						mu.Unlock()
 					}
-					sent.Add(int64(len(frames)))
+					return nil
+				})
+				if err != nil {
+					mu.Lock()
+					bad = append(bad, err.Error())
+					mu.Unlock()
 				}
 			}()
-			for i := range 40 {
-				if i%2 == 0 {
-					e.apply(svc(sched, setB))
-				} else {
-					a := e.pool(6)[:3]
-					a[i%3].Weight = uint32(1 + i%4)
-					e.apply(svc(sched, a))
-				}
+			for k := 1; k <= updates; k++ {
+				started.Store(int64(k))
+				e.apply(config(k))
+				done.Store(int64(k))
 			}
 			stop.Store(true)
 			wg.Wait()
-			if bad.Load() != 0 {
-				t.Fatalf("%d of %d new flows were not forwarded to a configured real server during updates", bad.Load(), sent.Load())
+			if len(bad) != 0 {
+				t.Fatalf("of %d new flows during %d updates:\n%s", sent, updates, strings.Join(bad, "\n"))
 			}
-			t.Logf("%d new flows during 40 updates, all forwarded", sent.Load())
+			t.Logf("%d new flows during %d updates, all to a configuration installed at the time; backend groups used: %d of %d", sent, updates, len(seen), group(updates)+1)
 		})
 	}
 }
