@@ -3,6 +3,7 @@ package xdp
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -249,24 +250,21 @@ func TestTunnelIP6IP6AndGUE(t *testing.T) {
 			return s
 		}(),
 	)
-	// IPv6 in IPv6.
+	// IPv6 in IPv6: outer source the director's address toward the real
+	// server, flow label from the flow's hash.
 	in6 := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client6, Dst: vip6, Proto: packet.TCP, SrcPort: 40000, DstPort: 80, TCPFlags: packet.SYN}
 	f6 := in6.Bytes()
 	ret, out := e.runOn(e.eth0, f6)
 	if ret != xdpRedirect {
 		t.Fatalf("ip6ip6: action %s (verdicts %v)", actionNames[ret], e.verdicts())
 	}
-	p, err := packet.Parse(out)
-	if err != nil {
-		t.Fatal(err)
-	}
 	inner := packet.IPPacket(f6)
-	if p.Src != eth1IP6 || p.Dst != tunRS6 || p.Proto != packet.IPv6 || p.TTL != 64 || !bytes.Equal(p.L4, inner) ||
-		!bytes.Equal(out[0:6], gwMAC) || binary.BigEndian.Uint16(p.IP[4:]) != uint16(len(inner)) {
-		t.Errorf("ip6ip6 outer header wrong: src %s dst %s next %d hop %d, inner equal %v\n%x", p.Src, p.Dst, p.Proto, p.TTL, bytes.Equal(p.L4, inner), out)
-	}
+	want := ethHeader(gwMAC, eth1MAC, 0x86dd)
+	want = append(want, outerIPv6(eth1IP6, tunRS6, packet.IPv6, 0, frameHash(in6), len(inner))...)
+	expectFrame(t, "ip6ip6", out, append(want, inner...))
 
-	// GUE, outer source from the configured prefix, varied per flow.
+	// GUE, outer source from the configured prefix (host bits 1..254 from
+	// the flow's hash), source port from the hash too.
 	sources := map[netip.Addr]bool{}
 	ports := map[uint16]bool{}
 	for sport := uint16(40000); sport < 40040; sport++ {
@@ -276,24 +274,16 @@ func TestTunnelIP6IP6AndGUE(t *testing.T) {
 		if ret != xdpRedirect {
 			t.Fatalf("gue: action %s (verdicts %v)", actionNames[ret], e.verdicts())
 		}
-		p, err := packet.Parse(out)
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := frameHash(in)
+		src := netip.AddrFrom4([4]byte{10, 0, 9, byte(1 + h%254)})
+		gport := uint16(49152 + h%16384)
 		inner := packet.IPPacket(frame)
-		if !netip.MustParsePrefix("10.0.9.0/24").Contains(p.Src) || p.Src == netip.MustParseAddr("10.0.9.0") || p.Src == netip.MustParseAddr("10.0.9.255") {
-			t.Fatalf("outer source %s outside 10.0.9.1-254", p.Src)
-		}
-		sources[p.Src] = true
-		udp := p.L4
-		if p.Proto != packet.UDP || p.DstPort != 6080 || p.SrcPort < 49152 || binary.BigEndian.Uint16(udp[4:]) != uint16(8+4+len(inner)) ||
-			!bytes.Equal(udp[8:12], []byte{0, packet.IPIP, 0, 0}) || !bytes.Equal(udp[12:], inner) {
-			t.Fatalf("GUE encapsulation wrong: %x", out)
-		}
-		ports[p.SrcPort] = true
-		if err := packet.VerifyChecksums(out); err != nil {
-			t.Fatal(err)
-		}
+		want := ethHeader(gwMAC, eth1MAC, 0x0800)
+		want = append(want, outerIPv4(src, tunRS4, packet.UDP, false, 0, 8+4+len(inner))...)
+		want = append(want, gueHeaders(gport, 6080, packet.IPIP, len(inner))...)
+		want = append(want, inner...)
+		expectFrame(t, fmt.Sprintf("GUE, flow from port %d", sport), out, want)
+		sources[src], ports[gport] = true, true
 	}
 	if len(sources) < 10 || len(ports) < 10 {
 		t.Errorf("40 flows used %d outer sources and %d GUE source ports: not spread per flow", len(sources), len(ports))
