@@ -129,6 +129,7 @@ enum xlb_fwd {
 enum xlb_svc_flags {
 	XLB_SVC_F_ENABLED = 1 << 0, /* forward; otherwise pass to the kernel */
 	XLB_SVC_F_GUE = 1 << 1,     /* tunnel: GUE (UDP) instead of IPIP/IP6IP6 */
+	XLB_SVC_F_TUN_SRC6 = 1 << 2, /* tunnel: tun_src is an IPv6 address (only read back by the control plane) */
 };
 
 /* struct xlb_backend.flags */

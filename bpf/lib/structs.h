@@ -53,8 +53,8 @@ struct xlb_svc {
 	/* Tunnel mode: outer source address; the low src_bits host bits vary per flow. */
 	XLB_ADDR(tun_src);
 	__u8 tun_src_bits;
-	__u8 pad;
-	__u16 gue_port; /* GUE destination port */
+	__u8 tun_src_len; /* prefix length of the configured source (only read back by the control plane on restart) */
+	__u16 gue_port;   /* GUE destination port (kept for IPIP too, as configured) */
 };
 
 /* A real server. */

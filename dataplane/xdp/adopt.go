@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -135,6 +136,9 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 			svc.Forward = f
 		}
 	}
+	if svc.Forward == dataplane.Tunnel {
+		svc.Tunnel = adoptTunnel(cfg)
+	}
 	var ids []uint32
 	for _, bid := range backendIDs {
 		if !d.backends[bid].retired {
@@ -156,6 +160,25 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 	}
 	st.svc = svc
 	return st, nil
+}
+
+// adoptTunnel reads back a tunnel service's options as svcConfig stored
+// them.
+func adoptTunnel(cfg bpfXlbSvc) dataplane.TunnelOptions {
+	t := dataplane.TunnelOptions{Encap: dataplane.EncapIPIP, GUEPort: cfg.GuePort}
+	if cfg.Flags&uint16(bpfXlbSvcFlagsXLB_SVC_F_GUE) != 0 {
+		t.Encap = dataplane.EncapGUE
+	}
+	if cfg.TunSrc != [16]uint8{} {
+		fam := uint8(familyV4)
+		if cfg.Flags&uint16(bpfXlbSvcFlagsXLB_SVC_F_TUN_SRC6) != 0 {
+			fam = familyV6
+		}
+		// An entry pinned before the prefix length was stored reads as
+		// /0: it differs from any configuration and is installed anew.
+		t.Source = netip.PrefixFrom(wordsAddr(cfg.TunSrc, fam), int(cfg.TunSrcLen))
+	}
+	return t
 }
 
 func tableID(m *ebpf.Map) uint32 {

@@ -1,7 +1,9 @@
 package xdp
 
 import (
+	"bytes"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -184,6 +186,83 @@ func TestOpenDefaultSizes(t *testing.T) {
 		m := map[string]*ebpf.Map{"xlb_conns_v1": d.objs.XlbConnsV1, "xlb_backends_v1": d.objs.XlbBackendsV1, "xlb_svc_ids_v1": d.objs.XlbSvcIdsV1}[name]
 		if got := m.MaxEntries(); got != want {
 			t.Errorf("%s has %d entries, want %d", name, got, want)
+		}
+	}
+}
+
+// TestAdoptTunnelServicesOnRestart: tunnel services (IPIP with and without
+// a GUE port given, GUE with an outer source prefix, IPv6-in-IPv6 with a
+// source address) are adopted with their tunnel options: re-applying the
+// same configuration after a restart changes nothing (no slot flip), and
+// the tunnelled flows are encapsulated as before.
+func TestAdoptTunnelServicesOnRestart(t *testing.T) {
+	pin := filepath.Join("/sys/fs/bpf", nettest.UniqueName("xlbt-"))
+	t.Cleanup(func() { os.RemoveAll(pin) })
+	opts := Options{Interfaces: []string{"eth0", "eth1"}, PinPath: pin, SyncInterval: -1, MapSizes: testSizes}
+	e := routedEnvOpts(t, opts)
+	ipip := tunnelService(netip.MustParseAddr("10.0.0.6"), dataplane.EncapIPIP, netip.Prefix{}, tunRS4)
+	ipipNoPort := tunnelService(netip.MustParseAddr("10.0.0.7"), dataplane.EncapIPIP, netip.Prefix{}, tunRS4)
+	ipipNoPort.Tunnel.GUEPort = 0
+	gue := tunnelService(vip4b, dataplane.EncapGUE, netip.MustParsePrefix("10.0.9.0/24"), tunRS4)
+	gueHostBits := tunnelService(netip.MustParseAddr("10.0.0.8"), dataplane.EncapGUE, netip.MustParsePrefix("10.0.9.77/24"), tunRS4)
+	gueHostBits.Tunnel.GUEPort = 7080
+	ip6 := tunnelService(vip6, dataplane.EncapIPIP, netip.MustParsePrefix("2001:db8:9::5/128"), tunRS6)
+	ip6Prefix := tunnelService(netip.MustParseAddr("2001:db8::4"), dataplane.EncapGUE, netip.MustParsePrefix("2001:db8:9::/64"), tunRS6)
+	svcs := []dataplane.Service{ipip, ipipNoPort, gue, gueHostBits, ip6, ip6Prefix}
+	e.apply(svcs...)
+
+	flows := make([][]byte, len(svcs))
+	for i, s := range svcs {
+		cli := client4
+		if s.Key.Addr.Is6() {
+			cli = client6
+		}
+		flows[i] = packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: cli, Dst: s.Key.Addr, Proto: packet.TCP, SrcPort: 41000, DstPort: 80, TCPFlags: packet.SYN}.Bytes()
+	}
+	forward := func() [][]byte {
+		t.Helper()
+		outs := make([][]byte, len(flows))
+		for i, f := range flows {
+			ret, out := e.runOn(e.eth0, f)
+			if ret != xdpRedirect {
+				t.Fatalf("%s: action %s (verdicts %v)", svcs[i].Key, actionNames[ret], e.verdicts())
+			}
+			outs[i] = out
+		}
+		return outs
+	}
+	slots := func() map[dataplane.ServiceKey]uint32 {
+		t.Helper()
+		m := map[dataplane.ServiceKey]uint32{}
+		for _, s := range svcs {
+			var slot uint32
+			if err := e.d.objs.XlbSvcSlotV1.Lookup(e.d.services[s.Key].id, &slot); err != nil {
+				t.Fatal(err)
+			}
+			m[s.Key] = slot
+		}
+		return m
+	}
+	before, slotsBefore := forward(), slots()
+
+	e.d.Close()
+	if err := e.ns.Do(func() (err error) { e.d, err = Open(opts); return err }); err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	for _, s := range svcs {
+		if got := e.d.services[s.Key].svc; !sameInstall(got, s) {
+			t.Errorf("%s adopted as %+v, installed as %+v", s.Key, got.Tunnel, s.Tunnel)
+		}
+	}
+	e.apply(svcs...)
+	for k, slot := range slots() {
+		if slot != slotsBefore[k] {
+			t.Errorf("%s: re-applying the adopted configuration flipped the slot: nothing had changed", k)
+		}
+	}
+	for i, out := range forward() {
+		if !bytes.Equal(out, before[i]) {
+			t.Errorf("%s after restart:\n got %x\nwant %x", svcs[i].Key, out, before[i])
 		}
 	}
 }

@@ -528,15 +528,23 @@ func svcConfig(id uint32, s dataplane.Service, tableLen uint32) (bpfXlbSvc, erro
 		cfg.PersistTimeout = uint32(secs)
 	}
 	if s.Forward == dataplane.Tunnel {
+		// The options are stored as given (the GUE port of an IPIP
+		// service, the prefix length and family of the source), so that a
+		// restart adopts exactly what was installed (adoptService).
+		cfg.GuePort = s.Tunnel.GUEPort
 		if s.Tunnel.Encap == dataplane.EncapGUE {
 			if s.Tunnel.GUEPort == 0 {
 				return cfg, fmt.Errorf("GUE tunnel needs a port")
 			}
 			cfg.Flags |= uint16(bpfXlbSvcFlagsXLB_SVC_F_GUE)
-			cfg.GuePort = s.Tunnel.GUEPort
 		}
 		if src := s.Tunnel.Source; src.IsValid() {
-			cfg.TunSrc, _ = addrWords(src.Addr())
+			var fam uint8
+			cfg.TunSrc, fam = addrWords(src.Addr())
+			cfg.TunSrcLen = uint8(src.Bits())
+			if fam == familyV6 {
+				cfg.Flags |= uint16(bpfXlbSvcFlagsXLB_SVC_F_TUN_SRC6)
+			}
 			if bits := src.Addr().BitLen() - src.Bits(); bits >= 2 {
 				cfg.TunSrcBits = uint8(min(bits, 32))
 			}

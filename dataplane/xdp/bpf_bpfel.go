@@ -220,15 +220,16 @@ type bpfXlbSvc struct {
 	PersistTimeout uint32
 	TunSrc         [16]uint8
 	TunSrcBits     uint8
-	Pad            uint8
+	TunSrcLen      uint8
 	GuePort        uint16
 }
 
 type bpfXlbSvcFlags uint32
 
 const (
-	bpfXlbSvcFlagsXLB_SVC_F_ENABLED bpfXlbSvcFlags = 1
-	bpfXlbSvcFlagsXLB_SVC_F_GUE     bpfXlbSvcFlags = 2
+	bpfXlbSvcFlagsXLB_SVC_F_ENABLED  bpfXlbSvcFlags = 1
+	bpfXlbSvcFlagsXLB_SVC_F_GUE      bpfXlbSvcFlags = 2
+	bpfXlbSvcFlagsXLB_SVC_F_TUN_SRC6 bpfXlbSvcFlags = 4
 )
 
 type bpfXlbSvcKey struct {
