@@ -2,7 +2,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Benchmark helpers, not part of the product: the floor program xlb is
  * measured against, a wrapper that turns every BPF_PROG_TEST_RUN repetition
- * into a new flow, and a live-frames traffic generator with its counter. */
+ * into a new flow (or alternates two flows), and a live-frames traffic
+ * generator with its counter. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -52,8 +53,20 @@ struct {
 } bench_seq SEC(".maps");
 
 /* bench_mode: 0 = restore only (same flow every time), 1 = a new flow
- * (source address and port from a per-CPU sequence) every time. */
+ * (source address and port from the CPU and a per-CPU sequence) every time,
+ * 2 = the template's flow and the flow of bench_alt_saddr:bench_alt_sport
+ * in turn. */
 const volatile __u32 bench_mode = 0;
+
+/* Mode 1: new flows per CPU before the 5-tuples repeat: BENCH_NEW_PORTS
+ * source ports times 65536 source addresses. A run uses a few million. */
+#define BENCH_NEW_PORT_BITS 15
+#define BENCH_NEW_PORTS (1U << BENCH_NEW_PORT_BITS)
+#define BENCH_NEW_FLOWS ((__u64)BENCH_NEW_PORTS << 16)
+
+/* Mode 2: the second flow's source address and port (network order). */
+const volatile __be32 bench_alt_saddr = 0;
+const volatile __be16 bench_alt_sport = 0;
 
 /* The frame under test, restored before every run: BPF_PROG_TEST_RUN with
  * repeat does not restore the packet, so a rewriting program would see its
@@ -88,21 +101,33 @@ static __always_inline int bench_restore(struct xdp_md *ctx, __u64 *seqp)
 	if (!f || data + sizeof(*f) > data_end)
 		return -1;
 	__builtin_memcpy(data, f->b, sizeof(*f));
-	if (bench_mode == 1 && seqp) {
+	if (bench_mode && seqp) {
 		__u64 seq = (*seqp)++;
 		struct iphdr *ip = data + sizeof(struct ethhdr);
 		struct tcphdr *th = (void *)(ip + 1);
 
 		if ((void *)(th + 1) > data_end)
 			return -1;
-		ip->saddr ^= bpf_htonl((__u32)(seq >> 16) & 0xffffff);
-		th->source = bpf_htons((__u16)seq | 1024);
+		if (bench_mode == 1) {
+			/* Distinct for every (CPU, seq) while seq < BENCH_NEW_FLOWS:
+			 * repetitions of one run may move between CPUs. */
+			__u32 cpu = bpf_get_smp_processor_id() & 0xff;
+
+			if (seq >= BENCH_NEW_FLOWS)
+				return -1;
+			ip->saddr ^= bpf_htonl(cpu << 16 | (__u32)(seq >> BENCH_NEW_PORT_BITS));
+			th->source = bpf_htons(1024 + (__u16)(seq & (BENCH_NEW_PORTS - 1)));
+		} else if (seq & 1) {
+			ip->saddr = bench_alt_saddr;
+			th->source = bench_alt_sport;
+		}
 	}
 	return 0;
 }
 
-/* bench_wrapper restores the frame (and makes it a new flow in mode 1),
- * then tail-calls the program under test. */
+/* bench_wrapper restores the frame (and makes it a new flow in mode 1, or
+ * every other time the second flow in mode 2), then tail-calls the program
+ * under test. */
 SEC("xdp")
 int bench_wrapper(struct xdp_md *ctx)
 {

@@ -29,6 +29,8 @@ const (
 	benchProgBenchFloor   = "bench_floor"
 	benchProgBenchGen     = "bench_gen"
 	benchProgBenchWrapper = "bench_wrapper"
+	benchVarBenchAltSaddr = "bench_alt_saddr"
+	benchVarBenchAltSport = "bench_alt_sport"
 	benchVarBenchMode     = "bench_mode"
 )
 
@@ -93,7 +95,9 @@ type benchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type benchVariableSpecs struct {
-	BenchMode *ebpf.VariableSpec `ebpf:"bench_mode"`
+	BenchAltSaddr *ebpf.VariableSpec `ebpf:"bench_alt_saddr"`
+	BenchAltSport *ebpf.VariableSpec `ebpf:"bench_alt_sport"`
+	BenchMode     *ebpf.VariableSpec `ebpf:"bench_mode"`
 }
 
 // benchObjects contains all objects after they have been loaded into the kernel.
@@ -133,7 +137,9 @@ func (m *benchMaps) Close() error {
 //
 // It can be passed to loadBenchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type benchVariables struct {
-	BenchMode *ebpf.Variable `ebpf:"bench_mode"`
+	BenchAltSaddr *ebpf.Variable `ebpf:"bench_alt_saddr"`
+	BenchAltSport *ebpf.Variable `ebpf:"bench_alt_sport"`
+	BenchMode     *ebpf.Variable `ebpf:"bench_mode"`
 }
 
 // benchPrograms contains all programs after they have been loaded into the kernel.

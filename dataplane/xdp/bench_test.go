@@ -23,20 +23,37 @@ import (
 // Method ("wrapper"): BPF_PROG_TEST_RUN with repeat does not restore the
 // packet between repetitions, so every repetition runs bench_wrapper, which
 // copies the 64-byte template frame back (and, for the new-flow path, gives
-// it a fresh source address and port) and tail-calls the program under test.
+// it a fresh source address and port; for the connection-table path,
+// every other time a second flow's) and tail-calls the program under test.
 // Both programs pay the same wrapper cost; ns/packet is the wall time of one
 // BPF_PROG_TEST_RUN call with a large repeat count divided by that count.
 
 const benchRepeat = 2_000_000
 
-func loadBenchObjs(b *testing.B, mode uint32) *benchObjects {
+// Wrapper modes (bench_mode in bpf/bench/bench.c).
+const (
+	benchSameFlow = 0 // the template's flow every time
+	benchNewFlows = 1 // a new 5-tuple every time
+	benchTwoFlows = 2 // the template's flow and bench_alt_saddr:bench_alt_sport in turn
+)
+
+// loadBenchObjs loads the benchmark helpers with the wrapper in mode and
+// its other variables set from vars.
+func loadBenchObjs(b *testing.B, mode uint32, vars ...map[string]any) *benchObjects {
 	b.Helper()
 	spec, err := loadBench()
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := spec.Variables["bench_mode"].Set(mode); err != nil {
+	if err := spec.Variables[benchVarBenchMode].Set(mode); err != nil {
 		b.Fatal(err)
+	}
+	for _, vs := range vars {
+		for name, v := range vs {
+			if err := spec.Variables[name].Set(v); err != nil {
+				b.Fatalf("%s: %v", name, err)
+			}
+		}
 	}
 	var objs benchObjects
 	if err := spec.LoadAndAssign(&objs, nil); err != nil {
@@ -124,7 +141,7 @@ func BenchmarkEstablished(b *testing.B) {
 	ack := syn
 	ack.TCPFlags = packet.ACK
 	frame := ack.Bytes()
-	w := loadBenchObjs(b, 0)
+	w := loadBenchObjs(b, benchSameFlow)
 	for b.Loop() {
 		measure(b, 5,
 			func() float64 { return e.nsPerPacket(b, w, w.BenchFloor, frame) },
@@ -134,22 +151,76 @@ func BenchmarkEstablished(b *testing.B) {
 
 // BenchmarkNewFlow: every packet is a SYN of a new flow, scheduled by each
 // scheduler and inserted into the connection table (which fills and evicts,
-// as under a SYN flood).
+// as under a SYN flood). The service's connection counter must show one new
+// connection per packet xlb saw: no 5-tuple came twice.
 func BenchmarkNewFlow(b *testing.B) {
 	for _, sched := range dataplane.Schedulers {
 		b.Run(string(sched), func(b *testing.B) {
 			e := benchEnv(b)
-			e.apply(svc(sched, e.pool(16)))
+			s := svc(sched, e.pool(16))
+			e.apply(s)
 			syn := tcpFrame(client(1), vip4, 40000, 80, packet.SYN)
 			syn.Payload = nil
 			frame := syn.Bytes()
-			w := loadBenchObjs(b, 1)
+			w := loadBenchObjs(b, benchNewFlows)
+			runs := 0
 			for b.Loop() {
 				measure(b, 3,
 					func() float64 { return e.nsPerPacket(b, w, w.BenchFloor, frame) },
-					func() float64 { return e.nsPerPacket(b, w, e.d.Program(), frame) })
+					func() float64 { runs++; return e.nsPerPacket(b, w, e.d.Program(), frame) })
+			}
+			st, err := e.d.Stats(b.Context())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if got, want := st.Services[s.Key].Connections, uint64(runs)*benchRepeat; got != want {
+				b.Fatalf("%d new connections scheduled for %d SYNs: some were not new flows", got, want)
 			}
 		})
+	}
+}
+
+// BenchmarkConnTable: packets of established DR flows that the per-CPU
+// flow cache does not hold, so each one is looked up in the connection
+// table (and cached anew): two flows whose hashes share a cache slot, in
+// turn, each evicting the other.
+func BenchmarkConnTable(b *testing.B) {
+	e := benchEnv(b)
+	e.apply(svc(dataplane.MaglevHashing, e.pool(16)))
+	a := tcpFrame(client(1), vip4, 40000, 80, packet.SYN)
+	a.Payload = nil
+	slots := e.d.objs.XlbFlowcache.MaxEntries() // a power of two
+	slot := func(f packet.Frame) uint32 { return frameHash(f) & (slots - 1) }
+	other := a
+	for c := 0; other.Src == a.Src || slot(other) != slot(a); c++ {
+		other.Src, other.SrcPort = client(c/64512+2), uint16(1024+c%64512)
+	}
+	for _, f := range []packet.Frame{a, other} {
+		e.pick(f)
+	}
+	for _, f := range []*packet.Frame{&a, &other} {
+		f.TCPFlags = packet.ACK
+		if e.pick(*f) < 0 {
+			b.Fatal("flow not established")
+		}
+	}
+	// other now holds the slot (on the CPU that ran it): the flows collide.
+	var per []bpfXlbFlowCache
+	if err := e.d.objs.XlbFlowcache.Lookup(slot(a), &per); err != nil {
+		b.Fatal(err)
+	}
+	src := other.Src.As4()
+	if !slices.ContainsFunc(per, func(c bpfXlbFlowCache) bool {
+		return c.Flow.Sport == other.SrcPort && [4]byte(c.Flow.Src[:4]) == src
+	}) {
+		b.Fatalf("flow %s:%d is not in cache slot %d: the test's flow hash disagrees with the program's", other.Src, other.SrcPort, slot(a))
+	}
+	w := loadBenchObjs(b, benchTwoFlows, map[string]any{benchVarBenchAltSaddr: src, benchVarBenchAltSport: [2]byte{byte(other.SrcPort >> 8), byte(other.SrcPort)}})
+	frame := a.Bytes()
+	for b.Loop() {
+		measure(b, 5,
+			func() float64 { return e.nsPerPacket(b, w, w.BenchFloor, frame) },
+			func() float64 { return e.nsPerPacket(b, w, e.d.Program(), frame) })
 	}
 }
 
@@ -170,7 +241,7 @@ func BenchmarkLiveFrames(b *testing.B) {
 		b.Fatal("veth pair missing")
 	}
 
-	counter := loadBenchObjs(b, 0)
+	counter := loadBenchObjs(b, benchSameFlow)
 	var l link.Link
 	if err := gen.Do(func() (err error) {
 		l, err = link.AttachXDP(link.XDPOptions{Program: counter.BenchCount, Interface: g0.Index, Flags: link.XDPDriverMode})
@@ -194,7 +265,7 @@ func BenchmarkLiveFrames(b *testing.B) {
 	}
 	e.apply(svc(dataplane.MaglevHashing, bs))
 
-	genObjs := loadBenchObjs(b, 0)
+	genObjs := loadBenchObjs(b, benchSameFlow)
 	f := tcpFrame(client(1), vip4, 1024, 80, packet.ACK)
 	f.Payload = nil
 	f.SrcMAC, f.DstMAC = g0.HardwareAddr, d0.HardwareAddr
@@ -303,7 +374,7 @@ func BenchmarkNAT(b *testing.B) {
 	in := syn
 	in.TCPFlags = packet.ACK
 	out := packet.Frame{SrcMAC: rsMAC[0], DstMAC: eth0MAC, Src: rip4, Dst: cli, Proto: packet.TCP, SrcPort: 8080, DstPort: 40000, TCPFlags: packet.ACK}
-	w := loadBenchObjs(b, 0)
+	w := loadBenchObjs(b, benchSameFlow)
 	for _, dir := range []struct {
 		name  string
 		frame []byte
@@ -329,7 +400,7 @@ func BenchmarkTunnel(b *testing.B) {
 			ack := syn
 			ack.TCPFlags = packet.ACK
 			frame := ack.Bytes()
-			w := loadBenchObjs(b, 0)
+			w := loadBenchObjs(b, benchSameFlow)
 			for b.Loop() {
 				measure(b, 5,
 					func() float64 { return e.nsPerPacket(b, w, w.BenchFloor, frame) },
