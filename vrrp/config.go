@@ -64,7 +64,8 @@ type InstanceConfig struct {
 	// UnicastSrc is the source address of adverts (default: the primary
 	// address of Interface, or its link-local address for IPv6). With
 	// UnicastPeers the adverts go to each peer instead of the multicast
-	// group, and only adverts from a listed peer are accepted.
+	// group, and only adverts from a listed peer are accepted, with any
+	// TTL / hop limit (a peer may be routed; keepalived 2.x does the same).
 	UnicastSrc   netip.Addr   `json:"unicast_src,omitzero"`
 	UnicastPeers []netip.Addr `json:"unicast_peers,omitempty"`
 	// VIPs are the virtual addresses, all of one family (that of the

@@ -19,18 +19,20 @@ import (
 type actionKind uint8
 
 const (
-	actSendAdvert actionKind = iota + 1 // send an advertisement with priority prio
-	actAddVIPs                          // add vips (nil: all of the instance's)
-	actDelVIPs                          // remove vips (nil: all of the instance's)
-	actAnnounce                         // count GARPs / unsolicited NAs for each VIP (vips nil: all)
-	actProbe                            // one ARP / NS probe for each VIP
-	actNotify                           // run the notify scripts for note (MASTER, BACKUP, FAULT, STOP, DELETED, SPLIT_BRAIN)
-	actTransition                       // state changed from -> to for reason note
-	actSplitBrain                       // split brain detected (to == Master) or healed (to == Backup: "the other yielded")
+	actSendAdvert    actionKind = iota + 1 // send an advertisement with priority prio
+	actAddVIPs                             // add vips (nil: all of the instance's)
+	actDelVIPs                             // remove vips (nil: all of the instance's)
+	actAnnounce                            // count GARPs / unsolicited NAs for each VIP (vips nil: all)
+	actProbe                               // one ARP / NS probe for each VIP
+	actNotify                              // run the notify scripts for note (MASTER, BACKUP, FAULT, STOP, DELETED, SPLIT_BRAIN)
+	actTransition                          // state changed from -> to for reason note
+	actSplitBrain                          // split brain detected (to == Master) or healed (to == Backup: "the other yielded")
+	actOwnerConflict                       // another router (note) is also the address owner: our priority drops to prio
 )
 
 var actionNames = [...]string{actSendAdvert: "advert", actAddVIPs: "add-vips", actDelVIPs: "del-vips", actAnnounce: "announce",
-	actProbe: "probe", actNotify: "notify", actTransition: "transition", actSplitBrain: "split-brain"}
+	actProbe: "probe", actNotify: "notify", actTransition: "transition", actSplitBrain: "split-brain",
+	actOwnerConflict: "owner-conflict"}
 
 // action is one thing the Node must do, in order.
 type action struct {
@@ -56,6 +58,8 @@ func (a action) String() string {
 		fmt.Fprintf(&b, " %s prio=%d", a.note, a.prio)
 	case actTransition:
 		fmt.Fprintf(&b, " %s->%s (%s) prio=%d", a.from, a.to, a.note, a.prio)
+	case actOwnerConflict:
+		fmt.Fprintf(&b, " prio=%d from %s", a.prio, a.note)
 	case actSplitBrain:
 		if a.to == Master {
 			b.WriteString(" detected")
@@ -119,6 +123,10 @@ type instance struct {
 	effPrio  uint8
 	ownFault bool // from tracking
 	faults   []string
+	// ownerConflict: another router advertised priority 255 while we,
+	// the configured address owner, were master; our priority stays 254
+	// until a reload (keepalived's "both configured as address owner").
+	ownerConflict bool
 
 	masterAdverInt time.Duration
 	masterDownAt   time.Time // Backup: the Master_Down_Timer
@@ -235,6 +243,7 @@ func (c *core) addInstance(ic InstanceConfig) *instance {
 
 func (in *instance) setConfig(ic InstanceConfig) {
 	in.cfg = ic.withDefaults()
+	in.ownerConflict = false // a reload gives the owner its 255 back (retrack)
 	in.auth = [authDataLen]byte{}
 	copy(in.auth[:], in.cfg.AuthPass)
 	if in.cfg.UnicastSrc.IsValid() {
@@ -511,6 +520,9 @@ func (c *core) evalTracking(in *instance) {
 	in.faults, in.ownFault = faults, len(faults) > 0
 	if in.cfg.Priority == priorityOwner {
 		in.effPrio = priorityOwner
+		if in.ownerConflict {
+			in.effPrio = priorityOwner - 1
+		}
 		return
 	}
 	in.effPrio = uint8(min(max(int(in.cfg.Priority)+weight, 1), 254))
@@ -565,10 +577,12 @@ func (c *core) rxError(name, reason string) {
 }
 
 // check applies the receive checks of RFC 5798 7.1 that need the
-// instance's configuration; "" means accepted.
+// instance's configuration; "" means accepted. As keepalived 2.x, the TTL
+// / hop limit must be 255 only in multicast mode: unicast peers may be
+// routed (the source must then be a configured peer).
 func (in *instance) check(p *rxPacket) string {
 	switch {
-	case p.TTL != vrrpTTL:
+	case p.TTL != vrrpTTL && len(in.cfg.UnicastPeers) == 0:
 		return RxTTL
 	case p.Version != in.cfg.Version:
 		return RxVersion
@@ -657,6 +671,17 @@ func (c *core) masterRx(now time.Time, in *instance, p *rxPacket) []action {
 		in.advertAt = now.Add(in.cfg.AdvertInterval)
 		return []action{{kind: actSendAdvert, inst: in.name(), prio: in.effPrio}}
 	}
+	var acts []action
+	if p.Priority == priorityOwner && in.effPrio == priorityOwner {
+		// Another router is also configured as the address owner. RFC
+		// 5798 7.1 has the owner discard every advert, which leaves two
+		// masters for good; keepalived calls it a configuration error,
+		// lowers its own priority to 254 and yields. So do we, until a
+		// reload.
+		in.ownerConflict = true
+		in.effPrio = priorityOwner - 1
+		acts = append(acts, action{kind: actOwnerConflict, inst: in.name(), prio: in.effPrio, note: p.Src.String()})
+	}
 	cmp := p.Src.Compare(in.local)
 	if p.Priority > in.effPrio || (p.Priority == in.effPrio && cmp > 0) {
 		in.masterAddr, in.masterPrio = p.Src, p.Priority
@@ -664,7 +689,7 @@ func (c *core) masterRx(now time.Time, in *instance, p *rxPacket) []action {
 		if in.cfg.Version == 3 {
 			mi = p.Interval
 		}
-		return c.enterBackup(now, in, mi, ReasonHigherPriority)
+		return append(acts, c.enterBackup(now, in, mi, ReasonHigherPriority)...)
 	}
 	if p.Priority == in.effPrio && cmp == 0 {
 		return nil
@@ -674,7 +699,7 @@ func (c *core) masterRx(now time.Time, in *instance, p *rxPacket) []action {
 	// since clients may have followed it; at most once per max(1s,
 	// interval) so that a peer that cannot hear us is no ARP storm.
 	in.stats.advertsSent++
-	acts := []action{{kind: actSendAdvert, inst: in.name(), prio: in.effPrio}}
+	acts = append(acts, action{kind: actSendAdvert, inst: in.name(), prio: in.effPrio})
 	if n := in.cfg.GARP.LowerPrioRepeat; n > 0 && !now.Before(in.lowerAnnounce) {
 		in.lowerAnnounce = now.Add(max(time.Second, in.cfg.AdvertInterval))
 		in.scheduleBurst(now, n)

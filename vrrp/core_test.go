@@ -43,8 +43,9 @@ func baseInst(name string, prio uint8, mods ...func(*InstanceConfig)) InstanceCo
 func cfgOf(insts ...InstanceConfig) Config { return Config{Instances: insts} }
 
 type harness struct {
-	t *testing.T
-	c *core
+	t   *testing.T
+	c   *core
+	cfg Config
 }
 
 func newHarness(t *testing.T, cfg Config, locals map[string]string) *harness {
@@ -52,7 +53,7 @@ func newHarness(t *testing.T, cfg Config, locals map[string]string) *harness {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	h := &harness{t: t, c: newCore(cfg)}
+	h := &harness{t: t, c: newCore(cfg), cfg: cfg}
 	for _, in := range h.c.insts {
 		l := "10.0.0.1"
 		if s, ok := locals[in.name()]; ok {
@@ -65,7 +66,7 @@ func newHarness(t *testing.T, cfg Config, locals map[string]string) *harness {
 
 // apply runs one input:
 //
-//	start | tick | shutdown
+//	start | tick | shutdown | reload (the same configuration)
 //	adv <inst> <src> <prio> [int=<duration>] [ttl=N] [ver=N] [pass=S] [addrs=a,b]
 //	link <ifname> up|down
 //	script <name> ok|fail
@@ -80,6 +81,8 @@ func (h *harness) apply(now time.Time, input string) []action {
 		return h.c.tick(now)
 	case "shutdown":
 		return h.c.shutdown(now)
+	case "reload":
+		return h.c.reconfigure(now, h.cfg)
 	case "adv":
 		in := h.c.byName[f[1]]
 		prio, _ := strconv.Atoi(f[3])
@@ -311,6 +314,35 @@ func TestStateMachine(t *testing.T) {
 			{1000 * ms, "tick", []string{"a advert prio=255"}, ""},
 		},
 	}, {
+		// RFC 5798 7.1 has the owner discard adverts; keepalived (whose
+		// behaviour we keep) handles them as any master: a lower priority
+		// is told at once, and a second owner is a configuration error:
+		// it lowers its own priority to 254 (until a reload) and yields,
+		// whatever the addresses (ours, 10.0.0.5, is the higher one).
+		name:   "address owner hearing adverts: lower ones told, a second owner makes it yield at 254 (keepalived)",
+		cfg:    cfgOf(baseInst("a", 255)),
+		locals: map[string]string{"a": "10.0.0.5"},
+		steps: []step{
+			{0, "start", []string{"a advert prio=255", "a add-vips", "a announce x5", "a notify MASTER prio=255",
+				"a transition INIT->MASTER (startup) prio=255"}, "a=MASTER"},
+			{500 * ms, "adv a 10.0.0.2 100", []string{"a advert prio=255", "a announce x5"}, "a=MASTER"},
+			{600 * ms, "adv a 10.0.0.2 0", []string{"a advert prio=255"}, "a=MASTER"},
+			{700 * ms, "adv a 10.0.0.2 255", []string{"a owner-conflict prio=254 from 10.0.0.2", "a del-vips",
+				"a notify BACKUP prio=254", "a transition MASTER->BACKUP (higher_priority) prio=254"}, "a=BACKUP"},
+			// A backup at 254: 3s + 2*100/256 cs (0) after the last advert.
+			{1700 * ms, "adv a 10.0.0.2 255", nil, "a=BACKUP"},
+			{4699 * ms, "tick", nil, "a=BACKUP"},
+			{4700 * ms, "tick", []string{"a advert prio=254", "a add-vips", "a announce x5", "a notify MASTER prio=254",
+				"a transition BACKUP->MASTER (master_down) prio=254"}, "a=MASTER"},
+			// Still 254: the other owner wins again, no new conflict.
+			{5000 * ms, "adv a 10.0.0.2 255", []string{"a del-vips", "a notify BACKUP prio=254",
+				"a transition MASTER->BACKUP (higher_priority) prio=254"}, "a=BACKUP"},
+			// A reload gives 255 back: the next advert says so.
+			{5100 * ms, "reload", nil, "a=BACKUP"},
+			{8000 * ms, "tick", []string{"a advert prio=255", "a add-vips", "a announce x5", "a notify MASTER prio=255",
+				"a transition BACKUP->MASTER (master_down) prio=255"}, "a=MASTER"},
+		},
+	}, {
 		name: "initial state MASTER takes over after one interval (keepalived 2.x)",
 		cfg:  cfgOf(baseInst("a", 100, func(ic *InstanceConfig) { ic.InitialState = Master })),
 		steps: []step{
@@ -529,7 +561,7 @@ func TestStateMachineReceiveChecks(t *testing.T) {
 	h := newHarness(t, cfg, nil)
 	h.apply(t0, "start")
 	for _, tc := range []struct{ input, reason string }{
-		{"adv a 10.0.0.2 150 ttl=64", RxTTL},
+		{"adv a 10.0.0.3 150 ttl=64", RxPeer}, // a routed TTL is accepted from a peer only
 		{"adv a 10.0.0.2 150 ver=3", RxVersion},
 		{"adv a 10.0.0.2 150 pass=wrong", RxAuth},
 		{"adv a 10.0.0.2 150 auth=0", RxAuth},
@@ -565,6 +597,62 @@ func TestStateMachineReceiveChecks(t *testing.T) {
 	// Timer was reset by the good advert: 1s + 3.609375s (v2 skew 156/256 s).
 	if next := h.c.next(); next != t0.Add(time.Second+3*time.Second+156*time.Second/256) {
 		t.Fatalf("next timer at %v", next.Sub(t0))
+	}
+}
+
+// TestStateMachineTTL: TTL / hop limit 255 is required in multicast mode
+// (RFC 5798 7.1); with unicast peers, as keepalived 2.x, any TTL is
+// accepted from a configured peer, which may be routed.
+func TestStateMachineTTL(t *testing.T) {
+	v6 := func(ic *InstanceConfig) { ic.VIPs = []VIP{{Prefix: netip.MustParsePrefix("fd00::100/64")}} }
+	peer := func(p string) func(*InstanceConfig) {
+		return func(ic *InstanceConfig) { ic.UnicastPeers = []netip.Addr{netip.MustParseAddr(p)} }
+	}
+	for _, tc := range []struct {
+		name   string
+		inst   InstanceConfig
+		local  string
+		input  string
+		reason string // "" accepted
+	}{
+		{"multicast, 255", baseInst("a", 100), "10.0.0.1", "adv a 10.0.0.2 150", ""},
+		{"multicast, 254", baseInst("a", 100), "10.0.0.1", "adv a 10.0.0.2 150 ttl=254", RxTTL},
+		{"multicast, 64", baseInst("a", 100), "10.0.0.1", "adv a 10.0.0.2 150 ttl=64", RxTTL},
+		{"multicast IPv6, hop limit 1", baseInst("a", 100, v6), "fe80::1", "adv a fe80::2 150 ttl=1", RxTTL},
+		{"unicast peer, 255", baseInst("a", 100, peer("10.0.0.2")), "10.0.0.1", "adv a 10.0.0.2 150", ""},
+		{"unicast peer, 64", baseInst("a", 100, peer("10.0.0.2")), "10.0.0.1", "adv a 10.0.0.2 150 ttl=64", ""},
+		{"unicast peer, 1", baseInst("a", 100, peer("10.0.0.2")), "10.0.0.1", "adv a 10.0.0.2 150 ttl=1", ""},
+		{"unicast, not a peer, 64", baseInst("a", 100, peer("10.0.0.2")), "10.0.0.1", "adv a 10.0.0.3 150 ttl=64", RxPeer},
+		{"unicast IPv6 peer, hop limit 62", baseInst("a", 100, v6, peer("fd00::2")), "fd00::1", "adv a fd00::2 150 ttl=62", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, cfgOf(tc.inst), map[string]string{"a": tc.local})
+			h.apply(t0, "start")
+			h.apply(t0.Add(time.Second), tc.input)
+			st := h.c.byName["a"].status()
+			for _, r := range RxErrorReasons {
+				want := uint64(0)
+				if r == tc.reason {
+					want = 1
+				}
+				if st.RxErrors[r] != want {
+					t.Errorf("rx errors %s = %d, want %d", r, st.RxErrors[r], want)
+				}
+			}
+			accepted := tc.reason == ""
+			if got := st.AdvertsReceived == 1 && st.MasterPriority == 150; got != accepted {
+				t.Fatalf("accepted %v, want %v: %+v", got, accepted, st)
+			}
+			// An accepted advert restarts the Master_Down_Timer (3.6s
+			// from the advert at 1s); a rejected one leaves it.
+			want := t0.Add(3600 * ms)
+			if accepted {
+				want = t0.Add(4600 * ms)
+			}
+			if next := h.c.next(); next != want {
+				t.Fatalf("Master_Down_Timer at %v, want %v", next.Sub(t0), want.Sub(t0))
+			}
+		})
 	}
 }
 

@@ -81,14 +81,21 @@
 // expired timer, so a stalled process does not take over by mistake.
 //
 // Every receive check of RFC 5798 section 7.1 is applied: TTL / hop limit
-// 255 (also in unicast mode), version, type, length, checksum (v3 over the
-// pseudo-header, with the real destination, as keepalived), VRID, v2
-// authentication type and password, v2 interval, the address list against
-// the VIPs, and in unicast mode the source against the peers. An
+// 255, version, type, length, checksum (v3 over the pseudo-header, with the
+// real destination, as keepalived), VRID, v2 authentication type and
+// password, v2 interval, the address list against the VIPs, and in unicast
+// mode the source against the peers. As keepalived 2.x, the TTL is not
+// checked in unicast mode (with UnicastPeers): a peer may be routed, and
+// its adverts are accepted with any TTL, from a configured peer only
+// (keepalived's per-peer min_ttl / max_ttl are not supported). An
 // advertisement from our own address is ignored.
 //
 // keepalived semantics kept: priority 255 takes over at once and ignores
-// weights; an initial state MASTER below 255 takes over after one interval
+// weights; the address owner does not discard advertisements as RFC 5798
+// 7.1 has it (two owners would then stay masters for good): as any master
+// it answers a lower priority at once, and another owner's advertisement
+// is a configuration error, logged, upon which it lowers its priority to
+// 254 until a reload and yields; an initial state MASTER below 255 takes over after one interval
 // unless it hears a master; a master hearing a lower-priority master
 // advertises at once ("forcing new election"); a master leaving for FAULT
 // sends priority 0; nopreempt and preempt_delay as keepalived's backup
@@ -105,7 +112,8 @@
 // max(1s, interval)), since clients may have followed the other node.
 //
 // Notify scripts run asynchronously, in order per instance, each killed
-// after Notify.Timeout; the generic one gets keepalived's four extra
+// with its process group after Notify.Timeout: a hanging script delays the
+// next script of its instance, never the protocol; the generic one gets keepalived's four extra
 // arguments: INSTANCE <name> <MASTER|BACKUP|FAULT|STOP|DELETED> <priority>.
 // Group notify scripts are not supported.
 //

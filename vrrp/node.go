@@ -750,6 +750,9 @@ func (n *Node) exec(now time.Time, acts []action) {
 			n.log.Info("vrrp transition", "instance", in.name(), "from", a.from.String(), "to", a.to.String(),
 				"reason", a.note, "priority", a.prio)
 			n.emit(Event{Instance: in.name(), From: a.from, To: a.to, Priority: a.prio, Reason: a.note, At: now})
+		case actOwnerConflict:
+			n.log.Error("vrrp configuration error: another router is also the address owner (priority 255); "+
+				"lowering our priority until a reload, as keepalived", "instance", in.name(), "other", a.note, "priority", a.prio)
 		case actSplitBrain:
 			if a.to == Master {
 				n.log.Warn("vrrp split brain: another station answers for our VIPs while we are master",

@@ -10,7 +10,7 @@ import (
 // Protocol constants (RFC 5798 section 5, RFC 3768 section 5).
 const (
 	IPProtoVRRP     = 112 // IP protocol number
-	vrrpTTL         = 255 // TTL / hop limit sent and required (RFC 5798 5.1.1.3, 7.1)
+	vrrpTTL         = 255 // TTL / hop limit sent, and required in multicast mode (RFC 5798 5.1.1.3, 7.1)
 	vrrpTOS         = 0xc0
 	advertType      = 1 // the only VRRP packet type
 	headerLen       = 8
@@ -33,7 +33,7 @@ var (
 // one of these counters in InstanceStatus.RxErrors. The names are stable
 // (they are metric label values); a retired name is never reused.
 const (
-	RxTTL      = "ttl"       // IPv4 TTL or IPv6 hop limit is not 255
+	RxTTL      = "ttl"       // multicast mode: IPv4 TTL or IPv6 hop limit is not 255
 	RxVersion  = "version"   // not the instance's VRRP version
 	RxType     = "type"      // not an ADVERTISEMENT
 	RxLength   = "length"    // shorter or longer than its address count says
