@@ -3,15 +3,23 @@ package vrrp
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xlb-dev/xlb/test/nettest"
 )
 
 // Node tests with a fake clock, network and script runner: the loop, the
@@ -224,15 +232,43 @@ func (f *fakeNet) injectFrame(t *testing.T, ifname string, b []byte) {
 }
 
 // Packets injected carry a 4-byte header: TTL, then the source's last
-// byte and 2 bytes of padding (the source is 10.0.0.x, dst the group).
+// byte (the source is 10.0.0.x, dst the group), a kind and a byte of
+// padding. Kind rawIPv4 carries a whole IPv4 datagram instead, stripped as
+// the Linux socket does it (stripIPv4).
 func (c *fakeConn) ReadPacket(buf []byte) (int, netip.Addr, netip.Addr, int, error) {
-	select {
-	case b := <-c.in:
-		n := copy(buf, b[4:])
-		return n, netip.AddrFrom4([4]byte{10, 0, 0, b[1]}), MulticastGroup4, int(b[0]), nil
-	case <-c.closed:
-		return 0, netip.Addr{}, netip.Addr{}, 0, net.ErrClosed
+	for {
+		select {
+		case b := <-c.in:
+			n := copy(buf, b[4:])
+			if b[2] == rawIPv4 {
+				if m, src, dst, ttl, ok := stripIPv4(buf[:n]); ok {
+					return m, src, dst, ttl, nil
+				}
+				continue // not VRRP over IPv4: the Linux socket skips it too
+			}
+			return n, netip.AddrFrom4([4]byte{10, 0, 0, b[1]}), MulticastGroup4, int(b[0]), nil
+		case <-c.closed:
+			return 0, netip.Addr{}, netip.Addr{}, 0, net.ErrClosed
+		}
 	}
+}
+
+const rawIPv4 = 1 // injected packet kind: a whole IPv4 datagram
+
+// ipv4Datagram wraps a VRRP payload in an IPv4 header from src to the
+// VRRP group with TTL 255, then lets mod change the header.
+func ipv4Datagram(src netip.Addr, payload []byte, mod func(h []byte)) []byte {
+	b := make([]byte, ipv4HeaderLen+len(payload))
+	b[0], b[1] = 4<<4|ipv4HeaderLen/4, vrrpTOS
+	binary.BigEndian.PutUint16(b[2:4], uint16(len(b)))
+	b[8], b[9] = vrrpTTL, IPProtoVRRP
+	copy(b[12:16], src.AsSlice())
+	copy(b[16:20], MulticastGroup4.AsSlice())
+	copy(b[ipv4HeaderLen:], payload)
+	if mod != nil {
+		mod(b[:ipv4HeaderLen])
+	}
+	return append([]byte{0, 0, rawIPv4, 0}, b...)
 }
 
 func (c *fakeConn) WritePacket(payload []byte, src, dst netip.Addr) error {
@@ -324,11 +360,21 @@ type nodeRig struct {
 
 func startRig(t *testing.T, cfg Config, buf int, before ...func(Event)) *nodeRig {
 	t.Helper()
+	return startRigWith(t, cfg, func(o *Options) {
+		o.EventBuffer = buf
+		if len(before) > 0 {
+			o.BeforeMaster = before[0]
+		}
+	})
+}
+
+// startRigWith starts a node on the fake clock and network; mod may change
+// its options (a real Runner, a logger).
+func startRigWith(t *testing.T, cfg Config, mod func(*Options)) *nodeRig {
+	t.Helper()
 	r := &nodeRig{t: t, clock: &fakeClock{now: t0}, net: newFakeNet(), run: &fakeRunner{fail: map[string]bool{}}, runErr: make(chan error, 1)}
-	opts := Options{Clock: r.clock, Network: r.net, Runner: r.run, EventBuffer: buf}
-	if len(before) > 0 {
-		opts.BeforeMaster = before[0]
-	}
+	opts := Options{Clock: r.clock, Network: r.net, Runner: r.run}
+	mod(&opts)
 	n, err := NewNode(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -625,4 +671,205 @@ func TestNodeBeforeMaster(t *testing.T) {
 		t.Fatalf("BeforeMaster call %+v", c)
 	}
 	waitUntil(t, "VIP added after the hook", func() bool { return r.net.hasAddr("10.0.0.100") })
+}
+
+// TestNodeRxErrorCounters: packets rejected by the decoder (type, length,
+// zero interval) and IPv4 datagrams that are no whole VRRP packet
+// (fragments, truncated, bad header length) go through the node's receive
+// path, the one the Linux socket feeds, and count under their reason: on
+// the instance of their VRID, or on every instance of the interface when
+// the VRID cannot be read.
+func TestNodeRxErrorCounters(t *testing.T) {
+	b := func(ic *InstanceConfig) {
+		ic.VRID, ic.VIPs = 52, []VIP{{Prefix: netip.MustParsePrefix("10.0.0.101/24")}}
+	}
+	r := startRig(t, cfgOf(nodeInst("a", 100), nodeInst("b", 100, b)), 0)
+	r.waitState("a", Backup)
+	src := netip.MustParseAddr("10.0.0.2")
+	// good is a valid advert for a (VRID 51); mod changes its bytes, after
+	// which the checksum is made right again.
+	good := func(mod func([]byte) []byte) []byte {
+		a := Advert{Version: 3, VRID: 51, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
+		p, err := a.Marshal(src, MulticastGroup4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mod != nil {
+			p = mod(p)
+			p[6], p[7] = 0, 0
+			binary.BigEndian.PutUint16(p[6:8], checksum16(pseudoHeaderSum(src, MulticastGroup4, IPProtoVRRP, len(p)), p))
+		}
+		return p
+	}
+	fragment := func(h []byte) { binary.BigEndian.PutUint16(h[6:8], 0x2000) } // more fragments
+	type want map[string]map[string]uint64
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		want want // counters that move, per instance
+	}{
+		{"type 2", ipv4Datagram(src, good(func(p []byte) []byte { p[0] = 0x32; return p }), nil), want{"a": {RxType: 1}}},
+		{"address count above the length", ipv4Datagram(src, good(func(p []byte) []byte { p[3] = 2; return p }), nil), want{"a": {RxLength: 1}}},
+		{"trailing byte", ipv4Datagram(src, good(func(p []byte) []byte { return append(p, 0) }), nil), want{"a": {RxLength: 1}}},
+		{"shorter than the header", ipv4Datagram(src, good(nil)[:6], nil), want{"a": {RxLength: 1}}},
+		{"zero interval", ipv4Datagram(src, good(func(p []byte) []byte { p[4], p[5] = 0, 0; return p }), nil), want{"a": {RxInterval: 1}}},
+		{"one byte: no VRID", ipv4Datagram(src, good(nil)[:1], nil), want{"a": {RxLength: 1}, "b": {RxLength: 1}}},
+		{"first fragment", ipv4Datagram(src, good(nil), fragment), want{"a": {RxLength: 1}, "b": {RxLength: 1}}},
+		{"later fragment", ipv4Datagram(src, good(nil), func(h []byte) { binary.BigEndian.PutUint16(h[6:8], 3) }), want{"a": {RxLength: 1}, "b": {RxLength: 1}}},
+		{"truncated datagram", ipv4Datagram(src, good(nil), func(h []byte) { binary.BigEndian.PutUint16(h[2:4], 60) }), want{"a": {RxLength: 1}, "b": {RxLength: 1}}},
+		{"header length under 20", ipv4Datagram(src, good(nil), func(h []byte) { h[0] = 0x44 }), want{"a": {RxLength: 1}, "b": {RxLength: 1}}},
+		{"not VRRP: skipped", ipv4Datagram(src, good(nil), func(h []byte) { h[9] = 17 }), want{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := map[string]InstanceStatus{"a": r.status("a"), "b": r.status("b")}
+			r.net.inject(t, "eth0", false, tc.pkt)
+			// Packets are handled in order: once a valid advert that
+			// follows is counted, the one under test was handled.
+			r.net.inject(t, "eth0", false, ipv4Datagram(src, good(nil), nil))
+			waitUntil(t, "the next advert", func() bool { return r.status("a").AdvertsReceived == before["a"].AdvertsReceived+1 })
+			for _, name := range []string{"a", "b"} {
+				st := r.status(name)
+				for _, reason := range RxErrorReasons {
+					if got, want := st.RxErrors[reason]-before[name].RxErrors[reason], tc.want[name][reason]; got != want {
+						t.Errorf("%s: %s counted %d times, want %d", name, reason, got, want)
+					}
+				}
+			}
+			if n := r.status("b").AdvertsReceived; n != 0 {
+				t.Errorf("b accepted %d adverts", n)
+			}
+		})
+	}
+	// The datagrams carried the source and TTL of their IPv4 header.
+	if st := r.status("a"); st.MasterAddr != src || st.RxErrors[RxTTL] != 0 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// writeScript writes an executable shell script into dir.
+func writeScript(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// TestNodeNotifyScriptHangs: notify scripts (real ones, ShellRunner) run
+// off the protocol: a takeover happens on time while the previous notify
+// script still hangs, and the scripts of an instance keep their order.
+func TestNodeNotifyScriptHangs(t *testing.T) {
+	dir := t.TempDir()
+	log, release := filepath.Join(dir, "log"), filepath.Join(dir, "release")
+	backup := writeScript(t, dir, "backup", "echo backup-start >>"+log+"\n"+
+		"while [ ! -e "+release+" ]; do sleep 0.01; done\necho backup-end >>"+log+"\n")
+	master := writeScript(t, dir, "master", "echo master >>"+log+"\n")
+	cfg := cfgOf(nodeInst("a", 100, func(ic *InstanceConfig) {
+		ic.Notify = Notify{Backup: backup, Master: master, Timeout: time.Minute}
+	}))
+	r := startRigWith(t, cfg, func(o *Options) { o.Runner = ShellRunner{} })
+	// Whatever happens, the script ends with the test (before the node's
+	// shutdown, which waits for it).
+	t.Cleanup(func() { _ = os.WriteFile(release, nil, 0o644) })
+	if ev := r.nextEvent(); ev.To != Backup {
+		t.Fatalf("first event %+v", ev)
+	}
+	waitUntil(t, "notify_backup running", func() bool { return readFile(log) == "backup-start\n" })
+	// Master_Down_Interval 3.6s: the takeover is due while the script
+	// hangs, and happens then.
+	r.clock.Advance(3600 * time.Millisecond)
+	ev := r.nextEvent()
+	if ev.To != Master || ev.Reason != ReasonMasterDown || !ev.At.Equal(t0.Add(3600*time.Millisecond)) {
+		t.Fatalf("takeover event %+v", ev)
+	}
+	waitUntil(t, "VIP and advert", func() bool { return r.net.hasAddr("10.0.0.100") && len(r.net.adverts()) > 0 })
+	// The script still hangs (it ends only on release), so nothing above
+	// waited for it; notify_master waits behind it.
+	if got := readFile(log); got != "backup-start\n" {
+		t.Fatalf("notify log %q before the release", got)
+	}
+	if err := os.WriteFile(release, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "notify_master after notify_backup", func() bool {
+		return readFile(log) == "backup-start\nbackup-end\nmaster\n"
+	})
+}
+
+// processGone reports whether pid has exited (a zombie counts: it is dead
+// and waits for its reaper).
+func processGone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
+}
+
+// TestNodeNotifyScriptTimeout: a notify script still running at the notify
+// timeout is killed with its whole process group (ShellRunner), and the
+// next notify script of the instance then runs.
+func TestNodeNotifyScriptTimeout(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	dir := t.TempDir()
+	log := filepath.Join(dir, "log")
+	shPID, bgPID := filepath.Join(dir, "sh.pid"), filepath.Join(dir, "bg.pid")
+	backup := writeScript(t, dir, "backup", "sleep 600 &\necho $! >"+bgPID+".tmp && mv "+bgPID+".tmp "+bgPID+"\n"+
+		"echo $$ >"+shPID+".tmp && mv "+shPID+".tmp "+shPID+"\nwait\necho backup-end >>"+log+"\n")
+	master := writeScript(t, dir, "master", "echo master >>"+log+"\n")
+	var logs nettest.SyncBuffer
+	cfg := cfgOf(nodeInst("a", 100, func(ic *InstanceConfig) {
+		ic.Notify = Notify{Backup: backup, Master: master, Timeout: timeout}
+	}))
+	start := time.Now()
+	r := startRigWith(t, cfg, func(o *Options) {
+		o.Runner = ShellRunner{}
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
+	pids := map[string]int{}
+	waitUntil(t, "notify_backup running", func() bool {
+		for _, f := range []string{shPID, bgPID} {
+			pid, err := strconv.Atoi(strings.TrimSpace(readFile(f)))
+			if err != nil {
+				return false
+			}
+			pids[f] = pid
+		}
+		return true
+	})
+	t.Cleanup(func() {
+		for _, pid := range pids {
+			if !processGone(pid) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	// The takeover queues notify_master behind the hanging script.
+	r.clock.Advance(3600 * time.Millisecond)
+	r.waitState("a", Master)
+	// Killed at the timeout (not the 10s default): the script and its
+	// child, each of which would live 600s.
+	deadline := time.Now().Add(timeout + 5*time.Second)
+	for !processGone(pids[shPID]) || !processGone(pids[bgPID]) {
+		if time.Now().After(deadline) {
+			t.Fatalf("notify script (pid %d, child %d) still running %v after its start, timeout %v",
+				pids[shPID], pids[bgPID], time.Since(start), timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if el := time.Since(start); el < timeout {
+		t.Fatalf("killed %v after the node started, before the %v timeout", el, timeout)
+	}
+	waitUntil(t, "notify_master after the kill", func() bool { return readFile(log) == "master\n" })
+	if !strings.Contains(logs.String(), "notify script failed") || !strings.Contains(logs.String(), context.DeadlineExceeded.Error()) {
+		t.Fatalf("log:\n%s", logs.String())
+	}
 }
