@@ -426,11 +426,13 @@ type kaConf struct {
 	vip       string // default labVIP/24
 	src       string
 	peers     []string
+	ttl       int    // unicast_ttl: TTL of unicast adverts (0: keepalived's 255)
+	global    string // more global_defs lines
 }
 
 func (c kaConf) String() string {
 	var b strings.Builder
-	b.WriteString("global_defs {\n  router_id xlbtest\n  vrrp_version " + strconv.Itoa(max(c.version, 2)) + "\n}\n")
+	b.WriteString("global_defs {\n  router_id xlbtest\n  vrrp_version " + strconv.Itoa(max(c.version, 2)) + "\n" + c.global + "}\n")
 	state := c.state
 	if state == "" {
 		state = "BACKUP"
@@ -450,6 +452,9 @@ func (c kaConf) String() string {
 	if c.src != "" {
 		fmt.Fprintf(&b, "  unicast_src_ip %s\n  unicast_peer {\n    %s\n  }\n", c.src, strings.Join(c.peers, "\n    "))
 	}
+	if c.ttl != 0 {
+		fmt.Fprintf(&b, "  unicast_ttl %d\n", c.ttl)
+	}
 	fmt.Fprintf(&b, "  virtual_ipaddress {\n    %s dev eth0\n  }\n}\n", vip)
 	return b.String()
 }
@@ -457,6 +462,35 @@ func (c kaConf) String() string {
 // masterDown is a generous bound for a takeover at interval iv: the
 // Master_Down_Interval plus one second for a loaded machine.
 func masterDown(iv time.Duration) time.Duration { return 4*iv + time.Second }
+
+// holdFor checks cond every 20ms for d and fails at the first violation:
+// a state that must last, such as a backup that must not take over.
+func holdFor(t testing.TB, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if err := cond(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+}
+
+// logCount counts the lines of the process's output that contain s.
+func (p *proc) logCount(s string) int {
+	n := 0
+	for _, line := range strings.Split(p.out.String(), "\n") {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
+func requireKeepalived(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Fatal("keepalived is not installed (.ci/run installs it)")
+	}
+}
 
 // --- tests ---
 
@@ -539,13 +573,12 @@ func TestLabNoPreempt(t *testing.T) {
 	a := startXLB(t, "xlb-n1", l.nodes[0], xlbInst(150, iv, func(ic *vrrp.InstanceConfig) { ic.NoPreempt = true }))
 	a.waitState(t, "vi", vrrp.Backup, 2*time.Second)
 	// Twenty intervals, well past its Master_Down_Interval: still backup.
-	deadline := time.Now().Add(20 * iv)
-	for time.Now().Before(deadline) {
+	holdFor(t, 20*iv, "nopreempt", func() error {
 		if a.state("vi") != vrrp.Backup || b.state("vi") != vrrp.Master {
-			t.Fatalf("nopreempt: n1 %s, n2 %s", a.state("vi"), b.state("vi"))
+			return fmt.Errorf("n1 %s, n2 %s", a.state("vi"), b.state("vi"))
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 	b.kill()
 	a.waitState(t, "vi", vrrp.Master, masterDown(iv))
 	waitAddr(t, l.nodes[0], labVIP, true, time.Second)
@@ -619,23 +652,53 @@ func nft(t testing.TB, ns *nettest.NS, cmds ...string) {
 }
 
 // TestLabSplitBrain: VRRP blocked between the nodes by nftables makes two
-// masters; the higher one detects it (status, notify_fault) from the
+// masters; the higher one, xlb, detects it (status, notify_fault) from the
 // other's GARP and its ARP probes; when VRRP flows again the other yields
-// and the remaining master re-announces at once, so the client that had
-// followed the other node comes back within one advert interval.
+// and xlb re-announces at once, so the client that had followed the other
+// node comes back within one advert interval. The other master is xlb or,
+// as in a migration pair, keepalived.
 func TestLabSplitBrain(t *testing.T) {
 	t.Parallel()
-	const iv = 500 * time.Millisecond
+	t.Run("xlb", func(t *testing.T) {
+		t.Parallel()
+		splitBrain(t, false)
+	})
+	t.Run("keepalived", func(t *testing.T) {
+		t.Parallel()
+		requireKeepalived(t)
+		splitBrain(t, true)
+	})
+}
+
+func splitBrain(t *testing.T, keepalived bool) {
+	// A third of the interval is a probe round: the heal is declared one
+	// or two rounds after the other yields.
+	const iv = time.Second
 	l := newLab(t, 2)
 	dir := t.TempDir()
 	flag := filepath.Join(dir, "fault-n1")
+	// The heal's re-announce is the only GARP n1 sends once master: no
+	// second burst, and none when it hears the other's lower-priority
+	// adverts (LowerPrioRepeat, which would also re-announce at the heal).
 	a := startXLB(t, "xlb-n1", l.nodes[0], xlbInst(150, iv, func(ic *vrrp.InstanceConfig) {
 		ic.Notify.Fault = "touch " + flag
 		ic.SplitBrainProbeInterval = 500 * time.Millisecond
+		ic.GARP.MasterDelay, ic.GARP.LowerPrioRepeat = -1, -1
 	}))
-	b := startXLB(t, "xlb-n2", l.nodes[1], xlbInst(100, iv))
 	a.waitState(t, "vi", vrrp.Master, masterDown(iv)+2*time.Second)
-	b.waitState(t, "vi", vrrp.Backup, 2*time.Second)
+	// other is n2's instance; yielded is when it last went to BACKUP.
+	var other *proc
+	inst := "vi"
+	if keepalived {
+		// No second GARP burst 5s after its takeover: only xlb's
+		// announcements may move the client once healed.
+		inst = "VI_1"
+		other = startKeepalived(t, "keepalived-n2", l.nodes[1],
+			kaConf{prio: 100, iv: iv, version: 3, global: "  vrrp_garp_master_delay 0\n"}.String())
+	} else {
+		other = startXLB(t, "xlb-n2", l.nodes[1], xlbInst(100, iv))
+	}
+	other.waitState(t, inst, vrrp.Backup, 2*time.Second)
 	l.ping(t, labVIP)
 
 	for _, ns := range l.nodes {
@@ -645,7 +708,7 @@ func TestLabSplitBrain(t *testing.T) {
 			"add rule inet xlbt out ip protocol vrrp drop",
 			"add rule inet xlbt in ip protocol vrrp drop")
 	}
-	b.waitState(t, "vi", vrrp.Master, masterDown(iv)+2*time.Second)
+	other.waitState(t, inst, vrrp.Master, masterDown(iv)+2*time.Second)
 	// The client followed n2's gratuitous ARP.
 	nettest.WaitFor(t, 5*time.Second, "client following n2", func() error {
 		if mac := l.clientNeigh(labVIP); mac != l.macs[1].String() {
@@ -667,18 +730,21 @@ func TestLabSplitBrain(t *testing.T) {
 		t.Fatalf("n1 is %s", a.state("vi"))
 	}
 
-	// Heal: n2 hears n1 and yields; n1 re-announces.
+	// Heal: n2 hears n1 and yields; n1 re-announces once its probes go
+	// unanswered, that is after the yield and within one interval.
 	healed := time.Now()
 	for _, ns := range l.nodes {
 		nft(t, ns, "delete table inet xlbt")
 	}
-	b.waitState(t, "vi", vrrp.Backup, masterDown(iv))
-	yield, _ := b.lastEvent("vi", vrrp.Backup)
+	other.waitState(t, inst, vrrp.Backup, masterDown(iv))
+	// xlb's event carries the time of the decision; keepalived's is when
+	// its log line was read, a little later.
+	yield, _ := other.lastEvent(inst, vrrp.Backup)
 	garp := l.garpFrom(t, l.macs[0], labVIP, healed, 5*time.Second)
-	t.Logf("heal: n2 yielded %v after the unblock, n1's GARP reached the client %v after the yield",
-		yield.At.Sub(healed), garp.Sub(yield.At))
-	if d := garp.Sub(yield.At); d > iv {
-		t.Errorf("re-announce %v after the other master yielded, want under one interval (%v)", d, iv)
+	d := garp.Sub(yield.At)
+	t.Logf("heal: n2 yielded %v after the unblock, n1's GARP reached the client %v after the yield", yield.At.Sub(healed), d)
+	if d < 0 || d >= iv {
+		t.Errorf("re-announce %v after the other master yielded, want after it and within one interval (%v)", d, iv)
 	}
 	nettest.WaitFor(t, 2*time.Second, "client back on n1", func() error {
 		if mac := l.clientNeigh(labVIP); mac != l.macs[0].String() {
@@ -693,14 +759,15 @@ func TestLabSplitBrain(t *testing.T) {
 		return nil
 	})
 	l.ping(t, labVIP)
+	if keepalived && hasAddr(l.nodes[1], labVIP) {
+		t.Error("keepalived kept the VIP after yielding")
+	}
 }
 
 // TestLabKeepalived: mixed pairs with Debian's keepalived in both roles.
 func TestLabKeepalived(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("keepalived"); err != nil {
-		t.Fatal("keepalived is not installed (.ci/run installs it)")
-	}
+	requireKeepalived(t)
 	const iv = 100 * time.Millisecond
 
 	t.Run("xlb master, keepalived backup", func(t *testing.T) {
@@ -729,11 +796,21 @@ func TestLabKeepalived(t *testing.T) {
 		x = startXLB(t, "xlb-n1-again", n1, xlbInst(150, iv))
 		x.waitState(t, "vi", vrrp.Master, masterDown(iv)+2*time.Second)
 		waitAddr(t, n2, labVIP, false, 2*time.Second)
-		// ...and a graceful stop hands over with priority 0.
+		// ...and a graceful stop hands over with priority 0. At 100ms
+		// keepalived's Master_Down_Interval (0.36s) is too close to its
+		// Skew_Time (0.06s) for the clock to tell them apart: keepalived
+		// must say it received the priority 0 advert (it logs it with
+		// -D), and only then take over.
+		const prio0 = "(VI_1) Backup received priority 0 advertisement"
+		before := ka.logCount(prio0)
 		stopped := time.Now()
 		x.stop(t)
 		at = l.garpFrom(t, l.macs[1], labVIP, stopped, masterDown(iv))
 		t.Logf("keepalived took over %v after xlb's SIGTERM", at.Sub(stopped))
+		ka.waitState(t, "VI_1", vrrp.Master, time.Second)
+		if n := ka.logCount(prio0); n != before+1 {
+			t.Errorf("keepalived logged %q %d times after xlb's graceful stop, want once", prio0, n-before)
+		}
 		if hasAddr(n1, labVIP) {
 			t.Error("xlb kept the VIP after a graceful stop")
 		}
@@ -791,8 +868,11 @@ func TestLabKeepalived(t *testing.T) {
 		t.Parallel()
 		l := newLab(t, 2)
 		n1, n2 := l.nodes[0], l.nodes[1]
+		// keepalived's unicast adverts leave with TTL 64, as they would
+		// arrive from a routed peer: in unicast mode keepalived does not
+		// require 255, nor does xlb.
 		startKeepalived(t, "keepalived-n1", n1, kaConf{prio: 150, iv: time.Second, version: 2, pass: "s3cr3t",
-			state: "MASTER", src: "10.77.0.1", peers: []string{"10.77.0.2"}}.String())
+			state: "MASTER", src: "10.77.0.1", peers: []string{"10.77.0.2"}, ttl: 64}.String())
 		waitAddr(t, n1, labVIP, true, 6*time.Second)
 		x := startXLB(t, "xlb-n2", n2, xlbInst(100, time.Second, func(ic *vrrp.InstanceConfig) {
 			ic.Version, ic.AuthPass = 2, "s3cr3t"
@@ -824,6 +904,51 @@ func TestLabKeepalived(t *testing.T) {
 		}))
 		x.waitState(t, "vi", vrrp.Master, 6*time.Second)
 		waitAddr(t, n1, labVIP, false, 3*time.Second)
+	})
+
+	// nopreempt is set on the node that would preempt: the one with the
+	// higher priority, when it comes back while a lower one is master.
+	// Either implementation on that side must then leave the master alone.
+	t.Run("nopreempt on the returning higher-priority node", func(t *testing.T) {
+		t.Parallel()
+		l := newLab(t, 2)
+		n1, n2 := l.nodes[0], l.nodes[1]
+		x := startXLB(t, "xlb-n1", n1, xlbInst(100, iv))
+		x.waitState(t, "vi", vrrp.Master, masterDown(iv)+2*time.Second)
+		// keepalived 150 with nopreempt joins xlb 100: it stays backup
+		// (without nopreempt it would take over after 0.36s)...
+		ka := startKeepalived(t, "keepalived-n2", n2, kaConf{prio: 150, iv: iv, version: 3, nopreempt: true}.String())
+		ka.waitState(t, "VI_1", vrrp.Backup, 3*time.Second)
+		holdFor(t, 20*iv, "keepalived nopreempt", func() error {
+			if x.state("vi") != vrrp.Master || ka.state("VI_1") != vrrp.Backup || hasAddr(n2, labVIP) {
+				return fmt.Errorf("xlb %s, keepalived %s, keepalived has the VIP: %v", x.state("vi"), ka.state("VI_1"), hasAddr(n2, labVIP))
+			}
+			return nil
+		})
+		// ...and takes over when xlb dies.
+		x.kill()
+		ka.waitState(t, "VI_1", vrrp.Master, masterDown(iv)+time.Second)
+		waitAddr(t, n2, labVIP, true, time.Second)
+		// xlb 200 with NoPreempt comes back to keepalived 150: it stays
+		// backup, following keepalived's adverts...
+		x = startXLB(t, "xlb-n1-again", n1, xlbInst(200, iv, func(ic *vrrp.InstanceConfig) { ic.NoPreempt = true }))
+		x.waitState(t, "vi", vrrp.Backup, 2*time.Second)
+		holdFor(t, 20*iv, "xlb NoPreempt", func() error {
+			if x.state("vi") != vrrp.Backup || ka.state("VI_1") != vrrp.Master || hasAddr(n1, labVIP) {
+				return fmt.Errorf("xlb %s, keepalived %s, xlb has the VIP: %v", x.state("vi"), ka.state("VI_1"), hasAddr(n1, labVIP))
+			}
+			return nil
+		})
+		if st := x.instStatus(t, "vi"); st.AdvertsReceived < 10 || st.MasterPriority != 150 {
+			t.Fatalf("xlb status %+v", st)
+		}
+		// ...until keepalived leaves.
+		ka.stop(t)
+		x.waitState(t, "vi", vrrp.Master, masterDown(iv))
+		if ev, _ := x.lastEvent("vi", vrrp.Master); ev.Reason != vrrp.ReasonPriorityZero {
+			t.Errorf("xlb took over for %q, want %q", ev.Reason, vrrp.ReasonPriorityZero)
+		}
+		waitAddr(t, n1, labVIP, true, time.Second)
 	})
 
 	t.Run("IPv6", func(t *testing.T) {
