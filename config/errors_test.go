@@ -432,7 +432,7 @@ virtual_ipaddress = ["10.0.0.5"]
 `,
 		want: []string{
 			`9: vrrp_instance "VI_1": auth_type: "AH" (IPsec authentication header) is not supported; use "PASS" or none`,
-			`10: vrrp_instance "VI_1": auth_pass: 9 bytes long, the VRRPv2 field holds 8`,
+			`10: vrrp_instance "VI_1": auth_pass: 9 bytes long, the VRRPv2 field holds 8 (keepalived uses the first 8 bytes: write those)`,
 			`17: vrrp_instance "VI_2": auth_pass: VRRP version 3 has no authentication (RFC 5798); remove it or use version = 2`,
 			`23: vrrp_instance "VI_3": auth_type = "PASS" needs auth_pass`,
 		},

@@ -379,7 +379,10 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 		case s == "":
 			t.errorf("auth_pass", "auth_pass: must not be empty (remove it for no authentication)")
 		case len(s) > 8:
-			t.errorf("auth_pass", "auth_pass: %d bytes long, the VRRPv2 field holds 8", len(s))
+			// keepalived truncates to 8 bytes with a warning; the config
+			// has no warnings to carry, and a silent truncation would hide
+			// which password goes on the wire.
+			t.errorf("auth_pass", "auth_pass: %d bytes long, the VRRPv2 field holds 8 (keepalived uses the first 8 bytes: write those)", len(s))
 		default:
 			v.AuthPass = s
 			v.AuthType = AuthPass
