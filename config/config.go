@@ -31,6 +31,10 @@ type Config struct {
 	SyncGroups     []SyncGroup
 	VRRPInstances  []VRRPInstance
 	VirtualServers []VirtualServer
+	// Warnings are what the file says that is accepted but worth telling
+	// (as keepalived warns), each with its line; `xlb check` prints them,
+	// the daemon logs them at start and reload.
+	Warnings []Error
 }
 
 // Global is [global].

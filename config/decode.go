@@ -20,6 +20,8 @@ type decoder struct {
 	idx  *lineIndex
 	env  Env
 	errs []Error
+	// warns are accepted oddities worth telling (Config.Warnings).
+	warns []Error
 	// dpIfaces locates each of Dataplane.Interfaces.
 	dpIfaces []keyPath
 }
@@ -57,6 +59,20 @@ func (t *table) errorf(key, format string, args ...any) {
 		p = p.key(key)
 	}
 	t.errorAt(p, format, args...)
+}
+
+// warnf records a warning about key of the table (the table itself when
+// key is empty), prefixed with the table's label.
+func (t *table) warnf(key, format string, args ...any) {
+	p := t.p
+	if key != "" {
+		p = p.key(key)
+	}
+	msg := fmt.Sprintf(format, args...)
+	if t.label != "" {
+		msg = t.label + ": " + msg
+	}
+	t.d.warns = append(t.d.warns, Error{File: t.d.file, Line: t.d.idx.line(p), Msg: msg})
 }
 
 // errorAt records a problem located at p, prefixed with the table's label.

@@ -414,7 +414,7 @@ name = "VI_1"
 interface = "eth0"
 virtual_router_id = 1
 auth_type = "AH"
-auth_pass = "123456789"
+auth_pass = "1111"
 virtual_ipaddress = ["10.0.0.3"]
 [[vrrp_instance]]
 name = "VI_2"
@@ -432,7 +432,6 @@ virtual_ipaddress = ["10.0.0.5"]
 `,
 		want: []string{
 			`9: vrrp_instance "VI_1": auth_type: "AH" (IPsec authentication header) is not supported; use "PASS" or none`,
-			`10: vrrp_instance "VI_1": auth_pass: 9 bytes long, the VRRPv2 field holds 8 (keepalived uses the first 8 bytes: write those)`,
 			`17: vrrp_instance "VI_2": auth_pass: VRRP version 3 has no authentication (RFC 5798); remove it or use version = 2`,
 			`23: vrrp_instance "VI_3": auth_type = "PASS" needs auth_pass`,
 		},
@@ -801,4 +800,27 @@ tunnel_port = 6080
 [[virtual_server.real_server]]
 address = "192.0.2.10" # GUE carries IPv6 in IPv4
 `)
+}
+
+// A VRRPv2 password longer than the field: the first 8 bytes are used, as
+// keepalived does, and the file says so as a warning with its line.
+func TestWarningLongAuthPass(t *testing.T) {
+	src := base + `[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 1
+auth_pass = "123456789"
+virtual_ipaddress = ["10.0.0.3"]
+`
+	c, err := Parse("t.toml", []byte(src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `t.toml:9: vrrp_instance "VI_1": auth_pass: 9 bytes long, the VRRPv2 field holds 8: the first 8 are used (as keepalived does)`
+	if len(c.Warnings) != 1 || c.Warnings[0].Error() != want {
+		t.Errorf("warnings %v, want [%s]", c.Warnings, want)
+	}
+	if v := c.VRRPInstances[0]; v.AuthPass != "12345678" || v.AuthType != AuthPass {
+		t.Errorf("auth %v %q, want PASS 12345678", v.AuthType, v.AuthPass)
+	}
 }

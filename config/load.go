@@ -55,6 +55,11 @@ func Parse(name string, data []byte, env Env) (*Config, error) {
 		errs.sort()
 		return nil, errs
 	}
+	if len(d.warns) > 0 {
+		w := &Errors{List: d.warns}
+		w.sort()
+		cfg.Warnings = w.List
+	}
 	return cfg, nil
 }
 
@@ -379,10 +384,11 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 		case s == "":
 			t.errorf("auth_pass", "auth_pass: must not be empty (remove it for no authentication)")
 		case len(s) > 8:
-			// keepalived truncates to 8 bytes with a warning; the config
-			// has no warnings to carry, and a silent truncation would hide
-			// which password goes on the wire.
-			t.errorf("auth_pass", "auth_pass: %d bytes long, the VRRPv2 field holds 8 (keepalived uses the first 8 bytes: write those)", len(s))
+			// As keepalived: the first 8 bytes go on the wire, with a
+			// warning, so a migrated configuration keeps its peer.
+			t.warnf("auth_pass", "auth_pass: %d bytes long, the VRRPv2 field holds 8: the first 8 are used (as keepalived does)", len(s))
+			v.AuthPass = s[:8]
+			v.AuthType = AuthPass
 		default:
 			v.AuthPass = s
 			v.AuthType = AuthPass

@@ -87,6 +87,7 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	if err := vc.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
+	logWarnings(opts.Logger, cfg)
 	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg),
 		groups: map[string]string{}, states: map[string]vrrp.State{}, forceStop: make(chan struct{}),
 		ready: make(chan struct{}), exited: make(chan struct{})}, nil
@@ -561,6 +562,7 @@ func (d *Daemon) Reload() error {
 		d.log.Error("reload failed: the previous configuration keeps serving", "error", err)
 		return err
 	}
+	logWarnings(d.log, cfg)
 	old := d.cfg
 	d.cfg = cfg
 	d.model = ModelFromConfig(cfg)
@@ -579,6 +581,14 @@ func (d *Daemon) Reload() error {
 	d.rec.SetModel(model)
 	d.log.Info("configuration reloaded", "services", len(model.Services), "vrrp_instances", len(cfg.VRRPInstances))
 	return nil
+}
+
+// logWarnings logs what the configuration file says that is accepted but
+// worth telling.
+func logWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings {
+		log.Warn("configuration", "warning", w.Error())
+	}
 }
 
 // restartOnly lists the settings that changed but only apply at start.

@@ -135,6 +135,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "warning: %v\n", w)
+	}
 	fmt.Fprintf(stdout, "%s: OK (%d virtual servers, %d VRRP instances)\n", *cfgPath, len(cfg.VirtualServers), len(cfg.VRRPInstances))
 	return 0
 }

@@ -85,8 +85,25 @@ port = 8080
 	if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errs := runCmd("check", "--config", path); code != 0 || !strings.Contains(out, "OK") {
+	if code, out, errs := runCmd("check", "--config", path); code != 0 || !strings.Contains(out, "OK") || errs != "" {
 		t.Fatalf("check: %d %q %q", code, out, errs)
+	}
+
+	// Accepted with a warning: exit 0, the warning on stderr with its line.
+	warn := good + `
+[[vrrp_instance]]
+name = "VI_1"
+interface = "lo"
+virtual_router_id = 7
+auth_pass = "longer-than-8"
+virtual_ipaddress = ["10.0.0.3/24"]
+`
+	if err := os.WriteFile(path, []byte(warn), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCmd("check", "--config", path)
+	if want := "warning: " + path + ":17: vrrp_instance \"VI_1\": auth_pass: 13 bytes long"; code != 0 || !strings.Contains(out, "OK") || !strings.Contains(errs, want) {
+		t.Fatalf("check: %d %q %q, want OK and %q", code, out, errs, want)
 	}
 }
 
