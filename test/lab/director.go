@@ -3,6 +3,7 @@ package lab
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -222,31 +223,51 @@ func (d *Director) Start() {
 	})
 }
 
+// keepalivedConfig is keepalived's VRRP for the lab: VI_1 for the VIP, and
+// behind NAT VI_GW for the private network's gateway with both in one sync
+// group, as xlb's configuration has them.
 func (d *Director) keepalivedConfig() string {
 	l := d.lab
-	return fmt.Sprintf(`global_defs {
+	var b strings.Builder
+	fmt.Fprintf(&b, `global_defs {
   router_id %s
   vrrp_version 3
   script_user root
   enable_script_security
 }
-vrrp_instance VI_1 {
-  interface eth0
+`, d.Name)
+	instance := func(name, iface string, vrid int, vip netip.Addr) {
+		fmt.Fprintf(&b, `vrrp_instance %s {
+  interface %s
   state BACKUP
-  virtual_router_id 77
+  virtual_router_id %d
   priority %d
   advert_int %g
   virtual_ipaddress {
     %s/24
   }
 }
-`, d.Name, d.priority(), l.Spec.AdvertInt.Seconds(), l.VIP)
+`, name, iface, vrid, d.priority(), l.Spec.AdvertInt.Seconds(), vip)
+	}
+	instance("VI_1", "eth0", 77, l.VIP)
+	if l.Spec.Layout == NAT {
+		instance("VI_GW", "eth1", 78, gatewayVIP)
+		b.WriteString(`vrrp_sync_group G {
+  group {
+    VI_1
+    VI_GW
+  }
+}
+`)
+	}
+	return b.String()
 }
 
 // Kill sends SIGKILL to the director's daemons (a crash): nothing cleans up.
 func (d *Director) Kill() { d.signal(syscall.SIGKILL) }
 
-// Stop sends SIGTERM (graceful: VRRP resigns with priority 0) and waits.
+// Stop sends SIGTERM (graceful: VRRP resigns with priority 0), waits, and
+// fails the test unless every daemon exited with status 0.
 func (d *Director) Stop() { d.signal(syscall.SIGTERM) }
 
 func (d *Director) signal(sig syscall.Signal) {
@@ -272,7 +293,17 @@ func (d *Director) signal(sig syscall.Signal) {
 			_ = p.cmd.Process.Kill()
 			t.Fatalf("%s: %s did not exit after %v", d.Name, p.cmd.Path, sig)
 		}
+		if sig == syscall.SIGTERM && p.err != nil {
+			t.Errorf("%s: %s exited after SIGTERM with %v (want status 0); log:\n%s", d.Name, strings.Join(p.cmd.Args, " "), p.err, d.logTail(40))
+		}
 	}
+}
+
+// logTail returns the last n lines of the director's log.
+func (d *Director) logTail(n int) string {
+	out, _ := os.ReadFile(d.LogPath)
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // Running reports whether xlb runs in the director.
@@ -305,9 +336,66 @@ func (d *Director) cleanup() {
 }
 
 // HoldsVIP reports whether the director has the VIP on eth0.
-func (d *Director) HoldsVIP() bool {
-	out, err := d.NS.Run("ip", "-4", "-o", "addr", "show", "dev", "eth0")
-	return err == nil && strings.Contains(out, " "+d.lab.VIP.String()+"/")
+func (d *Director) HoldsVIP() bool { return d.HasAddr("eth0", d.lab.VIP) }
+
+// HasAddr reports whether the director has address a on dev.
+func (d *Director) HasAddr(dev string, a netip.Addr) bool {
+	out, err := d.NS.Run("ip", "-o", "addr", "show", "dev", dev)
+	return err == nil && strings.Contains(out, " "+a.String()+"/")
+}
+
+// Interfaces are the director's interfaces xlb attaches to.
+func (d *Director) Interfaces() []string {
+	if d.lab.Spec.Layout == NAT {
+		return []string{"eth0", "eth1"}
+	}
+	return []string{"eth0"}
+}
+
+// XDPProgram returns the id of the XDP program attached to dev (0: none).
+func (d *Director) XDPProgram(dev string) (int, error) {
+	out, err := d.NS.Run("ip", "-j", "-d", "link", "show", "dev", dev)
+	if err != nil {
+		return 0, err
+	}
+	var links []struct {
+		XDP *struct {
+			Prog *struct {
+				ID int `json:"id"`
+			} `json:"prog"`
+			Attached []struct {
+				Prog *struct {
+					ID int `json:"id"`
+				} `json:"prog"`
+			} `json:"attached"`
+		} `json:"xdp"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		return 0, fmt.Errorf("ip -j link show %s: %v: %s", dev, err, out)
+	}
+	x := links[0].XDP
+	switch {
+	case x == nil:
+		return 0, nil
+	case x.Prog != nil:
+		return x.Prog.ID, nil
+	}
+	for _, a := range x.Attached {
+		if a.Prog != nil {
+			return a.Prog.ID, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: XDP without a program id: %s", dev, out)
+}
+
+// Pins lists the files under the director's pin path (none if it is gone).
+func (d *Director) Pins() []string {
+	entries, _ := os.ReadDir(d.PinPath)
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out
 }
 
 // Status asks the daemon for its status.

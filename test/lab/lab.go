@@ -15,6 +15,7 @@ package lab
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -25,6 +26,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/xlb-dev/xlb/test/nettest"
 )
@@ -71,10 +76,13 @@ type Lab struct {
 	Client    *nettest.NS
 	Directors []*Director
 	Reals     []*Real
-	// VIP is the virtual address; ClientAddr the client's.
+	// VIP is the virtual address; ClientAddr the client's; Gateway the
+	// private network's gateway address (NAT), a second VRRP address.
 	VIP, VIP6  netip.Addr
 	ClientAddr netip.Addr
+	Gateway    netip.Addr
 	bpffs      string
+	pass       *ebpf.Program // passXDP's
 }
 
 // Ports of the services.
@@ -126,6 +134,9 @@ func New(t testing.TB, spec Spec) *Lab {
 	if spec.IPv6 {
 		l.VIP6 = vip6
 	}
+	if spec.Layout == NAT {
+		l.Gateway = gatewayVIP
+	}
 	l.Dir = t.TempDir()
 	register(l)
 	t.Cleanup(func() { unregister(l) })
@@ -155,7 +166,8 @@ func (l *Lab) build() {
 		nettest.Bridge(t, l.Switch, "br1")
 	}
 	// attach plugs a namespace into a bridge; the switch-side end gets GRO
-	// so that native XDP_TX/redirect toward it is delivered. The host end
+	// and an XDP program that passes everything, so that native
+	// XDP_TX/redirect toward it is delivered (see passXDP). The host end
 	// computes its checksums itself: a veth otherwise leaves them to an
 	// "offload" that XDP (which turns the packet into a raw frame) drops,
 	// while real NICs deliver packets with their checksums.
@@ -166,6 +178,7 @@ func (l *Lab) build() {
 		nettest.Veth(t, ns, dev, l.Switch, sw)
 		l.Switch.MustRun(t, "ip", "link", "set", sw, "master", bridge)
 		nettest.GRO(t, l.Switch, sw)
+		l.passXDP(l.Switch, sw)
 		ns.MustRun(t, "ethtool", "-K", dev, "tx", "off")
 	}
 
@@ -240,6 +253,47 @@ func (l *Lab) build() {
 	}
 }
 
+// passXDP attaches to dev in ns an XDP program that passes every frame.
+// A veth flushes frames its peer sends with XDP_TX (schedules this end's
+// NAPI) only when this end has an XDP program: with GRO alone they wait in
+// its ring until the peer's own stack sends something (a director's health
+// checks or VRRP adverts), so a director whose daemon died, its program
+// still attached and forwarding, would seem to blackhole direct-routing
+// traffic, which a real NIC does not.
+func (l *Lab) passXDP(ns *nettest.NS, dev string) {
+	t := l.T
+	t.Helper()
+	if l.pass == nil {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Name:         "lab_pass",
+			Type:         ebpf.XDP,
+			License:      "GPL",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, xdpPass), asm.Return()},
+		})
+		if err != nil {
+			t.Fatalf("load the switch ports' XDP program: %v", err)
+		}
+		l.pass = prog
+		t.Cleanup(func() { prog.Close() })
+	}
+	var lk link.Link
+	err := ns.Do(func() error {
+		iface, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		lk, err = link.AttachXDP(link.XDPOptions{Program: l.pass, Interface: iface.Index, Flags: link.XDPDriverMode})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("attach XDP to %s in %s: %v", dev, ns.Name, err)
+	}
+	t.Cleanup(func() { lk.Close() })
+}
+
+// xdpPass is XDP_PASS.
+const xdpPass = 2
+
 // Master returns the running director holding the VIP now, or nil. (A
 // killed director's kernel may still hold the address: only its daemons
 // died.)
@@ -252,12 +306,16 @@ func (l *Lab) Master() *Director {
 	return nil
 }
 
-// WaitMaster waits until director d holds the VIP and forwards.
+// WaitMaster waits until director d holds the VIP (and behind NAT the
+// gateway address).
 func (l *Lab) WaitMaster(d *Director, timeout time.Duration) {
 	l.T.Helper()
 	nettest.WaitFor(l.T, timeout, d.Name+" master", func() error {
 		if !d.HoldsVIP() {
 			return fmt.Errorf("%s does not hold the VIP", d.Name)
+		}
+		if l.Gateway.IsValid() && !d.HasAddr("eth1", l.Gateway) {
+			return fmt.Errorf("%s does not hold the gateway address %s", d.Name, l.Gateway)
 		}
 		return nil
 	})

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -165,79 +167,154 @@ func (r LoadReport) String() string {
 	return s
 }
 
+// StreamStall bounds a round of a stream: a connection whose echo does not
+// come back within it has stalled (blackholed) and counts as broken. TCP
+// retransmits a lost segment after 0.2, 0.6, 1.4 and 3 s, so a takeover of
+// a second or two stays well inside it.
+const StreamStall = 5 * time.Second
+
 // Streams are long-lived TCP connections to the echo service, each sending
-// a numbered chunk every Interval and verifying its echo.
+// a numbered chunk every Interval and verifying its echo. A connection
+// breaks when a round fails or makes no progress for StreamStall.
 type Streams struct {
-	stop chan struct{}
-	wg   sync.WaitGroup
+	lab      *Lab
+	interval time.Duration
+	stop     chan struct{}
+	wg       sync.WaitGroup
 
 	mu      sync.Mutex
-	broken  int
-	errs    []string
-	rounds  int
-	started int
+	streams []*StreamReport
+}
+
+// StreamReport is what happened to one stream.
+type StreamReport struct {
+	ID int
+	// Server is the real server holding the connection (known from its
+	// first round, made before the stream starts).
+	Server string
+	Rounds int
+	// Last is when the last verified round ended; MaxGap the longest time
+	// between two verified rounds (a takeover shows here).
+	Last   time.Time
+	MaxGap time.Duration
+	// Err says why the stream broke ("" if it did not).
+	Err string
 }
 
 // StartStreams opens n echo connections through the VIP.
 func (l *Lab) StartStreams(n int, interval time.Duration) *Streams {
 	l.T.Helper()
-	s := &Streams{stop: make(chan struct{})}
-	for i := range n {
+	return l.startStreams(interval, func(_ map[string]int, opened int) bool { return opened < n })
+}
+
+// StartStreamsEach opens echo connections through the VIP until every real
+// server holds at least n of them (the scheduler decides where each goes).
+func (l *Lab) StartStreamsEach(n int, interval time.Duration) *Streams {
+	l.T.Helper()
+	limit := 20 * n * len(l.Reals)
+	return l.startStreams(interval, func(by map[string]int, opened int) bool {
+		for _, r := range l.Reals {
+			if by[r.Name] < n {
+				if opened >= limit {
+					l.T.Fatalf("%d echo connections, still fewer than %d on %s: %v", opened, n, r.Name, by)
+				}
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (l *Lab) startStreams(interval time.Duration, more func(byServer map[string]int, opened int) bool) *Streams {
+	l.T.Helper()
+	s := &Streams{lab: l, interval: interval, stop: make(chan struct{})}
+	l.T.Cleanup(s.Stop)
+	by := map[string]int{}
+	for id := 0; more(by, id); id++ {
 		c, err := l.Dial(netip.AddrPortFrom(l.VIP, EchoPort), 2*time.Second)
 		if err != nil {
-			l.T.Fatalf("echo connection %d: %v", i, err)
+			l.T.Fatalf("echo connection %d: %v", id, err)
 		}
-		s.started++
+		st := &StreamReport{ID: id}
+		r := bufio.NewReader(c)
+		// The first round, here: it tells which real server took the
+		// connection (it has accepted it once it echoes).
+		if err := st.round(c, r, 0); err != nil {
+			c.Close()
+			l.T.Fatalf("echo connection %d, first round: %v", id, err)
+		}
+		st.Server = l.echoServerOf(c.LocalAddr().String())
+		by[st.Server]++
+		s.mu.Lock()
+		s.streams = append(s.streams, st)
+		s.mu.Unlock()
 		s.wg.Add(1)
-		go s.run(i, c, interval)
+		go s.run(st, c, r)
 	}
-	l.T.Cleanup(s.Stop)
 	return s
 }
 
-func (s *Streams) run(id int, c net.Conn, interval time.Duration) {
-	defer s.wg.Done()
-	defer c.Close()
-	r := bufio.NewReader(c)
+// round sends chunk seq and verifies its echo within StreamStall.
+func (st *StreamReport) round(c net.Conn, r *bufio.Reader, seq uint64) error {
 	out := make([]byte, 64)
 	in := make([]byte, 64)
-	tick := time.NewTicker(interval)
+	binary.BigEndian.PutUint64(out, uint64(st.ID))
+	binary.BigEndian.PutUint64(out[8:], seq)
+	_ = c.SetDeadline(time.Now().Add(StreamStall))
+	_, err := c.Write(out)
+	if err == nil {
+		_, err = io.ReadFull(r, in)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("stalled: no echo for %v", StreamStall)
+	}
+	if err == nil && !bytes.Equal(in, out) {
+		err = fmt.Errorf("echo mismatch")
+	}
+	if err == nil {
+		now := time.Now()
+		if !st.Last.IsZero() && now.Sub(st.Last) > st.MaxGap {
+			st.MaxGap = now.Sub(st.Last)
+		}
+		st.Last = now
+		st.Rounds++
+	}
+	return err
+}
+
+// run makes a round every interval; once Stop is asked, one more round
+// (a stream stalled at that time breaks instead of going unnoticed).
+func (s *Streams) run(st *StreamReport, c net.Conn, r *bufio.Reader) {
+	defer s.wg.Done()
+	defer c.Close()
+	tick := time.NewTicker(s.interval)
 	defer tick.Stop()
-	for seq := uint64(0); ; seq++ {
+	for seq := uint64(1); ; seq++ {
+		last := false
 		select {
 		case <-s.stop:
-			return
+			last = true
 		case <-tick.C:
 		}
-		binary.BigEndian.PutUint64(out, uint64(id))
-		binary.BigEndian.PutUint64(out[8:], seq)
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		_, err := c.Write(out)
-		if err == nil {
-			_, err = io.ReadFull(r, in)
-		}
-		if err == nil && !bytes.Equal(in, out) {
-			err = fmt.Errorf("echo mismatch")
-		}
+		// st is written here only; readers copy it under s.mu.
+		s.mu.Lock()
+		cur := *st
+		s.mu.Unlock()
+		err := cur.round(c, r, seq)
+		s.mu.Lock()
+		*st = cur
 		if err != nil {
-			select {
-			case <-s.stop:
-				return
-			default:
-			}
-			s.mu.Lock()
-			s.broken++
-			s.errs = append(s.errs, fmt.Sprintf("stream %d after %d rounds: %v", id, seq, err))
-			s.mu.Unlock()
+			st.Err = fmt.Sprintf("stream %d (%s) after %d rounds: %v", st.ID, st.Server, st.Rounds, err)
+		}
+		s.mu.Unlock()
+		if err != nil || last {
 			return
 		}
-		s.mu.Lock()
-		s.rounds++
-		s.mu.Unlock()
 	}
 }
 
-// Stop closes the connections (idempotent).
+// Stop ends the streams (idempotent): each makes one last verified round,
+// so one stalled at this point counts as broken.
 func (s *Streams) Stop() {
 	select {
 	case <-s.stop:
@@ -247,9 +324,26 @@ func (s *Streams) Stop() {
 	s.wg.Wait()
 }
 
-// Report returns how many connections broke and why.
-func (s *Streams) Report() (started, broken, rounds int, errs []string) {
+// Streams returns each stream's report so far.
+func (s *Streams) Streams() []StreamReport {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.started, s.broken, s.rounds, append([]string(nil), s.errs...)
+	out := make([]StreamReport, len(s.streams))
+	for i, st := range s.streams {
+		out[i] = *st
+	}
+	return out
+}
+
+// Report returns how many connections broke and why.
+func (s *Streams) Report() (started, broken, rounds int, errs []string) {
+	for _, st := range s.Streams() {
+		started++
+		rounds += st.Rounds
+		if st.Err != "" {
+			broken++
+			errs = append(errs, st.Err)
+		}
+	}
+	return started, broken, rounds, errs
 }
