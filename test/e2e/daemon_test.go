@@ -186,12 +186,12 @@ func TestDaemonEndToEnd(t *testing.T) {
 	// rs2's HTTP server dies: after fall x interval (plus a check in flight
 	// and the jitter) no request fails any more.
 	load := l.StartLoad(20 * time.Millisecond)
-	time.Sleep(300 * time.Millisecond) // traffic before the failure, for the report
+	waitRequests(t, load, time.Time{}, 15) // traffic before the failure, for the report
 	killed := time.Now()
 	l.Reals[1].StopWeb()
 	waitHealth(t, d, "web", rs2, "down", 10*time.Second)
 	detected := time.Since(killed)
-	time.Sleep(time.Second)
+	waitRequests(t, load, killed.Add(detected), 50)
 	load.Stop()
 	r := load.Report(time.Time{})
 	t.Logf("real server killed: detected after %v; %s", detected.Round(time.Millisecond), r)
