@@ -61,6 +61,14 @@ type Reconciler struct {
 	// installed is whether each service forwarded in the dataplane found at
 	// start (adopted from a previous run), for tentative roles.
 	installed map[dataplane.ServiceKey]bool
+	// adopted are the real servers found installed at start. Until their
+	// health check reports, a real server that took new flows keeps
+	// taking them; until adoptUntil, a direct-routing one whose MAC the
+	// resolver has not told yet keeps the MAC it had. So a restarted
+	// daemon changes nothing that forwarded: no weight 0 while the checks
+	// start, no MAC-less backend while the neighbours are read.
+	adopted    map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend
+	adoptUntil time.Time
 
 	mu      sync.Mutex
 	model   Model
@@ -88,6 +96,11 @@ type ReconcilerOptions struct {
 	Now func() time.Time
 }
 
+// AdoptedMACGrace is how long a restarted daemon keeps the MACs of
+// direct-routing real servers found installed, while its neighbour
+// resolver reads them again (it normally answers within milliseconds).
+const AdoptedMACGrace = 10 * time.Second
+
 // Installer is implemented by dataplanes that can tell what they found
 // installed when they started (the XDP dataplane adopts pinned state).
 type Installer interface {
@@ -109,6 +122,7 @@ func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 		poke:      make(chan struct{}, 1),
 		now:       opts.Now,
 		installed: map[dataplane.ServiceKey]bool{},
+		adopted:   map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend{},
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -116,8 +130,14 @@ func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 	if in, ok := dp.(Installer); ok {
 		for _, s := range in.Installed() {
 			r.installed[s.Key] = s.Enabled
+			bs := make(map[dataplane.BackendKey]dataplane.Backend, len(s.Backends))
+			for _, b := range s.Backends {
+				bs[b.Key()] = b
+			}
+			r.adopted[s.Key] = bs
 		}
 	}
+	r.adoptUntil = r.now().Add(AdoptedMACGrace)
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -141,9 +161,16 @@ func (r *Reconciler) SetModel(m Model) {
 	r.mu.Lock()
 	r.model = m
 	keep := map[string]bool{}
+	keepAdopted := map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend{}
 	for _, s := range m.Services {
 		for _, rs := range s.Reals {
 			keep[CheckKey(s.Name, rs)] = true
+			if b, ok := r.adopted[s.Key][rs.Key()]; ok {
+				if keepAdopted[s.Key] == nil {
+					keepAdopted[s.Key] = map[dataplane.BackendKey]dataplane.Backend{}
+				}
+				keepAdopted[s.Key][rs.Key()] = b
+			}
 		}
 	}
 	for k := range r.health {
@@ -151,6 +178,9 @@ func (r *Reconciler) SetModel(m Model) {
 			delete(r.health, k)
 		}
 	}
+	// A real server the model drops forgets what was adopted of it: added
+	// back later, it starts as any new one.
+	r.adopted = keepAdopted
 	r.mu.Unlock()
 	r.Poke()
 }
@@ -249,6 +279,9 @@ func (r *Reconciler) healthy(s ServiceSpec, rs RealSpec) bool {
 	}
 	st, ok := r.health[CheckKey(s.Name, rs)]
 	if !ok {
+		if b, found := r.adopted[s.Key][rs.Key()]; found && b.Weight > 0 {
+			return true // took new flows before the restart
+		}
 		return rs.Check.InitialUp
 	}
 	return st == health.StateUp
@@ -309,6 +342,8 @@ func (r *Reconciler) backend(s ServiceSpec, rs RealSpec) dataplane.Backend {
 	if s.Forward == dataplane.DirectRouting && r.neigh != nil {
 		if mac, ifindex, ok := r.neigh.Lookup(rs.Addr); ok {
 			b.MAC, b.Ifindex = mac, ifindex
+		} else if a, found := r.adopted[s.Key][b.Key()]; found && a.MAC != nil && r.now().Before(r.adoptUntil) {
+			b.MAC, b.Ifindex = a.MAC, a.Ifindex
 		}
 	}
 	if s.Forward == dataplane.Tunnel && r.neigh != nil {

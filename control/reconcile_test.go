@@ -224,3 +224,85 @@ func TestNeighborsAskedPerForwardMode(t *testing.T) {
 		t.Errorf("routes kept for %v, want the tunnelled real server only", nb.routed)
 	}
 }
+
+// A restarted daemon adopts what its predecessor installed: real servers
+// that took new flows keep taking them until their checks report, and
+// direct-routing ones keep their MACs while the neighbours are read
+// again, so the first Apply changes nothing.
+func TestRestartAdoptsInstalledBackends(t *testing.T) {
+	dp := dataplane.NewFake()
+	ctx := t.Context()
+	nb := &fakeNeighbors{known: map[netip.Addr]net.HardwareAddr{
+		netip.MustParseAddr("10.0.0.7"): {2, 0, 0, 0, 0, 7},
+		netip.MustParseAddr("10.0.0.8"): {2, 0, 0, 0, 0, 8},
+		netip.MustParseAddr("10.0.0.9"): {2, 0, 0, 0, 0, 9},
+	}}
+	before := NewReconciler(dp, ReconcilerOptions{Neighbors: nb})
+	before.SetModel(testModel())
+	before.SetRole("VI_1", Role{Master: true})
+	for _, k := range []string{"web/10.0.0.7:80", "web/10.0.0.8:80", "api/10.0.1.7:8443", "api/10.0.1.8:8443"} {
+		before.SetHealth(k, health.StateUp)
+	}
+	before.SetHealth("web/10.0.0.9:80", health.StateDown)
+	if err := before.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	installed := DumpServices(dp.Installed())
+	dp.Changes()
+
+	// The restart: no health, no role, no MAC known yet.
+	now := time.Now()
+	clock := func() time.Time { return now }
+	after := NewReconciler(dp, ReconcilerOptions{Neighbors: &fakeNeighbors{}, Now: clock})
+	after.SetModel(testModel())
+	if err := after.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := dp.Changes(); len(got) != 0 {
+		t.Errorf("the restarted daemon changed %v; installed:\n%s\nnow:\n%s", got, installed, DumpServices(dp.Installed()))
+	}
+
+	// A check that reports takes over from what was adopted.
+	after.SetHealth("web/10.0.0.7:80", health.StateDown)
+	if err := after.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	web := func() map[string]dataplane.Backend {
+		out := map[string]dataplane.Backend{}
+		for _, s := range dp.Installed() {
+			if s.Name == "web" {
+				for _, b := range s.Backends {
+					out[b.Addr.String()] = b
+				}
+			}
+		}
+		return out
+	}
+	if b := web()["10.0.0.7"]; b.Weight != 0 {
+		t.Errorf("10.0.0.7 down after the restart: weight %d, want 0", b.Weight)
+	}
+	if b := web()["10.0.0.8"]; b.Weight != 2 || b.MAC.String() != "02:00:00:00:00:08" {
+		t.Errorf("10.0.0.8 not reported yet: %+v, want weight 2 and its adopted MAC", b)
+	}
+
+	// MACs the resolver never confirms are dropped after the grace period.
+	now = now.Add(AdoptedMACGrace + time.Second)
+	if err := after.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b := web()["10.0.0.8"]; b.MAC != nil {
+		t.Errorf("10.0.0.8 keeps an unconfirmed MAC %s after the grace period", b.MAC)
+	}
+
+	// A real server dropped by a reload and added back starts as a new one.
+	m := testModel()
+	m.Services[0].Reals = m.Services[0].Reals[:1]
+	after.SetModel(m)
+	after.SetModel(testModel())
+	if err := after.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b := web()["10.0.0.8"]; b.Weight != 0 {
+		t.Errorf("10.0.0.8 re-added by a reload: weight %d before any check, want 0", b.Weight)
+	}
+}
