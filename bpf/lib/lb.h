@@ -514,8 +514,10 @@ static __always_inline void lb_frag_key(struct xlb_frag_key *k, const struct xlb
 
 /* lb_frag_put remembers where the first fragment of a datagram went, for
  * its later fragments, and counts it (every path that forwards a first
- * fragment calls this). */
-static __always_inline void lb_frag_put(const struct xlb_pkt *p, __u32 svc, __u32 backend, __u8 action, __u64 now)
+ * fragment calls this). A function of its own: fragments are rare, and its
+ * key and value would otherwise sit in the caller's frame, which with the
+ * deepest call chain must fit the verifier's 512 bytes (TestCallChainStack). */
+static __noinline void lb_frag_put(const struct xlb_pkt *p, __u32 svc, __u32 backend, __u8 action, __u64 now)
 {
 	struct xlb_frag_key k = {};
 	struct xlb_frag v = {
