@@ -200,52 +200,56 @@ static __always_inline __u32 lb_pick_rr(const struct xlb_svc *svc, void *table)
 	return lb_table_get(table, n % svc->table_len);
 }
 
-/* The best candidate so far of an lc/wlc scan. */
-struct lb_lc_best {
-	__u64 load;
-	__u64 weight;
-	__u32 id; /* (__u32)-1: none yet */
+struct lb_lc_ctx {
+	void *table;
+	__u32 svc;
+	__u32 n;
+	__u32 weighted;
+	__u32 best;
+	__u64 best_load;
+	__u64 best_weight;
 };
 
-/* lb_lc_weigh compares candidate backend id of service svc with the best
- * so far. */
-static __always_inline void lb_lc_weigh(struct lb_lc_best *b, __u32 id, __u32 svc, int weighted)
+static long lb_lc_step(__u32 i, struct lb_lc_ctx *c)
 {
-	struct xlb_backend *be = lb_backend(id, svc);
+	struct xlb_backend *be;
 	__u64 load, w;
 	__s64 *act;
+	__u32 id;
 
+	if (i >= c->n)
+		return 1;
+	id = lb_table_get(c->table, i);
+	be = lb_backend(id, c->svc);
 	if (!be || !(be->flags & XLB_BE_F_SCHED))
-		return;
+		return 0;
 	act = bpf_map_lookup_elem(&xlb_be_act_v1, &id);
 	load = act && *act > 0 ? *act : 0;
-	w = weighted ? be->weight : 1;
+	w = c->weighted ? be->weight : 1;
 	if (!w)
-		return;
-	/* load/w < best load/weight; the first of equals wins, as IPVS. */
-	if (b->id == (__u32)-1 || load * b->weight < b->load * w) {
-		b->id = id;
-		b->load = load;
-		b->weight = w;
+		return 0;
+	/* load/w < best_load/best_weight; the first of equals wins, as IPVS. */
+	if (c->best == (__u32)-1 || load * c->best_weight < c->best_load * w) {
+		c->best = id;
+		c->best_load = load;
+		c->best_weight = w;
 	}
+	return 0;
 }
 
-/* lb_pick_lc picks the real server with the least (weighted) connections,
- * scanning only the service's candidates (table_len). A plain bounded loop
- * with the comparison inlined: every call costs a return, expensive where
- * returns are mitigated (AMD SRSO "safe RET"): with bpf_loop's callback, or
- * a global function, the calls took about half of the scan. The verifier
- * walks each of the XLB_MAX_BACKENDS_PER_SVC iterations (about 170k of its
- * 1M instructions). */
+/* lb_pick_lc picks the real server with the least (weighted) connections. */
 static __always_inline __u32 lb_pick_lc(const struct xlb_svc *svc, void *table)
 {
-	struct lb_lc_best b = { .id = (__u32)-1 };
-	int weighted = svc->sched == XLB_SCHED_WLC;
-	__u32 n = svc->table_len, id = svc->id;
+	struct lb_lc_ctx c = {
+		.table = table,
+		.svc = svc->id,
+		.n = svc->table_len,
+		.weighted = svc->sched == XLB_SCHED_WLC,
+		.best = (__u32)-1,
+	};
 
-	for (__u32 i = 0; i < XLB_MAX_BACKENDS_PER_SVC && i < n; i++)
-		lb_lc_weigh(&b, lb_table_get(table, i), id, weighted);
-	return b.id;
+	bpf_loop(XLB_MAX_BACKENDS_PER_SVC, lb_lc_step, &c, 0);
+	return c.best;
 }
 
 /* lb_schedule picks a real server for a flow without a connection entry.
