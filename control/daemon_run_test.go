@@ -17,6 +17,7 @@ import (
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/test/nettest"
 )
 
 // fakeEnv says eth0 holds 10.0.0.0/24 (the DR real servers' subnet).
@@ -117,7 +118,7 @@ func startDaemon(t *testing.T, cfgText func(sock string) string, early func(d *D
 			t.Error("daemon did not stop")
 		}
 	})
-	waitFor(t, 10*time.Second, "the daemon's control socket", func() error {
+	nettest.WaitFor(t, 10*time.Second, "the daemon's control socket", func() error {
 		_, err := Call(r.sock, Request{Command: "status"})
 		return err
 	})
@@ -138,27 +139,12 @@ func (r *runningDaemon) stop(t *testing.T) error {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitChanges waits until the fake dataplane has applied want (in order),
 // and nothing else.
 func waitChanges(t *testing.T, dp *dataplane.Fake, want ...string) {
 	t.Helper()
 	var got []string
-	waitFor(t, 10*time.Second, fmt.Sprintf("changes %v", want), func() error {
+	nettest.WaitFor(t, 10*time.Second, fmt.Sprintf("changes %v", want), func() error {
 		got = append(got, dp.Changes()...)
 		if len(got) < len(want) {
 			return fmt.Errorf("changes so far %v", got)
