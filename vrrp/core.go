@@ -679,7 +679,7 @@ func (c *core) masterRx(now time.Time, in *instance, p *rxPacket) []action {
 		// lowers its own priority to 254 and yields. So do we, until a
 		// reload.
 		in.ownerConflict = true
-		in.effPrio = priorityOwner - 1
+		c.evalTracking(in) // 254 from now on
 		acts = append(acts, action{kind: actOwnerConflict, inst: in.name(), prio: in.effPrio, note: p.Src.String()})
 	}
 	cmp := p.Src.Compare(in.local)

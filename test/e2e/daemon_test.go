@@ -29,6 +29,15 @@ func service(st *control.Status, name string) *control.ServiceInfo {
 	return nil
 }
 
+func realInfo(s *control.ServiceInfo, addr string) *control.RealInfo {
+	for i := range s.Reals {
+		if s.Reals[i].Address == addr {
+			return &s.Reals[i]
+		}
+	}
+	return nil
+}
+
 // waitHealth waits until a real server's health is want ("up", "down")
 // and the dataplane has the weight that goes with it (0 when down).
 func waitHealth(t *testing.T, d *lab.Director, service_, addr, want string, timeout time.Duration) {
@@ -42,18 +51,16 @@ func waitHealth(t *testing.T, d *lab.Director, service_, addr, want string, time
 		if s == nil {
 			return fmt.Errorf("no service %s", service_)
 		}
-		for _, r := range s.Reals {
-			if r.Address == addr {
-				if r.Health != want {
-					return fmt.Errorf("%s is %s", addr, r.Health)
-				}
-				if (want == "down") != (r.Effective == 0) {
-					return fmt.Errorf("%s is %s but its installed weight is %d", addr, r.Health, r.Effective)
-				}
-				return nil
-			}
+		r := realInfo(s, addr)
+		switch {
+		case r == nil:
+			return fmt.Errorf("no real server %s", addr)
+		case r.Health != want:
+			return fmt.Errorf("%s is %s", addr, r.Health)
+		case (want == "down") != (r.Effective == 0):
+			return fmt.Errorf("%s is %s but its installed weight is %d", addr, r.Health, r.Effective)
 		}
-		return fmt.Errorf("no real server %s", addr)
+		return nil
 	})
 }
 

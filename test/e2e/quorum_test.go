@@ -110,15 +110,6 @@ func (q *quorumSetup) webService() (*control.ServiceInfo, error) {
 	return s, nil
 }
 
-func realInfo(s *control.ServiceInfo, addr string) *control.RealInfo {
-	for i := range s.Reals {
-		if s.Reals[i].Address == addr {
-			return &s.Reals[i]
-		}
-	}
-	return nil
-}
-
 // waitUp waits until the service is up in the dataplane: quorum reached,
 // the sorry server out, the real servers healthy (their health want)
 // installed with their weight and the unhealthy ones at 0. It returns
@@ -316,24 +307,6 @@ func onlyFrom(t *testing.T, ld *lab.Load, from time.Time, what string, want ...s
 	return r
 }
 
-// window summarises the requests started in [from, to).
-func window(ld *lab.Load, from, to time.Time) string {
-	sent, failed := 0, 0
-	by := map[string]int{}
-	for _, r := range ld.Results() {
-		if r.At.Before(from) || !r.At.Before(to) {
-			continue
-		}
-		sent++
-		if r.Err != nil {
-			failed++
-		} else {
-			by[r.Server]++
-		}
-	}
-	return fmt.Sprintf("%d requests, %d failed, by server %v", sent, failed, by)
-}
-
 // TestQuorumSorryServer: a service of two real servers with quorum 2 and
 // a sorry server. While both are healthy the sorry server gets nothing;
 // one HTTP server dies: the healthy weight falls below the quorum, the
@@ -369,7 +342,7 @@ func TestQuorumSorryServer(t *testing.T) {
 		evs := q.waitEvents(t, 2, "up,down")
 		t.Logf("%s: rs2 stopped: service down and sorry server installed after %v, quorum_down ran %v after the stop; since: %s",
 			layout, detect.Round(time.Millisecond), evs[1].at.Sub(killed).Round(time.Millisecond), r)
-		t.Logf("%s: between the stop and the detection: %s", layout, window(load, killed, detected))
+		t.Logf("%s: between the stop and the detection: %s", layout, load.ReportBetween(killed, detected))
 
 		// rs2 comes back: quorum reached again.
 		back := time.Now()

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -352,7 +353,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		})
 		installed := time.Now()
 		waitRequests(t, tr.load, installed, 200)
-		before, after := share(tr.load, time.Time{}, reweighted, "rs1"), share(tr.load, installed, time.Now(), "rs1")
+		before, after := tr.load.ReportBetween(time.Time{}, reweighted).Share("rs1"), tr.load.ReportBetween(installed, time.Now()).Share("rs1")
 		t.Logf("%s: rs1's share of new requests: %.2f with weights 1:1, %.2f with 4:1 (%s)", layout, before, after, tr.load.Report(installed))
 		if after < 0.65 || after > 0.93 {
 			t.Errorf("rs1 weight 4 of 5: it got %.2f of the new requests, want about 0.80", after)
@@ -407,25 +408,6 @@ func TestReloadUnderLoad(t *testing.T) {
 			t.Errorf("status after the reloads: %+v", st)
 		}
 	})
-}
-
-// share returns the fraction of the successful requests started in
-// [from, to) that server answered.
-func share(ld *lab.Load, from, to time.Time, server string) float64 {
-	n, ok := 0, 0
-	for _, r := range ld.Results() {
-		if r.Err != nil || r.At.Before(from) || !r.At.Before(to) {
-			continue
-		}
-		ok++
-		if r.Server == server {
-			n++
-		}
-	}
-	if ok == 0 {
-		return 0
-	}
-	return float64(n) / float64(ok)
 }
 
 // wrrOrder reports whether answers follow a wrr cycle of length cycle in
@@ -575,7 +557,7 @@ func TestRestartWithPins(t *testing.T) {
 		} else if n := metric(t, bm, "xlb_vrrp_transitions_total", `instance="VI_1"`); n != bTransitions {
 			t.Errorf("%s made %v VRRP transitions during the restart", b.Name, n-bTransitions)
 		}
-		if len(objs) == 0 || !mapsEqual(objs, objs2) {
+		if len(objs) == 0 || !maps.Equal(objs, objs2) {
 			t.Errorf("pinned maps and links not adopted: ids before %v, after %v", objs, objs2)
 		}
 		// The restarted daemon installs what forwarded as it was: no real
@@ -586,18 +568,6 @@ func TestRestartWithPins(t *testing.T) {
 			t.Errorf("packets dropped across the restart: %v before, %v after", dropsBefore, after)
 		}
 	})
-}
-
-func mapsEqual(a, b map[string]uint32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestRealServerLoss: a whole real server dies under load (its HTTP and

@@ -130,11 +130,15 @@ type LoadReport struct {
 }
 
 // Report summarises the results since from (zero: all).
-func (ld *Load) Report(from time.Time) LoadReport {
+func (ld *Load) Report(from time.Time) LoadReport { return ld.ReportBetween(from, time.Time{}) }
+
+// ReportBetween summarises the requests started in [from, to) (a zero to:
+// no end).
+func (ld *Load) ReportBetween(from, to time.Time) LoadReport {
 	r := LoadReport{ByServer: map[string]int{}}
 	var lastOK time.Time
 	for _, res := range ld.Results() {
-		if res.At.Before(from) {
+		if res.At.Before(from) || (!to.IsZero() && !res.At.Before(to)) {
 			continue
 		}
 		r.Sent++
@@ -156,6 +160,14 @@ func (ld *Load) Report(from time.Time) LoadReport {
 		lastOK = res.At
 	}
 	return r
+}
+
+// Share is the fraction of the successful requests that server answered.
+func (r LoadReport) Share(server string) float64 {
+	if ok := r.Sent - r.Failed; ok > 0 {
+		return float64(r.ByServer[server]) / float64(ok)
+	}
+	return 0
 }
 
 func (r LoadReport) String() string {

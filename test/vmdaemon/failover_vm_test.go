@@ -54,50 +54,33 @@ func TestIPVSFailover(t *testing.T) {
 			return nil
 		})
 	}
-	// checkWindow fails the test for failures of [from, ...) outside
-	// [event, event+window].
-	checkWindow := func(what string, from, event time.Time, window time.Duration) lab.LoadReport {
+	// switchTo runs act, waits until to holds the VIP and 20 more requests
+	// were made, and fails the test for requests failing after the switch
+	// (plus a second). It returns when the switch was complete.
+	switchTo := func(what string, act func(), to *lab.Director) time.Time {
 		t.Helper()
-		r := load.Report(from)
-		t.Logf("%s: %s", what, r)
-		if r.Failed > 0 && (r.FirstFail.Before(event) || r.LastFail.After(event.Add(window))) {
+		at := time.Now()
+		act()
+		l.WaitMaster(to, 30*time.Second)
+		took := time.Since(at)
+		done := time.Now()
+		waitSent(done, 20)
+		r := load.Report(at)
+		t.Logf("%s: %s master after %v: %s", what, to.Name, took.Round(time.Millisecond), r)
+		if window := took + time.Second; r.Failed > 0 && r.LastFail.After(at.Add(window)) {
 			t.Errorf("%s: requests failed outside [0, %v] after it: %s", what, window, r)
 		}
-		return r
+		return done
 	}
 	waitSent(time.Time{}, 10)
 
-	// SIGKILL of the master.
-	start := time.Now()
-	killed := time.Now()
-	d0.Kill()
-	l.WaitMaster(d1, 30*time.Second)
-	takeover := time.Since(killed)
-	served := time.Now()
-	waitSent(served, 20)
-	checkWindow(fmt.Sprintf("SIGKILL, takeover %v", takeover.Round(time.Millisecond)), start, killed, takeover+time.Second)
+	served := switchTo("SIGKILL of the master", d0.Kill, d1)
 	if r := load.Report(served); r.Failed != 0 {
 		t.Errorf("requests after the takeover: %s, want none failed", r)
 	}
-
-	// The master returns and preempts.
-	start = time.Now()
-	back := time.Now()
-	d0.Start()
-	l.WaitMaster(d0, 30*time.Second)
-	preempt := time.Since(back)
-	waitSent(time.Now(), 20)
-	checkWindow(fmt.Sprintf("master back, preempt after %v", preempt.Round(time.Millisecond)), start, back, preempt+time.Second)
-
-	// SIGTERM of the master: priority 0, the backup takes over after its
-	// skew time.
-	start = time.Now()
-	stopped := time.Now()
-	d0.Stop()
-	l.WaitMaster(d1, 30*time.Second)
-	switchover := time.Since(stopped)
-	waitSent(time.Now(), 20)
-	checkWindow(fmt.Sprintf("SIGTERM, switchover %v", switchover.Round(time.Millisecond)), start, stopped, switchover+time.Second)
+	switchTo("the master back, preempting", d0.Start, d0)
+	// SIGTERM: priority 0, the backup takes over after its skew time.
+	switchTo("SIGTERM of the master", d0.Stop, d1)
 	// The stopped director removed what it installed; the new master serves.
 	if tbl := ipvsTable(t, d0.NS); len(tbl) != 0 {
 		t.Errorf("after SIGTERM %s's /proc/net/ip_vs still has %+v", d0.Name, tbl)
