@@ -1,0 +1,149 @@
+package vrrp
+
+import (
+	"slices"
+	"time"
+)
+
+// Received advertisements: the receive checks of RFC 5798 7.1 that need
+// the configuration, and what a backup and a master do with an accepted
+// one (RFC 5798 6.4.2, 6.4.3).
+
+// rxError counts a packet rejected before it reached an instance.
+func (c *core) rxError(name, reason string) {
+	if in := c.byName[name]; in != nil {
+		in.stats.rxErrors[reason]++
+	}
+}
+
+// check applies the receive checks of RFC 5798 7.1 that need the
+// instance's configuration; "" means accepted. As keepalived 2.x, the TTL
+// / hop limit must be 255 only in multicast mode: unicast peers may be
+// routed (the source must then be a configured peer).
+func (in *instance) check(p *rxPacket) string {
+	switch {
+	case p.TTL != vrrpTTL && len(in.cfg.UnicastPeers) == 0:
+		return RxTTL
+	case p.Version != in.cfg.Version:
+		return RxVersion
+	}
+	if in.cfg.Version == 2 {
+		want := uint8(authTypeNone)
+		if in.cfg.AuthType == AuthPass {
+			want = authTypeSimple
+		}
+		if p.AuthType != want || (want == authTypeSimple && p.AuthData != in.auth) {
+			return RxAuth
+		}
+		if p.Interval != in.cfg.AdvertInterval {
+			return RxInterval // RFC 3768 7.1: MUST discard
+		}
+	}
+	if len(p.Addrs) != len(in.cfg.VIPs) {
+		return RxAddrList
+	}
+	for _, v := range in.cfg.VIPs {
+		if !slices.Contains(p.Addrs, v.Prefix.Addr()) {
+			return RxAddrList
+		}
+	}
+	if len(in.cfg.UnicastPeers) > 0 && !slices.Contains(in.cfg.UnicastPeers, p.Src) {
+		return RxPeer
+	}
+	return ""
+}
+
+// advert processes a received advertisement for instance name.
+func (c *core) advert(now time.Time, name string, p rxPacket) []action {
+	in := c.byName[name]
+	if in == nil || p.Src == in.local {
+		return nil // our own, looped back
+	}
+	if r := in.check(&p); r != "" {
+		in.stats.rxErrors[r]++
+		return nil
+	}
+	in.stats.advertsReceived++
+	if p.Priority == 0 {
+		in.stats.prioZeroRecv++
+	}
+	switch in.state {
+	case Backup:
+		return c.backupRx(now, in, &p)
+	case Master:
+		return c.masterRx(now, in, &p)
+	}
+	return nil
+}
+
+func (c *core) backupRx(now time.Time, in *instance, p *rxPacket) []action {
+	switch {
+	case p.Priority == 0:
+		// RFC 5798 6.4.2: the master resigned; take over after Skew_Time.
+		in.masterDownAt, in.downReason = now.Add(in.skew()), ReasonPriorityZero
+	case in.cfg.NoPreempt || p.Priority >= in.effPrio ||
+		(in.cfg.PreemptDelay > 0 && (in.preemptAt.IsZero() || now.Before(in.preemptAt))):
+		if in.cfg.Version == 3 {
+			in.masterAdverInt = p.Interval
+		}
+		in.masterDownAt, in.downReason = now.Add(in.masterDownInterval()), ReasonMasterDown
+		in.masterAddr, in.masterPrio = p.Src, p.Priority
+		if in.cfg.PreemptDelay > 0 {
+			if p.Priority >= in.effPrio {
+				in.preemptAt = time.Time{}
+			} else if in.preemptAt.IsZero() {
+				in.preemptAt = now.Add(in.cfg.PreemptDelay)
+			}
+		}
+	default:
+		// A lower-priority master and we preempt: ignore it, the
+		// Master_Down_Timer runs out.
+		in.masterAddr, in.masterPrio = p.Src, p.Priority
+		in.downReason = ReasonPreempt
+	}
+	return nil
+}
+
+func (c *core) masterRx(now time.Time, in *instance, p *rxPacket) []action {
+	if p.Priority == 0 {
+		// RFC 5798 6.4.3: answer at once so backups do not take over.
+		in.stats.advertsSent++
+		in.advertAt = now.Add(in.cfg.AdvertInterval)
+		return []action{{kind: actSendAdvert, inst: in.name(), prio: in.effPrio}}
+	}
+	var acts []action
+	if p.Priority == priorityOwner && in.effPrio == priorityOwner {
+		// Another router is also configured as the address owner. RFC
+		// 5798 7.1 has the owner discard every advert, which leaves two
+		// masters for good; keepalived calls it a configuration error,
+		// lowers its own priority to 254 and yields. So do we, until a
+		// reload.
+		in.ownerConflict = true
+		c.evalTracking(in) // 254 from now on
+		acts = append(acts, action{kind: actOwnerConflict, inst: in.name(), prio: in.effPrio, note: p.Src.String()})
+	}
+	cmp := p.Src.Compare(in.local)
+	if p.Priority > in.effPrio || (p.Priority == in.effPrio && cmp > 0) {
+		in.masterAddr, in.masterPrio = p.Src, p.Priority
+		mi := in.cfg.AdvertInterval
+		if in.cfg.Version == 3 {
+			mi = p.Interval
+		}
+		return append(acts, c.enterBackup(now, in, mi, ReasonHigherPriority)...)
+	}
+	if p.Priority == in.effPrio && cmp == 0 {
+		return nil
+	}
+	// Another master with lower priority: advertise now so that it yields
+	// (keepalived's "forcing new election"), and re-announce our VIPs,
+	// since clients may have followed it; at most once per max(1s,
+	// interval) so that a peer that cannot hear us is no ARP storm.
+	in.stats.advertsSent++
+	acts = append(acts, action{kind: actSendAdvert, inst: in.name(), prio: in.effPrio})
+	if n := in.cfg.GARP.LowerPrioRepeat; n > 0 && !now.Before(in.lowerAnnounce) {
+		in.lowerAnnounce = now.Add(max(time.Second, in.cfg.AdvertInterval))
+		in.scheduleBurst(now, n)
+		acts = append(acts, in.dueAnnounces(now)...)
+	}
+	return acts
+}
