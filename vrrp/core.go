@@ -11,10 +11,10 @@ import (
 
 // The protocol core: every instance's state machine (RFC 5798 section 6.4
 // with keepalived's FAULT, preempt and sync-group semantics), the tracking
-// arithmetic and the split-brain rounds. It is pure: inputs are method
-// calls carrying the time, outputs are actions; it starts no goroutine,
-// never sleeps and does no I/O. The Node owns one core and is its only
-// caller.
+// arithmetic and the split-brain rounds. It is pure: an input (a typed
+// value, core_inputs.go) goes in with the time through handle, actions come
+// out; it starts no goroutine, never sleeps and does no I/O. The Node owns
+// one core and is its only caller.
 
 type actionKind uint8
 
@@ -28,11 +28,12 @@ const (
 	actTransition                          // state changed from -> to for reason note
 	actSplitBrain                          // split brain detected (to == Master) or healed (to == Backup: "the other yielded")
 	actOwnerConflict                       // another router (note) is also the address owner: our priority drops to prio
+	actRejected                            // a packet from peer was rejected for reason note before reaching an instance (detail)
 )
 
 var actionNames = [...]string{actSendAdvert: "advert", actAddVIPs: "add-vips", actDelVIPs: "del-vips", actAnnounce: "announce",
 	actProbe: "probe", actNotify: "notify", actTransition: "transition", actSplitBrain: "split-brain",
-	actOwnerConflict: "owner-conflict"}
+	actOwnerConflict: "owner-conflict", actRejected: "rejected"}
 
 // action is one thing the Node must do, in order.
 type action struct {
@@ -44,6 +45,10 @@ type action struct {
 	note  string
 	count int
 	vips  []VIP
+	// peer is the router an advert came from; detail says more for the
+	// log.
+	peer   netip.Addr
+	detail string
 }
 
 func (a action) String() string {
@@ -60,6 +65,8 @@ func (a action) String() string {
 		fmt.Fprintf(&b, " %s->%s (%s) prio=%d", a.from, a.to, a.note, a.prio)
 	case actOwnerConflict:
 		fmt.Fprintf(&b, " prio=%d from %s", a.prio, a.note)
+	case actRejected:
+		fmt.Fprintf(&b, " %s from %s: %s", a.note, a.peer, a.detail)
 	case actSplitBrain:
 		if a.to == Master {
 			b.WriteString(" detected")
@@ -152,12 +159,15 @@ type instance struct {
 }
 
 type core struct {
-	insts   []*instance
-	byName  map[string]*instance
-	groups  map[string][]*instance
-	scripts map[string]*scriptState
-	links   map[string]bool // interface up; absent: unknown, taken as up
-	syncing bool
+	insts  []*instance
+	byName map[string]*instance
+	// routers and vipOwner dispatch packets and claims (index).
+	routers  map[routerKey]*instance
+	vipOwner map[netip.Addr]*instance
+	groups   map[string][]*instance
+	scripts  map[string]*scriptState
+	links    map[string]bool // interface up; absent: unknown, taken as up
+	syncing  bool
 }
 
 func newCore(cfg Config) *core {
@@ -167,7 +177,19 @@ func newCore(cfg Config) *core {
 		c.addInstance(ic)
 	}
 	c.setGroups(cfg.SyncGroups)
+	c.index()
 	return c
+}
+
+// index rebuilds the dispatch tables from the instances.
+func (c *core) index() {
+	c.routers, c.vipOwner = map[routerKey]*instance{}, map[netip.Addr]*instance{}
+	for _, in := range c.insts {
+		c.routers[in.routerKey()] = in
+		for _, v := range in.cfg.VIPs {
+			c.vipOwner[v.Prefix.Addr()] = in
+		}
+	}
 }
 
 func (c *core) addInstance(ic InstanceConfig) *instance {

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -9,11 +10,45 @@ import (
 // the configuration, and what a backup and a master do with an accepted
 // one (RFC 5798 6.4.2, 6.4.3).
 
-// rxError counts a packet rejected before it reached an instance.
-func (c *core) rxError(name, reason string) {
-	if in := c.byName[name]; in != nil {
-		in.stats.rxErrors[reason]++
+// routerKey identifies a virtual router on the wire: the socket a packet
+// came in on and its VRID.
+type routerKey struct {
+	ifname string
+	v6     bool
+	vrid   uint8
+}
+
+func (in *instance) routerKey() routerKey {
+	return routerKey{in.cfg.Interface, in.cfg.is6(), in.cfg.VRID}
+}
+
+// receive dispatches a decoded advertisement to the instance of its VRID;
+// one for a VRID not configured on the socket counts as a receive error on
+// every instance of the socket.
+func (c *core) receive(now time.Time, rx advertReceived) []action {
+	in := c.routers[routerKey{rx.ifname, rx.v6, rx.pkt.VRID}]
+	if in == nil {
+		c.reject(packetRejected{ifname: rx.ifname, v6: rx.v6, reason: RxVRID})
+		return []action{{kind: actRejected, note: RxVRID, peer: rx.pkt.Src,
+			detail: fmt.Sprintf("VRID %d not configured on %s", rx.pkt.VRID, rx.ifname)}}
 	}
+	return c.advert(now, in, rx.pkt)
+}
+
+// reject counts a packet refused before it reached an instance: on the
+// instance of its VRID, or on every instance of its socket when the VRID
+// is unknown.
+func (c *core) reject(r packetRejected) []action {
+	if in := c.routers[routerKey{r.ifname, r.v6, r.vrid}]; in != nil {
+		in.stats.rxErrors[r.reason]++
+		return nil
+	}
+	for _, in := range c.insts {
+		if in.cfg.Interface == r.ifname && in.cfg.is6() == r.v6 {
+			in.stats.rxErrors[r.reason]++
+		}
+	}
+	return nil
 }
 
 // check applies the receive checks of RFC 5798 7.1 that need the
@@ -53,10 +88,9 @@ func (in *instance) check(p *rxPacket) string {
 	return ""
 }
 
-// advert processes a received advertisement for instance name.
-func (c *core) advert(now time.Time, name string, p rxPacket) []action {
-	in := c.byName[name]
-	if in == nil || p.Src == in.local {
+// advert processes a received advertisement for instance in.
+func (c *core) advert(now time.Time, in *instance, p rxPacket) []action {
+	if p.Src == in.local {
 		return nil // our own, looped back
 	}
 	if r := in.check(&p); r != "" {

@@ -55,6 +55,7 @@ func (c *core) reconfigure(now time.Time, cfg Config) []action {
 	}
 	slices.SortFunc(c.insts, func(a, b *instance) int { return order[a.name()] - order[b.name()] })
 	c.setGroups(cfg.SyncGroups)
+	c.index()
 	c.syncing = false
 	acts = append(acts, c.retrack(now)...)
 	for _, in := range fresh {

@@ -13,9 +13,9 @@ import (
 // split brain; it starts a probe round if none runs. The claim that starts
 // a round does not count: a legitimate new master's GARP can arrive just
 // before its advertisement makes us yield.
-func (c *core) claim(now time.Time, name string, ip netip.Addr) []action {
-	in := c.byName[name]
-	if in == nil || in.state != Master || !in.hasVIP(ip) {
+func (c *core) claim(now time.Time, ip netip.Addr) []action {
+	in := c.vipOwner[ip]
+	if in == nil || in.state != Master {
 		return nil
 	}
 	if !in.roundEnd.IsZero() {
@@ -23,15 +23,6 @@ func (c *core) claim(now time.Time, name string, ip netip.Addr) []action {
 		return nil
 	}
 	return in.startRound(now)
-}
-
-func (in *instance) hasVIP(ip netip.Addr) bool {
-	for _, v := range in.cfg.VIPs {
-		if v.Prefix.Addr() == ip {
-			return true
-		}
-	}
-	return false
 }
 
 func (in *instance) startRound(now time.Time) []action {

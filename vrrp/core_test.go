@@ -59,30 +59,31 @@ func newHarness(t *testing.T, cfg Config, locals map[string]string) *harness {
 		if s, ok := locals[in.name()]; ok {
 			l = s
 		}
-		h.c.setLocal(in.name(), netip.MustParseAddr(l))
+		h.c.handle(t0, sourceAddr{in.name(), netip.MustParseAddr(l)})
 	}
 	return h
 }
 
-// apply runs one input:
+// input parses one step's input into the core's input:
 //
 //	start | tick | shutdown | reload (the same configuration)
-//	adv <inst> <src> <prio> [int=<duration>] [ttl=N] [ver=N] [pass=S] [addrs=a,b]
+//	adv <inst> <src> <prio> [int=<duration>] [ttl=N] [ver=N] [pass=S] [auth=N] [addrs=a,b]
+//	    (an advert for the virtual router of inst, as inst would send it, changed by the options)
 //	link <ifname> up|down
 //	script <name> ok|fail
-//	claim <inst> <ip>
-func (h *harness) apply(now time.Time, input string) []action {
+//	claim <ip>
+func (h *harness) input(s string) input {
 	h.t.Helper()
-	f := strings.Fields(input)
+	f := strings.Fields(s)
 	switch f[0] {
 	case "start":
-		return h.c.start(now)
+		return startUp{}
 	case "tick":
-		return h.c.tick(now)
+		return timersDue{}
 	case "shutdown":
-		return h.c.shutdown(now)
+		return shutDown{}
 	case "reload":
-		return h.c.reconfigure(now, h.cfg)
+		return configChanged{h.cfg}
 	case "adv":
 		in := h.c.byName[f[1]]
 		prio, _ := strconv.Atoi(f[3])
@@ -112,16 +113,22 @@ func (h *harness) apply(now time.Time, input string) []action {
 				h.t.Fatalf("bad adv option %q", kv)
 			}
 		}
-		return h.c.advert(now, f[1], p)
+		return advertReceived{ifname: in.cfg.Interface, v6: in.cfg.is6(), pkt: p}
 	case "link":
-		return h.c.linkState(now, f[1], f[2] == "up")
+		return linkChanged{f[1], f[2] == "up"}
 	case "script":
-		return h.c.scriptResult(now, f[1], f[2] == "ok")
+		return scriptRan{name: f[1], script: h.c.scripts[f[1]].cfg.Script, ok: f[2] == "ok"}
 	case "claim":
-		return h.c.claim(now, f[1], netip.MustParseAddr(f[2]))
+		return vipClaimed{netip.MustParseAddr(f[1])}
 	}
-	h.t.Fatalf("bad input %q", input)
+	h.t.Fatalf("bad input %q", s)
 	return nil
+}
+
+// apply runs one input at now.
+func (h *harness) apply(now time.Time, s string) []action {
+	h.t.Helper()
+	return h.c.handle(now, h.input(s))
 }
 
 func (h *harness) checkStates(want string) {
@@ -526,9 +533,9 @@ func TestStateMachine(t *testing.T) {
 			{2334 * ms, "tick", nil, ""}, // no answer
 			{3000 * ms, "tick", []string{"a advert prio=255"}, ""},
 			{4000 * ms, "tick", []string{"a advert prio=255", "a probe"}, ""},
-			{4010 * ms, "claim a 10.0.0.100", nil, ""},
+			{4010 * ms, "claim 10.0.0.100", nil, ""},
 			{4334 * ms, "tick", []string{"a split-brain detected", "a notify SPLIT_BRAIN prio=255", "a probe"}, ""},
-			{4400 * ms, "claim a 10.0.0.100", nil, ""},
+			{4400 * ms, "claim 10.0.0.100", nil, ""},
 			{4668 * ms, "tick", []string{"a probe"}, ""}, // still split: no new episode
 			{5000 * ms, "tick", []string{"a advert prio=255"}, ""},
 			{5002 * ms, "tick", []string{"a split-brain healed", "a announce x5"}, ""},
@@ -541,10 +548,10 @@ func TestStateMachine(t *testing.T) {
 		cfg:  cfgOf(baseInst("a", 100)),
 		steps: []step{
 			{0, "start", startBackup, ""},
-			{100 * ms, "claim a 10.0.0.100", nil, ""}, // backups do not care
+			{100 * ms, "claim 10.0.0.100", nil, ""}, // backups do not care
 			{3600 * ms, "tick", becomeMaster("master_down"), ""},
-			{3700 * ms, "claim a 10.0.0.100", []string{"a probe"}, ""},
-			{3701 * ms, "claim a 10.0.0.99", nil, ""}, // not our VIP
+			{3700 * ms, "claim 10.0.0.100", []string{"a probe"}, ""},
+			{3701 * ms, "claim 10.0.0.99", nil, ""}, // not our VIP
 			{3702 * ms, "adv a 10.0.0.2 200", yield, ""},
 			{4100 * ms, "tick", nil, "a=BACKUP"},
 		},
@@ -699,7 +706,7 @@ func TestReconfigureKeepsState(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
 				t.Fatal(err)
 			}
-			got := strs(h.c.reconfigure(t0.Add(4000*ms), cfg))
+			got := strs(h.c.handle(t0.Add(4000*ms), configChanged{cfg}))
 			if !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
 				t.Fatalf("reconfigure:\n got %s\nwant %s", fmtList(got), fmtList(tc.want))
 			}
@@ -708,7 +715,7 @@ func TestReconfigureKeepsState(t *testing.T) {
 				t.Fatalf("timers moved: %v -> %v", next.Sub(t0), h.c.next().Sub(t0))
 			}
 			if tc.name == "priority lowered on the master" {
-				if got := strs(h.c.tick(t0.Add(4600 * ms))); got[0] != "a advert prio=50" {
+				if got := strs(h.c.handle(t0.Add(4600*ms), timersDue{})); got[0] != "a advert prio=50" {
 					t.Fatalf("advert after the change: %v", got)
 				}
 			}

@@ -125,10 +125,11 @@ func (c *core) retrack(now time.Time) []action {
 	return acts
 }
 
-// scriptResult records one run of a track script.
-func (c *core) scriptResult(now time.Time, name string, ok bool) []action {
-	s := c.scripts[name]
-	if s == nil || !s.observe(ok) {
+// scriptResult records one run of a track script; a result of a command
+// that a reload replaced is ignored.
+func (c *core) scriptResult(now time.Time, r scriptRan) []action {
+	s := c.scripts[r.name]
+	if s == nil || s.cfg.Script != r.script || !s.observe(r.ok) {
 		return nil
 	}
 	return c.retrack(now)

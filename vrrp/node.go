@@ -123,8 +123,7 @@ type Node struct {
 	pendingRx atomic.Int32
 	vrrpEPs   map[epKey]*vrrpEndpoint
 	frameEPs  map[epKey]*frameEndpoint
-	vipOwner  map[netip.Addr]string
-	ownMACs   map[string]bool
+	ownMACs   atomic.Pointer[map[string]bool] // read by the frame readers
 	vmacs     map[string]bool
 	scripts   map[string]*scriptTask
 	retired   map[string]*instance
@@ -311,8 +310,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.timer.Stop()
 	err := n.prepare(cfg)
 	if err == nil {
-		now := n.clock.Now()
-		n.exec(now, n.core.start(now))
+		n.handle(startUp{})
 		n.rearm()
 		n.syncScripts(cfg.Scripts)
 	}
@@ -323,18 +321,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	go func() {
 		err := n.net.WatchLinks(drvCtx, func(name string, up bool) {
-			n.step(func(now time.Time) []action {
-				acts := n.core.linkState(now, name, up)
-				if up {
-					vips := n.allVIPs()
-					for _, in := range n.core.insts {
-						if in.cfg.Interface == name {
-							n.resolveLocal(in, vips)
-						}
-					}
-				}
-				return acts
-			})
+			if up {
+				n.refreshSources(name) // the address may have changed while down
+			}
+			n.step(linkChanged{name, up})
 		})
 		if err != nil && drvCtx.Err() == nil {
 			n.log.Error("vrrp: watching links failed: tracking of interfaces stops", "err", err)
@@ -385,8 +375,7 @@ func (n *Node) maxNotifyTimeout() time.Duration {
 // stopAll is the graceful stop.
 func (n *Node) stopAll(ctx context.Context) error {
 	n.lockStep()
-	now := n.clock.Now()
-	n.exec(now, n.core.shutdown(now))
+	n.handle(shutDown{})
 	n.stopped = true
 	n.unlockStep()
 	n.log.Info("vrrp stopped")
@@ -396,21 +385,25 @@ func (n *Node) stopAll(ctx context.Context) error {
 	return nil
 }
 
-// step runs one input through the core, with the timers that came due,
+// step runs one input through the core, then the timers that came due,
 // and executes the actions; the caller is the goroutine that had the
 // input.
-func (n *Node) step(input func(now time.Time) []action) {
+func (n *Node) step(in input) {
 	n.lockStep()
 	defer n.unlockStep()
 	if n.stopped {
 		return
 	}
-	now := n.clock.Now()
-	if input != nil {
-		n.exec(now, input(now))
-	}
-	n.exec(now, n.core.tick(now))
+	n.handle(in)
+	n.handle(timersDue{})
 	n.rearm()
+}
+
+// handle runs one input through the core at the clock's time and executes
+// the actions, under the step locks.
+func (n *Node) handle(in input) {
+	now := n.clock.Now()
+	n.exec(now, n.core.handle(now, in))
 }
 
 // onTimer runs in the timer's goroutine.
@@ -424,8 +417,7 @@ func (n *Node) onTimer() {
 		// Master_Down_Timer); its step re-arms the timer.
 		return
 	}
-	now := n.clock.Now()
-	n.exec(now, n.core.tick(now))
+	n.handle(timersDue{})
 	n.rearm()
 }
 

@@ -27,6 +27,10 @@ func (n *Node) exec(now time.Time, acts []action) {
 		}
 	}
 	for _, a := range acts {
+		if a.kind == actRejected {
+			n.log.Debug("vrrp: packet rejected", "from", a.peer, "reason", a.note, "err", a.detail)
+			continue
+		}
 		in := n.lookup(a.inst)
 		if in == nil {
 			continue

@@ -3,29 +3,18 @@ package vrrp
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
-	"time"
 )
 
 // Endpoints: the VRRP and frame sockets of an interface, whose readers
 // feed what arrives to the protocol.
 
 type vrrpEndpoint struct {
-	key    epKey
-	conn   PacketConn
-	link   Link
-	byVRID map[uint8]string
-	names  []string
-	stop   chan struct{}
-}
-
-func (ep *vrrpEndpoint) setInstances(ics []InstanceConfig) {
-	ep.byVRID = map[uint8]string{}
-	ep.names = nil
-	for _, ic := range ics {
-		ep.byVRID[ic.VRID] = ic.Name
-		ep.names = append(ep.names, ic.Name)
-	}
+	key  epKey
+	conn PacketConn
+	link Link
+	stop chan struct{}
 }
 
 func (ep *vrrpEndpoint) close() {
@@ -42,7 +31,7 @@ func (n *Node) openVRRP(k epKey) (*vrrpEndpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vrrp socket on %s: %w", k.ifname, err)
 	}
-	ep := &vrrpEndpoint{key: k, conn: conn, link: l, byVRID: map[uint8]string{}, stop: make(chan struct{})}
+	ep := &vrrpEndpoint{key: k, conn: conn, link: l, stop: make(chan struct{})}
 	go func() {
 		buf := make([]byte, 2*maxAdvertLength)
 		for {
@@ -56,7 +45,7 @@ func (n *Node) openVRRP(k epKey) (*vrrpEndpoint, error) {
 				return
 			}
 			n.pendingRx.Add(1)
-			n.step(func(now time.Time) []action { return n.onPacket(now, ep, buf[:m], src, dst, ttl) })
+			n.step(n.decode(k, buf[:m], src, dst, ttl))
 			n.pendingRx.Add(-1)
 		}
 	}()
@@ -97,55 +86,36 @@ func (n *Node) openFrames(k epKey) (*frameEndpoint, error) {
 				}
 				return
 			}
-			n.step(func(now time.Time) []action { return n.onFrame(now, buf[:m]) })
+			if c, ok := parseClaim(buf[:m]); ok && !n.isOwnMAC(c.MAC) {
+				n.step(vipClaimed{c.IP})
+			}
 		}
 	}()
 	return ep, nil
 }
 
-// onPacket decodes a VRRP packet and dispatches it by VRID; rejects that
-// cannot be tied to an instance count on every instance of the socket.
-func (n *Node) onPacket(now time.Time, ep *vrrpEndpoint, data []byte, src, dst netip.Addr, ttl int) []action {
-	name := ""
-	if len(data) >= 2 {
-		name = ep.byVRID[data[1]]
-	}
+// decode turns a VRRP packet received on the socket k into an input: the
+// advertisement, or why it was rejected (logged here, where the details
+// are known).
+func (n *Node) decode(k epKey, data []byte, src, dst netip.Addr, ttl int) input {
 	adv, err := ParseAdvert(data, src, dst)
-	if err != nil {
-		var pe *ParseError
-		reason := RxLength
-		if errors.As(err, &pe) {
-			reason = pe.Reason
-		}
-		n.rxReject(ep, name, reason, err, src)
-		return nil
+	if err == nil {
+		return advertReceived{ifname: k.ifname, v6: k.v6, pkt: rxPacket{Advert: adv, Src: src, Dst: dst, TTL: ttl}}
 	}
-	if name == "" {
-		n.rxReject(ep, "", RxVRID, fmt.Errorf("VRID %d not configured", adv.VRID), src)
-		return nil
+	reason := RxLength
+	if pe, ok := errors.AsType[*ParseError](err); ok {
+		reason = pe.Reason
 	}
-	return n.core.advert(now, name, rxPacket{Advert: adv, Src: src, Dst: dst, TTL: ttl})
+	n.log.Debug("vrrp: packet rejected", "interface", k.ifname, "from", src, "reason", reason, "err", err)
+	r := packetRejected{ifname: k.ifname, v6: k.v6, reason: reason}
+	if len(data) >= 2 {
+		r.vrid = data[1]
+	}
+	return r
 }
 
-// onFrame looks for a claim on one of our VIPs by another station.
-func (n *Node) onFrame(now time.Time, data []byte) []action {
-	c, ok := parseClaim(data)
-	if !ok || n.ownMACs[string(c.MAC)] {
-		return nil
-	}
-	if name, ok := n.vipOwner[c.IP]; ok {
-		return n.core.claim(now, name, c.IP)
-	}
-	return nil
-}
-
-func (n *Node) rxReject(ep *vrrpEndpoint, name, reason string, err error, src netip.Addr) {
-	names := ep.names
-	if name != "" {
-		names = []string{name}
-	}
-	for _, nm := range names {
-		n.core.rxError(nm, reason)
-	}
-	n.log.Debug("vrrp: packet rejected", "interface", ep.key.ifname, "from", src, "reason", reason, "err", err)
+// isOwnMAC reports whether mac is one of ours (index).
+func (n *Node) isOwnMAC(mac net.HardwareAddr) bool {
+	own := n.ownMACs.Load()
+	return own != nil && (*own)[string(mac)]
 }

@@ -57,12 +57,7 @@ func (n *Node) runScript(ctx context.Context, sc ScriptConfig) {
 		if err != nil {
 			n.log.Debug("vrrp: track script failed", "script", sc.Name, "err", err)
 		}
-		n.step(func(now time.Time) []action {
-			if t := n.scripts[sc.Name]; t == nil || t.cfg.Script != sc.Script {
-				return nil // replaced by a reload
-			}
-			return n.core.scriptResult(now, sc.Name, err == nil)
-		})
+		n.step(scriptRan{name: sc.Name, script: sc.Script, ok: err == nil})
 		select {
 		case <-wake: // a late call of the last arming
 		default:

@@ -60,10 +60,9 @@ func (n *Node) prepare(cfg Config) error {
 		}
 	}
 	// Link states first, so that instances start in the right state.
-	now := n.clock.Now()
 	for _, name := range linkNames(cfg) {
 		l, err := n.net.Link(name, nil)
-		n.exec(now, n.core.linkState(now, name, err == nil && l.Up))
+		n.handle(linkChanged{name, err == nil && l.Up})
 	}
 	n.index(cfg)
 	for _, in := range n.core.insts {
@@ -84,33 +83,37 @@ func linkNames(cfg Config) []string {
 	return slices.Compact(names)
 }
 
-// index rebuilds the dispatch tables for cfg.
+// index rebuilds the set of our own MACs for cfg: a claim on a VIP from
+// one of them is no evidence of a split brain.
 func (n *Node) index(cfg Config) {
-	for _, ep := range n.vrrpEPs {
-		ep.setInstances(nil)
-	}
-	n.vipOwner = map[netip.Addr]string{}
-	n.ownMACs = map[string]bool{}
-	byEP := map[epKey][]InstanceConfig{}
+	own := map[string]bool{}
 	for _, ic := range cfg.Instances {
-		ic = ic.withDefaults()
-		k := epKey{ic.Interface, ic.is6()}
-		byEP[k] = append(byEP[k], ic)
-		for _, v := range ic.VIPs {
-			n.vipOwner[v.Prefix.Addr()] = ic.Name
-		}
 		if ic.UseVMAC {
-			n.ownMACs[string(vmacAddr(ic.VRID, ic.is6()))] = true
+			own[string(vmacAddr(ic.VRID, ic.is6()))] = true
 		}
-	}
-	for k, ics := range byEP {
-		if ep := n.vrrpEPs[k]; ep != nil {
-			ep.setInstances(ics)
-			n.ownMACs[string(ep.link.MAC)] = true
+		if ep := n.vrrpEPs[epKey{ic.Interface, ic.is6()}]; ep != nil {
+			own[string(ep.link.MAC)] = true
 		}
 	}
 	for _, ep := range n.frameEPs {
-		n.ownMACs[string(ep.link.MAC)] = true
+		own[string(ep.link.MAC)] = true
+	}
+	n.ownMACs.Store(&own)
+}
+
+// refreshSources resolves again the source address of the instances on
+// interface ifname.
+func (n *Node) refreshSources(ifname string) {
+	n.lockStep()
+	defer n.unlockStep()
+	if n.stopped {
+		return
+	}
+	vips := n.allVIPs()
+	for _, in := range n.core.insts {
+		if in.cfg.Interface == ifname {
+			n.resolveLocal(in, vips)
+		}
 	}
 }
 
@@ -128,7 +131,7 @@ func (n *Node) resolveLocal(in *instance, exclude []netip.Addr) {
 	if in.cfg.is6() {
 		a = l.Addr6
 	}
-	n.core.setLocal(in.name(), a)
+	n.handle(sourceAddr{in.name(), a})
 }
 
 func (n *Node) allVIPs() []netip.Addr {
@@ -149,7 +152,7 @@ func (n *Node) reconfigure(cfg Config) error {
 	}
 	now := n.clock.Now()
 	n.retired = maps.Clone(n.core.byName)
-	acts := n.core.reconfigure(now, cfg)
+	acts := n.core.handle(now, configChanged{cfg})
 	vips := n.allVIPs()
 	for _, in := range n.core.insts {
 		if !in.local.IsValid() {
