@@ -119,7 +119,7 @@ func (c *core) retrack(now time.Time) []action {
 		case in.ownFault && in.state != Fault:
 			acts = append(acts, c.enterFault(now, in, ReasonTracking)...)
 		case !in.ownFault && in.state == Fault && !c.groupHasFault(in):
-			acts = append(acts, c.comeUp(now, in, ReasonTracking)...)
+			acts = append(acts, c.leaveFault(now, in, ReasonTracking)...)
 		}
 	}
 	return acts

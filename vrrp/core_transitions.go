@@ -80,9 +80,9 @@ func (c *core) enterFault(now time.Time, in *instance, reason string) []action {
 	return append(acts, c.followGroup(now, in, from)...)
 }
 
-// leaveFault (and leaving Init): back to backup; the address owner takes
-// over after one interval plus skew, as keepalived.
-func (c *core) comeUp(now time.Time, in *instance, reason string) []action {
+// leaveFault takes an instance whose fault is gone back to backup; the
+// address owner takes over after one interval plus skew, as keepalived.
+func (c *core) leaveFault(now time.Time, in *instance, reason string) []action {
 	acts := c.enterBackup(now, in, in.cfg.AdvertInterval, reason)
 	if in.state == Backup && in.cfg.Priority == priorityOwner {
 		in.masterDownAt = now.Add(in.cfg.AdvertInterval + in.skew())

@@ -39,19 +39,19 @@ func (n *Node) exec(now time.Time, acts []action) {
 		case actSendAdvert:
 			n.sendAdvert(in, a.prio)
 		case actAddVIPs:
-			for _, v := range cmpVIPs(a.vips, in.cfg.VIPs) {
+			for _, v := range vipsOrAll(a.vips, in.cfg.VIPs) {
 				if err := n.net.AddAddr(v); err != nil {
 					n.log.Error("vrrp: adding VIP failed", "instance", in.name(), "vip", v.Prefix, "dev", v.Dev, "err", err)
 				}
 			}
 		case actDelVIPs:
-			for _, v := range cmpVIPs(a.vips, in.cfg.VIPs) {
+			for _, v := range vipsOrAll(a.vips, in.cfg.VIPs) {
 				if err := n.net.DelAddr(v); err != nil {
 					n.log.Error("vrrp: removing VIP failed", "instance", in.name(), "vip", v.Prefix, "dev", v.Dev, "err", err)
 				}
 			}
 		case actAnnounce:
-			n.announce(in, cmpVIPs(a.vips, in.cfg.VIPs), a.count)
+			n.announce(in, vipsOrAll(a.vips, in.cfg.VIPs), a.count)
 		case actProbe:
 			n.probe(in)
 		case actNotify:
@@ -74,7 +74,9 @@ func (n *Node) exec(now time.Time, acts []action) {
 	}
 }
 
-func cmpVIPs(explicit, all []VIP) []VIP {
+// vipsOrAll picks the VIPs an action names, or all of the instance's when
+// it names none (nil).
+func vipsOrAll(explicit, all []VIP) []VIP {
 	if explicit != nil {
 		return explicit
 	}

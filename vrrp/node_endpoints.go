@@ -114,7 +114,7 @@ func (n *Node) decode(k epKey, data []byte, src, dst netip.Addr, ttl int) input 
 	return r
 }
 
-// isOwnMAC reports whether mac is one of ours (index).
+// isOwnMAC reports whether mac is one of ours (setOwnMACs).
 func (n *Node) isOwnMAC(mac net.HardwareAddr) bool {
 	own := n.ownMACs.Load()
 	return own != nil && (*own)[string(mac)]

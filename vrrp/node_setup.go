@@ -64,7 +64,7 @@ func (n *Node) prepare(cfg Config) error {
 		l, err := n.net.Link(name, nil)
 		n.handle(linkChanged{name, err == nil && l.Up})
 	}
-	n.index(cfg)
+	n.setOwnMACs(cfg)
 	for _, in := range n.core.insts {
 		n.resolveLocal(in, vips)
 	}
@@ -83,9 +83,9 @@ func linkNames(cfg Config) []string {
 	return slices.Compact(names)
 }
 
-// index rebuilds the set of our own MACs for cfg: a claim on a VIP from
+// setOwnMACs rebuilds the set of our own MACs for cfg: a claim on a VIP from
 // one of them is no evidence of a split brain.
-func (n *Node) index(cfg Config) {
+func (n *Node) setOwnMACs(cfg Config) {
 	own := map[string]bool{}
 	for _, ic := range cfg.Instances {
 		if ic.UseVMAC {
@@ -201,7 +201,7 @@ func (n *Node) closeUnused(cfg Config) {
 			n.deleteVMAC(name)
 		}
 	}
-	n.index(cfg)
+	n.setOwnMACs(cfg)
 }
 
 func (n *Node) deleteVMAC(name string) {
