@@ -138,8 +138,12 @@ func VRRPFromConfig(c *config.Config) vrrp.Config {
 		if in.State == config.StateMaster {
 			ic.InitialState = vrrp.Master
 		}
+		// The file's 0 means off where vrrp's 0 means its default.
 		if in.SplitBrainCheckInterval == 0 {
 			ic.SplitBrainProbeInterval = -1 // disabled in the configuration
+		}
+		if in.GARPMasterDelay == 0 {
+			ic.GARP.MasterDelay = -1 // no second burst, as keepalived's 0
 		}
 		for _, vip := range in.VirtualIPAddresses {
 			ic.VIPs = append(ic.VIPs, vrrp.VIP{Prefix: vip.Prefix, Dev: vip.Dev, Label: vip.Label})

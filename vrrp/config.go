@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -35,7 +36,8 @@ const (
 type InstanceConfig struct {
 	Name      string `json:"name"`
 	Interface string `json:"interface"`
-	// InitialState is Backup (also for Init, the zero value) or Master.
+	// InitialState is Backup (the default, for Init, the zero value) or
+	// Master.
 	// As keepalived 2.x, a MASTER instance that is not the address owner
 	// starts as backup and takes over after one advertisement interval
 	// plus skew unless it hears a master.
@@ -47,8 +49,8 @@ type InstanceConfig struct {
 	// AdvertInterval: default 1s. VRRPv3 accepts multiples of 10ms from
 	// 10ms to 40.95s; VRRPv2 whole seconds from 1s to 255s.
 	AdvertInterval time.Duration `json:"advert_interval,omitempty"`
-	// Version is 2 or 3 (0 means 3). keepalived's default is 2: set
-	// Version 2 when the peer is a keepalived without vrrp_version 3.
+	// Version is 2 or 3 (0 means 2, keepalived's default; VRRPv2 is IPv4
+	// only: IPv6 instances set 3).
 	Version int `json:"version,omitempty"`
 	// NoPreempt is keepalived's nopreempt: a higher-priority backup does
 	// not take over from a live lower-priority master. The zero value
@@ -182,6 +184,7 @@ type SyncGroupConfig struct {
 const (
 	DefaultPriority       = 100
 	DefaultAdvertInterval = time.Second
+	DefaultVersion        = 2                     // keepalived's vrrp_version, and the configuration file's
 	MinAdvertIntervalV3   = 10 * time.Millisecond // one centisecond
 	MaxAdvertIntervalV3   = 4095 * 10 * time.Millisecond
 	MaxAdvertIntervalV2   = 255 * time.Second
@@ -192,8 +195,40 @@ const (
 	ifNameMax             = 15
 )
 
-// withDefaults returns ic with keepalived's defaults filled in.
-func (ic InstanceConfig) withDefaults() InstanceConfig {
+// WithDefaults returns c with every field left at its zero value that has
+// a default set to it (keepalived's defaults, which are also those of the
+// configuration file: config/load.go). It is the one place where defaults
+// are applied: NewNode and Reconfigure keep its result, and everything
+// after works on it. It copies what it changes: c is left as it was.
+func (c Config) WithDefaults() Config {
+	c.Instances = slices.Clone(c.Instances)
+	for i := range c.Instances {
+		c.Instances[i] = instanceDefaults(c.Instances[i])
+	}
+	c.Scripts = slices.Clone(c.Scripts)
+	for i, sc := range c.Scripts {
+		if sc.Interval == 0 {
+			sc.Interval = time.Second
+		}
+		if sc.Timeout == 0 {
+			sc.Timeout = sc.Interval
+		}
+		if sc.Fall == 0 {
+			sc.Fall = 1
+		}
+		if sc.Rise == 0 {
+			sc.Rise = 1
+		}
+		c.Scripts[i] = sc
+	}
+	c.SyncGroups = slices.Clone(c.SyncGroups)
+	return c
+}
+
+func instanceDefaults(ic InstanceConfig) InstanceConfig {
+	if ic.InitialState == Init {
+		ic.InitialState = Backup
+	}
 	if ic.Priority == 0 {
 		ic.Priority = DefaultPriority
 	}
@@ -201,7 +236,7 @@ func (ic InstanceConfig) withDefaults() InstanceConfig {
 		ic.AdvertInterval = DefaultAdvertInterval
 	}
 	if ic.Version == 0 {
-		ic.Version = 3
+		ic.Version = DefaultVersion
 	}
 	if ic.AuthPass != "" && ic.AuthType == AuthNone {
 		ic.AuthType = AuthPass
@@ -242,21 +277,11 @@ func (ic InstanceConfig) withDefaults() InstanceConfig {
 	return ic
 }
 
-// withDefaults returns sc with keepalived's defaults filled in.
-func (sc ScriptConfig) withDefaults() ScriptConfig {
-	if sc.Interval == 0 {
-		sc.Interval = time.Second
-	}
-	if sc.Timeout == 0 {
-		sc.Timeout = sc.Interval
-	}
-	if sc.Fall == 0 {
-		sc.Fall = 1
-	}
-	if sc.Rise == 0 {
-		sc.Rise = 1
-	}
-	return sc
+// normalize applies the defaults to c and validates the result: what
+// NewNode and Reconfigure run on.
+func (c Config) normalize() (Config, error) {
+	d := c.WithDefaults()
+	return d, d.validate()
 }
 
 // is6 reports whether the instance is IPv6 (from its first VIP).
@@ -264,10 +289,17 @@ func (ic InstanceConfig) is6() bool {
 	return len(ic.VIPs) > 0 && ic.VIPs[0].Prefix.Addr().Is6()
 }
 
-// Validate checks the whole configuration and returns every problem found,
-// each naming the instance, script or group at fault. A config asking for
-// AH authentication gets an error wrapping ErrAHNotSupported.
+// Validate checks the whole configuration, with its defaults applied, and
+// returns every problem found, each naming the instance, script or group
+// at fault. A config asking for AH authentication gets an error wrapping
+// ErrAHNotSupported.
 func (c Config) Validate() error {
+	_, err := c.normalize()
+	return err
+}
+
+// validate is Validate for a configuration whose defaults are applied.
+func (c Config) validate() error {
 	var errs []error
 	scripts := map[string]bool{}
 	for i, sc := range c.Scripts {
@@ -330,7 +362,6 @@ func (c Config) Validate() error {
 }
 
 func (sc ScriptConfig) validate() error {
-	sc = sc.withDefaults()
 	switch {
 	case sc.Name == "":
 		return errors.New("name is empty")
@@ -350,7 +381,6 @@ func (ic InstanceConfig) validate(scripts map[string]bool) error {
 	if ic.AuthType == AuthAH {
 		return fmt.Errorf("auth type AH: %w", ErrAHNotSupported)
 	}
-	ic = ic.withDefaults()
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if ic.Name == "" {

@@ -205,7 +205,7 @@ func (c *core) addInstance(ic InstanceConfig) *instance {
 }
 
 func (in *instance) setConfig(ic InstanceConfig) {
-	in.cfg = ic.withDefaults()
+	in.cfg = ic
 	in.ownerConflict = false // a reload gives the owner its 255 back (retrack)
 	in.auth = [authDataLen]byte{}
 	copy(in.auth[:], in.cfg.AuthPass)

@@ -11,7 +11,6 @@ import (
 // sameRouter reports whether a and b are the same virtual router on the
 // wire, so that a reload can keep the instance's state.
 func sameRouter(a, b InstanceConfig) bool {
-	a, b = a.withDefaults(), b.withDefaults()
 	return a.Interface == b.Interface && a.VRID == b.VRID && a.Version == b.Version && a.is6() == b.is6() &&
 		a.UnicastSrc == b.UnicastSrc && a.UseVMAC == b.UseVMAC && a.VMACInterface == b.VMACInterface
 }

@@ -50,7 +50,8 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config, locals map[string]string) *harness {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.normalize()
+	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	h := &harness{t: t, c: newCore(cfg), cfg: cfg}
@@ -703,7 +704,8 @@ func TestReconfigureKeepsState(t *testing.T) {
 				cfg.Instances[i].VIPs = slices.Clone(cfg.Instances[i].VIPs)
 			}
 			tc.change(&cfg)
-			if err := cfg.Validate(); err != nil {
+			cfg, err := cfg.normalize()
+			if err != nil {
 				t.Fatal(err)
 			}
 			got := strs(h.c.handle(t0.Add(4000*ms), configChanged{cfg}))

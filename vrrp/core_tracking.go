@@ -39,7 +39,6 @@ func (c *core) setScripts(scs []ScriptConfig) {
 	old := c.scripts
 	c.scripts = map[string]*scriptState{}
 	for _, sc := range scs {
-		sc = sc.withDefaults()
 		if s, ok := old[sc.Name]; ok && s.cfg.Script == sc.Script {
 			s.cfg = sc // keep the result across a reload
 			c.scripts[sc.Name] = s

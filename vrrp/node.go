@@ -145,7 +145,8 @@ type epKey struct {
 // NewNode validates cfg and prepares a node; nothing touches the host
 // until Run.
 func NewNode(cfg Config, opts Options) (*Node, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.normalize()
+	if err != nil {
 		return nil, fmt.Errorf("vrrp config: %w", err)
 	}
 	n := &Node{
@@ -154,7 +155,7 @@ func NewNode(cfg Config, opts Options) (*Node, error) {
 		net:      opts.Network,
 		runner:   opts.Runner,
 		before:   opts.BeforeMaster,
-		cfg:      cloneConfig(cfg),
+		cfg:      cfg,
 		shutdown: make(chan context.Context),
 		done:     make(chan struct{}),
 		warned:   map[string]time.Time{},
@@ -180,13 +181,6 @@ func NewNode(cfg Config, opts Options) (*Node, error) {
 	n.core = newCore(n.cfg)
 	n.status = n.core.statuses()
 	return n, nil
-}
-
-func cloneConfig(c Config) Config {
-	c.Instances = slices.Clone(c.Instances)
-	c.Scripts = slices.Clone(c.Scripts)
-	c.SyncGroups = slices.Clone(c.SyncGroups)
-	return c
 }
 
 // Events delivers role changes in order. It never blocks the protocol:
@@ -225,10 +219,10 @@ func (n *Node) Status() []InstanceStatus {
 // (priority 0 if master, notify DELETED); a new one starts. An invalid
 // config is rejected and changes nothing.
 func (n *Node) Reconfigure(cfg Config) error {
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.normalize()
+	if err != nil {
 		return fmt.Errorf("vrrp config: %w", err)
 	}
-	cfg = cloneConfig(cfg)
 	n.mu.Lock()
 	switch n.phase {
 	case phaseIdle:

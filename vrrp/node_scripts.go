@@ -19,7 +19,7 @@ type scriptTask struct {
 func (n *Node) syncScripts(scs []ScriptConfig) {
 	want := map[string]ScriptConfig{}
 	for _, sc := range scs {
-		want[sc.Name] = sc.withDefaults()
+		want[sc.Name] = sc
 	}
 	for name, t := range n.scripts {
 		if w, ok := want[name]; !ok || w != t.cfg {

@@ -29,7 +29,6 @@ func (n *Node) prepare(cfg Config) error {
 		return err
 	}
 	for _, ic := range cfg.Instances {
-		ic = ic.withDefaults()
 		if ic.UseVMAC && !n.vmacs[ic.VMACInterface] {
 			if err := n.net.EnsureVMAC(ic.Interface, ic.VMACInterface, vmacAddr(ic.VRID, ic.is6())); err != nil {
 				return fail(fmt.Errorf("vrrp instance %q: vmac %s: %w", ic.Name, ic.VMACInterface, err))
@@ -175,7 +174,6 @@ func (n *Node) reconfigure(cfg Config) error {
 func (n *Node) closeUnused(cfg Config) {
 	need, needF, needV := map[epKey]bool{}, map[epKey]bool{}, map[string]bool{}
 	for _, ic := range cfg.Instances {
-		ic = ic.withDefaults()
 		need[epKey{ic.Interface, ic.is6()}] = true
 		for _, v := range ic.VIPs {
 			needF[epKey{v.Dev, ic.is6()}] = true

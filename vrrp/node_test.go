@@ -439,6 +439,14 @@ func advertFrom(t *testing.T, last byte, ttl byte, a Advert) []byte {
 	return append([]byte{ttl, last, 0, 0}, b...)
 }
 
+// cloneConfig copies c deep enough for a test to change its instances.
+func cloneConfig(c Config) Config {
+	c.Instances = slices.Clone(c.Instances)
+	c.Scripts = slices.Clone(c.Scripts)
+	c.SyncGroups = slices.Clone(c.SyncGroups)
+	return c
+}
+
 func nodeInst(name string, prio uint8, mods ...func(*InstanceConfig)) InstanceConfig {
 	ic := baseInst(name, prio, mods...)
 	return ic
