@@ -106,7 +106,10 @@ func VRRPFromConfig(c *config.Config) vrrp.Config {
 		})
 	}
 	for _, g := range c.SyncGroups {
-		v.SyncGroups = append(v.SyncGroups, vrrp.SyncGroupConfig{Name: g.Name, Instances: g.Group})
+		v.SyncGroups = append(v.SyncGroups, vrrp.SyncGroupConfig{Name: g.Name, Instances: g.Group, Notify: vrrp.Notify{
+			Master: string(g.NotifyMaster), Backup: string(g.NotifyBackup), Fault: string(g.NotifyFault),
+			Stop: string(g.NotifyStop), Generic: string(g.Notify),
+		}})
 	}
 	for _, in := range c.VRRPInstances {
 		ic := vrrp.InstanceConfig{

@@ -86,6 +86,21 @@ split_brain_check_interval = "0s"
 	}
 }
 
+// TestVRRPFromConfigSyncGroupNotify: a sync group's notify commands reach
+// vrrp, which runs them (notify_stop included).
+func TestVRRPFromConfigSyncGroupNotify(t *testing.T) {
+	c := parse(t, minimalVRRP+`notify_master = "/bin/m"
+notify_backup = "/bin/b"
+notify_fault = "/bin/f"
+notify_stop = "/bin/s"
+notify = "/bin/n"
+`)
+	want := vrrp.Notify{Master: "/bin/m", Backup: "/bin/b", Fault: "/bin/f", Stop: "/bin/s", Generic: "/bin/n"}
+	if got := VRRPFromConfig(c).SyncGroups[0].Notify; got != want {
+		t.Fatalf("sync group notify %+v\nwant %+v", got, want)
+	}
+}
+
 // diffFields lists the leaves (struct fields, slice elements) where a and b
 // differ, by path.
 func diffFields(path string, a, b reflect.Value) []string {

@@ -66,8 +66,6 @@ type Daemon struct {
 	model     Model
 	reloads   ReloadStatus
 	checkType map[string]health.Type
-	groups    map[string]string // sync group -> last notified state
-	states    map[string]vrrp.State
 }
 
 // NewDaemon loads and validates the configuration. Nothing touches the
@@ -88,8 +86,7 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
 	logWarnings(opts.Logger, cfg)
-	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg),
-		groups: map[string]string{}, states: map[string]vrrp.State{}, forceStop: make(chan struct{}),
+	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg), forceStop: make(chan struct{}),
 		ready: make(chan struct{}), exited: make(chan struct{})}, nil
 }
 
@@ -352,8 +349,8 @@ func (d *Daemon) setChecks(m Model) {
 	}
 }
 
-// roleEvent feeds a VRRP role change to the reconciler and runs the sync
-// groups' notify scripts.
+// roleEvent feeds a VRRP role change to the reconciler (vrrp runs the
+// notify scripts, the sync groups' too).
 func (d *Daemon) roleEvent(ev vrrp.Event) {
 	if d.stopping.Load() {
 		d.log.Info("VRRP role while stopping", "instance", ev.Instance, "to", ev.To, "reason", ev.Reason)
@@ -374,43 +371,6 @@ func (d *Daemon) roleEvent(ev vrrp.Event) {
 	}
 	d.log.Info("VRRP role", "instance", ev.Instance, "from", ev.From, "to", ev.To, "reason", ev.Reason, "priority", ev.Priority)
 	d.rec.SetRole(ev.Instance, role)
-
-	d.mu.Lock()
-	d.states[ev.Instance] = ev.To
-	var run []func()
-	for _, g := range d.cfg.SyncGroups {
-		if !slices.Contains(g.Group, ev.Instance) {
-			continue
-		}
-		state := ev.To.String()
-		for _, m := range g.Group {
-			if d.states[m].String() != state {
-				state = ""
-			}
-		}
-		if state == "" || d.groups[g.Name] == state {
-			continue
-		}
-		d.groups[g.Name] = state
-		var specific config.Command
-		switch ev.To {
-		case vrrp.Master:
-			specific = g.NotifyMaster
-		case vrrp.Backup:
-			specific = g.NotifyBackup
-		case vrrp.Fault:
-			specific = g.NotifyFault
-		}
-		name, generic := g.Name, g.Notify
-		run = append(run, func() {
-			runAsync(d.log, string(specific))
-			runAsync(d.log, string(generic), "GROUP", name, state)
-		})
-	}
-	d.mu.Unlock()
-	for _, f := range run {
-		f()
-	}
 }
 
 // prepareKernel sets and checks what XDP forwarding needs of the kernel.

@@ -178,6 +178,12 @@ type ScriptConfig struct {
 type SyncGroupConfig struct {
 	Name      string   `json:"name"`
 	Instances []string `json:"instances"`
+	// Notify: the group's scripts run once each time all its members have
+	// reached MASTER, BACKUP or FAULT (the specific one, then Generic with
+	// "GROUP" <name> <state>), and at shutdown (Stop, then Generic with
+	// state STOP), in order per group, each killed after Timeout (default
+	// 10s), as keepalived's vrrp_sync_group notify.
+	Notify Notify `json:"notify,omitzero"`
 }
 
 // Defaults and protocol limits.
@@ -222,6 +228,11 @@ func (c Config) WithDefaults() Config {
 		c.Scripts[i] = sc
 	}
 	c.SyncGroups = slices.Clone(c.SyncGroups)
+	for i := range c.SyncGroups {
+		if c.SyncGroups[i].Notify.Timeout == 0 {
+			c.SyncGroups[i].Notify.Timeout = DefaultNotifyTimeout
+		}
+	}
 	return c
 }
 
@@ -347,6 +358,9 @@ func (c Config) validate() error {
 		}
 		if len(g.Instances) == 0 {
 			errs = append(errs, fmt.Errorf("vrrp sync group %q: no instances", g.Name))
+		}
+		if g.Notify.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("vrrp sync group %q: notify timeout must not be negative", g.Name))
 		}
 		for _, n := range g.Instances {
 			if !names[n] {

@@ -29,16 +29,18 @@ const (
 	actSplitBrain                          // split brain detected (to == Master) or healed (to == Backup: "the other yielded")
 	actOwnerConflict                       // another router (note) is also the address owner: our priority drops to prio
 	actRejected                            // a packet from peer was rejected for reason note before reaching an instance (detail)
+	actGroupNotify                         // all members of sync group group reached state note (or STOP): its notify scripts run
 )
 
 var actionNames = [...]string{actSendAdvert: "advert", actAddVIPs: "add-vips", actDelVIPs: "del-vips", actAnnounce: "announce",
 	actProbe: "probe", actNotify: "notify", actTransition: "transition", actSplitBrain: "split-brain",
-	actOwnerConflict: "owner-conflict", actRejected: "rejected"}
+	actOwnerConflict: "owner-conflict", actRejected: "rejected", actGroupNotify: "notify"}
 
 // action is one thing the Node must do, in order.
 type action struct {
 	kind  actionKind
-	inst  string
+	inst  string // the instance; "" for actRejected and actGroupNotify
+	group string // actGroupNotify: the sync group
 	prio  uint8
 	from  State
 	to    State
@@ -53,6 +55,9 @@ type action struct {
 
 func (a action) String() string {
 	var b strings.Builder
+	if a.kind == actGroupNotify {
+		return fmt.Sprintf("group %s notify %s", a.group, a.note)
+	}
 	fmt.Fprintf(&b, "%s %s", a.inst, actionNames[a.kind])
 	switch a.kind {
 	case actSendAdvert:
@@ -164,14 +169,19 @@ type core struct {
 	// routers and vipOwner dispatch packets and claims (index).
 	routers  map[routerKey]*instance
 	vipOwner map[netip.Addr]*instance
-	groups   map[string][]*instance
-	scripts  map[string]*scriptState
-	links    map[string]bool // interface up; absent: unknown, taken as up
-	syncing  bool
+	groups   map[string][]*instance // members by sync group
+	// groupCfg are the sync groups as configured, groupState the state
+	// each group last notified (all its members shared it).
+	groupCfg   []SyncGroupConfig
+	groupState map[string]State
+	scripts    map[string]*scriptState
+	links      map[string]bool // interface up; absent: unknown, taken as up
+	syncing    bool
 }
 
 func newCore(cfg Config) *core {
-	c := &core{byName: map[string]*instance{}, groups: map[string][]*instance{}, scripts: map[string]*scriptState{}, links: map[string]bool{}}
+	c := &core{byName: map[string]*instance{}, groups: map[string][]*instance{}, groupState: map[string]State{},
+		scripts: map[string]*scriptState{}, links: map[string]bool{}}
 	c.setScripts(cfg.Scripts)
 	for _, ic := range cfg.Instances {
 		c.addInstance(ic)

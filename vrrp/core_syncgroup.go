@@ -3,9 +3,20 @@ package vrrp
 import "time"
 
 // Sync groups: members follow each other to MASTER, BACKUP and FAULT
-// (keepalived's vrrp_sync_group).
+// (keepalived's vrrp_sync_group), and a group's notify scripts run when all
+// its members have reached a state, and when the node stops.
 
+// setGroups sets the sync groups; a group that stays (by name) keeps the
+// state it last notified.
 func (c *core) setGroups(gs []SyncGroupConfig) {
+	c.groupCfg = gs
+	kept := map[string]State{}
+	for _, g := range gs {
+		if st, ok := c.groupState[g.Name]; ok {
+			kept[g.Name] = st
+		}
+	}
+	c.groupState = kept
 	c.groups = map[string][]*instance{}
 	for _, in := range c.insts {
 		in.group = ""
@@ -56,4 +67,43 @@ func (c *core) groupHasFault(in *instance) bool {
 		}
 	}
 	return false
+}
+
+// groupReached asks for the notify scripts of in's sync group when in's
+// move left every member in the same state, MASTER, BACKUP or FAULT, and
+// the group had not notified that state yet: once per group state change
+// (keepalived's send_group_notifies).
+func (c *core) groupReached(in *instance) []action {
+	st := in.state
+	if in.group == "" || (st != Master && st != Backup && st != Fault) || c.groupState[in.group] == st {
+		return nil
+	}
+	for _, o := range c.groups[in.group] {
+		if o.state != st {
+			return nil
+		}
+	}
+	c.groupState[in.group] = st
+	return []action{{kind: actGroupNotify, group: in.group, note: st.String()}}
+}
+
+// groupsStopped runs the notify_stop of every sync group, as keepalived's
+// notify_shutdown after the instances' own.
+func (c *core) groupsStopped() []action {
+	var acts []action
+	for _, g := range c.groupCfg {
+		c.groupState[g.Name] = Init
+		acts = append(acts, action{kind: actGroupNotify, group: g.Name, note: "STOP"})
+	}
+	return acts
+}
+
+// syncGroup returns the configuration of group name.
+func (c *core) syncGroup(name string) (SyncGroupConfig, bool) {
+	for _, g := range c.groupCfg {
+		if g.Name == name {
+			return g, true
+		}
+	}
+	return SyncGroupConfig{}, false
 }

@@ -474,18 +474,45 @@ func TestStateMachine(t *testing.T) {
 			},
 			SyncGroups: []SyncGroupConfig{{Name: "g", Instances: []string{"a", "b"}}},
 		},
+		// The group's notify runs once all members are in the new state.
 		steps: []step{
 			{0, "start", append(slices.Clone(startBackup),
-				"b del-vips", "b notify BACKUP prio=100", "b transition INIT->BACKUP (startup) prio=100"), "a=BACKUP b=BACKUP"},
+				"b del-vips", "b notify BACKUP prio=100", "b transition INIT->BACKUP (startup) prio=100",
+				"group g notify BACKUP"), "a=BACKUP b=BACKUP"},
 			{3600 * ms, "tick", append(becomeMaster("master_down"),
 				"b advert prio=100", "b add-vips", "b announce x5", "b notify MASTER prio=100",
-				"b transition BACKUP->MASTER (sync_group) prio=100"), "a=MASTER b=MASTER"},
+				"b transition BACKUP->MASTER (sync_group) prio=100", "group g notify MASTER"), "a=MASTER b=MASTER"},
 			{4000 * ms, "adv a 10.0.0.2 200", append(slices.Clone(yield),
-				"b del-vips", "b notify BACKUP prio=100", "b transition MASTER->BACKUP (sync_group) prio=100"), "a=BACKUP b=BACKUP"},
+				"b del-vips", "b notify BACKUP prio=100", "b transition MASTER->BACKUP (sync_group) prio=100",
+				"group g notify BACKUP"), "a=BACKUP b=BACKUP"},
 			{4100 * ms, "link eth1 down", []string{"b notify FAULT prio=100", "b transition BACKUP->FAULT (tracking) prio=100",
-				"a notify FAULT prio=100", "a transition BACKUP->FAULT (sync_group) prio=100"}, "a=FAULT b=FAULT"},
+				"a notify FAULT prio=100", "a transition BACKUP->FAULT (sync_group) prio=100", "group g notify FAULT"}, "a=FAULT b=FAULT"},
 			{4200 * ms, "link eth1 up", []string{"a notify BACKUP prio=100", "a transition FAULT->BACKUP (tracking) prio=100",
-				"b notify BACKUP prio=100", "b transition FAULT->BACKUP (tracking) prio=100"}, "a=BACKUP b=BACKUP"},
+				"b notify BACKUP prio=100", "b transition FAULT->BACKUP (tracking) prio=100", "group g notify BACKUP"}, "a=BACKUP b=BACKUP"},
+			// notify_stop of the group after the instances' own (keepalived's notify_shutdown).
+			{4300 * ms, "shutdown", []string{"a notify STOP prio=100", "a transition BACKUP->INIT (shutdown) prio=100",
+				"b notify STOP prio=100", "b transition BACKUP->INIT (shutdown) prio=100", "group g notify STOP"}, "a=INIT b=INIT"},
+		},
+	}, {
+		name: "sync group notify waits for every member, and a reload repeats nothing",
+		cfg: Config{
+			Instances: []InstanceConfig{
+				baseInst("a", 100, func(ic *InstanceConfig) { ic.TrackScripts = []TrackScript{{Name: "alive"}} }),
+				baseInst("b", 100, func(ic *InstanceConfig) {
+					ic.Interface, ic.VRID = "eth1", 52
+					ic.VIPs = []VIP{{Prefix: netip.MustParsePrefix("10.1.0.100/24")}}
+				}),
+			},
+			Scripts:    []ScriptConfig{{Name: "alive", Script: "true"}},
+			SyncGroups: []SyncGroupConfig{{Name: "g", Instances: []string{"a", "b"}}},
+		},
+		steps: []step{
+			{0, "start", []string{"a del-vips", "b del-vips", "b notify BACKUP prio=100",
+				"b transition INIT->BACKUP (startup) prio=100"}, "a=INIT b=BACKUP"},
+			{10 * ms, "script alive ok", []string{"a notify BACKUP prio=100", "a transition INIT->BACKUP (startup) prio=100",
+				"group g notify BACKUP"}, "a=BACKUP b=BACKUP"},
+			{20 * ms, "reload", nil, "a=BACKUP b=BACKUP"},
+			{30 * ms, "script alive ok", nil, ""},
 		},
 	}, {
 		name: "dual master: each node masters one instance",

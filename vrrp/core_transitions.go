@@ -9,7 +9,8 @@ func (c *core) transition(now time.Time, in *instance, to State, reason string) 
 	from := in.state
 	in.state, in.since = to, now
 	in.stats.transitions++
-	return []action{{kind: actTransition, inst: in.name(), from: from, to: to, note: reason, prio: in.effPrio}}
+	acts := []action{{kind: actTransition, inst: in.name(), from: from, to: to, note: reason, prio: in.effPrio}}
+	return append(acts, c.groupReached(in)...)
 }
 
 func (c *core) enterMaster(now time.Time, in *instance, reason string) []action {
@@ -202,5 +203,5 @@ func (c *core) shutdown(now time.Time) []action {
 		acts = append(acts, c.stop(now, in, "STOP", ReasonShutdown)...)
 	}
 	c.syncing = false
-	return acts
+	return append(acts, c.groupsStopped()...)
 }

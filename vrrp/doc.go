@@ -115,7 +115,10 @@
 // with its process group after Notify.Timeout: a hanging script delays the
 // next script of its instance, never the protocol; the generic one gets keepalived's four extra
 // arguments: INSTANCE <name> <MASTER|BACKUP|FAULT|STOP|DELETED> <priority>.
-// Group notify scripts are not supported.
+// A sync group's scripts (SyncGroupConfig.Notify) run, in order per group,
+// once each time all its members have reached MASTER, BACKUP or FAULT, and
+// at shutdown after the instances' (STOP); its generic script gets GROUP
+// <name> <state>.
 //
 // # Split brain
 //

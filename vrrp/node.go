@@ -363,6 +363,9 @@ func (n *Node) maxNotifyTimeout() time.Duration {
 	for _, in := range n.core.insts {
 		d = max(d, in.cfg.Notify.Timeout)
 	}
+	for _, g := range n.core.groupCfg {
+		d = max(d, g.Notify.Timeout)
+	}
 	return d
 }
 

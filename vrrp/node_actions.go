@@ -27,8 +27,15 @@ func (n *Node) exec(now time.Time, acts []action) {
 		}
 	}
 	for _, a := range acts {
-		if a.kind == actRejected {
+		switch a.kind {
+		case actRejected:
 			n.log.Debug("vrrp: packet rejected", "from", a.peer, "reason", a.note, "err", a.detail)
+			continue
+		case actGroupNotify:
+			if g, ok := n.core.syncGroup(a.group); ok {
+				n.log.Info("vrrp sync group", "group", g.Name, "state", a.note)
+				n.notify.enqueue(groupNotifyJobs(g, a.note)...)
+			}
 			continue
 		}
 		in := n.lookup(a.inst)
@@ -55,7 +62,7 @@ func (n *Node) exec(now time.Time, acts []action) {
 		case actProbe:
 			n.probe(in)
 		case actNotify:
-			n.notify.enqueue(in.name(), notifyJobs(in, a.note, a.prio)...)
+			n.notify.enqueue(notifyJobs(in, a.note, a.prio)...)
 		case actTransition:
 			n.log.Info("vrrp transition", "instance", in.name(), "from", a.from.String(), "to", a.to.String(),
 				"reason", a.note, "priority", a.prio)

@@ -534,6 +534,33 @@ func TestNodeElectionEventsNotify(t *testing.T) {
 	}
 }
 
+// TestNodeSyncGroupNotify: a sync group's scripts run once each time all
+// its members reach a state (the specific one, then the generic one with
+// keepalived's "GROUP" <name> <state>), and notify_stop when the node stops.
+func TestNodeSyncGroupNotify(t *testing.T) {
+	cfg := cfgOf(nodeInst("a", 100), nodeInst("b", 100, func(ic *InstanceConfig) {
+		ic.Interface, ic.VRID = "eth1", 52
+		ic.VIPs = []VIP{{Prefix: netip.MustParsePrefix("10.1.0.100/24")}}
+	}))
+	cfg.SyncGroups = []SyncGroupConfig{{Name: "g", Instances: []string{"a", "b"}, Notify: Notify{
+		Master: "/bin/g-master", Backup: "/bin/g-backup", Fault: "/bin/g-fault", Stop: "/bin/g-stop", Generic: "/bin/g-notify"}}}
+	r := startRig(t, cfg, 0)
+	waitUntil(t, "group BACKUP", func() bool { return len(r.run.ran("/bin/g-")) == 2 })
+	r.advanceUntil(Master)
+	r.waitState("b", Master)
+	waitUntil(t, "group MASTER", func() bool { return len(r.run.ran("/bin/g-")) == 4 })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.node.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/bin/g-backup", "/bin/g-notify GROUP g BACKUP", "/bin/g-master", "/bin/g-notify GROUP g MASTER",
+		"/bin/g-stop", "/bin/g-notify GROUP g STOP"}
+	if got := r.run.ran("/bin/g-"); !slices.Equal(got, want) {
+		t.Fatalf("group notify runs %q\nwant %q", got, want)
+	}
+}
+
 func TestNodeEventsDropOldest(t *testing.T) {
 	r := startRig(t, cfgOf(nodeInst("a", 255, func(ic *InstanceConfig) {
 		ic.TrackInterfaces = []TrackInterface{{Name: "eth1"}}
