@@ -314,11 +314,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		cancel()
 		vstop()
 		<-vrrpDone
-		grace := min(3*d.maxAdvertInt()+200*time.Millisecond, 4*time.Second)
-		d.log.Info("VRRP resigned; forwarding until the backup has taken over", "grace", grace)
-		select {
-		case <-time.After(grace):
-		case <-d.forceStop:
+		if grace := d.node.ResignGrace(); grace > 0 {
+			d.log.Info("VRRP resigned; forwarding until the backup has taken over", "grace", grace)
+			select {
+			case <-time.After(grace):
+			case <-d.forceStop:
+			}
 		}
 	}
 	stop() // reconciler, checks, socket: nothing re-applies from here
@@ -356,17 +357,10 @@ func (d *Daemon) roleEvent(ev vrrp.Event) {
 		d.log.Info("VRRP role while stopping", "instance", ev.Instance, "to", ev.To, "reason", ev.Reason)
 		return
 	}
-	role := Role{Master: ev.To == vrrp.Master, At: ev.At}
-	if ev.To == vrrp.Backup && ev.Reason == vrrp.ReasonStartup {
-		// Just started: whether another master exists is known after the
-		// master down interval (3 adverts and skew).
-		adv := time.Second
-		for _, in := range d.Config().VRRPInstances {
-			if in.Name == ev.Instance {
-				adv = in.AdvertInt
-			}
-		}
-		role.Until = ev.At.Add(3*adv + time.Second)
+	role := Role{Master: ev.To == vrrp.Master, At: ev.At, Until: ev.TentativeUntil}
+	if !role.Until.IsZero() {
+		// Just started: the role is known for sure once vrrp's
+		// Master_Down_Timer has run out; look again then.
 		time.AfterFunc(time.Until(role.Until)+10*time.Millisecond, d.rec.Poke)
 	}
 	d.log.Info("VRRP role", "instance", ev.Instance, "from", ev.From, "to", ev.To, "reason", ev.Reason, "priority", ev.Priority)
@@ -457,15 +451,6 @@ func (d *Daemon) beforeMaster(ev vrrp.Event) {
 	if err := d.rec.Reconcile(ctx); err != nil {
 		d.log.Warn("enabling forwarding before taking the VIPs", "instance", ev.Instance, "error", err)
 	}
-}
-
-// maxAdvertInt is the longest advert interval of the VRRP instances.
-func (d *Daemon) maxAdvertInt() time.Duration {
-	m := time.Duration(0)
-	for _, in := range d.Config().VRRPInstances {
-		m = max(m, in.AdvertInt)
-	}
-	return m
 }
 
 // ForceStop cuts the shutdown grace period short (a second signal).

@@ -51,6 +51,9 @@ type action struct {
 	// log.
 	peer   netip.Addr
 	detail string
+	// until: on a transition to BACKUP at start-up, when the role stops
+	// being tentative (Event.TentativeUntil).
+	until time.Time
 }
 
 func (a action) String() string {
@@ -177,6 +180,9 @@ type core struct {
 	scripts    map[string]*scriptState
 	links      map[string]bool // interface up; absent: unknown, taken as up
 	syncing    bool
+	// resignGrace is how long forwarding must go on after the shutdown,
+	// for the instances that resigned (Node.ResignGrace).
+	resignGrace time.Duration
 }
 
 func newCore(cfg Config) *core {

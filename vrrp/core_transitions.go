@@ -81,6 +81,16 @@ func (c *core) enterFault(now time.Time, in *instance, reason string) []action {
 	return append(acts, c.followGroup(now, in, from)...)
 }
 
+// After a master resigns with priority 0, its backups take over within
+// Skew_Time, or within 3 advert intervals when they missed that advert, and
+// clients follow their gratuitous ARPs: the resigning node keeps forwarding
+// meanwhile (Node.ResignGrace), at most maxResignGrace so that a stop is
+// not held long.
+const (
+	resignGARPDelay = 200 * time.Millisecond
+	maxResignGrace  = 4 * time.Second
+)
+
 // leaveFault takes an instance whose fault is gone back to backup; the
 // address owner takes over after one interval plus skew, as keepalived.
 func (c *core) leaveFault(now time.Time, in *instance, reason string) []action {
@@ -126,12 +136,29 @@ func (c *core) startInstance(now time.Time, in *instance) []action {
 		return append(acts, c.enterMaster(now, in, ReasonStartup)...) // RFC 5798 6.4.1
 	}
 	acts = append(acts, c.enterBackup(now, in, in.cfg.AdvertInterval, ReasonStartup)...)
-	if in.state == Backup && in.cfg.InitialState == Master {
+	if in.state != Backup {
+		return acts
+	}
+	if in.cfg.InitialState == Master {
 		// keepalived 2.x: one interval plus the smallest skew.
 		in.masterDownAt = now.Add(in.cfg.AdvertInterval + in.skewFor(254))
 	}
+	// Whether another master exists is known when the Master_Down_Timer
+	// runs out (a master heard by then keeps us backup; else we take
+	// over): the role is tentative until then.
+	for i := range acts {
+		if a := &acts[i]; a.kind == actTransition && a.inst == in.name() && a.to == Backup {
+			a.until = in.masterDownAt.Add(tentativeMargin)
+		}
+	}
 	return acts
 }
+
+// tentativeMargin is added to the Master_Down_Timer of a start-up backup
+// for Event.TentativeUntil: the time for a takeover decided then to reach
+// the daemon, so that a restarted master forwarding meanwhile never stops
+// before it learns it is master again.
+const tentativeMargin = time.Second
 
 func (in *instance) skewFor(prio uint8) time.Duration {
 	saved := in.effPrio
@@ -195,11 +222,15 @@ func (c *core) stop(now time.Time, in *instance, note, reason string) []action {
 	return acts
 }
 
-// shutdown stops every instance (Node.Shutdown).
+// shutdown stops every instance (Node.Shutdown) and sets resignGrace.
 func (c *core) shutdown(now time.Time) []action {
 	var acts []action
+	c.resignGrace = 0
 	c.syncing = true // members stop one by one, none follows another
 	for _, in := range c.insts {
+		if in.state == Master {
+			c.resignGrace = max(c.resignGrace, min(3*in.cfg.AdvertInterval+resignGARPDelay, maxResignGrace))
+		}
 		acts = append(acts, c.stop(now, in, "STOP", ReasonShutdown)...)
 	}
 	c.syncing = false

@@ -24,6 +24,14 @@ type Event struct {
 	// At is the time of the decision (the packet or timer that caused
 	// it); the control plane measures its own latency from it.
 	At time.Time
+	// TentativeUntil is set on the BACKUP an instance enters at start-up
+	// (Reason ReasonStartup): the role is tentative until then, since
+	// whether another master exists is known only when the instance's
+	// Master_Down_Timer runs out (then it hears one, or becomes MASTER
+	// itself, in a later event). It is that timer's deadline plus a
+	// second for the decision to arrive; a restarted master may keep
+	// forwarding until then. Zero on every other event.
+	TentativeUntil time.Time `json:",omitzero"`
 }
 
 // InstanceStatus is a snapshot of one instance, for metrics and the
@@ -106,6 +114,7 @@ type Node struct {
 	phase    int // phaseIdle, phaseRunning, phaseStopped
 	status   []InstanceStatus
 	stopErr  error
+	grace    time.Duration // ResignGrace
 	shutdown chan context.Context
 	done     chan struct{}
 	events   chan Event
@@ -281,6 +290,19 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 }
 
+// ResignGrace is how long the daemon must keep forwarding after the
+// graceful stop (Shutdown, or Run's ctx ending) for the instances that
+// were MASTER and resigned with priority 0: their backups take over within
+// Skew_Time, or within 3 advertisement intervals when they missed the
+// priority 0 advertisement, and clients follow their gratuitous ARPs. It
+// is 3 times the longest advertisement interval of those instances plus
+// 200ms, at most 4s; zero when no instance was MASTER, or before the stop.
+func (n *Node) ResignGrace() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.grace
+}
+
 // Run runs the instances until ctx is done or Shutdown is called; both end
 // with the graceful stop of Shutdown. It fails at once if an instance's
 // interface does not exist or its sockets cannot be opened.
@@ -373,8 +395,12 @@ func (n *Node) maxNotifyTimeout() time.Duration {
 func (n *Node) stopAll(ctx context.Context) error {
 	n.lockStep()
 	n.handle(shutDown{})
+	grace := n.core.resignGrace
 	n.stopped = true
 	n.unlockStep()
+	n.mu.Lock()
+	n.grace = grace
+	n.mu.Unlock()
 	n.log.Info("vrrp stopped")
 	if err := n.notify.wait(ctx); err != nil {
 		return fmt.Errorf("vrrp shutdown: notify scripts still running: %w", err)

@@ -66,7 +66,7 @@ func (n *Node) exec(now time.Time, acts []action) {
 		case actTransition:
 			n.log.Info("vrrp transition", "instance", in.name(), "from", a.from.String(), "to", a.to.String(),
 				"reason", a.note, "priority", a.prio)
-			n.emit(Event{Instance: in.name(), From: a.from, To: a.to, Priority: a.prio, Reason: a.note, At: now})
+			n.emit(Event{Instance: in.name(), From: a.from, To: a.to, Priority: a.prio, Reason: a.note, At: now, TentativeUntil: a.until})
 		case actOwnerConflict:
 			n.log.Error("vrrp configuration error: another router is also the address owner (priority 255); "+
 				"lowering our priority until a reload, as keepalived", "instance", in.name(), "other", a.note, "priority", a.prio)

@@ -457,7 +457,9 @@ func TestNodeElectionEventsNotify(t *testing.T) {
 		ic.Notify = Notify{Master: "/bin/to-master", Backup: "/bin/to-backup", Stop: "/bin/stop", Generic: "/bin/notify"}
 	}))
 	r := startRig(t, cfg, 0)
-	if ev := r.nextEvent(); ev.From != Init || ev.To != Backup || ev.Reason != ReasonStartup || !ev.At.Equal(t0) {
+	// Tentative until the Master_Down_Timer (3.6s) and a second.
+	if ev := r.nextEvent(); ev.From != Init || ev.To != Backup || ev.Reason != ReasonStartup || !ev.At.Equal(t0) ||
+		!ev.TentativeUntil.Equal(t0.Add(4600*time.Millisecond)) {
 		t.Fatalf("first event %+v", ev)
 	}
 	// A better master: its adverts keep us backup.
@@ -483,7 +485,8 @@ func TestNodeElectionEventsNotify(t *testing.T) {
 	}
 	r.clock.Advance(600 * time.Millisecond) // 6.6s: 3.6s since the advert
 	ev := r.nextEvent()
-	if ev.From != Backup || ev.To != Master || ev.Reason != ReasonMasterDown || !ev.At.Equal(t0.Add(6600*time.Millisecond)) || ev.Priority != 100 {
+	if ev.From != Backup || ev.To != Master || ev.Reason != ReasonMasterDown || !ev.At.Equal(t0.Add(6600*time.Millisecond)) || ev.Priority != 100 ||
+		!ev.TentativeUntil.IsZero() {
 		t.Fatalf("takeover event %+v", ev)
 	}
 	waitUntil(t, "VIP added", func() bool { return r.net.hasAddr("10.0.0.100") })
@@ -512,6 +515,10 @@ func TestNodeElectionEventsNotify(t *testing.T) {
 	}
 	if err := <-r.runErr; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	// The master resigned: forwarding goes on for 3 intervals and 200ms.
+	if g := r.node.ResignGrace(); g != 3200*time.Millisecond {
+		t.Fatalf("resign grace %v", g)
 	}
 	sent := r.net.adverts()
 	if last := sent[len(sent)-1]; last.Priority != 0 {
