@@ -14,6 +14,11 @@ import (
 // was never interoperable across implementations.
 var ErrAHNotSupported = errors.New("VRRP IPsec AH authentication is not supported (use auth type PASS with VRRPv2, or no authentication)")
 
+// ErrNoRunner is returned (wrapped) by NewNode and Reconfigure for a
+// configuration with track scripts or notify commands when Options.Runner
+// is nil: vrrp runs no command by itself.
+var ErrNoRunner = errors.New("commands to run (track scripts, notify) but no Runner (vrrp.Options.Runner)")
+
 // Config is the VRRP part of a daemon's configuration: every instance it
 // runs, the track scripts they share, and the sync groups.
 type Config struct {
@@ -116,7 +121,7 @@ type TrackInterface struct {
 
 // Notify holds the scripts run on transitions, asynchronously and in order
 // per instance, each killed after Timeout (default 10s). A script is a
-// shell command line. Generic is called after the specific one with
+// command line run by Options.Runner. Generic is called after the specific one with
 // keepalived's four extra arguments: "INSTANCE" <name> <state> <priority>,
 // state being MASTER, BACKUP, FAULT, STOP or DELETED. Fault also runs when
 // a split brain is detected.
@@ -153,8 +158,9 @@ type GARPConfig struct {
 	LowerPrioRepeat int `json:"lower_prio_repeat,omitempty"`
 }
 
-// ScriptConfig is a track script (keepalived's vrrp_script): a shell
-// command run every Interval whose exit status 0 means success.
+// ScriptConfig is a track script (keepalived's vrrp_script): a command
+// line, run by Options.Runner every Interval, whose exit status 0 means
+// success.
 type ScriptConfig struct {
 	Name   string `json:"name"`
 	Script string `json:"script"`
@@ -509,4 +515,35 @@ func (ic InstanceConfig) validate(scripts map[string]bool) error {
 		bad("vmac interface name %q too long", ic.VMACInterface)
 	}
 	return errors.Join(errs...)
+}
+
+// commandUser names the first part of c that runs commands (a track
+// script, notify commands of an instance or a sync group), "" if none.
+func (c Config) commandUser() string {
+	if len(c.Scripts) > 0 {
+		return fmt.Sprintf("vrrp script %q", c.Scripts[0].Name)
+	}
+	for _, ic := range c.Instances {
+		if ic.Notify.hasCommand() {
+			return fmt.Sprintf("notify of vrrp instance %q", ic.Name)
+		}
+	}
+	for _, g := range c.SyncGroups {
+		if g.Notify.hasCommand() {
+			return fmt.Sprintf("notify of vrrp sync group %q", g.Name)
+		}
+	}
+	return ""
+}
+
+func (nc Notify) hasCommand() bool {
+	return nc.Master != "" || nc.Backup != "" || nc.Fault != "" || nc.Stop != "" || nc.Generic != ""
+}
+
+// checkRunner refuses a configuration that runs commands without a Runner.
+func (c Config) checkRunner(r Runner) error {
+	if u := c.commandUser(); u != "" && r == nil {
+		return fmt.Errorf("vrrp config: %s: %w", u, ErrNoRunner)
+	}
+	return nil
 }

@@ -1016,7 +1016,7 @@ func TestLabVMAC(t *testing.T) {
 	}
 }
 
-// TestLabTracking: a tracked link (netlink) and a track script (shell) put
+// TestLabTracking: a tracked link (netlink) and a track script put
 // the master in FAULT and back; notify scripts run with keepalived's
 // arguments.
 func TestLabTracking(t *testing.T) {
@@ -1033,10 +1033,15 @@ func TestLabTracking(t *testing.T) {
 	if err := os.WriteFile(okFile, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Commands run without a shell: the redirection is in a script.
+	notify := filepath.Join(dir, "notify")
+	if err := os.WriteFile(notify, []byte("#!/bin/sh\necho \"$@\" >>"+log+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	cfg := xlbInst(150, iv, func(ic *vrrp.InstanceConfig) {
 		ic.TrackInterfaces = []vrrp.TrackInterface{{Name: "trk0"}}
 		ic.TrackScripts = []vrrp.TrackScript{{Name: "chk"}}
-		ic.Notify.Generic = "echo >>" + log
+		ic.Notify.Generic = notify
 	})
 	cfg.Scripts = []vrrp.ScriptConfig{{Name: "chk", Script: "test -e " + okFile, Interval: 100 * time.Millisecond}}
 	a := startXLB(t, "xlb-n1", n1, cfg)

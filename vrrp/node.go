@@ -78,7 +78,9 @@ type Options struct {
 	Logger  *slog.Logger // default: discard
 	Clock   Clock        // default: the system clock
 	Network Network      // default: Linux (raw sockets, AF_PACKET, netlink)
-	Runner  Runner       // default: ShellRunner
+	// Runner runs track scripts and notify commands; a configuration
+	// with any needs one (ErrNoRunner).
+	Runner Runner
 	// EventBuffer is the capacity of the Events channel (default 64).
 	EventBuffer int
 	// BeforeMaster, when set, is called when an instance becomes MASTER,
@@ -158,6 +160,9 @@ func NewNode(cfg Config, opts Options) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vrrp config: %w", err)
 	}
+	if err := cfg.checkRunner(opts.Runner); err != nil {
+		return nil, err
+	}
 	n := &Node{
 		log:      opts.Logger,
 		clock:    opts.Clock,
@@ -177,9 +182,6 @@ func NewNode(cfg Config, opts Options) (*Node, error) {
 	}
 	if n.net == nil {
 		n.net = &LinuxNetwork{}
-	}
-	if n.runner == nil {
-		n.runner = ShellRunner{}
 	}
 	buf := opts.EventBuffer
 	if buf <= 0 {
@@ -231,6 +233,9 @@ func (n *Node) Reconfigure(cfg Config) error {
 	cfg, err := cfg.normalize()
 	if err != nil {
 		return fmt.Errorf("vrrp config: %w", err)
+	}
+	if err := cfg.checkRunner(n.runner); err != nil {
+		return err
 	}
 	n.mu.Lock()
 	switch n.phase {

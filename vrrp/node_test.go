@@ -568,6 +568,41 @@ func TestNodeSyncGroupNotify(t *testing.T) {
 	}
 }
 
+// TestNodeNeedsRunner: vrrp runs no command by itself: a configuration
+// with a track script or notify commands needs Options.Runner, at start
+// and at a reload.
+func TestNodeNeedsRunner(t *testing.T) {
+	withNotify := func(ic *InstanceConfig) { ic.Notify.Master = "/bin/m" }
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"track script", Config{Instances: []InstanceConfig{nodeInst("a", 100)}, Scripts: []ScriptConfig{{Name: "chk", Script: "/bin/true"}}}, `vrrp script "chk"`},
+		{"instance notify", cfgOf(nodeInst("a", 100, withNotify)), `notify of vrrp instance "a"`},
+		{"sync group notify", Config{Instances: []InstanceConfig{nodeInst("a", 100)},
+			SyncGroups: []SyncGroupConfig{{Name: "g", Instances: []string{"a"}, Notify: Notify{Generic: "/bin/n"}}}}, `notify of vrrp sync group "g"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := NewNode(tc.cfg, Options{})
+			if !errors.Is(err, ErrNoRunner) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewNode without a Runner: %v", err)
+			}
+			if _, err := NewNode(tc.cfg, Options{Runner: &fakeRunner{}}); err != nil {
+				t.Fatalf("NewNode with a Runner: %v", err)
+			}
+		})
+	}
+	// Without commands no Runner is needed; a reload that brings some is
+	// refused and changes nothing.
+	r := startRigWith(t, cfgOf(nodeInst("a", 100)), func(o *Options) { o.Runner = nil })
+	r.waitState("a", Backup)
+	if err := r.node.Reconfigure(cfgOf(nodeInst("a", 100, withNotify))); !errors.Is(err, ErrNoRunner) {
+		t.Fatalf("reload with notify and no Runner: %v", err)
+	}
+	r.advanceUntil(Master)
+}
+
 func TestNodeEventsDropOldest(t *testing.T) {
 	r := startRig(t, cfgOf(nodeInst("a", 255, func(ic *InstanceConfig) {
 		ic.TrackInterfaces = []TrackInterface{{Name: "eth1"}}
@@ -803,7 +838,7 @@ func readFile(path string) string {
 	return string(b)
 }
 
-// TestNodeNotifyScriptHangs: notify scripts (real ones, ShellRunner) run
+// TestNodeNotifyScriptHangs: notify scripts (real ones, ExecRunner) run
 // off the protocol: a takeover happens on time while the previous notify
 // script still hangs, and the scripts of an instance keep their order.
 func TestNodeNotifyScriptHangs(t *testing.T) {
@@ -815,7 +850,7 @@ func TestNodeNotifyScriptHangs(t *testing.T) {
 	cfg := cfgOf(nodeInst("a", 100, func(ic *InstanceConfig) {
 		ic.Notify = Notify{Backup: backup, Master: master, Timeout: time.Minute}
 	}))
-	r := startRigWith(t, cfg, func(o *Options) { o.Runner = ShellRunner{} })
+	r := startRigWith(t, cfg, func(o *Options) { o.Runner = ExecRunner{} })
 	// Whatever happens, the script ends with the test (before the node's
 	// shutdown, which waits for it).
 	t.Cleanup(func() { _ = os.WriteFile(release, nil, 0o644) })
@@ -857,7 +892,7 @@ func processGone(pid int) bool {
 }
 
 // TestNodeNotifyScriptTimeout: a notify script still running at the notify
-// timeout is killed with its whole process group (ShellRunner), and the
+// timeout is killed with its whole process group (ExecRunner), and the
 // next notify script of the instance then runs.
 func TestNodeNotifyScriptTimeout(t *testing.T) {
 	const timeout = 500 * time.Millisecond
@@ -873,7 +908,7 @@ func TestNodeNotifyScriptTimeout(t *testing.T) {
 	}))
 	start := time.Now()
 	r := startRigWith(t, cfg, func(o *Options) {
-		o.Runner = ShellRunner{}
+		o.Runner = ExecRunner{}
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 	pids := map[string]int{}
