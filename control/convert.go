@@ -135,8 +135,9 @@ func VRRPFromConfig(c *config.Config) vrrp.Config {
 				MasterRefresh: in.GARPMasterRefresh, MasterRefreshRepeat: in.GARPMasterRefreshRepeat,
 				Interval: in.GARPInterval, NAInterval: in.GNAInterval,
 			},
-			UseVMAC:                 in.UseVMAC,
-			SplitBrainProbeInterval: in.SplitBrainCheckInterval,
+			UseVMAC:                  in.UseVMAC,
+			SplitBrainProbeInterval:  in.SplitBrainCheckInterval,
+			LearnedIntervalMaxFactor: in.LearnedAdvertIntMaxFactor,
 		}
 		if in.State == config.StateMaster {
 			ic.InitialState = vrrp.Master
@@ -147,6 +148,9 @@ func VRRPFromConfig(c *config.Config) vrrp.Config {
 		}
 		if in.GARPMasterDelay == 0 {
 			ic.GARP.MasterDelay = -1 // no second burst, as keepalived's 0
+		}
+		if in.LearnedAdvertIntMaxFactor == 0 {
+			ic.LearnedIntervalMaxFactor = -1 // no limit
 		}
 		for _, vip := range in.VirtualIPAddresses {
 			ic.VIPs = append(ic.VIPs, vrrp.VIP{Prefix: vip.Prefix, Dev: vip.Dev, Label: vip.Label})

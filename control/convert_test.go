@@ -76,6 +76,7 @@ virtual_router_id = 52
 virtual_ipaddress = ["10.0.0.101"]
 garp_master_delay = "0s"
 split_brain_check_interval = "0s"
+learned_advert_int_max_factor = 0
 `)
 	ic := VRRPFromConfig(c).WithDefaults().Instances[1]
 	if ic.GARP.MasterDelay >= 0 {
@@ -83,6 +84,9 @@ split_brain_check_interval = "0s"
 	}
 	if ic.SplitBrainProbeInterval >= 0 {
 		t.Errorf("split_brain_check_interval = \"0s\" (disabled) became %v", ic.SplitBrainProbeInterval)
+	}
+	if ic.LearnedIntervalMaxFactor >= 0 {
+		t.Errorf("learned_advert_int_max_factor = 0 (no limit) became %v", ic.LearnedIntervalMaxFactor)
 	}
 }
 

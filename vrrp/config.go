@@ -89,6 +89,16 @@ type InstanceConfig struct {
 	// leave from Interface (keepalived's vmac_xmit_base).
 	UseVMAC       bool   `json:"use_vmac,omitempty"`
 	VMACInterface string `json:"vmac_interface,omitempty"`
+	// LearnedIntervalMaxFactor bounds the Master_Adver_Interval a VRRPv3
+	// backup learns from the master's adverts (RFC 5798 6.4.2 and 6.4.3
+	// adopt any, up to 40.95s) to this multiple of AdvertInterval: one
+	// forged advert with a higher priority and the longest interval would
+	// otherwise leave the VIPs without a master for 3 times 40.95s; bounded,
+	// the backups take over after 3 times the limit. A longer interval is
+	// counted (RxIntervalLimit) and logged once per peer. 0 means
+	// DefaultLearnedIntervalMaxFactor; negative: no limit (the RFC's and
+	// keepalived's behaviour).
+	LearnedIntervalMaxFactor int `json:"learned_interval_max_factor,omitempty"`
 	// SplitBrainProbeInterval is how often a master probes its VIPs with
 	// ARP (NS for IPv6) to find a second master. 0 means 1s; negative
 	// disables the probes (a GARP from another node is still noticed).
@@ -202,9 +212,13 @@ const (
 	MaxAdvertIntervalV2   = 255 * time.Second
 	DefaultNotifyTimeout  = 10 * time.Second
 	DefaultProbeInterval  = time.Second
-	maxPreemptDelay       = 1000 * time.Second
-	priorityOwner         = 255
-	ifNameMax             = 15
+	// DefaultLearnedIntervalMaxFactor: a backup learns at most 3 times its
+	// own interval (InstanceConfig.LearnedIntervalMaxFactor).
+	DefaultLearnedIntervalMaxFactor = 3
+	maxLearnedIntervalMaxFactor     = 4095 // 40.95s over 10ms
+	maxPreemptDelay                 = 1000 * time.Second
+	priorityOwner                   = 255
+	ifNameMax                       = 15
 )
 
 // WithDefaults returns c with every field left at its zero value that has
@@ -260,6 +274,9 @@ func instanceDefaults(ic InstanceConfig) InstanceConfig {
 	}
 	if ic.SplitBrainProbeInterval == 0 {
 		ic.SplitBrainProbeInterval = DefaultProbeInterval
+	}
+	if ic.LearnedIntervalMaxFactor == 0 {
+		ic.LearnedIntervalMaxFactor = DefaultLearnedIntervalMaxFactor
 	}
 	if ic.Notify.Timeout == 0 {
 		ic.Notify.Timeout = DefaultNotifyTimeout
@@ -476,6 +493,9 @@ func (ic InstanceConfig) validate(scripts map[string]bool) error {
 		}
 	default:
 		bad("auth type %q: want PASS or none", ic.AuthType)
+	}
+	if ic.LearnedIntervalMaxFactor > maxLearnedIntervalMaxFactor {
+		bad("learned interval max factor %d out of range (at most %d)", ic.LearnedIntervalMaxFactor, maxLearnedIntervalMaxFactor)
 	}
 	if ic.PreemptDelay < 0 || ic.PreemptDelay > maxPreemptDelay {
 		bad("preempt delay %v out of range 0-1000s", ic.PreemptDelay)

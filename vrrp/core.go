@@ -30,11 +30,12 @@ const (
 	actOwnerConflict                       // another router (note) is also the address owner: our priority drops to prio
 	actRejected                            // a packet from peer was rejected for reason note before reaching an instance (detail)
 	actGroupNotify                         // all members of sync group group reached state note (or STOP): its notify scripts run
+	actIntervalLimit                       // an advert from peer had a VRRPv3 interval above the learned limit (detail): logged
 )
 
 var actionNames = [...]string{actSendAdvert: "advert", actAddVIPs: "add-vips", actDelVIPs: "del-vips", actAnnounce: "announce",
 	actProbe: "probe", actNotify: "notify", actTransition: "transition", actSplitBrain: "split-brain",
-	actOwnerConflict: "owner-conflict", actRejected: "rejected", actGroupNotify: "notify"}
+	actOwnerConflict: "owner-conflict", actRejected: "rejected", actGroupNotify: "notify", actIntervalLimit: "interval-limit"}
 
 // action is one thing the Node must do, in order.
 type action struct {
@@ -75,6 +76,8 @@ func (a action) String() string {
 		fmt.Fprintf(&b, " prio=%d from %s", a.prio, a.note)
 	case actRejected:
 		fmt.Fprintf(&b, " %s from %s: %s", a.note, a.peer, a.detail)
+	case actIntervalLimit:
+		fmt.Fprintf(&b, " from %s: %s", a.peer, a.detail)
 	case actSplitBrain:
 		if a.to == Master {
 			b.WriteString(" detected")
@@ -150,6 +153,9 @@ type instance struct {
 	preemptAt      time.Time // preempt_delay running since the first lower-priority advert
 	masterAddr     netip.Addr
 	masterPrio     uint8
+
+	// limitLogged: the peers whose too long interval was logged.
+	limitLogged map[netip.Addr]bool
 
 	announces     []announceItem // pending GARP/NA (sorted)
 	refreshAt     time.Time

@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 )
@@ -101,14 +102,54 @@ func (c *core) advert(now time.Time, in *instance, p rxPacket) []action {
 	if p.Priority == 0 {
 		in.stats.prioZeroRecv++
 	}
+	var acts []action
+	if in.cfg.Version == 3 {
+		acts = in.limitInterval(&p)
+	}
 	switch in.state {
 	case Backup:
-		return c.backupRx(now, in, &p)
+		return append(acts, c.backupRx(now, in, &p)...)
 	case Master:
-		return c.masterRx(now, in, &p)
+		return append(acts, c.masterRx(now, in, &p)...)
 	}
-	return nil
+	return acts
 }
+
+// limitInterval bounds the interval of a VRRPv3 advert to the
+// LearnedIntervalMaxFactor multiple of ours before the instance learns it
+// as Master_Adver_Interval (RFC 5798 6.4.2, 6.4.3). Within the RFC one
+// forged advert with a higher priority and 40.95s silences the virtual
+// router for 3 x 40.95s plus skew: the master yields to it, every backup
+// waits for it. Bounded, the backups take over after 3 times the limit.
+// keepalived only logs such a mismatch. Each bounded advert is counted;
+// the first from a peer is logged (at most maxLoggedPeers peers: forged
+// sources are free).
+func (in *instance) limitInterval(p *rxPacket) []action {
+	f := in.cfg.LearnedIntervalMaxFactor
+	if f <= 0 {
+		return nil
+	}
+	limit := time.Duration(f) * in.cfg.AdvertInterval
+	if p.Interval <= limit {
+		return nil
+	}
+	in.stats.rxErrors[RxIntervalLimit]++
+	got := p.Interval
+	p.Interval = limit
+	if in.limitLogged[p.Src] || len(in.limitLogged) >= maxLoggedPeers {
+		return nil
+	}
+	if in.limitLogged == nil {
+		in.limitLogged = map[netip.Addr]bool{}
+	}
+	in.limitLogged[p.Src] = true
+	return []action{{kind: actIntervalLimit, inst: in.name(), peer: p.Src,
+		detail: fmt.Sprintf("interval %v, bounded to %v (%d x %v)", got, limit, f, in.cfg.AdvertInterval)}}
+}
+
+// maxLoggedPeers bounds the peers whose bounded interval is logged, per
+// instance.
+const maxLoggedPeers = 64
 
 func (c *core) backupRx(now time.Time, in *instance, p *rxPacket) []action {
 	switch {

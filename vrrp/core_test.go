@@ -515,6 +515,41 @@ func TestStateMachine(t *testing.T) {
 			{30 * ms, "script alive ok", nil, ""},
 		},
 	}, {
+		// Issue 11: one forged advert with a higher priority and the
+		// longest interval. RFC 5798 6.4.2 has the backup wait 3 x 40.95s
+		// + 24.95s of skew (150.3s here); learning at most 3 intervals it
+		// waits 3 x 3s + 1.82s (156*300/256 cs).
+		name: "a forged advert with 40.95s: the backup learns at most 3 intervals",
+		cfg:  cfgOf(baseInst("a", 100)),
+		steps: []step{
+			{0, "start", startBackup, ""},
+			{1000 * ms, "adv a 10.0.0.2 150", nil, ""},
+			{2500 * ms, "adv a 10.0.0.66 200 int=40.95s", []string{"a interval-limit from 10.0.0.66: interval 40.95s, bounded to 3s (3 x 1s)"}, "a=BACKUP"},
+			// The real master yielded to it: silence.
+			{13319 * ms, "tick", nil, "a=BACKUP"},
+			{13320 * ms, "tick", becomeMaster("master_down"), "a=MASTER"},
+		},
+	}, {
+		name: "a forged advert with 40.95s makes the master yield; it takes over again after 3 bounded intervals",
+		cfg:  cfgOf(baseInst("a", 100)),
+		steps: []step{
+			{0, "start", startBackup, ""},
+			{3600 * ms, "tick", becomeMaster("master_down"), "a=MASTER"},
+			{4000 * ms, "adv a 10.0.0.66 255 int=40.95s", append([]string{"a interval-limit from 10.0.0.66: interval 40.95s, bounded to 3s (3 x 1s)"},
+				yield...), "a=BACKUP"},
+			{14819 * ms, "tick", nil, "a=BACKUP"},
+			{14820 * ms, "tick", becomeMaster("master_down"), "a=MASTER"},
+		},
+	}, {
+		name: "no limit (LearnedIntervalMaxFactor < 0): RFC 5798, 150.3s",
+		cfg:  cfgOf(baseInst("a", 100, func(ic *InstanceConfig) { ic.LearnedIntervalMaxFactor = -1 })),
+		steps: []step{
+			{0, "start", startBackup, ""},
+			{2500 * ms, "adv a 10.0.0.66 200 int=40.95s", nil, "a=BACKUP"},
+			{150299 * ms, "tick", nil, "a=BACKUP"},
+			{150300 * ms, "tick", becomeMaster("master_down"), "a=MASTER"},
+		},
+	}, {
 		name: "dual master: each node masters one instance",
 		cfg: cfgOf(baseInst("a", 200), baseInst("b", 100, func(ic *InstanceConfig) {
 			ic.VRID = 52

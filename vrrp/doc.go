@@ -66,7 +66,8 @@
 // (RxErrors: every name of RxErrorReasons is always present), and
 // _split_brain (SplitBrain, SplitBrainCount). The reason names are stable:
 // ttl, version, type, length, checksum, vrid, auth, addr_list, interval,
-// peer. A rejected packet whose VRID is not configured (or cannot be read)
+// peer, and interval_limit (an accepted VRRPv3 advert whose interval was
+// bounded, below). A rejected packet whose VRID is not configured (or cannot be read)
 // counts on every instance of the interface and family it came in on.
 //
 // # Protocol details
@@ -75,7 +76,13 @@
 // Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time, with
 // Skew_Time = (256 - Priority) * Master_Adver_Interval / 256 in whole
 // centiseconds for VRRPv3 and (256 - Priority) / 256 seconds for VRRPv2.
-// A v3 backup adopts the master's interval. Failover speed comes from the
+// A v3 backup adopts the master's interval, but at most
+// LearnedIntervalMaxFactor (3 by default) times its own: within RFC 5798
+// alone, one forged advertisement with a higher priority and 40.95s makes
+// the master yield and every backup wait 3 x 40.95s, two minutes without a
+// holder of the VIPs; bounded, a backup takes over after 3 times the limit.
+// Such an advertisement counts under interval_limit and is logged once per
+// source (keepalived only logs the mismatch). Failover speed comes from the
 // interval: VRRPv3 accepts 10ms; at 20ms a dead master is replaced after
 // 70ms. Received packets that are already queued are handled before an
 // expired timer, so a stalled process does not take over by mistake.

@@ -67,6 +67,10 @@ func (n *Node) exec(now time.Time, acts []action) {
 			n.log.Info("vrrp transition", "instance", in.name(), "from", a.from.String(), "to", a.to.String(),
 				"reason", a.note, "priority", a.prio)
 			n.emit(Event{Instance: in.name(), From: a.from, To: a.to, Priority: a.prio, Reason: a.note, At: now, TentativeUntil: a.until})
+		case actIntervalLimit:
+			n.log.Warn("vrrp: advertisement interval above the learned limit (learned_advert_int_max_factor): bounded; "+
+				"configure the same advert_int on every router, or look for a forged advertisement",
+				"instance", in.name(), "from", a.peer, "detail", a.detail)
 		case actOwnerConflict:
 			n.log.Error("vrrp configuration error: another router is also the address owner (priority 255); "+
 				"lowering our priority until a reload, as keepalived", "instance", in.name(), "other", a.note, "priority", a.prio)

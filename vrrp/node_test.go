@@ -603,6 +603,36 @@ func TestNodeNeedsRunner(t *testing.T) {
 	r.advanceUntil(Master)
 }
 
+// TestNodeForgedInterval (issue 11): a forged advert with a higher
+// priority and the longest interval, through the receive path: counted
+// under interval_limit, logged once for its source, learned as 3 intervals,
+// and the backup takes over 3 x 3s + 1.82s after it (RFC 5798 alone: 150s).
+func TestNodeForgedInterval(t *testing.T) {
+	var logs nettest.SyncBuffer
+	r := startRigWith(t, cfgOf(nodeInst("a", 100)), func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	if ev := r.nextEvent(); ev.To != Backup {
+		t.Fatalf("first event %+v", ev)
+	}
+	forged := Advert{Version: 3, VRID: 51, Priority: 200, Interval: MaxAdvertIntervalV3, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
+	r.clock.Advance(time.Second)
+	for range 2 {
+		r.net.inject(t, "eth0", false, advertFrom(t, 66, 255, forged))
+	}
+	waitUntil(t, "forged adverts counted", func() bool { return r.status("a").RxErrors[RxIntervalLimit] == 2 })
+	st := r.status("a")
+	if st.AdvertsReceived != 2 || st.MasterPriority != 200 || st.MasterAdvertInterval != 3*time.Second {
+		t.Fatalf("status after the forged adverts: %+v", st)
+	}
+	if n := strings.Count(logs.String(), "advertisement interval above the learned limit"); n != 1 {
+		t.Fatalf("logged %d times, want once for the one source:\n%s", n, logs.String())
+	}
+	r.advanceUntil(Master)
+	ev := r.nextEvent()
+	if d := ev.At.Sub(t0); ev.To != Master || d < 11820*time.Millisecond || d > 12*time.Second {
+		t.Fatalf("takeover %+v, %v after the start, want 11.82s", ev, d)
+	}
+}
+
 func TestNodeEventsDropOldest(t *testing.T) {
 	r := startRig(t, cfgOf(nodeInst("a", 255, func(ic *InstanceConfig) {
 		ic.TrackInterfaces = []TrackInterface{{Name: "eth1"}}
