@@ -12,21 +12,30 @@
 //
 // The daemon builds a Config (usually from its TOML) and runs one Node:
 //
-//	node, err := vrrp.NewNode(cfg, vrrp.Options{Logger: log, BeforeMaster: enableForwarding})
-//	if err != nil { ... }             // invalid config, AH authentication (ErrAHNotSupported)
+//	node, err := vrrp.NewNode(cfg, vrrp.Options{Logger: log, Runner: runner, BeforeMaster: enableForwarding})
+//	if err != nil { ... }             // invalid config, AH authentication (ErrAHNotSupported),
+//	                                  // commands without a Runner (ErrNoRunner)
 //	go func() {
 //		for ev := range node.Events() { // role changes, in order
-//			// attach forwarding when ev.To == vrrp.Master, detach otherwise;
+//			// attach forwarding when ev.To == vrrp.Master, detach otherwise
+//			// (a start-up BACKUP is tentative until ev.TentativeUntil);
 //			// log time.Since(ev.At): decision to forwarding active
 //		}
 //	}()
 //	err = node.Run(ctx)               // until ctx ends or Shutdown; both stop gracefully
+//	grace := node.ResignGrace()       // keep forwarding that long: the backups take over
 //
 // and, from other goroutines:
 //
 //	node.Reconfigure(newCfg)  // reload with keepalived semantics
 //	node.Status()             // []InstanceStatus, for metrics and the control socket
 //	node.Shutdown(ctx)        // graceful stop: priority 0, VIPs removed, notify_stop
+//
+// Defaults are keepalived's, and those of the configuration file: a zero
+// field means its default (Config.WithDefaults, applied once by NewNode and
+// Reconfigure). vrrp runs no command by itself: notify and track scripts go
+// through Options.Runner (the daemon's runs them without a shell), which a
+// configuration with commands needs.
 //
 // NewNode validates the whole configuration (Config.Validate) and touches
 // nothing on the host; Run opens the sockets (it fails at once when an
@@ -145,17 +154,30 @@
 //
 // # Structure
 //
-// The protocol core (core.go) is pure: instances' state machines, tracking
-// and split-brain rounds are methods taking the time and returning
-// actions; no goroutine, no sleep, no I/O. The Node (node.go) feeds it and
-// executes the actions through drivers behind interfaces (drivers.go):
-// Clock, Network (VRRP sockets, ARP/NA sockets, addresses, links,
-// macvlans) and Runner (scripts). LinuxNetwork (netlinux.go) is the real
-// Network; tests inject fakes. Packet codecs are packet.go (VRRP) and
-// arp.go (ARP, NA, NS). The Node has no goroutine of its own for the
-// protocol: the goroutine that wakes (a timer, a socket reader, a script,
-// the link watcher, an API call) runs the step under the Node's locks, so
-// no wake-up is handed from one goroutine to another.
+// The protocol core is pure: a typed input (core_inputs.go: an advert
+// received, a rejected packet, timers due, a VIP claim, a link change, a
+// track script result, a source address, a reconfiguration, start,
+// shutdown) goes into core.handle with the time, and actions come out; no
+// goroutine, no sleep, no I/O. Its files: core.go (state, actions, the
+// dispatch tables, status), core_transitions.go (states, start, timers,
+// stop), core_receive.go (receive checks, backup and master on an advert,
+// the learned interval's bound), core_tracking.go, core_syncgroup.go,
+// core_announce.go (GARP / NA bursts), core_splitbrain.go and
+// core_reconfigure.go. The state machine tests list inputs as data, with
+// the actions they must produce.
+//
+// The Node (node.go: API, locks, the step) turns what its drivers report
+// into inputs (node_endpoints.go: sockets; node_scripts.go: track scripts;
+// the link watcher) and executes the actions (node_actions.go; notify.go:
+// notify scripts; node_setup.go: what a configuration needs on the host)
+// through drivers behind interfaces (drivers.go): Clock, Network (VRRP
+// sockets, ARP/NA sockets, addresses, links, macvlans) and Runner
+// (commands). LinuxNetwork (netlinux.go) is the real Network; tests inject
+// fakes. Packet codecs are packet.go (VRRP) and arp.go (ARP, NA, NS). The
+// Node has no goroutine of its own for the protocol: the goroutine that
+// wakes (a timer, a socket reader, a script, the link watcher, an API
+// call) runs the step under the Node's locks, so no wake-up is handed from
+// one goroutine to another.
 //
 // The Linux driver sends and receives VRRP with non-blocking raw
 // syscalls, on a receive socket in Go's poller and a separate send socket
