@@ -228,6 +228,12 @@ type VRRPInstance struct {
 	GNAInterval             time.Duration
 	// UseVMAC uses the virtual router MAC (00-00-5E-00-01-VRID) on a macvlan.
 	UseVMAC bool
+	// LearnedAdvertIntMaxFactor (xlb extension, VRRPv3): a backup learns
+	// the master's advertisement interval up to this multiple of
+	// AdvertInt, so that one forged advert with 40.95s cannot silence the
+	// virtual router for two minutes; 0: no limit (RFC 5798, keepalived).
+	// Default 3, at most 4095.
+	LearnedAdvertIntMaxFactor int
 	// SplitBrainCheckInterval (xlb extension) is how often a master probes
 	// (ARP / neighbour solicitation) for another holder of its VIPs; 0
 	// disables. Default 1s.

@@ -317,7 +317,9 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 		GARPMasterRepeat:        5,
 		GARPMasterRefreshRepeat: 1,
 		SplitBrainCheckInterval: time.Second,
-		Line:                    d.idx.line(t.p),
+		// Issue 11: a forged advert's interval learned at most 3 times ours.
+		LearnedAdvertIntMaxFactor: 3,
+		Line:                      d.idx.line(t.p),
 	}
 	m := instanceMeta{p: t.p}
 	v.Name = t.name("vrrp_instance")
@@ -549,6 +551,9 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 	}
 	if b, ok := t.boolean("use_vmac"); ok {
 		v.UseVMAC = b
+	}
+	if n, ok := t.integer("learned_advert_int_max_factor", 0, 4095); ok {
+		v.LearnedAdvertIntMaxFactor = int(n)
 	}
 
 	// RFC 5798 6.4.1: the address owner (priority 255) becomes master at

@@ -106,7 +106,10 @@ func VRRPFromConfig(c *config.Config) vrrp.Config {
 		})
 	}
 	for _, g := range c.SyncGroups {
-		v.SyncGroups = append(v.SyncGroups, vrrp.SyncGroupConfig{Name: g.Name, Instances: g.Group})
+		v.SyncGroups = append(v.SyncGroups, vrrp.SyncGroupConfig{Name: g.Name, Instances: g.Group, Notify: vrrp.Notify{
+			Master: string(g.NotifyMaster), Backup: string(g.NotifyBackup), Fault: string(g.NotifyFault),
+			Stop: string(g.NotifyStop), Generic: string(g.Notify),
+		}})
 	}
 	for _, in := range c.VRRPInstances {
 		ic := vrrp.InstanceConfig{
@@ -132,14 +135,22 @@ func VRRPFromConfig(c *config.Config) vrrp.Config {
 				MasterRefresh: in.GARPMasterRefresh, MasterRefreshRepeat: in.GARPMasterRefreshRepeat,
 				Interval: in.GARPInterval, NAInterval: in.GNAInterval,
 			},
-			UseVMAC:                 in.UseVMAC,
-			SplitBrainProbeInterval: in.SplitBrainCheckInterval,
+			UseVMAC:                  in.UseVMAC,
+			SplitBrainProbeInterval:  in.SplitBrainCheckInterval,
+			LearnedIntervalMaxFactor: in.LearnedAdvertIntMaxFactor,
 		}
 		if in.State == config.StateMaster {
 			ic.InitialState = vrrp.Master
 		}
+		// The file's 0 means off where vrrp's 0 means its default.
 		if in.SplitBrainCheckInterval == 0 {
 			ic.SplitBrainProbeInterval = -1 // disabled in the configuration
+		}
+		if in.GARPMasterDelay == 0 {
+			ic.GARP.MasterDelay = -1 // no second burst, as keepalived's 0
+		}
+		if in.LearnedAdvertIntMaxFactor == 0 {
+			ic.LearnedIntervalMaxFactor = -1 // no limit
 		}
 		for _, vip := range in.VirtualIPAddresses {
 			ic.VIPs = append(ic.VIPs, vrrp.VIP{Prefix: vip.Prefix, Dev: vip.Dev, Label: vip.Label})

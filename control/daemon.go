@@ -66,8 +66,6 @@ type Daemon struct {
 	model     Model
 	reloads   ReloadStatus
 	checkType map[string]health.Type
-	groups    map[string]string // sync group -> last notified state
-	states    map[string]vrrp.State
 }
 
 // NewDaemon loads and validates the configuration. Nothing touches the
@@ -88,8 +86,7 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
 	logWarnings(opts.Logger, cfg)
-	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg),
-		groups: map[string]string{}, states: map[string]vrrp.State{}, forceStop: make(chan struct{}),
+	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg), forceStop: make(chan struct{}),
 		ready: make(chan struct{}), exited: make(chan struct{})}, nil
 }
 
@@ -317,11 +314,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		cancel()
 		vstop()
 		<-vrrpDone
-		grace := min(3*d.maxAdvertInt()+200*time.Millisecond, 4*time.Second)
-		d.log.Info("VRRP resigned; forwarding until the backup has taken over", "grace", grace)
-		select {
-		case <-time.After(grace):
-		case <-d.forceStop:
+		if grace := d.node.ResignGrace(); grace > 0 {
+			d.log.Info("VRRP resigned; forwarding until the backup has taken over", "grace", grace)
+			select {
+			case <-time.After(grace):
+			case <-d.forceStop:
+			}
 		}
 	}
 	stop() // reconciler, checks, socket: nothing re-applies from here
@@ -352,65 +350,21 @@ func (d *Daemon) setChecks(m Model) {
 	}
 }
 
-// roleEvent feeds a VRRP role change to the reconciler and runs the sync
-// groups' notify scripts.
+// roleEvent feeds a VRRP role change to the reconciler (vrrp runs the
+// notify scripts, the sync groups' too).
 func (d *Daemon) roleEvent(ev vrrp.Event) {
 	if d.stopping.Load() {
 		d.log.Info("VRRP role while stopping", "instance", ev.Instance, "to", ev.To, "reason", ev.Reason)
 		return
 	}
-	role := Role{Master: ev.To == vrrp.Master, At: ev.At}
-	if ev.To == vrrp.Backup && ev.Reason == vrrp.ReasonStartup {
-		// Just started: whether another master exists is known after the
-		// master down interval (3 adverts and skew).
-		adv := time.Second
-		for _, in := range d.Config().VRRPInstances {
-			if in.Name == ev.Instance {
-				adv = in.AdvertInt
-			}
-		}
-		role.Until = ev.At.Add(3*adv + time.Second)
+	role := Role{Master: ev.To == vrrp.Master, At: ev.At, Until: ev.TentativeUntil}
+	if !role.Until.IsZero() {
+		// Just started: the role is known for sure once vrrp's
+		// Master_Down_Timer has run out; look again then.
 		time.AfterFunc(time.Until(role.Until)+10*time.Millisecond, d.rec.Poke)
 	}
 	d.log.Info("VRRP role", "instance", ev.Instance, "from", ev.From, "to", ev.To, "reason", ev.Reason, "priority", ev.Priority)
 	d.rec.SetRole(ev.Instance, role)
-
-	d.mu.Lock()
-	d.states[ev.Instance] = ev.To
-	var run []func()
-	for _, g := range d.cfg.SyncGroups {
-		if !slices.Contains(g.Group, ev.Instance) {
-			continue
-		}
-		state := ev.To.String()
-		for _, m := range g.Group {
-			if d.states[m].String() != state {
-				state = ""
-			}
-		}
-		if state == "" || d.groups[g.Name] == state {
-			continue
-		}
-		d.groups[g.Name] = state
-		var specific config.Command
-		switch ev.To {
-		case vrrp.Master:
-			specific = g.NotifyMaster
-		case vrrp.Backup:
-			specific = g.NotifyBackup
-		case vrrp.Fault:
-			specific = g.NotifyFault
-		}
-		name, generic := g.Name, g.Notify
-		run = append(run, func() {
-			runAsync(d.log, string(specific))
-			runAsync(d.log, string(generic), "GROUP", name, state)
-		})
-	}
-	d.mu.Unlock()
-	for _, f := range run {
-		f()
-	}
 }
 
 // prepareKernel sets and checks what XDP forwarding needs of the kernel.
@@ -497,15 +451,6 @@ func (d *Daemon) beforeMaster(ev vrrp.Event) {
 	if err := d.rec.Reconcile(ctx); err != nil {
 		d.log.Warn("enabling forwarding before taking the VIPs", "instance", ev.Instance, "error", err)
 	}
-}
-
-// maxAdvertInt is the longest advert interval of the VRRP instances.
-func (d *Daemon) maxAdvertInt() time.Duration {
-	m := time.Duration(0)
-	for _, in := range d.Config().VRRPInstances {
-		m = max(m, in.AdvertInt)
-	}
-	return m
 }
 
 // ForceStop cuts the shutdown grace period short (a second signal).

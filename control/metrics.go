@@ -91,7 +91,7 @@ var (
 		vrrpTrans:      prometheus.NewDesc("xlb_vrrp_transitions_total", "State transitions of a VRRP instance.", []string{"instance"}, nil),
 		vrrpSent:       prometheus.NewDesc("xlb_vrrp_adverts_sent_total", "Advertisements sent.", []string{"instance"}, nil),
 		vrrpRecv:       prometheus.NewDesc("xlb_vrrp_adverts_received_total", "Advertisements received and accepted.", []string{"instance"}, nil),
-		vrrpRxErr:      prometheus.NewDesc("xlb_vrrp_rx_errors_total", "Advertisements rejected, by reason.", []string{"instance", "reason"}, nil),
+		vrrpRxErr:      prometheus.NewDesc("xlb_vrrp_rx_errors_total", "Advertisements rejected, by reason (interval_limit: accepted, its VRRPv3 interval bounded).", []string{"instance", "reason"}, nil),
 		vrrpSplit:      prometheus.NewDesc("xlb_vrrp_split_brain", "1 while another station answers for this master's addresses.", []string{"instance"}, nil),
 		vrrpSplitTotal: prometheus.NewDesc("xlb_vrrp_split_brain_total", "Split-brain episodes detected.", []string{"instance"}, nil),
 		dpInfo:         prometheus.NewDesc("xlb_dataplane_info", "The dataplane in use.", []string{"mode", "attach"}, nil),

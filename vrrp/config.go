@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -12,6 +13,11 @@ import (
 // which xlb does not implement: RFC 5798 removed authentication, and AH
 // was never interoperable across implementations.
 var ErrAHNotSupported = errors.New("VRRP IPsec AH authentication is not supported (use auth type PASS with VRRPv2, or no authentication)")
+
+// ErrNoRunner is returned (wrapped) by NewNode and Reconfigure for a
+// configuration with track scripts or notify commands when Options.Runner
+// is nil: vrrp runs no command by itself.
+var ErrNoRunner = errors.New("commands to run (track scripts, notify) but no Runner (vrrp.Options.Runner)")
 
 // Config is the VRRP part of a daemon's configuration: every instance it
 // runs, the track scripts they share, and the sync groups.
@@ -35,7 +41,8 @@ const (
 type InstanceConfig struct {
 	Name      string `json:"name"`
 	Interface string `json:"interface"`
-	// InitialState is Backup (also for Init, the zero value) or Master.
+	// InitialState is Backup (the default, for Init, the zero value) or
+	// Master.
 	// As keepalived 2.x, a MASTER instance that is not the address owner
 	// starts as backup and takes over after one advertisement interval
 	// plus skew unless it hears a master.
@@ -47,8 +54,8 @@ type InstanceConfig struct {
 	// AdvertInterval: default 1s. VRRPv3 accepts multiples of 10ms from
 	// 10ms to 40.95s; VRRPv2 whole seconds from 1s to 255s.
 	AdvertInterval time.Duration `json:"advert_interval,omitempty"`
-	// Version is 2 or 3 (0 means 3). keepalived's default is 2: set
-	// Version 2 when the peer is a keepalived without vrrp_version 3.
+	// Version is 2 or 3 (0 means 2, keepalived's default; VRRPv2 is IPv4
+	// only: IPv6 instances set 3).
 	Version int `json:"version,omitempty"`
 	// NoPreempt is keepalived's nopreempt: a higher-priority backup does
 	// not take over from a live lower-priority master. The zero value
@@ -82,6 +89,16 @@ type InstanceConfig struct {
 	// leave from Interface (keepalived's vmac_xmit_base).
 	UseVMAC       bool   `json:"use_vmac,omitempty"`
 	VMACInterface string `json:"vmac_interface,omitempty"`
+	// LearnedIntervalMaxFactor bounds the Master_Adver_Interval a VRRPv3
+	// backup learns from the master's adverts (RFC 5798 6.4.2 and 6.4.3
+	// adopt any, up to 40.95s) to this multiple of AdvertInterval: one
+	// forged advert with a higher priority and the longest interval would
+	// otherwise leave the VIPs without a master for 3 times 40.95s; bounded,
+	// the backups take over after 3 times the limit. A longer interval is
+	// counted (RxIntervalLimit) and logged once per peer. 0 means
+	// DefaultLearnedIntervalMaxFactor; negative: no limit (the RFC's and
+	// keepalived's behaviour).
+	LearnedIntervalMaxFactor int `json:"learned_interval_max_factor,omitempty"`
 	// SplitBrainProbeInterval is how often a master probes its VIPs with
 	// ARP (NS for IPv6) to find a second master. 0 means 1s; negative
 	// disables the probes (a GARP from another node is still noticed).
@@ -114,7 +131,7 @@ type TrackInterface struct {
 
 // Notify holds the scripts run on transitions, asynchronously and in order
 // per instance, each killed after Timeout (default 10s). A script is a
-// shell command line. Generic is called after the specific one with
+// command line run by Options.Runner. Generic is called after the specific one with
 // keepalived's four extra arguments: "INSTANCE" <name> <state> <priority>,
 // state being MASTER, BACKUP, FAULT, STOP or DELETED. Fault also runs when
 // a split brain is detected.
@@ -151,8 +168,9 @@ type GARPConfig struct {
 	LowerPrioRepeat int `json:"lower_prio_repeat,omitempty"`
 }
 
-// ScriptConfig is a track script (keepalived's vrrp_script): a shell
-// command run every Interval whose exit status 0 means success.
+// ScriptConfig is a track script (keepalived's vrrp_script): a command
+// line, run by Options.Runner every Interval, whose exit status 0 means
+// success.
 type ScriptConfig struct {
 	Name   string `json:"name"`
 	Script string `json:"script"`
@@ -176,24 +194,72 @@ type ScriptConfig struct {
 type SyncGroupConfig struct {
 	Name      string   `json:"name"`
 	Instances []string `json:"instances"`
+	// Notify: the group's scripts run once each time all its members have
+	// reached MASTER, BACKUP or FAULT (the specific one, then Generic with
+	// "GROUP" <name> <state>), and at shutdown (Stop, then Generic with
+	// state STOP), in order per group, each killed after Timeout (default
+	// 10s), as keepalived's vrrp_sync_group notify.
+	Notify Notify `json:"notify,omitzero"`
 }
 
 // Defaults and protocol limits.
 const (
 	DefaultPriority       = 100
 	DefaultAdvertInterval = time.Second
+	DefaultVersion        = 2                     // keepalived's vrrp_version, and the configuration file's
 	MinAdvertIntervalV3   = 10 * time.Millisecond // one centisecond
 	MaxAdvertIntervalV3   = 4095 * 10 * time.Millisecond
 	MaxAdvertIntervalV2   = 255 * time.Second
 	DefaultNotifyTimeout  = 10 * time.Second
 	DefaultProbeInterval  = time.Second
-	maxPreemptDelay       = 1000 * time.Second
-	priorityOwner         = 255
-	ifNameMax             = 15
+	// DefaultLearnedIntervalMaxFactor: a backup learns at most 3 times its
+	// own interval (InstanceConfig.LearnedIntervalMaxFactor).
+	DefaultLearnedIntervalMaxFactor = 3
+	maxLearnedIntervalMaxFactor     = 4095 // 40.95s over 10ms
+	maxPreemptDelay                 = 1000 * time.Second
+	priorityOwner                   = 255
+	ifNameMax                       = 15
 )
 
-// withDefaults returns ic with keepalived's defaults filled in.
-func (ic InstanceConfig) withDefaults() InstanceConfig {
+// WithDefaults returns c with every field left at its zero value that has
+// a default set to it (keepalived's defaults, which are also those of the
+// configuration file: config/load.go). It is the one place where defaults
+// are applied: NewNode and Reconfigure keep its result, and everything
+// after works on it. It copies what it changes: c is left as it was.
+func (c Config) WithDefaults() Config {
+	c.Instances = slices.Clone(c.Instances)
+	for i := range c.Instances {
+		c.Instances[i] = instanceDefaults(c.Instances[i])
+	}
+	c.Scripts = slices.Clone(c.Scripts)
+	for i, sc := range c.Scripts {
+		if sc.Interval == 0 {
+			sc.Interval = time.Second
+		}
+		if sc.Timeout == 0 {
+			sc.Timeout = sc.Interval
+		}
+		if sc.Fall == 0 {
+			sc.Fall = 1
+		}
+		if sc.Rise == 0 {
+			sc.Rise = 1
+		}
+		c.Scripts[i] = sc
+	}
+	c.SyncGroups = slices.Clone(c.SyncGroups)
+	for i := range c.SyncGroups {
+		if c.SyncGroups[i].Notify.Timeout == 0 {
+			c.SyncGroups[i].Notify.Timeout = DefaultNotifyTimeout
+		}
+	}
+	return c
+}
+
+func instanceDefaults(ic InstanceConfig) InstanceConfig {
+	if ic.InitialState == Init {
+		ic.InitialState = Backup
+	}
 	if ic.Priority == 0 {
 		ic.Priority = DefaultPriority
 	}
@@ -201,13 +267,16 @@ func (ic InstanceConfig) withDefaults() InstanceConfig {
 		ic.AdvertInterval = DefaultAdvertInterval
 	}
 	if ic.Version == 0 {
-		ic.Version = 3
+		ic.Version = DefaultVersion
 	}
 	if ic.AuthPass != "" && ic.AuthType == AuthNone {
 		ic.AuthType = AuthPass
 	}
 	if ic.SplitBrainProbeInterval == 0 {
 		ic.SplitBrainProbeInterval = DefaultProbeInterval
+	}
+	if ic.LearnedIntervalMaxFactor == 0 {
+		ic.LearnedIntervalMaxFactor = DefaultLearnedIntervalMaxFactor
 	}
 	if ic.Notify.Timeout == 0 {
 		ic.Notify.Timeout = DefaultNotifyTimeout
@@ -242,21 +311,11 @@ func (ic InstanceConfig) withDefaults() InstanceConfig {
 	return ic
 }
 
-// withDefaults returns sc with keepalived's defaults filled in.
-func (sc ScriptConfig) withDefaults() ScriptConfig {
-	if sc.Interval == 0 {
-		sc.Interval = time.Second
-	}
-	if sc.Timeout == 0 {
-		sc.Timeout = sc.Interval
-	}
-	if sc.Fall == 0 {
-		sc.Fall = 1
-	}
-	if sc.Rise == 0 {
-		sc.Rise = 1
-	}
-	return sc
+// normalize applies the defaults to c and validates the result: what
+// NewNode and Reconfigure run on.
+func (c Config) normalize() (Config, error) {
+	d := c.WithDefaults()
+	return d, d.validate()
 }
 
 // is6 reports whether the instance is IPv6 (from its first VIP).
@@ -264,10 +323,17 @@ func (ic InstanceConfig) is6() bool {
 	return len(ic.VIPs) > 0 && ic.VIPs[0].Prefix.Addr().Is6()
 }
 
-// Validate checks the whole configuration and returns every problem found,
-// each naming the instance, script or group at fault. A config asking for
-// AH authentication gets an error wrapping ErrAHNotSupported.
+// Validate checks the whole configuration, with its defaults applied, and
+// returns every problem found, each naming the instance, script or group
+// at fault. A config asking for AH authentication gets an error wrapping
+// ErrAHNotSupported.
 func (c Config) Validate() error {
+	_, err := c.normalize()
+	return err
+}
+
+// validate is Validate for a configuration whose defaults are applied.
+func (c Config) validate() error {
 	var errs []error
 	scripts := map[string]bool{}
 	for i, sc := range c.Scripts {
@@ -316,6 +382,9 @@ func (c Config) Validate() error {
 		if len(g.Instances) == 0 {
 			errs = append(errs, fmt.Errorf("vrrp sync group %q: no instances", g.Name))
 		}
+		if g.Notify.Timeout < 0 {
+			errs = append(errs, fmt.Errorf("vrrp sync group %q: notify timeout must not be negative", g.Name))
+		}
 		for _, n := range g.Instances {
 			if !names[n] {
 				errs = append(errs, fmt.Errorf("vrrp sync group %q: unknown instance %q", g.Name, n))
@@ -330,7 +399,6 @@ func (c Config) Validate() error {
 }
 
 func (sc ScriptConfig) validate() error {
-	sc = sc.withDefaults()
 	switch {
 	case sc.Name == "":
 		return errors.New("name is empty")
@@ -350,7 +418,6 @@ func (ic InstanceConfig) validate(scripts map[string]bool) error {
 	if ic.AuthType == AuthAH {
 		return fmt.Errorf("auth type AH: %w", ErrAHNotSupported)
 	}
-	ic = ic.withDefaults()
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if ic.Name == "" {
@@ -427,6 +494,9 @@ func (ic InstanceConfig) validate(scripts map[string]bool) error {
 	default:
 		bad("auth type %q: want PASS or none", ic.AuthType)
 	}
+	if ic.LearnedIntervalMaxFactor > maxLearnedIntervalMaxFactor {
+		bad("learned interval max factor %d out of range (at most %d)", ic.LearnedIntervalMaxFactor, maxLearnedIntervalMaxFactor)
+	}
 	if ic.PreemptDelay < 0 || ic.PreemptDelay > maxPreemptDelay {
 		bad("preempt delay %v out of range 0-1000s", ic.PreemptDelay)
 	}
@@ -465,4 +535,35 @@ func (ic InstanceConfig) validate(scripts map[string]bool) error {
 		bad("vmac interface name %q too long", ic.VMACInterface)
 	}
 	return errors.Join(errs...)
+}
+
+// commandUser names the first part of c that runs commands (a track
+// script, notify commands of an instance or a sync group), "" if none.
+func (c Config) commandUser() string {
+	if len(c.Scripts) > 0 {
+		return fmt.Sprintf("vrrp script %q", c.Scripts[0].Name)
+	}
+	for _, ic := range c.Instances {
+		if ic.Notify.hasCommand() {
+			return fmt.Sprintf("notify of vrrp instance %q", ic.Name)
+		}
+	}
+	for _, g := range c.SyncGroups {
+		if g.Notify.hasCommand() {
+			return fmt.Sprintf("notify of vrrp sync group %q", g.Name)
+		}
+	}
+	return ""
+}
+
+func (nc Notify) hasCommand() bool {
+	return nc.Master != "" || nc.Backup != "" || nc.Fault != "" || nc.Stop != "" || nc.Generic != ""
+}
+
+// checkRunner refuses a configuration that runs commands without a Runner.
+func (c Config) checkRunner(r Runner) error {
+	if u := c.commandUser(); u != "" && r == nil {
+		return fmt.Errorf("vrrp config: %s: %w", u, ErrNoRunner)
+	}
+	return nil
 }

@@ -50,7 +50,8 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config, locals map[string]string) *harness {
 	t.Helper()
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.normalize()
+	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	h := &harness{t: t, c: newCore(cfg), cfg: cfg}
@@ -59,30 +60,31 @@ func newHarness(t *testing.T, cfg Config, locals map[string]string) *harness {
 		if s, ok := locals[in.name()]; ok {
 			l = s
 		}
-		h.c.setLocal(in.name(), netip.MustParseAddr(l))
+		h.c.handle(t0, sourceAddr{in.name(), netip.MustParseAddr(l)})
 	}
 	return h
 }
 
-// apply runs one input:
+// input parses one step's input into the core's input:
 //
 //	start | tick | shutdown | reload (the same configuration)
-//	adv <inst> <src> <prio> [int=<duration>] [ttl=N] [ver=N] [pass=S] [addrs=a,b]
+//	adv <inst> <src> <prio> [int=<duration>] [ttl=N] [ver=N] [pass=S] [auth=N] [addrs=a,b]
+//	    (an advert for the virtual router of inst, as inst would send it, changed by the options)
 //	link <ifname> up|down
 //	script <name> ok|fail
-//	claim <inst> <ip>
-func (h *harness) apply(now time.Time, input string) []action {
+//	claim <ip>
+func (h *harness) input(s string) input {
 	h.t.Helper()
-	f := strings.Fields(input)
+	f := strings.Fields(s)
 	switch f[0] {
 	case "start":
-		return h.c.start(now)
+		return startUp{}
 	case "tick":
-		return h.c.tick(now)
+		return timersDue{}
 	case "shutdown":
-		return h.c.shutdown(now)
+		return shutDown{}
 	case "reload":
-		return h.c.reconfigure(now, h.cfg)
+		return configChanged{h.cfg}
 	case "adv":
 		in := h.c.byName[f[1]]
 		prio, _ := strconv.Atoi(f[3])
@@ -112,16 +114,22 @@ func (h *harness) apply(now time.Time, input string) []action {
 				h.t.Fatalf("bad adv option %q", kv)
 			}
 		}
-		return h.c.advert(now, f[1], p)
+		return advertReceived{ifname: in.cfg.Interface, v6: in.cfg.is6(), pkt: p}
 	case "link":
-		return h.c.linkState(now, f[1], f[2] == "up")
+		return linkChanged{f[1], f[2] == "up"}
 	case "script":
-		return h.c.scriptResult(now, f[1], f[2] == "ok")
+		return scriptRan{name: f[1], script: h.c.scripts[f[1]].cfg.Script, ok: f[2] == "ok"}
 	case "claim":
-		return h.c.claim(now, f[1], netip.MustParseAddr(f[2]))
+		return vipClaimed{netip.MustParseAddr(f[1])}
 	}
-	h.t.Fatalf("bad input %q", input)
+	h.t.Fatalf("bad input %q", s)
 	return nil
+}
+
+// apply runs one input at now.
+func (h *harness) apply(now time.Time, s string) []action {
+	h.t.Helper()
+	return h.c.handle(now, h.input(s))
 }
 
 func (h *harness) checkStates(want string) {
@@ -378,108 +386,6 @@ func TestStateMachine(t *testing.T) {
 			{1000 * ms, "shutdown", []string{"a notify STOP prio=100", "a transition BACKUP->INIT (shutdown) prio=100"}, "a=INIT"},
 		},
 	}, {
-		name: "track scripts: wait for results, weights, fault",
-		cfg: Config{
-			Instances: []InstanceConfig{baseInst("a", 100, func(ic *InstanceConfig) {
-				ic.TrackScripts = []TrackScript{{Name: "alive"}, {Name: "load"}}
-			})},
-			Scripts: []ScriptConfig{{Name: "alive", Script: "true"}, {Name: "load", Script: "true", Weight: -60}},
-		},
-		steps: []step{
-			{0, "start", []string{"a del-vips"}, "a=INIT"},
-			{10 * ms, "script alive ok", nil, "a=INIT"},
-			{20 * ms, "script load ok", []string{"a notify BACKUP prio=100", "a transition INIT->BACKUP (startup) prio=100"}, "a=BACKUP"},
-			{3620 * ms, "tick", becomeMaster("master_down"), "a=MASTER"},
-			{4000 * ms, "script load fail", nil, "a=MASTER"},
-			{4620 * ms, "tick", []string{"a advert prio=40"}, ""},
-			{5000 * ms, "script alive fail", []string{"a advert prio=0", "a del-vips", "a notify FAULT prio=40",
-				"a transition MASTER->FAULT (tracking) prio=40"}, "a=FAULT"},
-			{5500 * ms, "adv a 10.0.0.2 0", nil, "a=FAULT"},
-			{9000 * ms, "tick", nil, "a=FAULT"},
-			{10000 * ms, "script alive ok", []string{"a notify BACKUP prio=40", "a transition FAULT->BACKUP (tracking) prio=40"}, "a=BACKUP"},
-			{11000 * ms, "script load ok", nil, "a=BACKUP"},
-		},
-	}, {
-		name: "track script fall and rise",
-		cfg: Config{
-			Instances: []InstanceConfig{baseInst("a", 100, func(ic *InstanceConfig) { ic.TrackScripts = []TrackScript{{Name: "s"}} })},
-			Scripts:   []ScriptConfig{{Name: "s", Script: "true", Fall: 2, Rise: 3}},
-		},
-		steps: []step{
-			{0, "start", []string{"a del-vips"}, ""},
-			{1 * ms, "script s ok", []string{"a notify BACKUP prio=100", "a transition INIT->BACKUP (startup) prio=100"}, ""},
-			{2 * ms, "script s fail", nil, "a=BACKUP"},
-			{3 * ms, "script s ok", nil, "a=BACKUP"},
-			{4 * ms, "script s fail", nil, "a=BACKUP"},
-			{5 * ms, "script s fail", []string{"a notify FAULT prio=100", "a transition BACKUP->FAULT (tracking) prio=100"}, "a=FAULT"},
-			{6 * ms, "script s ok", nil, "a=FAULT"},
-			{7 * ms, "script s ok", nil, "a=FAULT"},
-			{8 * ms, "script s ok", []string{"a notify BACKUP prio=100", "a transition FAULT->BACKUP (tracking) prio=100"}, "a=BACKUP"},
-		},
-	}, {
-		name: "script weight override and positive weight",
-		cfg: Config{
-			Instances: []InstanceConfig{baseInst("a", 100, func(ic *InstanceConfig) {
-				w := 20
-				ic.TrackScripts = []TrackScript{{Name: "s", Weight: &w}}
-				ic.InitialState = Master
-			})},
-			Scripts: []ScriptConfig{{Name: "s", Script: "true"}},
-		},
-		steps: []step{
-			{0, "start", []string{"a del-vips"}, ""},
-			{1 * ms, "script s ok", []string{"a notify BACKUP prio=120", "a transition INIT->BACKUP (startup) prio=120"}, ""},
-			{1001 * ms, "tick", []string{"a advert prio=120", "a add-vips", "a announce x5", "a notify MASTER prio=120",
-				"a transition BACKUP->MASTER (master_down) prio=120"}, ""},
-			{1500 * ms, "script s fail", nil, ""},
-			{2001 * ms, "tick", []string{"a advert prio=100"}, ""},
-		},
-	}, {
-		name: "interfaces: own interface down is FAULT, tracked one weighs",
-		cfg: cfgOf(baseInst("a", 100, func(ic *InstanceConfig) {
-			ic.TrackInterfaces = []TrackInterface{{Name: "eth1", Weight: -30}, {Name: "eth2"}}
-		})),
-		steps: []step{
-			{0, "start", startBackup, ""},
-			{100 * ms, "link eth0 down", []string{"a notify FAULT prio=100", "a transition BACKUP->FAULT (tracking) prio=100"}, "a=FAULT"},
-			{200 * ms, "link eth0 up", []string{"a notify BACKUP prio=100", "a transition FAULT->BACKUP (tracking) prio=100"}, "a=BACKUP"},
-			{300 * ms, "link eth1 down", nil, "a=BACKUP"},
-			// A priority change does not re-arm the running timer (as keepalived).
-			{3799 * ms, "tick", nil, ""},
-			{3800 * ms, "tick", []string{"a advert prio=70", "a add-vips", "a announce x5", "a notify MASTER prio=70",
-				"a transition BACKUP->MASTER (master_down) prio=70"}, "a=MASTER"},
-			{4000 * ms, "link eth2 down", []string{"a advert prio=0", "a del-vips", "a notify FAULT prio=70",
-				"a transition MASTER->FAULT (tracking) prio=70"}, "a=FAULT"},
-			{4100 * ms, "link eth1 up", nil, "a=FAULT"},
-			{4200 * ms, "link eth2 up", []string{"a notify BACKUP prio=100", "a transition FAULT->BACKUP (tracking) prio=100"}, "a=BACKUP"},
-		},
-	}, {
-		name: "sync group: master, backup and fault together",
-		cfg: Config{
-			Instances: []InstanceConfig{
-				baseInst("a", 100),
-				baseInst("b", 100, func(ic *InstanceConfig) {
-					ic.Interface, ic.VRID = "eth1", 52
-					ic.VIPs = []VIP{{Prefix: netip.MustParsePrefix("10.1.0.100/24")}}
-					ic.AdvertInterval = 2 * time.Second
-				}),
-			},
-			SyncGroups: []SyncGroupConfig{{Name: "g", Instances: []string{"a", "b"}}},
-		},
-		steps: []step{
-			{0, "start", append(slices.Clone(startBackup),
-				"b del-vips", "b notify BACKUP prio=100", "b transition INIT->BACKUP (startup) prio=100"), "a=BACKUP b=BACKUP"},
-			{3600 * ms, "tick", append(becomeMaster("master_down"),
-				"b advert prio=100", "b add-vips", "b announce x5", "b notify MASTER prio=100",
-				"b transition BACKUP->MASTER (sync_group) prio=100"), "a=MASTER b=MASTER"},
-			{4000 * ms, "adv a 10.0.0.2 200", append(slices.Clone(yield),
-				"b del-vips", "b notify BACKUP prio=100", "b transition MASTER->BACKUP (sync_group) prio=100"), "a=BACKUP b=BACKUP"},
-			{4100 * ms, "link eth1 down", []string{"b notify FAULT prio=100", "b transition BACKUP->FAULT (tracking) prio=100",
-				"a notify FAULT prio=100", "a transition BACKUP->FAULT (sync_group) prio=100"}, "a=FAULT b=FAULT"},
-			{4200 * ms, "link eth1 up", []string{"a notify BACKUP prio=100", "a transition FAULT->BACKUP (tracking) prio=100",
-				"b notify BACKUP prio=100", "b transition FAULT->BACKUP (tracking) prio=100"}, "a=BACKUP b=BACKUP"},
-		},
-	}, {
 		name: "dual master: each node masters one instance",
 		cfg: cfgOf(baseInst("a", 200), baseInst("b", 100, func(ic *InstanceConfig) {
 			ic.VRID = 52
@@ -495,278 +401,7 @@ func TestStateMachine(t *testing.T) {
 				"a transition BACKUP->MASTER (master_down) prio=200"}, "a=MASTER b=BACKUP"},
 			{4000 * ms, "adv b 10.0.0.2 200", nil, "a=MASTER b=BACKUP"},
 		},
-	}, {
-		name: "GARP bursts: repeat, interval, delayed burst and refresh",
-		cfg: cfgOf(baseInst("a", 255, func(ic *InstanceConfig) {
-			ic.GARP = GARPConfig{MasterDelay: 5 * time.Second, MasterRepeat: 3, Interval: 100 * ms, MasterRefresh: 10 * time.Second, MasterRefreshRepeat: 2}
-		})),
-		steps: []step{
-			{0, "start", []string{"a advert prio=255", "a add-vips", "a announce x1", "a notify MASTER prio=255",
-				"a transition INIT->MASTER (startup) prio=255"}, ""},
-			{100 * ms, "tick", []string{"a announce x1"}, ""},
-			{200 * ms, "tick", []string{"a announce x1"}, ""},
-			{300 * ms, "tick", nil, ""},
-			{5000 * ms, "tick", []string{"a advert prio=255", "a announce x1"}, ""},
-			{5100 * ms, "tick", []string{"a announce x1"}, ""},
-			{5200 * ms, "tick", []string{"a announce x1"}, ""},
-			{9999 * ms, "tick", []string{"a advert prio=255"}, ""}, // adverts at 6..9s were skipped: late timer, no burst
-			{10000 * ms, "tick", []string{"a announce x2"}, ""},
-			{10999 * ms, "tick", []string{"a advert prio=255"}, ""},
-			{20000 * ms, "tick", []string{"a advert prio=255", "a announce x2"}, ""},
-		},
-	}, {
-		// Window: a third of the interval (333.3ms).
-		name: "split brain: probe rounds, detection, heal and re-announce",
-		cfg:  cfgOf(baseInst("a", 255, func(ic *InstanceConfig) { ic.SplitBrainProbeInterval = 2 * time.Second })),
-		steps: []step{
-			{0, "start", []string{"a advert prio=255", "a add-vips", "a announce x5", "a notify MASTER prio=255",
-				"a transition INIT->MASTER (startup) prio=255"}, ""},
-			{1000 * ms, "tick", []string{"a advert prio=255"}, ""},
-			{2000 * ms, "tick", []string{"a advert prio=255", "a probe"}, ""},
-			{2334 * ms, "tick", nil, ""}, // no answer
-			{3000 * ms, "tick", []string{"a advert prio=255"}, ""},
-			{4000 * ms, "tick", []string{"a advert prio=255", "a probe"}, ""},
-			{4010 * ms, "claim a 10.0.0.100", nil, ""},
-			{4334 * ms, "tick", []string{"a split-brain detected", "a notify SPLIT_BRAIN prio=255", "a probe"}, ""},
-			{4400 * ms, "claim a 10.0.0.100", nil, ""},
-			{4668 * ms, "tick", []string{"a probe"}, ""}, // still split: no new episode
-			{5000 * ms, "tick", []string{"a advert prio=255"}, ""},
-			{5002 * ms, "tick", []string{"a split-brain healed", "a announce x5"}, ""},
-			{6000 * ms, "tick", []string{"a advert prio=255"}, ""},
-			{6668 * ms, "tick", []string{"a probe"}, ""}, // normal cadence again
-			{7000 * ms, "tick", []string{"a advert prio=255"}, ""},
-		},
-	}, {
-		name: "a claim starts a round; a master that yields has no split brain",
-		cfg:  cfgOf(baseInst("a", 100)),
-		steps: []step{
-			{0, "start", startBackup, ""},
-			{100 * ms, "claim a 10.0.0.100", nil, ""}, // backups do not care
-			{3600 * ms, "tick", becomeMaster("master_down"), ""},
-			{3700 * ms, "claim a 10.0.0.100", []string{"a probe"}, ""},
-			{3701 * ms, "claim a 10.0.0.99", nil, ""}, // not our VIP
-			{3702 * ms, "adv a 10.0.0.2 200", yield, ""},
-			{4100 * ms, "tick", nil, "a=BACKUP"},
-		},
 	}} {
 		t.Run(s.name, s.run)
-	}
-}
-
-func TestStateMachineReceiveChecks(t *testing.T) {
-	cfg := cfgOf(baseInst("a", 100, func(ic *InstanceConfig) {
-		ic.Version, ic.AuthPass = 2, "s3cr3t"
-		ic.UnicastPeers = []netip.Addr{netip.MustParseAddr("10.0.0.2")}
-	}))
-	h := newHarness(t, cfg, nil)
-	h.apply(t0, "start")
-	for _, tc := range []struct{ input, reason string }{
-		{"adv a 10.0.0.3 150 ttl=64", RxPeer}, // a routed TTL is accepted from a peer only
-		{"adv a 10.0.0.2 150 ver=3", RxVersion},
-		{"adv a 10.0.0.2 150 pass=wrong", RxAuth},
-		{"adv a 10.0.0.2 150 auth=0", RxAuth},
-		{"adv a 10.0.0.2 150 int=2s", RxInterval},
-		{"adv a 10.0.0.2 150 addrs=10.0.0.100,10.0.0.101", RxAddrList},
-		{"adv a 10.0.0.2 150 addrs=10.0.0.99", RxAddrList},
-		{"adv a 10.0.0.3 150", RxPeer},
-	} {
-		before := h.c.byName["a"].status()
-		if acts := h.apply(t0.Add(time.Second), tc.input); len(acts) != 0 {
-			t.Errorf("%s: actions %v", tc.input, acts)
-		}
-		after := h.c.byName["a"].status()
-		for _, r := range RxErrorReasons {
-			want := before.RxErrors[r]
-			if r == tc.reason {
-				want++
-			}
-			if after.RxErrors[r] != want {
-				t.Errorf("%s: rx errors %s = %d, want %d", tc.input, r, after.RxErrors[r], want)
-			}
-		}
-		if after.AdvertsReceived != 0 {
-			t.Errorf("%s: counted as received", tc.input)
-		}
-	}
-	// The good one is accepted, and its own packet is ignored.
-	h.apply(t0.Add(time.Second), "adv a 10.0.0.2 150")
-	h.apply(t0.Add(time.Second), "adv a 10.0.0.1 150")
-	if st := h.c.byName["a"].status(); st.AdvertsReceived != 1 || st.MasterAddr != netip.MustParseAddr("10.0.0.2") || st.MasterPriority != 150 {
-		t.Fatalf("status after a good advert: %+v", st)
-	}
-	// Timer was reset by the good advert: 1s + 3.609375s (v2 skew 156/256 s).
-	if next := h.c.next(); next != t0.Add(time.Second+3*time.Second+156*time.Second/256) {
-		t.Fatalf("next timer at %v", next.Sub(t0))
-	}
-}
-
-// TestStateMachineTTL: TTL / hop limit 255 is required in multicast mode
-// (RFC 5798 7.1); with unicast peers, as keepalived 2.x, any TTL is
-// accepted from a configured peer, which may be routed.
-func TestStateMachineTTL(t *testing.T) {
-	v6 := func(ic *InstanceConfig) { ic.VIPs = []VIP{{Prefix: netip.MustParsePrefix("fd00::100/64")}} }
-	peer := func(p string) func(*InstanceConfig) {
-		return func(ic *InstanceConfig) { ic.UnicastPeers = []netip.Addr{netip.MustParseAddr(p)} }
-	}
-	for _, tc := range []struct {
-		name   string
-		inst   InstanceConfig
-		local  string
-		input  string
-		reason string // "" accepted
-	}{
-		{"multicast, 255", baseInst("a", 100), "10.0.0.1", "adv a 10.0.0.2 150", ""},
-		{"multicast, 254", baseInst("a", 100), "10.0.0.1", "adv a 10.0.0.2 150 ttl=254", RxTTL},
-		{"multicast, 64", baseInst("a", 100), "10.0.0.1", "adv a 10.0.0.2 150 ttl=64", RxTTL},
-		{"multicast IPv6, hop limit 1", baseInst("a", 100, v6), "fe80::1", "adv a fe80::2 150 ttl=1", RxTTL},
-		{"unicast peer, 255", baseInst("a", 100, peer("10.0.0.2")), "10.0.0.1", "adv a 10.0.0.2 150", ""},
-		{"unicast peer, 64", baseInst("a", 100, peer("10.0.0.2")), "10.0.0.1", "adv a 10.0.0.2 150 ttl=64", ""},
-		{"unicast peer, 1", baseInst("a", 100, peer("10.0.0.2")), "10.0.0.1", "adv a 10.0.0.2 150 ttl=1", ""},
-		{"unicast, not a peer, 64", baseInst("a", 100, peer("10.0.0.2")), "10.0.0.1", "adv a 10.0.0.3 150 ttl=64", RxPeer},
-		{"unicast IPv6 peer, hop limit 62", baseInst("a", 100, v6, peer("fd00::2")), "fd00::1", "adv a fd00::2 150 ttl=62", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, cfgOf(tc.inst), map[string]string{"a": tc.local})
-			h.apply(t0, "start")
-			h.apply(t0.Add(time.Second), tc.input)
-			st := h.c.byName["a"].status()
-			for _, r := range RxErrorReasons {
-				want := uint64(0)
-				if r == tc.reason {
-					want = 1
-				}
-				if st.RxErrors[r] != want {
-					t.Errorf("rx errors %s = %d, want %d", r, st.RxErrors[r], want)
-				}
-			}
-			accepted := tc.reason == ""
-			if got := st.AdvertsReceived == 1 && st.MasterPriority == 150; got != accepted {
-				t.Fatalf("accepted %v, want %v: %+v", got, accepted, st)
-			}
-			// An accepted advert restarts the Master_Down_Timer (3.6s
-			// from the advert at 1s); a rejected one leaves it.
-			want := t0.Add(3600 * ms)
-			if accepted {
-				want = t0.Add(4600 * ms)
-			}
-			if next := h.c.next(); next != want {
-				t.Fatalf("Master_Down_Timer at %v, want %v", next.Sub(t0), want.Sub(t0))
-			}
-		})
-	}
-}
-
-func TestReconfigureKeepsState(t *testing.T) {
-	vip2 := VIP{Prefix: netip.MustParsePrefix("10.0.0.101/24")}
-	base := cfgOf(baseInst("a", 100), baseInst("b", 100, func(ic *InstanceConfig) {
-		ic.VRID, ic.VIPs = 52, []VIP{{Prefix: netip.MustParsePrefix("10.0.0.200/24")}}
-	}))
-	for _, tc := range []struct {
-		name   string
-		change func(*Config)
-		want   []string
-		states string
-	}{
-		{"unchanged", func(*Config) {}, nil, "a=MASTER b=BACKUP"},
-		{"VIP added to a master", func(c *Config) { c.Instances[0].VIPs = append(c.Instances[0].VIPs, vip2) },
-			[]string{"a add-vips [10.0.0.101/24]", "a announce x5 [10.0.0.101/24]"}, "a=MASTER b=BACKUP"},
-		{"VIP replaced on a master", func(c *Config) { c.Instances[0].VIPs = []VIP{vip2} },
-			[]string{"a del-vips [10.0.0.100/24]", "a add-vips [10.0.0.101/24]", "a announce x5 [10.0.0.101/24]"}, "a=MASTER"},
-		{"master removed", func(c *Config) { c.Instances = c.Instances[1:] },
-			[]string{"a advert prio=0", "a del-vips", "a notify DELETED prio=100", "a transition MASTER->INIT (removed) prio=100"}, "b=BACKUP"},
-		{"VRID changed: a new router", func(c *Config) { c.Instances[0].VRID = 60 },
-			append([]string{"a advert prio=0", "a del-vips", "a notify DELETED prio=100", "a transition MASTER->INIT (removed) prio=100"},
-				startBackup...), "a=BACKUP b=BACKUP"},
-		{"priority lowered on the master", func(c *Config) { c.Instances[0].Priority = 50 }, nil, "a=MASTER"},
-		{"instance added", func(c *Config) {
-			c.Instances = append(c.Instances, baseInst("c", 100, func(ic *InstanceConfig) {
-				ic.VRID, ic.VIPs = 53, []VIP{{Prefix: netip.MustParsePrefix("10.0.0.201/24")}}
-			}))
-		}, []string{"c del-vips", "c notify BACKUP prio=100", "c transition INIT->BACKUP (startup) prio=100"}, "a=MASTER b=BACKUP c=BACKUP"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, base, nil)
-			h.apply(t0, "start")
-			h.apply(t0.Add(1000*ms), "adv b 10.0.0.2 200")
-			h.apply(t0.Add(3600*ms), "tick")
-			h.checkStates("a=MASTER b=BACKUP")
-			next := h.c.next()
-			cfg := cloneConfig(base)
-			for i := range cfg.Instances {
-				cfg.Instances[i].VIPs = slices.Clone(cfg.Instances[i].VIPs)
-			}
-			tc.change(&cfg)
-			if err := cfg.Validate(); err != nil {
-				t.Fatal(err)
-			}
-			got := strs(h.c.reconfigure(t0.Add(4000*ms), cfg))
-			if !slices.Equal(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
-				t.Fatalf("reconfigure:\n got %s\nwant %s", fmtList(got), fmtList(tc.want))
-			}
-			h.checkStates(tc.states)
-			if tc.name == "unchanged" && h.c.next() != next {
-				t.Fatalf("timers moved: %v -> %v", next.Sub(t0), h.c.next().Sub(t0))
-			}
-			if tc.name == "priority lowered on the master" {
-				if got := strs(h.c.tick(t0.Add(4600 * ms))); got[0] != "a advert prio=50" {
-					t.Fatalf("advert after the change: %v", got)
-				}
-			}
-		})
-	}
-}
-
-func TestConfigValidate(t *testing.T) {
-	good := baseInst("a", 100)
-	for _, tc := range []struct {
-		name string
-		mod  func(*InstanceConfig)
-		want string
-	}{
-		{"AH", func(ic *InstanceConfig) { ic.AuthType = AuthAH }, "AH authentication is not supported"},
-		{"no VIP", func(ic *InstanceConfig) { ic.VIPs = nil }, "no virtual addresses"},
-		{"vrid 0", func(ic *InstanceConfig) { ic.VRID = 0 }, "VRID"},
-		{"v3 5ms", func(ic *InstanceConfig) { ic.AdvertInterval = 5 * ms }, "multiple of 10ms"},
-		{"v3 15ms", func(ic *InstanceConfig) { ic.AdvertInterval = 15 * ms }, "multiple of 10ms"},
-		{"v2 100ms", func(ic *InstanceConfig) { ic.Version = 2; ic.AdvertInterval = 100 * ms }, "whole seconds"},
-		{"v2 ipv6", func(ic *InstanceConfig) {
-			ic.Version = 2
-			ic.VIPs = []VIP{{Prefix: netip.MustParsePrefix("2001:db8::1/64")}}
-		}, "IPv4 only"},
-		{"mixed families", func(ic *InstanceConfig) {
-			ic.VIPs = append(ic.VIPs, VIP{Prefix: netip.MustParsePrefix("2001:db8::1/64")})
-		}, "one family"},
-		{"v3 auth", func(ic *InstanceConfig) { ic.AuthPass = "x" }, "needs VRRPv2"},
-		{"unknown script", func(ic *InstanceConfig) { ic.TrackScripts = []TrackScript{{Name: "nope"}} }, "not defined"},
-		{"peer family", func(ic *InstanceConfig) { ic.UnicastPeers = []netip.Addr{netip.MustParseAddr("fe80::1")} }, "unicast peer"},
-		{"state", func(ic *InstanceConfig) { ic.InitialState = Fault }, "initial state"},
-		{"interface", func(ic *InstanceConfig) { ic.Interface = "" }, "interface name"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ic := good
-			ic.VIPs = slices.Clone(good.VIPs)
-			tc.mod(&ic)
-			err := cfgOf(ic).Validate()
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want an error containing %q", err, tc.want)
-			}
-		})
-	}
-	if err := cfgOf(good).Validate(); err != nil {
-		t.Fatal(err)
-	}
-	// 10ms, the v3 minimum, is accepted.
-	ic := good
-	ic.AdvertInterval = 10 * ms
-	if err := cfgOf(ic).Validate(); err != nil {
-		t.Fatal(err)
-	}
-	dup := cfgOf(good, good)
-	if err := dup.Validate(); err == nil || !strings.Contains(err.Error(), "defined twice") {
-		t.Fatalf("duplicate: %v", err)
-	}
-	_, err := NewNode(cfgOf(baseInst("a", 1, func(ic *InstanceConfig) { ic.AuthType = AuthAH })), Options{})
-	if err == nil || !strings.Contains(err.Error(), "not supported") {
-		t.Fatalf("NewNode with AH: %v", err)
 	}
 }

@@ -12,21 +12,30 @@
 //
 // The daemon builds a Config (usually from its TOML) and runs one Node:
 //
-//	node, err := vrrp.NewNode(cfg, vrrp.Options{Logger: log, BeforeMaster: enableForwarding})
-//	if err != nil { ... }             // invalid config, AH authentication (ErrAHNotSupported)
+//	node, err := vrrp.NewNode(cfg, vrrp.Options{Logger: log, Runner: runner, BeforeMaster: enableForwarding})
+//	if err != nil { ... }             // invalid config, AH authentication (ErrAHNotSupported),
+//	                                  // commands without a Runner (ErrNoRunner)
 //	go func() {
 //		for ev := range node.Events() { // role changes, in order
-//			// attach forwarding when ev.To == vrrp.Master, detach otherwise;
+//			// attach forwarding when ev.To == vrrp.Master, detach otherwise
+//			// (a start-up BACKUP is tentative until ev.TentativeUntil);
 //			// log time.Since(ev.At): decision to forwarding active
 //		}
 //	}()
 //	err = node.Run(ctx)               // until ctx ends or Shutdown; both stop gracefully
+//	grace := node.ResignGrace()       // keep forwarding that long: the backups take over
 //
 // and, from other goroutines:
 //
 //	node.Reconfigure(newCfg)  // reload with keepalived semantics
 //	node.Status()             // []InstanceStatus, for metrics and the control socket
 //	node.Shutdown(ctx)        // graceful stop: priority 0, VIPs removed, notify_stop
+//
+// Defaults are keepalived's, and those of the configuration file: a zero
+// field means its default (Config.WithDefaults, applied once by NewNode and
+// Reconfigure). vrrp runs no command by itself: notify and track scripts go
+// through Options.Runner (the daemon's runs them without a shell), which a
+// configuration with commands needs.
 //
 // NewNode validates the whole configuration (Config.Validate) and touches
 // nothing on the host; Run opens the sockets (it fails at once when an
@@ -66,7 +75,8 @@
 // (RxErrors: every name of RxErrorReasons is always present), and
 // _split_brain (SplitBrain, SplitBrainCount). The reason names are stable:
 // ttl, version, type, length, checksum, vrid, auth, addr_list, interval,
-// peer. A rejected packet whose VRID is not configured (or cannot be read)
+// peer, and interval_limit (an accepted VRRPv3 advert whose interval was
+// bounded, below). A rejected packet whose VRID is not configured (or cannot be read)
 // counts on every instance of the interface and family it came in on.
 //
 // # Protocol details
@@ -75,7 +85,13 @@
 // Master_Down_Interval = 3 * Master_Adver_Interval + Skew_Time, with
 // Skew_Time = (256 - Priority) * Master_Adver_Interval / 256 in whole
 // centiseconds for VRRPv3 and (256 - Priority) / 256 seconds for VRRPv2.
-// A v3 backup adopts the master's interval. Failover speed comes from the
+// A v3 backup adopts the master's interval, but at most
+// LearnedIntervalMaxFactor (3 by default) times its own: within RFC 5798
+// alone, one forged advertisement with a higher priority and 40.95s makes
+// the master yield and every backup wait 3 x 40.95s, two minutes without a
+// holder of the VIPs; bounded, a backup takes over after 3 times the limit.
+// Such an advertisement counts under interval_limit and is logged once per
+// source (keepalived only logs the mismatch). Failover speed comes from the
 // interval: VRRPv3 accepts 10ms; at 20ms a dead master is replaced after
 // 70ms. Received packets that are already queued are handled before an
 // expired timer, so a stalled process does not take over by mistake.
@@ -115,7 +131,10 @@
 // with its process group after Notify.Timeout: a hanging script delays the
 // next script of its instance, never the protocol; the generic one gets keepalived's four extra
 // arguments: INSTANCE <name> <MASTER|BACKUP|FAULT|STOP|DELETED> <priority>.
-// Group notify scripts are not supported.
+// A sync group's scripts (SyncGroupConfig.Notify) run, in order per group,
+// once each time all its members have reached MASTER, BACKUP or FAULT, and
+// at shutdown after the instances' (STOP); its generic script gets GROUP
+// <name> <state>.
 //
 // # Split brain
 //
@@ -135,17 +154,30 @@
 //
 // # Structure
 //
-// The protocol core (core.go) is pure: instances' state machines, tracking
-// and split-brain rounds are methods taking the time and returning
-// actions; no goroutine, no sleep, no I/O. The Node (node.go) feeds it and
-// executes the actions through drivers behind interfaces (drivers.go):
-// Clock, Network (VRRP sockets, ARP/NA sockets, addresses, links,
-// macvlans) and Runner (scripts). LinuxNetwork (netlinux.go) is the real
-// Network; tests inject fakes. Packet codecs are packet.go (VRRP) and
-// arp.go (ARP, NA, NS). The Node has no goroutine of its own for the
-// protocol: the goroutine that wakes (a timer, a socket reader, a script,
-// the link watcher, an API call) runs the step under the Node's locks, so
-// no wake-up is handed from one goroutine to another.
+// The protocol core is pure: a typed input (core_inputs.go: an advert
+// received, a rejected packet, timers due, a VIP claim, a link change, a
+// track script result, a source address, a reconfiguration, start,
+// shutdown) goes into core.handle with the time, and actions come out; no
+// goroutine, no sleep, no I/O. Its files: core.go (state, actions, the
+// dispatch tables, status), core_transitions.go (states, start, timers,
+// stop), core_receive.go (receive checks, backup and master on an advert,
+// the learned interval's bound), core_tracking.go, core_syncgroup.go,
+// core_announce.go (GARP / NA bursts), core_splitbrain.go and
+// core_reconfigure.go. The state machine tests list inputs as data, with
+// the actions they must produce.
+//
+// The Node (node.go: API, locks, the step) turns what its drivers report
+// into inputs (node_endpoints.go: sockets; node_scripts.go: track scripts;
+// the link watcher) and executes the actions (node_actions.go; notify.go:
+// notify scripts; node_setup.go: what a configuration needs on the host)
+// through drivers behind interfaces (drivers.go): Clock, Network (VRRP
+// sockets, ARP/NA sockets, addresses, links, macvlans) and Runner
+// (commands). LinuxNetwork (netlinux.go) is the real Network; tests inject
+// fakes. Packet codecs are packet.go (VRRP) and arp.go (ARP, NA, NS). The
+// Node has no goroutine of its own for the protocol: the goroutine that
+// wakes (a timer, a socket reader, a script, the link watcher, an API
+// call) runs the step under the Node's locks, so no wake-up is handed from
+// one goroutine to another.
 //
 // The Linux driver sends and receives VRRP with non-blocking raw
 // syscalls, on a receive socket in Go's poller and a separate send socket

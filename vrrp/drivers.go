@@ -2,12 +2,8 @@ package vrrp
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"os/exec"
-	"syscall"
 	"time"
 )
 
@@ -98,33 +94,12 @@ type FrameConn interface {
 	Close() error
 }
 
-// Runner runs scripts: a shell command line with extra arguments. A nil
-// error means exit status 0. The script is killed when ctx is done.
+// Runner runs the configured commands: notify scripts (with extra
+// arguments) and track scripts. How a command line becomes a process is
+// the Runner's: the daemon's splits it into words and runs it without a
+// shell, as the configuration documents. A nil error means exit status 0;
+// the process is killed when ctx is done. vrrp has no Runner of its own: a
+// configuration with commands needs Options.Runner (ErrNoRunner).
 type Runner interface {
 	Run(ctx context.Context, command string, args ...string) error
-}
-
-// ShellRunner runs scripts with /bin/sh -c, in their own process group
-// which is killed on timeout.
-type ShellRunner struct{}
-
-// Run implements Runner.
-func (ShellRunner) Run(ctx context.Context, command string, args ...string) error {
-	argv := append([]string{"-c", command + ` "$@"`, "sh"}, args...)
-	cmd := exec.CommandContext(ctx, "/bin/sh", argv...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	err := cmd.Run()
-	if ctx.Err() != nil && err != nil {
-		return fmt.Errorf("script %q: %w", command, ctx.Err())
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return fmt.Errorf("script %q: exit status %d", command, ee.ExitCode())
-	}
-	if err != nil {
-		return fmt.Errorf("script %q: %w", command, err)
-	}
-	return nil
 }

@@ -55,7 +55,7 @@ func runTestNode(cfgJSON string) int {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	node, err := vrrp.NewNode(cfg, vrrp.Options{Logger: log, EventBuffer: 1024})
+	node, err := vrrp.NewNode(cfg, vrrp.Options{Logger: log, EventBuffer: 1024, Runner: vrrp.ExecRunner{}})
 	if err != nil {
 		log.Error("new node", "err", err)
 		return 2

@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -26,6 +24,14 @@ type Event struct {
 	// At is the time of the decision (the packet or timer that caused
 	// it); the control plane measures its own latency from it.
 	At time.Time
+	// TentativeUntil is set on the BACKUP an instance enters at start-up
+	// (Reason ReasonStartup): the role is tentative until then, since
+	// whether another master exists is known only when the instance's
+	// Master_Down_Timer runs out (then it hears one, or becomes MASTER
+	// itself, in a later event). It is that timer's deadline plus a
+	// second for the decision to arrive; a restarted master may keep
+	// forwarding until then. Zero on every other event.
+	TentativeUntil time.Time `json:",omitzero"`
 }
 
 // InstanceStatus is a snapshot of one instance, for metrics and the
@@ -72,7 +78,9 @@ type Options struct {
 	Logger  *slog.Logger // default: discard
 	Clock   Clock        // default: the system clock
 	Network Network      // default: Linux (raw sockets, AF_PACKET, netlink)
-	Runner  Runner       // default: ShellRunner
+	// Runner runs track scripts and notify commands; a configuration
+	// with any needs one (ErrNoRunner).
+	Runner Runner
 	// EventBuffer is the capacity of the Events channel (default 64).
 	EventBuffer int
 	// BeforeMaster, when set, is called when an instance becomes MASTER,
@@ -108,6 +116,7 @@ type Node struct {
 	phase    int // phaseIdle, phaseRunning, phaseStopped
 	status   []InstanceStatus
 	stopErr  error
+	grace    time.Duration // ResignGrace
 	shutdown chan context.Context
 	done     chan struct{}
 	events   chan Event
@@ -125,8 +134,7 @@ type Node struct {
 	pendingRx atomic.Int32
 	vrrpEPs   map[epKey]*vrrpEndpoint
 	frameEPs  map[epKey]*frameEndpoint
-	vipOwner  map[netip.Addr]string
-	ownMACs   map[string]bool
+	ownMACs   atomic.Pointer[map[string]bool] // read by the frame readers
 	vmacs     map[string]bool
 	scripts   map[string]*scriptTask
 	retired   map[string]*instance
@@ -148,8 +156,12 @@ type epKey struct {
 // NewNode validates cfg and prepares a node; nothing touches the host
 // until Run.
 func NewNode(cfg Config, opts Options) (*Node, error) {
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.normalize()
+	if err != nil {
 		return nil, fmt.Errorf("vrrp config: %w", err)
+	}
+	if err := cfg.checkRunner(opts.Runner); err != nil {
+		return nil, err
 	}
 	n := &Node{
 		log:      opts.Logger,
@@ -157,7 +169,7 @@ func NewNode(cfg Config, opts Options) (*Node, error) {
 		net:      opts.Network,
 		runner:   opts.Runner,
 		before:   opts.BeforeMaster,
-		cfg:      cloneConfig(cfg),
+		cfg:      cfg,
 		shutdown: make(chan context.Context),
 		done:     make(chan struct{}),
 		warned:   map[string]time.Time{},
@@ -171,9 +183,6 @@ func NewNode(cfg Config, opts Options) (*Node, error) {
 	if n.net == nil {
 		n.net = &LinuxNetwork{}
 	}
-	if n.runner == nil {
-		n.runner = ShellRunner{}
-	}
 	buf := opts.EventBuffer
 	if buf <= 0 {
 		buf = 64
@@ -183,13 +192,6 @@ func NewNode(cfg Config, opts Options) (*Node, error) {
 	n.core = newCore(n.cfg)
 	n.status = n.core.statuses()
 	return n, nil
-}
-
-func cloneConfig(c Config) Config {
-	c.Instances = slices.Clone(c.Instances)
-	c.Scripts = slices.Clone(c.Scripts)
-	c.SyncGroups = slices.Clone(c.SyncGroups)
-	return c
 }
 
 // Events delivers role changes in order. It never blocks the protocol:
@@ -228,10 +230,13 @@ func (n *Node) Status() []InstanceStatus {
 // (priority 0 if master, notify DELETED); a new one starts. An invalid
 // config is rejected and changes nothing.
 func (n *Node) Reconfigure(cfg Config) error {
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.normalize()
+	if err != nil {
 		return fmt.Errorf("vrrp config: %w", err)
 	}
-	cfg = cloneConfig(cfg)
+	if err := cfg.checkRunner(n.runner); err != nil {
+		return err
+	}
 	n.mu.Lock()
 	switch n.phase {
 	case phaseIdle:
@@ -290,6 +295,19 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 }
 
+// ResignGrace is how long the daemon must keep forwarding after the
+// graceful stop (Shutdown, or Run's ctx ending) for the instances that
+// were MASTER and resigned with priority 0: their backups take over within
+// Skew_Time, or within 3 advertisement intervals when they missed the
+// priority 0 advertisement, and clients follow their gratuitous ARPs. It
+// is 3 times the longest advertisement interval of those instances plus
+// 200ms, at most 4s; zero when no instance was MASTER, or before the stop.
+func (n *Node) ResignGrace() time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.grace
+}
+
 // Run runs the instances until ctx is done or Shutdown is called; both end
 // with the graceful stop of Shutdown. It fails at once if an instance's
 // interface does not exist or its sockets cannot be opened.
@@ -313,8 +331,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.timer.Stop()
 	err := n.prepare(cfg)
 	if err == nil {
-		now := n.clock.Now()
-		n.exec(now, n.core.start(now))
+		n.handle(startUp{})
 		n.rearm()
 		n.syncScripts(cfg.Scripts)
 	}
@@ -325,18 +342,10 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	go func() {
 		err := n.net.WatchLinks(drvCtx, func(name string, up bool) {
-			n.step(func(now time.Time) []action {
-				acts := n.core.linkState(now, name, up)
-				if up {
-					vips := n.allVIPs()
-					for _, in := range n.core.insts {
-						if in.cfg.Interface == name {
-							n.resolveLocal(in, vips)
-						}
-					}
-				}
-				return acts
-			})
+			if up {
+				n.refreshSources(name) // the address may have changed while down
+			}
+			n.step(linkChanged{name, up})
 		})
 		if err != nil && drvCtx.Err() == nil {
 			n.log.Error("vrrp: watching links failed: tracking of interfaces stops", "err", err)
@@ -381,16 +390,22 @@ func (n *Node) maxNotifyTimeout() time.Duration {
 	for _, in := range n.core.insts {
 		d = max(d, in.cfg.Notify.Timeout)
 	}
+	for _, g := range n.core.groupCfg {
+		d = max(d, g.Notify.Timeout)
+	}
 	return d
 }
 
 // stopAll is the graceful stop.
 func (n *Node) stopAll(ctx context.Context) error {
 	n.lockStep()
-	now := n.clock.Now()
-	n.exec(now, n.core.shutdown(now))
+	n.handle(shutDown{})
+	grace := n.core.resignGrace
 	n.stopped = true
 	n.unlockStep()
+	n.mu.Lock()
+	n.grace = grace
+	n.mu.Unlock()
 	n.log.Info("vrrp stopped")
 	if err := n.notify.wait(ctx); err != nil {
 		return fmt.Errorf("vrrp shutdown: notify scripts still running: %w", err)
@@ -398,21 +413,25 @@ func (n *Node) stopAll(ctx context.Context) error {
 	return nil
 }
 
-// step runs one input through the core, with the timers that came due,
+// step runs one input through the core, then the timers that came due,
 // and executes the actions; the caller is the goroutine that had the
 // input.
-func (n *Node) step(input func(now time.Time) []action) {
+func (n *Node) step(in input) {
 	n.lockStep()
 	defer n.unlockStep()
 	if n.stopped {
 		return
 	}
-	now := n.clock.Now()
-	if input != nil {
-		n.exec(now, input(now))
-	}
-	n.exec(now, n.core.tick(now))
+	n.handle(in)
+	n.handle(timersDue{})
 	n.rearm()
+}
+
+// handle runs one input through the core at the clock's time and executes
+// the actions, under the step locks.
+func (n *Node) handle(in input) {
+	now := n.clock.Now()
+	n.exec(now, n.core.handle(now, in))
 }
 
 // onTimer runs in the timer's goroutine.
@@ -426,8 +445,7 @@ func (n *Node) onTimer() {
 		// Master_Down_Timer); its step re-arms the timer.
 		return
 	}
-	now := n.clock.Now()
-	n.exec(now, n.core.tick(now))
+	n.handle(timersDue{})
 	n.rearm()
 }
 
@@ -445,701 +463,4 @@ func (n *Node) rearm() {
 		return
 	}
 	n.timer.Reset(max(next.Sub(n.clock.Now()), 0))
-}
-
-// prepare opens what cfg needs (VMACs, sockets), learns the interfaces and
-// resolves the instances' source addresses.
-func (n *Node) prepare(cfg Config) error {
-	var vips []netip.Addr
-	for _, ic := range cfg.Instances {
-		for _, v := range ic.VIPs {
-			vips = append(vips, v.Prefix.Addr())
-		}
-	}
-	var opened []func()
-	fail := func(err error) error {
-		for _, undo := range opened {
-			undo()
-		}
-		return err
-	}
-	for _, ic := range cfg.Instances {
-		ic = ic.withDefaults()
-		if ic.UseVMAC && !n.vmacs[ic.VMACInterface] {
-			if err := n.net.EnsureVMAC(ic.Interface, ic.VMACInterface, vmacAddr(ic.VRID, ic.is6())); err != nil {
-				return fail(fmt.Errorf("vrrp instance %q: vmac %s: %w", ic.Name, ic.VMACInterface, err))
-			}
-			name := ic.VMACInterface
-			n.vmacs[name] = true
-			opened = append(opened, func() { n.deleteVMAC(name) })
-		}
-		k := epKey{ic.Interface, ic.is6()}
-		if n.vrrpEPs[k] == nil {
-			ep, err := n.openVRRP(k)
-			if err != nil {
-				return fail(fmt.Errorf("vrrp instance %q: %w", ic.Name, err))
-			}
-			n.vrrpEPs[k] = ep
-			opened = append(opened, func() { ep.close(); delete(n.vrrpEPs, k) })
-		}
-		for _, v := range ic.VIPs {
-			fk := epKey{v.Dev, ic.is6()}
-			if n.frameEPs[fk] == nil {
-				ep, err := n.openFrames(fk)
-				if err != nil {
-					return fail(fmt.Errorf("vrrp instance %q: VIP %s: %w", ic.Name, v.Prefix, err))
-				}
-				n.frameEPs[fk] = ep
-				opened = append(opened, func() { ep.close(); delete(n.frameEPs, fk) })
-			}
-		}
-	}
-	// Link states first, so that instances start in the right state.
-	now := n.clock.Now()
-	for _, name := range linkNames(cfg) {
-		l, err := n.net.Link(name, nil)
-		n.exec(now, n.core.linkState(now, name, err == nil && l.Up))
-	}
-	n.index(cfg)
-	for _, in := range n.core.insts {
-		n.resolveLocal(in, vips)
-	}
-	return nil
-}
-
-func linkNames(cfg Config) []string {
-	var names []string
-	for _, ic := range cfg.Instances {
-		names = append(names, ic.Interface)
-		for _, t := range ic.TrackInterfaces {
-			names = append(names, t.Name)
-		}
-	}
-	slices.Sort(names)
-	return slices.Compact(names)
-}
-
-// index rebuilds the dispatch tables for cfg.
-func (n *Node) index(cfg Config) {
-	for _, ep := range n.vrrpEPs {
-		ep.setInstances(nil)
-	}
-	n.vipOwner = map[netip.Addr]string{}
-	n.ownMACs = map[string]bool{}
-	byEP := map[epKey][]InstanceConfig{}
-	for _, ic := range cfg.Instances {
-		ic = ic.withDefaults()
-		k := epKey{ic.Interface, ic.is6()}
-		byEP[k] = append(byEP[k], ic)
-		for _, v := range ic.VIPs {
-			n.vipOwner[v.Prefix.Addr()] = ic.Name
-		}
-		if ic.UseVMAC {
-			n.ownMACs[string(vmacAddr(ic.VRID, ic.is6()))] = true
-		}
-	}
-	for k, ics := range byEP {
-		if ep := n.vrrpEPs[k]; ep != nil {
-			ep.setInstances(ics)
-			n.ownMACs[string(ep.link.MAC)] = true
-		}
-	}
-	for _, ep := range n.frameEPs {
-		n.ownMACs[string(ep.link.MAC)] = true
-	}
-}
-
-// resolveLocal finds the address the instance advertises from.
-func (n *Node) resolveLocal(in *instance, exclude []netip.Addr) {
-	if in.cfg.UnicastSrc.IsValid() {
-		return
-	}
-	l, err := n.net.Link(in.cfg.Interface, exclude)
-	if err != nil {
-		n.warn("link:"+in.name(), "vrrp: cannot read interface", "instance", in.name(), "interface", in.cfg.Interface, "err", err)
-		return
-	}
-	a := l.Addr4
-	if in.cfg.is6() {
-		a = l.Addr6
-	}
-	n.core.setLocal(in.name(), a)
-}
-
-func (n *Node) allVIPs() []netip.Addr {
-	var vips []netip.Addr
-	for _, in := range n.core.insts {
-		for _, v := range in.cfg.VIPs {
-			vips = append(vips, v.Prefix.Addr())
-		}
-	}
-	return vips
-}
-
-// reconfigure runs on the loop: open what the new config needs first, so
-// that a failure changes nothing.
-func (n *Node) reconfigure(cfg Config) error {
-	if err := n.prepare(cfg); err != nil {
-		return err
-	}
-	now := n.clock.Now()
-	n.retired = maps.Clone(n.core.byName)
-	acts := n.core.reconfigure(now, cfg)
-	vips := n.allVIPs()
-	for _, in := range n.core.insts {
-		if !in.local.IsValid() {
-			n.resolveLocal(in, vips)
-		}
-	}
-	n.exec(now, acts)
-	n.retired = nil
-	n.closeUnused(cfg)
-	n.syncScripts(cfg.Scripts)
-	n.rearm()
-	n.mu.Lock()
-	n.cfg = cfg
-	n.mu.Unlock()
-	n.log.Info("vrrp reconfigured", "instances", len(cfg.Instances))
-	return nil
-}
-
-// closeUnused closes the sockets and VMACs cfg does not need.
-func (n *Node) closeUnused(cfg Config) {
-	need, needF, needV := map[epKey]bool{}, map[epKey]bool{}, map[string]bool{}
-	for _, ic := range cfg.Instances {
-		ic = ic.withDefaults()
-		need[epKey{ic.Interface, ic.is6()}] = true
-		for _, v := range ic.VIPs {
-			needF[epKey{v.Dev, ic.is6()}] = true
-		}
-		if ic.UseVMAC {
-			needV[ic.VMACInterface] = true
-		}
-	}
-	for k, ep := range n.vrrpEPs {
-		if !need[k] {
-			ep.close()
-			delete(n.vrrpEPs, k)
-		}
-	}
-	for k, ep := range n.frameEPs {
-		if !needF[k] {
-			ep.close()
-			delete(n.frameEPs, k)
-		}
-	}
-	for name := range n.vmacs {
-		if !needV[name] {
-			n.deleteVMAC(name)
-		}
-	}
-	n.index(cfg)
-}
-
-func (n *Node) deleteVMAC(name string) {
-	if err := n.net.DeleteVMAC(name); err != nil {
-		n.log.Warn("vrrp: removing vmac failed", "interface", name, "err", err)
-	}
-	delete(n.vmacs, name)
-}
-
-// vmacAddr is the VRRP virtual MAC (RFC 5798 7.3).
-func vmacAddr(vrid uint8, v6 bool) net.HardwareAddr {
-	if v6 {
-		return net.HardwareAddr{0, 0, 0x5e, 0, 2, vrid}
-	}
-	return net.HardwareAddr{0, 0, 0x5e, 0, 1, vrid}
-}
-
-// --- inputs ---
-
-// onPacket decodes a VRRP packet and dispatches it by VRID; rejects that
-// cannot be tied to an instance count on every instance of the socket.
-func (n *Node) onPacket(now time.Time, ep *vrrpEndpoint, data []byte, src, dst netip.Addr, ttl int) []action {
-	name := ""
-	if len(data) >= 2 {
-		name = ep.byVRID[data[1]]
-	}
-	adv, err := ParseAdvert(data, src, dst)
-	if err != nil {
-		var pe *ParseError
-		reason := RxLength
-		if errors.As(err, &pe) {
-			reason = pe.Reason
-		}
-		n.rxReject(ep, name, reason, err, src)
-		return nil
-	}
-	if name == "" {
-		n.rxReject(ep, "", RxVRID, fmt.Errorf("VRID %d not configured", adv.VRID), src)
-		return nil
-	}
-	return n.core.advert(now, name, rxPacket{Advert: adv, Src: src, Dst: dst, TTL: ttl})
-}
-
-// onFrame looks for a claim on one of our VIPs by another station.
-func (n *Node) onFrame(now time.Time, data []byte) []action {
-	c, ok := parseClaim(data)
-	if !ok || n.ownMACs[string(c.MAC)] {
-		return nil
-	}
-	if name, ok := n.vipOwner[c.IP]; ok {
-		return n.core.claim(now, name, c.IP)
-	}
-	return nil
-}
-
-func (n *Node) rxReject(ep *vrrpEndpoint, name, reason string, err error, src netip.Addr) {
-	names := ep.names
-	if name != "" {
-		names = []string{name}
-	}
-	for _, nm := range names {
-		n.core.rxError(nm, reason)
-	}
-	n.log.Debug("vrrp: packet rejected", "interface", ep.key.ifname, "from", src, "reason", reason, "err", err)
-}
-
-// --- actions ---
-
-func (n *Node) lookup(name string) *instance {
-	if in := n.core.byName[name]; in != nil {
-		return in
-	}
-	return n.retired[name]
-}
-
-// exec runs actions, under the step locks.
-func (n *Node) exec(now time.Time, acts []action) {
-	if n.before != nil {
-		for _, a := range acts {
-			if a.kind == actTransition && a.to == Master && n.lookup(a.inst) != nil {
-				n.coreMu.Unlock() // stepMu still holds the protocol
-				n.before(Event{Instance: a.inst, From: a.from, To: a.to, Priority: a.prio, Reason: a.note, At: now})
-				n.coreMu.Lock()
-			}
-		}
-	}
-	for _, a := range acts {
-		in := n.lookup(a.inst)
-		if in == nil {
-			continue
-		}
-		switch a.kind {
-		case actSendAdvert:
-			n.sendAdvert(in, a.prio)
-		case actAddVIPs:
-			for _, v := range cmpVIPs(a.vips, in.cfg.VIPs) {
-				if err := n.net.AddAddr(v); err != nil {
-					n.log.Error("vrrp: adding VIP failed", "instance", in.name(), "vip", v.Prefix, "dev", v.Dev, "err", err)
-				}
-			}
-		case actDelVIPs:
-			for _, v := range cmpVIPs(a.vips, in.cfg.VIPs) {
-				if err := n.net.DelAddr(v); err != nil {
-					n.log.Error("vrrp: removing VIP failed", "instance", in.name(), "vip", v.Prefix, "dev", v.Dev, "err", err)
-				}
-			}
-		case actAnnounce:
-			n.announce(in, cmpVIPs(a.vips, in.cfg.VIPs), a.count)
-		case actProbe:
-			n.probe(in)
-		case actNotify:
-			n.notify.enqueue(in.name(), notifyJobs(in, a.note, a.prio)...)
-		case actTransition:
-			n.log.Info("vrrp transition", "instance", in.name(), "from", a.from.String(), "to", a.to.String(),
-				"reason", a.note, "priority", a.prio)
-			n.emit(Event{Instance: in.name(), From: a.from, To: a.to, Priority: a.prio, Reason: a.note, At: now})
-		case actOwnerConflict:
-			n.log.Error("vrrp configuration error: another router is also the address owner (priority 255); "+
-				"lowering our priority until a reload, as keepalived", "instance", in.name(), "other", a.note, "priority", a.prio)
-		case actSplitBrain:
-			if a.to == Master {
-				n.log.Warn("vrrp split brain: another station answers for our VIPs while we are master",
-					"instance", in.name(), "vips", in.status().VIPs)
-			} else {
-				n.log.Info("vrrp split brain healed: re-announcing our VIPs", "instance", in.name())
-			}
-		}
-	}
-}
-
-func cmpVIPs(explicit, all []VIP) []VIP {
-	if explicit != nil {
-		return explicit
-	}
-	return all
-}
-
-func (n *Node) emit(ev Event) {
-	for {
-		select {
-		case n.events <- ev:
-			return
-		default:
-		}
-		select {
-		case <-n.events:
-			n.dropped.Add(1)
-		default:
-		}
-	}
-}
-
-// warn logs at most once a minute per key (a failing send at 100 adverts a
-// second must not flood the log).
-func (n *Node) warn(key, msg string, args ...any) {
-	now := n.clock.Now()
-	if t, ok := n.warned[key]; ok && now.Sub(t) < time.Minute {
-		return
-	}
-	n.warned[key] = now
-	n.log.Warn(msg, args...)
-}
-
-func (n *Node) sendAdvert(in *instance, prio uint8) {
-	ep := n.vrrpEPs[epKey{in.cfg.Interface, in.cfg.is6()}]
-	if ep == nil {
-		return
-	}
-	if !in.local.IsValid() {
-		n.resolveLocal(in, n.allVIPs())
-		if !in.local.IsValid() {
-			n.warn("src:"+in.name(), "vrrp: no source address to advertise from", "instance", in.name(), "interface", in.cfg.Interface)
-			return
-		}
-	}
-	dsts := in.cfg.UnicastPeers
-	if len(dsts) == 0 {
-		dsts = []netip.Addr{MulticastGroup4}
-		if in.cfg.is6() {
-			dsts[0] = MulticastGroup6
-		}
-	}
-	adv := in.advert(prio)
-	for _, dst := range dsts {
-		b, err := adv.Marshal(in.local, dst)
-		if err == nil {
-			err = ep.conn.WritePacket(b, in.local, dst)
-		}
-		if err != nil {
-			n.warn("send:"+in.name(), "vrrp: sending advertisement failed", "instance", in.name(), "to", dst, "err", err)
-		}
-	}
-}
-
-func (n *Node) announce(in *instance, vips []VIP, count int) {
-	for range count {
-		for _, v := range vips {
-			ep := n.frameEPs[epKey{v.Dev, in.cfg.is6()}]
-			if ep == nil {
-				continue
-			}
-			ip := v.Prefix.Addr()
-			var f []byte
-			if ip.Is4() {
-				f = garpFrame(ep.link.MAC, ip)
-			} else {
-				f = unsolicitedNAFrame(ep.link.MAC, ip, ep.link.Router)
-			}
-			if err := ep.conn.WriteFrame(f); err != nil {
-				n.warn("garp:"+in.name(), "vrrp: sending gratuitous ARP/NA failed", "instance", in.name(), "vip", ip, "err", err)
-			}
-		}
-	}
-}
-
-func (n *Node) probe(in *instance) {
-	for _, v := range in.cfg.VIPs {
-		ep := n.frameEPs[epKey{v.Dev, in.cfg.is6()}]
-		if ep == nil {
-			continue
-		}
-		ip := v.Prefix.Addr()
-		f := arpProbeFrame(ep.link.MAC, ip)
-		if ip.Is6() {
-			f = nsProbeFrame(ep.link.MAC, ip)
-		}
-		if err := ep.conn.WriteFrame(f); err != nil {
-			n.warn("probe:"+in.name(), "vrrp: sending split-brain probe failed", "instance", in.name(), "vip", ip, "err", err)
-		}
-	}
-}
-
-// --- endpoints ---
-
-type vrrpEndpoint struct {
-	key    epKey
-	conn   PacketConn
-	link   Link
-	byVRID map[uint8]string
-	names  []string
-	stop   chan struct{}
-}
-
-func (ep *vrrpEndpoint) setInstances(ics []InstanceConfig) {
-	ep.byVRID = map[uint8]string{}
-	ep.names = nil
-	for _, ic := range ics {
-		ep.byVRID[ic.VRID] = ic.Name
-		ep.names = append(ep.names, ic.Name)
-	}
-}
-
-func (ep *vrrpEndpoint) close() {
-	close(ep.stop)
-	_ = ep.conn.Close()
-}
-
-func (n *Node) openVRRP(k epKey) (*vrrpEndpoint, error) {
-	l, err := n.net.Link(k.ifname, nil)
-	if err != nil {
-		return nil, fmt.Errorf("interface %s: %w", k.ifname, err)
-	}
-	conn, err := n.net.ListenVRRP(k.ifname, k.v6)
-	if err != nil {
-		return nil, fmt.Errorf("vrrp socket on %s: %w", k.ifname, err)
-	}
-	ep := &vrrpEndpoint{key: k, conn: conn, link: l, byVRID: map[uint8]string{}, stop: make(chan struct{})}
-	go func() {
-		buf := make([]byte, 2*maxAdvertLength)
-		for {
-			m, src, dst, ttl, err := conn.ReadPacket(buf)
-			if err != nil {
-				select {
-				case <-ep.stop:
-				default:
-					n.log.Error("vrrp: reading packets stopped", "interface", k.ifname, "err", err)
-				}
-				return
-			}
-			n.pendingRx.Add(1)
-			n.step(func(now time.Time) []action { return n.onPacket(now, ep, buf[:m], src, dst, ttl) })
-			n.pendingRx.Add(-1)
-		}
-	}()
-	return ep, nil
-}
-
-type frameEndpoint struct {
-	key  epKey
-	conn FrameConn
-	link Link
-	stop chan struct{}
-}
-
-func (ep *frameEndpoint) close() {
-	close(ep.stop)
-	_ = ep.conn.Close()
-}
-
-func (n *Node) openFrames(k epKey) (*frameEndpoint, error) {
-	l, err := n.net.Link(k.ifname, nil)
-	if err != nil {
-		return nil, fmt.Errorf("interface %s: %w", k.ifname, err)
-	}
-	conn, err := n.net.ListenFrames(k.ifname, k.v6)
-	if err != nil {
-		return nil, fmt.Errorf("packet socket on %s: %w", k.ifname, err)
-	}
-	ep := &frameEndpoint{key: k, conn: conn, link: l, stop: make(chan struct{})}
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			m, err := conn.ReadFrame(buf)
-			if err != nil {
-				select {
-				case <-ep.stop:
-				default:
-					n.log.Error("vrrp: reading frames stopped: split-brain detection is off", "interface", k.ifname, "err", err)
-				}
-				return
-			}
-			n.step(func(now time.Time) []action { return n.onFrame(now, buf[:m]) })
-		}
-	}()
-	return ep, nil
-}
-
-// --- track scripts ---
-
-type scriptTask struct {
-	cfg    ScriptConfig
-	cancel context.CancelFunc
-}
-
-// syncScripts runs the scripts of scs (restarting changed ones) and stops
-// the others.
-func (n *Node) syncScripts(scs []ScriptConfig) {
-	want := map[string]ScriptConfig{}
-	for _, sc := range scs {
-		want[sc.Name] = sc.withDefaults()
-	}
-	for name, t := range n.scripts {
-		if w, ok := want[name]; !ok || w != t.cfg {
-			t.cancel()
-			delete(n.scripts, name)
-		}
-	}
-	for name, sc := range want {
-		if n.scripts[name] != nil {
-			continue
-		}
-		ctx, cancel := context.WithCancel(n.drvCtx)
-		n.scripts[name] = &scriptTask{cfg: sc, cancel: cancel}
-		go n.runScript(ctx, sc)
-	}
-}
-
-func (n *Node) runScript(ctx context.Context, sc ScriptConfig) {
-	wake := make(chan struct{}, 1)
-	t := n.clock.AfterFunc(time.Hour, func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	})
-	t.Stop()
-	defer releaseTimer(t)
-	for {
-		rctx, cancel := context.WithTimeout(ctx, sc.Timeout)
-		err := n.runner.Run(rctx, sc.Script)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			n.log.Debug("vrrp: track script failed", "script", sc.Name, "err", err)
-		}
-		n.step(func(now time.Time) []action {
-			if t := n.scripts[sc.Name]; t == nil || t.cfg.Script != sc.Script {
-				return nil // replaced by a reload
-			}
-			return n.core.scriptResult(now, sc.Name, err == nil)
-		})
-		select {
-		case <-wake: // a late call of the last arming
-		default:
-		}
-		t.Reset(sc.Interval)
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// releaseTimer stops t and frees what it holds (a timerfd).
-func releaseTimer(t Timer) {
-	t.Stop()
-	if c, ok := t.(io.Closer); ok {
-		_ = c.Close()
-	}
-}
-
-// --- notify ---
-
-type notifyJob struct {
-	instance string
-	script   string
-	args     []string
-	timeout  time.Duration
-}
-
-func notifyJobs(in *instance, note string, prio uint8) []notifyJob {
-	nc := in.cfg.Notify
-	var script string
-	switch note {
-	case "MASTER":
-		script = nc.Master
-	case "BACKUP":
-		script = nc.Backup
-	case "FAULT", "SPLIT_BRAIN":
-		script = nc.Fault
-	case "STOP":
-		script = nc.Stop
-	}
-	var jobs []notifyJob
-	if script != "" {
-		jobs = append(jobs, notifyJob{in.name(), script, nil, nc.Timeout})
-	}
-	if nc.Generic != "" && note != "SPLIT_BRAIN" {
-		jobs = append(jobs, notifyJob{in.name(), nc.Generic, []string{"INSTANCE", in.name(), note, fmt.Sprint(prio)}, nc.Timeout})
-	}
-	return jobs
-}
-
-// notifier runs notify scripts in order per instance, off the protocol
-// loop: enqueue never blocks.
-type notifier struct {
-	run Runner
-	log *slog.Logger
-
-	mu     sync.Mutex
-	queues map[string][]notifyJob
-	idle   *sync.Cond
-	busy   int // instances with a running worker
-}
-
-func newNotifier(run Runner, log *slog.Logger) *notifier {
-	nt := &notifier{run: run, log: log, queues: map[string][]notifyJob{}}
-	nt.idle = sync.NewCond(&nt.mu)
-	return nt
-}
-
-func (nt *notifier) enqueue(inst string, jobs ...notifyJob) {
-	if len(jobs) == 0 {
-		return
-	}
-	nt.mu.Lock()
-	defer nt.mu.Unlock()
-	q, running := nt.queues[inst]
-	nt.queues[inst] = append(q, jobs...)
-	if !running {
-		nt.busy++
-		go nt.work(inst)
-	}
-}
-
-func (nt *notifier) work(inst string) {
-	for {
-		nt.mu.Lock()
-		q := nt.queues[inst]
-		if len(q) == 0 {
-			delete(nt.queues, inst)
-			nt.busy--
-			nt.idle.Broadcast()
-			nt.mu.Unlock()
-			return
-		}
-		j := q[0]
-		nt.queues[inst] = q[1:]
-		nt.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), j.timeout)
-		err := nt.run.Run(ctx, j.script, j.args...)
-		cancel()
-		if err != nil {
-			nt.log.Warn("vrrp: notify script failed", "instance", inst, "err", err)
-		}
-	}
-}
-
-// wait returns when no notify script runs or is queued, or ctx ends.
-func (nt *notifier) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		nt.mu.Lock()
-		for nt.busy > 0 {
-			nt.idle.Wait()
-		}
-		nt.mu.Unlock()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -5,17 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,430 +20,14 @@ import (
 // dispatch of packets, events, notify, tracking, reconfigure and shutdown,
 // without root. The real drivers are tested in the namespace lab.
 
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c      *fakeClock
-	f      func()
-	at     time.Time
-	active bool
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
-	t := &fakeTimer{c: c, f: f}
-	c.mu.Lock()
-	c.timers = append(c.timers, t)
-	c.mu.Unlock()
-	t.Reset(d)
-	return t
-}
-
-// Advance moves the time and fires the timers due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	c.fireLocked()
-}
-
-func (c *fakeClock) fireLocked() {
-	for _, t := range c.timers {
-		if t.active && !t.at.After(c.now) {
-			t.active = false
-			go t.f()
-		}
-	}
-}
-
-func (t *fakeTimer) Reset(d time.Duration) {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	t.at, t.active = t.c.now.Add(d), true
-	t.c.fireLocked()
-}
-
-func (t *fakeTimer) Stop() {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	t.active = false
-}
-
-type sentAdvert struct {
-	Advert
-	src, dst netip.Addr
-}
-
-// fakeNet is one host with interfaces eth0 (10.0.0.1, fe80::1) and eth1.
-type fakeNet struct {
-	mu     sync.Mutex
-	links  map[string]Link
-	addrs  map[netip.Addr]VIP
-	sent   []sentAdvert
-	frames [][]byte
-	conns  map[epKey]*fakeConn
-	fconns map[epKey]*fakeConn
-	report func(string, bool)
-}
-
-type fakeConn struct {
-	in     chan []byte
-	closed chan struct{}
-	once   sync.Once
-	net    *fakeNet
-	key    epKey
-}
-
-func newFakeNet() *fakeNet {
-	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
-	return &fakeNet{
-		links: map[string]Link{
-			"eth0": {Name: "eth0", Index: 2, MAC: mac, Up: true, Addr4: netip.MustParseAddr("10.0.0.1"), Addr6: netip.MustParseAddr("fe80::1")},
-			"eth1": {Name: "eth1", Index: 3, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, Up: true, Addr4: netip.MustParseAddr("10.1.0.1")},
-		},
-		addrs: map[netip.Addr]VIP{}, conns: map[epKey]*fakeConn{}, fconns: map[epKey]*fakeConn{},
-	}
-}
-
-func (f *fakeNet) Link(name string, exclude []netip.Addr) (Link, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	l, ok := f.links[name]
-	if !ok {
-		return Link{}, fmt.Errorf("link %s: not found", name)
-	}
-	return l, nil
-}
-
-func (f *fakeNet) newConn(m map[epKey]*fakeConn, k epKey) *fakeConn {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c := &fakeConn{in: make(chan []byte, 64), closed: make(chan struct{}), net: f, key: k}
-	m[k] = c
-	return c
-}
-
-func (f *fakeNet) ListenVRRP(ifname string, v6 bool) (PacketConn, error) {
-	if _, err := f.Link(ifname, nil); err != nil {
-		return nil, err
-	}
-	return f.newConn(f.conns, epKey{ifname, v6}), nil
-}
-
-func (f *fakeNet) ListenFrames(ifname string, v6 bool) (FrameConn, error) {
-	return f.newConn(f.fconns, epKey{ifname, v6}), nil
-}
-
-func (f *fakeNet) AddAddr(v VIP) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.addrs[v.Prefix.Addr()] = v
-	return nil
-}
-
-func (f *fakeNet) DelAddr(v VIP) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.addrs, v.Prefix.Addr())
-	return nil
-}
-
-func (f *fakeNet) EnsureVMAC(parent, name string, mac net.HardwareAddr) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.links[name] = Link{Name: name, Index: 9, MAC: mac, Up: true}
-	return nil
-}
-
-func (f *fakeNet) DeleteVMAC(name string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.links, name)
-	return nil
-}
-
-func (f *fakeNet) WatchLinks(ctx context.Context, report func(string, bool)) error {
-	f.mu.Lock()
-	f.report = report
-	f.mu.Unlock()
-	<-ctx.Done()
-	return nil
-}
-
-func (f *fakeNet) setLink(t *testing.T, name string, up bool) {
-	t.Helper()
-	waitUntil(t, "link watcher", func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.report != nil })
-	f.mu.Lock()
-	l := f.links[name]
-	l.Up = up
-	f.links[name] = l
-	report := f.report
-	f.mu.Unlock()
-	report(name, up)
-}
-
-func (f *fakeNet) hasAddr(a string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_, ok := f.addrs[netip.MustParseAddr(a)]
-	return ok
-}
-
-func (f *fakeNet) adverts() []sentAdvert {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.sent)
-}
-
-func (f *fakeNet) sentFrames() [][]byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.frames)
-}
-
-// inject delivers a packet to the VRRP socket of (ifname, v6).
-func (f *fakeNet) inject(t *testing.T, ifname string, v6 bool, b []byte) {
-	t.Helper()
-	var c *fakeConn
-	waitUntil(t, "socket "+ifname, func() bool { f.mu.Lock(); defer f.mu.Unlock(); c = f.conns[epKey{ifname, v6}]; return c != nil })
-	c.in <- b
-}
-
-func (f *fakeNet) injectFrame(t *testing.T, ifname string, b []byte) {
-	t.Helper()
-	var c *fakeConn
-	waitUntil(t, "frames "+ifname, func() bool { f.mu.Lock(); defer f.mu.Unlock(); c = f.fconns[epKey{ifname, false}]; return c != nil })
-	c.in <- b
-}
-
-// Packets injected carry a 4-byte header: TTL, then the source's last
-// byte (the source is 10.0.0.x, dst the group), a kind and a byte of
-// padding. Kind rawIPv4 carries a whole IPv4 datagram instead, stripped as
-// the Linux socket does it (stripIPv4).
-func (c *fakeConn) ReadPacket(buf []byte) (int, netip.Addr, netip.Addr, int, error) {
-	for {
-		select {
-		case b := <-c.in:
-			n := copy(buf, b[4:])
-			if b[2] == rawIPv4 {
-				if m, src, dst, ttl, ok := stripIPv4(buf[:n]); ok {
-					return m, src, dst, ttl, nil
-				}
-				continue // not VRRP over IPv4: the Linux socket skips it too
-			}
-			return n, netip.AddrFrom4([4]byte{10, 0, 0, b[1]}), MulticastGroup4, int(b[0]), nil
-		case <-c.closed:
-			return 0, netip.Addr{}, netip.Addr{}, 0, net.ErrClosed
-		}
-	}
-}
-
-const rawIPv4 = 1 // injected packet kind: a whole IPv4 datagram
-
-// ipv4Datagram wraps a VRRP payload in an IPv4 header from src to the
-// VRRP group with TTL 255, then lets mod change the header.
-func ipv4Datagram(src netip.Addr, payload []byte, mod func(h []byte)) []byte {
-	b := make([]byte, ipv4HeaderLen+len(payload))
-	b[0], b[1] = 4<<4|ipv4HeaderLen/4, vrrpTOS
-	binary.BigEndian.PutUint16(b[2:4], uint16(len(b)))
-	b[8], b[9] = vrrpTTL, IPProtoVRRP
-	copy(b[12:16], src.AsSlice())
-	copy(b[16:20], MulticastGroup4.AsSlice())
-	copy(b[ipv4HeaderLen:], payload)
-	if mod != nil {
-		mod(b[:ipv4HeaderLen])
-	}
-	return append([]byte{0, 0, rawIPv4, 0}, b...)
-}
-
-func (c *fakeConn) WritePacket(payload []byte, src, dst netip.Addr) error {
-	a, err := ParseAdvert(payload, src, dst)
-	if err != nil {
-		return fmt.Errorf("node sent a bad advert: %w", err)
-	}
-	c.net.mu.Lock()
-	defer c.net.mu.Unlock()
-	c.net.sent = append(c.net.sent, sentAdvert{a, src, dst})
-	return nil
-}
-
-func (c *fakeConn) ReadFrame(buf []byte) (int, error) {
-	select {
-	case b := <-c.in:
-		return copy(buf, b), nil
-	case <-c.closed:
-		return 0, net.ErrClosed
-	}
-}
-
-func (c *fakeConn) WriteFrame(b []byte) error {
-	c.net.mu.Lock()
-	defer c.net.mu.Unlock()
-	c.net.frames = append(c.net.frames, bytes.Clone(b))
-	return nil
-}
-
-func (c *fakeConn) Close() error {
-	c.once.Do(func() { close(c.closed) })
-	return nil
-}
-
-// fakeRunner records script runs; scripts in fail exit 1.
-type fakeRunner struct {
-	mu   sync.Mutex
-	runs []string
-	fail map[string]bool
-}
-
-func (r *fakeRunner) Run(ctx context.Context, command string, args ...string) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.runs = append(r.runs, strings.Join(append([]string{command}, args...), " "))
-	if r.fail[command] {
-		return errors.New("exit status 1")
-	}
-	return nil
-}
-
-func (r *fakeRunner) setFail(cmd string, fail bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.fail[cmd] = fail
-}
-
-func (r *fakeRunner) ran(cmd string) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []string
-	for _, s := range r.runs {
-		if strings.HasPrefix(s, cmd) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timeout waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-type nodeRig struct {
-	t      *testing.T
-	clock  *fakeClock
-	net    *fakeNet
-	run    *fakeRunner
-	node   *Node
-	runErr chan error
-}
-
-func startRig(t *testing.T, cfg Config, buf int, before ...func(Event)) *nodeRig {
-	t.Helper()
-	return startRigWith(t, cfg, func(o *Options) {
-		o.EventBuffer = buf
-		if len(before) > 0 {
-			o.BeforeMaster = before[0]
-		}
-	})
-}
-
-// startRigWith starts a node on the fake clock and network; mod may change
-// its options (a real Runner, a logger).
-func startRigWith(t *testing.T, cfg Config, mod func(*Options)) *nodeRig {
-	t.Helper()
-	r := &nodeRig{t: t, clock: &fakeClock{now: t0}, net: newFakeNet(), run: &fakeRunner{fail: map[string]bool{}}, runErr: make(chan error, 1)}
-	opts := Options{Clock: r.clock, Network: r.net, Runner: r.run}
-	mod(&opts)
-	n, err := NewNode(cfg, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.node = n
-	go func() { r.runErr <- n.Run(context.Background()) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = n.Shutdown(ctx)
-	})
-	return r
-}
-
-func (r *nodeRig) status(name string) InstanceStatus {
-	for _, s := range r.node.Status() {
-		if s.Name == name {
-			return s
-		}
-	}
-	r.t.Fatalf("no instance %s", name)
-	return InstanceStatus{}
-}
-
-func (r *nodeRig) waitState(name string, st State) {
-	r.t.Helper()
-	waitUntil(r.t, name+" "+st.String(), func() bool { return r.status(name).State == st })
-}
-
-// advanceUntil moves the fake time by 100ms steps until instance "a" is
-// in state st: goroutines waiting on the clock need no exact ordering.
-func (r *nodeRig) advanceUntil(st State) {
-	r.t.Helper()
-	waitUntil(r.t, "a "+st.String(), func() bool {
-		if r.status("a").State == st {
-			return true
-		}
-		r.clock.Advance(100 * time.Millisecond)
-		time.Sleep(time.Millisecond)
-		return false
-	})
-}
-
-func (r *nodeRig) nextEvent() Event {
-	r.t.Helper()
-	select {
-	case ev := <-r.node.Events():
-		return ev
-	case <-time.After(10 * time.Second):
-		r.t.Fatal("no event")
-	}
-	return Event{}
-}
-
-// advertFrom builds an injected packet (see ReadPacket) from 10.0.0.<last>.
-func advertFrom(t *testing.T, last byte, ttl byte, a Advert) []byte {
-	t.Helper()
-	b, err := a.Marshal(netip.AddrFrom4([4]byte{10, 0, 0, last}), MulticastGroup4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append([]byte{ttl, last, 0, 0}, b...)
-}
-
-func nodeInst(name string, prio uint8, mods ...func(*InstanceConfig)) InstanceConfig {
-	ic := baseInst(name, prio, mods...)
-	return ic
-}
-
 func TestNodeElectionEventsNotify(t *testing.T) {
 	cfg := cfgOf(nodeInst("a", 100, func(ic *InstanceConfig) {
 		ic.Notify = Notify{Master: "/bin/to-master", Backup: "/bin/to-backup", Stop: "/bin/stop", Generic: "/bin/notify"}
 	}))
 	r := startRig(t, cfg, 0)
-	if ev := r.nextEvent(); ev.From != Init || ev.To != Backup || ev.Reason != ReasonStartup || !ev.At.Equal(t0) {
+	// Tentative until the Master_Down_Timer (3.6s) and a second.
+	if ev := r.nextEvent(); ev.From != Init || ev.To != Backup || ev.Reason != ReasonStartup || !ev.At.Equal(t0) ||
+		!ev.TentativeUntil.Equal(t0.Add(4600*time.Millisecond)) {
 		t.Fatalf("first event %+v", ev)
 	}
 	// A better master: its adverts keep us backup.
@@ -475,7 +53,8 @@ func TestNodeElectionEventsNotify(t *testing.T) {
 	}
 	r.clock.Advance(600 * time.Millisecond) // 6.6s: 3.6s since the advert
 	ev := r.nextEvent()
-	if ev.From != Backup || ev.To != Master || ev.Reason != ReasonMasterDown || !ev.At.Equal(t0.Add(6600*time.Millisecond)) || ev.Priority != 100 {
+	if ev.From != Backup || ev.To != Master || ev.Reason != ReasonMasterDown || !ev.At.Equal(t0.Add(6600*time.Millisecond)) || ev.Priority != 100 ||
+		!ev.TentativeUntil.IsZero() {
 		t.Fatalf("takeover event %+v", ev)
 	}
 	waitUntil(t, "VIP added", func() bool { return r.net.hasAddr("10.0.0.100") })
@@ -505,6 +84,10 @@ func TestNodeElectionEventsNotify(t *testing.T) {
 	if err := <-r.runErr; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	// The master resigned: forwarding goes on for 3 intervals and 200ms.
+	if g := r.node.ResignGrace(); g != 3200*time.Millisecond {
+		t.Fatalf("resign grace %v", g)
+	}
 	sent := r.net.adverts()
 	if last := sent[len(sent)-1]; last.Priority != 0 {
 		t.Fatalf("last advert priority %d", last.Priority)
@@ -523,6 +106,36 @@ func TestNodeElectionEventsNotify(t *testing.T) {
 	}
 	if err := r.node.Reconfigure(cfg); err == nil {
 		t.Fatal("Reconfigure after stop succeeded")
+	}
+}
+
+// TestNodeForgedInterval (issue 11): a forged advert with a higher
+// priority and the longest interval, through the receive path: counted
+// under interval_limit, logged once for its source, learned as 3 intervals,
+// and the backup takes over 3 x 3s + 1.82s after it (RFC 5798 alone: 150s).
+func TestNodeForgedInterval(t *testing.T) {
+	var logs nettest.SyncBuffer
+	r := startRigWith(t, cfgOf(nodeInst("a", 100)), func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
+	if ev := r.nextEvent(); ev.To != Backup {
+		t.Fatalf("first event %+v", ev)
+	}
+	forged := Advert{Version: 3, VRID: 51, Priority: 200, Interval: MaxAdvertIntervalV3, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.100")}}
+	r.clock.Advance(time.Second)
+	for range 2 {
+		r.net.inject(t, "eth0", false, advertFrom(t, 66, 255, forged))
+	}
+	waitUntil(t, "forged adverts counted", func() bool { return r.status("a").RxErrors[RxIntervalLimit] == 2 })
+	st := r.status("a")
+	if st.AdvertsReceived != 2 || st.MasterPriority != 200 || st.MasterAdvertInterval != 3*time.Second {
+		t.Fatalf("status after the forged adverts: %+v", st)
+	}
+	if n := strings.Count(logs.String(), "advertisement interval above the learned limit"); n != 1 {
+		t.Fatalf("logged %d times, want once for the one source:\n%s", n, logs.String())
+	}
+	r.advanceUntil(Master)
+	ev := r.nextEvent()
+	if d := ev.At.Sub(t0); ev.To != Master || d < 11820*time.Millisecond || d > 12*time.Second {
+		t.Fatalf("takeover %+v, %v after the start, want 11.82s", ev, d)
 	}
 }
 
@@ -743,133 +356,5 @@ func TestNodeRxErrorCounters(t *testing.T) {
 	// The datagrams carried the source and TTL of their IPv4 header.
 	if st := r.status("a"); st.MasterAddr != src || st.RxErrors[RxTTL] != 0 {
 		t.Fatalf("status %+v", st)
-	}
-}
-
-// writeScript writes an executable shell script into dir.
-func writeScript(t *testing.T, dir, name, body string) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-func readFile(path string) string {
-	b, _ := os.ReadFile(path)
-	return string(b)
-}
-
-// TestNodeNotifyScriptHangs: notify scripts (real ones, ShellRunner) run
-// off the protocol: a takeover happens on time while the previous notify
-// script still hangs, and the scripts of an instance keep their order.
-func TestNodeNotifyScriptHangs(t *testing.T) {
-	dir := t.TempDir()
-	log, release := filepath.Join(dir, "log"), filepath.Join(dir, "release")
-	backup := writeScript(t, dir, "backup", "echo backup-start >>"+log+"\n"+
-		"while [ ! -e "+release+" ]; do sleep 0.01; done\necho backup-end >>"+log+"\n")
-	master := writeScript(t, dir, "master", "echo master >>"+log+"\n")
-	cfg := cfgOf(nodeInst("a", 100, func(ic *InstanceConfig) {
-		ic.Notify = Notify{Backup: backup, Master: master, Timeout: time.Minute}
-	}))
-	r := startRigWith(t, cfg, func(o *Options) { o.Runner = ShellRunner{} })
-	// Whatever happens, the script ends with the test (before the node's
-	// shutdown, which waits for it).
-	t.Cleanup(func() { _ = os.WriteFile(release, nil, 0o644) })
-	if ev := r.nextEvent(); ev.To != Backup {
-		t.Fatalf("first event %+v", ev)
-	}
-	waitUntil(t, "notify_backup running", func() bool { return readFile(log) == "backup-start\n" })
-	// Master_Down_Interval 3.6s: the takeover is due while the script
-	// hangs, and happens then.
-	r.clock.Advance(3600 * time.Millisecond)
-	ev := r.nextEvent()
-	if ev.To != Master || ev.Reason != ReasonMasterDown || !ev.At.Equal(t0.Add(3600*time.Millisecond)) {
-		t.Fatalf("takeover event %+v", ev)
-	}
-	waitUntil(t, "VIP and advert", func() bool { return r.net.hasAddr("10.0.0.100") && len(r.net.adverts()) > 0 })
-	// The script still hangs (it ends only on release), so nothing above
-	// waited for it; notify_master waits behind it.
-	if got := readFile(log); got != "backup-start\n" {
-		t.Fatalf("notify log %q before the release", got)
-	}
-	if err := os.WriteFile(release, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "notify_master after notify_backup", func() bool {
-		return readFile(log) == "backup-start\nbackup-end\nmaster\n"
-	})
-}
-
-// processGone reports whether pid has exited (a zombie counts: it is dead
-// and waits for its reaper).
-func processGone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	// The state follows the command name in parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
-}
-
-// TestNodeNotifyScriptTimeout: a notify script still running at the notify
-// timeout is killed with its whole process group (ShellRunner), and the
-// next notify script of the instance then runs.
-func TestNodeNotifyScriptTimeout(t *testing.T) {
-	const timeout = 500 * time.Millisecond
-	dir := t.TempDir()
-	log := filepath.Join(dir, "log")
-	shPID, bgPID := filepath.Join(dir, "sh.pid"), filepath.Join(dir, "bg.pid")
-	backup := writeScript(t, dir, "backup", "sleep 600 &\necho $! >"+bgPID+".tmp && mv "+bgPID+".tmp "+bgPID+"\n"+
-		"echo $$ >"+shPID+".tmp && mv "+shPID+".tmp "+shPID+"\nwait\necho backup-end >>"+log+"\n")
-	master := writeScript(t, dir, "master", "echo master >>"+log+"\n")
-	var logs nettest.SyncBuffer
-	cfg := cfgOf(nodeInst("a", 100, func(ic *InstanceConfig) {
-		ic.Notify = Notify{Backup: backup, Master: master, Timeout: timeout}
-	}))
-	start := time.Now()
-	r := startRigWith(t, cfg, func(o *Options) {
-		o.Runner = ShellRunner{}
-		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	})
-	pids := map[string]int{}
-	waitUntil(t, "notify_backup running", func() bool {
-		for _, f := range []string{shPID, bgPID} {
-			pid, err := strconv.Atoi(strings.TrimSpace(readFile(f)))
-			if err != nil {
-				return false
-			}
-			pids[f] = pid
-		}
-		return true
-	})
-	t.Cleanup(func() {
-		for _, pid := range pids {
-			if !processGone(pid) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	})
-	// The takeover queues notify_master behind the hanging script.
-	r.clock.Advance(3600 * time.Millisecond)
-	r.waitState("a", Master)
-	// Killed at the timeout (not the 10s default): the script and its
-	// child, each of which would live 600s.
-	deadline := time.Now().Add(timeout + 5*time.Second)
-	for !processGone(pids[shPID]) || !processGone(pids[bgPID]) {
-		if time.Now().After(deadline) {
-			t.Fatalf("notify script (pid %d, child %d) still running %v after its start, timeout %v",
-				pids[shPID], pids[bgPID], time.Since(start), timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if el := time.Since(start); el < timeout {
-		t.Fatalf("killed %v after the node started, before the %v timeout", el, timeout)
-	}
-	waitUntil(t, "notify_master after the kill", func() bool { return readFile(log) == "master\n" })
-	if !strings.Contains(logs.String(), "notify script failed") || !strings.Contains(logs.String(), context.DeadlineExceeded.Error()) {
-		t.Fatalf("log:\n%s", logs.String())
 	}
 }

@@ -30,8 +30,10 @@ var (
 )
 
 // Receive error reasons: each rejected advertisement increments exactly
-// one of these counters in InstanceStatus.RxErrors. The names are stable
-// (they are metric label values); a retired name is never reused.
+// one of these counters in InstanceStatus.RxErrors, except RxIntervalLimit,
+// which counts accepted VRRPv3 advertisements whose interval was refused
+// (bounded, see InstanceConfig.LearnedIntervalMaxFactor). The names are
+// stable (they are metric label values); a retired name is never reused.
 const (
 	RxTTL      = "ttl"       // multicast mode: IPv4 TTL or IPv6 hop limit is not 255
 	RxVersion  = "version"   // not the instance's VRRP version
@@ -43,10 +45,13 @@ const (
 	RxAddrList = "addr_list" // address list differs from the configured VIPs
 	RxInterval = "interval"  // VRRPv2 interval mismatch, or a zero interval
 	RxPeer     = "peer"      // unicast mode: source is not a configured peer
+	// RxIntervalLimit: a VRRPv3 interval above LearnedIntervalMaxFactor
+	// times ours: the advert counts, a backup learns the limit instead.
+	RxIntervalLimit = "interval_limit"
 )
 
 // RxErrorReasons lists every receive error reason, in a stable order.
-var RxErrorReasons = []string{RxTTL, RxVersion, RxType, RxLength, RxChecksum, RxVRID, RxAuth, RxAddrList, RxInterval, RxPeer}
+var RxErrorReasons = []string{RxTTL, RxVersion, RxType, RxLength, RxChecksum, RxVRID, RxAuth, RxAddrList, RxInterval, RxPeer, RxIntervalLimit}
 
 // ParseError is a rejected packet: Reason is one of RxErrorReasons.
 type ParseError struct {

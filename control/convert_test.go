@@ -1,0 +1,143 @@
+package control
+
+import (
+	"fmt"
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/vrrp"
+)
+
+// minimalVRRP is the least a configuration file says of VRRP: every other
+// key takes its default.
+const minimalVRRP = `
+[global]
+router_id = "t"
+[dataplane]
+interfaces = ["eth0"]
+
+[[vrrp_script]]
+name = "chk"
+script = "/bin/true"
+
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 51
+virtual_ipaddress = ["10.0.0.100"]
+
+[[vrrp_sync_group]]
+name = "G"
+group = ["VI_1"]
+`
+
+func parse(t *testing.T, src string) *config.Config {
+	t.Helper()
+	c, err := config.Parse("t.toml", []byte(src), nil)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return c
+}
+
+// TestVRRPDefaultsAgree: the configuration file's defaults (config/load.go,
+// the user-facing ones) and vrrp's defaults for a Config built in code are
+// the same. The minimal configuration, converted, with vrrp's defaults
+// filling only what the conversion leaves zero, must equal the minimal
+// vrrp.Config with vrrp's defaults: a default that config sets to one value
+// and vrrp to another shows as a difference.
+func TestVRRPDefaultsAgree(t *testing.T) {
+	got := VRRPFromConfig(parse(t, minimalVRRP)).WithDefaults()
+	want := vrrp.Config{
+		Scripts: []vrrp.ScriptConfig{{Name: "chk", Script: "/bin/true"}},
+		Instances: []vrrp.InstanceConfig{{Name: "VI_1", Interface: "eth0", VRID: 51,
+			VIPs: []vrrp.VIP{{Prefix: netip.MustParsePrefix("10.0.0.100/32")}}}},
+		SyncGroups: []vrrp.SyncGroupConfig{{Name: "G", Instances: []string{"VI_1"}}},
+	}.WithDefaults()
+	for _, d := range diffFields("", reflect.ValueOf(got), reflect.ValueOf(want)) {
+		t.Errorf("%s (config's default, then vrrp's)", d)
+	}
+	if err := got.Validate(); err != nil {
+		t.Fatalf("the converted minimal configuration is invalid: %v", err)
+	}
+}
+
+// TestVRRPFromConfigZeroIsOff: where the configuration file's 0 means off,
+// the conversion says so in vrrp's terms (a negative value): vrrp's 0 means
+// its default.
+func TestVRRPFromConfigZeroIsOff(t *testing.T) {
+	c := parse(t, minimalVRRP+`
+[[vrrp_instance]]
+name = "VI_2"
+interface = "eth0"
+virtual_router_id = 52
+virtual_ipaddress = ["10.0.0.101"]
+garp_master_delay = "0s"
+split_brain_check_interval = "0s"
+learned_advert_int_max_factor = 0
+`)
+	ic := VRRPFromConfig(c).WithDefaults().Instances[1]
+	if ic.GARP.MasterDelay >= 0 {
+		t.Errorf("garp_master_delay = \"0s\" (no second burst, as keepalived's 0) became %v", ic.GARP.MasterDelay)
+	}
+	if ic.SplitBrainProbeInterval >= 0 {
+		t.Errorf("split_brain_check_interval = \"0s\" (disabled) became %v", ic.SplitBrainProbeInterval)
+	}
+	if ic.LearnedIntervalMaxFactor >= 0 {
+		t.Errorf("learned_advert_int_max_factor = 0 (no limit) became %v", ic.LearnedIntervalMaxFactor)
+	}
+}
+
+// TestVRRPFromConfigSyncGroupNotify: a sync group's notify commands reach
+// vrrp, which runs them (notify_stop included).
+func TestVRRPFromConfigSyncGroupNotify(t *testing.T) {
+	c := parse(t, minimalVRRP+`notify_master = "/bin/m"
+notify_backup = "/bin/b"
+notify_fault = "/bin/f"
+notify_stop = "/bin/s"
+notify = "/bin/n"
+`)
+	want := vrrp.Notify{Master: "/bin/m", Backup: "/bin/b", Fault: "/bin/f", Stop: "/bin/s", Generic: "/bin/n"}
+	if got := VRRPFromConfig(c).SyncGroups[0].Notify; got != want {
+		t.Fatalf("sync group notify %+v\nwant %+v", got, want)
+	}
+}
+
+// diffFields lists the leaves (struct fields, slice elements) where a and b
+// differ, by path.
+func diffFields(path string, a, b reflect.Value) []string {
+	switch a.Kind() {
+	case reflect.Struct:
+		if a.Type().PkgPath() != "" && a.Type().PkgPath() != reflect.TypeFor[vrrp.Config]().PkgPath() {
+			break // netip, time: compare whole
+		}
+		var out []string
+		for i := range a.NumField() {
+			out = append(out, diffFields(path+"."+a.Type().Field(i).Name, a.Field(i), b.Field(i))...)
+		}
+		return out
+	case reflect.Slice:
+		if a.Len() != b.Len() {
+			return []string{fmt.Sprintf("%s: %d elements, %d elements", path, a.Len(), b.Len())}
+		}
+		var out []string
+		for i := range a.Len() {
+			out = append(out, diffFields(fmt.Sprintf("%s[%d]", path, i), a.Index(i), b.Index(i))...)
+		}
+		return out
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() {
+			if a.IsNil() != b.IsNil() {
+				return []string{fmt.Sprintf("%s: %v, %v", path, a, b)}
+			}
+			return nil
+		}
+		return diffFields(path, a.Elem(), b.Elem())
+	}
+	if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+		return []string{fmt.Sprintf("%s: %v, %v", path, a.Interface(), b.Interface())}
+	}
+	return nil
+}
