@@ -5,9 +5,7 @@
 // The types hold resolved values (netip addresses, time.Duration, checked
 // enumerations) so that the control plane only converts them. Each virtual
 // server, real server, health check, VRRP instance, script and sync group
-// keeps the line it was declared on, to locate runtime problems. The Equal
-// methods compare values ignoring those lines, so a reload that only moved
-// things in the file changes nothing.
+// keeps the line it was declared on, to locate runtime problems.
 //
 // The package imports neither vrrp/, control/ nor dataplane/: configuration
 // flows config -> control -> dataplane.
