@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -112,5 +113,29 @@ func TestStatusWithoutDaemon(t *testing.T) {
 	code, _, errs := runCmd("status", "--socket", sock)
 	if code == 0 || !strings.Contains(errs, "is `xlb run` running?") {
 		t.Fatalf("status without a daemon: %d %q", code, errs)
+	}
+}
+
+// Bounded inputs through `xlb check`: reading stops at the size bound, and
+// deep nesting is refused before it costs memory.
+func TestCheckBoundedInputs(t *testing.T) {
+	code, _, errs := runCmd("check", "--config", "/dev/zero")
+	if want := "/dev/zero: larger than 32 MiB, the most xlb reads\n"; code != 1 || errs != want {
+		t.Errorf("check /dev/zero: %d %q, want 1 %q", code, errs, want)
+	}
+	path := filepath.Join(t.TempDir(), "deep.toml")
+	deep := "[global]\nx = " + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "\n"
+	if err := os.WriteFile(path, []byte(deep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	code, _, errs = runCmd("check", "--config", path)
+	runtime.ReadMemStats(&after)
+	if want := path + ":2: nested deeper than 32 levels (tables, dotted keys, arrays and inline tables)\n"; code != 1 || errs != want {
+		t.Errorf("check deep: %d %q, want 1 %q", code, errs, want)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("check deep allocated %d MB", alloc>>20)
 	}
 }
