@@ -87,10 +87,10 @@ func (d *decoder) config(root map[string]any) *Config {
 	c := &Config{File: d.file}
 	rt := d.table(nil, "", root, sectionOf(""))
 	meta := &meta{}
-	dp := rt.sub("dataplane")
-	meta.dataplane = dp
+	meta.global, meta.dataplane = rt.sub("global"), rt.sub("dataplane")
+	dp := meta.dataplane
 
-	d.global(rt.sub("global"), &c.Global)
+	d.global(meta.global, &c.Global)
 	d.dataplane(dp, &c.Dataplane)
 	d.plain(rt.sub("metrics"), &c.Metrics)
 	d.plain(rt.sub("control"), &c.Control)

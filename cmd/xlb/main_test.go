@@ -139,3 +139,46 @@ func TestCheckBoundedInputs(t *testing.T) {
 		t.Errorf("check deep allocated %d MB", alloc>>20)
 	}
 }
+
+// `xlb check` warns about a script a non-root user could change, and
+// refuses it with enable_script_security.
+func TestCheckScriptSecurity(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	script := filepath.Join(open, "notify.sh")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil { // world-writable, no sticky bit
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "x.toml")
+	cfg := `[dataplane]
+mode = "ipvs"
+
+[[virtual_server]]
+name = "web"
+address = "10.0.0.3"
+port = 80
+forward = "nat"
+quorum_down = "` + script + ` web"
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	problem := script + " is not secure: directory " + open + " is writable by everyone (mode drwxrwxrwx)"
+	code, out, errs := runCmd("check", "--config", path)
+	if want := "warning: " + path + `:9: virtual_server "web": quorum_down: ` + problem; code != 0 || !strings.Contains(out, "OK") || !strings.Contains(errs, want) {
+		t.Errorf("check: %d %q %q, want OK and %q", code, out, errs, want)
+	}
+	if err := os.WriteFile(path, []byte("[global]\nenable_script_security = true\n"+cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runCmd("check", "--config", path)
+	if want := path + `:11: virtual_server "web": quorum_down: enable_script_security: ` + problem + "\n"; code != 1 || errs != want {
+		t.Errorf("check with enable_script_security: %d %q, want 1 %q", code, errs, want)
+	}
+}
