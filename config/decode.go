@@ -159,6 +159,12 @@ func (t *table) decode(dst any, names ...string) {
 	}
 }
 
+// fill sets dst's fields to their defaults, then decodes the table into it.
+func (t *table) fill(dst any) {
+	setDefaults(t.sec, dst)
+	t.decode(dst)
+}
+
 // read decodes key k of the table, if present, and checks it.
 func (t *table) read(k *key) (any, bool) {
 	raw, ok := t.m[k.name]
@@ -202,6 +208,11 @@ func (t *table) value(k *key, p keyPath, v any) (any, bool) {
 			return fail("%d is out of range (%s)", n, rangeString(k.lo, k.hi))
 		}
 		return n, true
+	case kTable, kTables:
+		if m, ok := v.(map[string]any); ok {
+			return m, true
+		}
+		return fail("want a table, got %s", typeName(v))
 	}
 	s, ok := v.(string)
 	switch {
@@ -277,7 +288,7 @@ func (t *table) duration(k *key, fail func(string, ...any) (any, bool), s string
 
 // each calls fn with every valid element of the array key, in order; n is
 // the number of elements, ok whether the key is present and an array.
-func (t *table) each(key string, fn func(p keyPath, v any)) (n int, ok bool) {
+func (t *table) each(key string, fn func(i int, p keyPath, v any)) (n int, ok bool) {
 	k := t.spec(key)
 	raw, ok := t.m[key]
 	if !ok {
@@ -298,7 +309,7 @@ func (t *table) each(key string, fn func(p keyPath, v any)) (n int, ok bool) {
 	p := t.p.key(key)
 	for i, e := range elems {
 		if v, ok := t.value(k, p.index(i), e); ok {
-			fn(p.index(i), v)
+			fn(i, p.index(i), v)
 		}
 	}
 	return len(elems), true
@@ -307,63 +318,33 @@ func (t *table) each(key string, fn func(p keyPath, v any)) (n int, ok bool) {
 // sub returns the table under key; an empty one (so that defaults apply)
 // when it is absent or of the wrong type.
 func (t *table) sub(key string) *table {
-	p := t.p.key(key)
 	label := "[" + key + "]"
 	if t.label != "" {
 		label = t.label + ": " + key
 	}
-	sec := sectionOf(t.spec(key).field)
-	v, ok := t.m[key]
-	if !ok {
-		return t.d.table(p, label, nil, sec)
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		t.errorf(key, "%s: want a table, got %s", key, typeName(v))
-		broken := t.d.table(p, label, nil, sec)
-		broken.broken = true
-		return broken
-	}
-	return t.d.table(p, label, m, sec)
+	k := t.spec(key)
+	v, ok := t.read(k)
+	m, _ := v.(map[string]any)
+	sub := t.d.table(t.p.key(key), label, m, sectionOf(k.field))
+	sub.broken = t.has(key) && !ok
+	return sub
 }
 
 // tables returns the array of tables under key ([[key]]), each labelled
 // "key #n" until its decoder names it.
 func (t *table) tables(key string) []*table {
-	v, ok := t.m[key]
-	if !ok {
-		return nil
-	}
-	var elems []any
-	switch v := v.(type) {
-	case []map[string]any:
-		for _, e := range v {
-			elems = append(elems, e)
-		}
-	case []any:
-		elems = v
-	case map[string]any:
+	if _, ok := t.m[key].(map[string]any); ok {
 		t.errorf(key, "%s: want an array of tables (a [[...]] header for each), got a table ([...] header)", key)
 		return nil
-	default:
-		t.errorf(key, "%s: want an array, got %s", key, typeName(v))
-		return nil
 	}
-	sec := sectionOf(t.spec(key).field)
 	var out []*table
-	for i, e := range elems {
-		p := t.p.key(key).index(i)
-		m, ok := e.(map[string]any)
-		if !ok {
-			t.errorAt(p, "%s: want a table, got %s", key, typeName(e))
-			continue
-		}
+	t.each(key, func(i int, p keyPath, v any) {
 		label := fmt.Sprintf("%s #%d", key, i+1)
 		if t.label != "" {
 			label = t.label + ": " + label
 		}
-		out = append(out, t.d.table(p, label, m, sec))
-	}
+		out = append(out, t.d.table(p, label, v.(map[string]any), sectionOf(t.spec(key).field)))
+	})
 	return out
 }
 

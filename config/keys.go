@@ -67,6 +67,7 @@ type key struct {
 	lo, hi int64         // kInt: range; kDuration: range in ns, hi 0 for none
 	step   time.Duration // kDuration: a multiple of step
 	enum   []string
+	only   []string           // the health-check types it applies to
 	max    int                // string length, when not the kind's
 	check  func(string) error // more checks of a string
 	def    string             // the default as a TOML value ("" none)
@@ -86,6 +87,8 @@ type section struct {
 	keys  []key
 	index map[string]int
 }
+
+var web, tls = []string{"http", "https"}, []string{"https"}
 
 const (
 	ms  = int64(time.Millisecond)
@@ -266,17 +269,17 @@ var sections = []*section{
 			doc: "consecutive failures that take a real server out (keepalived's `retry 1` does on one lost probe; 3 at 2s drain a dead one within ~6s)"},
 		{name: "rise", kind: kInt, field: "Rise", lo: 1, hi: inf, def: "2", doc: "consecutive successes that put it back"},
 		{name: "port", kind: kInt, field: "Port", lo: 1, hi: 65535, note: "the real server's port", ka: "connect_port", doc: "the port checked"},
-		{name: "path", kind: kString, field: "Path", max: 2048, check: checkURLPath, def: `"/"`, ka: "url { path }", doc: "http and https only"},
-		{name: "expect_status", kind: kInt, list: true, field: "ExpectStatus", lo: 100, hi: 599, def: "[200]", custom: true, ka: "url { status_code }",
-			doc: "http and https only"},
-		{name: "body_regex", kind: kString, field: "BodyRegex", max: 4096, check: checkRegexp, note: "none", ka: "url { regex }",
-			doc: "RE2; http and https only"},
-		{name: "host", kind: kString, field: "Host", max: 253, check: checkNoSpace, note: "the address", ka: "virtualhost",
-			doc: "Host header; http and https only"},
-		{name: "sni", kind: kString, field: "SNI", max: 253, note: "none", ka: "enable_sni", doc: "https only"},
-		{name: "tls_verify", kind: kBool, field: "TLSVerify", def: "false", doc: "https only"},
-		{name: "ca_file", kind: kPath, field: "CAFile", note: "system CAs", ka: "SSL { ca }", doc: "https only; needs `tls_verify`"},
-		{name: "script", kind: kCommand, field: "Script", note: "required for `script`", ka: "MISC_CHECK { misc_path }",
+		{name: "path", kind: kString, field: "Path", max: 2048, check: checkURLPath, def: `"/"`, only: web, ka: "url { path }", doc: "the request path"},
+		{name: "expect_status", kind: kInt, list: true, field: "ExpectStatus", lo: 100, hi: 599, def: "[200]", custom: true, only: web,
+			ka: "url { status_code }", doc: "the status codes of a healthy answer"},
+		{name: "body_regex", kind: kString, field: "BodyRegex", max: 4096, check: checkRegexp, note: "none", only: web, ka: "url { regex }",
+			doc: "an RE2 regexp the body must match"},
+		{name: "host", kind: kString, field: "Host", max: 253, check: checkNoSpace, note: "the address", only: web, ka: "virtualhost",
+			doc: "the Host header"},
+		{name: "sni", kind: kString, field: "SNI", max: 253, note: "none", only: tls, ka: "enable_sni", doc: "the TLS server name"},
+		{name: "tls_verify", kind: kBool, field: "TLSVerify", def: "false", only: tls, doc: "verify the server's certificate"},
+		{name: "ca_file", kind: kPath, field: "CAFile", note: "system CAs", only: tls, ka: "SSL { ca }", doc: "the CAs to verify with; needs `tls_verify`"},
+		{name: "script", kind: kCommand, field: "Script", note: "required for `script`", only: []string{"script"}, ka: "MISC_CHECK { misc_path }",
 			doc: "run with the real server's address and port appended; also in `XLB_RS_ADDR`, `XLB_RS_PORT`, `XLB_VS_NAME`"},
 		{name: "initial_state", kind: kEnum, field: "InitialState", enum: []string{"down", "up"}, def: `"down"`, ka: "alpha (down)",
 			doc: "`up`: a new real server gets traffic before its first check passes"},
@@ -295,6 +298,9 @@ func sectionOf(name string) *section {
 
 func init() {
 	for _, s := range sections {
+		if len(s.keys) > 64 {
+			panic("config: more keys in section " + s.name + " than table.done holds")
+		}
 		s.index = map[string]int{}
 		for i := range s.keys {
 			k := &s.keys[i]

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -88,10 +90,8 @@ func (d *decoder) config(root map[string]any) *Config {
 	rt := d.table(nil, "", root, sectionOf(""))
 	meta := &meta{}
 	meta.global, meta.dataplane = rt.sub("global"), rt.sub("dataplane")
-	dp := meta.dataplane
-
 	d.global(meta.global, &c.Global)
-	d.dataplane(dp, &c.Dataplane)
+	d.dataplane(meta.dataplane, &c.Dataplane)
 	d.plain(rt.sub("metrics"), &c.Metrics)
 	d.plain(rt.sub("control"), &c.Control)
 	for _, t := range rt.tables("vrrp_script") {
@@ -121,14 +121,12 @@ func (d *decoder) config(root map[string]any) *Config {
 
 // plain decodes a table that the key table describes entirely.
 func (d *decoder) plain(t *table, dst any) {
-	setDefaults(t.sec, dst)
-	t.decode(dst)
+	t.fill(dst)
 	t.finish()
 }
 
 func (d *decoder) global(t *table, g *Global) {
-	setDefaults(t.sec, g)
-	t.decode(g)
+	t.fill(g)
 	if !t.has("router_id") {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
@@ -143,15 +141,14 @@ func (d *decoder) global(t *table, g *Global) {
 }
 
 func (d *decoder) dataplane(t *table, dp *Dataplane) {
-	setDefaults(t.sec, dp)
-	t.decode(dp)
+	t.fill(dp)
 	if t.ok("xdp_mode") && dp.Mode == ModeIPVS {
 		t.errorf("xdp_mode", "xdp_mode applies only with mode = \"xdp\" or \"auto\" (mode is \"ipvs\")")
 	}
 	dp.PinPath = filepath.Clean(dp.PinPath)
 	needed := t.valid("mode") && dp.Mode != ModeIPVS
 	seen := map[string]bool{}
-	n, ok := t.each("interfaces", func(p keyPath, v any) {
+	n, ok := t.each("interfaces", func(_ int, p keyPath, v any) {
 		name := v.(string)
 		if seen[name] {
 			t.errorAt(p, "interfaces: %q is listed twice", name)
@@ -171,8 +168,7 @@ func (d *decoder) dataplane(t *table, dp *Dataplane) {
 
 func (d *decoder) vrrpScript(t *table) VRRPScript {
 	s := VRRPScript{Line: d.idx.line(t.p)}
-	setDefaults(t.sec, &s)
-	t.decode(&s)
+	t.fill(&s)
 	if !t.ok("timeout") {
 		s.Timeout = s.Interval
 	}
@@ -190,7 +186,7 @@ func (d *decoder) syncGroup(t *table) (SyncGroup, groupMeta) {
 	g := SyncGroup{Line: d.idx.line(t.p)}
 	m := groupMeta{p: t.p}
 	t.decode(&g)
-	n, ok := t.each("group", func(p keyPath, v any) {
+	n, ok := t.each("group", func(_ int, p keyPath, v any) {
 		g.Group = append(g.Group, v.(string))
 		m.members = append(m.members, p)
 	})
@@ -215,9 +211,8 @@ type instanceMeta struct {
 
 func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 	v := VRRPInstance{Line: d.idx.line(t.p)}
-	setDefaults(t.sec, &v)
 	m := instanceMeta{p: t.p}
-	t.decode(&v)
+	t.fill(&v)
 	m.versionOK = t.valid("version")
 	if m.versionOK {
 		// RFC 3768 5.3.7: whole seconds in 8 bits; RFC 5798 5.2.7:
@@ -270,7 +265,7 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 
 	var peerPaths []keyPath
 	seen := map[netip.Addr]bool{}
-	t.each("unicast_peers", func(p keyPath, x any) {
+	t.each("unicast_peers", func(_ int, p keyPath, x any) {
 		a := x.(netip.Addr)
 		switch {
 		case seen[a]:
@@ -288,7 +283,7 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 	}
 
 	clear(seen)
-	n, ok := t.each("virtual_ipaddress", func(p keyPath, x any) {
+	n, ok := t.each("virtual_ipaddress", func(_ int, p keyPath, x any) {
 		vip, err := parseVIP(x.(string), v.Interface)
 		switch {
 		case err != nil:
@@ -334,7 +329,7 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 		}
 	}
 
-	t.each("track_script", func(p keyPath, x any) {
+	t.each("track_script", func(_ int, p keyPath, x any) {
 		name, w, hasW, err := parseTracked(x.(string))
 		if err != nil {
 			t.errorAt(p, "track_script: %v", err)
@@ -344,7 +339,7 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 		m.scripts = append(m.scripts, p)
 		m.scriptW = append(m.scriptW, hasW)
 	})
-	t.each("track_interface", func(p keyPath, x any) {
+	t.each("track_interface", func(_ int, p keyPath, x any) {
 		name, w, _, err := parseTracked(x.(string))
 		if err == nil {
 			err = checkIfName(name)
@@ -469,9 +464,8 @@ type backendMeta struct {
 
 func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 	v := VirtualServer{Line: d.idx.line(t.p)}
-	setDefaults(t.sec, &v)
 	m := serviceMeta{p: t.p}
-	t.decode(&v)
+	t.fill(&v)
 	portOK, forwardOK := t.ok("port"), t.valid("forward")
 	if t.ok("hysteresis") && v.Hysteresis >= v.Quorum {
 		t.errorf("hysteresis", "hysteresis %d must be less than quorum %d (the service could never go down)", v.Hysteresis, v.Quorum)
@@ -651,13 +645,6 @@ func parseSorry(s string, port uint16) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a, port), nil
 }
 
-// Keys of a health check that apply only to some types.
-var (
-	httpKeys   = []string{"path", "expect_status", "body_regex", "host"}
-	httpsKeys  = []string{"sni", "tls_verify", "ca_file"}
-	scriptKeys = []string{"script"}
-)
-
 // healthCheck decodes a health_check table over base: a service's
 // (isService) over the defaults, a real server's over its service's, with
 // rsPort the real server's port. timeoutSet says whether base's timeout was
@@ -680,7 +667,7 @@ func (d *decoder) healthCheck(t *table, base HealthCheck, timeoutSet, isService 
 		t.errorf(key, "timeout %v is longer than interval %v", hc.Timeout, hc.Interval)
 	}
 	var codes []int
-	n, ok := t.each("expect_status", func(_ keyPath, v any) { codes = append(codes, int(v.(int64))) })
+	n, ok := t.each("expect_status", func(_ int, _ keyPath, v any) { codes = append(codes, int(v.(int64))) })
 	if ok && n == 0 {
 		t.errorf("expect_status", "expect_status: must list at least one status code")
 	}
@@ -688,23 +675,6 @@ func (d *decoder) healthCheck(t *table, base HealthCheck, timeoutSet, isService 
 		hc.ExpectStatus = codes
 	}
 
-	// Keys written for another type of check are mistakes.
-	isHTTP := hc.Type == CheckHTTP || hc.Type == CheckHTTPS
-	for _, k := range httpKeys {
-		if t.has(k) && !isHTTP {
-			t.errorf(k, "%s applies only to http and https checks (type is %q)", k, hc.Type)
-		}
-	}
-	for _, k := range httpsKeys {
-		if t.has(k) && hc.Type != CheckHTTPS {
-			t.errorf(k, "%s applies only to https checks (type is %q)", k, hc.Type)
-		}
-	}
-	for _, k := range scriptKeys {
-		if t.has(k) && hc.Type != CheckScript {
-			t.errorf(k, "%s applies only to script checks (type is %q)", k, hc.Type)
-		}
-	}
 	if hc.Type == CheckScript && hc.Script == "" && (t.has("type") || isService) && !t.has("script") {
 		t.errorf("type", "type = \"script\" needs script")
 	}
@@ -715,24 +685,23 @@ func (d *decoder) healthCheck(t *table, base HealthCheck, timeoutSet, isService 
 		}
 		t.errorf(key, "ca_file is used only with tls_verify = true")
 	}
-
-	// Inherited keys that do not apply to the type are dropped; defaults
-	// of the type are applied.
-	if !isHTTP {
-		hc.Path, hc.ExpectStatus, hc.BodyRegex, hc.Host = "", nil, "", ""
-	} else {
-		if hc.Path == "" {
-			setDefaults(t.sec, &hc, "path")
+	// Keys written for another type of check are mistakes; inherited ones
+	// are dropped, and the defaults of the type's own keys applied.
+	rv := reflect.ValueOf(&hc).Elem()
+	for i := range t.sec.keys {
+		k := &t.sec.keys[i]
+		if k.only == nil {
+			continue
 		}
-		if hc.ExpectStatus == nil {
-			setDefaults(t.sec, &hc, "expect_status")
+		f := rv.FieldByName(k.field)
+		if !slices.Contains(k.only, string(hc.Type)) {
+			if t.has(k.name) {
+				t.errorf(k.name, "%s applies only to %s checks (type is %q)", k.name, strings.Join(k.only, " and "), hc.Type)
+			}
+			f.SetZero()
+		} else if f.IsZero() && k.dv != nil {
+			set(f, k.dv)
 		}
-	}
-	if hc.Type != CheckHTTPS {
-		hc.SNI, hc.TLSVerify, hc.CAFile = "", false, ""
-	}
-	if hc.Type != CheckScript {
-		hc.Script = ""
 	}
 	if !isService && hc.Port == 0 {
 		hc.Port = rsPort

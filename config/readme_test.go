@@ -103,7 +103,11 @@ func readmeTable(s *section) string {
 		if k.ka != "" {
 			ka = "`" + k.ka + "`"
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", k.name, k.typeText(), k.defaultText(), ka, k.doc)
+		doc := k.doc
+		if k.only != nil {
+			doc += "; " + strings.ReplaceAll(orList(k.only), `"`, "`") + " checks only"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", k.name, k.typeText(), k.defaultText(), ka, doc)
 	}
 	return b.String()
 }
