@@ -169,8 +169,11 @@ type VRRPInstance struct {
 	GARPInterval            time.Duration
 	GNAInterval             time.Duration
 	UseVMAC                 bool
-	SplitBrainCheckInterval time.Duration
-	Line                    int
+	// LearnedAdvertIntMaxFactor bounds the advertisement interval a
+	// VRRPv3 backup learns from the master (issue 11); 0: no bound.
+	LearnedAdvertIntMaxFactor int
+	SplitBrainCheckInterval   time.Duration
+	Line                      int
 }
 
 // Is6 reports whether the instance is IPv6 (its VIPs are).

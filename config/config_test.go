@@ -193,14 +193,15 @@ address = "10.0.0.7"
 			{Prefix: netip.MustParsePrefix("10.0.0.3/32"), Dev: "eth0"},
 			{Prefix: netip.MustParsePrefix("10.0.0.4/24"), Dev: "eth0"},
 		},
-		TrackScripts:            []TrackScript{{Name: "s"}},
-		TrackInterfaces:         []TrackInterface{{Name: "eth1"}},
-		NotifyTimeout:           10 * time.Second,
-		GARPMasterDelay:         5 * time.Second,
-		GARPMasterRepeat:        5,
-		GARPMasterRefreshRepeat: 1,
-		SplitBrainCheckInterval: time.Second,
-		Line:                    9,
+		TrackScripts:              []TrackScript{{Name: "s"}},
+		TrackInterfaces:           []TrackInterface{{Name: "eth1"}},
+		NotifyTimeout:             10 * time.Second,
+		GARPMasterDelay:           5 * time.Second,
+		GARPMasterRepeat:          5,
+		GARPMasterRefreshRepeat:   1,
+		SplitBrainCheckInterval:   time.Second,
+		LearnedAdvertIntMaxFactor: 3,
+		Line:                      9,
 	}
 	if !reflect.DeepEqual(c.VRRPInstances[0], wantInst) {
 		t.Errorf("instance %+v\nwant %+v", c.VRRPInstances[0], wantInst)

@@ -80,6 +80,28 @@ expect_status = 200
 		},
 	},
 	{
+		name: "learned advert interval factor out of range",
+		src: base + `[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 1
+version = 3
+virtual_ipaddress = ["10.0.0.3"]
+learned_advert_int_max_factor = 4096
+[[vrrp_instance]]
+name = "VI_2"
+interface = "eth0"
+virtual_router_id = 2
+version = 3
+virtual_ipaddress = ["10.0.0.4"]
+learned_advert_int_max_factor = -1
+`,
+		want: []string{
+			`11: vrrp_instance "VI_1": learned_advert_int_max_factor: 4096 is out of range (0..4095)`,
+			`18: vrrp_instance "VI_2": learned_advert_int_max_factor: -1 is out of range (0..4095)`,
+		},
+	},
+	{
 		name: "VRID and priority out of range",
 		src: base + `[[vrrp_instance]]
 name = "VI_1"
