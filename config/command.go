@@ -12,7 +12,16 @@ import (
 // file, or run the shell: `/bin/sh -c 'a; b'`.
 type Command string
 
-// Argv splits the command into words as keepalived's
+// Argv returns the command's words (see Split): what the command runner
+// executes, argv[0] looked up in PATH when it has no slash. It is nil for
+// an empty command and for one that does not split, which Load reports: a
+// loaded Config holds none.
+func (c Command) Argv() []string {
+	argv, _ := c.Split()
+	return argv
+}
+
+// Split splits the command into words as keepalived's
 // alloc_strvec_quoted_escaped (lib/parser.c) does: white space separates
 // words; single and double quotes group (and may join a word:
 // a'b c'd is "ab cd"), each closed only by its own kind; a backslash escapes
@@ -22,7 +31,7 @@ type Command string
 // (\" \' \\ \ ). An empty command has no words (nil, nil); an unterminated
 // quote, a final backslash, a NUL byte from an escape (which would cut the
 // argument) and an empty program name are errors.
-func (c Command) Argv() ([]string, error) {
+func (c Command) Split() ([]string, error) {
 	s := string(c)
 	var argv []string
 	var word []byte

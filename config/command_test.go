@@ -5,7 +5,8 @@ import (
 	"testing"
 )
 
-// Command.Argv splits as keepalived's alloc_strvec_quoted_escaped.
+// Command.Split splits as keepalived's alloc_strvec_quoted_escaped; Argv
+// returns the same words, or nil for an error.
 var argvCases = []struct {
 	cmd  string
 	want []string // nil with err
@@ -37,16 +38,19 @@ var argvCases = []struct {
 	{cmd: `'' x`, err: "the program name is empty"},
 }
 
-func TestCommandArgv(t *testing.T) {
+func TestCommandSplit(t *testing.T) {
 	for _, tc := range argvCases {
-		got, err := Command(tc.cmd).Argv()
+		got, err := Command(tc.cmd).Split()
+		if argv := Command(tc.cmd).Argv(); !slices.Equal(argv, got) || (argv == nil) != (got == nil) {
+			t.Errorf("Argv(%q) = %q, Split %q", tc.cmd, argv, got)
+		}
 		switch {
 		case tc.err != "" && (err == nil || err.Error() != tc.err):
-			t.Errorf("Argv(%q): err %v, want %q", tc.cmd, err, tc.err)
+			t.Errorf("Split(%q): err %v, want %q", tc.cmd, err, tc.err)
 		case tc.err == "" && err != nil:
-			t.Errorf("Argv(%q): %v", tc.cmd, err)
+			t.Errorf("Split(%q): %v", tc.cmd, err)
 		case !slices.Equal(got, tc.want) || (got == nil) != (tc.want == nil):
-			t.Errorf("Argv(%q) = %q, want %q", tc.cmd, got, tc.want)
+			t.Errorf("Split(%q) = %q, want %q", tc.cmd, got, tc.want)
 		}
 	}
 }

@@ -247,7 +247,7 @@ func (t *table) value(k *key, p keyPath, v any) (any, bool) {
 			err = fmt.Errorf("%q is not an absolute path", s)
 		}
 	case kCommand:
-		_, err = Command(s).Argv()
+		_, err = Command(s).Split()
 	case kAddr:
 		a, err := parseAddr(s)
 		if err != nil {

@@ -35,7 +35,7 @@ const (
 	kName     // no white space or control characters (checkName)
 	kIfName   // the kernel's rules (checkIfName)
 	kPath     // absolute
-	kCommand  // split as keepalived splits a script (Command.Argv)
+	kCommand  // split as keepalived splits a script (Command.Split)
 	kAddr     // an IP address (parseAddr)
 	kEntry    // words parsed by the section's code ("ADDR dev IF")
 	kTable    // a [sub] table

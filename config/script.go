@@ -36,8 +36,8 @@ func (d *decoder) checkScripts(c *Config, m *meta, env ScriptEnv) {
 	}
 	seen := map[string]finding{}
 	for _, ca := range d.commands {
-		argv, err := ca.cmd.Argv()
-		if err != nil || len(argv) == 0 {
+		argv := ca.cmd.Argv()
+		if argv == nil {
 			continue // reported when decoded
 		}
 		f, ok := seen[argv[0]]
