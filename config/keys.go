@@ -115,7 +115,7 @@ var sections = []*section{
 		{name: "script_group", kind: kName, field: "ScriptGroup", note: "the user's group", ka: "script_user USER GROUP",
 			doc: "the group scripts run as; must exist; needs `script_user`"},
 		{name: "enable_script_security", kind: kBool, field: "EnableScriptSecurity", def: "false", ka: "enable_script_security",
-			doc: "refuse a script that a non-root user could change (the file or a directory on its path owned by a non-root user, or writable by a non-root group or by everyone, a sticky directory excepted); without it such a script is a warning"},
+			doc: "refuse a command whose program a non-root user could change (below); without it, a warning"},
 	}},
 	{name: "dataplane", head: "[dataplane]", keys: []key{
 		{name: "mode", kind: kEnum, field: "Mode", enum: []string{"auto", "xdp", "ipvs"}, def: `"auto"`,
