@@ -2,12 +2,15 @@
 // applies every default (keepalived's and ipvsadm's where they have one),
 // and validates it, reporting every problem as FILE:LINE: message.
 //
-// The types hold resolved values (netip addresses, time.Duration, checked
-// enumerations) so that the control plane only converts them. Each virtual
-// server, real server, health check, VRRP instance, script and sync group
-// keeps the line it was declared on, to locate runtime problems. The Equal
-// methods compare values ignoring those lines, so a reload that only moved
-// things in the file changes nothing.
+// Each field of a section's struct is the key of the same name in snake
+// case (RouterID: router_id). A key's type, range, default, keepalived
+// equivalent and meaning are declared once, in the key table (keys.go),
+// which the decoder reads and README.md's key tables are generated from;
+// the comments here say only how values are held. They are resolved
+// (netip addresses, time.Duration, checked enumerations) so that the
+// control plane only converts them. Each virtual server, real server,
+// health check, VRRP instance, script and sync group keeps the line it was
+// declared on, to locate runtime problems.
 //
 // The package imports neither vrrp/, control/ nor dataplane/: configuration
 // flows config -> control -> dataplane.
@@ -15,7 +18,6 @@ package config
 
 import (
 	"net/netip"
-	"strings"
 	"time"
 )
 
@@ -39,9 +41,13 @@ type Config struct {
 
 // Global is [global].
 type Global struct {
-	// RouterID identifies this director in logs and notifications
-	// (keepalived's router_id). Default: the host name.
 	RouterID string
+	// ScriptUser is the user every command runs as ("": xlb's own), and
+	// ScriptGroup its group ("": the user's primary group); both exist
+	// when Load checked them against an Env.
+	ScriptUser           string
+	ScriptGroup          string
+	EnableScriptSecurity bool
 }
 
 // Mode selects the dataplane.
@@ -64,88 +70,49 @@ const (
 
 // Dataplane is [dataplane].
 type Dataplane struct {
-	// Mode: default auto.
-	Mode Mode
-	// XDPMode: default auto. Only with mode xdp or auto.
-	XDPMode XDPMode
-	// Interfaces are where the XDP program is attached; required (non-empty)
-	// for modes xdp and auto. Direct-routing real servers must be on a
-	// subnet directly connected to one of them.
-	Interfaces []string
-	// PinPath is the bpffs directory for pinned programs and maps.
-	// Default /sys/fs/bpf/xlb.
-	PinPath string
-	// KeepForwardingOnExit: on SIGTERM, leave the program and maps pinned
-	// so forwarding continues (true), or detach (false, the default).
+	Mode                 Mode
+	XDPMode              XDPMode
+	Interfaces           []string
+	PinPath              string // cleaned (filepath.Clean)
 	KeepForwardingOnExit bool
-	// Idle timeouts of tracked connections, whole seconds (IPVS defaults:
-	// tcp 15m, tcp_fin 2m, udp 5m).
-	TCPTimeout    time.Duration
-	TCPFinTimeout time.Duration
-	UDPTimeout    time.Duration
+	TCPTimeout           time.Duration
+	TCPFinTimeout        time.Duration
+	UDPTimeout           time.Duration
 }
 
 // Metrics is [metrics].
 type Metrics struct {
-	// Listen is the host:port of the Prometheus /metrics endpoint; ""
-	// disables it. Port 0 picks a free port. Default 127.0.0.1:9477.
-	Listen string
+	Listen string // "": no metrics endpoint
 }
 
 // Control is [control].
 type Control struct {
-	// Socket is the path of the control unix socket. Default
-	// /run/xlb/xlb.sock.
 	Socket string
-}
-
-// Command is a command line run by xlb (check scripts, notify scripts). It
-// is split on white space, without a shell and without quoting: put
-// anything more complex in a script file.
-type Command string
-
-// Argv returns the command split into words; nil for an empty command.
-func (c Command) Argv() []string {
-	f := strings.Fields(string(c))
-	if len(f) == 0 {
-		return nil
-	}
-	return f
 }
 
 // VRRPScript is a [[vrrp_script]]: a command whose exit status is tracked
 // by VRRP instances (keepalived's vrrp_script).
 type VRRPScript struct {
-	Name   string
-	Script Command
-	// Interval between runs; default 1s.
+	Name     string
+	Script   Command
 	Interval time.Duration
-	// Timeout after which a run counts as failed; default the interval.
-	Timeout time.Duration
-	// Weight, -253..253, default 0: 0 puts tracking instances in FAULT
-	// while the script fails; a positive weight is added to their priority
-	// while it succeeds, a negative one subtracted while it fails.
-	Weight int
-	// Fall consecutive failures make the script failed, Rise consecutive
-	// successes make it OK again; both default 1.
-	Fall int
-	Rise int
-	Line int
+	Timeout  time.Duration
+	Weight   int
+	Fall     int
+	Rise     int
+	Line     int
 }
 
 // SyncGroup is a [[vrrp_sync_group]]: instances that change state together.
 type SyncGroup struct {
-	Name string
-	// Group lists the member instances (each in at most one group).
-	Group        []string
+	Name         string
+	Group        []string // the member instances' names
 	NotifyMaster Command
 	NotifyBackup Command
 	NotifyFault  Command
 	NotifyStop   Command
-	// Notify is run on every transition with the arguments keepalived
-	// passes: "GROUP" name state.
-	Notify Command
-	Line   int
+	Notify       Command
+	Line         int
 }
 
 // State is a VRRP instance's initial state.
@@ -168,77 +135,45 @@ const (
 
 // VRRPInstance is a [[vrrp_instance]].
 type VRRPInstance struct {
-	Name string
-	// Interface the adverts are sent and received on.
-	Interface string
-	// State is the initial wish; default BACKUP.
-	State State
-	// VirtualRouterID, 1..255, unique per interface and address family.
+	Name            string
+	Interface       string
+	State           State
 	VirtualRouterID uint8
-	// Priority, 1..255, default 100. 255 is the address owner (RFC 5798
-	// 5.2.4), which is always master: it requires state MASTER.
-	Priority uint8
-	// AdvertInt: default 1s; whole seconds 1..255 for version 2,
-	// centiseconds 10ms..40.95s for version 3.
-	AdvertInt time.Duration
-	// Version 2 (the default, as keepalived's; IPv4 only) or 3 (RFC 5798).
-	Version int
-	// Preempt: a higher-priority backup takes over from a lower-priority
-	// master (default true). false (keepalived's nopreempt) requires state
-	// BACKUP.
-	Preempt bool
-	// PreemptDelay delays preemption, 0..1000s (default 0).
-	PreemptDelay time.Duration
-	// AuthType is AuthPass when auth_pass is set, else AuthNone; version 2
-	// only.
+	Priority        uint8
+	AdvertInt       time.Duration
+	Version         int
+	Preempt         bool
+	PreemptDelay    time.Duration
+	// AuthType is AuthPass when auth_pass is set, else AuthNone.
 	AuthType AuthType
-	// AuthPass is at most 8 characters (the size of the advert's field).
+	// AuthPass is at most 8 bytes (the advert's field).
 	AuthPass string
-	// UnicastSrcIP is the source of unicast adverts; invalid (zero): the
-	// interface's primary address.
+	// UnicastSrcIP is invalid (zero) for the interface's primary address.
 	UnicastSrcIP netip.Addr
-	// UnicastPeers receive the adverts by unicast; empty: multicast
-	// (224.0.0.18 / ff02::12).
+	// UnicastPeers is empty for multicast (224.0.0.18 / ff02::12).
 	UnicastPeers []netip.Addr
 	// VirtualIPAddresses are the VIPs, all of one family (the instance's).
-	VirtualIPAddresses []VIP
-	TrackScripts       []TrackScript
-	TrackInterfaces    []TrackInterface
-	NotifyMaster       Command
-	NotifyBackup       Command
-	NotifyFault        Command
-	NotifyStop         Command
-	// Notify is run on every transition with the arguments keepalived
-	// passes: "INSTANCE" name state priority.
-	Notify Command
-	// NotifyTimeout is how long a notify command may run before it is
-	// killed; default 10s (keepalived's startup/shutdown script timeout),
-	// 1s..1000s.
-	NotifyTimeout time.Duration
-	// Gratuitous ARP / unsolicited NA on becoming master (keepalived's
-	// defaults): a second burst GARPMasterDelay (5s) after the first, each
-	// burst GARPMasterRepeat (5) messages; while master, a burst of
-	// GARPMasterRefreshRepeat (1) every GARPMasterRefresh (0: never).
-	// GARPInterval and GNAInterval space the messages (default 0).
+	VirtualIPAddresses      []VIP
+	TrackScripts            []TrackScript
+	TrackInterfaces         []TrackInterface
+	NotifyMaster            Command
+	NotifyBackup            Command
+	NotifyFault             Command
+	NotifyStop              Command
+	Notify                  Command
+	NotifyTimeout           time.Duration
 	GARPMasterDelay         time.Duration
 	GARPMasterRepeat        int
 	GARPMasterRefresh       time.Duration
 	GARPMasterRefreshRepeat int
 	GARPInterval            time.Duration
 	GNAInterval             time.Duration
-	// UseVMAC uses the virtual router MAC (00-00-5E-00-01-VRID) on a macvlan.
-	UseVMAC bool
-	// LearnedAdvertIntMaxFactor (xlb extension, VRRPv3): a backup learns
-	// the master's advertisement interval up to this multiple of
-	// AdvertInt, so that one forged advert with 40.95s cannot silence the
-	// virtual router for two minutes; 0: no limit (RFC 5798, keepalived).
-	// Default 3, at most 4095.
+	UseVMAC                 bool
+	// LearnedAdvertIntMaxFactor bounds the advertisement interval a
+	// VRRPv3 backup learns from the master (issue 11); 0: no bound.
 	LearnedAdvertIntMaxFactor int
-	// SplitBrainCheckInterval (xlb extension) is how often a master probes
-	// (ARP / neighbour solicitation) for another holder of its VIPs; 0
-	// disables. Default 1s.
-	SplitBrainCheckInterval time.Duration
-	Line                    int
+	SplitBrainCheckInterval   time.Duration
+	Line                      int
 }
 
 // Is6 reports whether the instance is IPv6 (its VIPs are).
@@ -268,7 +203,7 @@ type TrackScript struct {
 type TrackInterface struct {
 	Name string
 	// Weight, -253..253, default 0: 0 puts the instance in FAULT while the
-	// interface is down; otherwise see VRRPScript.Weight.
+	// interface is down; otherwise as vrrp_script's weight.
 	Weight int
 }
 
@@ -287,7 +222,7 @@ const (
 	RoundRobin              Scheduler = "rr"
 	WeightedRoundRobin      Scheduler = "wrr"
 	LeastConnection         Scheduler = "lc"
-	WeightedLeastConnection Scheduler = "wlc" // ipvsadm's default
+	WeightedLeastConnection Scheduler = "wlc"
 	SourceHashing           Scheduler = "sh"
 	MaglevHashing           Scheduler = "mh"
 )
@@ -296,7 +231,7 @@ const (
 type Forward string
 
 const (
-	DirectRouting Forward = "dr" // ipvsadm's default
+	DirectRouting Forward = "dr"
 	NAT           Forward = "nat"
 	Tunnel        Forward = "tunnel"
 )
@@ -319,34 +254,23 @@ type ServiceKey struct {
 
 // VirtualServer is a [[virtual_server]].
 type VirtualServer struct {
-	// Name is unique; used in logs, metrics and status.
-	Name      string
-	Address   netip.Addr
-	Port      uint16
-	Protocol  Protocol  // default tcp
-	Scheduler Scheduler // default wlc
-	Forward   Forward   // default dr
-	// VRRPInstance, when set, names the instance whose VIPs include Address:
-	// the service forwards only while that instance is MASTER. "": always.
-	VRRPInstance string
-	// PersistenceTimeout is ipvsadm -p, whole seconds; 0 (default) disables.
+	Name               string
+	Address            netip.Addr
+	Port               uint16
+	Protocol           Protocol
+	Scheduler          Scheduler
+	Forward            Forward
+	VRRPInstance       string // "": always forward
 	PersistenceTimeout time.Duration
-	// Quorum is keepalived's: the minimum total weight of healthy real
-	// servers for the service to be up (default 1). Hysteresis (default 0,
-	// less than Quorum) dampens flaps: up at >= Quorum+Hysteresis, down at
-	// < Quorum-Hysteresis. QuorumUp/QuorumDown run on the transitions.
-	Quorum     int
-	Hysteresis int
-	QuorumUp   Command
-	QuorumDown Command
-	// SorryServer, when valid, replaces the real servers while the quorum
-	// is not met. Its port defaults to the service port.
+	Quorum             int
+	Hysteresis         int
+	QuorumUp           Command
+	QuorumDown         Command
+	// SorryServer is invalid (zero) for none; its port is resolved.
 	SorryServer netip.AddrPort
-	// Tunnel settings, set only when Forward is Tunnel. TunnelType defaults
-	// to ipip; TunnelPort is the GUE destination port (required for gue).
-	// TunnelSource is the outer source: a single address (/32, /128), or a
-	// prefix whose host bits vary per flow; invalid (zero) for the egress
-	// interface's address.
+	// The tunnel settings are zero unless Forward is Tunnel. TunnelSource
+	// is a single address (/32, /128) or a prefix whose host bits vary per
+	// flow; invalid (zero) for the egress interface's address.
 	TunnelType   TunnelType
 	TunnelPort   uint16
 	TunnelSource netip.Prefix
@@ -365,11 +289,8 @@ func (v VirtualServer) Key() ServiceKey {
 // RealServer is a [[virtual_server.real_server]].
 type RealServer struct {
 	Address netip.Addr
-	// Port defaults to the service port; it must equal it for dr and
-	// tunnel (only nat maps ports).
-	Port uint16
-	// Weight 0..65535, default 1; 0 takes no new flows.
-	Weight int
+	Port    uint16 // resolved: the service's when not written
+	Weight  int
 	// HealthCheck is the effective check of this real server: the service's
 	// check with the real server's own [..real_server.health_check] keys
 	// over it, and Port resolved.
@@ -400,41 +321,28 @@ const (
 )
 
 // HealthCheck is a [virtual_server.health_check] (or a real server's).
-// Keys that do not apply to Type are zero.
+// Keys that do not apply to Type are zero; the defaults of Type's keys are
+// set, Timeout resolved (the interval when that is shorter and no timeout
+// is written).
 type HealthCheck struct {
-	Type CheckType // default tcp
-	// Interval between checks, default 2s (keepalived's delay_loop of 60s
-	// is too slow to drain a dead real server).
+	Type     CheckType
 	Interval time.Duration
-	// Timeout of one check, at most Interval; default 1s (or the interval
-	// if shorter).
-	Timeout time.Duration
-	// Fall consecutive failures mark a healthy real server down (default
-	// 3), Rise consecutive successes mark it up again (default 2).
-	Fall int
-	Rise int
+	Timeout  time.Duration
+	Fall     int
+	Rise     int
 	// Port to check; 0 only in a service's check: the real server's port.
-	Port uint16
-	// HTTP and HTTPS: the request path (default "/"), the accepted status
-	// codes (default [200]), an optional RE2 regexp the body must match,
-	// and the Host header ("" for the real server's address).
+	Port         uint16
 	Path         string
 	ExpectStatus []int
 	BodyRegex    string
-	Host         string
-	// HTTPS: the SNI server name (""), whether to verify the certificate
-	// (default false) and the CA bundle to verify it with ("" for the
-	// system's; requires TLSVerify).
-	SNI       string
-	TLSVerify bool
-	CAFile    string
-	// Script (type script) is run with the real server's address and port
-	// appended as its last two arguments, and in the environment as
-	// XLB_RS_ADDR, XLB_RS_PORT (plus XLB_VS_NAME); exit status 0 is
-	// healthy, anything else or running past Timeout unhealthy.
-	Script Command
-	// InitialState: a new real server is down (the default) until it
-	// passes its check, or up at once.
+	Host         string // "": the real server's address
+	SNI          string
+	TLSVerify    bool
+	CAFile       string // "": the system's CAs
+	// Script is run with the real server's address and port appended as
+	// its last two arguments, and in the environment as XLB_RS_ADDR,
+	// XLB_RS_PORT (plus XLB_VS_NAME).
+	Script       Command
 	InitialState InitialState
 	// Line of the health_check table (the service's when inherited, the
 	// service's own line when there is none).

@@ -291,12 +291,3 @@ func unwrapAll(err error) error {
 		err = u.Unwrap()
 	}
 }
-
-func TestCommandArgv(t *testing.T) {
-	if got := Command("  /etc/xlb/notify.sh  master\tnow ").Argv(); !reflect.DeepEqual(got, []string{"/etc/xlb/notify.sh", "master", "now"}) {
-		t.Errorf("argv %q", got)
-	}
-	if Command("").Argv() != nil {
-		t.Error("empty command has words")
-	}
-}

@@ -2,10 +2,16 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"net"
 	"net/netip"
+	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -19,37 +25,48 @@ type decoder struct {
 	file string
 	idx  *lineIndex
 	env  Env
-	errs []Error
+	errs problems
 	// warns are accepted oddities worth telling (Config.Warnings).
-	warns []Error
+	warns problems
 	// dpIfaces locates each of Dataplane.Interfaces.
 	dpIfaces []keyPath
+	// commands are the commands written in the file, for checkScripts.
+	commands []commandAt
+}
+
+// commandAt is a command and where it is written.
+type commandAt struct {
+	p     keyPath
+	label string
+	cmd   Command
 }
 
 // errorf records a problem located at p.
 func (d *decoder) errorf(p keyPath, format string, args ...any) {
-	d.errs = append(d.errs, Error{File: d.file, Line: d.idx.line(p), Msg: fmt.Sprintf(format, args...)})
+	d.errs.add(Error{File: d.file, Line: d.idx.line(p), Msg: fmt.Sprintf(format, args...)})
 }
 
-// table is one TOML table being decoded.
+// table is one TOML table being decoded, of a section of the key table.
 type table struct {
-	d *decoder
-	p keyPath
+	d   *decoder
+	p   keyPath
+	sec *section
 	// label prefixes messages about the table ("virtual_server \"web\"").
 	label string
 	m     map[string]any
-	// read holds the keys the decoder asked for; the others are unknown.
-	read map[string]bool
+	// done and bad have bit i set when decode went through key i of the
+	// section, and when key i was present but rejected.
+	done, bad uint64
 	// broken is set when the table was written as something else (and
 	// reported): its required keys are not reported missing.
 	broken bool
 }
 
-func (d *decoder) table(p keyPath, label string, m map[string]any) *table {
+func (d *decoder) table(p keyPath, label string, m map[string]any, sec *section) *table {
 	if m == nil {
 		m = map[string]any{}
 	}
-	return &table{d: d, p: p, label: label, m: m, read: map[string]bool{}}
+	return &table{d: d, p: p, sec: sec, label: label, m: m}
 }
 
 // errorf records a problem with key (the table itself when key is "").
@@ -68,11 +85,15 @@ func (t *table) warnf(key, format string, args ...any) {
 	if key != "" {
 		p = p.key(key)
 	}
+	t.d.warnAt(p, t.label, format, args...)
+}
+
+func (d *decoder) warnAt(p keyPath, label, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	if t.label != "" {
-		msg = t.label + ": " + msg
+	if label != "" {
+		msg = label + ": " + msg
 	}
-	t.d.warns = append(t.d.warns, Error{File: t.d.file, Line: t.d.idx.line(p), Msg: msg})
+	d.warns.add(Error{File: d.file, Line: d.idx.line(p), Msg: msg})
 }
 
 // errorAt records a problem located at p, prefixed with the table's label.
@@ -90,43 +111,279 @@ func (t *table) has(key string) bool {
 	return ok
 }
 
+// valid reports whether key was not rejected (it may be absent); ok
+// whether it is present and was not rejected.
+func (t *table) valid(key string) bool { return t.bad&(1<<t.spec(key).idx) == 0 }
+func (t *table) ok(key string) bool    { return t.has(key) && t.valid(key) }
+
 // present reports whether the table itself is written in the file.
 func (t *table) present() bool { return t.d.idx.has(t.p) }
 
-func (t *table) get(key string) (any, bool) {
-	t.read[key] = true
-	v, ok := t.m[key]
+// spec returns the declaration of key in the table's section.
+func (t *table) spec(key string) *key {
+	i, ok := t.sec.index[key]
+	if !ok {
+		panic(fmt.Sprintf("config: key %q is not declared in section %q", key, t.sec.name))
+	}
+	return &t.sec.keys[i]
+}
+
+// decode goes through the keys of the table's section (those named, when
+// names are given) that decode has not gone through yet, in the order of
+// the key table: it reports a required key that is missing and, for keys
+// the decoder fills, stores the value in dst (a pointer to the section's
+// struct). A valid name relabels the table.
+func (t *table) decode(dst any, names ...string) {
+	rv := reflect.ValueOf(dst).Elem()
+	for i := range t.sec.keys {
+		k := &t.sec.keys[i]
+		if t.done&(1<<i) != 0 || len(names) > 0 && !slices.Contains(names, k.name) {
+			continue
+		}
+		t.done |= 1 << i
+		if !t.has(k.name) {
+			if k.req != "" && !t.broken {
+				t.errorf("", "%s: %s", k.name, k.req)
+			}
+			continue
+		}
+		if k.field == "" || k.custom || k.kind >= kTable {
+			continue
+		}
+		if v, ok := t.read(k); ok {
+			set(rv.FieldByName(k.field), v)
+			if k.name == "name" {
+				t.label = fmt.Sprintf("%s %q", t.sec.name, v)
+			}
+		}
+	}
+}
+
+// fill sets dst's fields to their defaults, then decodes the table into it.
+func (t *table) fill(dst any) {
+	setDefaults(t.sec, dst)
+	t.decode(dst)
+}
+
+// read decodes key k of the table, if present, and checks it.
+func (t *table) read(k *key) (any, bool) {
+	raw, ok := t.m[k.name]
+	if !ok {
+		return nil, false
+	}
+	v, ok := t.value(k, t.p.key(k.name), raw)
+	if !ok {
+		t.bad |= 1 << k.idx
+	}
 	return v, ok
 }
 
-// finish reports the keys nobody read.
+// str reads a string key.
+func (t *table) str(key string) (string, bool) {
+	v, ok := t.read(t.spec(key))
+	s, _ := v.(string)
+	return s, ok
+}
+
+// value converts and checks v, the value of k (or an element of it, when
+// k is a list) at p, and returns a string, bool, int64, time.Duration or
+// netip.Addr.
+func (t *table) value(k *key, p keyPath, v any) (any, bool) {
+	fail := func(format string, args ...any) (any, bool) {
+		t.errorAt(p, "%s: "+format, append([]any{k.name}, args...)...)
+		return nil, false
+	}
+	switch k.kind {
+	case kBool:
+		if b, ok := v.(bool); ok {
+			return b, true
+		}
+		return fail("want true or false, got %s", typeName(v))
+	case kInt:
+		n, ok := v.(int64)
+		if !ok {
+			return fail("want an integer, got %s", typeName(v))
+		}
+		if n < k.lo || n > k.hi {
+			return fail("%d is out of range (%s)", n, rangeString(k.lo, k.hi))
+		}
+		return n, true
+	case kTable, kTables:
+		if m, ok := v.(map[string]any); ok {
+			return m, true
+		}
+		return fail("want a table, got %s", typeName(v))
+	}
+	s, ok := v.(string)
+	switch {
+	case !ok && k.kind == kDuration:
+		if n, isInt := v.(int64); isInt {
+			return fail("want a duration string such as \"%ds\", got integer %d", n, n)
+		}
+		return fail("want a duration string such as \"2s\", got %s", typeName(v))
+	case !ok && k.list:
+		return fail("want strings, got %s", typeName(v))
+	case !ok:
+		return fail("want a string, got %s", typeName(v))
+	case len(s) > k.maxLen():
+		return fail("%s %s is longer than %d bytes", kinds[k.kind].noun, quote(s), k.maxLen())
+	case (k.kind == kPath || k.kind == kCommand) && strings.TrimSpace(s) == "":
+		return fail("must not be empty")
+	}
+	var err error
+	switch k.kind {
+	case kDuration:
+		return t.duration(k, fail, s)
+	case kEnum:
+		if !slices.Contains(k.enum, s) {
+			return fail("unknown value %s (want %s)", quote(s), orList(k.enum))
+		}
+	case kName:
+		err = checkName(s)
+	case kIfName:
+		err = checkIfName(s)
+	case kPath:
+		if !filepath.IsAbs(s) {
+			err = fmt.Errorf("%q is not an absolute path", s)
+		}
+	case kCommand:
+		_, err = Command(s).Split()
+	case kAddr:
+		a, err := parseAddr(s)
+		if err != nil {
+			return fail("%v", err)
+		}
+		return a, true
+	}
+	if err == nil && k.check != nil {
+		err = k.check(s)
+	}
+	if err != nil {
+		return fail("%v", err)
+	}
+	if k.kind == kCommand {
+		t.d.commands = append(t.d.commands, commandAt{p, t.label, Command(s)})
+	}
+	return s, true
+}
+
+// duration parses a Go duration string within k's range.
+func (t *table) duration(k *key, fail func(string, ...any) (any, bool), s string) (any, bool) {
+	dur, err := time.ParseDuration(s)
+	if err != nil {
+		return fail("invalid duration %s (use Go syntax: \"1s\", \"50ms\", \"1m30s\")", quote(s))
+	}
+	lo, hi := time.Duration(k.lo), time.Duration(k.hi)
+	switch {
+	case dur < lo || hi > 0 && dur > hi:
+		if hi > 0 {
+			return fail("%v is out of range (%v..%v)", dur, lo, hi)
+		}
+		return fail("%v is out of range (at least %v)", dur, lo)
+	case k.step > 0 && dur%k.step != 0:
+		return fail("%v is not a multiple of %v", dur, k.step)
+	}
+	return dur, true
+}
+
+// each calls fn with every valid element of the array key, in order; n is
+// the number of elements, ok whether the key is present and an array.
+func (t *table) each(key string, fn func(i int, p keyPath, v any)) (n int, ok bool) {
+	k := t.spec(key)
+	raw, ok := t.m[key]
+	if !ok {
+		return 0, false
+	}
+	elems, ok := raw.([]any)
+	if tables, isTables := raw.([]map[string]any); isTables {
+		for _, e := range tables {
+			elems = append(elems, e)
+		}
+		ok = true
+	}
+	if !ok {
+		t.bad |= 1 << k.idx
+		t.errorf(key, "%s: want an array, got %s", key, typeName(raw))
+		return 0, false
+	}
+	p := t.p.key(key)
+	for i, e := range elems {
+		if v, ok := t.value(k, p.index(i), e); ok {
+			fn(i, p.index(i), v)
+		}
+	}
+	return len(elems), true
+}
+
+// sub returns the table under key; an empty one (so that defaults apply)
+// when it is absent or of the wrong type.
+func (t *table) sub(key string) *table {
+	label := "[" + key + "]"
+	if t.label != "" {
+		label = t.label + ": " + key
+	}
+	k := t.spec(key)
+	v, ok := t.read(k)
+	m, _ := v.(map[string]any)
+	sub := t.d.table(t.p.key(key), label, m, sectionOf(k.field))
+	sub.broken = t.has(key) && !ok
+	return sub
+}
+
+// tables returns the array of tables under key ([[key]]), each labelled
+// "key #n" until its decoder names it.
+func (t *table) tables(key string) []*table {
+	if _, ok := t.m[key].(map[string]any); ok {
+		t.errorf(key, "%s: want an array of tables (a [[...]] header for each), got a table ([...] header)", key)
+		return nil
+	}
+	var out []*table
+	t.each(key, func(i int, p keyPath, v any) {
+		label := fmt.Sprintf("%s #%d", key, i+1)
+		if t.label != "" {
+			label = t.label + ": " + label
+		}
+		out = append(out, t.d.table(p, label, v.(map[string]any), sectionOf(t.spec(key).field)))
+	})
+	return out
+}
+
+// finish reports the keys its section does not declare.
 func (t *table) finish() {
-	keys := make([]string, 0, len(t.m))
+	var unknown []string
 	for k := range t.m {
-		if !t.read[k] {
-			keys = append(keys, k)
+		if _, ok := t.sec.index[k]; !ok {
+			unknown = append(unknown, k)
 		}
 	}
-	sort.Strings(keys)
-	known := make([]string, 0, len(t.read))
-	for k := range t.read {
-		known = append(known, k)
+	if len(unknown) == 0 {
+		return
 	}
-	sort.Strings(known)
-	for _, k := range keys {
+	sort.Strings(unknown)
+	known := slices.Sorted(maps.Keys(t.sec.index))
+	for _, k := range unknown {
 		if s := suggest(k, known); s != "" {
-			t.errorf(k, "unknown key %q (did you mean %q?)", k, s)
+			t.errorf(k, "unknown key %s (did you mean %q?)", quote(k), s)
 		} else {
-			t.errorf(k, "unknown key %q", k)
+			t.errorf(k, "unknown key %s", quote(k))
 		}
 	}
+}
+
+// quote quotes s for a message, shortened if it is long.
+func quote(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:max]) + "..."
 }
 
 // typeName names the TOML type of a decoded value.
 func typeName(v any) string {
 	switch v := v.(type) {
 	case string:
-		return fmt.Sprintf("string %q", v)
+		return "string " + quote(v)
 	case int64:
 		return fmt.Sprintf("integer %d", v)
 	case float64:
@@ -145,129 +402,11 @@ func typeName(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-func (t *table) str(key string) (string, bool) {
-	v, ok := t.get(key)
-	if !ok {
-		return "", false
-	}
-	s, ok := v.(string)
-	if !ok {
-		t.errorf(key, "%s: want a string, got %s", key, typeName(v))
-		return "", false
-	}
-	return s, true
-}
-
-// nonEmpty is str that also rejects "" (and strings of only white space).
-func (t *table) nonEmpty(key string) (string, bool) {
-	s, ok := t.str(key)
-	if ok && strings.TrimSpace(s) == "" {
-		t.errorf(key, "%s: must not be empty", key)
-		return "", false
-	}
-	return s, ok
-}
-
-func (t *table) command(key string) (Command, bool) {
-	s, ok := t.nonEmpty(key)
-	return Command(s), ok
-}
-
-func (t *table) boolean(key string) (bool, bool) {
-	v, ok := t.get(key)
-	if !ok {
-		return false, false
-	}
-	b, ok := v.(bool)
-	if !ok {
-		t.errorf(key, "%s: want true or false, got %s", key, typeName(v))
-		return false, false
-	}
-	return b, true
-}
-
-// integer reads an integer in lo..hi.
-func (t *table) integer(key string, lo, hi int64) (int64, bool) {
-	v, ok := t.get(key)
-	if !ok {
-		return 0, false
-	}
-	return t.intValue(t.p.key(key), key, v, lo, hi)
-}
-
-func (t *table) intValue(p keyPath, what string, v any, lo, hi int64) (int64, bool) {
-	n, ok := v.(int64)
-	if !ok {
-		t.errorAt(p, "%s: want an integer, got %s", what, typeName(v))
-		return 0, false
-	}
-	if n < lo || n > hi {
-		t.errorAt(p, "%s: %d is out of range (%s)", what, n, rangeString(lo, hi))
-		return 0, false
-	}
-	return n, true
-}
-
 func rangeString(lo, hi int64) string {
 	if hi == math.MaxInt64 || hi == math.MaxInt32 {
 		return fmt.Sprintf("at least %d", lo)
 	}
 	return fmt.Sprintf("%d..%d", lo, hi)
-}
-
-// port reads a port number, 1..65535.
-func (t *table) port(key string) (uint16, bool) {
-	n, ok := t.integer(key, 1, 65535)
-	return uint16(n), ok
-}
-
-// duration reads a Go duration string ("1s", "50ms") in lo..hi (hi 0: no
-// maximum); step > 0 requires a multiple of step.
-func (t *table) duration(key string, lo, hi, step time.Duration) (time.Duration, bool) {
-	v, ok := t.get(key)
-	if !ok {
-		return 0, false
-	}
-	s, ok := v.(string)
-	if !ok {
-		if n, isInt := v.(int64); isInt {
-			t.errorf(key, "%s: want a duration string such as \"%ds\", got integer %d", key, n, n)
-		} else {
-			t.errorf(key, "%s: want a duration string such as \"2s\", got %s", key, typeName(v))
-		}
-		return 0, false
-	}
-	dur, err := time.ParseDuration(s)
-	if err != nil {
-		t.errorf(key, "%s: invalid duration %q (use Go syntax: \"1s\", \"50ms\", \"1m30s\")", key, s)
-		return 0, false
-	}
-	if dur < lo || hi > 0 && dur > hi {
-		if hi > 0 {
-			t.errorf(key, "%s: %v is out of range (%v..%v)", key, dur, lo, hi)
-		} else {
-			t.errorf(key, "%s: %v is out of range (at least %v)", key, dur, lo)
-		}
-		return 0, false
-	}
-	if step > 0 && dur%step != 0 {
-		t.errorf(key, "%s: %v is not a multiple of %v", key, dur, step)
-		return 0, false
-	}
-	return dur, true
-}
-
-// enum reads a string that must be one of allowed.
-func (t *table) enum(key string, allowed ...string) (string, bool) {
-	s, ok := t.str(key)
-	if !ok {
-		return "", false
-	}
-	if !slices.Contains(allowed, s) {
-		t.errorf(key, "%s: unknown value %q (want %s)", key, s, orList(allowed))
-		return "", false
-	}
-	return s, true
 }
 
 func orList(allowed []string) string {
@@ -279,108 +418,6 @@ func orList(allowed []string) string {
 		return q[0]
 	}
 	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
-}
-
-// element is one value of an array, with its path.
-type element struct {
-	p keyPath
-	v any
-}
-
-// array reads an array; it returns nil if key is absent or not an array.
-func (t *table) array(key string) ([]element, bool) {
-	v, ok := t.get(key)
-	if !ok {
-		return nil, false
-	}
-	p := t.p.key(key)
-	var out []element
-	switch a := v.(type) {
-	case []any:
-		for i, e := range a {
-			out = append(out, element{p.index(i), e})
-		}
-	case []map[string]any:
-		for i, e := range a {
-			out = append(out, element{p.index(i), e})
-		}
-	default:
-		t.errorf(key, "%s: want an array, got %s", key, typeName(v))
-		return nil, false
-	}
-	return out, true
-}
-
-// tablesArray is array for an array of tables, with a hint for the usual
-// mistake of writing [key] instead of [[key]].
-func (t *table) tablesArray(key string) ([]element, bool) {
-	if v, ok := t.m[key]; ok {
-		if _, isTable := v.(map[string]any); isTable {
-			t.get(key)
-			t.errorf(key, "%s: want an array of tables (a [[...]] header for each), got a table ([...] header)", key)
-			return nil, false
-		}
-	}
-	return t.array(key)
-}
-
-// strings reads an array of strings; elements of another type are
-// reported and left out.
-func (t *table) strings(key string) ([]element, bool) {
-	elems, ok := t.array(key)
-	if !ok {
-		return nil, false
-	}
-	var out []element
-	for _, e := range elems {
-		if _, isStr := e.v.(string); !isStr {
-			t.errorAt(e.p, "%s: want strings, got %s", key, typeName(e.v))
-			continue
-		}
-		out = append(out, e)
-	}
-	return out, true
-}
-
-// sub returns the table under key; an empty one (so that defaults apply)
-// when it is absent or of the wrong type.
-func (t *table) sub(key, label string) *table {
-	p := t.p.key(key)
-	v, ok := t.get(key)
-	if !ok {
-		return t.d.table(p, label, nil)
-	}
-	m, ok := v.(map[string]any)
-	if !ok {
-		t.errorf(key, "%s: want a table, got %s", key, typeName(v))
-		broken := t.d.table(p, label, nil)
-		broken.broken = true
-		return broken
-	}
-	return t.d.table(p, label, m)
-}
-
-// tables returns the array of tables under key ([[key]]), each labelled
-// "key #n" until its decoder names it.
-func (t *table) tables(key string) []*table {
-	elems, ok := t.tablesArray(key)
-	if !ok {
-		return nil
-	}
-	var out []*table
-	for i, e := range elems {
-		m, ok := e.v.(map[string]any)
-		if !ok {
-			t.errorAt(e.p, "%s: want a table, got %s", key, typeName(e.v))
-			continue
-		}
-		label := fmt.Sprintf("%s #%d", key, i+1)
-		if t.label != "" {
-			label = t.label + ": " + label
-		}
-		out = append(out, t.d.table(e.p, label, m))
-	}
-	return out
 }
 
 // suggest returns the known key closest to k, if it is close.
@@ -471,6 +508,44 @@ func checkIfName(s string) error {
 	}
 	if s == "." || s == ".." || strings.ContainsAny(s, "/: \t\n\v\f\r") {
 		return fmt.Errorf("invalid interface name %q", s)
+	}
+	return nil
+}
+
+// checkListen checks a metrics listen address: HOST:PORT, or "".
+func checkListen(s string) error {
+	if s == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not HOST:PORT (\"\" disables metrics)", s)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
+		return fmt.Errorf("invalid port %q", port)
+	}
+	if strings.ContainsAny(host, " \t") {
+		return fmt.Errorf("invalid host %q", host)
+	}
+	return nil
+}
+
+// checkURLPath checks the path of an HTTP check.
+func checkURLPath(s string) error {
+	if !strings.HasPrefix(s, "/") || strings.ContainsAny(s, " \t\r\n") {
+		return fmt.Errorf("%q must start with \"/\" and contain no white space", s)
+	}
+	return nil
+}
+
+func checkRegexp(s string) error {
+	_, err := regexp.Compile(s)
+	return err
+}
+
+func checkNoSpace(s string) error {
+	if strings.ContainsAny(s, " \t\r\n") {
+		return fmt.Errorf("%q contains white space", s)
 	}
 	return nil
 }

@@ -3,16 +3,42 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// SystemEnv returns an Env over the network namespace of the calling
-// thread, read through netlink (for xlb check and xlb run).
+// SystemEnv returns a ScriptEnv over the network namespace of the calling
+// thread, read through netlink, and the system's files and users (for xlb
+// check and xlb run).
 func SystemEnv() Env { return systemEnv{} }
+
+func (systemEnv) LookupUser(name string) error {
+	_, err := user.Lookup(name)
+	if errors.As(err, new(user.UnknownUserError)) {
+		return fmt.Errorf("unknown user %q", name)
+	}
+	return err
+}
+
+func (systemEnv) LookupGroup(name string) error {
+	_, err := user.LookupGroup(name)
+	if errors.As(err, new(user.UnknownGroupError)) {
+		return fmt.Errorf("unknown group %q", name)
+	}
+	return err
+}
+
+func (systemEnv) LookPath(file string) (string, error)     { return exec.LookPath(file) }
+func (systemEnv) Lstat(path string) (fs.FileInfo, error)   { return os.Lstat(path) }
+func (systemEnv) EvalSymlinks(path string) (string, error) { return filepath.EvalSymlinks(path) }
 
 type systemEnv struct{}
 

@@ -50,6 +50,36 @@ func (e *Errors) Unwrap() []error {
 	return errs
 }
 
-func (e *Errors) sort() {
-	sort.SliceStable(e.List, func(i, j int) bool { return e.List[i].Line < e.List[j].Line })
+// problems collects errors or warnings: sorted by line, and bounded (the
+// maxErrors first by line are kept, the others counted), so that no input
+// costs unbounded memory.
+type problems struct {
+	list    []Error
+	dropped int
+}
+
+func (p *problems) add(e Error) {
+	p.list = append(p.list, e)
+	if len(p.list) >= 2*maxErrors {
+		p.trim()
+	}
+}
+
+// trim sorts by line (problems on one line keep the order they were found
+// in) and keeps the first maxErrors.
+func (p *problems) trim() {
+	sort.SliceStable(p.list, func(i, j int) bool { return p.list[i].Line < p.list[j].Line })
+	if len(p.list) > maxErrors {
+		p.dropped += len(p.list) - maxErrors
+		p.list = p.list[:maxErrors]
+	}
+}
+
+// sorted returns the problems, with a last one counting those left out.
+func (p *problems) sorted(file string) []Error {
+	p.trim()
+	if p.dropped > 0 {
+		return append(p.list, Error{File: file, Msg: fmt.Sprintf("and %d more problems", p.dropped)})
+	}
+	return p.list
 }

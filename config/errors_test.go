@@ -644,6 +644,38 @@ socket = "xlb.sock"
 		},
 	},
 	{
+		name: "command syntax",
+		src: base + `[[vrrp_script]]
+name = "s"
+script = "/bin/sh -c 'exit 1"
+[[vrrp_sync_group]]
+name = "G"
+group = ["VI_1"]
+notify = '/x\'
+[[vrrp_instance]]
+name = "VI_1"
+interface = "eth0"
+virtual_router_id = 1
+virtual_ipaddress = ["10.0.0.3"]
+notify_master = "'' master"
+[[virtual_server]]
+name = "a"
+address = "10.0.0.3"
+port = 80
+quorum_up = 'x \0'
+[virtual_server.health_check]
+type = "script"
+script = '/bin/check "a'
+`,
+		want: []string{
+			`7: vrrp_script "s": script: unterminated ' quote (opened at byte 11)`,
+			`11: vrrp_sync_group "G": notify: a backslash ends the command (write \\ for a backslash)`,
+			`17: vrrp_instance "VI_1": notify_master: the program name is empty`,
+			`22: virtual_server "a": quorum_up: the escape \0 is a NUL byte, which would cut the argument`,
+			`25: virtual_server "a": health_check: script: unterminated " quote (opened at byte 11)`,
+		},
+	},
+	{
 		name: "interfaces checked against the system",
 		env:  fakeEnv{"eth0": {netip.MustParsePrefix("10.0.0.5/24")}},
 		src: base + `[[vrrp_instance]]

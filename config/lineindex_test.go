@@ -139,6 +139,9 @@ func checkIndexCovers(t *testing.T, src string) {
 		return
 	}
 	x := buildLineIndex(src)
+	if x.deep > 0 {
+		return // refused before decoding: the index stopped there
+	}
 	lines := strings.Split(src, "\n")
 	var walk func(p keyPath, last string, v any)
 	walk = func(p keyPath, last string, v any) {

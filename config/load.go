@@ -3,12 +3,12 @@ package config
 import (
 	"errors"
 	"fmt"
-	"math"
-	"net"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,19 +16,36 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// Defaults that are not obvious from the field documentation.
+// Bounds on a configuration file, so that any input costs bounded memory
+// and time in xlb check and in every reload.
 const (
-	DefaultPinPath       = "/sys/fs/bpf/xlb"
-	DefaultMetricsListen = "127.0.0.1:9477"
-	DefaultSocket        = "/run/xlb/xlb.sock"
+	// MaxFileSize is the largest file read: 1,024 services of 256 real
+	// servers each (the dataplane's limits), written out as one
+	// [[virtual_server.real_server]] table with address, port and weight
+	// apiece, take 21.7 MB.
+	MaxFileSize = 32 << 20
+	// MaxDepth bounds the nesting of tables, dotted keys, arrays and inline
+	// tables (the length of a key path such as virtual_server[0].port, 3),
+	// checked before the TOML decoder sees the document: the decoder's
+	// memory grows with the square of the depth. xlb's deepest key path,
+	// virtual_server[i].real_server[j].health_check.expect_status[k], is 7.
+	MaxDepth = 32
+	// maxErrors bounds the problems reported (then counted).
+	maxErrors = 1000
 )
 
 // Load reads the configuration file at path, applies defaults and validates
 // it (with env, when not nil, for live facts such as interfaces). A problem
 // with the content is returned as an *Errors listing every one of them; a
-// file that cannot be read is a plain error.
+// file that cannot be read is a plain error. At most MaxFileSize+1 bytes are
+// read, whatever the file is (/dev/zero, a FIFO).
 func Load(path string, env Env) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -38,42 +55,45 @@ func Load(path string, env Env) (*Config, error) {
 // Parse is Load for a configuration already in memory; name is used in
 // error messages and as Config.File.
 func Parse(name string, data []byte, env Env) (*Config, error) {
+	fail := func(line int, format string, args ...any) (*Config, error) {
+		return nil, &Errors{List: []Error{{File: name, Line: line, Msg: fmt.Sprintf(format, args...)}}}
+	}
+	if len(data) > MaxFileSize {
+		return fail(0, "larger than %d MiB, the most xlb reads", MaxFileSize>>20)
+	}
+	src := string(data)
+	idx := buildLineIndex(src)
+	if idx.deep > 0 {
+		return fail(idx.deep, "nested deeper than %d levels (tables, dotted keys, arrays and inline tables)", MaxDepth)
+	}
 	var root map[string]any
-	if _, err := toml.Decode(string(data), &root); err != nil {
-		e := Error{File: name, Msg: "invalid TOML: " + err.Error()}
+	if _, err := toml.Decode(src, &root); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			e.Line = pe.Position.Line
-			e.Msg = "invalid TOML: " + pe.Message
+			return fail(pe.Position.Line, "invalid TOML: %s", pe.Message)
 		}
-		return nil, &Errors{List: []Error{e}}
+		return fail(0, "invalid TOML: %v", err)
 	}
-	d := &decoder{file: name, idx: buildLineIndex(string(data)), env: env}
+	d := &decoder{file: name, idx: idx, env: env}
 	cfg := d.config(root)
-	if len(d.errs) > 0 {
-		errs := &Errors{List: d.errs}
-		errs.sort()
-		return nil, errs
+	if len(d.errs.list) > 0 {
+		return nil, &Errors{List: d.errs.sorted(name)}
 	}
-	if len(d.warns) > 0 {
-		w := &Errors{List: d.warns}
-		w.sort()
-		cfg.Warnings = w.List
+	if len(d.warns.list) > 0 {
+		cfg.Warnings = d.warns.sorted(name)
 	}
 	return cfg, nil
 }
 
 func (d *decoder) config(root map[string]any) *Config {
 	c := &Config{File: d.file}
-	rt := d.table(nil, "", root)
+	rt := d.table(nil, "", root, sectionOf(""))
 	meta := &meta{}
-	dp := rt.sub("dataplane", "[dataplane]")
-	meta.dataplane = dp
-
-	d.global(rt.sub("global", "[global]"), &c.Global)
-	d.dataplane(dp, &c.Dataplane)
-	d.metrics(rt.sub("metrics", "[metrics]"), &c.Metrics)
-	d.control(rt.sub("control", "[control]"), &c.Control)
+	meta.global, meta.dataplane = rt.sub("global"), rt.sub("dataplane")
+	d.global(meta.global, &c.Global)
+	d.dataplane(meta.dataplane, &c.Dataplane)
+	d.plain(rt.sub("metrics"), &c.Metrics)
+	d.plain(rt.sub("control"), &c.Control)
 	for _, t := range rt.tables("vrrp_script") {
 		c.VRRPScripts = append(c.VRRPScripts, d.vrrpScript(t))
 		meta.scripts = append(meta.scripts, t.p)
@@ -99,159 +119,58 @@ func (d *decoder) config(root map[string]any) *Config {
 	return c
 }
 
+// plain decodes a table that the key table describes entirely.
+func (d *decoder) plain(t *table, dst any) {
+	t.fill(dst)
+	t.finish()
+}
+
 func (d *decoder) global(t *table, g *Global) {
-	if s, ok := t.str("router_id"); ok {
-		if err := checkName(s); err != nil {
-			t.errorf("router_id", "router_id: %v", err)
-		}
-		g.RouterID = s
-	} else if !t.has("router_id") {
+	t.fill(g)
+	if !t.has("router_id") {
 		h, err := os.Hostname()
 		if err != nil || h == "" {
 			t.errorf("", "router_id is not set and the host name is unknown (%v): set router_id", err)
 		}
 		g.RouterID = h
 	}
+	if t.has("script_group") && !t.has("script_user") {
+		t.errorf("script_group", "script_group needs script_user (as keepalived's script_user USER GROUP)")
+	}
 	t.finish()
 }
 
 func (d *decoder) dataplane(t *table, dp *Dataplane) {
-	*dp = Dataplane{
-		Mode:          ModeAuto,
-		XDPMode:       XDPAuto,
-		PinPath:       DefaultPinPath,
-		TCPTimeout:    15 * time.Minute,
-		TCPFinTimeout: 2 * time.Minute,
-		UDPTimeout:    5 * time.Minute,
+	t.fill(dp)
+	if t.ok("xdp_mode") && dp.Mode == ModeIPVS {
+		t.errorf("xdp_mode", "xdp_mode applies only with mode = \"xdp\" or \"auto\" (mode is \"ipvs\")")
 	}
-	modeOK := true
-	if s, ok := t.enum("mode", "auto", "xdp", "ipvs"); ok {
-		dp.Mode = Mode(s)
-	} else if t.has("mode") {
-		modeOK = false
-	}
-	if s, ok := t.enum("xdp_mode", "auto", "native", "generic"); ok {
-		dp.XDPMode = XDPMode(s)
-		if dp.Mode == ModeIPVS {
-			t.errorf("xdp_mode", "xdp_mode applies only with mode = \"xdp\" or \"auto\" (mode is \"ipvs\")")
+	dp.PinPath = filepath.Clean(dp.PinPath)
+	needed := t.valid("mode") && dp.Mode != ModeIPVS
+	seen := map[string]bool{}
+	n, ok := t.each("interfaces", func(_ int, p keyPath, v any) {
+		name := v.(string)
+		if seen[name] {
+			t.errorAt(p, "interfaces: %q is listed twice", name)
+			return
 		}
-	}
-	if elems, ok := t.strings("interfaces"); ok {
-		seen := map[string]bool{}
-		for _, e := range elems {
-			name := e.v.(string)
-			if err := checkIfName(name); err != nil {
-				t.errorAt(e.p, "interfaces: %v", err)
-				continue
-			}
-			if seen[name] {
-				t.errorAt(e.p, "interfaces: %q is listed twice", name)
-				continue
-			}
-			seen[name] = true
-			dp.Interfaces = append(dp.Interfaces, name)
-			d.dpIfaces = append(d.dpIfaces, e.p)
-		}
-		if len(elems) == 0 && modeOK && dp.Mode != ModeIPVS {
-			t.errorf("interfaces", "interfaces: must not be empty with mode = %q (the XDP program is attached there)", dp.Mode)
-		}
-	} else if !t.has("interfaces") && !t.broken && modeOK && dp.Mode != ModeIPVS {
+		seen[name] = true
+		dp.Interfaces = append(dp.Interfaces, name)
+		d.dpIfaces = append(d.dpIfaces, p)
+	})
+	if ok && n == 0 && needed {
+		t.errorf("interfaces", "interfaces: must not be empty with mode = %q (the XDP program is attached there)", dp.Mode)
+	} else if !t.has("interfaces") && !t.broken && needed {
 		t.errorf("", "interfaces: required with mode = %q (where the XDP program is attached)", dp.Mode)
 	}
-	if s, ok := t.nonEmpty("pin_path"); ok {
-		if !filepath.IsAbs(s) {
-			t.errorf("pin_path", "pin_path: %q is not an absolute path", s)
-		}
-		dp.PinPath = filepath.Clean(s)
-	}
-	if b, ok := t.boolean("keep_forwarding_on_exit"); ok {
-		dp.KeepForwardingOnExit = b
-	}
-	for _, x := range []struct {
-		key string
-		dst *time.Duration
-	}{{"tcp_timeout", &dp.TCPTimeout}, {"tcp_fin_timeout", &dp.TCPFinTimeout}, {"udp_timeout", &dp.UDPTimeout}} {
-		// IPVS keeps these in whole seconds.
-		if v, ok := t.duration(x.key, time.Second, 0, time.Second); ok {
-			*x.dst = v
-		}
-	}
 	t.finish()
-}
-
-func (d *decoder) metrics(t *table, m *Metrics) {
-	m.Listen = DefaultMetricsListen
-	if s, ok := t.str("listen"); ok {
-		m.Listen = s
-		if s != "" {
-			host, port, err := net.SplitHostPort(s)
-			if err != nil {
-				t.errorf("listen", "listen: %q is not HOST:PORT (\"\" disables metrics)", s)
-			} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || strconv.FormatUint(n, 10) != port {
-				t.errorf("listen", "listen: invalid port %q", port)
-			} else if strings.ContainsAny(host, " \t") {
-				t.errorf("listen", "listen: invalid host %q", host)
-			}
-		}
-	}
-	t.finish()
-}
-
-func (d *decoder) control(t *table, c *Control) {
-	c.Socket = DefaultSocket
-	if s, ok := t.nonEmpty("socket"); ok {
-		switch {
-		case !filepath.IsAbs(s):
-			t.errorf("socket", "socket: %q is not an absolute path", s)
-		case len(s) > 107:
-			t.errorf("socket", "socket: path is %d bytes long, unix sockets allow 107", len(s))
-		}
-		c.Socket = s
-	}
-	t.finish()
-}
-
-// name reads the required "name" key of an array element and relabels the
-// table with it.
-func (t *table) name(kind string) string {
-	s, ok := t.str("name")
-	if !ok {
-		if !t.has("name") {
-			t.errorf("", "name: required")
-		}
-		return ""
-	}
-	if err := checkName(s); err != nil {
-		t.errorf("name", "name: %v", err)
-		return s
-	}
-	t.label = fmt.Sprintf("%s %q", kind, s)
-	return s
 }
 
 func (d *decoder) vrrpScript(t *table) VRRPScript {
-	s := VRRPScript{Interval: time.Second, Weight: 0, Fall: 1, Rise: 1, Line: d.idx.line(t.p)}
-	s.Name = t.name("vrrp_script")
-	if c, ok := t.command("script"); ok {
-		s.Script = c
-	} else if !t.has("script") {
-		t.errorf("", "script: required")
-	}
-	if v, ok := t.duration("interval", time.Millisecond, 0, 0); ok {
-		s.Interval = v
-	}
-	s.Timeout = s.Interval
-	if v, ok := t.duration("timeout", time.Millisecond, 0, 0); ok {
-		s.Timeout = v
-	}
-	if n, ok := t.integer("weight", -253, 253); ok {
-		s.Weight = int(n)
-	}
-	if n, ok := t.integer("fall", 1, math.MaxInt32); ok {
-		s.Fall = int(n)
-	}
-	if n, ok := t.integer("rise", 1, math.MaxInt32); ok {
-		s.Rise = int(n)
+	s := VRRPScript{Line: d.idx.line(t.p)}
+	t.fill(&s)
+	if !t.ok("timeout") {
+		s.Timeout = s.Interval
 	}
 	t.finish()
 	return s
@@ -266,28 +185,13 @@ type groupMeta struct {
 func (d *decoder) syncGroup(t *table) (SyncGroup, groupMeta) {
 	g := SyncGroup{Line: d.idx.line(t.p)}
 	m := groupMeta{p: t.p}
-	g.Name = t.name("vrrp_sync_group")
-	if elems, ok := t.strings("group"); ok {
-		for _, e := range elems {
-			g.Group = append(g.Group, e.v.(string))
-			m.members = append(m.members, e.p)
-		}
-		if len(elems) == 0 {
-			t.errorf("group", "group: must list at least one vrrp_instance")
-		}
-	} else if !t.has("group") {
-		t.errorf("", "group: required (the member vrrp_instance names)")
-	}
-	for _, x := range []struct {
-		key string
-		dst *Command
-	}{
-		{"notify_master", &g.NotifyMaster}, {"notify_backup", &g.NotifyBackup},
-		{"notify_fault", &g.NotifyFault}, {"notify_stop", &g.NotifyStop}, {"notify", &g.Notify},
-	} {
-		if c, ok := t.command(x.key); ok {
-			*x.dst = c
-		}
+	t.decode(&g)
+	n, ok := t.each("group", func(_ int, p keyPath, v any) {
+		g.Group = append(g.Group, v.(string))
+		m.members = append(m.members, p)
+	})
+	if ok && n == 0 {
+		t.errorf("group", "group: must list at least one vrrp_instance")
 	}
 	t.finish()
 	return g, m
@@ -306,74 +210,27 @@ type instanceMeta struct {
 }
 
 func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
-	v := VRRPInstance{
-		State:                   StateBackup,
-		Priority:                100,
-		AdvertInt:               time.Second,
-		Version:                 2,
-		Preempt:                 true,
-		NotifyTimeout:           10 * time.Second,
-		GARPMasterDelay:         5 * time.Second,
-		GARPMasterRepeat:        5,
-		GARPMasterRefreshRepeat: 1,
-		SplitBrainCheckInterval: time.Second,
-		// Issue 11: a forged advert's interval learned at most 3 times ours.
-		LearnedAdvertIntMaxFactor: 3,
-		Line:                      d.idx.line(t.p),
-	}
+	v := VRRPInstance{Line: d.idx.line(t.p)}
 	m := instanceMeta{p: t.p}
-	v.Name = t.name("vrrp_instance")
-
-	if s, ok := t.str("interface"); ok {
-		if err := checkIfName(s); err != nil {
-			t.errorf("interface", "interface: %v", err)
-		} else {
-			v.Interface = s
-		}
-	} else if !t.has("interface") {
-		t.errorf("", "interface: required")
-	}
-	if s, ok := t.enum("state", "MASTER", "BACKUP"); ok {
-		v.State = State(s)
-	}
-	if n, ok := t.integer("virtual_router_id", 1, 255); ok {
-		v.VirtualRouterID = uint8(n)
-	} else if !t.has("virtual_router_id") {
-		t.errorf("", "virtual_router_id: required (1..255)")
-	}
-	if n, ok := t.integer("priority", 1, 255); ok {
-		v.Priority = uint8(n)
-	}
-	m.versionOK = true
-	if n, ok := t.integer("version", 2, 3); ok {
-		v.Version = int(n)
-	} else if t.has("version") {
-		m.versionOK = false
-	}
+	t.fill(&v)
+	m.versionOK = t.valid("version")
 	if m.versionOK {
 		// RFC 3768 5.3.7: whole seconds in 8 bits; RFC 5798 5.2.7:
 		// centiseconds in 12 bits.
-		if v.Version == 2 {
-			if dur, ok := t.duration("advert_int", time.Second, 255*time.Second, time.Second); ok {
-				v.AdvertInt = dur
-			}
-		} else if dur, ok := t.duration("advert_int", 10*time.Millisecond, 4095*10*time.Millisecond, 10*time.Millisecond); ok {
-			v.AdvertInt = dur
+		k := *t.spec("advert_int")
+		k.lo, k.hi, k.step = sec, 255*sec, time.Second
+		if v.Version == 3 {
+			k.lo, k.hi, k.step = 10*ms, 4095*10*ms, 10*time.Millisecond
 		}
-	} else {
-		t.get("advert_int")
-	}
-	if b, ok := t.boolean("preempt"); ok {
-		v.Preempt = b
-	}
-	if dur, ok := t.duration("preempt_delay", 0, 1000*time.Second, 0); ok {
-		v.PreemptDelay = dur
-		if !v.Preempt && dur > 0 {
-			t.errorf("preempt_delay", "preempt_delay has no effect with preempt = false")
+		if dur, ok := t.read(&k); ok {
+			v.AdvertInt = dur.(time.Duration)
 		}
+	}
+	if t.ok("preempt_delay") && !v.Preempt && v.PreemptDelay > 0 {
+		t.errorf("preempt_delay", "preempt_delay has no effect with preempt = false")
 	}
 	authTypeSet := false
-	if s, ok := t.enum("auth_type", "PASS", "AH"); ok {
+	if s, ok := t.str("auth_type"); ok {
 		if s == "AH" {
 			t.errorf("auth_type", "auth_type: \"AH\" (IPsec authentication header) is not supported; use \"PASS\" or none")
 		} else {
@@ -406,60 +263,41 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 		}
 	}
 
-	if s, ok := t.str("unicast_src_ip"); ok {
-		if a, err := parseAddr(s); err != nil {
-			t.errorf("unicast_src_ip", "unicast_src_ip: %v", err)
-		} else {
-			v.UnicastSrcIP = a
-		}
-	}
 	var peerPaths []keyPath
-	if elems, ok := t.strings("unicast_peers"); ok {
-		seen := map[netip.Addr]bool{}
-		for _, e := range elems {
-			a, err := parseAddr(e.v.(string))
-			if err != nil {
-				t.errorAt(e.p, "unicast_peers: %v", err)
-				continue
-			}
-			if seen[a] {
-				t.errorAt(e.p, "unicast_peers: %s is listed twice", a)
-				continue
-			}
-			if a == v.UnicastSrcIP {
-				t.errorAt(e.p, "unicast_peers: %s is the unicast_src_ip", a)
-				continue
-			}
+	seen := map[netip.Addr]bool{}
+	t.each("unicast_peers", func(_ int, p keyPath, x any) {
+		a := x.(netip.Addr)
+		switch {
+		case seen[a]:
+			t.errorAt(p, "unicast_peers: %s is listed twice", a)
+		case a == v.UnicastSrcIP:
+			t.errorAt(p, "unicast_peers: %s is the unicast_src_ip", a)
+		default:
 			seen[a] = true
 			v.UnicastPeers = append(v.UnicastPeers, a)
-			peerPaths = append(peerPaths, e.p)
+			peerPaths = append(peerPaths, p)
 		}
-	}
+	})
 	if v.UnicastSrcIP.IsValid() && len(v.UnicastPeers) == 0 && !t.has("unicast_peers") {
 		t.errorf("unicast_src_ip", "unicast_src_ip needs unicast_peers (without peers adverts are multicast)")
 	}
 
-	if elems, ok := t.strings("virtual_ipaddress"); ok {
-		seen := map[netip.Addr]bool{}
-		for _, e := range elems {
-			vip, err := parseVIP(e.v.(string), v.Interface)
-			if err != nil {
-				t.errorAt(e.p, "virtual_ipaddress: %v", err)
-				continue
-			}
-			if seen[vip.Prefix.Addr()] {
-				t.errorAt(e.p, "virtual_ipaddress: %s is listed twice", vip.Prefix.Addr())
-				continue
-			}
+	clear(seen)
+	n, ok := t.each("virtual_ipaddress", func(_ int, p keyPath, x any) {
+		vip, err := parseVIP(x.(string), v.Interface)
+		switch {
+		case err != nil:
+			t.errorAt(p, "virtual_ipaddress: %v", err)
+		case seen[vip.Prefix.Addr()]:
+			t.errorAt(p, "virtual_ipaddress: %s is listed twice", vip.Prefix.Addr())
+		default:
 			seen[vip.Prefix.Addr()] = true
 			v.VirtualIPAddresses = append(v.VirtualIPAddresses, vip)
-			m.vips = append(m.vips, e.p)
+			m.vips = append(m.vips, p)
 		}
-		if len(elems) == 0 {
-			t.errorf("virtual_ipaddress", "virtual_ipaddress: must list at least one address")
-		}
-	} else if !t.has("virtual_ipaddress") {
-		t.errorf("", "virtual_ipaddress: required")
+	})
+	if ok && n == 0 {
+		t.errorf("virtual_ipaddress", "virtual_ipaddress: must list at least one address")
 	}
 	// One family per instance: an advertisement carries addresses of its
 	// own IP version only (RFC 5798 5.2.9).
@@ -491,70 +329,28 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 		}
 	}
 
-	if elems, ok := t.strings("track_script"); ok {
-		for _, e := range elems {
-			name, w, hasW, err := parseTracked(e.v.(string))
-			if err != nil {
-				t.errorAt(e.p, "track_script: %v", err)
-				continue
-			}
-			v.TrackScripts = append(v.TrackScripts, TrackScript{Name: name, Weight: w})
-			m.scripts = append(m.scripts, e.p)
-			m.scriptW = append(m.scriptW, hasW)
+	t.each("track_script", func(_ int, p keyPath, x any) {
+		name, w, hasW, err := parseTracked(x.(string))
+		if err != nil {
+			t.errorAt(p, "track_script: %v", err)
+			return
 		}
-	}
-	if elems, ok := t.strings("track_interface"); ok {
-		for _, e := range elems {
-			name, w, _, err := parseTracked(e.v.(string))
-			if err == nil {
-				err = checkIfName(name)
-			}
-			if err != nil {
-				t.errorAt(e.p, "track_interface: %v", err)
-				continue
-			}
-			v.TrackInterfaces = append(v.TrackInterfaces, TrackInterface{Name: name, Weight: w})
-			m.ifaces = append(m.ifaces, e.p)
+		v.TrackScripts = append(v.TrackScripts, TrackScript{Name: name, Weight: w})
+		m.scripts = append(m.scripts, p)
+		m.scriptW = append(m.scriptW, hasW)
+	})
+	t.each("track_interface", func(_ int, p keyPath, x any) {
+		name, w, _, err := parseTracked(x.(string))
+		if err == nil {
+			err = checkIfName(name)
 		}
-	}
-	for _, x := range []struct {
-		key string
-		dst *Command
-	}{
-		{"notify_master", &v.NotifyMaster}, {"notify_backup", &v.NotifyBackup},
-		{"notify_fault", &v.NotifyFault}, {"notify_stop", &v.NotifyStop}, {"notify", &v.Notify},
-	} {
-		if c, ok := t.command(x.key); ok {
-			*x.dst = c
+		if err != nil {
+			t.errorAt(p, "track_interface: %v", err)
+			return
 		}
-	}
-	if dur, ok := t.duration("notify_timeout", time.Second, 1000*time.Second, 0); ok {
-		v.NotifyTimeout = dur
-	}
-	for _, x := range []struct {
-		key string
-		dst *time.Duration
-	}{
-		{"garp_master_delay", &v.GARPMasterDelay}, {"garp_master_refresh", &v.GARPMasterRefresh},
-		{"garp_interval", &v.GARPInterval}, {"gna_interval", &v.GNAInterval},
-		{"split_brain_check_interval", &v.SplitBrainCheckInterval},
-	} {
-		if dur, ok := t.duration(x.key, 0, 0, 0); ok {
-			*x.dst = dur
-		}
-	}
-	if n, ok := t.integer("garp_master_repeat", 1, math.MaxInt32); ok {
-		v.GARPMasterRepeat = int(n)
-	}
-	if n, ok := t.integer("garp_master_refresh_repeat", 1, math.MaxInt32); ok {
-		v.GARPMasterRefreshRepeat = int(n)
-	}
-	if b, ok := t.boolean("use_vmac"); ok {
-		v.UseVMAC = b
-	}
-	if n, ok := t.integer("learned_advert_int_max_factor", 0, 4095); ok {
-		v.LearnedAdvertIntMaxFactor = int(n)
-	}
+		v.TrackInterfaces = append(v.TrackInterfaces, TrackInterface{Name: name, Weight: w})
+		m.ifaces = append(m.ifaces, p)
+	})
 
 	// RFC 5798 6.4.1: the address owner (priority 255) becomes master at
 	// once, and never yields; keepalived's nopreempt works only from BACKUP.
@@ -667,90 +463,32 @@ type backendMeta struct {
 }
 
 func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
-	v := VirtualServer{
-		Protocol:  TCP,
-		Scheduler: WeightedLeastConnection,
-		Forward:   DirectRouting,
-		Quorum:    1,
-		Line:      d.idx.line(t.p),
-	}
+	v := VirtualServer{Line: d.idx.line(t.p)}
 	m := serviceMeta{p: t.p}
-	v.Name = t.name("virtual_server")
-	if s, ok := t.str("address"); ok {
-		if a, err := parseAddr(s); err != nil {
-			t.errorf("address", "address: %v", err)
-		} else {
-			v.Address = a
-		}
-	} else if !t.has("address") {
-		t.errorf("", "address: required")
-	}
-	portOK := false
-	if p, ok := t.port("port"); ok {
-		v.Port, portOK = p, true
-	} else if !t.has("port") {
-		t.errorf("", "port: required")
-	}
-	if s, ok := t.enum("protocol", "tcp", "udp"); ok {
-		v.Protocol = Protocol(s)
-	}
-	if s, ok := t.enum("scheduler", "rr", "wrr", "lc", "wlc", "sh", "mh"); ok {
-		v.Scheduler = Scheduler(s)
-	}
-	forwardOK := true
-	if s, ok := t.enum("forward", "dr", "nat", "tunnel"); ok {
-		v.Forward = Forward(s)
-	} else if t.has("forward") {
-		forwardOK = false
-	}
-	if s, ok := t.str("vrrp_instance"); ok {
-		if err := checkName(s); err != nil {
-			t.errorf("vrrp_instance", "vrrp_instance: %v", err)
-		} else {
-			v.VRRPInstance = s
-		}
-	}
-	if dur, ok := t.duration("persistence_timeout", 0, 0, time.Second); ok {
-		v.PersistenceTimeout = dur
-	}
-	if n, ok := t.integer("quorum", 1, math.MaxInt32); ok {
-		v.Quorum = int(n)
-	}
-	if n, ok := t.integer("hysteresis", 0, math.MaxInt32); ok {
-		v.Hysteresis = int(n)
-		if v.Hysteresis >= v.Quorum {
-			t.errorf("hysteresis", "hysteresis %d must be less than quorum %d (the service could never go down)", v.Hysteresis, v.Quorum)
-		}
-	}
-	if c, ok := t.command("quorum_up"); ok {
-		v.QuorumUp = c
-	}
-	if c, ok := t.command("quorum_down"); ok {
-		v.QuorumDown = c
+	t.fill(&v)
+	portOK, forwardOK := t.ok("port"), t.valid("forward")
+	if t.ok("hysteresis") && v.Hysteresis >= v.Quorum {
+		t.errorf("hysteresis", "hysteresis %d must be less than quorum %d (the service could never go down)", v.Hysteresis, v.Quorum)
 	}
 
 	// Tunnel options.
-	if !forwardOK {
-		for _, k := range []string{"tunnel_type", "tunnel_port", "tunnel_source"} {
-			t.get(k)
-		}
-	} else if v.Forward != Tunnel {
-		for _, k := range []string{"tunnel_type", "tunnel_port", "tunnel_source"} {
-			if t.has(k) {
-				t.get(k)
+	tunnelKeys := []string{"tunnel_type", "tunnel_port", "tunnel_source"}
+	if !forwardOK || v.Forward != Tunnel {
+		v.TunnelType = TunnelNone
+		for _, k := range tunnelKeys {
+			if forwardOK && t.has(k) {
 				t.errorf(k, "%s applies only with forward = \"tunnel\" (forward is %q)", k, v.Forward)
 			}
 		}
 	} else {
-		v.TunnelType = TunnelIPIP
-		if s, ok := t.enum("tunnel_type", "ipip", "gue"); ok {
+		if s, ok := t.str("tunnel_type"); ok {
 			v.TunnelType = TunnelType(s)
 		}
-		if p, ok := t.port("tunnel_port"); ok {
+		if p, ok := t.read(t.spec("tunnel_port")); ok {
 			if v.TunnelType != TunnelGUE {
 				t.errorf("tunnel_port", "tunnel_port applies only with tunnel_type = \"gue\"")
 			} else {
-				v.TunnelPort = p
+				v.TunnelPort = uint16(p.(int64))
 			}
 		} else if v.TunnelType == TunnelGUE && !t.has("tunnel_port") {
 			t.errorf("tunnel_type", "tunnel_type = \"gue\" needs tunnel_port (the real servers' GUE UDP port)")
@@ -764,8 +502,10 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 		}
 	}
 
-	hcTable := t.sub("health_check", t.label+": health_check")
-	svcCheck, timeoutSet := d.healthCheck(hcTable, defaultCheck(), false, true, 0)
+	var base HealthCheck
+	hcTable := t.sub("health_check")
+	setDefaults(hcTable.sec, &base)
+	svcCheck, timeoutSet := d.healthCheck(hcTable, base, false, true, 0)
 
 	if s, ok := t.str("sorry_server"); ok {
 		ap, err := parseSorry(s, v.Port)
@@ -779,32 +519,22 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 
 	seen := map[netip.AddrPort]int{}
 	for _, rt := range t.tables("real_server") {
-		rs := RealServer{Port: v.Port, Weight: 1, Line: d.idx.line(rt.p)}
-		if s, ok := rt.str("address"); ok {
-			if a, err := parseAddr(s); err != nil {
-				rt.errorf("address", "address: %v", err)
-			} else {
-				rs.Address = a
-			}
-		} else if !rt.has("address") {
-			rt.errorf("", "address: required")
-		}
+		rs := RealServer{Port: v.Port, Line: d.idx.line(rt.p)}
+		setDefaults(rt.sec, &rs)
+		rt.decode(&rs, "address")
 		if rs.Address.IsValid() {
 			rt.label = fmt.Sprintf("%s: real_server %s", t.label, rs.Address)
 		}
+		rt.decode(&rs, "port")
 		rsPortOK := portOK
-		if p, ok := rt.port("port"); ok {
-			rs.Port, rsPortOK = p, true
-		} else if rt.has("port") {
-			rsPortOK = false
+		if rt.has("port") {
+			rsPortOK = rt.valid("port")
 		}
 		if rs.Address.IsValid() && rsPortOK {
 			rt.label = fmt.Sprintf("%s: real_server %s", t.label, rs.AddrPort())
 		}
-		if n, ok := rt.integer("weight", 0, 65535); ok {
-			rs.Weight = int(n)
-		}
-		rs.HealthCheck, _ = d.healthCheck(rt.sub("health_check", rt.label+": health_check"), svcCheck, timeoutSet, false, rs.Port)
+		rt.decode(&rs)
+		rs.HealthCheck, _ = d.healthCheck(rt.sub("health_check"), svcCheck, timeoutSet, false, rs.Port)
 		rt.finish()
 
 		if rs.Address.IsValid() && v.Address.IsValid() && forwardOK {
@@ -915,24 +645,6 @@ func parseSorry(s string, port uint16) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(a, port), nil
 }
 
-func defaultCheck() HealthCheck {
-	return HealthCheck{
-		Type:         CheckTCP,
-		Interval:     2 * time.Second,
-		Timeout:      time.Second,
-		Fall:         3,
-		Rise:         2,
-		InitialState: InitialDown,
-	}
-}
-
-// Keys of a health check that apply only to some types.
-var (
-	httpKeys   = []string{"path", "expect_status", "body_regex", "host"}
-	httpsKeys  = []string{"sni", "tls_verify", "ca_file"}
-	scriptKeys = []string{"script"}
-)
-
 // healthCheck decodes a health_check table over base: a service's
 // (isService) over the defaults, a real server's over its service's, with
 // rsPort the real server's port. timeoutSet says whether base's timeout was
@@ -942,18 +654,10 @@ func (d *decoder) healthCheck(t *table, base HealthCheck, timeoutSet, isService 
 	if isService || t.present() {
 		hc.Line = d.idx.line(t.p)
 	}
-	if s, ok := t.enum("type", "tcp", "http", "https", "script", "none"); ok {
-		hc.Type = CheckType(s)
-	}
-	if dur, ok := t.duration("interval", time.Millisecond, 0, 0); ok {
-		hc.Interval = dur
-	}
-	if dur, ok := t.duration("timeout", time.Millisecond, 0, 0); ok {
-		hc.Timeout = dur
-		timeoutSet = true
-	}
+	t.decode(&hc)
+	timeoutSet = timeoutSet || t.ok("timeout")
 	if !timeoutSet {
-		hc.Timeout = min(time.Second, hc.Interval)
+		hc.Timeout = min(t.spec("timeout").dv.(time.Duration), hc.Interval)
 	}
 	if hc.Timeout > hc.Interval && (t.has("timeout") || t.has("interval")) {
 		key := "timeout"
@@ -962,86 +666,15 @@ func (d *decoder) healthCheck(t *table, base HealthCheck, timeoutSet, isService 
 		}
 		t.errorf(key, "timeout %v is longer than interval %v", hc.Timeout, hc.Interval)
 	}
-	if n, ok := t.integer("fall", 1, math.MaxInt32); ok {
-		hc.Fall = int(n)
+	var codes []int
+	n, ok := t.each("expect_status", func(_ int, _ keyPath, v any) { codes = append(codes, int(v.(int64))) })
+	if ok && n == 0 {
+		t.errorf("expect_status", "expect_status: must list at least one status code")
 	}
-	if n, ok := t.integer("rise", 1, math.MaxInt32); ok {
-		hc.Rise = int(n)
-	}
-	if p, ok := t.port("port"); ok {
-		hc.Port = p
-	}
-	if s, ok := t.str("path"); ok {
-		if !strings.HasPrefix(s, "/") || strings.ContainsAny(s, " \t\r\n") {
-			t.errorf("path", "path: %q must start with \"/\" and contain no white space", s)
-		} else {
-			hc.Path = s
-		}
-	}
-	if elems, ok := t.array("expect_status"); ok {
-		var codes []int
-		for _, e := range elems {
-			if n, ok := t.intValue(e.p, "expect_status", e.v, 100, 599); ok {
-				codes = append(codes, int(n))
-			}
-		}
-		if len(elems) == 0 {
-			t.errorf("expect_status", "expect_status: must list at least one status code")
-		}
-		if len(codes) > 0 {
-			hc.ExpectStatus = codes
-		}
-	}
-	if s, ok := t.str("body_regex"); ok {
-		if _, err := regexp.Compile(s); err != nil {
-			t.errorf("body_regex", "body_regex: %v", err)
-		} else {
-			hc.BodyRegex = s
-		}
-	}
-	if s, ok := t.str("host"); ok {
-		if strings.ContainsAny(s, " \t\r\n") {
-			t.errorf("host", "host: %q contains white space", s)
-		} else {
-			hc.Host = s
-		}
-	}
-	if s, ok := t.str("sni"); ok {
-		hc.SNI = s
-	}
-	if b, ok := t.boolean("tls_verify"); ok {
-		hc.TLSVerify = b
-	}
-	if s, ok := t.nonEmpty("ca_file"); ok {
-		if !filepath.IsAbs(s) {
-			t.errorf("ca_file", "ca_file: %q is not an absolute path", s)
-		}
-		hc.CAFile = s
-	}
-	if c, ok := t.command("script"); ok {
-		hc.Script = c
-	}
-	if s, ok := t.enum("initial_state", "down", "up"); ok {
-		hc.InitialState = InitialState(s)
+	if len(codes) > 0 {
+		hc.ExpectStatus = codes
 	}
 
-	// Keys written for another type of check are mistakes.
-	isHTTP := hc.Type == CheckHTTP || hc.Type == CheckHTTPS
-	for _, k := range httpKeys {
-		if t.has(k) && !isHTTP {
-			t.errorf(k, "%s applies only to http and https checks (type is %q)", k, hc.Type)
-		}
-	}
-	for _, k := range httpsKeys {
-		if t.has(k) && hc.Type != CheckHTTPS {
-			t.errorf(k, "%s applies only to https checks (type is %q)", k, hc.Type)
-		}
-	}
-	for _, k := range scriptKeys {
-		if t.has(k) && hc.Type != CheckScript {
-			t.errorf(k, "%s applies only to script checks (type is %q)", k, hc.Type)
-		}
-	}
 	if hc.Type == CheckScript && hc.Script == "" && (t.has("type") || isService) && !t.has("script") {
 		t.errorf("type", "type = \"script\" needs script")
 	}
@@ -1052,24 +685,23 @@ func (d *decoder) healthCheck(t *table, base HealthCheck, timeoutSet, isService 
 		}
 		t.errorf(key, "ca_file is used only with tls_verify = true")
 	}
-
-	// Inherited keys that do not apply to the type are dropped; defaults
-	// of the type are applied.
-	if !isHTTP {
-		hc.Path, hc.ExpectStatus, hc.BodyRegex, hc.Host = "", nil, "", ""
-	} else {
-		if hc.Path == "" {
-			hc.Path = "/"
+	// Keys written for another type of check are mistakes; inherited ones
+	// are dropped, and the defaults of the type's own keys applied.
+	rv := reflect.ValueOf(&hc).Elem()
+	for i := range t.sec.keys {
+		k := &t.sec.keys[i]
+		if k.only == nil {
+			continue
 		}
-		if hc.ExpectStatus == nil {
-			hc.ExpectStatus = []int{200}
+		f := rv.FieldByName(k.field)
+		if !slices.Contains(k.only, string(hc.Type)) {
+			if t.has(k.name) {
+				t.errorf(k.name, "%s applies only to %s checks (type is %q)", k.name, strings.Join(k.only, " and "), hc.Type)
+			}
+			f.SetZero()
+		} else if f.IsZero() && k.dv != nil {
+			set(f, k.dv)
 		}
-	}
-	if hc.Type != CheckHTTPS {
-		hc.SNI, hc.TLSVerify, hc.CAFile = "", false, ""
-	}
-	if hc.Type != CheckScript {
-		hc.Script = ""
 	}
 	if !isService && hc.Port == 0 {
 		hc.Port = rsPort

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"strings"
 )
@@ -10,6 +11,7 @@ import (
 // meta locates the elements of a decoded Config for the checks that span
 // several of them.
 type meta struct {
+	global    *table
 	dataplane *table
 	scripts   []keyPath
 	groups    []groupMeta
@@ -109,6 +111,9 @@ func (d *decoder) crossCheck(c *Config, m *meta) {
 	if d.env != nil {
 		d.checkEnv(c, m)
 	}
+	if env, ok := d.env.(ScriptEnv); ok {
+		d.checkScripts(c, m, env)
+	}
 }
 
 func (d *decoder) checkInstances(c *Config, m *meta, scripts map[string]int) {
@@ -166,6 +171,22 @@ type Env interface {
 	// link-scope routes), or an error wrapping ErrUnknownInterface when it
 	// does not exist.
 	InterfaceSubnets(ifname string) ([]netip.Prefix, error)
+}
+
+// ScriptEnv is an Env that also answers for the commands and the script
+// user (SystemEnv does); Parse and Load check them only with such an Env.
+type ScriptEnv interface {
+	Env
+	// LookupUser and LookupGroup fail for a user or group that does not
+	// exist.
+	LookupUser(name string) error
+	LookupGroup(name string) error
+	// LookPath finds a program named without a slash as the command runner
+	// does (exec.LookPath: in PATH).
+	LookPath(file string) (string, error)
+	// Lstat and EvalSymlinks are os.Lstat and filepath.EvalSymlinks.
+	Lstat(path string) (fs.FileInfo, error)
+	EvalSymlinks(path string) (string, error)
 }
 
 type ifaceInfo struct {

@@ -11,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/xlb-dev/xlb/config"
 )
 
-// DefaultSocket is the control socket's default path.
-const DefaultSocket = "/run/xlb/xlb.sock"
+// DefaultSocket is the control socket's default path (config's).
+const DefaultSocket = config.DefaultSocket
 
 // Request is a control-socket request: one JSON object per connection.
 type Request struct {

@@ -145,7 +145,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 // socketFlags adds --socket and --config and returns a resolver of the
 // control socket's path.
 func socketFlags(fs *flag.FlagSet) func() (string, error) {
-	sock := fs.String("socket", "", "control socket (default: from --config, else "+control.DefaultSocket+")")
+	sock := fs.String("socket", "", "control socket (default: from --config, else "+config.DefaultSocket+")")
 	cfgPath := fs.String("config", "", "read the control socket's path from this configuration")
 	return func() (string, error) {
 		if *sock != "" {
@@ -158,7 +158,7 @@ func socketFlags(fs *flag.FlagSet) func() (string, error) {
 			}
 			return cfg.Control.Socket, nil
 		}
-		return control.DefaultSocket, nil
+		return config.DefaultSocket, nil
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -112,5 +113,72 @@ func TestStatusWithoutDaemon(t *testing.T) {
 	code, _, errs := runCmd("status", "--socket", sock)
 	if code == 0 || !strings.Contains(errs, "is `xlb run` running?") {
 		t.Fatalf("status without a daemon: %d %q", code, errs)
+	}
+}
+
+// Bounded inputs through `xlb check`: reading stops at the size bound, and
+// deep nesting is refused before it costs memory.
+func TestCheckBoundedInputs(t *testing.T) {
+	code, _, errs := runCmd("check", "--config", "/dev/zero")
+	if want := "/dev/zero: larger than 32 MiB, the most xlb reads\n"; code != 1 || errs != want {
+		t.Errorf("check /dev/zero: %d %q, want 1 %q", code, errs, want)
+	}
+	path := filepath.Join(t.TempDir(), "deep.toml")
+	deep := "[global]\nx = " + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + "\n"
+	if err := os.WriteFile(path, []byte(deep), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	code, _, errs = runCmd("check", "--config", path)
+	runtime.ReadMemStats(&after)
+	if want := path + ":2: nested deeper than 32 levels (tables, dotted keys, arrays and inline tables)\n"; code != 1 || errs != want {
+		t.Errorf("check deep: %d %q, want 1 %q", code, errs, want)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+		t.Errorf("check deep allocated %d MB", alloc>>20)
+	}
+}
+
+// `xlb check` warns about a script a non-root user could change, and
+// refuses it with enable_script_security.
+func TestCheckScriptSecurity(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open")
+	script := filepath.Join(open, "notify.sh")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(open, 0o777); err != nil { // world-writable, no sticky bit
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "x.toml")
+	cfg := `[dataplane]
+mode = "ipvs"
+
+[[virtual_server]]
+name = "web"
+address = "10.0.0.3"
+port = 80
+forward = "nat"
+quorum_down = "` + script + ` web"
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	problem := script + " is not secure: directory " + open + " is writable by everyone (mode drwxrwxrwx)"
+	code, out, errs := runCmd("check", "--config", path)
+	if want := "warning: " + path + `:9: virtual_server "web": quorum_down: ` + problem; code != 0 || !strings.Contains(out, "OK") || !strings.Contains(errs, want) {
+		t.Errorf("check: %d %q %q, want OK and %q", code, out, errs, want)
+	}
+	if err := os.WriteFile(path, []byte("[global]\nenable_script_security = true\n"+cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runCmd("check", "--config", path)
+	if want := path + `:11: virtual_server "web": quorum_down: enable_script_security: ` + problem + "\n"; code != 1 || errs != want {
+		t.Errorf("check with enable_script_security: %d %q, want 1 %q", code, errs, want)
 	}
 }
