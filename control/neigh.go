@@ -109,9 +109,9 @@ func (n *NetNeighbors) KeepRoute(addr netip.Addr) {
 // takes at once) reaches the dataplane at once. The subscription's socket
 // overflows when updates come faster than they are read (a busy or hostile
 // LAN, a flood of ARP from many addresses): the kernel drops the rest
-// (ENOBUFS) and the subscription ends. Run then subscribes again, at most
-// once per retry tick, and reads every wanted entry again, as updates were
-// lost.
+// (ENOBUFS) and the subscription ends. Run then subscribes again (at
+// once, then at most once a second) and reads every wanted entry again, as
+// updates were lost.
 func (n *NetNeighbors) Run(ctx context.Context) error {
 	defer n.h.Close()
 	var sub *neighSubscription
@@ -122,6 +122,7 @@ func (n *NetNeighbors) Run(ctx context.Context) error {
 	defer retry.Stop()
 	lastRefresh := time.Now()
 	subscribed := false
+	var lastLoss time.Time
 	for {
 		if sub == nil {
 			s, err := n.subscribe()
@@ -151,13 +152,16 @@ func (n *NetNeighbors) Run(ctx context.Context) error {
 				sub.close()
 				sub = nil
 				n.lost.Add(1)
-				// Subscribe again on the next tick, not in a loop a flood
-				// would keep spinning.
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-retry.C:
+				// Subscribe again at once, but not more than once a
+				// second: a sustained flood must not keep it spinning.
+				if time.Since(lastLoss) < time.Second {
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-retry.C:
+					}
 				}
+				lastLoss = time.Now()
 				continue
 			}
 			if a, ok := netip.AddrFromSlice(u.IP); ok {
