@@ -37,7 +37,8 @@ type NetNeighbors struct {
 	wake   chan struct{}
 
 	lost atomic.Uint64 // subscriptions ended with updates lost
-	// rcvBuf is the subscription socket's receive buffer; 0: neighRcvBuf.
+	// rcvBuf is the subscription socket's receive buffer; 0: neighRcvBuf;
+	// negative: the kernel's default (a larger one was refused).
 	rcvBuf int
 }
 
@@ -202,15 +203,19 @@ func (n *NetNeighbors) subscribe() (*neighSubscription, error) {
 			s.last = err
 			s.mu.Unlock()
 		},
-		ReceiveBufferSize: cmp.Or(n.rcvBuf, neighRcvBuf), ReceiveBufferForceSize: true,
 	}
 	if n.ns.IsOpen() {
 		opts.Namespace = &n.ns
 	}
+	if n.rcvBuf >= 0 {
+		opts.ReceiveBufferSize, opts.ReceiveBufferForceSize = cmp.Or(n.rcvBuf, neighRcvBuf), true
+	}
 	err := netlink.NeighSubscribeWithOptions(s.updates, s.done, opts)
-	if err != nil {
+	if err != nil && opts.ReceiveBufferForceSize {
 		// Without CAP_NET_ADMIN the buffer cannot pass rmem_max: the
-		// default then.
+		// default from now on (netlink leaves the refused socket open).
+		n.log.Debug("neighbour updates: larger receive buffer refused", "error", err)
+		n.rcvBuf = -1
 		opts.ReceiveBufferSize, opts.ReceiveBufferForceSize = 0, false
 		err = netlink.NeighSubscribeWithOptions(s.updates, s.done, opts)
 	}
