@@ -128,6 +128,9 @@ func OpenDataplane(cfg *config.Config, log *slog.Logger) (dataplane.Dataplane, e
 	if xerr == nil {
 		return dp, nil
 	}
+	if errors.Is(xerr, xdp.ErrPinPathInUse) {
+		return nil, xerr // another daemon runs this dataplane: IPVS would compete with it
+	}
 	log.Warn("XDP dataplane unavailable, falling back to IPVS", "error", xerr)
 	dp, ierr := ipvs.New(ipvs.Options{Logger: log})
 	if ierr != nil {
@@ -172,6 +175,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer close(d.exited)
 	d.started = time.Now()
 	cfg := d.Config()
+	sockLock, err := lockSocket(cfg.Control.Socket)
+	if err != nil {
+		return err
+	}
+	defer sockLock.Close()
 	dp := d.opts.Dataplane
 	if dp == nil {
 		var err error
@@ -486,6 +494,7 @@ func (d *Daemon) Reload() error {
 	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	d.checkPins()
 	cfg, err := config.Load(d.opts.ConfigPath, d.opts.Env)
 	if err == nil {
 		vc := VRRPFromConfig(cfg)

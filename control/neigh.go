@@ -1,12 +1,14 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -33,6 +35,11 @@ type NetNeighbors struct {
 	// itself) is kept resolved, mapped to that next hop once it resolved.
 	routed map[netip.Addr]netip.Addr
 	wake   chan struct{}
+
+	lost atomic.Uint64 // subscriptions ended with updates lost
+	// rcvBuf is the subscription socket's receive buffer; 0: neighRcvBuf;
+	// negative: the kernel's default (a larger one was refused).
+	rcvBuf int
 }
 
 type neighbor struct {
@@ -97,32 +104,66 @@ func (n *NetNeighbors) KeepRoute(addr netip.Addr) {
 }
 
 // Run resolves wanted addresses until ctx is done.
+//
+// It follows the kernel's neighbour updates, so that a real server's new
+// MAC (announced by a gratuitous ARP or unsolicited NA, which the kernel
+// takes at once) reaches the dataplane at once. The subscription's socket
+// overflows when updates come faster than they are read (a busy or hostile
+// LAN, a flood of ARP from many addresses): the kernel drops the rest
+// (ENOBUFS) and the subscription ends. Run then subscribes again (at
+// once, then at most once a second) and reads every wanted entry again, as
+// updates were lost.
 func (n *NetNeighbors) Run(ctx context.Context) error {
 	defer n.h.Close()
-	updates := make(chan netlink.NeighUpdate, 256)
-	done := make(chan struct{})
-	defer close(done)
-	opts := netlink.NeighSubscribeOptions{
-		ErrorCallback: func(err error) { n.log.Warn("neighbour updates", "error", err) },
-	}
-	if n.ns.IsOpen() {
-		opts.Namespace = &n.ns
-	}
-	if err := netlink.NeighSubscribeWithOptions(updates, done, opts); err != nil {
-		return fmt.Errorf("subscribe to neighbour updates: %w", err)
-	}
+	var sub *neighSubscription
+	defer func() { sub.close() }()
 	// Unresolved entries are retried every second; resolved ones are
 	// refreshed (a STALE entry is revalidated) every 30 s.
 	retry := time.NewTicker(time.Second)
 	defer retry.Stop()
 	lastRefresh := time.Now()
+	subscribed := false
+	var lastLoss time.Time
 	for {
+		if sub == nil {
+			s, err := n.subscribe()
+			if err != nil {
+				n.log.Warn("subscribe to neighbour updates: retrying", "error", err)
+			} else {
+				sub = s
+				if subscribed {
+					// Updates may have been missed: every answer is read
+					// again (after subscribing, so that none is missed
+					// since).
+					n.resolveAll(true, false)
+				}
+				subscribed = true
+			}
+		}
+		var updates <-chan netlink.NeighUpdate
+		if sub != nil {
+			updates = sub.updates
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case u, ok := <-updates:
 			if !ok {
-				return fmt.Errorf("neighbour updates closed")
+				n.log.Warn("neighbour updates lost: subscribing again and reading every real server's entry again", "error", sub.err())
+				sub.close()
+				sub = nil
+				n.lost.Add(1)
+				// Subscribe again at once, but not more than once a
+				// second: a sustained flood must not keep it spinning.
+				if time.Since(lastLoss) < time.Second {
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-retry.C:
+					}
+				}
+				lastLoss = time.Now()
+				continue
 			}
 			if a, ok := netip.AddrFromSlice(u.IP); ok {
 				if n.isWanted(a.Unmap()) {
@@ -131,16 +172,78 @@ func (n *NetNeighbors) Run(ctx context.Context) error {
 				n.hopChanged(a.Unmap())
 			}
 		case <-n.wake:
-			n.resolveAll(false)
+			n.resolveAll(false, false)
 		case <-retry.C:
 			refresh := time.Since(lastRefresh) > 30*time.Second
 			if refresh {
 				lastRefresh = time.Now()
 			}
-			n.resolveAll(refresh)
+			n.resolveAll(refresh, refresh)
 		}
 	}
 }
+
+// neighSubscription is a subscription to the kernel's neighbour updates.
+type neighSubscription struct {
+	updates chan netlink.NeighUpdate
+	done    chan struct{}
+	mu      sync.Mutex
+	last    error // the error that ended it
+}
+
+// neighRcvBuf is the subscription socket's receive buffer: room for a few
+// thousand updates, so that a burst does not overflow it.
+const neighRcvBuf = 4 << 20
+
+func (n *NetNeighbors) subscribe() (*neighSubscription, error) {
+	s := &neighSubscription{updates: make(chan netlink.NeighUpdate, 256), done: make(chan struct{})}
+	opts := netlink.NeighSubscribeOptions{
+		ErrorCallback: func(err error) {
+			s.mu.Lock()
+			s.last = err
+			s.mu.Unlock()
+		},
+	}
+	if n.ns.IsOpen() {
+		opts.Namespace = &n.ns
+	}
+	if n.rcvBuf >= 0 {
+		opts.ReceiveBufferSize, opts.ReceiveBufferForceSize = cmp.Or(n.rcvBuf, neighRcvBuf), true
+	}
+	err := netlink.NeighSubscribeWithOptions(s.updates, s.done, opts)
+	if err != nil && opts.ReceiveBufferForceSize {
+		// Without CAP_NET_ADMIN the buffer cannot pass rmem_max: the
+		// default from now on (netlink leaves the refused socket open).
+		n.log.Debug("neighbour updates: larger receive buffer refused", "error", err)
+		n.rcvBuf = -1
+		opts.ReceiveBufferSize, opts.ReceiveBufferForceSize = 0, false
+		err = netlink.NeighSubscribeWithOptions(s.updates, s.done, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to neighbour updates: %w", err)
+	}
+	return s, nil
+}
+
+func (s *neighSubscription) err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+func (s *neighSubscription) close() {
+	if s != nil {
+		select {
+		case <-s.done:
+		default:
+			close(s.done)
+		}
+	}
+}
+
+// UpdatesLost counts the times neighbour updates were lost (and every entry
+// read again).
+func (n *NetNeighbors) UpdatesLost() uint64 { return n.lost.Load() }
 
 func (n *NetNeighbors) isWanted(a netip.Addr) bool {
 	n.mu.Lock()
@@ -148,17 +251,20 @@ func (n *NetNeighbors) isWanted(a netip.Addr) bool {
 	return n.wanted[a]
 }
 
-func (n *NetNeighbors) resolveAll(refresh bool) {
+// resolveAll resolves the wanted addresses not known yet, or all of them
+// (all), and keeps the tunnelled real servers' next hops resolved; refresh
+// revalidates stale entries.
+func (n *NetNeighbors) resolveAll(all, refresh bool) {
 	n.mu.Lock()
 	var todo []netip.Addr
 	for a := range n.wanted {
-		if _, ok := n.known[a]; !ok || refresh {
+		if _, ok := n.known[a]; !ok || all {
 			todo = append(todo, a)
 		}
 	}
 	var routes []netip.Addr
 	for a, hop := range n.routed {
-		if !hop.IsValid() || refresh {
+		if !hop.IsValid() || all {
 			routes = append(routes, a)
 		}
 	}

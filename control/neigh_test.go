@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,6 +108,12 @@ func TestNetNeighborsKeepRoute(t *testing.T) {
 // runNeighbors runs a NetNeighbors in ns until the test ends.
 func runNeighbors(t *testing.T, ns *nettest.NS, onChange func()) *NetNeighbors {
 	t.Helper()
+	return runNeighborsWith(t, ns, onChange, nil)
+}
+
+// runNeighborsWith is runNeighbors with set changing the resolver first.
+func runNeighborsWith(t *testing.T, ns *nettest.NS, onChange func(), set func(*NetNeighbors)) *NetNeighbors {
+	t.Helper()
 	h, err := netns.GetFromName(ns.Name)
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +122,9 @@ func runNeighbors(t *testing.T, ns *nettest.NS, onChange func()) *NetNeighbors {
 	if err != nil {
 		h.Close()
 		t.Fatal(err)
+	}
+	if set != nil {
+		set(n)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -126,4 +137,68 @@ func runNeighbors(t *testing.T, ns *nettest.NS, onChange func()) *NetNeighbors {
 		h.Close()
 	})
 	return n
+}
+
+// A burst of neighbour updates overflows the subscription (the kernel drops
+// what does not fit: ENOBUFS) while a real server's MAC changes: the
+// resolver subscribes again and reads its entries again, so the new MAC is
+// followed within a second or two instead of at the next 30 s refresh, and
+// later changes are followed as before.
+func TestNetNeighborsUpdatesLost(t *testing.T) {
+	dir, rs := nettest.NewNS(t, "ld"), nettest.NewNS(t, "lr")
+	nettest.Veth(t, dir, "eth0", rs, "eth0")
+	nettest.Addr(t, dir, "eth0", "10.9.2.1/24")
+	nettest.Addr(t, rs, "eth0", "10.9.2.2/24")
+	// A small socket buffer (the kernel's default is 208 KiB; the resolver
+	// asks for more), so that the burst overflows it.
+	n := runNeighborsWith(t, dir, func() {}, func(n *NetNeighbors) { n.rcvBuf = 16 << 10 })
+	addr := netip.MustParseAddr("10.9.2.2")
+	macIs := func(want string) func() error {
+		return func() error {
+			mac, _, ok := n.Lookup(addr)
+			if !ok || mac.String() != want {
+				return fmt.Errorf("%s resolved to %v (%v), want %s", addr, mac, ok, want)
+			}
+			return nil
+		}
+	}
+	var rsMAC net.HardwareAddr
+	rs.Do(func() error { i, err := net.InterfaceByName("eth0"); rsMAC = i.HardwareAddr; return err })
+	n.Lookup(addr)
+	nettest.WaitFor(t, 10*time.Second, "first resolution", macIs(rsMAC.String()))
+
+	// Entries of 100 other addresses made and removed, again and again
+	// (never more than 100 at a time in the kernel's table, whose limits
+	// are shared by all namespaces); in the middle, the real server's
+	// entry gets a new MAC, as a gratuitous ARP would give it.
+	const newMAC = "02:77:00:00:00:22"
+	var b strings.Builder
+	for round := range 400 {
+		for i := range 100 {
+			fmt.Fprintf(&b, "neigh replace 10.9.2.%d dev eth0 lladdr 02:00:00:00:%02x:%02x nud stale\n", 100+i, round%256, i)
+		}
+		if round == 200 {
+			fmt.Fprintf(&b, "neigh replace 10.9.2.2 dev eth0 lladdr %s nud stale\n", newMAC)
+		}
+		for i := range 100 {
+			fmt.Fprintf(&b, "neigh del 10.9.2.%d dev eth0\n", 100+i)
+		}
+	}
+	batch := filepath.Join(t.TempDir(), "batch")
+	if err := os.WriteFile(batch, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	flood := time.Now()
+	dir.MustRun(t, "ip", "-batch", batch)
+	t.Logf("80000 neighbour updates in %v", time.Since(flood).Round(time.Millisecond))
+	nettest.WaitFor(t, 3*time.Second, "the new MAC followed", macIs(newMAC))
+	t.Logf("new MAC followed %v after the burst began; updates lost %d times", time.Since(flood).Round(time.Millisecond), n.UpdatesLost())
+	if n.UpdatesLost() == 0 {
+		t.Error("the burst did not overflow the subscription: the test does not test what it says")
+	}
+
+	// Updates are followed again.
+	const newer = "02:77:00:00:00:33"
+	dir.MustRun(t, "ip", "neigh", "replace", "10.9.2.2", "dev", "eth0", "lladdr", newer, "nud", "stale")
+	nettest.WaitFor(t, 2*time.Second, "the next change followed", macIs(newer))
 }

@@ -73,6 +73,9 @@ func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
 		}
 		out.Events[name] = n
 	}
+	if d.opts.PinPath != "" {
+		out.Events[EventPinsRestored] = d.pins.restored.Load()
+	}
 	return out, errors.Join(errs...)
 }
 

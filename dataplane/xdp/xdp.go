@@ -57,6 +57,10 @@ type Options struct {
 	// ManualClock leaves the program's clock to SetClock (tests); otherwise
 	// it advances every ClockPeriod.
 	ManualClock bool
+	// PinCheckInterval is how often the pinned maps and links are checked
+	// (and pinned again if removed or replaced); zero: DefaultPinCheck;
+	// negative: never (tests call CheckPins).
+	PinCheckInterval time.Duration
 }
 
 // ClockPeriod is how often the program's clock (xlb_clock_v1) advances.
@@ -89,6 +93,9 @@ type Dataplane struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	// pins keeps the pin path ours: locked, and holding our maps and links.
+	pins pinKeeper
 }
 
 type attached struct {
@@ -126,12 +133,19 @@ func Open(opts Options) (*Dataplane, error) {
 		conns:    map[uint32]connCount{},
 		smacs:    map[int][]byte{},
 	}
+	// One process per pin path: a second one would swap its program into
+	// the links and its configuration into the maps of the first. The lock
+	// comes before anything is loaded.
+	if err := d.pins.lock(opts.PinPath); err != nil {
+		return nil, err
+	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
 	// to the cgroup, and this does nothing.
 	if err := rlimit.RemoveMemlock(); err != nil {
 		d.log.Debug("cannot lift RLIMIT_MEMLOCK", "error", err)
 	}
 	if err := d.load(); err != nil {
+		d.pins.unlock()
 		if errors.Is(err, unix.EPERM) {
 			// cilium/ebpf's hint then blames MEMLOCK, which RemoveMemlock
 			// has already lifted: the capabilities are missing.
@@ -162,6 +176,9 @@ func Open(opts Options) (*Dataplane, error) {
 	if opts.SyncInterval > 0 || !opts.ManualClock {
 		d.stop, d.done = make(chan struct{}), make(chan struct{})
 		go d.loop()
+	}
+	if err := d.watchPins(); err != nil {
+		return nil, err
 	}
 	ok = true
 	return d, nil
@@ -288,6 +305,8 @@ func (d *Dataplane) Close() error {
 }
 
 func (d *Dataplane) closeHandles() {
+	d.pins.stopWatch()
+	defer d.pins.unlock() // last: until then no other process touches the pins
 	for _, a := range d.links {
 		a.link.Close()
 	}
@@ -303,6 +322,8 @@ func (d *Dataplane) closeHandles() {
 // Detach implements dataplane.Dataplane: it detaches from every interface
 // and removes the pinned links and maps.
 func (d *Dataplane) Detach() error {
+	// The pins are removed on purpose from here: nothing restores them.
+	d.pins.stopWatch()
 	var errs []error
 	for name, a := range d.links {
 		if err := a.link.Unpin(); err != nil && !errors.Is(err, os.ErrNotExist) {
