@@ -6,7 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/xlb-dev/xlb/internal/flock"
+	"github.com/xlb-dev/xlb/dataplane/flock"
 )
 
 // lockSocket takes the lock of the control socket's path, a file next to

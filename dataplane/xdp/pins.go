@@ -13,7 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
-	"github.com/xlb-dev/xlb/internal/flock"
+	"github.com/xlb-dev/xlb/dataplane/flock"
 )
 
 // ErrPinPathInUse is returned by Open when another process holds the pin

@@ -1,4 +1,4 @@
-// Package flock takes exclusive flock(2) locks that live as long as the
+// Package flock (used for the pin path and the control socket) takes exclusive flock(2) locks that live as long as the
 // process holds them: the kernel releases a lock when its last file
 // descriptor closes, so on exit or crash, never leaving a stale lock behind.
 // A lock already taken is reported with its holder: the pid that
