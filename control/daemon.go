@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/control/command"
 	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/dataplane/ipvs"
@@ -52,6 +53,9 @@ type Daemon struct {
 	node    *vrrp.Node
 	metrics *Metrics
 	rates   *rateTracker
+	// scripts runs every external command: notify and track scripts
+	// (VRRP), script checks, quorum commands.
+	scripts *command.Runner
 
 	stopping  atomic.Bool
 	forceStop chan struct{}
@@ -87,8 +91,12 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	if err := vc.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
+	scripts, err := command.New(command.Options{Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
+	}
 	logWarnings(opts.Logger, cfg)
-	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg),
+	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg), scripts: scripts,
 		groups: map[string]string{}, states: map[string]vrrp.State{}, forceStop: make(chan struct{}),
 		ready: make(chan struct{}), exited: make(chan struct{})}, nil
 }
@@ -223,13 +231,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.rec = NewReconciler(dp, ReconcilerOptions{
 		Logger:    d.log,
 		Neighbors: neigh,
-		RunScript: func(cmd string) { runAsync(d.log, cmd) },
+		RunScript: func(cmd string) { d.scripts.Go(cmd) },
 	})
 	recRef = d.rec
 	d.rec.SetModel(d.model)
 
 	d.metrics = NewMetrics(func() *Status { return d.Status(false) }, d.vrrpStatus)
-	d.checks = health.NewManager(health.Options{Logger: d.log, Observe: func(key string, dur time.Duration, err error) {
+	d.checks = health.NewManager(health.Options{Logger: d.log, Scripts: d.scripts, Observe: func(key string, dur time.Duration, err error) {
 		d.mu.Lock()
 		typ := d.checkType[key]
 		d.mu.Unlock()
@@ -249,7 +257,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	vctx, vstop := context.WithCancel(context.Background())
 	defer vstop()
 	if len(cfg.VRRPInstances) > 0 {
-		node, err := vrrp.NewNode(VRRPFromConfig(cfg), vrrp.Options{Logger: d.log, BeforeMaster: d.beforeMaster})
+		node, err := vrrp.NewNode(VRRPFromConfig(cfg), vrrp.Options{Logger: d.log, Runner: d.scripts, BeforeMaster: d.beforeMaster})
 		if err != nil {
 			dp.Close()
 			return err
@@ -326,6 +334,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	stop() // reconciler, checks, socket: nothing re-applies from here
 	wg.Wait()
+	// Wait for the quorum and sync-group commands still running: each ends
+	// within its timeout (its process group is killed then), none is left
+	// behind unsupervised.
+	_ = d.scripts.Wait(context.Background())
 	if srv != nil {
 		_ = srv.Close()
 	}
@@ -403,8 +415,8 @@ func (d *Daemon) roleEvent(ev vrrp.Event) {
 		}
 		name, generic := g.Name, g.Notify
 		run = append(run, func() {
-			runAsync(d.log, string(specific))
-			runAsync(d.log, string(generic), "GROUP", name, state)
+			d.scripts.Go(string(specific))
+			d.scripts.Go(string(generic), "GROUP", name, state)
 		})
 	}
 	d.mu.Unlock()
