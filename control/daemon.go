@@ -301,10 +301,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() { _ = srv.Serve(ln) }()
 		d.log.Info("metrics served", "listen", ln.Addr().String())
 	}
-	if err := ServeSocket(runCtx, cfg.Control.Socket, d, d.log); err != nil {
+	sock, err := ListenSocket(cfg.Control.Socket, d, SocketOptions{Logger: d.log})
+	if err != nil {
 		dp.Close()
 		return err
 	}
+	d.metrics.Registry.MustRegister(sock)
+	goRun("control socket", sock.Serve)
 	d.log.Info("xlb running", "config", d.opts.ConfigPath, "services", len(d.model.Services), "vrrp_instances", len(cfg.VRRPInstances))
 	close(d.ready)
 	if d.opts.Ready != nil {
