@@ -337,9 +337,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	stop() // reconciler, checks, socket: nothing re-applies from here
 	wg.Wait()
-	// Wait for the quorum and sync-group commands still running: each ends
-	// within its timeout (its process group is killed then), none is left
-	// behind unsupervised.
+	// Wait for the background commands (Go: quorum_up, quorum_down) still
+	// running: each ends within its timeout (its process group is killed
+	// then), none is left behind unsupervised.
 	_ = d.scripts.Wait(context.Background())
 	if srv != nil {
 		_ = srv.Close()
