@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/xlb-dev/xlb/test/nettest"
 )
 
@@ -42,6 +44,33 @@ func serveTestSocket(t *testing.T, opts SocketOptions) (*SocketServer, string) {
 		}
 	})
 	return s, path
+}
+
+// gatherCounter returns the value of a counter of s with the given reason
+// label, collected through a pedantic registry (which checks Describe
+// against Collect).
+func gatherCounter(t *testing.T, s *SocketServer, name, reason string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "reason" && l.GetValue() == reason {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{reason=%q}", name, reason)
+	return 0
 }
 
 func callStatus(path string) error {
@@ -105,6 +134,9 @@ func TestSocketRequestTooLarge(t *testing.T) {
 	}
 	if st := s.Stats(); st.TooLarge != 1 {
 		t.Errorf("stats %+v, want 1 too large", st)
+	}
+	if got := gatherCounter(t, s, "xlb_control_errors_total", "too_large"); got != 1 {
+		t.Errorf("xlb_control_errors_total{reason=\"too_large\"} %v, want 1", got)
 	}
 	if err := callStatus(path); err != nil {
 		t.Errorf("status after a too large request: %v", err)
