@@ -8,8 +8,8 @@
 //
 //   - runs in its own process group; when its context is done (its
 //     timeout) the whole group is killed with SIGKILL, as keepalived's
-//     child_killed_thread does with kill(-pgid, SIGKILL), so a script's
-//     children die with it;
+//     child_killed_thread (core/notify.c) does with kill(-pgid, SIGKILL),
+//     so a script's children die with it;
 //   - is always waited for (no zombie), and Run returns at most WaitDelay
 //     after the kill even when a descendant that left the group still holds
 //     the output pipes;
@@ -190,8 +190,9 @@ func (r *Runner) RunEnv(ctx context.Context, env []string, command string, args 
 	cmd.Env = environ(os.Environ(), id, env)
 	attr := &syscall.SysProcAttr{Setpgid: true}
 	if id != nil {
-		// An empty Groups clears the supplementary groups (setgroups(0)),
-		// as keepalived's set_privileges does (lib/notify.c).
+		// An empty Groups clears the supplementary groups (setgroups(0));
+		// keepalived's set_privileges (core/notify.c) leaves the group
+		// alone (setgroups(1, &gid)), the same access.
 		attr.Credential = &syscall.Credential{Uid: id.uid, Gid: id.gid, Groups: []uint32{}}
 	}
 	cmd.SysProcAttr = attr
