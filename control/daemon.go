@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/control/command"
 	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/dataplane/ipvs"
@@ -52,6 +53,9 @@ type Daemon struct {
 	node    *vrrp.Node
 	metrics *Metrics
 	rates   *rateTracker
+	// scripts runs every external command: notify and track scripts
+	// (VRRP), script checks, quorum commands.
+	scripts *command.Runner
 
 	stopping  atomic.Bool
 	forceStop chan struct{}
@@ -85,8 +89,12 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	if err := vc.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
+	scripts, err := command.New(command.Options{Logger: opts.Logger, User: cfg.Global.ScriptUser, Group: cfg.Global.ScriptGroup})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
+	}
 	logWarnings(opts.Logger, cfg)
-	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg), forceStop: make(chan struct{}),
+	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg), scripts: scripts, forceStop: make(chan struct{}),
 		ready: make(chan struct{}), exited: make(chan struct{})}, nil
 }
 
@@ -228,13 +236,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.rec = NewReconciler(dp, ReconcilerOptions{
 		Logger:    d.log,
 		Neighbors: neigh,
-		RunScript: func(cmd string) { runAsync(d.log, cmd) },
+		RunScript: func(cmd string) { d.scripts.Go(cmd) },
 	})
 	recRef = d.rec
 	d.rec.SetModel(d.model)
 
 	d.metrics = NewMetrics(func() *Status { return d.Status(false) }, d.vrrpStatus)
-	d.checks = health.NewManager(health.Options{Logger: d.log, Observe: func(key string, dur time.Duration, err error) {
+	d.checks = health.NewManager(health.Options{Logger: d.log, Scripts: d.scripts, Observe: func(key string, dur time.Duration, err error) {
 		d.mu.Lock()
 		typ := d.checkType[key]
 		d.mu.Unlock()
@@ -254,7 +262,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	vctx, vstop := context.WithCancel(context.Background())
 	defer vstop()
 	if len(cfg.VRRPInstances) > 0 {
-		node, err := vrrp.NewNode(VRRPFromConfig(cfg), vrrp.Options{Logger: d.log, BeforeMaster: d.beforeMaster})
+		node, err := vrrp.NewNode(VRRPFromConfig(cfg), vrrp.Options{Logger: d.log, Runner: d.scripts, BeforeMaster: d.beforeMaster})
 		if err != nil {
 			dp.Close()
 			return err
@@ -298,10 +306,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() { _ = srv.Serve(ln) }()
 		d.log.Info("metrics served", "listen", ln.Addr().String())
 	}
-	if err := ServeSocket(runCtx, cfg.Control.Socket, d, d.log); err != nil {
+	sock, err := ListenSocket(cfg.Control.Socket, d, SocketOptions{Logger: d.log})
+	if err != nil {
 		dp.Close()
 		return err
 	}
+	d.metrics.Registry.MustRegister(sock)
+	goRun("control socket", sock.Serve)
 	d.log.Info("xlb running", "config", d.opts.ConfigPath, "services", len(d.model.Services), "vrrp_instances", len(cfg.VRRPInstances))
 	close(d.ready)
 	if d.opts.Ready != nil {
@@ -332,6 +343,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	stop() // reconciler, checks, socket: nothing re-applies from here
 	wg.Wait()
+	// Wait for the background commands (Go: quorum_up, quorum_down) still
+	// running: each ends within its timeout (its process group is killed
+	// then), none is left behind unsupervised.
+	_ = d.scripts.Wait(context.Background())
 	if srv != nil {
 		_ = srv.Close()
 	}
@@ -497,13 +512,20 @@ func (d *Daemon) Reload() error {
 	d.checkPins()
 	cfg, err := config.Load(d.opts.ConfigPath, d.opts.Env)
 	if err == nil {
+		// Commands run as the new script_user from here; back to the old
+		// one if the reload fails after this.
+		prevUser, prevGroup := d.scripts.User()
 		vc := VRRPFromConfig(cfg)
 		if verr := vc.Validate(); verr != nil {
 			err = fmt.Errorf("%s: %w", d.opts.ConfigPath, verr)
 		} else if d.node == nil && len(cfg.VRRPInstances) > 0 {
 			err = errors.New("adding VRRP instances to a daemon started without any needs a restart")
+		} else if err = d.scripts.SetUser(cfg.Global.ScriptUser, cfg.Global.ScriptGroup); err != nil {
+			err = fmt.Errorf("%s: script_user: %w", d.opts.ConfigPath, err)
 		} else if d.node != nil {
-			err = d.node.Reconfigure(vc)
+			if err = d.node.Reconfigure(vc); err != nil {
+				_ = d.scripts.SetUser(prevUser, prevGroup)
+			}
 		}
 	}
 	d.mu.Lock()

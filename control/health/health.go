@@ -21,7 +21,6 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -67,10 +66,10 @@ type Spec struct {
 	TLSVerify bool   // verify the certificate chain and the server name
 	CAFile    string // PEM roots for TLSVerify; the system roots when empty
 
-	// Script: a program and its arguments separated by spaces (no shell,
-	// no quoting). The real server's address and port are appended as two
-	// more arguments and set as XLB_RS_ADDR and XLB_RS_PORT; Service, when
-	// set, as XLB_VS_NAME.
+	// Script: a command line, split into words as the configuration's
+	// commands and run without a shell (control/command). The real
+	// server's address and port are appended as two more arguments and set
+	// as XLB_RS_ADDR and XLB_RS_PORT; Service, when set, as XLB_VS_NAME.
 	Script  string
 	Service string
 
@@ -140,15 +139,18 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("path %q: must start with /", s.Path)
 		}
 	case TypeScript:
-		if len(strings.Fields(s.Script)) == 0 {
+		if !validScript(s.Script) {
 			return errors.New("missing script")
 		}
 	}
 	return nil
 }
 
-// NewChecker validates s and returns the Checker for its type.
-func NewChecker(s Spec) (Checker, error) {
+// NewChecker validates s and returns the Checker for its type. Script
+// checks run as the daemon's user (Manager uses Options.Scripts).
+func NewChecker(s Spec) (Checker, error) { return newChecker(s, nil) }
+
+func newChecker(s Spec, scripts ScriptRunner) (Checker, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
@@ -158,7 +160,7 @@ func NewChecker(s Spec) (Checker, error) {
 	case TypeHTTP, TypeHTTPS:
 		return newHTTPChecker(s)
 	case TypeScript:
-		return newScriptChecker(s), nil
+		return newScriptChecker(s, scripts), nil
 	default:
 		return noneChecker{}, nil
 	}

@@ -29,6 +29,9 @@ type Options struct {
 	// its duration and its result, for the duration histogram. It is
 	// called from a worker with no lock held and must return quickly.
 	Observe func(key string, d time.Duration, err error)
+	// Scripts runs the commands of script checks (the daemon's shared
+	// control/command Runner); nil: a default Runner, as the daemon's user.
+	Scripts ScriptRunner
 }
 
 // Transition is a change of state of one check.
@@ -65,6 +68,7 @@ type Manager struct {
 	clock   Clock
 	workers int
 	observe func(string, time.Duration, error)
+	scripts ScriptRunner
 
 	slots   chan struct{} // one token per running check (capacity: workers)
 	running sync.WaitGroup
@@ -113,6 +117,7 @@ func NewManager(opts Options) *Manager {
 		clock:   opts.Clock,
 		workers: opts.Workers,
 		observe: opts.Observe,
+		scripts: opts.Scripts,
 		wake:    make(chan struct{}, 1),
 		results: make(chan Transition),
 		out:     outbox{notify: make(chan struct{}, 1)},
@@ -230,7 +235,7 @@ func (m *Manager) Update(specs map[string]Spec) error {
 // in its first interval. Called with m.mu held.
 func (m *Manager) add(key string, s Spec, now time.Time) *check {
 	c := &check{key: key, spec: s, index: -1}
-	checker, err := NewChecker(s)
+	checker, err := newChecker(s, m.scripts)
 	switch {
 	case err != nil:
 		c.invalid, c.lastErr, c.state = err, err, StateDown

@@ -1,12 +1,15 @@
 package health_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -106,4 +109,67 @@ func TestScriptTimeoutKillsGroup(t *testing.T) {
 		_, after, _ := strings.Cut(string(st), ") ")
 		return strings.HasPrefix(after, "Z")
 	})
+}
+
+// A script check runs without a shell: `;` is an argument.
+func TestScriptNoShell(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "record.sh")
+	if err := os.WriteFile(rec, []byte(`out=$1; shift; printf '%s\n' "$@" > "$out"`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args, flag := filepath.Join(dir, "args"), filepath.Join(dir, "flag")
+	if err := check(t, scriptSpec("/bin/sh "+rec+" "+args+" a; touch "+flag)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), "a;\ntouch\n"+flag+"\n10.1.2.3\n8080\n"; got != want {
+		t.Errorf("arguments %q, want %q", got, want)
+	}
+	if _, err := os.Stat(flag); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("touch ran: %v", err)
+	}
+}
+
+// recordingRunner is a ScriptRunner that records its calls and succeeds.
+type recordingRunner struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *recordingRunner) RunEnv(_ context.Context, env []string, command string, args ...string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, fmt.Sprintf("%s %v %v", command, args, env))
+	return nil
+}
+
+func (r *recordingRunner) last() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.calls) == 0 {
+		return ""
+	}
+	return r.calls[len(r.calls)-1]
+}
+
+// The Manager runs script checks through Options.Scripts.
+func TestManagerScriptRunner(t *testing.T) {
+	t.Parallel()
+	run := &recordingRunner{}
+	m := health.NewManager(health.Options{Scripts: run})
+	s := scriptSpec("/etc/xlb/check web")
+	s.Service, s.Interval = "web", 50*time.Millisecond
+	if err := m.Update(map[string]health.Spec{"k": s}); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, m)
+	expect(t, m.Results(), "k", health.StateUnknown, health.StateUp)
+	if got, want := run.last(), "/etc/xlb/check web [10.1.2.3 8080] [XLB_RS_ADDR=10.1.2.3 XLB_RS_PORT=8080 XLB_VS_NAME=web]"; got != want {
+		t.Errorf("ran %q, want %q", got, want)
+	}
 }
