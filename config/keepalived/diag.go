@@ -30,6 +30,8 @@ type Diag struct {
 	Severity Severity
 	Keyword  string
 	Msg      string
+
+	seq int // where it goes among the lines read; -1: by its Pos
 }
 
 func (d Diag) String() string {
@@ -44,12 +46,19 @@ func (d Diag) String() string {
 const maxDiags = 1000
 
 type diags struct {
+	// cur tells the reading position while the lines are read and
+	// parsed; nil afterwards.
+	cur     func() int
 	list    []Diag
 	dropped int
 	errors  int
 }
 
 func (d *diags) add(x Diag) {
+	x.seq = -1
+	if d.cur != nil {
+		x.seq = d.cur()
+	}
 	if x.Severity == Error {
 		d.errors++
 	}
@@ -61,24 +70,42 @@ func (d *diags) add(x Diag) {
 }
 
 func (d *diags) errorf(p Pos, kw, format string, args ...any) {
-	d.add(Diag{p, Error, kw, fmt.Sprintf(format, args...)})
+	d.add(Diag{Pos: p, Severity: Error, Keyword: kw, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (d *diags) warnf(p Pos, kw, format string, args ...any) {
-	d.add(Diag{p, Warning, kw, fmt.Sprintf(format, args...)})
+	d.add(Diag{Pos: p, Severity: Warning, Keyword: kw, Msg: fmt.Sprintf(format, args...)})
 }
 
-// sorted returns the diagnostics in the order of the files' lines as read
-// (stable: the order they were found in within a line).
-func (d *diags) sorted(order map[string]int) []Diag {
-	out := append([]Diag(nil), d.list...)
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i].Pos, out[j].Pos
-		if a.File != b.File {
-			return order[a.File] < order[b.File]
+// sorted returns the diagnostics in the order their lines were read
+// (includes in place; stable within a line).
+func (d *diags) sorted(lines []Line) []Diag {
+	first := map[Pos]int{}
+	for i, l := range lines {
+		if _, ok := first[l.Pos]; !ok {
+			first[l.Pos] = i
 		}
-		return a.Line < b.Line
-	})
+	}
+	key := func(x Diag) int {
+		p := x.Pos
+		if x.seq >= 0 {
+			return x.seq
+		}
+		if i, ok := first[p]; ok {
+			return i
+		}
+		// A line that made no words (a definition, a dropped
+		// conditional): the next line of its file that did.
+		best := len(lines)
+		for q, i := range first {
+			if q.File == p.File && q.Line > p.Line && i < best {
+				best = i
+			}
+		}
+		return best
+	}
+	out := append([]Diag(nil), d.list...)
+	sort.SliceStable(out, func(i, j int) bool { return key(out[i]) < key(out[j]) })
 	if d.dropped > 0 {
 		out = append(out, Diag{Severity: Warning, Msg: fmt.Sprintf("%d more diagnostics not shown", d.dropped)})
 	}

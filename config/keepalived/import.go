@@ -89,6 +89,7 @@ func Import(path string, opts Options) *Result {
 	opts.path = path
 	d := &diags{}
 	lx := newLexer(&opts, d)
+	d.cur = func() int { return len(lx.out) }
 	lx.readFile(path, Pos{File: path})
 	if lx.blockDepth > 0 && !lx.stopped {
 		last := Pos{File: path}
@@ -97,15 +98,11 @@ func Import(path string, opts Options) *Result {
 		}
 		d.errorf(last, "}", "%d missing '}' (or extra '{')", lx.blockDepth)
 	}
-	order := map[string]int{}
-	for _, l := range lx.out {
-		if _, ok := order[l.Pos.File]; !ok {
-			order[l.Pos.File] = len(order)
-		}
-	}
 	res := &Result{Lines: lx.out}
 	p := &parser{lines: lx.out, d: d, c: &kaConfig{firstPos: Pos{File: path, Line: 1}}, seen: map[*keyword]bool{}}
+	d.cur = func() int { return max(p.i-1, 0) }
 	p.stream(topKeywords, false, 0)
+	d.cur = nil
 	cv := &converter{d: d, c: p.c, file: path}
 	doc := cv.convert()
 	if d.errors == 0 {
@@ -115,7 +112,7 @@ func Import(path string, opts Options) *Result {
 			res.TOML = out
 		}
 	}
-	res.Diags = d.sorted(order)
+	res.Diags = d.sorted(lx.out)
 	return res
 }
 

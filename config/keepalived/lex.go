@@ -234,7 +234,10 @@ func (l *lexer) process(p pending, src *source) ([]pending, *def) {
 		if !changed {
 			break
 		}
-		text = nt
+		// keepalived strips comments again from what a substitution
+		// made: ${_HASH} and ${_BANG} start one there (checked with
+		// keepalived -t).
+		text = l.decomment(nt, p.pos)
 		if len(text) > maxLineLen {
 			l.diags.errorf(p.pos, "", "the line is longer than %d bytes after substitution", maxLineLen)
 			return nil, nil
@@ -776,8 +779,7 @@ func (l *lexer) split(text string, pos Pos) {
 
 // words splits a line into words as keepalived's alloc_strvec: white space
 // separates; a word starting with '"' runs to the next '"' (unterminated:
-// the rest of the line); others end at white space or '"'; an unquoted
-// '#' or '!' ends the line.
+// the rest of the line); others end at white space or '"'.
 func words(s string) []string {
 	var out []string
 	for i := 0; i < len(s); {
@@ -798,15 +800,10 @@ func words(s string) []string {
 			continue
 		}
 		j := i
-		for j < len(s) && strings.IndexByte(whiteSpace+`"#!`, s[j]) < 0 {
+		for j < len(s) && strings.IndexByte(whiteSpace+`"`, s[j]) < 0 {
 			j++
 		}
-		if j > i {
-			out = append(out, s[i:j])
-		}
-		if j < len(s) && (s[j] == '#' || s[j] == '!') {
-			break
-		}
+		out = append(out, s[i:j])
 		i = j
 	}
 	return out

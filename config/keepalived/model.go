@@ -23,25 +23,25 @@ func (s setting[T]) or(def T) T {
 }
 
 type kaConfig struct {
-	routerID        setting[string]
-	scriptUser      setting[string]
-	scriptGroup     setting[string]
-	scriptSecurity  setting[bool]
-	tcp, tcpfin     setting[time.Duration]
-	udp             setting[time.Duration]
-	vrrpVersion     setting[int]
-	garpDelay       setting[time.Duration]
-	garpRepeat      setting[int]
-	garpRefresh     setting[time.Duration]
-	garpRefreshRep  setting[int]
-	garpInterval    setting[time.Duration]
-	gnaInterval     setting[time.Duration]
-	scripts         []*kaScript
-	groups          []*kaGroup
-	instances       []*kaInstance
-	vsGroups        []*kaVSGroup
-	services        []*kaVS
-	firstPos        Pos
+	routerID       setting[string]
+	scriptUser     setting[string]
+	scriptGroup    setting[string]
+	scriptSecurity setting[bool]
+	tcp, tcpfin    setting[time.Duration]
+	udp            setting[time.Duration]
+	vrrpVersion    setting[int]
+	garpDelay      setting[time.Duration]
+	garpRepeat     setting[int]
+	garpRefresh    setting[time.Duration]
+	garpRefreshRep setting[int]
+	garpInterval   setting[time.Duration]
+	gnaInterval    setting[time.Duration]
+	scripts        []*kaScript
+	groups         []*kaGroup
+	instances      []*kaInstance
+	vsGroups       []*kaVSGroup
+	services       []*kaVS
+	firstPos       Pos
 }
 
 type kaScript struct {
