@@ -55,6 +55,11 @@ type diags struct {
 }
 
 func (d *diags) add(x Diag) {
+	for _, y := range d.list {
+		if y.Pos == x.Pos && y.Severity == x.Severity && y.Keyword == x.Keyword && y.Msg == x.Msg {
+			return // said once (a group's services share their lines)
+		}
+	}
 	x.seq = -1
 	if d.cur != nil {
 		x.seq = d.cur()

@@ -424,37 +424,52 @@ var instanceKeywords = join([]*keyword{
 		"unicast_fault_no_peer"),
 )
 
-// checker settings that a virtual server, a real server and a checker take.
-func checkDefaultKeywords(get func(p *parser) *checkDefaults) []*keyword {
-	return []*keyword{
+// checker settings that a virtual server, a real server and a checker
+// take (keepalived 2.2.7, checked with keepalived -t): where is "vs",
+// "rs", "tcp", "http" or "misc". MISC_CHECK has no connect_timeout (it
+// has misc_timeout), only HTTP_GET and SSL_GET take nb_get_retry, and
+// virtualhost is not a TCP_CHECK or MISC_CHECK keyword.
+func checkDefaultKeywords(where string, get func(p *parser) *checkDefaults) []*keyword {
+	out := []*keyword{
 		{name: "delay_loop", st: mapped, xlb: "health_check.interval", note: "keepalived's default 60s", fn: func(p *parser, s *stmt) {
 			if d, ok := p.timer(s, 1, 1, 0); ok {
 				get(p).delayLoop.set(d, s.Pos)
 			}
 		}},
-		{name: "connect_timeout", st: mapped, xlb: "health_check.timeout", note: "keepalived's default 5s; at most the interval", fn: func(p *parser, s *stmt) {
+	}
+	if where != "misc" {
+		out = append(out, &keyword{name: "connect_timeout", st: mapped, xlb: "health_check.timeout", note: "keepalived's default 5s; at most the interval", fn: func(p *parser, s *stmt) {
 			if d, ok := p.timer(s, 1, 1, 0); ok {
 				get(p).connectTimeout.set(d, s.Pos)
 			}
-		}},
-		{name: "retry", alias: []string{"nb_get_retry", "nb_sock_retry"}, st: mapped, xlb: "health_check.fall = retry + 1",
-			note: "keepalived's default 1 (MISC_CHECK 0)", fn: func(p *parser, s *stmt) {
-				if n, ok := p.integer(s, 1, 0, math32-1); ok {
-					get(p).retry.set(n, s.Pos)
-				}
-			}},
-		{name: "delay_before_retry", st: mapped, xlb: "(timing comment)", note: "xlb checks every interval; the time a failure takes is said in a comment", fn: func(p *parser, s *stmt) {
+		}})
+	}
+	retry := &keyword{name: "retry", st: mapped, xlb: "health_check.fall = retry + 1",
+		note: "keepalived's default 1 (MISC_CHECK 0)", fn: func(p *parser, s *stmt) {
+			if s.kw() != "retry" {
+				p.d.warnf(s.Pos, s.kw(), "deprecated, as keepalived warns: use retry")
+			}
+			if n, ok := p.integer(s, 1, 0, math32-1); ok {
+				get(p).retry.set(n, s.Pos)
+			}
+		}}
+	if where == "http" {
+		retry.alias = []string{"nb_get_retry"}
+	}
+	out = append(out, retry,
+		&keyword{name: "delay_before_retry", st: mapped, xlb: "(timing comment)", note: "xlb checks every interval; the time a failure takes is said in a comment", fn: func(p *parser, s *stmt) {
 			if d, ok := p.timer(s, 1, 0, 0); ok {
 				get(p).delayBeforeRetry.set(d, s.Pos)
 			}
-		}},
-		{name: "virtualhost", st: mapped, xlb: "health_check.host", fn: func(p *parser, s *stmt) {
+		}})
+	if where == "vs" || where == "rs" || where == "http" {
+		out = append(out, &keyword{name: "virtualhost", st: mapped, xlb: "health_check.host", fn: func(p *parser, s *stmt) {
 			if v, ok := p.arg(s, 1); ok {
 				get(p).virtualhost.set(v, s.Pos)
 			}
-		}},
-		{name: "warmup", st: ignored, note: "xlb spreads the first checks with jitter"},
+		}})
 	}
+	return append(out, &keyword{name: "warmup", st: ignored, note: "xlb spreads the first checks with jitter"})
 }
 
 var urlKeywords = []*keyword{
@@ -504,6 +519,10 @@ var urlKeywords = []*keyword{
 }
 
 func chkKeywords(kind string) []*keyword {
+	where := "tcp"
+	if kind == "HTTP_GET" || kind == "SSL_GET" {
+		where = "http"
+	}
 	base := join([]*keyword{
 		{name: "connect_ip", st: mapped, xlb: "(the real server's address only)", note: "a check of another address is not supported", fn: func(p *parser, s *stmt) {
 			if v, ok := p.arg(s, 1); ok {
@@ -516,7 +535,7 @@ func chkKeywords(kind string) []*keyword {
 			}
 		}},
 	},
-		checkDefaultKeywords(func(p *parser) *checkDefaults { return &p.chk.defaults }),
+		checkDefaultKeywords(where, func(p *parser) *checkDefaults { return &p.chk.defaults }),
 		group(ignored, "xlb checks from the address the kernel picks", "bindto", "bind_port", "bind_if"),
 		group(unsupported, "xlb's checks carry no firewall mark", "fwmark"),
 		group(ignored, "no effect in xlb", "log_all_failures", "dynamic"),
@@ -550,7 +569,7 @@ func chkKeywords(kind string) []*keyword {
 			}},
 			{name: "misc_dynamic", st: unsupported, note: "xlb does not set weights from a script's exit status"},
 			{name: "user", st: unsupported, note: "xlb runs every script as global.script_user"},
-		}, checkDefaultKeywords(func(p *parser) *checkDefaults { return &p.chk.defaults }),
+		}, checkDefaultKeywords("misc", func(p *parser) *checkDefaults { return &p.chk.defaults }),
 			group(ignored, "no effect in xlb", "log_all_failures"))
 	}
 	return base
@@ -590,7 +609,7 @@ var rsKeywords = join([]*keyword{
 	unsupportedChecker("FILE_CHECK", "xlb has no file check"),
 	unsupportedChecker("BFD_CHECK", "xlb has no BFD"),
 },
-	checkDefaultKeywords(func(p *parser) *checkDefaults { return &p.rs.defaults }),
+	checkDefaultKeywords("rs", func(p *parser) *checkDefaults { return &p.rs.defaults }),
 	group(ignored, "xlb runs no script per real server: watch xlb_backend_up", "notify_up", "notify_down"),
 	group(ignored, noMail, "smtp_alert"),
 	group(unsupported, "xlb has no connection thresholds", "uthreshold", "lthreshold"),
@@ -705,7 +724,7 @@ var vsKeywords = join([]*keyword{
 	{name: "ip_family", st: same, note: "xlb takes the family from the addresses"},
 	{name: "inhibit_on_failure", st: same, note: "xlb always keeps a failed real server with weight 0"},
 },
-	checkDefaultKeywords(func(p *parser) *checkDefaults { return &p.vs.defaults }),
+	checkDefaultKeywords("vs", func(p *parser) *checkDefaults { return &p.vs.defaults }),
 	group(ignored, noMail, "smtp_alert"),
 	group(ignored, "xlb checks real servers on the backup too", "ha_suspend"),
 	group(unsupported, "xlb has no one-packet scheduling", "ops", "one_packet_scheduling"),

@@ -92,3 +92,30 @@ func TestSamples(t *testing.T) {
 	t.Logf("%d with warnings: %v", len(warned), warned)
 	t.Logf("%d failing: %v", len(failed), failed)
 }
+
+// keepalived's semantics on invalid and default-dependent input (each
+// case checked with keepalived -t where it reports one): testdata/*.conf
+// against their goldens.
+func TestSemantics(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		opts Options
+	}{
+		{"semantics.conf", Options{Instance: "lb1", InstanceSet: true}},
+	} {
+		got, res := importGolden(t, "testdata", tc.file, tc.opts)
+		checkGolden(t, filepath.Join("testdata", tc.file+".golden"), got)
+		if res.TOML != nil {
+			if _, err := config.Parse(tc.file, res.TOML, nil); err != nil {
+				t.Errorf("%s: the output does not load: %v", tc.file, err)
+			}
+		}
+	}
+	// --instance plays keepalived's -i.
+	for id, prio := range map[string]string{"high": "19 priority|170", "low": "20 priority|85"} {
+		got, res := importGolden(t, samplesDir, "keepalived.conf.conditional_conf", Options{Instance: id, InstanceSet: true})
+		if l := lines(samplesDir, res); !strings.Contains(l, ":"+prio+"\n") || !strings.Contains(got, "net_namespace: not supported") {
+			t.Errorf("--instance %s: want %q and net_namespace refused:\n%s\n%s", id, prio, l, got)
+		}
+	}
+}
