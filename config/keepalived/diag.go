@@ -56,8 +56,8 @@ type diags struct {
 
 func (d *diags) add(x Diag) {
 	for _, y := range d.list {
-		if y.Pos == x.Pos && y.Severity == x.Severity && y.Keyword == x.Keyword && y.Msg == x.Msg {
-			return // said once (a group's services share their lines)
+		if d.cur == nil && y.Pos == x.Pos && y.Severity == x.Severity && y.Keyword == x.Keyword && y.Msg == x.Msg {
+			return // converting, said once (a group's services share their lines)
 		}
 	}
 	x.seq = -1
