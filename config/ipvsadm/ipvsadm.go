@@ -50,6 +50,7 @@ type svc struct {
 type real struct {
 	addr   netip.AddrPort
 	fwd    string
+	tun    string // "ipip" or "gue PORT" for tunnels
 	weight int
 	pos    keepalived.Pos
 }
@@ -101,7 +102,14 @@ func Import(name string, r io.Reader) (*Result, error) {
 				diag(keepalived.Error, line, "-a", "no service %s %s was added before", r.key.proto, r.key.addr)
 				continue
 			}
-			s.reals = append(s.reals, real{r.real, r.fwd, r.weight, keepalived.Pos{File: name, Line: line}})
+			tun := ""
+			if r.fwd == "tunnel" {
+				tun = "ipip"
+				if r.tunType == "gue" {
+					tun = fmt.Sprintf("gue %d", r.tunPort)
+				}
+			}
+			s.reals = append(s.reals, real{r.real, r.fwd, tun, r.weight, keepalived.Pos{File: name, Line: line}})
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -124,18 +132,25 @@ func Import(name string, r io.Reader) (*Result, error) {
 		t.Set("port", int(k.addr.Port()), "")
 		t.Set("protocol", k.proto, "")
 		t.Set("scheduler", s.sched, "")
-		fwd := ""
+		fwd, tun := "", ""
 		for _, r := range s.reals {
 			if fwd == "" {
-				fwd = r.fwd
-			} else if r.fwd != fwd {
-				diag(keepalived.Error, r.pos.Line, "-a", "%s: forwarding %s differs from the service's other real servers (%s): xlb forwards one way per service", r.addr, r.fwd, fwd)
+				fwd, tun = r.fwd, r.tun
+			} else if r.fwd != fwd || r.tun != tun {
+				diag(keepalived.Error, r.pos.Line, "-a", "%s: forwarding %s %s differs from the service's other real servers (%s %s): xlb forwards one way per service", r.addr, r.fwd, r.tun, fwd, tun)
 			}
 		}
 		if fwd == "" {
 			fwd = "dr"
 		}
 		t.Set("forward", fwd, "")
+		if port, ok := strings.CutPrefix(tun, "gue "); ok {
+			n, _ := strconv.Atoi(port)
+			t.Set("tunnel_type", "gue", "")
+			if n > 0 {
+				t.Set("tunnel_port", n, "")
+			}
+		}
 		if s.persist > 0 {
 			t.Set("persistence_timeout", keepalived.Duration(time.Duration(s.persist)*time.Second), "")
 		}
@@ -183,6 +198,8 @@ type rule struct {
 	real           netip.AddrPort
 	fwd            string
 	weight         int
+	tunType        string
+	tunPort        int
 	ignored        []string
 	unsupported    string
 	unsupportedOpt string
@@ -308,11 +325,29 @@ func parseRule(f []string) (*rule, error) {
 			if v != "0" {
 				unsup(opt, "xlb has no connection thresholds")
 			}
-		case "--tun-type", "--tun-port", "--tun-nocsum", "--tun-csum", "--tun-remcsum":
-			unsup(opt, "tunnel options: import as ipip and set tunnel_type by hand")
-			if opt == "--tun-type" || opt == "--tun-port" {
-				i++
+		case "--tun-type":
+			v, err := val()
+			if err != nil {
+				return nil, err
 			}
+			switch v {
+			case "ipip", "gue":
+				r.tunType = v
+			default:
+				unsup(opt, fmt.Sprintf("tunnel type %q (xlb has ipip and gue)", v))
+			}
+		case "--tun-port":
+			v, err := val()
+			if err != nil {
+				return nil, err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 65535 {
+				return nil, fmt.Errorf("--tun-port %q: want 1..65535", v)
+			}
+			r.tunPort = n
+		case "--tun-nocsum", "--tun-csum", "--tun-remcsum":
+			unsup(opt, "xlb has no GUE checksum options")
 		default:
 			return nil, fmt.Errorf("unknown option %q", opt)
 		}

@@ -14,7 +14,9 @@ const saved = `-A -t 10.0.0.1:80 -s rr -p 300
 -A -u 10.0.0.1:53 -s wlc
 -a -u 10.0.0.1:53 -r 10.0.1.3:53 -g -w 1
 -A -t [2001:db8::1]:443 -s mh
--a -t [2001:db8::1]:443 -r [2001:db8::2]:443 -i -w 1
+-a -t [2001:db8::1]:443 -r [2001:db8::2]:443 -i -w 1 --tun-type ipip
+-A -t 10.0.0.2:80 -s rr
+-a -t 10.0.0.2:80 -r 10.0.2.1:80 -i -w 1 --tun-type gue --tun-port 6080
 `
 
 func TestImport(t *testing.T) {
@@ -26,7 +28,7 @@ func TestImport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, res.TOML)
 	}
-	if len(cfg.VirtualServers) != 3 {
+	if len(cfg.VirtualServers) != 4 {
 		t.Fatalf("%d services", len(cfg.VirtualServers))
 	}
 	web := cfg.VirtualServers[0]
@@ -41,6 +43,9 @@ func TestImport(t *testing.T) {
 	if v6 := cfg.VirtualServers[2]; v6.Forward != "tunnel" || v6.Scheduler != "mh" || v6.Address.String() != "2001:db8::1" {
 		t.Errorf("v6: %+v", v6)
 	}
+	if gue := cfg.VirtualServers[3]; gue.TunnelType != "gue" || gue.TunnelPort != 6080 {
+		t.Errorf("gue: %+v", gue)
+	}
 }
 
 func TestImportErrors(t *testing.T) {
@@ -51,6 +56,7 @@ func TestImportErrors(t *testing.T) {
 		"-A -t 10.0.0.1 -s rr\n":                   "rules:1: error: -A: -t \"10.0.0.1\": want ADDR:PORT",
 		"-A -t 10.0.0.1:80\n-X\n":                  "rules:2: error: -X: unknown command",
 		"-A -t 10.0.0.1:80 -s rr -M 255.255.0.0\n": "rules:1: error: -M: not supported by xlb: persistence netmask",
+		"-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -i --tun-type gue --tun-port 1\n-a -t 10.0.0.1:80 -r 10.0.0.3:80 -i\n": "rules:3: error: -a: 10.0.0.3:80: forwarding tunnel ipip differs",
 	} {
 		res, err := Import("rules", strings.NewReader(in))
 		if err != nil {

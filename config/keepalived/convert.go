@@ -197,7 +197,7 @@ func (cv *converter) instances(scripts map[string]*kaScript) map[string]bool {
 				continue
 			}
 			if first, dup := seen[a]; dup {
-				cv.d.warnf(e.pos, "virtual_ipaddress", "%s: %s is already on line %d: dropped (the kernel refuses the second)", in.name, a, first.Line)
+				cv.d.warnf(e.pos, "virtual_ipaddress", "%s: %s is already on line %d: dropped; keepalived lists it twice in its adverts (seen in the VM test), so a keepalived peer with this file sees one address less in xlb's: remove the duplicate from both", in.name, a, first.Line)
 				continue
 			}
 			if familyKnown && a.Is6() != is6 {

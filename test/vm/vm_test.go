@@ -26,7 +26,7 @@ var guestPackages = []vm.Package{
 
 // importSamples are the keepalived samples test/vmimport runs keepalived
 // and xlb on (Debian's keepalived package, a CI dependency).
-var importSamples = []string{"misc_check", "misc_check_arg", "quorum", "vrrp.scripts"}
+var importSamples = []string{"misc_check", "misc_check_arg", "quorum", "vrrp"}
 
 // guestFiles are host files shipped: the samples.
 func guestFiles() []vm.File {
