@@ -46,9 +46,8 @@ func importSampleDiags(t *testing.T, sample string) (string, *config.Config, str
 	if err != nil {
 		t.Fatalf("xlb import keepalived %s: %v\n%s", sample, err, b)
 	}
-	b, _ := exec.Command(xlbBin, "check", "--offline", "--config", out).CombinedOutput()
-	if !strings.Contains(string(b), "OK") {
-		t.Fatalf("xlb check --offline: %s", b)
+	if c, _ := exec.Command(xlbBin, "check", "--offline", "--config", out).CombinedOutput(); !strings.Contains(string(c), "OK") {
+		t.Fatalf("xlb check --offline: %s", c)
 	}
 	cfg, err := config.Load(out, nil)
 	if err != nil {
