@@ -27,7 +27,12 @@ const usage = `usage: xlb <command> [flags]
 
 commands:
   run     --config FILE                  run the daemon in the foreground
-  check   --config FILE                  validate a configuration (every error as FILE:LINE)
+  check   [--offline] --config FILE      validate a configuration (every error as FILE:LINE);
+                                         --offline: without this host's interfaces, subnets and scripts
+  import  keepalived --config FILE [--out FILE] [--instance NAME]
+                                         convert a keepalived.conf to xlb's TOML
+  import  ipvsadm [--file FILE] [--out FILE]
+                                         convert ipvsadm-save -n output (default stdin)
   status  [--json] [--stats|--rate] [--socket PATH | --config FILE]
                                          show services, real servers and VRRP instances
   reload  [--socket PATH | --config FILE]
@@ -50,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args, stderr)
 	case "check":
 		return cmdCheck(args, stdout, stderr)
+	case "import":
+		return cmdImport(args, os.Stdin, stdout, stderr)
 	case "status":
 		return cmdStatus(args, stdout, stderr)
 	case "reload":
@@ -121,10 +128,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flags("check", stderr)
 	cfgPath := fs.String("config", defaultConfig, "configuration file")
+	offline := fs.Bool("offline", false, "skip the checks that read this host (interfaces, subnets, scripts, users)")
 	if fs.Parse(args) != nil {
 		return 2
 	}
-	cfg, err := config.Load(*cfgPath, config.SystemEnv())
+	var env config.Env = config.SystemEnv()
+	if *offline {
+		env = nil
+	}
+	cfg, err := config.Load(*cfgPath, env)
 	if err == nil {
 		vc := control.VRRPFromConfig(cfg)
 		if verr := vc.Validate(); verr != nil {

@@ -182,3 +182,50 @@ quorum_down = "` + script + ` web"
 		t.Errorf("check with enable_script_security: %d %q, want 1 %q", code, errs, want)
 	}
 }
+
+// xlb import: TOML on stdout, FILE:LINE diagnostics on stderr, exit 0, 1
+// or 2; the output passes xlb check --offline.
+func TestImportCommand(t *testing.T) {
+	dir := t.TempDir()
+	ka := filepath.Join(dir, "keepalived.conf")
+	os.WriteFile(ka, []byte("vrrp_instance V {\n  state SLAVE\n  interface eth0\n  virtual_router_id 7\n  virtual_ipaddress {\n    10.0.0.7/24\n  }\n}\n"+
+		"virtual_server 10.0.0.7 80 {\n  protocol TCP\n  persistence_timeout 0\n  real_server 10.0.1.1 80 {\n    TCP_CHECK {\n    }\n  }\n}\n"), 0o644)
+	var out, errb bytes.Buffer
+	if rc := run([]string{"import", "keepalived", "--config", ka}, &out, &errb); rc != 0 {
+		t.Fatalf("exit %d: %s", rc, errb.String())
+	}
+	for _, want := range []string{ka + ":2: warning: state: unknown state \"SLAVE\"", ka + ":11: warning: persistence_timeout: 0 is out of range"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errb.String())
+		}
+	}
+	conf := filepath.Join(dir, "xlb.toml")
+	os.WriteFile(conf, out.Bytes(), 0o644)
+	out.Reset()
+	errb.Reset()
+	if rc := run([]string{"check", "--offline", "--config", conf}, &out, &errb); rc != 0 || !strings.Contains(out.String(), "OK (1 virtual servers, 1 VRRP instances)") {
+		t.Errorf("check --offline: exit %d: %s%s", rc, out.String(), errb.String())
+	}
+	// Without --offline the interface eth0 of the file is looked up here.
+	os.WriteFile(ka, []byte("virtual_server fwmark 1 {\n}\n"), 0o644)
+	errb.Reset()
+	if rc := run([]string{"import", "keepalived", "--config", ka, "--out", conf + ".2"}, &out, &errb); rc != 1 ||
+		!strings.Contains(errb.String(), ka+":1: error: virtual_server fwmark") {
+		t.Errorf("fwmark: exit %d: %s", rc, errb.String())
+	}
+	if _, err := os.Stat(conf + ".2"); err == nil {
+		t.Errorf("--out written despite errors")
+	}
+	if rc := run([]string{"import", "keepalived"}, &out, &errb); rc != 2 {
+		t.Errorf("no --config: exit %d, want 2", rc)
+	}
+	if rc := run([]string{"import", "haproxy"}, &out, &errb); rc != 2 {
+		t.Errorf("unknown source: exit %d, want 2", rc)
+	}
+	rules := filepath.Join(dir, "rules")
+	os.WriteFile(rules, []byte("-A -t 10.0.0.1:80 -s rr\n-a -t 10.0.0.1:80 -r 10.0.0.2:80 -g -w 1\n"), 0o644)
+	out.Reset()
+	if rc := run([]string{"import", "ipvsadm", "--file", rules}, &out, &errb); rc != 0 || !strings.Contains(out.String(), `scheduler = "rr"`) {
+		t.Errorf("ipvsadm: exit %d: %s%s", rc, out.String(), errb.String())
+	}
+}

@@ -43,5 +43,6 @@
 //
 // Environment: XLB_VM_CACHE sets the cache directory, XLB_VM_ACCEL forces
 // the accelerator, XLB_VM_CONSOLE=1 copies the console to stderr as it
-// comes.
+// comes, XLB_VM_PACKAGES (package paths, comma separated, e.g.
+// ./test/vmimport) runs only those of guestPackages.
 package vm

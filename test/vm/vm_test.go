@@ -4,6 +4,7 @@ package vm_test
 
 import (
 	"context"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,6 +21,38 @@ var guestPackages = []vm.Package{
 	{Path: "./test/vm"}, // the VM itself: modules, namespaces, veth
 	{Path: "./dataplane/ipvs"},
 	{Path: "./test/vmdaemon"}, // xlb run on IPVS, auto fallback, XDP tunnel mode
+	{Path: "./test/vmimport"}, // xlb import against keepalived and ipvsadm
+}
+
+// importSamples are the keepalived samples test/vmimport runs keepalived
+// and xlb on (Debian's keepalived package, a CI dependency).
+var importSamples = []string{"misc_check", "misc_check_arg", "quorum", "vrrp"}
+
+// guestFiles are host files shipped: the samples.
+func guestFiles() []vm.File {
+	var out []vm.File
+	for _, s := range importSamples {
+		p := "/usr/share/doc/keepalived/samples/keepalived.conf." + s
+		out = append(out, vm.File{Src: p, Dst: p})
+	}
+	return out
+}
+
+// selectedPackages are guestPackages, or with XLB_VM_PACKAGES set (paths,
+// comma separated, e.g. ./test/vmimport) only those: one package's tests
+// in one boot.
+func selectedPackages() []vm.Package {
+	sel := os.Getenv("XLB_VM_PACKAGES")
+	if sel == "" {
+		return guestPackages
+	}
+	var out []vm.Package
+	for _, p := range guestPackages {
+		if slices.Contains(strings.Split(sel, ","), p.Path) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // guestModules are the kernel modules shipped: the defaults, the IPv6
@@ -28,9 +61,10 @@ var guestPackages = []vm.Package{
 // loads on demand.
 var guestModules = append(slices.Clone(vm.DefaultModules), "ip6_tunnel", "xfrm_user", "nfnetlink")
 
-// guestHostBinaries are the host programs shipped: ip, and ethtool for
-// test/lab (GRO, checksum offload).
-var guestHostBinaries = []string{"ip", "ethtool"}
+// guestHostBinaries are the host programs shipped: ip, ethtool for
+// test/lab (GRO, checksum offload), keepalived and ipvsadm for
+// test/vmimport.
+var guestHostBinaries = []string{"ip", "ethtool", "keepalived", "ipvsadm"}
 
 // guestBuilds are programs built and shipped into the VM.
 var guestBuilds = []vm.Build{
@@ -48,8 +82,8 @@ func TestVM(t *testing.T) {
 		ctx, cancel = context.WithDeadline(ctx, d.Add(-10*time.Second))
 		defer cancel()
 	}
-	res, err := vm.Run(ctx, vm.Config{Packages: guestPackages, Builds: guestBuilds, Modules: guestModules,
-		HostBinaries: guestHostBinaries, Logf: t.Logf})
+	res, err := vm.Run(ctx, vm.Config{Packages: selectedPackages(), Builds: guestBuilds, Modules: guestModules,
+		HostBinaries: guestHostBinaries, Files: guestFiles(), Logf: t.Logf})
 	if err != nil {
 		if verr, ok := err.(*vm.Error); ok {
 			t.Logf("VM console:\n%s", verr.Console)

@@ -1,0 +1,166 @@
+package keepalived
+
+import "time"
+
+// The keepalived side: what the keyword handlers fill, close to
+// keepalived's own data (global_data.h, vrrp.h, check_data.h), each value
+// with the line it was set on. A repeated keyword overwrites.
+
+type setting[T any] struct {
+	v   T
+	pos Pos
+	ok  bool
+}
+
+func (s *setting[T]) set(v T, pos Pos) { s.v, s.pos, s.ok = v, pos, true }
+
+// or returns the value, or def when it is not set.
+func (s setting[T]) or(def T) T {
+	if s.ok {
+		return s.v
+	}
+	return def
+}
+
+type kaConfig struct {
+	routerID       setting[string]
+	scriptUser     setting[string]
+	scriptGroup    setting[string]
+	scriptSecurity setting[bool]
+	tcp, tcpfin    setting[time.Duration]
+	udp            setting[time.Duration]
+	vrrpVersion    setting[int]
+	garpDelay      setting[time.Duration]
+	garpRepeat     setting[int]
+	garpRefresh    setting[time.Duration]
+	garpRefreshRep setting[int]
+	garpInterval   setting[time.Duration]
+	gnaInterval    setting[time.Duration]
+	scripts        []*kaScript
+	groups         []*kaGroup
+	instances      []*kaInstance
+	vsGroups       []*kaVSGroup
+	services       []*kaVS
+	firstPos       Pos
+}
+
+type kaScript struct {
+	pos      Pos
+	name     string
+	script   setting[string]
+	interval setting[time.Duration]
+	timeout  setting[time.Duration]
+	weight   setting[int]
+	rise     setting[int]
+	fall     setting[int]
+}
+
+type entry struct {
+	pos   Pos
+	words []string
+}
+
+type kaGroup struct {
+	pos     Pos
+	name    string
+	members []entry
+	notify  map[string]setting[string]
+}
+
+type kaInstance struct {
+	pos            Pos
+	name           string
+	iface          setting[string]
+	state          setting[string]
+	vrid           setting[int]
+	priority       setting[int]
+	version        setting[int]
+	advert         setting[time.Duration]
+	nopreempt      setting[bool]
+	preemptDelay   setting[time.Duration]
+	authType       setting[string]
+	authPass       setting[string]
+	vips           []entry
+	srcIP          setting[string]
+	peers          []entry
+	trackIfs       []entry
+	trackScripts   []entry
+	notify         map[string]setting[string]
+	garpDelay      setting[time.Duration]
+	garpRepeat     setting[int]
+	garpRefresh    setting[time.Duration]
+	garpRefreshRep setting[int]
+	garpInterval   setting[time.Duration]
+	gnaInterval    setting[time.Duration]
+	useVMAC        setting[bool]
+}
+
+type kaVSGroup struct {
+	pos     Pos
+	name    string
+	entries []entry
+}
+
+// checkDefaults are the checker settings a virtual server and a real
+// server may give their checkers (keepalived 2 inherits them).
+type checkDefaults struct {
+	delayLoop        setting[time.Duration]
+	connectTimeout   setting[time.Duration]
+	retry            setting[int]
+	delayBeforeRetry setting[time.Duration]
+	virtualhost      setting[string]
+}
+
+type kaVS struct {
+	pos         Pos
+	kind        string // "addr", "fwmark" or "group"
+	addr        string
+	port        int
+	group       string
+	protocol    setting[string]
+	sched       setting[string]
+	method      setting[string]
+	tunType     setting[string]
+	tunPort     setting[int]
+	persistence setting[int]
+	quorum      setting[int]
+	hysteresis  setting[int]
+	quorumUp    setting[string]
+	quorumDown  setting[string]
+	alpha       setting[bool]
+	sorry       setting[string]
+	sorryPort   int
+	defaults    checkDefaults
+	reals       []*kaRS
+}
+
+type kaRS struct {
+	pos      Pos
+	addr     string
+	port     int // 0: none given
+	weight   setting[int]
+	alpha    setting[bool]
+	defaults checkDefaults
+	checkers []*kaChecker
+}
+
+type kaChecker struct {
+	pos         Pos
+	kind        string // the keyword: TCP_CHECK, HTTP_GET, ...
+	supported   bool
+	connectIP   setting[string]
+	connectPort setting[int]
+	defaults    checkDefaults
+	urls        []*kaURL
+	sni         setting[bool]
+	miscPath    setting[string]
+	miscTimeout setting[time.Duration]
+}
+
+type kaURL struct {
+	pos         Pos
+	path        setting[string]
+	status      setting[[]int]
+	regex       setting[string]
+	virtualhost setting[string]
+}
