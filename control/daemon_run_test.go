@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/config"
-	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/dataplane/dataplanetest"
 	"github.com/xlb-dev/xlb/test/nettest"
 )
 
@@ -78,7 +78,7 @@ func freeLoopbackPort(t *testing.T) string {
 
 type runningDaemon struct {
 	d      *Daemon
-	dp     *dataplane.Fake
+	dp     *dataplanetest.Fake
 	path   string // configuration file
 	sock   string
 	cancel context.CancelFunc
@@ -97,7 +97,7 @@ func writeFile(t *testing.T, path, text string) {
 func startDaemon(t *testing.T, cfgText func(sock string) string, early func(d *Daemon)) *runningDaemon {
 	t.Helper()
 	dir := t.TempDir()
-	r := &runningDaemon{dp: dataplane.NewFake(), path: filepath.Join(dir, "xlb.toml"), sock: filepath.Join(dir, "xlb.sock"), done: make(chan error, 1)}
+	r := &runningDaemon{dp: dataplanetest.NewFake(), path: filepath.Join(dir, "xlb.toml"), sock: filepath.Join(dir, "xlb.sock"), done: make(chan error, 1)}
 	writeFile(t, r.path, cfgText(r.sock))
 	d, err := NewDaemon(DaemonOptions{ConfigPath: r.path, Env: fakeEnv{}, Dataplane: r.dp})
 	if err != nil {
@@ -141,7 +141,7 @@ func (r *runningDaemon) stop(t *testing.T) error {
 
 // waitChanges waits until the fake dataplane has applied want (in order),
 // and nothing else.
-func waitChanges(t *testing.T, dp *dataplane.Fake, want ...string) {
+func waitChanges(t *testing.T, dp *dataplanetest.Fake, want ...string) {
 	t.Helper()
 	var got []string
 	nettest.WaitFor(t, 10*time.Second, fmt.Sprintf("changes %v", want), func() error {
@@ -263,7 +263,7 @@ func TestDaemonReloadDuringStart(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "xlb.toml")
 	writeFile(t, path, daemonConfig(r.sock, "", 1, "")) // r's socket: taken
-	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dataplane.NewFake()})
+	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dataplanetest.NewFake()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/dataplane/dataplanetest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -79,7 +80,7 @@ func testModel() Model {
 }
 
 func TestDesiredGolden(t *testing.T) {
-	dp := dataplane.NewFake()
+	dp := dataplanetest.NewFake()
 	nb := &fakeNeighbors{known: map[netip.Addr]net.HardwareAddr{
 		netip.MustParseAddr("10.0.0.7"): {2, 0, 0, 0, 0, 7},
 		netip.MustParseAddr("10.0.0.8"): {2, 0, 0, 0, 0, 8},
@@ -113,7 +114,7 @@ func TestDesiredGolden(t *testing.T) {
 
 func TestQuorumHysteresisAndScripts(t *testing.T) {
 	var ran []string
-	r := NewReconciler(dataplane.NewFake(), ReconcilerOptions{RunScript: func(c string) { ran = append(ran, c) }})
+	r := NewReconciler(dataplanetest.NewFake(), ReconcilerOptions{RunScript: func(c string) { ran = append(ran, c) }})
 	m := Model{Services: []ServiceSpec{{
 		Name: "s", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.3"), Port: 80, Proto: dataplane.TCP},
 		Scheduler: dataplane.RoundRobin, Forward: dataplane.NAT, Quorum: 3, Hysteresis: 1,
@@ -147,7 +148,7 @@ func TestQuorumHysteresisAndScripts(t *testing.T) {
 }
 
 func TestReconcileAppliesOnlyChanges(t *testing.T) {
-	dp := dataplane.NewFake()
+	dp := dataplanetest.NewFake()
 	r := NewReconciler(dp, ReconcilerOptions{})
 	r.SetModel(testModel())
 	ctx := t.Context()
@@ -184,7 +185,7 @@ func TestReconcileAppliesOnlyChanges(t *testing.T) {
 }
 
 func TestReloadKeepsHealth(t *testing.T) {
-	dp := dataplane.NewFake()
+	dp := dataplanetest.NewFake()
 	r := NewReconciler(dp, ReconcilerOptions{})
 	r.SetModel(testModel())
 	r.SetHealth("web/10.0.0.7:80", health.StateUp)
@@ -208,7 +209,7 @@ var errNotYet = errors.New("not yet")
 // to be kept resolved; NAT for neither (the FIB lookup passes to the kernel).
 func TestNeighborsAskedPerForwardMode(t *testing.T) {
 	nb := &fakeNeighbors{}
-	r := NewReconciler(dataplane.NewFake(), ReconcilerOptions{Neighbors: nb})
+	r := NewReconciler(dataplanetest.NewFake(), ReconcilerOptions{Neighbors: nb})
 	m := testModel()
 	m.Services = append(m.Services, ServiceSpec{
 		Name: "tun", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.6"), Port: 80, Proto: dataplane.TCP},
@@ -230,7 +231,7 @@ func TestNeighborsAskedPerForwardMode(t *testing.T) {
 // direct-routing ones keep their MACs while the neighbours are read
 // again, so the first Apply changes nothing.
 func TestRestartAdoptsInstalledBackends(t *testing.T) {
-	dp := dataplane.NewFake()
+	dp := dataplanetest.NewFake()
 	ctx := t.Context()
 	nb := &fakeNeighbors{known: map[netip.Addr]net.HardwareAddr{
 		netip.MustParseAddr("10.0.0.7"): {2, 0, 0, 0, 0, 7},
