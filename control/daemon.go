@@ -89,9 +89,9 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	vc := VRRPFromConfig(cfg)
-	if err := vc.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
+	// The dataplane's limits are checked once it is open (Run).
+	if err := CheckConfig(opts.ConfigPath, cfg, dataplane.Limits{}); err != nil {
+		return nil, err
 	}
 	scripts, err := command.New(command.Options{Logger: opts.Logger, User: cfg.Global.ScriptUser, Group: cfg.Global.ScriptGroup})
 	if err != nil {
@@ -159,7 +159,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 }
 
 // openDataplane opens the dataplane the configuration asks for (or the
-// one the options give) and has it prepare the host.
+// one the options give), refuses a configuration over its limits before
+// anything is applied, and has it prepare the host.
 func (d *Daemon) openDataplane(cfg *config.Config) (dataplane.Dataplane, error) {
 	dp := d.opts.Dataplane
 	if dp == nil {
@@ -170,6 +171,10 @@ func (d *Daemon) openDataplane(cfg *config.Config) (dataplane.Dataplane, error) 
 	}
 	info := dp.Info()
 	d.log.Info("dataplane ready", "mode", info.Mode, "attach", info.Attach)
+	if err := CheckLimits(d.opts.ConfigPath, cfg, dp.Capabilities().Limits); err != nil {
+		dp.Close()
+		return nil, err
+	}
 	d.dp = dp
 	d.prepareHost(d.model)
 	return dp, nil

@@ -56,7 +56,8 @@ func (s ServiceSpec) reals() []RealSpec {
 
 // dataplaneServices are the model's services as a dataplane may have to
 // hold them at most: each with every real server it may use (its sorry
-// server too), at its configured weight. The host is prepared for these.
+// server too), at its configured weight. The limits are checked, and the
+// host prepared, for these.
 func (m Model) dataplaneServices() []dataplane.Service {
 	out := make([]dataplane.Service, 0, len(m.Services))
 	for _, s := range m.Services {

@@ -66,13 +66,12 @@ func (d *Daemon) Reload() error {
 	return nil
 }
 
-// reconfigure checks what config.Load cannot, the VRRP configuration, and
-// hands the command runner and VRRP their part of cfg. On error nothing
-// has changed.
+// reconfigure checks what config.Load cannot, the VRRP configuration and
+// the limits of the dataplane in use, and hands the command runner and
+// VRRP their part of cfg. On error nothing has changed.
 func (d *Daemon) reconfigure(cfg *config.Config) error {
-	vc := VRRPFromConfig(cfg)
-	if err := vc.Validate(); err != nil {
-		return fmt.Errorf("%s: %w", d.opts.ConfigPath, err)
+	if err := CheckConfig(d.opts.ConfigPath, cfg, d.dp.Capabilities().Limits); err != nil {
+		return err
 	}
 	if d.node == nil && len(cfg.VRRPInstances) > 0 {
 		return errors.New("adding VRRP instances to a daemon started without any needs a restart")
@@ -82,7 +81,7 @@ func (d *Daemon) reconfigure(cfg *config.Config) error {
 		return fmt.Errorf("%s: script_user: %w", d.opts.ConfigPath, err)
 	}
 	if d.node != nil {
-		if err := d.node.Reconfigure(vc); err != nil {
+		if err := d.node.Reconfigure(VRRPFromConfig(cfg)); err != nil {
 			_ = d.scripts.SetUser(prevUser, prevGroup) // commands run as before
 			return err
 		}
