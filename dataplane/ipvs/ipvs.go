@@ -155,9 +155,9 @@ func ipvsFamily() (uint16, error) {
 func (d *Dataplane) Info() dataplane.Info { return dataplane.Info{Mode: "ipvs"} }
 
 // Limits are IPVS's: none. The kernel's tables grow as services and real
-// servers are added (ip_vs_svc_table and each service's destination list
-// are hashed lists, bounded by memory only), and IPVS attaches to no
-// interface.
+// servers are added, bounded by memory only (ip_vs_ctl.c: services chained
+// in a hash table, each service's destinations in a list), and IPVS
+// attaches to no interface.
 var Limits = dataplane.Limits{Dataplane: "the IPVS dataplane"}
 
 // Capabilities implements dataplane.Dataplane: the kernel resolves next
