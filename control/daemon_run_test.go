@@ -17,6 +17,7 @@ import (
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/dataplane/dataplanetest"
 	"github.com/xlb-dev/xlb/test/nettest"
 )
 
@@ -78,7 +79,7 @@ func freeLoopbackPort(t *testing.T) string {
 
 type runningDaemon struct {
 	d      *Daemon
-	dp     *dataplane.Fake
+	dp     *dataplanetest.Fake
 	path   string // configuration file
 	sock   string
 	cancel context.CancelFunc
@@ -96,8 +97,14 @@ func writeFile(t *testing.T, path, text string) {
 // called after NewDaemon and before Run (a SIGHUP during start-up).
 func startDaemon(t *testing.T, cfgText func(sock string) string, early func(d *Daemon)) *runningDaemon {
 	t.Helper()
+	return startDaemonOn(t, dataplanetest.NewFake(), cfgText, early)
+}
+
+// startDaemonOn is startDaemon on dp.
+func startDaemonOn(t *testing.T, dp *dataplanetest.Fake, cfgText func(sock string) string, early func(d *Daemon)) *runningDaemon {
+	t.Helper()
 	dir := t.TempDir()
-	r := &runningDaemon{dp: dataplane.NewFake(), path: filepath.Join(dir, "xlb.toml"), sock: filepath.Join(dir, "xlb.sock"), done: make(chan error, 1)}
+	r := &runningDaemon{dp: dp, path: filepath.Join(dir, "xlb.toml"), sock: filepath.Join(dir, "xlb.sock"), done: make(chan error, 1)}
 	writeFile(t, r.path, cfgText(r.sock))
 	d, err := NewDaemon(DaemonOptions{ConfigPath: r.path, Env: fakeEnv{}, Dataplane: r.dp})
 	if err != nil {
@@ -141,7 +148,7 @@ func (r *runningDaemon) stop(t *testing.T) error {
 
 // waitChanges waits until the fake dataplane has applied want (in order),
 // and nothing else.
-func waitChanges(t *testing.T, dp *dataplane.Fake, want ...string) {
+func waitChanges(t *testing.T, dp *dataplanetest.Fake, want ...string) {
 	t.Helper()
 	var got []string
 	nettest.WaitFor(t, 10*time.Second, fmt.Sprintf("changes %v", want), func() error {
@@ -263,7 +270,7 @@ func TestDaemonReloadDuringStart(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "xlb.toml")
 	writeFile(t, path, daemonConfig(r.sock, "", 1, "")) // r's socket: taken
-	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dataplane.NewFake()})
+	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dataplanetest.NewFake()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,4 +294,71 @@ func scrape(t *testing.T, addr string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// A reload over the limits of the dataplane in use is refused before
+// anything is applied, naming the limit, the count and the maximum:
+// nothing changes, the previous configuration keeps serving. A start over
+// them is refused before the first Apply.
+func TestDaemonReloadOverLimits(t *testing.T) {
+	limits := dataplane.Limits{Dataplane: "the fake dataplane", Services: 1024, BackendsPerService: 256}
+	dp := dataplanetest.NewFake()
+	dp.Limits = limits
+	r := startDaemonOn(t, dp, func(sock string) string { return daemonConfig(sock, "", 1, "") }, nil)
+	waitChanges(t, r.dp, "create tcp/10.0.0.3:80", "create tcp/10.0.0.3:443")
+	installed := dumpServices(r.dp.Installed())
+	// Web's second real server at weight 2: what a reload would change.
+	base := daemonConfig(r.sock, "", 2, "")
+	big := base + dataplanetest.VirtualServers(0, 257)
+	for i, tc := range []struct{ cfg, want string }{
+		{base + dataplanetest.VirtualServers(1023, 0), r.path + ": 1025 virtual servers, the fake dataplane holds at most 1024"},
+		{big, fmt.Sprintf("%s:%d: virtual server \"big\": 257 real servers, the fake dataplane holds at most 256 per virtual server",
+			r.path, dataplanetest.BigLine(big))},
+	} {
+		writeFile(t, r.path, tc.cfg)
+		if _, err := Call(r.sock, Request{Command: "reload"}); err == nil || err.Error() != tc.want {
+			t.Fatalf("reload: %v\nwant %s", err, tc.want)
+		}
+		resp, err := Call(r.sock, Request{Command: "status"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := resp.Status
+		if rs := st.Reloads; rs.OK != 0 || rs.Failed != uint64(i+1) || rs.LastError != tc.want {
+			t.Errorf("reloads %+v, want %d failed with the limit", rs, i+1)
+		}
+		if len(st.Services) != 2 || st.Services[0].Reals[1].Weight != 1 {
+			t.Errorf("status after a refused reload: %+v, want the previous configuration", st.Services)
+		}
+	}
+	if got := dumpServices(r.dp.Installed()); got != installed {
+		t.Errorf("installed after the refused reloads:\n%s\nwant, as before:\n%s", got, installed)
+	}
+	// The same file within the limits: its one change is the only one
+	// applied since the start.
+	writeFile(t, r.path, base)
+	if _, err := Call(r.sock, Request{Command: "reload"}); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	waitChanges(t, r.dp, "update tcp/10.0.0.3:80")
+
+	// A start over the limits: refused, nothing applied.
+	dir := t.TempDir()
+	path := filepath.Join(dir, "xlb.toml")
+	writeFile(t, path, daemonConfig(filepath.Join(dir, "xlb.sock"), "", 1, "")+dataplanetest.VirtualServers(1023, 0))
+	dp2 := dataplanetest.NewFake()
+	dp2.Limits = limits
+	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dp2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Refused at once; otherwise it would run until the deadline.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := d.Run(ctx); err == nil || err.Error() != path+": 1025 virtual servers, the fake dataplane holds at most 1024" {
+		t.Fatalf("start over the limits: %v", err)
+	}
+	if dp2.Applies() != 0 || !dp2.Closed() {
+		t.Errorf("the refused start applied %d times, closed %v; want none, closed", dp2.Applies(), dp2.Closed())
+	}
 }

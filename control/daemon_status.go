@@ -2,12 +2,9 @@ package control
 
 import (
 	"context"
-	"slices"
-	"strings"
 
 	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/dataplane"
-	"github.com/xlb-dev/xlb/vrrp"
 )
 
 func (d *Daemon) sample(ctx context.Context) (*dataplane.Stats, error) {
@@ -22,7 +19,7 @@ func counters(c dataplane.Counters) Counters {
 // server and VRRP instance, with the dataplane's counters.
 func (d *Daemon) Status(rates bool) *Status {
 	d.mu.Lock()
-	cfg, model, reloads := d.cfg, d.model, d.reloads
+	model, reloads := d.model, d.reloads
 	d.mu.Unlock()
 	st := &Status{
 		Version: d.opts.Version,
@@ -33,7 +30,7 @@ func (d *Daemon) Status(rates bool) *Status {
 	if d.dp == nil || d.rec == nil || d.checks == nil {
 		return st
 	}
-	info := d.dp.Info()
+	info, caps := d.dp.Info(), d.dp.Capabilities()
 	st.Dataplane = DataplaneInfo{Mode: info.Mode, Attach: info.Attach}
 	if err := d.rec.LastError(); err != nil {
 		st.Dataplane.Error = err.Error()
@@ -76,19 +73,17 @@ func (d *Daemon) Status(rates bool) *Status {
 		unresolved := map[dataplane.BackendKey]bool{}
 		for _, b := range applied[s.Key].Backends {
 			effective[b.Key()] = b.Weight
-			unresolved[b.Key()] = s.Forward == dataplane.DirectRouting && info.Mode == "xdp" && len(b.MAC) == 0
+			unresolved[b.Key()] = s.Forward == dataplane.DirectRouting && caps.NextHops && len(b.MAC) == 0
 		}
-		reals := slices.Clone(s.Reals)
-		if s.Sorry != nil {
-			reals = append(reals, *s.Sorry)
-		}
+		reals := s.reals()
 		for i, r := range reals {
 			bs := ss.Backends[r.Key()]
+			check := checks[CheckKey(s.Name, r)]
 			ri := RealInfo{
 				Address:       r.Key().String(),
 				Weight:        r.Weight,
 				Effective:     effective[r.Key()],
-				Health:        d.rec.Health(CheckKey(s.Name, r)).String(),
+				Health:        check.State.String(),
 				ActiveConns:   bs.ActiveConns,
 				InactiveConns: bs.InactiveConns,
 				Counters:      counters(bs.Counters),
@@ -100,9 +95,8 @@ func (d *Daemon) Status(rates bool) *Status {
 			} else if r.Check.Type == health.TypeNone {
 				ri.Health = "up"
 			}
-			ri.Health = strings.ToLower(ri.Health)
-			if cs, ok := checks[CheckKey(s.Name, r)]; ok && cs.LastError != nil {
-				ri.HealthError = cs.LastError.Error()
+			if check.LastError != nil {
+				ri.HealthError = check.LastError.Error()
 			}
 			if rates {
 				ri.Rates = d.rates.backend(s.Key, r.Key())
@@ -122,7 +116,5 @@ func (d *Daemon) Status(rates bool) *Status {
 		}
 		st.VRRP = append(st.VRRP, ii)
 	}
-	_ = cfg
-	_ = vrrp.Master
 	return st
 }

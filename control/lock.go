@@ -28,19 +28,3 @@ func lockSocket(path string) (*flock.Lock, error) {
 	}
 	return l, nil
 }
-
-// pinChecker is implemented by dataplanes that keep state pinned (XDP):
-// CheckPins pins again what was removed under the running daemon.
-type pinChecker interface {
-	CheckPins() error
-}
-
-// checkPins checks the dataplane's pins (on reload: an operator's
-// occasion to have everything checked).
-func (d *Daemon) checkPins() {
-	if pc, ok := d.dp.(pinChecker); ok {
-		if err := pc.CheckPins(); err != nil {
-			d.log.Error("pinned maps and links", "error", err)
-		}
-	}
-}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/dataplane/dataplanetest"
 	"github.com/xlb-dev/xlb/test/nettest"
 )
 
@@ -26,7 +26,7 @@ func TestSecondDaemonRefusedBeforeDataplane(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "copy.toml")
 	writeFile(t, path, daemonConfig(r.sock, "", 2, ""))
-	dp := dataplane.NewFake()
+	dp := dataplanetest.NewFake()
 	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dp})
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func TestSecondDaemonRefusedBeforeDataplane(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	dp2 := dataplane.NewFake()
+	dp2 := dataplanetest.NewFake()
 	d2, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dp2})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestSecondDaemonRefusedBeforeDataplane(t *testing.T) {
 
 // pinnedFake is a fake dataplane that counts pin checks.
 type pinnedFake struct {
-	*dataplane.Fake
+	*dataplanetest.Fake
 	checks atomic.Int32
 }
 
@@ -79,7 +79,7 @@ func TestReloadChecksPins(t *testing.T) {
 	dir := t.TempDir()
 	path, sock := filepath.Join(dir, "xlb.toml"), filepath.Join(dir, "xlb.sock")
 	writeFile(t, path, daemonConfig(sock, "", 1, ""))
-	dp := &pinnedFake{Fake: dataplane.NewFake()}
+	dp := &pinnedFake{Fake: dataplanetest.NewFake()}
 	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dp})
 	if err != nil {
 		t.Fatal(err)

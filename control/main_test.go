@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/dataplane/dataplanetest"
 )
 
 // Some tests run the test binary again as a child process, to give it
@@ -82,7 +82,7 @@ func runSocketChild(path string) int {
 
 func runDaemonChild(path string) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Logger: log, Dataplane: dataplane.NewFake()})
+	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Logger: log, Dataplane: dataplanetest.NewFake()})
 	if err != nil {
 		log.Error("new daemon", "error", err)
 		return 1

@@ -7,6 +7,7 @@ package control
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
@@ -42,6 +43,35 @@ type ServiceSpec struct {
 	Reals []RealSpec
 	// Line is where the service is configured, for messages.
 	Line int
+}
+
+// reals are the real servers a service may send new flows to: its own,
+// then its sorry server.
+func (s ServiceSpec) reals() []RealSpec {
+	if s.Sorry == nil {
+		return s.Reals
+	}
+	return append(slices.Clip(s.Reals), *s.Sorry)
+}
+
+// dataplaneServices are the model's services as a dataplane may have to
+// hold them at most: each with every real server it may use (its sorry
+// server too), at its configured weight. The limits are checked, and the
+// host prepared, for these.
+func (m Model) dataplaneServices() []dataplane.Service {
+	out := make([]dataplane.Service, 0, len(m.Services))
+	for _, s := range m.Services {
+		svc := dataplane.Service{Name: s.Name, Key: s.Key, Scheduler: s.Scheduler, Forward: s.Forward,
+			Persistence: s.Persistence, Tunnel: s.Tunnel, Enabled: true}
+		for i, rs := range s.reals() {
+			// A sorry server that is also a real server is one backend.
+			if i < len(s.Reals) || !slices.ContainsFunc(s.Reals, func(r RealSpec) bool { return r.Key() == rs.Key() }) {
+				svc.Backends = append(svc.Backends, dataplane.Backend{Addr: rs.Addr, Port: rs.Port, Weight: rs.Weight})
+			}
+		}
+		out = append(out, svc)
+	}
+	return out
 }
 
 // RealSpec is a real server as configured.

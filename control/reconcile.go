@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -43,6 +44,8 @@ type ServiceState struct {
 	Key  dataplane.ServiceKey
 	// Up: the healthy weight reaches the quorum.
 	Up bool
+	// Healthy is the weight of the healthy real servers.
+	Healthy uint64
 	// Forwarding: the service's VRRP instance (if any) is MASTER.
 	Forwarding bool
 	// SorryActive: the sorry server takes the new flows.
@@ -53,28 +56,28 @@ type ServiceState struct {
 // health of real servers and the VRRP roles, and applies it when it
 // changes. It owns the retries: a failed Apply is retried with backoff.
 type Reconciler struct {
-	dp    dataplane.Dataplane
-	log   *slog.Logger
-	neigh Neighbors        // nil: no MAC resolution (IPVS)
-	run   func(cmd string) // runs quorum scripts asynchronously
-	now   func() time.Time
+	dp     dataplane.Dataplane
+	log    *slog.Logger
+	neigh  Neighbors                      // nil: no next hops to resolve (IPVS)
+	health func() map[string]health.State // the checks' states
+	run    func(cmd string)               // runs quorum scripts asynchronously
+	now    func() time.Time
+
+	mu    sync.Mutex
+	model Model
+	roles map[string]Role
 	// installed is whether each service forwarded in the dataplane found at
 	// start (adopted from a previous run), for tentative roles.
 	installed map[dataplane.ServiceKey]bool
-	// adopted are the real servers found installed at start. Until their
-	// health check reports, a real server that took new flows keeps
-	// taking them; until adoptUntil, a direct-routing one whose MAC the
-	// resolver has not told yet keeps the MAC it had. So a restarted
-	// daemon changes nothing that forwarded: no weight 0 while the checks
-	// start, no MAC-less backend while the neighbours are read.
+	// adopted are the real servers found installed at start. Until its
+	// health check decides, a real server that took new flows keeps taking
+	// them; until adoptUntil, a direct-routing one whose MAC the resolver
+	// has not told yet keeps the MAC it had. So a restarted daemon changes
+	// nothing that forwarded: no weight 0 while the checks start, no
+	// MAC-less backend while the neighbours are read.
 	adopted    map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend
 	adoptUntil time.Time
-
-	mu      sync.Mutex
-	model   Model
-	health  map[string]health.State
-	roles   map[string]Role
-	quorum  map[dataplane.ServiceKey]bool // hysteresis state
+	// states are the service states of the last round (quorum hysteresis).
 	states  map[dataplane.ServiceKey]ServiceState
 	applied []dataplane.Service
 	// pending role changes whose forwarding is not applied yet, by instance.
@@ -90,6 +93,9 @@ type Reconciler struct {
 type ReconcilerOptions struct {
 	Logger    *slog.Logger
 	Neighbors Neighbors
+	// Health returns the state of every health check by CheckKey
+	// (health.Manager.States); nil: no check has decided.
+	Health func() map[string]health.State
 	// RunScript runs a notify command without blocking; nil: none run.
 	RunScript func(cmd string)
 	// Now is the clock (tentative roles); nil: time.Now.
@@ -101,22 +107,15 @@ type ReconcilerOptions struct {
 // resolver reads them again (it normally answers within milliseconds).
 const AdoptedMACGrace = 10 * time.Second
 
-// Installer is implemented by dataplanes that can tell what they found
-// installed when they started (the XDP dataplane adopts pinned state).
-type Installer interface {
-	Installed() []dataplane.Service
-}
-
 // NewReconciler returns a reconciler driving dp.
 func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 	r := &Reconciler{
 		dp:        dp,
 		log:       opts.Logger,
 		neigh:     opts.Neighbors,
+		health:    opts.Health,
 		run:       opts.RunScript,
-		health:    map[string]health.State{},
 		roles:     map[string]Role{},
-		quorum:    map[dataplane.ServiceKey]bool{},
 		states:    map[dataplane.ServiceKey]ServiceState{},
 		pending:   map[string]Role{},
 		poke:      make(chan struct{}, 1),
@@ -127,8 +126,8 @@ func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	if in, ok := dp.(Installer); ok {
-		for _, s := range in.Installed() {
+	if a, ok := dp.(dataplane.Adopter); ok {
+		for _, s := range a.Installed() {
 			r.installed[s.Key] = s.Enabled
 			bs := make(map[dataplane.BackendKey]dataplane.Backend, len(s.Backends))
 			for _, b := range s.Backends {
@@ -141,13 +140,16 @@ func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
+	if r.health == nil {
+		r.health = func() map[string]health.State { return nil }
+	}
 	if r.run == nil {
 		r.run = func(string) {}
 	}
 	return r
 }
 
-// Poke asks for a reconciliation soon.
+// Poke asks for a reconciliation soon (a health check changed state).
 func (r *Reconciler) Poke() {
 	select {
 	case r.poke <- struct{}{}:
@@ -155,16 +157,14 @@ func (r *Reconciler) Poke() {
 	}
 }
 
-// SetModel replaces the model (a reload). Health and roles of what did not
-// change are kept.
+// SetModel replaces the model (a reload). The roles and what was adopted
+// of the real servers that stay are kept.
 func (r *Reconciler) SetModel(m Model) {
 	r.mu.Lock()
 	r.model = m
-	keep := map[string]bool{}
 	keepAdopted := map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend{}
 	for _, s := range m.Services {
 		for _, rs := range s.Reals {
-			keep[CheckKey(s.Name, rs)] = true
 			if b, ok := r.adopted[s.Key][rs.Key()]; ok {
 				if keepAdopted[s.Key] == nil {
 					keepAdopted[s.Key] = map[dataplane.BackendKey]dataplane.Backend{}
@@ -173,22 +173,9 @@ func (r *Reconciler) SetModel(m Model) {
 			}
 		}
 	}
-	for k := range r.health {
-		if !keep[k] {
-			delete(r.health, k)
-		}
-	}
 	// A real server the model drops forgets what was adopted of it: added
 	// back later, it starts as any new one.
 	r.adopted = keepAdopted
-	r.mu.Unlock()
-	r.Poke()
-}
-
-// SetHealth records a health check's state.
-func (r *Reconciler) SetHealth(key string, s health.State) {
-	r.mu.Lock()
-	r.health[key] = s
 	r.mu.Unlock()
 	r.Poke()
 }
@@ -204,170 +191,78 @@ func (r *Reconciler) SetRole(instance string, role Role) {
 	r.Poke()
 }
 
-// Desired computes the dataplane state wanted now and updates the service
-// states (running quorum scripts on changes).
-func (r *Reconciler) Desired() []dataplane.Service {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.desired()
-}
-
-func (r *Reconciler) desired() []dataplane.Service {
-	out := make([]dataplane.Service, 0, len(r.model.Services))
-	states := make(map[dataplane.ServiceKey]ServiceState, len(r.model.Services))
+// inputs gathers what Desired computes from. It asks the resolver for the
+// next hop of every direct-routing real server (it starts resolving those
+// it does not know) and to keep tunnelled real servers' next hops resolved.
+// Called with r.mu held; checks are the checks' states.
+func (r *Reconciler) inputs(checks map[string]health.State) Inputs {
+	in := Inputs{Model: r.model, Health: checks, Roles: r.roles, Last: r.states,
+		Installed: r.installed, Adopted: r.adopted, Now: r.now()}
+	in.AdoptMACs = in.Now.Before(r.adoptUntil)
+	if r.neigh == nil {
+		return in
+	}
+	in.NextHops = map[netip.Addr]NextHop{}
 	for _, s := range r.model.Services {
-		svc, st := r.service(s)
-		out = append(out, svc)
-		states[s.Key] = st
-	}
-	r.states = states
-	for k := range r.quorum {
-		if _, ok := states[k]; !ok {
-			delete(r.quorum, k)
+		for _, rs := range s.reals() {
+			switch s.Forward {
+			case dataplane.DirectRouting:
+				if mac, ifindex, ok := r.neigh.Lookup(rs.Addr); ok {
+					in.NextHops[rs.Addr] = NextHop{MAC: mac, Ifindex: ifindex}
+				}
+			case dataplane.Tunnel:
+				r.neigh.KeepRoute(rs.Addr)
+			}
 		}
 	}
-	return out
+	return in
 }
 
-func (r *Reconciler) service(s ServiceSpec) (dataplane.Service, ServiceState) {
-	svc := dataplane.Service{
-		Name:        s.Name,
-		Key:         s.Key,
-		Scheduler:   s.Scheduler,
-		Forward:     s.Forward,
-		Persistence: s.Persistence,
-		Tunnel:      s.Tunnel,
-		Enabled:     r.forwards(s),
-		Backends:    make([]dataplane.Backend, 0, len(s.Reals)+1),
-	}
-	var healthy uint64
-	for _, rs := range s.Reals {
-		b := r.backend(s, rs)
-		if r.healthy(s, rs) {
-			b.Weight = rs.Weight
-			healthy += uint64(rs.Weight)
-		} else {
-			b.Weight = 0 // no new flows; established ones drain
+// endAdoption ends the adoption of a real server's weight once its check
+// has decided: from then on the check alone says whether it takes new
+// flows (a check whose probe a reload changed starts undecided again, but
+// what was found at start no longer stands for it). Its MAC stays adopted
+// for the grace period. Called with r.mu held.
+func (r *Reconciler) endAdoption(checks map[string]health.State) {
+	for _, s := range r.model.Services {
+		for _, rs := range s.Reals {
+			b, ok := r.adopted[s.Key][rs.Key()]
+			if ok && b.Weight > 0 && checks[CheckKey(s.Name, rs)] != health.StateUnknown {
+				b.Weight = 0
+				r.adopted[s.Key][rs.Key()] = b
+			}
 		}
-		svc.Backends = append(svc.Backends, b)
 	}
-	up := r.quorumState(s, healthy)
-	st := ServiceState{Name: s.Name, Key: s.Key, Up: up, Forwarding: svc.Enabled}
-	if !up && s.Sorry != nil {
-		for i := range svc.Backends {
-			svc.Backends[i].Weight = 0
-		}
-		sorry := r.backend(s, *s.Sorry)
-		sorry.Weight = max(1, s.Sorry.Weight)
-		if i := slices.IndexFunc(svc.Backends, func(b dataplane.Backend) bool { return b.Key() == sorry.Key() }); i >= 0 {
-			svc.Backends[i] = sorry
-		} else {
-			svc.Backends = append(svc.Backends, sorry)
-		}
-		st.SorryActive = true
-	}
-	return svc, st
 }
 
-// healthy reports whether a real server takes new flows: its check passes,
-// or it has none, or its check starts up (initial_state) and has not
-// reported yet. So a start or a reload does not install such a real server
-// at weight 0 first and raise it a moment later.
-func (r *Reconciler) healthy(s ServiceSpec, rs RealSpec) bool {
-	if rs.Check.Type == health.TypeNone {
-		return true
-	}
-	st, ok := r.health[CheckKey(s.Name, rs)]
-	if !ok {
-		if b, found := r.adopted[s.Key][rs.Key()]; found && b.Weight > 0 {
-			return true // took new flows before the restart
+// reportQuorum logs the services whose quorum changed between two rounds
+// and runs their quorum_up or quorum_down command.
+func (r *Reconciler) reportQuorum(model Model, last, now map[dataplane.ServiceKey]ServiceState) {
+	for _, s := range model.Services {
+		was, known := last[s.Key]
+		st := now[s.Key]
+		if !known || was.Up == st.Up {
+			continue
 		}
-		return rs.Check.InitialUp
-	}
-	return st == health.StateUp
-}
-
-// forwards reports whether a service forwards: always without a VRRP
-// instance, while it is MASTER otherwise; while its role is unknown or
-// tentative, as it did in the dataplane found at start.
-func (r *Reconciler) forwards(s ServiceSpec) bool {
-	if s.Instance == "" {
-		return true
-	}
-	role, ok := r.roles[s.Instance]
-	if !ok {
-		// Not reported yet (the daemon just started): as found installed.
-		return r.installed[s.Key]
-	}
-	if !role.Master && !role.Until.IsZero() && r.now().Before(role.Until) {
-		return r.installed[s.Key]
-	}
-	return role.Master
-}
-
-// quorumState applies keepalived's quorum with hysteresis: the service
-// comes up when the healthy weight reaches quorum+hysteresis and goes down
-// when it falls below quorum-hysteresis.
-func (r *Reconciler) quorumState(s ServiceSpec, healthy uint64) bool {
-	q, h := uint64(s.Quorum), uint64(s.Hysteresis)
-	was, known := r.quorum[s.Key]
-	var up bool
-	switch {
-	case !known:
-		up = healthy >= q
-	case was:
-		up = healthy+h >= q
-	default:
-		up = healthy >= q+h
-	}
-	r.quorum[s.Key] = up
-	if known && up != was {
-		if up {
-			r.log.Info("service up: quorum reached", "service", s.Name, "healthy_weight", healthy, "quorum", s.Quorum)
+		if st.Up {
+			r.log.Info("service up: quorum reached", "service", s.Name, "healthy_weight", st.Healthy, "quorum", s.Quorum)
 			if s.QuorumUp != "" {
 				r.run(s.QuorumUp)
 			}
 		} else {
-			r.log.Warn("service down: quorum lost", "service", s.Name, "healthy_weight", healthy, "quorum", s.Quorum)
+			r.log.Warn("service down: quorum lost", "service", s.Name, "healthy_weight", st.Healthy, "quorum", s.Quorum)
 			if s.QuorumDown != "" {
 				r.run(s.QuorumDown)
 			}
 		}
 	}
-	return up
-}
-
-func (r *Reconciler) backend(s ServiceSpec, rs RealSpec) dataplane.Backend {
-	b := dataplane.Backend{Addr: rs.Addr, Port: rs.Port, Weight: rs.Weight}
-	if s.Forward == dataplane.DirectRouting && r.neigh != nil {
-		if mac, ifindex, ok := r.neigh.Lookup(rs.Addr); ok {
-			b.MAC, b.Ifindex = mac, ifindex
-		} else if a, found := r.adopted[s.Key][b.Key()]; found && a.MAC != nil && r.now().Before(r.adoptUntil) {
-			b.MAC, b.Ifindex = a.MAC, a.Ifindex
-		}
-	}
-	if s.Forward == dataplane.Tunnel && r.neigh != nil {
-		r.neigh.KeepRoute(rs.Addr)
-	}
-	return b
 }
 
 // States returns the service states computed by the last reconciliation.
 func (r *Reconciler) States() map[dataplane.ServiceKey]ServiceState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[dataplane.ServiceKey]ServiceState, len(r.states))
-	for k, v := range r.states {
-		out[k] = v
-	}
-	return out
-}
-
-// Health returns the recorded state of a check.
-func (r *Reconciler) Health(key string) health.State {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.health[key]
+	return maps.Clone(r.states)
 }
 
 // LastError is the error of the last Apply (nil after a success).
@@ -377,15 +272,22 @@ func (r *Reconciler) LastError() error {
 	return r.lastErr
 }
 
-// Reconcile applies the desired state if it differs from what was applied
-// last. It returns Apply's error.
+// Reconcile runs one round: it gathers the inputs, computes the desired
+// state (Desired), records the services' states, runs the quorum commands
+// of those whose quorum changed, and applies the desired state if it
+// differs from what was applied last. It returns Apply's error.
 func (r *Reconciler) Reconcile(ctx context.Context) error {
+	checks := r.health()
 	r.mu.Lock()
-	desired := r.desired()
+	r.endAdoption(checks)
+	desired, states := Desired(r.inputs(checks))
+	model, last := r.model, r.states
+	r.states = states
 	same := r.lastErr == nil && r.applies > 0 && slices.EqualFunc(desired, r.applied, dataplane.ServiceEqual)
 	pending := r.pending
 	r.pending = map[string]Role{}
 	r.mu.Unlock()
+	r.reportQuorum(model, last, states)
 	if same {
 		r.reportRoles(pending)
 		return nil

@@ -3,6 +3,7 @@ package control
 import (
 	"errors"
 	"flag"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/dataplane/dataplanetest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -57,6 +59,37 @@ func (f *fakeNeighbors) Lookup(a netip.Addr) (net.HardwareAddr, int, bool) {
 	return m, 2, ok
 }
 
+// fakeHealth is the checks' states as a test sets them (health.Manager's
+// States in the daemon).
+type fakeHealth struct {
+	mu sync.Mutex
+	m  map[string]health.State
+}
+
+func (f *fakeHealth) set(key string, s health.State) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]health.State{}
+	}
+	f.m[key] = s
+}
+
+func (f *fakeHealth) states() map[string]health.State {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.m)
+}
+
+// reconcile runs one round of r and returns what it applied.
+func reconcile(t *testing.T, r *Reconciler) []dataplane.Service {
+	t.Helper()
+	if err := r.Reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return r.Applied()
+}
+
 func real(addr string, port uint16, w uint32) RealSpec {
 	return RealSpec{Addr: netip.MustParseAddr(addr), Port: port, Weight: w,
 		Check: health.Spec{Type: health.TypeTCP, Target: netip.AddrPortFrom(netip.MustParseAddr(addr), port), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1}}
@@ -79,29 +112,30 @@ func testModel() Model {
 }
 
 func TestDesiredGolden(t *testing.T) {
-	dp := dataplane.NewFake()
+	dp := dataplanetest.NewFake()
 	nb := &fakeNeighbors{known: map[netip.Addr]net.HardwareAddr{
 		netip.MustParseAddr("10.0.0.7"): {2, 0, 0, 0, 0, 7},
 		netip.MustParseAddr("10.0.0.8"): {2, 0, 0, 0, 0, 8},
 	}}
-	r := NewReconciler(dp, ReconcilerOptions{Neighbors: nb})
+	hs := &fakeHealth{}
+	r := NewReconciler(dp, ReconcilerOptions{Neighbors: nb, Health: hs.states})
 	r.SetModel(testModel())
 
 	// Nothing healthy yet, VI_1 not master: web disabled and drained, api
 	// below quorum so its sorry server takes the flows.
-	golden(t, "desired-initial.golden", DumpServices(r.Desired()))
+	golden(t, "desired-initial.golden", dumpServices(reconcile(t, r)))
 
 	for _, k := range []string{"web/10.0.0.7:80", "web/10.0.0.8:80", "web/10.0.0.9:80", "api/10.0.1.7:8443", "api/10.0.1.8:8443"} {
-		r.SetHealth(k, health.StateUp)
+		hs.set(k, health.StateUp)
 	}
 	r.SetRole("VI_1", Role{Master: true, At: time.Now()})
-	golden(t, "desired-healthy-master.golden", DumpServices(r.Desired()))
+	golden(t, "desired-healthy-master.golden", dumpServices(reconcile(t, r)))
 
 	// One api real server fails: quorum 2 lost, sorry server again; one
 	// web real server fails: drained (weight 0).
-	r.SetHealth("api/10.0.1.8:8443", health.StateDown)
-	r.SetHealth("web/10.0.0.8:80", health.StateDown)
-	golden(t, "desired-degraded.golden", DumpServices(r.Desired()))
+	hs.set("api/10.0.1.8:8443", health.StateDown)
+	hs.set("web/10.0.0.8:80", health.StateDown)
+	golden(t, "desired-degraded.golden", dumpServices(reconcile(t, r)))
 	st := r.States()
 	if api := st[testModel().Services[1].Key]; api.Up || !api.SorryActive {
 		t.Errorf("api state %+v, want down with the sorry server active", api)
@@ -113,7 +147,8 @@ func TestDesiredGolden(t *testing.T) {
 
 func TestQuorumHysteresisAndScripts(t *testing.T) {
 	var ran []string
-	r := NewReconciler(dataplane.NewFake(), ReconcilerOptions{RunScript: func(c string) { ran = append(ran, c) }})
+	hs := &fakeHealth{}
+	r := NewReconciler(dataplanetest.NewFake(), ReconcilerOptions{Health: hs.states, RunScript: func(c string) { ran = append(ran, c) }})
 	m := Model{Services: []ServiceSpec{{
 		Name: "s", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.3"), Port: 80, Proto: dataplane.TCP},
 		Scheduler: dataplane.RoundRobin, Forward: dataplane.NAT, Quorum: 3, Hysteresis: 1,
@@ -127,9 +162,9 @@ func TestQuorumHysteresisAndScripts(t *testing.T) {
 			if i < n {
 				s = health.StateUp
 			}
-			r.SetHealth(CheckKey("s", rs), s)
+			hs.set(CheckKey("s", rs), s)
 		}
-		r.Desired()
+		reconcile(t, r)
 		return r.States()[m.Services[0].Key].Up
 	}
 	// Starts at 0 healthy: down. Up needs quorum+hysteresis = 4.
@@ -146,9 +181,43 @@ func TestQuorumHysteresisAndScripts(t *testing.T) {
 	}
 }
 
+// Desired is a pure function of its inputs: the same inputs give the same
+// state, the quorum's hysteresis comes from the previous round's states
+// (Last), and nothing runs (quorum commands are the reconciler's step).
+func TestDesiredIsPure(t *testing.T) {
+	s := ServiceSpec{
+		Name: "s", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.3"), Port: 80, Proto: dataplane.TCP},
+		Scheduler: dataplane.RoundRobin, Forward: dataplane.NAT, Quorum: 3, Hysteresis: 1, QuorumUp: "up.sh", QuorumDown: "down.sh",
+		Reals: []RealSpec{real("10.0.1.1", 80, 1), real("10.0.1.2", 80, 1), real("10.0.1.3", 80, 1), real("10.0.1.4", 80, 1)},
+	}
+	in := Inputs{Model: Model{Services: []ServiceSpec{s}}, Health: map[string]health.State{}}
+	for _, rs := range s.Reals[:3] {
+		in.Health[CheckKey("s", rs)] = health.StateUp
+	}
+	for _, tc := range []struct {
+		last map[dataplane.ServiceKey]ServiceState
+		want bool
+	}{
+		{nil, true}, // new: 3 healthy reach the quorum
+		{map[dataplane.ServiceKey]ServiceState{s.Key: {Up: false}}, false}, // was down: needs 3+1
+		{map[dataplane.ServiceKey]ServiceState{s.Key: {Up: true}}, true},   // was up: 3+1 >= 3
+	} {
+		in.Last = tc.last
+		svcs, states := Desired(in)
+		again, _ := Desired(in)
+		if !slices.EqualFunc(svcs, again, dataplane.ServiceEqual) {
+			t.Errorf("last %v: Desired differs on the same inputs:\n%s\n%s", tc.last, dumpServices(svcs), dumpServices(again))
+		}
+		if st := states[s.Key]; st.Up != tc.want || st.Healthy != 3 {
+			t.Errorf("last %v: %+v, want up=%v with healthy weight 3", tc.last, st, tc.want)
+		}
+	}
+}
+
 func TestReconcileAppliesOnlyChanges(t *testing.T) {
-	dp := dataplane.NewFake()
-	r := NewReconciler(dp, ReconcilerOptions{})
+	dp := dataplanetest.NewFake()
+	hs := &fakeHealth{}
+	r := NewReconciler(dp, ReconcilerOptions{Health: hs.states})
 	r.SetModel(testModel())
 	ctx := t.Context()
 	if err := r.Reconcile(ctx); err != nil {
@@ -161,7 +230,7 @@ func TestReconcileAppliesOnlyChanges(t *testing.T) {
 		t.Fatalf("%d applies for an unchanged state, want 1", n)
 	}
 	dp.Changes()
-	r.SetHealth("web/10.0.0.7:80", health.StateUp)
+	hs.set("web/10.0.0.7:80", health.StateUp)
 	if err := r.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +240,7 @@ func TestReconcileAppliesOnlyChanges(t *testing.T) {
 
 	// A failing Apply is retried (the state is not marked applied).
 	dp.ApplyErr = errors.New("boom")
-	r.SetHealth("web/10.0.0.8:80", health.StateUp)
+	hs.set("web/10.0.0.8:80", health.StateUp)
 	if err := r.Reconcile(ctx); err == nil {
 		t.Fatal("want the Apply error")
 	}
@@ -183,23 +252,34 @@ func TestReconcileAppliesOnlyChanges(t *testing.T) {
 	}
 }
 
+// A reload keeps the health of the real servers whose checks did not
+// change: the reconciler reads it from the health checks (a Manager, not
+// run: 10.0.0.7's check starts up).
 func TestReloadKeepsHealth(t *testing.T) {
-	dp := dataplane.NewFake()
-	r := NewReconciler(dp, ReconcilerOptions{})
-	r.SetModel(testModel())
-	r.SetHealth("web/10.0.0.7:80", health.StateUp)
+	dp := dataplanetest.NewFake()
+	checks := health.NewManager(health.Options{})
+	r := NewReconciler(dp, ReconcilerOptions{Health: checks.States})
+	m0 := testModel()
+	m0.Services[0].Reals[0].Check.InitialUp = true
+	r.SetModel(m0)
+	if err := checks.Update(CheckSpecs(m0)); err != nil {
+		t.Fatal(err)
+	}
 	m := testModel()
 	m.Services[0].Reals = m.Services[0].Reals[:1] // drop two real servers
 	m.Services = append(m.Services, ServiceSpec{Name: "new", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.5"), Port: 53, Proto: dataplane.UDP},
 		Scheduler: dataplane.SourceHashing, Forward: dataplane.DirectRouting, Reals: []RealSpec{real("10.0.0.7", 53, 1)}})
 	r.SetModel(m)
-	if r.Health("web/10.0.0.7:80") != health.StateUp {
+	if err := checks.Update(CheckSpecs(m)); err != nil {
+		t.Fatal(err)
+	}
+	if checks.States()["web/10.0.0.7:80"] != health.StateUp {
 		t.Error("reload forgot the health of an unchanged real server")
 	}
 	if err := r.Reconcile(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "desired-reloaded.golden", DumpServices(dp.Installed()))
+	golden(t, "desired-reloaded.golden", dumpServices(dp.Installed()))
 }
 
 var errNotYet = errors.New("not yet")
@@ -208,14 +288,14 @@ var errNotYet = errors.New("not yet")
 // to be kept resolved; NAT for neither (the FIB lookup passes to the kernel).
 func TestNeighborsAskedPerForwardMode(t *testing.T) {
 	nb := &fakeNeighbors{}
-	r := NewReconciler(dataplane.NewFake(), ReconcilerOptions{Neighbors: nb})
+	r := NewReconciler(dataplanetest.NewFake(), ReconcilerOptions{Neighbors: nb})
 	m := testModel()
 	m.Services = append(m.Services, ServiceSpec{
 		Name: "tun", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.6"), Port: 80, Proto: dataplane.TCP},
 		Scheduler: dataplane.RoundRobin, Forward: dataplane.Tunnel, Reals: []RealSpec{real("10.0.2.7", 80, 1)},
 	})
 	r.SetModel(m)
-	r.Desired()
+	reconcile(t, r)
 	has := func(l []netip.Addr, a string) bool { return slices.Contains(l, netip.MustParseAddr(a)) }
 	if !has(nb.asked, "10.0.0.7") || has(nb.asked, "10.0.1.7") || has(nb.asked, "10.0.2.7") {
 		t.Errorf("MACs asked for %v, want the direct-routing real servers only", nb.asked)
@@ -230,40 +310,42 @@ func TestNeighborsAskedPerForwardMode(t *testing.T) {
 // direct-routing ones keep their MACs while the neighbours are read
 // again, so the first Apply changes nothing.
 func TestRestartAdoptsInstalledBackends(t *testing.T) {
-	dp := dataplane.NewFake()
+	dp := dataplanetest.NewFake()
 	ctx := t.Context()
 	nb := &fakeNeighbors{known: map[netip.Addr]net.HardwareAddr{
 		netip.MustParseAddr("10.0.0.7"): {2, 0, 0, 0, 0, 7},
 		netip.MustParseAddr("10.0.0.8"): {2, 0, 0, 0, 0, 8},
 		netip.MustParseAddr("10.0.0.9"): {2, 0, 0, 0, 0, 9},
 	}}
-	before := NewReconciler(dp, ReconcilerOptions{Neighbors: nb})
+	hs := &fakeHealth{}
+	before := NewReconciler(dp, ReconcilerOptions{Neighbors: nb, Health: hs.states})
 	before.SetModel(testModel())
 	before.SetRole("VI_1", Role{Master: true})
 	for _, k := range []string{"web/10.0.0.7:80", "web/10.0.0.8:80", "api/10.0.1.7:8443", "api/10.0.1.8:8443"} {
-		before.SetHealth(k, health.StateUp)
+		hs.set(k, health.StateUp)
 	}
-	before.SetHealth("web/10.0.0.9:80", health.StateDown)
+	hs.set("web/10.0.0.9:80", health.StateDown)
 	if err := before.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	installed := DumpServices(dp.Installed())
+	installed := dumpServices(dp.Installed())
 	dp.Changes()
 
 	// The restart: no health, no role, no MAC known yet.
 	now := time.Now()
 	clock := func() time.Time { return now }
-	after := NewReconciler(dp, ReconcilerOptions{Neighbors: &fakeNeighbors{}, Now: clock})
+	hs = &fakeHealth{}
+	after := NewReconciler(dp, ReconcilerOptions{Neighbors: &fakeNeighbors{}, Health: hs.states, Now: clock})
 	after.SetModel(testModel())
 	if err := after.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := dp.Changes(); len(got) != 0 {
-		t.Errorf("the restarted daemon changed %v; installed:\n%s\nnow:\n%s", got, installed, DumpServices(dp.Installed()))
+		t.Errorf("the restarted daemon changed %v; installed:\n%s\nnow:\n%s", got, installed, dumpServices(dp.Installed()))
 	}
 
 	// A check that reports takes over from what was adopted.
-	after.SetHealth("web/10.0.0.7:80", health.StateDown)
+	hs.set("web/10.0.0.7:80", health.StateDown)
 	if err := after.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -283,6 +365,16 @@ func TestRestartAdoptsInstalledBackends(t *testing.T) {
 	}
 	if b := web()["10.0.0.8"]; b.Weight != 2 || b.MAC.String() != "02:00:00:00:00:08" {
 		t.Errorf("10.0.0.8 not reported yet: %+v, want weight 2 and its adopted MAC", b)
+	}
+
+	// For good: a reload that changes its probe makes its check undecided
+	// again, and what was found at start no longer stands for it.
+	hs.set("web/10.0.0.7:80", health.StateUnknown)
+	if err := after.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b := web()["10.0.0.7"]; b.Weight != 0 {
+		t.Errorf("10.0.0.7 undecided again after it reported down: weight %d, want 0", b.Weight)
 	}
 
 	// MACs the resolver never confirms are dropped after the grace period.

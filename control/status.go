@@ -151,12 +151,8 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 	for _, s := range st.Services {
 		head := fmt.Sprintf("%-4s %s", strings.ToUpper(s.Protocol), s.Address)
 		switch f {
-		case FormatStats:
-			c := s.Counters
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", head, c.Connections, c.PacketsIn, c.PacketsOut, c.BytesIn, c.BytesOut)
-		case FormatRate:
-			r := rateOrZero(s.Rates)
-			fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", head, r.CPS, r.InPPS, r.OutPPS, r.InBPS, r.OutBPS)
+		case FormatStats, FormatRate:
+			fmt.Fprintf(tw, "%s\t%s\t\n", head, figures(f, s.Counters, s.Rates))
 		default:
 			flags := []string{s.Scheduler}
 			if s.Persistence > 0 {
@@ -183,12 +179,8 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 				addr += " (sorry)"
 			}
 			switch f {
-			case FormatStats:
-				c := r.Counters
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t\n", addr, c.Connections, c.PacketsIn, c.PacketsOut, c.BytesIn, c.BytesOut)
-			case FormatRate:
-				rt := rateOrZero(r.Rates)
-				fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t\n", addr, rt.CPS, rt.InPPS, rt.OutPPS, rt.InBPS, rt.OutBPS)
+			case FormatStats, FormatRate:
+				fmt.Fprintf(tw, "%s\t%s\t\n", addr, figures(f, r.Counters, r.Rates))
 			default:
 				weight := strconv.FormatUint(uint64(r.Weight), 10)
 				if r.Effective != r.Weight {
@@ -230,11 +222,16 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 	return nil
 }
 
-func rateOrZero(r *Rates) Rates {
-	if r == nil {
-		return Rates{}
+// figures are the --stats totals or the --rate rates, tab-separated.
+func figures(f Format, c Counters, r *Rates) string {
+	if f == FormatStats {
+		return fmt.Sprintf("%d\t%d\t%d\t%d\t%d", c.Connections, c.PacketsIn, c.PacketsOut, c.BytesIn, c.BytesOut)
 	}
-	return *r
+	var rt Rates
+	if r != nil {
+		rt = *r
+	}
+	return fmt.Sprintf("%.0f\t%.0f\t%.0f\t%.0f\t%.0f", rt.CPS, rt.InPPS, rt.OutPPS, rt.InBPS, rt.OutBPS)
 }
 
 func prefixStrings(ps []netip.Prefix) []string {

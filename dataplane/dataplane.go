@@ -1,10 +1,13 @@
 // Package dataplane defines what the control plane drives: a desired set of
-// virtual services and their real servers, applied idempotently, and the
-// counters read back. Implementations: xdp (the eBPF fast path), ipvs (the
-// kernel's IPVS, the fallback) and Fake (in memory, for control-plane tests).
+// virtual services and their real servers, applied idempotently, the
+// counters read back, and what the dataplane can do and hold
+// (Capabilities). Implementations: xdp (the eBPF fast path), ipvs (the
+// kernel's IPVS, the fallback); dataplane/open opens the one a
+// configuration asks for, dataplanetest has an in-memory fake for tests.
 package dataplane
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,17 +38,6 @@ func (p Proto) String() string {
 		return "udp"
 	}
 	return "proto" + strconv.Itoa(int(p))
-}
-
-// ParseProto parses "tcp" or "udp".
-func ParseProto(s string) (Proto, error) {
-	switch s {
-	case "tcp":
-		return TCP, nil
-	case "udp":
-		return UDP, nil
-	}
-	return 0, fmt.Errorf("unknown protocol %q (want tcp or udp)", s)
 }
 
 // Scheduler picks the real server of a new flow; the semantics are IPVS's.
@@ -100,6 +92,11 @@ func (k ServiceKey) String() string {
 	return k.Proto.String() + "/" + netip.AddrPortFrom(k.Addr, k.Port).String()
 }
 
+// Compare orders service keys by address, port and protocol.
+func (k ServiceKey) Compare(o ServiceKey) int {
+	return cmp.Or(k.Addr.Compare(o.Addr), cmp.Compare(k.Port, o.Port), cmp.Compare(k.Proto, o.Proto))
+}
+
 // BackendKey identifies a real server within a service.
 type BackendKey struct {
 	Addr netip.Addr
@@ -107,6 +104,11 @@ type BackendKey struct {
 }
 
 func (k BackendKey) String() string { return netip.AddrPortFrom(k.Addr, k.Port).String() }
+
+// Compare orders backend keys by address and port.
+func (k BackendKey) Compare(o BackendKey) int {
+	return cmp.Or(k.Addr.Compare(o.Addr), cmp.Compare(k.Port, o.Port))
+}
 
 // TunnelOptions configure a tunnel-mode service.
 type TunnelOptions struct {
@@ -161,6 +163,30 @@ type Backend struct {
 // Key returns the backend's key.
 func (b Backend) Key() BackendKey { return BackendKey{Addr: b.Addr, Port: b.Port} }
 
+// Clone returns a copy of s that shares no memory with it.
+func (s Service) Clone() Service {
+	s.Backends = slices.Clone(s.Backends)
+	for i := range s.Backends {
+		s.Backends[i].MAC = slices.Clone(s.Backends[i].MAC)
+	}
+	return s
+}
+
+// ServiceEqual reports whether two services are configured identically.
+func ServiceEqual(a, b Service) bool {
+	if a.Name != b.Name || a.Key != b.Key || a.Scheduler != b.Scheduler || a.Forward != b.Forward ||
+		a.Persistence != b.Persistence || a.Enabled != b.Enabled || a.Tunnel != b.Tunnel {
+		return false
+	}
+	return slices.EqualFunc(a.Backends, b.Backends, BackendEqual)
+}
+
+// BackendEqual reports whether two backends are configured identically.
+func BackendEqual(a, b Backend) bool {
+	return a.Addr == b.Addr && a.Port == b.Port && a.Weight == b.Weight &&
+		string(a.MAC) == string(b.MAC) && a.Ifindex == b.Ifindex
+}
+
 // Counters are monotonic packet, byte and connection counts.
 type Counters struct {
 	Packets     uint64 // towards real servers (inbound)
@@ -206,13 +232,30 @@ type Stats struct {
 	Events map[string]uint64
 }
 
-// Info describes the dataplane in use, for xlb_dataplane_info.
+// Info names the dataplane in use, for the operator (xlb status,
+// xlb_dataplane_info). The control plane never branches on it: what it
+// needs to know is in Capabilities.
 type Info struct {
 	Mode   string // "xdp" or "ipvs" or "fake"
 	Attach string // "native" or "generic" for XDP; "" otherwise
 }
 
+// Capabilities say what a dataplane needs of the control plane and what it
+// holds. They do not change while it is open.
+type Capabilities struct {
+	// NextHops: the control plane resolves next hops for the dataplane. A
+	// direct-routing Backend takes new flows only with its MAC and Ifindex
+	// set, and a tunnelled real server's next hop must be kept in the
+	// kernel's neighbour table, where the dataplane looks it up (XDP).
+	// False: the kernel resolves them (IPVS).
+	NextHops bool
+	// Limits are the most the dataplane holds.
+	Limits Limits
+}
+
 // Dataplane is what the control plane drives.
+//
+// A dataplane may also implement Adopter, PinChecker and HostPreparer.
 type Dataplane interface {
 	// Apply makes the installed services equal to desired: services and
 	// backends that did not change are left untouched (their connection
@@ -223,12 +266,38 @@ type Dataplane interface {
 	Stats(ctx context.Context) (*Stats, error)
 	// Info says which dataplane this is.
 	Info() Info
+	// Capabilities say what it needs and holds.
+	Capabilities() Capabilities
 	// Detach stops forwarding and removes everything installed (programs,
 	// pinned maps, IPVS services). The Dataplane must still be Closed.
 	Detach() error
 	// Close releases the Go side. What is installed stays and keeps
 	// forwarding, so a restarted daemon can adopt it.
 	Close() error
+}
+
+// Adopter is a dataplane that adopts what a previous process left
+// installed (XDP: its pinned maps). Installed returns the services
+// installed now: adopted at Open, or applied since. The control plane keeps
+// what it adopted until its own inputs (health checks, VRRP roles,
+// neighbours) report, so a restart changes nothing that forwards.
+type Adopter interface {
+	Installed() []Service
+}
+
+// PinChecker is a dataplane that keeps state pinned outside the process
+// (XDP): CheckPins pins again what was removed under it. The daemon calls
+// it at every reload, an operator's occasion to have everything checked.
+type PinChecker interface {
+	CheckPins() error
+}
+
+// HostPreparer is a dataplane that needs the host set up for what it
+// forwards (XDP: sysctls for NAT and tunnel next hops). The daemon calls
+// PrepareHost at start and at every reload, before the services are
+// applied, with every configured service and every real server it may use.
+type HostPreparer interface {
+	PrepareHost(services []Service)
 }
 
 // Validate checks a desired service set for the errors every dataplane

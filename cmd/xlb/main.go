@@ -16,6 +16,7 @@ import (
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/dataplane/open"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -138,10 +139,9 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := config.Load(*cfgPath, env)
 	if err == nil {
-		vc := control.VRRPFromConfig(cfg)
-		if verr := vc.Validate(); verr != nil {
-			err = fmt.Errorf("%s: %w", *cfgPath, verr)
-		}
+		// The limits of the dataplane the configuration asks for, which
+		// check does not open.
+		err = control.CheckConfig(*cfgPath, cfg, open.Limits(cfg.Dataplane.Mode))
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)

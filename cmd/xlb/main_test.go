@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/xlb-dev/xlb/dataplane/dataplanetest"
 )
 
 func runCmd(args ...string) (int, string, string) {
@@ -227,5 +230,50 @@ func TestImportCommand(t *testing.T) {
 	out.Reset()
 	if rc := run([]string{"import", "ipvsadm", "--file", rules}, &out, &errb); rc != 0 || !strings.Contains(out.String(), `scheduler = "rr"`) {
 		t.Errorf("ipvsadm: exit %d: %s%s", rc, out.String(), errb.String())
+	}
+}
+
+// limitsConfig is a configuration in mode with services virtual servers
+// of one real server each, then, with reals > 0, one "big" with reals.
+func limitsConfig(mode string, services, reals int) string {
+	return fmt.Sprintf("[dataplane]\nmode = %q\ninterfaces = [\"lo\"]\n", mode) + dataplanetest.VirtualServers(services, reals)
+}
+
+// `xlb check` refuses a configuration over the limits of the dataplane it
+// asks for (mode = "auto": XDP's, tried first), naming the limit, the
+// count and the maximum; IPVS has none.
+func TestCheckLimits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "xlb.toml")
+	both := limitsConfig("auto", 1024, 257)
+	for _, tc := range []struct {
+		name, cfg, want string
+	}{
+		{"services, auto", limitsConfig("auto", 1025, 0),
+			path + `: 1025 virtual servers, the XDP dataplane (tried first with mode = "auto") holds at most 1024` + "\n"},
+		{"services, xdp", limitsConfig("xdp", 1025, 0),
+			path + ": 1025 virtual servers, the XDP dataplane holds at most 1024\n"},
+		{"real servers of one service", limitsConfig("xdp", 1, 257),
+			path + fmt.Sprintf(":%d:", dataplanetest.BigLine(limitsConfig("xdp", 1, 257))) + ` virtual server "big": 257 real servers, the XDP dataplane holds at most 256 per virtual server` + "\n"},
+		{"both", both,
+			path + `: 1025 virtual servers, the XDP dataplane (tried first with mode = "auto") holds at most 1024` + "\n" +
+				path + fmt.Sprintf(`:%d: virtual server "big": 257 real servers, the XDP dataplane (tried first with mode = "auto") holds at most 256 per virtual server`, dataplanetest.BigLine(both)) + "\n"},
+		{"ipvs", limitsConfig("ipvs", 1025, 257), ""},
+		{"at the limits", limitsConfig("xdp", 1023, 256), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := os.WriteFile(path, []byte(tc.cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errs := runCmd("check", "--config", path)
+			if tc.want == "" {
+				if code != 0 || !strings.Contains(out, "OK") {
+					t.Fatalf("check: %d %q %q, want OK", code, out, errs)
+				}
+				return
+			}
+			if code != 1 || errs != tc.want {
+				t.Fatalf("check: %d %q\nwant 1 %q", code, errs, tc.want)
+			}
+		})
 	}
 }

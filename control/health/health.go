@@ -4,7 +4,8 @@
 //
 // The package knows nothing about the configuration file, VRRP or the
 // dataplane: the control plane converts its configuration into Specs, calls
-// Manager.Update, and feeds the Transitions into its reconciler.
+// Manager.Update, reads the checks' states (Manager.States, the one source
+// of the real servers' health) and reconciles on every Transition.
 //
 // State machine (keepalived's "alpha" semantics): a new check starts
 // Unknown, which counts as down for traffic, unless Spec.InitialUp is set.

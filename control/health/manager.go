@@ -25,10 +25,10 @@ type Options struct {
 	Logger  *slog.Logger // nil discards
 	Workers int          // checks running at once at most; DefaultWorkers when 0
 	Clock   Clock        // scheduling time source; real time when nil
-	// Observe, when set, is called after every run with the check's key,
-	// its duration and its result, for the duration histogram. It is
-	// called from a worker with no lock held and must return quickly.
-	Observe func(key string, d time.Duration, err error)
+	// Observe, when set, is called after every run with the check's key
+	// and type, its duration and its result, for the duration histogram.
+	// It is called from a worker with no lock held and must return quickly.
+	Observe func(key string, typ Type, d time.Duration, err error)
 	// Scripts runs the commands of script checks (the daemon's shared
 	// control/command Runner); nil: a default Runner, as the daemon's user.
 	Scripts ScriptRunner
@@ -67,7 +67,7 @@ type Manager struct {
 	log     *slog.Logger
 	clock   Clock
 	workers int
-	observe func(string, time.Duration, error)
+	observe func(string, Type, time.Duration, error)
 	scripts ScriptRunner
 
 	slots   chan struct{} // one token per running check (capacity: workers)
@@ -106,6 +106,7 @@ type check struct {
 type job struct {
 	c       *check
 	checker Checker
+	typ     Type
 	timeout time.Duration
 	started time.Time
 }
@@ -299,6 +300,18 @@ func (m *Manager) Status() map[string]CheckStatus {
 	return st
 }
 
+// States returns the state of every check: the one source of the real
+// servers' health for the reconciler and the status.
+func (m *Manager) States() map[string]State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := make(map[string]State, len(m.checks))
+	for key, c := range m.checks {
+		st[key] = c.state
+	}
+	return st
+}
+
 // schedule is the scheduler goroutine: it moves due checks from the heap
 // to a ready list and starts them while fewer than Options.Workers run,
 // sleeping until the next check is due, a slot is free, or Update or a
@@ -318,7 +331,7 @@ func (m *Manager) schedule(ctx context.Context) {
 		var j job
 		if len(ready) > 0 {
 			c := ready[0]
-			slots, j = m.slots, job{c: c, checker: c.checker, timeout: c.spec.Timeout, started: now}
+			slots, j = m.slots, job{c: c, checker: c.checker, typ: c.spec.Type, timeout: c.spec.Timeout, started: now}
 		}
 		var timer Timer
 		var fire <-chan time.Time
@@ -358,7 +371,7 @@ func (m *Manager) run(ctx context.Context, j job) {
 		return // shutting down: not the real server's fault
 	}
 	if m.observe != nil {
-		m.observe(j.c.key, d, err)
+		m.observe(j.c.key, j.typ, d, err)
 	}
 	t, changed := m.finish(j, err, d)
 	if changed {

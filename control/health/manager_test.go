@@ -83,7 +83,7 @@ func TestManagerFallRise(t *testing.T) {
 	rs := newRSServer(t, nil)
 	clk := newFakeClock()
 	var observed atomic.Int64
-	m := health.NewManager(health.Options{Clock: clk, Workers: 2, Observe: func(key string, d time.Duration, err error) {
+	m := health.NewManager(health.Options{Clock: clk, Workers: 2, Observe: func(key string, _ health.Type, d time.Duration, err error) {
 		if key == "web/rs1" && d > 0 {
 			observed.Add(1)
 		}
@@ -270,7 +270,7 @@ func TestManagerRemoveWhileRunning(t *testing.T) {
 	rs.set(func(rs *rsServer) { rs.slow = true })
 	clk := newFakeClock()
 	var observed atomic.Int64
-	m := health.NewManager(health.Options{Clock: clk, Workers: 1, Observe: func(string, time.Duration, error) { observed.Add(1) }})
+	m := health.NewManager(health.Options{Clock: clk, Workers: 1, Observe: func(string, health.Type, time.Duration, error) { observed.Add(1) }})
 	startManager(t, m)
 	s := httpSpec(t, rs)
 	s.Interval, s.Timeout = interval, 300*time.Millisecond

@@ -147,31 +147,6 @@ func destKey(d *ipvs.Destination) (dataplane.BackendKey, bool) {
 	return dataplane.BackendKey{Addr: a, Port: d.Port}, true
 }
 
-func compareKeys(a, b dataplane.ServiceKey) int {
-	if c := a.Addr.Compare(b.Addr); c != 0 {
-		return c
-	}
-	if a.Port != b.Port {
-		return int(a.Port) - int(b.Port)
-	}
-	return int(a.Proto) - int(b.Proto)
-}
-
-func compareBackendKeys(a, b dataplane.BackendKey) int {
-	if c := a.Addr.Compare(b.Addr); c != 0 {
-		return c
-	}
-	return int(a.Port) - int(b.Port)
-}
-
 func sortedKeys[V any](m map[dataplane.ServiceKey]V) []dataplane.ServiceKey {
-	return slices.SortedFunc(maps.Keys(m), compareKeys)
-}
-
-func cloneService(s dataplane.Service) dataplane.Service {
-	s.Backends = slices.Clone(s.Backends)
-	for i := range s.Backends {
-		s.Backends[i].MAC = slices.Clone(s.Backends[i].MAC)
-	}
-	return s
+	return slices.SortedFunc(maps.Keys(m), dataplane.ServiceKey.Compare)
 }

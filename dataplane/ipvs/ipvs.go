@@ -154,6 +154,18 @@ func ipvsFamily() (uint16, error) {
 // Info implements dataplane.Dataplane.
 func (d *Dataplane) Info() dataplane.Info { return dataplane.Info{Mode: "ipvs"} }
 
+// Limits are IPVS's: none. The kernel's tables grow as services and real
+// servers are added, bounded by memory only (ip_vs_ctl.c: services chained
+// in a hash table, each service's destinations in a list), and IPVS
+// attaches to no interface.
+var Limits = dataplane.Limits{Dataplane: "the IPVS dataplane"}
+
+// Capabilities implements dataplane.Dataplane: the kernel resolves next
+// hops itself; no limits.
+func (d *Dataplane) Capabilities() dataplane.Capabilities {
+	return dataplane.Capabilities{Limits: Limits}
+}
+
 var errClosed = errors.New("ipvs: dataplane closed")
 
 // Apply implements dataplane.Dataplane. Services are applied one by one;
@@ -263,7 +275,7 @@ func (d *Dataplane) applyService(s dataplane.Service, cur *ipvs.Service) error {
 	for _, b := range s.Backends {
 		wantB[b.Key()] = true
 	}
-	for _, k := range slices.SortedFunc(maps.Keys(dests), compareBackendKeys) {
+	for _, k := range slices.SortedFunc(maps.Keys(dests), dataplane.BackendKey.Compare) {
 		if wantB[k] {
 			continue
 		}
@@ -290,7 +302,7 @@ func (d *Dataplane) applyService(s dataplane.Service, cur *ipvs.Service) error {
 				"weight", b.Weight, "previous_weight", cur.Weight)
 		}
 	}
-	d.owned[s.Key] = cloneService(s)
+	d.owned[s.Key] = s.Clone()
 	return nil
 }
 

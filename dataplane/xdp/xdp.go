@@ -61,13 +61,13 @@ type Options struct {
 	// (and pinned again if removed or replaced); zero: DefaultPinCheck;
 	// negative: never (tests call CheckPins).
 	PinCheckInterval time.Duration
+	// MountBPFFS mounts a bpffs for PinPath when it is on none (inside
+	// `ip netns exec`, /sys is remounted without one).
+	MountBPFFS bool
 }
 
 // ClockPeriod is how often the program's clock (xlb_clock_v1) advances.
 const ClockPeriod = 100 * time.Millisecond
-
-// MaxBackendsPerService is XLB_MAX_BACKENDS_PER_SVC of the BPF program.
-const MaxBackendsPerService = 256
 
 // Dataplane is the XDP dataplane. It implements dataplane.Dataplane.
 type Dataplane struct {
@@ -104,7 +104,12 @@ type attached struct {
 	link    link.Link
 }
 
-var _ dataplane.Dataplane = (*Dataplane)(nil)
+var (
+	_ dataplane.Dataplane    = (*Dataplane)(nil)
+	_ dataplane.Adopter      = (*Dataplane)(nil)
+	_ dataplane.PinChecker   = (*Dataplane)(nil)
+	_ dataplane.HostPreparer = (*Dataplane)(nil)
+)
 
 // Open loads the program and its maps (adopting pinned ones), attaches to
 // the interfaces and reconstructs the installed services from the maps.
@@ -120,6 +125,14 @@ func Open(opts Options) (*Dataplane, error) {
 	}
 	if opts.SyncInterval == 0 {
 		opts.SyncInterval = 5 * time.Second
+	}
+	if err := Limits.Check(nil, len(opts.Interfaces)); err != nil {
+		return nil, err
+	}
+	if opts.MountBPFFS && opts.PinPath != "" {
+		if err := mountPinPath(opts.PinPath, opts.Logger); err != nil {
+			return nil, err
+		}
 	}
 	d := &Dataplane{
 		opts:     opts,
@@ -183,11 +196,6 @@ func Open(opts Options) (*Dataplane, error) {
 	ok = true
 	return d, nil
 }
-
-const (
-	maxServices = 1024
-	maxBackends = maxServices * MaxBackendsPerService
-)
 
 func (d *Dataplane) load() error {
 	spec, err := loadBpf()
@@ -292,6 +300,12 @@ func (d *Dataplane) Info() dataplane.Info {
 	return dataplane.Info{Mode: "xdp", Attach: mode}
 }
 
+// Capabilities implements dataplane.Dataplane: the control plane resolves
+// next hops (direct-routing MACs, tunnel next hops in the neighbour table).
+func (d *Dataplane) Capabilities() dataplane.Capabilities {
+	return dataplane.Capabilities{NextHops: true, Limits: Limits}
+}
+
 // Close implements dataplane.Dataplane: the program stays attached through
 // its pinned links and the maps stay pinned.
 func (d *Dataplane) Close() error {
@@ -362,18 +376,16 @@ func (d *Dataplane) Apply(_ context.Context, desired []dataplane.Service) error 
 	if err := dataplane.Validate(desired); err != nil {
 		return err
 	}
-	for _, s := range desired {
-		if len(s.Backends) > MaxBackendsPerService {
-			return fmt.Errorf("service %s: %d real servers, at most %d", s.Name, len(s.Backends), MaxBackendsPerService)
-		}
+	if err := Limits.Check(desired, 0); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.apply(desired)
 }
 
-// Installed returns the services installed now: adopted from a previous
-// run at Open, or applied since.
+// Installed implements dataplane.Adopter: the services installed now,
+// adopted from a previous run at Open, or applied since.
 func (d *Dataplane) Installed() []dataplane.Service {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -1,60 +1,72 @@
-package dataplane
+// Package dataplanetest has what tests of the control plane drive instead
+// of a real dataplane.
+package dataplanetest
 
 import (
 	"context"
 	"maps"
 	"slices"
 	"sync"
+
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // Fake is an in-memory Dataplane for control-plane tests. It records every
 // Apply and the per-service changes it would have made, and serves the
-// counters a test sets.
+// counters a test sets. It adopts what it has installed (Adopter), as a
+// restarted XDP dataplane adopts its pinned maps.
 type Fake struct {
 	mu        sync.Mutex
-	installed map[ServiceKey]Service
+	installed map[dataplane.ServiceKey]dataplane.Service
 	applies   int
 	changes   []string
-	stats     Stats
+	stats     dataplane.Stats
 	detached  bool
 	closed    bool
 	// ApplyErr, when set, is returned by the next Apply, which then
 	// changes nothing.
 	ApplyErr error
+	// Limits are what Capabilities reports; set before the Fake is used.
+	Limits dataplane.Limits
 }
+
+var (
+	_ dataplane.Dataplane = (*Fake)(nil)
+	_ dataplane.Adopter   = (*Fake)(nil)
+)
 
 // NewFake returns an empty fake dataplane.
 func NewFake() *Fake {
-	return &Fake{installed: map[ServiceKey]Service{}}
+	return &Fake{installed: map[dataplane.ServiceKey]dataplane.Service{}}
 }
 
 // Apply implements Dataplane.
-func (f *Fake) Apply(_ context.Context, desired []Service) error {
+func (f *Fake) Apply(_ context.Context, desired []dataplane.Service) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.ApplyErr; err != nil {
 		f.ApplyErr = nil
 		return err
 	}
-	if err := Validate(desired); err != nil {
+	if err := dataplane.Validate(desired); err != nil {
 		return err
 	}
 	f.applies++
-	want := make(map[ServiceKey]Service, len(desired))
+	want := make(map[dataplane.ServiceKey]dataplane.Service, len(desired))
 	for _, s := range desired {
-		want[s.Key] = cloneService(s)
+		want[s.Key] = s.Clone()
 	}
-	for _, k := range sortedKeys(f.installed) {
+	for _, k := range slices.SortedFunc(maps.Keys(f.installed), dataplane.ServiceKey.Compare) {
 		if _, ok := want[k]; !ok {
 			f.changes = append(f.changes, "delete "+k.String())
 		}
 	}
-	for _, k := range sortedKeys(want) {
+	for _, k := range slices.SortedFunc(maps.Keys(want), dataplane.ServiceKey.Compare) {
 		old, ok := f.installed[k]
 		switch {
 		case !ok:
 			f.changes = append(f.changes, "create "+k.String())
-		case !ServiceEqual(old, want[k]):
+		case !dataplane.ServiceEqual(old, want[k]):
 			f.changes = append(f.changes, "update "+k.String())
 		}
 	}
@@ -63,12 +75,12 @@ func (f *Fake) Apply(_ context.Context, desired []Service) error {
 }
 
 // Installed returns the services as installed, sorted by key.
-func (f *Fake) Installed() []Service {
+func (f *Fake) Installed() []dataplane.Service {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]Service, 0, len(f.installed))
-	for _, k := range sortedKeys(f.installed) {
-		out = append(out, cloneService(f.installed[k]))
+	out := make([]dataplane.Service, 0, len(f.installed))
+	for _, k := range slices.SortedFunc(maps.Keys(f.installed), dataplane.ServiceKey.Compare) {
+		out = append(out, f.installed[k].Clone())
 	}
 	return out
 }
@@ -91,17 +103,17 @@ func (f *Fake) Applies() int {
 }
 
 // SetStats sets what Stats returns.
-func (f *Fake) SetStats(s Stats) {
+func (f *Fake) SetStats(s dataplane.Stats) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stats = s
 }
 
 // Stats implements Dataplane.
-func (f *Fake) Stats(context.Context) (*Stats, error) {
+func (f *Fake) Stats(context.Context) (*dataplane.Stats, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := Stats{Services: map[ServiceKey]ServiceStats{}, Verdicts: maps.Clone(f.stats.Verdicts)}
+	s := dataplane.Stats{Services: map[dataplane.ServiceKey]dataplane.ServiceStats{}, Verdicts: maps.Clone(f.stats.Verdicts)}
 	for k, v := range f.stats.Services {
 		v.Backends = maps.Clone(v.Backends)
 		s.Services[k] = v
@@ -110,14 +122,17 @@ func (f *Fake) Stats(context.Context) (*Stats, error) {
 }
 
 // Info implements Dataplane.
-func (f *Fake) Info() Info { return Info{Mode: "fake"} }
+func (f *Fake) Info() dataplane.Info { return dataplane.Info{Mode: "fake"} }
+
+// Capabilities implements Dataplane: no next hops to resolve, f.Limits.
+func (f *Fake) Capabilities() dataplane.Capabilities { return dataplane.Capabilities{Limits: f.Limits} }
 
 // Detach implements Dataplane.
 func (f *Fake) Detach() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.detached = true
-	f.installed = map[ServiceKey]Service{}
+	f.installed = map[dataplane.ServiceKey]dataplane.Service{}
 	return nil
 }
 
@@ -132,40 +147,3 @@ func (f *Fake) Close() error {
 // Detached and Closed report whether Detach and Close were called.
 func (f *Fake) Detached() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.detached }
 func (f *Fake) Closed() bool   { f.mu.Lock(); defer f.mu.Unlock(); return f.closed }
-
-// ServiceEqual reports whether two services are configured identically.
-func ServiceEqual(a, b Service) bool {
-	if a.Name != b.Name || a.Key != b.Key || a.Scheduler != b.Scheduler || a.Forward != b.Forward ||
-		a.Persistence != b.Persistence || a.Enabled != b.Enabled || a.Tunnel != b.Tunnel {
-		return false
-	}
-	return slices.EqualFunc(a.Backends, b.Backends, BackendEqual)
-}
-
-// BackendEqual reports whether two backends are configured identically.
-func BackendEqual(a, b Backend) bool {
-	return a.Addr == b.Addr && a.Port == b.Port && a.Weight == b.Weight &&
-		string(a.MAC) == string(b.MAC) && a.Ifindex == b.Ifindex
-}
-
-func cloneService(s Service) Service {
-	s.Backends = slices.Clone(s.Backends)
-	for i := range s.Backends {
-		s.Backends[i].MAC = slices.Clone(s.Backends[i].MAC)
-	}
-	return s
-}
-
-func sortedKeys[V any](m map[ServiceKey]V) []ServiceKey {
-	keys := slices.Collect(maps.Keys(m))
-	slices.SortFunc(keys, func(a, b ServiceKey) int {
-		if c := a.Addr.Compare(b.Addr); c != 0 {
-			return c
-		}
-		if a.Port != b.Port {
-			return int(a.Port) - int(b.Port)
-		}
-		return int(a.Proto) - int(b.Proto)
-	})
-	return keys
-}

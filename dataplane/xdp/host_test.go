@@ -1,4 +1,4 @@
-package control
+package xdp
 
 import (
 	"io/fs"
@@ -6,14 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 func TestForwardingWarnings(t *testing.T) {
-	vs := func(f config.Forward, addrs ...string) config.VirtualServer {
-		v := config.VirtualServer{Name: string(f), Forward: f}
+	vs := func(f dataplane.ForwardMode, addrs ...string) dataplane.Service {
+		v := dataplane.Service{Name: string(f), Forward: f}
 		for _, a := range addrs {
-			v.RealServers = append(v.RealServers, config.RealServer{Address: netip.MustParseAddr(a)})
+			v.Backends = append(v.Backends, dataplane.Backend{Addr: netip.MustParseAddr(a)})
 		}
 		return v
 	}
@@ -38,21 +38,19 @@ func TestForwardingWarnings(t *testing.T) {
 	})
 	for _, tc := range []struct {
 		name string
-		vss  []config.VirtualServer
+		vss  []dataplane.Service
 		read func(string) ([]byte, error)
 		want []string // substrings, one per warning
 	}{
-		{"dr needs nothing", []config.VirtualServer{vs(config.DirectRouting, "10.0.0.1", "2001:db8::1")}, off, nil},
-		{"nat v4", []config.VirtualServer{vs(config.NAT, "10.0.0.1")}, off, []string{"IPv4 nat services need forwarding on eth0"}},
-		{"tunnel v6 and nat v4", []config.VirtualServer{vs(config.Tunnel, "2001:db8::1"), vs(config.NAT, "10.0.0.1")}, off,
+		{"dr needs nothing", []dataplane.Service{vs(dataplane.DirectRouting, "10.0.0.1", "2001:db8::1")}, off, nil},
+		{"nat v4", []dataplane.Service{vs(dataplane.NAT, "10.0.0.1")}, off, []string{"IPv4 nat services need forwarding on eth0"}},
+		{"tunnel v6 and nat v4", []dataplane.Service{vs(dataplane.Tunnel, "2001:db8::1"), vs(dataplane.NAT, "10.0.0.1")}, off,
 			[]string{"IPv4 nat services need forwarding on eth0", "IPv6 tunnel services need forwarding (sysctl net.ipv6.conf.all.forwarding=1)"}},
-		{"both modes v4", []config.VirtualServer{vs(config.Tunnel, "10.0.0.2"), vs(config.NAT, "10.0.0.1")}, off, []string{"IPv4 nat and tunnel services"}},
-		{"forwarding on", []config.VirtualServer{vs(config.Tunnel, "10.0.0.2", "2001:db8::1")}, on, nil},
+		{"both modes v4", []dataplane.Service{vs(dataplane.Tunnel, "10.0.0.2"), vs(dataplane.NAT, "10.0.0.1")}, off, []string{"IPv4 nat and tunnel services"}},
+		{"forwarding on", []dataplane.Service{vs(dataplane.Tunnel, "10.0.0.2", "2001:db8::1")}, on, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := &config.Config{VirtualServers: tc.vss}
-			cfg.Dataplane.Interfaces = []string{"eth0", "eth1"}
-			got := forwardingWarnings(cfg, tc.read)
+			got := forwardingWarnings(tc.vss, []string{"eth0", "eth1"}, tc.read)
 			if len(got) != len(tc.want) {
 				t.Fatalf("warnings %q, want %d", got, len(tc.want))
 			}

@@ -7,9 +7,9 @@ import (
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
-// DumpServices renders a desired dataplane state as stable text, one line
-// per service and per real server (golden tests, debugging).
-func DumpServices(svcs []dataplane.Service) string {
+// dumpServices renders a desired dataplane state as stable text, one line
+// per service and per real server, for golden files.
+func dumpServices(svcs []dataplane.Service) string {
 	var b strings.Builder
 	for _, s := range svcs {
 		fmt.Fprintf(&b, "%s %s sched=%s fwd=%s", s.Name, s.Key, s.Scheduler, s.Forward)
