@@ -73,7 +73,7 @@ func TestKeysFields(t *testing.T) {
 		"vrrp_script": VRRPScript{}, "vrrp_sync_group": SyncGroup{}, "vrrp_instance": VRRPInstance{},
 		"virtual_server": VirtualServer{}, "virtual_server.real_server": RealServer{},
 		"virtual_server.health_check": HealthCheck{},
-		"bgp": BGP{}, "bgp.peer": BGPPeer{}, "bgp.vip": BGPVIP{},
+		"bgp":                         BGP{}, "bgp.peer": BGPPeer{}, "bgp.vip": BGPVIP{},
 	}
 	// Fields held under another name than their key's.
 	computed := map[string]bool{
