@@ -56,6 +56,7 @@ type Daemon struct {
 	// scripts runs every external command: notify and track scripts
 	// (VRRP), script checks, quorum commands.
 	scripts *command.Runner
+	bgp     bgpState // [bgp] and `xlb drain` (daemon_bgp.go)
 
 	stopping  atomic.Bool
 	forceStop chan struct{}
@@ -234,9 +235,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		goRun("neighbour resolution", nn.Run)
 	}
 	d.rec = NewReconciler(dp, ReconcilerOptions{
-		Logger:    d.log,
-		Neighbors: neigh,
-		RunScript: func(cmd string) { d.scripts.Go(cmd) },
+		Logger:       d.log,
+		Neighbors:    neigh,
+		RunScript:    func(cmd string) { d.scripts.Go(cmd) },
+		OnReconciled: d.bgpPoke,
 	})
 	recRef = d.rec
 	d.rec.SetModel(d.model)
@@ -249,6 +251,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.metrics.ObserveCheck(string(typ), dur, err)
 	}})
 	d.setChecks(d.model)
+	if err := d.startBGP(cfg, goRun); err != nil {
+		dp.Close()
+		return err
+	}
 	goRun("health checks", d.checks.Run)
 	wg.Add(1)
 	go func() {
@@ -321,6 +327,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	d.log.Info("shutting down")
+	d.stopBGP(d.Config())
 	if d.node != nil {
 		// Resign (priority 0: the backup takes over after its skew time) and
 		// keep forwarding meanwhile: clients still send here until the
@@ -378,6 +385,9 @@ func (d *Daemon) setChecks(m Model) {
 func (d *Daemon) roleEvent(ev vrrp.Event) {
 	if d.stopping.Load() {
 		d.log.Info("VRRP role while stopping", "instance", ev.Instance, "to", ev.To, "reason", ev.Reason)
+		return
+	}
+	if d.holdRole(ev) {
 		return
 	}
 	role := Role{Master: ev.To == vrrp.Master, At: ev.At, Until: ev.TentativeUntil}
@@ -511,6 +521,10 @@ func (d *Daemon) Reload() error {
 	defer d.reloadMu.Unlock()
 	d.checkPins()
 	cfg, err := config.Load(d.opts.ConfigPath, d.opts.Env)
+	var bgpNew bgpPrepared
+	if err == nil {
+		bgpNew, err = d.prepareBGP(cfg)
+	}
 	if err == nil {
 		// Commands run as the new script_user from here; back to the old
 		// one if the reload fails after this.
@@ -523,7 +537,7 @@ func (d *Daemon) Reload() error {
 		} else if err = d.scripts.SetUser(cfg.Global.ScriptUser, cfg.Global.ScriptGroup); err != nil {
 			err = fmt.Errorf("%s: script_user: %w", d.opts.ConfigPath, err)
 		} else if d.node != nil {
-			if err = d.node.Reconfigure(vc); err != nil {
+			if err = d.node.Reconfigure(d.vrrpConfig(cfg)); err != nil {
 				_ = d.scripts.SetUser(prevUser, prevGroup)
 			}
 		}
@@ -555,6 +569,7 @@ func (d *Daemon) Reload() error {
 	}
 	d.setChecks(model)
 	d.rec.SetModel(model)
+	d.applyBGP(old, cfg, bgpNew)
 	d.log.Info("configuration reloaded", "services", len(model.Services), "vrrp_instances", len(cfg.VRRPInstances))
 	return nil
 }

@@ -122,6 +122,7 @@ func (d *Daemon) Status(rates bool) *Status {
 		}
 		st.VRRP = append(st.VRRP, ii)
 	}
+	st.BGP = d.bgpStatus()
 	_ = cfg
 	_ = vrrp.Master
 	return st

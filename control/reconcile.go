@@ -57,7 +57,9 @@ type Reconciler struct {
 	log   *slog.Logger
 	neigh Neighbors        // nil: no MAC resolution (IPVS)
 	run   func(cmd string) // runs quorum scripts asynchronously
-	now   func() time.Time
+	// reconciled is called after each reconciliation (ReconcilerOptions).
+	reconciled func()
+	now        func() time.Time
 	// installed is whether each service forwarded in the dataplane found at
 	// start (adopted from a previous run), for tentative roles.
 	installed map[dataplane.ServiceKey]bool
@@ -94,6 +96,10 @@ type ReconcilerOptions struct {
 	RunScript func(cmd string)
 	// Now is the clock (tentative roles); nil: time.Now.
 	Now func() time.Time
+	// OnReconciled, when set, is called (without the lock) after each
+	// reconciliation, applied or found unchanged: the BGP announcements
+	// follow States and Applied from it.
+	OnReconciled func()
 }
 
 // AdoptedMACGrace is how long a restarted daemon keeps the MACs of
@@ -110,19 +116,20 @@ type Installer interface {
 // NewReconciler returns a reconciler driving dp.
 func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 	r := &Reconciler{
-		dp:        dp,
-		log:       opts.Logger,
-		neigh:     opts.Neighbors,
-		run:       opts.RunScript,
-		health:    map[string]health.State{},
-		roles:     map[string]Role{},
-		quorum:    map[dataplane.ServiceKey]bool{},
-		states:    map[dataplane.ServiceKey]ServiceState{},
-		pending:   map[string]Role{},
-		poke:      make(chan struct{}, 1),
-		now:       opts.Now,
-		installed: map[dataplane.ServiceKey]bool{},
-		adopted:   map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend{},
+		dp:         dp,
+		log:        opts.Logger,
+		neigh:      opts.Neighbors,
+		run:        opts.RunScript,
+		reconciled: opts.OnReconciled,
+		health:     map[string]health.State{},
+		roles:      map[string]Role{},
+		quorum:     map[dataplane.ServiceKey]bool{},
+		states:     map[dataplane.ServiceKey]ServiceState{},
+		pending:    map[string]Role{},
+		poke:       make(chan struct{}, 1),
+		now:        opts.Now,
+		installed:  map[dataplane.ServiceKey]bool{},
+		adopted:    map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend{},
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -388,6 +395,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	r.mu.Unlock()
 	if same {
 		r.reportRoles(pending)
+		r.notify()
 		return nil
 	}
 	// Apply runs without the lock: health and VRRP inputs keep flowing.
@@ -408,7 +416,15 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	r.reportRoles(pending)
+	r.notify()
 	return err
+}
+
+// notify calls OnReconciled.
+func (r *Reconciler) notify() {
+	if r.reconciled != nil {
+		r.reconciled()
+	}
 }
 
 // reportRoles logs how long forwarding took to follow each role change.
