@@ -447,9 +447,17 @@ func (s *Speaker) Resume(ctx context.Context) error {
 		return nil
 	}
 	s.down = false
+	// Each peer is configured anew rather than enabled: GoBGP keeps a
+	// disabled peer's BFD session, whose stale discriminators a router
+	// that made a new one (BIRD) refuses, and the new BGP session would be
+	// reset as "BFD is down" again and again.
 	var errs []error
 	for _, addr := range sortedAddrs(s.peers) {
-		if err := s.srv.EnablePeer(ctx, &api.EnablePeerRequest{Address: addr.String()}); err != nil {
+		if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr.String()}); err != nil {
+			errs = append(errs, fmt.Errorf("bgp: open session with %s: %w", addr, err))
+			continue
+		}
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(s.peers[addr])}); err != nil {
 			errs = append(errs, fmt.Errorf("bgp: open session with %s: %w", addr, err))
 		}
 	}

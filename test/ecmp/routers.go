@@ -256,7 +256,7 @@ log "%s" all;
 protocol device {}
 protocol kernel {
 	ipv4 { export all; };
-	merge paths yes 8;
+	merge paths yes limit 8;
 }
 `, routerAddr, filepath.Join(b.dir, "bird.log"))
 	if bfd {
