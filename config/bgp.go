@@ -89,7 +89,8 @@ func (d *decoder) bgp(t *table) *BGP {
 	seen := map[netip.Addr]int{}
 	for _, pt := range t.tables("peer") {
 		p := BGPPeer{Line: d.idx.line(pt.p)}
-		pt.fill(&p)
+		setDefaults(pt.sec, &p)
+		pt.decode(&p, "address")
 		if p.Address.IsValid() {
 			pt.label = fmt.Sprintf("bgp.peer %s", p.Address)
 			if line, dup := seen[p.Address]; dup {
@@ -97,6 +98,7 @@ func (d *decoder) bgp(t *table) *BGP {
 			}
 			seen[p.Address] = p.Line
 		}
+		pt.decode(&p)
 		k := pt.spec("hold_time")
 		if v, ok := pt.read(k); ok {
 			if h := v.(time.Duration); h > 0 && h < 3*time.Second {
@@ -115,7 +117,7 @@ func (d *decoder) bgp(t *table) *BGP {
 	clear(seen)
 	for _, vt := range t.tables("vip") {
 		v := BGPVIP{Line: d.idx.line(vt.p)}
-		vt.decode(&v)
+		vt.decode(&v, "address")
 		if v.Address.IsValid() {
 			vt.label = fmt.Sprintf("bgp.vip %s", v.Address)
 			if line, dup := seen[v.Address]; dup {
@@ -123,6 +125,7 @@ func (d *decoder) bgp(t *table) *BGP {
 			}
 			seen[v.Address] = v.Line
 		}
+		vt.decode(&v)
 		v.MED, v.LocalPref, v.Communities = d.bgpAttrs(vt)
 		vt.finish()
 		b.VIPs = append(b.VIPs, v)
