@@ -120,7 +120,7 @@ func (l *Lab) build() {
 	l.sw = nettest.NewNS(t, "sw")
 	nettest.Bridge(t, l.sw, "br0")
 	port := 0
-	attach := func(ns *nettest.NS, dev string) {
+	attach := func(ns *nettest.NS, dev string) string {
 		port++
 		sw := fmt.Sprintf("p%d", port)
 		nettest.Veth(t, ns, dev, l.sw, sw)
@@ -128,6 +128,7 @@ func (l *Lab) build() {
 		nettest.GRO(t, l.sw, sw)
 		l.passXDP(l.sw, sw)
 		nettest.TxChecksumOff(t, ns, dev)
+		return sw
 	}
 
 	l.Client = nettest.NewNS(t, "cl")
@@ -161,7 +162,7 @@ func (l *Lab) build() {
 	for i := range l.spec.Directors {
 		d := &Director{lab: l, Name: fmt.Sprintf("d%d", i+1), Addr: netip.AddrFrom4([4]byte{10, 77, 0, byte(2 + i)})}
 		d.NS = nettest.NewNS(t, d.Name)
-		attach(d.NS, "eth0")
+		d.port = attach(d.NS, "eth0")
 		nettest.Addr(t, d.NS, "eth0", d.Addr.String()+"/24")
 		d.PinPath = filepath.Join(l.bpffs, d.Name)
 		d.Socket = filepath.Join(l.dir, d.Name+".sock")
@@ -385,6 +386,7 @@ type Director struct {
 	Quorum        int
 	KeepOnExit    bool
 	ExtraPeer     string // one more [[bgp.peer]] address
+	port          string // its switch port
 	mu            sync.Mutex
 	proc          *os.Process
 	done          chan struct{}
@@ -518,13 +520,21 @@ func (d *Director) Stop() {
 	}
 }
 
-// Kill is the loss of the director: its link goes down (nothing it sends
-// reaches the router any more: no TCP FIN, no BFD) and its daemon gets
-// SIGKILL.
+// Kill is the loss of the director: the switch drops every frame to and
+// from it (nothing it sends reaches the router any more: no TCP FIN, no
+// BFD; what the router sends it is lost) and its daemon gets SIGKILL. The
+// link stays up: a link going down would flush the switch's MAC table, and
+// the frames flooded to the other directors would be forwarded by their
+// XDP programs (a veth, unlike a NIC, filters no destination MAC), hiding
+// the loss.
 func (d *Director) Kill() {
 	t := d.lab.t
 	t.Helper()
-	d.NS.MustRun(t, "ip", "link", "set", "eth0", "down")
+	sw := d.lab.sw
+	sw.MustRun(t, "nft", "add table bridge xlbt")
+	sw.MustRun(t, "nft", "add chain bridge xlbt dead { type filter hook forward priority 0 ; }")
+	sw.MustRun(t, "nft", "add rule bridge xlbt dead iifname "+d.port+" drop")
+	sw.MustRun(t, "nft", "add rule bridge xlbt dead oifname "+d.port+" drop")
 	d.mu.Lock()
 	p, done := d.proc, d.done
 	d.proc = nil

@@ -12,6 +12,7 @@ import (
 func TestFRRLossWithoutBFD(t *testing.T) {
 	l := New(t, Spec{Directors: 2})
 	s := l.StartStreams(20, 30*time.Second)
+	t.Logf("streams by director: d1 %d, d2 %d", l.Directors[0].Connections(), l.Directors[1].Connections())
 	start := time.Now()
 	l.Directors[1].Kill()
 	l.WaitNextHops(20*time.Second, l.Directors[0])
