@@ -33,6 +33,8 @@ type Config struct {
 	SyncGroups     []SyncGroup
 	VRRPInstances  []VRRPInstance
 	VirtualServers []VirtualServer
+	// BGP is nil without a [bgp] section.
+	BGP *BGP
 	// Warnings are what the file says that is accepted but worth telling
 	// (as keepalived warns), each with its line; `xlb check` prints them,
 	// the daemon logs them at start and reload.

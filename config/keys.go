@@ -106,6 +106,7 @@ var sections = []*section{
 		{name: "vrrp_sync_group", kind: kTables, field: "vrrp_sync_group"},
 		{name: "vrrp_instance", kind: kTables, field: "vrrp_instance"},
 		{name: "virtual_server", kind: kTables, field: "virtual_server"},
+		{name: "bgp", kind: kTable, field: "bgp"},
 	}},
 	{name: "global", head: "[global]", keys: []key{
 		{name: "router_id", kind: kName, field: "RouterID", note: "host name", ka: "router_id",
@@ -288,6 +289,46 @@ var sections = []*section{
 	}},
 }
 
+// bgpSections are [bgp] and its sub-tables (bgp.go decodes them).
+var bgpSections = []*section{
+	{name: "bgp", head: "[bgp]", keys: []key{
+		{name: "asn", kind: kInt, field: "ASN", lo: 1, hi: math.MaxUint32, req: "required (1..4294967295)",
+			doc: "this director's AS number"},
+		{name: "router_id", kind: kAddr, field: "RouterID", note: "the first IPv4 address of `dataplane.interfaces`",
+			doc: "the BGP identifier, an IPv4 address (also with IPv6 peers)"},
+		{name: "announce", kind: kEnum, field: "Announce", enum: []string{"healthy", "always"}, def: `"healthy"`,
+			doc: "`healthy`: a VIP is announced while one of its services is forwarded, at quorum (or its sorry server serves), its connection sync ready and its `vrrp_instance`, if any, MASTER; `always`: while one of its services is forwarded, whatever its quorum (active-active directors without VRRP)"},
+		{name: "drain_time", kind: kDuration, field: "DrainTime", hi: 3600 * sec, def: `"10s"`,
+			doc: "`xlb drain` and SIGTERM announce the VIPs with the GRACEFUL_SHUTDOWN community (65535:0, RFC 8326) this long before withdrawing them"},
+		{name: "restart_time", kind: kDuration, field: "RestartTime", hi: 4095 * sec, step: time.Second, def: `"120s"`,
+			doc: "graceful restart (RFC 4724): how long a router keeps this director's routes while its daemon restarts (the XDP program keeps forwarding); `\"0s\"` disables graceful restart"},
+		{name: "peer", kind: kTables, field: "bgp.peer"},
+		{name: "vip", kind: kTables, field: "bgp.vip"},
+	}},
+	{name: "bgp.peer", head: "[[bgp.peer]]", keys: []key{
+		{name: "address", kind: kAddr, field: "Address", req: "required", doc: "the router; unique. xlb opens the session (it does not listen on port 179)"},
+		{name: "asn", kind: kInt, field: "ASN", lo: 1, hi: math.MaxUint32, req: "required (1..4294967295)", doc: "the router's AS number; equal to `bgp.asn` for iBGP"},
+		{name: "port", kind: kInt, field: "Port", lo: 1, hi: 65535, def: "179", doc: "the router's BGP port"},
+		{name: "hold_time", kind: kDuration, field: "HoldTime", custom: true, hi: 65535 * sec, step: time.Second, def: `"90s"`,
+			doc: "proposed hold time: 0 or at least 3s (RFC 4271); keepalives every third of it. Without BFD a dead director is withdrawn after it"},
+		{name: "bfd", kind: kBool, field: "BFD", def: "false", doc: "single-hop BFD (RFC 5880/5881, UDP 3784) on the session: a dead director is withdrawn within `bfd_interval` x `bfd_multiplier`; the router must run BFD for this peer too"},
+		{name: "bfd_interval", kind: kDuration, field: "BFDInterval", lo: 10 * ms, hi: 60 * sec, def: `"300ms"`, doc: "BFD transmit and receive interval (FRR's default)"},
+		{name: "bfd_multiplier", kind: kInt, field: "BFDMultiplier", lo: 1, hi: 255, def: "3", doc: "BFD packets missed before the session is down"},
+		{name: "password_file", kind: kPath, field: "PasswordFile", note: "none", doc: "a file holding the TCP MD5 password (RFC 2385; trailing new line ignored, 80 bytes at most), readable by root only"},
+		{name: "med", kind: kInt, field: "MED", custom: true, lo: 0, hi: math.MaxUint32, note: "none", doc: "MULTI_EXIT_DISC sent to this peer (replaces a VIP's)"},
+		{name: "local_pref", kind: kInt, field: "LocalPref", custom: true, lo: 0, hi: math.MaxUint32, note: "none", doc: "LOCAL_PREF sent to this peer, iBGP only (replaces a VIP's)"},
+		{name: "communities", kind: kString, list: true, field: "Communities", custom: true, max: 32, check: checkCommunity, note: "none",
+			doc: "`\"AS:VALUE\"` communities added to every route sent to this peer"},
+	}},
+	{name: "bgp.vip", head: "[[bgp.vip]]", keys: []key{
+		{name: "address", kind: kAddr, field: "Address", req: "required", doc: "a `virtual_server` address; unique"},
+		{name: "med", kind: kInt, field: "MED", custom: true, lo: 0, hi: math.MaxUint32, note: "none", doc: "MULTI_EXIT_DISC of the VIP's route"},
+		{name: "local_pref", kind: kInt, field: "LocalPref", custom: true, lo: 0, hi: math.MaxUint32, note: "none", doc: "LOCAL_PREF of the VIP's route (iBGP peers)"},
+		{name: "communities", kind: kString, list: true, field: "Communities", custom: true, max: 32, check: checkCommunity, note: "none",
+			doc: "`\"AS:VALUE\"` communities of the VIP's route"},
+	}},
+}
+
 // sectionOf returns the section named name.
 func sectionOf(name string) *section {
 	for _, s := range sections {
@@ -299,6 +340,7 @@ func sectionOf(name string) *section {
 }
 
 func init() {
+	sections = append(sections, bgpSections...)
 	for _, s := range sections {
 		if len(s.keys) > 64 {
 			panic("config: more keys in section " + s.name + " than table.done holds")

@@ -113,9 +113,13 @@ func (d *decoder) config(root map[string]any) *Config {
 		c.VirtualServers = append(c.VirtualServers, v)
 		meta.services = append(meta.services, m)
 	}
+	if rt.has("bgp") {
+		c.BGP = d.bgp(rt.sub("bgp"))
+	}
 	rt.finish()
 
 	d.crossCheck(c, meta)
+	d.checkBGP(c, rt.p.key("bgp"))
 	return c
 }
 

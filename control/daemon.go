@@ -61,6 +61,7 @@ type Daemon struct {
 	// scripts runs every external command: notify and track scripts
 	// (VRRP), script checks, quorum commands.
 	scripts *command.Runner
+	bgp     bgpState // [bgp] and `xlb drain` (daemon_bgp.go)
 
 	stopping  atomic.Bool
 	forceStop chan struct{}
@@ -141,6 +142,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	d.log.Info("shutting down")
+	d.stopBGP(d.Config())
 	d.resign()
 	g.stop() // reconciler, checks, socket: nothing re-applies from here
 	// Wait for the background commands (Go: quorum_up, quorum_down) still
@@ -199,13 +201,16 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 		d.metrics.ObserveCheck(string(typ), dur, err)
 	}})
 	rec = NewReconciler(d.dp, ReconcilerOptions{Logger: d.log, Neighbors: neigh, Health: d.checks.States,
-		RunScript: func(cmd string) { d.scripts.Go(cmd) }})
+		RunScript: func(cmd string) { d.scripts.Go(cmd) }, OnReconciled: d.bgpPoke})
 	rec.SetModel(d.model)
 	d.rec = rec
 	if nn != nil {
 		g.Go("neighbour resolution", nn.Run)
 	}
 	d.setChecks(d.model)
+	if err := d.startBGP(cfg, g.Go); err != nil {
+		return nil, err
+	}
 	g.Go("health checks", d.checks.Run)
 	g.Go("health check results", func(context.Context) error {
 		for range d.checks.Results() { // closed when the checks stop
@@ -364,6 +369,9 @@ func (d *Daemon) prepareHost(m Model) {
 func (d *Daemon) roleEvent(ev vrrp.Event) {
 	if d.stopping.Load() {
 		d.log.Info("VRRP role while stopping", "instance", ev.Instance, "to", ev.To, "reason", ev.Reason)
+		return
+	}
+	if d.holdRole(ev) {
 		return
 	}
 	role := Role{Master: ev.To == vrrp.Master, At: ev.At, Until: ev.TentativeUntil}

@@ -116,5 +116,6 @@ func (d *Daemon) Status(rates bool) *Status {
 		}
 		st.VRRP = append(st.VRRP, ii)
 	}
+	st.BGP = d.bgpStatus()
 	return st
 }

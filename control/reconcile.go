@@ -62,6 +62,8 @@ type Reconciler struct {
 	health func() map[string]health.State // the checks' states
 	run    func(cmd string)               // runs quorum scripts asynchronously
 	now    func() time.Time
+	// reconciled is called after each reconciliation (ReconcilerOptions).
+	reconciled func()
 
 	mu    sync.Mutex
 	model Model
@@ -100,6 +102,10 @@ type ReconcilerOptions struct {
 	RunScript func(cmd string)
 	// Now is the clock (tentative roles); nil: time.Now.
 	Now func() time.Time
+	// OnReconciled, when set, is called (without the lock) after each
+	// reconciliation, applied or found unchanged: the BGP announcements
+	// follow States and Applied from it.
+	OnReconciled func()
 }
 
 // AdoptedMACGrace is how long a restarted daemon keeps the MACs of
@@ -110,18 +116,19 @@ const AdoptedMACGrace = 10 * time.Second
 // NewReconciler returns a reconciler driving dp.
 func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 	r := &Reconciler{
-		dp:        dp,
-		log:       opts.Logger,
-		neigh:     opts.Neighbors,
-		health:    opts.Health,
-		run:       opts.RunScript,
-		roles:     map[string]Role{},
-		states:    map[dataplane.ServiceKey]ServiceState{},
-		pending:   map[string]Role{},
-		poke:      make(chan struct{}, 1),
-		now:       opts.Now,
-		installed: map[dataplane.ServiceKey]bool{},
-		adopted:   map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend{},
+		dp:         dp,
+		log:        opts.Logger,
+		neigh:      opts.Neighbors,
+		health:     opts.Health,
+		run:        opts.RunScript,
+		reconciled: opts.OnReconciled,
+		roles:      map[string]Role{},
+		states:     map[dataplane.ServiceKey]ServiceState{},
+		pending:    map[string]Role{},
+		poke:       make(chan struct{}, 1),
+		now:        opts.Now,
+		installed:  map[dataplane.ServiceKey]bool{},
+		adopted:    map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend{},
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -290,6 +297,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	r.reportQuorum(model, last, states)
 	if same {
 		r.reportRoles(pending)
+		r.notify()
 		return nil
 	}
 	// Apply runs without the lock: health and VRRP inputs keep flowing.
@@ -310,7 +318,15 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	r.reportRoles(pending)
+	r.notify()
 	return err
+}
+
+// notify calls OnReconciled.
+func (r *Reconciler) notify() {
+	if r.reconciled != nil {
+		r.reconciled()
+	}
 }
 
 // reportRoles logs how long forwarding took to follow each role change.

@@ -30,6 +30,10 @@ func (d *Daemon) Reload() error {
 	defer d.reloadMu.Unlock()
 	d.checkPins()
 	cfg, err := config.Load(d.opts.ConfigPath, d.opts.Env)
+	var bgpNew bgpPrepared
+	if err == nil {
+		bgpNew, err = d.prepareBGP(cfg)
+	}
 	if err == nil {
 		err = d.reconfigure(cfg)
 	}
@@ -62,6 +66,7 @@ func (d *Daemon) Reload() error {
 	// dropped real servers without a check (undecided: weight 0 or adopted).
 	d.rec.SetModel(model)
 	d.setChecks(model)
+	d.applyBGP(old, cfg, bgpNew)
 	d.log.Info("configuration reloaded", "services", len(model.Services), "vrrp_instances", len(cfg.VRRPInstances))
 	return nil
 }
@@ -81,7 +86,7 @@ func (d *Daemon) reconfigure(cfg *config.Config) error {
 		return fmt.Errorf("%s: script_user: %w", d.opts.ConfigPath, err)
 	}
 	if d.node != nil {
-		if err := d.node.Reconfigure(VRRPFromConfig(cfg)); err != nil {
+		if err := d.node.Reconfigure(d.vrrpConfig(cfg)); err != nil {
 			_ = d.scripts.SetUser(prevUser, prevGroup) // commands run as before
 			return err
 		}

@@ -51,7 +51,7 @@ const (
 
 // Request is a control-socket request: one JSON object per connection.
 type Request struct {
-	Command string `json:"command"` // "status" or "reload"
+	Command string `json:"command"` // "status", "reload", "drain" or "undrain"
 	Rates   bool   `json:"rates,omitempty"`
 }
 
@@ -269,6 +269,8 @@ func (s *SocketServer) handle(req Request) Response {
 		} else {
 			resp.OK, resp.Message = true, "configuration reloaded"
 		}
+	case "drain", "undrain":
+		resp = drainCommand(s.h, req.Command)
 	default:
 		s.badReqs.Add(1)
 		resp.Error = fmt.Sprintf("unknown command %q", req.Command)

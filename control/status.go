@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/bgp"
 )
 
 // Status is what `xlb status` shows, as served on the control socket.
@@ -25,6 +27,8 @@ type Status struct {
 	Events map[string]uint64 `json:"events,omitempty"`
 	// RateInterval is the sampling interval of the rates, when shown.
 	RateInterval time.Duration `json:"rate_interval,omitempty"`
+	// BGP is the announcements ([bgp]), nil without.
+	BGP *bgp.Status `json:"bgp,omitempty"`
 }
 
 // DataplaneInfo says which dataplane runs.
@@ -218,6 +222,10 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+	if st.BGP != nil {
+		fmt.Fprintln(w)
+		return bgp.FormatStatus(w, st.BGP, time.Now())
 	}
 	return nil
 }

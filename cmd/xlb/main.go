@@ -38,6 +38,12 @@ commands:
                                          show services, real servers and VRRP instances
   reload  [--socket PATH | --config FILE]
                                          reload the daemon's configuration (as SIGHUP)
+  drain   [--socket PATH | --config FILE]
+                                         take this director out of service, the daemon running:
+                                         BGP GRACEFUL_SHUTDOWN, drain_time, withdrawal; VRRP
+                                         instances resign (priority 0) and stay released
+  undrain [--socket PATH | --config FILE]
+                                         put it back in service
   version                                print the version
 `
 
@@ -62,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdStatus(args, stdout, stderr)
 	case "reload":
 		return cmdReload(args, stdout, stderr)
+	case "drain", "undrain":
+		return cmdSimple(cmd, args, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "xlb", version)
 		return 0
@@ -215,19 +223,25 @@ func cmdStatus(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdReload(args []string, stdout, stderr io.Writer) int {
-	fs := flags("reload", stderr)
+	return cmdSimple("reload", args, stdout, stderr)
+}
+
+// cmdSimple sends a command without arguments (reload, drain, undrain)
+// and prints the daemon's answer.
+func cmdSimple(name string, args []string, stdout, stderr io.Writer) int {
+	fs := flags(name, stderr)
 	socket := socketFlags(fs)
 	if fs.Parse(args) != nil {
 		return 2
 	}
 	path, err := socket()
 	if err != nil {
-		fmt.Fprintf(stderr, "xlb reload: %v\n", err)
+		fmt.Fprintf(stderr, "xlb %s: %v\n", name, err)
 		return 1
 	}
-	resp, err := control.Call(path, control.Request{Command: "reload"})
+	resp, err := control.Call(path, control.Request{Command: name})
 	if err != nil {
-		fmt.Fprintf(stderr, "xlb reload: %v\n", err)
+		fmt.Fprintf(stderr, "xlb %s: %v\n", name, err)
 		return 1
 	}
 	fmt.Fprintln(stdout, resp.Message)
