@@ -121,8 +121,20 @@ func (c *dnsChecker) Check(ctx context.Context) error {
 			continue // not the response to this query
 		}
 		if h.RCode != dnsmessage.RCodeSuccess {
-			return fmt.Errorf("dns response %s (rcode %d)", strings.TrimPrefix(h.RCode.String(), "RCode"), h.RCode)
+			return fmt.Errorf("dns response %s (rcode %d)", rcodeName(h.RCode), h.RCode)
 		}
 		return nil
 	}
+}
+
+// rcodeName is an RCODE's name in RFC 1035 and dig's words.
+func rcodeName(c dnsmessage.RCode) string {
+	if n, ok := map[dnsmessage.RCode]string{
+		dnsmessage.RCodeFormatError: "FORMERR", dnsmessage.RCodeServerFailure: "SERVFAIL",
+		dnsmessage.RCodeNameError: "NXDOMAIN", dnsmessage.RCodeNotImplemented: "NOTIMP",
+		dnsmessage.RCodeRefused: "REFUSED",
+	}[c]; ok {
+		return n
+	}
+	return "error"
 }
