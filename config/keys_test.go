@@ -25,6 +25,8 @@ var keyContext = map[string]string{
 		"[[virtual_server.real_server]]\naddress = \"10.0.0.2\"\nKEY\n",
 	"virtual_server.health_check": "[[virtual_server]]\nname = \"a\"\naddress = \"10.0.0.1\"\nport = 80\n" +
 		"[virtual_server.health_check]\ntype = \"https\"\nKEY\n",
+	"virtual_server.health_check.url": "[[virtual_server]]\nname = \"a\"\naddress = \"10.0.0.1\"\nport = 80\n" +
+		"[virtual_server.health_check]\ntype = \"http\"\n[[virtual_server.health_check.url]]\npath = \"/\"\nKEY\n",
 }
 
 // Every declared key is read and checked by the decoder: given a value of
@@ -69,13 +71,14 @@ func TestKeysFields(t *testing.T) {
 		"global": Global{}, "dataplane": Dataplane{}, "metrics": Metrics{}, "control": Control{},
 		"vrrp_script": VRRPScript{}, "vrrp_sync_group": SyncGroup{}, "vrrp_instance": VRRPInstance{},
 		"virtual_server": VirtualServer{}, "virtual_server.real_server": RealServer{},
-		"virtual_server.health_check": HealthCheck{},
+		"virtual_server.health_check": HealthCheck{}, "virtual_server.health_check.url": URLCheck{},
 	}
 	// Fields held under another name than their key's.
 	computed := map[string]bool{
 		"Line": true, "Interfaces": true, "Group": true, "AuthType": true, "AuthPass": true, "UnicastPeers": true,
 		"VirtualIPAddresses": true, "TrackScripts": true, "TrackInterfaces": true, "SorryServer": true,
 		"TunnelPort": true, "TunnelSource": true, "HealthCheck": true, "RealServers": true,
+		"URLs": true, "ReplyPattern": true,
 	}
 	for _, s := range sections[1:] {
 		typ := reflect.TypeOf(structs[s.name])

@@ -254,7 +254,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		for tr := range d.checks.Results() {
-			d.rec.SetHealth(tr.Key, tr.To)
+			d.rec.SetHealthWeight(tr.Key, tr.To, tr.Weight)
 		}
 	}()
 

@@ -73,6 +73,9 @@ type Reconciler struct {
 	mu      sync.Mutex
 	model   Model
 	health  map[string]health.State
+	// weights are set by checks (misc_dynamic, file) by check key;
+	// absent: the configured weight.
+	weights map[string]health.Weight
 	roles   map[string]Role
 	quorum  map[dataplane.ServiceKey]bool // hysteresis state
 	states  map[dataplane.ServiceKey]ServiceState
@@ -115,6 +118,7 @@ func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 		neigh:     opts.Neighbors,
 		run:       opts.RunScript,
 		health:    map[string]health.State{},
+		weights:   map[string]health.Weight{},
 		roles:     map[string]Role{},
 		quorum:    map[dataplane.ServiceKey]bool{},
 		states:    map[dataplane.ServiceKey]ServiceState{},
@@ -176,6 +180,7 @@ func (r *Reconciler) SetModel(m Model) {
 	for k := range r.health {
 		if !keep[k] {
 			delete(r.health, k)
+			delete(r.weights, k)
 		}
 	}
 	// A real server the model drops forgets what was adopted of it: added
@@ -189,6 +194,21 @@ func (r *Reconciler) SetModel(m Model) {
 func (r *Reconciler) SetHealth(key string, s health.State) {
 	r.mu.Lock()
 	r.health[key] = s
+	r.mu.Unlock()
+	r.Poke()
+}
+
+// SetHealthWeight records a health check's state and the weight it sets
+// (health.Transition.Weight), which replaces or adjusts its real server's
+// configured weight while the check passes.
+func (r *Reconciler) SetHealthWeight(key string, s health.State, w health.Weight) {
+	r.mu.Lock()
+	r.health[key] = s
+	if w == (health.Weight{}) {
+		delete(r.weights, key)
+	} else {
+		r.weights[key] = w
+	}
 	r.mu.Unlock()
 	r.Poke()
 }
@@ -244,8 +264,8 @@ func (r *Reconciler) service(s ServiceSpec) (dataplane.Service, ServiceState) {
 	for _, rs := range s.Reals {
 		b := r.backend(s, rs)
 		if r.healthy(s, rs) {
-			b.Weight = rs.Weight
-			healthy += uint64(rs.Weight)
+			b.Weight = r.weights[CheckKey(s.Name, rs)].Apply(rs.Weight)
+			healthy += uint64(b.Weight)
 		} else {
 			b.Weight = 0 // no new flows; established ones drain
 		}
