@@ -70,9 +70,9 @@ type Reconciler struct {
 	adopted    map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend
 	adoptUntil time.Time
 
-	mu      sync.Mutex
-	model   Model
-	health  map[string]health.State
+	mu     sync.Mutex
+	model  Model
+	health map[string]health.State
 	// weights are set by checks (misc_dynamic, file) by check key;
 	// absent: the configured weight.
 	weights map[string]health.Weight
