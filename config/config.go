@@ -310,9 +310,24 @@ const (
 	CheckTCP    CheckType = "tcp"    // connect
 	CheckHTTP   CheckType = "http"   // GET
 	CheckHTTPS  CheckType = "https"  // GET over TLS
+	CheckUDP    CheckType = "udp"    // a datagram: no ICMP error, or a reply
+	CheckDNS    CheckType = "dns"    // a query answered NOERROR
+	CheckSMTP   CheckType = "smtp"   // greeting, HELO, QUIT
+	CheckPing   CheckType = "ping"   // ICMP echo
+	CheckFile   CheckType = "file"   // a number in a file
 	CheckScript CheckType = "script" // exit status 0
 	CheckNone   CheckType = "none"   // always healthy
 )
+
+// URLCheck is one [[...health_check.url]] of an HTTP(S) check.
+type URLCheck struct {
+	Path         string
+	ExpectStatus []int
+	BodyRegex    string
+	Digest       string
+	Host         string // "": the check's
+	Line         int
+}
 
 // InitialState is the health of a new real server before its first check.
 type InitialState string
@@ -332,15 +347,42 @@ type HealthCheck struct {
 	Timeout  time.Duration
 	Fall     int
 	Rise     int
+	// Warmup bounds the delay of the first run (nil: the interval).
+	Warmup *time.Duration
 	// Port to check; 0 only in a service's check: the real server's port.
-	Port         uint16
+	Port uint16
+	// ConnectIP is checked instead of the real server's address; BindTo
+	// is the source address. Invalid (zero): not set.
+	ConnectIP netip.Addr
+	BindTo    netip.Addr
+	// HTTP(S): one URL (Path, ExpectStatus, BodyRegex, Digest), or URLs.
 	Path         string
-	ExpectStatus []int
+	ExpectStatus []int // status ranges expanded
 	BodyRegex    string
+	Digest       string // hex MD5, as written
 	Host         string // "": the real server's address
+	URLs         []URLCheck
+	HTTPProtocol string // "1.0", "1.0C" or "1.1"
 	SNI          string
 	TLSVerify    bool
 	CAFile       string // "": the system's CAs
+	// UDP: Payload and ReplyPattern are hex ("" none); RequireReply is set
+	// by require_reply = true or a pattern.
+	Payload      string
+	RequireReply bool
+	ReplyPattern string
+	// DNS.
+	DNSName string
+	DNSType string
+	// SMTP: "" the host name.
+	HeloName string
+	// File: the path read, the weight its number is multiplied by, and
+	// whether the result is reversed.
+	File          string
+	Weight        int
+	WeightReverse bool
+	// Script: MiscDynamic sets the weight from the exit status.
+	MiscDynamic bool
 	// Script is run with the real server's address and port appended as
 	// its last two arguments, and in the environment as XLB_RS_ADDR,
 	// XLB_RS_PORT (plus XLB_VS_NAME).

@@ -179,7 +179,7 @@ type = "icmp"
 			`10: virtual_server "a": protocol: unknown value "sctp" (want "tcp" or "udp")`,
 			`11: virtual_server "a": scheduler: unknown value "lblc" (want "rr", "wrr", "lc", "wlc", "sh" or "mh")`,
 			`12: virtual_server "a": forward: unknown value "masq" (want "dr", "nat" or "tunnel")`,
-			`14: virtual_server "a": health_check: type: unknown value "icmp" (want "tcp", "http", "https", "script" or "none")`,
+			`14: virtual_server "a": health_check: type: unknown value "icmp" (want "tcp", "http", "https", "udp", "dns", "smtp", "ping", "file", "script" or "none")`,
 		},
 	},
 	{

@@ -73,6 +73,7 @@ type key struct {
 	def    string             // the default as a TOML value ("" none)
 	note   string             // the default in words, when computed
 	req    string             // when required: the message's text ("required")
+	typ    string             // the values it takes, for the README, when not its kind's
 	ka     string             // keepalived's equivalent
 	doc    string
 
@@ -89,6 +90,13 @@ type section struct {
 }
 
 var web, tls = []string{"http", "https"}, []string{"https"}
+
+// checkTypes are the health-check types; netChecks those that open a
+// socket to the real server.
+var (
+	checkTypes = []string{"tcp", "http", "https", "udp", "dns", "smtp", "ping", "file", "script", "none"}
+	netChecks  = []string{"tcp", "http", "https", "udp", "dns", "smtp", "ping"}
+)
 
 const (
 	ms  = int64(time.Millisecond)
@@ -262,8 +270,9 @@ var sections = []*section{
 		{name: "health_check", kind: kTable, field: "virtual_server.health_check"},
 	}},
 	{name: "virtual_server.health_check", head: "[virtual_server.health_check]", keys: []key{
-		{name: "type", kind: kEnum, field: "Type", enum: []string{"tcp", "http", "https", "script", "none"}, def: `"tcp"`,
-			ka: "TCP_CHECK, HTTP_GET, SSL_GET, MISC_CHECK", doc: "tcp connect, HTTP(S) GET, a script's exit status, or always healthy"},
+		{name: "type", kind: kEnum, field: "Type", enum: checkTypes, def: `"tcp"`,
+			ka:  "TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK, SMTP_CHECK, PING_CHECK, FILE_CHECK, MISC_CHECK",
+			doc: "tcp connect, HTTP(S) GET, a UDP datagram, a DNS query, an SMTP greeting, an ICMP echo, a number in a file, a script's exit status, or always healthy (below)"},
 		{name: "interval", kind: kDuration, field: "Interval", lo: ms, def: `"2s"`, ka: "delay_loop",
 			doc: "keepalived's 60s drains a dead server too slowly"},
 		{name: "timeout", kind: kDuration, field: "Timeout", lo: ms, def: `"1s"`, note: "(or the interval if shorter)", ka: "connect_timeout",
@@ -271,21 +280,59 @@ var sections = []*section{
 		{name: "fall", kind: kInt, field: "Fall", lo: 1, hi: inf, def: "3", ka: "retry",
 			doc: "consecutive failures that take a real server out (keepalived's `retry 1` does on one lost probe; 3 at 2s drain a dead one within ~6s)"},
 		{name: "rise", kind: kInt, field: "Rise", lo: 1, hi: inf, def: "2", doc: "consecutive successes that put it back"},
+		{name: "warmup", kind: kDuration, field: "Warmup", custom: true, note: "the interval", ka: "warmup",
+			doc: "the first check of a new real server comes at a random time within this; `\"0s\"`: at once"},
 		{name: "port", kind: kInt, field: "Port", lo: 1, hi: 65535, note: "the real server's port", ka: "connect_port", doc: "the port checked"},
+		{name: "connect_ip", kind: kAddr, field: "ConnectIP", note: "the real server's address", only: netChecks, ka: "connect_ip",
+			doc: "the address checked"},
+		{name: "bindto", kind: kAddr, field: "BindTo", note: "the kernel's choice", only: netChecks, ka: "bindto",
+			doc: "the source address of the check; of the checked address's family"},
 		{name: "path", kind: kString, field: "Path", max: 2048, check: checkURLPath, def: `"/"`, only: web, ka: "url { path }", doc: "the request path"},
 		{name: "expect_status", kind: kInt, list: true, field: "ExpectStatus", lo: 100, hi: 599, def: "[200]", custom: true, only: web,
-			ka: "url { status_code }", doc: "the status codes of a healthy answer"},
+			typ: "array of status codes (integers 100..599) and ranges (`\"200-299\"`)", ka: "url { status_code }", doc: "the status codes of a healthy answer"},
 		{name: "body_regex", kind: kString, field: "BodyRegex", max: 4096, check: checkRegexp, note: "none", only: web, ka: "url { regex }",
-			doc: "an RE2 regexp the body must match"},
+			doc: "an RE2 regexp the body (its first MiB) must match"},
+		{name: "digest", kind: kString, field: "Digest", max: 32, check: checkDigest, note: "none", only: web, ka: "url { digest }",
+			doc: "the MD5 of the body, 32 hex digits (`genhash`, or `curl -s URL | md5sum`)"},
+		{name: "url", kind: kTables, field: "virtual_server.health_check.url", only: web, ka: "url { }"},
 		{name: "host", kind: kString, field: "Host", max: 253, check: checkNoSpace, note: "the address", only: web, ka: "virtualhost",
 			doc: "the Host header"},
+		{name: "http_protocol", kind: kEnum, field: "HTTPProtocol", enum: []string{"1.0", "1.0C", "1.1"}, def: `"1.1"`, only: web, ka: "http_protocol",
+			doc: "the request's HTTP version: `1.0`, `1.0C` (with `Connection: close`) or `1.1` (with `Connection: close`); keepalived's default is 1.0"},
 		{name: "sni", kind: kString, field: "SNI", max: 253, note: "none", only: tls, ka: "enable_sni", doc: "the TLS server name"},
 		{name: "tls_verify", kind: kBool, field: "TLSVerify", def: "false", only: tls, doc: "verify the server's certificate"},
 		{name: "ca_file", kind: kPath, field: "CAFile", note: "system CAs", only: tls, ka: "SSL { ca }", doc: "the CAs to verify with; needs `tls_verify`"},
+		{name: "payload", kind: kString, field: "Payload", max: 4096, check: checkHexPayload, note: "32 bytes of `xlb check - `", only: []string{"udp"}, ka: "payload",
+			doc: "the datagram sent, in hex digits (white space separates octets)"},
+		{name: "require_reply", kind: kString, field: "RequireReply", custom: true, max: 4096, note: "`false`", only: []string{"udp"}, ka: "require_reply",
+			typ: "boolean, or a pattern of hex digits", doc: "`true`: a reply must come; a pattern: a reply must start with it (`x` matches any nibble); `false`: only an ICMP error fails the check, so a healthy check lasts its timeout"},
+		{name: "dns_name", kind: kString, field: "DNSName", max: 253, check: checkDNSName, def: `"."`, only: []string{"dns"}, ka: "DNS_CHECK { name }",
+			doc: "the name queried"},
+		{name: "dns_type", kind: kEnum, field: "DNSType", enum: []string{"A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA", "RRSIG", "DNSKEY"}, def: `"SOA"`,
+			only: []string{"dns"}, ka: "DNS_CHECK { type }", doc: "the type queried; any answer without error (NOERROR) passes"},
+		{name: "helo_name", kind: kString, field: "HeloName", max: 253, check: checkNoSpace, note: "the host name", only: []string{"smtp"}, ka: "helo_name",
+			doc: "the name sent with HELO"},
+		{name: "file", kind: kPath, field: "File", note: "required for `file`", only: []string{"file"}, ka: "track_file { file }",
+			doc: "the file whose number is read every interval (below)"},
+		{name: "weight", kind: kInt, field: "Weight", lo: -65535, hi: 65535, def: "1", only: []string{"file"}, ka: "FILE_CHECK { weight }",
+			doc: "0: the check fails while the number is not 0; otherwise the number times this is added to the real server's weight"},
+		{name: "weight_reverse", kind: kBool, field: "WeightReverse", def: "false", only: []string{"file"}, ka: "weight N reverse",
+			doc: "reverse: with weight 0 the check fails while the number is 0; otherwise the product is subtracted"},
 		{name: "script", kind: kCommand, field: "Script", note: "required for `script`", only: []string{"script"}, ka: "MISC_CHECK { misc_path }",
 			doc: "run with the real server's address and port appended; also in `XLB_RS_ADDR`, `XLB_RS_PORT`, `XLB_VS_NAME`"},
+		{name: "misc_dynamic", kind: kBool, field: "MiscDynamic", def: "false", only: []string{"script"}, ka: "misc_dynamic",
+			doc: "exit status 2..255 is healthy with weight status - 2; 0 healthy with the configured weight; 1 unhealthy"},
 		{name: "initial_state", kind: kEnum, field: "InitialState", enum: []string{"down", "up"}, def: `"down"`, ka: "alpha (down)",
 			doc: "`up`: a new real server gets traffic before its first check passes"},
+	}},
+	{name: "virtual_server.health_check.url", head: "[[virtual_server.health_check.url]]", keys: []key{
+		{name: "path", kind: kString, field: "Path", max: 2048, check: checkURLPath, req: "required", ka: "path", doc: "the request path"},
+		{name: "expect_status", kind: kInt, list: true, field: "ExpectStatus", lo: 100, hi: 599, def: "[200]", custom: true,
+			typ: "array of status codes (integers 100..599) and ranges (`\"200-299\"`)", ka: "status_code", doc: "the status codes of a healthy answer"},
+		{name: "body_regex", kind: kString, field: "BodyRegex", max: 4096, check: checkRegexp, note: "none", ka: "regex",
+			doc: "an RE2 regexp the body (its first MiB) must match"},
+		{name: "digest", kind: kString, field: "Digest", max: 32, check: checkDigest, note: "none", ka: "digest", doc: "the MD5 of the body, 32 hex digits"},
+		{name: "host", kind: kString, field: "Host", max: 253, check: checkNoSpace, note: "the check's `host`", ka: "virtualhost", doc: "the Host header"},
 	}},
 }
 

@@ -28,6 +28,8 @@ var keyContext = map[string]string{
 	"bgp":      "[bgp]\nasn = 65010\nKEY\n",
 	"bgp.peer": "[bgp]\nasn = 65010\n[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 65000\nKEY\n",
 	"bgp.vip":  "[bgp]\nasn = 65010\n[[bgp.vip]]\naddress = \"10.0.0.3\"\nKEY\n",
+	"virtual_server.health_check.url": "[[virtual_server]]\nname = \"a\"\naddress = \"10.0.0.1\"\nport = 80\n" +
+		"[virtual_server.health_check]\ntype = \"http\"\n[[virtual_server.health_check.url]]\npath = \"/\"\nKEY\n",
 }
 
 // Every declared key is read and checked by the decoder: given a value of
@@ -72,15 +74,15 @@ func TestKeysFields(t *testing.T) {
 		"global": Global{}, "dataplane": Dataplane{}, "metrics": Metrics{}, "control": Control{},
 		"vrrp_script": VRRPScript{}, "vrrp_sync_group": SyncGroup{}, "vrrp_instance": VRRPInstance{},
 		"virtual_server": VirtualServer{}, "virtual_server.real_server": RealServer{},
-		"virtual_server.health_check": HealthCheck{},
-		"bgp":                         BGP{}, "bgp.peer": BGPPeer{}, "bgp.vip": BGPVIP{},
+		"virtual_server.health_check": HealthCheck{}, "virtual_server.health_check.url": URLCheck{},
+		"bgp": BGP{}, "bgp.peer": BGPPeer{}, "bgp.vip": BGPVIP{},
 	}
 	// Fields held under another name than their key's.
 	computed := map[string]bool{
 		"Line": true, "Interfaces": true, "Group": true, "AuthType": true, "AuthPass": true, "UnicastPeers": true,
 		"VirtualIPAddresses": true, "TrackScripts": true, "TrackInterfaces": true, "SorryServer": true,
 		"TunnelPort": true, "TunnelSource": true, "HealthCheck": true, "RealServers": true,
-		"Peers": true, "VIPs": true,
+		"Peers": true, "VIPs": true, "URLs": true, "ReplyPattern": true,
 	}
 	for _, s := range sections[1:] {
 		typ := reflect.TypeOf(structs[s.name])

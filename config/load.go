@@ -7,8 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -540,6 +538,15 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 		rt.decode(&rs)
 		rs.HealthCheck, _ = d.healthCheck(rt.sub("health_check"), svcCheck, timeoutSet, false, rs.Port)
 		rt.finish()
+		if hc := rs.HealthCheck; hc.BindTo.IsValid() && rs.Address.IsValid() {
+			checked := hc.ConnectIP
+			if !checked.IsValid() {
+				checked = rs.Address
+			}
+			if checked.Is4() != hc.BindTo.Is4() {
+				rt.errorf("health_check", "health_check: bindto %s is %s but the address checked, %s, is not", hc.BindTo, family(hc.BindTo), checked)
+			}
+		}
 
 		if rs.Address.IsValid() && v.Address.IsValid() && forwardOK {
 			d.checkBackend(rt, "address", "real server", v, rs.Address)
@@ -647,69 +654,4 @@ func parseSorry(s string, port uint16) (netip.AddrPort, error) {
 		return netip.AddrPort{}, err
 	}
 	return netip.AddrPortFrom(a, port), nil
-}
-
-// healthCheck decodes a health_check table over base: a service's
-// (isService) over the defaults, a real server's over its service's, with
-// rsPort the real server's port. timeoutSet says whether base's timeout was
-// written (else it follows a shorter interval); it is returned updated.
-func (d *decoder) healthCheck(t *table, base HealthCheck, timeoutSet, isService bool, rsPort uint16) (HealthCheck, bool) {
-	hc := base
-	if isService || t.present() {
-		hc.Line = d.idx.line(t.p)
-	}
-	t.decode(&hc)
-	timeoutSet = timeoutSet || t.ok("timeout")
-	if !timeoutSet {
-		hc.Timeout = min(t.spec("timeout").dv.(time.Duration), hc.Interval)
-	}
-	if hc.Timeout > hc.Interval && (t.has("timeout") || t.has("interval")) {
-		key := "timeout"
-		if !t.has("timeout") {
-			key = "interval"
-		}
-		t.errorf(key, "timeout %v is longer than interval %v", hc.Timeout, hc.Interval)
-	}
-	var codes []int
-	n, ok := t.each("expect_status", func(_ int, _ keyPath, v any) { codes = append(codes, int(v.(int64))) })
-	if ok && n == 0 {
-		t.errorf("expect_status", "expect_status: must list at least one status code")
-	}
-	if len(codes) > 0 {
-		hc.ExpectStatus = codes
-	}
-
-	if hc.Type == CheckScript && hc.Script == "" && (t.has("type") || isService) && !t.has("script") {
-		t.errorf("type", "type = \"script\" needs script")
-	}
-	if hc.Type == CheckHTTPS && hc.CAFile != "" && !hc.TLSVerify && (t.has("ca_file") || t.has("tls_verify")) {
-		key := "ca_file"
-		if !t.has(key) {
-			key = "tls_verify"
-		}
-		t.errorf(key, "ca_file is used only with tls_verify = true")
-	}
-	// Keys written for another type of check are mistakes; inherited ones
-	// are dropped, and the defaults of the type's own keys applied.
-	rv := reflect.ValueOf(&hc).Elem()
-	for i := range t.sec.keys {
-		k := &t.sec.keys[i]
-		if k.only == nil {
-			continue
-		}
-		f := rv.FieldByName(k.field)
-		if !slices.Contains(k.only, string(hc.Type)) {
-			if t.has(k.name) {
-				t.errorf(k.name, "%s applies only to %s checks (type is %q)", k.name, strings.Join(k.only, " and "), hc.Type)
-			}
-			f.SetZero()
-		} else if f.IsZero() && k.dv != nil {
-			set(f, k.dv)
-		}
-	}
-	if !isService && hc.Port == 0 {
-		hc.Port = rsPort
-	}
-	t.finish()
-	return hc, timeoutSet
 }

@@ -43,6 +43,9 @@ var readmeBlock = regexp.MustCompile(`(?s)<!-- keys (\S+) -->\n.*?<!-- end -->`)
 
 // typeText describes the values k accepts, for the README.
 func (k *key) typeText() string {
+	if k.typ != "" {
+		return k.typ
+	}
 	noun, each := kinds[k.kind].noun, ""
 	if k.kind == kEntry {
 		noun = "string"

@@ -69,15 +69,38 @@ func checkSpec(service string, rs config.RealServer) health.Spec {
 		Timeout:      hc.Timeout,
 		Fall:         hc.Fall,
 		Rise:         hc.Rise,
+		ConnectIP:    hc.ConnectIP,
+		BindTo:       hc.BindTo,
 		Path:         hc.Path,
 		ExpectStatus: hc.ExpectStatus,
 		BodyRegex:    hc.BodyRegex,
+		Digest:       hc.Digest,
 		Host:         hc.Host,
+		HTTPProtocol: hc.HTTPProtocol,
 		SNI:          hc.SNI,
 		TLSVerify:    hc.TLSVerify,
 		CAFile:       hc.CAFile,
+		Payload:      hc.Payload,
+		RequireReply: hc.RequireReply,
+		Reply:        hc.ReplyPattern,
+		DNSName:      hc.DNSName,
+		DNSType:      hc.DNSType,
+		HeloName:     hc.HeloName,
+		File:         hc.File,
+		FileWeight:   hc.Weight,
+		FileReverse:  hc.WeightReverse,
 		Script:       string(hc.Script),
+		MiscDynamic:  hc.MiscDynamic,
 		InitialUp:    hc.InitialState == config.InitialUp,
+	}
+	for _, u := range hc.URLs {
+		s.URLs = append(s.URLs, health.URL{Path: u.Path, ExpectStatus: u.ExpectStatus, BodyRegex: u.BodyRegex, Digest: u.Digest, Host: u.Host})
+	}
+	if hc.Warmup != nil {
+		s.Warmup = *hc.Warmup
+		if s.Warmup == 0 {
+			s.Warmup = -1 // at once
+		}
 	}
 	if hc.Type == config.CheckScript {
 		s.Service = service // XLB_VS_NAME

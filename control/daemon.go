@@ -200,7 +200,7 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 	d.checks = health.NewManager(health.Options{Logger: d.log, Scripts: d.scripts, Observe: func(_ string, typ health.Type, dur time.Duration, err error) {
 		d.metrics.ObserveCheck(string(typ), dur, err)
 	}})
-	rec = NewReconciler(d.dp, ReconcilerOptions{Logger: d.log, Neighbors: neigh, Health: d.checks.States,
+	rec = NewReconciler(d.dp, ReconcilerOptions{Logger: d.log, Neighbors: neigh, Health: d.checks.States, Weights: d.checks.Weights,
 		RunScript: func(cmd string) { d.scripts.Go(cmd) }, OnReconciled: d.bgpPoke})
 	rec.SetModel(d.model)
 	d.rec = rec

@@ -16,6 +16,9 @@ type Inputs struct {
 	// Health is the state of every health check by CheckKey; a check that
 	// is missing or unknown has not decided yet.
 	Health map[string]health.State
+	// Weights are the weights checks set (misc_dynamic, file) by CheckKey;
+	// a missing one leaves the configured weight.
+	Weights map[string]health.Weight
 	// Roles are the VRRP instances' roles as last reported.
 	Roles map[string]Role
 	// Last are the service states of the previous round: a service's
@@ -68,7 +71,8 @@ func (in Inputs) service(s ServiceSpec) (dataplane.Service, ServiceState) {
 	for _, rs := range s.Reals {
 		b := in.backend(s, rs)
 		if in.healthy(s, rs) {
-			healthy += uint64(rs.Weight)
+			b.Weight = in.Weights[CheckKey(s.Name, rs)].Apply(rs.Weight)
+			healthy += uint64(b.Weight)
 		} else {
 			b.Weight = 0 // no new flows; established ones drain
 		}

@@ -56,12 +56,13 @@ type ServiceState struct {
 // health of real servers and the VRRP roles, and applies it when it
 // changes. It owns the retries: a failed Apply is retried with backoff.
 type Reconciler struct {
-	dp     dataplane.Dataplane
-	log    *slog.Logger
-	neigh  Neighbors                      // nil: no next hops to resolve (IPVS)
-	health func() map[string]health.State // the checks' states
-	run    func(cmd string)               // runs quorum scripts asynchronously
-	now    func() time.Time
+	dp      dataplane.Dataplane
+	log     *slog.Logger
+	neigh   Neighbors                       // nil: no next hops to resolve (IPVS)
+	health  func() map[string]health.State  // the checks' states
+	weights func() map[string]health.Weight // the weights checks set
+	run     func(cmd string)                // runs quorum scripts asynchronously
+	now     func() time.Time
 	// reconciled is called after each reconciliation (ReconcilerOptions).
 	reconciled func()
 
@@ -98,6 +99,9 @@ type ReconcilerOptions struct {
 	// Health returns the state of every health check by CheckKey
 	// (health.Manager.States); nil: no check has decided.
 	Health func() map[string]health.State
+	// Weights returns the weights checks set (health.Manager.Weights);
+	// nil: every real server has its configured weight.
+	Weights func() map[string]health.Weight
 	// RunScript runs a notify command without blocking; nil: none run.
 	RunScript func(cmd string)
 	// Now is the clock (tentative roles); nil: time.Now.
@@ -120,6 +124,7 @@ func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 		log:        opts.Logger,
 		neigh:      opts.Neighbors,
 		health:     opts.Health,
+		weights:    opts.Weights,
 		run:        opts.RunScript,
 		reconciled: opts.OnReconciled,
 		roles:      map[string]Role{},
@@ -285,9 +290,15 @@ func (r *Reconciler) LastError() error {
 // differs from what was applied last. It returns Apply's error.
 func (r *Reconciler) Reconcile(ctx context.Context) error {
 	checks := r.health()
+	var weights map[string]health.Weight
+	if r.weights != nil {
+		weights = r.weights()
+	}
 	r.mu.Lock()
 	r.endAdoption(checks)
-	desired, states := Desired(r.inputs(checks))
+	in := r.inputs(checks)
+	in.Weights = weights
+	desired, states := Desired(in)
 	model, last := r.model, r.states
 	r.states = states
 	same := r.lastErr == nil && r.applies > 0 && slices.EqualFunc(desired, r.applied, dataplane.ServiceEqual)

@@ -3,7 +3,6 @@ package keepalived
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -694,6 +693,12 @@ func (cv *converter) service(vs *kaVS, s service) {
 	if shared {
 		hc := *checks[0]
 		hc.Name = "virtual_server.health_check"
+		hc.Tables = nil
+		for _, u := range checks[0].Tables { // [[...url]]
+			uc := *u
+			uc.Name = "virtual_server.health_check.url"
+			hc.Tables = append(hc.Tables, &uc)
+		}
 		t.Tables = append([]*Table{&hc}, t.Tables...)
 	} else {
 		for i, hc := range checks {
@@ -709,8 +714,13 @@ func (cv *converter) service(vs *kaVS, s service) {
 }
 
 func sameKeys(a, b *Table) bool {
-	if len(a.Keys) != len(b.Keys) {
+	if len(a.Keys) != len(b.Keys) || len(a.Tables) != len(b.Tables) {
 		return false
+	}
+	for i := range a.Tables {
+		if !sameKeys(a.Tables[i], b.Tables[i]) {
+			return false
+		}
 	}
 	for i := range a.Keys {
 		if a.Keys[i].Key != b.Keys[i].Key || fmt.Sprint(a.Keys[i].Value) != fmt.Sprint(b.Keys[i].Value) {
@@ -718,159 +728,4 @@ func sameKeys(a, b *Table) bool {
 		}
 	}
 	return true
-}
-
-// check converts a real server's checker: keepalived checks every
-// delay_loop and takes a server out after retry+1 failed attempts spaced
-// by delay_before_retry, and back in on one success; xlb checks every
-// interval and takes it out after fall failures, back after rise
-// successes: interval = delay_loop, fall = retry+1, rise = 1.
-func (cv *converter) check(vs *kaVS, rs *kaRS, addr netip.Addr, port int) (*Table, bool) {
-	hc := &Table{Name: "virtual_server.real_server.health_check", Src: rs.pos}
-	alpha := vs.alpha.ok || rs.alpha.ok
-	initial := ternary(alpha, "down", "up")
-	initialNote := ternary(alpha, "alpha", "keepalived starts real servers up (no alpha)")
-	if len(rs.checkers) == 0 {
-		hc.Comments = []string{"no checker: keepalived keeps the real server up"}
-		hc.Set("type", "none", "")
-		return hc, true
-	}
-	if len(rs.checkers) > 1 {
-		cv.d.errorf(rs.checkers[1].pos, rs.checkers[1].kind, "a second checker: xlb runs one check per real server (keepalived needs every one to pass)")
-		return nil, false
-	}
-	ck := rs.checkers[0]
-	if !ck.supported {
-		return nil, false
-	}
-	hc.Src = ck.pos
-	pick := func(f func(d *checkDefaults) any) (any, Pos, bool) {
-		for _, d := range []*checkDefaults{&ck.defaults, &rs.defaults, &vs.defaults} {
-			v := f(d)
-			switch s := v.(type) {
-			case setting[time.Duration]:
-				if s.ok {
-					return s.v, s.pos, true
-				}
-			case setting[int]:
-				if s.ok {
-					return s.v, s.pos, true
-				}
-			case setting[string]:
-				if s.ok {
-					return s.v, s.pos, true
-				}
-			}
-		}
-		return nil, Pos{}, false
-	}
-	dur := func(f func(d *checkDefaults) any, def time.Duration) time.Duration {
-		if v, _, ok := pick(f); ok {
-			return v.(time.Duration)
-		}
-		return def
-	}
-	interval := dur(func(d *checkDefaults) any { return d.delayLoop }, kaDelayLoop)
-	timeout := dur(func(d *checkDefaults) any { return d.connectTimeout }, kaConnectTimeout)
-	retry := kaRetry
-	dbr := kaDelayBeforeRetry
-	typ := ""
-	switch ck.kind {
-	case "TCP_CHECK":
-		typ = "tcp"
-	case "HTTP_GET":
-		typ, dbr = "http", kaHTTPDelayRetry
-	case "SSL_GET":
-		typ, dbr = "https", kaHTTPDelayRetry
-	case "MISC_CHECK":
-		typ, retry = "script", kaMiscRetry
-		timeout = interval
-		if ck.miscTimeout.ok {
-			timeout = ck.miscTimeout.v
-		}
-	}
-	if v, _, ok := pick(func(d *checkDefaults) any { return d.retry }); ok {
-		retry = v.(int)
-	}
-	dbr = dur(func(d *checkDefaults) any { return d.delayBeforeRetry }, dbr)
-	if ck.connectIP.ok {
-		if a, err := parseAddr(ck.connectIP.v); err != nil || a != addr {
-			cv.d.errorf(ck.connectIP.pos, "connect_ip", "%s: xlb checks the real server's own address %s", ck.connectIP.v, addr)
-			return nil, false
-		}
-	}
-	hc.Set("type", typ, ck.kind)
-	hc.Set("interval", Duration(interval), "delay_loop")
-	if timeout > interval {
-		cv.d.warnf(ck.pos, ck.kind, "the timeout %v is longer than the interval %v: xlb waits at most the interval", timeout, interval)
-		timeout = interval
-	}
-	hc.Set("timeout", Duration(timeout), ternary(ck.kind == "MISC_CHECK", "misc_timeout", "connect_timeout"))
-	hc.Set("fall", retry+1, "retry + 1")
-	hc.Set("rise", 1, "keepalived puts a server back on one success")
-	if ck.connectPort.ok && ck.connectPort.v != port {
-		hc.Set("port", ck.connectPort.v, "connect_port")
-	}
-	keepalivedDown := interval + time.Duration(retry)*dbr
-	hc.Comments = []string{fmt.Sprintf("%s, %s. Timing: keepalived checks every %v and takes the server out after %d failed attempt(s) %v apart (about %v);",
-		ck.kind, ck.pos, interval, retry+1, dbr, formatDuration(keepalivedDown)),
-		fmt.Sprintf("xlb checks every interval and takes it out after fall failures (about %v), and back after one success, as keepalived.", formatDuration(time.Duration(retry+1)*interval))}
-	switch typ {
-	case "http", "https":
-		if len(ck.urls) == 0 {
-			cv.d.warnf(ck.pos, ck.kind, "no url: keepalived ignores the checker, so the real server stays up")
-			hc.Keys = nil
-			hc.Comments = []string{"no url in " + ck.kind + ", " + ck.pos.String() + ": keepalived ignores the checker"}
-			hc.Set("type", "none", "")
-			return hc, true
-		}
-		if len(ck.urls) > 1 {
-			cv.d.errorf(ck.urls[1].pos, "url", "a second url: xlb checks one path (keepalived needs every url to pass)")
-			return nil, false
-		}
-		u := ck.urls[0]
-		if u.path.ok {
-			hc.Set("path", u.path.v, "")
-		} else {
-			cv.d.errorf(u.pos, "url", "no path")
-			return nil, false
-		}
-		codes := []int{}
-		for c := 200; c < 300; c++ {
-			codes = append(codes, c)
-		}
-		note := "keepalived's default 200-299"
-		if u.status.ok {
-			codes, note = u.status.v, ""
-		}
-		hc.Set("expect_status", codes, note)
-		if u.regex.ok {
-			if _, err := regexp.Compile(u.regex.v); err != nil {
-				cv.d.errorf(u.regex.pos, "regex", "%q is not an RE2 expression xlb can use: %v", u.regex.v, err)
-				return nil, false
-			}
-			hc.Set("body_regex", u.regex.v, "")
-		}
-		host := ""
-		if u.virtualhost.ok {
-			host = u.virtualhost.v
-		} else if v, _, ok := pick(func(d *checkDefaults) any { return d.virtualhost }); ok {
-			host = v.(string)
-		}
-		if host != "" {
-			hc.Set("host", host, "virtualhost")
-		}
-		if ck.sni.ok && typ == "https" && host != "" {
-			hc.Set("sni", host, "enable_sni")
-		}
-	case "script":
-		if !ck.miscPath.ok {
-			cv.d.errorf(ck.pos, "MISC_CHECK", "no misc_path")
-			return nil, false
-		}
-		hc.Set("script", ck.miscPath.v, "misc_path")
-		cv.d.warnf(ck.miscPath.pos, "misc_path", "xlb appends the real server's address and port to the script's arguments (keepalived passes none)")
-	}
-	hc.Set("initial_state", initial, initialNote)
-	return hc, true
 }

@@ -1,8 +1,10 @@
 package keepalived
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,7 +115,14 @@ func init() {
 			fn:   vsStart, end: vsEnd},
 	},
 		skipBlock(unsupported, noRoutes, "static_ipaddress", "static_routes", "static_rules"),
-		skipBlock(unsupported, noTrack, "vrrp_track_process", "track_file", "vrrp_track_file", "track_group"),
+		[]*keyword{{name: "track_file", alias: []string{"vrrp_track_file"}, st: mapped, xlb: "health_check.file, weight, weight_reverse of the FILE_CHECKs naming it",
+			sub: trackFileKeywords, doc: "track_file NAME", note: "for FILE_CHECK; a VRRP instance's track_file is not supported",
+			fn: func(p *parser, s *stmt) {
+				name, _ := p.arg(s, 1)
+				p.tf = &kaTrackFile{pos: s.Pos, name: name}
+				p.c.trackFiles = append(p.c.trackFiles, p.tf)
+			}}},
+		skipBlock(unsupported, noTrack, "vrrp_track_process", "track_group"),
 		skipBlock(unsupported, "xlb has no BFD", "bfd_instance"),
 		skipBlock(ignored, "xlb follows link state from netlink", "linkbeat_interfaces"),
 		skipBlock(unsupported, "xlb sends gratuitous ARP per instance (garp_* keys)", "garp_group", "vrrp_garp_extra_if"),
@@ -127,6 +136,22 @@ func init() {
 			k.skip = true
 		}
 	}
+}
+
+var trackFileKeywords = []*keyword{
+	{name: "file", st: mapped, xlb: "health_check.file", fn: func(p *parser, s *stmt) {
+		if v, ok := p.arg(s, 1); ok && !p.tf.file.ok {
+			p.tf.file.set(v, s.Pos)
+		}
+	}},
+	{name: "weight", st: mapped, xlb: "health_check.weight, weight_reverse", note: "keepalived's default 1; -254..254, `reverse`",
+		fn: func(p *parser, s *stmt) {
+			if n, ok := p.integer(s, 1, -254, 254); ok {
+				p.tf.weight.set(n, s.Pos)
+			}
+			p.tf.reverse = len(s.Words) > 2 && s.Words[2] == "reverse"
+		}},
+	{name: "init_file", st: unsupported, note: "xlb does not create the file: create it with the value wanted (a missing file reads 0)"},
 }
 
 var globalKeywords = join([]*keyword{
@@ -469,7 +494,11 @@ func checkDefaultKeywords(where string, get func(p *parser) *checkDefaults) []*k
 			}
 		}})
 	}
-	return append(out, &keyword{name: "warmup", st: ignored, note: "xlb spreads the first checks with jitter"})
+	return append(out, &keyword{name: "warmup", st: mapped, xlb: "health_check.warmup", fn: func(p *parser, s *stmt) {
+		if d, ok := p.timer(s, 1, 0, 0); ok {
+			get(p).warmup.set(d, s.Pos)
+		}
+	}})
 }
 
 var urlKeywords = []*keyword{
@@ -510,7 +539,18 @@ var urlKeywords = []*keyword{
 			p.url.virtualhost.set(v, s.Pos)
 		}
 	}},
-	{name: "digest", st: unsupported, note: "xlb does not compare the body's MD5 digest: use status_code or regex"},
+	{name: "digest", st: mapped, xlb: "health_check.digest", note: "32 hex digits; another length is ignored with a warning, as keepalived ignores it",
+		fn: func(p *parser, s *stmt) {
+			v, ok := p.arg(s, 1)
+			if !ok {
+				return
+			}
+			if b, err := hex.DecodeString(v); err != nil || len(b) != 16 {
+				p.d.warnf(s.Pos, s.kw(), "%q is not an MD5 digest (32 hex digits): ignored, as keepalived ignores it", v)
+				return
+			}
+			p.url.digest.set(strings.ToLower(v), s.Pos)
+		}},
 	{name: "regex_no_match", st: unsupported, note: "xlb has no negated body match"},
 	{name: "regex_min_offset", st: unsupported, note: "xlb matches the whole body"},
 	{name: "regex_max_offset", st: unsupported, note: "xlb matches the whole body"},
@@ -523,8 +563,11 @@ func chkKeywords(kind string) []*keyword {
 	if kind == "HTTP_GET" || kind == "SSL_GET" {
 		where = "http"
 	}
+	if kind == "FILE_CHECK" {
+		return fileCheckKeywords
+	}
 	base := join([]*keyword{
-		{name: "connect_ip", st: mapped, xlb: "(the real server's address only)", note: "a check of another address is not supported", fn: func(p *parser, s *stmt) {
+		{name: "connect_ip", st: mapped, xlb: "health_check.connect_ip", fn: func(p *parser, s *stmt) {
 			if v, ok := p.arg(s, 1); ok {
 				p.chk.connectIP.set(v, s.Pos)
 			}
@@ -534,26 +577,91 @@ func chkKeywords(kind string) []*keyword {
 				p.chk.connectPort.set(n, s.Pos)
 			}
 		}},
+		{name: "bindto", st: mapped, xlb: "health_check.bindto", fn: func(p *parser, s *stmt) {
+			if v, ok := p.arg(s, 1); ok {
+				p.chk.bindto.set(v, s.Pos)
+			}
+		}},
 	},
 		checkDefaultKeywords(where, func(p *parser) *checkDefaults { return &p.chk.defaults }),
-		group(ignored, "xlb checks from the address the kernel picks", "bindto", "bind_port", "bind_if"),
+		group(ignored, "xlb checks from the port and interface the kernel picks", "bind_port", "bind_if"),
 		group(unsupported, "xlb's checks carry no firewall mark", "fwmark"),
 		group(ignored, "no effect in xlb", "log_all_failures", "dynamic"),
 	)
 	switch kind {
 	case "HTTP_GET", "SSL_GET":
 		base = join(base, []*keyword{
-			{name: "url", st: mapped, xlb: "health_check.path, expect_status, body_regex, host", sub: urlKeywords, doc: "url",
-				note: "one url; keepalived requires every url to pass, xlb checks one", fn: func(p *parser, s *stmt) {
+			{name: "url", st: mapped, xlb: "health_check.path, expect_status, body_regex, digest, host; several: [[health_check.url]]", sub: urlKeywords, doc: "url",
+				note: "every url must pass, as keepalived", fn: func(p *parser, s *stmt) {
 					p.url = &kaURL{pos: s.Pos}
 					p.chk.urls = append(p.chk.urls, p.url)
 				}},
 			{name: "enable_sni", st: mapped, xlb: "health_check.sni", note: "the virtualhost, else the address", fn: func(p *parser, s *stmt) {
 				p.chk.sni.set(true, s.Pos)
 			}},
-			{name: "http_protocol", st: ignored, note: "xlb sends HTTP/1.1 with Connection: close"},
+			{name: "http_protocol", st: mapped, xlb: "health_check.http_protocol", note: "1.0, 1.0C, 1.1; keepalived's default 1.0 is written out",
+				fn: func(p *parser, s *stmt) {
+					v, ok := p.arg(s, 1)
+					switch {
+					case !ok:
+					case v == "1.0" || v == "1.1":
+						p.chk.httpProto.set(v, s.Pos)
+					case v == "1.0C" || v == "1.0c":
+						p.chk.httpProto.set("1.0C", s.Pos)
+					default:
+						p.d.warnf(s.Pos, s.kw(), "invalid version %q: ignored, as keepalived ignores it", v)
+					}
+				}},
 			{name: "fast_recovery", st: ignored, note: "xlb puts a server back after `rise` successes"},
 		})
+	case "UDP_CHECK":
+		base = join(base, []*keyword{
+			{name: "payload", st: mapped, xlb: "health_check.payload", fn: func(p *parser, s *stmt) {
+				if len(s.Words) > 1 {
+					p.chk.payload.set(strings.Join(s.Words[1:], " "), s.Pos)
+				}
+			}},
+			{name: "require_reply", st: mapped, xlb: "health_check.require_reply", note: "without a pattern: true", fn: func(p *parser, s *stmt) {
+				p.chk.reply.set(strings.Join(s.Words[1:], " "), s.Pos)
+			}},
+			{name: "min_reply_length", st: unsupported, note: "xlb checks a reply against the require_reply pattern only"},
+			{name: "max_reply_length", st: unsupported, note: "xlb checks a reply against the require_reply pattern only"},
+		})
+	case "DNS_CHECK":
+		base = join(base, []*keyword{
+			{name: "type", st: mapped, xlb: "health_check.dns_type", note: "keepalived's default SOA is written out", fn: func(p *parser, s *stmt) {
+				v, _ := p.arg(s, 1)
+				if slices.Contains(dnsTypes, strings.ToUpper(v)) {
+					p.chk.dnsType.set(strings.ToUpper(v), s.Pos)
+				} else {
+					p.d.warnf(s.Pos, s.kw(), "unknown type %q: ignored, as keepalived ignores it", v)
+				}
+			}},
+			{name: "name", st: mapped, xlb: "health_check.dns_name", note: "keepalived's default \".\" is written out", fn: func(p *parser, s *stmt) {
+				if v, ok := p.arg(s, 1); ok && !p.chk.dnsName.ok {
+					p.chk.dnsName.set(v, s.Pos)
+				}
+			}},
+		})
+	case "SMTP_CHECK":
+		base = join(base, []*keyword{
+			{name: "helo_name", st: mapped, xlb: "health_check.helo_name", note: "keepalived's default smtpchecker.keepalived.org is written out",
+				fn: func(p *parser, s *stmt) {
+					if v, ok := p.arg(s, 1); ok {
+						p.chk.helo.set(v, s.Pos)
+					}
+				}},
+		})
+		host := &keyword{name: "host", st: mapped, xlb: "health_check.connect_ip, port, bindto", doc: "host",
+			note: "one host block; several are not supported (keepalived makes one checker of each)",
+			fn: func(p *parser, s *stmt) {
+				h := &kaChecker{pos: s.Pos, kind: "SMTP_CHECK host", supported: true}
+				p.chk.hosts = append(p.chk.hosts, h)
+				p.host, p.chk = p.chk, h
+			},
+			end: func(p *parser, s *stmt) { p.chk, p.host = p.host, nil }}
+		host.sub = slices.Clone(base[:len(base)-1]) // the common keywords, not helo_name
+		base = append(base, host)
 	case "MISC_CHECK":
 		base = join([]*keyword{
 			{name: "misc_path", st: mapped, xlb: "health_check.script", note: "xlb appends the real server's address and port to the arguments",
@@ -567,12 +675,33 @@ func chkKeywords(kind string) []*keyword {
 					p.chk.miscTimeout.set(d, s.Pos)
 				}
 			}},
-			{name: "misc_dynamic", st: unsupported, note: "xlb does not set weights from a script's exit status"},
+			{name: "misc_dynamic", st: mapped, xlb: "health_check.misc_dynamic", fn: func(p *parser, s *stmt) {
+				p.chk.miscDynamic.set(true, s.Pos)
+			}},
 			{name: "user", st: unsupported, note: "xlb runs every script as global.script_user"},
 		}, checkDefaultKeywords("misc", func(p *parser) *checkDefaults { return &p.chk.defaults }),
 			group(ignored, "no effect in xlb", "log_all_failures"))
 	}
 	return base
+}
+
+// dnsTypes are the types DNS_CHECK knows (check_dns.c, DNS_TYPE).
+var dnsTypes = []string{"A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA", "RRSIG", "DNSKEY"}
+
+// fileCheckKeywords are FILE_CHECK's (check_file.c): no common checker
+// keyword.
+var fileCheckKeywords = []*keyword{
+	{name: "track_file", st: mapped, xlb: "health_check.file (the track_file's)", fn: func(p *parser, s *stmt) {
+		if v, ok := p.arg(s, 1); ok {
+			p.chk.trackFile.set(v, s.Pos)
+		}
+	}},
+	{name: "weight", st: mapped, xlb: "health_check.weight, weight_reverse", note: "else the track_file's", fn: func(p *parser, s *stmt) {
+		if n, ok := p.integer(s, 1, -65535, 65535); ok {
+			p.chk.fileWeight.set(n, s.Pos)
+		}
+		p.chk.fileReverse = len(s.Words) > 2 && s.Words[2] == "reverse"
+	}},
 }
 
 func checker(kind, xlbType string) *keyword {
@@ -602,11 +731,11 @@ var rsKeywords = join([]*keyword{
 	checker("HTTP_GET", "http"),
 	checker("SSL_GET", "https"),
 	checker("MISC_CHECK", "script"),
-	unsupportedChecker("SMTP_CHECK", "xlb has no SMTP check (tcp connects only)"),
-	unsupportedChecker("DNS_CHECK", "xlb has no DNS check"),
-	unsupportedChecker("UDP_CHECK", "xlb has no UDP check"),
-	unsupportedChecker("PING_CHECK", "xlb has no ICMP check"),
-	unsupportedChecker("FILE_CHECK", "xlb has no file check"),
+	checker("UDP_CHECK", "udp"),
+	checker("DNS_CHECK", "dns"),
+	checker("SMTP_CHECK", "smtp"),
+	checker("PING_CHECK", "ping"),
+	checker("FILE_CHECK", "file"),
 	unsupportedChecker("BFD_CHECK", "xlb has no BFD"),
 },
 	checkDefaultKeywords("rs", func(p *parser) *checkDefaults { return &p.rs.defaults }),

@@ -41,6 +41,7 @@ type kaConfig struct {
 	instances      []*kaInstance
 	vsGroups       []*kaVSGroup
 	services       []*kaVS
+	trackFiles     []*kaTrackFile
 	firstPos       Pos
 }
 
@@ -109,6 +110,17 @@ type checkDefaults struct {
 	retry            setting[int]
 	delayBeforeRetry setting[time.Duration]
 	virtualhost      setting[string]
+	warmup           setting[time.Duration]
+}
+
+// kaTrackFile is a top-level track_file (vrrp_track_file) block, which a
+// FILE_CHECK names.
+type kaTrackFile struct {
+	pos     Pos
+	name    string
+	file    setting[string]
+	weight  setting[int]
+	reverse bool
 }
 
 type kaVS struct {
@@ -150,11 +162,23 @@ type kaChecker struct {
 	supported   bool
 	connectIP   setting[string]
 	connectPort setting[int]
+	bindto      setting[string]
 	defaults    checkDefaults
 	urls        []*kaURL
 	sni         setting[bool]
+	httpProto   setting[string]
 	miscPath    setting[string]
 	miscTimeout setting[time.Duration]
+	miscDynamic setting[bool]
+	payload     setting[string]
+	reply       setting[string] // require_reply: "" any reply
+	dnsType     setting[string]
+	dnsName     setting[string]
+	helo        setting[string]
+	hosts       []*kaChecker // SMTP_CHECK host blocks
+	trackFile   setting[string]
+	fileWeight  setting[int]
+	fileReverse bool
 }
 
 type kaURL struct {
@@ -163,4 +187,5 @@ type kaURL struct {
 	status      setting[[]int]
 	regex       setting[string]
 	virtualhost setting[string]
+	digest      setting[string]
 }

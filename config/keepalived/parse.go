@@ -37,6 +37,8 @@ type parser struct {
 	vs     *kaVS
 	rs     *kaRS
 	chk    *kaChecker
+	host   *kaChecker // the SMTP_CHECK whose host block is being read
+	tf     *kaTrackFile
 	url    *kaURL
 	seen   map[*keyword]bool
 }

@@ -102,6 +102,7 @@ func TestSemantics(t *testing.T) {
 		opts Options
 	}{
 		{"semantics.conf", Options{Instance: "lb1", InstanceSet: true}},
+		{"checkers.conf", Options{}},
 	} {
 		got, res := importGolden(t, "testdata", tc.file, tc.opts)
 		checkGolden(t, filepath.Join("testdata", tc.file+".golden"), got)

@@ -32,7 +32,7 @@ type Table struct {
 }
 
 // KV is one key = value line, with an optional trailing comment. Value is
-// a string, int, bool, Duration, []string or []int.
+// a string, int, bool, Duration, []string, []int or []any of those.
 type KV struct {
 	Key     string
 	Value   any
@@ -138,6 +138,12 @@ func tomlValue(v any) string {
 		parts := make([]string, len(v))
 		for i, n := range v {
 			parts[i] = strconv.Itoa(n)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
+	case []any:
+		parts := make([]string, len(v))
+		for i, e := range v {
+			parts[i] = tomlValue(e)
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
 	}

@@ -1,6 +1,11 @@
-// Package health runs the health checks of real servers: TCP connect, HTTP
-// and HTTPS GET, and external scripts, scheduled with jitter by a Manager
-// that uses one scheduler goroutine and a bounded pool of workers.
+// Package health runs the health checks of real servers, keepalived's
+// checkers one file each: TCP connect (tcp.go, TCP_CHECK), HTTP and HTTPS
+// GET (http.go, HTTP_GET and SSL_GET), UDP datagrams (udp.go, UDP_CHECK),
+// DNS queries (dns.go, DNS_CHECK), the SMTP greeting (smtp.go,
+// SMTP_CHECK), ICMP echo (ping.go, PING_CHECK), a file's number (file.go,
+// FILE_CHECK) and external scripts (script.go, MISC_CHECK), scheduled with
+// jitter by a Manager that uses one scheduler goroutine and a bounded pool
+// of workers.
 //
 // The package knows nothing about the configuration file, VRRP or the
 // dataplane: the control plane converts its configuration into Specs, calls
@@ -13,15 +18,20 @@
 // consecutive failures, whatever state it was in (so Unknown becomes Down
 // after Fall failures, and Unknown becomes Up after Rise successes). A
 // check of type "none" is always Up and never runs.
+//
+// Some checks also set their real server's weight (a WeightChecker: a
+// script with MiscDynamic, a file check): the Weight of its last successful
+// run travels with its Transitions.
 package health
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
-	"regexp"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -32,6 +42,62 @@ type Checker interface {
 	Check(ctx context.Context) error
 }
 
+// WeightChecker is a Checker whose runs also tell the weight their real
+// server should have (a script with MiscDynamic, a file check). The
+// Manager calls CheckWeight instead of Check; the Weight of a run that
+// fails is ignored (the last successful run's stays).
+type WeightChecker interface {
+	Checker
+	CheckWeight(ctx context.Context) (Weight, error)
+}
+
+// WeightMode says how a Weight changes the configured weight.
+type WeightMode uint8
+
+// The weight modes.
+const (
+	WeightConfigured WeightMode = iota // the configured weight (the zero Weight)
+	WeightSet                          // Value replaces it (misc_dynamic)
+	WeightAdd                          // Value is added to it (FILE_CHECK with a weight)
+)
+
+// MaxWeight is the largest weight of a real server (IPVS's, keepalived's
+// IPVS_WEIGHT_MAX).
+const MaxWeight = 65535
+
+// Weight is what a check says of its real server's weight. The zero
+// Weight keeps the configured one.
+type Weight struct {
+	Mode  WeightMode
+	Value int64
+}
+
+// Apply returns the weight of a real server configured with configured:
+// Value set or added, bounded to 0..MaxWeight (keepalived's real_weight).
+func (w Weight) Apply(configured uint32) uint32 {
+	v := int64(configured)
+	switch w.Mode {
+	case WeightSet:
+		v = w.Value
+	case WeightAdd:
+		v += w.Value
+	}
+	return uint32(min(max(v, 0), MaxWeight))
+}
+
+func (w Weight) String() string {
+	switch w.Mode {
+	case WeightSet:
+		return fmt.Sprintf("set %d", w.Value)
+	case WeightAdd:
+		return fmt.Sprintf("%+d", w.Value)
+	}
+	return "configured"
+}
+
+// MarshalText makes Weight print as String in JSON and logs.
+func (w Weight) MarshalText() ([]byte, error) { return []byte(w.String()), nil }
+
 // Type is the kind of a health check.
 type Type string
 
@@ -40,9 +106,39 @@ const (
 	TypeTCP    Type = "tcp"    // TCP connect
 	TypeHTTP   Type = "http"   // HTTP GET
 	TypeHTTPS  Type = "https"  // HTTP GET over TLS
+	TypeUDP    Type = "udp"    // a datagram, no ICMP error (or a reply)
+	TypeDNS    Type = "dns"    // a query answered without error
+	TypeSMTP   Type = "smtp"   // greeting, HELO and QUIT
+	TypePing   Type = "ping"   // ICMP or ICMPv6 echo
+	TypeFile   Type = "file"   // a number in a file
 	TypeScript Type = "script" // external program, exit 0 = up
 	TypeNone   Type = "none"   // no check: always up
 )
+
+// types lists the check types, for messages.
+var types = []Type{TypeTCP, TypeHTTP, TypeHTTPS, TypeUDP, TypeDNS, TypeSMTP, TypePing, TypeFile, TypeScript, TypeNone}
+
+// HTTP protocol versions of a request (keepalived's http_protocol).
+const (
+	HTTP10      = "1.0"  // HTTP/1.0 (keepalived's default)
+	HTTP10Close = "1.0C" // HTTP/1.0 with Connection: close
+	HTTP11      = "1.1"  // HTTP/1.1 with Connection: close (xlb's default)
+)
+
+// URL is one URL of an HTTP or HTTPS check (keepalived's url block).
+// Empty fields take the Spec's.
+type URL struct {
+	Path         string
+	ExpectStatus []int
+	BodyRegex    string
+	Digest       string // the MD5 of the body, 32 hex digits
+	Host         string
+}
+
+func (u URL) equal(o URL) bool {
+	return u.Path == o.Path && slices.Equal(u.ExpectStatus, o.ExpectStatus) &&
+		u.BodyRegex == o.BodyRegex && u.Digest == o.Digest && u.Host == o.Host
+}
 
 // Spec describes one check of one real server. The zero value is not
 // valid; the control plane fills every field it needs (defaults belong to
@@ -55,12 +151,50 @@ type Spec struct {
 	Timeout  time.Duration // of one run
 	Fall     int           // consecutive failures that make the check Down
 	Rise     int           // consecutive successes that make the check Up
+	// Warmup bounds the time to the first run of a new check, drawn at
+	// random (keepalived's warmup): 0 within the first Interval, negative
+	// at once.
+	Warmup time.Duration
 
-	// HTTP and HTTPS.
+	// Every check that opens a socket (tcp, http, https, udp, dns, smtp,
+	// ping): ConnectIP, when valid, is checked instead of Target's address
+	// (keepalived's connect_ip), and BindTo, when valid, is the source
+	// address (bindto).
+	ConnectIP netip.Addr
+	BindTo    netip.Addr
+
+	// HTTP and HTTPS. Path, ExpectStatus, BodyRegex and Digest make the
+	// URL checked when URLs is empty; with URLs, each is checked in turn
+	// and all must pass (keepalived's url blocks).
 	Path         string // request path, "/" when empty
 	ExpectStatus []int  // accepted status codes; any 2xx when empty
 	BodyRegex    string // when set, the body (first 1 MiB) must match
+	Digest       string // when set, the MD5 of the body, 32 hex digits
 	Host         string // Host header; the target address when empty
+	URLs         []URL
+	HTTPProtocol string // HTTP10, HTTP10Close or HTTP11 (""): the request's version
+
+	// UDP: Payload is sent (hex digits, white space allowed; 32 bytes of
+	// "xlb check - " when empty). Without RequireReply, the check passes
+	// unless an ICMP error answers within the timeout; with it, a reply
+	// must come, and start with Reply when that is set (hex digits, x a
+	// wildcard nibble).
+	Payload      string
+	RequireReply bool
+	Reply        string
+
+	// DNS: the query's name ("." when empty) and type (SOA when empty).
+	DNSName string
+	DNSType string
+
+	// SMTP: the HELO name; the host name when empty.
+	HeloName string
+
+	// File: the file read, the weight its number is multiplied by, and
+	// whether the result is reversed (keepalived's FILE_CHECK / track_file).
+	File        string
+	FileWeight  int
+	FileReverse bool
 
 	// HTTPS only.
 	SNI       string // TLS server name; Host when empty; none sent when both are empty
@@ -73,6 +207,10 @@ type Spec struct {
 	// as XLB_RS_ADDR and XLB_RS_PORT; Service, when set, as XLB_VS_NAME.
 	Script  string
 	Service string
+	// MiscDynamic: exit status 2..255 is up with weight status - 2, 0 up
+	// with the configured weight, anything else down (keepalived's
+	// misc_dynamic).
+	MiscDynamic bool
 
 	// InitialUp makes a new check start Up instead of Unknown. It has no
 	// effect on a check that already exists.
@@ -84,35 +222,71 @@ type Spec struct {
 func (s Spec) Equal(o Spec) bool {
 	return s.sameProbe(o) &&
 		s.Interval == o.Interval && s.Timeout == o.Timeout &&
-		s.Fall == o.Fall && s.Rise == o.Rise && s.InitialUp == o.InitialUp
+		s.Fall == o.Fall && s.Rise == o.Rise && s.InitialUp == o.InitialUp &&
+		s.Warmup == o.Warmup
 }
 
 // sameProbe reports whether two Specs probe the same thing the same way,
-// ignoring timing, thresholds and InitialUp. A check whose probe is
-// unchanged keeps its state across Manager.Update.
+// ignoring timing, thresholds, Warmup and InitialUp. A check whose probe
+// is unchanged keeps its state across Manager.Update.
 func (s Spec) sameProbe(o Spec) bool {
 	return s.Type == o.Type && s.Target == o.Target && s.Path == o.Path &&
 		slices.Equal(s.ExpectStatus, o.ExpectStatus) && s.BodyRegex == o.BodyRegex &&
 		s.Host == o.Host && s.SNI == o.SNI && s.TLSVerify == o.TLSVerify &&
-		s.CAFile == o.CAFile && s.Script == o.Script
+		s.CAFile == o.CAFile && s.Script == o.Script &&
+		s.ConnectIP == o.ConnectIP && s.BindTo == o.BindTo && s.Digest == o.Digest &&
+		slices.EqualFunc(s.URLs, o.URLs, URL.equal) && s.HTTPProtocol == o.HTTPProtocol &&
+		s.Payload == o.Payload && s.RequireReply == o.RequireReply && s.Reply == o.Reply &&
+		s.DNSName == o.DNSName && s.DNSType == o.DNSType && s.HeloName == o.HeloName &&
+		s.File == o.File && s.FileWeight == o.FileWeight && s.FileReverse == o.FileReverse &&
+		s.MiscDynamic == o.MiscDynamic && s.Service == o.Service
+}
+
+// clone returns s with its slices copied, so that the caller may keep
+// changing its own.
+func (s Spec) clone() Spec {
+	s.ExpectStatus = slices.Clone(s.ExpectStatus)
+	s.URLs = slices.Clone(s.URLs)
+	for i := range s.URLs {
+		s.URLs[i].ExpectStatus = slices.Clone(s.URLs[i].ExpectStatus)
+	}
+	return s
+}
+
+// target is the address and port a check connects to: Target, with
+// ConnectIP's address when set.
+func (s Spec) target() netip.AddrPort {
+	if s.ConnectIP.IsValid() {
+		return netip.AddrPortFrom(s.ConnectIP, s.Target.Port())
+	}
+	return s.Target
 }
 
 // Validate reports the first problem that makes s unusable.
 func (s Spec) Validate() error {
-	switch s.Type {
-	case TypeNone:
+	switch {
+	case s.Type == TypeNone:
 		return nil
-	case TypeTCP, TypeHTTP, TypeHTTPS, TypeScript:
-	case "":
+	case s.Type == "":
 		return errors.New("missing check type")
-	default:
-		return fmt.Errorf("unknown check type %q (want tcp, http, https, script or none)", s.Type)
+	case !slices.Contains(types, s.Type):
+		names := make([]string, len(types))
+		for i, t := range types {
+			names[i] = string(t)
+		}
+		return fmt.Errorf("unknown check type %q (want %s)", s.Type, strings.Join(names, ", "))
 	}
 	if !s.Target.Addr().IsValid() {
 		return errors.New("missing target address")
 	}
-	if s.Target.Port() == 0 && s.Type != TypeScript {
+	if s.Target.Port() == 0 && s.Type != TypeScript && s.Type != TypePing && s.Type != TypeFile {
 		return errors.New("missing target port")
+	}
+	if s.ConnectIP.IsValid() && s.BindTo.IsValid() && s.ConnectIP.Is4() != s.BindTo.Is4() {
+		return fmt.Errorf("bindto %s and connect_ip %s: not of one family", s.BindTo, s.ConnectIP)
+	}
+	if !s.ConnectIP.IsValid() && s.BindTo.IsValid() && s.Target.Addr().Is4() != s.BindTo.Is4() {
+		return fmt.Errorf("bindto %s and target %s: not of one family", s.BindTo, s.Target.Addr())
 	}
 	if s.Interval <= 0 {
 		return fmt.Errorf("interval %v: must be positive", s.Interval)
@@ -128,16 +302,14 @@ func (s Spec) Validate() error {
 	}
 	switch s.Type {
 	case TypeHTTP, TypeHTTPS:
-		for _, c := range s.ExpectStatus {
-			if c < 100 || c > 599 {
-				return fmt.Errorf("expected status %d: not an HTTP status code", c)
-			}
-		}
-		if _, err := regexp.Compile(s.BodyRegex); err != nil {
-			return fmt.Errorf("body regex: %w", err)
-		}
-		if s.Path != "" && s.Path[0] != '/' {
-			return fmt.Errorf("path %q: must start with /", s.Path)
+		return validHTTP(s)
+	case TypeUDP:
+		return validUDP(s)
+	case TypeDNS:
+		return validDNS(s)
+	case TypeFile:
+		if s.File == "" {
+			return errors.New("missing file")
 		}
 	case TypeScript:
 		if !validScript(s.Script) {
@@ -160,6 +332,16 @@ func newChecker(s Spec, scripts ScriptRunner) (Checker, error) {
 		return newTCPChecker(s), nil
 	case TypeHTTP, TypeHTTPS:
 		return newHTTPChecker(s)
+	case TypeUDP:
+		return newUDPChecker(s)
+	case TypeDNS:
+		return newDNSChecker(s)
+	case TypeSMTP:
+		return newSMTPChecker(s), nil
+	case TypePing:
+		return newPingChecker(s), nil
+	case TypeFile:
+		return newFileChecker(s), nil
 	case TypeScript:
 		return newScriptChecker(s, scripts), nil
 	default:
@@ -171,6 +353,20 @@ func newChecker(s Spec, scripts ScriptRunner) (Checker, error) {
 type noneChecker struct{}
 
 func (noneChecker) Check(context.Context) error { return nil }
+
+// dialer returns the dialer of a check over network ("tcp" or "udp"):
+// from BindTo when set.
+func dialer(s Spec, network string) *net.Dialer {
+	d := &net.Dialer{}
+	if s.BindTo.IsValid() {
+		if network == "udp" {
+			d.LocalAddr = &net.UDPAddr{IP: s.BindTo.AsSlice()}
+		} else {
+			d.LocalAddr = &net.TCPAddr{IP: s.BindTo.AsSlice()}
+		}
+	}
+	return d
+}
 
 // State is the health of a check.
 type State uint8
@@ -196,3 +392,7 @@ func (s State) String() string {
 
 // MarshalText makes State print as its name in JSON and logs.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// deadlinePast is set as a socket's deadline to end its blocked I/O when
+// the check's context is done.
+var deadlinePast = time.Unix(1, 0)

@@ -34,11 +34,13 @@ type Options struct {
 	Scripts ScriptRunner
 }
 
-// Transition is a change of state of one check.
+// Transition is a change of state of one check, or of the weight it
+// sets (From == To then).
 type Transition struct {
 	Key      string
 	From, To State
 	Up       bool      // To == StateUp: the real server may get traffic
+	Weight   Weight    // the weight the check sets (of its last successful run)
 	Err      error     // the failure that caused it, or why the Spec is invalid
 	At       time.Time // by the Manager's clock
 }
@@ -47,6 +49,7 @@ type Transition struct {
 type CheckStatus struct {
 	Spec         Spec
 	State        State
+	Weight       Weight // the weight the check sets
 	Successes    int    // consecutive
 	Failures     int    // consecutive
 	Runs         uint64 // completed runs
@@ -92,6 +95,7 @@ type check struct {
 	invalid error
 
 	state     State
+	weight    Weight
 	successes int
 	failures  int
 	runs      uint64
@@ -198,8 +202,7 @@ func (m *Manager) Update(specs map[string]Spec) error {
 	}
 	slices.Sort(keys)
 	for _, key := range keys {
-		s := specs[key]
-		s.ExpectStatus = slices.Clone(s.ExpectStatus) // the caller keeps its slice
+		s := specs[key].clone() // the caller keeps its slices
 		old := m.checks[key]
 		if old != nil && old.invalid == nil && old.spec.Equal(s) {
 			continue
@@ -209,16 +212,16 @@ func (m *Manager) Update(specs map[string]Spec) error {
 			m.retime(old, s, now)
 			continue
 		}
-		from := StateUnknown
+		from, fromWeight := StateUnknown, Weight{}
 		if old != nil {
-			from = old.state
+			from, fromWeight = old.state, old.weight
 			m.remove(old)
 		}
 		c := m.add(key, s, now)
 		if c.invalid != nil {
 			errs = append(errs, fmt.Errorf("health check %s: %w", key, c.invalid))
 		}
-		if c.state != from {
+		if c.state != from || c.weight != fromWeight {
 			t := Transition{Key: key, From: from, To: c.state, Up: c.state == StateUp, Err: c.invalid, At: now}
 			m.out.push(t)
 			changed = append(changed, t)
@@ -233,7 +236,7 @@ func (m *Manager) Update(specs map[string]Spec) error {
 }
 
 // add creates the check key from s and schedules its first run somewhere
-// in its first interval. Called with m.mu held.
+// in its first interval, or its Warmup. Called with m.mu held.
 func (m *Manager) add(key string, s Spec, now time.Time) *check {
 	c := &check{key: key, spec: s, index: -1}
 	checker, err := newChecker(s, m.scripts)
@@ -247,7 +250,7 @@ func (m *Manager) add(key string, s Spec, now time.Time) *check {
 		if s.InitialUp {
 			c.state = StateUp
 		}
-		c.next = now.Add(rand.N(s.Interval))
+		c.next = now.Add(firstDelay(s))
 		heap.Push(&m.queue, c)
 	}
 	m.checks[key] = c
@@ -284,6 +287,7 @@ func (m *Manager) Status() map[string]CheckStatus {
 		s := CheckStatus{
 			Spec:         c.spec,
 			State:        c.state,
+			Weight:       c.weight,
 			Successes:    c.successes,
 			Failures:     c.failures,
 			Runs:         c.runs,
@@ -291,7 +295,7 @@ func (m *Manager) Status() map[string]CheckStatus {
 			LastDuration: c.lastDur,
 			LastRun:      c.lastRun,
 		}
-		s.Spec.ExpectStatus = slices.Clone(s.Spec.ExpectStatus)
+		s.Spec = s.Spec.clone()
 		if c.index >= 0 {
 			s.NextRun = c.next
 		}
@@ -310,6 +314,21 @@ func (m *Manager) States() map[string]State {
 		st[key] = c.state
 	}
 	return st
+}
+
+// Weights returns the weight each check sets (misc_dynamic, file) by key,
+// for the checks that set one; the others leave their real server's
+// configured weight.
+func (m *Manager) Weights() map[string]Weight {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w := map[string]Weight{}
+	for key, c := range m.checks {
+		if c.weight != (Weight{}) {
+			w[key] = c.weight
+		}
+	}
+	return w
 }
 
 // schedule is the scheduler goroutine: it moves due checks from the heap
@@ -364,7 +383,13 @@ func (m *Manager) schedule(ctx context.Context) {
 func (m *Manager) run(ctx context.Context, j job) {
 	cctx, cancel := context.WithTimeout(ctx, j.timeout)
 	start := time.Now()
-	err := j.checker.Check(cctx)
+	var w Weight
+	var err error
+	if wc, ok := j.checker.(WeightChecker); ok {
+		w, err = wc.CheckWeight(cctx)
+	} else {
+		err = j.checker.Check(cctx)
+	}
 	d := time.Since(start)
 	cancel()
 	if ctx.Err() != nil {
@@ -373,15 +398,15 @@ func (m *Manager) run(ctx context.Context, j job) {
 	if m.observe != nil {
 		m.observe(j.c.key, j.typ, d, err)
 	}
-	t, changed := m.finish(j, err, d)
+	t, changed := m.finish(j, w, err, d)
 	if changed {
 		m.logTransition(t)
 	}
 }
 
 // finish records the result of a run, applies fall and rise, and schedules
-// the next run.
-func (m *Manager) finish(j job, err error, d time.Duration) (Transition, bool) {
+// the next run. A successful run's weight becomes the check's.
+func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transition, bool) {
 	m.mu.Lock()
 	defer m.poke()
 	defer m.mu.Unlock()
@@ -392,8 +417,9 @@ func (m *Manager) finish(j job, err error, d time.Duration) (Transition, bool) {
 	now := m.clock.Now()
 	c.runs++
 	c.lastErr, c.lastDur, c.lastRun = err, d, j.started
-	from := c.state
+	from, fromWeight := c.state, c.weight
 	if err == nil {
+		c.weight = w
 		c.successes++
 		c.failures = 0
 		if c.successes >= c.spec.Rise {
@@ -408,10 +434,10 @@ func (m *Manager) finish(j job, err error, d time.Duration) (Transition, bool) {
 	}
 	c.next = now.Add(nextDelay(c.spec.Interval))
 	heap.Push(&m.queue, c)
-	if c.state == from {
+	if c.state == from && c.weight == fromWeight {
 		return Transition{}, false
 	}
-	t := Transition{Key: c.key, From: from, To: c.state, Up: c.state == StateUp, Err: err, At: now}
+	t := Transition{Key: c.key, From: from, To: c.state, Up: c.state == StateUp, Weight: c.weight, Err: err, At: now}
 	m.out.push(t)
 	return t, true
 }
@@ -425,6 +451,10 @@ func (m *Manager) poke() {
 }
 
 func (m *Manager) logTransition(t Transition) {
+	if t.From == t.To {
+		m.log.Info("health check weight changed", "check", t.Key, "state", t.To, "weight", t.Weight)
+		return
+	}
 	if t.Err != nil {
 		m.log.Info("health check state changed", "check", t.Key, "from", t.From, "to", t.To, "error", t.Err)
 		return
@@ -450,6 +480,19 @@ func (m *Manager) deliver(ctx context.Context) {
 		case m.results <- t:
 		}
 	}
+}
+
+// firstDelay is the time from a check's creation to its first run: at
+// random within its Warmup (keepalived's warmup, check_api.c
+// register_checkers_thread), else within its first interval.
+func firstDelay(s Spec) time.Duration {
+	switch {
+	case s.Warmup < 0:
+		return 0
+	case s.Warmup > 0:
+		return rand.N(s.Warmup)
+	}
+	return rand.N(s.Interval)
 }
 
 // nextDelay is the time from the end of a run to the start of the next:

@@ -173,3 +173,88 @@ func TestManagerScriptRunner(t *testing.T) {
 		t.Errorf("ran %q, want %q", got, want)
 	}
 }
+
+// misc_dynamic: exit 2..255 is up with weight status-2, 0 up with the
+// configured weight, 1 down keeping the last weight; each change of
+// weight is a Transition even when the state stays (keepalived 2.2's
+// misc_check_child_thread).
+func TestMiscDynamicWeights(t *testing.T) {
+	t.Parallel()
+	codeFile := filepath.Join(t.TempDir(), "code")
+	setCode := func(n int) {
+		if err := os.WriteFile(codeFile, []byte(strconv.Itoa(n)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := scriptSpec(writeScript(t, "exit $(cat "+codeFile+")\n"))
+	s.MiscDynamic, s.Interval = true, interval
+	clk := newFakeClock()
+	m := health.NewManager(health.Options{Clock: clk})
+	if err := m.Update(map[string]health.Spec{"k": s}); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, m)
+	ch := m.Results()
+	set := func(n int64) health.Weight { return health.Weight{Mode: health.WeightSet, Value: n} }
+	for _, tc := range []struct {
+		code     int
+		from, to health.State
+		weight   health.Weight
+		none     bool // no transition
+	}{
+		{7, health.StateUnknown, health.StateUp, set(5), false},
+		{12, health.StateUp, health.StateUp, set(10), false},
+		{12, 0, 0, health.Weight{}, true},
+		{9, health.StateUp, health.StateUp, set(7), false},
+		{1, health.StateUp, health.StateDown, set(7), false}, // a failure keeps the weight
+		{0, health.StateDown, health.StateUp, health.Weight{}, false},
+	} {
+		setCode(tc.code)
+		step(t, clk, m, "k")
+		if tc.none {
+			continue // the next expect sees a spurious transition if one came
+		}
+		tr := expect(t, ch, "k", tc.from, tc.to)
+		if tr.Weight != tc.weight {
+			t.Errorf("exit %d: weight %v, want %v", tc.code, tr.Weight, tc.weight)
+		}
+		if got := m.Status()["k"].Weight; got != tc.weight {
+			t.Errorf("exit %d: status weight %v, want %v", tc.code, got, tc.weight)
+		}
+	}
+	// Without misc_dynamic, 2..255 is down.
+	s.MiscDynamic = false
+	setCode(5)
+	if err := check(t, s); err == nil {
+		t.Error("exit 5 without misc_dynamic: up")
+	}
+}
+
+// warmup: a new check's first run comes within Warmup instead of its
+// first interval; a negative Warmup runs it at once.
+func TestWarmup(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	m := health.NewManager(health.Options{Clock: clk})
+	specs := map[string]health.Spec{}
+	for i := range 50 {
+		s := scriptSpec("/bin/true")
+		s.Interval, s.Warmup = time.Hour, time.Second
+		specs[fmt.Sprint("w", i)] = s
+		s.Warmup = -1
+		specs[fmt.Sprint("now", i)] = s
+	}
+	if err := m.Update(specs); err != nil {
+		t.Fatal(err)
+	}
+	now := clk.Now()
+	for k, st := range m.Status() {
+		d := st.NextRun.Sub(now)
+		switch {
+		case strings.HasPrefix(k, "now") && d != 0:
+			t.Errorf("%s: first run in %v, want at once", k, d)
+		case strings.HasPrefix(k, "w") && (d < 0 || d >= time.Second):
+			t.Errorf("%s: first run in %v, want within the 1s warmup", k, d)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package health_test
 
 import (
 	"context"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,4 +39,31 @@ func TestTCP(t *testing.T) {
 		t.Fatal("closed port: no error")
 	}
 	t.Logf("closed port: %v", err)
+}
+
+// connect_ip replaces the address checked, bindto the source address.
+func TestTCPConnectIPBindTo(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	ln, _ := l.listen(t, "tcp", "10.77.9.3:9000")
+	from := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			from <- c.RemoteAddr().String()
+			c.Close()
+		}
+	}()
+	s := labSpec(health.TypeTCP, netip.AddrPortFrom(none4, 9000))
+	s.ConnectIP, s.BindTo = rs4b, dir4b
+	if err := l.check(t, s); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-from; !strings.HasPrefix(got, "10.77.9.11:") {
+		t.Errorf("connection from %s, want bindto 10.77.9.11", got)
+	}
+	s.BindTo = netip.MustParseAddr("fd77:9::1")
+	if err := s.Validate(); err == nil {
+		t.Error("bindto of another family than connect_ip: valid")
+	}
 }
