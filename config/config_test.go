@@ -32,6 +32,12 @@ func dumpValue(b *strings.Builder, path string, v reflect.Value) {
 		return
 	}
 	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			fmt.Fprintf(b, "%s = nil\n", path)
+			return
+		}
+		dumpValue(b, path, v.Elem())
 	case reflect.Struct:
 		for i := range v.NumField() {
 			name := v.Type().Field(i).Name
