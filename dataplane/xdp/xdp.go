@@ -89,6 +89,10 @@ type Dataplane struct {
 
 	stop chan struct{}
 	done chan struct{}
+
+	// The interface maps (ifaces.go) and their watcher.
+	ifSync                 ifaceSync
+	ifStop, ifDone, ifKick chan struct{}
 }
 
 type attached struct {
@@ -149,6 +153,10 @@ func Open(opts Options) (*Dataplane, error) {
 		return nil, fmt.Errorf("adopt pinned state: %w", err)
 	}
 	if err := d.writeGlobals(); err != nil {
+		return nil, err
+	}
+	// The interfaces' settings before the program sees their packets.
+	if err := d.startIfaceWatch(); err != nil {
 		return nil, err
 	}
 	if err := d.attachAll(); err != nil {
@@ -288,6 +296,7 @@ func (d *Dataplane) Close() error {
 }
 
 func (d *Dataplane) closeHandles() {
+	d.stopIfaceWatch()
 	for _, a := range d.links {
 		a.link.Close()
 	}
