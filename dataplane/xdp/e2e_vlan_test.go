@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -63,7 +64,10 @@ func vlanPusher(t *testing.T, ns *nettest.NS, dev string, vid int32) {
 // (the tag is in the frame, and XDP sees it), with the director's rx VLAN
 // offload on or off. Either way the real server receives the same frame:
 // untagged, addressed to it from the director's eth1, the IP packet as the
-// client sent it.
+// client sent it, and its socket on the VIP gets the datagram (a tagged
+// frame would be another host's: the real server has no VLAN device; a
+// receiving kernel moves an in-frame tag aside before packet sockets see
+// the frame, so the captured bytes alone do not tell).
 func TestE2EVLANOffload(t *testing.T) {
 	t.Parallel()
 	cli, dir, rsNS := labNS(t, "cli"), labNS(t, "dir"), labNS(t, "rs")
@@ -71,7 +75,16 @@ func TestE2EVLANOffload(t *testing.T) {
 	nettest.Veth(t, dir, "eth1", rsNS, "eth0")
 	setupDirector(t, cli, dir)
 	nettest.Addr(t, rsNS, "eth0", rip4.String()+"/24")
+	nettest.Addr(t, rsNS, "lo", vip4.String()+"/32") // DR: the real server holds the VIP
 	nettest.GRO(t, rsNS, "eth0")
+	var server net.PacketConn
+	if err := rsNS.Do(func() (err error) {
+		server, err = net.ListenPacket("udp", netip.AddrPortFrom(vip4, 53).String())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
 	d := openDirector(t, dir)
 	macOf := func(ns *nettest.NS, dev string) net.HardwareAddr {
 		var mac net.HardwareAddr
@@ -136,6 +149,12 @@ func TestE2EVLANOffload(t *testing.T) {
 				want = append(want, packet.IPPacket(out)...)
 				if !bytes.Equal(in, want) {
 					t.Errorf("at the real server\n got %x\nwant %x (untagged, the client's IP packet)", in, want)
+				}
+				server.SetReadDeadline(time.Now().Add(e2eTimeout))
+				buf := make([]byte, 100)
+				n, from, err := server.ReadFrom(buf)
+				if err != nil || string(buf[:n]) != "tagged query" || from.String() != netip.AddrPortFrom(client4, port).String() {
+					t.Errorf("the real server's socket: %q from %v (%v), want the query from %s:%d", buf[:n], from, err, client4, port)
 				}
 				after := nonZero(d.mustStats(t).Verdicts)
 				if after["redirect"] != before["redirect"]+1 {
