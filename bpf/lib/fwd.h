@@ -29,6 +29,20 @@ struct xlb_hop {
 	__u32 valid; /* mac, smac and ifindex are set */
 };
 
+/* xlb_mac_copy copies a MAC in three 16-bit moves, not six byte moves:
+ * the barriers hide the byte alignment of struct ethhdr's and the u8
+ * arrays, which are 2-aligned wherever a MAC is kept (the verifier wants
+ * stack accesses aligned; packet ones need not be where XDP runs
+ * natively). */
+static __always_inline void xlb_mac_copy(void *dst, const void *src)
+{
+	asm volatile("" : "+r"(dst));
+	asm volatile("" : "+r"(src));
+	((__u16 *)dst)[0] = ((const __u16 *)src)[0];
+	((__u16 *)dst)[1] = ((const __u16 *)src)[1];
+	((__u16 *)dst)[2] = ((const __u16 *)src)[2];
+}
+
 /* xlb_l2_fwd rewrites the MACs and sends the frame out of ifindex. l3_off
  * is where the IP header starts: a frame received with VLAN tags leaves
  * without them. xlb forwards at layer 3, as IPVS behind the VLAN device
@@ -53,8 +67,8 @@ static __always_inline __u32 xlb_l2_fwd(struct xdp_md *ctx, __u32 l3_off, const 
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XLB_V_DROP_MALFORMED;
-	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	xlb_mac_copy(eth->h_dest, mac);
+	xlb_mac_copy(eth->h_source, smac);
 	if (ifindex == ctx->ingress_ifindex)
 		return XLB_V_TX;
 	/* An interface without xlb is not in the devmap: the kernel forwards. */

@@ -285,8 +285,16 @@ static __always_inline int xlb_parse(struct xdp_md *ctx, struct xlb_pkt *p)
 	p->len = data_end - data;
 	if ((void *)(eth + 1) > data_end)
 		return XLB_V_DROP_MALFORMED;
-	__builtin_memcpy(p->dmac, eth->h_dest, ETH_ALEN);
-	proto = eth->h_proto;
+	{
+		/* Two loads, not six: packet loads need no alignment where XDP
+		 * runs natively (the barrier hides struct ethhdr's packing). */
+		const __u8 *d = data;
+
+		asm volatile("" : "+r"(d));
+		*(__u32 *)p->dmac = *(const __u32 *)d;
+		*(__u16 *)(p->dmac + 4) = *(const __u16 *)(d + 4);
+		proto = *(const __be16 *)(d + 12); /* eth->h_proto in one load */
+	}
 #pragma unroll
 	for (i = 0; i < XLB_MAX_VLAN_TAGS; i++) {
 		struct xlb_vlan_hdr *vh = data + off;
