@@ -35,6 +35,9 @@ type ifaceState struct {
 	ifaces map[uint32]bpfXlbIface
 	macs   map[bpfXlbIfMac]uint32
 	local4 map[[4]byte]uint32
+	// Of the attached interfaces named: their ifindex, and those missing.
+	index   map[string]int
+	missing []string
 }
 
 // ifaceSync keeps the interface maps current.
@@ -73,9 +76,10 @@ func sysctlInt(read sysctlReader, path string) (int, error) {
 	return v, nil
 }
 
-// desiredIfaces computes the entries for the attached interfaces named.
+// desiredIfaces computes the entries for the attached interfaces named; one
+// that does not exist (any more) is left out, in want.missing.
 func desiredIfaces(names []string, links []netlink.Link, addrs []netlink.Addr, read sysctlReader) (*ifaceState, error) {
-	want := &ifaceState{ifaces: map[uint32]bpfXlbIface{}, macs: map[bpfXlbIfMac]uint32{}, local4: map[[4]byte]uint32{}}
+	want := &ifaceState{ifaces: map[uint32]bpfXlbIface{}, macs: map[bpfXlbIfMac]uint32{}, local4: map[[4]byte]uint32{}, index: map[string]int{}}
 	byName := make(map[string]netlink.Link, len(links))
 	byIndex := make(map[int]netlink.Link, len(links))
 	children := map[int][]netlink.Link{}
@@ -89,9 +93,11 @@ func desiredIfaces(names []string, links []netlink.Link, addrs []netlink.Addr, r
 	for _, name := range names {
 		l, ok := byName[name]
 		if !ok {
-			return nil, fmt.Errorf("interface %s: not found", name)
+			want.missing = append(want.missing, name)
+			continue
 		}
 		a := l.Attrs()
+		want.index[name] = a.Index
 		rp, err := rpFilter(read, name)
 		if err != nil {
 			return nil, fmt.Errorf("interface %s: %w", name, err)
@@ -155,6 +161,9 @@ func (d *Dataplane) syncIfaces() error {
 	if err != nil {
 		return err
 	}
+	if len(want.missing) == len(d.opts.Interfaces) {
+		return fmt.Errorf("interfaces %v: not found", want.missing)
+	}
 	if len(want.ifaces) > maxIfaceEntries || len(want.macs) > maxIfaceEntries {
 		return fmt.Errorf("%d interfaces and %d MACs to check, at most %d each", len(want.ifaces), len(want.macs), maxIfaceEntries)
 	}
@@ -164,7 +173,7 @@ func (d *Dataplane) syncIfaces() error {
 	s := &d.ifSync
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	d.warnRPUnchecked(want)
+	d.warnIfaces(want)
 	if s.written == nil {
 		if s.written, err = d.readIfaces(); err != nil {
 			return err
@@ -226,28 +235,31 @@ func (d *Dataplane) readIfaces() (*ifaceState, error) {
 	return st, nil
 }
 
-// warnRPUnchecked warns, once per change, about attached interfaces whose
-// rp_filter the program cannot apply: bpf_fib_lookup answers only where
-// the kernel would forward (conf/IF/forwarding).
-func (d *Dataplane) warnRPUnchecked(want *ifaceState) {
+// warnIfaces warns, once per change, about attached interfaces that are
+// gone, and those whose rp_filter the program cannot apply: bpf_fib_lookup
+// answers only where the kernel would forward (conf/IF/forwarding).
+func (d *Dataplane) warnIfaces(want *ifaceState) {
 	s := &d.ifSync
 	if s.warned == nil {
 		s.warned = map[string]string{}
 	}
 	for _, name := range d.opts.Interfaces {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			continue
+		state := "missing"
+		if idx, ok := want.index[name]; ok {
+			state = ""
+			e := want.ifaces[uint32(idx)]
+			if fwd, err := sysctlInt(os.ReadFile, "/proc/sys/net/ipv4/conf/"+name+"/forwarding"); err == nil && e.RpFilter > 0 && fwd == 0 {
+				state = "unchecked"
+			}
 		}
-		e := want.ifaces[uint32(l.Attrs().Index)]
-		fwd, err := sysctlInt(os.ReadFile, "/proc/sys/net/ipv4/conf/"+name+"/forwarding")
-		state := ""
-		if err == nil && e.RpFilter > 0 && fwd == 0 {
-			state = "unchecked"
-		}
-		if s.warned[name] != state && state != "" {
-			d.log.Warn("rp_filter is set but IPv4 forwarding is off on the interface: XDP cannot look up the route back (bpf_fib_lookup answers only where the kernel forwards), so new flows' sources are not checked (counted as rp_unchecked); turn on net.ipv4.conf."+name+".forwarding, or the reverse-path check is the real servers' own",
-				"interface", name, "rp_filter", e.RpFilter)
+		if s.warned[name] != state {
+			switch state {
+			case "missing":
+				d.log.Warn("attached interface gone: its settings for XDP checks are removed", "interface", name)
+			case "unchecked":
+				d.log.Warn("rp_filter is set but IPv4 forwarding is off on the interface: XDP cannot look up the route back (bpf_fib_lookup answers only where the kernel forwards), so new flows' sources are not checked (counted as rp_unchecked); turn on net.ipv4.conf."+name+".forwarding, or the reverse-path check is the real servers' own",
+					"interface", name, "rp_filter", want.ifaces[uint32(want.index[name])].RpFilter)
+			}
 		}
 		s.warned[name] = state
 	}

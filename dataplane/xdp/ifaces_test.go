@@ -68,7 +68,10 @@ func TestDesiredIfaces(t *testing.T) {
 	if fmt.Sprint(got.local4) != fmt.Sprint(map[[4]byte]uint32{{192, 0, 2, 1}: 2}) {
 		t.Errorf("local addresses %v", got.local4)
 	}
-	if _, err := desiredIfaces([]string{"eth9"}, links, addrs, read); err == nil {
-		t.Error("an interface that does not exist: no error")
+	if got.missing != nil || fmt.Sprint(got.index) != "map[eth0:2 eth1:8]" {
+		t.Errorf("attached %v, missing %v", got.index, got.missing)
+	}
+	if got, err := desiredIfaces([]string{"eth9", "eth1"}, links, addrs, read); err != nil || fmt.Sprint(got.missing) != "[eth9]" || len(got.ifaces) != 1 {
+		t.Errorf("an interface that does not exist: missing %v, %d entries (%v), want it left out", got.missing, len(got.ifaces), err)
 	}
 }
