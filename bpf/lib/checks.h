@@ -22,6 +22,20 @@
 #include "fwd.h"
 #include "lb.h"
 
+_Static_assert((XLB_IFACE_SLOTS & (XLB_IFACE_SLOTS - 1)) == 0, "XLB_IFACE_SLOTS is a power of two");
+
+/* xlb_iface returns the settings of interface ifindex: from its slot when
+ * it has one (an array lookup), else from xlb_ifaces_v1. */
+static __always_inline struct xlb_iface *xlb_iface(__u32 ifindex)
+{
+	__u32 slot = ifindex & (XLB_IFACE_SLOTS - 1);
+	struct xlb_iface *ifc = bpf_map_lookup_elem(&xlb_ifslots_v1, &slot);
+
+	if (ifc && ifc->ifindex == ifindex)
+		return ifc;
+	return bpf_map_lookup_elem(&xlb_ifaces_v1, &ifindex);
+}
+
 static __always_inline int xlb_mac_eq(const __u8 *a, const __u8 *b)
 {
 	return *(const __u32 *)a == *(const __u32 *)b && *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
@@ -47,7 +61,7 @@ static __noinline __u32 xlb_l2_check(struct xdp_md *ctx, const struct xlb_pkt *p
 
 	if (p->dmac[0] & 1)
 		return XLB_V_PASS_L2_MULTICAST;
-	ifc = bpf_map_lookup_elem(&xlb_ifaces_v1, &ifindex);
+	ifc = xlb_iface(ifindex);
 	if (!ifc || !(ifc->flags & XLB_IF_F_ATTACHED) || xlb_mac_eq(ifc->mac, p->dmac))
 		return XLB_CONTINUE;
 	__builtin_memcpy(k.mac, p->dmac, ETH_ALEN);
@@ -138,7 +152,7 @@ static __noinline __u32 xlb_src_check(struct xdp_md *ctx, const struct xlb_pkt *
 		    bpf_map_lookup_elem(&xlb_local4_v1, &src))
 			return XLB_V_DROP_MARTIAN_SRC;
 	}
-	ifc = bpf_map_lookup_elem(&xlb_ifaces_v1, &ifindex);
+	ifc = xlb_iface(ifindex);
 	if (!ifc || !(ifc->flags & XLB_IF_F_ATTACHED) || !ifc->rp_filter)
 		return XLB_CONTINUE;
 	/* The route back: from the address the packet was sent to. */

@@ -75,6 +75,13 @@
 #define XLB_MAX_IFACE_ENTRIES 1024
 #endif
 
+/* Slots of xlb_ifslots_v1, the attached interfaces' settings by ifindex
+ * modulo this (a power of two): an array lookup on the path of every
+ * packet the flow cache does not decide, instead of a hash lookup. */
+#ifndef XLB_IFACE_SLOTS
+#define XLB_IFACE_SLOTS 256
+#endif
+
 /* Local IPv4 addresses of the director's network namespace: sources the
  * kernel refuses (accept_local 0). */
 #ifndef XLB_MAX_LOCAL_ADDRS

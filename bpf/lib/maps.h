@@ -210,6 +210,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xlb_ifaces_v1 SEC(".maps");
 
+/* ifindex % XLB_IFACE_SLOTS -> the attached interface's entry of
+ * xlb_ifaces_v1 (ifindex 0: none), when no other attached interface has
+ * the slot: the same settings found with an array lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_IFACE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xlb_iface);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_ifslots_v1 SEC(".maps");
+
 /* Other MACs frames for an attached interface may carry -> the ifindex of
  * the device that has it. */
 struct {

@@ -177,6 +177,7 @@ struct xlb_iface {
 	__u8 rp_filter; /* max(conf/all, conf/IF) rp_filter: 0 off, 1 strict, 2 loose */
 	__u8 flags;     /* enum xlb_iface_flags */
 	__u32 parent;   /* ifindex of the attached interface this one is on (itself if attached) */
+	__u32 ifindex;  /* the interface's (the key of xlb_ifaces_v1; xlb_ifslots_v1 holds several per slot index) */
 };
 
 /* A MAC the frames for an attached interface may carry besides its own:

@@ -176,6 +176,7 @@ type bpfXlbIface struct {
 	RpFilter uint8
 	Flags    uint8
 	Parent   uint32
+	Ifindex  uint32
 }
 
 type bpfXlbIfaceFlags uint32
@@ -323,6 +324,7 @@ const (
 	bpfMapXlbGlobalsV1  = "xlb_globals_v1"
 	bpfMapXlbIfMacsV1   = "xlb_if_macs_v1"
 	bpfMapXlbIfacesV1   = "xlb_ifaces_v1"
+	bpfMapXlbIfslotsV1  = "xlb_ifslots_v1"
 	bpfMapXlbLocal4V1   = "xlb_local4_v1"
 	bpfMapXlbNatRealsV1 = "xlb_nat_reals_v1"
 	bpfMapXlbPersistV1  = "xlb_persist_v1"
@@ -402,6 +404,7 @@ type bpfMapSpecs struct {
 	XlbGlobalsV1  *ebpf.MapSpec `ebpf:"xlb_globals_v1"`
 	XlbIfMacsV1   *ebpf.MapSpec `ebpf:"xlb_if_macs_v1"`
 	XlbIfacesV1   *ebpf.MapSpec `ebpf:"xlb_ifaces_v1"`
+	XlbIfslotsV1  *ebpf.MapSpec `ebpf:"xlb_ifslots_v1"`
 	XlbLocal4V1   *ebpf.MapSpec `ebpf:"xlb_local4_v1"`
 	XlbNatRealsV1 *ebpf.MapSpec `ebpf:"xlb_nat_reals_v1"`
 	XlbPersistV1  *ebpf.MapSpec `ebpf:"xlb_persist_v1"`
@@ -455,6 +458,7 @@ type bpfMaps struct {
 	XlbGlobalsV1  *ebpf.Map `ebpf:"xlb_globals_v1"`
 	XlbIfMacsV1   *ebpf.Map `ebpf:"xlb_if_macs_v1"`
 	XlbIfacesV1   *ebpf.Map `ebpf:"xlb_ifaces_v1"`
+	XlbIfslotsV1  *ebpf.Map `ebpf:"xlb_ifslots_v1"`
 	XlbLocal4V1   *ebpf.Map `ebpf:"xlb_local4_v1"`
 	XlbNatRealsV1 *ebpf.Map `ebpf:"xlb_nat_reals_v1"`
 	XlbPersistV1  *ebpf.Map `ebpf:"xlb_persist_v1"`
@@ -483,6 +487,7 @@ func (m *bpfMaps) Close() error {
 		m.XlbGlobalsV1,
 		m.XlbIfMacsV1,
 		m.XlbIfacesV1,
+		m.XlbIfslotsV1,
 		m.XlbLocal4V1,
 		m.XlbNatRealsV1,
 		m.XlbPersistV1,

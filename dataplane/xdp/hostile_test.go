@@ -586,3 +586,32 @@ func TestVLANTooBigAnswer(t *testing.T) {
 	want := packet.Frame{SrcMAC: eth0MAC, DstMAC: cliMAC, OuterVLAN: 100, VLAN: 42, Src: vip4b, Dst: client4, Proto: packet.ICMP, L4: icmp}.Bytes()
 	runHostile(t, e, []hostileCase{{"QinQ, DF, too big", frame, xdpTX, "tx_icmp_too_big", want}})
 }
+
+// TestDestinationMACFollowsTheInterface: the attached interface's own MAC
+// changes: frames for the new one are forwarded, frames for the old one
+// are another host's.
+func TestDestinationMACFollowsTheInterface(t *testing.T) {
+	e := hostileEnv(t)
+	newMAC := net.HardwareAddr{0x02, 0, 0, 0, 0xe0, 0x99}
+	e.ns.MustRun(t, "ip", "link", "set", "eth0", "address", newMAC.String())
+	nettestWait(t, "eth0's new MAC in its settings", func() error {
+		var slot bpfXlbIface
+		if err := e.d.objs.XlbIfslotsV1.Lookup(uint32(e.eth0%ifaceSlots), &slot); err != nil {
+			return err
+		}
+		if net.HardwareAddr(slot.Mac[:]).String() != newMAC.String() {
+			return fmt.Errorf("slot has %s", net.HardwareAddr(slot.Mac[:]))
+		}
+		return nil
+	})
+	toNew := syn4(46100)
+	toNew.DstMAC = newMAC
+	// (The frame's source MAC is the real server's entry's, which the
+	// control plane writes at the next Apply: not checked here.)
+	if ret, out := e.runOn(e.eth0, toNew.Bytes()); ret != xdpTX || !bytes.Equal(out[:6], rsMAC[0]) || !bytes.Equal(out[12:], toNew.Bytes()[12:]) {
+		t.Errorf("to the new MAC: %s %x, want TX to the real server", actionNames[ret], out)
+	}
+	runHostile(t, e, []hostileCase{
+		{"the old MAC", syn4(46101).Bytes(), xdpDrop, "drop_other_host", nil},
+	})
+}

@@ -30,9 +30,11 @@ import (
 // device they sit on, with their own MAC.
 var stackedTypes = map[string]bool{"vlan": true, "macvlan": true, "macvtap": true}
 
-// ifaceState is what xlb_ifaces_v1, xlb_if_macs_v1 and xlb_local4_v1 hold.
+// ifaceState is what xlb_ifaces_v1, xlb_ifslots_v1, xlb_if_macs_v1 and
+// xlb_local4_v1 hold.
 type ifaceState struct {
 	ifaces map[uint32]bpfXlbIface
+	slots  map[uint32]bpfXlbIface // the attached interfaces' by ifindex % ifaceSlots
 	macs   map[bpfXlbIfMac]uint32
 	local4 map[[4]byte]uint32
 	// Of the attached interfaces named: their ifindex, and those missing.
@@ -79,7 +81,7 @@ func sysctlInt(read sysctlReader, path string) (int, error) {
 // desiredIfaces computes the entries for the attached interfaces named; one
 // that does not exist (any more) is left out, in want.missing.
 func desiredIfaces(names []string, links []netlink.Link, addrs []netlink.Addr, read sysctlReader) (*ifaceState, error) {
-	want := &ifaceState{ifaces: map[uint32]bpfXlbIface{}, macs: map[bpfXlbIfMac]uint32{}, local4: map[[4]byte]uint32{}, index: map[string]int{}}
+	want := &ifaceState{ifaces: map[uint32]bpfXlbIface{}, slots: map[uint32]bpfXlbIface{}, macs: map[bpfXlbIfMac]uint32{}, local4: map[[4]byte]uint32{}, index: map[string]int{}}
 	byName := make(map[string]netlink.Link, len(links))
 	byIndex := make(map[int]netlink.Link, len(links))
 	children := map[int][]netlink.Link{}
@@ -103,9 +105,14 @@ func desiredIfaces(names []string, links []netlink.Link, addrs []netlink.Addr, r
 			return nil, fmt.Errorf("interface %s: %w", name, err)
 		}
 		idx := uint32(a.Index)
-		e := bpfXlbIface{RpFilter: rp, Flags: uint8(bpfXlbIfaceFlagsXLB_IF_F_ATTACHED), Parent: idx}
+		e := bpfXlbIface{RpFilter: rp, Flags: uint8(bpfXlbIfaceFlagsXLB_IF_F_ATTACHED), Parent: idx, Ifindex: idx}
 		copy(e.Mac[:], a.HardwareAddr)
 		want.ifaces[idx] = e
+		// The slot goes to the lowest ifindex; another one with the same
+		// slot is found in xlb_ifaces_v1 (a hash lookup).
+		if old, taken := want.slots[idx%ifaceSlots]; !taken || old.Ifindex > idx {
+			want.slots[idx%ifaceSlots] = e
+		}
 		// Stacked devices, and those stacked on them (a macvlan on a VLAN
 		// device), and the bridge or bond it is a port of.
 		stacked := []netlink.Link{}
@@ -121,7 +128,7 @@ func desiredIfaces(names []string, links []netlink.Link, addrs []netlink.Addr, r
 		for _, c := range stacked {
 			ca := c.Attrs()
 			if _, taken := want.ifaces[uint32(ca.Index)]; !taken {
-				ce := bpfXlbIface{Parent: idx}
+				ce := bpfXlbIface{Parent: idx, Ifindex: uint32(ca.Index)}
 				copy(ce.Mac[:], ca.HardwareAddr)
 				want.ifaces[uint32(ca.Index)] = ce
 			}
@@ -181,6 +188,7 @@ func (d *Dataplane) syncIfaces() error {
 	}
 	var errs []error
 	errs = append(errs, syncMap(d.objs.XlbIfacesV1, s.written.ifaces, want.ifaces)...)
+	errs = append(errs, syncArray(d.objs.XlbIfslotsV1, s.written.slots, want.slots)...)
 	errs = append(errs, syncMap(d.objs.XlbIfMacsV1, s.written.macs, want.macs)...)
 	local := want.local4
 	if len(local) > maxLocalAddrs {
@@ -221,12 +229,35 @@ func syncMap[K comparable, V comparable](m *ebpf.Map, have, want map[K]V) []erro
 	return errs
 }
 
+// syncArray is syncMap for an array: a slot no longer wanted is zeroed.
+func syncArray[V comparable](m *ebpf.Map, have, want map[uint32]V) []error {
+	var zero V
+	for k := range have {
+		if _, ok := want[k]; !ok {
+			want[k] = zero
+		}
+	}
+	errs := syncMap(m, have, want)
+	for k, v := range want {
+		if v == zero {
+			delete(want, k)
+			delete(have, k)
+		}
+	}
+	return errs
+}
+
 // readIfaces reads what the maps hold (written by a previous run when
 // they are pinned).
 func (d *Dataplane) readIfaces() (*ifaceState, error) {
-	st := &ifaceState{ifaces: map[uint32]bpfXlbIface{}, macs: map[bpfXlbIfMac]uint32{}, local4: map[[4]byte]uint32{}}
+	st := &ifaceState{ifaces: map[uint32]bpfXlbIface{}, slots: map[uint32]bpfXlbIface{}, macs: map[bpfXlbIfMac]uint32{}, local4: map[[4]byte]uint32{}}
 	var errs []error
 	errs = append(errs, batchAll(d.objs.XlbIfacesV1, func(k uint32, v bpfXlbIface) { st.ifaces[k] = v }))
+	errs = append(errs, batchAll(d.objs.XlbIfslotsV1, func(k uint32, v bpfXlbIface) {
+		if v.Ifindex != 0 {
+			st.slots[k] = v
+		}
+	}))
 	errs = append(errs, batchAll(d.objs.XlbIfMacsV1, func(k bpfXlbIfMac, v uint32) { st.macs[k] = v }))
 	errs = append(errs, batchAll(d.objs.XlbLocal4V1, func(k [4]byte, v uint32) { st.local4[k] = v }))
 	if err := errors.Join(errs...); err != nil {
@@ -382,6 +413,7 @@ func (d *Dataplane) stopIfaceWatch() {
 }
 
 const (
+	ifaceSlots      = 256  // XLB_IFACE_SLOTS
 	maxIfaceEntries = 1024 // XLB_MAX_IFACE_ENTRIES
 	maxLocalAddrs   = 4096 // XLB_MAX_LOCAL_ADDRS
 )

@@ -30,7 +30,7 @@ func TestDesiredIfaces(t *testing.T) {
 		&netlink.Veth{LinkAttrs: attrs("eth1", 8, 0, 0, mac(8))},
 		&netlink.Veth{LinkAttrs: attrs("peer", 9, 2, 0, mac(9))},
 	}
-	sysctls := map[string]string{"all": "1", "eth0": "0", "eth1": "2"}
+	sysctls := map[string]string{"all": "1", "eth0": "0", "eth1": "2", "eth258": "0"}
 	read := func(path string) ([]byte, error) {
 		for dev, v := range sysctls {
 			if path == "/proc/sys/net/ipv4/conf/"+dev+"/rp_filter" {
@@ -49,14 +49,22 @@ func TestDesiredIfaces(t *testing.T) {
 	}
 	attached := uint8(bpfXlbIfaceFlagsXLB_IF_F_ATTACHED)
 	want := map[uint32]bpfXlbIface{
-		2: {Mac: [6]byte(mac(2)), RpFilter: 1, Flags: attached, Parent: 2},
-		3: {Mac: [6]byte(mac(2)), Parent: 2},
-		4: {Mac: [6]byte(mac(0x51)), Parent: 2},
-		7: {Mac: [6]byte(mac(7)), Parent: 2},
-		8: {Mac: [6]byte(mac(8)), RpFilter: 2, Flags: attached, Parent: 8},
+		2: {Mac: [6]byte(mac(2)), RpFilter: 1, Flags: attached, Parent: 2, Ifindex: 2},
+		3: {Mac: [6]byte(mac(2)), Parent: 2, Ifindex: 3},
+		4: {Mac: [6]byte(mac(0x51)), Parent: 2, Ifindex: 4},
+		7: {Mac: [6]byte(mac(7)), Parent: 2, Ifindex: 7},
+		8: {Mac: [6]byte(mac(8)), RpFilter: 2, Flags: attached, Parent: 8, Ifindex: 8},
 	}
 	if fmt.Sprint(got.ifaces) != fmt.Sprint(want) {
 		t.Errorf("interfaces\n got %+v\nwant %+v", got.ifaces, want)
+	}
+	if wantSlots := map[uint32]bpfXlbIface{2: want[2], 8: want[8]}; fmt.Sprint(got.slots) != fmt.Sprint(wantSlots) {
+		t.Errorf("slots\n got %+v\nwant %+v", got.slots, wantSlots)
+	}
+	// Two attached interfaces in one slot: the lower ifindex has it.
+	links2 := append(links, &netlink.Veth{LinkAttrs: attrs("eth258", 258, 0, 0, mac(0x58))})
+	if got, _ := desiredIfaces([]string{"eth258", "eth1", "eth0"}, links2, nil, read); got.slots[2].Ifindex != 2 || len(got.slots) != 2 {
+		t.Errorf("slots with ifindex 2 and 258: %+v, want slot 2 for ifindex 2", got.slots)
 	}
 	wantMACs := map[bpfXlbIfMac]uint32{
 		{Ifindex: 2, Mac: [6]byte(mac(0x51))}: 4,
