@@ -190,7 +190,7 @@ struct xlb_decision {
  * kernel. */
 static __noinline __u32 xlb_frag_later(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now, struct xlb_decision *d)
 {
-	__u32 cfg_idx;
+	__u32 cfg_idx, v;
 	struct xlb_frag_key k = {};
 	struct xlb_frag *fe;
 
@@ -198,9 +198,9 @@ static __noinline __u32 xlb_frag_later(struct xdp_md *ctx, struct xlb_pkt *p, __
 	fe = bpf_map_lookup_elem(&xlb_frags_v1, &k);
 	if (!fe || lb_idle(now, fe->atime, XLB_FRAG_TIMEOUT))
 		return XLB_V_PASS_FRAG_MISS;
-	cfg_idx = xlb_l2_check(ctx, p);
-	if (cfg_idx != XLB_CONTINUE)
-		return cfg_idx;
+	v = xlb_l2_check(ctx, p);
+	if (v != XLB_CONTINUE)
+		return v;
 	d->svc = lb_svc_by_id(fe->svc, &cfg_idx);
 	d->be = d->svc ? lb_backend(fe->backend, fe->svc) : NULL;
 	if (!d->be)
@@ -355,7 +355,6 @@ static __always_inline __u32 xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_
 	struct xlb_flow fwd = {};
 	struct xlb_nat_real *nr;
 	struct xlb_svc *svc;
-
 	__u32 verdict;
 
 	__builtin_memcpy(k.addr, p->flow.src, sizeof(k.addr));

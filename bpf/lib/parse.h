@@ -233,7 +233,6 @@ static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off,
 
 			if (i == XLB_MAX_IPV6_EXT)
 				return XLB_V_DROP_IPV6_EXT;
-
 			if ((void *)(eh + 1) > data_end || l4 + sizeof(*eh) > end)
 				return XLB_V_DROP_MALFORMED;
 			nexthdr = eh->nexthdr;
