@@ -406,10 +406,12 @@ static __always_inline void lb_epoch_bump(__u32 hash)
 
 /* lb_cache_get returns the cached entry of an established flow if it was
  * copied from the connection table during the current clock tick, the
- * configuration has not changed since, and the flow was not scheduled anew
- * (epoch). SYN, FIN and RST always go to the connection table, and so do
- * first fragments: the slow path records their datagram's entry, which the
- * later fragments (without ports) follow. */
+ * configuration has not changed since, the flow was not scheduled anew
+ * (epoch), and the packet was sent to the destination MAC checked when the
+ * entry was copied (another is checked again: xlb_l2_check). SYN, FIN and
+ * RST always go to the connection table, and so do first fragments: the
+ * slow path records their datagram's entry, which the later fragments
+ * (without ports) follow. */
 static __always_inline struct xlb_flow_cache *lb_cache_get(struct xlb_flow_cache *c, const struct xlb_pkt *p, __u64 now,
 							   __u32 gen)
 {
@@ -417,7 +419,8 @@ static __always_inline struct xlb_flow_cache *lb_cache_get(struct xlb_flow_cache
 
 	if (!c || (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST)) || p->frag != XLB_FRAG_NONE)
 		return NULL;
-	if (c->tick != (__u32)(now >> XLB_ATIME_SHIFT) || c->gen != gen || !lb_flow_eq(&c->flow, &p->flow))
+	if (c->tick != (__u32)(now >> XLB_ATIME_SHIFT) || c->gen != gen || !lb_flow_eq(&c->flow, &p->flow) ||
+	    *(const __u32 *)c->imac != *(const __u32 *)p->dmac || *(const __u16 *)(c->imac + 4) != *(const __u16 *)(p->dmac + 4))
 		return NULL;
 	epoch = lb_epoch(p->hash);
 	if (!epoch || c->epoch != *epoch)
@@ -446,6 +449,7 @@ static __always_inline void lb_cache_put(struct xlb_flow_cache *c, const struct 
 	c->ifindex = hop->ifindex;
 	__builtin_memcpy(c->mac, hop->mac, sizeof(c->mac));
 	__builtin_memcpy(c->smac, hop->smac, sizeof(c->smac));
+	__builtin_memcpy(c->imac, p->dmac, sizeof(c->imac));
 }
 
 /* lb_reply_key is the NAT reply direction of a flow to backend be. */

@@ -169,7 +169,9 @@ func (d *Dataplane) syncNATReals() error {
 		}
 	}
 	for k, v := range want {
-		if d.natReals[k] != v {
+		// Compared with presence: service 0's backend 0 is {0, 0}, the
+		// zero value a missing key reads as.
+		if old, ok := d.natReals[k]; !ok || old != v {
 			if err := d.objs.XlbNatRealsV1.Put(&k, &v); err != nil {
 				errs = append(errs, err)
 			}

@@ -90,12 +90,13 @@ const (
 type bpfXlbEvent uint32
 
 const (
-	bpfXlbEventXLB_EV_FRAG_FIRST bpfXlbEvent = 0
-	bpfXlbEventXLB_EV_FRAG_LATER bpfXlbEvent = 1
-	bpfXlbEventXLB_EV_ICMP_ERROR bpfXlbEvent = 2
-	bpfXlbEventXLB_EV_NAT_REPLY  bpfXlbEvent = 3
-	bpfXlbEventXLB_EV_NAT_ADOPT  bpfXlbEvent = 4
-	bpfXlbEventXLB_EV_MAX        bpfXlbEvent = 5
+	bpfXlbEventXLB_EV_FRAG_FIRST   bpfXlbEvent = 0
+	bpfXlbEventXLB_EV_FRAG_LATER   bpfXlbEvent = 1
+	bpfXlbEventXLB_EV_ICMP_ERROR   bpfXlbEvent = 2
+	bpfXlbEventXLB_EV_NAT_REPLY    bpfXlbEvent = 3
+	bpfXlbEventXLB_EV_NAT_ADOPT    bpfXlbEvent = 4
+	bpfXlbEventXLB_EV_RP_UNCHECKED bpfXlbEvent = 5
+	bpfXlbEventXLB_EV_MAX          bpfXlbEvent = 6
 )
 
 type bpfXlbFlow struct {
@@ -122,6 +123,8 @@ type bpfXlbFlowCache struct {
 	Action  uint8
 	Pad     [3]uint8
 	Epoch   uint32
+	Imac    [6]uint8
+	Pad2    [2]uint8
 }
 
 type bpfXlbFrag struct {
@@ -160,6 +163,28 @@ type bpfXlbGlobals struct {
 	NatReals      uint32
 }
 
+type bpfXlbIfMac struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	Mac     [6]uint8
+	Pad     [2]uint8
+}
+
+type bpfXlbIface struct {
+	_        structs.HostLayout
+	Mac      [6]uint8
+	RpFilter uint8
+	Flags    uint8
+	Parent   uint32
+	Ifindex  uint32
+}
+
+type bpfXlbIfaceFlags uint32
+
+const (
+	bpfXlbIfaceFlagsXLB_IF_F_ATTACHED bpfXlbIfaceFlags = 1
+)
+
 type bpfXlbNatReal struct {
 	_       structs.HostLayout
 	Svc     uint32
@@ -193,8 +218,9 @@ const (
 )
 
 type bpfXlbScratch struct {
-	_   structs.HostLayout
-	Fib [8]uint64
+	_     structs.HostLayout
+	Fib   [8]uint64
+	Ipopt [64]uint8
 }
 
 type bpfXlbStats struct {
@@ -260,7 +286,19 @@ const (
 	bpfXlbVerdictXLB_V_DROP_ENCAP        bpfXlbVerdict = 14
 	bpfXlbVerdictXLB_V_PASS_ICMP_NO_FLOW bpfXlbVerdict = 15
 	bpfXlbVerdictXLB_V_DROP_TOO_BIG      bpfXlbVerdict = 16
-	bpfXlbVerdictXLB_V_MAX               bpfXlbVerdict = 17
+	bpfXlbVerdictXLB_V_DROP_IP_CSUM      bpfXlbVerdict = 17
+	bpfXlbVerdictXLB_V_DROP_IP_OPTIONS   bpfXlbVerdict = 18
+	bpfXlbVerdictXLB_V_DROP_SOURCE_ROUTE bpfXlbVerdict = 19
+	bpfXlbVerdictXLB_V_DROP_TCP_HEADER   bpfXlbVerdict = 20
+	bpfXlbVerdictXLB_V_DROP_UDP_LENGTH   bpfXlbVerdict = 21
+	bpfXlbVerdictXLB_V_DROP_IPV6HBH      bpfXlbVerdict = 22
+	bpfXlbVerdictXLB_V_DROP_IPV6EXT      bpfXlbVerdict = 23
+	bpfXlbVerdictXLB_V_DROP_MARTIAN_SRC  bpfXlbVerdict = 24
+	bpfXlbVerdictXLB_V_DROP_RP_FILTER    bpfXlbVerdict = 25
+	bpfXlbVerdictXLB_V_DROP_OTHER_HOST   bpfXlbVerdict = 26
+	bpfXlbVerdictXLB_V_PASS_L2MULTICAST  bpfXlbVerdict = 27
+	bpfXlbVerdictXLB_V_DROP_ADOPT_IFACE  bpfXlbVerdict = 28
+	bpfXlbVerdictXLB_V_MAX               bpfXlbVerdict = 29
 )
 
 type bpfXlbVerdictStats struct {
@@ -284,6 +322,10 @@ const (
 	bpfMapXlbFlowcache  = "xlb_flowcache"
 	bpfMapXlbFragsV1    = "xlb_frags_v1"
 	bpfMapXlbGlobalsV1  = "xlb_globals_v1"
+	bpfMapXlbIfMacsV1   = "xlb_if_macs_v1"
+	bpfMapXlbIfacesV1   = "xlb_ifaces_v1"
+	bpfMapXlbIfslotsV1  = "xlb_ifslots_v1"
+	bpfMapXlbLocal4V1   = "xlb_local4_v1"
 	bpfMapXlbNatRealsV1 = "xlb_nat_reals_v1"
 	bpfMapXlbPersistV1  = "xlb_persist_v1"
 	bpfMapXlbRrV1       = "xlb_rr_v1"
@@ -360,6 +402,10 @@ type bpfMapSpecs struct {
 	XlbFlowcache  *ebpf.MapSpec `ebpf:"xlb_flowcache"`
 	XlbFragsV1    *ebpf.MapSpec `ebpf:"xlb_frags_v1"`
 	XlbGlobalsV1  *ebpf.MapSpec `ebpf:"xlb_globals_v1"`
+	XlbIfMacsV1   *ebpf.MapSpec `ebpf:"xlb_if_macs_v1"`
+	XlbIfacesV1   *ebpf.MapSpec `ebpf:"xlb_ifaces_v1"`
+	XlbIfslotsV1  *ebpf.MapSpec `ebpf:"xlb_ifslots_v1"`
+	XlbLocal4V1   *ebpf.MapSpec `ebpf:"xlb_local4_v1"`
 	XlbNatRealsV1 *ebpf.MapSpec `ebpf:"xlb_nat_reals_v1"`
 	XlbPersistV1  *ebpf.MapSpec `ebpf:"xlb_persist_v1"`
 	XlbRrV1       *ebpf.MapSpec `ebpf:"xlb_rr_v1"`
@@ -410,6 +456,10 @@ type bpfMaps struct {
 	XlbFlowcache  *ebpf.Map `ebpf:"xlb_flowcache"`
 	XlbFragsV1    *ebpf.Map `ebpf:"xlb_frags_v1"`
 	XlbGlobalsV1  *ebpf.Map `ebpf:"xlb_globals_v1"`
+	XlbIfMacsV1   *ebpf.Map `ebpf:"xlb_if_macs_v1"`
+	XlbIfacesV1   *ebpf.Map `ebpf:"xlb_ifaces_v1"`
+	XlbIfslotsV1  *ebpf.Map `ebpf:"xlb_ifslots_v1"`
+	XlbLocal4V1   *ebpf.Map `ebpf:"xlb_local4_v1"`
 	XlbNatRealsV1 *ebpf.Map `ebpf:"xlb_nat_reals_v1"`
 	XlbPersistV1  *ebpf.Map `ebpf:"xlb_persist_v1"`
 	XlbRrV1       *ebpf.Map `ebpf:"xlb_rr_v1"`
@@ -435,6 +485,10 @@ func (m *bpfMaps) Close() error {
 		m.XlbFlowcache,
 		m.XlbFragsV1,
 		m.XlbGlobalsV1,
+		m.XlbIfMacsV1,
+		m.XlbIfacesV1,
+		m.XlbIfslotsV1,
+		m.XlbLocal4V1,
 		m.XlbNatRealsV1,
 		m.XlbPersistV1,
 		m.XlbRrV1,

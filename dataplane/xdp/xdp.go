@@ -96,6 +96,10 @@ type Dataplane struct {
 
 	// pins keeps the pin path ours: locked, and holding our maps and links.
 	pins pinKeeper
+
+	// The interface maps (ifaces.go) and their watcher.
+	ifSync                 ifaceSync
+	ifStop, ifDone, ifKick chan struct{}
 }
 
 type attached struct {
@@ -176,6 +180,10 @@ func Open(opts Options) (*Dataplane, error) {
 		return nil, fmt.Errorf("adopt pinned state: %w", err)
 	}
 	if err := d.writeGlobals(); err != nil {
+		return nil, err
+	}
+	// The interfaces' settings before the program sees their packets.
+	if err := d.startIfaceWatch(); err != nil {
 		return nil, err
 	}
 	if err := d.attachAll(); err != nil {
@@ -321,6 +329,7 @@ func (d *Dataplane) Close() error {
 func (d *Dataplane) closeHandles() {
 	d.pins.stopWatch()
 	defer d.pins.unlock() // last: until then no other process touches the pins
+	d.stopIfaceWatch()
 	for _, a := range d.links {
 		a.link.Close()
 	}
