@@ -22,6 +22,11 @@ type Neighbors interface {
 	// KeepRoute keeps the next hop towards a tunnelled real server
 	// resolved in the kernel's neighbour table, where the dataplane finds it.
 	KeepRoute(addr netip.Addr)
+	// Reprobe has the kernel check a known entry again: a direct-routing
+	// real server whose check fails may have changed its MAC without
+	// announcing it, which the kernel finds out by itself only when the
+	// entry goes stale (tens of seconds).
+	Reprobe(addr netip.Addr)
 }
 
 // Role is what the reconciler needs of a VRRP instance's state.
@@ -205,7 +210,8 @@ func (r *Reconciler) SetRole(instance string, role Role) {
 
 // inputs gathers what Desired computes from. It asks the resolver for the
 // next hop of every direct-routing real server (it starts resolving those
-// it does not know) and to keep tunnelled real servers' next hops resolved.
+// it does not know, and has it probe again those whose check is down) and
+// to keep tunnelled real servers' next hops resolved.
 // Called with r.mu held; checks are the checks' states.
 func (r *Reconciler) inputs(checks map[string]health.State) Inputs {
 	in := Inputs{Model: r.model, Health: checks, Roles: r.roles, Last: r.states,
@@ -221,6 +227,9 @@ func (r *Reconciler) inputs(checks map[string]health.State) Inputs {
 			case dataplane.DirectRouting:
 				if mac, ifindex, ok := r.neigh.Lookup(rs.Addr); ok {
 					in.NextHops[rs.Addr] = NextHop{MAC: mac, Ifindex: ifindex}
+					if checks[CheckKey(s.Name, rs)] == health.StateDown {
+						r.neigh.Reprobe(rs.Addr)
+					}
 				}
 			case dataplane.Tunnel:
 				r.neigh.KeepRoute(rs.Addr)
