@@ -344,3 +344,29 @@ address = "10.0.0.8"
 		return nil
 	})
 }
+
+// The entries of a group share one quorum: its commands run, and its
+// change is reported (OnQuorum), once per change.
+func TestGroupQuorumOnce(t *testing.T) {
+	var ran, reported []string
+	hs := &fakeHealth{}
+	r := NewReconciler(dataplanetest.NewFake(), ReconcilerOptions{Health: hs.states,
+		RunScript: func(c string) { ran = append(ran, c) },
+		OnQuorum:  func(s ServiceSpec, st ServiceState) { reported = append(reported, fmt.Sprintf("%s %v", s.server(), st.Up)) }})
+	rs := real("10.0.1.1", 80, 1)
+	var m Model
+	for _, a := range []string{"10.0.0.3", "10.0.0.4", "10.0.0.5"} {
+		m.Services = append(m.Services, ServiceSpec{Name: "g/" + a + ":80", Server: "g", Group: "G",
+			Key:       dataplane.ServiceKey{Addr: netip.MustParseAddr(a), Port: 80, Proto: dataplane.TCP},
+			Scheduler: dataplane.RoundRobin, Forward: dataplane.NAT, Quorum: 1, QuorumUp: "up.sh", QuorumDown: "down.sh",
+			Reals: []RealSpec{rs}})
+	}
+	r.SetModel(m)
+	for _, st := range []health.State{health.StateDown, health.StateUp, health.StateDown} {
+		hs.set(m.Services[0].checkKey(rs), st)
+		reconcile(t, r)
+	}
+	if strings.Join(ran, " ") != "up.sh down.sh" || strings.Join(reported, ", ") != "g true, g false" {
+		t.Errorf("ran %v, reported %v: want each once", ran, reported)
+	}
+}
