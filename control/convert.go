@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"net/netip"
 
 	"github.com/xlb-dev/xlb/config"
@@ -44,7 +45,7 @@ func ModelFromConfig(c *config.Config) Model {
 				Addr:      rs.Address,
 				Port:      rs.Port,
 				Weight:    uint32(max(rs.Weight, 0)),
-				Check:     checkSpec(vs.Server, rs),
+				Check:     checkSpec(cmp.Or(vs.Server, vs.Name), rs),
 				SMTPAlert: rs.SMTPAlert,
 			})
 		}

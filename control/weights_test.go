@@ -352,7 +352,9 @@ func TestGroupQuorumOnce(t *testing.T) {
 	hs := &fakeHealth{}
 	r := NewReconciler(dataplanetest.NewFake(), ReconcilerOptions{Health: hs.states,
 		RunScript: func(c string) { ran = append(ran, c) },
-		OnQuorum:  func(s ServiceSpec, st ServiceState) { reported = append(reported, fmt.Sprintf("%s %v", s.server(), st.Up)) }})
+		OnQuorum: func(s ServiceSpec, st ServiceState) {
+			reported = append(reported, fmt.Sprintf("%s %v", s.server(), st.Up))
+		}})
 	rs := real("10.0.1.1", 80, 1)
 	var m Model
 	for _, a := range []string{"10.0.0.3", "10.0.0.4", "10.0.0.5"} {
