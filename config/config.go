@@ -24,14 +24,20 @@ import (
 // Config is a whole configuration file.
 type Config struct {
 	// File is the name the configuration was read from.
-	File           string
-	Global         Global
-	Dataplane      Dataplane
-	Metrics        Metrics
-	Control        Control
-	VRRPScripts    []VRRPScript
-	SyncGroups     []SyncGroup
-	VRRPInstances  []VRRPInstance
+	File          string
+	Global        Global
+	Dataplane     Dataplane
+	Metrics       Metrics
+	Control       Control
+	VRRPScripts   []VRRPScript
+	SyncGroups    []SyncGroup
+	VRRPInstances []VRRPInstance
+	// VirtualServerGroups are the [[virtual_server_group]] tables; each
+	// virtual server naming one is expanded into VirtualServers, one per
+	// address and port of the group.
+	VirtualServerGroups []VirtualServerGroup
+	// VirtualServers are the virtual services: one per [[virtual_server]],
+	// or, for a virtual server with a group, one per entry of the group.
 	VirtualServers []VirtualServer
 	// BGP is nil without a [bgp] section.
 	BGP *BGP
@@ -50,6 +56,30 @@ type Global struct {
 	ScriptUser           string
 	ScriptGroup          string
 	EnableScriptSecurity bool
+	// Mail alerts (keepalived's SMTP alerts) are sent when both
+	// NotificationEmail and SMTPServer are set (MailEnabled).
+	NotificationEmail []string
+	// NotificationEmailFrom is "" for USER@HOST (xlb's user, the host
+	// name), as keepalived.
+	NotificationEmailFrom string
+	// SMTPServer is HOST:PORT, the port resolved (25); "" none.
+	SMTPServer string
+	// SMTPHeloName is "" for the host name.
+	SMTPHeloName       string
+	SMTPConnectTimeout time.Duration
+	// SMTPAlert is smtp_alert; SMTPAlertVRRP and SMTPAlertChecker are
+	// resolved (SMTPAlert when not written): the defaults of the tables'
+	// own smtp_alert.
+	SMTPAlert        bool
+	SMTPAlertVRRP    bool
+	SMTPAlertChecker bool
+	NoEmailFaults    bool
+}
+
+// MailEnabled reports whether alerts are mailed: there is a server and
+// someone to mail them to.
+func (g Global) MailEnabled() bool {
+	return g.SMTPServer != "" && len(g.NotificationEmail) > 0
 }
 
 // Mode selects the dataplane.
@@ -114,7 +144,10 @@ type SyncGroup struct {
 	NotifyFault  Command
 	NotifyStop   Command
 	Notify       Command
-	Line         int
+	// SMTPAlert: a mail when every member has reached MASTER, BACKUP or
+	// FAULT (resolved: global SMTPAlertVRRP when not written).
+	SMTPAlert bool
+	Line      int
 }
 
 // State is a VRRP instance's initial state.
@@ -175,7 +208,10 @@ type VRRPInstance struct {
 	// VRRPv3 backup learns from the master (issue 11); 0: no bound.
 	LearnedAdvertIntMaxFactor int
 	SplitBrainCheckInterval   time.Duration
-	Line                      int
+	// SMTPAlert: a mail on each transition (resolved: global
+	// SMTPAlertVRRP when not written).
+	SMTPAlert bool
+	Line      int
 }
 
 // Is6 reports whether the instance is IPv6 (its VIPs are).
@@ -254,9 +290,25 @@ type ServiceKey struct {
 	Protocol Protocol
 }
 
-// VirtualServer is a [[virtual_server]].
+// VirtualServerGroup is a [[virtual_server_group]]: addresses and ports
+// that share one set of real servers (keepalived's virtual_server_group).
+type VirtualServerGroup struct {
+	Name string
+	// Entries are the addresses and ports, ranges expanded, in order.
+	Entries []netip.AddrPort
+	Line    int
+}
+
+// VirtualServer is a [[virtual_server]], or one entry of the group it
+// names.
 type VirtualServer struct {
-	Name               string
+	// Name is the [[virtual_server]]'s name, or for an entry of a group
+	// "NAME/ADDR:PORT" (unique too).
+	Name string
+	// Server is the [[virtual_server]]'s name (Name without a group).
+	Server string
+	// Group is the virtual_server_group the entry comes from; "" none.
+	Group              string
 	Address            netip.Addr
 	Port               uint16
 	Protocol           Protocol
@@ -280,7 +332,11 @@ type VirtualServer struct {
 	// server's port. Real servers hold their effective check.
 	HealthCheck HealthCheck
 	RealServers []RealServer
-	Line        int
+	// SMTPAlert: a mail when the quorum is gained or lost, and the default
+	// of the real servers' (resolved: global SMTPAlertChecker when not
+	// written).
+	SMTPAlert bool
+	Line      int
 }
 
 // Key returns the service's VIP:port/protocol.
@@ -291,13 +347,17 @@ func (v VirtualServer) Key() ServiceKey {
 // RealServer is a [[virtual_server.real_server]].
 type RealServer struct {
 	Address netip.Addr
-	Port    uint16 // resolved: the service's when not written
+	Port    uint16 // resolved: the service's (the group entry's) when not written
 	Weight  int
 	// HealthCheck is the effective check of this real server: the service's
 	// check with the real server's own [..real_server.health_check] keys
-	// over it, and Port resolved.
+	// over it, and Port resolved. The entries of a group share the first
+	// entry's check.
 	HealthCheck HealthCheck
-	Line        int
+	// SMTPAlert: a mail when it goes up or down (resolved: the virtual
+	// server's when not written).
+	SMTPAlert bool
+	Line      int
 }
 
 // AddrPort returns the real server's address and port.

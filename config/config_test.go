@@ -216,7 +216,7 @@ address = "10.0.0.7"
 	rsCheck := svcCheck
 	rsCheck.Port = 80
 	wantVS := VirtualServer{
-		Name: "web", Address: netip.MustParseAddr("10.0.0.3"), Port: 80, Protocol: TCP,
+		Name: "web", Server: "web", Address: netip.MustParseAddr("10.0.0.3"), Port: 80, Protocol: TCP,
 		Scheduler: WeightedLeastConnection, Forward: DirectRouting, Quorum: 1,
 		HealthCheck: svcCheck,
 		RealServers: []RealServer{{Address: netip.MustParseAddr("10.0.0.7"), Port: 80, Weight: 1, HealthCheck: rsCheck, Line: 22}},

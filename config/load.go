@@ -106,10 +106,20 @@ func (d *decoder) config(root map[string]any) *Config {
 		c.VRRPInstances = append(c.VRRPInstances, v)
 		meta.instances = append(meta.instances, m)
 	}
+	for _, t := range rt.tables("virtual_server_group") {
+		c.VirtualServerGroups = append(c.VirtualServerGroups, d.vsGroup(t))
+		meta.vsGroups = append(meta.vsGroups, t.p)
+	}
+	groups := map[string]*VirtualServerGroup{}
+	for i := range c.VirtualServerGroups {
+		if g := &c.VirtualServerGroups[i]; groups[g.Name] == nil {
+			groups[g.Name] = g
+		}
+	}
 	for _, t := range rt.tables("virtual_server") {
-		v, m := d.virtualServer(t)
-		c.VirtualServers = append(c.VirtualServers, v)
-		meta.services = append(meta.services, m)
+		vs, ms := d.virtualServer(t, groups)
+		c.VirtualServers = append(c.VirtualServers, vs...)
+		meta.services = append(meta.services, ms...)
 	}
 	if rt.has("bgp") {
 		c.BGP = d.bgp(rt.sub("bgp"))
@@ -117,6 +127,7 @@ func (d *decoder) config(root map[string]any) *Config {
 	rt.finish()
 
 	d.crossCheck(c, meta)
+	d.checkMail(c, meta.global)
 	d.checkBGP(c, rt.p.key("bgp"))
 	return c
 }
@@ -139,6 +150,7 @@ func (d *decoder) global(t *table, g *Global) {
 	if t.has("script_group") && !t.has("script_user") {
 		t.errorf("script_group", "script_group needs script_user (as keepalived's script_user USER GROUP)")
 	}
+	d.globalMail(t, g)
 	t.finish()
 }
 
@@ -188,6 +200,7 @@ func (d *decoder) syncGroup(t *table) (SyncGroup, groupMeta) {
 	g := SyncGroup{Line: d.idx.line(t.p)}
 	m := groupMeta{p: t.p}
 	t.decode(&g)
+	d.alertDefault(t, &g.SMTPAlert, d.mail.vrrp)
 	n, ok := t.each("group", func(_ int, p keyPath, v any) {
 		g.Group = append(g.Group, v.(string))
 		m.members = append(m.members, p)
@@ -215,6 +228,7 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 	v := VRRPInstance{Line: d.idx.line(t.p)}
 	m := instanceMeta{p: t.p}
 	t.fill(&v)
+	d.alertDefault(t, &v.SMTPAlert, d.mail.vrrp)
 	m.versionOK = t.valid("version")
 	if m.versionOK {
 		// RFC 3768 5.3.7: whole seconds in 8 bits; RFC 5798 5.2.7:
@@ -457,6 +471,9 @@ type serviceMeta struct {
 	label   string
 	rss     []backendMeta
 	sorryOK bool
+	// entry is the service's index among its group's entries (0 without
+	// a group): the checks of what the entries share report on entry 0.
+	entry int
 }
 
 type backendMeta struct {
@@ -464,11 +481,32 @@ type backendMeta struct {
 	label string
 }
 
-func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
+// virtualServer decodes a [[virtual_server]]: one service, or one per
+// entry of its group (expand).
+func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup) ([]VirtualServer, []serviceMeta) {
 	v := VirtualServer{Line: d.idx.line(t.p)}
 	m := serviceMeta{p: t.p}
+	var ge groupEntries
+	if t.has("group") {
+		t.skip("address", "port")
+	}
 	t.fill(&v)
-	portOK, forwardOK := t.ok("port"), t.valid("forward")
+	for _, k := range []string{"address", "port"} {
+		if t.has("group") && t.has(k) {
+			t.errorf(k, "%s: not with group (the group's entries are the addresses and ports)", k)
+		}
+	}
+	if v.Group != "" {
+		ge.grp = groups[v.Group]
+		switch {
+		case ge.grp == nil:
+			t.errorf("group", "group: unknown virtual_server_group %q", v.Group)
+		case len(ge.grp.Entries) > 0:
+			v.Address, v.Port = ge.grp.Entries[0].Addr(), ge.grp.Entries[0].Port()
+		}
+	}
+	d.alertDefault(t, &v.SMTPAlert, d.mail.checker)
+	portOK, forwardOK := t.ok("port") || v.Port != 0, t.valid("forward")
 	if t.ok("hysteresis") && v.Hysteresis >= v.Quorum {
 		t.errorf("hysteresis", "hysteresis %d must be less than quorum %d (the service could never go down)", v.Hysteresis, v.Quorum)
 	}
@@ -516,6 +554,8 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 		} else {
 			v.SorryServer = ap
 			m.sorryOK = true
+			_, err := netip.ParseAddrPort(s)
+			ge.sorryPort = err == nil
 		}
 	}
 
@@ -536,6 +576,8 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 			rt.label = fmt.Sprintf("%s: real_server %s", t.label, rs.AddrPort())
 		}
 		rt.decode(&rs)
+		d.alertDefault(rt, &rs.SMTPAlert, v.SMTPAlert)
+		ge.rsPortSet = append(ge.rsPortSet, rt.has("port"))
 		rs.HealthCheck, _ = d.healthCheck(rt.sub("health_check"), svcCheck, timeoutSet, false, rs.Port)
 		rt.finish()
 		if hc := rs.HealthCheck; hc.BindTo.IsValid() && rs.Address.IsValid() {
@@ -579,7 +621,7 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 	v.HealthCheck = svcCheck
 	t.finish()
 	m.label = t.label
-	return v, m
+	return d.expand(v, m, ge, forwardOK)
 }
 
 // checkBackend checks a real or sorry server's address against its service:

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"net/netip"
 
 	"github.com/xlb-dev/xlb/config"
@@ -12,9 +13,12 @@ import (
 // ModelFromConfig converts the virtual servers of a configuration.
 func ModelFromConfig(c *config.Config) Model {
 	var m Model
+	first := map[string][]RealSpec{} // a group's first entry's real servers
 	for _, vs := range c.VirtualServers {
 		s := ServiceSpec{
 			Name:        vs.Name,
+			Group:       vs.Group,
+			SMTPAlert:   vs.SMTPAlert,
 			Key:         dataplane.ServiceKey{Addr: vs.Address, Port: vs.Port, Proto: proto(vs.Protocol)},
 			Scheduler:   dataplane.Scheduler(vs.Scheduler),
 			Forward:     dataplane.ForwardMode(vs.Forward),
@@ -38,11 +42,22 @@ func ModelFromConfig(c *config.Config) Model {
 		}
 		for _, rs := range vs.RealServers {
 			s.Reals = append(s.Reals, RealSpec{
-				Addr:   rs.Address,
-				Port:   rs.Port,
-				Weight: uint32(max(rs.Weight, 0)),
-				Check:  checkSpec(vs.Name, rs),
+				Addr:      rs.Address,
+				Port:      rs.Port,
+				Weight:    uint32(max(rs.Weight, 0)),
+				Check:     checkSpec(cmp.Or(vs.Server, vs.Name), rs),
+				SMTPAlert: rs.SMTPAlert,
 			})
+		}
+		if vs.Group != "" {
+			s.Server = vs.Server
+			if f, ok := first[vs.Server]; ok {
+				for i := range s.Reals {
+					s.Reals[i].ID = f[i].Key()
+				}
+			} else {
+				first[vs.Server] = s.Reals
+			}
 		}
 		m.Services = append(m.Services, s)
 	}
@@ -113,7 +128,7 @@ func CheckSpecs(m Model) map[string]health.Spec {
 	out := map[string]health.Spec{}
 	for _, s := range m.Services {
 		for _, rs := range s.Reals {
-			out[CheckKey(s.Name, rs)] = rs.Check
+			out[s.checkKey(rs)] = rs.Check // a group's entries: the first entry's
 		}
 	}
 	return out

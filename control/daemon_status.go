@@ -78,7 +78,7 @@ func (d *Daemon) Status(rates bool) *Status {
 		reals := s.reals()
 		for i, r := range reals {
 			bs := ss.Backends[r.Key()]
-			check := checks[CheckKey(s.Name, r)]
+			check := checks[s.checkKey(r)]
 			ri := RealInfo{
 				Address:       r.Key().String(),
 				Weight:        r.Weight,
@@ -94,6 +94,10 @@ func (d *Daemon) Status(rates bool) *Status {
 				ri.Health = "none"
 			} else if r.Check.Type == health.TypeNone {
 				ri.Health = "up"
+			}
+			if ov, ok := d.overrides.get(OverrideKey{s.server(), r.id()}); ok && !ri.Sorry {
+				w := ov.Weight
+				ri.Override = &w
 			}
 			if check.LastError != nil {
 				ri.HealthError = check.LastError.Error()
@@ -117,5 +121,9 @@ func (d *Daemon) Status(rates bool) *Status {
 		st.VRRP = append(st.VRRP, ii)
 	}
 	st.BGP = d.bgpStatus()
+	if d.mail.sender != nil && d.mail.sender.Enabled() {
+		ms := d.mail.sender.Stats()
+		st.Mail = &ms
+	}
 	return st
 }

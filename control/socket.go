@@ -51,8 +51,17 @@ const (
 
 // Request is a control-socket request: one JSON object per connection.
 type Request struct {
-	Command string `json:"command"` // "status", "reload", "drain" or "undrain"
+	// Command is "status", "reload", "drain", "undrain", "set-weight" or
+	// "reset-weight".
+	Command string `json:"command"`
 	Rates   bool   `json:"rates,omitempty"`
+	// Service, Real and Weight are set-weight's and reset-weight's: a
+	// [[virtual_server]] name, a real server ADDR or ADDR:PORT, a weight.
+	Service string `json:"service,omitempty"`
+	Real    string `json:"real_server,omitempty"`
+	Weight  int    `json:"weight,omitempty"`
+
+	peer string // who sent it (peerOf), for the log
 }
 
 // Response answers a Request.
@@ -235,6 +244,7 @@ func (s *SocketServer) serveConn(c net.Conn) {
 		s.badReqs.Add(1)
 		resp.Error = "bad request: " + err.Error()
 	default:
+		req.peer = peerOf(c)
 		resp = s.handle(req)
 	}
 	s.requests.Add(1)
@@ -271,6 +281,11 @@ func (s *SocketServer) handle(req Request) Response {
 		}
 	case "drain", "undrain":
 		resp = drainCommand(s.h, req.Command)
+	case "set-weight", "reset-weight":
+		resp = weightCommand(s.h, req)
+		if resp.Error != "" {
+			s.log.Warn("control socket: "+req.Command+" refused", "error", resp.Error, "by", req.peer)
+		}
 	default:
 		s.badReqs.Add(1)
 		resp.Error = fmt.Sprintf("unknown command %q", req.Command)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/bgp"
+	"github.com/xlb-dev/xlb/control/mail"
 )
 
 // Status is what `xlb status` shows, as served on the control socket.
@@ -29,6 +30,8 @@ type Status struct {
 	RateInterval time.Duration `json:"rate_interval,omitempty"`
 	// BGP is the announcements ([bgp]), nil without.
 	BGP *bgp.Status `json:"bgp,omitempty"`
+	// Mail counts the mail alerts, nil without mail.
+	Mail *mail.Stats `json:"mail,omitempty"`
 }
 
 // DataplaneInfo says which dataplane runs.
@@ -88,6 +91,8 @@ type ServiceInfo struct {
 type RealInfo struct {
 	Address string `json:"address"` // addr:port
 	Weight  uint32 `json:"weight"`  // configured
+	// Override is the weight an operator set (xlb set-weight), if any.
+	Override *uint32 `json:"weight_override,omitempty"`
 	// Effective is the weight installed now (0 while unhealthy).
 	Effective uint32 `json:"effective_weight"`
 	Health    string `json:"health"` // up, down, unknown
@@ -187,7 +192,10 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 				fmt.Fprintf(tw, "%s\t%s\t\n", addr, figures(f, r.Counters, r.Rates))
 			default:
 				weight := strconv.FormatUint(uint64(r.Weight), 10)
-				if r.Effective != r.Weight {
+				switch {
+				case r.Override != nil: // the configured weight, and the operator's
+					weight = fmt.Sprintf("%d(%d,set:%d)", r.Effective, r.Weight, *r.Override)
+				case r.Effective != r.Weight:
 					weight = fmt.Sprintf("%d(%d)", r.Effective, r.Weight)
 				}
 				health := r.Health
