@@ -14,6 +14,12 @@
 #include "lib/fwd.h"
 #include "lib/nat.h"
 #include "lib/encap.h"
+#include "lib/counters.h"
+#include "lib/clock.h"
+#include "lib/svc.h"
+#include "lib/conn.h"
+#include "lib/flowcache.h"
+#include "lib/frag.h"
 #include "lib/lb.h"
 #include "lib/checks.h"
 
