@@ -38,6 +38,7 @@ const volatile struct {
 	enum xlb_event event;
 	enum xlb_action action;
 	enum xlb_iface_flags iface_flags;
+	enum xlb_limits limits;
 } xlb_enums;
 
 /* xlb_done counts a verdict and turns it into an XDP action. */

@@ -185,6 +185,19 @@ const (
 	bpfXlbIfaceFlagsXLB_IF_F_ATTACHED bpfXlbIfaceFlags = 1
 )
 
+type bpfXlbLimits uint32
+
+const (
+	bpfXlbLimitsXLB_LIMIT_SERVICES         bpfXlbLimits = 1024
+	bpfXlbLimitsXLB_LIMIT_BACKENDS_PER_SVC bpfXlbLimits = 256
+	bpfXlbLimitsXLB_LIMIT_BACKENDS         bpfXlbLimits = 262144
+	bpfXlbLimitsXLB_LIMIT_NAT_BACKENDS     bpfXlbLimits = 65536
+	bpfXlbLimitsXLB_LIMIT_IFACES           bpfXlbLimits = 64
+	bpfXlbLimitsXLB_LIMIT_IFACE_ENTRIES    bpfXlbLimits = 1024
+	bpfXlbLimitsXLB_LIMIT_IFACE_SLOTS      bpfXlbLimits = 256
+	bpfXlbLimitsXLB_LIMIT_LOCAL_ADDRS      bpfXlbLimits = 4096
+)
+
 type bpfXlbNatReal struct {
 	_       structs.HostLayout
 	Svc     uint32
