@@ -25,8 +25,9 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Puts the enums into BTF for the generated Go bindings (bpf2go -type) and
- * for bpftool; never read. */
+/* Puts the enums into BTF for the generated Go bindings (bpf2go -type), for
+ * the names Go reads at load (verdicts, events, schedulers, forwarding modes)
+ * and for bpftool; never read. */
 const volatile struct {
 	enum xlb_verdict verdict;
 	enum xlb_sched sched;

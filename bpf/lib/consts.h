@@ -164,7 +164,8 @@ enum xlb_action {
 	XLB_ACT_TUNNEL,  /* encapsulated to the real server */
 };
 
-/* Schedulers (struct xlb_svc.sched), as IPVS's. */
+/* Schedulers (struct xlb_svc.sched), as IPVS's: Go's dataplane.SchedulerTable
+ * names each value, read from BTF. */
 enum xlb_sched {
 	XLB_SCHED_RR = 0,
 	XLB_SCHED_WRR,
@@ -174,7 +175,8 @@ enum xlb_sched {
 	XLB_SCHED_MH,
 };
 
-/* Forwarding modes (struct xlb_svc.fwd). */
+/* Forwarding modes (struct xlb_svc.fwd): Go's dataplane.ForwardTable names
+ * each value, read from BTF. */
 enum xlb_fwd {
 	XLB_FWD_DR = 0,
 	XLB_FWD_NAT,

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // keepalived's defaults where xlb's differ (check_data.c, check_parser.c,
@@ -19,7 +21,7 @@ const (
 	kaMiscRetry        = 0
 	kaDelayBeforeRetry = 1 * time.Second
 	kaHTTPDelayRetry   = 3 * time.Second
-	kaScheduler        = "wlc"
+	kaScheduler        = string(dataplane.WeightedLeastConnection)
 	kaPriority         = 100
 	kaOwnerPriority    = 255
 )
@@ -594,38 +596,37 @@ func (cv *converter) service(vs *kaVS, s service) {
 	t.Set("port", s.port, "")
 	t.Set("protocol", proto, protoNote)
 	sched := vs.sched.or(kaScheduler)
-	switch sched {
-	case "rr", "wrr", "lc", "wlc", "sh", "mh":
-		t.Set("scheduler", sched, ternary(vs.sched.ok, "", "keepalived's default"))
-	default:
-		cv.d.errorf(vs.sched.pos, "lb_algo", "%s: scheduler %q is not supported by xlb (rr, wrr, lc, wlc, sh, mh)", ap, sched)
+	if s, ok := dataplane.SchedulerOfIPVS(sched); ok {
+		t.Set("scheduler", string(s), ternary(vs.sched.ok, "", "keepalived's default"))
+	} else {
+		cv.d.errorf(vs.sched.pos, "lb_algo", "%s: scheduler %q is not supported by xlb (%s)", ap, sched, SchedulerList())
 		bad = true
 	}
-	forward := "nat"
+	forward := dataplane.NAT
 	if vs.method.ok {
-		switch strings.ToUpper(vs.method.v) {
-		case "NAT":
-		case "DR":
-			forward = "dr"
-		case "TUN":
-			forward = "tunnel"
-		default:
-			cv.d.errorf(vs.method.pos, "lb_kind", "%s: %q is not supported by xlb (NAT, DR, TUN)", ap, vs.method.v)
+		i := slices.IndexFunc(dataplane.ForwardTable, func(f dataplane.ForwardSpec) bool { return strings.EqualFold(f.Keepalived, vs.method.v) })
+		if i >= 0 {
+			forward = dataplane.ForwardTable[i].Name
+		} else {
+			var kinds []string
+			for _, f := range dataplane.ForwardTable {
+				kinds = append(kinds, f.Keepalived)
+			}
+			cv.d.errorf(vs.method.pos, "lb_kind", "%s: %q is not supported by xlb (%s)", ap, vs.method.v, strings.Join(kinds, ", "))
 			bad = true
 		}
 	}
-	t.Set("forward", forward, ternary(vs.method.ok, "", "keepalived's default lb_kind NAT"))
-	if forward == "tunnel" && vs.tunType.ok {
-		switch vs.tunType.v {
-		case "ipip":
-		case "gue":
-			t.Set("tunnel_type", "gue", "")
+	t.Set("forward", string(forward), ternary(vs.method.ok, "", "keepalived's default lb_kind NAT"))
+	if forward == dataplane.Tunnel && vs.tunType.ok {
+		switch tun := dataplane.Encap(vs.tunType.v); {
+		case !slices.Contains(dataplane.Encaps, tun):
+			cv.d.errorf(vs.tunType.pos, "lb_kind", "%s: tunnel type %q is not supported by xlb (%s)", ap, vs.tunType.v, joinNames(dataplane.Encaps))
+			bad = true
+		case tun == dataplane.EncapGUE:
+			t.Set("tunnel_type", string(tun), "")
 			if vs.tunPort.ok {
 				t.Set("tunnel_port", vs.tunPort.v, "")
 			}
-		default:
-			cv.d.errorf(vs.tunType.pos, "lb_kind", "%s: tunnel type %q is not supported by xlb (ipip, gue)", ap, vs.tunType.v)
-			bad = true
 		}
 	}
 	if vs.persistence.ok {
@@ -728,4 +729,23 @@ func sameKeys(a, b *Table) bool {
 		}
 	}
 	return true
+}
+
+// SchedulerList lists IPVS's names of xlb's schedulers: "rr, wrr, ...".
+func SchedulerList() string {
+	var l []string
+	for _, s := range dataplane.SchedulerTable {
+		if s.IPVS != "" {
+			l = append(l, s.IPVS)
+		}
+	}
+	return strings.Join(l, ", ")
+}
+
+func joinNames[T ~string](names []T) string {
+	l := make([]string, len(names))
+	for i, n := range names {
+		l[i] = string(n)
+	}
+	return strings.Join(l, ", ")
 }

@@ -146,14 +146,6 @@ type bpfXlbFragKey struct {
 	Pad    [2]uint8
 }
 
-type bpfXlbFwd uint32
-
-const (
-	bpfXlbFwdXLB_FWD_DR     bpfXlbFwd = 0
-	bpfXlbFwdXLB_FWD_NAT    bpfXlbFwd = 1
-	bpfXlbFwdXLB_FWD_TUNNEL bpfXlbFwd = 2
-)
-
 type bpfXlbGlobals struct {
 	_             structs.HostLayout
 	TcpTimeout    uint64
@@ -218,17 +210,6 @@ type bpfXlbPersistKey struct {
 	Family uint8
 	Pad    [3]uint8
 }
-
-type bpfXlbSched uint32
-
-const (
-	bpfXlbSchedXLB_SCHED_RR  bpfXlbSched = 0
-	bpfXlbSchedXLB_SCHED_WRR bpfXlbSched = 1
-	bpfXlbSchedXLB_SCHED_LC  bpfXlbSched = 2
-	bpfXlbSchedXLB_SCHED_WLC bpfXlbSched = 3
-	bpfXlbSchedXLB_SCHED_SH  bpfXlbSched = 4
-	bpfXlbSchedXLB_SCHED_MH  bpfXlbSched = 5
-)
 
 type bpfXlbScratch struct {
 	_     structs.HostLayout

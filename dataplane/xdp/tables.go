@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"math/bits"
 
@@ -28,8 +29,22 @@ type tableBackend struct {
 	weight uint32
 }
 
-// rrTable is the IPVS rr cycle: every backend with a non-zero weight once,
-// in configuration order.
+// buildTable builds a scheduling table of kind k (the scheduler's, in
+// dataplane.SchedulerTable): indexes into bs.
+func buildTable(k dataplane.Table, bs []tableBackend, maglevSize int) []int {
+	switch k {
+	case dataplane.TableList:
+		return rrTable(bs)
+	case dataplane.TableWeightedCycle:
+		return wrrTable(bs)
+	case dataplane.TableMaglev:
+		return maglevTable(bs, maglevSize)
+	}
+	panic(fmt.Sprintf("xdp: no builder of scheduling table kind %d", k))
+}
+
+// rrTable is the IPVS rr cycle, and the candidates lc and wlc scan: every
+// backend with a non-zero weight once, in configuration order.
 func rrTable(bs []tableBackend) []int {
 	var t []int
 	for i, b := range bs {
@@ -39,9 +54,6 @@ func rrTable(bs []tableBackend) []int {
 	}
 	return t
 }
-
-// candidateTable lists the backends with a non-zero weight (lc/wlc scan).
-func candidateTable(bs []tableBackend) []int { return rrTable(bs) }
 
 func gcd(a, b uint32) uint32 {
 	for b != 0 {
