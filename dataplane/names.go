@@ -111,11 +111,7 @@ var Schedulers = namesOf(SchedulerTable, func(s SchedulerSpec) Scheduler { retur
 
 // Spec returns the declaration of s; false if s is unknown.
 func (s Scheduler) Spec() (SchedulerSpec, bool) {
-	i := slices.IndexFunc(SchedulerTable, func(e SchedulerSpec) bool { return e.Name == s })
-	if i < 0 {
-		return SchedulerSpec{}, false
-	}
-	return SchedulerTable[i], true
+	return find(SchedulerTable, func(e SchedulerSpec) bool { return e.Name == s })
 }
 
 // Valid reports whether s is a known scheduler.
@@ -124,11 +120,8 @@ func (s Scheduler) Valid() bool { _, ok := s.Spec(); return ok }
 // SchedulerOfIPVS returns the scheduler IPVS calls name (ipvsadm -s,
 // keepalived's lb_algo); false if there is none.
 func SchedulerOfIPVS(name string) (Scheduler, bool) {
-	i := slices.IndexFunc(SchedulerTable, func(e SchedulerSpec) bool { return e.IPVS != "" && e.IPVS == name })
-	if i < 0 {
-		return "", false
-	}
-	return SchedulerTable[i].Name, true
+	e, ok := find(SchedulerTable, func(e SchedulerSpec) bool { return e.IPVS != "" && e.IPVS == name })
+	return e.Name, ok
 }
 
 // ForwardMode is how a packet reaches the real server (ipvsadm -g, -m, -i).
@@ -173,11 +166,7 @@ var ForwardModes = namesOf(ForwardTable, func(f ForwardSpec) ForwardMode { retur
 
 // Spec returns the declaration of m; false if m is unknown.
 func (m ForwardMode) Spec() (ForwardSpec, bool) {
-	i := slices.IndexFunc(ForwardTable, func(e ForwardSpec) bool { return e.Name == m })
-	if i < 0 {
-		return ForwardSpec{}, false
-	}
-	return ForwardTable[i], true
+	return find(ForwardTable, func(e ForwardSpec) bool { return e.Name == m })
 }
 
 // Valid reports whether m is a known forwarding mode.
@@ -206,6 +195,14 @@ const (
 
 // AttachModes lists every attach mode.
 var AttachModes = []AttachMode{AttachAuto, AttachNative, AttachGeneric}
+
+func find[E any](table []E, match func(E) bool) (E, bool) {
+	if i := slices.IndexFunc(table, match); i >= 0 {
+		return table[i], true
+	}
+	var zero E
+	return zero, false
+}
 
 func namesOf[E any, N any](table []E, name func(E) N) []N {
 	out := make([]N, len(table))

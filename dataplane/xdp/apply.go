@@ -255,7 +255,7 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 		table = st.tableData[st.slot]
 	} else {
 		spec, _ := s.Scheduler.Spec()
-		order := buildTable(spec.Table, tbs, d.opts.MaglevSize)
+		order := tableBuilders[spec.Table](tbs, d.opts.MaglevSize)
 		table = make([]uint32, len(order))
 		for i, j := range order {
 			table[i] = tids[j]

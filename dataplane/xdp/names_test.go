@@ -15,7 +15,7 @@ func TestEnumsMatchTables(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := readEnums(spec.Types)
+	e, err := readEnums(spec.Types, dataplane.SchedulerTable, dataplane.ForwardTable)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,9 +40,13 @@ func TestEnumsMatchTables(t *testing.T) {
 	if len(e.sched) != len(dataplane.SchedulerTable) || len(e.fwd) != len(dataplane.ForwardTable) {
 		t.Errorf("the program has %d of %d schedulers and %d of %d forwarding modes", len(e.sched), len(dataplane.SchedulerTable), len(e.fwd), len(dataplane.ForwardTable))
 	}
-	// A name the program lacks is refused at load.
-	if _, err := enumCodes(spec.Types, "xlb_sched", []string{"XLB_SCHED_NONE"}, func(n string) (string, string) { return n, n }); err == nil {
-		t.Error("a scheduler the program's enum lacks was not refused")
+	// A name the program lacks, or a table no builder builds, is refused at load.
+	sed := dataplane.SchedulerSpec{Name: "sed", BPF: "XLB_SCHED_SED", Table: dataplane.TableList}
+	noTable := dataplane.SchedulerSpec{Name: "rr", BPF: "XLB_SCHED_RR"}
+	for _, bad := range []dataplane.SchedulerSpec{sed, noTable} {
+		if _, err := readEnums(spec.Types, []dataplane.SchedulerSpec{bad}, nil); err == nil {
+			t.Errorf("readEnums accepted %+v", bad)
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package xdp
 
 import (
 	"encoding/binary"
-	"fmt"
 	"hash/fnv"
 	"math/bits"
 
@@ -29,18 +28,12 @@ type tableBackend struct {
 	weight uint32
 }
 
-// buildTable builds a scheduling table of kind k (the scheduler's, in
+// tableBuilders build each kind of scheduling table (a scheduler's, in
 // dataplane.SchedulerTable): indexes into bs.
-func buildTable(k dataplane.Table, bs []tableBackend, maglevSize int) []int {
-	switch k {
-	case dataplane.TableList:
-		return rrTable(bs)
-	case dataplane.TableWeightedCycle:
-		return wrrTable(bs)
-	case dataplane.TableMaglev:
-		return maglevTable(bs, maglevSize)
-	}
-	panic(fmt.Sprintf("xdp: no builder of scheduling table kind %d", k))
+var tableBuilders = map[dataplane.Table]func(bs []tableBackend, maglevSize int) []int{
+	dataplane.TableList:          func(bs []tableBackend, _ int) []int { return rrTable(bs) },
+	dataplane.TableWeightedCycle: func(bs []tableBackend, _ int) []int { return wrrTable(bs) },
+	dataplane.TableMaglev:        maglevTable,
 }
 
 // rrTable is the IPVS rr cycle, and the candidates lc and wlc scan: every

@@ -216,7 +216,7 @@ func (d *Dataplane) load() error {
 	if d.events, err = enumNames(spec.Types, "xlb_event", "XLB_EV_"); err != nil {
 		return fmt.Errorf("event names from BTF: %w", err)
 	}
-	if d.names, err = readEnums(spec.Types); err != nil {
+	if d.names, err = readEnums(spec.Types, dataplane.SchedulerTable, dataplane.ForwardTable); err != nil {
 		return fmt.Errorf("scheduler and forwarding values from BTF: %w", err)
 	}
 	var copts ebpf.CollectionOptions
