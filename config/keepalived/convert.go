@@ -21,7 +21,7 @@ const (
 	kaMiscRetry        = 0
 	kaDelayBeforeRetry = 1 * time.Second
 	kaHTTPDelayRetry   = 3 * time.Second
-	kaScheduler        = string(dataplane.WeightedLeastConnection)
+	kaScheduler        = "wlc"
 	kaPriority         = 100
 	kaOwnerPriority    = 255
 )
@@ -604,29 +604,31 @@ func (cv *converter) service(vs *kaVS, s service) {
 	}
 	forward := dataplane.NAT
 	if vs.method.ok {
-		i := slices.IndexFunc(dataplane.ForwardTable, func(f dataplane.ForwardSpec) bool { return strings.EqualFold(f.Keepalived, vs.method.v) })
-		if i >= 0 {
-			forward = dataplane.ForwardTable[i].Name
-		} else {
-			var kinds []string
-			for _, f := range dataplane.ForwardTable {
-				kinds = append(kinds, f.Keepalived)
+		var kinds []string
+		found := false
+		for _, f := range dataplane.ForwardTable {
+			kinds = append(kinds, f.Keepalived)
+			if strings.EqualFold(f.Keepalived, vs.method.v) {
+				forward, found = f.Name, true
 			}
+		}
+		if !found {
 			cv.d.errorf(vs.method.pos, "lb_kind", "%s: %q is not supported by xlb (%s)", ap, vs.method.v, strings.Join(kinds, ", "))
 			bad = true
 		}
 	}
 	t.Set("forward", string(forward), ternary(vs.method.ok, "", "keepalived's default lb_kind NAT"))
 	if forward == dataplane.Tunnel && vs.tunType.ok {
-		switch tun := dataplane.Encap(vs.tunType.v); {
-		case !slices.Contains(dataplane.Encaps, tun):
-			cv.d.errorf(vs.tunType.pos, "lb_kind", "%s: tunnel type %q is not supported by xlb (%s)", ap, vs.tunType.v, joinNames(dataplane.Encaps))
-			bad = true
-		case tun == dataplane.EncapGUE:
-			t.Set("tunnel_type", string(tun), "")
+		switch vs.tunType.v {
+		case "ipip":
+		case "gue":
+			t.Set("tunnel_type", "gue", "")
 			if vs.tunPort.ok {
 				t.Set("tunnel_port", vs.tunPort.v, "")
 			}
+		default:
+			cv.d.errorf(vs.tunType.pos, "lb_kind", "%s: tunnel type %q is not supported by xlb (ipip, gue)", ap, vs.tunType.v)
+			bad = true
 		}
 	}
 	if vs.persistence.ok {
@@ -738,14 +740,6 @@ func SchedulerList() string {
 		if s.IPVS != "" {
 			l = append(l, s.IPVS)
 		}
-	}
-	return strings.Join(l, ", ")
-}
-
-func joinNames[T ~string](names []T) string {
-	l := make([]string, len(names))
-	for i, n := range names {
-		l[i] = string(n)
 	}
 	return strings.Join(l, ", ")
 }
