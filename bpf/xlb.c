@@ -14,13 +14,20 @@
 #include "lib/fwd.h"
 #include "lib/nat.h"
 #include "lib/encap.h"
+#include "lib/counters.h"
+#include "lib/clock.h"
+#include "lib/svc.h"
+#include "lib/conn.h"
+#include "lib/flowcache.h"
+#include "lib/frag.h"
 #include "lib/lb.h"
 #include "lib/checks.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Puts the enums into BTF for the generated Go bindings (bpf2go -type) and
- * for bpftool; never read. */
+/* Puts the enums into BTF for the generated Go bindings (bpf2go -type), for
+ * the names Go reads at load (verdicts, events, schedulers, forwarding modes)
+ * and for bpftool; never read. */
 const volatile struct {
 	enum xlb_verdict verdict;
 	enum xlb_sched sched;
@@ -32,6 +39,7 @@ const volatile struct {
 	enum xlb_event event;
 	enum xlb_action action;
 	enum xlb_iface_flags iface_flags;
+	enum xlb_limits limits;
 } xlb_enums;
 
 /* xlb_done counts a verdict and turns it into an XDP action. */

@@ -12,13 +12,21 @@
 // health check, VRRP instance, script and sync group keeps the line it was
 // declared on, to locate runtime problems.
 //
-// The package imports neither vrrp/, control/ nor dataplane/: configuration
-// flows config -> control -> dataplane.
+// Configuration flows config -> control -> dataplane. The names the file
+// shares with the other layers (schedulers, forwarding modes, protocols,
+// tunnel types, attach modes, check types, VRRP states and authentication
+// types) are held typed, as their owners declare them once: in dataplane,
+// control/health/checktype and vrrp/names, which import only the standard
+// library; the package imports nothing else of xlb (imports_test.go).
 package config
 
 import (
 	"net/netip"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
+	"github.com/xlb-dev/xlb/dataplane"
+	vrrpnames "github.com/xlb-dev/xlb/vrrp/names"
 )
 
 // Config is a whole configuration file.
@@ -91,19 +99,10 @@ const (
 	ModeIPVS Mode = "ipvs"
 )
 
-// XDPMode is how the XDP program is attached.
-type XDPMode string
-
-const (
-	XDPAuto    XDPMode = "auto" // native, falling back to generic (skb) mode
-	XDPNative  XDPMode = "native"
-	XDPGeneric XDPMode = "generic"
-)
-
 // Dataplane is [dataplane].
 type Dataplane struct {
 	Mode                 Mode
-	XDPMode              XDPMode
+	XDPMode              dataplane.AttachMode
 	Interfaces           []string
 	PinPath              string // cleaned (filepath.Clean)
 	KeepForwardingOnExit bool
@@ -150,29 +149,11 @@ type SyncGroup struct {
 	Line      int
 }
 
-// State is a VRRP instance's initial state.
-type State string
-
-const (
-	StateMaster State = "MASTER"
-	StateBackup State = "BACKUP"
-)
-
-// AuthType is VRRPv2 authentication.
-type AuthType string
-
-const (
-	AuthNone AuthType = ""
-	// AuthPass is RFC 2338 simple text password (removed by RFC 3768,
-	// kept by keepalived and here for interoperability).
-	AuthPass AuthType = "PASS"
-)
-
 // VRRPInstance is a [[vrrp_instance]].
 type VRRPInstance struct {
 	Name            string
 	Interface       string
-	State           State
+	State           vrrpnames.State // Master or Backup
 	VirtualRouterID uint8
 	Priority        uint8
 	AdvertInt       time.Duration
@@ -180,7 +161,7 @@ type VRRPInstance struct {
 	Preempt         bool
 	PreemptDelay    time.Duration
 	// AuthType is AuthPass when auth_pass is set, else AuthNone.
-	AuthType AuthType
+	AuthType vrrpnames.AuthType
 	// AuthPass is at most 8 bytes (the advert's field).
 	AuthPass string
 	// UnicastSrcIP is invalid (zero) for the interface's primary address.
@@ -245,49 +226,11 @@ type TrackInterface struct {
 	Weight int
 }
 
-// Protocol is a virtual service's transport protocol.
-type Protocol string
-
-const (
-	TCP Protocol = "tcp"
-	UDP Protocol = "udp"
-)
-
-// Scheduler is an IPVS scheduler.
-type Scheduler string
-
-const (
-	RoundRobin              Scheduler = "rr"
-	WeightedRoundRobin      Scheduler = "wrr"
-	LeastConnection         Scheduler = "lc"
-	WeightedLeastConnection Scheduler = "wlc"
-	SourceHashing           Scheduler = "sh"
-	MaglevHashing           Scheduler = "mh"
-)
-
-// Forward is a forwarding method (ipvsadm -g, -m, -i).
-type Forward string
-
-const (
-	DirectRouting Forward = "dr"
-	NAT           Forward = "nat"
-	Tunnel        Forward = "tunnel"
-)
-
-// TunnelType is the encapsulation of a tunnel-mode service.
-type TunnelType string
-
-const (
-	TunnelNone TunnelType = ""     // not a tunnel-mode service
-	TunnelIPIP TunnelType = "ipip" // IPv4-in-IPv4 / IPv6-in-IPv6
-	TunnelGUE  TunnelType = "gue"  // generic UDP encapsulation
-)
-
 // ServiceKey identifies a virtual service: VIP, port and protocol.
 type ServiceKey struct {
 	Address  netip.Addr
 	Port     uint16
-	Protocol Protocol
+	Protocol dataplane.Proto
 }
 
 // VirtualServerGroup is a [[virtual_server_group]]: addresses and ports
@@ -311,9 +254,9 @@ type VirtualServer struct {
 	Group              string
 	Address            netip.Addr
 	Port               uint16
-	Protocol           Protocol
-	Scheduler          Scheduler
-	Forward            Forward
+	Protocol           dataplane.Proto
+	Scheduler          dataplane.Scheduler
+	Forward            dataplane.ForwardMode
 	VRRPInstance       string // "": always forward
 	PersistenceTimeout time.Duration
 	Quorum             int
@@ -325,7 +268,7 @@ type VirtualServer struct {
 	// The tunnel settings are zero unless Forward is Tunnel. TunnelSource
 	// is a single address (/32, /128) or a prefix whose host bits vary per
 	// flow; invalid (zero) for the egress interface's address.
-	TunnelType   TunnelType
+	TunnelType   dataplane.Encap
 	TunnelPort   uint16
 	TunnelSource netip.Prefix
 	// HealthCheck is the service's check; its Port 0 means each real
@@ -363,22 +306,6 @@ type RealServer struct {
 // AddrPort returns the real server's address and port.
 func (r RealServer) AddrPort() netip.AddrPort { return netip.AddrPortFrom(r.Address, r.Port) }
 
-// CheckType is a health check type.
-type CheckType string
-
-const (
-	CheckTCP    CheckType = "tcp"    // connect
-	CheckHTTP   CheckType = "http"   // GET
-	CheckHTTPS  CheckType = "https"  // GET over TLS
-	CheckUDP    CheckType = "udp"    // a datagram: no ICMP error, or a reply
-	CheckDNS    CheckType = "dns"    // a query answered NOERROR
-	CheckSMTP   CheckType = "smtp"   // greeting, HELO, QUIT
-	CheckPing   CheckType = "ping"   // ICMP echo
-	CheckFile   CheckType = "file"   // a number in a file
-	CheckScript CheckType = "script" // exit status 0
-	CheckNone   CheckType = "none"   // always healthy
-)
-
 // URLCheck is one [[...health_check.url]] of an HTTP(S) check.
 type URLCheck struct {
 	Path         string
@@ -402,7 +329,7 @@ const (
 // set, Timeout resolved (the interval when that is shorter and no timeout
 // is written).
 type HealthCheck struct {
-	Type     CheckType
+	Type     checktype.Type
 	Interval time.Duration
 	Timeout  time.Duration
 	Fall     int

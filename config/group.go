@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // [[virtual_server_group]]: several addresses and ports sharing one set of
@@ -172,7 +174,7 @@ func (d *decoder) expand(v VirtualServer, m serviceMeta, ge groupEntries, forwar
 			if rs.Address == e.Addr() {
 				d.errorf(rb.p.key("address"), "%s: real server %s is the address of the group's entry %s", rb.label, rs.Address, e)
 			}
-			if x.Forward != NAT && ge.rsPortSet[j] && rs.Port != e.Port() {
+			if x.Forward != dataplane.NAT && ge.rsPortSet[j] && rs.Port != e.Port() {
 				d.errorf(rb.p.key("port"), "%s: port %d differs from the port of the group's entry %s: only forward = \"nat\" maps ports (without port, each entry's is used)",
 					rb.label, rs.Port, e)
 			}
@@ -184,7 +186,7 @@ func (d *decoder) expand(v VirtualServer, m serviceMeta, ge groupEntries, forwar
 			if i > 0 && forwardOK {
 				if x.SorryServer.Addr() == e.Addr() {
 					d.errorf(m.p.key("sorry_server"), "%s: sorry server %s is the address of the group's entry %s", m.label, x.SorryServer.Addr(), e)
-				} else if x.Forward != NAT && x.SorryServer.Port() != e.Port() {
+				} else if x.Forward != dataplane.NAT && x.SorryServer.Port() != e.Port() {
 					d.errorf(m.p.key("sorry_server"), "%s: sorry_server port %d differs from the port of the group's entry %s: only forward = \"nat\" maps ports",
 						m.label, x.SorryServer.Port(), e)
 				}

@@ -1,13 +1,19 @@
 package config
 
 import (
+	"encoding"
 	"fmt"
 	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
+	"github.com/xlb-dev/xlb/dataplane"
+	vrrpnames "github.com/xlb-dev/xlb/vrrp/names"
 )
 
 // The key table: every key of the file is declared here once, with its
@@ -89,14 +95,43 @@ type section struct {
 	index map[string]int
 }
 
-var web, tls = []string{"http", "https"}, []string{"https"}
-
-// checkTypes are the health-check types; netChecks those that open a
-// socket to the real server.
+// The names of the enumerations other layers declare (enumOf): the
+// health-check types, web and tls those of HTTP(S) and TLS, netChecks those
+// that open a socket to the real server.
 var (
-	checkTypes = []string{"tcp", "http", "https", "udp", "dns", "smtp", "ping", "file", "script", "none"}
-	netChecks  = []string{"tcp", "http", "https", "udp", "dns", "smtp", "ping"}
+	checkTypes = enumOf(checktype.Types(nil)...)
+	netChecks  = enumOf(checktype.Types(func(s checktype.Spec) bool { return s.Net })...)
+	web, tls   = enumOf(checktype.HTTP, checktype.HTTPS), enumOf(checktype.HTTPS)
 )
+
+// enumOf returns the names of values, for a kEnum key.
+func enumOf[T any](values ...T) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = fmt.Sprint(v)
+	}
+	return out
+}
+
+// checkTypeDoc says what the check types do and checkTypeKA names
+// keepalived's checkers, for the key "type".
+func checkTypeDoc() string {
+	var l []string
+	for _, s := range checktype.Table {
+		l = append(l, s.Doc)
+	}
+	return strings.Join(l[:len(l)-1], ", ") + " or " + l[len(l)-1] + " (below)"
+}
+
+func checkTypeKA() string {
+	var l []string
+	for _, s := range checktype.Table {
+		if s.Keepalived != "" {
+			l = append(l, s.Keepalived)
+		}
+	}
+	return strings.Join(l, ", ")
+}
 
 const (
 	ms  = int64(time.Millisecond)
@@ -148,7 +183,7 @@ var sections = []*section{
 	{name: "dataplane", head: "[dataplane]", keys: []key{
 		{name: "mode", kind: kEnum, field: "Mode", enum: []string{"auto", "xdp", "ipvs"}, def: `"auto"`,
 			doc: "`auto`: XDP, else IPVS"},
-		{name: "xdp_mode", kind: kEnum, field: "XDPMode", enum: []string{"auto", "native", "generic"}, def: `"auto"`,
+		{name: "xdp_mode", kind: kEnum, field: "XDPMode", enum: enumOf(dataplane.AttachModes...), def: `"auto"`,
 			doc: "`auto`: native, else generic (skb); not with `mode = \"ipvs\"`"},
 		{name: "interfaces", kind: kIfName, list: true, note: "required for `xdp`/`auto`",
 			doc: "where the XDP program is attached; DR real servers must be on their subnets"},
@@ -200,7 +235,7 @@ var sections = []*section{
 		{name: "name", kind: kName, field: "Name", req: "required", ka: "vrrp_instance NAME", doc: "unique"},
 		{name: "interface", kind: kIfName, field: "Interface", req: "required", ka: "interface",
 			doc: "where adverts are sent and received"},
-		{name: "state", kind: kEnum, field: "State", enum: []string{"MASTER", "BACKUP"}, def: `"BACKUP"`, ka: "state",
+		{name: "state", kind: kEnum, field: "State", enum: enumOf(vrrpnames.Master, vrrpnames.Backup), def: `"BACKUP"`, ka: "state",
 			doc: "the initial wish"},
 		{name: "virtual_router_id", kind: kInt, field: "VirtualRouterID", lo: 1, hi: 255, req: "required (1..255)", ka: "virtual_router_id",
 			doc: "unique per interface and address family"},
@@ -214,7 +249,7 @@ var sections = []*section{
 			doc: "a higher-priority backup takes over; `false` needs `state = \"BACKUP\"`"},
 		{name: "preempt_delay", kind: kDuration, field: "PreemptDelay", hi: 1000 * sec, def: `"0s"`, ka: "preempt_delay",
 			doc: "not with `preempt = false`"},
-		{name: "auth_type", kind: kEnum, enum: []string{"PASS", "AH"}, note: "`\"PASS\"` with `auth_pass`", ka: "authentication { auth_type }",
+		{name: "auth_type", kind: kEnum, enum: enumOf(vrrpnames.AuthTypes...), note: "`\"PASS\"` with `auth_pass`", ka: "authentication { auth_type }",
 			doc: "v2 only; `\"AH\"` is not supported"},
 		{name: "auth_pass", kind: kString, max: 64, ka: "authentication { auth_pass }",
 			doc: "v2 only; the field holds 8 bytes: of a longer one the first 8 are used, with a warning (as keepalived)"},
@@ -267,10 +302,10 @@ var sections = []*section{
 		{name: "port", kind: kInt, field: "Port", lo: 1, hi: 65535, req: "required", ka: "virtual_server ADDR PORT", doc: "the service port; not with `group`"},
 		{name: "group", kind: kName, field: "Group", note: "none", ka: "virtual_server group NAME",
 			doc: "a `virtual_server_group` instead of `address` and `port`: one service per entry, named `NAME/ADDR:PORT`, sharing the real servers and their checks (below)"},
-		{name: "protocol", kind: kEnum, field: "Protocol", enum: []string{"tcp", "udp"}, def: `"tcp"`, ka: "protocol", doc: "the transport protocol"},
-		{name: "scheduler", kind: kEnum, field: "Scheduler", enum: []string{"rr", "wrr", "lc", "wlc", "sh", "mh"}, def: `"wlc"`, ka: "lb_algo",
+		{name: "protocol", kind: kEnum, field: "Protocol", enum: enumOf(dataplane.Protos...), def: `"tcp"`, ka: "protocol", doc: "the transport protocol"},
+		{name: "scheduler", kind: kEnum, field: "Scheduler", enum: enumOf(dataplane.Schedulers...), def: `"wlc"`, ka: "lb_algo",
 			doc: "the IPVS scheduler (ipvsadm's default: wlc)"},
-		{name: "forward", kind: kEnum, field: "Forward", enum: []string{"dr", "nat", "tunnel"}, def: `"dr"`, ka: "lb_kind",
+		{name: "forward", kind: kEnum, field: "Forward", enum: enumOf(dataplane.ForwardModes...), def: `"dr"`, ka: "lb_kind",
 			doc: "direct routing, NAT or IP tunnel (ipvsadm -g, -m, -i)"},
 		{name: "vrrp_instance", kind: kName, field: "VRRPInstance", note: "none (always forward)",
 			doc: "forward only while this instance is MASTER; its `virtual_ipaddress` must include `address`"},
@@ -284,7 +319,7 @@ var sections = []*section{
 		{name: "quorum_down", kind: kCommand, field: "QuorumDown", ka: "quorum_down", doc: "run when the quorum is lost"},
 		{name: "sorry_server", kind: kString, max: 64, ka: "sorry_server",
 			doc: "`\"ADDR:PORT\"` or `\"ADDR\"` (the service port); takes every new flow while the service is below quorum, also in the first check intervals of a fresh start (real servers start down; a restart that adopts pinned state keeps them as found), as keepalived with `alpha`"},
-		{name: "tunnel_type", kind: kEnum, field: "TunnelType", custom: true, enum: []string{"ipip", "gue"}, def: `"ipip"`, ka: "tun_type",
+		{name: "tunnel_type", kind: kEnum, field: "TunnelType", custom: true, enum: enumOf(dataplane.Encaps...), def: `"ipip"`, ka: "tun_type",
 			doc: "only with `forward = \"tunnel\"`"},
 		{name: "tunnel_port", kind: kInt, lo: 1, hi: 65535, note: "required for `gue`", ka: "tun_port", doc: "the real servers' GUE UDP port"},
 		{name: "tunnel_source", kind: kString, max: 64, note: "the egress address",
@@ -304,9 +339,7 @@ var sections = []*section{
 		{name: "health_check", kind: kTable, field: "virtual_server.health_check"},
 	}},
 	{name: "virtual_server.health_check", head: "[virtual_server.health_check]", keys: []key{
-		{name: "type", kind: kEnum, field: "Type", enum: checkTypes, def: `"tcp"`,
-			ka:  "TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK, SMTP_CHECK, PING_CHECK, FILE_CHECK, MISC_CHECK",
-			doc: "tcp connect, HTTP(S) GET, a UDP datagram, a DNS query, an SMTP greeting, an ICMP echo, a number in a file, a script's exit status, or always healthy (below)"},
+		{name: "type", kind: kEnum, field: "Type", enum: checkTypes, def: `"tcp"`, ka: checkTypeKA(), doc: checkTypeDoc()},
 		{name: "interval", kind: kDuration, field: "Interval", lo: ms, def: `"2s"`, ka: "delay_loop",
 			doc: "keepalived's 60s drains a dead server too slowly"},
 		{name: "timeout", kind: kDuration, field: "Timeout", lo: ms, def: `"1s"`, note: "(or the interval if shorter)", ka: "connect_timeout",
@@ -336,25 +369,25 @@ var sections = []*section{
 		{name: "sni", kind: kString, field: "SNI", max: 253, note: "none", only: tls, ka: "enable_sni", doc: "the TLS server name"},
 		{name: "tls_verify", kind: kBool, field: "TLSVerify", def: "false", only: tls, doc: "verify the server's certificate"},
 		{name: "ca_file", kind: kPath, field: "CAFile", note: "system CAs", only: tls, ka: "SSL { ca }", doc: "the CAs to verify with; needs `tls_verify`"},
-		{name: "payload", kind: kString, field: "Payload", max: 4096, check: checkHexPayload, note: "32 bytes of `xlb check - `", only: []string{"udp"}, ka: "payload",
+		{name: "payload", kind: kString, field: "Payload", max: 4096, check: checkHexPayload, note: "32 bytes of `xlb check - `", only: enumOf(checktype.UDP), ka: "payload",
 			doc: "the datagram sent, in hex digits (white space separates octets)"},
-		{name: "require_reply", kind: kString, field: "RequireReply", custom: true, max: 4096, note: "`false`", only: []string{"udp"}, ka: "require_reply",
+		{name: "require_reply", kind: kString, field: "RequireReply", custom: true, max: 4096, note: "`false`", only: enumOf(checktype.UDP), ka: "require_reply",
 			typ: "boolean, or a pattern of hex digits", doc: "`true`: a reply must come; a pattern: a reply must start with it (`x` matches any nibble); `false`: only an ICMP error fails the check, so a healthy check lasts its timeout"},
-		{name: "dns_name", kind: kString, field: "DNSName", max: 253, check: checkDNSName, def: `"."`, only: []string{"dns"}, ka: "DNS_CHECK { name }",
+		{name: "dns_name", kind: kString, field: "DNSName", max: 253, check: checkDNSName, def: `"."`, only: enumOf(checktype.DNS), ka: "DNS_CHECK { name }",
 			doc: "the name queried"},
 		{name: "dns_type", kind: kEnum, field: "DNSType", enum: []string{"A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA", "RRSIG", "DNSKEY"}, def: `"SOA"`,
-			only: []string{"dns"}, ka: "DNS_CHECK { type }", doc: "the type queried; any answer without error (NOERROR) passes"},
-		{name: "helo_name", kind: kString, field: "HeloName", max: 253, check: checkNoSpace, note: "the host name", only: []string{"smtp"}, ka: "helo_name",
+			only: enumOf(checktype.DNS), ka: "DNS_CHECK { type }", doc: "the type queried; any answer without error (NOERROR) passes"},
+		{name: "helo_name", kind: kString, field: "HeloName", max: 253, check: checkNoSpace, note: "the host name", only: enumOf(checktype.SMTP), ka: "helo_name",
 			doc: "the name sent with HELO"},
-		{name: "file", kind: kPath, field: "File", note: "required for `file`", only: []string{"file"}, ka: "track_file { file }",
+		{name: "file", kind: kPath, field: "File", note: "required for `file`", only: enumOf(checktype.File), ka: "track_file { file }",
 			doc: "the file whose number is read every interval (below)"},
-		{name: "weight", kind: kInt, field: "Weight", lo: -65535, hi: 65535, def: "1", only: []string{"file"}, ka: "FILE_CHECK { weight }",
+		{name: "weight", kind: kInt, field: "Weight", lo: -65535, hi: 65535, def: "1", only: enumOf(checktype.File), ka: "FILE_CHECK { weight }",
 			doc: "0: the check fails while the number is not 0; otherwise the number times this is added to the real server's weight"},
-		{name: "weight_reverse", kind: kBool, field: "WeightReverse", def: "false", only: []string{"file"}, ka: "weight N reverse",
+		{name: "weight_reverse", kind: kBool, field: "WeightReverse", def: "false", only: enumOf(checktype.File), ka: "weight N reverse",
 			doc: "reverse: with weight 0 the check fails while the number is 0; otherwise the product is subtracted"},
-		{name: "script", kind: kCommand, field: "Script", note: "required for `script`", only: []string{"script"}, ka: "MISC_CHECK { misc_path }",
+		{name: "script", kind: kCommand, field: "Script", note: "required for `script`", only: enumOf(checktype.Script), ka: "MISC_CHECK { misc_path }",
 			doc: "run with the real server's address and port appended; also in `XLB_RS_ADDR`, `XLB_RS_PORT`, `XLB_VS_NAME`"},
-		{name: "misc_dynamic", kind: kBool, field: "MiscDynamic", def: "false", only: []string{"script"}, ka: "misc_dynamic",
+		{name: "misc_dynamic", kind: kBool, field: "MiscDynamic", def: "false", only: enumOf(checktype.Script), ka: "misc_dynamic",
 			doc: "exit status 2..255 is healthy with weight status - 2; 0 healthy with the configured weight; 1 unhealthy"},
 		{name: "initial_state", kind: kEnum, field: "InitialState", enum: []string{"down", "up"}, def: `"down"`, ka: "alpha (down)",
 			doc: "`up`: a new real server gets traffic before its first check passes"},
@@ -473,6 +506,14 @@ func setDefaults(sec *section, dst any, names ...string) {
 func set(f reflect.Value, v any) {
 	switch v := v.(type) {
 	case string:
+		// A type declared elsewhere with its names (dataplane.Proto,
+		// vrrp's State) reads its own; the key's enum checked the name.
+		if u, ok := f.Addr().Interface().(encoding.TextUnmarshaler); ok {
+			if err := u.UnmarshalText([]byte(v)); err != nil {
+				panic(fmt.Sprintf("config: %v", err))
+			}
+			return
+		}
 		f.SetString(v)
 	case bool:
 		f.SetBool(v)

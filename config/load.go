@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	vrrpnames "github.com/xlb-dev/xlb/vrrp/names"
 )
 
 // Bounds on a configuration file, so that any input costs bounded memory
@@ -247,10 +250,10 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 	}
 	authTypeSet := false
 	if s, ok := t.str("auth_type"); ok {
-		if s == "AH" {
+		if vrrpnames.AuthType(s) == vrrpnames.AuthAH {
 			t.errorf("auth_type", "auth_type: \"AH\" (IPsec authentication header) is not supported; use \"PASS\" or none")
 		} else {
-			v.AuthType = AuthPass
+			v.AuthType = vrrpnames.AuthPass
 			authTypeSet = true
 		}
 	}
@@ -263,10 +266,10 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 			// warning, so a migrated configuration keeps its peer.
 			t.warnf("auth_pass", "auth_pass: %d bytes long, the VRRPv2 field holds 8: the first 8 are used (as keepalived does)", len(s))
 			v.AuthPass = s[:8]
-			v.AuthType = AuthPass
+			v.AuthType = vrrpnames.AuthPass
 		default:
 			v.AuthPass = s
-			v.AuthType = AuthPass
+			v.AuthType = vrrpnames.AuthPass
 		}
 	} else if authTypeSet && !t.has("auth_pass") {
 		t.errorf("auth_type", "auth_type = \"PASS\" needs auth_pass")
@@ -370,10 +373,10 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 
 	// RFC 5798 6.4.1: the address owner (priority 255) becomes master at
 	// once, and never yields; keepalived's nopreempt works only from BACKUP.
-	if v.Priority == 255 && v.State != StateMaster {
+	if v.Priority == 255 && v.State != vrrpnames.Master {
 		t.errorf("priority", "priority 255 means the address owner, which is always master: set state = \"MASTER\" or a lower priority")
 	}
-	if !v.Preempt && v.State == StateMaster {
+	if !v.Preempt && v.State == vrrpnames.Master {
 		t.errorf("preempt", "preempt = false needs state = \"BACKUP\" (a MASTER at start preempts anyway)")
 	}
 	t.finish()
@@ -513,8 +516,8 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 
 	// Tunnel options.
 	tunnelKeys := []string{"tunnel_type", "tunnel_port", "tunnel_source"}
-	if !forwardOK || v.Forward != Tunnel {
-		v.TunnelType = TunnelNone
+	if !forwardOK || v.Forward != dataplane.Tunnel {
+		v.TunnelType = ""
 		for _, k := range tunnelKeys {
 			if forwardOK && t.has(k) {
 				t.errorf(k, "%s applies only with forward = \"tunnel\" (forward is %q)", k, v.Forward)
@@ -522,15 +525,15 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 		}
 	} else {
 		if s, ok := t.str("tunnel_type"); ok {
-			v.TunnelType = TunnelType(s)
+			v.TunnelType = dataplane.Encap(s)
 		}
 		if p, ok := t.read(t.spec("tunnel_port")); ok {
-			if v.TunnelType != TunnelGUE {
+			if v.TunnelType != dataplane.EncapGUE {
 				t.errorf("tunnel_port", "tunnel_port applies only with tunnel_type = \"gue\"")
 			} else {
 				v.TunnelPort = uint16(p.(int64))
 			}
-		} else if v.TunnelType == TunnelGUE && !t.has("tunnel_port") {
+		} else if v.TunnelType == dataplane.EncapGUE && !t.has("tunnel_port") {
 			t.errorf("tunnel_type", "tunnel_type = \"gue\" needs tunnel_port (the real servers' GUE UDP port)")
 		}
 		if s, ok := t.str("tunnel_source"); ok {
@@ -593,7 +596,7 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 		if rs.Address.IsValid() && v.Address.IsValid() && forwardOK {
 			d.checkBackend(rt, "address", "real server", v, rs.Address)
 		}
-		if rs.Address.IsValid() && rsPortOK && portOK && forwardOK && v.Forward != NAT && rs.Port != v.Port {
+		if rs.Address.IsValid() && rsPortOK && portOK && forwardOK && v.Forward != dataplane.NAT && rs.Port != v.Port {
 			rt.errorf("port", "port %d differs from the service port %d: only forward = \"nat\" maps ports", rs.Port, v.Port)
 		}
 		if rs.Address.IsValid() && rsPortOK {
@@ -611,7 +614,7 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 		if !d.checkBackend(t, "sorry_server", "sorry server", v, v.SorryServer.Addr()) {
 			m.sorryOK = false
 		}
-		if portOK && v.Forward != NAT && v.SorryServer.Port() != v.Port {
+		if portOK && v.Forward != dataplane.NAT && v.SorryServer.Port() != v.Port {
 			t.errorf("sorry_server", "sorry_server port %d differs from the service port %d: only forward = \"nat\" maps ports", v.SorryServer.Port(), v.Port)
 		}
 		if line, dup := seen[v.SorryServer]; dup {
@@ -631,7 +634,7 @@ func (d *decoder) checkBackend(t *table, key, what string, v VirtualServer, a ne
 		t.errorf(key, "%s %s is the virtual server's own address", what, a)
 		return false
 	}
-	if v.Forward == Tunnel && v.TunnelType == TunnelGUE {
+	if v.Forward == dataplane.Tunnel && v.TunnelType == dataplane.EncapGUE {
 		// GUE carries either family in either family.
 		if v.TunnelSource.IsValid() && v.TunnelSource.Addr().Is6() != a.Is6() {
 			t.errorf(key, "%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
@@ -641,13 +644,13 @@ func (d *decoder) checkBackend(t *table, key, what string, v VirtualServer, a ne
 	}
 	if a.Is6() != v.Address.Is6() {
 		how := fmt.Sprintf("forward = %q", v.Forward)
-		if v.Forward == Tunnel {
+		if v.Forward == dataplane.Tunnel {
 			how = "tunnel_type = \"ipip\" (use \"gue\" to mix families)"
 		}
 		t.errorf(key, "%s %s is %s but the virtual server %s is %s: %s needs one family", what, a, family(a), v.Address, family(v.Address), how)
 		return false
 	}
-	if v.Forward == Tunnel && v.TunnelSource.IsValid() && v.TunnelSource.Addr().Is6() != a.Is6() {
+	if v.Forward == dataplane.Tunnel && v.TunnelSource.IsValid() && v.TunnelSource.Addr().Is6() != a.Is6() {
 		t.errorf(key, "%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
 		return false
 	}

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"net/netip"
 	"strings"
+
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // meta locates the elements of a decoded Config for the checks that span
@@ -104,6 +106,11 @@ func (d *decoder) crossCheck(c *Config, m *meta) {
 				keys[v.Key()] = i
 			}
 		}
+		if spec, ok := v.Scheduler.Spec(); ok {
+			if dp := lacking(spec, c.Dataplane.Mode); dp != "" {
+				d.errorf(sm.p.key("scheduler"), "%s: scheduler %q is not supported by the %s dataplane (mode = %q)", sm.label, v.Scheduler, dp, c.Dataplane.Mode)
+			}
+		}
 		if v.VRRPInstance == "" {
 			continue
 		}
@@ -134,6 +141,18 @@ func (d *decoder) crossCheck(c *Config, m *meta) {
 	if env, ok := d.env.(ScriptEnv); ok {
 		d.checkScripts(c, m, env)
 	}
+}
+
+// lacking names the dataplane mode may use ("auto": XDP, or IPVS after
+// it) that has no scheduler s; "" if every one has it.
+func lacking(s dataplane.SchedulerSpec, mode Mode) string {
+	switch {
+	case mode != ModeIPVS && s.BPF == "":
+		return "XDP"
+	case mode != ModeXDP && s.IPVS == "":
+		return "IPVS"
+	}
+	return ""
 }
 
 func (d *decoder) checkInstances(c *Config, m *meta, scripts map[string]int) {
@@ -298,7 +317,7 @@ func (d *decoder) checkEnv(c *Config, m *meta) {
 		return strings.Join(parts, "; ")
 	}
 	for i, v := range c.VirtualServers {
-		if v.Forward != DirectRouting || m.services[i].entry > 0 {
+		if v.Forward != dataplane.DirectRouting || m.services[i].entry > 0 {
 			continue // a group's entries share the real servers of the first
 		}
 		sm := m.services[i]

@@ -6,6 +6,7 @@ import (
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/vrrp"
 )
@@ -19,9 +20,9 @@ func ModelFromConfig(c *config.Config) Model {
 			Name:        vs.Name,
 			Group:       vs.Group,
 			SMTPAlert:   vs.SMTPAlert,
-			Key:         dataplane.ServiceKey{Addr: vs.Address, Port: vs.Port, Proto: proto(vs.Protocol)},
-			Scheduler:   dataplane.Scheduler(vs.Scheduler),
-			Forward:     dataplane.ForwardMode(vs.Forward),
+			Key:         dataplane.ServiceKey{Addr: vs.Address, Port: vs.Port, Proto: vs.Protocol},
+			Scheduler:   vs.Scheduler,
+			Forward:     vs.Forward,
 			Persistence: vs.PersistenceTimeout,
 			Instance:    vs.VRRPInstance,
 			Quorum:      uint32(max(vs.Quorum, 0)),
@@ -30,15 +31,12 @@ func ModelFromConfig(c *config.Config) Model {
 			QuorumDown:  string(vs.QuorumDown),
 			Line:        vs.Line,
 		}
-		if vs.Forward == config.Tunnel {
-			s.Tunnel = dataplane.TunnelOptions{Encap: dataplane.EncapIPIP, Source: vs.TunnelSource}
-			if vs.TunnelType == config.TunnelGUE {
-				s.Tunnel.Encap, s.Tunnel.GUEPort = dataplane.EncapGUE, vs.TunnelPort
-			}
+		if vs.Forward == dataplane.Tunnel {
+			s.Tunnel = dataplane.TunnelOptions{Encap: vs.TunnelType, GUEPort: vs.TunnelPort, Source: vs.TunnelSource}
 		}
 		if vs.SorryServer.IsValid() {
 			s.Sorry = &RealSpec{Addr: vs.SorryServer.Addr(), Port: vs.SorryServer.Port(), Weight: 1,
-				Check: health.Spec{Type: health.TypeNone}}
+				Check: health.Spec{Type: checktype.None}}
 		}
 		for _, rs := range vs.RealServers {
 			s.Reals = append(s.Reals, RealSpec{
@@ -64,13 +62,6 @@ func ModelFromConfig(c *config.Config) Model {
 	return m
 }
 
-func proto(p config.Protocol) dataplane.Proto {
-	if p == config.UDP {
-		return dataplane.UDP
-	}
-	return dataplane.TCP
-}
-
 func checkSpec(service string, rs config.RealServer) health.Spec {
 	hc := rs.HealthCheck
 	port := hc.Port
@@ -78,7 +69,7 @@ func checkSpec(service string, rs config.RealServer) health.Spec {
 		port = rs.Port
 	}
 	s := health.Spec{
-		Type:         health.Type(hc.Type),
+		Type:         hc.Type,
 		Target:       netip.AddrPortFrom(rs.Address, port),
 		Interval:     hc.Interval,
 		Timeout:      hc.Timeout,
@@ -117,7 +108,7 @@ func checkSpec(service string, rs config.RealServer) health.Spec {
 			s.Warmup = -1 // at once
 		}
 	}
-	if hc.Type == config.CheckScript {
+	if hc.Type == checktype.Script {
 		s.Service = service // XLB_VS_NAME
 	}
 	return s
@@ -153,14 +144,14 @@ func VRRPFromConfig(c *config.Config) vrrp.Config {
 		ic := vrrp.InstanceConfig{
 			Name:           in.Name,
 			Interface:      in.Interface,
-			InitialState:   vrrp.Backup,
+			InitialState:   in.State,
 			VRID:           in.VirtualRouterID,
 			Priority:       in.Priority,
 			AdvertInterval: in.AdvertInt,
 			Version:        in.Version,
 			NoPreempt:      !in.Preempt,
 			PreemptDelay:   in.PreemptDelay,
-			AuthType:       vrrp.AuthType(in.AuthType),
+			AuthType:       in.AuthType,
 			AuthPass:       in.AuthPass,
 			UnicastSrc:     in.UnicastSrcIP,
 			UnicastPeers:   in.UnicastPeers,
@@ -176,9 +167,6 @@ func VRRPFromConfig(c *config.Config) vrrp.Config {
 			UseVMAC:                  in.UseVMAC,
 			SplitBrainProbeInterval:  in.SplitBrainCheckInterval,
 			LearnedIntervalMaxFactor: in.LearnedAdvertIntMaxFactor,
-		}
-		if in.State == config.StateMaster {
-			ic.InitialState = vrrp.Master
 		}
 		// The file's 0 means off where vrrp's 0 means its default.
 		if in.SplitBrainCheckInterval == 0 {

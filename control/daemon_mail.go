@@ -9,6 +9,7 @@ import (
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/control/mail"
 	"github.com/xlb-dev/xlb/vrrp"
 )
@@ -185,7 +186,7 @@ func (d *Daemon) mailCheck(t health.Transition) {
 	tg, ok := d.mail.targets[t.Key]
 	routerID := d.mail.cfg.Global.RouterID
 	d.mail.mu.Unlock()
-	if !ok || !tg.alert || tg.check == health.TypeNone {
+	if !ok || !tg.alert || tg.check == checktype.None {
 		return
 	}
 	from := t.From

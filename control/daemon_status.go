@@ -3,7 +3,7 @@ package control
 import (
 	"context"
 
-	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -92,7 +92,7 @@ func (d *Daemon) Status(rates bool) *Status {
 			}
 			if ri.Sorry {
 				ri.Health = "none"
-			} else if r.Check.Type == health.TypeNone {
+			} else if r.Check.Type == checktype.None {
 				ri.Health = "up"
 			}
 			if ov, ok := d.overrides.get(OverrideKey{s.server(), r.id()}); ok && !ri.Sorry {

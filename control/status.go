@@ -11,6 +11,7 @@ import (
 
 	"github.com/xlb-dev/xlb/control/bgp"
 	"github.com/xlb-dev/xlb/control/mail"
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // Status is what `xlb status` shows, as served on the control socket.
@@ -132,7 +133,11 @@ const (
 	FormatRate                // --rate: per-second rates
 )
 
-var forwardNames = map[string]string{"dr": "Route", "nat": "Masq", "tunnel": "Tunnel"}
+// forwardName is ipvsadm -ln's name of a forwarding mode (Route, Masq...).
+func forwardName(mode string) string {
+	f, _ := dataplane.ForwardMode(mode).Spec()
+	return f.Status
+}
 
 // FormatStatus writes st as `ipvsadm -ln` would, followed by the VRRP
 // instances.
@@ -202,7 +207,7 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 				if r.Unresolved {
 					health += ",no-mac"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t\n", addr, forwardNames[s.Forward], weight, health, r.ActiveConns, r.InactiveConns)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t\n", addr, forwardName(s.Forward), weight, health, r.ActiveConns, r.InactiveConns)
 			}
 		}
 	}

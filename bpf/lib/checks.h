@@ -20,7 +20,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "fwd.h"
-#include "lb.h"
+#include "counters.h"
 
 _Static_assert((XLB_IFACE_SLOTS & (XLB_IFACE_SLOTS - 1)) == 0, "XLB_IFACE_SLOTS is a power of two");
 

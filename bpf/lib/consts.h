@@ -88,6 +88,20 @@
 #define XLB_MAX_LOCAL_ADDRS 4096
 #endif
 
+/* The limits the control plane holds a configuration to and sizes its
+ * tables by, in BTF: dataplane/xdp's Go constants are generated from them
+ * (bpf2go -type xlb_limits), so the two cannot disagree. */
+enum xlb_limits {
+	XLB_LIMIT_SERVICES = XLB_MAX_SERVICES,
+	XLB_LIMIT_BACKENDS_PER_SVC = XLB_MAX_BACKENDS_PER_SVC,
+	XLB_LIMIT_BACKENDS = XLB_MAX_BACKENDS,
+	XLB_LIMIT_NAT_BACKENDS = XLB_MAX_NAT_BACKENDS,
+	XLB_LIMIT_IFACES = XLB_MAX_IFACES,
+	XLB_LIMIT_IFACE_ENTRIES = XLB_MAX_IFACE_ENTRIES,
+	XLB_LIMIT_IFACE_SLOTS = XLB_IFACE_SLOTS,
+	XLB_LIMIT_LOCAL_ADDRS = XLB_MAX_LOCAL_ADDRS,
+};
+
 /* What happened to a packet: one counter per value (struct xlb_verdict_stats).
  * Names are read from BTF by the control plane (xlb_packets_total{verdict}). */
 enum xlb_verdict {
@@ -150,7 +164,8 @@ enum xlb_action {
 	XLB_ACT_TUNNEL,  /* encapsulated to the real server */
 };
 
-/* Schedulers (struct xlb_svc.sched), as IPVS's. */
+/* Schedulers (struct xlb_svc.sched), as IPVS's: Go's dataplane.SchedulerTable
+ * names each value, read from BTF. */
 enum xlb_sched {
 	XLB_SCHED_RR = 0,
 	XLB_SCHED_WRR,
@@ -160,7 +175,8 @@ enum xlb_sched {
 	XLB_SCHED_MH,
 };
 
-/* Forwarding modes (struct xlb_svc.fwd). */
+/* Forwarding modes (struct xlb_svc.fwd): Go's dataplane.ForwardTable names
+ * each value, read from BTF. */
 enum xlb_fwd {
 	XLB_FWD_DR = 0,
 	XLB_FWD_NAT,

@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // keepalived's defaults where xlb's differ (check_data.c, check_parser.c,
@@ -629,28 +632,29 @@ func (cv *converter) service(vs *kaVS, svcs []service, g *kaVSGroup) {
 	}
 	t.Set("protocol", proto, protoNote)
 	sched := vs.sched.or(kaScheduler)
-	switch sched {
-	case "rr", "wrr", "lc", "wlc", "sh", "mh":
-		t.Set("scheduler", sched, ternary(vs.sched.ok, "", "keepalived's default"))
-	default:
-		cv.d.errorf(vs.sched.pos, "lb_algo", "%s: scheduler %q is not supported by xlb (rr, wrr, lc, wlc, sh, mh)", ap, sched)
+	if s, ok := dataplane.SchedulerOfIPVS(sched); ok {
+		t.Set("scheduler", string(s), ternary(vs.sched.ok, "", "keepalived's default"))
+	} else {
+		cv.d.errorf(vs.sched.pos, "lb_algo", "%s: scheduler %q is not supported by xlb (%s)", ap, sched, SchedulerList())
 		bad = true
 	}
-	forward := "nat"
+	forward := dataplane.NAT
 	if vs.method.ok {
-		switch strings.ToUpper(vs.method.v) {
-		case "NAT":
-		case "DR":
-			forward = "dr"
-		case "TUN":
-			forward = "tunnel"
-		default:
-			cv.d.errorf(vs.method.pos, "lb_kind", "%s: %q is not supported by xlb (NAT, DR, TUN)", ap, vs.method.v)
+		var kinds []string
+		found := false
+		for _, f := range dataplane.ForwardTable {
+			kinds = append(kinds, f.Keepalived)
+			if strings.EqualFold(f.Keepalived, vs.method.v) {
+				forward, found = f.Name, true
+			}
+		}
+		if !found {
+			cv.d.errorf(vs.method.pos, "lb_kind", "%s: %q is not supported by xlb (%s)", ap, vs.method.v, strings.Join(kinds, ", "))
 			bad = true
 		}
 	}
-	t.Set("forward", forward, ternary(vs.method.ok, "", "keepalived's default lb_kind NAT"))
-	if forward == "tunnel" && vs.tunType.ok {
+	t.Set("forward", string(forward), ternary(vs.method.ok, "", "keepalived's default lb_kind NAT"))
+	if forward == dataplane.Tunnel && vs.tunType.ok {
 		switch vs.tunType.v {
 		case "ipip":
 		case "gue":
@@ -803,12 +807,21 @@ func sameKeys(a, b *Table) bool {
 	return true
 }
 
+// SchedulerList lists IPVS's names of xlb's schedulers: "rr, wrr, ...".
+func SchedulerList() string {
+	var l []string
+	for _, s := range dataplane.SchedulerTable {
+		if s.IPVS != "" {
+			l = append(l, s.IPVS)
+		}
+	}
+	return strings.Join(l, ", ")
+}
+
 // checkUsesPort reports whether a converted check connects to a port.
 func checkUsesPort(hc *Table) bool {
 	typ, _ := hc.Get("type")
-	switch typ {
-	case "tcp", "http", "https", "udp", "dns", "smtp":
-		return true
-	}
-	return false
+	s, _ := typ.(string)
+	spec, _ := checktype.Type(s).Spec()
+	return spec.Port
 }

@@ -811,7 +811,7 @@ var vsKeywords = join([]*keyword{
 				p.vs.protocol.set(v, s.Pos)
 			}
 		}},
-	{name: "lb_algo", alias: []string{"lvs_sched"}, st: mapped, xlb: "virtual_server.scheduler", note: "rr, wrr, lc, wlc, sh, mh; keepalived's default wlc is written out",
+	{name: "lb_algo", alias: []string{"lvs_sched"}, st: mapped, xlb: "virtual_server.scheduler", note: SchedulerList() + "; keepalived's default wlc is written out",
 		fn: func(p *parser, s *stmt) {
 			if v, ok := p.arg(s, 1); ok {
 				p.vs.sched.set(v, s.Pos)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // DefaultWorkers is how many checks may run at once when Options.Workers
@@ -243,7 +245,7 @@ func (m *Manager) add(key string, s Spec, now time.Time) *check {
 	switch {
 	case err != nil:
 		c.invalid, c.lastErr, c.state = err, err, StateDown
-	case s.Type == TypeNone:
+	case s.Type == checktype.None:
 		c.state = StateUp
 	default:
 		c.checker = checker

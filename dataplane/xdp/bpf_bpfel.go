@@ -146,14 +146,6 @@ type bpfXlbFragKey struct {
 	Pad    [2]uint8
 }
 
-type bpfXlbFwd uint32
-
-const (
-	bpfXlbFwdXLB_FWD_DR     bpfXlbFwd = 0
-	bpfXlbFwdXLB_FWD_NAT    bpfXlbFwd = 1
-	bpfXlbFwdXLB_FWD_TUNNEL bpfXlbFwd = 2
-)
-
 type bpfXlbGlobals struct {
 	_             structs.HostLayout
 	TcpTimeout    uint64
@@ -185,6 +177,19 @@ const (
 	bpfXlbIfaceFlagsXLB_IF_F_ATTACHED bpfXlbIfaceFlags = 1
 )
 
+type bpfXlbLimits uint32
+
+const (
+	bpfXlbLimitsXLB_LIMIT_SERVICES         bpfXlbLimits = 1024
+	bpfXlbLimitsXLB_LIMIT_BACKENDS_PER_SVC bpfXlbLimits = 256
+	bpfXlbLimitsXLB_LIMIT_BACKENDS         bpfXlbLimits = 262144
+	bpfXlbLimitsXLB_LIMIT_NAT_BACKENDS     bpfXlbLimits = 65536
+	bpfXlbLimitsXLB_LIMIT_IFACES           bpfXlbLimits = 64
+	bpfXlbLimitsXLB_LIMIT_IFACE_ENTRIES    bpfXlbLimits = 1024
+	bpfXlbLimitsXLB_LIMIT_IFACE_SLOTS      bpfXlbLimits = 256
+	bpfXlbLimitsXLB_LIMIT_LOCAL_ADDRS      bpfXlbLimits = 4096
+)
+
 type bpfXlbNatReal struct {
 	_       structs.HostLayout
 	Svc     uint32
@@ -205,17 +210,6 @@ type bpfXlbPersistKey struct {
 	Family uint8
 	Pad    [3]uint8
 }
-
-type bpfXlbSched uint32
-
-const (
-	bpfXlbSchedXLB_SCHED_RR  bpfXlbSched = 0
-	bpfXlbSchedXLB_SCHED_WRR bpfXlbSched = 1
-	bpfXlbSchedXLB_SCHED_LC  bpfXlbSched = 2
-	bpfXlbSchedXLB_SCHED_WLC bpfXlbSched = 3
-	bpfXlbSchedXLB_SCHED_SH  bpfXlbSched = 4
-	bpfXlbSchedXLB_SCHED_MH  bpfXlbSched = 5
-)
 
 type bpfXlbScratch struct {
 	_     structs.HostLayout

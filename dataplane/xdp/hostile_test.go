@@ -596,7 +596,7 @@ func TestDestinationMACFollowsTheInterface(t *testing.T) {
 	e.ns.MustRun(t, "ip", "link", "set", "eth0", "address", newMAC.String())
 	nettestWait(t, "eth0's new MAC in its settings", func() error {
 		var slot bpfXlbIface
-		if err := e.d.objs.XlbIfslotsV1.Lookup(uint32(e.eth0%ifaceSlots), &slot); err != nil {
+		if err := e.d.objs.XlbIfslotsV1.Lookup(uint32(e.eth0)%ifaceSlots, &slot); err != nil {
 			return err
 		}
 		if net.HardwareAddr(slot.Mac[:]).String() != newMAC.String() {

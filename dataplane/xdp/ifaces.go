@@ -412,8 +412,9 @@ func (d *Dataplane) stopIfaceWatch() {
 	d.ifDone = nil
 }
 
+// The interface maps' sizes, generated from bpf/lib/consts.h (limits.go).
 const (
-	ifaceSlots      = 256  // XLB_IFACE_SLOTS
-	maxIfaceEntries = 1024 // XLB_MAX_IFACE_ENTRIES
-	maxLocalAddrs   = 4096 // XLB_MAX_LOCAL_ADDRS
+	ifaceSlots      = uint32(bpfXlbLimitsXLB_LIMIT_IFACE_SLOTS)
+	maxIfaceEntries = int(bpfXlbLimitsXLB_LIMIT_IFACE_ENTRIES)
+	maxLocalAddrs   = int(bpfXlbLimitsXLB_LIMIT_LOCAL_ADDRS)
 )

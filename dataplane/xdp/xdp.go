@@ -23,21 +23,12 @@ import (
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
-// AttachMode selects how the program is attached to an interface.
-type AttachMode string
-
-const (
-	AttachAuto    AttachMode = "auto"    // native where the driver supports it, else generic
-	AttachNative  AttachMode = "native"  // driver mode only
-	AttachGeneric AttachMode = "generic" // generic (skb) mode only
-)
-
 // Options configure Open.
 type Options struct {
 	// Interfaces to attach to. None: load and install, but forward nothing
 	// (tests drive the program with BPF_PROG_TEST_RUN).
 	Interfaces []string
-	Mode       AttachMode
+	Mode       dataplane.AttachMode
 	// PinPath is a directory on a bpffs where maps and links are pinned
 	// and adopted from. Empty: nothing is pinned (tests).
 	PinPath string
@@ -77,6 +68,7 @@ type Dataplane struct {
 	objs    bpfObjects
 	verdict map[uint32]string
 	events  map[uint32]string
+	names   enums // the schedulers' and forwarding modes' values
 	links   map[string]*attached
 
 	mu       sync.Mutex
@@ -122,7 +114,7 @@ func Open(opts Options) (*Dataplane, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Mode == "" {
-		opts.Mode = AttachAuto
+		opts.Mode = dataplane.AttachAuto
 	}
 	if opts.MaglevSize == 0 {
 		opts.MaglevSize = DefaultMaglevSize
@@ -223,6 +215,9 @@ func (d *Dataplane) load() error {
 	}
 	if d.events, err = enumNames(spec.Types, "xlb_event", "XLB_EV_"); err != nil {
 		return fmt.Errorf("event names from BTF: %w", err)
+	}
+	if d.names, err = readEnums(spec.Types, dataplane.SchedulerTable, dataplane.ForwardTable); err != nil {
+		return fmt.Errorf("scheduler and forwarding values from BTF: %w", err)
 	}
 	var copts ebpf.CollectionOptions
 	if d.opts.PinPath != "" {
@@ -383,6 +378,9 @@ func (d *Dataplane) Detach() error {
 // Apply implements dataplane.Dataplane.
 func (d *Dataplane) Apply(_ context.Context, desired []dataplane.Service) error {
 	if err := dataplane.Validate(desired); err != nil {
+		return err
+	}
+	if err := d.names.supported(desired); err != nil {
 		return err
 	}
 	if err := Limits.Check(desired, 0); err != nil {
