@@ -424,8 +424,8 @@ func TestThresholdHysteresis(t *testing.T) {
 		// before it takes flows again.
 		full, expire int
 	}{
-		{"lower threshold", 3, 2, 3, 2},   // 3 -> 2 (not below 2) -> 1
-		{"3/4 of the upper", 4, 0, 4, 2},  // 4 -> 3 (12 >= 12) -> 2 (8 < 12)
+		{"lower threshold", 3, 2, 3, 2},    // 3 -> 2 (not below 2) -> 1
+		{"3/4 of the upper", 4, 0, 4, 2},   // 4 -> 3 (12 >= 12) -> 2 (8 < 12)
 		{"lower equals upper", 2, 2, 2, 1}, // 2 -> 1 (and 2 again with the flow back)
 	} {
 		t.Run(tc.name, func(t *testing.T) {
