@@ -333,7 +333,9 @@ func parseRule(f []string) (*rule, error) {
 			if err != nil {
 				return nil, err
 			}
-			// ipvsadm reads them as 0..INT_MAX.
+			// ipvsadm reads them as 0..INT_MAX. ipvsadm-save writes
+			// none (print_service_entry), but a rules file for
+			// ipvsadm -R may have them.
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 || n > math.MaxInt32 {
 				return nil, fmt.Errorf("%s %q: want 0..%d", opt, v, math.MaxInt32)
