@@ -519,7 +519,7 @@ virtual_server 10.2.0.6 3128 {
 }
 virtual_server 10.2.0.7 3128 {
   lb_algo lblcr
-  lb_kind TUN
+  lb_kind DR
   protocol TCP
   real_server 10.2.1.3 3128 {
   }
