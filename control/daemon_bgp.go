@@ -19,7 +19,7 @@ import (
 
 // The daemon's BGP announcements ([bgp]) and its drain (`xlb drain`):
 // everything here is reached from a few lines in daemon.go (startBGP,
-// stopBGP, prepareBGP/applyBGP in Reload, holdRole in roleEvent, the
+// stopBGP, prepareBGP/applyBGP in Reload, the
 // reconciler's OnReconciled), daemon_status.go (bgpStatus) and socket.go
 // (the Drainer commands).
 
@@ -305,29 +305,6 @@ func (d *Daemon) vrrpConfig(cfg *config.Config) vrrp.Config {
 		vc.Instances, vc.SyncGroups = nil, nil
 	}
 	return vc
-}
-
-// holdRole keeps forwarding on a drained director for a while after its
-// instances resigned, as at SIGTERM: the backup takes over within 3
-// advertisement intervals and clients follow its gratuitous ARPs. It
-// reports whether the role change was taken over (delayed).
-func (d *Daemon) holdRole(ev vrrp.Event) bool {
-	if !d.bgp.drained || ev.Reason != vrrp.ReasonRemoved {
-		return false
-	}
-	grace := 4 * time.Second
-	for _, in := range d.Config().VRRPInstances {
-		if in.Name == ev.Instance {
-			grace = min(3*in.AdvertInt+200*time.Millisecond, grace)
-		}
-	}
-	d.log.Info("VRRP instance released by xlb drain: forwarding until the backup has taken over", "instance", ev.Instance, "grace", grace)
-	time.AfterFunc(grace, func() {
-		if !d.stopping.Load() {
-			d.rec.SetRole(ev.Instance, Role{Master: false, At: ev.At})
-		}
-	})
-	return true
 }
 
 // Drainer is implemented by handlers that serve `xlb drain` and `xlb

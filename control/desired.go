@@ -121,8 +121,9 @@ func (in Inputs) healthy(s ServiceSpec, rs RealSpec) bool {
 }
 
 // forwards reports whether a service forwards: always without a VRRP
-// instance, while it is MASTER otherwise; while its role is unknown or
-// tentative, as it did in the dataplane found at start.
+// instance, while it is MASTER otherwise, and while a former master hands
+// over; while its role is unknown or tentative, as it did in the
+// dataplane found at start.
 func (in Inputs) forwards(s ServiceSpec) bool {
 	if s.Instance == "" {
 		return true
@@ -131,6 +132,9 @@ func (in Inputs) forwards(s ServiceSpec) bool {
 	if !ok {
 		// Not reported yet (the daemon just started): as found installed.
 		return in.Installed[s.Key]
+	}
+	if !role.Master && in.Now.Before(role.HandoverUntil) {
+		return true // a former master hands over
 	}
 	if !role.Master && !role.Until.IsZero() && in.Now.Before(role.Until) {
 		return in.Installed[s.Key]

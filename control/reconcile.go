@@ -40,6 +40,11 @@ type Role struct {
 	// dataplane already had (a restarted master keeps forwarding while it
 	// takes its role back).
 	Until time.Time
+	// HandoverUntil, when set on a non-master role, is until when a
+	// former master goes on forwarding (vrrp.Event.HandoverUntil):
+	// clients, and NAT real servers with their replies, reach it until
+	// the new master's gratuitous ARPs have reached them.
+	HandoverUntil time.Time
 }
 
 // ServiceState is the reconciler's view of a service, for status and

@@ -429,3 +429,48 @@ func TestReprobeDownRealServers(t *testing.T) {
 		t.Errorf("reprobed %v, want [%v] (not %v: up; not %v: unknown)", nb.reprobed, a, b, c)
 	}
 }
+
+// TestHandoverKeepsForwarding: a master that gives its role up goes on
+// forwarding until the role's HandoverUntil (traffic and NAT replies still
+// reach it until the new master's gratuitous ARPs have been heard), then
+// stops; a backup that never was master does not forward.
+func TestHandoverKeepsForwarding(t *testing.T) {
+	dp := dataplanetest.NewFake()
+	ctx := t.Context()
+	now := time.Now()
+	r := NewReconciler(dp, ReconcilerOptions{Neighbors: &fakeNeighbors{}, Health: (&fakeHealth{}).states,
+		Now: func() time.Time { return now }})
+	r.SetModel(testModel())
+	web := func() bool {
+		for _, s := range dp.Installed() {
+			if s.Name == "web" {
+				return s.Enabled
+			}
+		}
+		t.Fatal("web not installed")
+		return false
+	}
+	for _, step := range []struct {
+		what  string
+		role  *Role
+		after time.Duration
+		want  bool
+	}{
+		{"backup at start", &Role{Master: false, At: now}, 0, false},
+		{"master", &Role{Master: true, At: now}, 0, true},
+		{"handed over, 500ms to go", &Role{Master: false, At: now, HandoverUntil: now.Add(500 * time.Millisecond)}, 0, true},
+		{"499ms later", nil, 499 * time.Millisecond, true},
+		{"the hand-over is over", nil, 500 * time.Millisecond, false},
+	} {
+		if step.role != nil {
+			r.SetRole("VI_1", *step.role)
+		}
+		now = now.Add(step.after)
+		if err := r.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := web(); got != step.want {
+			t.Errorf("%s: forwarding %v, want %v", step.what, got, step.want)
+		}
+	}
+}

@@ -55,6 +55,9 @@ type action struct {
 	// until: on a transition to BACKUP at start-up, when the role stops
 	// being tentative (Event.TentativeUntil).
 	until time.Time
+	// handover: on a transition out of MASTER, until when the node should
+	// go on forwarding (Event.HandoverUntil).
+	handover time.Time
 }
 
 func (a action) String() string {

@@ -9,8 +9,20 @@ func (c *core) transition(now time.Time, in *instance, to State, reason string) 
 	from := in.state
 	in.state, in.since = to, now
 	in.stats.transitions++
-	acts := []action{{kind: actTransition, inst: in.name(), from: from, to: to, note: reason, prio: in.effPrio}}
-	return append(acts, c.groupReached(in)...)
+	a := action{kind: actTransition, inst: in.name(), from: from, to: to, note: reason, prio: in.effPrio}
+	if from == Master && to != Master {
+		a.handover = now.Add(in.handoverGrace())
+	}
+	return append([]action{a}, c.groupReached(in)...)
+}
+
+// handoverGrace is how long a master that gives up its role (to a better
+// master, a fault, a stop or its sync group) should go on forwarding what
+// still reaches it: its peer takes over within 3 advert intervals, and
+// clients and real servers (NAT replies) follow the new master's
+// gratuitous ARPs; at most maxResignGrace.
+func (in *instance) handoverGrace() time.Duration {
+	return min(3*in.cfg.AdvertInterval+resignGARPDelay, maxResignGrace)
 }
 
 func (c *core) enterMaster(now time.Time, in *instance, reason string) []action {
@@ -229,7 +241,7 @@ func (c *core) shutdown(now time.Time) []action {
 	c.syncing = true // members stop one by one, none follows another
 	for _, in := range c.insts {
 		if in.state == Master {
-			c.resignGrace = max(c.resignGrace, min(3*in.cfg.AdvertInterval+resignGARPDelay, maxResignGrace))
+			c.resignGrace = max(c.resignGrace, in.handoverGrace())
 		}
 		acts = append(acts, c.stop(now, in, "STOP", ReasonShutdown)...)
 	}

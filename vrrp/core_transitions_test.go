@@ -74,3 +74,56 @@ func TestResignGrace(t *testing.T) {
 		})
 	}
 }
+
+// TestHandoverUntil: every transition out of MASTER says until when the
+// node should go on forwarding (Event.HandoverUntil): 3 intervals and
+// 200ms after the decision, at most 4s; no other transition does.
+func TestHandoverUntil(t *testing.T) {
+	iv2s := func(ic *InstanceConfig) { ic.AdvertInterval = 2 * time.Second }
+	for _, tc := range []struct {
+		name  string
+		inst  InstanceConfig
+		input string
+		to    State
+		want  time.Duration // after the decision at 10s
+	}{
+		{"a better master", baseInst("a", 100), "adv a 10.0.0.2 150", Backup, 3200 * ms},
+		{"a fault", baseInst("a", 100), "link eth0 down", Fault, 3200 * ms},
+		{"a stop", baseInst("a", 100), "shutdown", Init, 3200 * ms},
+		{"2s adverts: at most 4s", baseInst("a", 100, iv2s), "adv a 10.0.0.2 150", Backup, 4 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, cfgOf(tc.inst), nil)
+			var before []action
+			before = append(before, h.apply(t0, "start")...)
+			before = append(before, h.apply(t0.Add(9*time.Second), "tick")...)
+			if st := h.c.byName["a"].state; st != Master {
+				t.Fatalf("state %v before the test, want MASTER", st)
+			}
+			for _, a := range before {
+				if !a.handover.IsZero() {
+					t.Fatalf("%s hands over", a)
+				}
+			}
+			at := t0.Add(10 * time.Second)
+			var got []action
+			for _, a := range h.apply(at, tc.input) {
+				if a.kind == actTransition {
+					got = append(got, a)
+				}
+			}
+			if len(got) != 1 || got[0].to != tc.to || !got[0].handover.Equal(at.Add(tc.want)) {
+				t.Fatalf("transitions %v (handover %v), want one to %v handing over until %v after the decision",
+					got, handovers(got, at), tc.to, tc.want)
+			}
+		})
+	}
+}
+
+func handovers(acts []action, at time.Time) []time.Duration {
+	var d []time.Duration
+	for _, a := range acts {
+		d = append(d, a.handover.Sub(at))
+	}
+	return d
+}

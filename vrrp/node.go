@@ -32,6 +32,14 @@ type Event struct {
 	// second for the decision to arrive; a restarted master may keep
 	// forwarding until then. Zero on every other event.
 	TentativeUntil time.Time `json:",omitzero"`
+	// HandoverUntil is set on every transition out of MASTER (to a better
+	// master, FAULT, a stop, a sync group's move): traffic still reaches
+	// this node until the new master has taken over and its gratuitous
+	// ARPs have reached clients and real servers, so the node should keep
+	// forwarding until then (3 advert intervals and 200ms, at most 4s).
+	// Forwarding stopped at once turns a NAT real server's replies into
+	// untranslated packets the client answers with a reset.
+	HandoverUntil time.Time `json:",omitzero"`
 }
 
 // InstanceStatus is a snapshot of one instance, for metrics and the

@@ -66,7 +66,7 @@ func (n *Node) exec(now time.Time, acts []action) {
 		case actTransition:
 			n.log.Info("vrrp transition", "instance", in.name(), "from", a.from.String(), "to", a.to.String(),
 				"reason", a.note, "priority", a.prio)
-			n.emit(Event{Instance: in.name(), From: a.from, To: a.to, Priority: a.prio, Reason: a.note, At: now, TentativeUntil: a.until})
+			n.emit(Event{Instance: in.name(), From: a.from, To: a.to, Priority: a.prio, Reason: a.note, At: now, TentativeUntil: a.until, HandoverUntil: a.handover})
 		case actIntervalLimit:
 			n.log.Warn("vrrp: advertisement interval above the learned limit (learned_advert_int_max_factor): bounded; "+
 				"configure the same advert_int on every router, or look for a forged advertisement",
