@@ -262,7 +262,12 @@ protocol kernel {
 	if bfd {
 		c.WriteString("protocol bfd {\n\tinterface \"eth1\" { min rx interval 300 ms; min tx interval 300 ms; multiplier 3; };\n}\n")
 	}
-	fmt.Fprintf(&c, "template bgp xlb {\n\tlocal %s as %d;\n\tipv4 { import all; export none; };\n\thold time 9;\n\tconnect retry time 1;\n\tpassword %q;\n", routerAddr, routerASN, password)
+	// error wait time: after a session error (a BFD session lost while the
+	// machine is starved of CPU, e.g. another director loading its
+	// program), BIRD waits 60s by default before it connects again; FRR
+	// retries within seconds. The test waits for the sessions, not for
+	// BIRD's back-off.
+	fmt.Fprintf(&c, "template bgp xlb {\n\tlocal %s as %d;\n\tipv4 { import all; export none; };\n\thold time 9;\n\tconnect retry time 1;\n\terror wait time 1, 5;\n\tpassword %q;\n", routerAddr, routerASN, password)
 	if bfd {
 		c.WriteString("\tbfd on;\n")
 	}
