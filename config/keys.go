@@ -5,6 +5,8 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -409,12 +411,12 @@ func init() {
 			if k.list { // an array of integers
 				var ints []int
 				for _, e := range v.V.([]any) {
-					n, _ := t.value(k, nil, e)
+					n, _ := t.value(k, loc{idx: -1}, e)
 					ints = append(ints, int(n.(int64)))
 				}
 				k.dv = ints
 			} else {
-				k.dv, _ = t.value(k, nil, v.V)
+				k.dv, _ = t.value(k, loc{idx: -1}, v.V)
 			}
 			if len(d.errs.list) > 0 {
 				panic(fmt.Sprintf("config: default of %s.%s: %v", s.name, k.name, d.errs.list))
@@ -430,16 +432,40 @@ func setDefaults(sec *section, dst any, names ...string) {
 	for i := range sec.keys {
 		k := &sec.keys[i]
 		if k.dv != nil && k.field != "" && (len(names) == 0 || slices.Contains(names, k.name)) {
-			set(rv.FieldByName(k.field), k.dv)
+			set(fieldOf(rv, k.field), k.dv)
 		}
 	}
+}
+
+// fieldIndex caches where a field is in a struct type (reflect's
+// FieldByName searches every time).
+var fieldIndex sync.Map // fieldAt -> []int
+
+type fieldAt struct {
+	t    reflect.Type
+	name string
+}
+
+// fieldOf returns the field of struct rv named name.
+func fieldOf(rv reflect.Value, name string) reflect.Value {
+	at := fieldAt{rv.Type(), name}
+	if idx, ok := fieldIndex.Load(at); ok {
+		return rv.FieldByIndex(idx.([]int))
+	}
+	f, ok := at.t.FieldByName(name)
+	if !ok {
+		panic(fmt.Sprintf("config: %s has no field %s", at.t, name))
+	}
+	fieldIndex.Store(at, f.Index)
+	return rv.FieldByIndex(f.Index)
 }
 
 // set stores a decoded value in a field.
 func set(f reflect.Value, v any) {
 	switch v := v.(type) {
 	case string:
-		f.SetString(v)
+		// A copy: the decoded document's strings share the file's memory.
+		f.SetString(strings.Clone(v))
 	case bool:
 		f.SetBool(v)
 	case time.Duration:

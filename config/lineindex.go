@@ -66,6 +66,16 @@ func isBareKeyByte(c byte) bool {
 	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
 
+// lineFinder finds the line of a key path: a lineIndex, or the lines
+// fastParse recorded.
+type lineFinder interface {
+	// line returns the line of p, or of its nearest ancestor that has
+	// one, or 0.
+	line(p keyPath) int
+	// has reports whether p itself is in the document.
+	has(p keyPath) bool
+}
+
 // lineIndex maps key paths to the 1-based line where they start.
 type lineIndex struct {
 	lines map[string]int

@@ -60,17 +60,20 @@ func Parse(name string, data []byte, env Env) (*Config, error) {
 		return fail(0, "larger than %d MiB, the most xlb reads", MaxFileSize>>20)
 	}
 	src := string(data)
-	idx := buildLineIndex(src)
-	if idx.deep > 0 {
-		return fail(idx.deep, "nested deeper than %d levels (tables, dotted keys, arrays and inline tables)", MaxDepth)
-	}
-	var root map[string]any
-	if _, err := toml.Decode(src, &root); err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return fail(pe.Position.Line, "invalid TOML: %s", pe.Message)
+	root, idx, ok := decodeTOML(src)
+	if !ok {
+		slow := buildLineIndex(src)
+		if slow.deep > 0 {
+			return fail(slow.deep, "nested deeper than %d levels (tables, dotted keys, arrays and inline tables)", MaxDepth)
 		}
-		return fail(0, "invalid TOML: %v", err)
+		if _, err := toml.Decode(src, &root); err != nil {
+			var pe toml.ParseError
+			if errors.As(err, &pe) {
+				return fail(pe.Position.Line, "invalid TOML: %s", pe.Message)
+			}
+			return fail(0, "invalid TOML: %v", err)
+		}
+		idx = slow
 	}
 	d := &decoder{file: name, idx: idx, env: env}
 	cfg := d.config(root)
@@ -81,6 +84,16 @@ func Parse(name string, data []byte, env Env) (*Config, error) {
 		cfg.Warnings = d.warns.sorted(name)
 	}
 	return cfg, nil
+}
+
+// decodeTOML decodes src with fastParse; ok is false when it gave up
+// (Parse then decodes it with BurntSushi/toml and the line index).
+func decodeTOML(src string) (map[string]any, lineFinder, bool) {
+	root, lines, ok := fastParse(src)
+	if !ok {
+		return nil, nil, false
+	}
+	return root, lines, true
 }
 
 func (d *decoder) config(root map[string]any) *Config {
@@ -363,7 +376,7 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 		t.errorf("preempt", "preempt = false needs state = \"BACKUP\" (a MASTER at start preempts anyway)")
 	}
 	t.finish()
-	m.label = t.label
+	m.label = t.label()
 	return v, m
 }
 
@@ -460,8 +473,8 @@ type serviceMeta struct {
 }
 
 type backendMeta struct {
-	p     keyPath
-	label string
+	p keyPath
+	t *table // its label
 }
 
 func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
@@ -519,24 +532,35 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 		}
 	}
 
-	seen := map[netip.AddrPort]int{}
-	for _, rt := range t.tables("real_server") {
-		rs := RealServer{Port: v.Port, Line: d.idx.line(rt.p)}
-		setDefaults(rt.sec, &rs)
-		rt.decode(&rs, "address")
+	rts := t.tables("real_server")
+	seen := make(map[netip.AddrPort]int, len(rts))
+	v.RealServers = make([]RealServer, 0, len(rts))
+	m.rss = make([]backendMeta, 0, len(rts))
+	for _, rt := range rts {
+		// Decoded in place: a RealServer is large, and there may be
+		// 65,536 of them.
+		v.RealServers = append(v.RealServers, RealServer{Port: v.Port, Line: d.idx.line(rt.p)})
+		rs := &v.RealServers[len(v.RealServers)-1]
+		setDefaults(rt.sec, rs)
+		rt.decode(rs, "address")
 		if rs.Address.IsValid() {
-			rt.label = fmt.Sprintf("%s: real_server %s", t.label, rs.Address)
+			rt.setLabel(lazyLabel{kind: labelReal, parent: t, addr: netip.AddrPortFrom(rs.Address, 0)})
 		}
-		rt.decode(&rs, "port")
+		rt.decode(rs, "port")
 		rsPortOK := portOK
 		if rt.has("port") {
 			rsPortOK = rt.valid("port")
 		}
 		if rs.Address.IsValid() && rsPortOK {
-			rt.label = fmt.Sprintf("%s: real_server %s", t.label, rs.AddrPort())
+			rt.setLabel(lazyLabel{kind: labelReal, parent: t, addr: rs.AddrPort(), port: true})
 		}
-		rt.decode(&rs)
-		rs.HealthCheck, _ = d.healthCheck(rt.sub("health_check"), svcCheck, timeoutSet, false, rs.Port)
+		rt.decode(rs)
+		if rt.has("health_check") {
+			rs.HealthCheck, _ = d.healthCheck(rt.sub("health_check"), svcCheck, timeoutSet, false, rs.Port)
+		} else {
+			// What healthCheck makes of an empty table: the service's.
+			rs.HealthCheck = inheritCheck(svcCheck, rs.Port)
+		}
 		rt.finish()
 		if hc := rs.HealthCheck; hc.BindTo.IsValid() && rs.Address.IsValid() {
 			checked := hc.ConnectIP
@@ -562,8 +586,7 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 				seen[ap] = rs.Line
 			}
 		}
-		v.RealServers = append(v.RealServers, rs)
-		m.rss = append(m.rss, backendMeta{rt.p, rt.label})
+		m.rss = append(m.rss, backendMeta{rt.p, rt})
 	}
 	if v.SorryServer.IsValid() && v.Address.IsValid() && forwardOK {
 		if !d.checkBackend(t, "sorry_server", "sorry server", v, v.SorryServer.Addr()) {
@@ -578,7 +601,7 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 	}
 	v.HealthCheck = svcCheck
 	t.finish()
-	m.label = t.label
+	m.label = t.label()
 	return v, m
 }
 
