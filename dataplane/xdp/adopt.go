@@ -65,11 +65,20 @@ func (d *Dataplane) adopt() error {
 			d.backends[id].retired = true
 		}
 	}
-	d.natReals = map[bpfXlbSvcKey]bpfXlbNatReal{}
-	var nk bpfXlbSvcKey
-	var nv bpfXlbNatReal
-	for it := d.objs.XlbNatRealsV1.Iterate(); it.Next(&nk, &nv); {
-		d.natReals[nk] = nv
+	for id, be := range d.backends {
+		if be.retired {
+			d.retired[retiredKey{be.svc, be.key}] = id
+		}
+	}
+	err = batchAll(d.objs.XlbNatRealsV1, func(k bpfXlbSvcKey, v bpfXlbNatReal) {
+		d.natReals[k] = v
+		d.natDirty[k] = true
+	})
+	if err != nil {
+		return fmt.Errorf("read NAT real servers: %w", err)
+	}
+	for _, st := range d.services {
+		d.natAdd(st)
 	}
 	if n := len(d.services); n > 0 {
 		d.log.Info("adopted pinned services", "services", n, "backends", len(d.backends))
@@ -97,24 +106,22 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 			return nil, fmt.Errorf("table: %w", err)
 		}
 		if s == 1 && st.tables[0] != nil && innerID == tableID(st.tables[0]) {
-			st.tables[1], st.tableData[1] = st.tables[0], st.tableData[0]
+			st.tables[1], st.tableSum[1] = st.tables[0], st.tableSum[0]
 			continue
 		}
 		m, err := ebpf.NewMapFromID(ebpf.MapID(innerID))
 		if err != nil {
 			return nil, fmt.Errorf("open table %d: %w", innerID, err)
 		}
-		data := make([]uint32, m.MaxEntries())
-		for i := range data {
-			if err := m.Lookup(uint32(i), &data[i]); err != nil {
-				m.Close()
-				return nil, fmt.Errorf("read table: %w", err)
-			}
+		data := make([]uint32, 0, m.MaxEntries())
+		if err := batchAll(m, func(_ uint32, v uint32) { data = append(data, v) }); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("read table: %w", err)
 		}
-		st.tables[s], st.tableData[s] = m, data
+		st.tables[s], st.tableSum[s] = m, sumTable(data)
 	}
 	if cfg.TableLen == 0 {
-		st.tableData[slot] = []uint32{}
+		st.tableSum[slot] = tableSum{}
 	}
 
 	svc := dataplane.Service{

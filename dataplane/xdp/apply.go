@@ -3,9 +3,11 @@ package xdp
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"net/netip"
 	"slices"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -19,9 +21,11 @@ type svcState struct {
 	svc  dataplane.Service // as installed; valid when installed
 	slot uint32            // active configuration slot
 	// tables are the scheduling tables of both slots (the same map when a
-	// change did not touch the table); entries of the table of a slot.
-	tables    [2]*ebpf.Map
-	tableData [2][]uint32
+	// change did not touch the table), and a digest and length of each
+	// one's entries (a table of sh or mh is 65,537 entries: the Go side
+	// does not keep them).
+	tables   [2]*ebpf.Map
+	tableSum [2]tableSum
 	// What the active table was built from.
 	tableSched dataplane.Scheduler
 	tableInput []tableBackend
@@ -29,6 +33,29 @@ type svcState struct {
 	// live maps the configured real servers to their backend ids.
 	live      map[dataplane.BackendKey]uint32
 	installed bool // false: never installed, or the last update failed
+	// natOn: live is counted in Dataplane.natOwn, under natProto.
+	natOn    bool
+	natProto dataplane.Proto
+	// stat is the service in the stats index (publish), nil when it
+	// changed since.
+	stat *statSvc
+}
+
+// tableSum identifies a table's entries.
+type tableSum struct {
+	n   int
+	sum uint64
+}
+
+// sumSeed makes the digests of this process; they are compared only
+// within it.
+var sumSeed = maphash.MakeSeed()
+
+func sumTable(t []uint32) tableSum {
+	if len(t) == 0 {
+		return tableSum{}
+	}
+	return tableSum{n: len(t), sum: maphash.Bytes(sumSeed, unsafe.Slice((*byte)(unsafe.Pointer(&t[0])), 4*len(t)))}
 }
 
 func (st *svcState) closeTables() {
@@ -46,6 +73,12 @@ type beState struct {
 	key     dataplane.BackendKey
 	entry   bpfXlbBackend
 	retired bool
+}
+
+// retiredKey finds a retired backend id by its service and real server.
+type retiredKey struct {
+	svc uint32
+	key dataplane.BackendKey
 }
 
 // idPool hands out the lowest free id below its size.
@@ -78,34 +111,23 @@ func sameInstall(a, b dataplane.Service) bool {
 	return dataplane.ServiceEqual(a, b)
 }
 
+// apply installs desired: services that did not change are not touched;
+// the changes of all others are written in batches (batch.go). Called with
+// d.mu held.
 func (d *Dataplane) apply(desired []dataplane.Service) error {
 	clear(d.smacs)
-	changed := false
-	defer func() {
-		if !changed {
-			return
-		}
-		if err := d.syncNATReals(); err != nil {
-			d.log.Error("NAT real servers", "error", err)
-		}
-		// Cached flows revalidate against what was written.
-		if err := d.writeGlobals(); err != nil {
-			d.log.Error("invalidate flow caches", "error", err)
-		}
-	}()
+	w := d.newWrites()
 	want := make(map[dataplane.ServiceKey]bool, len(desired))
 	for _, s := range desired {
 		want[s.Key] = true
 	}
 	var errs []error
+	var touched []*svcState
 	for k, st := range d.services {
 		if !want[k] {
-			if err := d.removeService(st); err != nil {
-				errs = append(errs, fmt.Errorf("remove service %s: %w", k, err))
-				continue
-			}
+			d.removeService(w, st)
 			delete(d.services, k)
-			changed = true
+			touched = append(touched, st)
 		}
 	}
 	for _, s := range desired {
@@ -117,65 +139,37 @@ func (d *Dataplane) apply(desired []dataplane.Service) error {
 				continue
 			}
 			st = &svcState{id: id, live: map[dataplane.BackendKey]uint32{}}
-			if err := d.resetServiceCounters(id); err != nil {
-				d.svcIDs.free(id)
-				errs = append(errs, fmt.Errorf("service %s: %w", s.Name, err))
-				continue
-			}
+			w.svcStat.put(id)
+			w.svcRR.put(id, 0)
 			d.services[s.Key] = st
 		}
 		if st.installed && sameInstall(st.svc, s) {
 			st.svc.Name = s.Name
 			continue
 		}
-		changed = true
-		if err := d.updateService(st, s); err != nil {
+		touched = append(touched, st)
+		if err := d.updateService(w, st, s); err != nil {
 			st.installed = false
 			errs = append(errs, fmt.Errorf("service %s (%s): %w", s.Name, s.Key, err))
 		}
 	}
-	return errors.Join(errs...)
-}
-
-// syncNATReals makes xlb_nat_reals_v1 map each NAT real server
-// (address:port/proto) to its service and backend, for replies that come
-// without connection state. A real server in two NAT services under the
-// same address and port is left out: its replies cannot be attributed.
-func (d *Dataplane) syncNATReals() error {
-	want := map[bpfXlbSvcKey]bpfXlbNatReal{}
-	ambiguous := map[bpfXlbSvcKey]bool{}
-	for _, st := range d.services {
-		if !st.installed || st.svc.Forward != dataplane.NAT {
-			continue
-		}
-		for bk, id := range st.live {
-			k := svcKey(dataplane.ServiceKey{Addr: bk.Addr, Port: bk.Port, Proto: st.svc.Key.Proto})
-			if _, dup := want[k]; dup {
-				ambiguous[k] = true
-			}
-			want[k] = bpfXlbNatReal{Svc: st.id, Backend: id}
-		}
+	if len(touched) == 0 {
+		return errors.Join(errs...)
 	}
-	for k := range ambiguous {
-		delete(want, k)
-		d.log.Warn("NAT real server in several services: its replies need connection state", "real_server", wordsAddr(k.Addr, k.Family), "port", k.Port)
-	}
-	var errs []error
-	for k := range d.natReals {
-		if _, ok := want[k]; !ok {
-			if err := d.objs.XlbNatRealsV1.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				errs = append(errs, err)
-			}
+	d.syncNATReals(w)
+	if err := w.flush(d); err != nil {
+		// What was written of this Apply is unknown: every service it
+		// touched is written whole by the next one.
+		for _, st := range touched {
+			st.installed = false
 		}
+		errs = append(errs, err)
 	}
-	for k, v := range want {
-		if d.natReals[k] != v {
-			if err := d.objs.XlbNatRealsV1.Put(&k, &v); err != nil {
-				errs = append(errs, err)
-			}
-		}
+	// Cached flows revalidate against what was written.
+	if err := d.writeGlobals(); err != nil {
+		errs = append(errs, fmt.Errorf("invalidate flow caches: %w", err))
 	}
-	d.natReals = want
+	d.publish()
 	return errors.Join(errs...)
 }
 
@@ -190,10 +184,12 @@ func schedulable(s dataplane.Service, b dataplane.Backend) bool {
 	return true
 }
 
-// updateService installs s in st's inactive slot and flips to it. Backends
-// joining the table may take flows before the flip and backends leaving it
-// keep them until after, so a new flow never finds a half-written set.
-func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
+// updateService plans the installation of s in st's inactive slot and the
+// flip to it, into w. Backends joining the table may take flows before the
+// flip and backends leaving it keep them until after, so a new flow never
+// finds a half-written set. The Go side of st is updated as if w were
+// written (apply marks st not installed when it is not).
+func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) error {
 	// Backend ids: keep ids of real servers that stay, revive retired ids of
 	// real servers that come back, allocate the others.
 	ids := make([]uint32, len(s.Backends))
@@ -202,7 +198,7 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 			ids[i] = id
 			continue
 		}
-		if id, ok := d.retiredID(st.id, b.Key()); ok {
+		if id, ok := d.retired[retiredKey{st.id, b.Key()}]; ok {
 			ids[i] = id
 			continue
 		}
@@ -210,10 +206,8 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 		if err != nil {
 			return fmt.Errorf("real server %s: %w (at most %d)", b.Key(), err, maxBackends)
 		}
-		if err := d.resetBackendCounters(id); err != nil {
-			d.beIDs.free(id)
-			return err
-		}
+		w.beStat.put(id)
+		w.beAct.put(id, 0)
 		d.backends[id] = &beState{svc: st.id, key: b.Key()}
 		ids[i] = id
 	}
@@ -231,8 +225,8 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 		if old := d.backends[ids[i]]; !old.retired && old.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED) != 0 {
 			interim.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
 		}
-		if err := d.writeBackend(ids[i], interim); err != nil {
-			return err
+		if !st.installed || interim != d.backends[ids[i]].entry {
+			w.backends1.put(ids[i], interim)
 		}
 	}
 
@@ -248,10 +242,10 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 	// The table depends only on the scheduler and the schedulable
 	// backends: an update that changes neither (enabling, persistence,
 	// ...) reuses it instead of rebuilding a 65537-entry Maglev table.
+	reuse := st.tables[st.slot] != nil && st.tableSched == s.Scheduler && slices.Equal(st.tableInput, tbs) && slices.Equal(st.tableIDs, tids)
 	var table []uint32
-	if st.tables[st.slot] != nil && st.tableSched == s.Scheduler && slices.Equal(st.tableInput, tbs) && slices.Equal(st.tableIDs, tids) {
-		table = st.tableData[st.slot]
-	} else {
+	sum := st.tableSum[st.slot]
+	if !reuse {
 		var order []int
 		switch s.Scheduler {
 		case dataplane.RoundRobin:
@@ -267,6 +261,7 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 		for i, j := range order {
 			table[i] = tids[j]
 		}
+		sum = sumTable(table)
 	}
 	st.tableSched, st.tableInput, st.tableIDs = s.Scheduler, tbs, tids
 	next := st.slot ^ 1
@@ -274,80 +269,73 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 		next = st.slot // first install: either slot is free
 	}
 	idx := st.id*2 + next
-	cfg, err := svcConfig(st.id, s, uint32(len(table)))
+	cfg, err := svcConfig(st.id, s, uint32(sum.n))
 	if err != nil {
 		return err
 	}
 	if st.installed && st.svc.Scheduler != s.Scheduler {
 		// A new scheduler starts its cycle from the top, as IPVS's init_svc.
-		if err := d.objs.XlbRrV1.Put(st.id, uint64(0)); err != nil {
-			return fmt.Errorf("reset round robin: %w", err)
-		}
+		w.rr.put(st.id, 0)
 	}
 	var inner *ebpf.Map
-	if cur := st.tables[st.slot]; cur != nil && slices.Equal(st.tableData[st.slot], table) {
+	if cur := st.tables[st.slot]; cur != nil && (reuse || st.tableSum[st.slot] == sum) {
 		inner = cur // unchanged table: both slots share it
-	} else if len(table) > 0 {
+	} else if sum.n > 0 {
 		if inner, err = d.newTable(table); err != nil {
 			return err
 		}
 	}
-	// Writing the outer map waits for an RCU grace period (tens of ms):
-	// skip it when the slot already holds this table.
+	// Writing the outer map waits for an RCU grace period: skip it when
+	// the slot already holds this table.
 	if old := st.tables[next]; old != inner || next == st.slot && !st.installed {
 		if old != nil && old != st.tables[st.slot] {
 			old.Close()
 		}
-		st.tables[next], st.tableData[next] = inner, table
+		st.tables[next], st.tableSum[next] = inner, sum
 		if inner != nil {
-			if err := d.objs.XlbTablesV1.Put(idx, inner); err != nil {
-				return fmt.Errorf("install table: %w", err)
-			}
-		} else if err := d.objs.XlbTablesV1.Delete(idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("clear table: %w", err)
+			w.tables.put(idx, uint32(inner.FD()))
+		} else {
+			w.tables.del(idx)
 		}
 	}
 	if other := next ^ 1; inner != nil && st.tables[other] == nil {
 		// Both slots hold the table from the start, so that a later change
 		// that keeps it (enabling, disabling: a VRRP role change) writes
 		// no outer map entry and waits for no grace period.
-		if err := d.objs.XlbTablesV1.Put(st.id*2+other, inner); err != nil {
-			return fmt.Errorf("install table: %w", err)
-		}
-		st.tables[other], st.tableData[other] = inner, table
+		w.tables.put(st.id*2+other, uint32(inner.FD()))
+		st.tables[other], st.tableSum[other] = inner, sum
 	}
-	if err := d.objs.XlbSvcV1.Put(idx, &cfg); err != nil {
-		return fmt.Errorf("write service configuration: %w", err)
-	}
-	if err := d.objs.XlbSvcSlotV1.Put(st.id, next); err != nil {
-		return fmt.Errorf("flip service slot: %w", err)
-	}
+	w.svc.put(idx, cfg)
+	w.slots.put(st.id, next)
 	st.slot = next
-	key := svcKey(s.Key)
-	if err := d.objs.XlbSvcIdsV1.Put(&key, st.id); err != nil {
-		return fmt.Errorf("write service id: %w", err)
+	if !st.installed || st.svc.Key != s.Key {
+		w.svcIDs.put(svcKey(s.Key), st.id)
 	}
 
 	// Phase 3: final flags; real servers no longer configured retire.
+	d.natDrop(st)
 	live := make(map[dataplane.BackendKey]uint32, len(s.Backends))
 	for i, b := range s.Backends {
-		if err := d.writeBackend(ids[i], entries[i]); err != nil {
-			return err
-		}
 		be := d.backends[ids[i]]
-		be.retired = false
+		if !st.installed || be.entry != entries[i] || be.retired {
+			w.backends3.put(ids[i], entries[i])
+		}
+		if be.retired {
+			delete(d.retired, retiredKey{st.id, be.key})
+		}
+		be.entry, be.retired = entries[i], false
 		live[b.Key()] = ids[i]
 	}
 	for k, id := range st.live {
 		if _, ok := live[k]; !ok {
-			if err := d.retireBackend(id); err != nil {
-				return err
-			}
+			d.retireBackend(w.backends3, id)
 		}
 	}
 	st.live = live
 	st.svc = cloneService(s)
 	st.installed = true
+	st.stat = nil
+	d.natAdd(st)
 	return nil
 }
 
@@ -357,15 +345,6 @@ func cloneService(s dataplane.Service) dataplane.Service {
 		s.Backends[i].MAC = slices.Clone(s.Backends[i].MAC)
 	}
 	return s
-}
-
-func (d *Dataplane) retiredID(svc uint32, k dataplane.BackendKey) (uint32, bool) {
-	for id, be := range d.backends {
-		if be.retired && be.svc == svc && be.key == k {
-			return id, true
-		}
-	}
-	return 0, false
 }
 
 func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dataplane.Backend) (bpfXlbBackend, error) {
@@ -389,8 +368,11 @@ func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dat
 		copy(e.Smac[:], smac)
 		e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC)
 		// Redirects to an interface need it in the devmap.
-		if err := d.objs.XlbDevmapV1.Update(uint32(b.Ifindex), uint32(b.Ifindex), ebpf.UpdateAny); err != nil {
-			return e, fmt.Errorf("devmap: %w", err)
+		if !d.devmap[b.Ifindex] {
+			if err := d.objs.XlbDevmapV1.Update(uint32(b.Ifindex), uint32(b.Ifindex), ebpf.UpdateAny); err != nil {
+				return e, fmt.Errorf("devmap: %w", err)
+			}
+			d.devmap[b.Ifindex] = true
 		}
 	}
 	if s.Forward == dataplane.Tunnel && !s.Tunnel.Source.IsValid() {
@@ -421,44 +403,31 @@ func routeSource(dst netip.Addr) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("no source address toward %s", dst)
 }
 
-func (d *Dataplane) writeBackend(id uint32, e bpfXlbBackend) error {
-	if err := d.objs.XlbBackendsV1.Put(id, &e); err != nil {
-		return fmt.Errorf("write backend %d: %w", id, err)
-	}
-	d.backends[id].entry = e
-	return nil
-}
-
 // retireBackend stops new flows to a backend removed from its service; its
 // established flows go on until they end, then Sync frees the id.
-func (d *Dataplane) retireBackend(id uint32) error {
+func (d *Dataplane) retireBackend(q *queue[uint32, bpfXlbBackend], id uint32) {
 	be := d.backends[id]
 	e := be.entry
 	e.Flags &^= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
 	e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_RETIRED)
-	if err := d.writeBackend(id, e); err != nil {
-		return err
-	}
-	be.retired = true
-	return nil
+	q.put(id, e)
+	be.entry, be.retired = e, true
+	d.retired[retiredKey{be.svc, be.key}] = id
 }
 
-func (d *Dataplane) removeService(st *svcState) error {
-	key := svcKey(st.svc.Key)
-	if err := d.objs.XlbSvcIdsV1.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
-	}
+// removeService plans the removal of a service: it leaves the lookup
+// first, its backends retire, its tables go.
+func (d *Dataplane) removeService(w *writes, st *svcState) {
+	w.svcIDsDel.del(svcKey(st.svc.Key))
+	d.natDrop(st)
 	for _, id := range st.live {
-		if err := d.retireBackend(id); err != nil {
-			return err
-		}
+		d.retireBackend(w.backends1, id)
 	}
 	for slot := range uint32(2) {
-		_ = d.objs.XlbTablesV1.Delete(st.id*2 + slot)
+		w.tables.del(st.id*2 + slot)
 	}
 	st.closeTables()
 	d.deadSvcs[st.id] = true
-	return nil
 }
 
 func (d *Dataplane) newTable(ids []uint32) (*ebpf.Map, error) {
@@ -551,28 +520,4 @@ func svcConfig(id uint32, s dataplane.Service, tableLen uint32) (bpfXlbSvc, erro
 		}
 	}
 	return cfg, nil
-}
-
-// resetServiceCounters zeroes the per-CPU counters and round-robin
-// position of a newly allocated service id.
-func (d *Dataplane) resetServiceCounters(id uint32) error {
-	zero := make([]bpfXlbStats, ebpf.MustPossibleCPU())
-	if err := d.objs.XlbSvcStatV1.Put(id, zero); err != nil {
-		return fmt.Errorf("reset service counters: %w", err)
-	}
-	if err := d.objs.XlbRrV1.Put(id, uint64(0)); err != nil {
-		return fmt.Errorf("reset round robin: %w", err)
-	}
-	return nil
-}
-
-func (d *Dataplane) resetBackendCounters(id uint32) error {
-	zero := make([]bpfXlbStats, ebpf.MustPossibleCPU())
-	if err := d.objs.XlbBeStatV1.Put(id, zero); err != nil {
-		return fmt.Errorf("reset backend counters: %w", err)
-	}
-	if err := d.objs.XlbBeActV1.Put(id, int64(0)); err != nil {
-		return fmt.Errorf("reset backend load: %w", err)
-	}
-	return nil
 }

@@ -18,35 +18,84 @@ type connCount struct {
 	refs             int    // entries of any state that still point to it
 }
 
-// Stats implements dataplane.Dataplane. Counters are summed over CPUs at
-// the time of the call; connection counts come from the last Sync.
-func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := &dataplane.Stats{
-		Services: make(map[dataplane.ServiceKey]dataplane.ServiceStats, len(d.services)),
-		Verdicts: make(map[string]uint64, len(d.verdict)),
-	}
-	var errs []error
+// statIndex is what Stats reads without the dataplane's lock: the
+// installed services and their backends' ids, as of the last Apply.
+// Reading counters never waits for an Apply (a status or a scrape during
+// a reload), nor an Apply for a scrape.
+type statIndex struct {
+	services []*statSvc
+	// svcIDs and beIDs bound the ids in use (the counter maps are read up
+	// to them).
+	svcIDs, beIDs uint32
+}
+
+type statSvc struct {
+	key      dataplane.ServiceKey
+	id       uint32
+	backends []statBE
+}
+
+type statBE struct {
+	key dataplane.BackendKey
+	id  uint32
+}
+
+// publish makes the installed services the ones Stats reads. Called with
+// d.mu held.
+func (d *Dataplane) publish() {
+	idx := &statIndex{services: make([]*statSvc, 0, len(d.services))}
 	for k, st := range d.services {
 		if !st.installed && st.svc.Key != k {
 			continue
 		}
-		ss := dataplane.ServiceStats{Backends: make(map[dataplane.BackendKey]dataplane.BackendStats, len(st.live))}
-		c, err := sumStats(d.objs.XlbSvcStatV1, st.id)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		ss.Counters = c
-		for bk, id := range st.live {
-			c, err := sumStats(d.objs.XlbBeStatV1, id)
-			if err != nil {
-				errs = append(errs, err)
+		if st.stat == nil {
+			ss := &statSvc{key: k, id: st.id, backends: make([]statBE, 0, len(st.live))}
+			for bk, id := range st.live {
+				ss.backends = append(ss.backends, statBE{bk, id})
 			}
-			cc := d.conns[id]
-			ss.Backends[bk] = dataplane.BackendStats{Counters: c, ActiveConns: cc.active, InactiveConns: cc.inactive}
+			st.stat = ss
 		}
-		out.Services[k] = ss
+		idx.services = append(idx.services, st.stat)
+		idx.svcIDs = max(idx.svcIDs, st.id+1)
+		for _, b := range st.stat.backends {
+			idx.beIDs = max(idx.beIDs, b.id+1)
+		}
+	}
+	d.index.Store(idx)
+}
+
+// Stats implements dataplane.Dataplane. Counters are summed over CPUs at
+// the time of the call; connection counts come from the last Sync. It
+// reads the per-CPU counter maps in batches, without the dataplane's lock.
+func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
+	idx := d.index.Load()
+	conns := *d.conns.Load()
+	out := &dataplane.Stats{
+		Services: make(map[dataplane.ServiceKey]dataplane.ServiceStats, len(idx.services)),
+		Verdicts: make(map[string]uint64, len(d.verdict)),
+	}
+	var errs []error
+	svcs, err := readCounters(d.objs.XlbSvcStatV1, idx.svcIDs)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("service counters: %w", err))
+	}
+	bes, err := readCounters(d.objs.XlbBeStatV1, idx.beIDs)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("backend counters: %w", err))
+	}
+	at := func(c []dataplane.Counters, id uint32) dataplane.Counters {
+		if int(id) < len(c) {
+			return c[id]
+		}
+		return dataplane.Counters{}
+	}
+	for _, ss := range idx.services {
+		st := dataplane.ServiceStats{Counters: at(svcs, ss.id), Backends: make(map[dataplane.BackendKey]dataplane.BackendStats, len(ss.backends))}
+		for _, b := range ss.backends {
+			cc := conns[b.id]
+			st.Backends[b.key] = dataplane.BackendStats{Counters: at(bes, b.id), ActiveConns: cc.active, InactiveConns: cc.inactive}
+		}
+		out.Services[ss.key] = st
 	}
 	for v, name := range d.verdict {
 		var per []bpfXlbVerdictStats
@@ -77,6 +126,64 @@ func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
 		out.Events[EventPinsRestored] = d.pins.restored.Load()
 	}
 	return out, errors.Join(errs...)
+}
+
+// counterChunk is how many entries of a counter map one batch reads.
+const counterChunk = 8192
+
+// readCounters reads the first n entries of a per-CPU array of bpfXlbStats
+// in batches, summed over CPUs.
+func readCounters(m *ebpf.Map, n uint32) ([]dataplane.Counters, error) {
+	out := make([]dataplane.Counters, n)
+	if n == 0 {
+		return out, nil
+	}
+	ncpu := ebpf.MustPossibleCPU()
+	chunk := min(int(n), counterChunk)
+	keys := make([]uint32, chunk)
+	per := make([]bpfXlbStats, chunk*ncpu)
+	var cursor ebpf.MapBatchCursor
+	for done := 0; done < int(n); {
+		count := min(chunk, int(n)-done)
+		got, err := m.BatchLookup(&cursor, keys[:count], per[:count*ncpu], nil)
+		for i := range got {
+			k := keys[i]
+			if int(k) >= len(out) {
+				continue
+			}
+			var c dataplane.Counters
+			for _, p := range per[i*ncpu : (i+1)*ncpu] {
+				c.Add(dataplane.Counters{Packets: p.Packets, Bytes: p.Bytes, PacketsOut: p.PacketsOut, BytesOut: p.BytesOut, Connections: p.Conns})
+			}
+			out[k] = c
+		}
+		done += got
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return readCountersEach(m, out)
+		}
+		if err != nil {
+			return out, err
+		}
+		if got == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// readCountersEach is readCounters where the kernel has no batch lookups.
+func readCountersEach(m *ebpf.Map, out []dataplane.Counters) ([]dataplane.Counters, error) {
+	for id := range out {
+		c, err := sumStats(m, uint32(id))
+		if err != nil {
+			return out, err
+		}
+		out[id] = c
+	}
+	return out, nil
 }
 
 func sumStats(m *ebpf.Map, id uint32) (dataplane.Counters, error) {
@@ -188,7 +295,7 @@ func (d *Dataplane) Sync() error {
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.conns = counts
+	d.conns.Store(&counts)
 	var errs []error
 	freed := false
 	defer func() {
@@ -198,10 +305,13 @@ func (d *Dataplane) Sync() error {
 			}
 		}
 	}()
+	loads, err := d.readLoads()
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for id, be := range d.backends {
 		c := counts[id]
-		var load int64
-		if err := d.objs.XlbBeActV1.Lookup(id, &load); err == nil && load != c.counted {
+		if int(id) < len(loads) && loads[id] != c.counted {
 			if err := d.objs.XlbBeActV1.Put(id, c.counted); err != nil {
 				errs = append(errs, err)
 			}
@@ -212,6 +322,7 @@ func (d *Dataplane) Sync() error {
 				continue
 			}
 			delete(d.backends, id)
+			delete(d.retired, retiredKey{be.svc, be.key})
 			d.beIDs.free(id)
 			freed = true
 		}
@@ -230,4 +341,47 @@ func (d *Dataplane) Sync() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// readLoads reads the lc/wlc loads of the backend ids in use, in batches.
+// Called with d.mu held.
+func (d *Dataplane) readLoads() ([]int64, error) {
+	n := 0
+	for id := range d.backends {
+		n = max(n, int(id)+1)
+	}
+	loads := make([]int64, n)
+	if n == 0 {
+		return loads, nil
+	}
+	chunk := min(n, counterChunk)
+	keys := make([]uint32, chunk)
+	vals := make([]int64, chunk)
+	var cursor ebpf.MapBatchCursor
+	for done := 0; done < n; {
+		count := min(chunk, n-done)
+		got, err := d.objs.XlbBeActV1.BatchLookup(&cursor, keys[:count], vals[:count], nil)
+		for i := range got {
+			if int(keys[i]) < n {
+				loads[keys[i]] = vals[i]
+			}
+		}
+		done += got
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return loads, nil
+		case errors.Is(err, ebpf.ErrNotSupported):
+			for id := range d.backends {
+				if err := d.objs.XlbBeActV1.Lookup(id, &loads[id]); err != nil {
+					return loads, fmt.Errorf("backend load %d: %w", id, err)
+				}
+			}
+			return loads, nil
+		case err != nil:
+			return loads, fmt.Errorf("backend loads: %w", err)
+		case got == 0:
+			return loads, nil
+		}
+	}
+	return loads, nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -83,13 +84,29 @@ type Dataplane struct {
 	services map[dataplane.ServiceKey]*svcState
 	svcIDs   idPool
 	beIDs    idPool
-	// backends describes every backend id in use, live or retired.
+	// backends describes every backend id in use, live or retired;
+	// retired finds the retired ones by service and real server.
 	backends map[uint32]*beState
+	retired  map[retiredKey]uint32
 	// deadSvcs are ids of removed services whose flows are still tracked.
 	deadSvcs map[uint32]bool
-	conns    map[uint32]connCount // per backend id, from the last Sync
+	// natReals are the entries of xlb_nat_reals_v1; natOwn the NAT
+	// services that have each real server, natDirty those an Apply
+	// changed (nat.go).
 	natReals map[bpfXlbSvcKey]bpfXlbNatReal
+	natOwn   map[bpfXlbSvcKey]natOwners
+	natDirty map[bpfXlbSvcKey]bool
 	smacs    map[int][]byte // interface MACs by ifindex
+	devmap   map[int]bool   // interfaces written to xlb_devmap_v1
+
+	// index is what Stats reads without the lock, published by Apply;
+	// conns are the connection counts of the last Sync, by backend id.
+	index atomic.Pointer[statIndex]
+	conns atomic.Pointer[map[uint32]connCount]
+	// updates counts map entries written (MapUpdates); onWrite, when set
+	// (tests), is told the keys each batch writes.
+	updates atomic.Uint64
+	onWrite func(mapName string, keys any)
 
 	stop chan struct{}
 	done chan struct{}
@@ -142,10 +159,16 @@ func Open(opts Options) (*Dataplane, error) {
 		svcIDs:   newIDPool(maxServices),
 		beIDs:    newIDPool(maxBackends),
 		backends: map[uint32]*beState{},
+		retired:  map[retiredKey]uint32{},
 		deadSvcs: map[uint32]bool{},
-		conns:    map[uint32]connCount{},
+		natReals: map[bpfXlbSvcKey]bpfXlbNatReal{},
+		natOwn:   map[bpfXlbSvcKey]natOwners{},
+		natDirty: map[bpfXlbSvcKey]bool{},
 		smacs:    map[int][]byte{},
+		devmap:   map[int]bool{},
 	}
+	d.conns.Store(&map[uint32]connCount{})
+	d.index.Store(&statIndex{})
 	// One process per pin path: a second one would swap its program into
 	// the links and its configuration into the maps of the first. The lock
 	// comes before anything is loaded.
@@ -175,6 +198,7 @@ func Open(opts Options) (*Dataplane, error) {
 	if err := d.adopt(); err != nil {
 		return nil, fmt.Errorf("adopt pinned state: %w", err)
 	}
+	d.publish()
 	if err := d.writeGlobals(); err != nil {
 		return nil, err
 	}
@@ -373,15 +397,42 @@ func (d *Dataplane) Detach() error {
 
 // Apply implements dataplane.Dataplane.
 func (d *Dataplane) Apply(_ context.Context, desired []dataplane.Service) error {
-	if err := dataplane.Validate(desired); err != nil {
-		return err
-	}
-	if err := Limits.Check(desired, 0); err != nil {
-		return err
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.validate(desired); err != nil {
+		return err
+	}
 	return d.apply(desired)
+}
+
+// validate is dataplane.Validate and Limits.Check, for the services that
+// differ from those installed (the others passed them when they were
+// applied): a health check's flap changes one service of a thousand.
+// Called with d.mu held.
+func (d *Dataplane) validate(desired []dataplane.Service) error {
+	var changed []dataplane.Service
+	keys := make(map[dataplane.ServiceKey]bool, len(desired))
+	total := 0
+	for _, s := range desired {
+		if keys[s.Key] {
+			return fmt.Errorf("service %s: duplicate %s", s.Name, s.Key)
+		}
+		keys[s.Key] = true
+		total += len(s.Backends)
+		if st := d.services[s.Key]; st == nil || !st.installed || !sameInstall(st.svc, s) {
+			changed = append(changed, s)
+		}
+	}
+	if err := dataplane.Validate(changed); err != nil {
+		return err
+	}
+	// The limits: per service for those that changed; in all only when
+	// they could be exceeded (distinct NAT real servers are counted only
+	// when there are more NAT real servers than the limit).
+	if len(desired) > Limits.Services || total > Limits.Backends || total > Limits.NATBackends {
+		return Limits.Check(desired, 0)
+	}
+	return Limits.Check(changed, 0)
 }
 
 // Installed implements dataplane.Adopter: the services installed now,
