@@ -33,21 +33,36 @@ func ModelFromConfig(c *config.Config) Model {
 			}
 		}
 		if vs.SorryServer.IsValid() {
-			s.Sorry = &RealSpec{Addr: vs.SorryServer.Addr(), Port: vs.SorryServer.Port(), Weight: 1,
-				Check: health.Spec{Type: health.TypeNone}}
+			s.Sorry = &RealSpec{Addr: vs.SorryServer.Addr(), Port: vs.SorryServer.Port(), Weight: 1, Check: noCheck}
+			s.Sorry.key = CheckKey(s.Name, *s.Sorry)
 		}
+		s.Reals = make([]RealSpec, 0, len(vs.RealServers))
+		// The real servers whose check is their neighbour's share its Spec.
+		var shared *health.Spec
 		for _, rs := range vs.RealServers {
-			s.Reals = append(s.Reals, RealSpec{
-				Addr:   rs.Address,
-				Port:   rs.Port,
-				Weight: uint32(max(rs.Weight, 0)),
-				Check:  checkSpec(vs.Name, rs),
-			})
+			spec := checkSpec(vs.Name, rs)
+			port := spec.Target.Port()
+			spec.Target = netip.AddrPort{}
+			if shared == nil || !shared.Equal(spec) {
+				shared = &spec
+			}
+			r := RealSpec{
+				Addr:      rs.Address,
+				Port:      rs.Port,
+				Weight:    uint32(max(rs.Weight, 0)),
+				Check:     shared,
+				CheckPort: port,
+			}
+			r.key = CheckKey(vs.Name, r)
+			s.Reals = append(s.Reals, r)
 		}
 		m.Services = append(m.Services, s)
 	}
 	return m
 }
+
+// noCheck is the check of sorry servers.
+var noCheck = &health.Spec{Type: health.TypeNone}
 
 func proto(p config.Protocol) dataplane.Proto {
 	if p == config.UDP {
@@ -113,7 +128,22 @@ func CheckSpecs(m Model) map[string]health.Spec {
 	out := map[string]health.Spec{}
 	for _, s := range m.Services {
 		for _, rs := range s.Reals {
-			out[CheckKey(s.Name, rs)] = rs.Check
+			out[CheckKey(s.Name, rs)] = rs.CheckSpec()
+		}
+	}
+	return out
+}
+
+// checks returns the health checks of a model that run, in its order:
+// those of type none are not checks (their real servers are always up).
+func checks(m Model) []health.Check {
+	var out []health.Check
+	for _, s := range m.Services {
+		for _, rs := range s.Reals {
+			if rs.checkType() == health.TypeNone {
+				continue
+			}
+			out = append(out, health.Check{Key: CheckKey(s.Name, rs), Spec: rs.Check, Target: rs.CheckSpec().Target})
 		}
 	}
 	return out

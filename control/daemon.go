@@ -351,7 +351,7 @@ func (g *group) stop() {
 
 // setChecks makes the model's health checks the ones that run.
 func (d *Daemon) setChecks(m Model) {
-	if err := d.checks.Update(CheckSpecs(m)); err != nil {
+	if err := d.checks.UpdateChecks(checks(m)); err != nil {
 		d.log.Warn("health checks", "error", err)
 	}
 }

@@ -92,7 +92,7 @@ func (d *Daemon) Status(rates bool) *Status {
 			}
 			if ri.Sorry {
 				ri.Health = "none"
-			} else if r.Check.Type == health.TypeNone {
+			} else if r.checkType() == health.TypeNone {
 				ri.Health = "up"
 			}
 			if check.LastError != nil {

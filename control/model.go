@@ -79,14 +79,47 @@ type RealSpec struct {
 	Addr   netip.Addr
 	Port   uint16
 	Weight uint32
-	// Check is the health check; Type "none" means always healthy.
-	Check health.Spec
+	// Check is the health check; Type "none" means always healthy. The
+	// real servers of a service that inherit its check share one Spec
+	// (65,536 copies of a Spec are 30 MB): its Target is then unset, and
+	// CheckPort says which port of Addr it checks.
+	Check     *health.Spec
+	CheckPort uint16
+	// key is CheckKey, made once (ModelFromConfig).
+	key string
 }
 
 // Key identifies the real server within its service.
 func (r RealSpec) Key() dataplane.BackendKey { return dataplane.BackendKey{Addr: r.Addr, Port: r.Port} }
 
+// CheckSpec returns the real server's health check, its Target set.
+func (r RealSpec) CheckSpec() health.Spec {
+	if r.Check == nil {
+		return health.Spec{Type: health.TypeNone}
+	}
+	s := *r.Check
+	if !s.Target.IsValid() {
+		port := r.CheckPort
+		if port == 0 {
+			port = r.Port
+		}
+		s.Target = netip.AddrPortFrom(r.Addr, port)
+	}
+	return s
+}
+
+// checkType is the type of the real server's check.
+func (r RealSpec) checkType() health.Type {
+	if r.Check == nil {
+		return health.TypeNone
+	}
+	return r.Check.Type
+}
+
 // CheckKey is the key of a real server's health check: "service/addr:port".
 func CheckKey(service string, r RealSpec) string {
+	if r.key != "" {
+		return r.key
+	}
 	return service + "/" + r.Key().String()
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -83,14 +84,24 @@ type Manager struct {
 	mu     sync.Mutex
 	checks map[string]*check
 	queue  checkHeap // the checks waiting for their next run
+	gen    uint64    // of the last Update (marks the checks it has)
+	// undecided counts the checks still Unknown; firstUp and firstDown
+	// the first results since the last summary (logSummary).
+	undecided          int
+	firstUp, firstDown int
+	lastSummary        time.Time
 }
 
 // check is the state of one check. Its fields are guarded by Manager.mu.
 // Update replaces the whole struct when the probe changes, so a worker
 // whose check is no longer in Manager.checks drops its result.
 type check struct {
-	key     string
-	spec    Spec
+	key string
+	// spec may be shared with other checks (UpdateChecks); target is this
+	// check's.
+	spec    *Spec
+	target  netip.AddrPort
+	gen     uint64
 	checker Checker // nil when the check never runs (type none, invalid Spec)
 	invalid error
 
@@ -169,6 +180,16 @@ func (m *Manager) Run(ctx context.Context) error {
 	return nil
 }
 
+// Check is one check for UpdateChecks: Spec may be shared by many checks
+// (the real servers of a service: the Manager keeps the pointer, and the
+// caller must not change the Spec afterwards); Target is this check's
+// (Spec.Target is ignored).
+type Check struct {
+	Key    string
+	Spec   *Spec
+	Target netip.AddrPort
+}
+
 // Update makes specs, keyed by names the caller chooses, the set of checks:
 //   - a Spec equal to the current one keeps its state and schedule;
 //   - a Spec whose probe is unchanged (only Interval, Timeout, Fall, Rise or
@@ -186,38 +207,68 @@ func (m *Manager) Run(ctx context.Context) error {
 // problem as its error; Update returns all such problems joined, and
 // applies everything else.
 func (m *Manager) Update(specs map[string]Spec) error {
-	var errs []error
-	var changed []Transition
-	m.mu.Lock()
-	now := m.clock.Now()
-	for key, c := range m.checks {
-		if _, ok := specs[key]; !ok {
-			m.remove(c)
-			m.out.purge(key)
-		}
-	}
 	keys := make([]string, 0, len(specs))
 	for key := range specs {
 		keys = append(keys, key)
 	}
 	slices.Sort(keys)
-	for _, key := range keys {
+	list := make([]Check, len(keys))
+	for i, key := range keys {
 		s := specs[key].clone() // the caller keeps its slices
+		list[i] = Check{Key: key, Spec: &s, Target: s.Target}
+	}
+	return m.UpdateChecks(list)
+}
+
+// UpdateChecks is Update for checks given in order, whose Specs may be
+// shared: what the daemon passes for 64,000 real servers.
+func (m *Manager) UpdateChecks(list []Check) error {
+	var errs []error
+	var changed []Transition
+	m.mu.Lock()
+	now := m.clock.Now()
+	m.gen++
+	gen := m.gen
+	// Validation depends on the Spec and the target's kind only: a shared
+	// Spec is validated once for its real servers.
+	type validated struct {
+		s                   *Spec
+		valid, is4, noPort bool
+	}
+	var last validated
+	var lastErr error
+	var added, restarted, removed, retimed int
+	for _, nc := range list {
+		key := nc.Key
 		old := m.checks[key]
-		if old != nil && old.invalid == nil && old.spec.Equal(s) {
+		if old != nil {
+			old.gen = gen
+		}
+		if old != nil && old.invalid == nil && old.target == nc.Target && (old.spec == nc.Spec || old.spec.equalExceptTarget(*nc.Spec)) {
 			continue
 		}
-		verr := s.Validate()
-		if old != nil && old.invalid == nil && verr == nil && old.spec.sameProbe(s) {
-			m.retime(old, s, now)
+		v := validated{nc.Spec, nc.Target.Addr().IsValid(), nc.Target.Addr().Is4(), nc.Target.Port() == 0}
+		if v != last {
+			s := *nc.Spec
+			s.Target = nc.Target
+			last, lastErr = v, s.Validate()
+		}
+		verr := lastErr
+		if old != nil && old.invalid == nil && verr == nil && old.target == nc.Target && old.spec.sameProbeExceptTarget(*nc.Spec) {
+			m.retime(old, nc.Spec, now)
+			retimed++
 			continue
 		}
 		from, fromWeight := StateUnknown, Weight{}
 		if old != nil {
 			from, fromWeight = old.state, old.weight
 			m.remove(old)
+			restarted++
+		} else {
+			added++
 		}
-		c := m.add(key, s, now)
+		c := m.add(key, nc.Spec, nc.Target, now)
+		c.gen = gen
 		if c.invalid != nil {
 			errs = append(errs, fmt.Errorf("health check %s: %w", key, c.invalid))
 		}
@@ -227,19 +278,33 @@ func (m *Manager) Update(specs map[string]Spec) error {
 			changed = append(changed, t)
 		}
 	}
+	for key, c := range m.checks {
+		if c.gen != gen {
+			m.remove(c)
+			m.out.purge(key)
+			removed++
+		}
+	}
+	total, undecided := len(m.checks), m.undecided
 	m.mu.Unlock()
 	m.poke()
 	for _, t := range changed {
 		m.logTransition(t)
+	}
+	if added+restarted+removed+retimed > 0 {
+		m.log.Info("health checks updated", "checks", total, "added", added, "restarted", restarted,
+			"retimed", retimed, "removed", removed, "undecided", undecided, "invalid", len(errs))
 	}
 	return errors.Join(errs...)
 }
 
 // add creates the check key from s and schedules its first run somewhere
 // in its first interval, or its Warmup. Called with m.mu held.
-func (m *Manager) add(key string, s Spec, now time.Time) *check {
-	c := &check{key: key, spec: s, index: -1}
-	checker, err := newChecker(s, m.scripts)
+func (m *Manager) add(key string, s *Spec, target netip.AddrPort, now time.Time) *check {
+	c := &check{key: key, spec: s, target: target, index: -1}
+	full := *s
+	full.Target = target
+	checker, err := newChecker(full, m.scripts)
 	switch {
 	case err != nil:
 		c.invalid, c.lastErr, c.state = err, err, StateDown
@@ -250,8 +315,11 @@ func (m *Manager) add(key string, s Spec, now time.Time) *check {
 		if s.InitialUp {
 			c.state = StateUp
 		}
-		c.next = now.Add(firstDelay(s))
+		c.next = now.Add(firstDelay(*s))
 		heap.Push(&m.queue, c)
+	}
+	if c.state == StateUnknown {
+		m.undecided++
 	}
 	m.checks[key] = c
 	return c
@@ -259,7 +327,7 @@ func (m *Manager) add(key string, s Spec, now time.Time) *check {
 
 // retime gives c the new timing of s, whose probe is the same. Called with
 // m.mu held.
-func (m *Manager) retime(c *check, s Spec, now time.Time) {
+func (m *Manager) retime(c *check, s *Spec, now time.Time) {
 	c.spec = s
 	if c.index < 0 {
 		return // running: the next run is scheduled when it ends
@@ -275,6 +343,9 @@ func (m *Manager) remove(c *check) {
 	if c.index >= 0 {
 		heap.Remove(&m.queue, c.index)
 	}
+	if c.state == StateUnknown {
+		m.undecided--
+	}
 	delete(m.checks, c.key)
 }
 
@@ -285,7 +356,7 @@ func (m *Manager) Status() map[string]CheckStatus {
 	st := make(map[string]CheckStatus, len(m.checks))
 	for key, c := range m.checks {
 		s := CheckStatus{
-			Spec:         c.spec,
+			Spec:         c.spec.clone(),
 			State:        c.state,
 			Weight:       c.weight,
 			Successes:    c.successes,
@@ -295,7 +366,7 @@ func (m *Manager) Status() map[string]CheckStatus {
 			LastDuration: c.lastDur,
 			LastRun:      c.lastRun,
 		}
-		s.Spec = s.Spec.clone()
+		s.Spec.Target = c.target
 		if c.index >= 0 {
 			s.NextRun = c.next
 		}
@@ -314,6 +385,22 @@ func (m *Manager) States() map[string]State {
 		st[key] = c.state
 	}
 	return st
+}
+
+// StatesErrors returns the state of every check, and the error of the
+// last run of those that have one: what `xlb status` shows.
+func (m *Manager) StatesErrors() (map[string]State, map[string]error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := make(map[string]State, len(m.checks))
+	errs := map[string]error{}
+	for key, c := range m.checks {
+		st[key] = c.state
+		if c.lastErr != nil {
+			errs[key] = c.lastErr
+		}
+	}
+	return st, errs
 }
 
 // Weights returns the weight each check sets (misc_dynamic, file) by key,
@@ -398,21 +485,31 @@ func (m *Manager) run(ctx context.Context, j job) {
 	if m.observe != nil {
 		m.observe(j.c.key, j.typ, d, err)
 	}
-	t, changed := m.finish(j, w, err, d)
+	t, changed, sum := m.finish(j, w, err, d)
 	if changed {
 		m.logTransition(t)
 	}
+	if sum != nil {
+		m.log.Info("health checks: first results", "up", sum.up, "down", sum.down, "undecided", sum.undecided)
+	}
 }
+
+// firstResults is a summary of checks' first results.
+type firstResults struct{ up, down, undecided int }
+
+// summaryEvery is how often first results are summarised while checks
+// are still undecided (the last summary comes when none is).
+const summaryEvery = 10 * time.Second
 
 // finish records the result of a run, applies fall and rise, and schedules
 // the next run. A successful run's weight becomes the check's.
-func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transition, bool) {
+func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transition, bool, *firstResults) {
 	m.mu.Lock()
 	defer m.poke()
 	defer m.mu.Unlock()
 	c := j.c
 	if m.checks[c.key] != c {
-		return Transition{}, false // removed or replaced while running
+		return Transition{}, false, nil // removed or replaced while running
 	}
 	now := m.clock.Now()
 	c.runs++
@@ -434,12 +531,25 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 	}
 	c.next = now.Add(nextDelay(c.spec.Interval))
 	heap.Push(&m.queue, c)
+	var sum *firstResults
+	if from == StateUnknown && c.state != StateUnknown {
+		m.undecided--
+		if c.state == StateUp {
+			m.firstUp++
+		} else {
+			m.firstDown++
+		}
+		if m.undecided == 0 || now.Sub(m.lastSummary) >= summaryEvery {
+			sum = &firstResults{m.firstUp, m.firstDown, m.undecided}
+			m.firstUp, m.firstDown, m.lastSummary = 0, 0, now
+		}
+	}
 	if c.state == from && c.weight == fromWeight {
-		return Transition{}, false
+		return Transition{}, false, sum
 	}
 	t := Transition{Key: c.key, From: from, To: c.state, Up: c.state == StateUp, Weight: c.weight, Err: err, At: now}
 	m.out.push(t)
-	return t, true
+	return t, true, sum
 }
 
 // poke wakes the scheduler without waiting.
@@ -450,9 +560,18 @@ func (m *Manager) poke() {
 	}
 }
 
+// logTransition logs a real server going up or down, or a change of the
+// weight its check sets. A first result (from unknown) and a check that
+// starts again (to unknown) are logged at debug level only: they come by
+// the thousand at start and at a reload, summarised ("health checks:
+// first results", "health checks updated").
 func (m *Manager) logTransition(t Transition) {
 	if t.From == t.To {
 		m.log.Info("health check weight changed", "check", t.Key, "state", t.To, "weight", t.Weight)
+		return
+	}
+	if t.From == StateUnknown || t.To == StateUnknown {
+		m.log.Debug("health check state changed", "check", t.Key, "from", t.From, "to", t.To, "error", t.Err)
 		return
 	}
 	if t.Err != nil {
