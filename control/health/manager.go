@@ -232,7 +232,7 @@ func (m *Manager) UpdateChecks(list []Check) error {
 	// Validation depends on the Spec and the target's kind only: a shared
 	// Spec is validated once for its real servers.
 	type validated struct {
-		s                   *Spec
+		s                  *Spec
 		valid, is4, noPort bool
 	}
 	var last validated
