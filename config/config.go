@@ -29,6 +29,7 @@ type Config struct {
 	Dataplane      Dataplane
 	Metrics        Metrics
 	Control        Control
+	Debug          Debug
 	VRRPScripts    []VRRPScript
 	SyncGroups     []SyncGroup
 	VRRPInstances  []VRRPInstance
@@ -90,6 +91,13 @@ type Metrics struct {
 // Control is [control].
 type Control struct {
 	Socket string
+}
+
+// Debug is [debug].
+type Debug struct {
+	// PprofListen serves Go's profiles (net/http/pprof) on this loopback
+	// HOST:PORT; "": not at all.
+	PprofListen string
 }
 
 // VRRPScript is a [[vrrp_script]]: a command whose exit status is tracked

@@ -599,6 +599,25 @@ func checkListen(s string) error {
 	return nil
 }
 
+// checkLoopbackListen checks a debug listen address: "", or HOST:PORT on
+// loopback (the profiles are not for the network).
+func checkLoopbackListen(s string) error {
+	if s == "" {
+		return nil
+	}
+	if err := checkListen(s); err != nil {
+		return fmt.Errorf("%q is not HOST:PORT (\"\" turns the profiles off)", s)
+	}
+	host, _, _ := net.SplitHostPort(s)
+	if host == "localhost" {
+		return nil
+	}
+	if a, err := netip.ParseAddr(host); err != nil || !a.IsLoopback() {
+		return fmt.Errorf("%q: only a loopback address (127.0.0.1, ::1, localhost) may serve the profiles", s)
+	}
+	return nil
+}
+
 // checkURLPath checks the path of an HTTP check.
 func checkURLPath(s string) error {
 	if !strings.HasPrefix(s, "/") || strings.ContainsAny(s, " \t\r\n") {

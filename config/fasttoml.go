@@ -71,28 +71,42 @@ func (n *lnode) find(name string) (*lkey, bool) {
 // line implements lineFinder: the line of p, or of its nearest ancestor
 // found, or 0.
 func (n *lnode) line(p keyPath) int {
-	line, _ := n.walk(p)
+	line, _, _ := n.walk(p)
 	return line
 }
 
 // has implements lineFinder: whether p itself is in the document.
 func (n *lnode) has(p keyPath) bool {
-	_, found := n.walk(p)
+	_, found, _ := n.walk(p)
 	return found
 }
 
+// elemLines implements lineFinder: the lines of the elements of the array
+// at p.
+func (n *lnode) elemLines(p keyPath) []int {
+	_, found, node := n.walk(p)
+	if !found || node == nil || node.kind != nArrayOfTables && node.kind != nArray {
+		return nil
+	}
+	out := make([]int, len(node.elems))
+	for i, e := range node.elems {
+		out[i] = e.at
+	}
+	return out
+}
+
 // walk follows p from the root n; it returns the line of the deepest part
-// found and whether all of p was.
-func (n *lnode) walk(p keyPath) (line int, found bool) {
+// found, whether all of p was, and p's node (nil for a scalar).
+func (n *lnode) walk(p keyPath) (line int, found bool, node *lnode) {
 	cur := n
 	for i, part := range p {
 		if cur == nil {
-			return line, false
+			return line, false, nil
 		}
 		if strings.HasPrefix(part, "[") {
 			j, err := strconv.Atoi(part[1 : len(part)-1])
 			if err != nil || cur.kind != nArrayOfTables && cur.kind != nArray || j < 0 || j >= len(cur.elems) {
-				return line, false
+				return line, false, nil
 			}
 			cur = cur.elems[j]
 			line = cur.at
@@ -106,15 +120,15 @@ func (n *lnode) walk(p keyPath) (line int, found bool) {
 			}
 		}
 		if k == nil || cur.kind == nArrayOfTables || cur.kind == nArray {
-			return line, false
+			return line, false, nil
 		}
 		line = k.line
 		if k.n == nil && i < len(p)-1 {
-			return line, false
+			return line, false, nil
 		}
 		cur = k.n
 	}
-	return line, true
+	return line, true, cur
 }
 
 // errNotFast is a document fastParse does not handle: Parse decodes it

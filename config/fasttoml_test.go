@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -175,5 +176,57 @@ func FuzzFastParse(f *testing.F) {
 		src, _ := os.ReadFile(file)
 		f.Add(string(src))
 	}
-	f.Fuzz(func(t *testing.T, src string) { checkFast(t, src) })
+	f.Fuzz(func(t *testing.T, src string) {
+		checkFast(t, src)
+		checkSameParse(t, src)
+	})
+}
+
+// checkSameParse fails t unless Parse reads src as it does without its
+// fast paths (fastParse, fastReal): the same configuration, or the same
+// errors.
+func checkSameParse(t *testing.T, src string) {
+	t.Helper()
+	env := fakeEnv{"eth0": nil, "eth1": nil}
+	fast, ferr := Parse("f.toml", []byte(src), env)
+	slowOnly = true
+	slow, serr := Parse("f.toml", []byte(src), env)
+	slowOnly = false
+	if !reflect.DeepEqual(fast, slow) || fmt.Sprint(ferr) != fmt.Sprint(serr) {
+		t.Fatalf("with the fast paths:\n%v\n%+v\nwithout:\n%v\n%+v\nof %q", ferr, fast, serr, slow, src)
+	}
+}
+
+// The fast paths read every configuration of the tests as the slow ones:
+// the examples, the error cases (the same messages, lines and labels),
+// and real servers that fastReal leaves to the generic path.
+func TestFastPathsSameParse(t *testing.T) {
+	files, _ := filepath.Glob("examples/*.toml")
+	for _, f := range files {
+		src, _ := os.ReadFile(f)
+		checkSameParse(t, string(src))
+	}
+	for _, tc := range errorCases {
+		checkSameParse(t, tc.src)
+	}
+	const head = "[dataplane]\nmode = \"ipvs\"\n[[virtual_server]]\nname = \"a\"\naddress = \"10.0.0.3\"\nport = 80\n"
+	for _, rs := range []string{
+		"address = \"10.0.0.7\"",
+		"address = \"10.0.0.7\"\nport = 81",
+		"address = \"10.0.0.7\"\nweight = 0",
+		"address = \"10.0.0.7\"\nweight = 65536",
+		"address = \"10.0.0.7\"\nweight = \"1\"",
+		"address = \"10.0.0.3\"",
+		"address = \"2001:db8::7\"",
+		"address = \"10.0.0.7\"\nport = 0",
+		"address = \"10.0.0.7\"\n[virtual_server.real_server.health_check]\ntype = \"none\"",
+		"address = \"not an address\"",
+		"port = 80",
+		"address = \"10.0.0.7\"\nwieght = 2",
+	} {
+		src := head + "[[virtual_server.real_server]]\naddress = \"10.0.0.7\"\n[[virtual_server.real_server]]\n" + rs + "\n"
+		checkSameParse(t, src)
+		checkSameParse(t, strings.Replace(src, "mode = \"ipvs\"", "mode = \"ipvs\"\n[[virtual_server]]\nname = \"b\"\naddress = \"10.0.0.4\"\nport = 80\nforward = \"nat\"\n[virtual_server.health_check]\nbindto = \"2001:db8::1\"\n[[virtual_server.real_server]]\naddress = \"10.0.0.9\"\nport = 8080", 1))
+	}
+	checkSameParse(t, scaleConfig(20, 64, "tcp"))
 }

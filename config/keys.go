@@ -112,6 +112,7 @@ var sections = []*section{
 		{name: "dataplane", kind: kTable, field: "dataplane"},
 		{name: "metrics", kind: kTable, field: "metrics"},
 		{name: "control", kind: kTable, field: "control"},
+		{name: "debug", kind: kTable, field: "debug"},
 		{name: "vrrp_script", kind: kTables, field: "vrrp_script"},
 		{name: "vrrp_sync_group", kind: kTables, field: "vrrp_sync_group"},
 		{name: "vrrp_instance", kind: kTables, field: "vrrp_instance"},
@@ -153,6 +154,10 @@ var sections = []*section{
 	{name: "control", head: "[control]", keys: []key{
 		{name: "socket", kind: kPath, field: "Socket", max: 107, def: `"` + DefaultSocket + `"`,
 			doc: "the control socket (`xlb status`, `xlb reload`); 107 bytes at most, as unix sockets allow"},
+	}},
+	{name: "debug", head: "[debug]", keys: []key{
+		{name: "pprof_listen", kind: kString, field: "PprofListen", max: 300, check: checkLoopbackListen, def: `""`,
+			doc: "`HOST:PORT` on loopback (`127.0.0.1`, `::1`, `localhost`) where Go's profiles are served (`/debug/pprof/`, as `go tool pprof http://HOST:PORT/debug/pprof/profile` reads them); `\"\"`: off. They show what the daemon spends its CPU and memory on; anyone who can connect can read them"},
 	}},
 	{name: "vrrp_script", head: "[[vrrp_script]]", keys: []key{
 		{name: "name", kind: kName, field: "Name", req: "required", ka: "vrrp_script NAME", doc: "unique"},

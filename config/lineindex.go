@@ -74,6 +74,8 @@ type lineFinder interface {
 	line(p keyPath) int
 	// has reports whether p itself is in the document.
 	has(p keyPath) bool
+	// elemLines returns the lines of the elements of the array at p.
+	elemLines(p keyPath) []int
 }
 
 // lineIndex maps key paths to the 1-based line where they start.
@@ -97,6 +99,18 @@ func (x *lineIndex) line(p keyPath) int {
 func (x *lineIndex) has(p keyPath) bool {
 	_, ok := x.lines[p.String()]
 	return ok
+}
+
+// elemLines returns the lines of the elements of the array at p.
+func (x *lineIndex) elemLines(p keyPath) []int {
+	var out []int
+	for i := 0; ; i++ {
+		l, ok := x.lines[p.index(i).String()]
+		if !ok {
+			return out
+		}
+		out = append(out, l)
+	}
 }
 
 // buildLineIndex scans a TOML document.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -61,7 +62,7 @@ func Parse(name string, data []byte, env Env) (*Config, error) {
 	}
 	src := string(data)
 	root, idx, ok := decodeTOML(src)
-	if !ok {
+	if !ok || slowOnly {
 		slow := buildLineIndex(src)
 		if slow.deep > 0 {
 			return fail(slow.deep, "nested deeper than %d levels (tables, dotted keys, arrays and inline tables)", MaxDepth)
@@ -86,6 +87,9 @@ func Parse(name string, data []byte, env Env) (*Config, error) {
 	return cfg, nil
 }
 
+// slowOnly turns fastParse and fastReal off (tests compare).
+var slowOnly = false
+
 // decodeTOML decodes src with fastParse; ok is false when it gave up
 // (Parse then decodes it with BurntSushi/toml and the line index).
 func decodeTOML(src string) (map[string]any, lineFinder, bool) {
@@ -105,6 +109,7 @@ func (d *decoder) config(root map[string]any) *Config {
 	d.dataplane(meta.dataplane, &c.Dataplane)
 	d.plain(rt.sub("metrics"), &c.Metrics)
 	d.plain(rt.sub("control"), &c.Control)
+	d.plain(rt.sub("debug"), &c.Debug)
 	for _, t := range rt.tables("vrrp_script") {
 		c.VRRPScripts = append(c.VRRPScripts, d.vrrpScript(t))
 		meta.scripts = append(meta.scripts, t.p)
@@ -473,8 +478,26 @@ type serviceMeta struct {
 }
 
 type backendMeta struct {
-	p keyPath
-	t *table // its label
+	// rt is the real server's table; nil when fastReal decoded it, which
+	// leaves it to be located by its service's table t and its index j.
+	rt *table
+	t  *table
+	j  int
+	ap netip.AddrPort
+}
+
+func (b backendMeta) path() keyPath {
+	if b.rt != nil {
+		return b.rt.p
+	}
+	return b.t.p.key("real_server").index(b.j)
+}
+
+func (b backendMeta) label() string {
+	if b.rt != nil {
+		return b.rt.label()
+	}
+	return b.t.label() + ": real_server " + b.ap.String()
 }
 
 func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
@@ -532,11 +555,34 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 		}
 	}
 
-	rts := t.tables("real_server")
-	seen := make(map[netip.AddrPort]int, len(rts))
-	v.RealServers = make([]RealServer, 0, len(rts))
-	m.rss = make([]backendMeta, 0, len(rts))
-	for _, rt := range rts {
+	// Real servers written as [[virtual_server.real_server]] tables with
+	// valid values only (all but a few, with thousands of them) take
+	// fastReal; the others, and those it leaves, the generic path.
+	raw, _ := t.m["real_server"].([]map[string]any)
+	var rts []*table
+	var lines []int
+	if raw == nil || slowOnly {
+		raw = nil
+		rts = t.tables("real_server")
+	} else {
+		lines = d.idx.elemLines(t.p.key("real_server"))
+	}
+	n := max(len(rts), len(raw))
+	seen := make(map[netip.AddrPort]int, n)
+	v.RealServers = make([]RealServer, 0, n)
+	m.rss = make([]backendMeta, 0, n)
+	fr := fastRealer{d: d, t: t, v: &v, m: &m, seen: seen, svcCheck: svcCheck, portOK: portOK, forwardOK: forwardOK}
+	for j := range n {
+		var rt *table
+		if raw != nil {
+			if j < len(lines) && fr.real(raw[j], j, lines[j]) {
+				continue
+			}
+			rt = d.table(t.p.key("real_server").index(j), "", raw[j], sectionOf("virtual_server.real_server"))
+			rt.setLabel(lazyLabel{kind: labelElem, parent: t, key: "real_server", n: j + 1})
+		} else {
+			rt = rts[j]
+		}
 		// Decoded in place: a RealServer is large, and there may be
 		// 65,536 of them.
 		v.RealServers = append(v.RealServers, RealServer{Port: v.Port, Line: d.idx.line(rt.p)})
@@ -586,7 +632,7 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 				seen[ap] = rs.Line
 			}
 		}
-		m.rss = append(m.rss, backendMeta{rt.p, rt})
+		m.rss = append(m.rss, backendMeta{rt: rt})
 	}
 	if v.SorryServer.IsValid() && v.Address.IsValid() && forwardOK {
 		if !d.checkBackend(t, "sorry_server", "sorry server", v, v.SorryServer.Addr()) {
@@ -608,30 +654,121 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 // checkBackend checks a real or sorry server's address against its service:
 // not the VIP itself, and of the family the forwarding method can reach.
 func (d *decoder) checkBackend(t *table, key, what string, v VirtualServer, a netip.Addr) bool {
-	if a == v.Address {
-		t.errorf(key, "%s %s is the virtual server's own address", what, a)
+	if msg := backendProblem(what, v, a); msg != "" {
+		t.errorf(key, "%s", msg)
 		return false
+	}
+	return true
+}
+
+// backendProblem is checkBackend's finding, "" for none.
+func backendProblem(what string, v VirtualServer, a netip.Addr) string {
+	if a == v.Address {
+		return fmt.Sprintf("%s %s is the virtual server's own address", what, a)
 	}
 	if v.Forward == Tunnel && v.TunnelType == TunnelGUE {
 		// GUE carries either family in either family.
 		if v.TunnelSource.IsValid() && v.TunnelSource.Addr().Is6() != a.Is6() {
-			t.errorf(key, "%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
-			return false
+			return fmt.Sprintf("%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
 		}
-		return true
+		return ""
 	}
 	if a.Is6() != v.Address.Is6() {
 		how := fmt.Sprintf("forward = %q", v.Forward)
 		if v.Forward == Tunnel {
 			how = "tunnel_type = \"ipip\" (use \"gue\" to mix families)"
 		}
-		t.errorf(key, "%s %s is %s but the virtual server %s is %s: %s needs one family", what, a, family(a), v.Address, family(v.Address), how)
-		return false
+		return fmt.Sprintf("%s %s is %s but the virtual server %s is %s: %s needs one family", what, a, family(a), v.Address, family(v.Address), how)
 	}
 	if v.Forward == Tunnel && v.TunnelSource.IsValid() && v.TunnelSource.Addr().Is6() != a.Is6() {
-		t.errorf(key, "%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
+		return fmt.Sprintf("%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
+	}
+	return ""
+}
+
+// fastRealer decodes the real servers of one virtual server that need no
+// message: a table of address, port and weight only, valid, whose checks
+// (backendProblem, port mapping, duplicates, bindto) all pass. Anything
+// else it leaves to the generic path, which reports it.
+type fastRealer struct {
+	d                 *decoder
+	t                 *table
+	v                 *VirtualServer
+	m                 *serviceMeta
+	seen              map[netip.AddrPort]int
+	svcCheck          HealthCheck
+	portOK, forwardOK bool
+}
+
+// realKeys are the keys fastReal reads, from the key table (once its
+// init has indexed it).
+var realKeys = sync.OnceValue(func() (k struct{ address, port, weight *key }) {
+	sec := sectionOf("virtual_server.real_server")
+	k.address, k.port, k.weight = &sec.keys[sec.index["address"]], &sec.keys[sec.index["port"]], &sec.keys[sec.index["weight"]]
+	return k
+})
+
+func (f *fastRealer) real(tm map[string]any, j, line int) bool {
+	v := f.v
+	keys := realKeys()
+	rs := RealServer{Port: v.Port, Line: line, Weight: int(keys.weight.dv.(int64))}
+	rsPortOK := f.portOK
+	for k, val := range tm {
+		switch k {
+		case "address":
+			s, ok := val.(string)
+			if !ok || len(s) > keys.address.maxLen() {
+				return false
+			}
+			a, err := parseAddr(s)
+			if err != nil {
+				return false
+			}
+			rs.Address = a
+		case "port", "weight":
+			n, ok := val.(int64)
+			kk := keys.port
+			if k == "weight" {
+				kk = keys.weight
+			}
+			if !ok || n < kk.lo || n > kk.hi {
+				return false
+			}
+			if k == "port" {
+				rs.Port, rsPortOK = uint16(n), true
+			} else {
+				rs.Weight = int(n)
+			}
+		default:
+			return false
+		}
+	}
+	if !rs.Address.IsValid() || !rsPortOK {
 		return false
 	}
+	rs.HealthCheck = inheritCheck(f.svcCheck, rs.Port)
+	if hc := rs.HealthCheck; hc.BindTo.IsValid() {
+		checked := hc.ConnectIP
+		if !checked.IsValid() {
+			checked = rs.Address
+		}
+		if checked.Is4() != hc.BindTo.Is4() {
+			return false
+		}
+	}
+	if v.Address.IsValid() && f.forwardOK && backendProblem("real server", *v, rs.Address) != "" {
+		return false
+	}
+	if f.portOK && f.forwardOK && v.Forward != NAT && rs.Port != v.Port {
+		return false
+	}
+	ap := rs.AddrPort()
+	if _, dup := f.seen[ap]; dup {
+		return false
+	}
+	f.seen[ap] = rs.Line
+	v.RealServers = append(v.RealServers, rs)
+	f.m.rss = append(f.m.rss, backendMeta{t: f.t, j: j, ap: ap})
 	return true
 }
 

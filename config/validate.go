@@ -284,8 +284,8 @@ func (d *decoder) checkEnv(c *Config, m *meta) {
 		sm := m.services[i]
 		for j, rs := range v.RealServers {
 			if rs.Address.IsValid() && !connected(rs.Address) {
-				d.errorf(sm.rss[j].p.key("address"), "%s: forward = \"dr\" needs real servers on a directly connected subnet of the dataplane interfaces, and %s is not (%s)",
-					sm.rss[j].t.label(), rs.Address, describe())
+				d.errorf(sm.rss[j].path().key("address"), "%s: forward = \"dr\" needs real servers on a directly connected subnet of the dataplane interfaces, and %s is not (%s)",
+					sm.rss[j].label(), rs.Address, describe())
 			}
 		}
 		if sm.sorryOK && !connected(v.SorryServer.Addr()) {
