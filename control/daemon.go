@@ -2,10 +2,12 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,8 +92,9 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	model := ModelFromConfig(cfg)
 	// The dataplane's limits are checked once it is open (Run).
-	if err := CheckConfig(opts.ConfigPath, cfg, dataplane.Limits{}); err != nil {
+	if err := checkModel(opts.ConfigPath, cfg, model, dataplane.Limits{}); err != nil {
 		return nil, err
 	}
 	scripts, err := command.New(command.Options{Logger: opts.Logger, User: cfg.Global.ScriptUser, Group: cfg.Global.ScriptGroup})
@@ -99,11 +102,21 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
 	logWarnings(opts.Logger, cfg)
-	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg), scripts: scripts, forceStop: make(chan struct{}),
+	return &Daemon{opts: opts, log: opts.Logger, cfg: withoutServers(cfg), model: model, scripts: scripts, forceStop: make(chan struct{}),
 		ready: make(chan struct{}), exited: make(chan struct{})}, nil
 }
 
-// Config returns the configuration in effect.
+// withoutServers is the configuration the daemon keeps: the model holds
+// the virtual servers, and the configuration's own copy of them (30 MB at
+// 65,536 real servers) goes.
+func withoutServers(cfg *config.Config) *config.Config {
+	c := *cfg
+	c.VirtualServers = nil
+	return &c
+}
+
+// Config returns the configuration in effect, without its virtual servers
+// (Model has them).
 func (d *Daemon) Config() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -173,7 +186,7 @@ func (d *Daemon) openDataplane(cfg *config.Config) (dataplane.Dataplane, error) 
 	}
 	info := dp.Info()
 	d.log.Info("dataplane ready", "mode", info.Mode, "attach", info.Attach)
-	if err := CheckLimits(d.opts.ConfigPath, cfg, dp.Capabilities().Limits); err != nil {
+	if err := checkLimits(d.opts.ConfigPath, cfg, d.model, dp.Capabilities().Limits); err != nil {
 		dp.Close()
 		return nil, err
 	}
@@ -224,10 +237,16 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 		}
 	}
 	g.Go("reconciler", func(ctx context.Context) error { return rec.Run(ctx, 5*time.Second) })
-	d.rates = newRateTracker(2 * time.Second)
-	g.Go("rate sampler", func(ctx context.Context) error { return d.rates.run(ctx, d.sample) })
+	d.rates = newRateTracker(2*time.Second, d.sample)
+	g.Go("rate sampler", d.rates.run)
 	srv, err := serveMetrics(cfg.Metrics.Listen, d.metrics, d.log)
 	if err != nil {
+		return nil, err
+	}
+	if err := servePprof(cfg.Debug.PprofListen, d.log, g); err != nil {
+		if srv != nil {
+			_ = srv.Close()
+		}
 		return nil, err
 	}
 	sock, err := ListenSocket(cfg.Control.Socket, d, SocketOptions{Logger: d.log})
@@ -318,6 +337,35 @@ func serveMetrics(listen string, m *Metrics, log *slog.Logger) (*http.Server, er
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("metrics served", "listen", ln.Addr().String())
 	return srv, nil
+}
+
+// servePprof serves Go's profiles on listen ([debug] pprof_listen, a
+// loopback address); "": not at all. The server stops with g.
+func servePprof(listen string, log *slog.Logger, g *group) error {
+	if listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("pprof listen %s: %w", listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g.Go("pprof", func(ctx context.Context) error {
+		stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+		defer stop()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	log.Info("Go profiles served ([debug] pprof_listen)", "listen", ln.Addr().String())
+	return nil
 }
 
 // group runs the daemon's goroutines until stop, which cancels their
