@@ -3,7 +3,6 @@ package xdp
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -71,7 +70,8 @@ func (d *Dataplane) adopt() error {
 		}
 	}
 	err = batchAll(d.objs.XlbNatRealsV1, func(k bpfXlbSvcKey, v bpfXlbNatReal) {
-		d.natReals[k] = v
+		d.nat[k] = natEntry{installed: true, cur: v}
+		d.natN++
 		d.natDirty[k] = true
 	})
 	if err != nil {
@@ -96,7 +96,7 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 	if err := d.objs.XlbSvcV1.Lookup(id*2+slot, &cfg); err != nil {
 		return nil, err
 	}
-	st := &svcState{id: id, slot: slot, live: map[dataplane.BackendKey]uint32{}, installed: true}
+	st := &svcState{id: id, slot: slot, installed: true}
 	for s := range uint32(2) {
 		var innerID uint32
 		if err := d.objs.XlbTablesV1.Lookup(id*2+s, &innerID); err != nil {
@@ -155,16 +155,7 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 	slices.SortFunc(ids, func(a, b uint32) int {
 		return int(d.backends[a].entry.Pos) - int(d.backends[b].entry.Pos)
 	})
-	for _, bid := range ids {
-		e := d.backends[bid].entry
-		b := dataplane.Backend{Addr: d.backends[bid].key.Addr, Port: d.backends[bid].key.Port, Weight: e.Weight}
-		if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0 {
-			b.MAC = net.HardwareAddr(slices.Clone(e.Mac[:]))
-			b.Ifindex = int(e.Ifindex)
-		}
-		svc.Backends = append(svc.Backends, b)
-		st.live[b.Key()] = bid
-	}
+	st.ids = ids
 	st.svc = svc
 	return st, nil
 }

@@ -1,10 +1,12 @@
 package xdp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
+	"net"
 	"net/netip"
 	"slices"
 	"unsafe"
@@ -17,23 +19,24 @@ import (
 
 // svcState is an installed service.
 type svcState struct {
-	id   uint32
-	svc  dataplane.Service // as installed; valid when installed
-	slot uint32            // active configuration slot
+	id uint32
+	// svc is the service as installed (valid when installed), without its
+	// backends: ids are their backend ids, in order, whose entries hold
+	// what was installed of each (a copy of 65,536 Backends is 4.6 MB).
+	svc  dataplane.Service
+	ids  []uint32
+	slot uint32 // active configuration slot
 	// tables are the scheduling tables of both slots (the same map when a
 	// change did not touch the table), and a digest and length of each
 	// one's entries (a table of sh or mh is 65,537 entries: the Go side
 	// does not keep them).
 	tables   [2]*ebpf.Map
 	tableSum [2]tableSum
-	// What the active table was built from.
-	tableSched dataplane.Scheduler
-	tableInput []tableBackend
-	tableIDs   []uint32
-	// live maps the configured real servers to their backend ids.
-	live      map[dataplane.BackendKey]uint32
+	// tableIn is a digest of what the active table was built from (the
+	// scheduler, the schedulable backends, their ids); 0: unknown.
+	tableIn   uint64
 	installed bool // false: never installed, or the last update failed
-	// natOn: live is counted in Dataplane.natOwn, under natProto.
+	// natOn: ids are counted in Dataplane.nat, under natProto.
 	natOn    bool
 	natProto dataplane.Proto
 	// stat is the service in the stats index (publish), nil when it
@@ -75,6 +78,35 @@ type beState struct {
 	retired bool
 }
 
+// sameBackend reports whether b installs as the entry of id: the same real
+// server, weight and next hop.
+func (d *Dataplane) sameBackend(id uint32, b dataplane.Backend) bool {
+	be := d.backends[id]
+	if be == nil || be.retired || be.key != b.Key() || be.entry.Weight != b.Weight {
+		return false
+	}
+	hasMAC := be.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0
+	if len(b.MAC) == 6 && b.Ifindex > 0 {
+		return hasMAC && string(be.entry.Mac[:]) == string(b.MAC) && be.entry.Ifindex == uint32(b.Ifindex)
+	}
+	return !hasMAC
+}
+
+// backendsOf returns the installed backends of st, from their entries.
+func (d *Dataplane) backendsOf(st *svcState) []dataplane.Backend {
+	out := make([]dataplane.Backend, 0, len(st.ids))
+	for _, id := range st.ids {
+		be := d.backends[id]
+		b := dataplane.Backend{Addr: be.key.Addr, Port: be.key.Port, Weight: be.entry.Weight}
+		if be.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0 {
+			b.MAC = net.HardwareAddr(slices.Clone(be.entry.Mac[:]))
+			b.Ifindex = int(be.entry.Ifindex)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
 // retiredKey finds a retired backend id by its service and real server.
 type retiredKey struct {
 	svc uint32
@@ -104,11 +136,22 @@ func (p *idPool) alloc() (uint32, error) {
 func (p *idPool) take(id uint32) { p.used[id] = true }
 func (p *idPool) free(id uint32) { p.used[id] = false }
 
-// sameInstall reports whether two services install identically (the name is
+// sameInstall reports whether s installs as st is installed (the name is
 // not part of what is installed).
-func sameInstall(a, b dataplane.Service) bool {
-	a.Name, b.Name = "", ""
-	return dataplane.ServiceEqual(a, b)
+func (d *Dataplane) sameInstall(st *svcState, s dataplane.Service) bool {
+	a := st.svc
+	a.Name, a.Backends = "", nil
+	backends := s.Backends
+	s.Name, s.Backends = "", nil
+	if !dataplane.ServiceEqual(a, s) || len(backends) != len(st.ids) {
+		return false
+	}
+	for i, b := range backends {
+		if !d.sameBackend(st.ids[i], b) {
+			return false
+		}
+	}
+	return true
 }
 
 // apply installs desired: services that did not change are not touched;
@@ -138,12 +181,12 @@ func (d *Dataplane) apply(desired []dataplane.Service) error {
 				errs = append(errs, fmt.Errorf("service %s: %w (at most %d services)", s.Name, err, maxServices))
 				continue
 			}
-			st = &svcState{id: id, live: map[dataplane.BackendKey]uint32{}}
+			st = &svcState{id: id}
 			w.svcStat.put(id)
 			w.svcRR.put(id, 0)
 			d.services[s.Key] = st
 		}
-		if st.installed && sameInstall(st.svc, s) {
+		if st.installed && d.sameInstall(st, s) {
 			st.svc.Name = s.Name
 			continue
 		}
@@ -193,8 +236,19 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 	// Backend ids: keep ids of real servers that stay, revive retired ids of
 	// real servers that come back, allocate the others.
 	ids := make([]uint32, len(s.Backends))
+	var installed map[dataplane.BackendKey]uint32 // by key, when not in place
 	for i, b := range s.Backends {
-		if id, ok := st.live[b.Key()]; ok {
+		if i < len(st.ids) && d.backends[st.ids[i]].key == b.Key() {
+			ids[i] = st.ids[i]
+			continue
+		}
+		if installed == nil {
+			installed = make(map[dataplane.BackendKey]uint32, len(st.ids))
+			for _, id := range st.ids {
+				installed[d.backends[id].key] = id
+			}
+		}
+		if id, ok := installed[b.Key()]; ok {
 			ids[i] = id
 			continue
 		}
@@ -242,7 +296,8 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 	// The table depends only on the scheduler and the schedulable
 	// backends: an update that changes neither (enabling, persistence,
 	// ...) reuses it instead of rebuilding a 65537-entry Maglev table.
-	reuse := st.tables[st.slot] != nil && st.tableSched == s.Scheduler && slices.Equal(st.tableInput, tbs) && slices.Equal(st.tableIDs, tids)
+	in := tableInputSum(s.Scheduler, tbs, tids)
+	reuse := st.tables[st.slot] != nil && st.tableIn == in
 	var table []uint32
 	sum := st.tableSum[st.slot]
 	if !reuse {
@@ -263,7 +318,7 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 		}
 		sum = sumTable(table)
 	}
-	st.tableSched, st.tableInput, st.tableIDs = s.Scheduler, tbs, tids
+	st.tableIn = in
 	next := st.slot ^ 1
 	if !st.installed && st.tables[st.slot] == nil {
 		next = st.slot // first install: either slot is free
@@ -314,8 +369,7 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 
 	// Phase 3: final flags; real servers no longer configured retire.
 	d.natDrop(st)
-	live := make(map[dataplane.BackendKey]uint32, len(s.Backends))
-	for i, b := range s.Backends {
+	for i := range s.Backends {
 		be := d.backends[ids[i]]
 		if !st.installed || be.entry != entries[i] || be.retired {
 			w.backends3.put(ids[i], entries[i])
@@ -324,27 +378,42 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 			delete(d.retired, retiredKey{st.id, be.key})
 		}
 		be.entry, be.retired = entries[i], false
-		live[b.Key()] = ids[i]
 	}
-	for k, id := range st.live {
-		if _, ok := live[k]; !ok {
-			d.retireBackend(w.backends3, id)
+	if !slices.Equal(st.ids, ids) {
+		stay := make(map[uint32]bool, len(ids))
+		for _, id := range ids {
+			stay[id] = true
+		}
+		for _, id := range st.ids {
+			if !stay[id] {
+				d.retireBackend(w.backends3, id)
+			}
 		}
 	}
-	st.live = live
-	st.svc = cloneService(s)
+	st.ids = ids
+	st.svc = s
+	st.svc.Backends = nil
 	st.installed = true
 	st.stat = nil
 	d.natAdd(st)
 	return nil
 }
 
-func cloneService(s dataplane.Service) dataplane.Service {
-	s.Backends = slices.Clone(s.Backends)
-	for i := range s.Backends {
-		s.Backends[i].MAC = slices.Clone(s.Backends[i].MAC)
+// tableInputSum is a digest of what a table is built from.
+func tableInputSum(sched dataplane.Scheduler, tbs []tableBackend, ids []uint32) uint64 {
+	var h maphash.Hash
+	h.SetSeed(sumSeed)
+	h.WriteString(string(sched))
+	var buf [26]byte
+	for i, b := range tbs {
+		a := b.key.Addr.As16()
+		copy(buf[:16], a[:])
+		binary.LittleEndian.PutUint16(buf[16:], b.key.Port)
+		binary.LittleEndian.PutUint32(buf[18:], b.weight)
+		binary.LittleEndian.PutUint32(buf[22:], ids[i])
+		h.Write(buf[:])
 	}
-	return s
+	return h.Sum64() | 1 // never 0 (unknown)
 }
 
 func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dataplane.Backend) (bpfXlbBackend, error) {
@@ -420,7 +489,7 @@ func (d *Dataplane) retireBackend(q *queue[uint32, bpfXlbBackend], id uint32) {
 func (d *Dataplane) removeService(w *writes, st *svcState) {
 	w.svcIDsDel.del(svcKey(st.svc.Key))
 	d.natDrop(st)
-	for _, id := range st.live {
+	for _, id := range st.ids {
 		d.retireBackend(w.backends1, id)
 	}
 	for slot := range uint32(2) {

@@ -1,8 +1,6 @@
 package xdp
 
 import (
-	"slices"
-
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -13,12 +11,16 @@ import (
 // services incrementally: an Apply that changes one service touches only
 // the entries of that service's real servers, not 65,536 of them.
 
-// natOwners are the (service, backend) pairs of the installed NAT services
-// that have one real server.
-type natOwners struct {
-	n    int
-	one  bpfXlbNatReal
-	more []bpfXlbNatReal
+// natEntry is what is known of one NAT real server: how many installed
+// NAT services have it, the one that does when it is one (lost: that
+// one is not known, after the last but one left), and what
+// xlb_nat_reals_v1 holds for it.
+type natEntry struct {
+	n         int32
+	lost      bool
+	installed bool
+	owner     bpfXlbNatReal
+	cur       bpfXlbNatReal
 }
 
 func natKey(k dataplane.BackendKey, proto dataplane.Proto) bpfXlbSvcKey {
@@ -31,17 +33,14 @@ func (d *Dataplane) natAdd(st *svcState) {
 		return
 	}
 	st.natOn, st.natProto = true, st.svc.Key.Proto
-	for bk, id := range st.live {
-		k := natKey(bk, st.natProto)
-		o := d.natOwn[k]
-		v := bpfXlbNatReal{Svc: st.id, Backend: id}
-		if o.n == 0 {
-			o.one = v
-		} else {
-			o.more = append(o.more, v)
+	for _, id := range st.ids {
+		k := natKey(d.backends[id].key, st.natProto)
+		e := d.nat[k]
+		if e.n == 0 {
+			e.owner, e.lost = bpfXlbNatReal{Svc: st.id, Backend: id}, false
 		}
-		o.n++
-		d.natOwn[k] = o
+		e.n++
+		d.nat[k] = e
 		d.natDirty[k] = true
 	}
 }
@@ -52,29 +51,17 @@ func (d *Dataplane) natDrop(st *svcState) {
 		return
 	}
 	st.natOn = false
-	for bk, id := range st.live {
-		k := natKey(bk, st.natProto)
-		o, ok := d.natOwn[k]
-		if !ok {
+	for _, id := range st.ids {
+		k := natKey(d.backends[id].key, st.natProto)
+		e, ok := d.nat[k]
+		if !ok || e.n == 0 {
 			continue
 		}
-		v := bpfXlbNatReal{Svc: st.id, Backend: id}
-		if o.one == v {
-			if len(o.more) > 0 {
-				o.one = o.more[len(o.more)-1]
-				o.more = o.more[:len(o.more)-1]
-			}
-		} else if i := slices.Index(o.more, v); i >= 0 {
-			o.more = slices.Delete(o.more, i, i+1)
-		} else {
-			continue
+		e.n--
+		if e.owner == (bpfXlbNatReal{Svc: st.id, Backend: id}) {
+			e.lost = e.n > 0
 		}
-		o.n--
-		if o.n == 0 {
-			delete(d.natOwn, k)
-		} else {
-			d.natOwn[k] = o
-		}
+		d.nat[k] = e
 		d.natDirty[k] = true
 	}
 }
@@ -82,27 +69,60 @@ func (d *Dataplane) natDrop(st *svcState) {
 // syncNATReals queues the changes of xlb_nat_reals_v1 for the real servers
 // whose owners changed.
 func (d *Dataplane) syncNATReals(w *writes) {
+	var owners map[bpfXlbSvcKey]bpfXlbNatReal // found again, when lost
 	ambiguous := 0
 	var example bpfXlbSvcKey
 	for k := range d.natDirty {
-		o := d.natOwn[k]
-		cur, installed := d.natReals[k]
-		switch {
-		case o.n == 1 && (!installed || cur != o.one):
-			w.nat.put(k, o.one)
-			d.natReals[k] = o.one
-		case o.n != 1 && installed:
-			w.nat.del(k)
-			delete(d.natReals, k)
+		e := d.nat[k]
+		if e.n == 1 && e.lost {
+			if owners == nil {
+				owners = d.natOwners()
+			}
+			e.owner, e.lost = owners[k], false
 		}
-		if o.n > 1 {
+		switch {
+		case e.n == 1 && (!e.installed || e.cur != e.owner):
+			w.nat.put(k, e.owner)
+			if !e.installed {
+				d.natN++
+			}
+			e.cur, e.installed = e.owner, true
+		case e.n != 1 && e.installed:
+			w.nat.del(k)
+			e.installed = false
+			d.natN--
+		}
+		if e.n > 1 {
 			ambiguous++
 			example = k
 		}
+		if e.n == 0 && !e.installed {
+			delete(d.nat, k)
+		} else {
+			d.nat[k] = e
+		}
 	}
-	clear(d.natDirty)
+	if len(d.natDirty) > 1024 {
+		d.natDirty = map[bpfXlbSvcKey]bool{} // its memory too
+	} else {
+		clear(d.natDirty)
+	}
 	if ambiguous > 0 {
 		d.log.Warn("NAT real servers in several services: their replies need connection state",
 			"real_servers", ambiguous, "example", wordsAddr(example.Addr, example.Family), "port", example.Port)
 	}
+}
+
+// natOwners finds the owner of every NAT real server (the last of them).
+func (d *Dataplane) natOwners() map[bpfXlbSvcKey]bpfXlbNatReal {
+	out := map[bpfXlbSvcKey]bpfXlbNatReal{}
+	for _, st := range d.services {
+		if !st.natOn {
+			continue
+		}
+		for _, id := range st.ids {
+			out[natKey(d.backends[id].key, st.natProto)] = bpfXlbNatReal{Svc: st.id, Backend: id}
+		}
+	}
+	return out
 }

@@ -83,7 +83,7 @@ func TestApplyOneChangeTouchesOneService(t *testing.T) {
 	t.Logf("one real server's port: %v, %d map entries", took, e.d.MapUpdates()-before)
 
 	st := e.d.services[last.Key]
-	newID := st.live[last.Backends[63].Key()]
+	newID := st.ids[63]
 	oldID, retired := e.d.retired[retiredKey{st.id, old.Key()}]
 	if !retired {
 		t.Fatalf("the old real server %s is not retired", old.Key())

@@ -49,9 +49,9 @@ func (d *Dataplane) publish() {
 			continue
 		}
 		if st.stat == nil {
-			ss := &statSvc{key: k, id: st.id, backends: make([]statBE, 0, len(st.live))}
-			for bk, id := range st.live {
-				ss.backends = append(ss.backends, statBE{bk, id})
+			ss := &statSvc{key: k, id: st.id, backends: make([]statBE, 0, len(st.ids))}
+			for _, id := range st.ids {
+				ss.backends = append(ss.backends, statBE{d.backends[id].key, id})
 			}
 			st.stat = ss
 		}

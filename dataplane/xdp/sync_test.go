@@ -75,7 +75,7 @@ func TestIdleExpiry(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d connection entries left after they all expired", n)
 	}
-	for _, id := range e.d.services[s.Key].live {
+	for _, id := range e.live(s.Key) {
 		if l := e.load(id); l != 0 {
 			t.Errorf("backend %d keeps a load of %d after its flows expired", id, l)
 		}
@@ -87,7 +87,7 @@ func TestLoadReconciled(t *testing.T) {
 	e := manualEnv(t)
 	e.apply(svc(dataplane.LeastConnection, e.pool(2)))
 	e.picks(syns(4, 80))
-	ids := e.d.services[svc(dataplane.LeastConnection, nil).Key].live
+	ids := e.live(svc(dataplane.LeastConnection, nil).Key)
 	var id uint32
 	for _, i := range ids {
 		id = i
@@ -111,7 +111,7 @@ func TestRemovedBackendFreedAfterItsFlows(t *testing.T) {
 	bs := e.pool(2)
 	e.apply(svc(dataplane.RoundRobin, bs))
 	e.picks(syns(2, 80)) // client 0 -> backend 0, client 1 -> backend 1
-	id := e.d.services[svc(dataplane.RoundRobin, nil).Key].live[bs[1].Key()]
+	id := e.live(svc(dataplane.RoundRobin, nil).Key)[bs[1].Key()]
 	e.apply(svc(dataplane.RoundRobin, bs[:1]))
 	if got := e.pick(tcpFrame(client(1), vip4, 1024, 80, packet.ACK)); got != 1 {
 		t.Fatalf("established flow of a removed real server went to %d, want it kept on 1", got)
@@ -219,4 +219,13 @@ func TestUpdatesAtomicForNewFlows(t *testing.T) {
 			t.Logf("%d new flows during %d updates, all to a configuration installed at the time; backend groups used: %d of %d", sent, updates, len(seen), group(updates)+1)
 		})
 	}
+}
+
+// live maps the installed real servers of a service to their backend ids.
+func (e *env) live(k dataplane.ServiceKey) map[dataplane.BackendKey]uint32 {
+	m := map[dataplane.BackendKey]uint32{}
+	for _, id := range e.d.services[k].ids {
+		m[e.d.backends[id].key] = id
+	}
+	return m
 }

@@ -90,12 +90,11 @@ type Dataplane struct {
 	retired  map[retiredKey]uint32
 	// deadSvcs are ids of removed services whose flows are still tracked.
 	deadSvcs map[uint32]bool
-	// natReals are the entries of xlb_nat_reals_v1; natOwn the NAT
-	// services that have each real server, natDirty those an Apply
-	// changed (nat.go).
-	natReals map[bpfXlbSvcKey]bpfXlbNatReal
-	natOwn   map[bpfXlbSvcKey]natOwners
+	// nat are the NAT real servers (xlb_nat_reals_v1), natDirty those an
+	// Apply changed (nat.go).
+	nat      map[bpfXlbSvcKey]natEntry
 	natDirty map[bpfXlbSvcKey]bool
+	natN     int            // entries of xlb_nat_reals_v1
 	smacs    map[int][]byte // interface MACs by ifindex
 	devmap   map[int]bool   // interfaces written to xlb_devmap_v1
 
@@ -161,8 +160,7 @@ func Open(opts Options) (*Dataplane, error) {
 		backends: map[uint32]*beState{},
 		retired:  map[retiredKey]uint32{},
 		deadSvcs: map[uint32]bool{},
-		natReals: map[bpfXlbSvcKey]bpfXlbNatReal{},
-		natOwn:   map[bpfXlbSvcKey]natOwners{},
+		nat:      map[bpfXlbSvcKey]natEntry{},
 		natDirty: map[bpfXlbSvcKey]bool{},
 		smacs:    map[int][]byte{},
 		devmap:   map[int]bool{},
@@ -272,7 +270,7 @@ func (d *Dataplane) writeGlobals() error {
 	g.TcpFinTimeout = uint64(orDefault(d.opts.TCPFinTimeout, 120*time.Second))
 	g.UdpTimeout = uint64(orDefault(d.opts.UDPTimeout, 300*time.Second))
 	g.Gen++
-	g.NatReals = uint32(len(d.natReals))
+	g.NatReals = uint32(d.natN)
 	if err := d.objs.XlbGlobalsV1.Put(uint32(0), &g); err != nil {
 		return fmt.Errorf("write globals: %w", err)
 	}
@@ -419,7 +417,7 @@ func (d *Dataplane) validate(desired []dataplane.Service) error {
 		}
 		keys[s.Key] = true
 		total += len(s.Backends)
-		if st := d.services[s.Key]; st == nil || !st.installed || !sameInstall(st.svc, s) {
+		if st := d.services[s.Key]; st == nil || !st.installed || !d.sameInstall(st, s) {
 			changed = append(changed, s)
 		}
 	}
@@ -443,7 +441,9 @@ func (d *Dataplane) Installed() []dataplane.Service {
 	out := make([]dataplane.Service, 0, len(d.services))
 	for _, st := range d.services {
 		if st.installed {
-			out = append(out, cloneService(st.svc))
+			svc := st.svc
+			svc.Backends = d.backendsOf(st)
+			out = append(out, svc)
 		}
 	}
 	return out
