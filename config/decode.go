@@ -334,6 +334,9 @@ func (t *table) value(k *key, at loc, v any) (any, bool) {
 	if err != nil {
 		return fail("%v", err)
 	}
+	// A copy: the decoded document's strings share the file's memory,
+	// which a kept one would keep whole.
+	s = strings.Clone(s)
 	if k.kind == kCommand {
 		t.d.commands = append(t.d.commands, commandAt{at.path(), t.label(), Command(s)})
 	}

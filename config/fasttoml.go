@@ -81,6 +81,26 @@ func (n *lnode) has(p keyPath) bool {
 	return found
 }
 
+// release implements lineFinder: the decoded maps under p go.
+func (n *lnode) release(p keyPath) {
+	_, found, node := n.walk(p)
+	if found && node != nil {
+		node.drop()
+	}
+}
+
+func (n *lnode) drop() {
+	n.m, n.parent = nil, nil
+	for _, k := range n.keys {
+		if k.n != nil {
+			k.n.drop()
+		}
+	}
+	for _, e := range n.elems {
+		e.drop()
+	}
+}
+
 // elemLines implements lineFinder: the lines of the elements of the array
 // at p.
 func (n *lnode) elemLines(p keyPath) []int {

@@ -124,7 +124,7 @@ func (d *decoder) requireReply(t *table, hc *HealthCheck) {
 		} else if err := checkHex(v, true); err != nil {
 			t.errorf(k.name, "require_reply: %v", err)
 		} else {
-			hc.RequireReply, hc.ReplyPattern = true, v
+			hc.RequireReply, hc.ReplyPattern = true, strings.Clone(v)
 			return
 		}
 		t.bad |= 1 << k.idx

@@ -5,7 +5,6 @@ import (
 	"math"
 	"reflect"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -469,8 +468,7 @@ func fieldOf(rv reflect.Value, name string) reflect.Value {
 func set(f reflect.Value, v any) {
 	switch v := v.(type) {
 	case string:
-		// A copy: the decoded document's strings share the file's memory.
-		f.SetString(strings.Clone(v))
+		f.SetString(v)
 	case bool:
 		f.SetBool(v)
 	case time.Duration:

@@ -76,6 +76,9 @@ type lineFinder interface {
 	has(p keyPath) bool
 	// elemLines returns the lines of the elements of the array at p.
 	elemLines(p keyPath) []int
+	// release drops what it holds of the decoded values under p (only
+	// the lines are needed after p is decoded).
+	release(p keyPath)
 }
 
 // lineIndex maps key paths to the 1-based line where they start.
@@ -100,6 +103,8 @@ func (x *lineIndex) has(p keyPath) bool {
 	_, ok := x.lines[p.String()]
 	return ok
 }
+
+func (x *lineIndex) release(keyPath) {}
 
 // elemLines returns the lines of the elements of the array at p.
 func (x *lineIndex) elemLines(p keyPath) []int {

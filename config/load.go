@@ -124,10 +124,20 @@ func (d *decoder) config(root map[string]any) *Config {
 		c.VRRPInstances = append(c.VRRPInstances, v)
 		meta.instances = append(meta.instances, m)
 	}
-	for _, t := range rt.tables("virtual_server") {
+	vss := rt.tables("virtual_server")
+	decoded, _ := rt.m["virtual_server"].([]map[string]any)
+	c.VirtualServers = make([]VirtualServer, 0, len(vss))
+	for i, t := range vss {
 		v, m := d.virtualServer(t)
 		c.VirtualServers = append(c.VirtualServers, v)
 		meta.services = append(meta.services, m)
+		// Its decoded maps are garbage from here: a large configuration
+		// never holds both them all and all its VirtualServers.
+		t.m = nil
+		if i < len(decoded) {
+			decoded[i] = nil
+		}
+		d.idx.release(t.p)
 	}
 	if rt.has("bgp") {
 		c.BGP = d.bgp(rt.sub("bgp"))
