@@ -115,7 +115,8 @@ type check struct {
 	lastRun   time.Time
 
 	next  time.Time
-	index int // in Manager.queue; -1 when not there
+	at    int64 // next, in Unix nanoseconds: the heap's key
+	index int   // in Manager.queue; -1 when not there
 }
 
 type job struct {
@@ -315,7 +316,7 @@ func (m *Manager) add(key string, s *Spec, target netip.AddrPort, now time.Time)
 		if s.InitialUp {
 			c.state = StateUp
 		}
-		c.next = now.Add(firstDelay(*s))
+		c.setNext(now.Add(firstDelay(*s)))
 		heap.Push(&m.queue, c)
 	}
 	if c.state == StateUnknown {
@@ -333,7 +334,7 @@ func (m *Manager) retime(c *check, s *Spec, now time.Time) {
 		return // running: the next run is scheduled when it ends
 	}
 	if next := now.Add(rand.N(s.Interval)); next.Before(c.next) {
-		c.next = next
+		c.setNext(next)
 		heap.Fix(&m.queue, c.index)
 	}
 }
@@ -468,17 +469,22 @@ func (m *Manager) schedule(ctx context.Context) {
 }
 
 func (m *Manager) run(ctx context.Context, j job) {
-	cctx, cancel := context.WithTimeout(ctx, j.timeout)
 	start := time.Now()
 	var w Weight
 	var err error
-	if wc, ok := j.checker.(WeightChecker); ok {
-		w, err = wc.CheckWeight(cctx)
+	if dc, ok := j.checker.(deadlineChecker); ok {
+		// No context (and timer) of its own for each of thousands of runs.
+		err = dc.checkBy(ctx, start.Add(j.timeout))
 	} else {
-		err = j.checker.Check(cctx)
+		cctx, cancel := context.WithTimeout(ctx, j.timeout)
+		if wc, ok := j.checker.(WeightChecker); ok {
+			w, err = wc.CheckWeight(cctx)
+		} else {
+			err = j.checker.Check(cctx)
+		}
+		cancel()
 	}
 	d := time.Since(start)
-	cancel()
 	if ctx.Err() != nil {
 		return // shutting down: not the real server's fault
 	}
@@ -492,6 +498,12 @@ func (m *Manager) run(ctx context.Context, j job) {
 	if sum != nil {
 		m.log.Info("health checks: first results", "up", sum.up, "down", sum.down, "undecided", sum.undecided)
 	}
+}
+
+// deadlineChecker is a Checker whose run takes its deadline apart from
+// its context (which only stops it when the Manager stops).
+type deadlineChecker interface {
+	checkBy(ctx context.Context, deadline time.Time) error
 }
 
 // firstResults is a summary of checks' first results.
@@ -529,7 +541,7 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 			c.state = StateDown
 		}
 	}
-	c.next = now.Add(nextDelay(c.spec.Interval))
+	c.setNext(now.Add(nextDelay(c.spec.Interval)))
 	heap.Push(&m.queue, c)
 	var sum *firstResults
 	if from == StateUnknown && c.state != StateUnknown {
@@ -665,7 +677,9 @@ func (o *outbox) purge(key string) {
 type checkHeap []*check
 
 func (h checkHeap) Len() int           { return len(h) }
-func (h checkHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h checkHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+
+func (c *check) setNext(t time.Time) { c.next, c.at = t, t.UnixNano() }
 func (h checkHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].index = i
