@@ -53,7 +53,9 @@ func ModelFromConfig(c *config.Config) Model {
 				Check:     shared,
 				CheckPort: port,
 			}
-			r.key = CheckKey(vs.Name, r)
+			if r.checkType() != health.TypeNone {
+				r.key = CheckKey(vs.Name, r) // the checks' map keys share it
+			}
 			s.Reals = append(s.Reals, r)
 		}
 		m.Services = append(m.Services, s)

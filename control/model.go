@@ -85,7 +85,8 @@ type RealSpec struct {
 	// CheckPort says which port of Addr it checks.
 	Check     *health.Spec
 	CheckPort uint16
-	// key is CheckKey, made once (ModelFromConfig).
+	// key is CheckKey, made once (ModelFromConfig) for a real server with
+	// a check.
 	key string
 }
 

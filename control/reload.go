@@ -86,6 +86,7 @@ func (d *Daemon) Reload() error {
 		attrs = append(attrs, "map_updates", u.MapUpdates()-updates)
 	}
 	d.log.Info("configuration reloaded", append(attrs, "total", time.Since(start).Round(time.Microsecond))...)
+	go d.releaseMemory(gen)
 	return nil
 }
 
