@@ -229,4 +229,22 @@ func TestFastPathsSameParse(t *testing.T) {
 		checkSameParse(t, strings.Replace(src, "mode = \"ipvs\"", "mode = \"ipvs\"\n[[virtual_server]]\nname = \"b\"\naddress = \"10.0.0.4\"\nport = 80\nforward = \"nat\"\n[virtual_server.health_check]\nbindto = \"2001:db8::1\"\n[[virtual_server.real_server]]\naddress = \"10.0.0.9\"\nport = 8080", 1))
 	}
 	checkSameParse(t, scaleConfig(20, 64, "tcp"))
+	// Enough services to be decoded in parts, with problems in each part
+	// and in the cross checks (a VIP written twice across parts).
+	big := scaleConfig(1200, 3, "tcp")
+	for _, r := range []struct{ old, new string }{
+		{`address = "10.201.0.5"`, `address = "10.201.0.5x"`},
+		{`address = "10.201.10.1"` + "\nport = 8080", `address = "10.201.10.1"` + "\nport = 0"},
+		{`name = "s900"`, `name = "s900"` + "\nquorum_up = \"/bin/true\"\nwieght = 1"},
+		{`address = "10.200.3.200"`, `address = "10.200.0.1"`},
+	} {
+		if !strings.Contains(big, r.old) {
+			t.Fatalf("no %q in the configuration", r.old)
+		}
+		big = strings.Replace(big, r.old, r.new, 1)
+	}
+	checkSameParse(t, big)
+	if _, err := Parse("f.toml", []byte(big), fakeEnv{"eth0": nil}); err == nil || strings.Count(err.Error(), "\n") < 3 {
+		t.Errorf("problems in every part: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -125,20 +126,9 @@ func (d *decoder) config(root map[string]any) *Config {
 		meta.instances = append(meta.instances, m)
 	}
 	vss := rt.tables("virtual_server")
-	decoded, _ := rt.m["virtual_server"].([]map[string]any)
-	c.VirtualServers = make([]VirtualServer, 0, len(vss))
-	for i, t := range vss {
-		v, m := d.virtualServer(t)
-		c.VirtualServers = append(c.VirtualServers, v)
-		meta.services = append(meta.services, m)
-		// Its decoded maps are garbage from here: a large configuration
-		// never holds both them all and all its VirtualServers.
-		t.m = nil
-		if i < len(decoded) {
-			decoded[i] = nil
-		}
-		d.idx.release(t.p)
-	}
+	c.VirtualServers = make([]VirtualServer, len(vss))
+	meta.services = make([]serviceMeta, len(vss))
+	d.virtualServers(vss, rt.m, c.VirtualServers, meta.services)
 	if rt.has("bgp") {
 		c.BGP = d.bgp(rt.sub("bgp"))
 	}
@@ -147,6 +137,58 @@ func (d *decoder) config(root map[string]any) *Config {
 	d.crossCheck(c, meta)
 	d.checkBGP(c, rt.p.key("bgp"))
 	return c
+}
+
+// virtualServers decodes the virtual servers' tables into vs and meta.
+// Thousands of them are decoded on every CPU (Go's), each part by a
+// decoder of its own whose problems and commands join d's in the order of
+// the file: what one decoder would have found.
+func (d *decoder) virtualServers(vss []*table, root map[string]any, vs []VirtualServer, meta []serviceMeta) {
+	decoded, _ := root["virtual_server"].([]map[string]any)
+	one := func(d *decoder, i int) {
+		t := vss[i]
+		t.d = d
+		vs[i], meta[i] = d.virtualServer(t)
+		// Its decoded maps are garbage from here: a large configuration
+		// never holds both them all and all its VirtualServers.
+		t.m = nil
+		if i < len(decoded) {
+			decoded[i] = nil
+		}
+		d.idx.release(t.p)
+	}
+	parts := min(runtime.GOMAXPROCS(0), len(vss)/256)
+	if parts < 2 || slowOnly {
+		for i := range vss {
+			one(d, i)
+		}
+		return
+	}
+	subs := make([]*decoder, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		sub := &decoder{file: d.file, idx: d.idx, env: d.env}
+		subs[p] = sub
+		lo, hi := p*len(vss)/parts, (p+1)*len(vss)/parts
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				one(sub, i)
+			}
+		})
+	}
+	wg.Wait()
+	for _, sub := range subs {
+		for _, e := range sub.errs.list {
+			d.errs.add(e)
+		}
+		d.errs.dropped += sub.errs.dropped
+		for _, w := range sub.warns.list {
+			d.warns.add(w)
+		}
+		d.warns.dropped += sub.warns.dropped
+		d.commands = append(d.commands, sub.commands...)
+		d.dpIfaces = append(d.dpIfaces, sub.dpIfaces...)
+	}
 }
 
 // plain decodes a table that the key table describes entirely.

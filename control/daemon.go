@@ -53,6 +53,8 @@ type Daemon struct {
 	opts    DaemonOptions
 	log     *slog.Logger
 	started time.Time
+	// loadTook is how long NewDaemon took to read the configuration.
+	loadTook time.Duration
 
 	dp       dataplane.Dataplane
 	rec      *Reconciler
@@ -89,6 +91,7 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	if opts.Env == nil {
 		opts.Env = config.SystemEnv()
 	}
+	start := time.Now()
 	cfg, err := config.Load(opts.ConfigPath, opts.Env)
 	if err != nil {
 		return nil, err
@@ -104,7 +107,7 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	}
 	logWarnings(opts.Logger, cfg)
 	return &Daemon{opts: opts, log: opts.Logger, cfg: withoutServers(cfg), model: model, scripts: scripts, forceStop: make(chan struct{}),
-		ready: make(chan struct{}), exited: make(chan struct{})}, nil
+		ready: make(chan struct{}), exited: make(chan struct{}), loadTook: time.Since(start)}, nil
 }
 
 // withoutServers is the configuration the daemon keeps: the model holds
@@ -149,9 +152,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	d.log.Info("xlb running", "config", d.opts.ConfigPath, "services", len(d.model.Services), "vrrp_instances", len(cfg.VRRPInstances),
-		"took", time.Since(d.started).Round(time.Millisecond))
+		"load", d.loadTook.Round(time.Millisecond), "took", time.Since(d.started).Round(time.Millisecond))
 	close(d.ready)
-	go d.releaseMemory(1)
+	go d.afterStart()
 	if d.opts.Ready != nil {
 		d.opts.Ready()
 	}
@@ -188,7 +191,7 @@ func (d *Daemon) openDataplane(cfg *config.Config) (dataplane.Dataplane, error) 
 		}
 	}
 	info := dp.Info()
-	d.log.Info("dataplane ready", "mode", info.Mode, "attach", info.Attach)
+	d.log.Info("dataplane ready", "mode", info.Mode, "attach", info.Attach, "took", time.Since(d.started).Round(time.Millisecond))
 	if err := checkLimits(d.opts.ConfigPath, cfg, d.model, dp.Capabilities().Limits); err != nil {
 		dp.Close()
 		return nil, err
@@ -448,6 +451,18 @@ func (d *Daemon) beforeMaster(ev vrrp.Event) {
 	if err := d.rec.Reconcile(ctx); err != nil {
 		d.log.Warn("enabling forwarding before taking the VIPs", "instance", ev.Instance, "error", err)
 	}
+}
+
+// afterStart logs when the dataplane has the configuration, and returns
+// the memory that took.
+func (d *Daemon) afterStart() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if round, err := d.rec.WaitApplied(ctx, 1); err == nil {
+		d.log.Info("configuration applied", "apply", round.Apply.Round(time.Millisecond),
+			"since_start", time.Since(d.started).Round(time.Millisecond), "map_updates", d.mapUpdates())
+	}
+	d.releaseMemory(1)
 }
 
 // releaseMemory returns to the system, once the dataplane has applied the

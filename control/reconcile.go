@@ -238,8 +238,13 @@ func (r *Reconciler) WaitApplied(ctx context.Context, gen uint64) (Round, error)
 	}
 }
 
-// ended records a round and wakes WaitApplied. Called with r.mu held.
+// ended records a round and wakes WaitApplied. Called with r.mu held. A
+// round that found nothing to apply keeps the figures of the one that
+// applied its model.
 func (r *Reconciler) ended(rd Round) {
+	if rd.Apply == 0 && rd.Err == nil && rd.Gen == r.done.Gen {
+		rd = r.done
+	}
 	r.done = rd
 	close(r.rounds)
 	r.rounds = make(chan struct{})
