@@ -305,27 +305,43 @@ func (d *Dataplane) Sync() error {
 			}
 		}
 	}()
-	loads, err := d.readLoads()
-	if err != nil {
-		errs = append(errs, err)
+	free := func(id uint32, be *beState) {
+		if err := d.objs.XlbBackendsV1.Put(id, &bpfXlbBackend{}); err != nil {
+			errs = append(errs, err)
+			return
+		}
+		delete(d.backends, id)
+		delete(d.retired, retiredKey{be.svc, be.key})
+		d.beIDs.free(id)
+		freed = true
 	}
-	for id, be := range d.backends {
-		c := counts[id]
-		if int(id) < len(loads) && loads[id] != c.counted {
-			if err := d.objs.XlbBeActV1.Put(id, c.counted); err != nil {
-				errs = append(errs, err)
+	// The lc/wlc loads move only with counted connection entries: with none
+	// now, and the loads corrected by a Sync since the last ones were seen,
+	// there is nothing to read (an idle director reads no 65,536 loads
+	// every 5 s).
+	if len(counts) == 0 && len(stale) == 0 && d.loadsClean {
+		for _, id := range d.retired {
+			free(id, d.backends[id])
+		}
+	} else {
+		loads, err := d.readLoads()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		clean := err == nil
+		for id, be := range d.backends {
+			c := counts[id]
+			if int(id) < len(loads) && loads[id] != c.counted {
+				if err := d.objs.XlbBeActV1.Put(id, c.counted); err != nil {
+					errs = append(errs, err)
+					clean = false
+				}
+			}
+			if be.retired && c.refs == 0 {
+				free(id, be)
 			}
 		}
-		if be.retired && c.refs == 0 {
-			if err := d.objs.XlbBackendsV1.Put(id, &bpfXlbBackend{}); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			delete(d.backends, id)
-			delete(d.retired, retiredKey{be.svc, be.key})
-			d.beIDs.free(id)
-			freed = true
-		}
+		d.loadsClean = clean
 	}
 	for id := range d.deadSvcs {
 		inUse := false

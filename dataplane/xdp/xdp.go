@@ -90,6 +90,8 @@ type Dataplane struct {
 	retired  map[retiredKey]uint32
 	// deadSvcs are ids of removed services whose flows are still tracked.
 	deadSvcs map[uint32]bool
+	// loadsClean: the last Sync read and corrected every lc/wlc load.
+	loadsClean bool
 	// nat are the NAT real servers (xlb_nat_reals_v1), natDirty those an
 	// Apply changed (nat.go).
 	nat      map[bpfXlbSvcKey]natEntry
