@@ -219,7 +219,7 @@ address = "10.0.0.7"
 		Name: "web", Address: netip.MustParseAddr("10.0.0.3"), Port: 80, Protocol: TCP,
 		Scheduler: WeightedLeastConnection, Forward: DirectRouting, Quorum: 1,
 		HealthCheck: svcCheck,
-		RealServers: []RealServer{{Address: netip.MustParseAddr("10.0.0.7"), Port: 80, Weight: 1, HealthCheck: rsCheck, Line: 22}},
+		RealServers: []RealServer{{Address: netip.MustParseAddr("10.0.0.7"), Port: 80, Weight: 1, HealthCheck: &rsCheck, Line: 22}},
 		Line:        17,
 	}
 	if !reflect.DeepEqual(c.VirtualServers[0], wantVS) {

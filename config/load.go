@@ -600,10 +600,11 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 		}
 		rt.decode(rs)
 		if rt.has("health_check") {
-			rs.HealthCheck, _ = d.healthCheck(rt.sub("health_check"), svcCheck, timeoutSet, false, rs.Port)
+			hc, _ := d.healthCheck(rt.sub("health_check"), svcCheck, timeoutSet, false, rs.Port)
+			rs.HealthCheck = &hc
 		} else {
 			// What healthCheck makes of an empty table: the service's.
-			rs.HealthCheck = inheritCheck(svcCheck, rs.Port)
+			rs.HealthCheck = fr.inherit(rs.Port)
 		}
 		rt.finish()
 		if hc := rs.HealthCheck; hc.BindTo.IsValid() && rs.Address.IsValid() {

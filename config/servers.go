@@ -75,6 +75,23 @@ type fastRealer struct {
 	seen              map[netip.AddrPort]int
 	svcCheck          HealthCheck
 	portOK, forwardOK bool
+	// inherited are the service's check on each real server port, shared
+	// by the real servers without a check of their own.
+	inherited map[uint16]*HealthCheck
+}
+
+// inherit returns the shared check of a real server on port without a
+// check of its own.
+func (f *fastRealer) inherit(port uint16) *HealthCheck {
+	if hc, ok := f.inherited[port]; ok {
+		return hc
+	}
+	if f.inherited == nil {
+		f.inherited = map[uint16]*HealthCheck{}
+	}
+	hc := inheritCheck(f.svcCheck, port)
+	f.inherited[port] = &hc
+	return &hc
 }
 
 // realKeys are the keys fastReal reads, from the key table (once its
@@ -123,7 +140,7 @@ func (f *fastRealer) real(tm map[string]any, j, line int) bool {
 	if !rs.Address.IsValid() || !rsPortOK {
 		return false
 	}
-	rs.HealthCheck = inheritCheck(f.svcCheck, rs.Port)
+	rs.HealthCheck = f.inherit(rs.Port)
 	if hc := rs.HealthCheck; hc.BindTo.IsValid() {
 		checked := hc.ConnectIP
 		if !checked.IsValid() {

@@ -74,7 +74,7 @@ func proto(p config.Protocol) dataplane.Proto {
 }
 
 func checkSpec(service string, rs config.RealServer) health.Spec {
-	hc := rs.HealthCheck
+	hc := *rs.HealthCheck
 	port := hc.Port
 	if port == 0 {
 		port = rs.Port
