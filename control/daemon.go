@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -474,6 +476,32 @@ func (d *Daemon) releaseMemory(gen uint64) {
 	defer cancel()
 	if _, err := d.rec.WaitApplied(ctx, gen); err == nil {
 		debug.FreeOSMemory()
+		setMemoryLimit(d.log)
+	}
+}
+
+// memoryFloor is the least soft memory limit setMemoryLimit sets.
+const memoryFloor = 96 << 20
+
+// setMemoryLimit sets Go's soft memory limit to twice the heap the
+// daemon holds now (at least memoryFloor), unless GOMEMLIMIT is set: the
+// garbage collector then works harder, instead of letting the heap
+// double, when a status or a scrape of tens of thousands of real servers
+// makes garbage by the tens of MB. A limit is not a cap: the heap grows
+// past it when it must; a reload lifts it until its configuration is
+// applied.
+func setMemoryLimit(log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return
+	}
+	limit := max(memoryFloor, 2*int64(s[0].Value.Uint64()))
+	if old := debug.SetMemoryLimit(limit); old != limit {
+		log.Debug("Go memory limit", "limit", limit, "live_heap", s[0].Value.Uint64())
 	}
 }
 

@@ -3,6 +3,9 @@ package control
 import (
 	"context"
 	"errors"
+	"math"
+	"os"
+	"runtime/debug"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -29,6 +32,12 @@ func (d *Daemon) Reload() error {
 	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	// A reload reads a new configuration while the old one serves: no
+	// soft memory limit until it is applied (the collector would work
+	// through the reading of 200,000 lines); releaseMemory sets it again.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(math.MaxInt64)
+	}
 	start := time.Now()
 	d.checkPins()
 	cfg, err := config.Load(d.opts.ConfigPath, d.opts.Env)
@@ -48,6 +57,7 @@ func (d *Daemon) Reload() error {
 		d.reloads.Failed++
 		d.reloads.LastError = err.Error()
 		d.mu.Unlock()
+		go d.releaseMemory(0)
 		d.metrics.Reload(err)
 		d.log.Error("reload failed: the previous configuration keeps serving", "error", err)
 		return err
