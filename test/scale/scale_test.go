@@ -396,14 +396,17 @@ func (bn *bench) scrape(x *daemon, gz bool, max float64) {
 	}
 	start := time.Now()
 	resp, err := c.Do(req)
-	if err != nil {
-		bn.b.Fatalf("scrape: %v", err)
+	var n int64
+	if err == nil {
+		n, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
-	n, err := io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	took := time.Since(start)
 	if err != nil {
-		bn.b.Fatalf("scrape: %v", err)
+		bn.b.Logf("scrape: %v after %v", err, took)
+		bn.figs.add(name, "ms", max, ms(took))
+		bn.figs.note(name, "FAILED: "+err.Error())
+		return
 	}
 	bn.figs.add(name, "ms", max, ms(took))
 	bn.figs.add(name+": size", "MB", 0, float64(n)/1e6)
