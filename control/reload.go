@@ -3,11 +3,11 @@ package control
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"runtime/debug"
-	"fmt"
-	"log/slog"
 	"slices"
 	"time"
 
