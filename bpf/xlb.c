@@ -14,12 +14,20 @@
 #include "lib/fwd.h"
 #include "lib/nat.h"
 #include "lib/encap.h"
+#include "lib/counters.h"
+#include "lib/clock.h"
+#include "lib/svc.h"
+#include "lib/conn.h"
+#include "lib/flowcache.h"
+#include "lib/frag.h"
 #include "lib/lb.h"
+#include "lib/checks.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Puts the enums into BTF for the generated Go bindings (bpf2go -type) and
- * for bpftool; never read. */
+/* Puts the enums into BTF for the generated Go bindings (bpf2go -type), for
+ * the names Go reads at load (verdicts, events, schedulers, forwarding modes)
+ * and for bpftool; never read. */
 const volatile struct {
 	enum xlb_verdict verdict;
 	enum xlb_sched sched;
@@ -30,6 +38,8 @@ const volatile struct {
 	enum xlb_conn_flags conn_flags;
 	enum xlb_event event;
 	enum xlb_action action;
+	enum xlb_iface_flags iface_flags;
+	enum xlb_limits limits;
 } xlb_enums;
 
 /* xlb_done counts a verdict and turns it into an XDP action. */
@@ -47,6 +57,17 @@ static __always_inline int xlb_done(__u32 verdict, __u32 len)
 	case XLB_V_DROP_NO_MAC:
 	case XLB_V_DROP_ENCAP:
 	case XLB_V_DROP_TOO_BIG:
+	case XLB_V_DROP_IP_CSUM:
+	case XLB_V_DROP_IP_OPTIONS:
+	case XLB_V_DROP_SOURCE_ROUTE:
+	case XLB_V_DROP_TCP_HEADER:
+	case XLB_V_DROP_UDP_LENGTH:
+	case XLB_V_DROP_IPV6_HBH:
+	case XLB_V_DROP_IPV6_EXT:
+	case XLB_V_DROP_MARTIAN_SRC:
+	case XLB_V_DROP_RP_FILTER:
+	case XLB_V_DROP_OTHER_HOST:
+	case XLB_V_DROP_ADOPT_IFACE:
 		return XDP_DROP;
 	default:
 		return XDP_PASS;
@@ -92,7 +113,7 @@ static __always_inline __u32 xlb_xmit(struct xdp_md *ctx, struct xlb_pkt *p, __u
 			hop->ifindex = be->ifindex;
 			hop->valid = 1;
 		}
-		return xlb_l2_fwd(ctx, hop->mac, hop->smac, hop->ifindex);
+		return xlb_l2_fwd(ctx, p->l3_off, hop->mac, hop->smac, hop->ifindex);
 	case XLB_ACT_NAT_IN:
 		v = 0;
 		if (!hop->valid) {
@@ -105,7 +126,7 @@ static __always_inline __u32 xlb_xmit(struct xdp_md *ctx, struct xlb_pkt *p, __u
 		 * packet and resolves it. */
 		if (xlb_nat(ctx, p, 0, XLB_CA32(be->addr), be->port) != XLB_CONTINUE)
 			return XLB_V_DROP_MALFORMED;
-		return v ? v : xlb_l2_fwd(ctx, hop->mac, hop->smac, hop->ifindex);
+		return v ? v : xlb_l2_fwd(ctx, p->l3_off, hop->mac, hop->smac, hop->ifindex);
 	case XLB_ACT_NAT_OUT:
 		v = 0;
 		if (!hop->valid) {
@@ -116,7 +137,7 @@ static __always_inline __u32 xlb_xmit(struct xdp_md *ctx, struct xlb_pkt *p, __u
 		}
 		if (xlb_nat(ctx, p, 1, XLB_CA32(svc->vip), svc->port) != XLB_CONTINUE)
 			return XLB_V_DROP_MALFORMED;
-		return v ? v : xlb_l2_fwd(ctx, hop->mac, hop->smac, hop->ifindex);
+		return v ? v : xlb_l2_fwd(ctx, p->l3_off, hop->mac, hop->smac, hop->ifindex);
 	case XLB_ACT_TUNNEL:
 		return xlb_encap(ctx, p, svc, be, hop);
 	}
@@ -175,9 +196,9 @@ struct xlb_decision {
 /* xlb_frag_later decides for a non-first fragment: where its first
  * fragment went. Fragments whose first fragment was not seen go to the
  * kernel. */
-static __noinline __u32 xlb_frag_later(struct xlb_pkt *p, __u64 now, struct xlb_decision *d)
+static __noinline __u32 xlb_frag_later(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now, struct xlb_decision *d)
 {
-	__u32 cfg_idx;
+	__u32 cfg_idx, v;
 	struct xlb_frag_key k = {};
 	struct xlb_frag *fe;
 
@@ -185,6 +206,9 @@ static __noinline __u32 xlb_frag_later(struct xlb_pkt *p, __u64 now, struct xlb_
 	fe = bpf_map_lookup_elem(&xlb_frags_v1, &k);
 	if (!fe || lb_idle(now, fe->atime, XLB_FRAG_TIMEOUT))
 		return XLB_V_PASS_FRAG_MISS;
+	v = xlb_l2_check(ctx, p);
+	if (v != XLB_CONTINUE)
+		return v;
 	d->svc = lb_svc_by_id(fe->svc, &cfg_idx);
 	d->be = d->svc ? lb_backend(fe->backend, fe->svc) : NULL;
 	if (!d->be)
@@ -245,6 +269,9 @@ static __noinline __u32 xlb_icmp_error(struct xdp_md *ctx, struct xlb_pkt *p, st
 	ct = bpf_map_lookup_elem(&xlb_conns_v1, &k);
 	if (!ct)
 		return XLB_V_PASS_ICMP_NO_FLOW;
+	v = xlb_l2_check(ctx, p);
+	if (v != XLB_CONTINUE)
+		return v;
 	out = ct->flags & XLB_CT_F_REPLY;
 	if (out) {
 		/* From a NAT real server, about a packet it got from the client. */
@@ -277,7 +304,7 @@ static __noinline __u32 xlb_icmp_error(struct xdp_md *ctx, struct xlb_pkt *p, st
 	else
 		v = xlb_icmp_nat(ctx, p, 0, XLB_CA32(be->addr), XLB_CA32(be->addr), be->port) != XLB_CONTINUE ? XLB_V_DROP_MALFORMED : v;
 	if (!v)
-		v = xlb_l2_fwd(ctx, hop.mac, hop.smac, hop.ifindex);
+		v = xlb_l2_fwd(ctx, p->l3_off, hop.mac, hop.smac, hop.ifindex);
 	if (xlb_sent(v)) {
 		lb_event(XLB_EV_ICMP_ERROR);
 		xlb_count(ct->svc, ct->backend, p->len, 0, d->action);
@@ -318,8 +345,13 @@ static __always_inline __u32 xlb_reply(struct xdp_md *ctx, struct xlb_pkt *p, st
  * master before, or without, the client's packets): the reply's source
  * names the real server and service; the entries of both directions are
  * created, so the client's next packets go to the real server that serves
- * the connection, whatever the scheduler. Returns the reply entry. */
-static __always_inline struct xlb_conn *xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_pkt *p, __u64 now)
+ * the connection, whatever the scheduler. Only a reply received from where
+ * the real server is (xlb_adopt_check) and sent to this director
+ * (xlb_l2_check) is adopted. Returns XLB_CONTINUE with the reply entry in
+ * *out, PASS_NOT_SERVICE for a packet that is no such reply, or the
+ * verdict of a refusal. */
+static __always_inline __u32 xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_pkt *p, __u64 now,
+					   struct xlb_conn **out)
 {
 	__u32 cfg_idx;
 	struct xlb_svc_key k = {
@@ -331,25 +363,31 @@ static __always_inline struct xlb_conn *xlb_nat_adopt(struct xdp_md *ctx, const 
 	struct xlb_flow fwd = {};
 	struct xlb_nat_real *nr;
 	struct xlb_svc *svc;
+	__u32 verdict;
 
 	__builtin_memcpy(k.addr, p->flow.src, sizeof(k.addr));
 	nr = bpf_map_lookup_elem(&xlb_nat_reals_v1, &k);
 	if (!nr)
-		return NULL;
+		return XLB_V_PASS_NOT_SERVICE;
 	svc = lb_svc_by_id(nr->svc, &cfg_idx);
 	if (!svc || svc->fwd != XLB_FWD_NAT || !lb_backend(nr->backend, nr->svc))
-		return NULL;
+		return XLB_V_PASS_NOT_SERVICE;
 	{
 		/* Only replies the director forwards: not those to its own
 		 * addresses (its health checks of the real server). */
 		struct xlb_hop hop;
-		__u32 v = xlb_fib(ctx, p->flow.family, XLB_CA32(svc->vip), XLB_CA32(p->flow.dst), 0, &hop);
 
-		if (v && v != XLB_V_PASS_NO_NEIGH)
-			return NULL;
+		verdict = xlb_fib(ctx, p->flow.family, XLB_CA32(svc->vip), XLB_CA32(p->flow.dst), 0, &hop);
+		if (verdict && verdict != XLB_V_PASS_NO_NEIGH)
+			return XLB_V_PASS_NOT_SERVICE;
 	}
 	if (p->flow.proto == IPPROTO_TCP && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN)
-		return NULL; /* a connection the real server opens: not a reply */
+		return XLB_V_PASS_NOT_SERVICE; /* a connection the real server opens: not a reply */
+	verdict = xlb_l2_check(ctx, p);
+	if (verdict == XLB_CONTINUE)
+		verdict = xlb_adopt_check(ctx, p);
+	if (verdict != XLB_CONTINUE)
+		return verdict;
 	v.backend = nr->backend;
 	v.svc = nr->svc;
 	/* The client's direction: client -> VIP:port. */
@@ -366,9 +404,10 @@ static __always_inline struct xlb_conn *xlb_nat_adopt(struct xdp_md *ctx, const 
 	}
 	v.flags = XLB_CT_F_REPLY;
 	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &v, BPF_ANY))
-		return NULL;
+		return XLB_V_PASS_NOT_SERVICE;
 	lb_event(XLB_EV_NAT_ADOPT);
-	return bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
+	*out = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
+	return *out ? XLB_CONTINUE : XLB_V_PASS_NOT_SERVICE;
 }
 
 /* xlb_slow decides for a packet the flow cache did not know: from the
@@ -381,12 +420,15 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 	struct xlb_backend *be = NULL;
 	struct xlb_svc *svc = NULL;
 	struct xlb_conn *ct;
-	__u32 cfg_idx = 0, id = 0;
+	__u32 cfg_idx = 0, id = 0, v;
 
 	if (!g)
 		return XLB_V_PASS_NOT_SERVICE;
 	ct = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
 	if (ct) {
+		v = xlb_l2_check(ctx, p);
+		if (v != XLB_CONTINUE)
+			return v;
 		if (ct->flags & XLB_CT_F_REPLY)
 			return xlb_reply(ctx, p, ct, cache, now, g->gen);
 		svc = lb_svc_of(ct->svc, &p->flow, &cfg_idx);
@@ -401,16 +443,29 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 	if (!svc) {
 		svc = lb_svc_lookup(&p->flow, &cfg_idx);
 		if (!svc) {
-			if (g->nat_reals && !ct && (ct = xlb_nat_adopt(ctx, p, now)))
-				return xlb_reply(ctx, p, ct, cache, now, g->gen);
-			return XLB_V_PASS_NOT_SERVICE;
+			if (!g->nat_reals || ct)
+				return XLB_V_PASS_NOT_SERVICE;
+			v = xlb_nat_adopt(ctx, p, now, &ct);
+			if (v != XLB_CONTINUE)
+				return v;
+			return xlb_reply(ctx, p, ct, cache, now, g->gen);
 		}
 		if (!(svc->flags & XLB_SVC_F_ENABLED))
 			return XLB_V_PASS_DISABLED;
+		if (!ct) {
+			v = xlb_l2_check(ctx, p);
+			if (v != XLB_CONTINUE)
+				return v;
+		}
 	}
 	if (!be) {
 		int is_new = p->flow.proto != IPPROTO_TCP ||
 			     (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
+
+		/* A new flow: what the kernel would refuse before IPVS. */
+		v = xlb_src_check(ctx, p, XLB_CA32(svc->vip));
+		if (v != XLB_CONTINUE)
+			return v;
 
 		be = lb_schedule(svc, cfg_idx, p, is_new, now, &id);
 		if (!be) {
@@ -451,33 +506,26 @@ int xlb_xdp(struct xdp_md *ctx)
 		return xlb_done(XLB_V_PASS_NOT_SERVICE, p.len);
 	now = lb_now();
 
-	if (p.frag == XLB_FRAG_LATER) {
-		verdict = xlb_frag_later(&p, now, &d);
-	} else if (p.icmp_err) {
-		verdict = xlb_icmp_error(ctx, &p, &d);
-		p.df = 0; /* never answer an error with an error */
-	} else {
+	hit = NULL;
+	if (p.frag != XLB_FRAG_LATER && !p.icmp_err) {
 		/* Established flows: the per-CPU cache, array lookups only. */
 		p.hash = xlb_hash_flow(&p.flow);
 		cache = lb_cache_slot(p.hash);
 		hit = lb_cache_get(cache, &p, now, g->gen);
 		if (hit && hit->action == XLB_ACT_DR) {
 			/* The common case, kept short. */
-			verdict = xlb_l2_fwd(ctx, hit->mac, hit->smac, hit->ifindex);
+			verdict = xlb_l2_fwd(ctx, p.l3_off, hit->mac, hit->smac, hit->ifindex);
 			if (xlb_sent(verdict))
 				xlb_count(hit->svc, hit->backend, p.len, 0, XLB_ACT_DR);
 			return xlb_done(verdict, p.len);
 		}
-		verdict = XLB_CONTINUE;
 		if (hit) {
 			d.action = hit->action;
 			d.svc_id = hit->svc;
 			d.backend = hit->backend;
-			if (d.action != XLB_ACT_DR) {
-				d.svc = lb_svc_by_id(d.svc_id, &cfg_idx);
-				d.be = d.svc ? lb_backend(d.backend, d.svc_id) : NULL;
-			}
-			if (d.action == XLB_ACT_DR || d.be) {
+			d.svc = lb_svc_by_id(d.svc_id, &cfg_idx);
+			d.be = d.svc ? lb_backend(d.backend, d.svc_id) : NULL;
+			if (d.be) {
 				__builtin_memcpy(hop.mac, hit->mac, ETH_ALEN);
 				__builtin_memcpy(hop.smac, hit->smac, ETH_ALEN);
 				hop.ifindex = hit->ifindex;
@@ -486,8 +534,23 @@ int xlb_xdp(struct xdp_md *ctx)
 				hit = NULL;
 			}
 		}
-		if (!hit) {
-			__builtin_memset(&d, 0, sizeof(d));
+	}
+	verdict = XLB_CONTINUE;
+	if (!hit) {
+		/* Not decided by the flow cache. First what ip_rcv_core checks of
+		 * every IPv4 packet, the header checksum (about 10 ns, not spent
+		 * on the flow cache's packets: their real server's kernel checks
+		 * it, and DR and NAT keep a wrong sum wrong, a tunnel carries the
+		 * header as it is). */
+		if (p.flow.family == XLB_AF_INET && !xlb_ip_csum_ok(ctx, p.l3_off))
+			return xlb_done(XLB_V_DROP_IP_CSUM, p.len);
+		__builtin_memset(&d, 0, sizeof(d));
+		if (p.frag == XLB_FRAG_LATER) {
+			verdict = xlb_frag_later(ctx, &p, now, &d);
+		} else if (p.icmp_err) {
+			verdict = xlb_icmp_error(ctx, &p, &d);
+			p.df = 0; /* never answer an error with an error */
+		} else {
 			verdict = xlb_slow(ctx, &p, cache, now, &d);
 		}
 	}

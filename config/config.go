@@ -12,27 +12,41 @@
 // health check, VRRP instance, script and sync group keeps the line it was
 // declared on, to locate runtime problems.
 //
-// The package imports neither vrrp/, control/ nor dataplane/: configuration
-// flows config -> control -> dataplane.
+// Configuration flows config -> control -> dataplane. The names the file
+// shares with the other layers (schedulers, forwarding modes, protocols,
+// tunnel types, attach modes, check types, VRRP states and authentication
+// types) are held typed, as their owners declare them once: in dataplane,
+// control/health/checktype and vrrp/names, which import only the standard
+// library; the package imports nothing else of xlb (imports_test.go).
 package config
 
 import (
 	"net/netip"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
+	"github.com/xlb-dev/xlb/dataplane"
+	vrrpnames "github.com/xlb-dev/xlb/vrrp/names"
 )
 
 // Config is a whole configuration file.
 type Config struct {
 	// File is the name the configuration was read from.
-	File           string
-	Global         Global
-	Dataplane      Dataplane
-	Metrics        Metrics
-	Control        Control
-	Debug          Debug
-	VRRPScripts    []VRRPScript
-	SyncGroups     []SyncGroup
-	VRRPInstances  []VRRPInstance
+	File          string
+	Global        Global
+	Dataplane     Dataplane
+	Metrics       Metrics
+	Control       Control
+	Debug         Debug
+	VRRPScripts   []VRRPScript
+	SyncGroups    []SyncGroup
+	VRRPInstances []VRRPInstance
+	// VirtualServerGroups are the [[virtual_server_group]] tables; each
+	// virtual server naming one is expanded into VirtualServers, one per
+	// address and port of the group.
+	VirtualServerGroups []VirtualServerGroup
+	// VirtualServers are the virtual services: one per [[virtual_server]],
+	// or, for a virtual server with a group, one per entry of the group.
 	VirtualServers []VirtualServer
 	// BGP is nil without a [bgp] section.
 	BGP *BGP
@@ -51,6 +65,30 @@ type Global struct {
 	ScriptUser           string
 	ScriptGroup          string
 	EnableScriptSecurity bool
+	// Mail alerts (keepalived's SMTP alerts) are sent when both
+	// NotificationEmail and SMTPServer are set (MailEnabled).
+	NotificationEmail []string
+	// NotificationEmailFrom is "" for USER@HOST (xlb's user, the host
+	// name), as keepalived.
+	NotificationEmailFrom string
+	// SMTPServer is HOST:PORT, the port resolved (25); "" none.
+	SMTPServer string
+	// SMTPHeloName is "" for the host name.
+	SMTPHeloName       string
+	SMTPConnectTimeout time.Duration
+	// SMTPAlert is smtp_alert; SMTPAlertVRRP and SMTPAlertChecker are
+	// resolved (SMTPAlert when not written): the defaults of the tables'
+	// own smtp_alert.
+	SMTPAlert        bool
+	SMTPAlertVRRP    bool
+	SMTPAlertChecker bool
+	NoEmailFaults    bool
+}
+
+// MailEnabled reports whether alerts are mailed: there is a server and
+// someone to mail them to.
+func (g Global) MailEnabled() bool {
+	return g.SMTPServer != "" && len(g.NotificationEmail) > 0
 }
 
 // Mode selects the dataplane.
@@ -62,19 +100,10 @@ const (
 	ModeIPVS Mode = "ipvs"
 )
 
-// XDPMode is how the XDP program is attached.
-type XDPMode string
-
-const (
-	XDPAuto    XDPMode = "auto" // native, falling back to generic (skb) mode
-	XDPNative  XDPMode = "native"
-	XDPGeneric XDPMode = "generic"
-)
-
 // Dataplane is [dataplane].
 type Dataplane struct {
 	Mode                 Mode
-	XDPMode              XDPMode
+	XDPMode              dataplane.AttachMode
 	Interfaces           []string
 	PinPath              string // cleaned (filepath.Clean)
 	KeepForwardingOnExit bool
@@ -122,32 +151,17 @@ type SyncGroup struct {
 	NotifyFault  Command
 	NotifyStop   Command
 	Notify       Command
-	Line         int
+	// SMTPAlert: a mail when every member has reached MASTER, BACKUP or
+	// FAULT (resolved: global SMTPAlertVRRP when not written).
+	SMTPAlert bool
+	Line      int
 }
-
-// State is a VRRP instance's initial state.
-type State string
-
-const (
-	StateMaster State = "MASTER"
-	StateBackup State = "BACKUP"
-)
-
-// AuthType is VRRPv2 authentication.
-type AuthType string
-
-const (
-	AuthNone AuthType = ""
-	// AuthPass is RFC 2338 simple text password (removed by RFC 3768,
-	// kept by keepalived and here for interoperability).
-	AuthPass AuthType = "PASS"
-)
 
 // VRRPInstance is a [[vrrp_instance]].
 type VRRPInstance struct {
 	Name            string
 	Interface       string
-	State           State
+	State           vrrpnames.State // Master or Backup
 	VirtualRouterID uint8
 	Priority        uint8
 	AdvertInt       time.Duration
@@ -155,7 +169,7 @@ type VRRPInstance struct {
 	Preempt         bool
 	PreemptDelay    time.Duration
 	// AuthType is AuthPass when auth_pass is set, else AuthNone.
-	AuthType AuthType
+	AuthType vrrpnames.AuthType
 	// AuthPass is at most 8 bytes (the advert's field).
 	AuthPass string
 	// UnicastSrcIP is invalid (zero) for the interface's primary address.
@@ -183,7 +197,10 @@ type VRRPInstance struct {
 	// VRRPv3 backup learns from the master (issue 11); 0: no bound.
 	LearnedAdvertIntMaxFactor int
 	SplitBrainCheckInterval   time.Duration
-	Line                      int
+	// SMTPAlert: a mail on each transition (resolved: global
+	// SMTPAlertVRRP when not written).
+	SMTPAlert bool
+	Line      int
 }
 
 // Is6 reports whether the instance is IPv6 (its VIPs are).
@@ -217,59 +234,37 @@ type TrackInterface struct {
 	Weight int
 }
 
-// Protocol is a virtual service's transport protocol.
-type Protocol string
-
-const (
-	TCP Protocol = "tcp"
-	UDP Protocol = "udp"
-)
-
-// Scheduler is an IPVS scheduler.
-type Scheduler string
-
-const (
-	RoundRobin              Scheduler = "rr"
-	WeightedRoundRobin      Scheduler = "wrr"
-	LeastConnection         Scheduler = "lc"
-	WeightedLeastConnection Scheduler = "wlc"
-	SourceHashing           Scheduler = "sh"
-	MaglevHashing           Scheduler = "mh"
-)
-
-// Forward is a forwarding method (ipvsadm -g, -m, -i).
-type Forward string
-
-const (
-	DirectRouting Forward = "dr"
-	NAT           Forward = "nat"
-	Tunnel        Forward = "tunnel"
-)
-
-// TunnelType is the encapsulation of a tunnel-mode service.
-type TunnelType string
-
-const (
-	TunnelNone TunnelType = ""     // not a tunnel-mode service
-	TunnelIPIP TunnelType = "ipip" // IPv4-in-IPv4 / IPv6-in-IPv6
-	TunnelGUE  TunnelType = "gue"  // generic UDP encapsulation
-)
-
 // ServiceKey identifies a virtual service: VIP, port and protocol.
 type ServiceKey struct {
 	Address  netip.Addr
 	Port     uint16
-	Protocol Protocol
+	Protocol dataplane.Proto
 }
 
-// VirtualServer is a [[virtual_server]].
+// VirtualServerGroup is a [[virtual_server_group]]: addresses and ports
+// that share one set of real servers (keepalived's virtual_server_group).
+type VirtualServerGroup struct {
+	Name string
+	// Entries are the addresses and ports, ranges expanded, in order.
+	Entries []netip.AddrPort
+	Line    int
+}
+
+// VirtualServer is a [[virtual_server]], or one entry of the group it
+// names.
 type VirtualServer struct {
-	Name               string
+	// Name is the [[virtual_server]]'s name, or for an entry of a group
+	// "NAME/ADDR:PORT" (unique too).
+	Name string
+	// Server is the [[virtual_server]]'s name (Name without a group).
+	Server string
+	// Group is the virtual_server_group the entry comes from; "" none.
+	Group              string
 	Address            netip.Addr
 	Port               uint16
-	Protocol           Protocol
-	Scheduler          Scheduler
-	Forward            Forward
+	Protocol           dataplane.Proto
+	Scheduler          dataplane.Scheduler
+	Forward            dataplane.ForwardMode
 	VRRPInstance       string // "": always forward
 	PersistenceTimeout time.Duration
 	Quorum             int
@@ -281,14 +276,18 @@ type VirtualServer struct {
 	// The tunnel settings are zero unless Forward is Tunnel. TunnelSource
 	// is a single address (/32, /128) or a prefix whose host bits vary per
 	// flow; invalid (zero) for the egress interface's address.
-	TunnelType   TunnelType
+	TunnelType   dataplane.Encap
 	TunnelPort   uint16
 	TunnelSource netip.Prefix
 	// HealthCheck is the service's check; its Port 0 means each real
 	// server's port. Real servers hold their effective check.
 	HealthCheck HealthCheck
 	RealServers []RealServer
-	Line        int
+	// SMTPAlert: a mail when the quorum is gained or lost, and the default
+	// of the real servers' (resolved: global SMTPAlertChecker when not
+	// written).
+	SMTPAlert bool
+	Line      int
 }
 
 // Key returns the service's VIP:port/protocol.
@@ -299,35 +298,23 @@ func (v VirtualServer) Key() ServiceKey {
 // RealServer is a [[virtual_server.real_server]].
 type RealServer struct {
 	Address netip.Addr
-	Port    uint16 // resolved: the service's when not written
+	Port    uint16 // resolved: the service's (the group entry's) when not written
 	Weight  int
 	// HealthCheck is the effective check of this real server: the service's
 	// check with the real server's own [..real_server.health_check] keys
 	// over it, and Port resolved; never nil. The real servers of a service
-	// without a check of their own share one (per port): 65,536 copies
-	// of a HealthCheck were 28 MB. Do not change it.
+	// without a check of their own share one (per port), and the entries of
+	// a group share the first entry's: 65,536 copies of a HealthCheck were
+	// 28 MB. Do not change it.
 	HealthCheck *HealthCheck
-	Line        int
+	// SMTPAlert: a mail when it goes up or down (resolved: the virtual
+	// server's when not written).
+	SMTPAlert bool
+	Line      int
 }
 
 // AddrPort returns the real server's address and port.
 func (r RealServer) AddrPort() netip.AddrPort { return netip.AddrPortFrom(r.Address, r.Port) }
-
-// CheckType is a health check type.
-type CheckType string
-
-const (
-	CheckTCP    CheckType = "tcp"    // connect
-	CheckHTTP   CheckType = "http"   // GET
-	CheckHTTPS  CheckType = "https"  // GET over TLS
-	CheckUDP    CheckType = "udp"    // a datagram: no ICMP error, or a reply
-	CheckDNS    CheckType = "dns"    // a query answered NOERROR
-	CheckSMTP   CheckType = "smtp"   // greeting, HELO, QUIT
-	CheckPing   CheckType = "ping"   // ICMP echo
-	CheckFile   CheckType = "file"   // a number in a file
-	CheckScript CheckType = "script" // exit status 0
-	CheckNone   CheckType = "none"   // always healthy
-)
 
 // URLCheck is one [[...health_check.url]] of an HTTP(S) check.
 type URLCheck struct {
@@ -352,7 +339,7 @@ const (
 // set, Timeout resolved (the interval when that is shorter and no timeout
 // is written).
 type HealthCheck struct {
-	Type     CheckType
+	Type     checktype.Type
 	Interval time.Duration
 	Timeout  time.Duration
 	Fall     int

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
+	"github.com/xlb-dev/xlb/dataplane"
+	vrrpnames "github.com/xlb-dev/xlb/vrrp/names"
 )
 
 var update = flag.Bool("update", false, "rewrite the testdata/*.golden files")
@@ -29,6 +33,9 @@ func dumpValue(b *strings.Builder, path string, v reflect.Value) {
 		return
 	case netip.Addr, netip.Prefix, netip.AddrPort:
 		fmt.Fprintf(b, "%s = %v\n", path, x)
+		return
+	case dataplane.Proto, vrrpnames.State: // names held as numbers
+		fmt.Fprintf(b, "%s = %q\n", path, x)
 		return
 	}
 	switch v.Kind() {
@@ -180,7 +187,7 @@ address = "10.0.0.7"
 	if c.Global.RouterID != host || host == "" {
 		t.Errorf("router_id %q, want the host name %q", c.Global.RouterID, host)
 	}
-	wantDP := Dataplane{Mode: ModeAuto, XDPMode: XDPAuto, Interfaces: []string{"eth0"}, PinPath: "/sys/fs/bpf/xlb",
+	wantDP := Dataplane{Mode: ModeAuto, XDPMode: dataplane.AttachAuto, Interfaces: []string{"eth0"}, PinPath: "/sys/fs/bpf/xlb",
 		TCPTimeout: 15 * time.Minute, TCPFinTimeout: 2 * time.Minute, UDPTimeout: 5 * time.Minute}
 	if !reflect.DeepEqual(c.Dataplane, wantDP) {
 		t.Errorf("dataplane %+v\nwant %+v", c.Dataplane, wantDP)
@@ -193,7 +200,7 @@ address = "10.0.0.7"
 		t.Errorf("script %+v\nwant %+v", c.VRRPScripts[0], wantScript)
 	}
 	wantInst := VRRPInstance{
-		Name: "VI_1", Interface: "eth0", State: StateBackup, VirtualRouterID: 1, Priority: 100,
+		Name: "VI_1", Interface: "eth0", State: vrrpnames.Backup, VirtualRouterID: 1, Priority: 100,
 		AdvertInt: time.Second, Version: 2, Preempt: true,
 		VirtualIPAddresses: []VIP{
 			{Prefix: netip.MustParsePrefix("10.0.0.3/32"), Dev: "eth0"},
@@ -212,12 +219,12 @@ address = "10.0.0.7"
 	if !reflect.DeepEqual(c.VRRPInstances[0], wantInst) {
 		t.Errorf("instance %+v\nwant %+v", c.VRRPInstances[0], wantInst)
 	}
-	svcCheck := HealthCheck{Type: CheckTCP, Interval: 2 * time.Second, Timeout: time.Second, Fall: 3, Rise: 2, InitialState: InitialDown, Line: 17}
+	svcCheck := HealthCheck{Type: checktype.TCP, Interval: 2 * time.Second, Timeout: time.Second, Fall: 3, Rise: 2, InitialState: InitialDown, Line: 17}
 	rsCheck := svcCheck
 	rsCheck.Port = 80
 	wantVS := VirtualServer{
-		Name: "web", Address: netip.MustParseAddr("10.0.0.3"), Port: 80, Protocol: TCP,
-		Scheduler: WeightedLeastConnection, Forward: DirectRouting, Quorum: 1,
+		Name: "web", Server: "web", Address: netip.MustParseAddr("10.0.0.3"), Port: 80, Protocol: dataplane.TCP,
+		Scheduler: dataplane.WeightedLeastConnection, Forward: dataplane.DirectRouting, Quorum: 1,
 		HealthCheck: svcCheck,
 		RealServers: []RealServer{{Address: netip.MustParseAddr("10.0.0.7"), Port: 80, Weight: 1, HealthCheck: &rsCheck, Line: 22}},
 		Line:        17,
@@ -250,17 +257,17 @@ type = "tcp"
 port = 81
 `)
 	vs := c.VirtualServers[0]
-	if vs.TunnelType != TunnelIPIP {
+	if vs.TunnelType != dataplane.EncapIPIP {
 		t.Errorf("tunnel type %q, want ipip", vs.TunnelType)
 	}
 	// The timeout follows a shorter interval when not written.
 	if hc := vs.HealthCheck; hc.Timeout != 500*time.Millisecond || hc.Path != "/" || !reflect.DeepEqual(hc.ExpectStatus, []int{200}) {
 		t.Errorf("http check %+v", hc)
 	}
-	if hc := vs.RealServers[0].HealthCheck; hc.Type != CheckHTTPS || hc.Path != "/" || hc.Port != 80 || hc.Interval != 500*time.Millisecond {
+	if hc := vs.RealServers[0].HealthCheck; hc.Type != checktype.HTTPS || hc.Path != "/" || hc.Port != 80 || hc.Interval != 500*time.Millisecond {
 		t.Errorf("https override %+v", hc)
 	}
-	if hc := vs.RealServers[1].HealthCheck; hc.Type != CheckTCP || hc.Path != "" || hc.ExpectStatus != nil || hc.Port != 81 {
+	if hc := vs.RealServers[1].HealthCheck; hc.Type != checktype.TCP || hc.Path != "" || hc.ExpectStatus != nil || hc.Port != 81 {
 		t.Errorf("tcp override %+v", hc)
 	}
 }

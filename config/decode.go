@@ -32,6 +32,10 @@ type decoder struct {
 	dpIfaces []keyPath
 	// commands are the commands written in the file, for checkScripts.
 	commands []commandAt
+	// mail are the defaults of the tables' smtp_alert ([global]);
+	// alertAt is the first smtp_alert = true written, for checkMail.
+	mail    mailDefaults
+	alertAt keyPath
 }
 
 // commandAt is a command and where it is written.
@@ -210,6 +214,14 @@ func (t *table) decode(dst any, names ...string) {
 				t.lbl, t.lazy = fmt.Sprintf("%s %q", t.sec.name, v), lazyLabel{}
 			}
 		}
+	}
+}
+
+// skip marks keys as gone through: decode neither reads them nor reports
+// them missing (the section's code deals with them).
+func (t *table) skip(names ...string) {
+	for _, n := range names {
+		t.done |= 1 << t.spec(n).idx
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	vrrpnames "github.com/xlb-dev/xlb/vrrp/names"
 )
 
 // One case per class of error: the exact messages and their lines.
@@ -874,7 +876,7 @@ virtual_ipaddress = ["10.0.0.3"]
 	if len(c.Warnings) != 1 || c.Warnings[0].Error() != want {
 		t.Errorf("warnings %v, want [%s]", c.Warnings, want)
 	}
-	if v := c.VRRPInstances[0]; v.AuthPass != "12345678" || v.AuthType != AuthPass {
+	if v := c.VRRPInstances[0]; v.AuthPass != "12345678" || v.AuthType != vrrpnames.AuthPass {
 		t.Errorf("auth %v %q, want PASS 12345678", v.AuthType, v.AuthPass)
 	}
 }

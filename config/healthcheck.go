@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // webKeys are the keys that make the one URL of an HTTP check written
@@ -46,13 +48,13 @@ func (d *decoder) healthCheck(t *table, base HealthCheck, timeoutSet, isService 
 	d.requireReply(t, &hc)
 	d.urls(t, &hc)
 
-	if hc.Type == CheckScript && hc.Script == "" && (t.has("type") || isService) && !t.has("script") {
+	if hc.Type == checktype.Script && hc.Script == "" && (t.has("type") || isService) && !t.has("script") {
 		t.errorf("type", "type = \"script\" needs script")
 	}
-	if hc.Type == CheckFile && hc.File == "" && (t.has("type") || isService) && !t.has("file") {
+	if hc.Type == checktype.File && hc.File == "" && (t.has("type") || isService) && !t.has("file") {
 		t.errorf("type", "type = \"file\" needs file")
 	}
-	if hc.Type == CheckHTTPS && hc.CAFile != "" && !hc.TLSVerify && (t.has("ca_file") || t.has("tls_verify")) {
+	if hc.Type == checktype.HTTPS && hc.CAFile != "" && !hc.TLSVerify && (t.has("ca_file") || t.has("tls_verify")) {
 		key := "ca_file"
 		if !t.has(key) {
 			key = "tls_verify"
@@ -85,7 +87,7 @@ func (d *decoder) healthCheck(t *table, base HealthCheck, timeoutSet, isService 
 			set(f, k.dv)
 		}
 	}
-	if hc.Type != CheckUDP {
+	if hc.Type != checktype.UDP {
 		hc.ReplyPattern = ""
 	}
 	if !isService && hc.Port == 0 {

@@ -1,14 +1,20 @@
 package config
 
 import (
+	"encoding"
 	"fmt"
 	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
+	"github.com/xlb-dev/xlb/dataplane"
+	vrrpnames "github.com/xlb-dev/xlb/vrrp/names"
 )
 
 // The key table: every key of the file is declared here once, with its
@@ -90,14 +96,43 @@ type section struct {
 	index map[string]int
 }
 
-var web, tls = []string{"http", "https"}, []string{"https"}
-
-// checkTypes are the health-check types; netChecks those that open a
-// socket to the real server.
+// The names of the enumerations other layers declare (enumOf): the
+// health-check types, web and tls those of HTTP(S) and TLS, netChecks those
+// that open a socket to the real server.
 var (
-	checkTypes = []string{"tcp", "http", "https", "udp", "dns", "smtp", "ping", "file", "script", "none"}
-	netChecks  = []string{"tcp", "http", "https", "udp", "dns", "smtp", "ping"}
+	checkTypes = enumOf(checktype.Types(nil)...)
+	netChecks  = enumOf(checktype.Types(func(s checktype.Spec) bool { return s.Net })...)
+	web, tls   = enumOf(checktype.HTTP, checktype.HTTPS), enumOf(checktype.HTTPS)
 )
+
+// enumOf returns the names of values, for a kEnum key.
+func enumOf[T any](values ...T) []string {
+	out := make([]string, len(values))
+	for i, v := range values {
+		out[i] = fmt.Sprint(v)
+	}
+	return out
+}
+
+// checkTypeDoc says what the check types do and checkTypeKA names
+// keepalived's checkers, for the key "type".
+func checkTypeDoc() string {
+	var l []string
+	for _, s := range checktype.Table {
+		l = append(l, s.Doc)
+	}
+	return strings.Join(l[:len(l)-1], ", ") + " or " + l[len(l)-1] + " (below)"
+}
+
+func checkTypeKA() string {
+	var l []string
+	for _, s := range checktype.Table {
+		if s.Keepalived != "" {
+			l = append(l, s.Keepalived)
+		}
+	}
+	return strings.Join(l, ", ")
+}
 
 const (
 	ms  = int64(time.Millisecond)
@@ -115,6 +150,7 @@ var sections = []*section{
 		{name: "vrrp_script", kind: kTables, field: "vrrp_script"},
 		{name: "vrrp_sync_group", kind: kTables, field: "vrrp_sync_group"},
 		{name: "vrrp_instance", kind: kTables, field: "vrrp_instance"},
+		{name: "virtual_server_group", kind: kTables, field: "virtual_server_group"},
 		{name: "virtual_server", kind: kTables, field: "virtual_server"},
 		{name: "bgp", kind: kTable, field: "bgp"},
 	}},
@@ -127,11 +163,29 @@ var sections = []*section{
 			doc: "the group scripts run as; must exist; needs `script_user`"},
 		{name: "enable_script_security", kind: kBool, field: "EnableScriptSecurity", def: "false", ka: "enable_script_security",
 			doc: "refuse a command whose program a non-root user could change (below); without it, a warning"},
+		{name: "notification_email", kind: kString, list: true, max: 254, check: checkMailbox, note: "none", ka: "notification_email { }",
+			doc: "the addresses alerts are mailed to; with `smtp_server`, mail is on (below)"},
+		{name: "notification_email_from", kind: kString, field: "NotificationEmailFrom", max: 254, check: checkMailbox,
+			note: "`USER@HOST`: xlb's user and the host name", ka: "notification_email_from", doc: "the sender of the alerts (`MAIL FROM` and `From:`)"},
+		{name: "smtp_server", kind: kString, max: 300, check: checkSMTPServer, note: "none", ka: "smtp_server HOST [PORT]",
+			doc: "`HOST[:PORT]` (`[ADDR6]:PORT`) of the SMTP relay, port 25 by default"},
+		{name: "smtp_helo_name", kind: kString, field: "SMTPHeloName", max: 253, check: checkNoSpace, note: "the host name", ka: "smtp_helo_name",
+			doc: "the name sent with `HELO`"},
+		{name: "smtp_connect_timeout", kind: kDuration, field: "SMTPConnectTimeout", lo: sec, hi: 3600 * sec, def: `"30s"`, ka: "smtp_connect_timeout",
+			doc: "bounds the connection and each step of the SMTP dialogue; the mail is then given up (logged, counted)"},
+		{name: "smtp_alert", kind: kBool, field: "SMTPAlert", def: "false", ka: "smtp_alert",
+			doc: "the default of `smtp_alert_vrrp` and `smtp_alert_checker`"},
+		{name: "smtp_alert_vrrp", kind: kBool, field: "SMTPAlertVRRP", note: "`smtp_alert`", ka: "smtp_alert_vrrp",
+			doc: "the default `smtp_alert` of VRRP instances and sync groups"},
+		{name: "smtp_alert_checker", kind: kBool, field: "SMTPAlertChecker", note: "`smtp_alert`", ka: "smtp_alert_checker",
+			doc: "the default `smtp_alert` of virtual servers"},
+		{name: "no_email_faults", kind: kBool, field: "NoEmailFaults", def: "false", ka: "no_email_faults",
+			doc: "no mail when an instance or a sync group enters FAULT"},
 	}},
 	{name: "dataplane", head: "[dataplane]", keys: []key{
 		{name: "mode", kind: kEnum, field: "Mode", enum: []string{"auto", "xdp", "ipvs"}, def: `"auto"`,
 			doc: "`auto`: XDP, else IPVS"},
-		{name: "xdp_mode", kind: kEnum, field: "XDPMode", enum: []string{"auto", "native", "generic"}, def: `"auto"`,
+		{name: "xdp_mode", kind: kEnum, field: "XDPMode", enum: enumOf(dataplane.AttachModes...), def: `"auto"`,
 			doc: "`auto`: native, else generic (skb); not with `mode = \"ipvs\"`"},
 		{name: "interfaces", kind: kIfName, list: true, note: "required for `xdp`/`auto`",
 			doc: "where the XDP program is attached; DR real servers must be on their subnets"},
@@ -180,12 +234,14 @@ var sections = []*section{
 		{name: "notify_stop", kind: kCommand, field: "NotifyStop", ka: "notify_stop", doc: "run on becoming stopped"},
 		{name: "notify", kind: kCommand, field: "Notify", ka: "notify",
 			doc: "run on every transition with the arguments `GROUP NAME STATE`"},
+		{name: "smtp_alert", kind: kBool, field: "SMTPAlert", note: "`global.smtp_alert_vrrp`", ka: "smtp_alert",
+			doc: "mail each time every member has reached MASTER, BACKUP or FAULT, and when xlb stops"},
 	}},
 	{name: "vrrp_instance", head: "[[vrrp_instance]]", keys: []key{
 		{name: "name", kind: kName, field: "Name", req: "required", ka: "vrrp_instance NAME", doc: "unique"},
 		{name: "interface", kind: kIfName, field: "Interface", req: "required", ka: "interface",
 			doc: "where adverts are sent and received"},
-		{name: "state", kind: kEnum, field: "State", enum: []string{"MASTER", "BACKUP"}, def: `"BACKUP"`, ka: "state",
+		{name: "state", kind: kEnum, field: "State", enum: enumOf(vrrpnames.Master, vrrpnames.Backup), def: `"BACKUP"`, ka: "state",
 			doc: "the initial wish"},
 		{name: "virtual_router_id", kind: kInt, field: "VirtualRouterID", lo: 1, hi: 255, req: "required (1..255)", ka: "virtual_router_id",
 			doc: "unique per interface and address family"},
@@ -199,7 +255,7 @@ var sections = []*section{
 			doc: "a higher-priority backup takes over; `false` needs `state = \"BACKUP\"`"},
 		{name: "preempt_delay", kind: kDuration, field: "PreemptDelay", hi: 1000 * sec, def: `"0s"`, ka: "preempt_delay",
 			doc: "not with `preempt = false`"},
-		{name: "auth_type", kind: kEnum, enum: []string{"PASS", "AH"}, note: "`\"PASS\"` with `auth_pass`", ka: "authentication { auth_type }",
+		{name: "auth_type", kind: kEnum, enum: enumOf(vrrpnames.AuthTypes...), note: "`\"PASS\"` with `auth_pass`", ka: "authentication { auth_type }",
 			doc: "v2 only; `\"AH\"` is not supported"},
 		{name: "auth_pass", kind: kString, max: 64, ka: "authentication { auth_pass }",
 			doc: "v2 only; the field holds 8 bytes: of a longer one the first 8 are used, with a warning (as keepalived)"},
@@ -237,16 +293,25 @@ var sections = []*section{
 			doc: "xlb, version 3: a backup adopts the master's `advert_int` (RFC 5798) up to this many times its own; a longer one (one forged advert would silence the VIPs for 3 x 40.95s) is bounded, counted (`xlb_vrrp_rx_errors_total{reason=\"interval_limit\"}`) and logged once per sender; 0: no limit (RFC 5798, keepalived)"},
 		{name: "split_brain_check_interval", kind: kDuration, field: "SplitBrainCheckInterval", def: `"1s"`,
 			doc: "xlb: how often a master probes (ARP / NS) for another holder of its VIPs; 0 disables"},
+		{name: "smtp_alert", kind: kBool, field: "SMTPAlert", note: "`global.smtp_alert_vrrp`", ka: "smtp_alert",
+			doc: "mail each transition to MASTER, BACKUP or FAULT, and when xlb stops"},
+	}},
+	{name: "virtual_server_group", head: "[[virtual_server_group]]", keys: []key{
+		{name: "name", kind: kName, field: "Name", req: "required", ka: "virtual_server_group NAME", doc: "unique"},
+		{name: "entries", kind: kEntry, list: true, req: "required", ka: "ADDR PORT, ADDR-LAST PORT",
+			doc: "`\"ADDR:PORT\"` (`\"[ADDR6]:PORT\"`), or a range of the last byte of an IPv4 address, `\"10.0.0.3-10:80\"`, or of the last group of an IPv6 one, `\"[2001:db8::1-ff]:80\"`; one family; at most 1024 addresses"},
 	}},
 	{name: "virtual_server", head: "[[virtual_server]]", keys: []key{
 		{name: "name", kind: kName, field: "Name", req: "required", doc: "unique; in logs, metrics and status"},
 		{name: "address", kind: kAddr, field: "Address", req: "required", ka: "virtual_server ADDR PORT",
-			doc: "`address:port/protocol` is unique"},
-		{name: "port", kind: kInt, field: "Port", lo: 1, hi: 65535, req: "required", ka: "virtual_server ADDR PORT", doc: "the service port"},
-		{name: "protocol", kind: kEnum, field: "Protocol", enum: []string{"tcp", "udp"}, def: `"tcp"`, ka: "protocol", doc: "the transport protocol"},
-		{name: "scheduler", kind: kEnum, field: "Scheduler", enum: []string{"rr", "wrr", "lc", "wlc", "sh", "mh"}, def: `"wlc"`, ka: "lb_algo",
+			doc: "`address:port/protocol` is unique; not with `group`"},
+		{name: "port", kind: kInt, field: "Port", lo: 1, hi: 65535, req: "required", ka: "virtual_server ADDR PORT", doc: "the service port; not with `group`"},
+		{name: "group", kind: kName, field: "Group", note: "none", ka: "virtual_server group NAME",
+			doc: "a `virtual_server_group` instead of `address` and `port`: one service per entry, named `NAME/ADDR:PORT`, sharing the real servers and their checks (below)"},
+		{name: "protocol", kind: kEnum, field: "Protocol", enum: enumOf(dataplane.Protos...), def: `"tcp"`, ka: "protocol", doc: "the transport protocol"},
+		{name: "scheduler", kind: kEnum, field: "Scheduler", enum: enumOf(dataplane.Schedulers...), def: `"wlc"`, ka: "lb_algo",
 			doc: "the IPVS scheduler (ipvsadm's default: wlc)"},
-		{name: "forward", kind: kEnum, field: "Forward", enum: []string{"dr", "nat", "tunnel"}, def: `"dr"`, ka: "lb_kind",
+		{name: "forward", kind: kEnum, field: "Forward", enum: enumOf(dataplane.ForwardModes...), def: `"dr"`, ka: "lb_kind",
 			doc: "direct routing, NAT or IP tunnel (ipvsadm -g, -m, -i)"},
 		{name: "vrrp_instance", kind: kName, field: "VRRPInstance", note: "none (always forward)",
 			doc: "forward only while this instance is MASTER; its `virtual_ipaddress` must include `address`"},
@@ -260,11 +325,13 @@ var sections = []*section{
 		{name: "quorum_down", kind: kCommand, field: "QuorumDown", ka: "quorum_down", doc: "run when the quorum is lost"},
 		{name: "sorry_server", kind: kString, max: 64, ka: "sorry_server",
 			doc: "`\"ADDR:PORT\"` or `\"ADDR\"` (the service port); takes every new flow while the service is below quorum, also in the first check intervals of a fresh start (real servers start down; a restart that adopts pinned state keeps them as found), as keepalived with `alpha`"},
-		{name: "tunnel_type", kind: kEnum, field: "TunnelType", custom: true, enum: []string{"ipip", "gue"}, def: `"ipip"`, ka: "tun_type",
+		{name: "tunnel_type", kind: kEnum, field: "TunnelType", custom: true, enum: enumOf(dataplane.Encaps...), def: `"ipip"`, ka: "tun_type",
 			doc: "only with `forward = \"tunnel\"`"},
 		{name: "tunnel_port", kind: kInt, lo: 1, hi: 65535, note: "required for `gue`", ka: "tun_port", doc: "the real servers' GUE UDP port"},
 		{name: "tunnel_source", kind: kString, max: 64, note: "the egress address",
 			doc: "outer source: an address, or a prefix (the source varies per flow)"},
+		{name: "smtp_alert", kind: kBool, field: "SMTPAlert", note: "`global.smtp_alert_checker`", ka: "smtp_alert",
+			doc: "mail when the quorum is gained or lost; the default of its real servers'"},
 		{name: "health_check", kind: kTable, field: "virtual_server.health_check"},
 		{name: "real_server", kind: kTables, field: "virtual_server.real_server"},
 	}},
@@ -273,12 +340,12 @@ var sections = []*section{
 		{name: "port", kind: kInt, field: "Port", lo: 1, hi: 65535, note: "the service port", ka: "real_server ADDR PORT",
 			doc: "only `forward = \"nat\"` maps ports"},
 		{name: "weight", kind: kInt, field: "Weight", lo: 0, hi: 65535, def: "1", ka: "weight", doc: "0 drains: no new flows"},
+		{name: "smtp_alert", kind: kBool, field: "SMTPAlert", note: "the virtual server's", ka: "smtp_alert",
+			doc: "mail when its check takes it down or puts it back up"},
 		{name: "health_check", kind: kTable, field: "virtual_server.health_check"},
 	}},
 	{name: "virtual_server.health_check", head: "[virtual_server.health_check]", keys: []key{
-		{name: "type", kind: kEnum, field: "Type", enum: checkTypes, def: `"tcp"`,
-			ka:  "TCP_CHECK, HTTP_GET, SSL_GET, UDP_CHECK, DNS_CHECK, SMTP_CHECK, PING_CHECK, FILE_CHECK, MISC_CHECK",
-			doc: "tcp connect, HTTP(S) GET, a UDP datagram, a DNS query, an SMTP greeting, an ICMP echo, a number in a file, a script's exit status, or always healthy (below)"},
+		{name: "type", kind: kEnum, field: "Type", enum: checkTypes, def: `"tcp"`, ka: checkTypeKA(), doc: checkTypeDoc()},
 		{name: "interval", kind: kDuration, field: "Interval", lo: ms, def: `"2s"`, ka: "delay_loop",
 			doc: "keepalived's 60s drains a dead server too slowly"},
 		{name: "timeout", kind: kDuration, field: "Timeout", lo: ms, def: `"1s"`, note: "(or the interval if shorter)", ka: "connect_timeout",
@@ -308,25 +375,25 @@ var sections = []*section{
 		{name: "sni", kind: kString, field: "SNI", max: 253, note: "none", only: tls, ka: "enable_sni", doc: "the TLS server name"},
 		{name: "tls_verify", kind: kBool, field: "TLSVerify", def: "false", only: tls, doc: "verify the server's certificate"},
 		{name: "ca_file", kind: kPath, field: "CAFile", note: "system CAs", only: tls, ka: "SSL { ca }", doc: "the CAs to verify with; needs `tls_verify`"},
-		{name: "payload", kind: kString, field: "Payload", max: 4096, check: checkHexPayload, note: "32 bytes of `xlb check - `", only: []string{"udp"}, ka: "payload",
+		{name: "payload", kind: kString, field: "Payload", max: 4096, check: checkHexPayload, note: "32 bytes of `xlb check - `", only: enumOf(checktype.UDP), ka: "payload",
 			doc: "the datagram sent, in hex digits (white space separates octets)"},
-		{name: "require_reply", kind: kString, field: "RequireReply", custom: true, max: 4096, note: "`false`", only: []string{"udp"}, ka: "require_reply",
+		{name: "require_reply", kind: kString, field: "RequireReply", custom: true, max: 4096, note: "`false`", only: enumOf(checktype.UDP), ka: "require_reply",
 			typ: "boolean, or a pattern of hex digits", doc: "`true`: a reply must come; a pattern: a reply must start with it (`x` matches any nibble); `false`: only an ICMP error fails the check, so a healthy check lasts its timeout"},
-		{name: "dns_name", kind: kString, field: "DNSName", max: 253, check: checkDNSName, def: `"."`, only: []string{"dns"}, ka: "DNS_CHECK { name }",
+		{name: "dns_name", kind: kString, field: "DNSName", max: 253, check: checkDNSName, def: `"."`, only: enumOf(checktype.DNS), ka: "DNS_CHECK { name }",
 			doc: "the name queried"},
 		{name: "dns_type", kind: kEnum, field: "DNSType", enum: []string{"A", "NS", "CNAME", "SOA", "MX", "TXT", "AAAA", "RRSIG", "DNSKEY"}, def: `"SOA"`,
-			only: []string{"dns"}, ka: "DNS_CHECK { type }", doc: "the type queried; any answer without error (NOERROR) passes"},
-		{name: "helo_name", kind: kString, field: "HeloName", max: 253, check: checkNoSpace, note: "the host name", only: []string{"smtp"}, ka: "helo_name",
+			only: enumOf(checktype.DNS), ka: "DNS_CHECK { type }", doc: "the type queried; any answer without error (NOERROR) passes"},
+		{name: "helo_name", kind: kString, field: "HeloName", max: 253, check: checkNoSpace, note: "the host name", only: enumOf(checktype.SMTP), ka: "helo_name",
 			doc: "the name sent with HELO"},
-		{name: "file", kind: kPath, field: "File", note: "required for `file`", only: []string{"file"}, ka: "track_file { file }",
+		{name: "file", kind: kPath, field: "File", note: "required for `file`", only: enumOf(checktype.File), ka: "track_file { file }",
 			doc: "the file whose number is read every interval (below)"},
-		{name: "weight", kind: kInt, field: "Weight", lo: -65535, hi: 65535, def: "1", only: []string{"file"}, ka: "FILE_CHECK { weight }",
+		{name: "weight", kind: kInt, field: "Weight", lo: -65535, hi: 65535, def: "1", only: enumOf(checktype.File), ka: "FILE_CHECK { weight }",
 			doc: "0: the check fails while the number is not 0; otherwise the number times this is added to the real server's weight"},
-		{name: "weight_reverse", kind: kBool, field: "WeightReverse", def: "false", only: []string{"file"}, ka: "weight N reverse",
+		{name: "weight_reverse", kind: kBool, field: "WeightReverse", def: "false", only: enumOf(checktype.File), ka: "weight N reverse",
 			doc: "reverse: with weight 0 the check fails while the number is 0; otherwise the product is subtracted"},
-		{name: "script", kind: kCommand, field: "Script", note: "required for `script`", only: []string{"script"}, ka: "MISC_CHECK { misc_path }",
+		{name: "script", kind: kCommand, field: "Script", note: "required for `script`", only: enumOf(checktype.Script), ka: "MISC_CHECK { misc_path }",
 			doc: "run with the real server's address and port appended; also in `XLB_RS_ADDR`, `XLB_RS_PORT`, `XLB_VS_NAME`"},
-		{name: "misc_dynamic", kind: kBool, field: "MiscDynamic", def: "false", only: []string{"script"}, ka: "misc_dynamic",
+		{name: "misc_dynamic", kind: kBool, field: "MiscDynamic", def: "false", only: enumOf(checktype.Script), ka: "misc_dynamic",
 			doc: "exit status 2..255 is healthy with weight status - 2; 0 healthy with the configured weight; 1 unhealthy"},
 		{name: "initial_state", kind: kEnum, field: "InitialState", enum: []string{"down", "up"}, def: `"down"`, ka: "alpha (down)",
 			doc: "`up`: a new real server gets traffic before its first check passes"},
@@ -468,6 +535,14 @@ func fieldOf(rv reflect.Value, name string) reflect.Value {
 func set(f reflect.Value, v any) {
 	switch v := v.(type) {
 	case string:
+		// A type declared elsewhere with its names (dataplane.Proto,
+		// vrrp's State) reads its own; the key's enum checked the name.
+		if u, ok := f.Addr().Interface().(encoding.TextUnmarshaler); ok {
+			if err := u.UnmarshalText([]byte(v)); err != nil {
+				panic(fmt.Sprintf("config: %v", err))
+			}
+			return
+		}
 		f.SetString(v)
 	case bool:
 		f.SetBool(v)

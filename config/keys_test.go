@@ -20,6 +20,7 @@ var keyContext = map[string]string{
 	"vrrp_sync_group": "[[vrrp_sync_group]]\nname = \"g\"\ngroup = [\"v\"]\nKEY\n",
 	"vrrp_instance": "[[vrrp_instance]]\nname = \"v\"\ninterface = \"eth0\"\nvirtual_router_id = 1\n" +
 		"virtual_ipaddress = [\"10.0.0.1\"]\nKEY\n",
+	"virtual_server_group": "[[virtual_server_group]]\nname = \"g\"\nentries = [\"10.0.0.1:80\"]\nKEY\n",
 	"virtual_server": "[[virtual_server]]\nname = \"a\"\naddress = \"10.0.0.1\"\nport = 80\nforward = \"tunnel\"\n" +
 		"tunnel_type = \"gue\"\ntunnel_port = 6080\nKEY\n",
 	"virtual_server.real_server": "[[virtual_server]]\nname = \"a\"\naddress = \"10.0.0.1\"\nport = 80\n" +
@@ -74,7 +75,8 @@ func TestKeysFields(t *testing.T) {
 	structs := map[string]any{
 		"global": Global{}, "dataplane": Dataplane{}, "metrics": Metrics{}, "control": Control{}, "debug": Debug{},
 		"vrrp_script": VRRPScript{}, "vrrp_sync_group": SyncGroup{}, "vrrp_instance": VRRPInstance{},
-		"virtual_server": VirtualServer{}, "virtual_server.real_server": RealServer{},
+		"virtual_server_group": VirtualServerGroup{},
+		"virtual_server":       VirtualServer{}, "virtual_server.real_server": RealServer{},
 		"virtual_server.health_check": HealthCheck{}, "virtual_server.health_check.url": URLCheck{},
 		"bgp": BGP{}, "bgp.peer": BGPPeer{}, "bgp.vip": BGPVIP{},
 	}
@@ -84,6 +86,7 @@ func TestKeysFields(t *testing.T) {
 		"VirtualIPAddresses": true, "TrackScripts": true, "TrackInterfaces": true, "SorryServer": true,
 		"TunnelPort": true, "TunnelSource": true, "HealthCheck": true, "RealServers": true,
 		"Peers": true, "VIPs": true, "URLs": true, "ReplyPattern": true,
+		"NotificationEmail": true, "SMTPServer": true, "Server": true, "Entries": true,
 	}
 	for _, s := range sections[1:] {
 		typ := reflect.TypeOf(structs[s.name])

@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	vrrpnames "github.com/xlb-dev/xlb/vrrp/names"
 )
 
 // Bounds on a configuration file, so that any input costs bounded memory
@@ -123,16 +126,24 @@ func (d *decoder) config(root map[string]any) *Config {
 		c.VRRPInstances = append(c.VRRPInstances, v)
 		meta.instances = append(meta.instances, m)
 	}
-	vss := rt.tables("virtual_server")
-	c.VirtualServers = make([]VirtualServer, len(vss))
-	meta.services = make([]serviceMeta, len(vss))
-	d.virtualServers(vss, rt.m, c.VirtualServers, meta.services)
+	for _, t := range rt.tables("virtual_server_group") {
+		c.VirtualServerGroups = append(c.VirtualServerGroups, d.vsGroup(t))
+		meta.vsGroups = append(meta.vsGroups, t.p)
+	}
+	groups := map[string]*VirtualServerGroup{}
+	for i := range c.VirtualServerGroups {
+		if g := &c.VirtualServerGroups[i]; groups[g.Name] == nil {
+			groups[g.Name] = g
+		}
+	}
+	c.VirtualServers, meta.services = d.virtualServers(rt.tables("virtual_server"), rt.m, groups)
 	if rt.has("bgp") {
 		c.BGP = d.bgp(rt.sub("bgp"))
 	}
 	rt.finish()
 
 	d.crossCheck(c, meta)
+	d.checkMail(c, meta.global)
 	d.checkBGP(c, rt.p.key("bgp"))
 	return c
 }
@@ -155,6 +166,7 @@ func (d *decoder) global(t *table, g *Global) {
 	if t.has("script_group") && !t.has("script_user") {
 		t.errorf("script_group", "script_group needs script_user (as keepalived's script_user USER GROUP)")
 	}
+	d.globalMail(t, g)
 	t.finish()
 }
 
@@ -204,6 +216,7 @@ func (d *decoder) syncGroup(t *table) (SyncGroup, groupMeta) {
 	g := SyncGroup{Line: d.idx.line(t.p)}
 	m := groupMeta{p: t.p}
 	t.decode(&g)
+	d.alertDefault(t, &g.SMTPAlert, d.mail.vrrp)
 	n, ok := t.each("group", func(_ int, p keyPath, v any) {
 		g.Group = append(g.Group, v.(string))
 		m.members = append(m.members, p)
@@ -231,6 +244,7 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 	v := VRRPInstance{Line: d.idx.line(t.p)}
 	m := instanceMeta{p: t.p}
 	t.fill(&v)
+	d.alertDefault(t, &v.SMTPAlert, d.mail.vrrp)
 	m.versionOK = t.valid("version")
 	if m.versionOK {
 		// RFC 3768 5.3.7: whole seconds in 8 bits; RFC 5798 5.2.7:
@@ -249,10 +263,10 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 	}
 	authTypeSet := false
 	if s, ok := t.str("auth_type"); ok {
-		if s == "AH" {
+		if vrrpnames.AuthType(s) == vrrpnames.AuthAH {
 			t.errorf("auth_type", "auth_type: \"AH\" (IPsec authentication header) is not supported; use \"PASS\" or none")
 		} else {
-			v.AuthType = AuthPass
+			v.AuthType = vrrpnames.AuthPass
 			authTypeSet = true
 		}
 	}
@@ -265,10 +279,10 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 			// warning, so a migrated configuration keeps its peer.
 			t.warnf("auth_pass", "auth_pass: %d bytes long, the VRRPv2 field holds 8: the first 8 are used (as keepalived does)", len(s))
 			v.AuthPass = s[:8]
-			v.AuthType = AuthPass
+			v.AuthType = vrrpnames.AuthPass
 		default:
 			v.AuthPass = s
-			v.AuthType = AuthPass
+			v.AuthType = vrrpnames.AuthPass
 		}
 	} else if authTypeSet && !t.has("auth_pass") {
 		t.errorf("auth_type", "auth_type = \"PASS\" needs auth_pass")
@@ -372,10 +386,10 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 
 	// RFC 5798 6.4.1: the address owner (priority 255) becomes master at
 	// once, and never yields; keepalived's nopreempt works only from BACKUP.
-	if v.Priority == 255 && v.State != StateMaster {
+	if v.Priority == 255 && v.State != vrrpnames.Master {
 		t.errorf("priority", "priority 255 means the address owner, which is always master: set state = \"MASTER\" or a lower priority")
 	}
-	if !v.Preempt && v.State == StateMaster {
+	if !v.Preempt && v.State == vrrpnames.Master {
 		t.errorf("preempt", "preempt = false needs state = \"BACKUP\" (a MASTER at start preempts anyway)")
 	}
 	t.finish()
@@ -473,6 +487,9 @@ type serviceMeta struct {
 	label   string
 	rss     []backendMeta
 	sorryOK bool
+	// entry is the service's index among its group's entries (0 without
+	// a group): the checks of what the entries share report on entry 0.
+	entry int
 }
 
 type backendMeta struct {
@@ -498,19 +515,40 @@ func (b backendMeta) label() string {
 	return b.t.label() + ": real_server " + b.ap.String()
 }
 
-func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
+// virtualServer decodes a [[virtual_server]]: one service, or one per
+// entry of its group (expand).
+func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup) ([]VirtualServer, []serviceMeta) {
 	v := VirtualServer{Line: d.idx.line(t.p)}
 	m := serviceMeta{p: t.p}
+	var ge groupEntries
+	if t.has("group") {
+		t.skip("address", "port")
+	}
 	t.fill(&v)
-	portOK, forwardOK := t.ok("port"), t.valid("forward")
+	for _, k := range []string{"address", "port"} {
+		if t.has("group") && t.has(k) {
+			t.errorf(k, "%s: not with group (the group's entries are the addresses and ports)", k)
+		}
+	}
+	if v.Group != "" {
+		ge.grp = groups[v.Group]
+		switch {
+		case ge.grp == nil:
+			t.errorf("group", "group: unknown virtual_server_group %q", v.Group)
+		case len(ge.grp.Entries) > 0:
+			v.Address, v.Port = ge.grp.Entries[0].Addr(), ge.grp.Entries[0].Port()
+		}
+	}
+	d.alertDefault(t, &v.SMTPAlert, d.mail.checker)
+	portOK, forwardOK := t.ok("port") || v.Port != 0, t.valid("forward")
 	if t.ok("hysteresis") && v.Hysteresis >= v.Quorum {
 		t.errorf("hysteresis", "hysteresis %d must be less than quorum %d (the service could never go down)", v.Hysteresis, v.Quorum)
 	}
 
 	// Tunnel options.
 	tunnelKeys := []string{"tunnel_type", "tunnel_port", "tunnel_source"}
-	if !forwardOK || v.Forward != Tunnel {
-		v.TunnelType = TunnelNone
+	if !forwardOK || v.Forward != dataplane.Tunnel {
+		v.TunnelType = ""
 		for _, k := range tunnelKeys {
 			if forwardOK && t.has(k) {
 				t.errorf(k, "%s applies only with forward = \"tunnel\" (forward is %q)", k, v.Forward)
@@ -518,15 +556,15 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 		}
 	} else {
 		if s, ok := t.str("tunnel_type"); ok {
-			v.TunnelType = TunnelType(s)
+			v.TunnelType = dataplane.Encap(s)
 		}
 		if p, ok := t.read(t.spec("tunnel_port")); ok {
-			if v.TunnelType != TunnelGUE {
+			if v.TunnelType != dataplane.EncapGUE {
 				t.errorf("tunnel_port", "tunnel_port applies only with tunnel_type = \"gue\"")
 			} else {
 				v.TunnelPort = uint16(p.(int64))
 			}
-		} else if v.TunnelType == TunnelGUE && !t.has("tunnel_port") {
+		} else if v.TunnelType == dataplane.EncapGUE && !t.has("tunnel_port") {
 			t.errorf("tunnel_type", "tunnel_type = \"gue\" needs tunnel_port (the real servers' GUE UDP port)")
 		}
 		if s, ok := t.str("tunnel_source"); ok {
@@ -550,6 +588,8 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 		} else {
 			v.SorryServer = ap
 			m.sorryOK = true
+			_, err := netip.ParseAddrPort(s)
+			ge.sorryPort = err == nil
 		}
 	}
 
@@ -569,7 +609,7 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 	seen := make(map[netip.AddrPort]int, n)
 	v.RealServers = make([]RealServer, 0, n)
 	m.rss = make([]backendMeta, 0, n)
-	fr := fastRealer{d: d, t: t, v: &v, m: &m, seen: seen, svcCheck: svcCheck, portOK: portOK, forwardOK: forwardOK}
+	fr := fastRealer{d: d, t: t, v: &v, m: &m, seen: seen, svcCheck: svcCheck, portOK: portOK, forwardOK: forwardOK, ge: &ge}
 	for j := range n {
 		var rt *table
 		if raw != nil {
@@ -606,6 +646,8 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 			// What healthCheck makes of an empty table: the service's.
 			rs.HealthCheck = fr.inherit(rs.Port)
 		}
+		d.alertDefault(rt, &rs.SMTPAlert, v.SMTPAlert)
+		ge.rsPortSet = append(ge.rsPortSet, rt.has("port"))
 		rt.finish()
 		if hc := rs.HealthCheck; hc.BindTo.IsValid() && rs.Address.IsValid() {
 			checked := hc.ConnectIP
@@ -620,7 +662,7 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 		if rs.Address.IsValid() && v.Address.IsValid() && forwardOK {
 			d.checkBackend(rt, "address", "real server", v, rs.Address)
 		}
-		if rs.Address.IsValid() && rsPortOK && portOK && forwardOK && v.Forward != NAT && rs.Port != v.Port {
+		if rs.Address.IsValid() && rsPortOK && portOK && forwardOK && v.Forward != dataplane.NAT && rs.Port != v.Port {
 			rt.errorf("port", "port %d differs from the service port %d: only forward = \"nat\" maps ports", rs.Port, v.Port)
 		}
 		if rs.Address.IsValid() && rsPortOK {
@@ -637,7 +679,7 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 		if !d.checkBackend(t, "sorry_server", "sorry server", v, v.SorryServer.Addr()) {
 			m.sorryOK = false
 		}
-		if portOK && v.Forward != NAT && v.SorryServer.Port() != v.Port {
+		if portOK && v.Forward != dataplane.NAT && v.SorryServer.Port() != v.Port {
 			t.errorf("sorry_server", "sorry_server port %d differs from the service port %d: only forward = \"nat\" maps ports", v.SorryServer.Port(), v.Port)
 		}
 		if line, dup := seen[v.SorryServer]; dup {
@@ -647,7 +689,7 @@ func (d *decoder) virtualServer(t *table) (VirtualServer, serviceMeta) {
 	v.HealthCheck = svcCheck
 	t.finish()
 	m.label = t.label()
-	return v, m
+	return d.expand(v, m, ge, forwardOK)
 }
 
 // checkBackend checks a real or sorry server's address against its service:
@@ -665,7 +707,7 @@ func backendProblem(what string, v VirtualServer, a netip.Addr) string {
 	if a == v.Address {
 		return fmt.Sprintf("%s %s is the virtual server's own address", what, a)
 	}
-	if v.Forward == Tunnel && v.TunnelType == TunnelGUE {
+	if v.Forward == dataplane.Tunnel && v.TunnelType == dataplane.EncapGUE {
 		// GUE carries either family in either family.
 		if v.TunnelSource.IsValid() && v.TunnelSource.Addr().Is6() != a.Is6() {
 			return fmt.Sprintf("%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
@@ -674,12 +716,12 @@ func backendProblem(what string, v VirtualServer, a netip.Addr) string {
 	}
 	if a.Is6() != v.Address.Is6() {
 		how := fmt.Sprintf("forward = %q", v.Forward)
-		if v.Forward == Tunnel {
+		if v.Forward == dataplane.Tunnel {
 			how = "tunnel_type = \"ipip\" (use \"gue\" to mix families)"
 		}
 		return fmt.Sprintf("%s %s is %s but the virtual server %s is %s: %s needs one family", what, a, family(a), v.Address, family(v.Address), how)
 	}
-	if v.Forward == Tunnel && v.TunnelSource.IsValid() && v.TunnelSource.Addr().Is6() != a.Is6() {
+	if v.Forward == dataplane.Tunnel && v.TunnelSource.IsValid() && v.TunnelSource.Addr().Is6() != a.Is6() {
 		return fmt.Sprintf("%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
 	}
 	return ""

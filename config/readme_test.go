@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // config/README.md's key tables are generated from the key table: each
@@ -19,13 +22,38 @@ func TestREADMEKeys(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	got := readmeBlock.ReplaceAllStringFunc(string(old), func(b string) string {
-		name := readmeBlock.FindStringSubmatch(b)[1]
-		seen[name] = true
-		return "<!-- keys " + name + " -->\n" + readmeTable(sectionOf(name)) + "<!-- end -->"
+		m := readmeBlock.FindStringSubmatch(b)
+		seen[m[1]+" "+m[2]] = true
+		if m[1] == "names" {
+			return "<!-- names " + m[2] + " -->\n" + namesTable(t, m[2]) + "<!-- end -->"
+		}
+		return "<!-- keys " + m[2] + " -->\n" + readmeTable(sectionOf(m[2])) + "<!-- end -->"
 	})
 	for _, s := range sections {
-		if s.name != "" && !seen[s.name] {
+		if s.name != "" && !seen["keys "+s.name] {
 			t.Errorf("README.md has no <!-- keys %s --> block", s.name)
+		}
+	}
+	for _, n := range []string{"scheduler", "forward"} {
+		if !seen["names "+n] {
+			t.Errorf("README.md has no <!-- names %s --> block", n)
+		}
+	}
+	// The check types are described one by one, below their keys: each
+	// names the ones it describes ("- `http`, `https` (HTTP_GET, ...").
+	described := map[string]bool{}
+	for _, l := range strings.Split(string(old), "\n") {
+		if head, ok := strings.CutPrefix(l, "- `"); ok {
+			head, _, _ = strings.Cut(head, " (")
+			head, _, _ = strings.Cut(head, ":")
+			for _, n := range strings.Split(head, ", ") {
+				described[strings.Trim(n, "`")] = true
+			}
+		}
+	}
+	for _, c := range checktype.Table {
+		if !described[string(c.Type)] {
+			t.Errorf("README.md describes no check type %q (a line starting \"- `%s`\")", c.Type, c.Type)
 		}
 	}
 	if *update {
@@ -39,7 +67,37 @@ func TestREADMEKeys(t *testing.T) {
 	}
 }
 
-var readmeBlock = regexp.MustCompile(`(?s)<!-- keys (\S+) -->\n.*?<!-- end -->`)
+var readmeBlock = regexp.MustCompile(`(?s)<!-- (keys|names) (\S+) -->\n.*?<!-- end -->`)
+
+// namesTable renders a table of names declared in dataplane.
+func namesTable(t *testing.T, name string) string {
+	var b strings.Builder
+	code := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return "`" + s + "`"
+	}
+	switch name {
+	case "scheduler":
+		b.WriteString("| scheduler | picks | XDP | IPVS |\n|---|---|---|---|\n")
+		for _, s := range dataplane.SchedulerTable {
+			xdp := "yes"
+			if s.BPF == "" {
+				xdp = "-"
+			}
+			fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", s.Name, s.Doc, xdp, code(s.IPVS))
+		}
+	case "forward":
+		b.WriteString("| forward | | ipvsadm | keepalived | status |\n|---|---|---|---|---|\n")
+		for _, f := range dataplane.ForwardTable {
+			fmt.Fprintf(&b, "| `%s` | %s | `%s` | `lb_kind %s` | %s |\n", f.Name, f.Doc, f.IPVSAdm, f.Keepalived, f.Status)
+		}
+	default:
+		t.Errorf("README.md: unknown <!-- names %s --> block", name)
+	}
+	return b.String()
+}
 
 // typeText describes the values k accepts, for the README.
 func (k *key) typeText() string {
@@ -114,3 +172,41 @@ func readmeTable(s *section) string {
 	}
 	return b.String()
 }
+
+// README.md's example lists the values of its enumerated keys in comments
+// ("scheduler = "mh"  # rr | wrr | ..."): they follow the key table.
+// go test ./config -run TestREADMEExample -update rewrites them.
+func TestREADMEExample(t *testing.T) {
+	old, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]*key{}
+	for _, name := range []string{"scheduler", "forward"} {
+		keys[name] = &sectionOf("virtual_server").keys[sectionOf("virtual_server").index[name]]
+	}
+	hc := sectionOf("virtual_server.health_check")
+	keys["type"] = &hc.keys[hc.index["type"]]
+	seen := map[string]bool{}
+	got := readmeExample.ReplaceAllStringFunc(string(old), func(l string) string {
+		m := readmeExample.FindStringSubmatch(l)
+		seen[m[2]] = true
+		return m[1] + strings.Join(keys[m[2]].enum, " | ")
+	})
+	for name := range keys {
+		if !seen[name] {
+			t.Errorf("README.md's example has no %s = ... # a | b comment", name)
+		}
+	}
+	if *update {
+		if err := os.WriteFile("../README.md", []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if got != string(old) {
+		t.Errorf("README.md's example lists other values than the key table: run\n\tgo test ./config -run TestREADMEExample -update\nthen review the diff:\n%s", lineDiff(string(old), got))
+	}
+}
+
+var readmeExample = regexp.MustCompile(`(?m)^(    (scheduler|forward|type) = "\w+" +# )\w+( \| \w+)+$`)

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // Configurations of thousands of virtual servers and tens of thousands of
@@ -11,16 +13,19 @@ import (
 // of address, port and weight only without the generic table machinery.
 // FuzzFastParse checks both against the plain decoder (slowOnly).
 
-// virtualServers decodes the virtual servers' tables into vs and meta.
-// Thousands of them are decoded on every CPU (Go's), each part by a
-// decoder of its own whose problems and commands join d's in the order of
-// the file: what one decoder would have found.
-func (d *decoder) virtualServers(vss []*table, root map[string]any, vs []VirtualServer, meta []serviceMeta) {
+// virtualServers decodes the virtual servers' tables, each into one
+// service or one per entry of its group. Thousands of them are decoded on
+// every CPU (Go's), each part by a decoder of its own whose problems and
+// commands join d's in the order of the file: what one decoder would have
+// found.
+func (d *decoder) virtualServers(vss []*table, root map[string]any, groups map[string]*VirtualServerGroup) ([]VirtualServer, []serviceMeta) {
 	decoded, _ := root["virtual_server"].([]map[string]any)
+	vs := make([][]VirtualServer, len(vss))
+	meta := make([][]serviceMeta, len(vss))
 	one := func(d *decoder, i int) {
 		t := vss[i]
 		t.d = d
-		vs[i], meta[i] = d.virtualServer(t)
+		vs[i], meta[i] = d.virtualServer(t, groups)
 		// Its decoded maps are garbage from here: a large configuration
 		// never holds both them all and all its VirtualServers.
 		t.m = nil
@@ -34,12 +39,12 @@ func (d *decoder) virtualServers(vss []*table, root map[string]any, vs []Virtual
 		for i := range vss {
 			one(d, i)
 		}
-		return
+		return flatten(vs), flatten(meta)
 	}
 	subs := make([]*decoder, parts)
 	var wg sync.WaitGroup
 	for p := range parts {
-		sub := &decoder{file: d.file, idx: d.idx, env: d.env}
+		sub := &decoder{file: d.file, idx: d.idx, env: d.env, mail: d.mail}
 		subs[p] = sub
 		lo, hi := p*len(vss)/parts, (p+1)*len(vss)/parts
 		wg.Go(func() {
@@ -60,7 +65,24 @@ func (d *decoder) virtualServers(vss []*table, root map[string]any, vs []Virtual
 		d.warns.dropped += sub.warns.dropped
 		d.commands = append(d.commands, sub.commands...)
 		d.dpIfaces = append(d.dpIfaces, sub.dpIfaces...)
+		if d.alertAt == nil {
+			d.alertAt = sub.alertAt
+		}
 	}
+	return flatten(vs), flatten(meta)
+}
+
+// flatten joins the virtual servers (or their metas) of each table.
+func flatten[T any](parts [][]T) []T {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]T, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
 }
 
 // fastRealer decodes the real servers of one virtual server that need no
@@ -78,6 +100,8 @@ type fastRealer struct {
 	// inherited are the service's check on each real server port, shared
 	// by the real servers without a check of their own.
 	inherited map[uint16]*HealthCheck
+	// ge notes for a group's expansion which real servers wrote a port.
+	ge *groupEntries
 }
 
 // inherit returns the shared check of a real server on port without a
@@ -105,7 +129,7 @@ var realKeys = sync.OnceValue(func() (k struct{ address, port, weight *key }) {
 func (f *fastRealer) real(tm map[string]any, j, line int) bool {
 	v := f.v
 	keys := realKeys()
-	rs := RealServer{Port: v.Port, Line: line, Weight: int(keys.weight.dv.(int64))}
+	rs := RealServer{Port: v.Port, Line: line, Weight: int(keys.weight.dv.(int64)), SMTPAlert: v.SMTPAlert}
 	rsPortOK := f.portOK
 	for k, val := range tm {
 		switch k {
@@ -153,7 +177,7 @@ func (f *fastRealer) real(tm map[string]any, j, line int) bool {
 	if v.Address.IsValid() && f.forwardOK && backendProblem("real server", *v, rs.Address) != "" {
 		return false
 	}
-	if f.portOK && f.forwardOK && v.Forward != NAT && rs.Port != v.Port {
+	if f.portOK && f.forwardOK && v.Forward != dataplane.NAT && rs.Port != v.Port {
 		return false
 	}
 	ap := rs.AddrPort()
@@ -161,6 +185,8 @@ func (f *fastRealer) real(tm map[string]any, j, line int) bool {
 		return false
 	}
 	f.seen[ap] = rs.Line
+	_, portSet := tm["port"]
+	f.ge.rsPortSet = append(f.ge.rsPortSet, portSet)
 	v.RealServers = append(v.RealServers, rs)
 	f.m.rss = append(f.m.rss, backendMeta{t: f.t, j: j, ap: ap})
 	return true

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"net/netip"
 	"strings"
+
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // meta locates the elements of a decoded Config for the checks that span
@@ -16,6 +18,7 @@ type meta struct {
 	scripts   []keyPath
 	groups    []groupMeta
 	instances []instanceMeta
+	vsGroups  []keyPath
 	services  []serviceMeta
 }
 
@@ -43,8 +46,25 @@ func (d *decoder) crossCheck(c *Config, m *meta) {
 		func(i int) string { return c.SyncGroups[i].Name }, func(i int) keyPath { return m.groups[i].p })
 	instances := names("vrrp_instance", len(c.VRRPInstances),
 		func(i int) string { return c.VRRPInstances[i].Name }, func(i int) keyPath { return m.instances[i].p })
+	names("virtual_server_group", len(c.VirtualServerGroups),
+		func(i int) string { return c.VirtualServerGroups[i].Name }, func(i int) keyPath { return m.vsGroups[i] })
+	// One name per [[virtual_server]] (its first entry stands for a group),
+	// then a group's entries against the other services.
 	names("virtual_server", len(c.VirtualServers),
-		func(i int) string { return c.VirtualServers[i].Name }, func(i int) keyPath { return m.services[i].p })
+		func(i int) string { return ternary(m.services[i].entry == 0, c.VirtualServers[i].Server, "") },
+		func(i int) keyPath { return m.services[i].p })
+	plain := map[string]int{}
+	for i, v := range c.VirtualServers {
+		if v.Group == "" {
+			plain[v.Name] = i
+		}
+	}
+	for i, v := range c.VirtualServers {
+		if j, dup := plain[v.Name]; dup && v.Group != "" {
+			d.errorf(m.services[i].p.key("name"), "%s: the group's entry %s is named %q, as virtual_server on line %d",
+				m.services[i].label, v.Address, v.Name, c.VirtualServers[j].Line)
+		}
+	}
 
 	d.checkInstances(c, m, scripts)
 
@@ -80,10 +100,15 @@ func (d *decoder) crossCheck(c *Config, m *meta) {
 		sm := m.services[i]
 		if v.Address.IsValid() && v.Port != 0 {
 			if j, dup := keys[v.Key()]; dup {
-				d.errorf(sm.p.key("address"), "%s: duplicate virtual server %s/%s (also virtual_server %q on line %d)",
+				d.errorf(sm.p.key(ternary(v.Group != "", "group", "address")), "%s: duplicate virtual server %s/%s (also virtual_server %q on line %d)",
 					sm.label, v.Protocol, netip.AddrPortFrom(v.Address, v.Port), c.VirtualServers[j].Name, c.VirtualServers[j].Line)
 			} else {
 				keys[v.Key()] = i
+			}
+		}
+		if spec, ok := v.Scheduler.Spec(); ok {
+			if dp := lacking(spec, c.Dataplane.Mode); dp != "" {
+				d.errorf(sm.p.key("scheduler"), "%s: scheduler %q is not supported by the %s dataplane (mode = %q)", sm.label, v.Scheduler, dp, c.Dataplane.Mode)
 			}
 		}
 		if v.VRRPInstance == "" {
@@ -91,7 +116,9 @@ func (d *decoder) crossCheck(c *Config, m *meta) {
 		}
 		j, ok := instances[v.VRRPInstance]
 		if !ok {
-			d.errorf(sm.p.key("vrrp_instance"), "%s: unknown vrrp_instance %q", sm.label, v.VRRPInstance)
+			if sm.entry == 0 {
+				d.errorf(sm.p.key("vrrp_instance"), "%s: unknown vrrp_instance %q", sm.label, v.VRRPInstance)
+			}
 			continue
 		}
 		inst := c.VRRPInstances[j]
@@ -114,6 +141,18 @@ func (d *decoder) crossCheck(c *Config, m *meta) {
 	if env, ok := d.env.(ScriptEnv); ok {
 		d.checkScripts(c, m, env)
 	}
+}
+
+// lacking names the dataplane mode may use ("auto": XDP, or IPVS after
+// it) that has no scheduler s; "" if every one has it.
+func lacking(s dataplane.SchedulerSpec, mode Mode) string {
+	switch {
+	case mode != ModeIPVS && s.BPF == "":
+		return "XDP"
+	case mode != ModeXDP && s.IPVS == "":
+		return "IPVS"
+	}
+	return ""
 }
 
 func (d *decoder) checkInstances(c *Config, m *meta, scripts map[string]int) {
@@ -278,8 +317,8 @@ func (d *decoder) checkEnv(c *Config, m *meta) {
 		return strings.Join(parts, "; ")
 	}
 	for i, v := range c.VirtualServers {
-		if v.Forward != DirectRouting {
-			continue
+		if v.Forward != dataplane.DirectRouting || m.services[i].entry > 0 {
+			continue // a group's entries share the real servers of the first
 		}
 		sm := m.services[i]
 		for j, rs := range v.RealServers {

@@ -1,10 +1,12 @@
 package control
 
 import (
+	"cmp"
 	"net/netip"
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/vrrp"
 )
@@ -12,12 +14,15 @@ import (
 // ModelFromConfig converts the virtual servers of a configuration.
 func ModelFromConfig(c *config.Config) Model {
 	var m Model
+	first := map[string][]RealSpec{} // a group's first entry's real servers
 	for _, vs := range c.VirtualServers {
 		s := ServiceSpec{
 			Name:        vs.Name,
-			Key:         dataplane.ServiceKey{Addr: vs.Address, Port: vs.Port, Proto: proto(vs.Protocol)},
-			Scheduler:   dataplane.Scheduler(vs.Scheduler),
-			Forward:     dataplane.ForwardMode(vs.Forward),
+			Group:       vs.Group,
+			SMTPAlert:   vs.SMTPAlert,
+			Key:         dataplane.ServiceKey{Addr: vs.Address, Port: vs.Port, Proto: vs.Protocol},
+			Scheduler:   vs.Scheduler,
+			Forward:     vs.Forward,
 			Persistence: vs.PersistenceTimeout,
 			Instance:    vs.VRRPInstance,
 			Quorum:      uint32(max(vs.Quorum, 0)),
@@ -26,37 +31,45 @@ func ModelFromConfig(c *config.Config) Model {
 			QuorumDown:  string(vs.QuorumDown),
 			Line:        vs.Line,
 		}
-		if vs.Forward == config.Tunnel {
-			s.Tunnel = dataplane.TunnelOptions{Encap: dataplane.EncapIPIP, Source: vs.TunnelSource}
-			if vs.TunnelType == config.TunnelGUE {
-				s.Tunnel.Encap, s.Tunnel.GUEPort = dataplane.EncapGUE, vs.TunnelPort
-			}
+		if vs.Forward == dataplane.Tunnel {
+			s.Tunnel = dataplane.TunnelOptions{Encap: vs.TunnelType, GUEPort: vs.TunnelPort, Source: vs.TunnelSource}
 		}
 		if vs.SorryServer.IsValid() {
 			s.Sorry = &RealSpec{Addr: vs.SorryServer.Addr(), Port: vs.SorryServer.Port(), Weight: 1, Check: noCheck}
-			s.Sorry.key = CheckKey(s.Name, *s.Sorry)
 		}
 		s.Reals = make([]RealSpec, 0, len(vs.RealServers))
 		// The real servers whose check is their neighbour's share its Spec.
 		var shared *health.Spec
 		for _, rs := range vs.RealServers {
-			spec := checkSpec(vs.Name, rs)
+			spec := checkSpec(cmp.Or(vs.Server, vs.Name), rs)
 			port := spec.Target.Port()
 			spec.Target = netip.AddrPort{}
 			if shared == nil || !shared.Equal(spec) {
 				shared = &spec
 			}
-			r := RealSpec{
+			s.Reals = append(s.Reals, RealSpec{
 				Addr:      rs.Address,
 				Port:      rs.Port,
 				Weight:    uint32(max(rs.Weight, 0)),
 				Check:     shared,
 				CheckPort: port,
+				SMTPAlert: rs.SMTPAlert,
+			})
+		}
+		if vs.Group != "" {
+			s.Server = vs.Server
+			if f, ok := first[vs.Server]; ok {
+				for i := range s.Reals {
+					s.Reals[i].ID = f[i].Key()
+				}
+			} else {
+				first[vs.Server] = s.Reals
 			}
-			if r.checkType() != health.TypeNone {
-				r.key = CheckKey(vs.Name, r) // the checks' map keys share it
+		}
+		for i := range s.Reals {
+			if r := &s.Reals[i]; r.checkType() != checktype.None {
+				r.key = s.checkKey(*r) // the checks' map keys share it
 			}
-			s.Reals = append(s.Reals, r)
 		}
 		m.Services = append(m.Services, s)
 	}
@@ -64,14 +77,7 @@ func ModelFromConfig(c *config.Config) Model {
 }
 
 // noCheck is the check of sorry servers.
-var noCheck = &health.Spec{Type: health.TypeNone}
-
-func proto(p config.Protocol) dataplane.Proto {
-	if p == config.UDP {
-		return dataplane.UDP
-	}
-	return dataplane.TCP
-}
+var noCheck = &health.Spec{Type: checktype.None}
 
 func checkSpec(service string, rs config.RealServer) health.Spec {
 	hc := *rs.HealthCheck
@@ -80,7 +86,7 @@ func checkSpec(service string, rs config.RealServer) health.Spec {
 		port = rs.Port
 	}
 	s := health.Spec{
-		Type:         health.Type(hc.Type),
+		Type:         hc.Type,
 		Target:       netip.AddrPortFrom(rs.Address, port),
 		Interval:     hc.Interval,
 		Timeout:      hc.Timeout,
@@ -119,7 +125,7 @@ func checkSpec(service string, rs config.RealServer) health.Spec {
 			s.Warmup = -1 // at once
 		}
 	}
-	if hc.Type == config.CheckScript {
+	if hc.Type == checktype.Script {
 		s.Service = service // XLB_VS_NAME
 	}
 	return s
@@ -130,7 +136,7 @@ func CheckSpecs(m Model) map[string]health.Spec {
 	out := map[string]health.Spec{}
 	for _, s := range m.Services {
 		for _, rs := range s.Reals {
-			out[CheckKey(s.Name, rs)] = rs.CheckSpec()
+			out[s.checkKey(rs)] = rs.CheckSpec() // a group's entries: the first entry's
 		}
 	}
 	return out
@@ -138,14 +144,26 @@ func CheckSpecs(m Model) map[string]health.Spec {
 
 // checks returns the health checks of a model that run, in its order:
 // those of type none are not checks (their real servers are always up).
+// The entries of a group share their first entry's.
 func checks(m Model) []health.Check {
 	var out []health.Check
+	var seen map[string]bool
 	for _, s := range m.Services {
 		for _, rs := range s.Reals {
-			if rs.checkType() == health.TypeNone {
+			if rs.checkType() == checktype.None {
 				continue
 			}
-			out = append(out, health.Check{Key: CheckKey(s.Name, rs), Spec: rs.Check, Target: rs.CheckSpec().Target})
+			key := s.checkKey(rs)
+			if s.Group != "" {
+				if seen[key] {
+					continue
+				}
+				if seen == nil {
+					seen = map[string]bool{}
+				}
+				seen[key] = true
+			}
+			out = append(out, health.Check{Key: key, Spec: rs.Check, Target: rs.CheckSpec().Target})
 		}
 	}
 	return out
@@ -170,14 +188,14 @@ func VRRPFromConfig(c *config.Config) vrrp.Config {
 		ic := vrrp.InstanceConfig{
 			Name:           in.Name,
 			Interface:      in.Interface,
-			InitialState:   vrrp.Backup,
+			InitialState:   in.State,
 			VRID:           in.VirtualRouterID,
 			Priority:       in.Priority,
 			AdvertInterval: in.AdvertInt,
 			Version:        in.Version,
 			NoPreempt:      !in.Preempt,
 			PreemptDelay:   in.PreemptDelay,
-			AuthType:       vrrp.AuthType(in.AuthType),
+			AuthType:       in.AuthType,
 			AuthPass:       in.AuthPass,
 			UnicastSrc:     in.UnicastSrcIP,
 			UnicastPeers:   in.UnicastPeers,
@@ -193,9 +211,6 @@ func VRRPFromConfig(c *config.Config) vrrp.Config {
 			UseVMAC:                  in.UseVMAC,
 			SplitBrainProbeInterval:  in.SplitBrainCheckInterval,
 			LearnedIntervalMaxFactor: in.LearnedAdvertIntMaxFactor,
-		}
-		if in.State == config.StateMaster {
-			ic.InitialState = vrrp.Master
 		}
 		// The file's 0 means off where vrrp's 0 means its default.
 		if in.SplitBrainCheckInterval == 0 {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // Every key of keepalived's checkers reaches the health.Spec, and each
@@ -58,7 +59,7 @@ require_reply = "0x"
 		web.URLs[0].Digest != "ff20ad2481f97b1754ef3e12ecd3a9cc" || web.Target != netip.MustParseAddrPort("10.0.0.7:80") {
 		t.Errorf("http: %+v", web)
 	}
-	if f := reals[1].CheckSpec(); f.Type != health.TypeFile || f.File != "/run/w" || f.FileWeight != -2 || !f.FileReverse || f.Warmup != 3*time.Second {
+	if f := reals[1].CheckSpec(); f.Type != checktype.File || f.File != "/run/w" || f.FileWeight != -2 || !f.FileReverse || f.Warmup != 3*time.Second {
 		t.Errorf("file: %+v", f)
 	}
 	if u := reals[2].CheckSpec(); u.Payload != "01 02" || !u.RequireReply || u.Reply != "0x" {

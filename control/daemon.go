@@ -68,7 +68,10 @@ type Daemon struct {
 	// scripts runs every external command: notify and track scripts
 	// (VRRP), script checks, quorum commands.
 	scripts *command.Runner
-	bgp     bgpState // [bgp] and `xlb drain` (daemon_bgp.go)
+	bgp     bgpState  // [bgp] and `xlb drain` (daemon_bgp.go)
+	mail    mailState // mail alerts (daemon_mail.go)
+	// overrides are the operators' weights (xlb set-weight, weights.go).
+	overrides *overrides
 
 	stopping  atomic.Bool
 	forceStop chan struct{}
@@ -148,6 +151,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g := newGroup(d.log)
 	defer g.stop()
 	defer d.stopVRRP()
+	defer d.stopMail()
 	srv, err := d.start(cfg, g)
 	if err != nil {
 		dp.Close()
@@ -164,12 +168,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	<-ctx.Done()
 	d.log.Info("shutting down")
 	d.stopBGP(d.Config())
+	d.mailStopping()
 	d.resign()
 	g.stop() // reconciler, checks, socket: nothing re-applies from here
 	// Wait for the background commands (Go: quorum_up, quorum_down) still
 	// running: each ends within its timeout (its process group is killed
 	// then), none is left behind unsupervised.
 	_ = d.scripts.Wait(context.Background())
+	d.stopMail()
 	if srv != nil {
 		_ = srv.Close()
 	}
@@ -218,13 +224,15 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 		neigh = nn
 	}
 	d.metrics = NewMetrics(func() *Status { return d.Status(false) }, d.vrrpStatus)
+	d.startMail(cfg, d.model)
 	d.checks = health.NewManager(health.Options{Logger: d.log, Scripts: d.scripts, Observe: func(_ string, typ health.Type, dur time.Duration, err error) {
 		d.metrics.ObserveCheck(string(typ), dur, err)
 	}})
 	rec = NewReconciler(d.dp, ReconcilerOptions{Logger: d.log, Neighbors: neigh, Health: d.checks.States, Weights: d.checks.Weights,
-		RunScript: func(cmd string) { d.scripts.Go(cmd) }, OnReconciled: d.bgpPoke})
+		RunScript: func(cmd string) { d.scripts.Go(cmd) }, OnReconciled: d.bgpPoke, OnQuorum: d.mailQuorum})
 	rec.SetModel(d.model)
 	d.rec = rec
+	d.startOverrides(cfg)
 	if nn != nil {
 		g.Go("neighbour resolution", nn.Run)
 	}
@@ -234,8 +242,9 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 	}
 	g.Go("health checks", d.checks.Run)
 	g.Go("health check results", func(context.Context) error {
-		for range d.checks.Results() { // closed when the checks stop
+		for t := range d.checks.Results() { // closed when the checks stop
 			rec.Poke()
+			d.mailCheck(t)
 		}
 		return nil
 	})
@@ -427,6 +436,7 @@ func (d *Daemon) roleEvent(ev vrrp.Event) {
 		d.log.Info("VRRP role while stopping", "instance", ev.Instance, "to", ev.To, "reason", ev.Reason)
 		return
 	}
+	d.mailRole(ev)
 	if d.holdRole(ev) {
 		return
 	}

@@ -5,7 +5,7 @@ import (
 	"slices"
 
 	"github.com/xlb-dev/xlb/config"
-	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -83,9 +83,13 @@ func (d *Daemon) Status(rates bool) *Status {
 		for i, r := range reals {
 			bk := r.Key()
 			bs := ss.Backends[bk]
-			key := CheckKey(s.Name, r)
+			key := s.checkKey(r)
+			addr := bk.String()
+			if s.Server == "" && len(key) > len(s.Name) {
+				addr = key[len(s.Name)+1:] // the key's own: 65,536 strings fewer
+			}
 			ri := RealInfo{
-				Address:       key[len(s.Name)+1:],
+				Address:       addr,
 				Weight:        r.Weight,
 				Health:        checks[key].String(),
 				ActiveConns:   bs.ActiveConns,
@@ -106,8 +110,12 @@ func (d *Daemon) Status(rates bool) *Status {
 			}
 			if ri.Sorry {
 				ri.Health = "none"
-			} else if r.checkType() == health.TypeNone {
+			} else if r.checkType() == checktype.None {
 				ri.Health = "up"
+			}
+			if ov, ok := d.overrides.get(OverrideKey{s.server(), r.id()}); ok && !ri.Sorry {
+				w := ov.Weight
+				ri.Override = &w
 			}
 			if err := checkErrs[key]; err != nil {
 				ri.HealthError = err.Error()
@@ -131,5 +139,9 @@ func (d *Daemon) Status(rates bool) *Status {
 		st.VRRP = append(st.VRRP, ii)
 	}
 	st.BGP = d.bgpStatus()
+	if d.mail.sender != nil && d.mail.sender.Enabled() {
+		ms := d.mail.sender.Stats()
+		st.Mail = &ms
+	}
 	return st
 }

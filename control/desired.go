@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -19,6 +20,9 @@ type Inputs struct {
 	// Weights are the weights checks set (misc_dynamic, file) by CheckKey;
 	// a missing one leaves the configured weight.
 	Weights map[string]health.Weight
+	// Overrides are the weights operators set (xlb set-weight): they
+	// replace the configured weight, and a check's (weights.go).
+	Overrides map[OverrideKey]uint32
 	// Roles are the VRRP instances' roles as last reported.
 	Roles map[string]Role
 	// Last are the service states of the previous round: a service's
@@ -71,7 +75,7 @@ func (in Inputs) service(s ServiceSpec) (dataplane.Service, ServiceState) {
 	for _, rs := range s.Reals {
 		b := in.backend(s, rs)
 		if in.healthy(s, rs) {
-			b.Weight = in.Weights[CheckKey(s.Name, rs)].Apply(rs.Weight)
+			b.Weight = in.weight(s, rs)
 			healthy += uint64(b.Weight)
 		} else {
 			b.Weight = 0 // no new flows; established ones drain
@@ -101,10 +105,10 @@ func (in Inputs) service(s ServiceSpec) (dataplane.Service, ServiceState) {
 // a reload does not install such a real server at weight 0 first and
 // raise it a moment later.
 func (in Inputs) healthy(s ServiceSpec, rs RealSpec) bool {
-	if rs.checkType() == health.TypeNone {
+	if rs.checkType() == checktype.None {
 		return true
 	}
-	switch in.Health[CheckKey(s.Name, rs)] {
+	switch in.Health[s.checkKey(rs)] {
 	case health.StateUp:
 		return true
 	case health.StateDown:

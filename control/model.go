@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -21,7 +22,14 @@ type Model struct {
 
 // ServiceSpec is a virtual service as configured.
 type ServiceSpec struct {
-	Name        string
+	// Name is unique; for an entry of a virtual_server_group it is
+	// "SERVER/ADDR:PORT".
+	Name string
+	// Server is the [[virtual_server]]'s name when it differs from Name
+	// (an entry of Group): the entries of a group share its real servers'
+	// checks, weight overrides and quorum reports.
+	Server      string
+	Group       string
 	Key         dataplane.ServiceKey
 	Scheduler   dataplane.Scheduler
 	Forward     dataplane.ForwardMode
@@ -41,8 +49,28 @@ type ServiceSpec struct {
 	// Sorry, if set, takes all new flows while the service is down.
 	Sorry *RealSpec
 	Reals []RealSpec
+	// SMTPAlert: mail when the quorum is gained or lost.
+	SMTPAlert bool
 	// Line is where the service is configured, for messages.
 	Line int
+}
+
+// server is the [[virtual_server]]'s name: Name, or Server for an entry
+// of a group.
+func (s ServiceSpec) server() string {
+	if s.Server != "" {
+		return s.Server
+	}
+	return s.Name
+}
+
+// checkKey is the key of rs's health check: the entries of a group share
+// the first entry's.
+func (s ServiceSpec) checkKey(rs RealSpec) string {
+	if rs.key != "" {
+		return rs.key
+	}
+	return s.server() + "/" + rs.id().String()
 }
 
 // reals are the real servers a service may send new flows to: its own,
@@ -85,18 +113,32 @@ type RealSpec struct {
 	// CheckPort says which port of Addr it checks.
 	Check     *health.Spec
 	CheckPort uint16
-	// key is CheckKey, made once (ModelFromConfig) for a real server with
-	// a check.
+	// ID is the real server as configured, when it differs from Key: in
+	// the entries of a group, its address and port in the first entry,
+	// whose check and weight override every entry shares.
+	ID dataplane.BackendKey
+	// SMTPAlert: mail when its check takes it down or puts it back up.
+	SMTPAlert bool
+	// key is its service's checkKey, made once (ModelFromConfig) for a
+	// real server with a check.
 	key string
 }
 
 // Key identifies the real server within its service.
 func (r RealSpec) Key() dataplane.BackendKey { return dataplane.BackendKey{Addr: r.Addr, Port: r.Port} }
 
+// id identifies the real server within its [[virtual_server]].
+func (r RealSpec) id() dataplane.BackendKey {
+	if r.ID.Addr.IsValid() {
+		return r.ID
+	}
+	return r.Key()
+}
+
 // CheckSpec returns the real server's health check, its Target set.
 func (r RealSpec) CheckSpec() health.Spec {
 	if r.Check == nil {
-		return health.Spec{Type: health.TypeNone}
+		return health.Spec{Type: checktype.None}
 	}
 	s := *r.Check
 	if !s.Target.IsValid() {
@@ -112,7 +154,7 @@ func (r RealSpec) CheckSpec() health.Spec {
 // checkType is the type of the real server's check.
 func (r RealSpec) checkType() health.Type {
 	if r.Check == nil {
-		return health.TypeNone
+		return checktype.None
 	}
 	return r.Check.Type
 }

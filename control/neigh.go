@@ -34,7 +34,11 @@ type NetNeighbors struct {
 	// routed: tunnelled real servers whose next hop (gateway or the server
 	// itself) is kept resolved, mapped to that next hop once it resolved.
 	routed map[netip.Addr]netip.Addr
-	wake   chan struct{}
+	// reprobe are the addresses Reprobe asked for, to probe in Run;
+	// probed when each was probed last (Reprobe's rate limit).
+	reprobe map[netip.Addr]bool
+	probed  map[netip.Addr]time.Time
+	wake    chan struct{}
 
 	lost atomic.Uint64 // subscriptions ended with updates lost
 	// rcvBuf is the subscription socket's receive buffer; 0: neighRcvBuf;
@@ -65,11 +69,13 @@ func NewNetNeighbors(log *slog.Logger, ns netns.NsHandle, onChange func()) (*Net
 	}
 	return &NetNeighbors{
 		log: log, onChange: onChange, ns: ns, h: h,
-		known:  map[netip.Addr]neighbor{},
-		wanted: map[netip.Addr]bool{},
-		warned: map[netip.Addr]bool{},
-		routed: map[netip.Addr]netip.Addr{},
-		wake:   make(chan struct{}, 1),
+		known:   map[netip.Addr]neighbor{},
+		wanted:  map[netip.Addr]bool{},
+		warned:  map[netip.Addr]bool{},
+		routed:  map[netip.Addr]netip.Addr{},
+		reprobe: map[netip.Addr]bool{},
+		probed:  map[netip.Addr]time.Time{},
+		wake:    make(chan struct{}, 1),
 	}, nil
 }
 
@@ -100,6 +106,56 @@ func (n *NetNeighbors) KeepRoute(addr netip.Addr) {
 		case n.wake <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// reprobeEvery is how often Reprobe probes one address at most: a real
+// server whose check stays down is probed again now and then, not at every
+// reconciliation.
+const reprobeEvery = 10 * time.Second
+
+// Reprobe implements Neighbors: a known entry is set to PROBE (the MAC it
+// has kept): the kernel sends its unicast probes at once (ucast_probes, 3 x
+// retrans_time, 1 s by default), and, unanswered, marks the entry FAILED,
+// which Run then resolves anew by broadcast. So a real server that changed
+// its MAC without announcing it is found again seconds after its check
+// fails, not when its entry goes stale; one that answers stays REACHABLE.
+func (n *NetNeighbors) Reprobe(addr netip.Addr) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.known[addr]; !ok || time.Since(n.probed[addr]) < reprobeEvery {
+		return
+	}
+	n.probed[addr] = time.Now()
+	n.reprobe[addr] = true
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// probeAll sets the entries Reprobe asked for to PROBE.
+func (n *NetNeighbors) probeAll() {
+	n.mu.Lock()
+	todo := make(map[netip.Addr]neighbor, len(n.reprobe))
+	for a := range n.reprobe {
+		if e, ok := n.known[a]; ok {
+			todo[a] = e
+		}
+	}
+	clear(n.reprobe)
+	n.mu.Unlock()
+	for a, e := range todo {
+		family := netlink.FAMILY_V4
+		if a.Is6() {
+			family = netlink.FAMILY_V6
+		}
+		err := n.h.NeighSet(&netlink.Neigh{LinkIndex: e.ifindex, Family: family, IP: a.AsSlice(), HardwareAddr: e.mac, State: netlink.NUD_PROBE})
+		if err != nil {
+			n.log.Debug("probe neighbour", "addr", a, "error", err)
+			continue
+		}
+		n.log.Info("real server's check failed: probing its neighbour entry again (a MAC changed unannounced is found)", "addr", a, "mac", e.mac.String())
 	}
 }
 
@@ -173,6 +229,7 @@ func (n *NetNeighbors) Run(ctx context.Context) error {
 			}
 		case <-n.wake:
 			n.resolveAll(false, false)
+			n.probeAll()
 		case <-retry.C:
 			refresh := time.Since(lastRefresh) > 30*time.Second
 			if refresh {

@@ -22,6 +22,11 @@ type Neighbors interface {
 	// KeepRoute keeps the next hop towards a tunnelled real server
 	// resolved in the kernel's neighbour table, where the dataplane finds it.
 	KeepRoute(addr netip.Addr)
+	// Reprobe has the kernel check a known entry again: a direct-routing
+	// real server whose check fails may have changed its MAC without
+	// announcing it, which the kernel finds out by itself only when the
+	// entry goes stale (tens of seconds).
+	Reprobe(addr netip.Addr)
 }
 
 // Role is what the reconciler needs of a VRRP instance's state.
@@ -63,8 +68,10 @@ type Reconciler struct {
 	weights func() map[string]health.Weight // the weights checks set
 	run     func(cmd string)                // runs quorum scripts asynchronously
 	now     func() time.Time
-	// reconciled is called after each reconciliation (ReconcilerOptions).
+	// reconciled is called after each reconciliation, quorum when a
+	// quorum changes (ReconcilerOptions).
 	reconciled func()
+	quorum     func(ServiceSpec, ServiceState)
 
 	mu    sync.Mutex
 	model Model
@@ -80,6 +87,8 @@ type Reconciler struct {
 	// MAC-less backend while the neighbours are read.
 	adopted    map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend
 	adoptUntil time.Time
+	// overrides are the operators' weights (SetOverrides).
+	overrides map[OverrideKey]uint32
 	// states are the service states of the last round (quorum hysteresis).
 	states  map[dataplane.ServiceKey]ServiceState
 	applied []dataplane.Service
@@ -130,6 +139,10 @@ type ReconcilerOptions struct {
 	// reconciliation, applied or found unchanged: the BGP announcements
 	// follow States and Applied from it.
 	OnReconciled func()
+	// OnQuorum, when set, is called (without the lock) when a service
+	// gains or loses its quorum, once per [[virtual_server]] (the mail
+	// alerts).
+	OnQuorum func(s ServiceSpec, st ServiceState)
 }
 
 // AdoptedMACGrace is how long a restarted daemon keeps the MACs of
@@ -147,6 +160,7 @@ func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 		weights:    opts.Weights,
 		run:        opts.RunScript,
 		reconciled: opts.OnReconciled,
+		quorum:     opts.OnQuorum,
 		roles:      map[string]Role{},
 		states:     map[dataplane.ServiceKey]ServiceState{},
 		pending:    map[string]Role{},
@@ -280,11 +294,12 @@ func (r *Reconciler) SetRole(instance string, role Role) {
 
 // inputs gathers what Desired computes from. It asks the resolver for the
 // next hop of every direct-routing real server (it starts resolving those
-// it does not know) and to keep tunnelled real servers' next hops resolved.
+// it does not know, and has it probe again those whose check is down) and
+// to keep tunnelled real servers' next hops resolved.
 // Called with r.mu held; checks are the checks' states.
 func (r *Reconciler) inputs(checks map[string]health.State) Inputs {
 	in := Inputs{Model: r.model, Health: checks, Roles: r.roles, Last: r.states,
-		Installed: r.installed, Adopted: r.adopted, Now: r.now()}
+		Installed: r.installed, Adopted: r.adopted, Now: r.now(), Overrides: r.overrides}
 	in.AdoptMACs = in.Now.Before(r.adoptUntil)
 	if r.neigh == nil {
 		return in
@@ -296,6 +311,9 @@ func (r *Reconciler) inputs(checks map[string]health.State) Inputs {
 			case dataplane.DirectRouting:
 				if mac, ifindex, ok := r.neigh.Lookup(rs.Addr); ok {
 					in.NextHops[rs.Addr] = NextHop{MAC: mac, Ifindex: ifindex}
+					if checks[CheckKey(s.Name, rs)] == health.StateDown {
+						r.neigh.Reprobe(rs.Addr)
+					}
 				}
 			case dataplane.Tunnel:
 				r.neigh.KeepRoute(rs.Addr)
@@ -320,7 +338,7 @@ func (r *Reconciler) endAdoption(checks map[string]health.State) {
 		}
 		for _, rs := range s.Reals {
 			b, ok := r.adopted[s.Key][rs.Key()]
-			if ok && b.Weight > 0 && checks[CheckKey(s.Name, rs)] != health.StateUnknown {
+			if ok && b.Weight > 0 && checks[s.checkKey(rs)] != health.StateUnknown {
 				b.Weight = 0
 				r.adopted[s.Key][rs.Key()] = b
 			}
@@ -331,11 +349,24 @@ func (r *Reconciler) endAdoption(checks map[string]health.State) {
 // reportQuorum logs the services whose quorum changed between two rounds
 // and runs their quorum_up or quorum_down command.
 func (r *Reconciler) reportQuorum(model Model, last, now map[dataplane.ServiceKey]ServiceState) {
+	var reported map[string]bool // the groups' virtual servers
 	for _, s := range model.Services {
 		was, known := last[s.Key]
 		st := now[s.Key]
 		if !known || was.Up == st.Up {
 			continue
+		}
+		if s.Server != "" { // the entries of a group share one quorum: once
+			if reported[s.Server] {
+				continue
+			}
+			if reported == nil {
+				reported = map[string]bool{}
+			}
+			reported[s.Server] = true
+		}
+		if r.quorum != nil {
+			r.quorum(s, st)
 		}
 		if st.Up {
 			r.log.Info("service up: quorum reached", "service", s.Name, "healthy_weight", st.Healthy, "quorum", s.Quorum)

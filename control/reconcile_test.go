@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/dataplane/dataplanetest"
 )
@@ -39,10 +40,17 @@ func golden(t *testing.T, name, got string) {
 
 // fakeNeighbors knows the MACs it is given.
 type fakeNeighbors struct {
-	mu     sync.Mutex
-	known  map[netip.Addr]net.HardwareAddr
-	asked  []netip.Addr
-	routed []netip.Addr
+	mu       sync.Mutex
+	known    map[netip.Addr]net.HardwareAddr
+	asked    []netip.Addr
+	routed   []netip.Addr
+	reprobed []netip.Addr
+}
+
+func (f *fakeNeighbors) Reprobe(a netip.Addr) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reprobed = append(f.reprobed, a)
 }
 
 func (f *fakeNeighbors) KeepRoute(a netip.Addr) {
@@ -92,7 +100,7 @@ func reconcile(t *testing.T, r *Reconciler) []dataplane.Service {
 
 func real(addr string, port uint16, w uint32) RealSpec {
 	return RealSpec{Addr: netip.MustParseAddr(addr), Port: port, Weight: w,
-		Check: &health.Spec{Type: health.TypeTCP, Target: netip.AddrPortFrom(netip.MustParseAddr(addr), port), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1}}
+		Check: &health.Spec{Type: checktype.TCP, Target: netip.AddrPortFrom(netip.MustParseAddr(addr), port), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1}}
 }
 
 func testModel() Model {
@@ -396,5 +404,28 @@ func TestRestartAdoptsInstalledBackends(t *testing.T) {
 	}
 	if b := web()["10.0.0.8"]; b.Weight != 0 {
 		t.Errorf("10.0.0.8 re-added by a reload: weight %d before any check, want 0", b.Weight)
+	}
+}
+
+// A direct-routing real server whose check is down has its neighbour entry
+// probed again (its MAC may have changed unannounced); one that is up, or
+// whose MAC is unknown, does not.
+func TestReprobeDownRealServers(t *testing.T) {
+	a, b, c := netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("10.0.0.8"), netip.MustParseAddr("10.0.0.9")
+	nb := &fakeNeighbors{known: map[netip.Addr]net.HardwareAddr{a: {2, 0, 0, 0, 0, 7}, b: {2, 0, 0, 0, 0, 8}}}
+	hs := &fakeHealth{}
+	r := NewReconciler(dataplanetest.NewFake(), ReconcilerOptions{Neighbors: nb, Health: hs.states})
+	s := ServiceSpec{Name: "web", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.3"), Port: 80, Proto: dataplane.TCP},
+		Scheduler: dataplane.RoundRobin, Forward: dataplane.DirectRouting,
+		Reals: []RealSpec{real("10.0.0.7", 80, 1), real("10.0.0.8", 80, 1), real("10.0.0.9", 80, 1)}}
+	r.SetModel(Model{Services: []ServiceSpec{s}})
+	hs.set(CheckKey("web", s.Reals[0]), health.StateDown)
+	hs.set(CheckKey("web", s.Reals[1]), health.StateUp)
+	hs.set(CheckKey("web", s.Reals[2]), health.StateDown) // MAC unknown: resolved anyway
+	reconcile(t, r)
+	nb.mu.Lock()
+	defer nb.mu.Unlock()
+	if !slices.Equal(nb.reprobed, []netip.Addr{a}) {
+		t.Errorf("reprobed %v, want [%v] (not %v: up; not %v: unknown)", nb.reprobed, a, b, c)
 	}
 }

@@ -79,7 +79,9 @@ func (d *Daemon) Reload() error {
 	// server's check missing (undecided, as a new check starts) and kept
 	// ones unchanged; the other way round, it would find the old model's
 	// dropped real servers without a check (undecided: weight 0 or adopted).
+	d.applyOverrides(model) // before the model: a round between never applies a stale one
 	gen := d.rec.SetModel(model)
+	d.configureMail(cfg, model)
 	d.setChecks(model)
 	d.applyBGP(old, cfg, bgpNew)
 	// `xlb reload` returns once the dataplane has the new configuration.

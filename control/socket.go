@@ -52,7 +52,9 @@ const (
 
 // Request is a control-socket request: one JSON object per connection.
 type Request struct {
-	Command string `json:"command"` // "status", "reload", "drain" or "undrain"
+	// Command is "status", "reload", "drain", "undrain", "set-weight" or
+	// "reset-weight".
+	Command string `json:"command"`
 	Rates   bool   `json:"rates,omitempty"`
 	// Output, for a status, asks for what `xlb status` prints instead of
 	// a Response with the Status: "text", "stats", "rate" (FormatStatus)
@@ -61,6 +63,13 @@ type Request struct {
 	// real servers is tens of MB of JSON, which neither side then holds
 	// whole, nor decodes and encodes again.
 	Output string `json:"output,omitempty"`
+	// Service, Real and Weight are set-weight's and reset-weight's: a
+	// [[virtual_server]] name, a real server ADDR or ADDR:PORT, a weight.
+	Service string `json:"service,omitempty"`
+	Real    string `json:"real_server,omitempty"`
+	Weight  int    `json:"weight,omitempty"`
+
+	peer string // who sent it (peerOf), for the log
 }
 
 // Response answers a Request.
@@ -261,6 +270,7 @@ func (s *SocketServer) serveConn(c net.Conn) {
 		}
 		return
 	default:
+		req.peer = peerOf(c)
 		resp = s.handle(req)
 	}
 	s.requests.Add(1)
@@ -297,6 +307,11 @@ func (s *SocketServer) handle(req Request) Response {
 		}
 	case "drain", "undrain":
 		resp = drainCommand(s.h, req.Command)
+	case "set-weight", "reset-weight":
+		resp = weightCommand(s.h, req)
+		if resp.Error != "" {
+			s.log.Warn("control socket: "+req.Command+" refused", "error", resp.Error, "by", req.peer)
+		}
 	default:
 		s.badReqs.Add(1)
 		resp.Error = fmt.Sprintf("unknown command %q", req.Command)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/bgp"
+	"github.com/xlb-dev/xlb/control/mail"
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // Status is what `xlb status` shows, as served on the control socket.
@@ -31,6 +33,8 @@ type Status struct {
 	RateInterval time.Duration `json:"rate_interval,omitempty"`
 	// BGP is the announcements ([bgp]), nil without.
 	BGP *bgp.Status `json:"bgp,omitempty"`
+	// Mail counts the mail alerts, nil without mail.
+	Mail *mail.Stats `json:"mail,omitempty"`
 }
 
 // DataplaneInfo says which dataplane runs.
@@ -92,6 +96,8 @@ type ServiceInfo struct {
 type RealInfo struct {
 	Address string `json:"address"` // addr:port
 	Weight  uint32 `json:"weight"`  // configured
+	// Override is the weight an operator set (xlb set-weight), if any.
+	Override *uint32 `json:"weight_override,omitempty"`
 	// Effective is the weight installed now (0 while unhealthy).
 	Effective uint32 `json:"effective_weight"`
 	Health    string `json:"health"` // up, down, unknown
@@ -131,7 +137,11 @@ const (
 	FormatRate                // --rate: per-second rates
 )
 
-var forwardNames = map[string]string{"dr": "Route", "nat": "Masq", "tunnel": "Tunnel"}
+// forwardName is ipvsadm -ln's name of a forwarding mode (Route, Masq...).
+func forwardName(mode string) string {
+	f, _ := dataplane.ForwardMode(mode).Spec()
+	return f.Status
+}
 
 // FormatStatus writes st as `ipvsadm -ln` would, followed by the VRRP
 // instances.
@@ -191,14 +201,17 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 				fmt.Fprintf(tw, "%s\t%s\t\n", addr, figures(f, r.Counters, r.Rates))
 			default:
 				weight := strconv.FormatUint(uint64(r.Weight), 10)
-				if r.Effective != r.Weight {
+				switch {
+				case r.Override != nil: // the configured weight, and the operator's
+					weight = fmt.Sprintf("%d(%d,set:%d)", r.Effective, r.Weight, *r.Override)
+				case r.Effective != r.Weight:
 					weight = fmt.Sprintf("%d(%d)", r.Effective, r.Weight)
 				}
 				health := r.Health
 				if r.Unresolved {
 					health += ",no-mac"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t\n", addr, forwardNames[s.Forward], weight, health, r.ActiveConns, r.InactiveConns)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t\n", addr, forwardName(s.Forward), weight, health, r.ActiveConns, r.InactiveConns)
 			}
 		}
 	}

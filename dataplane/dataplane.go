@@ -4,6 +4,8 @@
 // (Capabilities). Implementations: xdp (the eBPF fast path), ipvs (the
 // kernel's IPVS, the fallback); dataplane/open opens the one a
 // configuration asks for, dataplanetest has an in-memory fake for tests.
+// The schedulers, forwarding modes and other names are declared once, in
+// names.go, with what each layer needs of them.
 package dataplane
 
 import (
@@ -14,72 +16,12 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 )
 
 // ErrNotSupported is returned (wrapped) when a dataplane cannot do what a
 // service asks for on this kernel, e.g. a scheduler IPVS lacks.
 var ErrNotSupported = errors.New("not supported")
-
-// Proto is an IP protocol number.
-type Proto uint8
-
-const (
-	TCP Proto = 6
-	UDP Proto = 17
-)
-
-func (p Proto) String() string {
-	switch p {
-	case TCP:
-		return "tcp"
-	case UDP:
-		return "udp"
-	}
-	return "proto" + strconv.Itoa(int(p))
-}
-
-// Scheduler picks the real server of a new flow; the semantics are IPVS's.
-type Scheduler string
-
-const (
-	RoundRobin              Scheduler = "rr"
-	WeightedRoundRobin      Scheduler = "wrr"
-	LeastConnection         Scheduler = "lc"
-	WeightedLeastConnection Scheduler = "wlc"
-	SourceHashing           Scheduler = "sh"
-	MaglevHashing           Scheduler = "mh"
-)
-
-// Schedulers lists every scheduler in a stable order.
-var Schedulers = []Scheduler{RoundRobin, WeightedRoundRobin, LeastConnection, WeightedLeastConnection, SourceHashing, MaglevHashing}
-
-// Valid reports whether s is a known scheduler.
-func (s Scheduler) Valid() bool { return slices.Contains(Schedulers, s) }
-
-// ForwardMode is how a packet reaches the real server (ipvsadm -g, -m, -i).
-type ForwardMode string
-
-const (
-	DirectRouting ForwardMode = "dr"     // MAC rewrite, the real server holds the VIP
-	NAT           ForwardMode = "nat"    // destination (and reply source) rewritten
-	Tunnel        ForwardMode = "tunnel" // IPIP / IP6IP6 / GUE encapsulation
-)
-
-// ForwardModes lists every forwarding mode.
-var ForwardModes = []ForwardMode{DirectRouting, NAT, Tunnel}
-
-// Valid reports whether m is a known forwarding mode.
-func (m ForwardMode) Valid() bool { return slices.Contains(ForwardModes, m) }
-
-// Encap is the tunnel encapsulation of a tunnel-mode service.
-type Encap string
-
-const (
-	EncapIPIP Encap = "ipip" // IPv4-in-IPv4 or IPv6-in-IPv6, by the real server's family
-	EncapGUE  Encap = "gue"  // GUE (UDP) around the inner IP packet
-)
 
 // ServiceKey identifies a virtual service, as ipvsadm's -t/-u VIP:port.
 type ServiceKey struct {

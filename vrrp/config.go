@@ -27,15 +27,6 @@ type Config struct {
 	SyncGroups []SyncGroupConfig `json:"sync_groups,omitempty"`
 }
 
-// AuthType is the VRRPv2 authentication type.
-type AuthType string
-
-const (
-	AuthNone AuthType = ""     // no authentication
-	AuthPass AuthType = "PASS" // simple text password, first 8 bytes (RFC 2338 / keepalived)
-	AuthAH   AuthType = "AH"   // IPsec AH: rejected with ErrAHNotSupported
-)
-
 // InstanceConfig is one virtual router (keepalived's vrrp_instance). The
 // zero value of a field means keepalived's default unless said otherwise.
 type InstanceConfig struct {

@@ -1,66 +1,29 @@
 package vrrp
 
-import (
-	"fmt"
-	"strings"
-)
+import "github.com/xlb-dev/xlb/vrrp/names"
 
 // State is the role of a VRRP instance (RFC 5798 section 6.4, plus
-// keepalived's FAULT).
-type State int
+// keepalived's FAULT), declared in vrrp/names.
+type State = names.State
 
+// The states.
 const (
-	// Init is the state before the instance has started (RFC 5798
-	// Initialize), and while its track scripts have not reported yet.
-	Init State = iota
-	// Backup monitors the master and takes over when it goes silent.
-	Backup
-	// Master owns the virtual addresses and advertises.
-	Master
-	// Fault: a tracked interface is down or a tracked script fails with
-	// weight 0; the instance neither advertises nor takes over.
-	Fault
+	Init   = names.Init
+	Backup = names.Backup
+	Master = names.Master
+	Fault  = names.Fault
 )
-
-var stateNames = [...]string{Init: "INIT", Backup: "BACKUP", Master: "MASTER", Fault: "FAULT"}
-
-// String gives keepalived's names: "INIT", "BACKUP", "MASTER", "FAULT".
-func (s State) String() string {
-	if s >= 0 && int(s) < len(stateNames) {
-		return stateNames[s]
-	}
-	return fmt.Sprintf("State(%d)", int(s))
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (s State) MarshalText() ([]byte, error) {
-	if s < 0 || int(s) >= len(stateNames) {
-		return nil, fmt.Errorf("invalid vrrp state %d", int(s))
-	}
-	return []byte(s.String()), nil
-}
-
-// UnmarshalText accepts the names String gives, in any case; the empty
-// string is Init.
-func (s *State) UnmarshalText(b []byte) error {
-	v, err := ParseState(string(b))
-	if err != nil {
-		return err
-	}
-	*s = v
-	return nil
-}
 
 // ParseState parses "INIT", "BACKUP", "MASTER" or "FAULT" in any case; ""
 // is Init.
-func ParseState(name string) (State, error) {
-	if name == "" {
-		return Init, nil
-	}
-	for i, n := range stateNames {
-		if strings.EqualFold(n, name) {
-			return State(i), nil
-		}
-	}
-	return Init, fmt.Errorf("unknown vrrp state %q (want MASTER, BACKUP, FAULT or INIT)", name)
-}
+func ParseState(name string) (State, error) { return names.ParseState(name) }
+
+// AuthType is the VRRPv2 authentication type, declared in vrrp/names.
+type AuthType = names.AuthType
+
+// The authentication types.
+const (
+	AuthNone = names.AuthNone
+	AuthPass = names.AuthPass
+	AuthAH   = names.AuthAH // rejected with ErrAHNotSupported
+)

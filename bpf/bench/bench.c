@@ -105,9 +105,11 @@ static __always_inline int bench_restore(struct xdp_md *ctx, __u64 *seqp)
 		__u64 seq = (*seqp)++;
 		struct iphdr *ip = data + sizeof(struct ethhdr);
 		struct tcphdr *th = (void *)(ip + 1);
+		__be32 old;
 
 		if ((void *)(th + 1) > data_end)
 			return -1;
+		old = ip->saddr;
 		if (bench_mode == 1) {
 			/* Distinct for every (CPU, seq) while seq < BENCH_NEW_FLOWS:
 			 * repetitions of one run may move between CPUs. */
@@ -120,6 +122,17 @@ static __always_inline int bench_restore(struct xdp_md *ctx, __u64 *seqp)
 		} else if (seq & 1) {
 			ip->saddr = bench_alt_saddr;
 			th->source = bench_alt_sport;
+		}
+		/* A valid header checksum (RFC 1624), as xlb checks it for
+		 * packets its flow cache does not decide. */
+		{
+			__u32 sum = (__u16)~ip->check;
+
+			sum += (__u16)~(old & 0xffff) + (__u16)~(old >> 16);
+			sum += (ip->saddr & 0xffff) + (ip->saddr >> 16);
+			sum = (sum & 0xffff) + (sum >> 16);
+			sum = (sum & 0xffff) + (sum >> 16);
+			ip->check = ~sum;
 		}
 	}
 	return 0;

@@ -55,11 +55,52 @@
 #define XLB_MAX_IFACES 64
 #endif
 
-/* IPv6 extension headers skipped before the transport header; more are
- * passed to the kernel. */
+/* IPv6 extension headers parsed before the transport header. A packet
+ * with more is dropped (drop_ipv6_ext): it cannot be told apart from a
+ * packet for a service, and the kernel answers one for a VIP with a RST.
+ * Linux itself parses any number; RFC 9098 finds long chains dropped
+ * across the Internet. */
 #ifndef XLB_MAX_IPV6_EXT
 #define XLB_MAX_IPV6_EXT 4
 #endif
+
+/* 802.1Q/802.1ad tags parsed in front of the IP header (QinQ: two). */
+#ifndef XLB_MAX_VLAN_TAGS
+#define XLB_MAX_VLAN_TAGS 2
+#endif
+
+/* Interfaces with settings (xlb_ifaces_v1): the attached ones and the
+ * devices stacked on them (VLAN devices, macvlans such as VRRP's vmac). */
+#ifndef XLB_MAX_IFACE_ENTRIES
+#define XLB_MAX_IFACE_ENTRIES 1024
+#endif
+
+/* Slots of xlb_ifslots_v1, the attached interfaces' settings by ifindex
+ * modulo this (a power of two): an array lookup on the path of every
+ * packet the flow cache does not decide, instead of a hash lookup. */
+#ifndef XLB_IFACE_SLOTS
+#define XLB_IFACE_SLOTS 256
+#endif
+
+/* Local IPv4 addresses of the director's network namespace: sources the
+ * kernel refuses (accept_local 0). */
+#ifndef XLB_MAX_LOCAL_ADDRS
+#define XLB_MAX_LOCAL_ADDRS 4096
+#endif
+
+/* The limits the control plane holds a configuration to and sizes its
+ * tables by, in BTF: dataplane/xdp's Go constants are generated from them
+ * (bpf2go -type xlb_limits), so the two cannot disagree. */
+enum xlb_limits {
+	XLB_LIMIT_SERVICES = XLB_MAX_SERVICES,
+	XLB_LIMIT_BACKENDS_PER_SVC = XLB_MAX_BACKENDS_PER_SVC,
+	XLB_LIMIT_BACKENDS = XLB_MAX_BACKENDS,
+	XLB_LIMIT_NAT_BACKENDS = XLB_MAX_NAT_BACKENDS,
+	XLB_LIMIT_IFACES = XLB_MAX_IFACES,
+	XLB_LIMIT_IFACE_ENTRIES = XLB_MAX_IFACE_ENTRIES,
+	XLB_LIMIT_IFACE_SLOTS = XLB_IFACE_SLOTS,
+	XLB_LIMIT_LOCAL_ADDRS = XLB_MAX_LOCAL_ADDRS,
+};
 
 /* What happened to a packet: one counter per value (struct xlb_verdict_stats).
  * Names are read from BTF by the control plane (xlb_packets_total{verdict}). */
@@ -67,7 +108,7 @@ enum xlb_verdict {
 	XLB_V_PASS_NOT_IP = 0,     /* not IPv4/IPv6 (ARP, LLDP...): to the kernel */
 	XLB_V_PASS_NOT_SERVICE,    /* no virtual service matches (VRRP, ICMP, other ports) */
 	XLB_V_PASS_DISABLED,       /* service not forwarding here (VRRP instance not MASTER) */
-	XLB_V_PASS_IPV6_EXT,       /* too many IPv6 extension headers to parse */
+	XLB_V_PASS_IPV6_EXT,       /* retired (such packets are drop_ipv6_ext): never counted */
 	XLB_V_DROP_MALFORMED,      /* truncated or invalid L2/L3/L4 header */
 	XLB_V_DROP_NO_BACKEND,     /* service has no real server able to take a new flow */
 	XLB_V_DROP_NO_MAC,         /* flow's real server has no next-hop MAC (neighbour unresolved) */
@@ -81,6 +122,20 @@ enum xlb_verdict {
 	XLB_V_DROP_ENCAP,          /* could not grow/shrink the packet, or no tunnel source */
 	XLB_V_PASS_ICMP_NO_FLOW,   /* ICMP error about no tracked flow */
 	XLB_V_DROP_TOO_BIG,        /* too big for the tunnel and fragmentable: not forwarded */
+	/* What the kernel's input path drops before IPVS sees it; the kernel
+	 * function that does is named. Sysctls at their defaults. */
+	XLB_V_DROP_IP_CSUM,        /* IPv4 header checksum wrong (ip_rcv_core) */
+	XLB_V_DROP_IP_OPTIONS,     /* IPv4 options malformed: length under 2 or past the header, bad pointer, repeated, CIPSO (ip_options_compile) */
+	XLB_V_DROP_SOURCE_ROUTE,   /* IPv4 LSRR/SSRR option (ip_rcv_options; accept_source_route 0) */
+	XLB_V_DROP_TCP_HEADER,     /* TCP data offset past the end of the segment (tcp_v4_rcv, tcp_v6_rcv) */
+	XLB_V_DROP_UDP_LENGTH,     /* UDP length under 8 or past the datagram (__udp4_lib_rcv, __udp6_lib_rcv) */
+	XLB_V_DROP_IPV6_HBH,       /* IPv6 hop-by-hop options not right after the IPv6 header (RFC 8200 4.1; ipv6_rcv) */
+	XLB_V_DROP_IPV6_EXT,       /* more than XLB_MAX_IPV6_EXT IPv6 extension headers, or the transport header past XLB_MAX_L4_OFF */
+	XLB_V_DROP_MARTIAN_SRC,    /* new flow from 0/8, 127/8, multicast, 255.255.255.255, a local address or the VIP; IPv6 ::1 or multicast (ip_route_input_slow, ip6_rcv_core) */
+	XLB_V_DROP_RP_FILTER,      /* new flow whose source is not routed back through the receiving interface (rp_filter 1) or at all (2) (fib_validate_source) */
+	XLB_V_DROP_OTHER_HOST,     /* destination MAC not the receiving interface's (PACKET_OTHERHOST: ip_rcv_core) */
+	XLB_V_PASS_L2_MULTICAST,   /* unicast IP in a broadcast/multicast frame: IPVS takes PACKET_HOST only, to the kernel */
+	XLB_V_DROP_ADOPT_IFACE,    /* stateless NAT reply not received from where its real server is: not adopted */
 	XLB_V_MAX,
 };
 
@@ -97,6 +152,7 @@ enum xlb_event {
 	XLB_EV_ICMP_ERROR,       /* ICMP error forwarded to a flow's real server or client */
 	XLB_EV_NAT_REPLY,        /* NAT reply translated back to the VIP */
 	XLB_EV_NAT_ADOPT,        /* NAT flow taken over from its first reply (no state: e.g. after a failover) */
+	XLB_EV_RP_UNCHECKED,     /* rp_filter set, but the FIB does not answer (forwarding off on the interface): new flow not checked */
 	XLB_EV_MAX,
 };
 
@@ -108,7 +164,8 @@ enum xlb_action {
 	XLB_ACT_TUNNEL,  /* encapsulated to the real server */
 };
 
-/* Schedulers (struct xlb_svc.sched), as IPVS's. */
+/* Schedulers (struct xlb_svc.sched), as IPVS's: Go's dataplane.SchedulerTable
+ * names each value, read from BTF. */
 enum xlb_sched {
 	XLB_SCHED_RR = 0,
 	XLB_SCHED_WRR,
@@ -118,7 +175,8 @@ enum xlb_sched {
 	XLB_SCHED_MH,
 };
 
-/* Forwarding modes (struct xlb_svc.fwd). */
+/* Forwarding modes (struct xlb_svc.fwd): Go's dataplane.ForwardTable names
+ * each value, read from BTF. */
 enum xlb_fwd {
 	XLB_FWD_DR = 0,
 	XLB_FWD_NAT,
@@ -152,6 +210,11 @@ enum xlb_conn_state {
 enum xlb_conn_flags {
 	XLB_CT_F_COUNTED = 1 << 0, /* included in xlb_be_active (lc/wlc load) */
 	XLB_CT_F_REPLY = 1 << 1,   /* NAT reply-direction entry */
+};
+
+/* struct xlb_iface.flags */
+enum xlb_iface_flags {
+	XLB_IF_F_ATTACHED = 1 << 0, /* xlb is attached: the entry's settings apply to packets received there */
 };
 
 #define XLB_AF_INET 4

@@ -71,7 +71,7 @@ static __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const s
 	__u8 tos = 0;
 	__u32 v;
 
-	if (l3 != 14 && l3 != 18)
+	if (l3 > XLB_MAX_L3_OFF)
 		return XLB_V_DROP_MALFORMED;
 	l3 = xlb_bound_l3(l3);
 	if (xlb_tun_src(svc, be, hash, src))
@@ -111,12 +111,14 @@ static __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const s
 		hop->valid = 1;
 	}
 
-	if (bpf_xdp_adjust_head(ctx, -(int)olen))
+	/* The frame leaves untagged (see xlb_l2_fwd): the outer header takes
+	 * the place of any VLAN tags, and xlb_l2_fwd writes the MACs in
+	 * front of the ethertype. */
+	if (bpf_xdp_adjust_head(ctx, -(int)(olen - (l3 - ETH_HLEN))))
 		return XLB_V_DROP_ENCAP;
+	l3 = ETH_HLEN;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	if (xlb_move_l2(data, data_end, olen, l3, 0))
-		return XLB_V_DROP_ENCAP;
 	/* The ethertype (last two bytes of the L2 header) becomes the outer one. */
 	{
 		__be16 *et = data + l3 - 2;
@@ -173,7 +175,7 @@ static __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const s
 		g[2] = 0;
 		g[3] = 0;
 	}
-	return xlb_l2_fwd(ctx, hop->mac, hop->smac, hop->ifindex);
+	return xlb_l2_fwd(ctx, ETH_HLEN, hop->mac, hop->smac, hop->ifindex);
 }
 
 #endif /* XLB_ENCAP_H */

@@ -29,17 +29,46 @@ struct xlb_hop {
 	__u32 valid; /* mac, smac and ifindex are set */
 };
 
-/* xlb_l2_fwd rewrites the MACs and sends the frame out of ifindex. */
-static __always_inline __u32 xlb_l2_fwd(struct xdp_md *ctx, const __u8 *mac, const __u8 *smac, __u32 ifindex)
+/* xlb_mac_copy copies a MAC in three 16-bit moves, not six byte moves:
+ * the barriers hide the byte alignment of struct ethhdr's and the u8
+ * arrays, which are 2-aligned wherever a MAC is kept (the verifier wants
+ * stack accesses aligned; packet ones need not be where XDP runs
+ * natively). */
+static __always_inline void xlb_mac_copy(void *dst, const void *src)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = data;
+	asm volatile("" : "+r"(dst));
+	asm volatile("" : "+r"(src));
+	((__u16 *)dst)[0] = ((const __u16 *)src)[0];
+	((__u16 *)dst)[1] = ((const __u16 *)src)[1];
+	((__u16 *)dst)[2] = ((const __u16 *)src)[2];
+}
 
+/* xlb_l2_fwd rewrites the MACs and sends the frame out of ifindex. l3_off
+ * is where the IP header starts: a frame received with VLAN tags leaves
+ * without them. xlb forwards at layer 3, as IPVS behind the VLAN device
+ * would: the real server (DR: its MAC and interface as the neighbour table
+ * has them; NAT, tunnel: the route) decides where the frame goes, not the
+ * VLAN it came from; and with the default VLAN offload the kernel has taken
+ * the tag off before XDP, so a tag kept here would differ with the NIC's
+ * settings. The tags' bytes are given back (bpf_xdp_adjust_head). */
+static __always_inline __u32 xlb_l2_fwd(struct xdp_md *ctx, __u32 l3_off, const __u8 *mac, const __u8 *smac,
+					__u32 ifindex)
+{
+	void *data, *data_end;
+	struct ethhdr *eth;
+
+	if (l3_off != ETH_HLEN) {
+		if (l3_off > XLB_MAX_L3_OFF || l3_off < ETH_HLEN ||
+		    bpf_xdp_adjust_head(ctx, (int)(l3_off - ETH_HLEN)))
+			return XLB_V_DROP_MALFORMED;
+	}
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XLB_V_DROP_MALFORMED;
-	__builtin_memcpy(eth->h_dest, mac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	xlb_mac_copy(eth->h_dest, mac);
+	xlb_mac_copy(eth->h_source, smac);
 	if (ifindex == ctx->ingress_ifindex)
 		return XLB_V_TX;
 	/* An interface without xlb is not in the devmap: the kernel forwards. */
@@ -91,13 +120,13 @@ static __always_inline __u32 xlb_fib(struct xdp_md *ctx, __u8 family, const __be
 	return XLB_V_PASS_FIB;
 }
 
-/* xlb_swap_l2 moves the Ethernet header (and VLAN tag: l3_off bytes) from
+/* xlb_move_l2 moves the Ethernet header (and VLAN tags: l3_off bytes) from
  * from_off to the frame start, swapping the MACs when reply is set. */
 static __always_inline int xlb_move_l2(void *data, void *data_end, __u32 from_off, __u32 l3_off, int reply)
 {
 	__u8 *to = data, *from = data + from_off;
 
-	if ((void *)(from + 18) > data_end || (void *)(to + 18) > data_end)
+	if ((void *)(from + XLB_MAX_L3_OFF) > data_end || (void *)(to + XLB_MAX_L3_OFF) > data_end)
 		return -1;
 	if (reply) {
 		__u8 mac[ETH_ALEN];
@@ -108,10 +137,12 @@ static __always_inline int xlb_move_l2(void *data, void *data_end, __u32 from_of
 	} else {
 		__builtin_memmove(to, from, 2 * ETH_ALEN);
 	}
-	/* Ethertype, or VLAN tag and ethertype. */
+	/* Ethertype, or VLAN tags and ethertype. */
 	__builtin_memmove(to + 12, from + 12, 2);
-	if (l3_off == 18)
+	if (l3_off >= ETH_HLEN + 4)
 		__builtin_memmove(to + 14, from + 14, 4);
+	if (l3_off >= ETH_HLEN + 8)
+		__builtin_memmove(to + 18, from + 18, 4);
 	return 0;
 }
 
@@ -126,7 +157,7 @@ static __noinline __u32 xlb_icmp_too_big(struct xdp_md *ctx, __u32 l3_off, __u8 
 	__u32 keep, hdr, i;
 	__u64 sum;
 
-	if (l3_off != 14 && l3_off != 18)
+	if (l3_off > XLB_MAX_L3_OFF)
 		return XLB_V_DROP_MALFORMED;
 	l3_off = xlb_bound_l3(l3_off);
 	if (family == XLB_AF_INET) {
@@ -185,9 +216,17 @@ static __noinline __u32 xlb_icmp_too_big(struct xdp_md *ctx, __u32 l3_off, __u8 
 		ic->checksum = ~csum_fold64(sum);
 	} else {
 		struct ipv6hdr *nip = data + l3_off;
-		struct xlb_icmphdr *ic = (void *)(nip + 1);
-		struct ipv6hdr *oip = (void *)(ic + 1);
-		__u32 *w = (__u32 *)ic;
+		struct xlb_icmphdr *ic;
+		struct ipv6hdr *oip;
+		__u32 *w;
+
+		/* Every pointer below from this one register, so that the
+		 * verifier's bounds check of one holds for the others (the
+		 * compiler would otherwise add the variable L2 length again). */
+		asm volatile("" : "+r"(nip));
+		ic = (void *)(nip + 1);
+		oip = (void *)(ic + 1);
+		w = (__u32 *)ic;
 
 		if ((void *)oip + keep > data_end)
 			return XLB_V_DROP_ENCAP;

@@ -180,6 +180,7 @@ struct {
  * call frames. Not pinned. */
 struct xlb_scratch {
 	__u64 fib[(sizeof(struct bpf_fib_lookup) + 7) / 8]; /* struct bpf_fib_lookup */
+	__u8 ipopt[64]; /* IPv4 options being checked (at most 40 bytes), zero padded */
 };
 
 struct {
@@ -197,6 +198,47 @@ struct {
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xlb_devmap_v1 SEC(".maps");
+
+/* Interface settings by ifindex (struct xlb_iface): the attached
+ * interfaces and the devices stacked on them. An interface without an
+ * entry (not attached: tests running the program) is not checked. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_MAX_IFACE_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct xlb_iface);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_ifaces_v1 SEC(".maps");
+
+/* ifindex % XLB_IFACE_SLOTS -> the attached interface's entry of
+ * xlb_ifaces_v1 (ifindex 0: none), when no other attached interface has
+ * the slot: the same settings found with an array lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_IFACE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xlb_iface);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_ifslots_v1 SEC(".maps");
+
+/* Other MACs frames for an attached interface may carry -> the ifindex of
+ * the device that has it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_MAX_IFACE_ENTRIES);
+	__type(key, struct xlb_if_mac);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_if_macs_v1 SEC(".maps");
+
+/* The director's local IPv4 addresses (network order) -> ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_MAX_LOCAL_ADDRS);
+	__type(key, __be32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_local4_v1 SEC(".maps");
 
 /* The clock, one entry (struct xlb_clock). */
 struct {

@@ -32,7 +32,7 @@ static __noinline __u32 xlb_nat(struct xdp_md *ctx, struct xlb_pkt *p, int out, 
 	__u64 diff;
 	int v6 = p->flow.family == XLB_AF_INET6;
 
-	if (l3 > 18 || l4 > XLB_MAX_L4_OFF)
+	if (l3 > XLB_MAX_L3_OFF || l4 > XLB_MAX_L4_OFF)
 		return XLB_V_DROP_MALFORMED;
 	l3 = xlb_bound_l3(l3);
 	l4 = xlb_bound_l4(l4);
@@ -100,7 +100,7 @@ static __always_inline __u32 xlb_icmp_nat(struct xdp_md *ctx, struct xlb_pkt *p,
 	__u64 icmp_diff = 0;
 	__be32 *f;
 
-	if (l3 > 18 || l4 > XLB_MAX_L4_OFF)
+	if (l3 > XLB_MAX_L3_OFF || l4 > XLB_MAX_L4_OFF)
 		return XLB_V_DROP_MALFORMED;
 	l3 = xlb_bound_l3(l3);
 	l4 = xlb_bound_l4(l4);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Packet parsing: Ethernet (plus one 802.1Q/802.1ad tag), IPv4, IPv6 (with
- * up to XLB_MAX_IPV6_EXT extension headers), TCP, UDP, ICMP. Every access is
- * bounds-checked against data_end, and every header after the IP header
- * against the end of the IP datagram (its total or payload length): bytes
- * after it are Ethernet padding, never a header. */
+/* Packet parsing: Ethernet (plus up to XLB_MAX_VLAN_TAGS 802.1Q/802.1ad
+ * tags), IPv4, IPv6 (with up to XLB_MAX_IPV6_EXT extension headers), TCP,
+ * UDP, ICMP. Every access is bounds-checked against data_end, and every
+ * header after the IP header against the end of the IP datagram (its total
+ * or payload length): bytes after it are Ethernet padding, never a header.
+ * What the kernel's input path drops as malformed is dropped here too, by
+ * the same rules (the kernel function is named where it is checked). */
 #ifndef XLB_PARSE_H
 #define XLB_PARSE_H
 
@@ -17,10 +19,7 @@
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 #include "structs.h"
-
-/* Returned by parsers when the packet goes on to the load balancer; any
- * other return value is an enum xlb_verdict. */
-#define XLB_CONTINUE XLB_V_MAX
+#include "ipopts.h"
 
 #define XLB_TCP_FIN 0x01
 #define XLB_TCP_SYN 0x02
@@ -73,6 +72,8 @@ struct xlb_pkt {
 	__u8 df;        /* IPv4 don't-fragment set, or IPv6 */
 	__u32 frag_id;  /* IPv4 ID or IPv6 fragment identification */
 	__u32 hash;     /* xlb_hash_flow(&flow), once known */
+	__u8 dmac[6] __attribute__((aligned(4))); /* destination MAC as received */
+	__u8 pad[2];
 };
 
 /* Transport headers further into the frame than this are not parsed (the
@@ -85,21 +86,35 @@ struct xlb_pkt {
 static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, __u32 end, struct xlb_pkt *p)
 {
 	if (off > XLB_MAX_L4_OFF)
-		return XLB_V_PASS_IPV6_EXT;
+		return XLB_V_DROP_IPV6_EXT;
 	p->l4_off = off;
 	if (p->flow.proto == IPPROTO_TCP) {
 		struct tcphdr *th = data + off;
 
 		if ((void *)(th + 1) > data_end || off + sizeof(*th) > end || th->doff < 5)
 			return XLB_V_DROP_MALFORMED;
+		/* tcp_v4_rcv/tcp_v6_rcv: pskb_may_pull(skb, doff * 4) on the
+		 * segment (trimmed to the IP length). A first fragment's header
+		 * may continue in the next fragment: the kernel reassembles. */
+		if (p->frag == XLB_FRAG_NONE && off + th->doff * 4 > end)
+			return XLB_V_DROP_TCP_HEADER;
 		p->flow.sport = bpf_ntohs(th->source);
 		p->flow.dport = bpf_ntohs(th->dest);
 		p->tcp_flags = ((__u8 *)th)[13];
 	} else if (p->flow.proto == IPPROTO_UDP) {
 		struct udphdr *uh = data + off;
+		__u32 ulen;
 
 		if ((void *)(uh + 1) > data_end || off + sizeof(*uh) > end)
 			return XLB_V_DROP_MALFORMED;
+		/* __udp4_lib_rcv: the length covers the header and fits the
+		 * datagram (a shorter one is trimmed to, and accepted);
+		 * __udp6_lib_rcv takes 0 as a jumbogram's (the payload). A first
+		 * fragment's length is the reassembled datagram's. */
+		ulen = bpf_ntohs(uh->len);
+		if (!(ulen == 0 && p->flow.family == XLB_AF_INET6) &&
+		    (ulen < sizeof(*uh) || (p->frag == XLB_FRAG_NONE && off + ulen > end)))
+			return XLB_V_DROP_UDP_LENGTH;
 		p->flow.sport = bpf_ntohs(uh->source);
 		p->flow.dport = bpf_ntohs(uh->dest);
 	}
@@ -136,14 +151,8 @@ static __always_inline __u64 xlb_bound_l4(__u64 v)
 	return v;
 }
 
-/* xlb_bound_l3 bounds an L2 header length already checked to be 14 or 18. */
-static __always_inline __u64 xlb_bound_l3(__u64 v)
-{
-	asm volatile("%0 &= 0x1f" : "+r"(v));
-	return v;
-}
-
-static __always_inline int xlb_parse_ipv4(void *data, void *data_end, __u32 off, struct xlb_pkt *p)
+static __always_inline int xlb_parse_ipv4(struct xdp_md *ctx, void *data, void *data_end, __u32 off,
+					  struct xlb_pkt *p)
 {
 	struct iphdr *ip = data + off;
 	__u32 ihl, tot_len;
@@ -163,6 +172,13 @@ static __always_inline int xlb_parse_ipv4(void *data, void *data_end, __u32 off,
 	p->flow.proto = ip->protocol;
 	XLB_A32(p->flow.src)[0] = ip->saddr;
 	XLB_A32(p->flow.dst)[0] = ip->daddr;
+	if (ihl > sizeof(*ip)) {
+		/* ip_rcv_finish_core -> ip_rcv_options (rare: a call). */
+		int v = xlb_ip_options(ctx, off + sizeof(*ip), ihl - sizeof(*ip));
+
+		if (v != XLB_CONTINUE)
+			return v;
+	}
 
 	frag_off = bpf_ntohs(ip->frag_off);
 	p->df = !!(frag_off & XLB_IP_DF);
@@ -201,14 +217,22 @@ static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off,
 	nexthdr = ip6->nexthdr;
 	l4 = off + sizeof(*ip6);
 
+	/* XLB_MAX_IPV6_EXT headers, then the transport header. */
 #pragma unroll
-	for (i = 0; i < XLB_MAX_IPV6_EXT; i++) {
+	for (i = 0; i <= XLB_MAX_IPV6_EXT; i++) {
 		switch (nexthdr) {
 		case IPPROTO_HOPOPTS:
+			/* RFC 8200 4.1: only right after the IPv6 header, where
+			 * ipv6_rcv parses it (elsewhere no protocol handles it). */
+			if (i > 0)
+				return XLB_V_DROP_IPV6_HBH;
+			/* fallthrough */
 		case IPPROTO_ROUTING:
 		case IPPROTO_DSTOPTS: {
 			struct ipv6_opt_hdr *eh = data + l4;
 
+			if (i == XLB_MAX_IPV6_EXT)
+				return XLB_V_DROP_IPV6_EXT;
 			if ((void *)(eh + 1) > data_end || l4 + sizeof(*eh) > end)
 				return XLB_V_DROP_MALFORMED;
 			nexthdr = eh->nexthdr;
@@ -219,6 +243,8 @@ static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off,
 			struct xlb_ipv6_frag_hdr *fh = data + l4;
 			__u16 fo;
 
+			if (i == XLB_MAX_IPV6_EXT)
+				return XLB_V_DROP_IPV6_EXT;
 			if ((void *)(fh + 1) > data_end || l4 + sizeof(*fh) > end)
 				return XLB_V_DROP_MALFORMED;
 			nexthdr = fh->nexthdr;
@@ -239,11 +265,13 @@ static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off,
 			return xlb_parse_l4(data, data_end, l4, end, p);
 		}
 	}
-	return XLB_V_PASS_IPV6_EXT;
+	return XLB_V_DROP_IPV6_EXT; /* not reached */
 }
 
 /* xlb_parse fills p. It returns XLB_CONTINUE for an IPv4/IPv6 packet,
- * otherwise the verdict. */
+ * otherwise the verdict. VLAN tags (802.1Q, 802.1ad, QinQ) are skipped:
+ * xlb serves a tagged frame as the same frame untagged, as IPVS behind
+ * the VLAN device would, and forwards it untagged (see xlb_l2_fwd). */
 static __always_inline int xlb_parse(struct xdp_md *ctx, struct xlb_pkt *p)
 {
 	void *data = (void *)(long)ctx->data;
@@ -251,14 +279,27 @@ static __always_inline int xlb_parse(struct xdp_md *ctx, struct xlb_pkt *p)
 	struct ethhdr *eth = data;
 	__u32 off = sizeof(*eth);
 	__be16 proto;
+	int i;
 
 	p->len = data_end - data;
 	if ((void *)(eth + 1) > data_end)
 		return XLB_V_DROP_MALFORMED;
-	proto = eth->h_proto;
-	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+	{
+		/* Two loads, not six: packet loads need no alignment where XDP
+		 * runs natively (the barrier hides struct ethhdr's packing). */
+		const __u8 *d = data;
+
+		asm volatile("" : "+r"(d));
+		*(__u32 *)p->dmac = *(const __u32 *)d;
+		*(__u16 *)(p->dmac + 4) = *(const __u16 *)(d + 4);
+		proto = *(const __be16 *)(d + 12); /* eth->h_proto in one load */
+	}
+#pragma unroll
+	for (i = 0; i < XLB_MAX_VLAN_TAGS; i++) {
 		struct xlb_vlan_hdr *vh = data + off;
 
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
 		if ((void *)(vh + 1) > data_end)
 			return XLB_V_DROP_MALFORMED;
 		proto = vh->proto;
@@ -266,7 +307,7 @@ static __always_inline int xlb_parse(struct xdp_md *ctx, struct xlb_pkt *p)
 	}
 	p->l3_off = off;
 	if (proto == bpf_htons(ETH_P_IP))
-		return xlb_parse_ipv4(data, data_end, off, p);
+		return xlb_parse_ipv4(ctx, data, data_end, off, p);
 	if (proto == bpf_htons(ETH_P_IPV6))
 		return xlb_parse_ipv6(data, data_end, off, p);
 	return XLB_V_PASS_NOT_IP;

@@ -98,6 +98,12 @@ struct xlb_flow_cache {
 	__u8 action;   /* enum xlb_action */
 	__u8 pad[3];
 	__u32 epoch;   /* xlb_epochs at the flow's slot when copied */
+	/* The destination MAC the flow's packets were received with, checked
+	 * against the receiving interface's when the entry was copied: a
+	 * packet of the flow sent to another MAC (flooded by a switch,
+	 * mirrored) misses the cache and is checked again. */
+	__u8 imac[6] __attribute__((aligned(4)));
+	__u8 pad2[2];
 };
 
 /* A datagram whose first fragment was forwarded: later fragments (no
@@ -160,6 +166,27 @@ struct xlb_verdict_stats {
  * runs every 100 ms (a helper call per packet would cost more). */
 struct xlb_clock {
 	__u64 now; /* ns */
+};
+
+/* Settings of an interface (value of xlb_ifaces_v1, keyed by ifindex),
+ * written by the control plane when it attaches and kept current: for an
+ * attached interface its MAC and reverse-path filter; for a device
+ * stacked on one (a VLAN device, a macvlan) the attached one it sits on. */
+struct xlb_iface {
+	__u8 mac[6];    /* the interface's MAC */
+	__u8 rp_filter; /* max(conf/all, conf/IF) rp_filter: 0 off, 1 strict, 2 loose */
+	__u8 flags;     /* enum xlb_iface_flags */
+	__u32 parent;   /* ifindex of the attached interface this one is on (itself if attached) */
+	__u32 ifindex;  /* the interface's (the key of xlb_ifaces_v1; xlb_ifslots_v1 holds several per slot index) */
+};
+
+/* A MAC the frames for an attached interface may carry besides its own:
+ * key of xlb_if_macs_v1 (a VLAN device's, a macvlan's such as VRRP's
+ * virtual MAC, the bridge's it is a port of). */
+struct xlb_if_mac {
+	__u32 ifindex; /* the attached interface */
+	__u8 mac[6];
+	__u8 pad[2];
 };
 
 /* Global settings, written by the control plane: the single entry of

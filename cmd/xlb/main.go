@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/xlb-dev/xlb/config"
@@ -44,6 +45,12 @@ commands:
                                          instances resign (priority 0) and stay released
   undrain [--socket PATH | --config FILE]
                                          put it back in service
+  set-weight [--socket PATH | --config FILE] SERVICE ADDR[:PORT] WEIGHT
+                                         set a real server's weight (as ipvsadm -e; 0 drains) until
+                                         reset-weight or a configuration change of that real server;
+                                         kept across a restart of the daemon
+  reset-weight [--socket PATH | --config FILE] SERVICE ADDR[:PORT]
+                                         back to the configured weight
   version                                print the version
 `
 
@@ -70,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdReload(args, stdout, stderr)
 	case "drain", "undrain":
 		return cmdSimple(cmd, args, stdout, stderr)
+	case "set-weight", "reset-weight":
+		return cmdWeight(cmd, args, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "xlb", version)
 		return 0
@@ -258,4 +267,43 @@ func sdNotifyReady() {
 	}
 	defer c.Close()
 	_, _ = c.Write([]byte("READY=1"))
+}
+
+// cmdWeight sends set-weight SERVICE ADDR[:PORT] WEIGHT or reset-weight
+// SERVICE ADDR[:PORT] and prints the daemon's answer.
+func cmdWeight(name string, args []string, stdout, stderr io.Writer) int {
+	fs := flags(name, stderr)
+	socket := socketFlags(fs)
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	want, syntax := 3, "SERVICE ADDR[:PORT] WEIGHT"
+	if name == "reset-weight" {
+		want, syntax = 2, "SERVICE ADDR[:PORT]"
+	}
+	if fs.NArg() != want {
+		fmt.Fprintf(stderr, "usage: xlb %s [--socket PATH | --config FILE] %s\n", name, syntax)
+		return 2
+	}
+	req := control.Request{Command: name, Service: fs.Arg(0), Real: fs.Arg(1)}
+	if name == "set-weight" {
+		w, err := strconv.Atoi(fs.Arg(2))
+		if err != nil || w < 0 || w > 65535 {
+			fmt.Fprintf(stderr, "xlb %s: weight %q: want an integer from 0 to 65535\n", name, fs.Arg(2))
+			return 2
+		}
+		req.Weight = w
+	}
+	path, err := socket()
+	if err != nil {
+		fmt.Fprintf(stderr, "xlb %s: %v\n", name, err)
+		return 1
+	}
+	resp, err := control.Call(path, req)
+	if err != nil {
+		fmt.Fprintf(stderr, "xlb %s: %v\n", name, err)
+		return 1
+	}
+	fmt.Fprintln(stdout, resp.Message)
+	return 0
 }

@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/config/keepalived"
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // Result is an import's outcome, as keepalived.Result.
@@ -259,11 +261,10 @@ func parseRule(f []string) (*rule, error) {
 			if err != nil {
 				return nil, err
 			}
-			switch v {
-			case "rr", "wrr", "lc", "wlc", "sh", "mh":
-				r.sched = v
-			default:
-				unsup(opt, fmt.Sprintf("scheduler %q (xlb has rr, wrr, lc, wlc, sh, mh)", v))
+			if s, ok := dataplane.SchedulerOfIPVS(v); ok {
+				r.sched = string(s)
+			} else {
+				unsup(opt, fmt.Sprintf("scheduler %q (xlb has %s)", v, keepalived.SchedulerList()))
 			}
 		case "-p", "--persistent":
 			r.persist = 300 // ipvsadm's default
@@ -330,10 +331,9 @@ func parseRule(f []string) (*rule, error) {
 			if err != nil {
 				return nil, err
 			}
-			switch v {
-			case "ipip", "gue":
+			if slices.Contains(dataplane.Encaps, dataplane.Encap(v)) {
 				r.tunType = v
-			default:
+			} else {
 				unsup(opt, fmt.Sprintf("tunnel type %q (xlb has ipip and gue)", v))
 			}
 		case "--tun-port":

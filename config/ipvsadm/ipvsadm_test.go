@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // ipvsadm-save -n output as the tool writes it.
@@ -37,7 +38,7 @@ func TestImport(t *testing.T) {
 		web.RealServers[0].HealthCheck.Type != "none" {
 		t.Errorf("web: %+v", web)
 	}
-	if dns := cfg.VirtualServers[1]; dns.Protocol != "udp" || dns.Forward != "dr" || dns.Scheduler != "wlc" {
+	if dns := cfg.VirtualServers[1]; dns.Protocol != dataplane.UDP || dns.Forward != "dr" || dns.Scheduler != "wlc" {
 		t.Errorf("dns: %+v", dns)
 	}
 	if v6 := cfg.VirtualServers[2]; v6.Forward != "tunnel" || v6.Scheduler != "mh" || v6.Address.String() != "2001:db8::1" {

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"regexp"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // keepalived's defaults of the checkers where xlb's differ.
@@ -92,23 +94,18 @@ func (cv *converter) check(vs *kaVS, rs *kaRS, addr netip.Addr, port int) (*Tabl
 	retry := kaRetry
 	dbr := kaDelayBeforeRetry
 	typ := ""
-	switch ck.kind {
-	case "TCP_CHECK":
-		typ = "tcp"
-	case "HTTP_GET":
-		typ, dbr = "http", kaHTTPDelayRetry
-	case "SSL_GET":
-		typ, dbr = "https", kaHTTPDelayRetry
-	case "UDP_CHECK":
-		typ = "udp"
-	case "DNS_CHECK":
-		typ, retry, dbr = "dns", kaDNSRetry, interval
-	case "SMTP_CHECK":
-		typ = "smtp"
-	case "PING_CHECK":
-		typ = "ping"
-	case "MISC_CHECK":
-		typ, retry = "script", kaMiscRetry
+	for _, c := range checktype.Table {
+		if c.Keepalived == ck.kind {
+			typ = string(c.Type)
+		}
+	}
+	switch checktype.Type(typ) {
+	case checktype.HTTP, checktype.HTTPS:
+		dbr = kaHTTPDelayRetry
+	case checktype.DNS:
+		retry, dbr = kaDNSRetry, interval
+	case checktype.Script:
+		retry = kaMiscRetry
 		timeout = interval
 		if ck.miscTimeout.ok {
 			timeout = ck.miscTimeout.v

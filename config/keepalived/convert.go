@@ -7,6 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // keepalived's defaults where xlb's differ (check_data.c, check_parser.c,
@@ -50,6 +53,7 @@ func (cv *converter) convert() *Doc {
 	if c.scriptSecurity.ok {
 		g.Set("enable_script_security", true, "enable_script_security, "+c.scriptSecurity.pos.String())
 	}
+	cv.mail(g)
 	if len(g.Keys) > 0 {
 		g.Comments = []string{"global_defs"}
 		cv.doc.Tables = append(cv.doc.Tables, g)
@@ -136,6 +140,9 @@ func (cv *converter) groups(instances map[string]bool) {
 			if s, ok := g.notify[n]; ok {
 				t.Set(n, s.v, "")
 			}
+		}
+		if g.smtpAlert.ok {
+			t.Set("smtp_alert", g.smtpAlert.v, "")
 		}
 		cv.doc.Tables = append(cv.doc.Tables, t)
 	}
@@ -308,6 +315,9 @@ func (cv *converter) instances(scripts map[string]*kaScript) map[string]bool {
 		if in.useVMAC.ok {
 			t.Set("use_vmac", true, "")
 		}
+		if in.smtpAlert.ok {
+			t.Set("smtp_alert", in.smtpAlert.v, "")
+		}
 		if bad {
 			continue
 		}
@@ -469,8 +479,8 @@ func (cv *converter) services() {
 	for _, g := range cv.c.vsGroups {
 		groups[g.name] = g
 	}
+	written, used := map[string]bool{}, map[string]bool{}
 	for _, vs := range cv.c.services {
-		var svcs []service
 		switch vs.kind {
 		case "addr":
 			a, err := parseAddr(vs.addr)
@@ -478,31 +488,42 @@ func (cv *converter) services() {
 				cv.d.errorf(vs.pos, "virtual_server", "%v", err)
 				continue
 			}
-			svcs = []service{{a, vs.port, vs.pos}}
+			cv.service(vs, []service{{a, vs.port, vs.pos}}, nil)
 		case "group":
 			g := groups[vs.group]
 			if g == nil {
 				cv.d.errorf(vs.pos, "virtual_server group", "virtual_server_group %q does not exist", vs.group)
 				continue
 			}
-			var ok bool
-			if svcs, ok = cv.expandGroup(g); !ok {
+			svcs, entries, ok := cv.expandGroup(g)
+			if !ok {
+				used[g.name] = true
 				continue
 			}
-		default:
-			continue
+			if !written[g.name] {
+				written[g.name], used[g.name] = true, true
+				t := &Table{Name: "virtual_server_group", Array: true, Src: g.pos, Comments: []string{"virtual_server_group " + g.name + ", " + g.pos.String()}}
+				t.Set("name", g.name, "")
+				t.Set("entries", entries, "")
+				cv.doc.Tables = append(cv.doc.Tables, t)
+			}
+			cv.service(vs, svcs, g)
 		}
-		for _, s := range svcs {
-			cv.service(vs, s)
+	}
+	for _, g := range cv.c.vsGroups {
+		if !used[g.name] {
+			cv.d.warnf(g.pos, "virtual_server_group", "%s: no virtual_server uses it: dropped (it does nothing in keepalived)", g.name)
 		}
 	}
 }
 
-// expandGroup lists a virtual_server_group's services: "ADDR PORT" and
+// expandGroup reads a virtual_server_group's entries: "ADDR PORT" and
 // "ADDR-LAST PORT" (a range of the last byte of an IPv4 address or the
-// last group of an IPv6 one).
-func (cv *converter) expandGroup(g *kaVSGroup) ([]service, bool) {
+// last group of an IPv6 one). It returns the services, one per address,
+// and the entries as xlb writes them ("10.0.0.3-10:80").
+func (cv *converter) expandGroup(g *kaVSGroup) ([]service, []string, bool) {
 	var out []service
+	var entries []string
 	ok := true
 	for _, e := range g.entries {
 		if e.words[0] == "fwmark" {
@@ -530,6 +551,7 @@ func (cv *converter) expandGroup(g *kaVSGroup) ([]service, bool) {
 		}
 		if !isRange {
 			out = append(out, service{a, port, e.pos})
+			entries = append(entries, netip.AddrPortFrom(a, uint16(port)).String())
 			continue
 		}
 		base := 10
@@ -549,6 +571,11 @@ func (cv *converter) expandGroup(g *kaVSGroup) ([]service, bool) {
 			ok = false
 			continue
 		}
+		if a.Is4() {
+			entries = append(entries, fmt.Sprintf("%s-%d:%d", a, end, port))
+		} else {
+			entries = append(entries, fmt.Sprintf("[%s-%x]:%d", a, end, port))
+		}
 		for n := first; n <= end; n++ {
 			if a.Is4() {
 				b[3] = byte(n)
@@ -559,14 +586,18 @@ func (cv *converter) expandGroup(g *kaVSGroup) ([]service, bool) {
 			out = append(out, service{x, port, e.pos})
 		}
 	}
-	return out, ok
+	return out, entries, ok
 }
 
-func (cv *converter) service(vs *kaVS, s service) {
+// service converts a virtual_server: svcs is its address and port, or
+// its group's (g), whose real servers take each entry's port unless NAT
+// maps it, and whose checks are the first entry's.
+func (cv *converter) service(vs *kaVS, svcs []service, g *kaVSGroup) {
+	s := svcs[0]
 	t := &Table{Name: "virtual_server", Array: true, Src: vs.pos}
 	hdr := fmt.Sprintf("virtual_server %s %d, %s", vs.addr, vs.port, vs.pos)
-	if vs.kind == "group" {
-		hdr = fmt.Sprintf("virtual_server group %s, %s; %s port %d of the group, %s", vs.group, vs.pos, s.addr, s.port, s.pos)
+	if g != nil {
+		hdr = fmt.Sprintf("virtual_server group %s, %s", vs.group, vs.pos)
 	}
 	t.Comments = []string{hdr}
 	bad := false
@@ -586,36 +617,44 @@ func (cv *converter) service(vs *kaVS, s service) {
 	}
 	ap := netip.AddrPortFrom(s.addr, uint16(s.port)).String()
 	name := ap
+	if g != nil {
+		ap, name = "group "+g.name, g.name
+	}
 	if proto == "udp" {
 		name += "/udp"
 	}
 	t.Set("name", name, "")
-	t.Set("address", s.addr.String(), "")
-	t.Set("port", s.port, "")
+	if g != nil {
+		t.Set("group", g.name, "")
+	} else {
+		t.Set("address", s.addr.String(), "")
+		t.Set("port", s.port, "")
+	}
 	t.Set("protocol", proto, protoNote)
 	sched := vs.sched.or(kaScheduler)
-	switch sched {
-	case "rr", "wrr", "lc", "wlc", "sh", "mh":
-		t.Set("scheduler", sched, ternary(vs.sched.ok, "", "keepalived's default"))
-	default:
-		cv.d.errorf(vs.sched.pos, "lb_algo", "%s: scheduler %q is not supported by xlb (rr, wrr, lc, wlc, sh, mh)", ap, sched)
+	if s, ok := dataplane.SchedulerOfIPVS(sched); ok {
+		t.Set("scheduler", string(s), ternary(vs.sched.ok, "", "keepalived's default"))
+	} else {
+		cv.d.errorf(vs.sched.pos, "lb_algo", "%s: scheduler %q is not supported by xlb (%s)", ap, sched, SchedulerList())
 		bad = true
 	}
-	forward := "nat"
+	forward := dataplane.NAT
 	if vs.method.ok {
-		switch strings.ToUpper(vs.method.v) {
-		case "NAT":
-		case "DR":
-			forward = "dr"
-		case "TUN":
-			forward = "tunnel"
-		default:
-			cv.d.errorf(vs.method.pos, "lb_kind", "%s: %q is not supported by xlb (NAT, DR, TUN)", ap, vs.method.v)
+		var kinds []string
+		found := false
+		for _, f := range dataplane.ForwardTable {
+			kinds = append(kinds, f.Keepalived)
+			if strings.EqualFold(f.Keepalived, vs.method.v) {
+				forward, found = f.Name, true
+			}
+		}
+		if !found {
+			cv.d.errorf(vs.method.pos, "lb_kind", "%s: %q is not supported by xlb (%s)", ap, vs.method.v, strings.Join(kinds, ", "))
 			bad = true
 		}
 	}
-	t.Set("forward", forward, ternary(vs.method.ok, "", "keepalived's default lb_kind NAT"))
-	if forward == "tunnel" && vs.tunType.ok {
+	t.Set("forward", string(forward), ternary(vs.method.ok, "", "keepalived's default lb_kind NAT"))
+	if forward == dataplane.Tunnel && vs.tunType.ok {
 		switch vs.tunType.v {
 		case "ipip":
 		case "gue":
@@ -650,13 +689,28 @@ func (cv *converter) service(vs *kaVS, s service) {
 			bad = true
 		} else {
 			port := vs.sorryPort
-			if port == 0 || forward != "nat" {
-				port = s.port
+			switch {
+			case g != nil && (port == 0 || forward != "nat"):
+				t.Set("sorry_server", a.String(), "each entry's port")
+			case port == 0 || forward != "nat":
+				t.Set("sorry_server", netip.AddrPortFrom(a, uint16(s.port)).String(), "")
+			default:
+				t.Set("sorry_server", netip.AddrPortFrom(a, uint16(port)).String(), "")
 			}
-			t.Set("sorry_server", netip.AddrPortFrom(a, uint16(port)).String(), "")
 		}
 	}
+	if vs.smtpAlert.ok {
+		t.Set("smtp_alert", vs.smtpAlert.v, "")
+	}
 
+	// The director's own addresses: a real server there is served by
+	// IPVS on this host (LOCALNODE).
+	local := map[netip.Addr]bool{}
+	ports := map[int]bool{}
+	for _, x := range svcs {
+		local[x.addr] = true
+		ports[x.port] = true
+	}
 	var checks []*Table
 	for _, rs := range vs.reals {
 		rt := &Table{Name: "virtual_server.real_server", Array: true, Src: rs.pos, Comments: []string{"real_server, " + rs.pos.String()}}
@@ -666,9 +720,27 @@ func (cv *converter) service(vs *kaVS, s service) {
 			bad = true
 			continue
 		}
+		if local[a] {
+			cv.d.warnf(rs.pos, "real_server", "%s: %s is the virtual server's own address: IPVS serves it on the director itself (LOCALNODE); xlb forwards only to other hosts: dropped", ap, a)
+			continue
+		}
 		rt.Set("address", a.String(), "")
-		port := rs.port
+		port, xlbCheck := rs.port, 0
 		switch {
+		case g != nil:
+			// A real server without port takes each entry's, and xlb checks
+			// it on the first entry's.
+			xlbCheck = s.port
+			switch {
+			case rs.port == 0:
+				cv.d.warnf(rs.pos, "real_server", "%s: no port: each entry's", ap)
+				port = s.port
+			case forward == "nat":
+				rt.Set("port", rs.port, "")
+				xlbCheck = rs.port
+			case len(ports) > 1 || !ports[rs.port]:
+				cv.d.warnf(rs.pos, "real_server", "%s: port %d: direct routing and tunnels keep each entry's port", ap, rs.port)
+			}
 		case port == 0:
 			cv.d.warnf(rs.pos, "real_server", "%s: no port: the service's", ap)
 			port = s.port
@@ -676,11 +748,16 @@ func (cv *converter) service(vs *kaVS, s service) {
 			cv.d.warnf(rs.pos, "real_server", "%s: port %d: direct routing and tunnels keep the service port %d", ap, port, s.port)
 			port = s.port
 		}
-		rt.Set("port", port, "")
+		if g == nil {
+			rt.Set("port", port, "")
+		}
 		rt.Set("weight", rs.weight.or(1), "")
+		cv.realAlert(vs, rs, rt)
 		hc, ok := cv.check(vs, rs, a, port)
 		if !ok {
 			bad = true
+		} else if _, set := hc.Get("port"); g != nil && !set && port != xlbCheck && checkUsesPort(hc) {
+			hc.Set("port", port, "the real server's port, which keepalived checks")
 		}
 		checks = append(checks, hc)
 		t.Tables = append(t.Tables, rt)
@@ -728,4 +805,23 @@ func sameKeys(a, b *Table) bool {
 		}
 	}
 	return true
+}
+
+// SchedulerList lists IPVS's names of xlb's schedulers: "rr, wrr, ...".
+func SchedulerList() string {
+	var l []string
+	for _, s := range dataplane.SchedulerTable {
+		if s.IPVS != "" {
+			l = append(l, s.IPVS)
+		}
+	}
+	return strings.Join(l, ", ")
+}
+
+// checkUsesPort reports whether a converted check connects to a port.
+func checkUsesPort(hc *Table) bool {
+	typ, _ := hc.Get("type")
+	s, _ := typ.(string)
+	spec, _ := checktype.Type(s).Spec()
+	return spec.Port
 }

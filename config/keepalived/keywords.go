@@ -3,6 +3,7 @@ package keepalived
 import (
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -44,7 +45,6 @@ type keyword struct {
 
 // Notes shared by several keywords.
 const (
-	noMail    = "xlb sends no mail: use notify scripts or metrics"
 	noSNMP    = "xlb has no SNMP or D-Bus interface: use the metrics endpoint and xlb status"
 	noProcess = "process and scheduling settings of keepalived's own daemons"
 	noRoutes  = "xlb manages no routes, rules or static addresses: configure them with the system's network configuration"
@@ -100,8 +100,8 @@ func init() {
 				p.inst = &kaInstance{pos: s.Pos, name: name, notify: map[string]setting[string]{}}
 				p.c.instances = append(p.c.instances, p.inst)
 			}},
-		{name: "virtual_server_group", st: mapped, xlb: "one [[virtual_server]] per address and port of the group", vals: true, named: true,
-			note: "`ADDR PORT` and `ADDR1-N PORT` (a range of the last byte, or the last group of an IPv6 address) entries; `fwmark N` entries are not supported",
+		{name: "virtual_server_group", st: mapped, xlb: "[[virtual_server_group]] name, entries", vals: true, named: true,
+			note: "`ADDR PORT` and `ADDR1-N PORT` (a range of the last byte, or the last group of an IPv6 address) entries; `fwmark N` entries are not supported (xlb has no firewall-mark services)",
 			fn: func(p *parser, s *stmt) {
 				name, _ := p.arg(s, 1)
 				g := &kaVSGroup{pos: s.Pos, name: name}
@@ -111,7 +111,7 @@ func init() {
 				p.c.vsGroups = append(p.c.vsGroups, g)
 			}},
 		{name: "virtual_server", st: mapped, xlb: "[[virtual_server]] address, port", sub: vsKeywords, doc: "virtual_server ADDR PORT",
-			note: "`virtual_server fwmark N` is not supported (xlb has no firewall-mark services); `virtual_server group NAME` becomes one service per address of the group",
+			note: "`virtual_server group NAME` becomes `group = \"NAME\"`; `virtual_server fwmark N` is not supported (xlb has no firewall-mark services)",
 			fn:   vsStart, end: vsEnd},
 	},
 		skipBlock(unsupported, noRoutes, "static_ipaddress", "static_routes", "static_rules"),
@@ -231,9 +231,7 @@ var globalKeywords = join([]*keyword{
 	}},
 	{name: "lvs_sync_daemon", st: unsupported, note: noSync, skip: false},
 },
-	skipBlock(ignored, noMail, "notification_email"),
-	group(ignored, noMail, "notification_email_from", "smtp_server", "smtp_connect_timeout", "smtp_helo_name",
-		"smtp_alert", "smtp_alert_vrrp", "smtp_alert_checker", "no_email_faults", "no_checker_emails", "email_faults"),
+	mailKeywords,
 	group(ignored, noSNMP, "enable_snmp_vrrp", "enable_snmp_checker", "enable_snmp_rfc", "enable_snmp_rfcv2", "enable_snmp_rfcv3",
 		"enable_snmp_keepalived", "enable_traps", "snmp_socket", "enable_dbus", "dbus_service_name", "enable_dbus_invalid_function"),
 	group(ignored, noProcess, "vrrp_priority", "checker_priority", "bfd_priority", "vrrp_no_swap", "checker_no_swap", "bfd_no_swap",
@@ -261,6 +259,66 @@ var globalKeywords = join([]*keyword{
 )
 
 const math32 = 1<<31 - 1
+
+// mailKeywords are global_defs' mail alerts (global_parser.c).
+var mailKeywords = []*keyword{
+	{name: "notification_email", st: mapped, xlb: "global.notification_email", vals: true, fn: func(p *parser, s *stmt) {
+		for _, v := range s.vals {
+			for _, w := range v.Words {
+				p.c.emails = append(p.c.emails, entry{v.Pos, []string{w}})
+			}
+		}
+	}},
+	{name: "notification_email_from", st: mapped, xlb: "global.notification_email_from", note: "keepalived's default, USER@HOST, is xlb's",
+		fn: func(p *parser, s *stmt) {
+			if v, ok := p.arg(s, 1); ok {
+				p.c.emailFrom.set(v, s.Pos)
+			}
+		}},
+	{name: "smtp_server", st: mapped, xlb: "global.smtp_server", note: "`HOST [PORT]` becomes `\"HOST:PORT\"`, port 25 by default", fn: func(p *parser, s *stmt) {
+		host, ok := p.arg(s, 1)
+		if !ok {
+			return
+		}
+		port := 25
+		if len(s.Words) > 2 {
+			n, err := strconv.Atoi(s.Words[2])
+			if err != nil || n < 1 || n > 65535 {
+				p.d.warnf(s.Pos, s.kw(), "invalid port %q: ignored, as keepalived ignores the server", s.Words[2])
+				return
+			}
+			port = n
+		}
+		p.c.smtpServer.set(net.JoinHostPort(host, strconv.Itoa(port)), s.Pos)
+	}},
+	{name: "smtp_helo_name", st: mapped, xlb: "global.smtp_helo_name", fn: func(p *parser, s *stmt) {
+		if v, ok := p.arg(s, 1); ok {
+			p.c.smtpHelo.set(v, s.Pos)
+		}
+	}},
+	{name: "smtp_connect_timeout", st: mapped, xlb: "global.smtp_connect_timeout", note: "seconds; keepalived's 0 is 1s, and its default 30s is xlb's",
+		fn: func(p *parser, s *stmt) {
+			n, ok := p.integer(s, 1, 0, math32)
+			if !ok {
+				return
+			}
+			switch {
+			case n == 0:
+				p.d.warnf(s.Pos, s.kw(), "0: 1s, as keepalived sets it")
+				n = 1
+			case n > 3600:
+				p.d.warnf(s.Pos, s.kw(), "%ds: 1h, xlb's longest", n)
+				n = 3600
+			}
+			p.c.smtpTimeout.set(time.Duration(n)*time.Second, s.Pos)
+		}},
+	{name: "smtp_alert", st: mapped, xlb: "global.smtp_alert", fn: smtpAlert(func(p *parser) *setting[bool] { return &p.c.smtpAlert })},
+	{name: "smtp_alert_vrrp", st: mapped, xlb: "global.smtp_alert_vrrp", fn: smtpAlert(func(p *parser) *setting[bool] { return &p.c.smtpAlertVRRP })},
+	{name: "smtp_alert_checker", st: mapped, xlb: "global.smtp_alert_checker", fn: smtpAlert(func(p *parser) *setting[bool] { return &p.c.smtpAlertChecker })},
+	{name: "no_email_faults", st: mapped, xlb: "global.no_email_faults", fn: func(p *parser, s *stmt) { p.c.noEmailFaults.set(true, s.Pos) }},
+	{name: "no_checker_emails", st: same, note: "xlb runs one check per real server: its mails are the real server's"},
+	{name: "email_faults", st: same, note: "xlb mails FAULT states unless no_email_faults"},
+}
 
 var scriptKeywords = join([]*keyword{
 	{name: "script", st: mapped, xlb: "vrrp_script.script", note: "split as keepalived splits it (quotes and escapes)",
@@ -326,7 +384,7 @@ var syncKeywords = join([]*keyword{
 	}},
 },
 	notifyKeywords("vrrp_sync_group", func(p *parser) map[string]setting[string] { return p.group.notify }),
-	group(ignored, noMail, "smtp_alert"),
+	[]*keyword{{name: "smtp_alert", st: mapped, xlb: "vrrp_sync_group.smtp_alert", fn: smtpAlert(func(p *parser) *setting[bool] { return &p.group.smtpAlert })}},
 	group(ignored, "xlb moves a sync group's instances together always", "global_tracking", "sync_group_tracking_weight"),
 	group(ignored, "no effect in xlb", "notify_priority_changes", "notify_deleted"),
 	skipBlock(unsupported, "track in the member instances (track_script, track_interface)", "track_interface", "track_script", "track_file", "track_process", "track_bfd"),
@@ -433,7 +491,7 @@ var instanceKeywords = join([]*keyword{
 	{name: "native_ipv6", st: same, note: "an IPv6 instance is version 3 in xlb"},
 },
 	notifyKeywords("vrrp_instance", func(p *parser) map[string]setting[string] { return p.inst.notify }),
-	group(ignored, noMail, "smtp_alert"),
+	[]*keyword{{name: "smtp_alert", st: mapped, xlb: "vrrp_instance.smtp_alert", fn: smtpAlert(func(p *parser) *setting[bool] { return &p.inst.smtpAlert })}},
 	group(unsupported, noSync, "lvs_sync_daemon_interface"),
 	skipBlock(unsupported, noRoutes, "virtual_routes", "virtual_rules"),
 	skipBlock(unsupported, "xlb advertises every virtual address", "virtual_ipaddress_excluded"),
@@ -740,7 +798,9 @@ var rsKeywords = join([]*keyword{
 },
 	checkDefaultKeywords("rs", func(p *parser) *checkDefaults { return &p.rs.defaults }),
 	group(ignored, "xlb runs no script per real server: watch xlb_backend_up", "notify_up", "notify_down"),
-	group(ignored, noMail, "smtp_alert"),
+	[]*keyword{{name: "smtp_alert", st: mapped, xlb: "virtual_server.real_server.smtp_alert",
+		note: "without it keepalived mails a real server's changes unless global smtp_alert_checker or smtp_alert says no: written out then",
+		fn:   smtpAlert(func(p *parser) *setting[bool] { return &p.rs.smtpAlert })}},
 	group(unsupported, "xlb has no connection thresholds", "uthreshold", "lthreshold"),
 )
 
@@ -751,7 +811,7 @@ var vsKeywords = join([]*keyword{
 				p.vs.protocol.set(v, s.Pos)
 			}
 		}},
-	{name: "lb_algo", alias: []string{"lvs_sched"}, st: mapped, xlb: "virtual_server.scheduler", note: "rr, wrr, lc, wlc, sh, mh; keepalived's default wlc is written out",
+	{name: "lb_algo", alias: []string{"lvs_sched"}, st: mapped, xlb: "virtual_server.scheduler", note: SchedulerList() + "; keepalived's default wlc is written out",
 		fn: func(p *parser, s *stmt) {
 			if v, ok := p.arg(s, 1); ok {
 				p.vs.sched.set(v, s.Pos)
@@ -854,7 +914,8 @@ var vsKeywords = join([]*keyword{
 	{name: "inhibit_on_failure", st: same, note: "xlb always keeps a failed real server with weight 0"},
 },
 	checkDefaultKeywords("vs", func(p *parser) *checkDefaults { return &p.vs.defaults }),
-	group(ignored, noMail, "smtp_alert"),
+	[]*keyword{{name: "smtp_alert", st: mapped, xlb: "virtual_server.smtp_alert", note: "the quorum's mails",
+		fn: smtpAlert(func(p *parser) *setting[bool] { return &p.vs.smtpAlert })}},
 	group(ignored, "xlb checks real servers on the backup too", "ha_suspend"),
 	group(unsupported, "xlb has no one-packet scheduling", "ops", "one_packet_scheduling"),
 	group(unsupported, "xlb has no persistence engines", "persistence_engine"),

@@ -36,13 +36,23 @@ type kaConfig struct {
 	garpRefreshRep setting[int]
 	garpInterval   setting[time.Duration]
 	gnaInterval    setting[time.Duration]
-	scripts        []*kaScript
-	groups         []*kaGroup
-	instances      []*kaInstance
-	vsGroups       []*kaVSGroup
-	services       []*kaVS
-	trackFiles     []*kaTrackFile
-	firstPos       Pos
+	// Mail alerts (global_defs).
+	emails           []entry
+	emailFrom        setting[string]
+	smtpServer       setting[string] // HOST:PORT, as xlb writes it
+	smtpHelo         setting[string]
+	smtpTimeout      setting[time.Duration]
+	smtpAlert        setting[bool]
+	smtpAlertVRRP    setting[bool]
+	smtpAlertChecker setting[bool]
+	noEmailFaults    setting[bool]
+	scripts          []*kaScript
+	groups           []*kaGroup
+	instances        []*kaInstance
+	vsGroups         []*kaVSGroup
+	services         []*kaVS
+	trackFiles       []*kaTrackFile
+	firstPos         Pos
 }
 
 type kaScript struct {
@@ -62,10 +72,11 @@ type entry struct {
 }
 
 type kaGroup struct {
-	pos     Pos
-	name    string
-	members []entry
-	notify  map[string]setting[string]
+	pos       Pos
+	name      string
+	members   []entry
+	notify    map[string]setting[string]
+	smtpAlert setting[bool]
 }
 
 type kaInstance struct {
@@ -94,6 +105,7 @@ type kaInstance struct {
 	garpInterval   setting[time.Duration]
 	gnaInterval    setting[time.Duration]
 	useVMAC        setting[bool]
+	smtpAlert      setting[bool]
 }
 
 type kaVSGroup struct {
@@ -144,16 +156,18 @@ type kaVS struct {
 	sorryPort   int
 	defaults    checkDefaults
 	reals       []*kaRS
+	smtpAlert   setting[bool]
 }
 
 type kaRS struct {
-	pos      Pos
-	addr     string
-	port     int // 0: none given
-	weight   setting[int]
-	alpha    setting[bool]
-	defaults checkDefaults
-	checkers []*kaChecker
+	pos       Pos
+	addr      string
+	port      int // 0: none given
+	weight    setting[int]
+	alpha     setting[bool]
+	defaults  checkDefaults
+	checkers  []*kaChecker
+	smtpAlert setting[bool]
 }
 
 type kaChecker struct {

@@ -237,3 +237,29 @@ func (p *parser) command(s *stmt) (string, bool) {
 	}
 	return w[1], true
 }
+
+// boolean reads an optional on/off word at i (keepalived's
+// check_true_false: true, on, yes; false, off, no): true without one; an
+// invalid one is reported and the keyword ignored, as keepalived does.
+func (p *parser) boolean(s *stmt, i int) (bool, bool) {
+	if i >= len(s.Words) {
+		return true, true
+	}
+	switch s.Words[i] {
+	case "true", "on", "yes":
+		return true, true
+	case "false", "off", "no":
+		return false, true
+	}
+	p.d.warnf(s.Pos, s.kw(), "invalid value %q (want true, on, yes, false, off or no): ignored, as keepalived ignores it", s.Words[i])
+	return false, false
+}
+
+// smtpAlert is the handler of a block's smtp_alert [BOOL].
+func smtpAlert(get func(p *parser) *setting[bool]) func(p *parser, s *stmt) {
+	return func(p *parser, s *stmt) {
+		if v, ok := p.boolean(s, 1); ok {
+			get(p).set(v, s.Pos)
+		}
+	}
+}

@@ -103,6 +103,8 @@ func TestSemantics(t *testing.T) {
 	}{
 		{"semantics.conf", Options{Instance: "lb1", InstanceSet: true}},
 		{"checkers.conf", Options{}},
+		{"virtual_server_group.conf", Options{}},
+		{"mail.conf", Options{}},
 	} {
 		got, res := importGolden(t, "testdata", tc.file, tc.opts)
 		checkGolden(t, filepath.Join("testdata", tc.file+".golden"), got)

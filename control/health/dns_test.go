@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/test/nettest"
 )
 
@@ -58,7 +59,7 @@ func TestDNS(t *testing.T) {
 		{"ok.test", "A", none4, "no response"}, // nobody there
 		{"ok.test", "MX", rs4b, "no response"}, // dnsmasq does not listen on .3: port unreachable
 	} {
-		s := labSpec(health.TypeDNS, netip.AddrPortFrom(tc.target, 53))
+		s := labSpec(checktype.DNS, netip.AddrPortFrom(tc.target, 53))
 		s.DNSName, s.DNSType, s.Timeout = tc.name, tc.qtype, 500*time.Millisecond
 		err := l.check(t, s)
 		switch {
@@ -73,7 +74,7 @@ func TestDNS(t *testing.T) {
 func TestDNSBadSpecs(t *testing.T) {
 	t.Parallel()
 	for _, s := range []health.Spec{{DNSType: "PTR"}, {DNSName: "a..b"}, {DNSName: ".a"}} {
-		s.Type, s.Target, s.Interval, s.Timeout, s.Fall, s.Rise = health.TypeDNS, netip.MustParseAddrPort("10.0.0.1:53"), time.Second, time.Second, 1, 1
+		s.Type, s.Target, s.Interval, s.Timeout, s.Fall, s.Rise = checktype.DNS, netip.MustParseAddrPort("10.0.0.1:53"), time.Second, time.Second, 1, 1
 		if err := s.Validate(); err == nil {
 			t.Errorf("%+v: valid", s)
 		} else {

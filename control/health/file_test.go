@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 func checkWeight(t *testing.T, s health.Spec) (health.Weight, error) {
@@ -38,7 +39,7 @@ func TestFile(t *testing.T) {
 		}
 	}
 	spec := func(weight int, reverse bool) health.Spec {
-		return health.Spec{Type: health.TypeFile, Target: netip.MustParseAddrPort("10.0.0.7:80"), File: path,
+		return health.Spec{Type: checktype.File, Target: netip.MustParseAddrPort("10.0.0.7:80"), File: path,
 			FileWeight: weight, FileReverse: reverse, Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1}
 	}
 	add := func(n int64) health.Weight { return health.Weight{Mode: health.WeightAdd, Value: n} }
@@ -102,7 +103,7 @@ func TestFile(t *testing.T) {
 			t.Errorf("%v over %d: %d, want %d", tc.w, tc.cfg, got, tc.want)
 		}
 	}
-	if err := (health.Spec{Type: health.TypeFile, Target: netip.MustParseAddrPort("10.0.0.7:80"), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1}).Validate(); err == nil || !strings.Contains(err.Error(), "missing file") {
+	if err := (health.Spec{Type: checktype.File, Target: netip.MustParseAddrPort("10.0.0.7:80"), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1}).Validate(); err == nil || !strings.Contains(err.Error(), "missing file") {
 		t.Errorf("no file: %v", err)
 	}
 }

@@ -33,6 +33,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // Checker probes one real server once. Check returns nil when the server is
@@ -98,25 +100,9 @@ func (w Weight) String() string {
 // MarshalText makes Weight print as String in JSON and logs.
 func (w Weight) MarshalText() ([]byte, error) { return []byte(w.String()), nil }
 
-// Type is the kind of a health check.
-type Type string
-
-// The check types.
-const (
-	TypeTCP    Type = "tcp"    // TCP connect
-	TypeHTTP   Type = "http"   // HTTP GET
-	TypeHTTPS  Type = "https"  // HTTP GET over TLS
-	TypeUDP    Type = "udp"    // a datagram, no ICMP error (or a reply)
-	TypeDNS    Type = "dns"    // a query answered without error
-	TypeSMTP   Type = "smtp"   // greeting, HELO and QUIT
-	TypePing   Type = "ping"   // ICMP or ICMPv6 echo
-	TypeFile   Type = "file"   // a number in a file
-	TypeScript Type = "script" // external program, exit 0 = up
-	TypeNone   Type = "none"   // no check: always up
-)
-
-// types lists the check types, for messages.
-var types = []Type{TypeTCP, TypeHTTP, TypeHTTPS, TypeUDP, TypeDNS, TypeSMTP, TypePing, TypeFile, TypeScript, TypeNone}
+// Type is the kind of a health check, declared with its properties in
+// checktype.Table; each has its constructor in checkers.
+type Type = checktype.Type
 
 // HTTP protocol versions of a request (keepalived's http_protocol).
 const (
@@ -277,22 +263,23 @@ func (s Spec) target() netip.AddrPort {
 
 // Validate reports the first problem that makes s unusable.
 func (s Spec) Validate() error {
+	t, ok := s.Type.Spec()
 	switch {
-	case s.Type == TypeNone:
+	case s.Type == checktype.None:
 		return nil
 	case s.Type == "":
 		return errors.New("missing check type")
-	case !slices.Contains(types, s.Type):
-		names := make([]string, len(types))
-		for i, t := range types {
-			names[i] = string(t)
+	case !ok:
+		names := make([]string, len(checktype.Table))
+		for i, t := range checktype.Table {
+			names[i] = string(t.Type)
 		}
 		return fmt.Errorf("unknown check type %q (want %s)", s.Type, strings.Join(names, ", "))
 	}
 	if !s.Target.Addr().IsValid() {
 		return errors.New("missing target address")
 	}
-	if s.Target.Port() == 0 && s.Type != TypeScript && s.Type != TypePing && s.Type != TypeFile {
+	if s.Target.Port() == 0 && t.Port {
 		return errors.New("missing target port")
 	}
 	if s.ConnectIP.IsValid() && s.BindTo.IsValid() && s.ConnectIP.Is4() != s.BindTo.Is4() {
@@ -314,17 +301,17 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("rise %d: must be at least 1", s.Rise)
 	}
 	switch s.Type {
-	case TypeHTTP, TypeHTTPS:
+	case checktype.HTTP, checktype.HTTPS:
 		return validHTTP(s)
-	case TypeUDP:
+	case checktype.UDP:
 		return validUDP(s)
-	case TypeDNS:
+	case checktype.DNS:
 		return validDNS(s)
-	case TypeFile:
+	case checktype.File:
 		if s.File == "" {
 			return errors.New("missing file")
 		}
-	case TypeScript:
+	case checktype.Script:
 		if !validScript(s.Script) {
 			return errors.New("missing script")
 		}
@@ -340,26 +327,21 @@ func newChecker(s Spec, scripts ScriptRunner) (Checker, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	switch s.Type {
-	case TypeTCP:
-		return newTCPChecker(s), nil
-	case TypeHTTP, TypeHTTPS:
-		return newHTTPChecker(s)
-	case TypeUDP:
-		return newUDPChecker(s)
-	case TypeDNS:
-		return newDNSChecker(s)
-	case TypeSMTP:
-		return newSMTPChecker(s), nil
-	case TypePing:
-		return newPingChecker(s), nil
-	case TypeFile:
-		return newFileChecker(s), nil
-	case TypeScript:
-		return newScriptChecker(s, scripts), nil
-	default:
-		return noneChecker{}, nil
-	}
+	return checkers[s.Type](s, scripts)
+}
+
+// checkers build the Checker of each type of checktype.Table.
+var checkers = map[Type]func(Spec, ScriptRunner) (Checker, error){
+	checktype.TCP:    func(s Spec, _ ScriptRunner) (Checker, error) { return newTCPChecker(s), nil },
+	checktype.HTTP:   func(s Spec, _ ScriptRunner) (Checker, error) { return newHTTPChecker(s) },
+	checktype.HTTPS:  func(s Spec, _ ScriptRunner) (Checker, error) { return newHTTPChecker(s) },
+	checktype.UDP:    func(s Spec, _ ScriptRunner) (Checker, error) { return newUDPChecker(s) },
+	checktype.DNS:    func(s Spec, _ ScriptRunner) (Checker, error) { return newDNSChecker(s) },
+	checktype.SMTP:   func(s Spec, _ ScriptRunner) (Checker, error) { return newSMTPChecker(s), nil },
+	checktype.Ping:   func(s Spec, _ ScriptRunner) (Checker, error) { return newPingChecker(s), nil },
+	checktype.File:   func(s Spec, _ ScriptRunner) (Checker, error) { return newFileChecker(s), nil },
+	checktype.Script: func(s Spec, r ScriptRunner) (Checker, error) { return newScriptChecker(s, r), nil },
+	checktype.None:   func(Spec, ScriptRunner) (Checker, error) { return noneChecker{}, nil },
 }
 
 // noneChecker is the checker of type none: always healthy.

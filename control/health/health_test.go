@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 func TestSpecValidate(t *testing.T) {
 	t.Parallel()
 	good := health.Spec{
-		Type: health.TypeHTTP, Target: netip.MustParseAddrPort("10.0.0.7:80"),
+		Type: checktype.HTTP, Target: netip.MustParseAddrPort("10.0.0.7:80"),
 		Interval: 2 * time.Second, Timeout: time.Second, Fall: 3, Rise: 2, Path: "/", ExpectStatus: []int{200},
 	}
 	if err := good.Validate(); err != nil {
@@ -34,7 +35,7 @@ func TestSpecValidate(t *testing.T) {
 		{"bad status", func(s *health.Spec) { s.ExpectStatus = []int{200, 2000} }, "expected status 2000"},
 		{"bad regex", func(s *health.Spec) { s.BodyRegex = "(" }, "body regex: error parsing regexp"},
 		{"relative path", func(s *health.Spec) { s.Path = "healthz" }, `path "healthz": must start with /`},
-		{"empty script", func(s *health.Spec) { s.Type, s.Script = health.TypeScript, "  " }, "missing script"},
+		{"empty script", func(s *health.Spec) { s.Type, s.Script = checktype.Script, "  " }, "missing script"},
 	} {
 		s := good
 		tc.edit(&s)
@@ -49,18 +50,18 @@ func TestSpecValidate(t *testing.T) {
 	// A script may check a real server without a port (UDP services use
 	// ports too, but the port is the script's business); none needs nothing.
 	s := good
-	s.Type, s.Script, s.Target = health.TypeScript, "/bin/true", netip.AddrPortFrom(s.Target.Addr(), 0)
+	s.Type, s.Script, s.Target = checktype.Script, "/bin/true", netip.AddrPortFrom(s.Target.Addr(), 0)
 	if err := s.Validate(); err != nil {
 		t.Errorf("script without port: %v", err)
 	}
-	if err := (health.Spec{Type: health.TypeNone}).Validate(); err != nil {
+	if err := (health.Spec{Type: checktype.None}).Validate(); err != nil {
 		t.Errorf("none: %v", err)
 	}
 }
 
 func TestSpecEqual(t *testing.T) {
 	t.Parallel()
-	a := health.Spec{Type: health.TypeHTTP, Target: netip.MustParseAddrPort("10.0.0.7:80"), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1, ExpectStatus: []int{200, 204}}
+	a := health.Spec{Type: checktype.HTTP, Target: netip.MustParseAddrPort("10.0.0.7:80"), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1, ExpectStatus: []int{200, 204}}
 	b := a
 	b.ExpectStatus = []int{200, 204} // another slice, same codes
 	if !a.Equal(b) {

@@ -19,6 +19,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // maxBody is how much of the response body is kept to match BodyRegex
@@ -57,7 +59,7 @@ func newHTTPChecker(s Spec) (*httpChecker, error) {
 	if c.proto == "" {
 		c.proto = HTTP11
 	}
-	if s.Type == TypeHTTPS {
+	if s.Type == checktype.HTTPS {
 		cfg, err := tlsConfig(s)
 		if err != nil {
 			return nil, err

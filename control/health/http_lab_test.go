@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // webRequest is what the real server saw of a request.
@@ -79,7 +80,7 @@ func TestHTTPKeepalivedFeatures(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)
 	web, targets := l.webServer(t, "10.77.9.2:8080", "10.77.9.3:8080", "[fd77:9::2]:8080")
-	s := labSpec(health.TypeHTTP, targets[0])
+	s := labSpec(checktype.HTTP, targets[0])
 
 	// The request line and headers of each http_protocol (keepalived's
 	// request_template): 1.0 without Connection, 1.0C and 1.1 with close.
@@ -150,7 +151,7 @@ func TestHTTPKeepalivedFeatures(t *testing.T) {
 	}
 
 	// connect_ip replaces the address (the port stays), bindto the source.
-	c := labSpec(health.TypeHTTP, netip.AddrPortFrom(none4, 8080))
+	c := labSpec(checktype.HTTP, netip.AddrPortFrom(none4, 8080))
 	c.ConnectIP, c.BindTo = rs4b, dir4b
 	if err := l.check(t, c); err != nil {
 		t.Errorf("connect_ip, bindto: %v", err)
@@ -160,7 +161,7 @@ func TestHTTPKeepalivedFeatures(t *testing.T) {
 	}
 
 	// IPv6: the Host header brackets the address.
-	v6 := labSpec(health.TypeHTTP, targets[2])
+	v6 := labSpec(checktype.HTTP, targets[2])
 	if err := l.check(t, v6); err != nil {
 		t.Errorf("IPv6: %v", err)
 	}
@@ -183,7 +184,7 @@ func TestHTTPBadSpecs(t *testing.T) {
 		{Digest: "abc"}, {HTTPProtocol: "2"}, {URLs: []health.URL{{Path: "x"}}},
 		{URLs: []health.URL{{Digest: "zz"}}}, {Host: "a b"},
 	} {
-		s.Type, s.Target, s.Interval, s.Timeout, s.Fall, s.Rise = health.TypeHTTP, netip.MustParseAddrPort("10.0.0.1:80"), 1e9, 1e9, 1, 1
+		s.Type, s.Target, s.Interval, s.Timeout, s.Fall, s.Rise = checktype.HTTP, netip.MustParseAddrPort("10.0.0.1:80"), 1e9, 1e9, 1, 1
 		if err := s.Validate(); err == nil {
 			t.Errorf("%+v: valid", s)
 		}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // rsServer is a real HTTP server on loopback whose behaviour a test switches.
@@ -87,10 +88,10 @@ func (rs *rsServer) seen() (hosts, snis []string) {
 }
 
 func httpSpec(t *testing.T, rs *rsServer) health.Spec {
-	s := health.Spec{Type: health.TypeHTTP, Interval: time.Second, Timeout: 5 * time.Second, Fall: 1, Rise: 1, Path: "/healthz"}
+	s := health.Spec{Type: checktype.HTTP, Interval: time.Second, Timeout: 5 * time.Second, Fall: 1, Rise: 1, Path: "/healthz"}
 	s.Target = addrPort(t, rs.Listener.Addr())
 	if rs.TLS != nil {
-		s.Type = health.TypeHTTPS
+		s.Type = checktype.HTTPS
 	}
 	return s
 }
@@ -169,7 +170,7 @@ func TestHTTPTimeout(t *testing.T) {
 
 func TestHTTPRefused(t *testing.T) {
 	t.Parallel()
-	s := health.Spec{Type: health.TypeHTTP, Target: closedPort(t), Interval: time.Second, Timeout: 5 * time.Second, Fall: 1, Rise: 1}
+	s := health.Spec{Type: checktype.HTTP, Target: closedPort(t), Interval: time.Second, Timeout: 5 * time.Second, Fall: 1, Rise: 1}
 	if err := check(t, s); err == nil {
 		t.Fatal("closed port: no error")
 	}
@@ -257,7 +258,7 @@ func TestHTTPSBadCAFile(t *testing.T) {
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := health.Spec{Type: health.TypeHTTPS, Target: closedPort(t), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1, TLSVerify: true}
+	s := health.Spec{Type: checktype.HTTPS, Target: closedPort(t), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1, TLSVerify: true}
 	for _, f := range []string{notPEM, filepath.Join(t.TempDir(), "missing.pem")} {
 		s.CAFile = f
 		if _, err := health.NewChecker(s); err == nil {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // DefaultWorkers is how many checks may run at once when Options.Workers
@@ -309,7 +311,7 @@ func (m *Manager) add(key string, s *Spec, target netip.AddrPort, now time.Time)
 	switch {
 	case err != nil:
 		c.invalid, c.lastErr, c.state = err, err, StateDown
-	case s.Type == TypeNone:
+	case s.Type == checktype.None:
 		c.state = StateUp
 	default:
 		c.checker = checker

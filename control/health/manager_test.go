@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 const interval = 10 * time.Second
@@ -194,7 +195,7 @@ func TestManagerUpdate(t *testing.T) {
 	// a unchanged; b only retimed; c new; d none; e initially up; f invalid.
 	slower := tcp
 	slower.Interval, slower.Fall, slower.InitialUp = 2*interval, 5, true
-	none := health.Spec{Type: health.TypeNone}
+	none := health.Spec{Type: checktype.None}
 	initUp := tcp
 	initUp.InitialUp = true
 	bad := tcp
@@ -450,7 +451,7 @@ func TestManagerHangingChecksDoNotStall(t *testing.T) {
 	m := health.NewManager(health.Options{Clock: clk}) // the daemon's default limit
 	specs := map[string]health.Spec{}
 	for i := range hanging {
-		s := health.Spec{Type: health.TypeHTTP, Interval: interval, Timeout: time.Hour, Fall: 1, Rise: 1, Path: "/"}
+		s := health.Spec{Type: checktype.HTTP, Interval: interval, Timeout: time.Hour, Fall: 1, Rise: 1, Path: "/"}
 		s.Target = addrPort(t, dark.Listener.Addr())
 		specs[fmt.Sprintf("dark/%d", i)] = s
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // writeScript writes an executable shell script into a fresh directory.
@@ -29,7 +30,7 @@ func writeScript(t *testing.T, body string) string {
 
 func scriptSpec(script string) health.Spec {
 	return health.Spec{
-		Type: health.TypeScript, Target: netip.MustParseAddrPort("10.1.2.3:8080"), Script: script,
+		Type: checktype.Script, Target: netip.MustParseAddrPort("10.1.2.3:8080"), Script: script,
 		Interval: time.Second, Timeout: 10 * time.Second, Fall: 1, Rise: 1,
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // smtpServer is an SMTP server in the real server's namespace that speaks
@@ -76,7 +76,7 @@ func TestSMTP(t *testing.T) {
 	l := newLab(t)
 	srv, target := l.smtpServer(t, "10.77.9.2:2525")
 	_, target6 := l.smtpServer(t, "[fd77:9::2]:2525")
-	s := labSpec(health.TypeSMTP, target)
+	s := labSpec(checktype.SMTP, target)
 	s.HeloName = "director.example.test"
 	set := func(greeting, helo, quit string) {
 		srv.mu.Lock()
@@ -119,7 +119,7 @@ func TestSMTP(t *testing.T) {
 		}
 	}
 
-	refused := labSpec(health.TypeSMTP, netip.AddrPortFrom(rs4, 2526))
+	refused := labSpec(checktype.SMTP, netip.AddrPortFrom(rs4, 2526))
 	if err := l.check(t, refused); err == nil || !strings.Contains(err.Error(), "smtp connect") {
 		t.Errorf("closed port: got %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 func check(t *testing.T, s health.Spec) error {
@@ -22,7 +23,7 @@ func check(t *testing.T, s health.Spec) error {
 }
 
 func tcpSpec() health.Spec {
-	return health.Spec{Type: health.TypeTCP, Interval: time.Second, Timeout: 5 * time.Second, Fall: 1, Rise: 1}
+	return health.Spec{Type: checktype.TCP, Interval: time.Second, Timeout: 5 * time.Second, Fall: 1, Rise: 1}
 }
 
 func TestTCP(t *testing.T) {
@@ -54,7 +55,7 @@ func TestTCPConnectIPBindTo(t *testing.T) {
 			c.Close()
 		}
 	}()
-	s := labSpec(health.TypeTCP, netip.AddrPortFrom(none4, 9000))
+	s := labSpec(checktype.TCP, netip.AddrPortFrom(none4, 9000))
 	s.ConnectIP, s.BindTo = rs4b, dir4b
 	if err := l.check(t, s); err != nil {
 		t.Fatal(err)

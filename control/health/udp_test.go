@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 )
 
 // udpServer answers each datagram in the real server's namespace with
@@ -62,7 +63,7 @@ func TestUDP(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)
 	srv, target := l.udpServer(t, "10.77.9.2:5000")
-	s := labSpec(health.TypeUDP, target)
+	s := labSpec(checktype.UDP, target)
 	s.Timeout = 300 * time.Millisecond
 
 	// Silence is success: no ICMP error within the timeout (keepalived's
@@ -79,7 +80,7 @@ func TestUDP(t *testing.T) {
 	}
 
 	// A closed port answers with ICMP port unreachable: failure, at once.
-	closed := labSpec(health.TypeUDP, netip.AddrPortFrom(rs4, 5001))
+	closed := labSpec(checktype.UDP, netip.AddrPortFrom(rs4, 5001))
 	closed.Timeout = 5 * time.Second
 	start = time.Now()
 	err := l.check(t, closed)
@@ -162,7 +163,7 @@ func TestUDPBadSpecs(t *testing.T) {
 		{Reply: "01"},   // a pattern without require_reply
 		{RequireReply: true, Reply: "g1"},
 	} {
-		s.Type, s.Target, s.Interval, s.Timeout, s.Fall, s.Rise = health.TypeUDP, netip.MustParseAddrPort("10.0.0.1:53"), time.Second, time.Second, 1, 1
+		s.Type, s.Target, s.Interval, s.Timeout, s.Fall, s.Rise = checktype.UDP, netip.MustParseAddrPort("10.0.0.1:53"), time.Second, time.Second, 1, 1
 		if err := s.Validate(); err == nil {
 			t.Errorf("%+v: valid", s)
 		} else {

@@ -30,6 +30,10 @@ const (
 func check(services []dataplane.Service) error {
 	var errs []error
 	for _, s := range services {
+		if spec, _ := s.Scheduler.Spec(); spec.IPVS == "" {
+			errs = append(errs, fmt.Errorf("ipvs: service %s: scheduler %s: %w (IPVS has no such scheduler)",
+				s.Name, s.Scheduler, dataplane.ErrNotSupported))
+		}
 		if s.Forward == dataplane.Tunnel && s.Tunnel.Encap == dataplane.EncapGUE {
 			errs = append(errs, fmt.Errorf("ipvs: service %s: GUE tunnels: %w (the netlink library sets no tunnel type: use encap ipip or the xdp dataplane)",
 				s.Name, dataplane.ErrNotSupported))
@@ -66,7 +70,7 @@ func toService(s dataplane.Service) *ipvs.Service {
 		Address:       ipOf(s.Key.Addr),
 		Protocol:      uint16(s.Key.Proto),
 		Port:          s.Key.Port,
-		SchedName:     string(s.Scheduler),
+		SchedName:     ipvsScheduler(s.Scheduler),
 		AddressFamily: family(s.Key.Addr),
 		Netmask:       0xffffffff,
 	}
@@ -99,14 +103,17 @@ func serviceDiff(cur, want *ipvs.Service) string {
 	return strings.Join(d, ", ")
 }
 
+// ipvsScheduler is IPVS's name of a scheduler (check refused those it has
+// not).
+func ipvsScheduler(s dataplane.Scheduler) string {
+	spec, _ := s.Spec()
+	return spec.IPVS
+}
+
+// forwardFlag is IPVS's forwarding method of a mode.
 func forwardFlag(m dataplane.ForwardMode) uint32 {
-	switch m {
-	case dataplane.NAT:
-		return ipvs.ConnFwdMasq
-	case dataplane.Tunnel:
-		return ipvs.ConnFwdTunnel
-	}
-	return ipvs.ConnFwdDirectRoute
+	f, _ := m.Spec()
+	return f.IPVS
 }
 
 // toDestination is the IPVS real server for b in s.

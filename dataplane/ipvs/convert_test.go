@@ -28,11 +28,13 @@ func TestCheckRejectsWhatIPVSCannotDo(t *testing.T) {
 	gue.Tunnel = dataplane.TunnelOptions{Encap: dataplane.EncapGUE, GUEPort: 5555}
 	heavy := svc("192.0.2.101", dataplane.WeightedRoundRobin, dataplane.DirectRouting, be("192.0.2.11", 80, 70000))
 	mixed := svc("192.0.2.102", dataplane.RoundRobin, dataplane.Tunnel, be("2001:db8::11", 80, 1))
+	noIPVS := svc("192.0.2.104", "xlb-test-only", dataplane.NAT, be("192.0.2.11", 80, 1)) // in no table
 	for _, tc := range []struct {
 		s    dataplane.Service
 		want string
 	}{
 		{gue, "GUE"},
+		{noIPVS, "IPVS has no such scheduler"},
 		{heavy, "weight 70000 above 65535"},
 		{mixed, "other address family"},
 	} {
@@ -45,6 +47,21 @@ func TestCheckRejectsWhatIPVSCannotDo(t *testing.T) {
 	ipip.Tunnel = dataplane.TunnelOptions{Encap: dataplane.EncapIPIP}
 	if err := check([]dataplane.Service{ipip, svc("2001:db8::1", dataplane.SourceHashing, dataplane.NAT, be("2001:db8::11", 8080, 0))}); err != nil {
 		t.Errorf("check rejected a valid set: %v", err)
+	}
+}
+
+// The forwarding methods of dataplane.ForwardTable are IPVS's.
+func TestForwardTableIsIPVS(t *testing.T) {
+	want := map[dataplane.ForwardMode]uint32{
+		dataplane.DirectRouting: ipvs.ConnFwdDirectRoute, dataplane.NAT: ipvs.ConnFwdMasq, dataplane.Tunnel: ipvs.ConnFwdTunnel,
+	}
+	for _, f := range dataplane.ForwardTable {
+		if _, ok := want[f.Name]; !ok {
+			t.Errorf("forward %s: no IPVS method known to this test", f.Name)
+		}
+		if got := toDestination(svc("192.0.2.1", dataplane.RoundRobin, f.Name), be("192.0.2.11", 80, 1)).ConnectionFlags; got != want[f.Name] {
+			t.Errorf("forward %s: IPVS method %#x, want %#x", f.Name, got, want[f.Name])
+		}
 	}
 }
 

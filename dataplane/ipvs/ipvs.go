@@ -10,9 +10,10 @@
 //     server of the other address family (no IPVS_DEST_ATTR_ADDR_FAMILY).
 //     Tunnel.Source cannot be set in IPVS (the outer source is the
 //     route's); it is ignored with a warning.
-//   - Schedulers: rr, wrr, lc, wlc, sh, mh by name; the kernel loads
-//     ip_vs_<name> on demand, and a kernel without it gives an error
-//     wrapping dataplane.ErrNotSupported.
+//   - Schedulers: by their IPVS name (dataplane.SchedulerTable); the
+//     kernel loads ip_vs_<name> on demand, and a kernel without it, or a
+//     scheduler IPVS has none of, gives an error wrapping
+//     dataplane.ErrNotSupported.
 //   - Persistence: ipvsadm -p (IP_VS_SVC_F_PERSISTENT, timeout in whole
 //     seconds rounded up, netmask /32 or /128).
 //   - Weights: 0..65535, 0 drains (ipvsadm's range; the netlink library
@@ -312,7 +313,7 @@ func serviceError(op string, s dataplane.Service, err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOENT):
 		return fmt.Errorf("%s: scheduler %s: the kernel has no ip_vs_%s module: %w (%w)",
-			op, s.Scheduler, s.Scheduler, dataplane.ErrNotSupported, err)
+			op, s.Scheduler, ipvsScheduler(s.Scheduler), dataplane.ErrNotSupported, err)
 	case errors.Is(err, syscall.EAFNOSUPPORT):
 		return fmt.Errorf("%s: the kernel's IPVS has no IPv6: %w (%w)", op, dataplane.ErrNotSupported, err)
 	}

@@ -23,7 +23,7 @@ import (
 func Dataplane(c config.Dataplane, log *slog.Logger) (dataplane.Dataplane, error) {
 	openXDP := func() (dataplane.Dataplane, error) {
 		return xdp.Open(xdp.Options{
-			Interfaces: c.Interfaces, Mode: xdp.AttachMode(c.XDPMode), PinPath: c.PinPath, MountBPFFS: true, Logger: log,
+			Interfaces: c.Interfaces, Mode: c.XDPMode, PinPath: c.PinPath, MountBPFFS: true, Logger: log,
 			TCPTimeout: c.TCPTimeout, TCPFinTimeout: c.TCPFinTimeout, UDPTimeout: c.UDPTimeout,
 		})
 	}

@@ -133,13 +133,13 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 		Enabled:     cfg.Flags&uint16(bpfXlbSvcFlagsXLB_SVC_F_ENABLED) != 0,
 		Persistence: time.Duration(cfg.PersistTimeout) * time.Second,
 	}
-	for s, code := range schedCodes {
-		if uint8(code) == cfg.Sched {
+	for s, code := range d.names.sched {
+		if code == cfg.Sched {
 			svc.Scheduler = s
 		}
 	}
-	for f, code := range fwdCodes {
-		if uint8(code) == cfg.Fwd {
+	for f, code := range d.names.fwd {
+		if code == cfg.Fwd {
 			svc.Forward = f
 		}
 	}

@@ -301,17 +301,8 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 	var table []uint32
 	sum := st.tableSum[st.slot]
 	if !reuse {
-		var order []int
-		switch s.Scheduler {
-		case dataplane.RoundRobin:
-			order = rrTable(tbs)
-		case dataplane.WeightedRoundRobin:
-			order = wrrTable(tbs)
-		case dataplane.LeastConnection, dataplane.WeightedLeastConnection:
-			order = candidateTable(tbs)
-		case dataplane.SourceHashing, dataplane.MaglevHashing:
-			order = maglevTable(tbs, d.opts.MaglevSize)
-		}
+		spec, _ := s.Scheduler.Spec()
+		order := tableBuilders[spec.Table](tbs, d.opts.MaglevSize)
 		table = make([]uint32, len(order))
 		for i, j := range order {
 			table[i] = tids[j]
@@ -324,7 +315,7 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 		next = st.slot // first install: either slot is free
 	}
 	idx := st.id*2 + next
-	cfg, err := svcConfig(st.id, s, uint32(sum.n))
+	cfg, err := d.svcConfig(st.id, s, uint32(sum.n))
 	if err != nil {
 		return err
 	}
@@ -528,30 +519,15 @@ func svcKey(k dataplane.ServiceKey) bpfXlbSvcKey {
 	return bpfXlbSvcKey{Addr: addr, Port: k.Port, Proto: uint8(k.Proto), Family: fam}
 }
 
-var schedCodes = map[dataplane.Scheduler]bpfXlbSched{
-	dataplane.RoundRobin:              bpfXlbSchedXLB_SCHED_RR,
-	dataplane.WeightedRoundRobin:      bpfXlbSchedXLB_SCHED_WRR,
-	dataplane.LeastConnection:         bpfXlbSchedXLB_SCHED_LC,
-	dataplane.WeightedLeastConnection: bpfXlbSchedXLB_SCHED_WLC,
-	dataplane.SourceHashing:           bpfXlbSchedXLB_SCHED_SH,
-	dataplane.MaglevHashing:           bpfXlbSchedXLB_SCHED_MH,
-}
-
-var fwdCodes = map[dataplane.ForwardMode]bpfXlbFwd{
-	dataplane.DirectRouting: bpfXlbFwdXLB_FWD_DR,
-	dataplane.NAT:           bpfXlbFwdXLB_FWD_NAT,
-	dataplane.Tunnel:        bpfXlbFwdXLB_FWD_TUNNEL,
-}
-
-func svcConfig(id uint32, s dataplane.Service, tableLen uint32) (bpfXlbSvc, error) {
+func (d *Dataplane) svcConfig(id uint32, s dataplane.Service, tableLen uint32) (bpfXlbSvc, error) {
 	k := svcKey(s.Key)
 	cfg := bpfXlbSvc{
 		Vip:      k.Addr,
 		Port:     k.Port,
 		Proto:    k.Proto,
 		Family:   k.Family,
-		Sched:    uint8(schedCodes[s.Scheduler]),
-		Fwd:      uint8(fwdCodes[s.Forward]),
+		Sched:    d.names.sched[s.Scheduler],
+		Fwd:      d.names.fwd[s.Forward],
 		Id:       id,
 		TableLen: tableLen,
 	}

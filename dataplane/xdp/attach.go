@@ -12,6 +12,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // linkPinPrefix names pinned XDP links: PinPath/link_<interface>.
@@ -132,7 +134,7 @@ func (d *Dataplane) adoptLink(pin string, iface *net.Interface) (*attached, erro
 	if err != nil {
 		return fail(err)
 	}
-	if d.opts.Mode != AttachAuto && string(d.opts.Mode) != mode {
+	if d.opts.Mode != dataplane.AttachAuto && string(d.opts.Mode) != mode {
 		return fail(fmt.Errorf("pinned link is %s, %s wanted", mode, d.opts.Mode))
 	}
 	if err := l.Update(d.objs.XlbXdp); err != nil {
@@ -146,19 +148,19 @@ func (d *Dataplane) attachNew(iface *net.Interface) (*attached, error) {
 		return link.AttachXDP(link.XDPOptions{Program: d.objs.XlbXdp, Interface: iface.Index, Flags: flags})
 	}
 	switch d.opts.Mode {
-	case AttachNative:
+	case dataplane.AttachNative:
 		l, err := try(link.XDPDriverMode)
 		if err != nil {
 			return nil, fmt.Errorf("attach native XDP to %s: %w", iface.Name, err)
 		}
 		return &attached{ifindex: iface.Index, mode: "native", link: l}, nil
-	case AttachGeneric:
+	case dataplane.AttachGeneric:
 		l, err := try(link.XDPGenericMode)
 		if err != nil {
 			return nil, fmt.Errorf("attach generic XDP to %s: %w", iface.Name, err)
 		}
 		return &attached{ifindex: iface.Index, mode: "generic", link: l}, nil
-	case AttachAuto:
+	case dataplane.AttachAuto:
 		l, err := try(link.XDPDriverMode)
 		if err == nil {
 			d.log.Info("attached XDP", "interface", iface.Name, "mode", "native")

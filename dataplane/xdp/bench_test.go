@@ -253,7 +253,7 @@ func BenchmarkLiveFrames(b *testing.B) {
 
 	e := &env{t: b, ns: dir, eth0: d0.Index}
 	if err := dir.Do(func() (err error) {
-		e.d, err = Open(Options{Interfaces: []string{"d0"}, Mode: AttachNative, SyncInterval: -1})
+		e.d, err = Open(Options{Interfaces: []string{"d0"}, Mode: dataplane.AttachNative, SyncInterval: -1})
 		return err
 	}); err != nil {
 		b.Fatal(err)

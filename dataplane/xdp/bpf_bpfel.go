@@ -90,12 +90,13 @@ const (
 type bpfXlbEvent uint32
 
 const (
-	bpfXlbEventXLB_EV_FRAG_FIRST bpfXlbEvent = 0
-	bpfXlbEventXLB_EV_FRAG_LATER bpfXlbEvent = 1
-	bpfXlbEventXLB_EV_ICMP_ERROR bpfXlbEvent = 2
-	bpfXlbEventXLB_EV_NAT_REPLY  bpfXlbEvent = 3
-	bpfXlbEventXLB_EV_NAT_ADOPT  bpfXlbEvent = 4
-	bpfXlbEventXLB_EV_MAX        bpfXlbEvent = 5
+	bpfXlbEventXLB_EV_FRAG_FIRST   bpfXlbEvent = 0
+	bpfXlbEventXLB_EV_FRAG_LATER   bpfXlbEvent = 1
+	bpfXlbEventXLB_EV_ICMP_ERROR   bpfXlbEvent = 2
+	bpfXlbEventXLB_EV_NAT_REPLY    bpfXlbEvent = 3
+	bpfXlbEventXLB_EV_NAT_ADOPT    bpfXlbEvent = 4
+	bpfXlbEventXLB_EV_RP_UNCHECKED bpfXlbEvent = 5
+	bpfXlbEventXLB_EV_MAX          bpfXlbEvent = 6
 )
 
 type bpfXlbFlow struct {
@@ -122,6 +123,8 @@ type bpfXlbFlowCache struct {
 	Action  uint8
 	Pad     [3]uint8
 	Epoch   uint32
+	Imac    [6]uint8
+	Pad2    [2]uint8
 }
 
 type bpfXlbFrag struct {
@@ -143,14 +146,6 @@ type bpfXlbFragKey struct {
 	Pad    [2]uint8
 }
 
-type bpfXlbFwd uint32
-
-const (
-	bpfXlbFwdXLB_FWD_DR     bpfXlbFwd = 0
-	bpfXlbFwdXLB_FWD_NAT    bpfXlbFwd = 1
-	bpfXlbFwdXLB_FWD_TUNNEL bpfXlbFwd = 2
-)
-
 type bpfXlbGlobals struct {
 	_             structs.HostLayout
 	TcpTimeout    uint64
@@ -159,6 +154,41 @@ type bpfXlbGlobals struct {
 	Gen           uint32
 	NatReals      uint32
 }
+
+type bpfXlbIfMac struct {
+	_       structs.HostLayout
+	Ifindex uint32
+	Mac     [6]uint8
+	Pad     [2]uint8
+}
+
+type bpfXlbIface struct {
+	_        structs.HostLayout
+	Mac      [6]uint8
+	RpFilter uint8
+	Flags    uint8
+	Parent   uint32
+	Ifindex  uint32
+}
+
+type bpfXlbIfaceFlags uint32
+
+const (
+	bpfXlbIfaceFlagsXLB_IF_F_ATTACHED bpfXlbIfaceFlags = 1
+)
+
+type bpfXlbLimits uint32
+
+const (
+	bpfXlbLimitsXLB_LIMIT_SERVICES         bpfXlbLimits = 1024
+	bpfXlbLimitsXLB_LIMIT_BACKENDS_PER_SVC bpfXlbLimits = 256
+	bpfXlbLimitsXLB_LIMIT_BACKENDS         bpfXlbLimits = 262144
+	bpfXlbLimitsXLB_LIMIT_NAT_BACKENDS     bpfXlbLimits = 65536
+	bpfXlbLimitsXLB_LIMIT_IFACES           bpfXlbLimits = 64
+	bpfXlbLimitsXLB_LIMIT_IFACE_ENTRIES    bpfXlbLimits = 1024
+	bpfXlbLimitsXLB_LIMIT_IFACE_SLOTS      bpfXlbLimits = 256
+	bpfXlbLimitsXLB_LIMIT_LOCAL_ADDRS      bpfXlbLimits = 4096
+)
 
 type bpfXlbNatReal struct {
 	_       structs.HostLayout
@@ -181,20 +211,10 @@ type bpfXlbPersistKey struct {
 	Pad    [3]uint8
 }
 
-type bpfXlbSched uint32
-
-const (
-	bpfXlbSchedXLB_SCHED_RR  bpfXlbSched = 0
-	bpfXlbSchedXLB_SCHED_WRR bpfXlbSched = 1
-	bpfXlbSchedXLB_SCHED_LC  bpfXlbSched = 2
-	bpfXlbSchedXLB_SCHED_WLC bpfXlbSched = 3
-	bpfXlbSchedXLB_SCHED_SH  bpfXlbSched = 4
-	bpfXlbSchedXLB_SCHED_MH  bpfXlbSched = 5
-)
-
 type bpfXlbScratch struct {
-	_   structs.HostLayout
-	Fib [8]uint64
+	_     structs.HostLayout
+	Fib   [8]uint64
+	Ipopt [64]uint8
 }
 
 type bpfXlbStats struct {
@@ -260,7 +280,19 @@ const (
 	bpfXlbVerdictXLB_V_DROP_ENCAP        bpfXlbVerdict = 14
 	bpfXlbVerdictXLB_V_PASS_ICMP_NO_FLOW bpfXlbVerdict = 15
 	bpfXlbVerdictXLB_V_DROP_TOO_BIG      bpfXlbVerdict = 16
-	bpfXlbVerdictXLB_V_MAX               bpfXlbVerdict = 17
+	bpfXlbVerdictXLB_V_DROP_IP_CSUM      bpfXlbVerdict = 17
+	bpfXlbVerdictXLB_V_DROP_IP_OPTIONS   bpfXlbVerdict = 18
+	bpfXlbVerdictXLB_V_DROP_SOURCE_ROUTE bpfXlbVerdict = 19
+	bpfXlbVerdictXLB_V_DROP_TCP_HEADER   bpfXlbVerdict = 20
+	bpfXlbVerdictXLB_V_DROP_UDP_LENGTH   bpfXlbVerdict = 21
+	bpfXlbVerdictXLB_V_DROP_IPV6HBH      bpfXlbVerdict = 22
+	bpfXlbVerdictXLB_V_DROP_IPV6EXT      bpfXlbVerdict = 23
+	bpfXlbVerdictXLB_V_DROP_MARTIAN_SRC  bpfXlbVerdict = 24
+	bpfXlbVerdictXLB_V_DROP_RP_FILTER    bpfXlbVerdict = 25
+	bpfXlbVerdictXLB_V_DROP_OTHER_HOST   bpfXlbVerdict = 26
+	bpfXlbVerdictXLB_V_PASS_L2MULTICAST  bpfXlbVerdict = 27
+	bpfXlbVerdictXLB_V_DROP_ADOPT_IFACE  bpfXlbVerdict = 28
+	bpfXlbVerdictXLB_V_MAX               bpfXlbVerdict = 29
 )
 
 type bpfXlbVerdictStats struct {
@@ -284,6 +316,10 @@ const (
 	bpfMapXlbFlowcache  = "xlb_flowcache"
 	bpfMapXlbFragsV1    = "xlb_frags_v1"
 	bpfMapXlbGlobalsV1  = "xlb_globals_v1"
+	bpfMapXlbIfMacsV1   = "xlb_if_macs_v1"
+	bpfMapXlbIfacesV1   = "xlb_ifaces_v1"
+	bpfMapXlbIfslotsV1  = "xlb_ifslots_v1"
+	bpfMapXlbLocal4V1   = "xlb_local4_v1"
 	bpfMapXlbNatRealsV1 = "xlb_nat_reals_v1"
 	bpfMapXlbPersistV1  = "xlb_persist_v1"
 	bpfMapXlbRrV1       = "xlb_rr_v1"
@@ -360,6 +396,10 @@ type bpfMapSpecs struct {
 	XlbFlowcache  *ebpf.MapSpec `ebpf:"xlb_flowcache"`
 	XlbFragsV1    *ebpf.MapSpec `ebpf:"xlb_frags_v1"`
 	XlbGlobalsV1  *ebpf.MapSpec `ebpf:"xlb_globals_v1"`
+	XlbIfMacsV1   *ebpf.MapSpec `ebpf:"xlb_if_macs_v1"`
+	XlbIfacesV1   *ebpf.MapSpec `ebpf:"xlb_ifaces_v1"`
+	XlbIfslotsV1  *ebpf.MapSpec `ebpf:"xlb_ifslots_v1"`
+	XlbLocal4V1   *ebpf.MapSpec `ebpf:"xlb_local4_v1"`
 	XlbNatRealsV1 *ebpf.MapSpec `ebpf:"xlb_nat_reals_v1"`
 	XlbPersistV1  *ebpf.MapSpec `ebpf:"xlb_persist_v1"`
 	XlbRrV1       *ebpf.MapSpec `ebpf:"xlb_rr_v1"`
@@ -410,6 +450,10 @@ type bpfMaps struct {
 	XlbFlowcache  *ebpf.Map `ebpf:"xlb_flowcache"`
 	XlbFragsV1    *ebpf.Map `ebpf:"xlb_frags_v1"`
 	XlbGlobalsV1  *ebpf.Map `ebpf:"xlb_globals_v1"`
+	XlbIfMacsV1   *ebpf.Map `ebpf:"xlb_if_macs_v1"`
+	XlbIfacesV1   *ebpf.Map `ebpf:"xlb_ifaces_v1"`
+	XlbIfslotsV1  *ebpf.Map `ebpf:"xlb_ifslots_v1"`
+	XlbLocal4V1   *ebpf.Map `ebpf:"xlb_local4_v1"`
 	XlbNatRealsV1 *ebpf.Map `ebpf:"xlb_nat_reals_v1"`
 	XlbPersistV1  *ebpf.Map `ebpf:"xlb_persist_v1"`
 	XlbRrV1       *ebpf.Map `ebpf:"xlb_rr_v1"`
@@ -435,6 +479,10 @@ func (m *bpfMaps) Close() error {
 		m.XlbFlowcache,
 		m.XlbFragsV1,
 		m.XlbGlobalsV1,
+		m.XlbIfMacsV1,
+		m.XlbIfacesV1,
+		m.XlbIfslotsV1,
+		m.XlbLocal4V1,
 		m.XlbNatRealsV1,
 		m.XlbPersistV1,
 		m.XlbRrV1,

@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 
@@ -35,16 +36,28 @@ func wordsAddr(w [16]uint8, family uint8) netip.Addr {
 // case without prefix ("pass_not_service"), by value; the _MAX entry is
 // left out.
 func enumNames(types *btf.Spec, name, prefix string) (map[uint32]string, error) {
-	var e *btf.Enum
-	if err := types.TypeByName(name, &e); err != nil {
+	values, err := enumValues(types, name)
+	if err != nil {
 		return nil, err
 	}
-	names := make(map[uint32]string, len(e.Values))
-	for _, v := range e.Values {
-		if strings.HasSuffix(v.Name, "_MAX") {
-			continue
+	names := make(map[uint32]string, len(values))
+	for n, v := range values {
+		if !strings.HasSuffix(n, "_MAX") {
+			names[uint32(v)] = strings.ToLower(strings.TrimPrefix(n, prefix))
 		}
-		names[uint32(v.Value)] = strings.ToLower(strings.TrimPrefix(v.Name, prefix))
 	}
 	return names, nil
+}
+
+// enumValues returns the values of a C enum from the object's BTF, by name.
+func enumValues(types *btf.Spec, name string) (map[string]uint64, error) {
+	var e *btf.Enum
+	if err := types.TypeByName(name, &e); err != nil {
+		return nil, fmt.Errorf("enum %s: %w", name, err)
+	}
+	values := make(map[string]uint64, len(e.Values))
+	for _, v := range e.Values {
+		values[v.Name] = v.Value
+	}
+	return values, nil
 }

@@ -52,7 +52,7 @@ func openDirector(t *testing.T, ns *nettest.NS) *Dataplane {
 	t.Helper()
 	var d *Dataplane
 	if err := ns.Do(func() (err error) {
-		d, err = Open(Options{Interfaces: []string{"eth0", "eth1"}, Mode: AttachNative, SyncInterval: -1, MapSizes: testSizes})
+		d, err = Open(Options{Interfaces: []string{"eth0", "eth1"}, Mode: dataplane.AttachNative, SyncInterval: -1, MapSizes: testSizes})
 		return err
 	}); err != nil {
 		t.Fatalf("open the dataplane in the director: %v", err)

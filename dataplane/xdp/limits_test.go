@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/cilium/ebpf/btf"
+
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -39,5 +41,50 @@ func TestLimitsRefusedWhole(t *testing.T) {
 	}
 	if n := len(e.d.Installed()); n != 0 {
 		t.Errorf("%d services installed by a refused apply, want none", n)
+	}
+}
+
+// The Go limits (generated from enum xlb_limits) are the sizes of the maps
+// they bound in the embedded object, and its BTF's values.
+func TestLimitsMatchObject(t *testing.T) {
+	spec, err := loadBpf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int{
+		"xlb_svc_ids_v1": Limits.Services, "xlb_svc_slot_v1": Limits.Services, "xlb_rr_v1": Limits.Services,
+		"xlb_svc_stat_v1": Limits.Services, "xlb_svc_v1": 2 * Limits.Services, "xlb_tables_v1": 2 * Limits.Services,
+		"xlb_backends_v1": Limits.Backends, "xlb_be_act_v1": Limits.Backends, "xlb_be_stat_v1": Limits.Backends,
+		"xlb_nat_reals_v1": Limits.NATBackends, "xlb_devmap_v1": Limits.Interfaces,
+		"xlb_ifaces_v1": maxIfaceEntries, "xlb_if_macs_v1": maxIfaceEntries, "xlb_ifslots_v1": int(ifaceSlots),
+		"xlb_local4_v1": maxLocalAddrs,
+	} {
+		m, ok := spec.Maps[name]
+		if !ok {
+			t.Errorf("no map %s", name)
+		} else if int(m.MaxEntries) != want {
+			t.Errorf("map %s holds %d entries, the Go limit is %d", name, m.MaxEntries, want)
+		}
+	}
+	var limits *btf.Enum
+	if err := spec.Types.TypeByName("xlb_limits", &limits); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{
+		"XLB_LIMIT_SERVICES": Limits.Services, "XLB_LIMIT_BACKENDS_PER_SVC": Limits.BackendsPerService,
+		"XLB_LIMIT_BACKENDS": Limits.Backends, "XLB_LIMIT_NAT_BACKENDS": Limits.NATBackends,
+		"XLB_LIMIT_IFACES": Limits.Interfaces, "XLB_LIMIT_IFACE_ENTRIES": maxIfaceEntries,
+		"XLB_LIMIT_IFACE_SLOTS": int(ifaceSlots), "XLB_LIMIT_LOCAL_ADDRS": maxLocalAddrs,
+	}
+	for _, v := range limits.Values {
+		if w, ok := want[v.Name]; !ok {
+			t.Errorf("enum xlb_limits has %s, which the Go side does not use", v.Name)
+		} else if int(v.Value) != w {
+			t.Errorf("%s is %d in the object, %d in Go", v.Name, v.Value, w)
+		}
+		delete(want, v.Name)
+	}
+	for name := range want {
+		t.Errorf("enum xlb_limits has no %s", name)
 	}
 }

@@ -362,3 +362,50 @@ func TestNATReplyWithoutState(t *testing.T) {
 		t.Errorf("SYN from a real server: %s", actionNames[ret])
 	}
 }
+
+// TestNATRealsServiceZeroBackendZero: the first real server of the first
+// NAT service (service id 0, backend id 0) is recorded for stateless
+// replies like every other: a reply from it after a failover is adopted
+// and translated back to the VIP, never forwarded with its private source.
+// Each real server, the ids it got and the map entry are checked.
+func TestNATRealsServiceZeroBackendZero(t *testing.T) {
+	e := routedEnv(t)
+	rip2 := netip.MustParseAddr("10.0.1.2")
+	e.ns.MustRun(t, "ip", "neigh", "replace", rip2.String(), "lladdr", rsMAC[1].String(), "dev", "eth1", "nud", "permanent")
+	s := natService(vip4b, dataplane.TCP, netip.AddrPortFrom(rip4, 8080), netip.AddrPortFrom(rip2, 8080))
+	e.apply(s)
+	st := e.d.services[s.Key]
+	if st == nil || st.id != 0 {
+		t.Fatalf("the test needs the service to get id 0: %+v", st)
+	}
+	for i, rs := range []struct {
+		addr netip.Addr
+		mac  []byte
+		id   uint32
+	}{{rip4, rsMAC[0], 0}, {rip2, rsMAC[1], 1}} {
+		bk := dataplane.BackendKey{Addr: rs.addr, Port: 8080}
+		id, ok := uint32(0), false
+		for _, x := range st.ids {
+			if e.d.backends[x].key == bk {
+				id, ok = x, true
+			}
+		}
+		if !ok || id != rs.id {
+			t.Fatalf("real server %s has backend id %d (%v), the test needs %d", rs.addr, id, ok, rs.id)
+		}
+		key := svcKey(dataplane.ServiceKey{Addr: rs.addr, Port: 8080, Proto: dataplane.TCP})
+		var v bpfXlbNatReal
+		if err := e.d.objs.XlbNatRealsV1.Lookup(&key, &v); err != nil || v != (bpfXlbNatReal{Svc: 0, Backend: rs.id}) {
+			t.Errorf("xlb_nat_reals_v1[%s:8080] = %+v (%v), want service 0 backend %d", rs.addr, v, err, rs.id)
+		}
+		reply := packet.Frame{SrcMAC: rs.mac, DstMAC: eth1MAC, Src: rs.addr, Dst: client4, Proto: packet.TCP,
+			SrcPort: 8080, DstPort: uint16(43100 + i), TCPFlags: packet.ACK | packet.PSH, Payload: []byte("data")}
+		ret, out := e.runOn(e.eth1, reply.Bytes())
+		if ret != xdpRedirect {
+			t.Fatalf("reply from %s (backend %d): action %s, want REDIRECT translated (verdicts %v)", rs.addr, rs.id, actionNames[ret], e.verdicts())
+		}
+		want := reply
+		want.SrcMAC, want.DstMAC, want.Src, want.SrcPort = eth0MAC, cliMAC, vip4b, 80
+		expectFrame(t, fmt.Sprintf("adopted reply of backend %d", rs.id), out, want.Bytes())
+	}
+}

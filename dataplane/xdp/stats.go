@@ -238,6 +238,7 @@ const expiryMargin = 10 * time.Second
 // connections (correcting the lc/wlc load kept by the program), and frees
 // removed real servers and services once no flow uses them.
 func (d *Dataplane) Sync() error {
+	d.kickIfaces()
 	d.mu.Lock()
 	dead := make(map[uint32]bool, len(d.deadSvcs))
 	for id := range d.deadSvcs {

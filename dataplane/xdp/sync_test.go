@@ -194,7 +194,7 @@ func TestUpdatesAtomicForNewFlows(t *testing.T) {
 						if ok {
 							seen[b/3] = true
 						} else if len(bad) < 10 {
-							bad = append(bad, fmt.Sprintf("flow %d went to backend %d (group %d) while configurations %d..%d (groups %d..%d) were installed", n, b, b/3, lo, hi, group(lo), group(hi)))
+							bad = append(bad, fmt.Sprintf("flow %d (XDP action %d) went to backend %d (group %d) while configurations %d..%d (groups %d..%d) were installed", n, ret, b, b/3, lo, hi, group(lo), group(hi)))
 						}
 						mu.Unlock()
 					}

@@ -28,8 +28,16 @@ type tableBackend struct {
 	weight uint32
 }
 
-// rrTable is the IPVS rr cycle: every backend with a non-zero weight once,
-// in configuration order.
+// tableBuilders build each kind of scheduling table (a scheduler's, in
+// dataplane.SchedulerTable): indexes into bs.
+var tableBuilders = map[dataplane.Table]func(bs []tableBackend, maglevSize int) []int{
+	dataplane.TableList:          func(bs []tableBackend, _ int) []int { return rrTable(bs) },
+	dataplane.TableWeightedCycle: func(bs []tableBackend, _ int) []int { return wrrTable(bs) },
+	dataplane.TableMaglev:        maglevTable,
+}
+
+// rrTable is the IPVS rr cycle, and the candidates lc and wlc scan: every
+// backend with a non-zero weight once, in configuration order.
 func rrTable(bs []tableBackend) []int {
 	var t []int
 	for i, b := range bs {
@@ -39,9 +47,6 @@ func rrTable(bs []tableBackend) []int {
 	}
 	return t
 }
-
-// candidateTable lists the backends with a non-zero weight (lc/wlc scan).
-func candidateTable(bs []tableBackend) []int { return rrTable(bs) }
 
 func gcd(a, b uint32) uint32 {
 	for b != 0 {

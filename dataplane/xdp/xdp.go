@@ -24,21 +24,12 @@ import (
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
-// AttachMode selects how the program is attached to an interface.
-type AttachMode string
-
-const (
-	AttachAuto    AttachMode = "auto"    // native where the driver supports it, else generic
-	AttachNative  AttachMode = "native"  // driver mode only
-	AttachGeneric AttachMode = "generic" // generic (skb) mode only
-)
-
 // Options configure Open.
 type Options struct {
 	// Interfaces to attach to. None: load and install, but forward nothing
 	// (tests drive the program with BPF_PROG_TEST_RUN).
 	Interfaces []string
-	Mode       AttachMode
+	Mode       dataplane.AttachMode
 	// PinPath is a directory on a bpffs where maps and links are pinned
 	// and adopted from. Empty: nothing is pinned (tests).
 	PinPath string
@@ -78,6 +69,7 @@ type Dataplane struct {
 	objs    bpfObjects
 	verdict map[uint32]string
 	events  map[uint32]string
+	names   enums // the schedulers' and forwarding modes' values
 	links   map[string]*attached
 
 	mu       sync.Mutex
@@ -114,6 +106,10 @@ type Dataplane struct {
 
 	// pins keeps the pin path ours: locked, and holding our maps and links.
 	pins pinKeeper
+
+	// The interface maps (ifaces.go) and their watcher.
+	ifSync                 ifaceSync
+	ifStop, ifDone, ifKick chan struct{}
 }
 
 type attached struct {
@@ -136,7 +132,7 @@ func Open(opts Options) (*Dataplane, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Mode == "" {
-		opts.Mode = AttachAuto
+		opts.Mode = dataplane.AttachAuto
 	}
 	if opts.MaglevSize == 0 {
 		opts.MaglevSize = DefaultMaglevSize
@@ -202,6 +198,10 @@ func Open(opts Options) (*Dataplane, error) {
 	if err := d.writeGlobals(); err != nil {
 		return nil, err
 	}
+	// The interfaces' settings before the program sees their packets.
+	if err := d.startIfaceWatch(); err != nil {
+		return nil, err
+	}
 	if err := d.attachAll(); err != nil {
 		return nil, err
 	}
@@ -239,6 +239,9 @@ func (d *Dataplane) load() error {
 	}
 	if d.events, err = enumNames(spec.Types, "xlb_event", "XLB_EV_"); err != nil {
 		return fmt.Errorf("event names from BTF: %w", err)
+	}
+	if d.names, err = readEnums(spec.Types, dataplane.SchedulerTable, dataplane.ForwardTable); err != nil {
+		return fmt.Errorf("scheduler and forwarding values from BTF: %w", err)
 	}
 	var copts ebpf.CollectionOptions
 	if d.opts.PinPath != "" {
@@ -345,6 +348,7 @@ func (d *Dataplane) Close() error {
 func (d *Dataplane) closeHandles() {
 	d.pins.stopWatch()
 	defer d.pins.unlock() // last: until then no other process touches the pins
+	d.stopIfaceWatch()
 	for _, a := range d.links {
 		a.link.Close()
 	}
@@ -405,7 +409,8 @@ func (d *Dataplane) Apply(_ context.Context, desired []dataplane.Service) error 
 	return d.apply(desired)
 }
 
-// validate is dataplane.Validate and Limits.Check, for the services that
+// validate is dataplane.Validate, the schedulers the program has and
+// Limits.Check, for the services that
 // differ from those installed (the others passed them when they were
 // applied): a health check's flap changes one service of a thousand.
 // Called with d.mu held.
@@ -424,6 +429,9 @@ func (d *Dataplane) validate(desired []dataplane.Service) error {
 		}
 	}
 	if err := dataplane.Validate(changed); err != nil {
+		return err
+	}
+	if err := d.names.supported(changed); err != nil {
 		return err
 	}
 	// The limits: per service for those that changed; in all only when

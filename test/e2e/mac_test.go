@@ -191,3 +191,46 @@ func TestRealServerMACChange(t *testing.T) {
 		t.Error("the neighbour resolver stopped")
 	}
 }
+
+// TestRealServerMACChangeUnannounced: a direct-routing real server's MAC
+// changes without a gratuitous ARP, on a director that forwards (whose
+// kernel then learns nothing from the real server until the entry, still
+// REACHABLE with the old MAC, goes stale: about 35 s). The real server's
+// check fails, the daemon has the kernel probe its entry again, the probes
+// to the old MAC go unanswered and the entry is resolved anew: requests
+// reach it again within seconds.
+func TestRealServerMACChangeUnannounced(t *testing.T) {
+	l := lab.New(t, lab.Spec{Directors: 1, Reals: 2, Scheduler: "rr"})
+	logsOnFailure(t, l)
+	d := l.Directors[0]
+	nettest.Sysctl(t, d.NS, "net.ipv4.conf.all.forwarding", "1")
+	d.Start()
+	waitAllUp(t, l, d)
+	rs := l.Reals[0]
+	load := l.StartLoad(20 * time.Millisecond)
+	waitRequests(t, load, time.Time{}, 20)
+
+	newMAC := net.HardwareAddr{0x02, 0x77, 0, 0, 0, 0x12}
+	rs.NS.MustRun(t, "ip", "link", "set", "dev", "eth0", "address", newMAC.String())
+	changed := time.Now()
+	var back time.Duration
+	nettest.WaitFor(t, 60*time.Second, rs.Name+" answering again", func() error {
+		for _, res := range load.Results() {
+			if res.At.After(changed) && res.Err == nil && res.Server == rs.Name {
+				back = res.At.Sub(changed)
+				return nil
+			}
+		}
+		return fmt.Errorf("no request answered by %s since its MAC changed: %s", rs.Name, load.Report(changed))
+	})
+	load.Stop()
+	t.Logf("%s changed its MAC to %s without announcing it: answering again after %v", rs.Name, newMAC, back.Round(time.Millisecond))
+	if got := backendMACs(t, d)[rs.Addr.String()]; got != newMAC.String() {
+		t.Errorf("backend %s has MAC %s in the dataplane, want %s", rs.Addr, got, newMAC)
+	}
+	// Check down (fall 2 x 200 ms), the kernel's unicast probes (3 x 1 s),
+	// resolution by broadcast, the check up again (rise): about 5 s.
+	if back > 15*time.Second {
+		t.Errorf("%s got requests again %v after its MAC changed, want within 15 s", rs.Name, back.Round(time.Millisecond))
+	}
+}

@@ -1,6 +1,7 @@
-// Package packet builds and parses Ethernet frames (optional 802.1Q tag,
-// IPv4/IPv6, TCP/UDP/ICMP) for tests, with its own checksum code, kept
-// independent of the BPF program's so that tests verify one with the other.
+// Package packet builds and parses Ethernet frames (optional 802.1Q tag and
+// 802.1ad outer tag, IPv4 with options, IPv6 with extension headers,
+// TCP/UDP/ICMP) for tests, with its own checksum code, kept independent of
+// the BPF program's so that tests verify one with the other.
 package packet
 
 import (
@@ -34,15 +35,17 @@ const (
 type Frame struct {
 	SrcMAC, DstMAC net.HardwareAddr
 	VLAN           uint16 // 802.1Q VLAN id; 0: untagged
-	Src, Dst       netip.Addr
-	Proto          uint8
-	SrcPort        uint16
-	DstPort        uint16
-	TCPFlags       uint8 // default ACK when zero and Proto is TCP
-	Seq, Ack       uint32
-	TTL            uint8 // default 64
-	ID             uint16
-	DontFragment   bool
+	// OuterVLAN is an 802.1ad (QinQ service) tag in front of VLAN; 0: none.
+	OuterVLAN    uint16
+	Src, Dst     netip.Addr
+	Proto        uint8
+	SrcPort      uint16
+	DstPort      uint16
+	TCPFlags     uint8 // default ACK when zero and Proto is TCP
+	Seq, Ack     uint32
+	TTL          uint8 // default 64
+	ID           uint16
+	DontFragment bool
 	// MoreFragments and FragOffset (bytes, a multiple of 8) make a fragment;
 	// a non-first fragment carries Payload only (no transport header).
 	MoreFragments bool
@@ -54,6 +57,28 @@ type Frame struct {
 	L4 []byte
 	// ZeroUDPChecksum leaves the UDP checksum 0 (IPv4 only).
 	ZeroUDPChecksum bool
+	// IPOptions are IPv4 options, as given, padded with zeros (end of
+	// options) to a multiple of 4 bytes.
+	IPOptions []byte
+	// ExtHeaders are IPv6 extension headers in front of the fragment
+	// header (if any) and the transport header, in order.
+	ExtHeaders []ExtHeader
+}
+
+// IPv6 extension header types.
+const (
+	HopByHop = 0
+	Routing  = 43
+	Fragment = 44
+	DestOpts = 60
+)
+
+// ExtHeader is an IPv6 extension header: its type and its bytes after the
+// next-header and length fields, padded with zeros (Pad1 options) to a
+// multiple of 8 bytes with those two.
+type ExtHeader struct {
+	Type uint8
+	Body []byte
 }
 
 // Defaults used when MACs are unset.
@@ -78,9 +103,13 @@ func (f Frame) Bytes() []byte {
 	if dst == nil {
 		dst = DefaultDstMAC
 	}
-	b := make([]byte, 0, 18+len(ip))
+	b := make([]byte, 0, 22+len(ip))
 	b = append(b, dst...)
 	b = append(b, src...)
+	if f.OuterVLAN != 0 {
+		b = binary.BigEndian.AppendUint16(b, 0x88a8)
+		b = binary.BigEndian.AppendUint16(b, f.OuterVLAN)
+	}
 	if f.VLAN != 0 {
 		b = binary.BigEndian.AppendUint16(b, 0x8100)
 		b = binary.BigEndian.AppendUint16(b, f.VLAN)
@@ -140,9 +169,14 @@ func (f Frame) l4() []byte {
 }
 
 func (f Frame) ipv4(l4 []byte) []byte {
-	h := make([]byte, 20, 20+len(l4))
-	h[0] = 0x45
-	binary.BigEndian.PutUint16(h[2:], uint16(20+len(l4)))
+	opts := append([]byte(nil), f.IPOptions...)
+	for len(opts)%4 != 0 {
+		opts = append(opts, 0)
+	}
+	hl := 20 + len(opts)
+	h := make([]byte, 20, hl+len(l4))
+	h[0] = 0x40 | byte(hl/4)
+	binary.BigEndian.PutUint16(h[2:], uint16(hl+len(l4)))
 	binary.BigEndian.PutUint16(h[4:], f.ID)
 	fo := f.FragOffset / 8
 	if f.DontFragment {
@@ -160,6 +194,7 @@ func (f Frame) ipv4(l4 []byte) []byte {
 	s, d := f.Src.As4(), f.Dst.As4()
 	copy(h[12:], s[:])
 	copy(h[16:], d[:])
+	h = append(h, opts...)
 	binary.BigEndian.PutUint16(h[10:], Checksum(h))
 	return append(h, l4...)
 }
@@ -178,6 +213,18 @@ func (f Frame) ipv6(l4 []byte) []byte {
 		binary.BigEndian.PutUint32(frag[4:], f.FragID)
 		next = 44
 	}
+	var ext []byte
+	for i := len(f.ExtHeaders) - 1; i >= 0; i-- {
+		e := f.ExtHeaders[i]
+		body := append([]byte(nil), e.Body...)
+		for (2+len(body))%8 != 0 {
+			body = append(body, 0)
+		}
+		hdr := append([]byte{next, byte((2+len(body))/8 - 1)}, body...)
+		ext = append(hdr, ext...)
+		next = e.Type
+	}
+	frag = append(ext, frag...)
 	h := make([]byte, 40, 40+len(frag)+len(l4))
 	h[0] = 0x60
 	binary.BigEndian.PutUint16(h[4:], uint16(len(frag)+len(l4)))
@@ -247,6 +294,7 @@ type Parsed struct {
 	TCPFlags       uint8
 	IP             []byte // IP header and everything after it
 	L4             []byte // transport header and payload
+	Fragmented     bool   // IPv6: a fragment header
 }
 
 // ErrShort is returned for truncated frames.
@@ -261,13 +309,13 @@ func Parse(b []byte) (Parsed, error) {
 	p.DstMAC, p.SrcMAC = net.HardwareAddr(b[0:6]), net.HardwareAddr(b[6:12])
 	p.EtherType = binary.BigEndian.Uint16(b[12:])
 	off := 14
-	if p.EtherType == 0x8100 {
-		if len(b) < 18 {
+	for p.EtherType == 0x8100 || p.EtherType == 0x88a8 {
+		if len(b) < off+4 {
 			return p, ErrShort
 		}
-		p.VLAN = binary.BigEndian.Uint16(b[14:]) & 0xfff
-		p.EtherType = binary.BigEndian.Uint16(b[16:])
-		off = 18
+		p.VLAN = binary.BigEndian.Uint16(b[off:]) & 0xfff // the innermost
+		p.EtherType = binary.BigEndian.Uint16(b[off+2:])
+		off += 4
 	}
 	p.IP = b[off:]
 	switch p.EtherType {
@@ -298,7 +346,15 @@ func Parse(b []byte) (Parsed, error) {
 		p.Dst = netip.AddrFrom16([16]byte(p.IP[24:40]))
 		p.Proto, p.TTL = p.IP[6], p.IP[7]
 		p.L4 = p.IP[40:]
-		if p.Proto == 44 && len(p.L4) >= 8 {
+		for (p.Proto == HopByHop || p.Proto == Routing || p.Proto == DestOpts) && len(p.L4) >= 8 {
+			n := (int(p.L4[1]) + 1) * 8
+			if n > len(p.L4) {
+				return p, ErrShort
+			}
+			p.Proto, p.L4 = p.L4[0], p.L4[n:]
+		}
+		if p.Proto == Fragment && len(p.L4) >= 8 {
+			p.Fragmented = true
 			p.Proto = p.L4[0]
 			p.L4 = p.L4[8:]
 		}
@@ -336,7 +392,7 @@ func VerifyChecksums(b []byte) error {
 		if binary.BigEndian.Uint16(p.IP[6:])&0x3fff != 0 {
 			return nil // a fragment: the transport checksum covers the whole datagram
 		}
-	} else if p.IP[6] == 44 {
+	} else if p.Fragmented {
 		return nil
 	}
 	seg := append([]byte(nil), p.L4...)

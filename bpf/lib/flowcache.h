@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* The per-CPU established-flow cache (xlb_flowcache) and the flow epochs
+ * that invalidate it on every CPU (xlb_epochs). */
+#ifndef XLB_FLOWCACHE_H
+#define XLB_FLOWCACHE_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "consts.h"
+#include "structs.h"
+#include "maps.h"
+#include "parse.h"
+#include "fwd.h"
+#include "clock.h"
+
+static __always_inline int lb_flow_eq(const struct xlb_flow *a, const struct xlb_flow *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	/* Destination and ports first: they differ most between flows of a bucket. */
+	return x[4] == y[4] && x[8] == y[8] && x[0] == y[0] && x[9] == y[9] && x[5] == y[5] &&
+	       x[6] == y[6] && x[7] == y[7] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
+/* lb_cache_slot returns the flow cache slot of a flow. */
+static __always_inline struct xlb_flow_cache *lb_cache_slot(__u32 hash)
+{
+	__u32 idx = hash & (XLB_FLOW_CACHE_SIZE - 1);
+
+	return bpf_map_lookup_elem(&xlb_flowcache, &idx);
+}
+
+/* lb_epoch returns the epoch counter of a flow's cache slot. */
+static __always_inline __u32 *lb_epoch(__u32 hash)
+{
+	__u32 idx = hash & (XLB_FLOW_CACHE_SIZE - 1);
+
+	return bpf_map_lookup_elem(&xlb_epochs, &idx);
+}
+
+/* lb_epoch_bump invalidates every CPU's cached entry of the flow's slot. */
+static __always_inline void lb_epoch_bump(__u32 hash)
+{
+	__u32 *e = lb_epoch(hash);
+
+	if (e)
+		__sync_fetch_and_add(e, 1);
+}
+
+/* lb_cache_get returns the cached entry of an established flow if it was
+ * copied from the connection table during the current clock tick, the
+ * configuration has not changed since, the flow was not scheduled anew
+ * (epoch), and the packet was sent to the destination MAC checked when the
+ * entry was copied (another is checked again: xlb_l2_check). SYN, FIN and
+ * RST always go to the connection table, and so do first fragments: the
+ * slow path records their datagram's entry, which the later fragments
+ * (without ports) follow. */
+static __always_inline struct xlb_flow_cache *lb_cache_get(struct xlb_flow_cache *c, const struct xlb_pkt *p, __u64 now,
+							   __u32 gen)
+{
+	__u32 *epoch;
+
+	if (!c || (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST)) || p->frag != XLB_FRAG_NONE)
+		return NULL;
+	if (c->tick != (__u32)(now >> XLB_ATIME_SHIFT) || c->gen != gen || !lb_flow_eq(&c->flow, &p->flow) ||
+	    *(const __u32 *)c->imac != *(const __u32 *)p->dmac || *(const __u16 *)(c->imac + 4) != *(const __u16 *)(p->dmac + 4))
+		return NULL;
+	epoch = lb_epoch(p->hash);
+	if (!epoch || c->epoch != *epoch)
+		return NULL;
+	return c;
+}
+
+/* lb_cache_put caches how an established flow (TCP established, or UDP)
+ * is forwarded: the action, backend and next hop. */
+static __always_inline void lb_cache_put(struct xlb_flow_cache *c, const struct xlb_pkt *p, __u32 svc,
+					 __u32 backend, __u8 action, const struct xlb_hop *hop, __u64 now, __u32 gen)
+{
+	if (!c)
+		return;
+	c->flow = p->flow;
+	c->svc = svc;
+	c->backend = backend;
+	c->tick = now >> XLB_ATIME_SHIFT;
+	c->gen = gen;
+	c->action = action;
+	{
+		__u32 *epoch = lb_epoch(p->hash);
+
+		c->epoch = epoch ? *epoch : 0;
+	}
+	c->ifindex = hop->ifindex;
+	__builtin_memcpy(c->mac, hop->mac, sizeof(c->mac));
+	__builtin_memcpy(c->smac, hop->smac, sizeof(c->smac));
+	__builtin_memcpy(c->imac, p->dmac, sizeof(c->imac));
+}
+
+#endif /* XLB_FLOWCACHE_H */
