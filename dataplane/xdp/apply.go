@@ -158,6 +158,7 @@ func (d *Dataplane) sameInstall(st *svcState, s dataplane.Service) bool {
 // the changes of all others are written in batches (batch.go). Called with
 // d.mu held.
 func (d *Dataplane) apply(desired []dataplane.Service) error {
+	d.applies++
 	clear(d.smacs)
 	w := d.newWrites()
 	want := make(map[dataplane.ServiceKey]bool, len(desired))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -239,20 +240,31 @@ const expiryMargin = 10 * time.Second
 // removed real servers and services once no flow uses them.
 func (d *Dataplane) Sync() error {
 	d.kickIfaces()
+	tcp, fin, udp := orDefault(d.opts.TCPTimeout, 900*time.Second), orDefault(d.opts.TCPFinTimeout, 120*time.Second), orDefault(d.opts.UDPTimeout, 300*time.Second)
+	now, err := d.now()
+	if err != nil {
+		return err
+	}
+	packets, perr := d.packets()
 	d.mu.Lock()
+	mark := scanMark{valid: perr == nil, packets: packets, applies: d.applies}
+	if d.scanned.same(mark, now) && len(d.deadSvcs) == 0 && len(d.retired) == 0 && d.loadsClean {
+		// Nothing the scan would find has changed: an idle director scans
+		// no table of 1M buckets every 5 s.
+		d.scans.skipped++
+		d.mu.Unlock()
+		return nil
+	}
+	d.scans.done++
 	dead := make(map[uint32]bool, len(d.deadSvcs))
 	for id := range d.deadSvcs {
 		dead[id] = true
 	}
 	d.mu.Unlock()
 
-	tcp, fin, udp := orDefault(d.opts.TCPTimeout, 900*time.Second), orDefault(d.opts.TCPFinTimeout, 120*time.Second), orDefault(d.opts.UDPTimeout, 300*time.Second)
-	now, err := d.now()
-	if err != nil {
-		return err
-	}
 	counts := map[uint32]connCount{}
 	var stale []bpfXlbFlow
+	mark.next = math.MaxUint64
 	err = batchAll(d.objs.XlbConnsV1, func(k bpfXlbFlow, v bpfXlbConn) {
 		timeout := udp
 		if k.Proto == 6 {
@@ -269,6 +281,13 @@ func (d *Dataplane) Sync() error {
 			stale = append(stale, k)
 			return
 		}
+		// When this entry's count changes without a packet: it ends its
+		// timeout, then its margin.
+		next := v.Atime + uint64(timeout)
+		if idle > timeout {
+			next += uint64(expiryMargin)
+		}
+		mark.next = min(mark.next, next)
 		c := counts[v.Backend]
 		c.refs++
 		if idle <= timeout {
@@ -297,6 +316,11 @@ func (d *Dataplane) Sync() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.conns.Store(&counts)
+	if err == nil && len(stale) == 0 {
+		d.scanned = mark
+	} else {
+		d.scanned = scanMark{}
+	}
 	var errs []error
 	freed := false
 	defer func() {
@@ -358,6 +382,38 @@ func (d *Dataplane) Sync() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// scanMark is what a scan of the connection table depends on besides the
+// program's clock: the packets the program has seen (every packet has one
+// verdict, counted: none seen, no entry was made, refreshed or evicted)
+// and the Applies made. next is the clock at which the first entry seen
+// would change its count by itself (its timeout, then its margin, ends).
+type scanMark struct {
+	valid   bool
+	packets uint64
+	applies uint64
+	next    uint64
+}
+
+// same reports whether a scan now would find what the one marked m found.
+func (m scanMark) same(now scanMark, clock uint64) bool {
+	return m.valid && now.valid && m.packets == now.packets && m.applies == now.applies && clock < m.next
+}
+
+// packets is the number of packets the program has counted, all verdicts.
+func (d *Dataplane) packets() (uint64, error) {
+	var n uint64
+	for v := range d.verdict {
+		var per []bpfXlbVerdictStats
+		if err := d.objs.XlbVerdictsV1.Lookup(v, &per); err != nil {
+			return 0, err
+		}
+		for _, p := range per {
+			n += p.Packets
+		}
+	}
+	return n, nil
 }
 
 // readLoads reads the lc/wlc loads of the backend ids in use, in batches.

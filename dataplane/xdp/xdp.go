@@ -84,6 +84,12 @@ type Dataplane struct {
 	deadSvcs map[uint32]bool
 	// loadsClean: the last Sync read and corrected every lc/wlc load.
 	loadsClean bool
+	// scanned is what the last scan of the connection table depended on
+	// (Sync skips a scan that would find the same).
+	scanned scanMark
+	// applies counts the Applies; scans the scans Sync made and skipped.
+	applies uint64
+	scans   struct{ done, skipped int }
 	// nat are the NAT real servers (xlb_nat_reals_v1), natDirty those an
 	// Apply changed (nat.go).
 	nat      map[bpfXlbSvcKey]natEntry
