@@ -60,7 +60,8 @@ func ModelFromConfig(c *config.Config) Model {
 			s.Server = vs.Server
 			if f, ok := first[vs.Server]; ok {
 				for i := range s.Reals {
-					s.Reals[i].ID = f[i].Key()
+					id := f[i].Key()
+					s.Reals[i].ID = &id
 				}
 			} else {
 				first[vs.Server] = s.Reals

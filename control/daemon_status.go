@@ -57,6 +57,7 @@ func (d *Daemon) Status(rates bool) *Status {
 		applied[s.Key] = s.Backends
 	}
 	checks, checkErrs := d.checks.StatesErrors()
+	overrides := d.overrides.weights()
 	st.Services = make([]ServiceInfo, 0, len(model.Services))
 	for _, s := range model.Services {
 		ss := stats.Services[s.Key]
@@ -83,10 +84,13 @@ func (d *Daemon) Status(rates bool) *Status {
 		for i, r := range reals {
 			bk := r.Key()
 			bs := ss.Backends[bk]
-			key := s.checkKey(r)
+			var key string // none for a real server without a check
+			if r.checkType() != checktype.None {
+				key = s.checkKey(r)
+			}
 			addr := bk.String()
-			if s.Server == "" && len(key) > len(s.Name) {
-				addr = key[len(s.Name)+1:] // the key's own: 65,536 strings fewer
+			if s.Server == "" && r.key != "" {
+				addr = r.key[len(s.Name)+1:] // the key's own: 65,536 strings fewer
 			}
 			ri := RealInfo{
 				Address:       addr,
@@ -113,8 +117,7 @@ func (d *Daemon) Status(rates bool) *Status {
 			} else if r.checkType() == checktype.None {
 				ri.Health = "up"
 			}
-			if ov, ok := d.overrides.get(OverrideKey{s.server(), r.id()}); ok && !ri.Sorry {
-				w := ov.Weight
+			if w, ok := overrides[OverrideKey{s.server(), r.id()}]; ok && !ri.Sorry {
 				ri.Override = &w
 			}
 			if err := checkErrs[key]; err != nil {

@@ -102,7 +102,8 @@ func (m Model) dataplaneServices() []dataplane.Service {
 	return out
 }
 
-// RealSpec is a real server as configured.
+// RealSpec is a real server as configured. Its fields are in the order
+// that packs it (there may be 65,536 of them).
 type RealSpec struct {
 	Addr   netip.Addr
 	Port   uint16
@@ -113,12 +114,12 @@ type RealSpec struct {
 	// CheckPort says which port of Addr it checks.
 	Check     *health.Spec
 	CheckPort uint16
-	// ID is the real server as configured, when it differs from Key: in
-	// the entries of a group, its address and port in the first entry,
-	// whose check and weight override every entry shares.
-	ID dataplane.BackendKey
 	// SMTPAlert: mail when its check takes it down or puts it back up.
 	SMTPAlert bool
+	// ID is the real server as configured, when it differs from Key: in
+	// the entries of a group but the first, its address and port in the
+	// first entry, whose check and weight override every entry shares.
+	ID *dataplane.BackendKey
 	// key is its service's checkKey, made once (ModelFromConfig) for a
 	// real server with a check.
 	key string
@@ -129,8 +130,8 @@ func (r RealSpec) Key() dataplane.BackendKey { return dataplane.BackendKey{Addr:
 
 // id identifies the real server within its [[virtual_server]].
 func (r RealSpec) id() dataplane.BackendKey {
-	if r.ID.Addr.IsValid() {
-		return r.ID
+	if r.ID != nil {
+		return *r.ID
 	}
 	return r.Key()
 }
