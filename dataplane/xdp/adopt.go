@@ -96,7 +96,7 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 	if err := d.objs.XlbSvcV1.Lookup(id*2+slot, &cfg); err != nil {
 		return nil, err
 	}
-	st := &svcState{id: id, slot: slot, installed: true}
+	st := &svcState{id: id, slot: slot, installed: true, flipGen: d.flipGen.Load()}
 	for s := range uint32(2) {
 		var innerID uint32
 		if err := d.objs.XlbTablesV1.Lookup(id*2+s, &innerID); err != nil {

@@ -42,6 +42,8 @@ type svcState struct {
 	// stat is the service in the stats index (publish), nil when it
 	// changed since.
 	stat *statSvc
+	// flipGen is the generation of its last flip (grace.go).
+	flipGen uint64
 }
 
 // tableSum identifies a table's entries.
@@ -156,8 +158,8 @@ func (d *Dataplane) sameInstall(st *svcState, s dataplane.Service) bool {
 
 // apply installs desired: services that did not change are not touched;
 // the changes of all others are written in batches (batch.go). Called with
-// d.mu held.
-func (d *Dataplane) apply(desired []dataplane.Service) error {
+// d.mu held. same are the services validate found installed as desired.
+func (d *Dataplane) apply(desired []dataplane.Service, same map[dataplane.ServiceKey]bool) error {
 	d.applies++
 	clear(d.smacs)
 	w := d.newWrites()
@@ -182,12 +184,12 @@ func (d *Dataplane) apply(desired []dataplane.Service) error {
 				errs = append(errs, fmt.Errorf("service %s: %w (at most %d services)", s.Name, err, maxServices))
 				continue
 			}
-			st = &svcState{id: id}
+			st = &svcState{id: id, flipGen: d.flipGen.Load()}
 			w.svcStat.put(id)
 			w.svcRR.put(id, 0)
 			d.services[s.Key] = st
 		}
-		if st.installed && d.sameInstall(st, s) {
+		if st.installed && same[s.Key] {
 			st.svc.Name = s.Name
 			continue
 		}
@@ -209,6 +211,7 @@ func (d *Dataplane) apply(desired []dataplane.Service) error {
 		}
 		errs = append(errs, err)
 	}
+	d.flipped(touched)
 	// Cached flows revalidate against what was written.
 	if err := d.writeGlobals(); err != nil {
 		errs = append(errs, fmt.Errorf("invalidate flow caches: %w", err))
@@ -325,9 +328,29 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 		w.rr.put(st.id, 0)
 	}
 	var inner *ebpf.Map
-	if cur := st.tables[st.slot]; cur != nil && (reuse || st.tableSum[st.slot] == sum) {
+	inactive := st.tables[next]
+	if inactive == st.tables[st.slot] {
+		inactive = nil // shared with the active slot: not to be written
+	}
+	switch cur := st.tables[st.slot]; {
+	case cur != nil && (reuse || st.tableSum[st.slot] == sum):
 		inner = cur // unchanged table: both slots share it
-	} else if sum.n > 0 {
+	case sum.n == 0:
+	case inactive != nil && st.installed && st.tableSum[next] == sum:
+		// The inactive slot holds this table already (a change undone:
+		// a real server's id comes back with it): the flip is enough.
+		inner = inactive
+	case inactive != nil && st.installed && st.tableSum[next].n == sum.n && d.graceSince(st):
+		// No program reads the inactive slot's table since a grace period
+		// after the last flip: written in place, the outer map is not, and
+		// no RCU grace period is waited for (10-50 ms on a busy host).
+		if err := d.fillTable(inactive, table); err == nil {
+			inner = inactive
+			st.tableSum[next] = sum
+			break
+		}
+		fallthrough
+	default:
 		if inner, err = d.newTable(table); err != nil {
 			return err
 		}
@@ -499,6 +522,29 @@ func (d *Dataplane) newTable(ids []uint32) (*ebpf.Map, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create scheduling table: %w", err)
 	}
+	if err := d.fill(m, ids); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// fillTable writes ids into a scheduling table no program reads (the
+// inactive slot's, a grace period after the flip that left it), counted
+// as map updates.
+func (d *Dataplane) fillTable(m *ebpf.Map, ids []uint32) error {
+	if err := d.fill(m, ids); err != nil {
+		return err
+	}
+	keys := make([]uint32, len(ids))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	d.wrote("xlb_table", keys)
+	return nil
+}
+
+func (d *Dataplane) fill(m *ebpf.Map, ids []uint32) error {
 	keys := make([]uint32, len(ids))
 	for i := range keys {
 		keys[i] = uint32(i)
@@ -507,12 +553,11 @@ func (d *Dataplane) newTable(ids []uint32) (*ebpf.Map, error) {
 		// Kernels without batch ops on arrays: one by one.
 		for i, id := range ids {
 			if err := m.Put(uint32(i), id); err != nil {
-				m.Close()
-				return nil, fmt.Errorf("fill scheduling table: %w", err)
+				return fmt.Errorf("fill scheduling table: %w", err)
 			}
 		}
 	}
-	return m, nil
+	return nil
 }
 
 func svcKey(k dataplane.ServiceKey) bpfXlbSvcKey {

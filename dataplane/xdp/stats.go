@@ -225,6 +225,8 @@ func (d *Dataplane) loop() {
 			if err := d.Sync(); err != nil {
 				d.log.Warn("connection table sync", "error", err)
 			}
+		case <-d.graceKick:
+			d.waitGrace()
 		}
 	}
 }

@@ -107,6 +107,13 @@ type Dataplane struct {
 	updates atomic.Uint64
 	onWrite func(mapName string, keys any)
 
+	// flipGen counts the Applies that flipped slots, graceGen is the last
+	// one a grace period is known to have followed; graceKick asks the
+	// loop for one (grace.go).
+	flipGen, graceGen atomic.Uint64
+	graceKick         chan struct{}
+	graceFailed       bool // the loop's
+
 	stop chan struct{}
 	done chan struct{}
 
@@ -155,20 +162,22 @@ func Open(opts Options) (*Dataplane, error) {
 		}
 	}
 	d := &Dataplane{
-		opts:     opts,
-		log:      opts.Logger,
-		links:    map[string]*attached{},
-		services: map[dataplane.ServiceKey]*svcState{},
-		svcIDs:   newIDPool(maxServices),
-		beIDs:    newIDPool(maxBackends),
-		backends: map[uint32]*beState{},
-		retired:  map[retiredKey]uint32{},
-		deadSvcs: map[uint32]bool{},
-		nat:      map[bpfXlbSvcKey]natEntry{},
-		natDirty: map[bpfXlbSvcKey]bool{},
-		smacs:    map[int][]byte{},
-		devmap:   map[int]bool{},
+		opts:      opts,
+		log:       opts.Logger,
+		links:     map[string]*attached{},
+		services:  map[dataplane.ServiceKey]*svcState{},
+		graceKick: make(chan struct{}, 1),
+		svcIDs:    newIDPool(maxServices),
+		beIDs:     newIDPool(maxBackends),
+		backends:  map[uint32]*beState{},
+		retired:   map[retiredKey]uint32{},
+		deadSvcs:  map[uint32]bool{},
+		nat:       map[bpfXlbSvcKey]natEntry{},
+		natDirty:  map[bpfXlbSvcKey]bool{},
+		smacs:     map[int][]byte{},
+		devmap:    map[int]bool{},
 	}
+	d.flipGen.Store(1) // what is adopted waits for a first grace period
 	d.conns.Store(&map[uint32]connCount{})
 	d.index.Store(&statIndex{})
 	// One process per pin path: a second one would swap its program into
@@ -218,6 +227,7 @@ func Open(opts Options) (*Dataplane, error) {
 	}
 	if opts.SyncInterval > 0 || !opts.ManualClock {
 		d.stop, d.done = make(chan struct{}), make(chan struct{})
+		d.kickGrace() // for the tables adopted
 		go d.loop()
 	}
 	if err := d.watchPins(); err != nil {
@@ -409,44 +419,48 @@ func (d *Dataplane) Detach() error {
 func (d *Dataplane) Apply(_ context.Context, desired []dataplane.Service) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.validate(desired); err != nil {
+	same, err := d.validate(desired)
+	if err != nil {
 		return err
 	}
-	return d.apply(desired)
+	return d.apply(desired, same)
 }
 
 // validate is dataplane.Validate, the schedulers the program has and
 // Limits.Check, for the services that
 // differ from those installed (the others passed them when they were
 // applied): a health check's flap changes one service of a thousand.
-// Called with d.mu held.
-func (d *Dataplane) validate(desired []dataplane.Service) error {
+// It returns the services installed as desired (apply leaves them as
+// they are: comparing 65,536 backends once is enough). Called with d.mu
+// held.
+func (d *Dataplane) validate(desired []dataplane.Service) (map[dataplane.ServiceKey]bool, error) {
 	var changed []dataplane.Service
-	keys := make(map[dataplane.ServiceKey]bool, len(desired))
+	same := make(map[dataplane.ServiceKey]bool, len(desired))
 	total := 0
 	for _, s := range desired {
-		if keys[s.Key] {
-			return fmt.Errorf("service %s: duplicate %s", s.Name, s.Key)
+		if _, dup := same[s.Key]; dup {
+			return nil, fmt.Errorf("service %s: duplicate %s", s.Name, s.Key)
 		}
-		keys[s.Key] = true
 		total += len(s.Backends)
-		if st := d.services[s.Key]; st == nil || !st.installed || !d.sameInstall(st, s) {
+		st := d.services[s.Key]
+		same[s.Key] = st != nil && st.installed && d.sameInstall(st, s)
+		if !same[s.Key] {
 			changed = append(changed, s)
 		}
 	}
 	if err := dataplane.Validate(changed); err != nil {
-		return err
+		return nil, err
 	}
 	if err := d.names.supported(changed); err != nil {
-		return err
+		return nil, err
 	}
 	// The limits: per service for those that changed; in all only when
 	// they could be exceeded (distinct NAT real servers are counted only
 	// when there are more NAT real servers than the limit).
 	if len(desired) > Limits.Services || total > Limits.Backends || total > Limits.NATBackends {
-		return Limits.Check(desired, 0)
+		return same, Limits.Check(desired, 0)
 	}
-	return Limits.Check(changed, 0)
+	return same, Limits.Check(changed, 0)
 }
 
 // Installed implements dataplane.Adopter: the services installed now,
