@@ -189,6 +189,8 @@ func (bn *bench) scenario(s shape, t targets) {
 	fs.add("log lines: start", "lines", 0, float64(all))
 	fs.add("log lines: start, per real server check", "lines", 0, float64(changed))
 	fs.add("steady RSS after start", "MiB", t.steadyRSS, float64(x.rss())/mib)
+	fs.add("steady RSS: of which the binary and libraries (RssFile)", "MiB", 0, float64(x.statusField("RssFile"))/mib)
+	fs.add("steady RSS: of which Go's heap and stacks (RssAnon)", "MiB", 0, float64(x.statusField("RssAnon"))/mib)
 	mem, maps := x.bpfMemory()
 	fs.add("BPF map memory (kernel, not in RSS)", "MiB", 0, float64(mem)/mib)
 	fs.note("BPF map memory (kernel, not in RSS)", fmt.Sprintf("%d maps", maps))
