@@ -646,6 +646,9 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 			// What healthCheck makes of an empty table: the service's.
 			rs.HealthCheck = fr.inherit(rs.Port)
 		}
+		if rs.LowerThreshold > rs.UpperThreshold {
+			rt.errorf("lower_threshold", "lower_threshold %d is above upper_threshold %d (IPVS refuses it; 0 is 3/4 of upper_threshold)", rs.LowerThreshold, rs.UpperThreshold)
+		}
 		d.alertDefault(rt, &rs.SMTPAlert, v.SMTPAlert)
 		ge.rsPortSet = append(ge.rsPortSet, rt.has("port"))
 		rt.finish()

@@ -54,6 +54,9 @@ func ModelFromConfig(c *config.Config) Model {
 				Check:     shared,
 				CheckPort: port,
 				SMTPAlert: rs.SMTPAlert,
+				// config refuses negative thresholds.
+				UpperThreshold: uint32(max(rs.UpperThreshold, 0)),
+				LowerThreshold: uint32(max(rs.LowerThreshold, 0)),
 			})
 		}
 		if vs.Group != "" {

@@ -24,12 +24,18 @@ func (d *Dataplane) adopt() error {
 			return
 		}
 		d.beIDs.take(id)
-		d.backends[id] = &beState{
+		be := &beState{
 			svc:     e.Svc,
 			key:     dataplane.BackendKey{Addr: wordsAddr(e.Addr, e.Family), Port: e.Port},
 			entry:   e,
 			retired: e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_RETIRED) != 0,
 		}
+		// Thresholds are read back only when the entry has some: an id
+		// whose thresholds were never written reads as zero anyway.
+		if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) != 0 {
+			_ = d.objs.XlbBeThreshV1.Lookup(id, &be.thresh)
+		}
+		d.backends[id] = be
 		byService[e.Svc] = append(byService[e.Svc], id)
 	})
 	if err != nil {

@@ -77,14 +77,16 @@ type beState struct {
 	svc     uint32
 	key     dataplane.BackendKey
 	entry   bpfXlbBackend
+	thresh  bpfXlbBeThresh // as written to xlb_be_thresh_v1
 	retired bool
 }
 
 // sameBackend reports whether b installs as the entry of id: the same real
-// server, weight and next hop.
+// server, weight, thresholds and next hop.
 func (d *Dataplane) sameBackend(id uint32, b dataplane.Backend) bool {
 	be := d.backends[id]
-	if be == nil || be.retired || be.key != b.Key() || be.entry.Weight != b.Weight {
+	if be == nil || be.retired || be.key != b.Key() || be.entry.Weight != b.Weight ||
+		be.thresh != (bpfXlbBeThresh{Upper: b.UpperThreshold, Lower: b.LowerThreshold}) {
 		return false
 	}
 	hasMAC := be.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0
@@ -99,7 +101,8 @@ func (d *Dataplane) backendsOf(st *svcState) []dataplane.Backend {
 	out := make([]dataplane.Backend, 0, len(st.ids))
 	for _, id := range st.ids {
 		be := d.backends[id]
-		b := dataplane.Backend{Addr: be.key.Addr, Port: be.key.Port, Weight: be.entry.Weight}
+		b := dataplane.Backend{Addr: be.key.Addr, Port: be.key.Port, Weight: be.entry.Weight,
+			UpperThreshold: be.thresh.Upper, LowerThreshold: be.thresh.Lower}
 		if be.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0 {
 			b.MAC = net.HardwareAddr(slices.Clone(be.entry.Mac[:]))
 			b.Ifindex = int(be.entry.Ifindex)
@@ -266,18 +269,28 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 		}
 		w.beStat.put(id)
 		w.beAct.put(id, 0)
+		w.beConns.put(id, bpfXlbBeConns{})
+		if b.UpperThreshold == 0 && b.LowerThreshold == 0 {
+			// Those of a freed id go; writeThresh writes any others.
+			w.beThresh.put(id, bpfXlbBeThresh{})
+		}
 		d.backends[id] = &beState{svc: st.id, key: b.Key()}
 		ids[i] = id
 	}
 
 	// Phase 1: entries of the new set; a backend gains SCHED now but keeps
-	// the one it has until the flip.
+	// the one it has until the flip. Thresholds first: the program reads
+	// them once the entry says it has some.
 	entries := make([]bpfXlbBackend, len(s.Backends))
 	for i, b := range s.Backends {
+		if err := d.writeThresh(ids[i], b); err != nil {
+			return err
+		}
 		e, err := d.backendEntry(st.id, i, s, b)
 		if err != nil {
 			return err
 		}
+		e = d.withOverload(ids[i], e)
 		entries[i] = e
 		interim := e
 		if old := d.backends[ids[i]]; !old.retired && old.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED) != 0 {
@@ -470,7 +483,57 @@ func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dat
 	if schedulable(s, b) {
 		e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
 	}
+	if b.UpperThreshold > 0 {
+		e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH)
+	}
 	return e, nil
+}
+
+// writeThresh writes a backend's connection thresholds. Its overload
+// flag is cleared when the upper threshold is removed or raised, as
+// __ip_vs_update_dest clears IP_VS_DEST_F_OVERLOAD; otherwise the flag
+// stays as the program and Sync keep it.
+func (d *Dataplane) writeThresh(id uint32, b dataplane.Backend) error {
+	be := d.backends[id]
+	th := bpfXlbBeThresh{Upper: b.UpperThreshold, Lower: b.LowerThreshold}
+	if th == be.thresh {
+		return nil
+	}
+	if err := d.objs.XlbBeThreshV1.Put(id, &th); err != nil {
+		return fmt.Errorf("write thresholds of backend %d: %w", id, err)
+	}
+	if (th.Upper == 0 || th.Upper > be.thresh.Upper) && d.overloaded(id) {
+		if err := d.setOverload(id, false); err != nil {
+			return err
+		}
+	}
+	be.thresh = th
+	return nil
+}
+
+// overloaded reads a backend's overload flag, which the program sets (it
+// can be set only while the backend has thresholds).
+func (d *Dataplane) overloaded(id uint32) bool {
+	if d.backends[id].entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) == 0 {
+		return false
+	}
+	var cur bpfXlbBackend
+	return d.objs.XlbBackendsV1.Lookup(id, &cur) == nil && cur.Overload != 0
+}
+
+// setOverload sets or clears a backend's overload flag.
+func (d *Dataplane) setOverload(id uint32, on bool) error {
+	be := d.backends[id]
+	e := be.entry
+	e.Overload = 0
+	if on {
+		e.Overload = 1
+	}
+	if err := d.objs.XlbBackendsV1.Put(id, &e); err != nil {
+		return fmt.Errorf("write backend %d: %w", id, err)
+	}
+	be.entry = e
+	return nil
 }
 
 // routeSource is the source address the kernel would use toward dst.
@@ -485,6 +548,17 @@ func routeSource(dst netip.Addr) (netip.Addr, error) {
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("no source address toward %s", dst)
+}
+
+// withOverload keeps in e the overload flag the program set, while the
+// backend has thresholds (a flag set between the read and the write is
+// lost; the next new flow the backend takes sets it again).
+func (d *Dataplane) withOverload(id uint32, e bpfXlbBackend) bpfXlbBackend {
+	e.Overload = 0
+	if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) != 0 && d.overloaded(id) {
+		e.Overload = 1
+	}
+	return e
 }
 
 // retireBackend stops new flows to a backend removed from its service; its

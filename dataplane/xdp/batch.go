@@ -118,6 +118,9 @@ type writes struct {
 	svcRR   *queue[uint32, uint64]
 	beStat  *zeroQueue
 	beAct   *queue[uint32, int64]
+	// and their connection counts and thresholds.
+	beConns  *queue[uint32, bpfXlbBeConns]
+	beThresh *queue[uint32, bpfXlbBeThresh]
 	// Phase 1: the backends of the new sets (keeping SCHED until the flip),
 	// and those of removed services retired.
 	backends1 *queue[uint32, bpfXlbBackend]
@@ -144,6 +147,8 @@ func (d *Dataplane) newWrites() *writes {
 		svcRR:     newQueue[uint32, uint64](o.XlbRrV1, "xlb_rr_v1"),
 		beStat:    &zeroQueue{m: o.XlbBeStatV1, name: "xlb_be_stat_v1"},
 		beAct:     newQueue[uint32, int64](o.XlbBeActV1, "xlb_be_act_v1"),
+		beConns:   newQueue[uint32, bpfXlbBeConns](o.XlbBeConnsV1, "xlb_be_conns_v1"),
+		beThresh:  newQueue[uint32, bpfXlbBeThresh](o.XlbBeThreshV1, "xlb_be_thresh_v1"),
 		backends1: newQueue[uint32, bpfXlbBackend](o.XlbBackendsV1, "xlb_backends_v1"),
 		rr:        newQueue[uint32, uint64](o.XlbRrV1, "xlb_rr_v1"),
 		tables:    newQueue[uint32, uint32](o.XlbTablesV1, "xlb_tables_v1"),
@@ -158,7 +163,7 @@ func (d *Dataplane) newWrites() *writes {
 // flush writes every queue in order; it stops at the first failure.
 func (w *writes) flush(d *Dataplane) error {
 	for _, f := range []func(*Dataplane) error{
-		w.svcIDsDel.flush, w.svcStat.flush, w.svcRR.flush, w.beStat.flush, w.beAct.flush,
+		w.svcIDsDel.flush, w.svcStat.flush, w.svcRR.flush, w.beStat.flush, w.beAct.flush, w.beConns.flush, w.beThresh.flush,
 		w.backends1.flush, w.rr.flush, w.tables.flush, w.svc.flush, w.slots.flush, w.svcIDs.flush,
 		w.backends3.flush, w.nat.flush,
 	} {

@@ -292,7 +292,9 @@ func (d *Dataplane) Sync() error {
 		mark.next = min(mark.next, next)
 		c := counts[v.Backend]
 		c.refs++
-		if idle <= timeout {
+		// A NAT reply entry is the other direction of a connection
+		// counted by its client's entry.
+		if idle <= timeout && v.Flags&uint32(bpfXlbConnFlagsXLB_CT_F_REPLY) == 0 {
 			if k.Proto == 6 && v.State == uint8(bpfXlbConnStateXLB_CT_ESTABLISHED) {
 				c.active++
 			} else {
@@ -342,20 +344,24 @@ func (d *Dataplane) Sync() error {
 		d.beIDs.free(id)
 		freed = true
 	}
-	// The lc/wlc loads move only with counted connection entries: with none
-	// now, and the loads corrected by a Sync since the last ones were seen,
-	// there is nothing to read (an idle director reads no 65,536 loads
-	// every 5 s).
+	// The lc/wlc loads and the connection counts move only with
+	// connection entries: with none now, and the loads and counts
+	// corrected by a Sync since the last ones were seen, there is nothing
+	// to read (an idle director reads no 65,536 loads every 5 s).
 	if len(counts) == 0 && len(stale) == 0 && d.loadsClean {
 		for _, id := range d.retired {
 			free(id, d.backends[id])
 		}
 	} else {
-		loads, err := d.readLoads()
+		loads, err := readIDs[int64](d, d.objs.XlbBeActV1, "backend loads")
 		if err != nil {
 			errs = append(errs, err)
 		}
-		clean := err == nil
+		conns, cerr := readIDs[bpfXlbBeConns](d, d.objs.XlbBeConnsV1, "backend connections")
+		if cerr != nil {
+			errs = append(errs, cerr)
+		}
+		clean := err == nil && cerr == nil
 		for id, be := range d.backends {
 			c := counts[id]
 			if int(id) < len(loads) && loads[id] != c.counted {
@@ -363,6 +369,10 @@ func (d *Dataplane) Sync() error {
 					errs = append(errs, err)
 					clean = false
 				}
+			}
+			if err := d.syncDest(id, c, conns); err != nil {
+				errs = append(errs, err)
+				clean = false
 			}
 			if be.retired && c.refs == 0 {
 				free(id, be)
@@ -418,45 +428,77 @@ func (d *Dataplane) packets() (uint64, error) {
 	return n, nil
 }
 
-// readLoads reads the lc/wlc loads of the backend ids in use, in batches.
-// Called with d.mu held.
-func (d *Dataplane) readLoads() ([]int64, error) {
+// readIDs reads an array map indexed by backend id over the ids in use,
+// in batches. Called with d.mu held.
+func readIDs[V any](d *Dataplane, m *ebpf.Map, what string) ([]V, error) {
 	n := 0
 	for id := range d.backends {
 		n = max(n, int(id)+1)
 	}
-	loads := make([]int64, n)
+	out := make([]V, n)
 	if n == 0 {
-		return loads, nil
+		return out, nil
 	}
 	chunk := min(n, counterChunk)
 	keys := make([]uint32, chunk)
-	vals := make([]int64, chunk)
+	vals := make([]V, chunk)
 	var cursor ebpf.MapBatchCursor
 	for done := 0; done < n; {
 		count := min(chunk, n-done)
-		got, err := d.objs.XlbBeActV1.BatchLookup(&cursor, keys[:count], vals[:count], nil)
+		got, err := m.BatchLookup(&cursor, keys[:count], vals[:count], nil)
 		for i := range got {
 			if int(keys[i]) < n {
-				loads[keys[i]] = vals[i]
+				out[keys[i]] = vals[i]
 			}
 		}
 		done += got
 		switch {
 		case errors.Is(err, ebpf.ErrKeyNotExist):
-			return loads, nil
+			return out, nil
 		case errors.Is(err, ebpf.ErrNotSupported):
 			for id := range d.backends {
-				if err := d.objs.XlbBeActV1.Lookup(id, &loads[id]); err != nil {
-					return loads, fmt.Errorf("backend load %d: %w", id, err)
+				if err := m.Lookup(id, &out[id]); err != nil {
+					return out, fmt.Errorf("%s %d: %w", what, id, err)
 				}
 			}
-			return loads, nil
+			return out, nil
 		case err != nil:
-			return loads, fmt.Errorf("backend loads: %w", err)
+			return out, fmt.Errorf("%s: %w", what, err)
 		case got == 0:
-			return loads, nil
+			return out, nil
 		}
 	}
-	return loads, nil
+	return out, nil
+}
+
+// syncDest corrects a backend's connection counts as IPVS keeps them
+// (xlb_be_conns_v1, read into conns) to what the connection table holds
+// (the program misses entries that expire unseen and LRU evictions), and
+// clears its overload flag below its lower threshold, as
+// ip_vs_unbind_dest does when a connection expires.
+func (d *Dataplane) syncDest(id uint32, c connCount, conns []bpfXlbBeConns) error {
+	want := bpfXlbBeConns{Active: int64(c.active), Inactive: int64(c.inactive)}
+	if int(id) < len(conns) && conns[id] != want {
+		if err := d.objs.XlbBeConnsV1.Put(id, &want); err != nil {
+			return fmt.Errorf("backend %d connections: %w", id, err)
+		}
+	}
+	if !d.overloaded(id) || keepOverload(d.backends[id].thresh, c.active+c.inactive) {
+		return nil
+	}
+	return d.setOverload(id, false)
+}
+
+// keepOverload reports whether a backend with total connections stays
+// overloaded: ip_vs_unbind_dest clears the flag below the lower threshold,
+// or below 3/4 of the upper one when there is no lower one (the program's
+// lb_dest_keep_overload).
+func keepOverload(th bpfXlbBeThresh, total uint64) bool {
+	switch {
+	case th.Lower != 0:
+		return total >= uint64(th.Lower)
+	case th.Upper != 0:
+		return total*4 >= uint64(th.Upper)*3
+	}
+	return false
 }
