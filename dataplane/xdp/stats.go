@@ -348,7 +348,10 @@ func (d *Dataplane) Sync() error {
 	// connection entries: with none now, and the loads and counts
 	// corrected by a Sync since the last ones were seen, there is nothing
 	// to read (an idle director reads no 65,536 loads every 5 s).
-	if len(counts) == 0 && len(stale) == 0 && d.loadsClean {
+	// (Nor since the program last counted a packet: it may have counted
+	// connections whose entries are gone unseen, LRU evictions, or set an
+	// overload flag.)
+	if len(counts) == 0 && len(stale) == 0 && d.loadsClean && mark.valid && mark.packets == d.cleanPackets {
 		for _, id := range d.retired {
 			free(id, d.backends[id])
 		}
@@ -378,7 +381,7 @@ func (d *Dataplane) Sync() error {
 				free(id, be)
 			}
 		}
-		d.loadsClean = clean
+		d.loadsClean, d.cleanPackets = clean, mark.packets
 	}
 	for id := range d.deadSvcs {
 		inUse := false

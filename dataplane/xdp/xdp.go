@@ -82,8 +82,10 @@ type Dataplane struct {
 	retired  map[retiredKey]uint32
 	// deadSvcs are ids of removed services whose flows are still tracked.
 	deadSvcs map[uint32]bool
-	// loadsClean: the last Sync read and corrected every lc/wlc load.
-	loadsClean bool
+	// loadsClean: the last Sync read and corrected every lc/wlc load and
+	// connection count, when the program had counted cleanPackets.
+	loadsClean   bool
+	cleanPackets uint64
 	// scanned is what the last scan of the connection table depended on
 	// (Sync skips a scan that would find the same).
 	scanned scanMark
