@@ -42,13 +42,15 @@ func (s shape) String() string {
 func vip(i int) string { return fmt.Sprintf("10.200.%d.%d", (i+1)/256, (i+1)%256) }
 
 // real is the address of real server j of service i, in 10.201.0.0/16,
-// which the real servers' namespace takes as local (any address answers).
+// which the real servers' namespace takes as local (any address answers),
+// and past its 65,536 addresses in 10.202.0.0/16 and on (distinct: the
+// over-limits shapes are only checked).
 func (s shape) real(i, j int) string {
 	n := i*s.Reals + j
 	if s.Shared {
 		n = (i%256)*s.Reals + j
 	}
-	return fmt.Sprintf("10.201.%d.%d", n/256%256, n%256)
+	return fmt.Sprintf("10.%d.%d.%d", 201+n/65536, n/256%256, n%256)
 }
 
 // header is the configuration's fixed part; with pprof, the daemon serves
@@ -76,7 +78,9 @@ socket = %q
 }
 
 // config writes the shape's configuration; port is the port of the last
-// real server of the last service (a reload changes it). With Checked,
+// real server of the last service (a reload changes it; with Shared, a
+// port other than 8080 is its weight 2 instead: another port would be one
+// NAT real server more than the dataplane holds). With Checked,
 // the first Checked real servers (in file order) have the check, the
 // others none.
 func (s shape) config(head string, port int) string {
@@ -98,11 +102,14 @@ func (s shape) config(head string, port int) string {
 			fmt.Fprintf(&b, "interval = %q\n", s.Interval)
 		}
 		for j := range s.Reals {
-			p := 8080
+			p, weight := 8080, ""
 			if i == s.Services-1 && j == s.Reals-1 {
 				p = port
+				if s.Shared && port != 8080 {
+					p, weight = 8080, "weight = 2\n"
+				}
 			}
-			fmt.Fprintf(&b, "[[virtual_server.real_server]]\naddress = %q\nport = %d\n", s.real(i, j), p)
+			fmt.Fprintf(&b, "[[virtual_server.real_server]]\naddress = %q\nport = %d\n%s", s.real(i, j), p, weight)
 			if check != "none" && i*s.Reals+j >= checked {
 				b.WriteString("[virtual_server.real_server.health_check]\ntype = \"none\"\n")
 			}
