@@ -395,3 +395,36 @@ func TestCountersAddUp(t *testing.T) {
 		}
 	}
 }
+
+// TestWRRPositionPerConnection: the (w)rr position moves once per new
+// connection the program schedules, not once per client request. A SYN
+// retransmitted on a live entry keeps its real server and takes no
+// position; after the client's reset, its next SYN on the closed entry is
+// a new connection and takes the next one, as IPVS reschedules a SYN on a
+// closed connection (ip_vs_in, conn_reuse_mode). So a client whose
+// connection is reset before its handshake completes (a real server that
+// answers its SYN with an ACK: a NAT real server in two services, whose
+// client reuses a source port toward both, TestReloadUnderLoad/nat) uses
+// two positions for one request.
+func TestWRRPositionPerConnection(t *testing.T) {
+	e := newEnv(t)
+	e.apply(svc(dataplane.WeightedRoundRobin, e.pool(3)))
+	a, b, c := client(1), client(2), client(3)
+	steps := []struct {
+		what string
+		f    packet.Frame
+		want int
+	}{
+		{"a's SYN", tcpFrame(a, vip4, 40000, 80, packet.SYN), 0},
+		{"a's SYN again (retransmitted)", tcpFrame(a, vip4, 40000, 80, packet.SYN), 0},
+		{"b's SYN", tcpFrame(b, vip4, 40000, 80, packet.SYN), 1},
+		{"a's reset", tcpFrame(a, vip4, 40000, 80, packet.RST|packet.ACK), 0},
+		{"a's SYN after its reset", tcpFrame(a, vip4, 40000, 80, packet.SYN), 2},
+		{"c's SYN", tcpFrame(c, vip4, 40000, 80, packet.SYN), 0},
+	}
+	for _, s := range steps {
+		if got := e.pick(s.f); got != s.want {
+			t.Errorf("%s: real server %d, want %d", s.what, got, s.want)
+		}
+	}
+}
