@@ -119,9 +119,11 @@ static __always_inline void lb_reply_put(const struct xlb_pkt *p, __u32 svc, __u
 	bpf_map_update_elem(&xlb_conns_v1, &k, &v, BPF_ANY);
 }
 
-/* lb_conn_create records a new flow on backend id. */
+/* lb_conn_create records a new flow on backend id. held: the flow is
+ * already counted in the backend's lc/wlc load (its SYN's embryonic entry
+ * was). */
 static __always_inline void lb_conn_create(const struct xlb_pkt *p, const struct xlb_svc *svc, __u32 id,
-					   const struct xlb_backend *be, __u64 now)
+					   const struct xlb_backend *be, __u64 now, int held)
 {
 	struct xlb_conn ct = {
 		.atime = now,
@@ -139,8 +141,12 @@ static __always_inline void lb_conn_create(const struct xlb_pkt *p, const struct
 			ct.state = XLB_CT_ESTABLISHED;
 		}
 	}
-	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &ct, BPF_ANY) == 0 && ct.flags)
-		lb_active_add(id, 1);
+	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &ct, BPF_ANY) == 0 && ct.flags) {
+		if (!held)
+			lb_active_add(id, 1);
+	} else if (held) {
+		lb_active_add(id, -1);
+	}
 	if (svc->fwd == XLB_FWD_NAT)
 		lb_reply_put(p, svc->id, id, be, now, 0);
 }

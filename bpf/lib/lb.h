@@ -62,7 +62,7 @@ static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc
 		break;
 	case XLB_SCHED_LC:
 	case XLB_SCHED_WLC:
-		id = lb_pick_lc(svc, table);
+		id = lb_pick_lc(svc, cfg_idx);
 		break;
 	default:
 		id = lb_pick_hash(svc, sched, table, &p->flow);

@@ -158,6 +158,17 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 		svc.Backends = append(svc.Backends, b)
 		st.live[b.Key()] = bid
 	}
+	// The lc/wlc candidates of the active slot, for pins written before
+	// they existed (the same as what updateService writes).
+	var cids, cws []uint32
+	for _, bid := range ids {
+		if e := d.backends[bid].entry; e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED) != 0 {
+			cids, cws = append(cids, bid), append(cws, e.Weight)
+		}
+	}
+	if err := d.writeCands(id*2+slot, cids, cws); err != nil {
+		return nil, err
+	}
 	st.svc = svc
 	return st, nil
 }

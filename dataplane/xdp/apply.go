@@ -309,6 +309,13 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 		}
 		st.tables[other], st.tableData[other] = inner, table
 	}
+	cws := make([]uint32, len(tbs))
+	for i, b := range tbs {
+		cws[i] = b.weight
+	}
+	if err := d.writeCands(idx, tids, cws); err != nil {
+		return err
+	}
 	if err := d.objs.XlbSvcV1.Put(idx, &cfg); err != nil {
 		return fmt.Errorf("write service configuration: %w", err)
 	}
@@ -451,6 +458,23 @@ func (d *Dataplane) removeService(st *svcState) error {
 	}
 	st.closeTables()
 	d.deadSvcs[st.id] = true
+	return nil
+}
+
+// writeCands writes the lc/wlc candidates of configuration idx: the
+// schedulable backends in configuration order, with their weights.
+func (d *Dataplane) writeCands(idx uint32, ids, weights []uint32) error {
+	var c bpfXlbCands
+	if len(ids) > len(c.C) {
+		return fmt.Errorf("%d candidates, at most %d", len(ids), len(c.C))
+	}
+	c.N = uint32(len(ids))
+	for i, id := range ids {
+		c.C[i] = bpfXlbCand{Id: id, Weight: weights[i]}
+	}
+	if err := d.objs.XlbCandsV1.Put(idx, &c); err != nil {
+		return fmt.Errorf("write candidates: %w", err)
+	}
 	return nil
 }
 

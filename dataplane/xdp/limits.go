@@ -21,4 +21,9 @@ const (
 	// maxBackends are backend ids, live or retired (a removed real server
 	// keeps its id while flows use it).
 	maxBackends = int(bpfXlbLimitsXLB_LIMIT_BACKENDS)
+	// maxEmbryos are the slots of xlb_embryos_v1 (the program indexes it
+	// by flow hash modulo this: its size is not overridden).
+	maxEmbryos = int(bpfXlbLimitsXLB_LIMIT_EMBRYOS)
+	// synWindowShift: the SYN rate is counted per 2^synWindowShift ns.
+	synWindowShift = uint(bpfXlbLimitsXLB_LIMIT_SYN_WINDOW_SHIFT)
 )
