@@ -556,6 +556,8 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 		lb_event(XLB_EV_EMBRYO_PROMOTED);
 		lb_conn_create(p, svc, id, be, now, held);
 		lb_epoch_bump(p->hash);
+		/* Established now: the flow cache serves its next packets. */
+		d->cacheable = !(p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST));
 		goto out;
 	}
 	if (be)
