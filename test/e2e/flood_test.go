@@ -17,14 +17,14 @@ import (
 
 // floodResult is what a SYN flood did.
 type floodResult struct {
-	sent, sunk      uint64
-	rate            float64 // SYNs/s offered
-	streams, broken int
-	streamErrs      []string
+	sent, sunk       uint64
+	rate             float64 // SYNs/s offered
+	streams, broken  int
+	streamErrs       []string
 	requests, failed int
-	requestErrs     []string
-	events          map[string]float64 // xlb_events_total during the flood
-	echoEntries     int                // connection entries of the echo service after the flood
+	requestErrs      []string
+	events           map[string]float64 // xlb_events_total during the flood
+	echoEntries      int                // connection entries of the echo service after the flood
 }
 
 // synFlood is issue 14's flood: a one-director DR lab whose web and echo
