@@ -3,6 +3,7 @@ package xdp
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -65,6 +66,19 @@ func TestEmbryonicFlows(t *testing.T) {
 		ct, ok := e.connOf(client(c), 1024)
 		if !ok || ct.State != uint8(bpfXlbConnStateXLB_CT_ESTABLISHED) || ct.Backend != e.backendID(t, first[c]) {
 			t.Fatalf("client %d: connection entry %+v (present %v), want established on backend %d", c, ct, ok, first[c])
+		}
+		// Established at once: the flow cache serves its next packets.
+		f := tcpFrame(client(c), vip4, 1024, 80, packet.ACK)
+		var per []bpfXlbFlowCache
+		slot := frameHash(f) & (e.d.objs.XlbFlowcache.MaxEntries() - 1)
+		if err := e.d.objs.XlbFlowcache.Lookup(slot, &per); err != nil {
+			t.Fatal(err)
+		}
+		src := client(c).As4()
+		if !slices.ContainsFunc(per, func(fc bpfXlbFlowCache) bool {
+			return fc.Flow.Sport == 1024 && [4]byte(fc.Flow.Src[:4]) == src && fc.Backend == ct.Backend
+		}) {
+			t.Fatalf("client %d: the ACK that completed the handshake left its flow out of the flow cache", c)
 		}
 	}
 	if got := len(embryos(t, e)); got != 0 {
