@@ -29,10 +29,11 @@ type floodResult struct {
 
 // synFlood is issue 14's flood: a one-director DR lab whose web and echo
 // services are rr; 20 long-lived echo connections streaming; the client
-// opening a new HTTP connection every 10 ms; and, for d, spoofed SYNs from
+// opening new HTTP connections (ten at a time); and, for d, spoofed SYNs from
 // random source addresses and ports at the generator's full rate (one CPU)
 // at a third service (wlc, DR to the generator's sink) on the same
-// director.
+// director. The client loses the first SYN-ACK of each new connection, so
+// that its handshakes outlast a million flooded SYNs.
 func synFlood(t testing.TB, d time.Duration) floodResult {
 	l := lab.New(t, lab.Spec{Directors: 1, Reals: 2, Scheduler: "rr"})
 	dir := l.Directors[0]
@@ -62,7 +63,20 @@ func synFlood(t testing.TB, d time.Duration) floodResult {
 	})
 
 	streams := l.StartStreams(20, 100*time.Millisecond)
-	load := l.StartLoad(10 * time.Millisecond)
+	// From now on the client loses the first SYN-ACK of every connection:
+	// a handshake then lasts a second (the SYN and the SYN-ACK are sent
+	// again after 1 s) while the flood goes on, and the retransmitted SYN
+	// and the ACK must reach the real server of the first SYN.
+	nettest.Sysctl(t, l.Client, "net.netfilter.nf_conntrack_acct", "1")
+	l.Client.MustRun(t, "nft", "add", "table", "inet", "xlbt")
+	l.Client.MustRun(t, "nft", "add", "chain", "inet", "xlbt", "in", "{ type filter hook input priority 0; }")
+	l.Client.MustRun(t, "nft", "add", "rule", "inet", "xlbt", "in", "tcp", "sport", fmt.Sprint(lab.WebPort),
+		"tcp", "flags", "&", "(syn|ack)", "==", "syn|ack", "ct", "reply", "packets", "1", "drop")
+	// Requests in parallel: each takes a second.
+	var loads []*lab.Load
+	for range 10 {
+		loads = append(loads, l.StartLoad(10*time.Millisecond))
+	}
 	before := floodEvents(t, dir)
 	start := time.Now()
 	sent, err := fl.Run(d)
@@ -70,13 +84,15 @@ func synFlood(t testing.TB, d time.Duration) floodResult {
 		t.Fatalf("flood: %v", err)
 	}
 	elapsed := time.Since(start)
-	load.Stop() // after its request in flight
 	r := floodResult{sent: sent, sunk: fl.Sunk(), rate: float64(sent) / elapsed.Seconds()}
+	for _, ld := range loads {
+		ld.Stop() // after its request in flight
+		rep := ld.Report(start)
+		r.requests, r.failed, r.requestErrs = r.requests+rep.Sent, r.failed+rep.Failed, append(r.requestErrs, rep.Errors...)
+	}
 	r.echoEntries = echoEntries(t, dir, l)
 	streams.Stop()
 	r.streams, r.broken, _, r.streamErrs = streams.Report()
-	rep := load.Report(start)
-	r.requests, r.failed, r.requestErrs = rep.Sent, rep.Failed, rep.Errors
 	after := floodEvents(t, dir)
 	r.events = map[string]float64{}
 	for k, v := range after {
