@@ -6,7 +6,9 @@
  * bpf_loop step, unrolled: the verifier checks one step, not every
  * iteration of a loop (a plain loop over 256 candidates did not load on
  * 6.1 within a minute), and a step costs one callback per chunk instead of
- * one per candidate. */
+ * one per candidate. An overloaded real server (a candidate with
+ * thresholds: its backend is read) is passed over, as ip_vs_lc.c and
+ * ip_vs_wlc.c do. */
 #ifndef XLB_LB_LC_H
 #define XLB_LB_LC_H
 
@@ -53,6 +55,12 @@ static long lb_lc_step(__u32 i, struct lb_lc_ctx *c)
 		w = c->weighted ? cs->c[k].weight : 1;
 		if (!w)
 			continue;
+		if (cs->c[k].thresh) {
+			struct xlb_backend *be = bpf_map_lookup_elem(&xlb_backends_v1, &id);
+
+			if (be && be->overload)
+				continue;
+		}
 		act = bpf_map_lookup_elem(&xlb_be_act_v1, &id);
 		load = act && *act > 0 ? *act : 0;
 		/* load/w < best_load/best_weight; the first of equals wins, as IPVS. */
@@ -66,8 +74,10 @@ static long lb_lc_step(__u32 i, struct lb_lc_ctx *c)
 }
 
 /* lb_pick_lc picks the real server with the least (weighted) connections
- * among the candidates of configuration cfg_idx. */
-static __always_inline __u32 lb_pick_lc(const struct xlb_svc *svc, __u32 cfg_idx)
+ * among the candidates of configuration cfg_idx. Not inlined, as every
+ * scanning scheduler: its context lives in its own frame, not in the
+ * new-flow path's. */
+static __noinline __u32 lb_pick_lc(const struct xlb_svc *svc, __u32 cfg_idx)
 {
 	struct lb_lc_ctx c = {
 		.cfg_idx = cfg_idx,

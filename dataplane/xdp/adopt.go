@@ -25,12 +25,18 @@ func (d *Dataplane) adopt() error {
 			return
 		}
 		d.beIDs.take(id)
-		d.backends[id] = &beState{
+		be := &beState{
 			svc:     e.Svc,
 			key:     dataplane.BackendKey{Addr: wordsAddr(e.Addr, e.Family), Port: e.Port},
 			entry:   e,
 			retired: e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_RETIRED) != 0,
 		}
+		// Thresholds are read back only when the entry has some: an id
+		// whose thresholds were never written reads as zero anyway.
+		if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) != 0 {
+			_ = d.objs.XlbBeThreshV1.Lookup(id, &be.thresh)
+		}
+		d.backends[id] = be
 		byService[e.Svc] = append(byService[e.Svc], id)
 	})
 	if err != nil {
@@ -150,7 +156,9 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 	})
 	for _, bid := range ids {
 		e := d.backends[bid].entry
-		b := dataplane.Backend{Addr: d.backends[bid].key.Addr, Port: d.backends[bid].key.Port, Weight: e.Weight}
+		th := d.backends[bid].thresh
+		b := dataplane.Backend{Addr: d.backends[bid].key.Addr, Port: d.backends[bid].key.Port, Weight: e.Weight,
+			UpperThreshold: th.Upper, LowerThreshold: th.Lower}
 		if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0 {
 			b.MAC = net.HardwareAddr(slices.Clone(e.Mac[:]))
 			b.Ifindex = int(e.Ifindex)
@@ -160,13 +168,13 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 	}
 	// The lc/wlc candidates of the active slot, for pins written before
 	// they existed (the same as what updateService writes).
-	var cids, cws []uint32
+	var cands []bpfXlbCand
 	for _, bid := range ids {
 		if e := d.backends[bid].entry; e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED) != 0 {
-			cids, cws = append(cids, bid), append(cws, e.Weight)
+			cands = append(cands, candidate(bid, e.Weight, e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) != 0))
 		}
 	}
-	if err := d.writeCands(id*2+slot, cids, cws); err != nil {
+	if err := d.writeCands(id*2+slot, cands); err != nil {
 		return nil, err
 	}
 	st.svc = svc

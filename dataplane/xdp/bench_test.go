@@ -236,7 +236,7 @@ func BenchmarkEstablished(b *testing.B) {
 // The service's connection counter must show one new connection per SYN
 // xlb saw: no 5-tuple came twice.
 func BenchmarkNewFlow(b *testing.B) {
-	for _, sched := range dataplane.Schedulers {
+	for _, sched := range xdpSchedulers() {
 		for _, kind := range []string{"syn", "flood", "handshake"} {
 			b.Run(string(sched)+"/"+kind, func(b *testing.B) {
 				opts := Options{SyncInterval: -1, SYNFloodRate: -1}

@@ -26,4 +26,7 @@ const (
 	maxEmbryos = int(bpfXlbLimitsXLB_LIMIT_EMBRYOS)
 	// synWindowShift: the SYN rate is counted per 2^synWindowShift ns.
 	synWindowShift = uint(bpfXlbLimitsXLB_LIMIT_SYN_WINDOW_SHIFT)
+	// maxRRCycle bounds a round-robin cycle: the program walks at most
+	// this many entries past overloaded real servers (lb_rr_skip).
+	maxRRCycle = int(bpfXlbLimitsXLB_LIMIT_RR_CYCLE)
 )
