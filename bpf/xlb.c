@@ -531,7 +531,7 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 	struct xlb_backend *be = NULL;
 	__u32 id = 0, fp = 0, v;
 	__u64 *slot = NULL, w = 0, fin_timeout;
-	int syn = 0, held, emb, flood;
+	int syn = 0, held, bound, emb, flood;
 
 	if (!g || !svc)
 		return XLB_V_PASS_NOT_SERVICE;
@@ -554,10 +554,12 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 	}
 	if (be && !syn) {
 		/* The handshake goes on: its SYN's entry becomes the
-		 * connection's, and with it the SYN's count in the load. */
-		held = __sync_val_compare_and_swap(slot, w, 0) == w && (w & XLB_EMB_COUNTED);
+		 * connection's, and with it the SYN's counts (its inactive
+		 * connection in dest.h's, its lc/wlc load). */
+		bound = __sync_val_compare_and_swap(slot, w, 0) == w;
+		held = bound && (w & XLB_EMB_COUNTED);
 		lb_event(XLB_EV_EMBRYO_PROMOTED);
-		lb_conn_create(p, svc, id, be, now, held);
+		lb_conn_create(p, svc, id, be, now, held, bound);
 		lb_epoch_bump(p->hash);
 		/* Established now: the flow cache serves its next packets. */
 		d->cacheable = !(p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST));
@@ -594,6 +596,9 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 			}
 			if (counted)
 				lb_active_add(id, 1);
+			/* ip_vs_bind_dest: the SYN is the backend's inactive
+			 * connection from now on (its upper threshold counts it). */
+			lb_dest_bind(id, be, 0);
 		}
 		goto out;
 	}
@@ -605,7 +610,7 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 	be = lb_schedule(svc, d->cfg_idx, p, syn || p->flow.proto != IPPROTO_TCP, now, &id);
 	if (!be)
 		goto no_backend;
-	lb_conn_create(p, svc, id, be, now, 0);
+	lb_conn_create(p, svc, id, be, now, 0, 0);
 	/* The 5-tuple may be reused: what any CPU cached for it is stale. */
 	lb_epoch_bump(p->hash);
 out:

@@ -141,9 +141,10 @@ static __always_inline void lb_reply_put(const struct xlb_pkt *p, __u32 svc, __u
 
 /* lb_conn_create records a new flow on backend id. held: the flow is
  * already counted in the backend's lc/wlc load (its SYN's embryonic entry
- * was). */
+ * was); bound: it is already the backend's inactive connection in dest.h's
+ * counts (its SYN's was), and moves to active if it is established. */
 static __always_inline void lb_conn_create(const struct xlb_pkt *p, const struct xlb_svc *svc, __u32 id,
-					   struct xlb_backend *be, __u64 now, int held)
+					   struct xlb_backend *be, __u64 now, int held, int bound)
 {
 	struct xlb_conn ct = {
 		.atime = now,
@@ -166,9 +167,15 @@ static __always_inline void lb_conn_create(const struct xlb_pkt *p, const struct
 			lb_active_add(id, 1);
 		else if (!(ct.flags & XLB_CT_F_COUNTED) && held)
 			lb_active_add(id, -1);
-		lb_dest_bind(id, be, lb_ct_active(p->flow.proto, ct.state));
-	} else if (held) {
-		lb_active_add(id, -1);
+		if (!bound)
+			lb_dest_bind(id, be, lb_ct_active(p->flow.proto, ct.state));
+		else if (lb_ct_active(p->flow.proto, ct.state))
+			lb_dest_move(id, 1);
+	} else {
+		if (held)
+			lb_active_add(id, -1);
+		if (bound)
+			lb_dest_unbind(id, 0);
 	}
 	if (svc->fwd == XLB_FWD_NAT)
 		lb_reply_put(p, svc->id, id, be, now, 0);

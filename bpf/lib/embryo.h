@@ -32,6 +32,7 @@
 #include "hash.h"
 #include "clock.h"
 #include "counters.h"
+#include "dest.h"
 
 _Static_assert((XLB_MAX_EMBRYOS & (XLB_MAX_EMBRYOS - 1)) == 0, "XLB_MAX_EMBRYOS is a power of two");
 _Static_assert(XLB_MAX_BACKENDS <= (1 << XLB_EMB_BE_BITS), "a backend id fits an embryonic word");
@@ -117,11 +118,14 @@ static __always_inline int lb_syn_flooded(__u64 now)
 	return f && f->until > now;
 }
 
-/* lb_emb_release takes a replaced word's SYN out of its backend's lc/wlc
- * load, if it was counted and is still live (the control plane's recount
- * includes exactly those). */
+/* lb_emb_release takes a replaced word's SYN out of its backend's counts
+ * if it is still live (the control plane's recount includes exactly
+ * those): its inactive connection (dest.h), and its lc/wlc load if it was
+ * counted there. */
 static __always_inline void lb_emb_release(__u64 old, __u64 now, __u64 timeout)
 {
+	if (lb_emb_live(old, now, timeout))
+		lb_dest_unbind(lb_emb_backend(old), 0);
 	if ((old & XLB_EMB_COUNTED) && lb_emb_live(old, now, timeout)) {
 		__u32 id = lb_emb_backend(old);
 		__s64 *a = bpf_map_lookup_elem(&xlb_be_act_v1, &id);

@@ -6,9 +6,8 @@
  * bpf_loop step, unrolled: the verifier checks one step, not every
  * iteration of a loop (a plain loop over 256 candidates did not load on
  * 6.1 within a minute), and a step costs one callback per chunk instead of
- * one per candidate. An overloaded real server (a candidate with
- * thresholds: its backend is read) is passed over, as ip_vs_lc.c and
- * ip_vs_wlc.c do. */
+ * one per candidate. Overloaded real servers are passed over
+ * (lb_pick_lc). */
 #ifndef XLB_LB_LC_H
 #define XLB_LB_LC_H
 
@@ -55,12 +54,6 @@ static long lb_lc_step(__u32 i, struct lb_lc_ctx *c)
 		w = c->weighted ? cs->c[k].weight : 1;
 		if (!w)
 			continue;
-		if (cs->c[k].thresh) {
-			struct xlb_backend *be = bpf_map_lookup_elem(&xlb_backends_v1, &id);
-
-			if (be && be->overload)
-				continue;
-		}
 		act = bpf_map_lookup_elem(&xlb_be_act_v1, &id);
 		load = act && *act > 0 ? *act : 0;
 		/* load/w < best_load/best_weight; the first of equals wins, as IPVS. */
@@ -73,10 +66,47 @@ static long lb_lc_step(__u32 i, struct lb_lc_ctx *c)
 	return 0;
 }
 
+/* lb_lc_step_ovl is one candidate of the scan that passes over overloaded
+ * real servers (those with connection thresholds, dest.h): run only when
+ * the chunked scan picked an overloaded one, one candidate per step (a
+ * lookup and a branch more per candidate in the unrolled chunks took the
+ * verifier past its million instructions). */
+static long lb_lc_step_ovl(__u32 i, struct lb_lc_ctx *c)
+{
+	struct xlb_cands *cs = bpf_map_lookup_elem(&xlb_cands_v1, &c->cfg_idx);
+	struct xlb_backend *be;
+	__u64 load, w;
+	__s64 *act;
+	__u32 id;
+
+	if (!cs || i >= cs->n || i >= XLB_MAX_BACKENDS_PER_SVC)
+		return 1;
+	id = cs->c[i].id;
+	w = c->weighted ? cs->c[i].weight : 1;
+	if (!w)
+		return 0;
+	if (cs->c[i].thresh) {
+		be = bpf_map_lookup_elem(&xlb_backends_v1, &id);
+		if (!be || be->overload)
+			return 0;
+	}
+	act = bpf_map_lookup_elem(&xlb_be_act_v1, &id);
+	load = act && *act > 0 ? *act : 0;
+	if (c->best == (__u32)-1 || load * c->best_weight < c->best_load * w) {
+		c->best = id;
+		c->best_load = load;
+		c->best_weight = w;
+	}
+	return 0;
+}
+
 /* lb_pick_lc picks the real server with the least (weighted) connections
- * among the candidates of configuration cfg_idx. Not inlined, as every
- * scanning scheduler: its context lives in its own frame, not in the
- * new-flow path's. */
+ * among the candidates of configuration cfg_idx, passing over overloaded
+ * ones, as ip_vs_lc.c and ip_vs_wlc.c do: the chunked scan first; if its
+ * pick is overloaded, the scan again a candidate at a time, reading the
+ * overload flag of those with thresholds. Not inlined, as every scanning
+ * scheduler: its context lives in its own frame, not in the new-flow
+ * path's. */
 static __noinline __u32 lb_pick_lc(const struct xlb_svc *svc, __u32 cfg_idx)
 {
 	struct lb_lc_ctx c = {
@@ -84,8 +114,18 @@ static __noinline __u32 lb_pick_lc(const struct xlb_svc *svc, __u32 cfg_idx)
 		.weighted = svc->sched == XLB_SCHED_WLC,
 		.best = (__u32)-1,
 	};
+	struct xlb_backend *be;
+	__u32 id;
 
 	bpf_loop(XLB_MAX_BACKENDS_PER_SVC / XLB_LC_CHUNK, lb_lc_step, &c, 0);
+	id = c.best;
+	be = bpf_map_lookup_elem(&xlb_backends_v1, &id);
+	if (be && be->overload) {
+		c.best = (__u32)-1;
+		c.best_load = 0;
+		c.best_weight = 0;
+		bpf_loop(XLB_MAX_BACKENDS_PER_SVC, lb_lc_step_ovl, &c, 0);
+	}
 	return c.best;
 }
 
