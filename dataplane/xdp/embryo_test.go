@@ -100,8 +100,8 @@ func TestEmbryonicFlows(t *testing.T) {
 func (e *env) backendID(t *testing.T, i int) uint32 {
 	t.Helper()
 	for _, st := range e.d.services {
-		for k, id := range st.live {
-			if k.Addr == netip.AddrFrom4([4]byte{10, 0, byte(1 + i/250), byte(1 + i%250)}) {
+		for _, id := range st.ids {
+			if e.d.backends[id].key.Addr == netip.AddrFrom4([4]byte{10, 0, byte(1 + i/250), byte(1 + i%250)}) {
 				return id
 			}
 		}
