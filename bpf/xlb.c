@@ -577,7 +577,7 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 		goto out; /* a retransmitted SYN keeps its real server */
 
 	/* A new flow: what the kernel would refuse before IPVS. */
-	v = xlb_src_check(ctx, p, XLB_CA32(svc->vip));
+	v = xlb_src_check(ctx, p, XLB_CA32(svc->vip)[0]);
 	if (v != XLB_CONTINUE)
 		return v;
 	/* A SYN of a DR or tunnel service is scheduled unless in SYN flood
