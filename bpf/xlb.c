@@ -22,6 +22,7 @@
 #include "lib/frag.h"
 #include "lib/lb.h"
 #include "lib/checks.h"
+#include "lib/sync.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -40,6 +41,8 @@ const volatile struct {
 	enum xlb_action action;
 	enum xlb_iface_flags iface_flags;
 	enum xlb_limits limits;
+	enum xlb_sync_flags sync_flags;
+	struct xlb_sync_rec sync_rec; /* the ring's records (a ring buffer has no value type) */
 } xlb_enums;
 
 /* xlb_done counts a verdict and turns it into an XDP action. */
@@ -191,6 +194,7 @@ struct xlb_decision {
 	__u8 kind;
 	__u8 is_new;
 	__u8 cacheable;
+	__u16 sync; /* what to report to the peers (sync.h), 0: nothing */
 };
 
 /* xlb_frag_later decides for a non-first fragment: where its first
@@ -425,6 +429,8 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 	if (!g)
 		return XLB_V_PASS_NOT_SERVICE;
 	ct = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
+	if (!ct && lb_sync_wanted(p) && lb_sync_promote(&p->flow, now))
+		ct = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
 	if (ct) {
 		v = xlb_l2_check(ctx, p);
 		if (v != XLB_CONTINUE)
@@ -432,8 +438,13 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 		if (ct->flags & XLB_CT_F_REPLY)
 			return xlb_reply(ctx, p, ct, cache, now, g->gen);
 		svc = lb_svc_of(ct->svc, &p->flow, &cfg_idx);
-		if (svc)
+		if (svc) {
+			__u8 was = ct->state;
+
 			be = lb_conn_use(ct, p, now, &id);
+			if (be && ct->state != was)
+				d->sync = lb_sync_what(svc, ct->state);
+		}
 		if (be) {
 			d->cacheable = p->flow.proto != IPPROTO_TCP || ct->state == XLB_CT_ESTABLISHED;
 			if (svc->fwd == XLB_FWD_NAT)
@@ -474,6 +485,7 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 		}
 		lb_conn_create(p, svc, id, be, now);
 		d->is_new = 1;
+		d->sync = lb_sync_new(p, svc);
 		/* The 5-tuple may be reused: what any CPU cached for it is stale. */
 		lb_epoch_bump(p->hash);
 	}
@@ -574,6 +586,8 @@ int xlb_xdp(struct xdp_md *ctx)
 			break;
 		}
 	}
+	if (d.sync)
+		lb_sync_report(&p.flow, d.svc_id, d.backend, d.sync);
 	/* New flows are counted even when not delivered (the connection is
 	 * tracked). */
 	if (d.is_new || xlb_delivered(verdict))
