@@ -221,7 +221,7 @@ func TestCoreScenarios(t *testing.T) {
 			{ms, "rx 10.0.0.2 conns e=5 s=100 n=1", []string{"apply 1"}, nil},
 			{ms, "rx 10.0.0.2 conns e=5 s=37 n=1", []string{"apply 1"}, nil}, // 63 back: still in the window
 			{ms, "rx 10.0.0.2 conns e=5 s=37 n=1", nil, []string{"drop:replay=2"}},
-			{ms, "rx 10.0.0.2 conns e=5 s=36 n=1", nil, []string{"drop:replay=3"}}, // 64 back: past it
+			{ms, "rx 10.0.0.2 conns e=5 s=36 n=1", nil, []string{"drop:replay=3"}},  // 64 back: past it
 			{ms, "rx 10.0.0.2 conns e=4 s=101 n=1", nil, []string{"drop:replay=4"}}, // an older boot
 			{ms, "rx 10.0.0.2 conns e=6 s=1 n=1", []string{"apply 1"}, nil},         // the peer restarted
 			{ms, "rx 10.0.0.2 conns e=5 s=101 n=1", nil, []string{"drop:replay=5"}},

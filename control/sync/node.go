@@ -301,7 +301,9 @@ type pacer struct {
 	n     int
 }
 
-func newPacer(rate int) *pacer { return &pacer{start: time.Now(), every: time.Second / time.Duration(rate)} }
+func newPacer(rate int) *pacer {
+	return &pacer{start: time.Now(), every: time.Second / time.Duration(rate)}
+}
 
 // wait returns once the next datagram may go (false: ctx ended).
 func (p *pacer) wait(ctx context.Context) bool {
