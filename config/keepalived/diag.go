@@ -52,12 +52,29 @@ type diags struct {
 	list    []Diag
 	dropped int
 	errors  int
+	// said holds what conversion said, so that it says it once.
+	said map[diagKey]bool
+}
+
+type diagKey struct {
+	pos      Pos
+	severity Severity
+	keyword  string
+	msg      string
 }
 
 func (d *diags) add(x Diag) {
-	for _, y := range d.list {
-		if d.cur == nil && y.Pos == x.Pos && y.Severity == x.Severity && y.Keyword == x.Keyword && y.Msg == x.Msg {
-			return // converting, said once (a group's services share their lines)
+	if d.cur == nil {
+		// Converting: said once (a group's services share their lines).
+		k := diagKey{x.Pos, x.Severity, x.Keyword, x.Msg}
+		if d.said[k] {
+			return
+		}
+		if d.said == nil {
+			d.said = map[diagKey]bool{}
+		}
+		if len(d.said) < maxDiags {
+			d.said[k] = true
 		}
 	}
 	x.seq = -1

@@ -542,6 +542,19 @@ func parseSeq(args string, hex bool) (string, []string, error) {
 	if hex && (start < 0 || end < 0) {
 		return "", nil, fmt.Errorf("~SEQx is only valid for positive numbers")
 	}
+	// The count, before any line is made: (end-start)/step+1, in
+	// unsigned arithmetic (the span of two int64s fits in a uint64).
+	var span, stride uint64
+	if step > 0 {
+		span, stride = uint64(end)-uint64(start), uint64(step)
+	} else {
+		span, stride = uint64(start)-uint64(end), -uint64(step)
+	}
+	if (step > 0 && start <= end) || (step < 0 && start >= end) {
+		if span/stride >= maxLines {
+			return "", nil, fmt.Errorf("it makes %d lines or more, more than %d", span/stride, maxLines)
+		}
+	}
 	var out []string
 	for n := start; (step > 0 && n <= end) || (step < 0 && n >= end); n += step {
 		if len(out) >= maxLines {

@@ -72,6 +72,32 @@ func TestGrammar(t *testing.T) {
 	}
 }
 
+// Inputs past the preprocessor's bounds are refused with an error at
+// their line, before the lines are made.
+func TestBounds(t *testing.T) {
+	for _, tc := range []struct{ name, src, want string }{
+		{"a sequence of a billion", "a\n~SEQ(i,1,1000000000) x\n", "k.conf:2: error: ~SEQ: invalid ~SEQ specification \"~SEQ(i,1,1000000000) x\": it makes 999999999 lines or more, more than 1048576"},
+		{"a sequence from the lowest to the highest", "~SEQ(i,-9223372036854775808,1,9223372036854775807) x\n", "more than 1048576"},
+		{"a descending sequence", "~SEQ(i,1048577,-1,0) x\n", "more than 1048576"},
+		{"nested sequences", "~SEQ(i,1,1024) ~SEQ(j,1,1025) x\n", "k.conf:1: error: more than 1048576 lines"},
+		{"a file that includes itself", "include k.conf\n", "includes nested deeper than 32"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeFiles(t, map[string]string{"k.conf": tc.src})
+			res := Import(filepath.Join(dir, "k.conf"), Options{Instance: "a", InstanceSet: true})
+			var all []string
+			for _, d := range res.Diags {
+				s := strings.TrimPrefix(d.String(), dir+"/")
+				all = append(all, s)
+				if d.Severity == Error && strings.Contains(s, tc.want) {
+					return
+				}
+			}
+			t.Errorf("no error %q among:\n%s", tc.want, strings.Join(all, "\n"))
+		})
+	}
+}
+
 var unknownKW = regexp.MustCompile(`^\((?:([^:]+): )?Line (\d+)\) Unknown keyword '(.*)'$`)
 
 // The preprocessor agrees with keepalived itself: lines of unknown
