@@ -35,6 +35,9 @@ func (d *Daemon) Reload() error {
 		bgpNew, err = d.prepareBGP(cfg)
 	}
 	if err == nil {
+		err = d.prepareSync(d.Config(), cfg)
+	}
+	if err == nil {
 		err = d.reconfigure(cfg)
 	}
 	d.mu.Lock()
