@@ -216,15 +216,21 @@ type StreamReport struct {
 // StartStreams opens n echo connections through the VIP.
 func (l *Lab) StartStreams(n int, interval time.Duration) *Streams {
 	l.T.Helper()
-	return l.startStreams(interval, func(_ map[string]int, opened int) bool { return opened < n })
+	return l.startStreams(EchoPort, interval, func(_ map[string]int, opened int) bool { return opened < n })
 }
 
 // StartStreamsEach opens echo connections through the VIP until every real
 // server holds at least n of them (the scheduler decides where each goes).
 func (l *Lab) StartStreamsEach(n int, interval time.Duration) *Streams {
 	l.T.Helper()
+	return l.StartStreamsEachTo(EchoPort, n, interval)
+}
+
+// StartStreamsEachTo is StartStreamsEach to an echo service on port.
+func (l *Lab) StartStreamsEachTo(port uint16, n int, interval time.Duration) *Streams {
+	l.T.Helper()
 	limit := 20 * n * len(l.Reals)
-	return l.startStreams(interval, func(by map[string]int, opened int) bool {
+	return l.startStreams(port, interval, func(by map[string]int, opened int) bool {
 		for _, r := range l.Reals {
 			if by[r.Name] < n {
 				if opened >= limit {
@@ -237,13 +243,19 @@ func (l *Lab) StartStreamsEach(n int, interval time.Duration) *Streams {
 	})
 }
 
-func (l *Lab) startStreams(interval time.Duration, more func(byServer map[string]int, opened int) bool) *Streams {
+// StartStreamsTo opens n echo connections to the VIP's port.
+func (l *Lab) StartStreamsTo(port uint16, n int, interval time.Duration) *Streams {
+	l.T.Helper()
+	return l.startStreams(port, interval, func(_ map[string]int, opened int) bool { return opened < n })
+}
+
+func (l *Lab) startStreams(port uint16, interval time.Duration, more func(byServer map[string]int, opened int) bool) *Streams {
 	l.T.Helper()
 	s := &Streams{lab: l, interval: interval, stop: make(chan struct{})}
 	l.T.Cleanup(s.Stop)
 	by := map[string]int{}
 	for id := 0; more(by, id); id++ {
-		c, err := l.Dial(netip.AddrPortFrom(l.VIP, EchoPort), 2*time.Second)
+		c, err := l.Dial(netip.AddrPortFrom(l.VIP, port), 2*time.Second)
 		if err != nil {
 			l.T.Fatalf("echo connection %d: %v", id, err)
 		}
