@@ -37,9 +37,10 @@ var syncServices = []syncService{
 	{name: "e-persist", sched: "rr", port: 7007, persist: true, hashed: true},
 }
 
-// syncConfig is [sync] and the services for director d: xlb's protocol,
-// unicast to the other director, following VI_1.
-func syncConfig(t *testing.T, l *lab.Lab, d *lab.Director, sync string) string {
+// syncConfig is [sync] and the services for director d: sync's protocol
+// (none: ""), xlb's unicast to the other director, following VI_1; more
+// is added to [sync].
+func syncConfig(t *testing.T, l *lab.Lab, d *lab.Director, sync, more string) string {
 	t.Helper()
 	var b strings.Builder
 	for _, s := range syncServices {
@@ -86,14 +87,17 @@ vrrp_instance = "VI_1"
 	} else {
 		// No bulk sync: a restarted director learns the master's flows
 		// from its refresh, within the wait.
-		b.WriteString("ready_timeout = \"3s\"\nrefresh_interval = \"1s\"\n")
+		b.WriteString("ready_timeout = \"3s\"\n")
+		if !strings.Contains(more, "refresh_interval") {
+			b.WriteString("refresh_interval = \"1s\"\n")
+		}
 	}
-	return d.DefaultConfig() + b.String()
+	return d.DefaultConfig() + b.String() + more
 }
 
 // syncLab starts the pair with every sync service up on both, director 0
-// master; sync "" runs without [sync].
-func syncLab(t *testing.T, layout, sync string) *lab.Lab {
+// master; sync "" runs without [sync]; more is added to [sync].
+func syncLab(t *testing.T, layout, sync, more string) *lab.Lab {
 	t.Helper()
 	l := lab.New(t, lab.Spec{Layout: layout, Scheduler: "mh"})
 	logsOnFailure(t, l)
@@ -103,7 +107,7 @@ func syncLab(t *testing.T, layout, sync string) *lab.Lab {
 		}
 	}
 	for _, d := range l.Directors {
-		d.WriteConfig(syncConfig(t, l, d, sync))
+		d.WriteConfig(syncConfig(t, l, d, sync, more))
 		d.Start()
 	}
 	l.WaitMaster(l.Directors[0], 20*time.Second)
@@ -229,53 +233,77 @@ func TestSyncFailover(t *testing.T) {
 }
 
 func testSyncFailover(t *testing.T, layout, protocol string) {
-	{
-		l := syncLab(t, layout, protocol)
-		d0, d1 := l.Directors[0], l.Directors[1]
-		ss := syncStreams{}
-		before := applied(t, d1)
-		records := ss.start(l, 2)
-		waitApplied(t, d1, before, records)
-		load := l.StartLoad(50 * time.Millisecond)
-		waitRequests(t, load, time.Time{}, 20)
+	l := syncLab(t, layout, protocol, "")
+	d0, d1 := l.Directors[0], l.Directors[1]
+	ss := syncStreams{}
+	before := applied(t, d1)
+	records := ss.start(l, 2)
+	waitApplied(t, d1, before, records)
+	load := l.StartLoad(50 * time.Millisecond)
+	waitRequests(t, load, time.Time{}, 20)
 
-		killed := time.Now()
-		d0.Kill()
-		l.WaitMaster(d1, 10*time.Second)
-		takeover := time.Since(killed)
-		ss.waitProgress(t, time.Now())
+	killed := time.Now()
+	d0.Kill()
+	l.WaitMaster(d1, 10*time.Second)
+	takeover := time.Since(killed)
+	ss.waitProgress(t, time.Now())
 
-		// Connections opened on the temporary master.
-		records = ss.start(l, 1)
-		waitRequests(t, load, time.Now(), 20)
+	// Connections opened on the temporary master.
+	records = ss.start(l, 1)
+	waitRequests(t, load, time.Now(), 20)
 
-		back := time.Now()
-		d0.Start()
-		l.WaitMaster(d0, 40*time.Second)
-		preempt := time.Since(back)
-		ss.waitProgress(t, time.Now())
-		waitRequests(t, load, time.Now(), 20)
-		load.Stop()
+	back := time.Now()
+	d0.Start()
+	l.WaitMaster(d0, 40*time.Second)
+	preempt := time.Since(back)
+	ss.waitProgress(t, time.Now())
+	waitRequests(t, load, time.Now(), 20)
+	load.Stop()
 
-		st := syncStatus(t, d0)
-		var since time.Time
-		for _, in := range st.VRRP {
-			if in.Name == "VI_1" {
-				since = in.Since
-			}
+	st := syncStatus(t, d0)
+	var since time.Time
+	for _, in := range st.VRRP {
+		if in.Name == "VI_1" {
+			since = in.Since
 		}
-		broken, total, errs := ss.stop()
-		t.Logf("%s, %s: SIGKILL of the master, takeover %v; back and master again %v after its start, sync_ready %v before preempting (%s; %d records applied, %d connections opened on the temporary master); %d long-lived connections, broken by service %v; requests: %s",
-			layout, protocol, takeover.Round(time.Millisecond), preempt.Round(time.Millisecond), since.Sub(st.Sync.ReadySince).Round(time.Millisecond),
-			st.Sync.ReadyHow, st.Sync.Applied, records, total, broken, load.Report(time.Time{}))
-		for _, e := range errs {
-			t.Errorf("broken: %s", e)
-		}
-		if st.Sync.ReadySince.IsZero() || since.Before(st.Sync.ReadySince) {
-			t.Errorf("%s became MASTER at %s, before it was sync_ready (%s)", d0.Name, since.Format("15:04:05.000"), st.Sync.ReadySince.Format("15:04:05.000"))
-		}
-		if want := map[string]string{"xlb": "bulk", "ipvs": "timeout"}[protocol]; st.Sync.ReadyHow != want {
-			t.Errorf("%s ready by %q, want %q", d0.Name, st.Sync.ReadyHow, want)
+	}
+	broken, total, errs := ss.stop()
+	t.Logf("%s, %s: SIGKILL of the master, takeover %v; back and master again %v after its start, sync_ready %v before preempting (%s; %d records applied, %d connections opened on the temporary master); %d long-lived connections, broken by service %v; requests: %s",
+		layout, protocol, takeover.Round(time.Millisecond), preempt.Round(time.Millisecond), since.Sub(st.Sync.ReadySince).Round(time.Millisecond),
+		st.Sync.ReadyHow, st.Sync.Applied, records, total, broken, load.Report(time.Time{}))
+	for _, e := range errs {
+		t.Errorf("broken: %s", e)
+	}
+	if st.Sync.ReadySince.IsZero() || since.Before(st.Sync.ReadySince) {
+		t.Errorf("%s became MASTER at %s, before it was sync_ready (%s)", d0.Name, since.Format("15:04:05.000"), st.Sync.ReadySince.Format("15:04:05.000"))
+	}
+	if want := map[string]string{"xlb": "bulk", "ipvs": "timeout"}[protocol]; st.Sync.ReadyHow != want {
+		t.Errorf("%s ready by %q, want %q", d0.Name, st.Sync.ReadyHow, want)
+	}
+}
+
+// TestSyncFailoverWithout is TestSyncFailover's control: the same
+// services without [sync]. SIGKILL of the master breaks the long-lived
+// connections of the schedulers whose choice depends on the director's
+// own state (rr, wrr, lc, wlc: the new master schedules their next packet
+// afresh), not those of the hashing ones (sh, mh), which both directors
+// compute alike. It shows what TestSyncFailover's 0 broken owes to sync.
+func TestSyncFailoverWithout(t *testing.T) {
+	l := syncLab(t, lab.DR, "", "")
+	ss := syncStreams{}
+	ss.start(l, 2)
+	ss.waitProgress(t, time.Now())
+	l.Directors[0].Kill()
+	l.WaitMaster(l.Directors[1], 10*time.Second)
+	ss.waitProgress(t, time.Now()) // every stream echoes or has broken
+	broken, total, _ := ss.stop()
+	t.Logf("without sync, SIGKILL of the master: %d long-lived connections, broken by service %v", total, broken)
+	if n := broken["e-rr"] + broken["e-wrr"] + broken["e-lc"] + broken["e-wlc"]; n == 0 {
+		t.Errorf("no rr, wrr, lc or wlc connection broke without sync: the test shows nothing")
+	}
+	for _, name := range []string{"e-sh", "e-mh"} {
+		if broken[name] != 0 {
+			t.Errorf("%s: %d connections broken, want 0 (both directors hash alike)", name, broken[name])
 		}
 	}
 }
