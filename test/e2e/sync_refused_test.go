@@ -165,6 +165,26 @@ func TestSyncRefused(t *testing.T) {
 		sendUDP(t, d0.NS, d0.Addr, d1.Addr, orig[:40])
 		sendUDP(t, l.Client, netip.Addr{}, d1.Addr, sync.SealXLB(key, sync.Envelope{Type: sync.MsgConns, Epoch: epoch + 1, Seq: 1, Body: body}))
 		waitDrops(t, d1, st, map[string]uint64{"replay": 1, "hmac": 2, "size": 1, "peer": 1})
+		metrics, err := d1.Metrics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			fmt.Sprintf(`xlb_sync_dropped_total{reason="hmac"} %d`, st.Dropped["hmac"]+2),
+			fmt.Sprintf(`xlb_sync_dropped_total{reason="peer"} %d`, st.Dropped["peer"]+1),
+			"xlb_sync_ready 1",
+		} {
+			if !strings.Contains(metrics, want+"\n") {
+				t.Errorf("metrics lack %q:\n%s", want, grepLines(metrics, "xlb_sync_"))
+			}
+		}
+		text, err := d1.StatusText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(text, "Sync xlb on eth0") || !strings.Contains(text, "hmac 2") {
+			t.Errorf("xlb status lacks the Sync section or its drops:\n%s", text)
+		}
 		failoverIntact(t, l, ss)
 	})
 	t.Run("ipvs", func(t *testing.T) {
@@ -227,4 +247,15 @@ func TestSyncRefused(t *testing.T) {
 		t.Logf("%s refused and counted: %v", d1.Name, got)
 		failoverIntact(t, l, ss)
 	})
+}
+
+// grepLines are the lines of s holding sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control"
+	"github.com/xlb-dev/xlb/control/sync"
 	"github.com/xlb-dev/xlb/test/lab"
 	"github.com/xlb-dev/xlb/test/nettest"
 )
@@ -40,7 +41,7 @@ var syncServices = []syncService{
 // syncConfig is [sync] and the services for director d: sync's protocol
 // (none: ""), xlb's unicast to the other director, following VI_1; more
 // is added to [sync].
-func syncConfig(t *testing.T, l *lab.Lab, d *lab.Director, sync, more string) string {
+func syncConfig(t *testing.T, l *lab.Lab, d *lab.Director, protocol, more string) string {
 	t.Helper()
 	var b strings.Builder
 	for _, s := range syncServices {
@@ -61,7 +62,7 @@ vrrp_instance = "VI_1"
 			fmt.Fprintf(&b, "[[virtual_server.real_server]]\naddress = %q\nweight = %d\n", r.Addr, i+1)
 		}
 	}
-	if sync == "" {
+	if protocol == "" {
 		return d.DefaultConfig() + b.String()
 	}
 	var peer *lab.Director
@@ -81,8 +82,8 @@ vrrp_instance = "VI_1"
 protocol = %q
 interface = "eth0"
 vrrp_instance = "VI_1"
-`, sync)
-	if sync == "xlb" {
+`, protocol)
+	if protocol == "xlb" {
 		fmt.Fprintf(&b, "peers = [%q]\nkey_file = %q\n", peer.Addr, key)
 	} else {
 		// No bulk sync: a restarted director learns the master's flows
@@ -97,7 +98,7 @@ vrrp_instance = "VI_1"
 
 // syncLab starts the pair with every sync service up on both, director 0
 // master; sync "" runs without [sync]; more is added to [sync].
-func syncLab(t *testing.T, layout, sync, more string) *lab.Lab {
+func syncLab(t *testing.T, layout, protocol, more string) *lab.Lab {
 	t.Helper()
 	l := lab.New(t, lab.Spec{Layout: layout, Scheduler: "mh"})
 	logsOnFailure(t, l)
@@ -107,7 +108,7 @@ func syncLab(t *testing.T, layout, sync, more string) *lab.Lab {
 		}
 	}
 	for _, d := range l.Directors {
-		d.WriteConfig(syncConfig(t, l, d, sync, more))
+		d.WriteConfig(syncConfig(t, l, d, protocol, more))
 		d.Start()
 	}
 	l.WaitMaster(l.Directors[0], 20*time.Second)
@@ -118,7 +119,7 @@ func syncLab(t *testing.T, layout, sync, more string) *lab.Lab {
 				waitHealth(t, d, s.name, fmt.Sprintf("%s:%d", r.Addr, s.port), "up", 20*time.Second)
 			}
 		}
-		if sync != "" {
+		if protocol != "" {
 			waitSyncReady(t, d, 20*time.Second)
 		}
 	}
@@ -305,5 +306,39 @@ func TestSyncFailoverWithout(t *testing.T) {
 		if broken[name] != 0 {
 			t.Errorf("%s: %d connections broken, want 0 (both directors hash alike)", name, broken[name])
 		}
+	}
+}
+
+// TestSyncHoldsPreemption: a restarted director whose peers' tables do
+// not come (their answers dropped on its way in) holds its VRRP
+// preemption until it is sync_ready by ready_timeout; then it preempts.
+func TestSyncHoldsPreemption(t *testing.T) {
+	const readyTimeout = 4 * time.Second
+	l := syncLab(t, lab.DR, "xlb", fmt.Sprintf("ready_timeout = %q\n", readyTimeout.String()))
+	d0, d1 := l.Directors[0], l.Directors[1]
+	d0.Kill()
+	l.WaitMaster(d1, 10*time.Second)
+	d0.NS.MustRun(t, "nft", "add", "table", "ip", "xlbtsync")
+	d0.NS.MustRun(t, "nft", "add", "chain", "ip", "xlbtsync", "in", "{ type filter hook input priority 0 ; }")
+	d0.NS.MustRun(t, "nft", "add", "rule", "ip", "xlbtsync", "in", "udp", "dport", fmt.Sprint(sync.DefaultPort), "drop")
+	back := time.Now()
+	d0.Start()
+	l.WaitMaster(d0, 20*time.Second)
+	preempt := time.Since(back)
+	st := syncStatus(t, d0)
+	var since time.Time
+	for _, in := range st.VRRP {
+		if in.Name == "VI_1" {
+			since = in.Since
+		}
+	}
+	t.Logf("restarted without its peer's table: sync_ready by %s %v after its start, MASTER %v after it",
+		st.Sync.ReadyHow, st.Sync.ReadySince.Sub(back).Round(time.Millisecond), since.Sub(st.Sync.ReadySince).Round(time.Millisecond))
+	if st.Sync.ReadyHow != "timeout" {
+		t.Errorf("%s ready by %q, want timeout (its peer's answers were dropped)", d0.Name, st.Sync.ReadyHow)
+	}
+	if st.Sync.ReadySince.IsZero() || since.Before(st.Sync.ReadySince) {
+		t.Errorf("%s became MASTER at %s, %v after its start, before it was sync_ready (%s)", d0.Name,
+			since.Format("15:04:05.000"), preempt.Round(time.Millisecond), st.Sync.ReadySince.Format("15:04:05.000"))
 	}
 }
