@@ -201,6 +201,8 @@ type Streams struct {
 // StreamReport is what happened to one stream.
 type StreamReport struct {
 	ID int
+	// Client is the connection's address and port on the client.
+	Client netip.AddrPort
 	// Server is the real server holding the connection (known from its
 	// first round, made before the stream starts).
 	Server string
@@ -259,7 +261,8 @@ func (l *Lab) startStreams(port uint16, interval time.Duration, more func(byServ
 		if err != nil {
 			l.T.Fatalf("echo connection %d: %v", id, err)
 		}
-		st := &StreamReport{ID: id}
+		local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+		st := &StreamReport{ID: id, Client: netip.AddrPortFrom(local.Addr().Unmap(), local.Port())}
 		r := bufio.NewReader(c)
 		// The first round, here: it tells which real server took the
 		// connection (it has accepted it once it echoes).

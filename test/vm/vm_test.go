@@ -40,7 +40,7 @@ func guestFiles() []vm.File {
 
 // selectedPackages are guestPackages, or with XLB_VM_PACKAGES set (paths,
 // comma separated, e.g. ./test/vmimport) only those: one package's tests
-// in one boot.
+// in one boot; XLB_VM_RUN then sets their -test.run pattern.
 func selectedPackages() []vm.Package {
 	sel := os.Getenv("XLB_VM_PACKAGES")
 	if sel == "" {
@@ -49,6 +49,9 @@ func selectedPackages() []vm.Package {
 	var out []vm.Package
 	for _, p := range guestPackages {
 		if slices.Contains(strings.Split(sel, ","), p.Path) {
+			if run := os.Getenv("XLB_VM_RUN"); run != "" {
+				p.Run = run
+			}
 			out = append(out, p)
 		}
 	}
