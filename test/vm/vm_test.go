@@ -20,7 +20,9 @@ import (
 var guestPackages = []vm.Package{
 	{Path: "./test/vm"}, // the VM itself: modules, namespaces, veth
 	{Path: "./dataplane/ipvs"},
-	{Path: "./test/vmdaemon"}, // xlb run on IPVS, auto fallback, XDP tunnel mode
+	// xlb run on IPVS, auto fallback, XDP tunnel mode, sync with IPVS:
+	// 3m24s under tcg.
+	{Path: "./test/vmdaemon", Timeout: 8 * time.Minute},
 	{Path: "./test/vmimport"}, // xlb import against keepalived and ipvsadm
 }
 
