@@ -359,8 +359,10 @@ func TestSyncWalk(t *testing.T) {
 	s := svc(dataplane.RoundRobin, e.pool(3))
 	s.Persistence = 60 * time.Second
 	e.apply(s)
-	syn := tcpFrame(client(1), vip4, 40000, 80, packet.SYN)
-	e.pick(syn)
+	// A local connection: its handshake (a SYN alone leaves no entry to
+	// walk where the entry is made on the handshake's ACK).
+	e.pick(tcpFrame(client(1), vip4, 40000, 80, packet.SYN))
+	e.pick(tcpFrame(client(1), vip4, 40000, 80, packet.ACK))
 	e.d.Import([]dataplane.Conn{e.conn(client(2), 40000, 1, dataplane.ConnEstablished)})
 	var got []dataplane.Conn
 	if err := e.d.Walk(func(c dataplane.Conn) bool { got = append(got, c); return true }); err != nil {
@@ -371,7 +373,7 @@ func TestSyncWalk(t *testing.T) {
 		switch {
 		case c.Template:
 			tpl++
-		case c.Client.Addr() == client(1) && c.State == dataplane.ConnNew:
+		case c.Client.Addr() == client(1) && c.State == dataplane.ConnEstablished:
 			local++
 		case c.Client.Addr() == client(2) && c.Backend == s.Backends[1].Key():
 			imported++
