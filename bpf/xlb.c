@@ -366,6 +366,7 @@ static __always_inline __u32 xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_
 	struct xlb_conn v = { .atime = now, .state = XLB_CT_ESTABLISHED };
 	struct xlb_flow fwd = {};
 	struct xlb_nat_real *nr;
+	struct xlb_backend *be;
 	struct xlb_svc *svc;
 	__u32 verdict;
 
@@ -374,7 +375,8 @@ static __always_inline __u32 xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_
 	if (!nr)
 		return XLB_V_PASS_NOT_SERVICE;
 	svc = lb_svc_by_id(nr->svc, &cfg_idx);
-	if (!svc || svc->fwd != XLB_FWD_NAT || !lb_backend(nr->backend, nr->svc))
+	be = svc && svc->fwd == XLB_FWD_NAT ? lb_backend(nr->backend, nr->svc) : NULL;
+	if (!be)
 		return XLB_V_PASS_NOT_SERVICE;
 	{
 		/* Only replies the director forwards: not those to its own
@@ -401,9 +403,10 @@ static __always_inline __u32 xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_
 	fwd.dport = svc->port;
 	fwd.proto = p->flow.proto;
 	fwd.family = p->flow.family;
-	v.flags = XLB_CT_F_COUNTED;
+	v.flags = XLB_CT_F_COUNTED | XLB_CT_F_BOUND;
 	if (bpf_map_update_elem(&xlb_conns_v1, &fwd, &v, BPF_NOEXIST) == 0) {
 		lb_active_add(v.backend, 1);
+		lb_dest_bind(v.backend, be, lb_ct_active(fwd.proto, v.state));
 		lb_epoch_bump(xlb_hash_flow(&fwd));
 	}
 	v.flags = XLB_CT_F_REPLY;

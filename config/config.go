@@ -294,6 +294,10 @@ type RealServer struct {
 	Address netip.Addr
 	Port    uint16 // resolved: the service's (the group entry's) when not written
 	Weight  int
+	// UpperThreshold and LowerThreshold are the connection thresholds
+	// (ipvsadm -x, -y; 0 none), LowerThreshold <= UpperThreshold.
+	UpperThreshold int
+	LowerThreshold int
 	// HealthCheck is the effective check of this real server: the service's
 	// check with the real server's own [..real_server.health_check] keys
 	// over it, and Port resolved. The entries of a group share the first

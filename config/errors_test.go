@@ -171,7 +171,7 @@ name = "a"
 address = "10.0.0.3"
 port = 80
 protocol = "sctp"
-scheduler = "lblc"
+scheduler = "random"
 forward = "masq"
 [virtual_server.health_check]
 type = "icmp"
@@ -179,9 +179,50 @@ type = "icmp"
 		want: []string{
 			`4: [dataplane]: mode: unknown value "dpdk" (want "auto", "xdp" or "ipvs")`,
 			`10: virtual_server "a": protocol: unknown value "sctp" (want "tcp" or "udp")`,
-			`11: virtual_server "a": scheduler: unknown value "lblc" (want "rr", "wrr", "lc", "wlc", "sh" or "mh")`,
+			`11: virtual_server "a": scheduler: unknown value "random" (want "rr", "wrr", "lc", "wlc", "sh", "mh", "sed", "nq", "fo", "ovf", "twos", "dh", "lblc" or "lblcr")`,
 			`12: virtual_server "a": forward: unknown value "masq" (want "dr", "nat" or "tunnel")`,
 			`14: virtual_server "a": health_check: type: unknown value "icmp" (want "tcp", "http", "https", "udp", "dns", "smtp", "ping", "file", "script" or "none")`,
+		},
+	},
+	{
+		// dh, lblc and lblcr choose by destination, the VIP: IPVS only.
+		name: "an IPVS-only scheduler with XDP",
+		src: `[global]
+router_id = "t"
+[dataplane]
+mode = "xdp"
+interfaces = ["eth0"]
+[[virtual_server]]
+name = "a"
+address = "10.0.0.3"
+port = 80
+scheduler = "dh"
+`,
+		want: []string{
+			`10: virtual_server "a": scheduler "dh" is not supported by the XDP dataplane (mode = "xdp"): it picks by the destination address, which is the VIP for every flow of a virtual server (IPVS's schedulers for cache clusters): use mode = "ipvs" for IPVS's own, or scheduler sh (by client) or mh (by connection)`,
+		},
+	},
+	{
+		name: "connection thresholds",
+		src: base + `[[virtual_server]]
+name = "a"
+address = "10.0.0.3"
+port = 80
+[[virtual_server.real_server]]
+address = "10.0.0.7"
+upper_threshold = 10
+lower_threshold = 11
+[[virtual_server.real_server]]
+address = "10.0.0.8"
+lower_threshold = 1
+[[virtual_server.real_server]]
+address = "10.0.0.9"
+upper_threshold = -1
+`,
+		want: []string{
+			`12: virtual_server "a": real_server 10.0.0.7:80: lower_threshold 11 is above upper_threshold 10 (IPVS refuses it; 0 is 3/4 of upper_threshold)`,
+			`15: virtual_server "a": real_server 10.0.0.8:80: lower_threshold 1 is above upper_threshold 0 (IPVS refuses it; 0 is 3/4 of upper_threshold)`,
+			`18: virtual_server "a": real_server 10.0.0.9:80: upper_threshold: -1 is out of range (at least 0)`,
 		},
 	},
 	{

@@ -583,6 +583,9 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 			rt.label = fmt.Sprintf("%s: real_server %s", t.label, rs.AddrPort())
 		}
 		rt.decode(&rs)
+		if rs.LowerThreshold > rs.UpperThreshold {
+			rt.errorf("lower_threshold", "lower_threshold %d is above upper_threshold %d (IPVS refuses it; 0 is 3/4 of upper_threshold)", rs.LowerThreshold, rs.UpperThreshold)
+		}
 		d.alertDefault(rt, &rs.SMTPAlert, v.SMTPAlert)
 		ge.rsPortSet = append(ge.rsPortSet, rt.has("port"))
 		rs.HealthCheck, _ = d.healthCheck(rt.sub("health_check"), svcCheck, timeoutSet, false, rs.Port)

@@ -108,7 +108,11 @@ func (d *decoder) crossCheck(c *Config, m *meta) {
 		}
 		if spec, ok := v.Scheduler.Spec(); ok {
 			if dp := lacking(spec, c.Dataplane.Mode); dp != "" {
-				d.errorf(sm.p.key("scheduler"), "%s: scheduler %q is not supported by the %s dataplane (mode = %q)", sm.label, v.Scheduler, dp, c.Dataplane.Mode)
+				why := ""
+				if dp == "XDP" && spec.NoXDP != "" {
+					why = ": " + spec.NoXDP
+				}
+				d.errorf(sm.p.key("scheduler"), "%s: scheduler %q is not supported by the %s dataplane (mode = %q)%s", sm.label, v.Scheduler, dp, c.Dataplane.Mode, why)
 			}
 		}
 		if v.VRRPInstance == "" {

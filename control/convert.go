@@ -45,6 +45,9 @@ func ModelFromConfig(c *config.Config) Model {
 				Weight:    uint32(max(rs.Weight, 0)),
 				Check:     checkSpec(cmp.Or(vs.Server, vs.Name), rs),
 				SMTPAlert: rs.SMTPAlert,
+				// config refuses negative thresholds.
+				UpperThreshold: uint32(max(rs.UpperThreshold, 0)),
+				LowerThreshold: uint32(max(rs.LowerThreshold, 0)),
 			})
 		}
 		if vs.Group != "" {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/control/health/checktype"
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // Every key of keepalived's checkers reaches the health.Spec, and each
@@ -68,6 +69,41 @@ require_reply = "0x"
 	for _, rs := range reals {
 		if _, err := health.NewChecker(rs.Check); err != nil {
 			t.Errorf("%s: %v", rs.Addr, err)
+		}
+	}
+}
+
+// A real server's connection thresholds reach the dataplane's backend, in
+// the services the reconciler applies and in those the limits are checked
+// for.
+func TestThresholdsReachBackends(t *testing.T) {
+	c := parse(t, `
+[dataplane]
+mode = "ipvs"
+[[virtual_server]]
+name = "web"
+address = "10.0.0.1"
+port = 80
+scheduler = "sed"
+[virtual_server.health_check]
+type = "none"
+[[virtual_server.real_server]]
+address = "10.0.0.7"
+upper_threshold = 100
+lower_threshold = 60
+[[virtual_server.real_server]]
+address = "10.0.0.8"
+upper_threshold = 8
+`)
+	m := ModelFromConfig(c)
+	applied, _ := Desired(Inputs{Model: m})
+	for name, svcs := range map[string][]dataplane.Service{"desired": applied, "limits": m.dataplaneServices()} {
+		if len(svcs) != 1 || len(svcs[0].Backends) != 2 {
+			t.Fatalf("%s: %+v", name, svcs)
+		}
+		b := svcs[0].Backends
+		if b[0].UpperThreshold != 100 || b[0].LowerThreshold != 60 || b[1].UpperThreshold != 8 || b[1].LowerThreshold != 0 {
+			t.Errorf("%s: backends %+v, want thresholds 100/60 and 8/0", name, b)
 		}
 	}
 }

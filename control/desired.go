@@ -155,7 +155,8 @@ func (in Inputs) quorum(s ServiceSpec, healthy uint64) bool {
 }
 
 func (in Inputs) backend(s ServiceSpec, rs RealSpec) dataplane.Backend {
-	b := dataplane.Backend{Addr: rs.Addr, Port: rs.Port, Weight: rs.Weight}
+	b := dataplane.Backend{Addr: rs.Addr, Port: rs.Port, Weight: rs.Weight,
+		UpperThreshold: rs.UpperThreshold, LowerThreshold: rs.LowerThreshold}
 	if s.Forward != dataplane.DirectRouting || in.NextHops == nil {
 		return b
 	}

@@ -90,7 +90,8 @@ func (m Model) dataplaneServices() []dataplane.Service {
 		for i, rs := range s.reals() {
 			// A sorry server that is also a real server is one backend.
 			if i < len(s.Reals) || !slices.ContainsFunc(s.Reals, func(r RealSpec) bool { return r.Key() == rs.Key() }) {
-				svc.Backends = append(svc.Backends, dataplane.Backend{Addr: rs.Addr, Port: rs.Port, Weight: rs.Weight})
+				svc.Backends = append(svc.Backends, dataplane.Backend{Addr: rs.Addr, Port: rs.Port, Weight: rs.Weight,
+					UpperThreshold: rs.UpperThreshold, LowerThreshold: rs.LowerThreshold})
 			}
 		}
 		out = append(out, svc)
@@ -103,6 +104,9 @@ type RealSpec struct {
 	Addr   netip.Addr
 	Port   uint16
 	Weight uint32
+	// UpperThreshold and LowerThreshold are its connection thresholds
+	// (ipvsadm -x, -y; dataplane.Backend's).
+	UpperThreshold, LowerThreshold uint32
 	// Check is the health check; Type "none" means always healthy.
 	Check health.Spec
 	// ID is the real server as configured, when it differs from Key: in

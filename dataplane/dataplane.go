@@ -95,6 +95,13 @@ type Backend struct {
 	Port uint16
 	// Weight 0 drains: no new flows, established flows stay.
 	Weight uint32
+	// UpperThreshold and LowerThreshold are ipvsadm's -x and -y: a real
+	// server whose connections (active and inactive, as IPVS counts them)
+	// reach UpperThreshold takes no new flows until they fall below
+	// LowerThreshold, or below 3/4 of UpperThreshold when LowerThreshold
+	// is 0. UpperThreshold 0: no limit. LowerThreshold <= UpperThreshold.
+	UpperThreshold uint32
+	LowerThreshold uint32
 	// MAC and Ifindex are the next hop of a direct-routing real server on
 	// the director's attached interfaces, resolved by the control plane
 	// from the neighbour table. A DR backend without a MAC gets no new flows.
@@ -126,6 +133,7 @@ func ServiceEqual(a, b Service) bool {
 // BackendEqual reports whether two backends are configured identically.
 func BackendEqual(a, b Backend) bool {
 	return a.Addr == b.Addr && a.Port == b.Port && a.Weight == b.Weight &&
+		a.UpperThreshold == b.UpperThreshold && a.LowerThreshold == b.LowerThreshold &&
 		string(a.MAC) == string(b.MAC) && a.Ifindex == b.Ifindex
 }
 
@@ -289,6 +297,9 @@ func (s Service) validate() error {
 		}
 		if seen[b.Key()] {
 			return fmt.Errorf("service %s: duplicate backend %s", s.Name, b.Key())
+		}
+		if b.LowerThreshold > b.UpperThreshold {
+			return fmt.Errorf("service %s: backend %s: lower threshold %d above the upper threshold %d", s.Name, b.Key(), b.LowerThreshold, b.UpperThreshold)
 		}
 		seen[b.Key()] = true
 	}

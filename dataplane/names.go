@@ -58,6 +58,14 @@ const (
 	WeightedLeastConnection Scheduler = "wlc"
 	SourceHashing           Scheduler = "sh"
 	MaglevHashing           Scheduler = "mh"
+	ShortestExpectedDelay   Scheduler = "sed"
+	NeverQueue              Scheduler = "nq"
+	WeightedFailover        Scheduler = "fo"
+	Overflow                Scheduler = "ovf"
+	TwoChoices              Scheduler = "twos"
+	DestinationHashing      Scheduler = "dh"
+	LocalityLeastConnection Scheduler = "lblc"
+	LocalityReplicated      Scheduler = "lblcr"
 )
 
 // SchedulerSpec is what each layer needs of a scheduler.
@@ -74,6 +82,9 @@ type SchedulerSpec struct {
 	// Table is the scheduling table the XDP dataplane builds for the pick
 	// function (dataplane/xdp/tables.go).
 	Table Table
+	// NoXDP says why XDP has none and what to use instead, for a
+	// scheduler without BPF.
+	NoXDP string
 }
 
 // Table is a kind of XDP scheduling table: the backend ids, in an order
@@ -82,7 +93,8 @@ type Table uint8
 
 const (
 	// TableList: every schedulable real server once, in configuration
-	// order (rr cycles through it, lc and wlc scan it).
+	// order (rr cycles through it, lc, wlc, sed, nq, fo, ovf and twos scan
+	// it).
 	TableList Table = iota + 1
 	// TableWeightedCycle: IPVS's interleaved weighted round-robin cycle.
 	TableWeightedCycle
@@ -104,7 +116,30 @@ var SchedulerTable = []SchedulerSpec{
 		Doc: "by the client's address (a weighted Maglev table): a client keeps its real server"},
 	{Name: MaglevHashing, IPVS: "mh", BPF: "XLB_SCHED_MH", Table: TableMaglev,
 		Doc: "by the connection's addresses and ports (a weighted Maglev table)"},
+	{Name: ShortestExpectedDelay, IPVS: "sed", BPF: "XLB_SCHED_SED", Table: TableList,
+		Doc: "the least (active connections + 1) per unit of weight, the first of equals"},
+	{Name: NeverQueue, IPVS: "nq", BPF: "XLB_SCHED_NQ", Table: TableList,
+		Doc: "the first real server without an active connection, else as `sed`"},
+	{Name: WeightedFailover, IPVS: "fo", BPF: "XLB_SCHED_FO", Table: TableList,
+		Doc: "the highest weight, the first of equals (failover by weight)"},
+	{Name: Overflow, IPVS: "ovf", BPF: "XLB_SCHED_OVF", Table: TableList,
+		Doc: "the highest weight among those with no more active connections than their weight"},
+	{Name: TwoChoices, IPVS: "twos", BPF: "XLB_SCHED_TWOS", Table: TableList,
+		Doc: "two picks at random in proportion to the weights, the less loaded per unit of weight (IPVS 6.2 and later)"},
+	{Name: DestinationHashing, IPVS: "dh",
+		Doc:   "by the destination address (cache clusters); IPVS only",
+		NoXDP: noXDPByDestination},
+	{Name: LocalityLeastConnection, IPVS: "lblc",
+		Doc:   "by the destination address, the least connections when that real server is overloaded (cache clusters); IPVS only",
+		NoXDP: noXDPByDestination},
+	{Name: LocalityReplicated, IPVS: "lblcr",
+		Doc:   "by the destination address to a set of real servers, the least connected of them (cache clusters); IPVS only",
+		NoXDP: noXDPByDestination},
 }
+
+// noXDPByDestination is why XDP has no dh, lblc or lblcr, and what to use.
+const noXDPByDestination = "it picks by the destination address, which is the VIP for every flow of a virtual server " +
+	"(IPVS's schedulers for cache clusters): use mode = \"ipvs\" for IPVS's own, or scheduler sh (by client) or mh (by connection)"
 
 // Schedulers lists every scheduler in a stable order.
 var Schedulers = namesOf(SchedulerTable, func(s SchedulerSpec) Scheduler { return s.Name })

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* The connection table (xlb_conns_v1): TCP state and idle timeouts as
- * IPVS's, the lc/wlc load of each backend, NAT reply entries. */
+ * IPVS's, the lc/wlc load of each backend, its connections as IPVS counts
+ * them (dest.h), NAT reply entries. */
 #ifndef XLB_CONN_H
 #define XLB_CONN_H
 
@@ -13,6 +14,7 @@
 #include "parse.h"
 #include "clock.h"
 #include "svc.h"
+#include "dest.h"
 
 static __always_inline void lb_active_add(__u32 backend, __s64 delta)
 {
@@ -34,6 +36,18 @@ static __always_inline void lb_conn_release(struct xlb_conn *ct)
 	}
 }
 
+/* lb_conn_unbind takes an expired connection out of its backend's
+ * counts (dest.h), once. */
+static __always_inline void lb_conn_unbind(struct xlb_conn *ct, __u8 proto)
+{
+	if (ct->flags & XLB_CT_F_BOUND) {
+		__u32 old = __sync_fetch_and_and(&ct->flags, ~(__u32)XLB_CT_F_BOUND);
+
+		if (old & XLB_CT_F_BOUND)
+			lb_dest_unbind(ct->backend, lb_ct_active(proto, ct->state));
+	}
+}
+
 /* lb_conn_timeout is the idle timeout of a connection entry, in ns. */
 static __always_inline __u64 lb_conn_timeout(const struct xlb_conn *ct, __u8 proto)
 {
@@ -52,11 +66,16 @@ static __always_inline void lb_conn_touch(struct xlb_conn *ct, const struct xlb_
 {
 	if (p->flow.proto == IPPROTO_TCP) {
 		if (p->tcp_flags & (XLB_TCP_FIN | XLB_TCP_RST)) {
-			if (ct->state != XLB_CT_CLOSING)
+			if (ct->state != XLB_CT_CLOSING) {
+				if (ct->state == XLB_CT_ESTABLISHED && (ct->flags & XLB_CT_F_BOUND))
+					lb_dest_move(ct->backend, 0);
 				ct->state = XLB_CT_CLOSING;
+			}
 			lb_conn_release(ct);
 		} else if (ct->state == XLB_CT_NEW && !(p->tcp_flags & XLB_TCP_SYN)) {
 			ct->state = XLB_CT_ESTABLISHED;
+			if (ct->flags & XLB_CT_F_BOUND)
+				lb_dest_move(ct->backend, 1);
 		}
 	}
 	if ((ct->atime >> XLB_ATIME_SHIFT) != (now >> XLB_ATIME_SHIFT))
@@ -84,6 +103,7 @@ static __always_inline struct xlb_backend *lb_conn_use(struct xlb_conn *ct, cons
 	return be;
 stale:
 	lb_conn_release(ct);
+	lb_conn_unbind(ct, p->flow.proto);
 	return NULL;
 }
 
@@ -121,26 +141,29 @@ static __always_inline void lb_reply_put(const struct xlb_pkt *p, __u32 svc, __u
 
 /* lb_conn_create records a new flow on backend id. */
 static __always_inline void lb_conn_create(const struct xlb_pkt *p, const struct xlb_svc *svc, __u32 id,
-					   const struct xlb_backend *be, __u64 now)
+					   struct xlb_backend *be, __u64 now)
 {
 	struct xlb_conn ct = {
 		.atime = now,
 		.backend = id,
 		.svc = svc->id,
-		.flags = XLB_CT_F_COUNTED,
+		.flags = XLB_CT_F_COUNTED | XLB_CT_F_BOUND,
 		.state = XLB_CT_NEW,
 	};
 
 	if (p->flow.proto == IPPROTO_TCP) {
 		if (p->tcp_flags & (XLB_TCP_FIN | XLB_TCP_RST)) {
 			ct.state = XLB_CT_CLOSING;
-			ct.flags = 0;
+			ct.flags = XLB_CT_F_BOUND;
 		} else if (!(p->tcp_flags & XLB_TCP_SYN)) {
 			ct.state = XLB_CT_ESTABLISHED;
 		}
 	}
-	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &ct, BPF_ANY) == 0 && ct.flags)
-		lb_active_add(id, 1);
+	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &ct, BPF_ANY) == 0) {
+		if (ct.flags & XLB_CT_F_COUNTED)
+			lb_active_add(id, 1);
+		lb_dest_bind(id, be, lb_ct_active(p->flow.proto, ct.state));
+	}
 	if (svc->fwd == XLB_FWD_NAT)
 		lb_reply_put(p, svc->id, id, be, now, 0);
 }

@@ -21,6 +21,13 @@
 #define XLB_MAX_BACKENDS_PER_SVC 256
 #endif
 
+/* Entries of a round-robin cycle: the wrr cycle is built in Go with at most
+ * this many (weights scaled down to fit); bounds the walk past overloaded
+ * real servers (lb_rr_skip). */
+#ifndef XLB_MAX_RR_CYCLE
+#define XLB_MAX_RR_CYCLE (1 << 21)
+#endif
+
 /* Tracked connections (both directions of NAT flows count twice). */
 #ifndef XLB_MAX_CONNS
 #define XLB_MAX_CONNS (1 << 20)
@@ -100,6 +107,7 @@ enum xlb_limits {
 	XLB_LIMIT_IFACE_ENTRIES = XLB_MAX_IFACE_ENTRIES,
 	XLB_LIMIT_IFACE_SLOTS = XLB_IFACE_SLOTS,
 	XLB_LIMIT_LOCAL_ADDRS = XLB_MAX_LOCAL_ADDRS,
+	XLB_LIMIT_RR_CYCLE = XLB_MAX_RR_CYCLE,
 };
 
 /* What happened to a packet: one counter per value (struct xlb_verdict_stats).
@@ -173,6 +181,11 @@ enum xlb_sched {
 	XLB_SCHED_WLC,
 	XLB_SCHED_SH,
 	XLB_SCHED_MH,
+	XLB_SCHED_SED,  /* ip_vs_sed.c */
+	XLB_SCHED_NQ,   /* ip_vs_nq.c */
+	XLB_SCHED_FO,   /* ip_vs_fo.c */
+	XLB_SCHED_OVF,  /* ip_vs_ovf.c */
+	XLB_SCHED_TWOS, /* ip_vs_twos.c */
 };
 
 /* Forwarding modes (struct xlb_svc.fwd): Go's dataplane.ForwardTable names
@@ -196,6 +209,7 @@ enum xlb_backend_flags {
 	XLB_BE_F_SCHED = 1 << 1,    /* may take new flows (weight > 0, next hop known) */
 	XLB_BE_F_HAS_MAC = 1 << 2,  /* DR next-hop MAC known */
 	XLB_BE_F_RETIRED = 1 << 3,  /* removed from the configuration; kept while flows use it */
+	XLB_BE_F_THRESH = 1 << 4,   /* has connection thresholds (xlb_be_thresh_v1) */
 };
 
 /* Connection states (struct xlb_conn.state), as ipvsadm's ActiveConn
@@ -210,6 +224,7 @@ enum xlb_conn_state {
 enum xlb_conn_flags {
 	XLB_CT_F_COUNTED = 1 << 0, /* included in xlb_be_active (lc/wlc load) */
 	XLB_CT_F_REPLY = 1 << 1,   /* NAT reply-direction entry */
+	XLB_CT_F_BOUND = 1 << 2,   /* counted in its backend's xlb_be_conns_v1 (active or inactive by its state) */
 };
 
 /* struct xlb_iface.flags */

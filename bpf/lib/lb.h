@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Scheduling a new flow: persistence, then the service's scheduler, each
- * in a header of its own (lb_rr.h, lb_lc.h, lb_hash.h). A new scheduler is
- * a value of enum xlb_sched (consts.h), its header with its pick function,
- * a case below, and its entry in Go's dataplane.SchedulerTable. */
+ * in a header of its own (lb_rr.h, lb_lc.h, lb_sed.h, lb_fo.h, lb_twos.h,
+ * lb_hash.h). A new scheduler is a value of enum xlb_sched (consts.h), its
+ * header with its pick function, a case below, and its entry in Go's
+ * dataplane.SchedulerTable. Every scheduler passes over overloaded real
+ * servers (over their connection thresholds: dest.h), as IPVS's do. */
 #ifndef XLB_LB_H
 #define XLB_LB_H
 
@@ -17,6 +19,9 @@
 #include "svc.h"
 #include "lb_rr.h"
 #include "lb_lc.h"
+#include "lb_sed.h"
+#include "lb_fo.h"
+#include "lb_twos.h"
 #include "lb_hash.h"
 
 /* lb_schedule picks a real server for a flow without a connection entry.
@@ -64,11 +69,33 @@ static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc
 	case XLB_SCHED_WLC:
 		id = lb_pick_lc(svc, table);
 		break;
+	case XLB_SCHED_SED:
+	case XLB_SCHED_NQ:
+		id = lb_pick_sed(svc, table);
+		break;
+	case XLB_SCHED_FO:
+	case XLB_SCHED_OVF:
+		id = lb_pick_fo(svc, table);
+		break;
+	case XLB_SCHED_TWOS:
+		id = lb_pick_twos(svc, table);
+		break;
 	default:
 		id = lb_pick_hash(svc, sched, table, &p->flow);
 		break;
 	}
 	be = lb_backend(id, svc->id);
+	if (be && be->overload && is_new) {
+		/* rr and wrr go on along their cycle; sh and mh have no other
+		 * real server for the flow (IPVS's without their fallback flag);
+		 * the scanning schedulers never pick an overloaded one. */
+		if (sched == XLB_SCHED_RR || sched == XLB_SCHED_WRR) {
+			id = lb_rr_skip(svc, table);
+			be = lb_backend(id, svc->id);
+		} else {
+			be = NULL;
+		}
+	}
 	if (!be || !(be->flags & XLB_BE_F_SCHED))
 		return NULL;
 	*backend_id = id;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Schedulers lc and wlc: the real server with the least (weighted)
- * connections, counted in xlb_be_act_v1, scanned over the service's table. */
+ * connections, counted in xlb_be_act_v1, scanned over the service's table;
+ * an overloaded one is passed over, as ip_vs_lc.c and ip_vs_wlc.c do. */
 #ifndef XLB_LB_LC_H
 #define XLB_LB_LC_H
 
@@ -32,7 +33,7 @@ static long lb_lc_step(__u32 i, struct lb_lc_ctx *c)
 		return 1;
 	id = lb_table_get(c->table, i);
 	be = lb_backend(id, c->svc);
-	if (!be || !(be->flags & XLB_BE_F_SCHED))
+	if (!be || !(be->flags & XLB_BE_F_SCHED) || be->overload)
 		return 0;
 	act = bpf_map_lookup_elem(&xlb_be_act_v1, &id);
 	load = act && *act > 0 ? *act : 0;
@@ -48,8 +49,10 @@ static long lb_lc_step(__u32 i, struct lb_lc_ctx *c)
 	return 0;
 }
 
-/* lb_pick_lc picks the real server with the least (weighted) connections. */
-static __always_inline __u32 lb_pick_lc(const struct xlb_svc *svc, void *table)
+/* lb_pick_lc picks the real server with the least (weighted) connections.
+ * Not inlined, as every scanning scheduler: its context lives in its own
+ * frame, not in the new-flow path's. */
+static __noinline __u32 lb_pick_lc(const struct xlb_svc *svc, void *table)
 {
 	struct lb_lc_ctx c = {
 		.table = table,

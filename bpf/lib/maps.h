@@ -76,6 +76,26 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xlb_be_act_v1 SEC(".maps");
 
+/* Backend id -> connections as IPVS counts them (struct xlb_be_conns:
+ * sed, nq, ovf, twos and the thresholds read them); atomic, reconciled by
+ * the control plane against the connection table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct xlb_be_conns);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_be_conns_v1 SEC(".maps");
+
+/* Backend id -> connection thresholds (read when XLB_BE_F_THRESH is set). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct xlb_be_thresh);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_be_thresh_v1 SEC(".maps");
+
 /* Service id -> round-robin position (atomic). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -62,7 +62,10 @@ struct xlb_backend {
 	XLB_ADDR(addr);
 	__u16 port;     /* NAT: destination port after translation */
 	__u8 family;
-	__u8 pad;
+	/* IPVS's IP_VS_DEST_F_OVERLOAD: 1 while its connections are over its
+	 * upper threshold (dest.h); written by the program and the control
+	 * plane, read by every scheduler. */
+	__u8 overload;
 	__u32 flags;     /* enum xlb_backend_flags */
 	__u32 svc;       /* owning service id */
 	__u32 weight;
@@ -71,6 +74,22 @@ struct xlb_backend {
 	__u8 mac[6];     /* DR: next-hop MAC */
 	__u8 smac[6];    /* DR: MAC of ifindex */
 	XLB_ADDR(tun_src); /* tunnel: outer source when the service sets none */
+};
+
+/* A real server's connections as IPVS counts them (struct ip_vs_dest's
+ * activeconns and inactconns): value of xlb_be_conns_v1, changed
+ * atomically by the program (dest.h) and recounted by the control plane
+ * from the connection table. */
+struct xlb_be_conns {
+	__s64 active;   /* TCP connections ESTABLISHED */
+	__s64 inactive; /* the others tracked: TCP before ESTABLISHED and closing, UDP */
+};
+
+/* A real server's connection thresholds (ipvsadm -x, -y): value of
+ * xlb_be_thresh_v1, written by the control plane. */
+struct xlb_be_thresh {
+	__u32 upper; /* overloaded at active + inactive >= upper; 0: never */
+	__u32 lower; /* no longer below it; 0: below 3/4 of upper */
 };
 
 /* A tracked connection: value of xlb_conns_v1. */

@@ -111,6 +111,43 @@ virtual_ipaddress = ["10.0.0.3/24"]
 	}
 }
 
+// dh, lblc and lblcr choose by the destination address, the VIP: xlb check
+// takes them with mode = "ipvs" and refuses them with XDP, saying why and
+// what to use instead.
+func TestCheckDestinationSchedulers(t *testing.T) {
+	for _, sched := range []string{"dh", "lblc", "lblcr"} {
+		for _, mode := range []string{"ipvs", "xdp", "auto"} {
+			path := filepath.Join(t.TempDir(), "c.toml")
+			src := fmt.Sprintf(`[dataplane]
+mode = %q
+interfaces = ["lo"]
+
+[[virtual_server]]
+name = "cache"
+address = "10.0.0.3"
+port = 3128
+scheduler = %q
+[[virtual_server.real_server]]
+address = "10.0.1.7"
+`, mode, sched)
+			if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errs := runCmd("check", "--offline", "--config", path)
+			if mode == "ipvs" {
+				if code != 0 || !strings.Contains(out, "OK") || errs != "" {
+					t.Errorf("%s, mode %s: %d %q %q, want OK", sched, mode, code, out, errs)
+				}
+				continue
+			}
+			want := fmt.Sprintf(`%s:9: virtual_server "cache": scheduler %q is not supported by the XDP dataplane (mode = %q): it picks by the destination address`, path, sched, mode)
+			if code == 0 || !strings.Contains(errs, want) || !strings.Contains(errs, `use mode = "ipvs"`) || !strings.Contains(errs, "sh (by client) or mh (by connection)") {
+				t.Errorf("%s, mode %s: %d %q, want %q with the alternatives", sched, mode, code, errs, want)
+			}
+		}
+	}
+}
+
 func TestStatusWithoutDaemon(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "none.sock")
 	code, _, errs := runCmd("status", "--socket", sock)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -54,6 +55,8 @@ type real struct {
 	fwd    string
 	tun    string // "ipip" or "gue PORT" for tunnels
 	weight int
+	upper  int // -x
+	lower  int // -y
 	pos    keepalived.Pos
 }
 
@@ -111,7 +114,7 @@ func Import(name string, r io.Reader) (*Result, error) {
 					tun = fmt.Sprintf("gue %d", r.tunPort)
 				}
 			}
-			s.reals = append(s.reals, real{r.real, r.fwd, tun, r.weight, keepalived.Pos{File: name, Line: line}})
+			s.reals = append(s.reals, real{r.real, r.fwd, tun, r.weight, r.upper, r.lower, keepalived.Pos{File: name, Line: line}})
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -169,6 +172,12 @@ func Import(name string, r io.Reader) (*Result, error) {
 			}
 			rt.Set("port", port, "")
 			rt.Set("weight", r.weight, "")
+			if r.upper > 0 {
+				rt.Set("upper_threshold", r.upper, "")
+			}
+			if r.lower > 0 {
+				rt.Set("lower_threshold", r.lower, "")
+			}
 			t.Tables = append(t.Tables, rt)
 		}
 		doc.Tables = append(doc.Tables, t)
@@ -200,6 +209,7 @@ type rule struct {
 	real           netip.AddrPort
 	fwd            string
 	weight         int
+	upper, lower   int // -x, -y
 	tunType        string
 	tunPort        int
 	ignored        []string
@@ -323,8 +333,17 @@ func parseRule(f []string) (*rule, error) {
 			if err != nil {
 				return nil, err
 			}
-			if v != "0" {
-				unsup(opt, "xlb has no connection thresholds")
+			// ipvsadm reads them as 0..INT_MAX. ipvsadm-save writes
+			// none (print_service_entry), but a rules file for
+			// ipvsadm -R may have them.
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > math.MaxInt32 {
+				return nil, fmt.Errorf("%s %q: want 0..%d", opt, v, math.MaxInt32)
+			}
+			if opt == "-x" || opt == "--u-threshold" {
+				r.upper = n
+			} else {
+				r.lower = n
 			}
 		case "--tun-type":
 			v, err := val()

@@ -752,6 +752,17 @@ func (cv *converter) service(vs *kaVS, svcs []service, g *kaVSGroup) {
 			rt.Set("port", port, "")
 		}
 		rt.Set("weight", rs.weight.or(1), "")
+		if rs.upper.ok && rs.upper.v > 0 {
+			rt.Set("upper_threshold", rs.upper.v, "")
+		}
+		if rs.lower.ok && rs.lower.v > 0 {
+			rt.Set("lower_threshold", rs.lower.v, "")
+		}
+		if rs.lower.v > rs.upper.v {
+			// ip_vs_add_dest: "lower threshold is higher than upper threshold".
+			cv.d.errorf(rs.lower.pos, "lthreshold", "%s: real server %s: lthreshold %d is above uthreshold %d: IPVS refuses the real server", ap, a, rs.lower.v, rs.upper.v)
+			bad = true
+		}
 		cv.realAlert(vs, rs, rt)
 		hc, ok := cv.check(vs, rs, a, port)
 		if !ok {

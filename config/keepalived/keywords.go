@@ -3,6 +3,7 @@ package keepalived
 import (
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -801,7 +802,20 @@ var rsKeywords = join([]*keyword{
 	[]*keyword{{name: "smtp_alert", st: mapped, xlb: "virtual_server.real_server.smtp_alert",
 		note: "without it keepalived mails a real server's changes unless global smtp_alert_checker or smtp_alert says no: written out then",
 		fn:   smtpAlert(func(p *parser) *setting[bool] { return &p.rs.smtpAlert })}},
-	group(unsupported, "xlb has no connection thresholds", "uthreshold", "lthreshold"),
+	[]*keyword{
+		{name: "uthreshold", st: mapped, xlb: "real_server.upper_threshold", note: "ipvsadm -x; 0, keepalived's default, is no limit",
+			fn: func(p *parser, s *stmt) {
+				if n, ok := p.integer(s, 1, 0, math.MaxUint32); ok {
+					p.rs.upper.set(n, s.Pos)
+				}
+			}},
+		{name: "lthreshold", st: mapped, xlb: "real_server.lower_threshold", note: "ipvsadm -y; 0, keepalived's default, is 3/4 of uthreshold; above uthreshold IPVS refuses the real server",
+			fn: func(p *parser, s *stmt) {
+				if n, ok := p.integer(s, 1, 0, math.MaxUint32); ok {
+					p.rs.lower.set(n, s.Pos)
+				}
+			}},
+	},
 )
 
 var vsKeywords = join([]*keyword{

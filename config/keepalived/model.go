@@ -164,6 +164,8 @@ type kaRS struct {
 	addr      string
 	port      int // 0: none given
 	weight    setting[int]
+	upper     setting[int] // uthreshold
+	lower     setting[int] // lthreshold
 	alpha     setting[bool]
 	defaults  checkDefaults
 	checkers  []*kaChecker

@@ -105,6 +105,8 @@ func TestSemantics(t *testing.T) {
 		{"checkers.conf", Options{}},
 		{"virtual_server_group.conf", Options{}},
 		{"mail.conf", Options{}},
+		{"schedulers.conf", Options{}},
+		{"thresholds.conf", Options{}},
 	} {
 		got, res := importGolden(t, "testdata", tc.file, tc.opts)
 		checkGolden(t, filepath.Join("testdata", tc.file+".golden"), got)

@@ -124,7 +124,25 @@ func toDestination(s dataplane.Service, b dataplane.Backend) *ipvs.Destination {
 		Weight:          int(b.Weight),
 		ConnectionFlags: forwardFlag(s.Forward),
 		AddressFamily:   family(b.Addr),
+		UpperThreshold:  b.UpperThreshold,
+		LowerThreshold:  b.LowerThreshold,
 	}
+}
+
+// destDiff describes how the installed real server cur differs from
+// want; "" if it does not.
+func destDiff(cur, want *ipvs.Destination) string {
+	var d []string
+	if cur.Weight != want.Weight {
+		d = append(d, fmt.Sprintf("weight %d -> %d", cur.Weight, want.Weight))
+	}
+	if cur.ConnectionFlags&ipvs.ConnFwdMask != want.ConnectionFlags {
+		d = append(d, fmt.Sprintf("forwarding %#x -> %#x", cur.ConnectionFlags&ipvs.ConnFwdMask, want.ConnectionFlags))
+	}
+	if cur.UpperThreshold != want.UpperThreshold || cur.LowerThreshold != want.LowerThreshold {
+		d = append(d, fmt.Sprintf("thresholds %d/%d -> %d/%d", cur.UpperThreshold, cur.LowerThreshold, want.UpperThreshold, want.LowerThreshold))
+	}
+	return strings.Join(d, ", ")
 }
 
 // serviceKey is the key of an installed service; firewall-mark services

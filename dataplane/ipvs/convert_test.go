@@ -104,6 +104,31 @@ func TestServiceDiff(t *testing.T) {
 	}
 }
 
+// Every scheduler goes to IPVS by its name (ipvsadm -s), and thresholds
+// to the real server's u_threshold and l_threshold (ipvsadm -x, -y).
+func TestSchedulersAndThresholds(t *testing.T) {
+	for _, spec := range dataplane.SchedulerTable {
+		if got := toService(svc("192.0.2.100", spec.Name, dataplane.NAT)).SchedName; got != string(spec.Name) {
+			t.Errorf("scheduler %s: IPVS name %q", spec.Name, got)
+		}
+	}
+	b := be("192.0.2.11", 8080, 7)
+	b.UpperThreshold, b.LowerThreshold = 100, 20
+	want := toDestination(svc("192.0.2.100", dataplane.ShortestExpectedDelay, dataplane.NAT), b)
+	if want.UpperThreshold != 100 || want.LowerThreshold != 20 {
+		t.Fatalf("toDestination: thresholds %d/%d, want 100/20", want.UpperThreshold, want.LowerThreshold)
+	}
+	cur := *want
+	cur.ConnectionFlags |= 0x0100 // a flag beyond the forwarding method, set by the kernel
+	if d := destDiff(&cur, want); d != "" {
+		t.Errorf("an equal real server differs: %s", d)
+	}
+	cur.Weight, cur.UpperThreshold, cur.LowerThreshold = 3, 0, 0
+	if d := destDiff(&cur, want); d != "weight 3 -> 7, thresholds 0/0 -> 100/20" {
+		t.Errorf("diff = %q", d)
+	}
+}
+
 func TestKeysRoundTrip(t *testing.T) {
 	for _, s := range []dataplane.Service{svc("192.0.2.100", dataplane.RoundRobin, dataplane.NAT), svc("2001:db8::1", dataplane.RoundRobin, dataplane.NAT)} {
 		k, ok := serviceKey(toService(s))

@@ -18,6 +18,8 @@
 //     seconds rounded up, netmask /32 or /128).
 //   - Weights: 0..65535, 0 drains (ipvsadm's range; the netlink library
 //     reads weights back as 16 bits).
+//   - Connection thresholds: the real server's u_threshold and l_threshold
+//     (ipvsadm -x, -y); IPVS keeps the overload flag itself.
 //   - Backend.MAC and Ifindex are XDP's; IPVS resolves next hops itself.
 //   - Service.Enabled: ignored. The rules stay installed while a VRRP
 //     instance is BACKUP, as keepalived leaves them: traffic follows the
@@ -295,12 +297,16 @@ func (d *Dataplane) applyService(s dataplane.Service, cur *ipvs.Service) error {
 				return fmt.Errorf("add real server %s: %w", b.Key(), err)
 			}
 			d.log.Info("ipvs real server added", "service", s.Name, "backend", b.Key().String(), "weight", b.Weight)
-		case cur.Weight != dst.Weight || cur.ConnectionFlags&ipvs.ConnFwdMask != dst.ConnectionFlags:
+		default:
+			diff := destDiff(cur, dst)
+			if diff == "" {
+				continue
+			}
 			if err := d.h.UpdateDestination(svc, dst); err != nil {
 				return fmt.Errorf("update real server %s: %w", b.Key(), err)
 			}
 			d.log.Info("ipvs real server updated", "service", s.Name, "backend", b.Key().String(),
-				"weight", b.Weight, "previous_weight", cur.Weight)
+				"weight", b.Weight, "previous_weight", cur.Weight, "changed", diff)
 		}
 	}
 	d.owned[s.Key] = s.Clone()

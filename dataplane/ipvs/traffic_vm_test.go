@@ -116,25 +116,7 @@ func waitActive(t *testing.T, d *director, k dataplane.ServiceKey, b dataplane.B
 func TestNATTraffic(t *testing.T) {
 	vm.RequireGuest(t)
 	t.Parallel()
-	cl, dir := nettest.NewNS(t, "cl"), nettest.NewNS(t, "dir")
-	rs1, rs2 := nettest.NewNS(t, "rs"), nettest.NewNS(t, "rs")
-	nettest.Veth(t, cl, "eth0", dir, "ext")
-	nettest.Veth(t, rs1, "eth0", dir, "r1")
-	nettest.Veth(t, rs2, "eth0", dir, "r2")
-	nettest.Bridge(t, dir, "br0", "r1", "r2")
-	nettest.Addr(t, cl, "eth0", "198.51.100.10/24")
-	nettest.Addr(t, dir, "ext", "198.51.100.1/24")
-	nettest.Addr(t, dir, "ext", "198.51.100.100/32")
-	nettest.Addr(t, dir, "br0", "192.0.2.1/24")
-	nettest.Sysctl(t, dir, "net.ipv4.ip_forward", "1")
-	for i, rs := range []*nettest.NS{rs1, rs2} {
-		ip := fmt.Sprintf("192.0.2.%d", 11+i)
-		nettest.Addr(t, rs, "eth0", ip+"/24")
-		rs.MustRun(t, "ip", "route", "add", "default", "via", "192.0.2.1")
-		server(t, rs, fmt.Sprintf("rs%d", i+1), ip+":8080")
-	}
-
-	d := newDirector(t, dir)
+	d, cl := natTopology(t)
 	web := dataplane.Service{
 		Name: "web", Key: key("198.51.100.100", 80, dataplane.TCP), Scheduler: dataplane.RoundRobin,
 		Forward: dataplane.NAT, Enabled: true,
@@ -219,6 +201,31 @@ func TestNATTraffic(t *testing.T) {
 	}
 	waitActive(t, d, web.Key, rs1Key, 1)
 	waitCounters(t, d, web.Key, map[string]uint64{"192.0.2.11:8080": 4, "192.0.2.12:8080": 7}, true)
+}
+
+// natTopology builds TestNATTraffic's topology: a client, a NAT director
+// holding the VIP 198.51.100.100, and two real servers rs1 (192.0.2.11)
+// and rs2 (192.0.2.12) serving HTTP on port 8080 whose default route is
+// the director.
+func natTopology(t *testing.T) (*director, *nettest.NS) {
+	cl, dir := nettest.NewNS(t, "cl"), nettest.NewNS(t, "dir")
+	rs1, rs2 := nettest.NewNS(t, "rs"), nettest.NewNS(t, "rs")
+	nettest.Veth(t, cl, "eth0", dir, "ext")
+	nettest.Veth(t, rs1, "eth0", dir, "r1")
+	nettest.Veth(t, rs2, "eth0", dir, "r2")
+	nettest.Bridge(t, dir, "br0", "r1", "r2")
+	nettest.Addr(t, cl, "eth0", "198.51.100.10/24")
+	nettest.Addr(t, dir, "ext", "198.51.100.1/24")
+	nettest.Addr(t, dir, "ext", "198.51.100.100/32")
+	nettest.Addr(t, dir, "br0", "192.0.2.1/24")
+	nettest.Sysctl(t, dir, "net.ipv4.ip_forward", "1")
+	for i, rs := range []*nettest.NS{rs1, rs2} {
+		ip := fmt.Sprintf("192.0.2.%d", 11+i)
+		nettest.Addr(t, rs, "eth0", ip+"/24")
+		rs.MustRun(t, "ip", "route", "add", "default", "via", "192.0.2.1")
+		server(t, rs, fmt.Sprintf("rs%d", i+1), ip+":8080")
+	}
+	return newDirector(t, dir), cl
 }
 
 // directReturn builds the topology where real servers answer the client

@@ -25,12 +25,18 @@ func (d *Dataplane) adopt() error {
 			return
 		}
 		d.beIDs.take(id)
-		d.backends[id] = &beState{
+		be := &beState{
 			svc:     e.Svc,
 			key:     dataplane.BackendKey{Addr: wordsAddr(e.Addr, e.Family), Port: e.Port},
 			entry:   e,
 			retired: e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_RETIRED) != 0,
 		}
+		// Thresholds are read back only when the entry has some: an id
+		// whose thresholds were never written reads as zero anyway.
+		if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) != 0 {
+			_ = d.objs.XlbBeThreshV1.Lookup(id, &be.thresh)
+		}
+		d.backends[id] = be
 		byService[e.Svc] = append(byService[e.Svc], id)
 	})
 	if err != nil {
@@ -150,7 +156,9 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 	})
 	for _, bid := range ids {
 		e := d.backends[bid].entry
-		b := dataplane.Backend{Addr: d.backends[bid].key.Addr, Port: d.backends[bid].key.Port, Weight: e.Weight}
+		th := d.backends[bid].thresh
+		b := dataplane.Backend{Addr: d.backends[bid].key.Addr, Port: d.backends[bid].key.Port, Weight: e.Weight,
+			UpperThreshold: th.Upper, LowerThreshold: th.Lower}
 		if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0 {
 			b.MAC = net.HardwareAddr(slices.Clone(e.Mac[:]))
 			b.Ifindex = int(e.Ifindex)

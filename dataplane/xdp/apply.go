@@ -45,6 +45,7 @@ type beState struct {
 	svc     uint32
 	key     dataplane.BackendKey
 	entry   bpfXlbBackend
+	thresh  bpfXlbBeThresh // as written to xlb_be_thresh_v1
 	retired bool
 }
 
@@ -221,9 +222,13 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 	}
 
 	// Phase 1: entries of the new set; a backend gains SCHED now but keeps
-	// the one it has until the flip.
+	// the one it has until the flip. Thresholds first: the program reads
+	// them once the entry says it has some.
 	entries := make([]bpfXlbBackend, len(s.Backends))
 	for i, b := range s.Backends {
+		if err := d.writeThresh(ids[i], b); err != nil {
+			return err
+		}
 		e, err := d.backendEntry(st.id, i, s, b)
 		if err != nil {
 			return err
@@ -397,7 +402,57 @@ func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dat
 	if schedulable(s, b) {
 		e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
 	}
+	if b.UpperThreshold > 0 {
+		e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH)
+	}
 	return e, nil
+}
+
+// writeThresh writes a backend's connection thresholds. Its overload
+// flag is cleared when the upper threshold is removed or raised, as
+// __ip_vs_update_dest clears IP_VS_DEST_F_OVERLOAD; otherwise the flag
+// stays as the program and Sync keep it.
+func (d *Dataplane) writeThresh(id uint32, b dataplane.Backend) error {
+	be := d.backends[id]
+	th := bpfXlbBeThresh{Upper: b.UpperThreshold, Lower: b.LowerThreshold}
+	if th == be.thresh {
+		return nil
+	}
+	if err := d.objs.XlbBeThreshV1.Put(id, &th); err != nil {
+		return fmt.Errorf("write thresholds of backend %d: %w", id, err)
+	}
+	if (th.Upper == 0 || th.Upper > be.thresh.Upper) && d.overloaded(id) {
+		if err := d.setOverload(id, false); err != nil {
+			return err
+		}
+	}
+	be.thresh = th
+	return nil
+}
+
+// overloaded reads a backend's overload flag, which the program sets (it
+// can be set only while the backend has thresholds).
+func (d *Dataplane) overloaded(id uint32) bool {
+	if d.backends[id].entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) == 0 {
+		return false
+	}
+	var cur bpfXlbBackend
+	return d.objs.XlbBackendsV1.Lookup(id, &cur) == nil && cur.Overload != 0
+}
+
+// setOverload sets or clears a backend's overload flag.
+func (d *Dataplane) setOverload(id uint32, on bool) error {
+	be := d.backends[id]
+	e := be.entry
+	e.Overload = 0
+	if on {
+		e.Overload = 1
+	}
+	if err := d.objs.XlbBackendsV1.Put(id, &e); err != nil {
+		return fmt.Errorf("write backend %d: %w", id, err)
+	}
+	be.entry = e
+	return nil
 }
 
 // routeSource is the source address the kernel would use toward dst.
@@ -414,7 +469,15 @@ func routeSource(dst netip.Addr) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("no source address toward %s", dst)
 }
 
+// writeBackend writes a backend's entry; its overload flag, which the
+// program keeps, is kept as the map has it while the backend has
+// thresholds (a flag set between the read and the write is lost; the next
+// new flow the backend takes sets it again).
 func (d *Dataplane) writeBackend(id uint32, e bpfXlbBackend) error {
+	e.Overload = 0
+	if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) != 0 && d.overloaded(id) {
+		e.Overload = 1
+	}
 	if err := d.objs.XlbBackendsV1.Put(id, &e); err != nil {
 		return fmt.Errorf("write backend %d: %w", id, err)
 	}
@@ -551,6 +614,12 @@ func (d *Dataplane) resetBackendCounters(id uint32) error {
 	}
 	if err := d.objs.XlbBeActV1.Put(id, int64(0)); err != nil {
 		return fmt.Errorf("reset backend load: %w", err)
+	}
+	if err := d.objs.XlbBeConnsV1.Put(id, &bpfXlbBeConns{}); err != nil {
+		return fmt.Errorf("reset backend connections: %w", err)
+	}
+	if err := d.objs.XlbBeThreshV1.Put(id, &bpfXlbBeThresh{}); err != nil {
+		return fmt.Errorf("reset backend thresholds: %w", err)
 	}
 	return nil
 }

@@ -154,7 +154,7 @@ func BenchmarkEstablished(b *testing.B) {
 // as under a SYN flood). The service's connection counter must show one new
 // connection per packet xlb saw: no 5-tuple came twice.
 func BenchmarkNewFlow(b *testing.B) {
-	for _, sched := range dataplane.Schedulers {
+	for _, sched := range xdpSchedulers() {
 		b.Run(string(sched), func(b *testing.B) {
 			e := benchEnv(b)
 			s := svc(sched, e.pool(16))

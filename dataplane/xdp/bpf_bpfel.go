@@ -33,19 +33,19 @@ const (
 )
 
 type bpfXlbBackend struct {
-	_       structs.HostLayout
-	Addr    [16]uint8
-	Port    uint16
-	Family  uint8
-	Pad     uint8
-	Flags   uint32
-	Svc     uint32
-	Weight  uint32
-	Pos     uint32
-	Ifindex uint32
-	Mac     [6]uint8
-	Smac    [6]uint8
-	TunSrc  [16]uint8
+	_        structs.HostLayout
+	Addr     [16]uint8
+	Port     uint16
+	Family   uint8
+	Overload uint8
+	Flags    uint32
+	Svc      uint32
+	Weight   uint32
+	Pos      uint32
+	Ifindex  uint32
+	Mac      [6]uint8
+	Smac     [6]uint8
+	TunSrc   [16]uint8
 }
 
 type bpfXlbBackendFlags uint32
@@ -55,7 +55,20 @@ const (
 	bpfXlbBackendFlagsXLB_BE_F_SCHED   bpfXlbBackendFlags = 2
 	bpfXlbBackendFlagsXLB_BE_F_HAS_MAC bpfXlbBackendFlags = 4
 	bpfXlbBackendFlagsXLB_BE_F_RETIRED bpfXlbBackendFlags = 8
+	bpfXlbBackendFlagsXLB_BE_F_THRESH  bpfXlbBackendFlags = 16
 )
+
+type bpfXlbBeConns struct {
+	_        structs.HostLayout
+	Active   int64
+	Inactive int64
+}
+
+type bpfXlbBeThresh struct {
+	_     structs.HostLayout
+	Upper uint32
+	Lower uint32
+}
 
 type bpfXlbClock struct {
 	_   structs.HostLayout
@@ -77,6 +90,7 @@ type bpfXlbConnFlags uint32
 const (
 	bpfXlbConnFlagsXLB_CT_F_COUNTED bpfXlbConnFlags = 1
 	bpfXlbConnFlagsXLB_CT_F_REPLY   bpfXlbConnFlags = 2
+	bpfXlbConnFlagsXLB_CT_F_BOUND   bpfXlbConnFlags = 4
 )
 
 type bpfXlbConnState uint32
@@ -188,6 +202,7 @@ const (
 	bpfXlbLimitsXLB_LIMIT_IFACE_ENTRIES    bpfXlbLimits = 1024
 	bpfXlbLimitsXLB_LIMIT_IFACE_SLOTS      bpfXlbLimits = 256
 	bpfXlbLimitsXLB_LIMIT_LOCAL_ADDRS      bpfXlbLimits = 4096
+	bpfXlbLimitsXLB_LIMIT_RR_CYCLE         bpfXlbLimits = 2097152
 )
 
 type bpfXlbNatReal struct {
@@ -345,7 +360,9 @@ type bpfXlbVerdictStats struct {
 const (
 	bpfMapXlbBackendsV1  = "xlb_backends_v1"
 	bpfMapXlbBeActV1     = "xlb_be_act_v1"
+	bpfMapXlbBeConnsV1   = "xlb_be_conns_v1"
 	bpfMapXlbBeStatV1    = "xlb_be_stat_v1"
+	bpfMapXlbBeThreshV1  = "xlb_be_thresh_v1"
 	bpfMapXlbClockV1     = "xlb_clock_v1"
 	bpfMapXlbConnsV1     = "xlb_conns_v1"
 	bpfMapXlbDevmapV1    = "xlb_devmap_v1"
@@ -429,7 +446,9 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	XlbBackendsV1  *ebpf.MapSpec `ebpf:"xlb_backends_v1"`
 	XlbBeActV1     *ebpf.MapSpec `ebpf:"xlb_be_act_v1"`
+	XlbBeConnsV1   *ebpf.MapSpec `ebpf:"xlb_be_conns_v1"`
 	XlbBeStatV1    *ebpf.MapSpec `ebpf:"xlb_be_stat_v1"`
+	XlbBeThreshV1  *ebpf.MapSpec `ebpf:"xlb_be_thresh_v1"`
 	XlbClockV1     *ebpf.MapSpec `ebpf:"xlb_clock_v1"`
 	XlbConnsV1     *ebpf.MapSpec `ebpf:"xlb_conns_v1"`
 	XlbDevmapV1    *ebpf.MapSpec `ebpf:"xlb_devmap_v1"`
@@ -487,7 +506,9 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	XlbBackendsV1  *ebpf.Map `ebpf:"xlb_backends_v1"`
 	XlbBeActV1     *ebpf.Map `ebpf:"xlb_be_act_v1"`
+	XlbBeConnsV1   *ebpf.Map `ebpf:"xlb_be_conns_v1"`
 	XlbBeStatV1    *ebpf.Map `ebpf:"xlb_be_stat_v1"`
+	XlbBeThreshV1  *ebpf.Map `ebpf:"xlb_be_thresh_v1"`
 	XlbClockV1     *ebpf.Map `ebpf:"xlb_clock_v1"`
 	XlbConnsV1     *ebpf.Map `ebpf:"xlb_conns_v1"`
 	XlbDevmapV1    *ebpf.Map `ebpf:"xlb_devmap_v1"`
@@ -520,7 +541,9 @@ func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.XlbBackendsV1,
 		m.XlbBeActV1,
+		m.XlbBeConnsV1,
 		m.XlbBeStatV1,
+		m.XlbBeThreshV1,
 		m.XlbClockV1,
 		m.XlbConnsV1,
 		m.XlbDevmapV1,

@@ -21,4 +21,7 @@ const (
 	// maxBackends are backend ids, live or retired (a removed real server
 	// keeps its id while flows use it).
 	maxBackends = int(bpfXlbLimitsXLB_LIMIT_BACKENDS)
+	// maxRRCycle bounds a round-robin cycle: the program walks at most
+	// this many entries past overloaded real servers (lb_rr_skip).
+	maxRRCycle = int(bpfXlbLimitsXLB_LIMIT_RR_CYCLE)
 )

@@ -55,6 +55,7 @@ func TestLimitsMatchObject(t *testing.T) {
 		"xlb_svc_ids_v1": Limits.Services, "xlb_svc_slot_v1": Limits.Services, "xlb_rr_v1": Limits.Services,
 		"xlb_svc_stat_v1": Limits.Services, "xlb_svc_v1": 2 * Limits.Services, "xlb_tables_v1": 2 * Limits.Services,
 		"xlb_backends_v1": Limits.Backends, "xlb_be_act_v1": Limits.Backends, "xlb_be_stat_v1": Limits.Backends,
+		"xlb_be_conns_v1": Limits.Backends, "xlb_be_thresh_v1": Limits.Backends,
 		"xlb_nat_reals_v1": Limits.NATBackends, "xlb_devmap_v1": Limits.Interfaces,
 		"xlb_ifaces_v1": maxIfaceEntries, "xlb_if_macs_v1": maxIfaceEntries, "xlb_ifslots_v1": int(ifaceSlots),
 		"xlb_local4_v1": maxLocalAddrs,
@@ -75,6 +76,7 @@ func TestLimitsMatchObject(t *testing.T) {
 		"XLB_LIMIT_BACKENDS": Limits.Backends, "XLB_LIMIT_NAT_BACKENDS": Limits.NATBackends,
 		"XLB_LIMIT_IFACES": Limits.Interfaces, "XLB_LIMIT_IFACE_ENTRIES": maxIfaceEntries,
 		"XLB_LIMIT_IFACE_SLOTS": int(ifaceSlots), "XLB_LIMIT_LOCAL_ADDRS": maxLocalAddrs,
+		"XLB_LIMIT_RR_CYCLE": maxRRCycle,
 	}
 	for _, v := range limits.Values {
 		if w, ok := want[v.Name]; !ok {

@@ -55,7 +55,11 @@ func (e enums) supported(services []dataplane.Service) error {
 	var errs []error
 	for _, s := range services {
 		if _, ok := e.sched[s.Scheduler]; !ok {
-			errs = append(errs, fmt.Errorf("service %s: scheduler %s: %w (the XDP program has none)", s.Name, s.Scheduler, dataplane.ErrNotSupported))
+			why := "the XDP program has none"
+			if spec, _ := s.Scheduler.Spec(); spec.NoXDP != "" {
+				why += ": " + spec.NoXDP
+			}
+			errs = append(errs, fmt.Errorf("service %s: scheduler %s: %w (%s)", s.Name, s.Scheduler, dataplane.ErrNotSupported, why))
 		}
 	}
 	return errors.Join(errs...)

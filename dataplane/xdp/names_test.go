@@ -37,13 +37,21 @@ func TestEnumsMatchTables(t *testing.T) {
 			}
 		}
 	}
-	if len(e.sched) != len(dataplane.SchedulerTable) || len(e.fwd) != len(dataplane.ForwardTable) {
-		t.Errorf("the program has %d of %d schedulers and %d of %d forwarding modes", len(e.sched), len(dataplane.SchedulerTable), len(e.fwd), len(dataplane.ForwardTable))
+	inXDP := 0
+	for _, s := range dataplane.SchedulerTable {
+		if s.BPF != "" {
+			inXDP++
+		} else if s.NoXDP == "" {
+			t.Errorf("scheduler %s: neither BPF nor why XDP has none (NoXDP)", s.Name)
+		}
+	}
+	if len(e.sched) != inXDP || len(e.fwd) != len(dataplane.ForwardTable) {
+		t.Errorf("the program has %d of %d schedulers and %d of %d forwarding modes", len(e.sched), inXDP, len(e.fwd), len(dataplane.ForwardTable))
 	}
 	// A name the program lacks, or a table no builder builds, is refused at load.
-	sed := dataplane.SchedulerSpec{Name: "sed", BPF: "XLB_SCHED_SED", Table: dataplane.TableList}
+	missing := dataplane.SchedulerSpec{Name: "xx", BPF: "XLB_SCHED_XX", Table: dataplane.TableList}
 	noTable := dataplane.SchedulerSpec{Name: "rr", BPF: "XLB_SCHED_RR"}
-	for _, bad := range []dataplane.SchedulerSpec{sed, noTable} {
+	for _, bad := range []dataplane.SchedulerSpec{missing, noTable} {
 		if _, err := readEnums(spec.Types, []dataplane.SchedulerSpec{bad}, nil); err == nil {
 			t.Errorf("readEnums accepted %+v", bad)
 		}
@@ -56,5 +64,10 @@ func TestApplyRefusesSchedulerXDPLacks(t *testing.T) {
 	err := e.supported([]dataplane.Service{{Name: "a", Scheduler: dataplane.RoundRobin}, {Name: "b", Scheduler: dataplane.MaglevHashing}})
 	if !errors.Is(err, dataplane.ErrNotSupported) || !strings.Contains(err.Error(), "service b: scheduler mh") || strings.Contains(err.Error(), "service a") {
 		t.Errorf("supported: %v, want service b refused as not supported", err)
+	}
+	// One XDP never has says why and what to use.
+	err = e.supported([]dataplane.Service{{Name: "c", Scheduler: dataplane.DestinationHashing}})
+	if !errors.Is(err, dataplane.ErrNotSupported) || !strings.Contains(err.Error(), "destination address") || !strings.Contains(err.Error(), `mode = "ipvs"`) {
+		t.Errorf("supported(dh): %v, want the reason and the alternative", err)
 	}
 }

@@ -403,3 +403,31 @@ func TestNATRealsServiceZeroBackendZero(t *testing.T) {
 		expectFrame(t, fmt.Sprintf("adopted reply of backend %d", rs.id), out, want.Bytes())
 	}
 }
+
+// A NAT connection is counted once (ipvsadm's ActiveConn, and the counts
+// sed, nq, ovf, twos and the thresholds read), not once more for its reply
+// entry.
+func TestNATConnectionCountedOnce(t *testing.T) {
+	e := routedEnv(t)
+	s := natService(vip4b, dataplane.TCP, netip.AddrPortFrom(rip4, 8080))
+	e.apply(s)
+	for _, flags := range []uint8{packet.SYN, packet.ACK} {
+		in := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client4, Dst: vip4b, Proto: packet.TCP, SrcPort: 40000, DstPort: 80, TCPFlags: flags}
+		if ret, _ := e.runOn(e.eth0, in.Bytes()); ret != xdpRedirect {
+			t.Fatalf("client packet: %s, want forwarded (verdicts %v)", actionNames[ret], e.verdicts())
+		}
+	}
+	if err := e.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.d.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.Services[s.Key].Backends[s.Backends[0].Key()]; c.ActiveConns != 1 || c.InactiveConns != 0 {
+		t.Errorf("%d active, %d inactive connections, want 1 and 0", c.ActiveConns, c.InactiveConns)
+	}
+	if c := e.conns(s, 0); c.Active != 1 || c.Inactive != 0 {
+		t.Errorf("counts %+v after a sync, want 1 active", c)
+	}
+}

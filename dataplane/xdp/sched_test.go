@@ -214,8 +214,20 @@ func TestSourceHashKeepsClientTogether(t *testing.T) {
 	}
 }
 
+// xdpSchedulers are the schedulers the program has (dh, lblc and lblcr
+// are IPVS's only).
+func xdpSchedulers() []dataplane.Scheduler {
+	var out []dataplane.Scheduler
+	for _, s := range dataplane.SchedulerTable {
+		if s.BPF != "" {
+			out = append(out, s.Name)
+		}
+	}
+	return out
+}
+
 func TestEstablishedFlowsStick(t *testing.T) {
-	for _, sched := range dataplane.Schedulers {
+	for _, sched := range xdpSchedulers() {
 		t.Run(string(sched), func(t *testing.T) {
 			e := newEnv(t).with(t)
 			bs := e.pool(6, 1, 1, 1, 1, 0, 0)

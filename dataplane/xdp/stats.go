@@ -164,7 +164,9 @@ func (d *Dataplane) Sync() error {
 		}
 		c := counts[v.Backend]
 		c.refs++
-		if idle <= timeout {
+		// A NAT reply entry is the other direction of a connection
+		// counted by its client's entry.
+		if idle <= timeout && v.Flags&uint32(bpfXlbConnFlagsXLB_CT_F_REPLY) == 0 {
 			if k.Proto == 6 && v.State == uint8(bpfXlbConnStateXLB_CT_ESTABLISHED) {
 				c.active++
 			} else {
@@ -210,6 +212,9 @@ func (d *Dataplane) Sync() error {
 				errs = append(errs, err)
 			}
 		}
+		if err := d.syncDest(id, c); err != nil {
+			errs = append(errs, err)
+		}
 		if be.retired && c.refs == 0 {
 			if err := d.objs.XlbBackendsV1.Put(id, &bpfXlbBackend{}); err != nil {
 				errs = append(errs, err)
@@ -234,4 +239,37 @@ func (d *Dataplane) Sync() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// syncDest corrects a backend's connection counts as IPVS keeps them
+// (xlb_be_conns_v1) to what the connection table holds (the program misses
+// entries that expire unseen and LRU evictions), and clears its overload
+// flag below its lower threshold, as ip_vs_unbind_dest does when a
+// connection expires.
+func (d *Dataplane) syncDest(id uint32, c connCount) error {
+	want := bpfXlbBeConns{Active: int64(c.active), Inactive: int64(c.inactive)}
+	var cur bpfXlbBeConns
+	if err := d.objs.XlbBeConnsV1.Lookup(id, &cur); err == nil && cur != want {
+		if err := d.objs.XlbBeConnsV1.Put(id, &want); err != nil {
+			return fmt.Errorf("backend %d connections: %w", id, err)
+		}
+	}
+	if !d.overloaded(id) || keepOverload(d.backends[id].thresh, c.active+c.inactive) {
+		return nil
+	}
+	return d.setOverload(id, false)
+}
+
+// keepOverload reports whether a backend with total connections stays
+// overloaded: ip_vs_unbind_dest clears the flag below the lower threshold,
+// or below 3/4 of the upper one when there is no lower one (the program's
+// lb_dest_keep_overload).
+func keepOverload(th bpfXlbBeThresh, total uint64) bool {
+	switch {
+	case th.Lower != 0:
+		return total >= uint64(th.Lower)
+	case th.Upper != 0:
+		return total*4 >= uint64(th.Upper)*3
+	}
+	return false
 }

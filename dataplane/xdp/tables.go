@@ -14,7 +14,9 @@ const DefaultMaglevSize = 65537
 
 // maxWRRCycle bounds a weighted round-robin cycle (sum of weight/gcd). A
 // larger cycle has its weights scaled down, which keeps the ratios to within
-// about one part in (maxWRRCycle / backends).
+// about one part in (maxWRRCycle / backends). Scaled, a cycle may exceed it
+// by up to one entry per backend: it stays within maxRRCycle, the
+// program's bound (TestWRRCycleWithinProgramBound).
 const maxWRRCycle = 1 << 20
 
 // maxMaglevTurns bounds the entries a backend takes per Maglev round, so

@@ -113,3 +113,18 @@ func TestMaglevTableWeighted(t *testing.T) {
 		}
 	}
 }
+
+// A scaled wrr cycle of the most backends a service holds stays within
+// the program's bound on the walk past overloaded real servers.
+func TestWRRCycleWithinProgramBound(t *testing.T) {
+	if maxWRRCycle+maxBackendsPerService > maxRRCycle {
+		t.Fatalf("a scaled cycle may hold %d entries, the program walks at most %d", maxWRRCycle+maxBackendsPerService, maxRRCycle)
+	}
+	weights := make([]uint32, maxBackendsPerService)
+	for i := range weights {
+		weights[i] = 65535 - uint32(i)*7 // coprime neighbours: gcd 1, the longest cycle
+	}
+	if got := wrrTable(backends(weights...)); len(got) > maxRRCycle || len(got) < maxWRRCycle/2 {
+		t.Fatalf("cycle of %d entries, bound %d", len(got), maxRRCycle)
+	}
+}

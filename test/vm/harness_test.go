@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,16 @@ func TestCPIOUnpacks(t *testing.T) {
 	c.File("/x", 0o644, nil)
 	if err := c.Close(); err == nil || !strings.Contains(err.Error(), "added twice") {
 		t.Errorf("a path added twice: %v", err)
+	}
+}
+
+// An optional module ("ip_vs_twos?") is shipped when the kernel has it.
+func TestOptionalModules(t *testing.T) {
+	ms := &moduleSet{paths: map[string]string{"ip_vs": "kernel/net/netfilter/ipvs/ip_vs.ko",
+		"ip_vs_twos": "kernel/net/netfilter/ipvs/ip_vs_twos.ko"}, builtin: map[string]bool{"veth": true}}
+	got := ms.available([]string{"ip_vs", "ip_vs_twos?", "ip_vs_xyz?", "veth?", "bridge"})
+	if want := []string{"ip_vs", "ip_vs_twos", "veth", "bridge"}; !slices.Equal(got, want) {
+		t.Errorf("available: %v, want %v", got, want)
 	}
 }
 

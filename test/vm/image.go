@@ -145,7 +145,7 @@ func (img *image) addModules(c *cpioWriter) error {
 	if err != nil {
 		return err
 	}
-	wanted := append(append([]string(nil), img.cfg.Modules...), img.cfg.Preload...)
+	wanted := ms.available(append(append([]string(nil), img.cfg.Modules...), img.cfg.Preload...))
 	mods, err := ms.resolve(wanted)
 	if err != nil {
 		return err

@@ -86,6 +86,24 @@ func readModuleSet(dir string) (*moduleSet, error) {
 	return ms, nil
 }
 
+// available returns names without the optional modules (a name ending in
+// "?") the kernel has neither as a module nor built in, and without the
+// "?" of the others.
+func (ms *moduleSet) available(names []string) []string {
+	var out []string
+	for _, m := range names {
+		if name, optional := strings.CutSuffix(m, "?"); optional {
+			n := strings.ReplaceAll(name, "-", "_")
+			if _, ok := ms.paths[n]; !ok && !ms.builtin[n] {
+				continue
+			}
+			m = name
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
 // resolve returns the named modules and everything they depend on, each
 // after its dependencies. Built-in modules are left out; unknown ones are
 // an error.

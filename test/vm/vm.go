@@ -55,10 +55,12 @@ type Build struct {
 }
 
 // DefaultModules are the kernel modules shipped (with their dependencies)
-// when Config.Modules is nil: IPVS and its schedulers, conntrack, veth,
-// bridge, IPIP and FOU tunnels.
+// when Config.Modules is nil: IPVS and its schedulers (ip_vs_twos, from
+// Linux 6.2, when the kernel has it), conntrack, veth, bridge, IPIP and FOU
+// tunnels.
 var DefaultModules = []string{
 	"ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_sh", "ip_vs_mh",
+	"ip_vs_sed", "ip_vs_nq", "ip_vs_fo", "ip_vs_ovf", "ip_vs_twos?", "ip_vs_dh", "ip_vs_lblc", "ip_vs_lblcr",
 	"nf_conntrack", "veth", "bridge", "ipip", "tunnel4", "ip_tunnel", "fou",
 }
 
@@ -75,7 +77,9 @@ type Config struct {
 	// HostBinaries are host programs shipped at their host path with the
 	// shared libraries ldd lists; nil: {"ip"}.
 	HostBinaries []string
-	// Modules to ship with their dependencies; nil: DefaultModules.
+	// Modules to ship with their dependencies; nil: DefaultModules. A
+	// name ending in "?" is shipped when the kernel has it, and left out
+	// otherwise (a module of later kernels: its tests see it missing).
 	Modules []string
 	// Preload are modprobed by /init before the tests; nil: DefaultPreload.
 	Preload []string

@@ -56,12 +56,13 @@ func importSampleDiags(t *testing.T, sample string) (string, *config.Config, str
 	return out, cfg, string(b)
 }
 
-// ipvsTable is `ipvsadm -Ln` in ns, normalised: the header dropped, white
-// space collapsed, the connection counters dropped, real servers sorted
-// within their service (their order is the order they came up in).
-func ipvsTable(t *testing.T, ns *nettest.NS) string {
+// ipvsTable is `ipvsadm -Ln` in ns (with flags, such as --thresholds),
+// normalised: the header dropped, white space collapsed, the connection
+// counters dropped, real servers sorted within their service (their order
+// is the order they came up in).
+func ipvsTable(t *testing.T, ns *nettest.NS, flags ...string) string {
 	t.Helper()
-	out := ns.MustRun(t, "ipvsadm", "-Ln")
+	out := ns.MustRun(t, "ipvsadm", append([]string{"-Ln"}, flags...)...)
 	var blocks [][]string
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
@@ -415,7 +416,11 @@ func TestImportIPVSAdm(t *testing.T) {
 		{"-a", "-u", "10.1.0.1:53", "-r", "10.1.1.3:53", "-g", "-w", "1"},
 		{"-A", "-t", "[2001:db8::1]:443", "-s", "sh"},
 		{"-a", "-t", "[2001:db8::1]:443", "-r", "[2001:db8::2]:443", "-i", "-w", "2"},
+		{"-A", "-t", "10.1.0.2:3128", "-s", "lblcr"},
+		{"-a", "-t", "10.1.0.2:3128", "-r", "10.1.1.4:3128", "-g", "-w", "1"},
+		{"-a", "-t", "10.1.0.2:3128", "-r", "10.1.1.5:3128", "-g", "-w", "2"},
 	}
+	modprobe(t, "ip_vs_lblcr")
 	for _, r := range rules {
 		ns.MustRun(t, "ipvsadm", r...)
 	}
@@ -438,4 +443,160 @@ func TestImportIPVSAdm(t *testing.T) {
 	if got != want {
 		t.Errorf("ipvsadm -Ln differs:\nrules added:\n%s\nxlb from their ipvsadm-save:\n%s", want, got)
 	}
+}
+
+// modprobe loads kernel modules (IPVS's schedulers: the VM's kernel loads
+// none on demand).
+func modprobe(t *testing.T, modules ...string) {
+	t.Helper()
+	for _, m := range modules {
+		if out, err := exec.Command("modprobe", m).CombinedOutput(); err != nil {
+			t.Fatalf("modprobe %s: %v: %s", m, err, out)
+		}
+	}
+}
+
+// schedulersConf is a keepalived configuration with IPVS's other
+// schedulers and real server thresholds (uthreshold, lthreshold); twos,
+// where the kernel has it (Linux 6.2 and later), is added to it.
+const schedulersConf = `global_defs {
+  router_id vmimport
+}
+virtual_server 10.2.0.1 80 {
+  lb_algo sed
+  lb_kind NAT
+  protocol TCP
+  real_server 10.2.1.1 8080 {
+    weight 2
+    uthreshold 100
+    lthreshold 50
+  }
+  real_server 10.2.1.2 8080 {
+    uthreshold 8
+  }
+}
+virtual_server 10.2.0.2 80 {
+  lvs_sched nq
+  lb_kind DR
+  protocol TCP
+  real_server 10.2.1.1 80 {
+    lthreshold 3
+    uthreshold 4
+  }
+}
+virtual_server 10.2.0.3 80 {
+  lb_algo fo
+  lb_kind DR
+  protocol TCP
+  real_server 10.2.1.1 80 {
+    weight 5
+  }
+  real_server 10.2.1.2 80 {
+    weight 3
+  }
+}
+virtual_server 10.2.0.4 80 {
+  lb_algo ovf
+  lb_kind DR
+  protocol UDP
+  real_server 10.2.1.1 80 {
+  }
+}
+virtual_server 10.2.0.5 3128 {
+  lb_algo dh
+  lb_kind DR
+  protocol TCP
+  real_server 10.2.1.3 3128 {
+  }
+}
+virtual_server 10.2.0.6 3128 {
+  lb_algo lblc
+  lb_kind DR
+  protocol TCP
+  real_server 10.2.1.3 3128 {
+    uthreshold 1000
+  }
+}
+virtual_server 10.2.0.7 3128 {
+  lb_algo lblcr
+  lb_kind DR
+  protocol TCP
+  real_server 10.2.1.3 3128 {
+  }
+  real_server 10.2.1.4 3128 {
+  }
+}
+`
+
+const twosConf = `virtual_server 10.2.0.8 80 {
+  lb_algo twos
+  lb_kind DR
+  protocol TCP
+  real_server 10.2.1.1 80 {
+    weight 3
+    uthreshold 20
+  }
+  real_server 10.2.1.2 80 {
+  }
+}
+`
+
+// keepalived and xlb, from the same file, install the same IPVS services
+// with IPVS's other schedulers (sed, nq, fo, ovf, twos, dh, lblc, lblcr)
+// and the same real server thresholds.
+func TestSchedulersAgainstKeepalived(t *testing.T) {
+	vm.RequireGuest(t)
+	src := schedulersConf
+	scheds := []string{"sed", "nq", "fo", "ovf", "dh", "lblc", "lblcr"}
+	if m, _ := filepath.Glob("/lib/modules/*/kernel/net/netfilter/ipvs/ip_vs_twos.ko*"); len(m) > 0 {
+		src += twosConf
+		scheds = append(scheds, "twos")
+	} else {
+		t.Log("the kernel has no ip_vs_twos: twos left out")
+	}
+	modprobe(t, "ip_vs")
+	for _, s := range scheds {
+		modprobe(t, "ip_vs_"+s)
+	}
+	conf := filepath.Join(t.TempDir(), "keepalived.conf")
+	if err := os.WriteFile(conf, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("keepalived", "-t", "-f", conf).CombinedOutput(); err != nil {
+		t.Fatalf("keepalived -t does not accept the configuration: %v\n%s", err, out)
+	}
+	imported := filepath.Join(t.TempDir(), "xlb.toml")
+	if b, err := exec.Command(xlbBin, "import", "keepalived", "--config", conf, "--out", imported).CombinedOutput(); err != nil {
+		t.Fatalf("xlb import keepalived: %v\n%s", err, b)
+	}
+	cfg, err := config.Load(imported, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ns := nettest.NewNS(t, "ka")
+	ns.MustRun(t, "ip", "link", "set", "lo", "up")
+	stop := daemon(t, ns, "keepalived", keepalivedArgs(t, conf, "-C")...)
+	want := settled(t, ns, cfg, "keepalived")
+	wantThresholds := ipvsTable(t, ns, "--thresholds")
+	stop()
+
+	ns2 := nettest.NewNS(t, "xlb")
+	ns2.MustRun(t, "ip", "link", "set", "lo", "up")
+	stop = daemon(t, ns2, xlbBin, "run", "--config", imported)
+	got := settled(t, ns2, cfg, "xlb")
+	gotThresholds := ipvsTable(t, ns2, "--thresholds")
+	stop()
+	if got != want {
+		t.Errorf("ipvsadm -Ln differs:\nkeepalived:\n%s\nxlb:\n%s", want, got)
+	}
+	if gotThresholds != wantThresholds {
+		t.Errorf("ipvsadm -Ln --thresholds differs:\nkeepalived:\n%s\nxlb:\n%s", wantThresholds, gotThresholds)
+	}
+	for _, s := range scheds {
+		if !strings.Contains(got, " "+s+"\n") && !strings.HasSuffix(got, " "+s) {
+			t.Errorf("no %s service in:\n%s", s, got)
+		}
+	}
+	t.Logf("ipvsadm -Ln (both):\n%s\n--thresholds (both):\n%s", got, gotThresholds)
 }
