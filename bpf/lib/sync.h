@@ -187,14 +187,17 @@ static __always_inline int lb_sync_wanted(const struct xlb_pkt *p)
 
 /* lb_sync_promote takes over an imported flow on its first packet here:
  * its entry moves into the connection table, as if this director had
- * scheduled it (counted in its real server's lc/wlc load). Returns 1 if it
+ * scheduled it (lb_conn_create: counted in its real server's lc/wlc load
+ * and in its connections as IPVS counts them, dest.h). Returns 1 if it
  * did; the caller looks the entry up again. An expired entry, or one whose
- * real server is gone, is deleted. */
+ * real server is gone, is deleted. The control plane's recount counted
+ * the imported entry already; until its next one the flow counts twice. */
 static __noinline int lb_sync_promote(const struct xlb_flow *flow, __u64 now)
 {
 	struct xlb_sync_cfg *c = lb_sync_cfg();
 	struct xlb_sync_stats *st;
 	struct xlb_sync_conn *ic;
+	struct xlb_backend *be;
 	struct xlb_conn v = {};
 
 	if (!c || !c->imported)
@@ -206,16 +209,18 @@ static __noinline int lb_sync_promote(const struct xlb_flow *flow, __u64 now)
 	v.backend = ic->backend;
 	v.svc = ic->svc;
 	v.state = ic->state;
-	if (now >= ic->expires || !lb_backend(v.backend, v.svc)) {
+	be = lb_backend(v.backend, v.svc);
+	if (now >= ic->expires || !be) {
 		bpf_map_delete_elem(&xlb_sync_conns_v1, flow);
 		return 0;
 	}
 	bpf_map_delete_elem(&xlb_sync_conns_v1, flow);
-	v.flags = v.state == XLB_CT_CLOSING ? 0 : XLB_CT_F_COUNTED;
+	v.flags = XLB_CT_F_BOUND | (v.state == XLB_CT_CLOSING ? 0 : XLB_CT_F_COUNTED);
 	if (bpf_map_update_elem(&xlb_conns_v1, flow, &v, BPF_NOEXIST))
 		return 0;
-	if (v.flags)
+	if (v.flags & XLB_CT_F_COUNTED)
 		lb_active_add(v.backend, 1);
+	lb_dest_bind(v.backend, be, lb_ct_active(flow->proto, v.state));
 	lb_epoch_bump(xlb_hash_flow(flow));
 	st = lb_sync_stats();
 	if (st)

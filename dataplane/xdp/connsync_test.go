@@ -166,6 +166,18 @@ func TestSyncImportPromote(t *testing.T) {
 	if l := e.load(id); l != 1 {
 		t.Errorf("real server 2's lc load %d, want 1", l)
 	}
+	// Counted as IPVS counts a connection (dest.h), and uncounted when it
+	// closes.
+	s := svc(dataplane.LeastConnection, e.pool(3))
+	if got := e.conns(s, 2); got.Active != 1 || got.Inactive != 0 {
+		t.Errorf("real server 2's connections %+v after the takeover, want 1 active", got)
+	}
+	fin := ack
+	fin.TCPFlags = packet.FIN | packet.ACK
+	e.pick(fin)
+	if got := e.conns(s, 2); got.Active != 0 || got.Inactive != 1 {
+		t.Errorf("real server 2's connections %+v after its FIN, want 1 inactive", got)
+	}
 	// The next new flow avoids the loaded real server (lc).
 	if got := e.pick(tcpFrame(client(2), vip4, 40000, 80, packet.SYN)); got == 2 {
 		t.Error("lc sent a new flow to the real server holding the imported one")
