@@ -37,6 +37,8 @@ var syncServices = []syncService{
 	{name: "e-sh", sched: "sh", port: 7005, hashed: true},
 	{name: "e-mh", sched: "mh", port: 7006},
 	{name: "e-persist", sched: "rr", port: 7007, persist: true, hashed: true},
+	{name: "e-sed", sched: "sed", port: 7008},
+	{name: "e-nq", sched: "nq", port: 7009},
 }
 
 // syncConfig is [sync] and the services for director d: sync's protocol
