@@ -22,6 +22,14 @@ import (
 // interopSyncID is the sync id of both sides.
 const interopSyncID = 7
 
+// interopSpec is the pair of the interop tests. Under tcg an XDP director
+// takes up to half a minute to start, and 100 ms adverts were seen missed
+// for more than their master down interval meanwhile (a flap that moved
+// the streams before any kill): 300 ms adverts, a takeover of about a
+// second, well inside lab.StreamStall.
+var interopSpec = lab.Spec{Layout: lab.DR, Directors: 2, Reals: 2, Scheduler: "rr", CheckInterval: time.Second,
+	AdvertInt: 300 * time.Millisecond, StartTimeout: 90 * time.Second}
+
 // xdpSync is the lab's XDP configuration with [sync] speaking IPVS's
 // protocol, following VI_1.
 func xdpSync(d *lab.Director) string {
@@ -78,6 +86,11 @@ func realAddrs(l *lab.Lab) map[string]netip.Addr {
 func killMaster(t *testing.T, l *lab.Lab, streams *lab.Streams) {
 	t.Helper()
 	d0, d1 := l.Directors[0], l.Directors[1]
+	for _, st := range streams.Streams() {
+		if st.Err != "" {
+			t.Fatalf("stream %d broke before the kill (a VRRP flap? see the logs): %s", st.ID, st.Err)
+		}
+	}
 	at := time.Now()
 	d0.Kill()
 	l.WaitMaster(d1, 30*time.Second)
@@ -109,7 +122,7 @@ func killMaster(t *testing.T, l *lab.Lab, streams *lab.Streams) {
 func TestSyncIPVSInterop(t *testing.T) {
 	vm.RequireGuest(t)
 	t.Run("ipvs-master", func(t *testing.T) {
-		l := lab.New(t, lab.Spec{Layout: lab.DR, Directors: 2, Reals: 2, Scheduler: "rr", CheckInterval: time.Second, StartTimeout: 90 * time.Second})
+		l := lab.New(t, interopSpec)
 		d0, d1 := l.Directors[0], l.Directors[1]
 		d0.WriteConfig(withMode(t, d0.DefaultConfig(), "ipvs"))
 		d1.WriteConfig(xdpSync(d1))
@@ -141,7 +154,7 @@ func TestSyncIPVSInterop(t *testing.T) {
 		killMaster(t, l, streams)
 	})
 	t.Run("xlb-master", func(t *testing.T) {
-		l := lab.New(t, lab.Spec{Layout: lab.DR, Directors: 2, Reals: 2, Scheduler: "rr", CheckInterval: time.Second, StartTimeout: 90 * time.Second})
+		l := lab.New(t, interopSpec)
 		d0, d1 := l.Directors[0], l.Directors[1]
 		d0.WriteConfig(xdpSync(d0))
 		d1.WriteConfig(withMode(t, d1.DefaultConfig(), "ipvs"))
