@@ -8,10 +8,10 @@ TEST_TIMEOUT ?= 40m
 # The lab and end-to-end tests run this binary (built by `make build`).
 export XLB_BIN := $(CURDIR)/$(BIN)
 # Fuzz targets run for a bounded time by `make test` (package:target).
-FUZZ_TARGETS ?= ./vrrp:FuzzDecode ./config:FuzzParse ./config/keepalived:FuzzImport ./control/sync:FuzzDecode
+FUZZ_TARGETS ?= ./vrrp:FuzzDecode ./config:FuzzParse ./config:FuzzFastParse ./config/keepalived:FuzzImport ./control/sync:FuzzDecode
 FUZZ_TIME    ?= 5s
 
-.PHONY: all generate build test test-unit test-fuzz test-vm bench demo vet clean clean-netns
+.PHONY: all generate build test test-unit test-fuzz test-vm bench bench-scale demo vet clean clean-netns
 
 all: build
 
@@ -48,6 +48,12 @@ test-vm:
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+# xlb at the dataplane's limits (test/scale): 1,000 services x 64 real
+# servers, with and without TCP checks, and 1,024 x 256; every figure of
+# issue 13 next to its target (XLB_SCALE_RUNS samples each, default 5).
+bench-scale: build
+	$(GO) test -run '^$$' -bench BenchmarkScale -benchtime 1x -timeout 60m ./test/scale
 
 # The namespace lab, narrated (root; installs what is missing first).
 demo:

@@ -92,7 +92,7 @@ func (d *decoder) bgp(t *table) *BGP {
 		setDefaults(pt.sec, &p)
 		pt.decode(&p, "address")
 		if p.Address.IsValid() {
-			pt.label = fmt.Sprintf("bgp.peer %s", p.Address)
+			pt.lbl, pt.lazy = fmt.Sprintf("bgp.peer %s", p.Address), lazyLabel{}
 			if line, dup := seen[p.Address]; dup {
 				pt.errorf("address", "duplicate bgp.peer %s (first on line %d)", p.Address, line)
 			}
@@ -119,7 +119,7 @@ func (d *decoder) bgp(t *table) *BGP {
 		v := BGPVIP{Line: d.idx.line(vt.p)}
 		vt.decode(&v, "address")
 		if v.Address.IsValid() {
-			vt.label = fmt.Sprintf("bgp.vip %s", v.Address)
+			vt.lbl, vt.lazy = fmt.Sprintf("bgp.vip %s", v.Address), lazyLabel{}
 			if line, dup := seen[v.Address]; dup {
 				vt.errorf("address", "duplicate bgp.vip %s (first on line %d)", v.Address, line)
 			}

@@ -37,6 +37,7 @@ type Config struct {
 	Dataplane     Dataplane
 	Metrics       Metrics
 	Control       Control
+	Debug         Debug
 	VRRPScripts   []VRRPScript
 	SyncGroups    []SyncGroup
 	VRRPInstances []VRRPInstance
@@ -121,6 +122,13 @@ type Metrics struct {
 // Control is [control].
 type Control struct {
 	Socket string
+}
+
+// Debug is [debug].
+type Debug struct {
+	// PprofListen serves Go's profiles (net/http/pprof) on this loopback
+	// HOST:PORT; "": not at all.
+	PprofListen string
 }
 
 // VRRPScript is a [[vrrp_script]]: a command whose exit status is tracked
@@ -300,9 +308,11 @@ type RealServer struct {
 	LowerThreshold int
 	// HealthCheck is the effective check of this real server: the service's
 	// check with the real server's own [..real_server.health_check] keys
-	// over it, and Port resolved. The entries of a group share the first
-	// entry's check.
-	HealthCheck HealthCheck
+	// over it, and Port resolved; never nil. The real servers of a service
+	// without a check of their own share one (per port), and the entries of
+	// a group share the first entry's: 65,536 copies of a HealthCheck were
+	// 28 MB. Do not change it.
+	HealthCheck *HealthCheck
 	// SMTPAlert: a mail when it goes up or down (resolved: the virtual
 	// server's when not written).
 	SMTPAlert bool

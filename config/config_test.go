@@ -226,7 +226,7 @@ address = "10.0.0.7"
 		Name: "web", Server: "web", Address: netip.MustParseAddr("10.0.0.3"), Port: 80, Protocol: dataplane.TCP,
 		Scheduler: dataplane.WeightedLeastConnection, Forward: dataplane.DirectRouting, Quorum: 1,
 		HealthCheck: svcCheck,
-		RealServers: []RealServer{{Address: netip.MustParseAddr("10.0.0.7"), Port: 80, Weight: 1, HealthCheck: rsCheck, Line: 22}},
+		RealServers: []RealServer{{Address: netip.MustParseAddr("10.0.0.7"), Port: 80, Weight: 1, HealthCheck: &rsCheck, Line: 22}},
 		Line:        17,
 	}
 	if !reflect.DeepEqual(c.VirtualServers[0], wantVS) {

@@ -23,7 +23,7 @@ import (
 
 type decoder struct {
 	file string
-	idx  *lineIndex
+	idx  lineFinder
 	env  Env
 	errs problems
 	// warns are accepted oddities worth telling (Config.Warnings).
@@ -55,9 +55,13 @@ type table struct {
 	d   *decoder
 	p   keyPath
 	sec *section
-	// label prefixes messages about the table ("virtual_server \"web\"").
-	label string
-	m     map[string]any
+	// lbl prefixes messages about the table ("virtual_server \"web\""),
+	// or, while lazy.kind is set, is made from lazy when label is first
+	// called: most tables (real servers by the thousand) are never named
+	// in a message.
+	lbl  string
+	lazy lazyLabel
+	m    map[string]any
 	// done and bad have bit i set when decode went through key i of the
 	// section, and when key i was present but rejected.
 	done, bad uint64
@@ -70,8 +74,58 @@ func (d *decoder) table(p keyPath, label string, m map[string]any, sec *section)
 	if m == nil {
 		m = map[string]any{}
 	}
-	return &table{d: d, p: p, sec: sec, label: label, m: m}
+	return &table{d: d, p: p, sec: sec, lbl: label, m: m}
 }
+
+// lazyLabel is how a table's label is made from its parent's, when needed.
+type lazyLabel struct {
+	kind   lazyKind
+	parent *table
+	key    string         // labelSub, labelElem
+	n      int            // labelElem: the element's number
+	addr   netip.AddrPort // labelReal (the address only unless port)
+	port   bool
+}
+
+type lazyKind uint8
+
+const (
+	labelSet  lazyKind = iota // lbl is the label
+	labelSub                  // "PARENT: key", or "[key]" at the top
+	labelElem                 // "PARENT: key #n", or "key #n"
+	labelReal                 // "PARENT: real_server ADDR[:PORT]"
+)
+
+// label returns the table's label, made now if it is lazy.
+func (t *table) label() string {
+	l := t.lazy
+	if l.kind == labelSet {
+		return t.lbl
+	}
+	switch pl := l.parent.label(); l.kind {
+	case labelSub:
+		t.lbl = "[" + l.key + "]"
+		if pl != "" {
+			t.lbl = pl + ": " + l.key
+		}
+	case labelElem:
+		t.lbl = l.key + " #" + strconv.Itoa(l.n)
+		if pl != "" {
+			t.lbl = pl + ": " + t.lbl
+		}
+	case labelReal:
+		a := l.addr.Addr().String()
+		if l.port {
+			a = l.addr.String()
+		}
+		t.lbl = pl + ": real_server " + a
+	}
+	t.lazy = lazyLabel{}
+	return t.lbl
+}
+
+// setLabel makes l the table's label, to be made when needed.
+func (t *table) setLabel(l lazyLabel) { t.lazy = l }
 
 // errorf records a problem with key (the table itself when key is "").
 func (t *table) errorf(key, format string, args ...any) {
@@ -89,7 +143,7 @@ func (t *table) warnf(key, format string, args ...any) {
 	if key != "" {
 		p = p.key(key)
 	}
-	t.d.warnAt(p, t.label, format, args...)
+	t.d.warnAt(p, t.label(), format, args...)
 }
 
 func (d *decoder) warnAt(p keyPath, label, format string, args ...any) {
@@ -103,8 +157,8 @@ func (d *decoder) warnAt(p keyPath, label, format string, args ...any) {
 // errorAt records a problem located at p, prefixed with the table's label.
 func (t *table) errorAt(p keyPath, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	if t.label != "" {
-		msg = t.label + ": " + msg
+	if l := t.label(); l != "" {
+		msg = l + ": " + msg
 	}
 	t.d.errorf(p, "%s", msg)
 }
@@ -155,9 +209,9 @@ func (t *table) decode(dst any, names ...string) {
 			continue
 		}
 		if v, ok := t.read(k); ok {
-			set(rv.FieldByName(k.field), v)
+			set(fieldOf(rv, k.field), v)
 			if k.name == "name" {
-				t.label = fmt.Sprintf("%s %q", t.sec.name, v)
+				t.lbl, t.lazy = fmt.Sprintf("%s %q", t.sec.name, v), lazyLabel{}
 			}
 		}
 	}
@@ -183,7 +237,7 @@ func (t *table) read(k *key) (any, bool) {
 	if !ok {
 		return nil, false
 	}
-	v, ok := t.value(k, t.p.key(k.name), raw)
+	v, ok := t.value(k, loc{t.p, k.name, -1}, raw)
 	if !ok {
 		t.bad |= 1 << k.idx
 	}
@@ -197,12 +251,31 @@ func (t *table) str(key string) (string, bool) {
 	return s, ok
 }
 
+// loc is where a value is: a table's path, then a key and an element
+// index (idx >= 0); the path is made only for a message.
+type loc struct {
+	base keyPath
+	key  string
+	idx  int
+}
+
+func (l loc) path() keyPath {
+	p := l.base
+	if l.key != "" {
+		p = p.key(l.key)
+	}
+	if l.idx >= 0 {
+		p = p.index(l.idx)
+	}
+	return p
+}
+
 // value converts and checks v, the value of k (or an element of it, when
-// k is a list) at p, and returns a string, bool, int64, time.Duration or
+// k is a list) at at, and returns a string, bool, int64, time.Duration or
 // netip.Addr.
-func (t *table) value(k *key, p keyPath, v any) (any, bool) {
+func (t *table) value(k *key, at loc, v any) (any, bool) {
 	fail := func(format string, args ...any) (any, bool) {
-		t.errorAt(p, "%s: "+format, append([]any{k.name}, args...)...)
+		t.errorAt(at.path(), "%s: "+format, append([]any{k.name}, args...)...)
 		return nil, false
 	}
 	switch k.kind {
@@ -273,8 +346,11 @@ func (t *table) value(k *key, p keyPath, v any) (any, bool) {
 	if err != nil {
 		return fail("%v", err)
 	}
+	// A copy: the decoded document's strings share the file's memory,
+	// which a kept one would keep whole.
+	s = strings.Clone(s)
 	if k.kind == kCommand {
-		t.d.commands = append(t.d.commands, commandAt{p, t.label, Command(s)})
+		t.d.commands = append(t.d.commands, commandAt{at.path(), t.label(), Command(s)})
 	}
 	return s, true
 }
@@ -320,7 +396,7 @@ func (t *table) each(key string, fn func(i int, p keyPath, v any)) (n int, ok bo
 	}
 	p := t.p.key(key)
 	for i, e := range elems {
-		if v, ok := t.value(k, p.index(i), e); ok {
+		if v, ok := t.value(k, loc{p, "", i}, e); ok {
 			fn(i, p.index(i), v)
 		}
 	}
@@ -330,14 +406,11 @@ func (t *table) each(key string, fn func(i int, p keyPath, v any)) (n int, ok bo
 // sub returns the table under key; an empty one (so that defaults apply)
 // when it is absent or of the wrong type.
 func (t *table) sub(key string) *table {
-	label := "[" + key + "]"
-	if t.label != "" {
-		label = t.label + ": " + key
-	}
 	k := t.spec(key)
 	v, ok := t.read(k)
 	m, _ := v.(map[string]any)
-	sub := t.d.table(t.p.key(key), label, m, sectionOf(k.field))
+	sub := t.d.table(t.p.key(key), "", m, sectionOf(k.field))
+	sub.setLabel(lazyLabel{kind: labelSub, parent: t, key: key})
 	sub.broken = t.has(key) && !ok
 	return sub
 }
@@ -350,12 +423,11 @@ func (t *table) tables(key string) []*table {
 		return nil
 	}
 	var out []*table
+	sec := sectionOf(t.spec(key).field)
 	t.each(key, func(i int, p keyPath, v any) {
-		label := fmt.Sprintf("%s #%d", key, i+1)
-		if t.label != "" {
-			label = t.label + ": " + label
-		}
-		out = append(out, t.d.table(p, label, v.(map[string]any), sectionOf(t.spec(key).field)))
+		e := t.d.table(p, "", v.(map[string]any), sec)
+		e.setLabel(lazyLabel{kind: labelElem, parent: t, key: key, n: i + 1})
+		out = append(out, e)
 	})
 	return out
 }
@@ -538,6 +610,25 @@ func checkListen(s string) error {
 	}
 	if strings.ContainsAny(host, " \t") {
 		return fmt.Errorf("invalid host %q", host)
+	}
+	return nil
+}
+
+// checkLoopbackListen checks a debug listen address: "", or HOST:PORT on
+// loopback (the profiles are not for the network).
+func checkLoopbackListen(s string) error {
+	if s == "" {
+		return nil
+	}
+	if err := checkListen(s); err != nil {
+		return fmt.Errorf("%q is not HOST:PORT (\"\" turns the profiles off)", s)
+	}
+	host, _, _ := net.SplitHostPort(s)
+	if host == "localhost" {
+		return nil
+	}
+	if a, err := netip.ParseAddr(host); err != nil || !a.IsLoopback() {
+		return fmt.Errorf("%q: only a loopback address (127.0.0.1, ::1, localhost) may serve the profiles", s)
 	}
 	return nil
 }

@@ -172,11 +172,11 @@ func (d *decoder) expand(v VirtualServer, m serviceMeta, ge groupEntries, forwar
 			}
 			rb := m.rss[j]
 			if rs.Address == e.Addr() {
-				d.errorf(rb.p.key("address"), "%s: real server %s is the address of the group's entry %s", rb.label, rs.Address, e)
+				d.errorf(rb.path().key("address"), "%s: real server %s is the address of the group's entry %s", rb.label(), rs.Address, e)
 			}
 			if x.Forward != dataplane.NAT && ge.rsPortSet[j] && rs.Port != e.Port() {
-				d.errorf(rb.p.key("port"), "%s: port %d differs from the port of the group's entry %s: only forward = \"nat\" maps ports (without port, each entry's is used)",
-					rb.label, rs.Port, e)
+				d.errorf(rb.path().key("port"), "%s: port %d differs from the port of the group's entry %s: only forward = \"nat\" maps ports (without port, each entry's is used)",
+					rb.label(), rs.Port, e)
 			}
 		}
 		if v.SorryServer.IsValid() {

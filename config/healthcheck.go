@@ -80,7 +80,7 @@ func (d *decoder) healthCheck(t *table, base HealthCheck, timeoutSet, isService 
 			}
 			continue
 		}
-		f := rv.FieldByName(k.field)
+		f := fieldOf(rv, k.field)
 		if !applies {
 			f.SetZero()
 		} else if base.Type != hc.Type && !t.has(k.name) && f.IsZero() && k.dv != nil {
@@ -95,6 +95,19 @@ func (d *decoder) healthCheck(t *table, base HealthCheck, timeoutSet, isService 
 	}
 	t.finish()
 	return hc, timeoutSet
+}
+
+// inheritCheck is the health check of a real server without a
+// health_check table of its own: its service's, on its port unless the
+// service's check sets one. healthCheck of an empty table makes the same;
+// this is the common case by far, and costs no table.
+func inheritCheck(base HealthCheck, rsPort uint16) HealthCheck {
+	hc := base
+	hc.URLs = slices.Clone(base.URLs)
+	if hc.Port == 0 {
+		hc.Port = rsPort
+	}
+	return hc
 }
 
 // requireReply reads require_reply: true, false or a hex pattern.
@@ -113,7 +126,7 @@ func (d *decoder) requireReply(t *table, hc *HealthCheck) {
 		} else if err := checkHex(v, true); err != nil {
 			t.errorf(k.name, "require_reply: %v", err)
 		} else {
-			hc.RequireReply, hc.ReplyPattern = true, v
+			hc.RequireReply, hc.ReplyPattern = true, strings.Clone(v)
 			return
 		}
 		t.bad |= 1 << k.idx

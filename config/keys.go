@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/BurntSushi/toml"
@@ -145,6 +146,7 @@ var sections = []*section{
 		{name: "dataplane", kind: kTable, field: "dataplane"},
 		{name: "metrics", kind: kTable, field: "metrics"},
 		{name: "control", kind: kTable, field: "control"},
+		{name: "debug", kind: kTable, field: "debug"},
 		{name: "vrrp_script", kind: kTables, field: "vrrp_script"},
 		{name: "vrrp_sync_group", kind: kTables, field: "vrrp_sync_group"},
 		{name: "vrrp_instance", kind: kTables, field: "vrrp_instance"},
@@ -206,6 +208,10 @@ var sections = []*section{
 	{name: "control", head: "[control]", keys: []key{
 		{name: "socket", kind: kPath, field: "Socket", max: 107, def: `"` + DefaultSocket + `"`,
 			doc: "the control socket (`xlb status`, `xlb reload`); 107 bytes at most, as unix sockets allow"},
+	}},
+	{name: "debug", head: "[debug]", keys: []key{
+		{name: "pprof_listen", kind: kString, field: "PprofListen", max: 300, check: checkLoopbackListen, def: `""`,
+			doc: "`HOST:PORT` on loopback (`127.0.0.1`, `::1`, `localhost`) where Go's profiles are served (`/debug/pprof/`, as `go tool pprof http://HOST:PORT/debug/pprof/profile` reads them); `\"\"`: off. They show what the daemon spends its CPU and memory on; anyone who can connect can read them"},
 	}},
 	{name: "vrrp_script", head: "[[vrrp_script]]", keys: []key{
 		{name: "name", kind: kName, field: "Name", req: "required", ka: "vrrp_script NAME", doc: "unique"},
@@ -482,12 +488,12 @@ func init() {
 			if k.list { // an array of integers
 				var ints []int
 				for _, e := range v.V.([]any) {
-					n, _ := t.value(k, nil, e)
+					n, _ := t.value(k, loc{idx: -1}, e)
 					ints = append(ints, int(n.(int64)))
 				}
 				k.dv = ints
 			} else {
-				k.dv, _ = t.value(k, nil, v.V)
+				k.dv, _ = t.value(k, loc{idx: -1}, v.V)
 			}
 			if len(d.errs.list) > 0 {
 				panic(fmt.Sprintf("config: default of %s.%s: %v", s.name, k.name, d.errs.list))
@@ -503,9 +509,32 @@ func setDefaults(sec *section, dst any, names ...string) {
 	for i := range sec.keys {
 		k := &sec.keys[i]
 		if k.dv != nil && k.field != "" && (len(names) == 0 || slices.Contains(names, k.name)) {
-			set(rv.FieldByName(k.field), k.dv)
+			set(fieldOf(rv, k.field), k.dv)
 		}
 	}
+}
+
+// fieldIndex caches where a field is in a struct type (reflect's
+// FieldByName searches every time).
+var fieldIndex sync.Map // fieldAt -> []int
+
+type fieldAt struct {
+	t    reflect.Type
+	name string
+}
+
+// fieldOf returns the field of struct rv named name.
+func fieldOf(rv reflect.Value, name string) reflect.Value {
+	at := fieldAt{rv.Type(), name}
+	if idx, ok := fieldIndex.Load(at); ok {
+		return rv.FieldByIndex(idx.([]int))
+	}
+	f, ok := at.t.FieldByName(name)
+	if !ok {
+		panic(fmt.Sprintf("config: %s has no field %s", at.t, name))
+	}
+	fieldIndex.Store(at, f.Index)
+	return rv.FieldByIndex(f.Index)
 }
 
 // set stores a decoded value in a field.

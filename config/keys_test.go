@@ -15,6 +15,7 @@ var keyContext = map[string]string{
 	"dataplane":       "[dataplane]\nmode = \"xdp\"\nKEY\n",
 	"metrics":         "[metrics]\nKEY\n",
 	"control":         "[control]\nKEY\n",
+	"debug":           "[debug]\nKEY\n",
 	"vrrp_script":     "[[vrrp_script]]\nname = \"s\"\nscript = \"/bin/true\"\nKEY\n",
 	"vrrp_sync_group": "[[vrrp_sync_group]]\nname = \"g\"\ngroup = [\"v\"]\nKEY\n",
 	"vrrp_instance": "[[vrrp_instance]]\nname = \"v\"\ninterface = \"eth0\"\nvirtual_router_id = 1\n" +
@@ -73,7 +74,7 @@ func TestKeysDecoded(t *testing.T) {
 // is filled from a key (or is one of the few the decoder computes).
 func TestKeysFields(t *testing.T) {
 	structs := map[string]any{
-		"global": Global{}, "dataplane": Dataplane{}, "metrics": Metrics{}, "control": Control{},
+		"global": Global{}, "dataplane": Dataplane{}, "metrics": Metrics{}, "control": Control{}, "debug": Debug{},
 		"vrrp_script": VRRPScript{}, "vrrp_sync_group": SyncGroup{}, "vrrp_instance": VRRPInstance{},
 		"virtual_server_group": VirtualServerGroup{},
 		"virtual_server":       VirtualServer{}, "virtual_server.real_server": RealServer{},

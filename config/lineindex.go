@@ -66,6 +66,21 @@ func isBareKeyByte(c byte) bool {
 	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
 
+// lineFinder finds the line of a key path: a lineIndex, or the lines
+// fastParse recorded.
+type lineFinder interface {
+	// line returns the line of p, or of its nearest ancestor that has
+	// one, or 0.
+	line(p keyPath) int
+	// has reports whether p itself is in the document.
+	has(p keyPath) bool
+	// elemLines returns the lines of the elements of the array at p.
+	elemLines(p keyPath) []int
+	// release drops what it holds of the decoded values under p (only
+	// the lines are needed after p is decoded).
+	release(p keyPath)
+}
+
 // lineIndex maps key paths to the 1-based line where they start.
 type lineIndex struct {
 	lines map[string]int
@@ -87,6 +102,20 @@ func (x *lineIndex) line(p keyPath) int {
 func (x *lineIndex) has(p keyPath) bool {
 	_, ok := x.lines[p.String()]
 	return ok
+}
+
+func (x *lineIndex) release(keyPath) {}
+
+// elemLines returns the lines of the elements of the array at p.
+func (x *lineIndex) elemLines(p keyPath) []int {
+	var out []int
+	for i := 0; ; i++ {
+		l, ok := x.lines[p.index(i).String()]
+		if !ok {
+			return out
+		}
+		out = append(out, l)
+	}
 }
 
 // buildLineIndex scans a TOML document.

@@ -63,17 +63,20 @@ func Parse(name string, data []byte, env Env) (*Config, error) {
 		return fail(0, "larger than %d MiB, the most xlb reads", MaxFileSize>>20)
 	}
 	src := string(data)
-	idx := buildLineIndex(src)
-	if idx.deep > 0 {
-		return fail(idx.deep, "nested deeper than %d levels (tables, dotted keys, arrays and inline tables)", MaxDepth)
-	}
-	var root map[string]any
-	if _, err := toml.Decode(src, &root); err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return fail(pe.Position.Line, "invalid TOML: %s", pe.Message)
+	root, idx, ok := decodeTOML(src)
+	if !ok || slowOnly {
+		slow := buildLineIndex(src)
+		if slow.deep > 0 {
+			return fail(slow.deep, "nested deeper than %d levels (tables, dotted keys, arrays and inline tables)", MaxDepth)
 		}
-		return fail(0, "invalid TOML: %v", err)
+		if _, err := toml.Decode(src, &root); err != nil {
+			var pe toml.ParseError
+			if errors.As(err, &pe) {
+				return fail(pe.Position.Line, "invalid TOML: %s", pe.Message)
+			}
+			return fail(0, "invalid TOML: %v", err)
+		}
+		idx = slow
 	}
 	d := &decoder{file: name, idx: idx, env: env}
 	cfg := d.config(root)
@@ -86,6 +89,19 @@ func Parse(name string, data []byte, env Env) (*Config, error) {
 	return cfg, nil
 }
 
+// slowOnly turns fastParse and fastReal off (tests compare).
+var slowOnly = false
+
+// decodeTOML decodes src with fastParse; ok is false when it gave up
+// (Parse then decodes it with BurntSushi/toml and the line index).
+func decodeTOML(src string) (map[string]any, lineFinder, bool) {
+	root, lines, ok := fastParse(src)
+	if !ok {
+		return nil, nil, false
+	}
+	return root, lines, true
+}
+
 func (d *decoder) config(root map[string]any) *Config {
 	c := &Config{File: d.file}
 	rt := d.table(nil, "", root, sectionOf(""))
@@ -95,6 +111,7 @@ func (d *decoder) config(root map[string]any) *Config {
 	d.dataplane(meta.dataplane, &c.Dataplane)
 	d.plain(rt.sub("metrics"), &c.Metrics)
 	d.plain(rt.sub("control"), &c.Control)
+	d.plain(rt.sub("debug"), &c.Debug)
 	for _, t := range rt.tables("vrrp_script") {
 		c.VRRPScripts = append(c.VRRPScripts, d.vrrpScript(t))
 		meta.scripts = append(meta.scripts, t.p)
@@ -119,11 +136,7 @@ func (d *decoder) config(root map[string]any) *Config {
 			groups[g.Name] = g
 		}
 	}
-	for _, t := range rt.tables("virtual_server") {
-		vs, ms := d.virtualServer(t, groups)
-		c.VirtualServers = append(c.VirtualServers, vs...)
-		meta.services = append(meta.services, ms...)
-	}
+	c.VirtualServers, meta.services = d.virtualServers(rt.tables("virtual_server"), rt.m, groups)
 	if rt.has("bgp") {
 		c.BGP = d.bgp(rt.sub("bgp"))
 	}
@@ -384,7 +397,7 @@ func (d *decoder) vrrpInstance(t *table) (VRRPInstance, instanceMeta) {
 		t.errorf("preempt", "preempt = false needs state = \"BACKUP\" (a MASTER at start preempts anyway)")
 	}
 	t.finish()
-	m.label = t.label
+	m.label = t.label()
 	return v, m
 }
 
@@ -484,8 +497,26 @@ type serviceMeta struct {
 }
 
 type backendMeta struct {
-	p     keyPath
-	label string
+	// rt is the real server's table; nil when fastReal decoded it, which
+	// leaves it to be located by its service's table t and its index j.
+	rt *table
+	t  *table
+	j  int
+	ap netip.AddrPort
+}
+
+func (b backendMeta) path() keyPath {
+	if b.rt != nil {
+		return b.rt.p
+	}
+	return b.t.p.key("real_server").index(b.j)
+}
+
+func (b backendMeta) label() string {
+	if b.rt != nil {
+		return b.rt.label()
+	}
+	return b.t.label() + ": real_server " + b.ap.String()
 }
 
 // virtualServer decodes a [[virtual_server]]: one service, or one per
@@ -566,29 +597,64 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 		}
 	}
 
-	seen := map[netip.AddrPort]int{}
-	for _, rt := range t.tables("real_server") {
-		rs := RealServer{Port: v.Port, Line: d.idx.line(rt.p)}
-		setDefaults(rt.sec, &rs)
-		rt.decode(&rs, "address")
-		if rs.Address.IsValid() {
-			rt.label = fmt.Sprintf("%s: real_server %s", t.label, rs.Address)
+	// Real servers written as [[virtual_server.real_server]] tables with
+	// valid values only (all but a few, with thousands of them) take
+	// fastReal; the others, and those it leaves, the generic path.
+	raw, _ := t.m["real_server"].([]map[string]any)
+	var rts []*table
+	var lines []int
+	if raw == nil || slowOnly {
+		raw = nil
+		rts = t.tables("real_server")
+	} else {
+		lines = d.idx.elemLines(t.p.key("real_server"))
+	}
+	n := max(len(rts), len(raw))
+	seen := make(map[netip.AddrPort]int, n)
+	v.RealServers = make([]RealServer, 0, n)
+	m.rss = make([]backendMeta, 0, n)
+	fr := fastRealer{d: d, t: t, v: &v, m: &m, seen: seen, svcCheck: svcCheck, portOK: portOK, forwardOK: forwardOK, ge: &ge}
+	for j := range n {
+		var rt *table
+		if raw != nil {
+			if j < len(lines) && fr.real(raw[j], j, lines[j]) {
+				continue
+			}
+			rt = d.table(t.p.key("real_server").index(j), "", raw[j], sectionOf("virtual_server.real_server"))
+			rt.setLabel(lazyLabel{kind: labelElem, parent: t, key: "real_server", n: j + 1})
+		} else {
+			rt = rts[j]
 		}
-		rt.decode(&rs, "port")
+		// Decoded in place: a RealServer is large, and there may be
+		// 65,536 of them.
+		v.RealServers = append(v.RealServers, RealServer{Port: v.Port, Line: d.idx.line(rt.p)})
+		rs := &v.RealServers[len(v.RealServers)-1]
+		setDefaults(rt.sec, rs)
+		rt.decode(rs, "address")
+		if rs.Address.IsValid() {
+			rt.setLabel(lazyLabel{kind: labelReal, parent: t, addr: netip.AddrPortFrom(rs.Address, 0)})
+		}
+		rt.decode(rs, "port")
 		rsPortOK := portOK
 		if rt.has("port") {
 			rsPortOK = rt.valid("port")
 		}
 		if rs.Address.IsValid() && rsPortOK {
-			rt.label = fmt.Sprintf("%s: real_server %s", t.label, rs.AddrPort())
+			rt.setLabel(lazyLabel{kind: labelReal, parent: t, addr: rs.AddrPort(), port: true})
 		}
-		rt.decode(&rs)
+		rt.decode(rs)
+		if rt.has("health_check") {
+			hc, _ := d.healthCheck(rt.sub("health_check"), svcCheck, timeoutSet, false, rs.Port)
+			rs.HealthCheck = &hc
+		} else {
+			// What healthCheck makes of an empty table: the service's.
+			rs.HealthCheck = fr.inherit(rs.Port)
+		}
 		if rs.LowerThreshold > rs.UpperThreshold {
 			rt.errorf("lower_threshold", "lower_threshold %d is above upper_threshold %d (IPVS refuses it; 0 is 3/4 of upper_threshold)", rs.LowerThreshold, rs.UpperThreshold)
 		}
 		d.alertDefault(rt, &rs.SMTPAlert, v.SMTPAlert)
 		ge.rsPortSet = append(ge.rsPortSet, rt.has("port"))
-		rs.HealthCheck, _ = d.healthCheck(rt.sub("health_check"), svcCheck, timeoutSet, false, rs.Port)
 		rt.finish()
 		if hc := rs.HealthCheck; hc.BindTo.IsValid() && rs.Address.IsValid() {
 			checked := hc.ConnectIP
@@ -614,8 +680,7 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 				seen[ap] = rs.Line
 			}
 		}
-		v.RealServers = append(v.RealServers, rs)
-		m.rss = append(m.rss, backendMeta{rt.p, rt.label})
+		m.rss = append(m.rss, backendMeta{rt: rt})
 	}
 	if v.SorryServer.IsValid() && v.Address.IsValid() && forwardOK {
 		if !d.checkBackend(t, "sorry_server", "sorry server", v, v.SorryServer.Addr()) {
@@ -630,38 +695,43 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 	}
 	v.HealthCheck = svcCheck
 	t.finish()
-	m.label = t.label
+	m.label = t.label()
 	return d.expand(v, m, ge, forwardOK)
 }
 
 // checkBackend checks a real or sorry server's address against its service:
 // not the VIP itself, and of the family the forwarding method can reach.
 func (d *decoder) checkBackend(t *table, key, what string, v VirtualServer, a netip.Addr) bool {
-	if a == v.Address {
-		t.errorf(key, "%s %s is the virtual server's own address", what, a)
+	if msg := backendProblem(what, v, a); msg != "" {
+		t.errorf(key, "%s", msg)
 		return false
+	}
+	return true
+}
+
+// backendProblem is checkBackend's finding, "" for none.
+func backendProblem(what string, v VirtualServer, a netip.Addr) string {
+	if a == v.Address {
+		return fmt.Sprintf("%s %s is the virtual server's own address", what, a)
 	}
 	if v.Forward == dataplane.Tunnel && v.TunnelType == dataplane.EncapGUE {
 		// GUE carries either family in either family.
 		if v.TunnelSource.IsValid() && v.TunnelSource.Addr().Is6() != a.Is6() {
-			t.errorf(key, "%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
-			return false
+			return fmt.Sprintf("%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
 		}
-		return true
+		return ""
 	}
 	if a.Is6() != v.Address.Is6() {
 		how := fmt.Sprintf("forward = %q", v.Forward)
 		if v.Forward == dataplane.Tunnel {
 			how = "tunnel_type = \"ipip\" (use \"gue\" to mix families)"
 		}
-		t.errorf(key, "%s %s is %s but the virtual server %s is %s: %s needs one family", what, a, family(a), v.Address, family(v.Address), how)
-		return false
+		return fmt.Sprintf("%s %s is %s but the virtual server %s is %s: %s needs one family", what, a, family(a), v.Address, family(v.Address), how)
 	}
 	if v.Forward == dataplane.Tunnel && v.TunnelSource.IsValid() && v.TunnelSource.Addr().Is6() != a.Is6() {
-		t.errorf(key, "%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
-		return false
+		return fmt.Sprintf("%s %s is %s but tunnel_source %s is not", what, a, family(a), v.TunnelSource)
 	}
-	return true
+	return ""
 }
 
 // parseSource parses a tunnel source: an address or a prefix without host

@@ -271,7 +271,7 @@ func (d *decoder) checkEnv(c *Config, m *meta) {
 	}
 	var reach []attached
 	for i, name := range c.Dataplane.Interfaces {
-		if check(d.dpIfaces[i], m.dataplane.label+": interfaces", name) {
+		if check(d.dpIfaces[i], m.dataplane.label()+": interfaces", name) {
 			reach = append(reach, attached{name, lookup(name).subnets})
 		}
 	}
@@ -327,8 +327,8 @@ func (d *decoder) checkEnv(c *Config, m *meta) {
 		sm := m.services[i]
 		for j, rs := range v.RealServers {
 			if rs.Address.IsValid() && !connected(rs.Address) {
-				d.errorf(sm.rss[j].p.key("address"), "%s: forward = \"dr\" needs real servers on a directly connected subnet of the dataplane interfaces, and %s is not (%s)",
-					sm.rss[j].label, rs.Address, describe())
+				d.errorf(sm.rss[j].path().key("address"), "%s: forward = \"dr\" needs real servers on a directly connected subnet of the dataplane interfaces, and %s is not (%s)",
+					sm.rss[j].label(), rs.Address, describe())
 			}
 		}
 		if sm.sorryOK && !connected(v.SorryServer.Addr()) {

@@ -12,11 +12,16 @@ import (
 // whole, and the limits of a dataplane (zero Limits: none). `xlb check`,
 // the daemon's start and every reload call it before anything is applied.
 func CheckConfig(path string, cfg *config.Config, lim dataplane.Limits) error {
+	return checkModel(path, cfg, ModelFromConfig(cfg), lim)
+}
+
+// checkModel is CheckConfig with the configuration's model made already.
+func checkModel(path string, cfg *config.Config, m Model, lim dataplane.Limits) error {
 	vc := VRRPFromConfig(cfg)
 	if err := vc.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	return CheckLimits(path, cfg, lim)
+	return checkLimits(path, cfg, m, lim)
 }
 
 // CheckLimits returns every limit of a dataplane that the configuration
@@ -25,7 +30,10 @@ func CheckConfig(path string, cfg *config.Config, lim dataplane.Limits) error {
 // most 1024", or "FILE:LINE: virtual server ..." for a limit of one
 // virtual server.
 func CheckLimits(path string, cfg *config.Config, lim dataplane.Limits) error {
-	m := ModelFromConfig(cfg)
+	return checkLimits(path, cfg, ModelFromConfig(cfg), lim)
+}
+
+func checkLimits(path string, cfg *config.Config, m Model, lim dataplane.Limits) error {
 	err := lim.Check(m.dataplaneServices(), len(cfg.Dataplane.Interfaces))
 	if err == nil {
 		return nil

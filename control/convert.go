@@ -35,15 +35,24 @@ func ModelFromConfig(c *config.Config) Model {
 			s.Tunnel = dataplane.TunnelOptions{Encap: vs.TunnelType, GUEPort: vs.TunnelPort, Source: vs.TunnelSource}
 		}
 		if vs.SorryServer.IsValid() {
-			s.Sorry = &RealSpec{Addr: vs.SorryServer.Addr(), Port: vs.SorryServer.Port(), Weight: 1,
-				Check: health.Spec{Type: checktype.None}}
+			s.Sorry = &RealSpec{Addr: vs.SorryServer.Addr(), Port: vs.SorryServer.Port(), Weight: 1, Check: noCheck}
 		}
+		s.Reals = make([]RealSpec, 0, len(vs.RealServers))
+		// The real servers whose check is their neighbour's share its Spec.
+		var shared *health.Spec
 		for _, rs := range vs.RealServers {
+			spec := checkSpec(cmp.Or(vs.Server, vs.Name), rs)
+			port := spec.Target.Port()
+			spec.Target = netip.AddrPort{}
+			if shared == nil || !shared.Equal(spec) {
+				shared = &spec
+			}
 			s.Reals = append(s.Reals, RealSpec{
 				Addr:      rs.Address,
 				Port:      rs.Port,
 				Weight:    uint32(max(rs.Weight, 0)),
-				Check:     checkSpec(cmp.Or(vs.Server, vs.Name), rs),
+				Check:     shared,
+				CheckPort: port,
 				SMTPAlert: rs.SMTPAlert,
 				// config refuses negative thresholds.
 				UpperThreshold: uint32(max(rs.UpperThreshold, 0)),
@@ -54,10 +63,16 @@ func ModelFromConfig(c *config.Config) Model {
 			s.Server = vs.Server
 			if f, ok := first[vs.Server]; ok {
 				for i := range s.Reals {
-					s.Reals[i].ID = f[i].Key()
+					id := f[i].Key()
+					s.Reals[i].ID = &id
 				}
 			} else {
 				first[vs.Server] = s.Reals
+			}
+		}
+		for i := range s.Reals {
+			if r := &s.Reals[i]; r.checkType() != checktype.None {
+				r.key = s.checkKey(*r) // the checks' map keys share it
 			}
 		}
 		m.Services = append(m.Services, s)
@@ -65,8 +80,11 @@ func ModelFromConfig(c *config.Config) Model {
 	return m
 }
 
+// noCheck is the check of sorry servers.
+var noCheck = &health.Spec{Type: checktype.None}
+
 func checkSpec(service string, rs config.RealServer) health.Spec {
-	hc := rs.HealthCheck
+	hc := *rs.HealthCheck
 	port := hc.Port
 	if port == 0 {
 		port = rs.Port
@@ -122,7 +140,34 @@ func CheckSpecs(m Model) map[string]health.Spec {
 	out := map[string]health.Spec{}
 	for _, s := range m.Services {
 		for _, rs := range s.Reals {
-			out[s.checkKey(rs)] = rs.Check // a group's entries: the first entry's
+			out[s.checkKey(rs)] = rs.CheckSpec() // a group's entries: the first entry's
+		}
+	}
+	return out
+}
+
+// checks returns the health checks of a model that run, in its order:
+// those of type none are not checks (their real servers are always up).
+// The entries of a group share their first entry's.
+func checks(m Model) []health.Check {
+	var out []health.Check
+	var seen map[string]bool
+	for _, s := range m.Services {
+		for _, rs := range s.Reals {
+			if rs.checkType() == checktype.None {
+				continue
+			}
+			key := s.checkKey(rs)
+			if s.Group != "" {
+				if seen[key] {
+					continue
+				}
+				if seen == nil {
+					seen = map[string]bool{}
+				}
+				seen[key] = true
+			}
+			out = append(out, health.Check{Key: key, Spec: rs.Check, Target: rs.CheckSpec().Target})
 		}
 	}
 	return out

@@ -53,21 +53,21 @@ require_reply = "0x"
 `)
 	m := ModelFromConfig(c)
 	reals := m.Services[0].Reals
-	web := reals[0].Check
+	web := reals[0].CheckSpec()
 	want := health.URL{Path: "/mrtg/", ExpectStatus: []int{200, 201}, Host: "mrtg.test"}
 	if web.HTTPProtocol != "1.0" || web.Warmup != -1 || web.ConnectIP != netip.MustParseAddr("10.0.0.9") ||
 		web.BindTo != netip.MustParseAddr("10.0.0.2") || len(web.URLs) != 2 || !reflect.DeepEqual(web.URLs[1], want) ||
 		web.URLs[0].Digest != "ff20ad2481f97b1754ef3e12ecd3a9cc" || web.Target != netip.MustParseAddrPort("10.0.0.7:80") {
 		t.Errorf("http: %+v", web)
 	}
-	if f := reals[1].Check; f.Type != checktype.File || f.File != "/run/w" || f.FileWeight != -2 || !f.FileReverse || f.Warmup != 3*time.Second {
+	if f := reals[1].CheckSpec(); f.Type != checktype.File || f.File != "/run/w" || f.FileWeight != -2 || !f.FileReverse || f.Warmup != 3*time.Second {
 		t.Errorf("file: %+v", f)
 	}
-	if u := reals[2].Check; u.Payload != "01 02" || !u.RequireReply || u.Reply != "0x" {
+	if u := reals[2].CheckSpec(); u.Payload != "01 02" || !u.RequireReply || u.Reply != "0x" {
 		t.Errorf("udp: %+v", u)
 	}
 	for _, rs := range reals {
-		if _, err := health.NewChecker(rs.Check); err != nil {
+		if _, err := health.NewChecker(rs.CheckSpec()); err != nil {
 			t.Errorf("%s: %v", rs.Addr, err)
 		}
 	}

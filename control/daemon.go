@@ -2,10 +2,15 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +55,8 @@ type Daemon struct {
 	opts    DaemonOptions
 	log     *slog.Logger
 	started time.Time
+	// loadTook is how long NewDaemon took to read the configuration.
+	loadTook time.Duration
 
 	dp       dataplane.Dataplane
 	rec      *Reconciler
@@ -90,12 +97,14 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	if opts.Env == nil {
 		opts.Env = config.SystemEnv()
 	}
+	start := time.Now()
 	cfg, err := config.Load(opts.ConfigPath, opts.Env)
 	if err != nil {
 		return nil, err
 	}
+	model := ModelFromConfig(cfg)
 	// The dataplane's limits are checked once it is open (Run).
-	if err := CheckConfig(opts.ConfigPath, cfg, dataplane.Limits{}); err != nil {
+	if err := checkModel(opts.ConfigPath, cfg, model, dataplane.Limits{}); err != nil {
 		return nil, err
 	}
 	scripts, err := command.New(command.Options{Logger: opts.Logger, User: cfg.Global.ScriptUser, Group: cfg.Global.ScriptGroup})
@@ -103,11 +112,21 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
 	logWarnings(opts.Logger, cfg)
-	return &Daemon{opts: opts, log: opts.Logger, cfg: cfg, model: ModelFromConfig(cfg), scripts: scripts, forceStop: make(chan struct{}),
-		ready: make(chan struct{}), exited: make(chan struct{})}, nil
+	return &Daemon{opts: opts, log: opts.Logger, cfg: withoutServers(cfg), model: model, scripts: scripts, forceStop: make(chan struct{}),
+		ready: make(chan struct{}), exited: make(chan struct{}), loadTook: time.Since(start)}, nil
 }
 
-// Config returns the configuration in effect.
+// withoutServers is the configuration the daemon keeps: the model holds
+// the virtual servers, and the configuration's own copy of them (30 MB at
+// 65,536 real servers) goes.
+func withoutServers(cfg *config.Config) *config.Config {
+	c := *cfg
+	c.VirtualServers = nil
+	return &c
+}
+
+// Config returns the configuration in effect, without its virtual servers
+// (Model has them).
 func (d *Daemon) Config() *config.Config {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -139,8 +158,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		dp.Close()
 		return err
 	}
-	d.log.Info("xlb running", "config", d.opts.ConfigPath, "services", len(d.model.Services), "vrrp_instances", len(cfg.VRRPInstances))
+	d.log.Info("xlb running", "config", d.opts.ConfigPath, "services", len(d.model.Services), "vrrp_instances", len(cfg.VRRPInstances),
+		"load", d.loadTook.Round(time.Millisecond), "took", time.Since(d.started).Round(time.Millisecond))
 	close(d.ready)
+	go d.afterStart()
 	if d.opts.Ready != nil {
 		d.opts.Ready()
 	}
@@ -179,8 +200,8 @@ func (d *Daemon) openDataplane(cfg *config.Config) (dataplane.Dataplane, error) 
 		}
 	}
 	info := dp.Info()
-	d.log.Info("dataplane ready", "mode", info.Mode, "attach", info.Attach)
-	if err := CheckLimits(d.opts.ConfigPath, cfg, dp.Capabilities().Limits); err != nil {
+	d.log.Info("dataplane ready", "mode", info.Mode, "attach", info.Attach, "took", time.Since(d.started).Round(time.Millisecond))
+	if err := checkLimits(d.opts.ConfigPath, cfg, d.model, dp.Capabilities().Limits); err != nil {
 		dp.Close()
 		return nil, err
 	}
@@ -238,10 +259,16 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 	}
 	d.runSync(g)
 	g.Go("reconciler", func(ctx context.Context) error { return rec.Run(ctx, 5*time.Second) })
-	d.rates = newRateTracker(2 * time.Second)
-	g.Go("rate sampler", func(ctx context.Context) error { return d.rates.run(ctx, d.sample) })
+	d.rates = newRateTracker(2*time.Second, d.sample)
+	g.Go("rate sampler", d.rates.run)
 	srv, err := serveMetrics(cfg.Metrics.Listen, d.metrics, d.log)
 	if err != nil {
+		return nil, err
+	}
+	if err := servePprof(cfg.Debug.PprofListen, d.log, g); err != nil {
+		if srv != nil {
+			_ = srv.Close()
+		}
 		return nil, err
 	}
 	sock, err := ListenSocket(cfg.Control.Socket, d, SocketOptions{Logger: d.log})
@@ -334,6 +361,35 @@ func serveMetrics(listen string, m *Metrics, log *slog.Logger) (*http.Server, er
 	return srv, nil
 }
 
+// servePprof serves Go's profiles on listen ([debug] pprof_listen, a
+// loopback address); "": not at all. The server stops with g.
+func servePprof(listen string, log *slog.Logger, g *group) error {
+	if listen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("pprof listen %s: %w", listen, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	g.Go("pprof", func(ctx context.Context) error {
+		stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+		defer stop()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	log.Info("Go profiles served ([debug] pprof_listen)", "listen", ln.Addr().String())
+	return nil
+}
+
 // group runs the daemon's goroutines until stop, which cancels their
 // context and waits for them.
 type group struct {
@@ -365,7 +421,7 @@ func (g *group) stop() {
 
 // setChecks makes the model's health checks the ones that run.
 func (d *Daemon) setChecks(m Model) {
-	if err := d.checks.Update(CheckSpecs(m)); err != nil {
+	if err := d.checks.UpdateChecks(checks(m)); err != nil {
 		d.log.Warn("health checks", "error", err)
 	}
 }
@@ -413,6 +469,56 @@ func (d *Daemon) beforeMaster(ev vrrp.Event) {
 	defer cancel()
 	if err := d.rec.Reconcile(ctx); err != nil {
 		d.log.Warn("enabling forwarding before taking the VIPs", "instance", ev.Instance, "error", err)
+	}
+}
+
+// afterStart logs when the dataplane has the configuration, and returns
+// the memory that took.
+func (d *Daemon) afterStart() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if round, err := d.rec.WaitApplied(ctx, 1); err == nil {
+		d.log.Info("configuration applied", "apply", round.Apply.Round(time.Millisecond),
+			"since_start", time.Since(d.started).Round(time.Millisecond), "map_updates", d.mapUpdates())
+	}
+	d.releaseMemory(1)
+}
+
+// releaseMemory returns to the system, once the dataplane has applied the
+// model of generation gen, the memory that reading the configuration and
+// installing it took: with 65,536 real servers, hundreds of MB that the
+// daemon would otherwise keep (Go returns freed memory only slowly).
+func (d *Daemon) releaseMemory(gen uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := d.rec.WaitApplied(ctx, gen); err == nil {
+		debug.FreeOSMemory()
+		setMemoryLimit(d.log)
+	}
+}
+
+// memoryFloor is the least soft memory limit setMemoryLimit sets.
+const memoryFloor = 96 << 20
+
+// setMemoryLimit sets Go's soft memory limit to twice the heap the
+// daemon holds now (at least memoryFloor), unless GOMEMLIMIT is set: the
+// garbage collector then works harder, instead of letting the heap
+// double, when a status or a scrape of tens of thousands of real servers
+// makes garbage by the tens of MB. A limit is not a cap: the heap grows
+// past it when it must; a reload lifts it until its configuration is
+// applied.
+func setMemoryLimit(log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return
+	}
+	limit := max(memoryFloor, 2*int64(s[0].Value.Uint64()))
+	if old := debug.SetMemoryLimit(limit); old != limit {
+		log.Debug("Go memory limit", "limit", limit, "live_heap", s[0].Value.Uint64())
 	}
 }
 

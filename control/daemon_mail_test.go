@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +228,53 @@ group = ["VI_1", "VI_2"]
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("mails:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The daemon keeps a mail target only for a real server it may mail
+// about: mail on, smtp_alert on, a check that decides. 65,536 real servers
+// without mail were 12 MB held for nothing.
+func TestMailTargets(t *testing.T) {
+	for _, tc := range []struct {
+		name, global string
+		want         []string
+	}{
+		{"no mail", "", nil},
+		{"mail", `notification_email = ["ops@example.com"]
+smtp_server = "127.0.0.1:25"
+smtp_alert_checker = true`, []string{"web/10.0.1.1:80"}},
+	} {
+		cfg, err := config.Parse("t.toml", []byte(`[global]
+`+tc.global+`
+[dataplane]
+mode = "ipvs"
+[[virtual_server]]
+name = "web"
+address = "10.0.0.3"
+port = 80
+[[virtual_server.real_server]]
+address = "10.0.1.1"
+[[virtual_server.real_server]]
+address = "10.0.1.2"
+smtp_alert = false
+[[virtual_server]]
+name = "none"
+address = "10.0.0.4"
+port = 80
+health_check.type = "none"
+[[virtual_server.real_server]]
+address = "10.0.1.3"
+`), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := &Daemon{log: slog.New(slog.DiscardHandler)}
+		d.metrics = NewMetrics(func() *Status { return nil }, nil)
+		d.startMail(cfg, ModelFromConfig(cfg))
+		got := slices.Sorted(maps.Keys(d.mail.targets))
+		d.stopMail()
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: targets %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -86,7 +86,7 @@ type runningDaemon struct {
 	done   chan error
 }
 
-func writeFile(t *testing.T, path, text string) {
+func writeFile(t testing.TB, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
@@ -101,7 +101,7 @@ func startDaemon(t *testing.T, cfgText func(sock string) string, early func(d *D
 }
 
 // startDaemonOn is startDaemon on dp.
-func startDaemonOn(t *testing.T, dp *dataplanetest.Fake, cfgText func(sock string) string, early func(d *Daemon)) *runningDaemon {
+func startDaemonOn(t testing.TB, dp *dataplanetest.Fake, cfgText func(sock string) string, early func(d *Daemon)) *runningDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	r := &runningDaemon{dp: dp, path: filepath.Join(dir, "xlb.toml"), sock: filepath.Join(dir, "xlb.sock"), done: make(chan error, 1)}

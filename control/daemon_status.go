@@ -2,7 +2,9 @@ package control
 
 import (
 	"context"
+	"slices"
 
+	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 )
@@ -16,10 +18,14 @@ func counters(c dataplane.Counters) Counters {
 }
 
 // Status implements Handler: the daemon's view of every service, real
-// server and VRRP instance, with the dataplane's counters.
+// server and VRRP instance, with the dataplane's counters. Nothing it
+// reads is held behind a long lock: the dataplane's counters are read in
+// batches without its lock, the reconciler's and the checks' states are
+// copied.
 func (d *Daemon) Status(rates bool) *Status {
 	d.mu.Lock()
 	model, reloads := d.model, d.reloads
+	auto := d.cfg.Dataplane.Mode == config.ModeAuto
 	d.mu.Unlock()
 	st := &Status{
 		Version: d.opts.Version,
@@ -31,7 +37,7 @@ func (d *Daemon) Status(rates bool) *Status {
 		return st
 	}
 	info, caps := d.dp.Info(), d.dp.Capabilities()
-	st.Dataplane = DataplaneInfo{Mode: info.Mode, Attach: info.Attach}
+	st.Dataplane = DataplaneInfo{Mode: info.Mode, Attach: info.Attach, Fallback: auto && info.Mode == "ipvs"}
 	if err := d.rec.LastError(); err != nil {
 		st.Dataplane.Error = err.Error()
 	}
@@ -42,14 +48,17 @@ func (d *Daemon) Status(rates bool) *Status {
 	st.Verdicts = stats.Verdicts
 	st.Events = stats.Events
 	if rates {
-		st.RateInterval = d.rates.interval
+		d.rates.want(context.Background())
+		st.RateInterval = d.rates.rateInterval()
 	}
 	states := d.rec.States()
-	applied := map[dataplane.ServiceKey]dataplane.Service{}
+	applied := map[dataplane.ServiceKey][]dataplane.Backend{}
 	for _, s := range d.rec.Applied() {
-		applied[s.Key] = s
+		applied[s.Key] = s.Backends
 	}
-	checks := d.checks.Status()
+	checks, checkErrs := d.checks.StatesErrors()
+	overrides := d.overrides.weights()
+	st.Services = make([]ServiceInfo, 0, len(model.Services))
 	for _, s := range model.Services {
 		ss := stats.Services[s.Key]
 		state := states[s.Key]
@@ -69,41 +78,53 @@ func (d *Daemon) Status(rates bool) *Status {
 		if rates {
 			si.Rates = d.rates.service(s.Key)
 		}
-		effective := map[dataplane.BackendKey]uint32{}
-		unresolved := map[dataplane.BackendKey]bool{}
-		for _, b := range applied[s.Key].Backends {
-			effective[b.Key()] = b.Weight
-			unresolved[b.Key()] = s.Forward == dataplane.DirectRouting && caps.NextHops && len(b.MAC) == 0
-		}
+		backends := applied[s.Key]
 		reals := s.reals()
+		si.Reals = make([]RealInfo, 0, len(reals))
 		for i, r := range reals {
-			bs := ss.Backends[r.Key()]
-			check := checks[s.checkKey(r)]
+			bk := r.Key()
+			bs := ss.Backends[bk]
+			var key string // none for a real server without a check
+			if r.checkType() != checktype.None {
+				key = s.checkKey(r)
+			}
+			addr := bk.String()
+			if s.Server == "" && r.key != "" {
+				addr = r.key[len(s.Name)+1:] // the key's own: 65,536 strings fewer
+			}
 			ri := RealInfo{
-				Address:       r.Key().String(),
+				Address:       addr,
 				Weight:        r.Weight,
-				Effective:     effective[r.Key()],
-				Health:        check.State.String(),
+				Health:        checks[key].String(),
 				ActiveConns:   bs.ActiveConns,
 				InactiveConns: bs.InactiveConns,
 				Counters:      counters(bs.Counters),
 				Sorry:         s.Sorry != nil && i == len(reals)-1,
-				Unresolved:    unresolved[r.Key()],
+			}
+			// The applied backends are in the model's order.
+			b, ok := dataplane.Backend{}, false
+			if i < len(backends) && backends[i].Key() == bk {
+				b, ok = backends[i], true
+			} else if j := slices.IndexFunc(backends, func(b dataplane.Backend) bool { return b.Key() == bk }); j >= 0 {
+				b, ok = backends[j], true
+			}
+			if ok {
+				ri.Effective = b.Weight
+				ri.Unresolved = s.Forward == dataplane.DirectRouting && caps.NextHops && len(b.MAC) == 0
 			}
 			if ri.Sorry {
 				ri.Health = "none"
-			} else if r.Check.Type == checktype.None {
+			} else if r.checkType() == checktype.None {
 				ri.Health = "up"
 			}
-			if ov, ok := d.overrides.get(OverrideKey{s.server(), r.id()}); ok && !ri.Sorry {
-				w := ov.Weight
+			if w, ok := overrides[OverrideKey{s.server(), r.id()}]; ok && !ri.Sorry {
 				ri.Override = &w
 			}
-			if check.LastError != nil {
-				ri.HealthError = check.LastError.Error()
+			if err := checkErrs[key]; err != nil {
+				ri.HealthError = err.Error()
 			}
 			if rates {
-				ri.Rates = d.rates.backend(s.Key, r.Key())
+				ri.Rates = d.rates.backend(s.Key, bk)
 			}
 			si.Reals = append(si.Reals, ri)
 		}

@@ -105,7 +105,7 @@ func (in Inputs) service(s ServiceSpec) (dataplane.Service, ServiceState) {
 // a reload does not install such a real server at weight 0 first and
 // raise it a moment later.
 func (in Inputs) healthy(s ServiceSpec, rs RealSpec) bool {
-	if rs.Check.Type == checktype.None {
+	if rs.checkType() == checktype.None {
 		return true
 	}
 	switch in.Health[s.checkKey(rs)] {

@@ -1,23 +1,33 @@
 package control
 
 import (
+	"bufio"
+	"compress/gzip"
+	"io"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/xlb-dev/xlb/vrrp"
 )
 
-// Metrics is xlb's Prometheus registry. Dataplane counters are read from
-// the (per-CPU, summed) BPF maps or IPVS at scrape time: no polling loop.
+// Metrics is xlb's Prometheus metrics. The series of the services and
+// real servers (65,536 real servers make 650,000 series, 50 MB of text)
+// are written as they are produced, from one status per scrape, never
+// built whole in memory; the rest (reloads, health-check durations, the
+// control socket, VRRP, Go and the process) are a Prometheus registry.
+// Dataplane counters are read from the (per-CPU, summed) BPF maps or IPVS
+// at scrape time: no polling loop.
 type Metrics struct {
 	Registry       *prometheus.Registry
 	reloads        *prometheus.CounterVec
+	lastReload     prometheus.Gauge
 	healthDuration *prometheus.HistogramVec
+	status         func() *Status
 }
 
 // NewMetrics registers the collectors. status returns the daemon's status
@@ -28,16 +38,21 @@ func NewMetrics(status func() *Status, instances func() []vrrp.InstanceStatus) *
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xlb_config_reloads_total", Help: "Configuration reloads by result (ok, error).",
 		}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "xlb_config_last_reload_successful", Help: "1 if the last configuration reload succeeded (or none failed since the start), 0 if it failed and the previous configuration still serves.",
+		}),
 		healthDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "xlb_healthcheck_duration_seconds",
 			Help:    "Duration of health checks by type and result.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"type", "result"}),
+		status: status,
 	}
 	for _, r := range []string{"ok", "error"} {
 		m.reloads.WithLabelValues(r)
 	}
-	m.Registry.MustRegister(m.reloads, m.healthDuration, &collector{status: status, instances: instances},
+	m.lastReload.Set(1)
+	m.Registry.MustRegister(m.reloads, m.lastReload, m.healthDuration, &vrrpCollector{instances: instances},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -46,8 +61,10 @@ func NewMetrics(status func() *Status, instances func() []vrrp.InstanceStatus) *
 func (m *Metrics) Reload(err error) {
 	if err != nil {
 		m.reloads.WithLabelValues("error").Inc()
+		m.lastReload.Set(0)
 	} else {
 		m.reloads.WithLabelValues("ok").Inc()
+		m.lastReload.Set(1)
 	}
 }
 
@@ -60,57 +77,90 @@ func (m *Metrics) ObserveCheck(typ string, d time.Duration, err error) {
 	m.healthDuration.WithLabelValues(typ, res).Observe(d.Seconds())
 }
 
-// Handler serves /metrics.
+// Handler serves /metrics in the text exposition format, compressed (gzip,
+// fastest level) when the scraper accepts it, as Prometheus does.
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+		h.Set("Vary", "Accept-Encoding")
+		var out io.Writer = w
+		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			h.Set("Content-Encoding", "gzip")
+			gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+			defer gz.Close()
+			out = gz
+		}
+		if _, err := m.WriteTo(out); err != nil {
+			// Headers are out: the scraper sees a truncated body.
+			return
+		}
+	})
 }
 
-var (
-	backendLabels = []string{"service", "backend"}
-	descs         = struct {
-		bePackets, beBytes, beConns, beActive, beInactive, beUp, beWeight, beNoMAC *prometheus.Desc
-		svcPackets, svcBytes, svcConns, svcUp, svcForwarding                       *prometheus.Desc
-		vrrpState, vrrpPrio, vrrpTrans, vrrpSent, vrrpRecv, vrrpRxErr              *prometheus.Desc
-		vrrpSplit, vrrpSplitTotal, dpInfo, packets, events                         *prometheus.Desc
-	}{
-		bePackets:      prometheus.NewDesc("xlb_backend_packets_total", "Packets forwarded to (in) and, for NAT, from (out) a real server.", append(backendLabels, "direction"), nil),
-		beBytes:        prometheus.NewDesc("xlb_backend_bytes_total", "Bytes forwarded to (in) and, for NAT, from (out) a real server.", append(backendLabels, "direction"), nil),
-		beConns:        prometheus.NewDesc("xlb_backend_connections_total", "Connections scheduled to a real server.", backendLabels, nil),
-		beActive:       prometheus.NewDesc("xlb_backend_active_connections", "Established TCP connections of a real server (ipvsadm ActiveConn).", backendLabels, nil),
-		beInactive:     prometheus.NewDesc("xlb_backend_inactive_connections", "Other tracked connections of a real server (ipvsadm InActConn).", backendLabels, nil),
-		beUp:           prometheus.NewDesc("xlb_backend_up", "1 if the real server passes its health check.", backendLabels, nil),
-		beWeight:       prometheus.NewDesc("xlb_backend_weight", "Weight installed for new flows (0 while unhealthy).", backendLabels, nil),
-		beNoMAC:        prometheus.NewDesc("xlb_backend_next_hop_unresolved", "1 while a direct-routing real server's MAC is unknown (it gets no new flows).", backendLabels, nil),
-		svcPackets:     prometheus.NewDesc("xlb_service_packets_total", "Packets of a virtual service.", []string{"service", "direction"}, nil),
-		svcBytes:       prometheus.NewDesc("xlb_service_bytes_total", "Bytes of a virtual service.", []string{"service", "direction"}, nil),
-		svcConns:       prometheus.NewDesc("xlb_service_connections_total", "Connections of a virtual service.", []string{"service"}, nil),
-		svcUp:          prometheus.NewDesc("xlb_service_up", "1 if the healthy weight of the service reaches its quorum.", []string{"service"}, nil),
-		svcForwarding:  prometheus.NewDesc("xlb_service_forwarding", "1 if this director forwards the service (its VRRP instance is MASTER, or it has none).", []string{"service"}, nil),
-		vrrpState:      prometheus.NewDesc("xlb_vrrp_state", "1 for the current state of a VRRP instance.", []string{"instance", "state"}, nil),
-		vrrpPrio:       prometheus.NewDesc("xlb_vrrp_priority", "Effective priority of a VRRP instance.", []string{"instance"}, nil),
-		vrrpTrans:      prometheus.NewDesc("xlb_vrrp_transitions_total", "State transitions of a VRRP instance.", []string{"instance"}, nil),
-		vrrpSent:       prometheus.NewDesc("xlb_vrrp_adverts_sent_total", "Advertisements sent.", []string{"instance"}, nil),
-		vrrpRecv:       prometheus.NewDesc("xlb_vrrp_adverts_received_total", "Advertisements received and accepted.", []string{"instance"}, nil),
-		vrrpRxErr:      prometheus.NewDesc("xlb_vrrp_rx_errors_total", "Advertisements rejected, by reason (interval_limit: accepted, its VRRPv3 interval bounded).", []string{"instance", "reason"}, nil),
-		vrrpSplit:      prometheus.NewDesc("xlb_vrrp_split_brain", "1 while another station answers for this master's addresses.", []string{"instance"}, nil),
-		vrrpSplitTotal: prometheus.NewDesc("xlb_vrrp_split_brain_total", "Split-brain episodes detected.", []string{"instance"}, nil),
-		dpInfo:         prometheus.NewDesc("xlb_dataplane_info", "The dataplane in use.", []string{"mode", "attach"}, nil),
-		packets:        prometheus.NewDesc("xlb_packets_total", "Packets seen by the XDP program, by verdict.", []string{"verdict"}, nil),
-		events:         prometheus.NewDesc("xlb_events_total", "What the XDP program did besides its verdicts (fragments followed, ICMP errors relayed, NAT replies adopted...), by event.", []string{"event"}, nil),
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.TrimSpace(enc) == "gzip" && !strings.Contains(strings.ReplaceAll(q, " ", ""), "q=0") {
+			return true
+		}
 	}
-)
+	return false
+}
 
-type collector struct {
-	status    func() *Status
+// WriteTo writes every metric in the text exposition format.
+func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	bw := bufio.NewWriterSize(cw, 64<<10)
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		return cw.n, err
+	}
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(bw, mf); err != nil {
+			return cw.n, err
+		}
+	}
+	if st := m.status(); st != nil {
+		writeStatusMetrics(bw, st)
+	}
+	err = bw.Flush()
+	return cw.n, err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+var descs = struct {
+	vrrpState, vrrpPrio, vrrpTrans, vrrpSent, vrrpRecv, vrrpRxErr, vrrpSplit, vrrpSplitTotal *prometheus.Desc
+}{
+	vrrpState:      prometheus.NewDesc("xlb_vrrp_state", "1 for the current state of a VRRP instance.", []string{"instance", "state"}, nil),
+	vrrpPrio:       prometheus.NewDesc("xlb_vrrp_priority", "Effective priority of a VRRP instance.", []string{"instance"}, nil),
+	vrrpTrans:      prometheus.NewDesc("xlb_vrrp_transitions_total", "State transitions of a VRRP instance.", []string{"instance"}, nil),
+	vrrpSent:       prometheus.NewDesc("xlb_vrrp_adverts_sent_total", "Advertisements sent.", []string{"instance"}, nil),
+	vrrpRecv:       prometheus.NewDesc("xlb_vrrp_adverts_received_total", "Advertisements received and accepted.", []string{"instance"}, nil),
+	vrrpRxErr:      prometheus.NewDesc("xlb_vrrp_rx_errors_total", "Advertisements rejected, by reason (interval_limit: accepted, its VRRPv3 interval bounded).", []string{"instance", "reason"}, nil),
+	vrrpSplit:      prometheus.NewDesc("xlb_vrrp_split_brain", "1 while another station answers for this master's addresses.", []string{"instance"}, nil),
+	vrrpSplitTotal: prometheus.NewDesc("xlb_vrrp_split_brain_total", "Split-brain episodes detected.", []string{"instance"}, nil),
+}
+
+// vrrpCollector collects the VRRP instances' series.
+type vrrpCollector struct {
 	instances func() []vrrp.InstanceStatus
 }
 
-func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+func (c *vrrpCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		descs.bePackets, descs.beBytes, descs.beConns, descs.beActive, descs.beInactive, descs.beUp, descs.beWeight, descs.beNoMAC,
-		descs.svcPackets, descs.svcBytes, descs.svcConns, descs.svcUp, descs.svcForwarding,
 		descs.vrrpState, descs.vrrpPrio, descs.vrrpTrans, descs.vrrpSent, descs.vrrpRecv, descs.vrrpRxErr,
-		descs.vrrpSplit, descs.vrrpSplitTotal, descs.dpInfo, descs.packets, descs.events,
+		descs.vrrpSplit, descs.vrrpSplitTotal,
 	} {
 		ch <- d
 	}
@@ -123,42 +173,12 @@ func boolf(b bool) float64 {
 	return 0
 }
 
-func (c *collector) Collect(ch chan<- prometheus.Metric) {
+func (c *vrrpCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
-	}
-	if st := c.status(); st != nil {
-		gauge(descs.dpInfo, 1, st.Dataplane.Mode, st.Dataplane.Attach)
-		for v, n := range st.Verdicts {
-			counter(descs.packets, n, v)
-		}
-		for e, n := range st.Events {
-			counter(descs.events, n, e)
-		}
-		for _, s := range st.Services {
-			counter(descs.svcPackets, s.Counters.PacketsIn, s.Name, "in")
-			counter(descs.svcPackets, s.Counters.PacketsOut, s.Name, "out")
-			counter(descs.svcBytes, s.Counters.BytesIn, s.Name, "in")
-			counter(descs.svcBytes, s.Counters.BytesOut, s.Name, "out")
-			counter(descs.svcConns, s.Counters.Connections, s.Name)
-			gauge(descs.svcUp, boolf(s.Up), s.Name)
-			gauge(descs.svcForwarding, boolf(s.Forwarding), s.Name)
-			for _, r := range s.Reals {
-				counter(descs.bePackets, r.Counters.PacketsIn, s.Name, r.Address, "in")
-				counter(descs.bePackets, r.Counters.PacketsOut, s.Name, r.Address, "out")
-				counter(descs.beBytes, r.Counters.BytesIn, s.Name, r.Address, "in")
-				counter(descs.beBytes, r.Counters.BytesOut, s.Name, r.Address, "out")
-				counter(descs.beConns, r.Counters.Connections, s.Name, r.Address)
-				gauge(descs.beActive, float64(r.ActiveConns), s.Name, r.Address)
-				gauge(descs.beInactive, float64(r.InactiveConns), s.Name, r.Address)
-				gauge(descs.beUp, boolf(r.Health == "up"), s.Name, r.Address)
-				gauge(descs.beWeight, float64(r.Effective), s.Name, r.Address)
-				gauge(descs.beNoMAC, boolf(r.Unresolved), s.Name, r.Address)
-			}
-		}
 	}
 	if c.instances == nil {
 		return

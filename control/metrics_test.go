@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/common/expfmt"
-
 	"github.com/xlb-dev/xlb/vrrp"
 )
 
@@ -85,14 +83,8 @@ xlb_config_reloads_total{result="error"} 1
 xlb_healthcheck_duration_seconds_count{result="ok",type="http"} 1
 `
 	var exposition bytes.Buffer
-	mfs, err := m.Registry.Gather()
-	if err != nil {
+	if _, err := m.WriteTo(&exposition); err != nil {
 		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if _, err := expfmt.MetricFamilyToText(&exposition, mf); err != nil {
-			t.Fatal(err)
-		}
 	}
 	got := exposition.String()
 	for _, line := range strings.Split(strings.TrimSpace(want), "\n") {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -66,6 +67,9 @@ func (s ServiceSpec) server() string {
 // checkKey is the key of rs's health check: the entries of a group share
 // the first entry's.
 func (s ServiceSpec) checkKey(rs RealSpec) string {
+	if rs.key != "" {
+		return rs.key
+	}
 	return s.server() + "/" + rs.id().String()
 }
 
@@ -99,7 +103,8 @@ func (m Model) dataplaneServices() []dataplane.Service {
 	return out
 }
 
-// RealSpec is a real server as configured.
+// RealSpec is a real server as configured. Its fields are in the order
+// that packs it (there may be 65,536 of them).
 type RealSpec struct {
 	Addr   netip.Addr
 	Port   uint16
@@ -107,14 +112,21 @@ type RealSpec struct {
 	// UpperThreshold and LowerThreshold are its connection thresholds
 	// (ipvsadm -x, -y; dataplane.Backend's).
 	UpperThreshold, LowerThreshold uint32
-	// Check is the health check; Type "none" means always healthy.
-	Check health.Spec
-	// ID is the real server as configured, when it differs from Key: in
-	// the entries of a group, its address and port in the first entry,
-	// whose check and weight override every entry shares.
-	ID dataplane.BackendKey
+	// Check is the health check; Type "none" means always healthy. The
+	// real servers of a service that inherit its check share one Spec
+	// (65,536 copies of a Spec are 30 MB): its Target is then unset, and
+	// CheckPort says which port of Addr it checks.
+	Check     *health.Spec
+	CheckPort uint16
 	// SMTPAlert: mail when its check takes it down or puts it back up.
 	SMTPAlert bool
+	// ID is the real server as configured, when it differs from Key: in
+	// the entries of a group but the first, its address and port in the
+	// first entry, whose check and weight override every entry shares.
+	ID *dataplane.BackendKey
+	// key is its service's checkKey, made once (ModelFromConfig) for a
+	// real server with a check.
+	key string
 }
 
 // Key identifies the real server within its service.
@@ -122,13 +134,40 @@ func (r RealSpec) Key() dataplane.BackendKey { return dataplane.BackendKey{Addr:
 
 // id identifies the real server within its [[virtual_server]].
 func (r RealSpec) id() dataplane.BackendKey {
-	if r.ID.Addr.IsValid() {
-		return r.ID
+	if r.ID != nil {
+		return *r.ID
 	}
 	return r.Key()
 }
 
+// CheckSpec returns the real server's health check, its Target set.
+func (r RealSpec) CheckSpec() health.Spec {
+	if r.Check == nil {
+		return health.Spec{Type: checktype.None}
+	}
+	s := *r.Check
+	if !s.Target.IsValid() {
+		port := r.CheckPort
+		if port == 0 {
+			port = r.Port
+		}
+		s.Target = netip.AddrPortFrom(r.Addr, port)
+	}
+	return s
+}
+
+// checkType is the type of the real server's check.
+func (r RealSpec) checkType() health.Type {
+	if r.Check == nil {
+		return checktype.None
+	}
+	return r.Check.Type
+}
+
 // CheckKey is the key of a real server's health check: "service/addr:port".
 func CheckKey(service string, r RealSpec) string {
+	if r.key != "" {
+		return r.key
+	}
 	return service + "/" + r.Key().String()
 }

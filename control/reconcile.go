@@ -97,8 +97,28 @@ type Reconciler struct {
 	// lastErr is the error of the last Apply, nil if it succeeded.
 	lastErr error
 	applies int
+	// gen counts SetModel calls; done is the last round's (WaitApplied),
+	// and rounds is closed and replaced when a round ends.
+	gen    uint64
+	done   Round
+	rounds chan struct{}
+	// poked: an input changed since the last round (a resync with
+	// nothing changed computes nothing); adoptMACs: the last round used
+	// adopted MACs (Inputs.AdoptMACs).
+	poked, adoptMACs bool
 
 	poke chan struct{}
+}
+
+// Round is what a reconciliation did, for WaitApplied.
+type Round struct {
+	// Gen is the model's (the SetModel call's) the round computed from.
+	Gen uint64
+	// Took is the whole round (inputs, Desired, the diff, Apply); Apply
+	// the dataplane's part, zero when nothing changed.
+	Took, Apply time.Duration
+	// Err is Apply's error.
+	Err error
 }
 
 // ReconcilerOptions configure a Reconciler.
@@ -145,6 +165,7 @@ func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 		states:     map[dataplane.ServiceKey]ServiceState{},
 		pending:    map[string]Role{},
 		poke:       make(chan struct{}, 1),
+		rounds:     make(chan struct{}),
 		now:        opts.Now,
 		installed:  map[dataplane.ServiceKey]bool{},
 		adopted:    map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend{},
@@ -184,12 +205,18 @@ func (r *Reconciler) Poke() {
 }
 
 // SetModel replaces the model (a reload). The roles and what was adopted
-// of the real servers that stay are kept.
-func (r *Reconciler) SetModel(m Model) {
+// of the real servers that stay are kept. It returns the model's
+// generation, for WaitApplied.
+func (r *Reconciler) SetModel(m Model) uint64 {
 	r.mu.Lock()
 	r.model = m
+	r.gen++
+	gen := r.gen
 	keepAdopted := map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend{}
 	for _, s := range m.Services {
+		if r.adopted[s.Key] == nil {
+			continue
+		}
 		for _, rs := range s.Reals {
 			if b, ok := r.adopted[s.Key][rs.Key()]; ok {
 				if keepAdopted[s.Key] == nil {
@@ -204,6 +231,54 @@ func (r *Reconciler) SetModel(m Model) {
 	r.adopted = keepAdopted
 	r.mu.Unlock()
 	r.Poke()
+	return gen
+}
+
+// WaitApplied waits until a reconciliation of the model of generation gen
+// (or a later one) has ended, and returns it; ctx bounds the wait.
+func (r *Reconciler) WaitApplied(ctx context.Context, gen uint64) (Round, error) {
+	for {
+		r.mu.Lock()
+		done, rounds := r.done, r.rounds
+		r.mu.Unlock()
+		if done.Gen >= gen {
+			return done, nil
+		}
+		select {
+		case <-rounds:
+		case <-ctx.Done():
+			return Round{}, ctx.Err()
+		}
+	}
+}
+
+// ended records a round and wakes WaitApplied. Called with r.mu held. A
+// round that found nothing to apply keeps the figures of the one that
+// applied its model.
+func (r *Reconciler) ended(rd Round) {
+	if rd.Apply == 0 && rd.Err == nil && rd.Gen == r.done.Gen {
+		rd = r.done
+	}
+	r.done = rd
+	close(r.rounds)
+	r.rounds = make(chan struct{})
+}
+
+// timely reports whether a round may differ with time alone: a tentative
+// role or the adoption's grace running out, a failure to retry.
+func (r *Reconciler) timely() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if r.lastErr != nil || r.poked || len(r.pending) > 0 || r.adoptMACs {
+		return true
+	}
+	for _, role := range r.roles {
+		if !role.Until.IsZero() && !now.After(role.Until) {
+			return true
+		}
+	}
+	return false
 }
 
 // SetRole records a VRRP instance's role.
@@ -254,7 +329,13 @@ func (r *Reconciler) inputs(checks map[string]health.State) Inputs {
 // what was found at start no longer stands for it). Its MAC stays adopted
 // for the grace period. Called with r.mu held.
 func (r *Reconciler) endAdoption(checks map[string]health.State) {
+	if len(r.adopted) == 0 {
+		return
+	}
 	for _, s := range r.model.Services {
+		if r.adopted[s.Key] == nil {
+			continue
+		}
 		for _, rs := range s.Reals {
 			b, ok := r.adopted[s.Key][rs.Key()]
 			if ok && b.Weight > 0 && checks[s.checkKey(rs)] != health.StateUnknown {
@@ -320,15 +401,19 @@ func (r *Reconciler) LastError() error {
 // of those whose quorum changed, and applies the desired state if it
 // differs from what was applied last. It returns Apply's error.
 func (r *Reconciler) Reconcile(ctx context.Context) error {
+	start := time.Now()
 	checks := r.health()
 	var weights map[string]health.Weight
 	if r.weights != nil {
 		weights = r.weights()
 	}
 	r.mu.Lock()
+	gen := r.gen
+	r.poked = false
 	r.endAdoption(checks)
 	in := r.inputs(checks)
 	in.Weights = weights
+	r.adoptMACs = in.AdoptMACs && len(r.adopted) > 0
 	desired, states := Desired(in)
 	model, last := r.model, r.states
 	r.states = states
@@ -338,13 +423,18 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	r.mu.Unlock()
 	r.reportQuorum(model, last, states)
 	if same {
+		r.mu.Lock()
+		r.ended(Round{Gen: gen, Took: time.Since(start)})
+		r.mu.Unlock()
 		r.reportRoles(pending)
 		r.notify()
 		return nil
 	}
 	// Apply runs without the lock: health and VRRP inputs keep flowing.
+	applyStart := time.Now()
 	err := r.dp.Apply(ctx, desired)
 	r.mu.Lock()
+	r.ended(Round{Gen: gen, Took: time.Since(start), Apply: time.Since(applyStart), Err: err})
 	r.lastErr = err
 	if err == nil {
 		r.applied = desired
@@ -385,7 +475,9 @@ func (r *Reconciler) reportRoles(pending map[string]Role) {
 
 // Run reconciles whenever poked, and retries failures with backoff (100 ms
 // doubling to 5 s) until ctx is done. Every resync it reconciles anyway
-// (new neighbour entries, drift).
+// when the result may have changed with time alone (a tentative role, the
+// adoption's grace, a failure): every input that changes pokes it, and a
+// round of 65,536 real servers that changes nothing is not free.
 func (r *Reconciler) Run(ctx context.Context, resync time.Duration) error {
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
 	backoff := minBackoff
@@ -404,10 +496,14 @@ func (r *Reconciler) Run(ctx context.Context, resync time.Duration) error {
 			backoff = minBackoff
 		}
 		retry.Reset(next)
+	wait:
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.poke:
+			r.mu.Lock()
+			r.poked = true
+			r.mu.Unlock()
 			if !retry.Stop() {
 				select {
 				case <-retry.C:
@@ -415,6 +511,10 @@ func (r *Reconciler) Run(ctx context.Context, resync time.Duration) error {
 				}
 			}
 		case <-retry.C:
+			if !r.timely() {
+				retry.Reset(resync)
+				goto wait
+			}
 		}
 	}
 }

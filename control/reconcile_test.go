@@ -100,7 +100,7 @@ func reconcile(t *testing.T, r *Reconciler) []dataplane.Service {
 
 func real(addr string, port uint16, w uint32) RealSpec {
 	return RealSpec{Addr: netip.MustParseAddr(addr), Port: port, Weight: w,
-		Check: health.Spec{Type: checktype.TCP, Target: netip.AddrPortFrom(netip.MustParseAddr(addr), port), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1}}
+		Check: &health.Spec{Type: checktype.TCP, Target: netip.AddrPortFrom(netip.MustParseAddr(addr), port), Interval: time.Second, Timeout: time.Second, Fall: 1, Rise: 1}}
 }
 
 func testModel() Model {

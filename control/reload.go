@@ -1,9 +1,13 @@
 package control
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"os"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -28,17 +32,27 @@ func (d *Daemon) Reload() error {
 	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	// A reload reads a new configuration while the old one serves: no
+	// soft memory limit until it is applied (the collector would work
+	// through the reading of 200,000 lines); releaseMemory sets it again.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(math.MaxInt64)
+	}
+	start := time.Now()
 	d.checkPins()
 	cfg, err := config.Load(d.opts.ConfigPath, d.opts.Env)
+	loaded := time.Since(start)
 	var bgpNew bgpPrepared
+	var model Model
 	if err == nil {
+		model = ModelFromConfig(cfg)
 		bgpNew, err = d.prepareBGP(cfg)
 	}
 	if err == nil {
 		err = d.prepareSync(d.Config(), cfg)
 	}
 	if err == nil {
-		err = d.reconfigure(cfg)
+		err = d.reconfigure(cfg, model)
 	}
 	d.mu.Lock()
 	d.reloads.Last = time.Now()
@@ -46,41 +60,70 @@ func (d *Daemon) Reload() error {
 		d.reloads.Failed++
 		d.reloads.LastError = err.Error()
 		d.mu.Unlock()
+		go d.releaseMemory(0)
 		d.metrics.Reload(err)
 		d.log.Error("reload failed: the previous configuration keeps serving", "error", err)
 		return err
 	}
 	logWarnings(d.log, cfg)
 	old := d.cfg
-	d.cfg = cfg
-	d.model = ModelFromConfig(cfg)
+	d.cfg = withoutServers(cfg)
+	d.model = model
 	d.reloads.OK++
 	d.reloads.LastError = ""
-	model := d.model
 	d.mu.Unlock()
 	d.metrics.Reload(nil)
 	for _, what := range restartOnly(old, cfg) {
 		d.log.Warn("configuration change needs a restart to take effect", "setting", what)
 	}
 	d.prepareHost(model)
+	updates := d.mapUpdates()
 	// The model before the checks: a round in between finds a new real
 	// server's check missing (undecided, as a new check starts) and kept
 	// ones unchanged; the other way round, it would find the old model's
 	// dropped real servers without a check (undecided: weight 0 or adopted).
 	d.applyOverrides(model) // before the model: a round between never applies a stale one
-	d.rec.SetModel(model)
+	gen := d.rec.SetModel(model)
 	d.configureMail(cfg, model)
 	d.setChecks(model)
 	d.applyBGP(old, cfg, bgpNew)
-	d.log.Info("configuration reloaded", "services", len(model.Services), "vrrp_instances", len(cfg.VRRPInstances))
+	// `xlb reload` returns once the dataplane has the new configuration.
+	ctx, cancel := context.WithTimeout(context.Background(), reloadApplyWait)
+	round, werr := d.rec.WaitApplied(ctx, gen)
+	cancel()
+	attrs := []any{"services", len(model.Services), "vrrp_instances", len(cfg.VRRPInstances), "load", loaded.Round(time.Microsecond)}
+	if werr != nil {
+		d.log.Warn("configuration reloaded; the dataplane has not applied it yet", append(attrs, "waited", reloadApplyWait)...)
+		return nil
+	}
+	attrs = append(attrs, "apply", round.Apply.Round(time.Microsecond), "round", round.Took.Round(time.Microsecond))
+	if u, ok := d.dp.(mapUpdater); ok {
+		attrs = append(attrs, "map_updates", u.MapUpdates()-updates)
+	}
+	d.log.Info("configuration reloaded", append(attrs, "total", time.Since(start).Round(time.Microsecond))...)
+	go d.releaseMemory(gen)
 	return nil
+}
+
+// reloadApplyWait bounds how long a reload waits for the dataplane to
+// apply the new configuration (it is retried after: Reload succeeds).
+const reloadApplyWait = 10 * time.Second
+
+// mapUpdater is a dataplane that counts its map updates (XDP).
+type mapUpdater interface{ MapUpdates() uint64 }
+
+func (d *Daemon) mapUpdates() uint64 {
+	if u, ok := d.dp.(mapUpdater); ok {
+		return u.MapUpdates()
+	}
+	return 0
 }
 
 // reconfigure checks what config.Load cannot, the VRRP configuration and
 // the limits of the dataplane in use, and hands the command runner and
 // VRRP their part of cfg. On error nothing has changed.
-func (d *Daemon) reconfigure(cfg *config.Config) error {
-	if err := CheckConfig(d.opts.ConfigPath, cfg, d.dp.Capabilities().Limits); err != nil {
+func (d *Daemon) reconfigure(cfg *config.Config, m Model) error {
+	if err := checkModel(d.opts.ConfigPath, cfg, m, d.dp.Capabilities().Limits); err != nil {
 		return err
 	}
 	if d.node == nil && len(cfg.VRRPInstances) > 0 {
@@ -133,6 +176,9 @@ func restartOnly(a, b *config.Config) []string {
 	}
 	if a.Control != b.Control {
 		out = append(out, "[control] socket")
+	}
+	if a.Debug != b.Debug {
+		out = append(out, "[debug] pprof_listen")
 	}
 	return out
 }

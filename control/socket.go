@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,6 +56,13 @@ type Request struct {
 	// "reset-weight".
 	Command string `json:"command"`
 	Rates   bool   `json:"rates,omitempty"`
+	// Output, for a status, asks for what `xlb status` prints instead of
+	// a Response with the Status: "text", "stats", "rate" (FormatStatus)
+	// or "json" (the Status, indented). The daemon writes it as it makes
+	// it, after a Response line with Stream set: the status of 65,536
+	// real servers is tens of MB of JSON, which neither side then holds
+	// whole, nor decodes and encodes again.
+	Output string `json:"output,omitempty"`
 	// Service, Real and Weight are set-weight's and reset-weight's: a
 	// [[virtual_server]] name, a real server ADDR or ADDR:PORT, a weight.
 	Service string `json:"service,omitempty"`
@@ -70,7 +78,13 @@ type Response struct {
 	Error   string  `json:"error,omitempty"`
 	Message string  `json:"message,omitempty"`
 	Status  *Status `json:"status,omitempty"`
+	// Stream: the output of the request follows this line, until the
+	// connection closes.
+	Stream bool `json:"stream,omitempty"`
 }
+
+// outputs are the formats of Request.Output.
+var outputs = map[string]Format{"text": FormatConns, "stats": FormatStats, "rate": FormatRate, "json": -1}
 
 // Handler serves control-socket commands.
 type Handler interface {
@@ -243,6 +257,18 @@ func (s *SocketServer) serveConn(c net.Conn) {
 	case err != nil:
 		s.badReqs.Add(1)
 		resp.Error = "bad request: " + err.Error()
+	case req.Command == "status" && req.Output != "":
+		if _, ok := outputs[req.Output]; !ok {
+			s.badReqs.Add(1)
+			resp.Error = fmt.Sprintf("unknown status output %q", req.Output)
+			break
+		}
+		s.requests.Add(1)
+		_ = c.SetWriteDeadline(time.Now().Add(s.respTime))
+		if err := streamStatus(c, s.h.Status(req.Rates), req.Output); err != nil {
+			s.log.Debug("control socket reply", "error", err)
+		}
+		return
 	default:
 		req.peer = peerOf(c)
 		resp = s.handle(req)
@@ -325,6 +351,58 @@ func (s *SocketServer) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(socketErrorsDesc, prometheus.CounterValue, float64(n), reason)
 	}
 	ch <- prometheus.MustNewConstMetric(socketActiveDesc, prometheus.GaugeValue, float64(st.Active))
+}
+
+// streamStatus writes a Response line with Stream set, then st as output
+// asks.
+func streamStatus(w io.Writer, st *Status, output string) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	if err := json.NewEncoder(bw).Encode(&Response{OK: true, Stream: true}); err != nil {
+		return err
+	}
+	var err error
+	if output == "json" {
+		err = writeStatusJSON(bw, st)
+	} else {
+		err = FormatStatus(bw, st, outputs[output])
+	}
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// CallOutput sends a status request with Output set and copies what the
+// daemon prints to out.
+func CallOutput(path string, req Request, out io.Writer) error {
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("connect to xlb at %s (is `xlb run` running?): %w", path, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	if err := json.NewEncoder(c).Encode(&req); err != nil {
+		return fmt.Errorf("send to %s: %w", path, err)
+	}
+	br := bufio.NewReaderSize(c, 64<<10)
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		return fmt.Errorf("read from %s: %w", path, err)
+	}
+	var resp Response
+	if err := json.Unmarshal(line, &resp); err != nil {
+		return fmt.Errorf("read from %s: %w", path, err)
+	}
+	if !resp.OK {
+		return errors.New(resp.Error)
+	}
+	if !resp.Stream {
+		return fmt.Errorf("read from %s: no output (a daemon older than this xlb?)", path)
+	}
+	if _, err := io.Copy(out, br); err != nil {
+		return fmt.Errorf("read from %s: %w", path, err)
+	}
+	return nil
 }
 
 // Call sends a request to the daemon's control socket.

@@ -1,6 +1,8 @@
 package control
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -42,6 +44,8 @@ type Status struct {
 type DataplaneInfo struct {
 	Mode   string `json:"mode"`
 	Attach string `json:"attach,omitempty"`
+	// Fallback: mode = "auto" fell back to IPVS (XDP could not run).
+	Fallback bool `json:"fallback,omitempty"`
 	// Error is the last failure to apply the configuration, if any.
 	Error string `json:"error,omitempty"`
 }
@@ -270,4 +274,49 @@ func prefixStrings(ps []netip.Prefix) []string {
 		out[i] = p.String()
 	}
 	return out
+}
+
+// writeStatusJSON writes st as json.Encoder with SetIndent("", "  ")
+// writes it, one service at a time: the status of 65,536 real servers is
+// 25 MB of indented JSON, never held whole.
+func writeStatusJSON(w io.Writer, st *Status) error {
+	if len(st.Services) == 0 {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	top := *st
+	top.Services = nil
+	head, err := json.MarshalIndent(&top, "", "  ")
+	if err != nil {
+		return err
+	}
+	const marker = "\n  \"services\": null"
+	i := bytes.Index(head, []byte(marker))
+	if i < 0 {
+		return fmt.Errorf("status JSON without services")
+	}
+	if _, err := w.Write(head[:i]); err != nil {
+		return err
+	}
+	io.WriteString(w, "\n  \"services\": [")
+	for j := range st.Services {
+		b, err := json.MarshalIndent(&st.Services[j], "    ", "  ")
+		if err != nil {
+			return err
+		}
+		if j > 0 {
+			io.WriteString(w, ",")
+		}
+		io.WriteString(w, "\n    ")
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+	}
+	io.WriteString(w, "\n  ]")
+	if _, err := w.Write(head[i+len(marker):]); err != nil {
+		return err
+	}
+	_, err = io.WriteString(w, "\n")
+	return err
 }

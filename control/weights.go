@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -40,8 +42,15 @@ type OverrideKey struct {
 // (misc_dynamic, file). An override wins over the check's weight: the
 // operator's word stands until reset.
 func (in Inputs) weight(s ServiceSpec, rs RealSpec) uint32 {
-	if w, ok := in.Overrides[OverrideKey{s.server(), rs.id()}]; ok {
-		return w
+	if len(in.Overrides) > 0 {
+		if w, ok := in.Overrides[OverrideKey{s.server(), rs.id()}]; ok {
+			return w
+		}
+	}
+	if len(in.Weights) == 0 || rs.checkType() == checktype.None {
+		// No check's weight to find: no key made for each of 65,536
+		// real servers at each round.
+		return health.Weight{}.Apply(rs.Weight)
 	}
 	return in.Weights[s.checkKey(rs)].Apply(rs.Weight)
 }
@@ -220,8 +229,20 @@ func (o *overrides) update(change string, fn func(m map[OverrideKey]Override) in
 // prune drops the overrides of real servers the model no longer has, or
 // has with another configured weight; it returns them.
 func (o *overrides) prune(m Model) ([]Override, error) {
+	// Only the [[virtual_server]]s with an override are looked at: a
+	// reload of 65,536 real servers and a handful of overrides makes no
+	// map of them all.
+	o.mu.Lock()
+	servers := make(map[string]bool, len(o.m))
+	for k := range o.m {
+		servers[k.Server] = true
+	}
+	o.mu.Unlock()
 	configured := map[OverrideKey]uint32{}
 	for _, s := range m.Services {
+		if !servers[s.server()] {
+			continue
+		}
 		for _, rs := range s.Reals {
 			configured[OverrideKey{s.server(), rs.id()}] = rs.Weight
 		}
@@ -392,6 +413,9 @@ func (d *Daemon) applyOverrides(model Model) {
 	}
 	d.rec.SetOverrides(d.overrides.weights())
 }
+
+// backendLabels are the labels of a real server's series.
+var backendLabels = []string{"service", "backend"}
 
 var (
 	overrideDesc        = prometheus.NewDesc("xlb_backend_weight_override", "The weight an operator set (xlb set-weight) for a real server; absent without an override.", backendLabels, nil)

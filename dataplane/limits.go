@@ -55,20 +55,29 @@ func (l Limits) Check(services []Service, interfaces int) error {
 		}
 	}
 	over("", "virtual servers", len(services), l.Services)
-	total := 0
-	nat := map[ServiceKey]bool{}
+	total, natTotal := 0, 0
 	for _, s := range services {
 		over(s.Name, "real servers", len(s.Backends), l.BackendsPerService)
 		total += len(s.Backends)
-		if s.Forward != NAT {
-			continue
-		}
-		for _, b := range s.Backends {
-			nat[ServiceKey{Addr: b.Addr, Port: b.Port, Proto: s.Key.Proto}] = true
+		if s.Forward == NAT {
+			natTotal += len(s.Backends)
 		}
 	}
 	over("", "real servers in all", total, l.Backends)
-	over("", "NAT real servers (distinct address, port and protocol)", len(nat), l.NATBackends)
+	// Distinct NAT real servers are counted only when there are more NAT
+	// real servers than the limit (65,536 map entries cost milliseconds).
+	if l.NATBackends > 0 && natTotal > l.NATBackends {
+		nat := make(map[ServiceKey]bool, natTotal)
+		for _, s := range services {
+			if s.Forward != NAT {
+				continue
+			}
+			for _, b := range s.Backends {
+				nat[ServiceKey{Addr: b.Addr, Port: b.Port, Proto: s.Key.Proto}] = true
+			}
+		}
+		over("", "NAT real servers (distinct address, port and protocol)", len(nat), l.NATBackends)
+	}
 	over("", "interfaces", interfaces, l.Interfaces)
 	return errors.Join(errs...)
 }

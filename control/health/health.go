@@ -216,7 +216,20 @@ func (s Spec) Equal(o Spec) bool {
 // ignoring timing, thresholds, Warmup and InitialUp. A check whose probe
 // is unchanged keeps its state across Manager.Update.
 func (s Spec) sameProbe(o Spec) bool {
-	return s.Type == o.Type && s.Target == o.Target && s.Path == o.Path &&
+	return s.Target == o.Target && s.sameProbeExceptTarget(o)
+}
+
+// equalExceptTarget is Equal for Specs whose targets are compared apart
+// (Manager.UpdateChecks).
+func (s *Spec) equalExceptTarget(o Spec) bool {
+	return s.sameProbeExceptTarget(o) &&
+		s.Interval == o.Interval && s.Timeout == o.Timeout &&
+		s.Fall == o.Fall && s.Rise == o.Rise && s.InitialUp == o.InitialUp &&
+		s.Warmup == o.Warmup
+}
+
+func (s *Spec) sameProbeExceptTarget(o Spec) bool {
+	return s.Type == o.Type && s.Path == o.Path &&
 		slices.Equal(s.ExpectStatus, o.ExpectStatus) && s.BodyRegex == o.BodyRegex &&
 		s.Host == o.Host && s.SNI == o.SNI && s.TLSVerify == o.TLSVerify &&
 		s.CAFile == o.CAFile && s.Script == o.Script &&

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -85,14 +86,24 @@ type Manager struct {
 	mu     sync.Mutex
 	checks map[string]*check
 	queue  checkHeap // the checks waiting for their next run
+	gen    uint64    // of the last Update (marks the checks it has)
+	// undecided counts the checks still Unknown; firstUp and firstDown
+	// the first results since the last summary (logSummary).
+	undecided          int
+	firstUp, firstDown int
+	lastSummary        time.Time
 }
 
 // check is the state of one check. Its fields are guarded by Manager.mu.
 // Update replaces the whole struct when the probe changes, so a worker
 // whose check is no longer in Manager.checks drops its result.
 type check struct {
-	key     string
-	spec    Spec
+	key string
+	// spec may be shared with other checks (UpdateChecks); target is this
+	// check's.
+	spec    *Spec
+	target  netip.AddrPort
+	gen     uint64
 	checker Checker // nil when the check never runs (type none, invalid Spec)
 	invalid error
 
@@ -106,7 +117,8 @@ type check struct {
 	lastRun   time.Time
 
 	next  time.Time
-	index int // in Manager.queue; -1 when not there
+	at    int64 // next, in Unix nanoseconds: the heap's key
+	index int   // in Manager.queue; -1 when not there
 }
 
 type job struct {
@@ -171,6 +183,16 @@ func (m *Manager) Run(ctx context.Context) error {
 	return nil
 }
 
+// Check is one check for UpdateChecks: Spec may be shared by many checks
+// (the real servers of a service: the Manager keeps the pointer, and the
+// caller must not change the Spec afterwards); Target is this check's
+// (Spec.Target is ignored).
+type Check struct {
+	Key    string
+	Spec   *Spec
+	Target netip.AddrPort
+}
+
 // Update makes specs, keyed by names the caller chooses, the set of checks:
 //   - a Spec equal to the current one keeps its state and schedule;
 //   - a Spec whose probe is unchanged (only Interval, Timeout, Fall, Rise or
@@ -188,38 +210,68 @@ func (m *Manager) Run(ctx context.Context) error {
 // problem as its error; Update returns all such problems joined, and
 // applies everything else.
 func (m *Manager) Update(specs map[string]Spec) error {
-	var errs []error
-	var changed []Transition
-	m.mu.Lock()
-	now := m.clock.Now()
-	for key, c := range m.checks {
-		if _, ok := specs[key]; !ok {
-			m.remove(c)
-			m.out.purge(key)
-		}
-	}
 	keys := make([]string, 0, len(specs))
 	for key := range specs {
 		keys = append(keys, key)
 	}
 	slices.Sort(keys)
-	for _, key := range keys {
+	list := make([]Check, len(keys))
+	for i, key := range keys {
 		s := specs[key].clone() // the caller keeps its slices
+		list[i] = Check{Key: key, Spec: &s, Target: s.Target}
+	}
+	return m.UpdateChecks(list)
+}
+
+// UpdateChecks is Update for checks given in order, whose Specs may be
+// shared: what the daemon passes for 64,000 real servers.
+func (m *Manager) UpdateChecks(list []Check) error {
+	var errs []error
+	var changed []Transition
+	m.mu.Lock()
+	now := m.clock.Now()
+	m.gen++
+	gen := m.gen
+	// Validation depends on the Spec and the target's kind only: a shared
+	// Spec is validated once for its real servers.
+	type validated struct {
+		s                  *Spec
+		valid, is4, noPort bool
+	}
+	var last validated
+	var lastErr error
+	var added, restarted, removed, retimed int
+	for _, nc := range list {
+		key := nc.Key
 		old := m.checks[key]
-		if old != nil && old.invalid == nil && old.spec.Equal(s) {
+		if old != nil {
+			old.gen = gen
+		}
+		if old != nil && old.invalid == nil && old.target == nc.Target && (old.spec == nc.Spec || old.spec.equalExceptTarget(*nc.Spec)) {
 			continue
 		}
-		verr := s.Validate()
-		if old != nil && old.invalid == nil && verr == nil && old.spec.sameProbe(s) {
-			m.retime(old, s, now)
+		v := validated{nc.Spec, nc.Target.Addr().IsValid(), nc.Target.Addr().Is4(), nc.Target.Port() == 0}
+		if v != last {
+			s := *nc.Spec
+			s.Target = nc.Target
+			last, lastErr = v, s.Validate()
+		}
+		verr := lastErr
+		if old != nil && old.invalid == nil && verr == nil && old.target == nc.Target && old.spec.sameProbeExceptTarget(*nc.Spec) {
+			m.retime(old, nc.Spec, now)
+			retimed++
 			continue
 		}
 		from, fromWeight := StateUnknown, Weight{}
 		if old != nil {
 			from, fromWeight = old.state, old.weight
 			m.remove(old)
+			restarted++
+		} else {
+			added++
 		}
-		c := m.add(key, s, now)
+		c := m.add(key, nc.Spec, nc.Target, now)
+		c.gen = gen
 		if c.invalid != nil {
 			errs = append(errs, fmt.Errorf("health check %s: %w", key, c.invalid))
 		}
@@ -229,19 +281,33 @@ func (m *Manager) Update(specs map[string]Spec) error {
 			changed = append(changed, t)
 		}
 	}
+	for key, c := range m.checks {
+		if c.gen != gen {
+			m.remove(c)
+			m.out.purge(key)
+			removed++
+		}
+	}
+	total, undecided := len(m.checks), m.undecided
 	m.mu.Unlock()
 	m.poke()
 	for _, t := range changed {
 		m.logTransition(t)
+	}
+	if added+restarted+removed+retimed > 0 {
+		m.log.Info("health checks updated", "checks", total, "added", added, "restarted", restarted,
+			"retimed", retimed, "removed", removed, "undecided", undecided, "invalid", len(errs))
 	}
 	return errors.Join(errs...)
 }
 
 // add creates the check key from s and schedules its first run somewhere
 // in its first interval, or its Warmup. Called with m.mu held.
-func (m *Manager) add(key string, s Spec, now time.Time) *check {
-	c := &check{key: key, spec: s, index: -1}
-	checker, err := newChecker(s, m.scripts)
+func (m *Manager) add(key string, s *Spec, target netip.AddrPort, now time.Time) *check {
+	c := &check{key: key, spec: s, target: target, index: -1}
+	full := *s
+	full.Target = target
+	checker, err := newChecker(full, m.scripts)
 	switch {
 	case err != nil:
 		c.invalid, c.lastErr, c.state = err, err, StateDown
@@ -252,8 +318,11 @@ func (m *Manager) add(key string, s Spec, now time.Time) *check {
 		if s.InitialUp {
 			c.state = StateUp
 		}
-		c.next = now.Add(firstDelay(s))
+		c.setNext(now.Add(firstDelay(*s)))
 		heap.Push(&m.queue, c)
+	}
+	if c.state == StateUnknown {
+		m.undecided++
 	}
 	m.checks[key] = c
 	return c
@@ -261,13 +330,13 @@ func (m *Manager) add(key string, s Spec, now time.Time) *check {
 
 // retime gives c the new timing of s, whose probe is the same. Called with
 // m.mu held.
-func (m *Manager) retime(c *check, s Spec, now time.Time) {
+func (m *Manager) retime(c *check, s *Spec, now time.Time) {
 	c.spec = s
 	if c.index < 0 {
 		return // running: the next run is scheduled when it ends
 	}
 	if next := now.Add(rand.N(s.Interval)); next.Before(c.next) {
-		c.next = next
+		c.setNext(next)
 		heap.Fix(&m.queue, c.index)
 	}
 }
@@ -276,6 +345,9 @@ func (m *Manager) retime(c *check, s Spec, now time.Time) {
 func (m *Manager) remove(c *check) {
 	if c.index >= 0 {
 		heap.Remove(&m.queue, c.index)
+	}
+	if c.state == StateUnknown {
+		m.undecided--
 	}
 	delete(m.checks, c.key)
 }
@@ -287,7 +359,7 @@ func (m *Manager) Status() map[string]CheckStatus {
 	st := make(map[string]CheckStatus, len(m.checks))
 	for key, c := range m.checks {
 		s := CheckStatus{
-			Spec:         c.spec,
+			Spec:         c.spec.clone(),
 			State:        c.state,
 			Weight:       c.weight,
 			Successes:    c.successes,
@@ -297,7 +369,7 @@ func (m *Manager) Status() map[string]CheckStatus {
 			LastDuration: c.lastDur,
 			LastRun:      c.lastRun,
 		}
-		s.Spec = s.Spec.clone()
+		s.Spec.Target = c.target
 		if c.index >= 0 {
 			s.NextRun = c.next
 		}
@@ -316,6 +388,22 @@ func (m *Manager) States() map[string]State {
 		st[key] = c.state
 	}
 	return st
+}
+
+// StatesErrors returns the state of every check, and the error of the
+// last run of those that have one: what `xlb status` shows.
+func (m *Manager) StatesErrors() (map[string]State, map[string]error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := make(map[string]State, len(m.checks))
+	errs := map[string]error{}
+	for key, c := range m.checks {
+		st[key] = c.state
+		if c.lastErr != nil {
+			errs[key] = c.lastErr
+		}
+	}
+	return st, errs
 }
 
 // Weights returns the weight each check sets (misc_dynamic, file) by key,
@@ -383,38 +471,59 @@ func (m *Manager) schedule(ctx context.Context) {
 }
 
 func (m *Manager) run(ctx context.Context, j job) {
-	cctx, cancel := context.WithTimeout(ctx, j.timeout)
 	start := time.Now()
 	var w Weight
 	var err error
-	if wc, ok := j.checker.(WeightChecker); ok {
-		w, err = wc.CheckWeight(cctx)
+	if dc, ok := j.checker.(deadlineChecker); ok {
+		// No context (and timer) of its own for each of thousands of runs.
+		err = dc.checkBy(ctx, start.Add(j.timeout))
 	} else {
-		err = j.checker.Check(cctx)
+		cctx, cancel := context.WithTimeout(ctx, j.timeout)
+		if wc, ok := j.checker.(WeightChecker); ok {
+			w, err = wc.CheckWeight(cctx)
+		} else {
+			err = j.checker.Check(cctx)
+		}
+		cancel()
 	}
 	d := time.Since(start)
-	cancel()
 	if ctx.Err() != nil {
 		return // shutting down: not the real server's fault
 	}
 	if m.observe != nil {
 		m.observe(j.c.key, j.typ, d, err)
 	}
-	t, changed := m.finish(j, w, err, d)
+	t, changed, sum := m.finish(j, w, err, d)
 	if changed {
 		m.logTransition(t)
 	}
+	if sum != nil {
+		m.log.Info("health checks: first results", "up", sum.up, "down", sum.down, "undecided", sum.undecided)
+	}
 }
+
+// deadlineChecker is a Checker whose run takes its deadline apart from
+// its context (which only stops it when the Manager stops).
+type deadlineChecker interface {
+	checkBy(ctx context.Context, deadline time.Time) error
+}
+
+// firstResults is a summary of checks' first results.
+type firstResults struct{ up, down, undecided int }
+
+// summaryEvery is how often first results are summarised while checks
+// are still undecided (the last summary comes when none is).
+const summaryEvery = 10 * time.Second
 
 // finish records the result of a run, applies fall and rise, and schedules
 // the next run. A successful run's weight becomes the check's.
-func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transition, bool) {
+func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transition, bool, *firstResults) {
 	m.mu.Lock()
 	defer m.poke()
 	defer m.mu.Unlock()
 	c := j.c
 	if m.checks[c.key] != c {
-		return Transition{}, false // removed or replaced while running
+		return Transition{}, false, nil // removed or replaced while running
 	}
 	now := m.clock.Now()
 	c.runs++
@@ -434,14 +543,27 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 			c.state = StateDown
 		}
 	}
-	c.next = now.Add(nextDelay(c.spec.Interval))
+	c.setNext(now.Add(nextDelay(c.spec.Interval)))
 	heap.Push(&m.queue, c)
+	var sum *firstResults
+	if from == StateUnknown && c.state != StateUnknown {
+		m.undecided--
+		if c.state == StateUp {
+			m.firstUp++
+		} else {
+			m.firstDown++
+		}
+		if m.undecided == 0 || now.Sub(m.lastSummary) >= summaryEvery {
+			sum = &firstResults{m.firstUp, m.firstDown, m.undecided}
+			m.firstUp, m.firstDown, m.lastSummary = 0, 0, now
+		}
+	}
 	if c.state == from && c.weight == fromWeight {
-		return Transition{}, false
+		return Transition{}, false, sum
 	}
 	t := Transition{Key: c.key, From: from, To: c.state, Up: c.state == StateUp, Weight: c.weight, Err: err, At: now}
 	m.out.push(t)
-	return t, true
+	return t, true, sum
 }
 
 // poke wakes the scheduler without waiting.
@@ -452,9 +574,18 @@ func (m *Manager) poke() {
 	}
 }
 
+// logTransition logs a real server going up or down, or a change of the
+// weight its check sets. A first result (from unknown) and a check that
+// starts again (to unknown) are logged at debug level only: they come by
+// the thousand at start and at a reload, summarised ("health checks:
+// first results", "health checks updated").
 func (m *Manager) logTransition(t Transition) {
 	if t.From == t.To {
 		m.log.Info("health check weight changed", "check", t.Key, "state", t.To, "weight", t.Weight)
+		return
+	}
+	if t.From == StateUnknown || t.To == StateUnknown {
+		m.log.Debug("health check state changed", "check", t.Key, "from", t.From, "to", t.To, "error", t.Err)
 		return
 	}
 	if t.Err != nil {
@@ -482,90 +613,4 @@ func (m *Manager) deliver(ctx context.Context) {
 		case m.results <- t:
 		}
 	}
-}
-
-// firstDelay is the time from a check's creation to its first run: at
-// random within its Warmup (keepalived's warmup, check_api.c
-// register_checkers_thread), else within its first interval.
-func firstDelay(s Spec) time.Duration {
-	switch {
-	case s.Warmup < 0:
-		return 0
-	case s.Warmup > 0:
-		return rand.N(s.Warmup)
-	}
-	return rand.N(s.Interval)
-}
-
-// nextDelay is the time from the end of a run to the start of the next:
-// interval ±10%.
-func nextDelay(interval time.Duration) time.Duration {
-	spread := interval / 5
-	if spread <= 0 {
-		return interval
-	}
-	return interval - interval/10 + rand.N(spread)
-}
-
-// outbox is the unbounded FIFO of transitions waiting for the reader of
-// Results. push never blocks.
-type outbox struct {
-	mu     sync.Mutex
-	queue  []Transition
-	notify chan struct{} // capacity 1
-}
-
-func (o *outbox) push(t Transition) {
-	o.mu.Lock()
-	o.queue = append(o.queue, t)
-	o.mu.Unlock()
-	select {
-	case o.notify <- struct{}{}:
-	default:
-	}
-}
-
-func (o *outbox) pop() (Transition, bool) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(o.queue) == 0 {
-		return Transition{}, false
-	}
-	t := o.queue[0]
-	o.queue[0] = Transition{}
-	o.queue = o.queue[1:]
-	return t, true
-}
-
-// purge drops the queued transitions of key.
-func (o *outbox) purge(key string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.queue = slices.DeleteFunc(o.queue, func(t Transition) bool { return t.Key == key })
-}
-
-// checkHeap orders checks by their next run (container/heap).
-type checkHeap []*check
-
-func (h checkHeap) Len() int           { return len(h) }
-func (h checkHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h checkHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
-}
-
-func (h *checkHeap) Push(x any) {
-	c := x.(*check)
-	c.index = len(*h)
-	*h = append(*h, c)
-}
-
-func (h *checkHeap) Pop() any {
-	old := *h
-	c := old[len(old)-1]
-	old[len(old)-1] = nil
-	c.index = -1
-	*h = old[:len(old)-1]
-	return c
 }

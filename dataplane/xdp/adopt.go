@@ -3,7 +3,6 @@ package xdp
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -71,11 +70,21 @@ func (d *Dataplane) adopt() error {
 			d.backends[id].retired = true
 		}
 	}
-	d.natReals = map[bpfXlbSvcKey]bpfXlbNatReal{}
-	var nk bpfXlbSvcKey
-	var nv bpfXlbNatReal
-	for it := d.objs.XlbNatRealsV1.Iterate(); it.Next(&nk, &nv); {
-		d.natReals[nk] = nv
+	for id, be := range d.backends {
+		if be.retired {
+			d.retired[retiredKey{be.svc, be.key}] = id
+		}
+	}
+	err = batchAll(d.objs.XlbNatRealsV1, func(k bpfXlbSvcKey, v bpfXlbNatReal) {
+		d.nat[k] = natEntry{installed: true, cur: v}
+		d.natN++
+		d.natDirty[k] = true
+	})
+	if err != nil {
+		return fmt.Errorf("read NAT real servers: %w", err)
+	}
+	for _, st := range d.services {
+		d.natAdd(st)
 	}
 	if n := len(d.services); n > 0 {
 		d.log.Info("adopted pinned services", "services", n, "backends", len(d.backends))
@@ -93,7 +102,7 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 	if err := d.objs.XlbSvcV1.Lookup(id*2+slot, &cfg); err != nil {
 		return nil, err
 	}
-	st := &svcState{id: id, slot: slot, live: map[dataplane.BackendKey]uint32{}, installed: true}
+	st := &svcState{id: id, slot: slot, installed: true, flipGen: d.flipGen.Load()}
 	for s := range uint32(2) {
 		var innerID uint32
 		if err := d.objs.XlbTablesV1.Lookup(id*2+s, &innerID); err != nil {
@@ -103,24 +112,22 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 			return nil, fmt.Errorf("table: %w", err)
 		}
 		if s == 1 && st.tables[0] != nil && innerID == tableID(st.tables[0]) {
-			st.tables[1], st.tableData[1] = st.tables[0], st.tableData[0]
+			st.tables[1], st.tableSum[1] = st.tables[0], st.tableSum[0]
 			continue
 		}
 		m, err := ebpf.NewMapFromID(ebpf.MapID(innerID))
 		if err != nil {
 			return nil, fmt.Errorf("open table %d: %w", innerID, err)
 		}
-		data := make([]uint32, m.MaxEntries())
-		for i := range data {
-			if err := m.Lookup(uint32(i), &data[i]); err != nil {
-				m.Close()
-				return nil, fmt.Errorf("read table: %w", err)
-			}
+		data := make([]uint32, 0, m.MaxEntries())
+		if err := batchAll(m, func(_ uint32, v uint32) { data = append(data, v) }); err != nil {
+			m.Close()
+			return nil, fmt.Errorf("read table: %w", err)
 		}
-		st.tables[s], st.tableData[s] = m, data
+		st.tables[s], st.tableSum[s] = m, sumTable(data)
 	}
 	if cfg.TableLen == 0 {
-		st.tableData[slot] = []uint32{}
+		st.tableSum[slot] = tableSum{}
 	}
 
 	svc := dataplane.Service{
@@ -154,18 +161,7 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 	slices.SortFunc(ids, func(a, b uint32) int {
 		return int(d.backends[a].entry.Pos) - int(d.backends[b].entry.Pos)
 	})
-	for _, bid := range ids {
-		e := d.backends[bid].entry
-		th := d.backends[bid].thresh
-		b := dataplane.Backend{Addr: d.backends[bid].key.Addr, Port: d.backends[bid].key.Port, Weight: e.Weight,
-			UpperThreshold: th.Upper, LowerThreshold: th.Lower}
-		if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0 {
-			b.MAC = net.HardwareAddr(slices.Clone(e.Mac[:]))
-			b.Ifindex = int(e.Ifindex)
-		}
-		svc.Backends = append(svc.Backends, b)
-		st.live[b.Key()] = bid
-	}
+	st.ids = ids
 	st.svc = svc
 	return st, nil
 }

@@ -250,7 +250,8 @@ func TestAdoptTunnelServicesOnRestart(t *testing.T) {
 		t.Fatalf("reopen: %v", err)
 	}
 	for _, s := range svcs {
-		if got := e.d.services[s.Key].svc; !sameInstall(got, s) {
+		if st := e.d.services[s.Key]; !e.d.sameInstall(st, s) {
+			got := st.svc
 			t.Errorf("%s adopted as %+v, installed as %+v", s.Key, got.Tunnel, s.Tunnel)
 		}
 	}

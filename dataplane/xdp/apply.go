@@ -1,11 +1,15 @@
 package xdp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
+	"net"
 	"net/netip"
 	"slices"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -15,20 +19,48 @@ import (
 
 // svcState is an installed service.
 type svcState struct {
-	id   uint32
-	svc  dataplane.Service // as installed; valid when installed
-	slot uint32            // active configuration slot
+	id uint32
+	// svc is the service as installed (valid when installed), without its
+	// backends: ids are their backend ids, in order, whose entries hold
+	// what was installed of each (a copy of 65,536 Backends is 4.6 MB).
+	svc  dataplane.Service
+	ids  []uint32
+	slot uint32 // active configuration slot
 	// tables are the scheduling tables of both slots (the same map when a
-	// change did not touch the table); entries of the table of a slot.
-	tables    [2]*ebpf.Map
-	tableData [2][]uint32
-	// What the active table was built from.
-	tableSched dataplane.Scheduler
-	tableInput []tableBackend
-	tableIDs   []uint32
-	// live maps the configured real servers to their backend ids.
-	live      map[dataplane.BackendKey]uint32
+	// change did not touch the table), and a digest and length of each
+	// one's entries (a table of sh or mh is 65,537 entries: the Go side
+	// does not keep them).
+	tables   [2]*ebpf.Map
+	tableSum [2]tableSum
+	// tableIn is a digest of what the active table was built from (the
+	// scheduler, the schedulable backends, their ids); 0: unknown.
+	tableIn   uint64
 	installed bool // false: never installed, or the last update failed
+	// natOn: ids are counted in Dataplane.nat, under natProto.
+	natOn    bool
+	natProto dataplane.Proto
+	// stat is the service in the stats index (publish), nil when it
+	// changed since.
+	stat *statSvc
+	// flipGen is the generation of its last flip (grace.go).
+	flipGen uint64
+}
+
+// tableSum identifies a table's entries.
+type tableSum struct {
+	n   int
+	sum uint64
+}
+
+// sumSeed makes the digests of this process; they are compared only
+// within it.
+var sumSeed = maphash.MakeSeed()
+
+func sumTable(t []uint32) tableSum {
+	if len(t) == 0 {
+		return tableSum{}
+	}
+	return tableSum{n: len(t), sum: maphash.Bytes(sumSeed, unsafe.Slice((*byte)(unsafe.Pointer(&t[0])), 4*len(t)))}
 }
 
 func (st *svcState) closeTables() {
@@ -47,6 +79,43 @@ type beState struct {
 	entry   bpfXlbBackend
 	thresh  bpfXlbBeThresh // as written to xlb_be_thresh_v1
 	retired bool
+}
+
+// sameBackend reports whether b installs as the entry of id: the same real
+// server, weight, thresholds and next hop.
+func (d *Dataplane) sameBackend(id uint32, b dataplane.Backend) bool {
+	be := d.backends[id]
+	if be == nil || be.retired || be.key != b.Key() || be.entry.Weight != b.Weight ||
+		be.thresh != (bpfXlbBeThresh{Upper: b.UpperThreshold, Lower: b.LowerThreshold}) {
+		return false
+	}
+	hasMAC := be.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0
+	if len(b.MAC) == 6 && b.Ifindex > 0 {
+		return hasMAC && string(be.entry.Mac[:]) == string(b.MAC) && be.entry.Ifindex == uint32(b.Ifindex)
+	}
+	return !hasMAC
+}
+
+// backendsOf returns the installed backends of st, from their entries.
+func (d *Dataplane) backendsOf(st *svcState) []dataplane.Backend {
+	out := make([]dataplane.Backend, 0, len(st.ids))
+	for _, id := range st.ids {
+		be := d.backends[id]
+		b := dataplane.Backend{Addr: be.key.Addr, Port: be.key.Port, Weight: be.entry.Weight,
+			UpperThreshold: be.thresh.Upper, LowerThreshold: be.thresh.Lower}
+		if be.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0 {
+			b.MAC = net.HardwareAddr(slices.Clone(be.entry.Mac[:]))
+			b.Ifindex = int(be.entry.Ifindex)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// retiredKey finds a retired backend id by its service and real server.
+type retiredKey struct {
+	svc uint32
+	key dataplane.BackendKey
 }
 
 // idPool hands out the lowest free id below its size.
@@ -72,41 +141,42 @@ func (p *idPool) alloc() (uint32, error) {
 func (p *idPool) take(id uint32) { p.used[id] = true }
 func (p *idPool) free(id uint32) { p.used[id] = false }
 
-// sameInstall reports whether two services install identically (the name is
+// sameInstall reports whether s installs as st is installed (the name is
 // not part of what is installed).
-func sameInstall(a, b dataplane.Service) bool {
-	a.Name, b.Name = "", ""
-	return dataplane.ServiceEqual(a, b)
+func (d *Dataplane) sameInstall(st *svcState, s dataplane.Service) bool {
+	a := st.svc
+	a.Name, a.Backends = "", nil
+	backends := s.Backends
+	s.Name, s.Backends = "", nil
+	if !dataplane.ServiceEqual(a, s) || len(backends) != len(st.ids) {
+		return false
+	}
+	for i, b := range backends {
+		if !d.sameBackend(st.ids[i], b) {
+			return false
+		}
+	}
+	return true
 }
 
-func (d *Dataplane) apply(desired []dataplane.Service) error {
+// apply installs desired: services that did not change are not touched;
+// the changes of all others are written in batches (batch.go). Called with
+// d.mu held. same are the services validate found installed as desired.
+func (d *Dataplane) apply(desired []dataplane.Service, same map[dataplane.ServiceKey]bool) error {
+	d.applies++
 	clear(d.smacs)
-	changed := false
-	defer func() {
-		if !changed {
-			return
-		}
-		if err := d.syncNATReals(); err != nil {
-			d.log.Error("NAT real servers", "error", err)
-		}
-		// Cached flows revalidate against what was written.
-		if err := d.writeGlobals(); err != nil {
-			d.log.Error("invalidate flow caches", "error", err)
-		}
-	}()
+	w := d.newWrites()
 	want := make(map[dataplane.ServiceKey]bool, len(desired))
 	for _, s := range desired {
 		want[s.Key] = true
 	}
 	var errs []error
+	var touched []*svcState
 	for k, st := range d.services {
 		if !want[k] {
-			if err := d.removeService(st); err != nil {
-				errs = append(errs, fmt.Errorf("remove service %s: %w", k, err))
-				continue
-			}
+			d.removeService(w, st)
 			delete(d.services, k)
-			changed = true
+			touched = append(touched, st)
 		}
 	}
 	for _, s := range desired {
@@ -117,68 +187,39 @@ func (d *Dataplane) apply(desired []dataplane.Service) error {
 				errs = append(errs, fmt.Errorf("service %s: %w (at most %d services)", s.Name, err, maxServices))
 				continue
 			}
-			st = &svcState{id: id, live: map[dataplane.BackendKey]uint32{}}
-			if err := d.resetServiceCounters(id); err != nil {
-				d.svcIDs.free(id)
-				errs = append(errs, fmt.Errorf("service %s: %w", s.Name, err))
-				continue
-			}
+			st = &svcState{id: id, flipGen: d.flipGen.Load()}
+			w.svcStat.put(id)
+			w.svcRR.put(id, 0)
 			d.services[s.Key] = st
 		}
-		if st.installed && sameInstall(st.svc, s) {
+		if st.installed && same[s.Key] {
 			st.svc.Name = s.Name
 			continue
 		}
-		changed = true
-		if err := d.updateService(st, s); err != nil {
+		touched = append(touched, st)
+		if err := d.updateService(w, st, s); err != nil {
 			st.installed = false
 			errs = append(errs, fmt.Errorf("service %s (%s): %w", s.Name, s.Key, err))
 		}
 	}
-	return errors.Join(errs...)
-}
-
-// syncNATReals makes xlb_nat_reals_v1 map each NAT real server
-// (address:port/proto) to its service and backend, for replies that come
-// without connection state. A real server in two NAT services under the
-// same address and port is left out: its replies cannot be attributed.
-func (d *Dataplane) syncNATReals() error {
-	want := map[bpfXlbSvcKey]bpfXlbNatReal{}
-	ambiguous := map[bpfXlbSvcKey]bool{}
-	for _, st := range d.services {
-		if !st.installed || st.svc.Forward != dataplane.NAT {
-			continue
-		}
-		for bk, id := range st.live {
-			k := svcKey(dataplane.ServiceKey{Addr: bk.Addr, Port: bk.Port, Proto: st.svc.Key.Proto})
-			if _, dup := want[k]; dup {
-				ambiguous[k] = true
-			}
-			want[k] = bpfXlbNatReal{Svc: st.id, Backend: id}
-		}
+	if len(touched) == 0 {
+		return errors.Join(errs...)
 	}
-	for k := range ambiguous {
-		delete(want, k)
-		d.log.Warn("NAT real server in several services: its replies need connection state", "real_server", wordsAddr(k.Addr, k.Family), "port", k.Port)
-	}
-	var errs []error
-	for k := range d.natReals {
-		if _, ok := want[k]; !ok {
-			if err := d.objs.XlbNatRealsV1.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				errs = append(errs, err)
-			}
+	d.syncNATReals(w)
+	if err := w.flush(d); err != nil {
+		// What was written of this Apply is unknown: every service it
+		// touched is written whole by the next one.
+		for _, st := range touched {
+			st.installed = false
 		}
+		errs = append(errs, err)
 	}
-	for k, v := range want {
-		// Compared with presence: service 0's backend 0 is {0, 0}, the
-		// zero value a missing key reads as.
-		if old, ok := d.natReals[k]; !ok || old != v {
-			if err := d.objs.XlbNatRealsV1.Put(&k, &v); err != nil {
-				errs = append(errs, err)
-			}
-		}
+	d.flipped(touched)
+	// Cached flows revalidate against what was written.
+	if err := d.writeGlobals(); err != nil {
+		errs = append(errs, fmt.Errorf("invalidate flow caches: %w", err))
 	}
-	d.natReals = want
+	d.publish()
 	return errors.Join(errs...)
 }
 
@@ -193,19 +234,32 @@ func schedulable(s dataplane.Service, b dataplane.Backend) bool {
 	return true
 }
 
-// updateService installs s in st's inactive slot and flips to it. Backends
-// joining the table may take flows before the flip and backends leaving it
-// keep them until after, so a new flow never finds a half-written set.
-func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
+// updateService plans the installation of s in st's inactive slot and the
+// flip to it, into w. Backends joining the table may take flows before the
+// flip and backends leaving it keep them until after, so a new flow never
+// finds a half-written set. The Go side of st is updated as if w were
+// written (apply marks st not installed when it is not).
+func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) error {
 	// Backend ids: keep ids of real servers that stay, revive retired ids of
 	// real servers that come back, allocate the others.
 	ids := make([]uint32, len(s.Backends))
+	var installed map[dataplane.BackendKey]uint32 // by key, when not in place
 	for i, b := range s.Backends {
-		if id, ok := st.live[b.Key()]; ok {
+		if i < len(st.ids) && d.backends[st.ids[i]].key == b.Key() {
+			ids[i] = st.ids[i]
+			continue
+		}
+		if installed == nil {
+			installed = make(map[dataplane.BackendKey]uint32, len(st.ids))
+			for _, id := range st.ids {
+				installed[d.backends[id].key] = id
+			}
+		}
+		if id, ok := installed[b.Key()]; ok {
 			ids[i] = id
 			continue
 		}
-		if id, ok := d.retiredID(st.id, b.Key()); ok {
+		if id, ok := d.retired[retiredKey{st.id, b.Key()}]; ok {
 			ids[i] = id
 			continue
 		}
@@ -213,9 +267,12 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 		if err != nil {
 			return fmt.Errorf("real server %s: %w (at most %d)", b.Key(), err, maxBackends)
 		}
-		if err := d.resetBackendCounters(id); err != nil {
-			d.beIDs.free(id)
-			return err
+		w.beStat.put(id)
+		w.beAct.put(id, 0)
+		w.beConns.put(id, bpfXlbBeConns{})
+		if b.UpperThreshold == 0 && b.LowerThreshold == 0 {
+			// Those of a freed id go; writeThresh writes any others.
+			w.beThresh.put(id, bpfXlbBeThresh{})
 		}
 		d.backends[id] = &beState{svc: st.id, key: b.Key()}
 		ids[i] = id
@@ -233,13 +290,14 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 		if err != nil {
 			return err
 		}
+		e = d.withOverload(ids[i], e)
 		entries[i] = e
 		interim := e
 		if old := d.backends[ids[i]]; !old.retired && old.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED) != 0 {
 			interim.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
 		}
-		if err := d.writeBackend(ids[i], interim); err != nil {
-			return err
+		if !st.installed || interim != d.backends[ids[i]].entry {
+			w.backends1.put(ids[i], interim)
 		}
 	}
 
@@ -255,115 +313,135 @@ func (d *Dataplane) updateService(st *svcState, s dataplane.Service) error {
 	// The table depends only on the scheduler and the schedulable
 	// backends: an update that changes neither (enabling, persistence,
 	// ...) reuses it instead of rebuilding a 65537-entry Maglev table.
+	in := tableInputSum(s.Scheduler, tbs, tids)
+	reuse := st.tables[st.slot] != nil && st.tableIn == in
 	var table []uint32
-	if st.tables[st.slot] != nil && st.tableSched == s.Scheduler && slices.Equal(st.tableInput, tbs) && slices.Equal(st.tableIDs, tids) {
-		table = st.tableData[st.slot]
-	} else {
+	sum := st.tableSum[st.slot]
+	if !reuse {
 		spec, _ := s.Scheduler.Spec()
 		order := tableBuilders[spec.Table](tbs, d.opts.MaglevSize)
 		table = make([]uint32, len(order))
 		for i, j := range order {
 			table[i] = tids[j]
 		}
+		sum = sumTable(table)
 	}
-	st.tableSched, st.tableInput, st.tableIDs = s.Scheduler, tbs, tids
+	st.tableIn = in
 	next := st.slot ^ 1
 	if !st.installed && st.tables[st.slot] == nil {
 		next = st.slot // first install: either slot is free
 	}
 	idx := st.id*2 + next
-	cfg, err := d.svcConfig(st.id, s, uint32(len(table)))
+	cfg, err := d.svcConfig(st.id, s, uint32(sum.n))
 	if err != nil {
 		return err
 	}
 	if st.installed && st.svc.Scheduler != s.Scheduler {
 		// A new scheduler starts its cycle from the top, as IPVS's init_svc.
-		if err := d.objs.XlbRrV1.Put(st.id, uint64(0)); err != nil {
-			return fmt.Errorf("reset round robin: %w", err)
-		}
+		w.rr.put(st.id, 0)
 	}
 	var inner *ebpf.Map
-	if cur := st.tables[st.slot]; cur != nil && slices.Equal(st.tableData[st.slot], table) {
+	inactive := st.tables[next]
+	if inactive == st.tables[st.slot] {
+		inactive = nil // shared with the active slot: not to be written
+	}
+	switch cur := st.tables[st.slot]; {
+	case cur != nil && (reuse || st.tableSum[st.slot] == sum):
 		inner = cur // unchanged table: both slots share it
-	} else if len(table) > 0 {
+	case sum.n == 0:
+	case inactive != nil && st.installed && st.tableSum[next] == sum:
+		// The inactive slot holds this table already (a change undone:
+		// a real server's id comes back with it): the flip is enough.
+		inner = inactive
+	case inactive != nil && st.installed && st.tableSum[next].n == sum.n && d.graceSince(st):
+		// No program reads the inactive slot's table since a grace period
+		// after the last flip: written in place, the outer map is not, and
+		// no RCU grace period is waited for (10-50 ms on a busy host).
+		if err := d.fillTable(inactive, table); err == nil {
+			inner = inactive
+			st.tableSum[next] = sum
+			break
+		}
+		fallthrough
+	default:
 		if inner, err = d.newTable(table); err != nil {
 			return err
 		}
 	}
-	// Writing the outer map waits for an RCU grace period (tens of ms):
-	// skip it when the slot already holds this table.
+	// Writing the outer map waits for an RCU grace period: skip it when
+	// the slot already holds this table.
 	if old := st.tables[next]; old != inner || next == st.slot && !st.installed {
 		if old != nil && old != st.tables[st.slot] {
 			old.Close()
 		}
-		st.tables[next], st.tableData[next] = inner, table
+		st.tables[next], st.tableSum[next] = inner, sum
 		if inner != nil {
-			if err := d.objs.XlbTablesV1.Put(idx, inner); err != nil {
-				return fmt.Errorf("install table: %w", err)
-			}
-		} else if err := d.objs.XlbTablesV1.Delete(idx); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("clear table: %w", err)
+			w.tables.put(idx, uint32(inner.FD()))
+		} else {
+			w.tables.del(idx)
 		}
 	}
 	if other := next ^ 1; inner != nil && st.tables[other] == nil {
 		// Both slots hold the table from the start, so that a later change
 		// that keeps it (enabling, disabling: a VRRP role change) writes
 		// no outer map entry and waits for no grace period.
-		if err := d.objs.XlbTablesV1.Put(st.id*2+other, inner); err != nil {
-			return fmt.Errorf("install table: %w", err)
-		}
-		st.tables[other], st.tableData[other] = inner, table
+		w.tables.put(st.id*2+other, uint32(inner.FD()))
+		st.tables[other], st.tableSum[other] = inner, sum
 	}
-	if err := d.objs.XlbSvcV1.Put(idx, &cfg); err != nil {
-		return fmt.Errorf("write service configuration: %w", err)
-	}
-	if err := d.objs.XlbSvcSlotV1.Put(st.id, next); err != nil {
-		return fmt.Errorf("flip service slot: %w", err)
-	}
+	w.svc.put(idx, cfg)
+	w.slots.put(st.id, next)
 	st.slot = next
-	key := svcKey(s.Key)
-	if err := d.objs.XlbSvcIdsV1.Put(&key, st.id); err != nil {
-		return fmt.Errorf("write service id: %w", err)
+	if !st.installed || st.svc.Key != s.Key {
+		w.svcIDs.put(svcKey(s.Key), st.id)
 	}
 
 	// Phase 3: final flags; real servers no longer configured retire.
-	live := make(map[dataplane.BackendKey]uint32, len(s.Backends))
-	for i, b := range s.Backends {
-		if err := d.writeBackend(ids[i], entries[i]); err != nil {
-			return err
-		}
+	d.natDrop(st)
+	for i := range s.Backends {
 		be := d.backends[ids[i]]
-		be.retired = false
-		live[b.Key()] = ids[i]
+		if !st.installed || be.entry != entries[i] || be.retired {
+			w.backends3.put(ids[i], entries[i])
+		}
+		if be.retired {
+			delete(d.retired, retiredKey{st.id, be.key})
+		}
+		be.entry, be.retired = entries[i], false
 	}
-	for k, id := range st.live {
-		if _, ok := live[k]; !ok {
-			if err := d.retireBackend(id); err != nil {
-				return err
+	if !slices.Equal(st.ids, ids) {
+		stay := make(map[uint32]bool, len(ids))
+		for _, id := range ids {
+			stay[id] = true
+		}
+		for _, id := range st.ids {
+			if !stay[id] {
+				d.retireBackend(w.backends3, id)
 			}
 		}
 	}
-	st.live = live
-	st.svc = cloneService(s)
+	st.ids = ids
+	st.svc = s
+	st.svc.Backends = nil
 	st.installed = true
+	st.stat = nil
+	d.natAdd(st)
 	return nil
 }
 
-func cloneService(s dataplane.Service) dataplane.Service {
-	s.Backends = slices.Clone(s.Backends)
-	for i := range s.Backends {
-		s.Backends[i].MAC = slices.Clone(s.Backends[i].MAC)
+// tableInputSum is a digest of what a table is built from.
+func tableInputSum(sched dataplane.Scheduler, tbs []tableBackend, ids []uint32) uint64 {
+	var h maphash.Hash
+	h.SetSeed(sumSeed)
+	h.WriteString(string(sched))
+	var buf [26]byte
+	for i, b := range tbs {
+		a := b.key.Addr.As16()
+		copy(buf[:16], a[:])
+		binary.LittleEndian.PutUint16(buf[16:], b.key.Port)
+		binary.LittleEndian.PutUint32(buf[18:], b.weight)
+		binary.LittleEndian.PutUint32(buf[22:], ids[i])
+		h.Write(buf[:])
 	}
-	return s
-}
-
-func (d *Dataplane) retiredID(svc uint32, k dataplane.BackendKey) (uint32, bool) {
-	for id, be := range d.backends {
-		if be.retired && be.svc == svc && be.key == k {
-			return id, true
-		}
-	}
-	return 0, false
+	return h.Sum64() | 1 // never 0 (unknown)
 }
 
 func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dataplane.Backend) (bpfXlbBackend, error) {
@@ -387,8 +465,11 @@ func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dat
 		copy(e.Smac[:], smac)
 		e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC)
 		// Redirects to an interface need it in the devmap.
-		if err := d.objs.XlbDevmapV1.Update(uint32(b.Ifindex), uint32(b.Ifindex), ebpf.UpdateAny); err != nil {
-			return e, fmt.Errorf("devmap: %w", err)
+		if !d.devmap[b.Ifindex] {
+			if err := d.objs.XlbDevmapV1.Update(uint32(b.Ifindex), uint32(b.Ifindex), ebpf.UpdateAny); err != nil {
+				return e, fmt.Errorf("devmap: %w", err)
+			}
+			d.devmap[b.Ifindex] = true
 		}
 	}
 	if s.Forward == dataplane.Tunnel && !s.Tunnel.Source.IsValid() {
@@ -469,52 +550,42 @@ func routeSource(dst netip.Addr) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("no source address toward %s", dst)
 }
 
-// writeBackend writes a backend's entry; its overload flag, which the
-// program keeps, is kept as the map has it while the backend has
-// thresholds (a flag set between the read and the write is lost; the next
-// new flow the backend takes sets it again).
-func (d *Dataplane) writeBackend(id uint32, e bpfXlbBackend) error {
+// withOverload keeps in e the overload flag the program set, while the
+// backend has thresholds (a flag set between the read and the write is
+// lost; the next new flow the backend takes sets it again).
+func (d *Dataplane) withOverload(id uint32, e bpfXlbBackend) bpfXlbBackend {
 	e.Overload = 0
 	if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) != 0 && d.overloaded(id) {
 		e.Overload = 1
 	}
-	if err := d.objs.XlbBackendsV1.Put(id, &e); err != nil {
-		return fmt.Errorf("write backend %d: %w", id, err)
-	}
-	d.backends[id].entry = e
-	return nil
+	return e
 }
 
 // retireBackend stops new flows to a backend removed from its service; its
 // established flows go on until they end, then Sync frees the id.
-func (d *Dataplane) retireBackend(id uint32) error {
+func (d *Dataplane) retireBackend(q *queue[uint32, bpfXlbBackend], id uint32) {
 	be := d.backends[id]
 	e := be.entry
 	e.Flags &^= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
 	e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_RETIRED)
-	if err := d.writeBackend(id, e); err != nil {
-		return err
-	}
-	be.retired = true
-	return nil
+	q.put(id, e)
+	be.entry, be.retired = e, true
+	d.retired[retiredKey{be.svc, be.key}] = id
 }
 
-func (d *Dataplane) removeService(st *svcState) error {
-	key := svcKey(st.svc.Key)
-	if err := d.objs.XlbSvcIdsV1.Delete(&key); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
-	}
-	for _, id := range st.live {
-		if err := d.retireBackend(id); err != nil {
-			return err
-		}
+// removeService plans the removal of a service: it leaves the lookup
+// first, its backends retire, its tables go.
+func (d *Dataplane) removeService(w *writes, st *svcState) {
+	w.svcIDsDel.del(svcKey(st.svc.Key))
+	d.natDrop(st)
+	for _, id := range st.ids {
+		d.retireBackend(w.backends1, id)
 	}
 	for slot := range uint32(2) {
-		_ = d.objs.XlbTablesV1.Delete(st.id*2 + slot)
+		w.tables.del(st.id*2 + slot)
 	}
 	st.closeTables()
 	d.deadSvcs[st.id] = true
-	return nil
 }
 
 func (d *Dataplane) newTable(ids []uint32) (*ebpf.Map, error) {
@@ -525,6 +596,29 @@ func (d *Dataplane) newTable(ids []uint32) (*ebpf.Map, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create scheduling table: %w", err)
 	}
+	if err := d.fill(m, ids); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
+}
+
+// fillTable writes ids into a scheduling table no program reads (the
+// inactive slot's, a grace period after the flip that left it), counted
+// as map updates.
+func (d *Dataplane) fillTable(m *ebpf.Map, ids []uint32) error {
+	if err := d.fill(m, ids); err != nil {
+		return err
+	}
+	keys := make([]uint32, len(ids))
+	for i := range keys {
+		keys[i] = uint32(i)
+	}
+	d.wrote("xlb_table", keys)
+	return nil
+}
+
+func (d *Dataplane) fill(m *ebpf.Map, ids []uint32) error {
 	keys := make([]uint32, len(ids))
 	for i := range keys {
 		keys[i] = uint32(i)
@@ -533,12 +627,11 @@ func (d *Dataplane) newTable(ids []uint32) (*ebpf.Map, error) {
 		// Kernels without batch ops on arrays: one by one.
 		for i, id := range ids {
 			if err := m.Put(uint32(i), id); err != nil {
-				m.Close()
-				return nil, fmt.Errorf("fill scheduling table: %w", err)
+				return fmt.Errorf("fill scheduling table: %w", err)
 			}
 		}
 	}
-	return m, nil
+	return nil
 }
 
 func svcKey(k dataplane.ServiceKey) bpfXlbSvcKey {
@@ -592,34 +685,4 @@ func (d *Dataplane) svcConfig(id uint32, s dataplane.Service, tableLen uint32) (
 		}
 	}
 	return cfg, nil
-}
-
-// resetServiceCounters zeroes the per-CPU counters and round-robin
-// position of a newly allocated service id.
-func (d *Dataplane) resetServiceCounters(id uint32) error {
-	zero := make([]bpfXlbStats, ebpf.MustPossibleCPU())
-	if err := d.objs.XlbSvcStatV1.Put(id, zero); err != nil {
-		return fmt.Errorf("reset service counters: %w", err)
-	}
-	if err := d.objs.XlbRrV1.Put(id, uint64(0)); err != nil {
-		return fmt.Errorf("reset round robin: %w", err)
-	}
-	return nil
-}
-
-func (d *Dataplane) resetBackendCounters(id uint32) error {
-	zero := make([]bpfXlbStats, ebpf.MustPossibleCPU())
-	if err := d.objs.XlbBeStatV1.Put(id, zero); err != nil {
-		return fmt.Errorf("reset backend counters: %w", err)
-	}
-	if err := d.objs.XlbBeActV1.Put(id, int64(0)); err != nil {
-		return fmt.Errorf("reset backend load: %w", err)
-	}
-	if err := d.objs.XlbBeConnsV1.Put(id, &bpfXlbBeConns{}); err != nil {
-		return fmt.Errorf("reset backend connections: %w", err)
-	}
-	if err := d.objs.XlbBeThreshV1.Put(id, &bpfXlbBeThresh{}); err != nil {
-		return fmt.Errorf("reset backend thresholds: %w", err)
-	}
-	return nil
 }

@@ -230,12 +230,13 @@ func (d *Dataplane) Import(conns []dataplane.Conn) []dataplane.ImportResult {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	any := false
+	ids := backendIDs{}
 	for i, c := range conns {
 		if c.Template {
-			out[i] = d.importTemplate(c, now)
+			out[i] = d.importTemplate(c, now, ids)
 			continue
 		}
-		out[i] = d.importConn(c, now)
+		out[i] = d.importConn(c, now, ids)
 		any = any || out[i] == dataplane.Imported
 	}
 	if any {
@@ -246,17 +247,31 @@ func (d *Dataplane) Import(conns []dataplane.Conn) []dataplane.ImportResult {
 	return out
 }
 
+// backendIDs finds the backend ids of services' real servers by address
+// and port, for one Import (d.mu held): built per service on first use.
+type backendIDs map[dataplane.ServiceKey]map[dataplane.BackendKey]uint32
+
 // localIDs finds a connection's service and real server here (d.mu held):
 // a real server removed from the configuration but still serving flows
 // counts.
-func (d *Dataplane) localIDs(c dataplane.Conn) (*svcState, uint32, dataplane.ImportResult) {
+func (d *Dataplane) localIDs(c dataplane.Conn, ids backendIDs) (*svcState, uint32, dataplane.ImportResult) {
 	st := d.services[c.Service]
 	if st == nil || !st.installed {
 		return nil, 0, dataplane.ImportUnknownService
 	}
-	id, ok := st.live[c.Backend]
+	byKey := ids[c.Service]
+	if byKey == nil {
+		byKey = make(map[dataplane.BackendKey]uint32, len(st.ids))
+		for _, id := range st.ids {
+			if be := d.backends[id]; be != nil {
+				byKey[be.key] = id
+			}
+		}
+		ids[c.Service] = byKey
+	}
+	id, ok := byKey[c.Backend]
 	if !ok {
-		if id, ok = d.retiredID(st.id, c.Backend); !ok {
+		if id, ok = d.retired[retiredKey{st.id, c.Backend}]; !ok {
 			return nil, 0, dataplane.ImportUnknownReal
 		}
 	}
@@ -264,8 +279,8 @@ func (d *Dataplane) localIDs(c dataplane.Conn) (*svcState, uint32, dataplane.Imp
 }
 
 // importConn writes one connection into xlb_sync_conns_v1 (d.mu held).
-func (d *Dataplane) importConn(c dataplane.Conn, now uint64) dataplane.ImportResult {
-	st, id, res := d.localIDs(c)
+func (d *Dataplane) importConn(c dataplane.Conn, now uint64, ids backendIDs) dataplane.ImportResult {
+	st, id, res := d.localIDs(c, ids)
 	if res != dataplane.Imported {
 		return res
 	}
@@ -307,8 +322,8 @@ func (d *Dataplane) importConn(c dataplane.Conn, now uint64) dataplane.ImportRes
 // xlb_persist_v1 (a common LRU: one importing CPU does not evict its own
 // entries), unless this director holds a live one of its own for a
 // service it forwards (d.mu held).
-func (d *Dataplane) importTemplate(c dataplane.Conn, now uint64) dataplane.ImportResult {
-	st, id, res := d.localIDs(c)
+func (d *Dataplane) importTemplate(c dataplane.Conn, now uint64, ids backendIDs) dataplane.ImportResult {
+	st, id, res := d.localIDs(c, ids)
 	if res != dataplane.Imported {
 		return res
 	}

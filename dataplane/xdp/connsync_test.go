@@ -162,7 +162,7 @@ func TestSyncImportPromote(t *testing.T) {
 	if err := e.d.objs.XlbConnsV1.Lookup(&k, &ct); err != nil || ct.State != uint8(bpfXlbConnStateXLB_CT_ESTABLISHED) {
 		t.Errorf("connection table entry %+v (%v)", ct, err)
 	}
-	id := e.d.services[svc(dataplane.LeastConnection, nil).Key].live[c.Backend]
+	id := e.live(svc(dataplane.LeastConnection, nil).Key)[c.Backend]
 	if l := e.load(id); l != 1 {
 		t.Errorf("real server 2's lc load %d, want 1", l)
 	}

@@ -384,7 +384,13 @@ func TestNATRealsServiceZeroBackendZero(t *testing.T) {
 		id   uint32
 	}{{rip4, rsMAC[0], 0}, {rip2, rsMAC[1], 1}} {
 		bk := dataplane.BackendKey{Addr: rs.addr, Port: 8080}
-		if id, ok := st.live[bk]; !ok || id != rs.id {
+		id, ok := uint32(0), false
+		for _, x := range st.ids {
+			if e.d.backends[x].key == bk {
+				id, ok = x, true
+			}
+		}
+		if !ok || id != rs.id {
 			t.Fatalf("real server %s has backend id %d (%v), the test needs %d", rs.addr, id, ok, rs.id)
 		}
 		key := svcKey(dataplane.ServiceKey{Addr: rs.addr, Port: 8080, Proto: dataplane.TCP})

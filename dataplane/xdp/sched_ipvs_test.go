@@ -19,7 +19,7 @@ import (
 // beID is the backend id of real server i of s.
 func (e *env) beID(s dataplane.Service, i int) uint32 {
 	e.t.Helper()
-	id, ok := e.d.services[s.Key].live[s.Backends[i].Key()]
+	id, ok := e.live(s.Key)[s.Backends[i].Key()]
 	if !ok {
 		e.t.Fatalf("real server %s of %s not installed", s.Backends[i].Key(), s.Key)
 	}

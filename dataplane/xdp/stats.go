@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -18,35 +19,84 @@ type connCount struct {
 	refs             int    // entries of any state that still point to it
 }
 
-// Stats implements dataplane.Dataplane. Counters are summed over CPUs at
-// the time of the call; connection counts come from the last Sync.
-func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := &dataplane.Stats{
-		Services: make(map[dataplane.ServiceKey]dataplane.ServiceStats, len(d.services)),
-		Verdicts: make(map[string]uint64, len(d.verdict)),
-	}
-	var errs []error
+// statIndex is what Stats reads without the dataplane's lock: the
+// installed services and their backends' ids, as of the last Apply.
+// Reading counters never waits for an Apply (a status or a scrape during
+// a reload), nor an Apply for a scrape.
+type statIndex struct {
+	services []*statSvc
+	// svcIDs and beIDs bound the ids in use (the counter maps are read up
+	// to them).
+	svcIDs, beIDs uint32
+}
+
+type statSvc struct {
+	key      dataplane.ServiceKey
+	id       uint32
+	backends []statBE
+}
+
+type statBE struct {
+	key dataplane.BackendKey
+	id  uint32
+}
+
+// publish makes the installed services the ones Stats reads. Called with
+// d.mu held.
+func (d *Dataplane) publish() {
+	idx := &statIndex{services: make([]*statSvc, 0, len(d.services))}
 	for k, st := range d.services {
 		if !st.installed && st.svc.Key != k {
 			continue
 		}
-		ss := dataplane.ServiceStats{Backends: make(map[dataplane.BackendKey]dataplane.BackendStats, len(st.live))}
-		c, err := sumStats(d.objs.XlbSvcStatV1, st.id)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		ss.Counters = c
-		for bk, id := range st.live {
-			c, err := sumStats(d.objs.XlbBeStatV1, id)
-			if err != nil {
-				errs = append(errs, err)
+		if st.stat == nil {
+			ss := &statSvc{key: k, id: st.id, backends: make([]statBE, 0, len(st.ids))}
+			for _, id := range st.ids {
+				ss.backends = append(ss.backends, statBE{d.backends[id].key, id})
 			}
-			cc := d.conns[id]
-			ss.Backends[bk] = dataplane.BackendStats{Counters: c, ActiveConns: cc.active, InactiveConns: cc.inactive}
+			st.stat = ss
 		}
-		out.Services[k] = ss
+		idx.services = append(idx.services, st.stat)
+		idx.svcIDs = max(idx.svcIDs, st.id+1)
+		for _, b := range st.stat.backends {
+			idx.beIDs = max(idx.beIDs, b.id+1)
+		}
+	}
+	d.index.Store(idx)
+}
+
+// Stats implements dataplane.Dataplane. Counters are summed over CPUs at
+// the time of the call; connection counts come from the last Sync. It
+// reads the per-CPU counter maps in batches, without the dataplane's lock.
+func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
+	idx := d.index.Load()
+	conns := *d.conns.Load()
+	out := &dataplane.Stats{
+		Services: make(map[dataplane.ServiceKey]dataplane.ServiceStats, len(idx.services)),
+		Verdicts: make(map[string]uint64, len(d.verdict)),
+	}
+	var errs []error
+	svcs, err := readCounters(d.objs.XlbSvcStatV1, idx.svcIDs)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("service counters: %w", err))
+	}
+	bes, err := readCounters(d.objs.XlbBeStatV1, idx.beIDs)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("backend counters: %w", err))
+	}
+	at := func(c []dataplane.Counters, id uint32) dataplane.Counters {
+		if int(id) < len(c) {
+			return c[id]
+		}
+		return dataplane.Counters{}
+	}
+	for _, ss := range idx.services {
+		st := dataplane.ServiceStats{Counters: at(svcs, ss.id), Backends: make(map[dataplane.BackendKey]dataplane.BackendStats, len(ss.backends))}
+		for _, b := range ss.backends {
+			cc := conns[b.id]
+			st.Backends[b.key] = dataplane.BackendStats{Counters: at(bes, b.id), ActiveConns: cc.active, InactiveConns: cc.inactive}
+		}
+		out.Services[ss.key] = st
 	}
 	for v, name := range d.verdict {
 		var per []bpfXlbVerdictStats
@@ -77,6 +127,64 @@ func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
 		out.Events[EventPinsRestored] = d.pins.restored.Load()
 	}
 	return out, errors.Join(errs...)
+}
+
+// counterChunk is how many entries of a counter map one batch reads.
+const counterChunk = 8192
+
+// readCounters reads the first n entries of a per-CPU array of bpfXlbStats
+// in batches, summed over CPUs.
+func readCounters(m *ebpf.Map, n uint32) ([]dataplane.Counters, error) {
+	out := make([]dataplane.Counters, n)
+	if n == 0 {
+		return out, nil
+	}
+	ncpu := ebpf.MustPossibleCPU()
+	chunk := min(int(n), counterChunk)
+	keys := make([]uint32, chunk)
+	per := make([]bpfXlbStats, chunk*ncpu)
+	var cursor ebpf.MapBatchCursor
+	for done := 0; done < int(n); {
+		count := min(chunk, int(n)-done)
+		got, err := m.BatchLookup(&cursor, keys[:count], per[:count*ncpu], nil)
+		for i := range got {
+			k := keys[i]
+			if int(k) >= len(out) {
+				continue
+			}
+			var c dataplane.Counters
+			for _, p := range per[i*ncpu : (i+1)*ncpu] {
+				c.Add(dataplane.Counters{Packets: p.Packets, Bytes: p.Bytes, PacketsOut: p.PacketsOut, BytesOut: p.BytesOut, Connections: p.Conns})
+			}
+			out[k] = c
+		}
+		done += got
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return out, nil
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			return readCountersEach(m, out)
+		}
+		if err != nil {
+			return out, err
+		}
+		if got == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// readCountersEach is readCounters where the kernel has no batch lookups.
+func readCountersEach(m *ebpf.Map, out []dataplane.Counters) ([]dataplane.Counters, error) {
+	for id := range out {
+		c, err := sumStats(m, uint32(id))
+		if err != nil {
+			return out, err
+		}
+		out[id] = c
+	}
+	return out, nil
 }
 
 func sumStats(m *ebpf.Map, id uint32) (dataplane.Counters, error) {
@@ -117,6 +225,8 @@ func (d *Dataplane) loop() {
 			if err := d.Sync(); err != nil {
 				d.log.Warn("connection table sync", "error", err)
 			}
+		case <-d.graceKick:
+			d.waitGrace()
 		}
 	}
 }
@@ -132,20 +242,31 @@ const expiryMargin = 10 * time.Second
 // removed real servers and services once no flow uses them.
 func (d *Dataplane) Sync() error {
 	d.kickIfaces()
+	tcp, fin, udp := orDefault(d.opts.TCPTimeout, 900*time.Second), orDefault(d.opts.TCPFinTimeout, 120*time.Second), orDefault(d.opts.UDPTimeout, 300*time.Second)
+	now, err := d.now()
+	if err != nil {
+		return err
+	}
+	packets, perr := d.packets()
 	d.mu.Lock()
+	mark := scanMark{valid: perr == nil, packets: packets, applies: d.applies}
+	if d.scanned.same(mark, now) && len(d.deadSvcs) == 0 && len(d.retired) == 0 && d.loadsClean {
+		// Nothing the scan would find has changed: an idle director scans
+		// no table of 1M buckets every 5 s.
+		d.scans.skipped++
+		d.mu.Unlock()
+		return nil
+	}
+	d.scans.done++
 	dead := make(map[uint32]bool, len(d.deadSvcs))
 	for id := range d.deadSvcs {
 		dead[id] = true
 	}
 	d.mu.Unlock()
 
-	tcp, fin, udp := orDefault(d.opts.TCPTimeout, 900*time.Second), orDefault(d.opts.TCPFinTimeout, 120*time.Second), orDefault(d.opts.UDPTimeout, 300*time.Second)
-	now, err := d.now()
-	if err != nil {
-		return err
-	}
 	counts := map[uint32]connCount{}
 	var stale []bpfXlbFlow
+	mark.next = math.MaxUint64
 	err = batchAll(d.objs.XlbConnsV1, func(k bpfXlbFlow, v bpfXlbConn) {
 		timeout := udp
 		if k.Proto == 6 {
@@ -162,6 +283,13 @@ func (d *Dataplane) Sync() error {
 			stale = append(stale, k)
 			return
 		}
+		// When this entry's count changes without a packet: it ends its
+		// timeout, then its margin.
+		next := v.Atime + uint64(timeout)
+		if idle > timeout {
+			next += uint64(expiryMargin)
+		}
+		mark.next = min(mark.next, next)
 		c := counts[v.Backend]
 		c.refs++
 		// A NAT reply entry is the other direction of a connection
@@ -194,7 +322,12 @@ func (d *Dataplane) Sync() error {
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.conns = counts
+	d.conns.Store(&counts)
+	if err == nil && len(stale) == 0 {
+		d.scanned = mark
+	} else {
+		d.scanned = scanMark{}
+	}
 	var errs []error
 	freed := false
 	defer func() {
@@ -204,26 +337,54 @@ func (d *Dataplane) Sync() error {
 			}
 		}
 	}()
-	for id, be := range d.backends {
-		c := counts[id]
-		var load int64
-		if err := d.objs.XlbBeActV1.Lookup(id, &load); err == nil && load != c.counted {
-			if err := d.objs.XlbBeActV1.Put(id, c.counted); err != nil {
-				errs = append(errs, err)
-			}
+	free := func(id uint32, be *beState) {
+		if err := d.objs.XlbBackendsV1.Put(id, &bpfXlbBackend{}); err != nil {
+			errs = append(errs, err)
+			return
 		}
-		if err := d.syncDest(id, c); err != nil {
+		delete(d.backends, id)
+		delete(d.retired, retiredKey{be.svc, be.key})
+		d.beIDs.free(id)
+		freed = true
+	}
+	// The lc/wlc loads and the connection counts move only with
+	// connection entries: with none now, and the loads and counts
+	// corrected by a Sync since the last ones were seen, there is nothing
+	// to read (an idle director reads no 65,536 loads every 5 s).
+	// (Nor since the program last counted a packet: it may have counted
+	// connections whose entries are gone unseen, LRU evictions, or set an
+	// overload flag.)
+	if len(counts) == 0 && len(stale) == 0 && d.loadsClean && mark.valid && mark.packets == d.cleanPackets {
+		for _, id := range d.retired {
+			free(id, d.backends[id])
+		}
+	} else {
+		loads, err := readIDs[int64](d, d.objs.XlbBeActV1, "backend loads")
+		if err != nil {
 			errs = append(errs, err)
 		}
-		if be.retired && c.refs == 0 {
-			if err := d.objs.XlbBackendsV1.Put(id, &bpfXlbBackend{}); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			delete(d.backends, id)
-			d.beIDs.free(id)
-			freed = true
+		conns, cerr := readIDs[bpfXlbBeConns](d, d.objs.XlbBeConnsV1, "backend connections")
+		if cerr != nil {
+			errs = append(errs, cerr)
 		}
+		clean := err == nil && cerr == nil
+		for id, be := range d.backends {
+			c := counts[id]
+			if int(id) < len(loads) && loads[id] != c.counted {
+				if err := d.objs.XlbBeActV1.Put(id, c.counted); err != nil {
+					errs = append(errs, err)
+					clean = false
+				}
+			}
+			if err := d.syncDest(id, c, conns); err != nil {
+				errs = append(errs, err)
+				clean = false
+			}
+			if be.retired && c.refs == 0 {
+				free(id, be)
+			}
+		}
+		d.loadsClean, d.cleanPackets = clean, mark.packets
 	}
 	for id := range d.deadSvcs {
 		inUse := false
@@ -241,15 +402,89 @@ func (d *Dataplane) Sync() error {
 	return errors.Join(errs...)
 }
 
+// scanMark is what a scan of the connection table depends on besides the
+// program's clock: the packets the program has seen (every packet has one
+// verdict, counted: none seen, no entry was made, refreshed or evicted)
+// and the Applies made. next is the clock at which the first entry seen
+// would change its count by itself (its timeout, then its margin, ends).
+type scanMark struct {
+	valid   bool
+	packets uint64
+	applies uint64
+	next    uint64
+}
+
+// same reports whether a scan now would find what the one marked m found.
+func (m scanMark) same(now scanMark, clock uint64) bool {
+	return m.valid && now.valid && m.packets == now.packets && m.applies == now.applies && clock < m.next
+}
+
+// packets is the number of packets the program has counted, all verdicts.
+func (d *Dataplane) packets() (uint64, error) {
+	var n uint64
+	for v := range d.verdict {
+		var per []bpfXlbVerdictStats
+		if err := d.objs.XlbVerdictsV1.Lookup(v, &per); err != nil {
+			return 0, err
+		}
+		for _, p := range per {
+			n += p.Packets
+		}
+	}
+	return n, nil
+}
+
+// readIDs reads an array map indexed by backend id over the ids in use,
+// in batches. Called with d.mu held.
+func readIDs[V any](d *Dataplane, m *ebpf.Map, what string) ([]V, error) {
+	n := 0
+	for id := range d.backends {
+		n = max(n, int(id)+1)
+	}
+	out := make([]V, n)
+	if n == 0 {
+		return out, nil
+	}
+	chunk := min(n, counterChunk)
+	keys := make([]uint32, chunk)
+	vals := make([]V, chunk)
+	var cursor ebpf.MapBatchCursor
+	for done := 0; done < n; {
+		count := min(chunk, n-done)
+		got, err := m.BatchLookup(&cursor, keys[:count], vals[:count], nil)
+		for i := range got {
+			if int(keys[i]) < n {
+				out[keys[i]] = vals[i]
+			}
+		}
+		done += got
+		switch {
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return out, nil
+		case errors.Is(err, ebpf.ErrNotSupported):
+			for id := range d.backends {
+				if err := m.Lookup(id, &out[id]); err != nil {
+					return out, fmt.Errorf("%s %d: %w", what, id, err)
+				}
+			}
+			return out, nil
+		case err != nil:
+			return out, fmt.Errorf("%s: %w", what, err)
+		case got == 0:
+			return out, nil
+		}
+	}
+	return out, nil
+}
+
 // syncDest corrects a backend's connection counts as IPVS keeps them
-// (xlb_be_conns_v1) to what the connection table holds (the program misses
-// entries that expire unseen and LRU evictions), and clears its overload
-// flag below its lower threshold, as ip_vs_unbind_dest does when a
-// connection expires.
-func (d *Dataplane) syncDest(id uint32, c connCount) error {
+// (xlb_be_conns_v1, read into conns) to what the connection table holds
+// (the program misses entries that expire unseen and LRU evictions), and
+// clears its overload flag below its lower threshold, as
+// ip_vs_unbind_dest does when a connection expires.
+func (d *Dataplane) syncDest(id uint32, c connCount, conns []bpfXlbBeConns) error {
 	want := bpfXlbBeConns{Active: int64(c.active), Inactive: int64(c.inactive)}
-	var cur bpfXlbBeConns
-	if err := d.objs.XlbBeConnsV1.Lookup(id, &cur); err == nil && cur != want {
+	if int(id) < len(conns) && conns[id] != want {
 		if err := d.objs.XlbBeConnsV1.Put(id, &want); err != nil {
 			return fmt.Errorf("backend %d connections: %w", id, err)
 		}

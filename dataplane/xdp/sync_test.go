@@ -75,7 +75,7 @@ func TestIdleExpiry(t *testing.T) {
 	if n != 0 {
 		t.Errorf("%d connection entries left after they all expired", n)
 	}
-	for _, id := range e.d.services[s.Key].live {
+	for _, id := range e.live(s.Key) {
 		if l := e.load(id); l != 0 {
 			t.Errorf("backend %d keeps a load of %d after its flows expired", id, l)
 		}
@@ -87,7 +87,7 @@ func TestLoadReconciled(t *testing.T) {
 	e := manualEnv(t)
 	e.apply(svc(dataplane.LeastConnection, e.pool(2)))
 	e.picks(syns(4, 80))
-	ids := e.d.services[svc(dataplane.LeastConnection, nil).Key].live
+	ids := e.live(svc(dataplane.LeastConnection, nil).Key)
 	var id uint32
 	for _, i := range ids {
 		id = i
@@ -111,7 +111,7 @@ func TestRemovedBackendFreedAfterItsFlows(t *testing.T) {
 	bs := e.pool(2)
 	e.apply(svc(dataplane.RoundRobin, bs))
 	e.picks(syns(2, 80)) // client 0 -> backend 0, client 1 -> backend 1
-	id := e.d.services[svc(dataplane.RoundRobin, nil).Key].live[bs[1].Key()]
+	id := e.live(svc(dataplane.RoundRobin, nil).Key)[bs[1].Key()]
 	e.apply(svc(dataplane.RoundRobin, bs[:1]))
 	if got := e.pick(tcpFrame(client(1), vip4, 1024, 80, packet.ACK)); got != 1 {
 		t.Fatalf("established flow of a removed real server went to %d, want it kept on 1", got)
@@ -219,4 +219,74 @@ func TestUpdatesAtomicForNewFlows(t *testing.T) {
 			t.Logf("%d new flows during %d updates, all to a configuration installed at the time; backend groups used: %d of %d", sent, updates, len(seen), group(updates)+1)
 		})
 	}
+}
+
+// live maps the installed real servers of a service to their backend ids.
+func (e *env) live(k dataplane.ServiceKey) map[dataplane.BackendKey]uint32 {
+	m := map[dataplane.BackendKey]uint32{}
+	for _, id := range e.d.services[k].ids {
+		m[e.d.backends[id].key] = id
+	}
+	return m
+}
+
+// TestIdleSyncScansNothing: with no packet through the program and no
+// Apply since the last scan, Sync scans the connection table only when an
+// entry's count changes by itself (its timeout ends), and then finds what
+// a scan finds: an idle director scans no table of 1M buckets every 5 s.
+func TestIdleSyncScansNothing(t *testing.T) {
+	e := manualEnv(t)
+	s := svc(dataplane.RoundRobin, e.pool(2))
+	s.Key.Proto = dataplane.UDP
+	e.apply(s)
+	inactive := func() uint64 {
+		t.Helper()
+		st, err := e.d.Stats(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n uint64
+		for _, b := range st.Services[s.Key].Backends {
+			n += b.InactiveConns
+		}
+		return n
+	}
+	sync := func(wantScan bool, what string) {
+		t.Helper()
+		before := e.d.scans
+		if err := e.d.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if scanned := e.d.scans.done > before.done; scanned != wantScan {
+			t.Errorf("%s: scanned %v, want %v (scans %+v)", what, scanned, wantScan, e.d.scans)
+		}
+	}
+	sync(true, "first Sync")
+	sync(false, "idle, empty table")
+	e.pick(udpFrame(client(1), vip4, 5000, 80))
+	sync(true, "after a packet")
+	if n := inactive(); n != 1 {
+		t.Fatalf("%d flows counted, want 1", n)
+	}
+	sync(false, "idle")
+	e.setClock(time.Hour + 29*time.Second)
+	sync(false, "idle, the flow within its 30 s timeout")
+	if n := inactive(); n != 1 {
+		t.Errorf("%d flows counted within the timeout, want 1", n)
+	}
+	e.setClock(time.Hour + 31*time.Second)
+	sync(true, "the flow's timeout ended")
+	if n := inactive(); n != 0 {
+		t.Errorf("%d flows counted after the timeout, want 0", n)
+	}
+	sync(false, "idle, the flow within its margin")
+	e.setClock(time.Hour + 31*time.Second + expiryMargin)
+	sync(true, "the flow's margin ended")
+	var k bpfXlbFlow
+	var v bpfXlbConn
+	for it := e.d.objs.XlbConnsV1.Iterate(); it.Next(&k, &v); {
+		t.Errorf("connection entry left after its margin: %+v", k)
+	}
+	e.apply(s, svc(dataplane.RoundRobin, e.pool(1)))
+	sync(true, "after an Apply")
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -75,13 +76,45 @@ type Dataplane struct {
 	services map[dataplane.ServiceKey]*svcState
 	svcIDs   idPool
 	beIDs    idPool
-	// backends describes every backend id in use, live or retired.
+	// backends describes every backend id in use, live or retired;
+	// retired finds the retired ones by service and real server.
 	backends map[uint32]*beState
+	retired  map[retiredKey]uint32
 	// deadSvcs are ids of removed services whose flows are still tracked.
 	deadSvcs map[uint32]bool
-	conns    map[uint32]connCount // per backend id, from the last Sync
-	natReals map[bpfXlbSvcKey]bpfXlbNatReal
+	// loadsClean: the last Sync read and corrected every lc/wlc load and
+	// connection count, when the program had counted cleanPackets.
+	loadsClean   bool
+	cleanPackets uint64
+	// scanned is what the last scan of the connection table depended on
+	// (Sync skips a scan that would find the same).
+	scanned scanMark
+	// applies counts the Applies; scans the scans Sync made and skipped.
+	applies uint64
+	scans   struct{ done, skipped int }
+	// nat are the NAT real servers (xlb_nat_reals_v1), natDirty those an
+	// Apply changed (nat.go).
+	nat      map[bpfXlbSvcKey]natEntry
+	natDirty map[bpfXlbSvcKey]bool
+	natN     int            // entries of xlb_nat_reals_v1
 	smacs    map[int][]byte // interface MACs by ifindex
+	devmap   map[int]bool   // interfaces written to xlb_devmap_v1
+
+	// index is what Stats reads without the lock, published by Apply;
+	// conns are the connection counts of the last Sync, by backend id.
+	index atomic.Pointer[statIndex]
+	conns atomic.Pointer[map[uint32]connCount]
+	// updates counts map entries written (MapUpdates); onWrite, when set
+	// (tests), is told the keys each batch writes.
+	updates atomic.Uint64
+	onWrite func(mapName string, keys any)
+
+	// flipGen counts the Applies that flipped slots, graceGen is the last
+	// one a grace period is known to have followed; graceKick asks the
+	// loop for one (grace.go).
+	flipGen, graceGen atomic.Uint64
+	graceKick         chan struct{}
+	graceFailed       bool // the loop's
 
 	stop chan struct{}
 	done chan struct{}
@@ -134,17 +167,24 @@ func Open(opts Options) (*Dataplane, error) {
 		}
 	}
 	d := &Dataplane{
-		opts:     opts,
-		log:      opts.Logger,
-		links:    map[string]*attached{},
-		services: map[dataplane.ServiceKey]*svcState{},
-		svcIDs:   newIDPool(maxServices),
-		beIDs:    newIDPool(maxBackends),
-		backends: map[uint32]*beState{},
-		deadSvcs: map[uint32]bool{},
-		conns:    map[uint32]connCount{},
-		smacs:    map[int][]byte{},
+		opts:      opts,
+		log:       opts.Logger,
+		links:     map[string]*attached{},
+		services:  map[dataplane.ServiceKey]*svcState{},
+		graceKick: make(chan struct{}, 1),
+		svcIDs:    newIDPool(maxServices),
+		beIDs:     newIDPool(maxBackends),
+		backends:  map[uint32]*beState{},
+		retired:   map[retiredKey]uint32{},
+		deadSvcs:  map[uint32]bool{},
+		nat:       map[bpfXlbSvcKey]natEntry{},
+		natDirty:  map[bpfXlbSvcKey]bool{},
+		smacs:     map[int][]byte{},
+		devmap:    map[int]bool{},
 	}
+	d.flipGen.Store(1) // what is adopted waits for a first grace period
+	d.conns.Store(&map[uint32]connCount{})
+	d.index.Store(&statIndex{})
 	// One process per pin path: a second one would swap its program into
 	// the links and its configuration into the maps of the first. The lock
 	// comes before anything is loaded.
@@ -174,6 +214,7 @@ func Open(opts Options) (*Dataplane, error) {
 	if err := d.adopt(); err != nil {
 		return nil, fmt.Errorf("adopt pinned state: %w", err)
 	}
+	d.publish()
 	if err := d.writeGlobals(); err != nil {
 		return nil, err
 	}
@@ -194,6 +235,7 @@ func Open(opts Options) (*Dataplane, error) {
 	}
 	if opts.SyncInterval > 0 || !opts.ManualClock {
 		d.stop, d.done = make(chan struct{}), make(chan struct{})
+		d.kickGrace() // for the tables adopted
 		go d.loop()
 	}
 	if err := d.watchPins(); err != nil {
@@ -257,7 +299,7 @@ func (d *Dataplane) writeGlobals() error {
 	g.TcpFinTimeout = uint64(orDefault(d.opts.TCPFinTimeout, 120*time.Second))
 	g.UdpTimeout = uint64(orDefault(d.opts.UDPTimeout, 300*time.Second))
 	g.Gen++
-	g.NatReals = uint32(len(d.natReals))
+	g.NatReals = uint32(d.natN)
 	if err := d.objs.XlbGlobalsV1.Put(uint32(0), &g); err != nil {
 		return fmt.Errorf("write globals: %w", err)
 	}
@@ -384,18 +426,50 @@ func (d *Dataplane) Detach() error {
 
 // Apply implements dataplane.Dataplane.
 func (d *Dataplane) Apply(_ context.Context, desired []dataplane.Service) error {
-	if err := dataplane.Validate(desired); err != nil {
-		return err
-	}
-	if err := d.names.supported(desired); err != nil {
-		return err
-	}
-	if err := Limits.Check(desired, 0); err != nil {
-		return err
-	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.apply(desired)
+	same, err := d.validate(desired)
+	if err != nil {
+		return err
+	}
+	return d.apply(desired, same)
+}
+
+// validate is dataplane.Validate, the schedulers the program has and
+// Limits.Check, for the services that
+// differ from those installed (the others passed them when they were
+// applied): a health check's flap changes one service of a thousand.
+// It returns the services installed as desired (apply leaves them as
+// they are: comparing 65,536 backends once is enough). Called with d.mu
+// held.
+func (d *Dataplane) validate(desired []dataplane.Service) (map[dataplane.ServiceKey]bool, error) {
+	var changed []dataplane.Service
+	same := make(map[dataplane.ServiceKey]bool, len(desired))
+	total := 0
+	for _, s := range desired {
+		if _, dup := same[s.Key]; dup {
+			return nil, fmt.Errorf("service %s: duplicate %s", s.Name, s.Key)
+		}
+		total += len(s.Backends)
+		st := d.services[s.Key]
+		same[s.Key] = st != nil && st.installed && d.sameInstall(st, s)
+		if !same[s.Key] {
+			changed = append(changed, s)
+		}
+	}
+	if err := dataplane.Validate(changed); err != nil {
+		return nil, err
+	}
+	if err := d.names.supported(changed); err != nil {
+		return nil, err
+	}
+	// The limits: per service for those that changed; in all only when
+	// they could be exceeded (distinct NAT real servers are counted only
+	// when there are more NAT real servers than the limit).
+	if len(desired) > Limits.Services || total > Limits.Backends || total > Limits.NATBackends {
+		return same, Limits.Check(desired, 0)
+	}
+	return same, Limits.Check(changed, 0)
 }
 
 // Installed implements dataplane.Adopter: the services installed now,
@@ -406,7 +480,9 @@ func (d *Dataplane) Installed() []dataplane.Service {
 	out := make([]dataplane.Service, 0, len(d.services))
 	for _, st := range d.services {
 		if st.installed {
-			out = append(out, cloneService(st.svc))
+			svc := st.svc
+			svc.Backends = d.backendsOf(st)
+			out = append(out, svc)
 		}
 	}
 	return out

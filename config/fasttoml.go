@@ -1,0 +1,753 @@
+package config
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// A configuration at the dataplane's limits is 200,000 lines (1,000
+// services of 64 real servers): decoding it with BurntSushi/toml into
+// maps and rescanning it for the lines of its keys took seconds, at every
+// reload. fastParse reads the TOML that configurations are written in,
+// in one pass: the same maps as BurntSushi's Decode into a map[string]any
+// (the decoder is unchanged), and the line of every key, table and array
+// element as it goes (no rescan).
+//
+// It is deliberately partial. Anything it does not handle, and anything
+// that is not valid TOML, makes it give up, and Parse decodes the document
+// with BurntSushi/toml and the line index as before: every error message
+// stays BurntSushi's, and every document it does not understand is read
+// as before. It gives up on: dotted keys in key/value lines, a table
+// header that names a table already defined (TOML's implicit-then-explicit
+// rules), multi-line inline tables and trailing commas in them (TOML 1.1),
+// floats, dates and times, the \e and \x escapes (TOML 1.1), a line-ending
+// backslash or a carriage return in a multi-line string, a byte-order mark,
+// invalid UTF-8, control characters, and paths deeper than MaxDepth.
+// FuzzFastParse checks that what it accepts decodes exactly as BurntSushi
+// decodes it, with the lines the line index finds.
+
+// lnode is a table, an array of tables, an array or an inline table of
+// the document, with the lines of its keys and elements.
+type lnode struct {
+	at   int // the line
+	kind nodeKind
+	m    map[string]any // tables and inline tables: the decoded map
+	// parent and key locate an array of tables in its parent's map, whose
+	// slice grows with each [[...]] header.
+	parent map[string]any
+	key    string
+	keys   []lkey
+	elems  []*lnode // arrays: one per element (scalars have a node for their line)
+}
+
+type nodeKind uint8
+
+const (
+	nTable nodeKind = iota
+	nArrayOfTables
+	nArray
+	nInline
+	nScalar
+)
+
+// lkey is a key of a table: its name, the line it is on, and its value's
+// node (nil for a scalar).
+type lkey struct {
+	name string
+	line int
+	n    *lnode
+}
+
+func (n *lnode) find(name string) (*lkey, bool) {
+	for i := range n.keys {
+		if n.keys[i].name == name {
+			return &n.keys[i], true
+		}
+	}
+	return nil, false
+}
+
+// line implements lineFinder: the line of p, or of its nearest ancestor
+// found, or 0.
+func (n *lnode) line(p keyPath) int {
+	line, _, _ := n.walk(p)
+	return line
+}
+
+// has implements lineFinder: whether p itself is in the document.
+func (n *lnode) has(p keyPath) bool {
+	_, found, _ := n.walk(p)
+	return found
+}
+
+// release implements lineFinder: the decoded maps under p go.
+func (n *lnode) release(p keyPath) {
+	_, found, node := n.walk(p)
+	if found && node != nil {
+		node.drop()
+	}
+}
+
+func (n *lnode) drop() {
+	n.m, n.parent = nil, nil
+	for _, k := range n.keys {
+		if k.n != nil {
+			k.n.drop()
+		}
+	}
+	for _, e := range n.elems {
+		e.drop()
+	}
+}
+
+// elemLines implements lineFinder: the lines of the elements of the array
+// at p.
+func (n *lnode) elemLines(p keyPath) []int {
+	_, found, node := n.walk(p)
+	if !found || node == nil || node.kind != nArrayOfTables && node.kind != nArray {
+		return nil
+	}
+	out := make([]int, len(node.elems))
+	for i, e := range node.elems {
+		out[i] = e.at
+	}
+	return out
+}
+
+// walk follows p from the root n; it returns the line of the deepest part
+// found, whether all of p was, and p's node (nil for a scalar).
+func (n *lnode) walk(p keyPath) (line int, found bool, node *lnode) {
+	cur := n
+	for i, part := range p {
+		if cur == nil {
+			return line, false, nil
+		}
+		if strings.HasPrefix(part, "[") {
+			j, err := strconv.Atoi(part[1 : len(part)-1])
+			if err != nil || cur.kind != nArrayOfTables && cur.kind != nArray || j < 0 || j >= len(cur.elems) {
+				return line, false, nil
+			}
+			cur = cur.elems[j]
+			line = cur.at
+			continue
+		}
+		var k *lkey
+		for j := range cur.keys {
+			if quoteKey(cur.keys[j].name) == part {
+				k = &cur.keys[j]
+				break
+			}
+		}
+		if k == nil || cur.kind == nArrayOfTables || cur.kind == nArray {
+			return line, false, nil
+		}
+		line = k.line
+		if k.n == nil && i < len(p)-1 {
+			return line, false, nil
+		}
+		cur = k.n
+	}
+	return line, true, cur
+}
+
+// errNotFast is a document fastParse does not handle: Parse decodes it
+// the slow way.
+type errNotFast struct{}
+
+type fastParser struct {
+	src   string
+	pos   int
+	line  int
+	root  *lnode
+	cur   *lnode // the table key/value lines go to
+	depth int    // of cur's path
+}
+
+// fastParse decodes src into the maps BurntSushi's Decode makes and the
+// tree of lines, or returns ok false when src is anything it does not
+// handle (see above).
+func fastParse(src string) (root map[string]any, lines *lnode, ok bool) {
+	if len(src) > 0 && (src[0] == 0xef || src[0] == 0xfe || src[0] == 0xff) || !utf8.ValidString(src) {
+		return nil, nil, false
+	}
+	p := &fastParser{src: src, line: 1}
+	p.root = &lnode{kind: nTable, m: map[string]any{}}
+	p.cur = p.root
+	defer func() {
+		if r := recover(); r != nil {
+			if _, is := r.(errNotFast); !is {
+				panic(r)
+			}
+			root, lines, ok = nil, nil, false
+		}
+	}()
+	p.document()
+	return p.root.m, p.root, true
+}
+
+func (p *fastParser) fail() { panic(errNotFast{}) }
+
+func (p *fastParser) eof() bool { return p.pos >= len(p.src) }
+
+func (p *fastParser) peek() byte {
+	if p.pos < len(p.src) {
+		return p.src[p.pos]
+	}
+	return 0
+}
+
+// space skips spaces and tabs.
+func (p *fastParser) space() {
+	for p.pos < len(p.src) && (p.src[p.pos] == ' ' || p.src[p.pos] == '\t') {
+		p.pos++
+	}
+}
+
+// newline consumes "\n" or "\r\n"; false if neither is next.
+func (p *fastParser) newline() bool {
+	switch {
+	case p.peek() == '\n':
+		p.pos++
+	case p.peek() == '\r' && p.pos+1 < len(p.src) && p.src[p.pos+1] == '\n':
+		p.pos += 2
+	default:
+		return false
+	}
+	p.line++
+	return true
+}
+
+// comment skips a comment from '#' to the end of the line (not the
+// newline). TOML allows no control character in it but tab.
+func (p *fastParser) comment() {
+	if p.peek() != '#' {
+		return
+	}
+	for p.pos++; p.pos < len(p.src); p.pos++ {
+		c := p.src[p.pos]
+		if c == '\n' || c == '\r' {
+			return
+		}
+		if c < 0x20 && c != '\t' || c == 0x7f {
+			p.fail()
+		}
+	}
+}
+
+// endOfLine consumes the rest of a line after a header or a key/value:
+// spaces, a comment, the newline (or the end).
+func (p *fastParser) endOfLine() {
+	p.space()
+	p.comment()
+	if !p.eof() && !p.newline() {
+		p.fail()
+	}
+}
+
+// blank skips white space, newlines and comments (between array
+// elements).
+func (p *fastParser) blank() {
+	for {
+		p.space()
+		switch p.peek() {
+		case '#':
+			p.comment()
+		case '\n', '\r':
+			if !p.newline() {
+				p.fail()
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (p *fastParser) document() {
+	for {
+		p.space()
+		if p.eof() {
+			return
+		}
+		switch c := p.src[p.pos]; c {
+		case '\n', '\r':
+			if !p.newline() {
+				p.fail()
+			}
+		case '#':
+			p.comment()
+		case '[':
+			p.header()
+			p.endOfLine()
+		default:
+			p.keyValue(p.cur, p.depth)
+			p.endOfLine()
+		}
+	}
+}
+
+// header reads [a.b] or [[a.b]] and makes its table the current one.
+func (p *fastParser) header() {
+	line := p.line
+	array := p.pos+1 < len(p.src) && p.src[p.pos+1] == '['
+	if array {
+		p.pos += 2
+	} else {
+		p.pos++
+	}
+	parts := p.key()
+	p.space()
+	if !strings.HasPrefix(p.src[p.pos:], "]") || array && !strings.HasPrefix(p.src[p.pos:], "]]") {
+		p.fail()
+	}
+	if array {
+		p.pos += 2
+	} else {
+		p.pos++
+	}
+	n, depth := p.root, 0
+	for i, part := range parts {
+		depth++
+		k, found := n.find(part)
+		last := i == len(parts)-1
+		switch {
+		case !found:
+			t := &lnode{at: line, kind: nTable, m: map[string]any{}}
+			if last && array {
+				t = &lnode{at: line, kind: nArrayOfTables, parent: n.m, key: part}
+				n.m[part] = make([]map[string]any, 0, 4)
+			} else {
+				n.m[part] = t.m
+			}
+			n.keys = append(n.keys, lkey{name: part, line: line, n: t})
+			n = t
+		case last && !(array && k.n != nil && k.n.kind == nArrayOfTables):
+			// A table defined again, or made explicit after being implied,
+			// or an array of tables extended by [table]: TOML's rules.
+			p.fail()
+		case k.n != nil && k.n.kind == nTable:
+			n = k.n
+		case k.n != nil && k.n.kind == nArrayOfTables:
+			n = k.n
+		default: // a value, an array, an inline table
+			p.fail()
+		}
+		if n.kind == nArrayOfTables {
+			if last {
+				e := &lnode{at: line, kind: nTable, m: map[string]any{}}
+				n.elems = append(n.elems, e)
+				n.parent[n.key] = append(n.parent[n.key].([]map[string]any), e.m)
+			}
+			n = n.elems[len(n.elems)-1]
+			depth++
+		}
+	}
+	if depth > MaxDepth {
+		p.fail()
+	}
+	p.cur, p.depth = n, depth
+}
+
+// key reads a key: bare or quoted parts, dotted.
+func (p *fastParser) key() []string {
+	var parts []string
+	for {
+		p.space()
+		var k string
+		switch c := p.peek(); {
+		case c == '"':
+			if strings.HasPrefix(p.src[p.pos:], `"""`) {
+				p.fail()
+			}
+			k = p.basicString()
+		case c == '\'':
+			if strings.HasPrefix(p.src[p.pos:], `'''`) {
+				p.fail()
+			}
+			k = p.literalString()
+		default:
+			start := p.pos
+			for p.pos < len(p.src) && isBareKeyByte(p.src[p.pos]) {
+				p.pos++
+			}
+			if p.pos == start {
+				p.fail()
+			}
+			k = p.src[start:p.pos]
+		}
+		parts = append(parts, k)
+		p.space()
+		if p.peek() != '.' {
+			return parts
+		}
+		p.pos++
+	}
+}
+
+// keyValue reads key = value into table t, whose path is depth long.
+func (p *fastParser) keyValue(t *lnode, depth int) {
+	line := p.line
+	parts := p.key()
+	if len(parts) != 1 || depth+1 > MaxDepth {
+		p.fail() // dotted keys: TOML's rules for the tables they imply
+	}
+	p.space()
+	if p.peek() != '=' {
+		p.fail()
+	}
+	p.pos++
+	p.space()
+	name := parts[0]
+	if _, dup := t.find(name); dup {
+		p.fail()
+	}
+	v, n := p.value(depth + 1)
+	t.m[name] = v
+	t.keys = append(t.keys, lkey{name: name, line: line, n: n})
+}
+
+// value reads a value at a path depth long; n is its node, nil for a
+// scalar.
+func (p *fastParser) value(depth int) (v any, n *lnode) {
+	switch c := p.peek(); {
+	case c == '"':
+		if strings.HasPrefix(p.src[p.pos:], `"""`) {
+			return p.multiline('"'), nil
+		}
+		return p.basicString(), nil
+	case c == '\'':
+		if strings.HasPrefix(p.src[p.pos:], `'''`) {
+			return p.multiline('\''), nil
+		}
+		return p.literalString(), nil
+	case c == '[':
+		return p.array(depth)
+	case c == '{':
+		return p.inlineTable(depth)
+	}
+	start := p.pos
+	for p.pos < len(p.src) {
+		c := p.src[p.pos]
+		if c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == ',' || c == ']' || c == '}' || c == '#' {
+			break
+		}
+		p.pos++
+	}
+	tok := p.src[start:p.pos]
+	switch tok {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	n64, ok := parseTOMLInt(tok)
+	if !ok {
+		p.fail() // floats, dates, anything else
+	}
+	return n64, nil
+}
+
+// parseTOMLInt parses a TOML integer as BurntSushi does (its checks, then
+// strconv.ParseInt with base 0); ok is false for anything else, including
+// what it rejects.
+func parseTOMLInt(s string) (int64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	body := s
+	if body[0] == '+' || body[0] == '-' {
+		body = body[1:]
+	}
+	if body == "" {
+		return 0, false
+	}
+	digits := func(str string, ok func(byte) bool) bool {
+		if str == "" {
+			return false
+		}
+		for i := 0; i < len(str); i++ {
+			if !ok(str[i]) && str[i] != '_' {
+				return false
+			}
+		}
+		return true
+	}
+	switch {
+	case strings.HasPrefix(body, "0x"), strings.HasPrefix(body, "0o"), strings.HasPrefix(body, "0b"):
+		if len(body) != len(s) { // no sign with a base prefix
+			return 0, false
+		}
+		var ok func(byte) bool
+		switch body[1] {
+		case 'x':
+			ok = func(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+		case 'o':
+			ok = func(c byte) bool { return c >= '0' && c <= '7' }
+		default:
+			ok = func(c byte) bool { return c == '0' || c == '1' }
+		}
+		if !digits(body[2:], ok) {
+			return 0, false
+		}
+	default:
+		if !digits(body, func(c byte) bool { return c >= '0' && c <= '9' }) || body[0] == '_' {
+			return 0, false
+		}
+	}
+	if !tomlUnderscoresOK(s) || tomlLeadingZero(s) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 0, 64)
+	return n, err == nil
+}
+
+// tomlUnderscoresOK: every underscore is between two digits (BurntSushi's
+// numUnderscoresOK).
+func tomlUnderscoresOK(s string) bool {
+	accept := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' && !accept {
+			return false
+		}
+		accept = c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+	}
+	return accept
+}
+
+// tomlLeadingZero (BurntSushi's numHasLeadingZero).
+func tomlLeadingZero(s string) bool {
+	if len(s) > 1 && s[0] == '0' && !(s[1] == 'b' || s[1] == 'o' || s[1] == 'x') {
+		return true
+	}
+	return len(s) > 2 && (s[0] == '-' || s[0] == '+') && s[1] == '0'
+}
+
+// array reads [v, v, ...]: BurntSushi's []any (never nil).
+func (p *fastParser) array(depth int) (any, *lnode) {
+	if depth+1 > MaxDepth {
+		p.fail()
+	}
+	p.pos++
+	n := &lnode{at: p.line, kind: nArray}
+	out := make([]any, 0, 2)
+	for {
+		p.blank()
+		if p.peek() == ']' {
+			p.pos++
+			return out, n
+		}
+		line := p.line
+		v, e := p.value(depth + 1)
+		if e == nil {
+			e = &lnode{kind: nScalar}
+		}
+		e.at = line
+		out = append(out, v)
+		n.elems = append(n.elems, e)
+		p.blank()
+		switch p.peek() {
+		case ',':
+			p.pos++
+		case ']':
+		default:
+			p.fail()
+		}
+	}
+}
+
+// inlineTable reads { k = v, ... } on one line (TOML 1.0).
+func (p *fastParser) inlineTable(depth int) (any, *lnode) {
+	p.pos++
+	n := &lnode{at: p.line, kind: nInline, m: map[string]any{}}
+	p.space()
+	if p.peek() == '}' {
+		p.pos++
+		return n.m, n
+	}
+	for {
+		p.space()
+		p.keyValue(n, depth)
+		p.space()
+		switch p.peek() {
+		case ',':
+			p.pos++
+			p.space()
+			if p.peek() == '}' {
+				p.fail() // a trailing comma: TOML 1.1
+			}
+		case '}':
+			p.pos++
+			return n.m, n
+		default:
+			p.fail()
+		}
+	}
+}
+
+// basicString reads "..." with escapes.
+func (p *fastParser) basicString() string {
+	p.pos++
+	start := p.pos
+	for p.pos < len(p.src) {
+		c := p.src[p.pos]
+		switch {
+		case c == '"':
+			s := p.src[start:p.pos]
+			p.pos++
+			return s
+		case c == '\\':
+			return p.escaped(start)
+		case c < 0x20 && c != '\t' || c == 0x7f:
+			p.fail()
+		}
+		p.pos++
+	}
+	p.fail()
+	return ""
+}
+
+// escaped continues a basic string from its first backslash.
+func (p *fastParser) escaped(start int) string {
+	var b strings.Builder
+	b.WriteString(p.src[start:p.pos])
+	for p.pos < len(p.src) {
+		c := p.src[p.pos]
+		switch {
+		case c == '"':
+			p.pos++
+			return b.String()
+		case c == '\\':
+			p.escape(&b)
+			continue
+		case c < 0x20 && c != '\t' || c == 0x7f:
+			p.fail()
+		}
+		b.WriteByte(c)
+		p.pos++
+	}
+	p.fail()
+	return ""
+}
+
+// escape reads one escape sequence (TOML 1.0's) into b.
+func (p *fastParser) escape(b *strings.Builder) {
+	if p.pos+1 >= len(p.src) {
+		p.fail()
+	}
+	c := p.src[p.pos+1]
+	p.pos += 2
+	switch c {
+	case 'b':
+		b.WriteByte('\b')
+	case 't':
+		b.WriteByte('\t')
+	case 'n':
+		b.WriteByte('\n')
+	case 'f':
+		b.WriteByte('\f')
+	case 'r':
+		b.WriteByte('\r')
+	case '"':
+		b.WriteByte('"')
+	case '\\':
+		b.WriteByte('\\')
+	case 'u', 'U':
+		n := 4
+		if c == 'U' {
+			n = 8
+		}
+		if p.pos+n > len(p.src) {
+			p.fail()
+		}
+		hex := p.src[p.pos : p.pos+n]
+		for i := 0; i < n; i++ {
+			if h := hex[i]; !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+				p.fail()
+			}
+		}
+		v, err := strconv.ParseUint(hex, 16, 32)
+		if err != nil || !utf8.ValidRune(rune(v)) {
+			p.fail()
+		}
+		b.WriteRune(rune(v))
+		p.pos += n
+	default:
+		p.fail() // \e, \x (TOML 1.1), or invalid
+	}
+}
+
+// literalString reads '...'.
+func (p *fastParser) literalString() string {
+	p.pos++
+	start := p.pos
+	for p.pos < len(p.src) {
+		c := p.src[p.pos]
+		switch {
+		case c == '\'':
+			s := p.src[start:p.pos]
+			p.pos++
+			return s
+		case c < 0x20 && c != '\t' || c == 0x7f:
+			p.fail()
+		}
+		p.pos++
+	}
+	p.fail()
+	return ""
+}
+
+// multiline reads """...""" or ”'...”' (q is the quote). The newline
+// right after the opening quotes is not part of the string; up to two
+// quotes before the closing three are.
+func (p *fastParser) multiline(q byte) string {
+	p.pos += 3
+	if p.peek() == '\n' {
+		p.pos++
+		p.line++
+	}
+	var b strings.Builder
+	start := p.pos
+	escaped := false
+	for p.pos < len(p.src) {
+		c := p.src[p.pos]
+		switch {
+		case c == q && strings.HasPrefix(p.src[p.pos:], strings.Repeat(string(q), 3)):
+			n := 3
+			for p.pos+n < len(p.src) && p.src[p.pos+n] == q {
+				n++
+			}
+			if n > 5 {
+				p.fail()
+			}
+			end := p.pos + n - 3
+			var s string
+			if escaped {
+				b.WriteString(p.src[start:end])
+				s = b.String()
+			} else {
+				s = p.src[start:end]
+			}
+			p.pos += n
+			return s
+		case c == '\\' && q == '"':
+			if p.pos+1 < len(p.src) {
+				switch p.src[p.pos+1] {
+				case ' ', '\t', '\n', '\r':
+					p.fail() // a line-ending backslash
+				}
+			}
+			b.WriteString(p.src[start:p.pos])
+			p.escape(&b)
+			start, escaped = p.pos, true
+			continue
+		case c == '\n':
+			p.line++
+		case c < 0x20 && c != '\t' || c == 0x7f:
+			p.fail() // a carriage return, or a control character
+		}
+		p.pos++
+	}
+	p.fail()
+	return ""
+}

@@ -1,0 +1,125 @@
+package xdp
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/xlb-dev/xlb/dataplane"
+)
+
+// scaleServices are n NAT services of reals real servers each (the
+// shape test/scale measures: 1,000 x 64).
+func scaleServices(n, reals int) []dataplane.Service {
+	out := make([]dataplane.Service, n)
+	for i := range out {
+		s := dataplane.Service{
+			Name:      fmt.Sprintf("s%d", i),
+			Key:       dataplane.ServiceKey{Addr: netip.AddrFrom4([4]byte{10, 200, byte((i + 1) / 256), byte((i + 1) % 256)}), Port: 80, Proto: dataplane.TCP},
+			Scheduler: dataplane.WeightedLeastConnection,
+			Forward:   dataplane.NAT,
+			Enabled:   true,
+		}
+		for j := range reals {
+			k := i*reals + j
+			s.Backends = append(s.Backends, dataplane.Backend{Addr: netip.AddrFrom4([4]byte{10, 201, byte(k / 256), byte(k % 256)}), Port: 8080, Weight: 1})
+		}
+		out[i] = s
+	}
+	return out
+}
+
+// write is one batch of map updates an Apply made.
+type write struct {
+	m    string
+	keys []uint32 // ids (array maps)
+	svcs []bpfXlbSvcKey
+}
+
+// record has the dataplane report every batch of map updates it writes.
+func (e *env) record() *[]write {
+	var ws []write
+	e.d.onWrite = func(m string, keys any) {
+		w := write{m: m}
+		switch k := keys.(type) {
+		case []uint32:
+			w.keys = slices.Clone(k)
+		case []bpfXlbSvcKey:
+			w.svcs = slices.Clone(k)
+		}
+		ws = append(ws, w)
+	}
+	return &ws
+}
+
+// Installing 1,000 services of 64 real servers writes each map in a few
+// batches, not an update per entry; changing one real server's port
+// afterwards writes only that service's entries: its configuration, its
+// table (one outer map entry), the real server's new backend and the
+// retirement of its old one, and their stateless NAT entries. Before,
+// every Apply with a change rebuilt all 64,000 NAT entries' map in Go, and
+// the first install took minutes (one RCU grace period per service).
+func TestApplyOneChangeTouchesOneService(t *testing.T) {
+	e := newEnv(t)
+	svcs := scaleServices(1000, 64)
+	ws := e.record()
+	start := time.Now()
+	e.apply(svcs...)
+	t.Logf("install 1,000 x 64: %v, %d map entries in %d batches", time.Since(start), e.d.MapUpdates(), len(*ws))
+	if n := len(*ws); n > 40 {
+		t.Errorf("installing wrote %d batches, want a few per map", n)
+	}
+
+	*ws = nil
+	before := e.d.MapUpdates()
+	last := &svcs[len(svcs)-1]
+	old := last.Backends[63]
+	last.Backends[63].Port = 8081
+	start = time.Now()
+	e.apply(svcs...)
+	took := time.Since(start)
+	t.Logf("one real server's port: %v, %d map entries", took, e.d.MapUpdates()-before)
+
+	st := e.d.services[last.Key]
+	newID := st.ids[63]
+	oldID, retired := e.d.retired[retiredKey{st.id, old.Key()}]
+	if !retired {
+		t.Fatalf("the old real server %s is not retired", old.Key())
+	}
+	// Every array-map key written belongs to the changed service: its id
+	// (configuration, slot, table slots) or the two backends.
+	svcKeys := []uint32{st.id, st.id * 2, st.id*2 + 1}
+	for _, w := range *ws {
+		for _, k := range w.keys {
+			var ok bool
+			switch w.m {
+			case "xlb_backends_v1", "xlb_be_stat_v1", "xlb_be_act_v1", "xlb_be_conns_v1", "xlb_be_thresh_v1":
+				ok = k == newID || k == oldID
+			case "xlb_svc_v1", "xlb_svc_slot_v1", "xlb_tables_v1", "xlb_rr_v1", "xlb_svc_stat_v1":
+				ok = slices.Contains(svcKeys, k)
+			}
+			if !ok {
+				t.Errorf("%s: key %d written, not of the changed service (id %d, backends %d and %d)", w.m, k, st.id, newID, oldID)
+			}
+		}
+		for _, k := range w.svcs {
+			a := wordsAddr(k.Addr, k.Family)
+			if w.m != "xlb_nat_reals_v1" || a != old.Addr || k.Port != old.Port && k.Port != 8081 {
+				t.Errorf("%s: key %s:%d written", w.m, a, k.Port)
+			}
+		}
+	}
+	if n := e.d.MapUpdates() - before; n > 16 {
+		t.Errorf("one real server's port: %d map entries written, want at most 16: %+v", n, *ws)
+	}
+	// The NAT entries follow: the new port is there, the old one gone.
+	var v bpfXlbNatReal
+	if err := e.d.objs.XlbNatRealsV1.Lookup(natKey(last.Backends[63].Key(), dataplane.TCP), &v); err != nil || v.Backend != newID {
+		t.Errorf("NAT entry of the new port: %+v, %v", v, err)
+	}
+	if err := e.d.objs.XlbNatRealsV1.Lookup(natKey(old.Key(), dataplane.TCP), &v); err == nil {
+		t.Errorf("NAT entry of the old port still there: %+v", v)
+	}
+}
