@@ -21,6 +21,7 @@
 #include "lib/flowcache.h"
 #include "lib/frag.h"
 #include "lib/lb.h"
+#include "lib/embryo.h"
 #include "lib/checks.h"
 #include "lib/sync.h"
 
@@ -41,6 +42,7 @@ const volatile struct {
 	enum xlb_action action;
 	enum xlb_iface_flags iface_flags;
 	enum xlb_limits limits;
+	enum xlb_embryo_word embryo_word;
 	enum xlb_sync_flags sync_flags;
 	struct xlb_sync_rec sync_rec; /* the ring's records (a ring buffer has no value type) */
 } xlb_enums;
@@ -190,12 +192,20 @@ struct xlb_decision {
 	struct xlb_backend *be;
 	__u32 svc_id;
 	__u32 backend;
+	__u32 cfg_idx; /* XLB_NEW: the service's configuration */
 	__u8 action;
 	__u8 kind;
 	__u8 is_new;
 	__u8 cacheable;
-	__u16 sync; /* what to report to the peers (sync.h), 0: nothing */
+	__u8 had_ct;   /* XLB_NEW: a connection entry was found, expired or closing */
+	__u8 pad;
+	__u16 sync;    /* what to report to the peers (sync.h), 0: nothing */
 };
+
+/* xlb_slow's answer for a packet of a service without a live connection
+ * entry: xlb_new schedules it (a function of its own, so that neither
+ * frame holds both the lookup's and the scheduler's variables). */
+#define XLB_NEW (XLB_CONTINUE + 1)
 
 /* xlb_frag_later decides for a non-first fragment: where its first
  * fragment went. Fragments whose first fragment was not seen go to the
@@ -271,26 +281,40 @@ static __noinline __u32 xlb_icmp_error(struct xdp_md *ctx, struct xlb_pkt *p, st
 	k.dport = bpf_ntohs(ports[0]);
 
 	ct = bpf_map_lookup_elem(&xlb_conns_v1, &k);
-	if (!ct)
-		return XLB_V_PASS_ICMP_NO_FLOW;
+	if (ct) {
+		d->svc_id = ct->svc;
+		d->backend = ct->backend;
+		out = ct->flags & XLB_CT_F_REPLY;
+	} else {
+		/* A flow in its handshake (DR, tunnel): its SYN's entry. */
+		struct xlb_globals *g = lb_globals();
+		__u64 *slot = lb_emb_slot(xlb_hash_flow(&k));
+		__u64 w = slot ? *slot : 0;
+
+		if (!g || (__u32)w != lb_emb_fp(&k) || !lb_emb_live(w, lb_now(), g->tcp_fin_timeout))
+			return XLB_V_PASS_ICMP_NO_FLOW;
+		d->backend = lb_emb_backend(w);
+		be = bpf_map_lookup_elem(&xlb_backends_v1, &d->backend);
+		if (!be)
+			return XLB_V_PASS_ICMP_NO_FLOW;
+		d->svc_id = be->svc;
+		out = 0;
+	}
 	v = xlb_l2_check(ctx, p);
 	if (v != XLB_CONTINUE)
 		return v;
-	out = ct->flags & XLB_CT_F_REPLY;
 	if (out) {
 		/* From a NAT real server, about a packet it got from the client. */
-		svc = lb_svc_by_id(ct->svc, &cfg_idx);
+		svc = lb_svc_by_id(d->svc_id, &cfg_idx);
 	} else {
 		/* About a reply from the VIP: to the flow's real server. */
-		svc = lb_svc_of(ct->svc, &k, &off);
+		svc = lb_svc_of(d->svc_id, &k, &off);
 	}
-	be = svc ? lb_backend(ct->backend, ct->svc) : NULL;
+	be = svc ? lb_backend(d->backend, d->svc_id) : NULL;
 	if (!be)
 		return XLB_V_PASS_ICMP_NO_FLOW;
 	d->svc = svc;
 	d->be = be;
-	d->svc_id = ct->svc;
-	d->backend = ct->backend;
 	d->kind = XLB_D_ICMP;
 	d->action = out ? XLB_ACT_NAT_OUT : xlb_action(svc);
 	if (d->action == XLB_ACT_TUNNEL || d->action == XLB_ACT_DR)
@@ -311,7 +335,7 @@ static __noinline __u32 xlb_icmp_error(struct xdp_md *ctx, struct xlb_pkt *p, st
 		v = xlb_l2_fwd(ctx, p->l3_off, hop.mac, hop.smac, hop.ifindex);
 	if (xlb_sent(v)) {
 		lb_event(XLB_EV_ICMP_ERROR);
-		xlb_count(ct->svc, ct->backend, p->len, 0, d->action);
+		xlb_count(d->svc_id, d->backend, p->len, 0, d->action);
 	}
 	return v;
 }
@@ -417,9 +441,25 @@ static __always_inline __u32 xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_
 	return *out ? XLB_CONTINUE : XLB_V_PASS_NOT_SERVICE;
 }
 
+/* lb_conn_lost counts a flow whose connection entry is gone although this
+ * CPU cached it during the last two ticks, in the current configuration:
+ * the LRU evicted an established flow (an idle one would have been cached
+ * long before its timeout). */
+static __always_inline void lb_conn_lost(const struct xlb_flow_cache *c, const struct xlb_pkt *p, __u64 now,
+					 const struct xlb_globals *g)
+{
+	__u32 tick = now >> XLB_ATIME_SHIFT;
+
+	if (c && c->gen == g->gen && tick - c->tick <= 2 && g->tcp_timeout > (4ULL << XLB_ATIME_SHIFT) &&
+	    lb_flow_eq(&c->flow, &p->flow))
+		lb_event(XLB_EV_CONN_EVICTED);
+}
+
 /* xlb_slow decides for a packet the flow cache did not know: from the
- * connection table, or the service's scheduler for a new flow. It returns
- * XLB_CONTINUE with d filled, or the verdict (NAT replies are sent here). */
+ * connection table. It returns XLB_CONTINUE with d filled, XLB_NEW with
+ * d->svc, cfg_idx and had_ct for a packet of a service without a live
+ * entry (xlb_new schedules it), or the verdict (NAT replies are sent
+ * here). */
 static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct xlb_flow_cache *cache, __u64 now,
 				 struct xlb_decision *d)
 {
@@ -452,7 +492,16 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 			d->cacheable = p->flow.proto != IPPROTO_TCP || ct->state == XLB_CT_ESTABLISHED;
 			if (svc->fwd == XLB_FWD_NAT)
 				lb_reply_put(p, svc->id, id, be, now, 1);
+			d->svc = svc;
+			d->be = be;
+			d->svc_id = svc->id;
+			d->backend = id;
+			d->action = xlb_action(svc);
+			d->kind = XLB_D_SLOW;
+			return XLB_CONTINUE;
 		}
+	} else {
+		lb_conn_lost(cache, p, now, g);
 	}
 	if (!svc) {
 		svc = lb_svc_lookup(&p->flow, &cfg_idx);
@@ -472,33 +521,122 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 				return v;
 		}
 	}
-	if (!be) {
-		int is_new = p->flow.proto != IPPROTO_TCP ||
-			     (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
-
-		/* A new flow: what the kernel would refuse before IPVS. */
-		v = xlb_src_check(ctx, p, XLB_CA32(svc->vip));
-		if (v != XLB_CONTINUE)
-			return v;
-
-		be = lb_schedule(svc, cfg_idx, p, is_new, now, &id);
-		if (!be) {
-			lb_count(&xlb_svc_stat_v1, svc->id, p->len, 0, 0);
-			return XLB_V_DROP_NO_BACKEND;
-		}
-		lb_conn_create(p, svc, id, be, now);
-		d->is_new = 1;
-		d->sync = lb_sync_new(p, svc);
-		/* The 5-tuple may be reused: what any CPU cached for it is stale. */
-		lb_epoch_bump(p->hash);
-	}
 	d->svc = svc;
+	d->cfg_idx = cfg_idx;
+	d->had_ct = ct != NULL;
+	return XLB_NEW;
+}
+
+/* xlb_new schedules a packet of service d->svc that has no live connection
+ * entry, after the checks the kernel makes before IPVS would (martian
+ * source, reverse path). A TCP SYN of a DR or tunnel service records an
+ * embryonic entry (embryo.h), or in SYN flood mode is scheduled by hash;
+ * the handshake's ACK creates the connection entry from it. Other packets
+ * (UDP, NAT services, a SYN reusing a closing flow's 5-tuple, a packet
+ * without state after a failover) create the connection entry at once.
+ * Returns XLB_CONTINUE with d filled, or the verdict. */
+static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now, struct xlb_decision *d)
+{
+	struct xlb_globals *g = lb_globals();
+	struct xlb_svc *svc = d->svc;
+	struct xlb_backend *be = NULL;
+	__u32 id = 0, fp = 0, v;
+	__u64 *slot = NULL, w = 0, fin_timeout;
+	int syn = 0, held, bound, emb, flood;
+
+	if (!g || !svc)
+		return XLB_V_PASS_NOT_SERVICE;
+	fin_timeout = g->tcp_fin_timeout;
+	emb = p->flow.proto == IPPROTO_TCP && svc->fwd != XLB_FWD_NAT && !d->had_ct;
+	if (p->flow.proto == IPPROTO_TCP)
+		syn = (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
+	if (emb) {
+		fp = lb_emb_fp(&p->flow);
+		slot = lb_emb_slot(p->hash);
+		if (slot) {
+			w = *slot;
+			if ((__u32)w == fp && lb_emb_live(w, now, fin_timeout)) {
+				/* Its SYN's decision: a retransmitted SYN, or the
+				 * handshake's next packet. */
+				id = lb_emb_backend(w);
+				be = lb_backend(id, svc->id);
+			}
+		}
+	}
+	if (be && !syn) {
+		/* The handshake goes on: its SYN's entry becomes the
+		 * connection's, and with it the SYN's counts (its inactive
+		 * connection in dest.h's, its lc/wlc load). */
+		bound = __sync_val_compare_and_swap(slot, w, 0) == w;
+		held = bound && (w & XLB_EMB_COUNTED);
+		lb_event(XLB_EV_EMBRYO_PROMOTED);
+		lb_conn_create(p, svc, id, be, now, held, bound);
+		d->sync = lb_sync_new(p, svc);
+		lb_epoch_bump(p->hash);
+		/* Established now: the flow cache serves its next packets. */
+		d->cacheable = !(p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST));
+		goto out;
+	}
+	if (be)
+		goto out; /* a retransmitted SYN keeps its real server */
+
+	/* A new flow: what the kernel would refuse before IPVS. */
+	v = xlb_src_check(ctx, p, XLB_CA32(svc->vip));
+	if (v != XLB_CONTINUE)
+		return v;
+	if (emb && syn) {
+		flood = lb_syn_flood(now);
+		be = lb_schedule(svc, d->cfg_idx, p, !flood, now, &id);
+		if (!be)
+			goto no_backend;
+		d->is_new = 1;
+		if (flood) {
+			lb_event(XLB_EV_SYN_FLOOD);
+		} else if (slot) {
+			int counted = lb_sched_loaded(svc->sched);
+			__u64 nw = lb_emb_word(fp, id, counted, now);
+
+			if (lb_emb_live(w, now, fin_timeout)) {
+				lb_event(XLB_EV_EMBRYO_REPLACED);
+				if (w & XLB_EMB_COUNTED)
+					w = __sync_lock_test_and_set(slot, nw);
+				else
+					*slot = nw;
+				lb_emb_release(w, now, fin_timeout);
+			} else {
+				*slot = nw;
+			}
+			if (counted)
+				lb_active_add(id, 1);
+			/* ip_vs_bind_dest: the SYN is the backend's inactive
+			 * connection from now on (its upper threshold counts it). */
+			lb_dest_bind(id, be, 0);
+		}
+		goto out;
+	}
+	/* A connection entry now. Without an embryonic entry, a TCP packet
+	 * after the SYN had its SYN scheduled by hash (a flood) or through
+	 * another director: a new connection for this one unless its SYN was
+	 * counted here during a flood. */
+	d->is_new = !emb || !lb_syn_flooded(now);
+	be = lb_schedule(svc, d->cfg_idx, p, syn || p->flow.proto != IPPROTO_TCP, now, &id);
+	if (!be)
+		goto no_backend;
+	lb_conn_create(p, svc, id, be, now, 0, 0);
+	d->sync = lb_sync_new(p, svc);
+	/* The 5-tuple may be reused: what any CPU cached for it is stale. */
+	lb_epoch_bump(p->hash);
+out:
 	d->be = be;
 	d->svc_id = svc->id;
 	d->backend = id;
 	d->action = xlb_action(svc);
 	d->kind = XLB_D_SLOW;
 	return XLB_CONTINUE;
+no_backend:
+	d->is_new = 0;
+	lb_count(&xlb_svc_stat_v1, svc->id, p->len, 0, 0);
+	return XLB_V_DROP_NO_BACKEND;
 }
 
 SEC("xdp")
@@ -567,6 +705,8 @@ int xlb_xdp(struct xdp_md *ctx)
 			p.df = 0; /* never answer an error with an error */
 		} else {
 			verdict = xlb_slow(ctx, &p, cache, now, &d);
+			if (verdict == XLB_NEW)
+				verdict = xlb_new(ctx, &p, now, &d);
 		}
 	}
 	if (verdict != XLB_CONTINUE)

@@ -55,7 +55,8 @@ struct {
 /* bench_mode: 0 = restore only (same flow every time), 1 = a new flow
  * (source address and port from the CPU and a per-CPU sequence) every time,
  * 2 = the template's flow and the flow of bench_alt_saddr:bench_alt_sport
- * in turn. */
+ * in turn, 3 = handshakes: a new flow every other time, its template
+ * packet (a SYN) then the same flow's ACK. */
 const volatile __u32 bench_mode = 0;
 
 /* Mode 1: new flows per CPU before the 5-tuples repeat: BENCH_NEW_PORTS
@@ -110,11 +111,18 @@ static __always_inline int bench_restore(struct xdp_md *ctx, __u64 *seqp)
 		if ((void *)(th + 1) > data_end)
 			return -1;
 		old = ip->saddr;
-		if (bench_mode == 1) {
+		if (bench_mode == 1 || bench_mode == 3) {
 			/* Distinct for every (CPU, seq) while seq < BENCH_NEW_FLOWS:
 			 * repetitions of one run may move between CPUs. */
 			__u32 cpu = bpf_get_smp_processor_id() & 0xff;
 
+			if (bench_mode == 3) {
+				if (seq & 1) {
+					th->syn = 0;
+					th->ack = 1;
+				}
+				seq >>= 1;
+			}
 			if (seq >= BENCH_NEW_FLOWS)
 				return -1;
 			ip->saddr ^= bpf_htonl(cpu << 16 | (__u32)(seq >> BENCH_NEW_PORT_BITS));
@@ -155,7 +163,8 @@ int bench_wrapper(struct xdp_md *ctx)
 
 /* bench_gen is the live-frames generator (BPF_F_TEST_XDP_LIVE_FRAMES): it
  * writes the whole frame every time (pages are recycled) with one of 1024
- * source ports, and transmits it. */
+ * source ports (bench_mode 0) or as a new flow (bench_mode 1: a new source
+ * address and port per frame), and transmits it. */
 SEC("xdp")
 int bench_gen(struct xdp_md *ctx)
 {
@@ -164,8 +173,10 @@ int bench_gen(struct xdp_md *ctx)
 	void *data, *data_end;
 	struct tcphdr *th;
 
-	if (bench_restore(ctx, NULL) || !seq)
+	if (!seq || bench_restore(ctx, bench_mode ? seq : NULL))
 		return XDP_ABORTED;
+	if (bench_mode)
+		return XDP_TX;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	th = data + sizeof(struct ethhdr) + sizeof(struct iphdr);

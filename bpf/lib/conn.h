@@ -139,9 +139,12 @@ static __always_inline void lb_reply_put(const struct xlb_pkt *p, __u32 svc, __u
 	bpf_map_update_elem(&xlb_conns_v1, &k, &v, BPF_ANY);
 }
 
-/* lb_conn_create records a new flow on backend id. */
+/* lb_conn_create records a new flow on backend id. held: the flow is
+ * already counted in the backend's lc/wlc load (its SYN's embryonic entry
+ * was); bound: it is already the backend's inactive connection in dest.h's
+ * counts (its SYN's was), and moves to active if it is established. */
 static __always_inline void lb_conn_create(const struct xlb_pkt *p, const struct xlb_svc *svc, __u32 id,
-					   struct xlb_backend *be, __u64 now)
+					   struct xlb_backend *be, __u64 now, int held, int bound)
 {
 	struct xlb_conn ct = {
 		.atime = now,
@@ -160,9 +163,19 @@ static __always_inline void lb_conn_create(const struct xlb_pkt *p, const struct
 		}
 	}
 	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &ct, BPF_ANY) == 0) {
-		if (ct.flags & XLB_CT_F_COUNTED)
+		if ((ct.flags & XLB_CT_F_COUNTED) && !held)
 			lb_active_add(id, 1);
-		lb_dest_bind(id, be, lb_ct_active(p->flow.proto, ct.state));
+		else if (!(ct.flags & XLB_CT_F_COUNTED) && held)
+			lb_active_add(id, -1);
+		if (!bound)
+			lb_dest_bind(id, be, lb_ct_active(p->flow.proto, ct.state));
+		else if (lb_ct_active(p->flow.proto, ct.state))
+			lb_dest_move(id, 1);
+	} else {
+		if (held)
+			lb_active_add(id, -1);
+		if (bound)
+			lb_dest_unbind(id, 0);
 	}
 	if (svc->fwd == XLB_FWD_NAT)
 		lb_reply_put(p, svc->id, id, be, now, 0);

@@ -33,6 +33,34 @@
 #define XLB_MAX_CONNS (1 << 20)
 #endif
 
+/* Embryonic TCP flows (a SYN scheduled, its handshake not complete): words
+ * of xlb_embryos_v1, a shared array indexed by flow hash (a power of two).
+ * A word is freed when the client's ACK creates the connection entry, so
+ * only SYNs still in their handshake, or never answered, hold one; 8 bytes
+ * each. Below the SYN flood limit (xlb_syn_limit, per CPU) a word lives at
+ * least XLB_MAX_EMBRYOS / (limit * CPUs) seconds before another SYN may
+ * take its slot: 4 s with 2 CPUs at the default. */
+#ifndef XLB_MAX_EMBRYOS
+#define XLB_MAX_EMBRYOS (1 << 20)
+#endif
+
+/* SYN flood mode: more than XLB_SYN_RATE SYNs per second on one CPU
+ * (counted in windows of 2^XLB_SYN_WINDOW_SHIFT ns, about 134 ms) puts the
+ * director in SYN flood mode for XLB_SYN_FLOOD_HOLD ns: SYNs are then
+ * scheduled by hash and write no embryonic word (see embryo.h). Katran's
+ * SYN limiter takes the same default, 125k new flows per second per CPU.
+ * The hold outlasts the retransmissions of a SYN (Linux tcp_syn_retries 6:
+ * 1+2+4+8+16+32 s), so that a SYN hashed during the flood and sent again
+ * after it keeps its real server. The rate is set at load
+ * (xlb_syn_limit, dataplane/xdp Options.SYNFloodRate). */
+#ifndef XLB_SYN_RATE
+#define XLB_SYN_RATE 125000
+#endif
+#define XLB_SYN_WINDOW_SHIFT 27
+#ifndef XLB_SYN_FLOOD_HOLD
+#define XLB_SYN_FLOOD_HOLD (64ULL * 1000000000ULL)
+#endif
+
 /* Per-CPU established-flow cache in front of the connection table, entries
  * per CPU (a power of two). A hit forwards with array lookups only; hash
  * map lookups cost several times more. */
@@ -108,6 +136,21 @@ enum xlb_limits {
 	XLB_LIMIT_IFACE_SLOTS = XLB_IFACE_SLOTS,
 	XLB_LIMIT_LOCAL_ADDRS = XLB_MAX_LOCAL_ADDRS,
 	XLB_LIMIT_RR_CYCLE = XLB_MAX_RR_CYCLE,
+	XLB_LIMIT_EMBRYOS = XLB_MAX_EMBRYOS,
+	XLB_LIMIT_SYN_WINDOW_SHIFT = XLB_SYN_WINDOW_SHIFT,
+};
+
+/* An embryonic flow's word in xlb_embryos_v1 (0: empty): bits 0-31 a
+ * second hash of the flow (never 0; the slot index is the first), then the
+ * backend id, whether the SYN was counted in the backend's lc/wlc load,
+ * and the coarse clock tick of the SYN (now >> XLB_ATIME_SHIFT, wrapping).
+ * The control plane decodes it with these values (bpf2go -type). */
+enum xlb_embryo_word {
+	XLB_EMB_BE_SHIFT = 32,
+	XLB_EMB_BE_BITS = 20,
+	XLB_EMB_COUNTED_BIT = 52,
+	XLB_EMB_TICK_SHIFT = 53,
+	XLB_EMB_TICK_BITS = 11,
 };
 
 /* What happened to a packet: one counter per value (struct xlb_verdict_stats).
@@ -161,6 +204,11 @@ enum xlb_event {
 	XLB_EV_NAT_REPLY,        /* NAT reply translated back to the VIP */
 	XLB_EV_NAT_ADOPT,        /* NAT flow taken over from its first reply (no state: e.g. after a failover) */
 	XLB_EV_RP_UNCHECKED,     /* rp_filter set, but the FIB does not answer (forwarding off on the interface): new flow not checked */
+	XLB_EV_SYN_FLOOD,        /* SYN flood mode: a SYN scheduled by hash, without an embryonic entry */
+	XLB_EV_SYN_FLOOD_START,  /* SYN flood mode entered (a CPU passed the SYN rate limit) */
+	XLB_EV_EMBRYO_PROMOTED,  /* a handshake's ACK created the connection entry from its SYN's embryonic entry */
+	XLB_EV_EMBRYO_REPLACED,  /* a SYN took the slot of another flow's live embryonic entry (not in flood mode) */
+	XLB_EV_CONN_EVICTED,     /* a flow cached during the last two clock ticks found no connection entry: evicted from the LRU */
 	XLB_EV_MAX,
 };
 

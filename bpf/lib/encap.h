@@ -69,13 +69,16 @@ static __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const s
 	__u8 inner_proto = p->flow.family == XLB_AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
 	__be32 src[4];
 	__u8 tos = 0;
-	__u32 v;
+	__u32 v, dlen;
 
 	if (l3 > XLB_MAX_L3_OFF)
 		return XLB_V_DROP_MALFORMED;
 	l3 = xlb_bound_l3(l3);
 	if (xlb_tun_src(svc, be, hash, src))
 		return XLB_V_DROP_ENCAP;
+	/* The inner packet is the IP datagram: a short frame's Ethernet
+	 * padding is not tunnelled as payload (the outer lengths would count
+	 * it, and the real server's kernel would take it for the datagram's). */
 	inner_len = p->len - l3;
 	olen = (o6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr)) + (gue ? sizeof(struct udphdr) + XLB_GUE_HLEN : 0);
 	if (p->flow.family == XLB_AF_INET) {
@@ -84,6 +87,23 @@ static __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const s
 		if ((void *)(ip + 1) > data_end)
 			return XLB_V_DROP_MALFORMED;
 		tos = ip->tos;
+		dlen = bpf_ntohs(ip->tot_len);
+	} else {
+		struct ipv6hdr *ip6 = data + l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return XLB_V_DROP_MALFORMED;
+		dlen = bpf_ntohs(ip6->payload_len);
+		if (dlen) /* 0: a jumbogram, the frame's end */
+			dlen += sizeof(*ip6);
+	}
+	if (dlen && dlen < inner_len) {
+		if (bpf_xdp_adjust_tail(ctx, (int)dlen - (int)inner_len))
+			return XLB_V_DROP_ENCAP;
+		p->len -= inner_len - dlen;
+		inner_len = dlen;
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
 	}
 
 	if (hop->valid) {

@@ -53,12 +53,11 @@ static __always_inline __u32 xlb_hash_src(const struct xlb_flow *f)
 	return xlb_fmix(h, f->family);
 }
 
-/* xlb_hash_flow hashes the 5-tuple (mh, and the fallback of a non-SYN
- * packet without connection entry). */
-static __always_inline __u32 xlb_hash_flow(const struct xlb_flow *f)
+/* xlb_hash_flow_seed hashes the 5-tuple from seed. */
+static __always_inline __u32 xlb_hash_flow_seed(const struct xlb_flow *f, __u32 seed)
 {
 	const __be32 *s = XLB_CA32(f->src), *d = XLB_CA32(f->dst);
-	__u32 h = XLB_HASH_SEED;
+	__u32 h = seed;
 
 	h = xlb_mix(h, s[0]);
 	h = xlb_mix(h, d[0]);
@@ -72,6 +71,13 @@ static __always_inline __u32 xlb_hash_flow(const struct xlb_flow *f)
 	}
 	h = xlb_mix(h, ((__u32)f->sport << 16) | f->dport);
 	return xlb_fmix(h, f->proto);
+}
+
+/* xlb_hash_flow hashes the 5-tuple (mh, and the fallback of a non-SYN
+ * packet without connection entry). */
+static __always_inline __u32 xlb_hash_flow(const struct xlb_flow *f)
+{
+	return xlb_hash_flow_seed(f, XLB_HASH_SEED);
 }
 
 /* xlb_reduce maps a 32-bit hash onto [0, n) without a division. */

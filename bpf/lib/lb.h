@@ -67,7 +67,7 @@ static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc
 		break;
 	case XLB_SCHED_LC:
 	case XLB_SCHED_WLC:
-		id = lb_pick_lc(svc, table);
+		id = lb_pick_lc(svc, cfg_idx);
 		break;
 	case XLB_SCHED_SED:
 	case XLB_SCHED_NQ:

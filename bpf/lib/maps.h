@@ -115,6 +115,45 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xlb_conns_v1 SEC(".maps");
 
+/* Embryonic TCP flows: flow hash % XLB_MAX_EMBRYOS -> a word (enum
+ * xlb_embryo_word), shared by all CPUs (the ACK of a handshake may arrive
+ * on another CPU than its SYN). Pinned: handshakes survive a restart. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_EMBRYOS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_embryos_v1 SEC(".maps");
+
+/* SYNs scheduled by this CPU in the current window (struct xlb_syn_rate).
+ * Not pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xlb_syn_rate);
+} xlb_syn_rate SEC(".maps");
+
+/* SYN flood mode, shared (struct xlb_syn_flood). Not pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xlb_syn_flood);
+} xlb_syn_flood SEC(".maps");
+
+/* lc/wlc candidates of one service slot (id * 2 + slot): the schedulable
+ * backends and their weights in one value, scanned without a lookup per
+ * candidate. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_MAX_SERVICES * 2);
+	__type(key, __u32);
+	__type(value, struct xlb_cands);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} xlb_cands_v1 SEC(".maps");
+
 /* Established-flow cache (per CPU, direct-mapped by flow hash). Not pinned:
  * a new program starts with an empty cache and refills it from
  * xlb_conns_v1. */

@@ -208,6 +208,33 @@ struct xlb_if_mac {
 	__u8 pad[2];
 };
 
+/* SYNs one CPU scheduled in the current window (xlb_syn_rate). */
+struct xlb_syn_rate {
+	__u64 window; /* now >> XLB_SYN_WINDOW_SHIFT */
+	__u64 count;
+};
+
+/* SYN flood mode (xlb_syn_flood): on until this time (program clock, ns). */
+struct xlb_syn_flood {
+	__u64 until;
+};
+
+/* A candidate of an lc/wlc service: backend id and weight. */
+struct xlb_cand {
+	__u32 id;
+	__u32 weight;
+	__u8 thresh; /* the backend has connection thresholds: its overload flag is read */
+	__u8 pad[3];
+};
+
+/* The lc/wlc candidates of one service slot (xlb_cands_v1), written by the
+ * control plane with the slot's scheduling table. */
+struct xlb_cands {
+	__u32 n;
+	__u32 pad;
+	struct xlb_cand c[XLB_MAX_BACKENDS_PER_SVC];
+};
+
 /* Global settings, written by the control plane: the single entry of
  * xlb_globals_v1. */
 struct xlb_globals {

@@ -162,6 +162,21 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 		return int(d.backends[a].entry.Pos) - int(d.backends[b].entry.Pos)
 	})
 	st.ids = ids
+	// The lc/wlc candidates of the active slot, for pins written before
+	// they existed (the same as what updateService writes).
+	var cands []bpfXlbCand
+	for _, bid := range ids {
+		if e := d.backends[bid].entry; e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED) != 0 {
+			cands = append(cands, candidate(bid, e.Weight, e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) != 0))
+		}
+	}
+	c, err := candsValue(cands)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.objs.XlbCandsV1.Put(id*2+slot, &c); err != nil {
+		return nil, fmt.Errorf("write candidates: %w", err)
+	}
 	st.svc = svc
 	return st, nil
 }

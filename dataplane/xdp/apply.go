@@ -388,6 +388,17 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 		w.tables.put(st.id*2+other, uint32(inner.FD()))
 		st.tables[other], st.tableSum[other] = inner, sum
 	}
+	var cands []bpfXlbCand
+	for i, b := range s.Backends {
+		if schedulable(s, b) {
+			cands = append(cands, candidate(ids[i], b.Weight, b.UpperThreshold > 0))
+		}
+	}
+	cv, err := candsValue(cands)
+	if err != nil {
+		return err
+	}
+	w.cands.put(idx, cv)
 	w.svc.put(idx, cfg)
 	w.slots.put(st.id, next)
 	st.slot = next
@@ -586,6 +597,28 @@ func (d *Dataplane) removeService(w *writes, st *svcState) {
 	}
 	st.closeTables()
 	d.deadSvcs[st.id] = true
+}
+
+// candidate is an lc/wlc candidate: backend id, its weight, and whether it
+// has connection thresholds (the program then reads its overload flag).
+func candidate(id, weight uint32, thresh bool) bpfXlbCand {
+	c := bpfXlbCand{Id: id, Weight: weight}
+	if thresh {
+		c.Thresh = 1
+	}
+	return c
+}
+
+// candsValue is the lc/wlc candidates value of a configuration: the
+// schedulable backends in configuration order.
+func candsValue(cands []bpfXlbCand) (bpfXlbCands, error) {
+	var c bpfXlbCands
+	if len(cands) > len(c.C) {
+		return c, fmt.Errorf("%d candidates, at most %d", len(cands), len(c.C))
+	}
+	c.N = uint32(len(cands))
+	copy(c.C[:], cands)
+	return c, nil
 }
 
 func (d *Dataplane) newTable(ids []uint32) (*ebpf.Map, error) {

@@ -129,6 +129,7 @@ type writes struct {
 	// lookup entries.
 	rr     *queue[uint32, uint64]
 	tables *queue[uint32, uint32] // values: inner map fds
+	cands  *queue[uint32, bpfXlbCands]
 	svc    *queue[uint32, bpfXlbSvc]
 	slots  *queue[uint32, uint32]
 	svcIDs *queue[bpfXlbSvcKey, uint32]
@@ -152,6 +153,7 @@ func (d *Dataplane) newWrites() *writes {
 		backends1: newQueue[uint32, bpfXlbBackend](o.XlbBackendsV1, "xlb_backends_v1"),
 		rr:        newQueue[uint32, uint64](o.XlbRrV1, "xlb_rr_v1"),
 		tables:    newQueue[uint32, uint32](o.XlbTablesV1, "xlb_tables_v1"),
+		cands:     newQueue[uint32, bpfXlbCands](o.XlbCandsV1, "xlb_cands_v1"),
 		svc:       newQueue[uint32, bpfXlbSvc](o.XlbSvcV1, "xlb_svc_v1"),
 		slots:     newQueue[uint32, uint32](o.XlbSvcSlotV1, "xlb_svc_slot_v1"),
 		svcIDs:    newQueue[bpfXlbSvcKey, uint32](o.XlbSvcIdsV1, "xlb_svc_ids_v1"),
@@ -164,7 +166,7 @@ func (d *Dataplane) newWrites() *writes {
 func (w *writes) flush(d *Dataplane) error {
 	for _, f := range []func(*Dataplane) error{
 		w.svcIDsDel.flush, w.svcStat.flush, w.svcRR.flush, w.beStat.flush, w.beAct.flush, w.beConns.flush, w.beThresh.flush,
-		w.backends1.flush, w.rr.flush, w.tables.flush, w.svc.flush, w.slots.flush, w.svcIDs.flush,
+		w.backends1.flush, w.rr.flush, w.tables.flush, w.cands.flush, w.svc.flush, w.slots.flush, w.svcIDs.flush,
 		w.backends3.flush, w.nat.flush,
 	} {
 		if err := f(d); err != nil {

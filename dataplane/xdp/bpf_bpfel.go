@@ -70,6 +70,21 @@ type bpfXlbBeThresh struct {
 	Lower uint32
 }
 
+type bpfXlbCand struct {
+	_      structs.HostLayout
+	Id     uint32
+	Weight uint32
+	Thresh uint8
+	Pad    [3]uint8
+}
+
+type bpfXlbCands struct {
+	_   structs.HostLayout
+	N   uint32
+	Pad uint32
+	C   [256]bpfXlbCand
+}
+
 type bpfXlbClock struct {
 	_   structs.HostLayout
 	Now uint64
@@ -101,16 +116,31 @@ const (
 	bpfXlbConnStateXLB_CT_CLOSING     bpfXlbConnState = 2
 )
 
+type bpfXlbEmbryoWord uint32
+
+const (
+	bpfXlbEmbryoWordXLB_EMB_BE_SHIFT    bpfXlbEmbryoWord = 32
+	bpfXlbEmbryoWordXLB_EMB_BE_BITS     bpfXlbEmbryoWord = 20
+	bpfXlbEmbryoWordXLB_EMB_COUNTED_BIT bpfXlbEmbryoWord = 52
+	bpfXlbEmbryoWordXLB_EMB_TICK_SHIFT  bpfXlbEmbryoWord = 53
+	bpfXlbEmbryoWordXLB_EMB_TICK_BITS   bpfXlbEmbryoWord = 11
+)
+
 type bpfXlbEvent uint32
 
 const (
-	bpfXlbEventXLB_EV_FRAG_FIRST   bpfXlbEvent = 0
-	bpfXlbEventXLB_EV_FRAG_LATER   bpfXlbEvent = 1
-	bpfXlbEventXLB_EV_ICMP_ERROR   bpfXlbEvent = 2
-	bpfXlbEventXLB_EV_NAT_REPLY    bpfXlbEvent = 3
-	bpfXlbEventXLB_EV_NAT_ADOPT    bpfXlbEvent = 4
-	bpfXlbEventXLB_EV_RP_UNCHECKED bpfXlbEvent = 5
-	bpfXlbEventXLB_EV_MAX          bpfXlbEvent = 6
+	bpfXlbEventXLB_EV_FRAG_FIRST      bpfXlbEvent = 0
+	bpfXlbEventXLB_EV_FRAG_LATER      bpfXlbEvent = 1
+	bpfXlbEventXLB_EV_ICMP_ERROR      bpfXlbEvent = 2
+	bpfXlbEventXLB_EV_NAT_REPLY       bpfXlbEvent = 3
+	bpfXlbEventXLB_EV_NAT_ADOPT       bpfXlbEvent = 4
+	bpfXlbEventXLB_EV_RP_UNCHECKED    bpfXlbEvent = 5
+	bpfXlbEventXLB_EV_SYN_FLOOD       bpfXlbEvent = 6
+	bpfXlbEventXLB_EV_SYN_FLOOD_START bpfXlbEvent = 7
+	bpfXlbEventXLB_EV_EMBRYO_PROMOTED bpfXlbEvent = 8
+	bpfXlbEventXLB_EV_EMBRYO_REPLACED bpfXlbEvent = 9
+	bpfXlbEventXLB_EV_CONN_EVICTED    bpfXlbEvent = 10
+	bpfXlbEventXLB_EV_MAX             bpfXlbEvent = 11
 )
 
 type bpfXlbFlow struct {
@@ -203,6 +233,8 @@ const (
 	bpfXlbLimitsXLB_LIMIT_IFACE_SLOTS      bpfXlbLimits = 256
 	bpfXlbLimitsXLB_LIMIT_LOCAL_ADDRS      bpfXlbLimits = 4096
 	bpfXlbLimitsXLB_LIMIT_RR_CYCLE         bpfXlbLimits = 2097152
+	bpfXlbLimitsXLB_LIMIT_EMBRYOS          bpfXlbLimits = 1048576
+	bpfXlbLimitsXLB_LIMIT_SYN_WINDOW_SHIFT bpfXlbLimits = 27
 )
 
 type bpfXlbNatReal struct {
@@ -273,6 +305,17 @@ type bpfXlbSvcKey struct {
 	Port   uint16
 	Proto  uint8
 	Family uint8
+}
+
+type bpfXlbSynFlood struct {
+	_     structs.HostLayout
+	Until uint64
+}
+
+type bpfXlbSynRate struct {
+	_      structs.HostLayout
+	Window uint64
+	Count  uint64
 }
 
 type bpfXlbSyncCfg struct {
@@ -363,9 +406,11 @@ const (
 	bpfMapXlbBeConnsV1   = "xlb_be_conns_v1"
 	bpfMapXlbBeStatV1    = "xlb_be_stat_v1"
 	bpfMapXlbBeThreshV1  = "xlb_be_thresh_v1"
+	bpfMapXlbCandsV1     = "xlb_cands_v1"
 	bpfMapXlbClockV1     = "xlb_clock_v1"
 	bpfMapXlbConnsV1     = "xlb_conns_v1"
 	bpfMapXlbDevmapV1    = "xlb_devmap_v1"
+	bpfMapXlbEmbryosV1   = "xlb_embryos_v1"
 	bpfMapXlbEpochs      = "xlb_epochs"
 	bpfMapXlbEventsV1    = "xlb_events_v1"
 	bpfMapXlbFlowcache   = "xlb_flowcache"
@@ -383,6 +428,8 @@ const (
 	bpfMapXlbSvcSlotV1   = "xlb_svc_slot_v1"
 	bpfMapXlbSvcStatV1   = "xlb_svc_stat_v1"
 	bpfMapXlbSvcV1       = "xlb_svc_v1"
+	bpfMapXlbSynFlood    = "xlb_syn_flood"
+	bpfMapXlbSynRate     = "xlb_syn_rate"
 	bpfMapXlbSyncConfig  = "xlb_sync_config"
 	bpfMapXlbSyncConnsV1 = "xlb_sync_conns_v1"
 	bpfMapXlbSyncCounts  = "xlb_sync_counts"
@@ -392,6 +439,7 @@ const (
 	bpfProgXlbClock      = "xlb_clock"
 	bpfProgXlbXdp        = "xlb_xdp"
 	bpfVarXlbEnums       = "xlb_enums"
+	bpfVarXlbSynLimit    = "xlb_syn_limit"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -449,9 +497,11 @@ type bpfMapSpecs struct {
 	XlbBeConnsV1   *ebpf.MapSpec `ebpf:"xlb_be_conns_v1"`
 	XlbBeStatV1    *ebpf.MapSpec `ebpf:"xlb_be_stat_v1"`
 	XlbBeThreshV1  *ebpf.MapSpec `ebpf:"xlb_be_thresh_v1"`
+	XlbCandsV1     *ebpf.MapSpec `ebpf:"xlb_cands_v1"`
 	XlbClockV1     *ebpf.MapSpec `ebpf:"xlb_clock_v1"`
 	XlbConnsV1     *ebpf.MapSpec `ebpf:"xlb_conns_v1"`
 	XlbDevmapV1    *ebpf.MapSpec `ebpf:"xlb_devmap_v1"`
+	XlbEmbryosV1   *ebpf.MapSpec `ebpf:"xlb_embryos_v1"`
 	XlbEpochs      *ebpf.MapSpec `ebpf:"xlb_epochs"`
 	XlbEventsV1    *ebpf.MapSpec `ebpf:"xlb_events_v1"`
 	XlbFlowcache   *ebpf.MapSpec `ebpf:"xlb_flowcache"`
@@ -469,6 +519,8 @@ type bpfMapSpecs struct {
 	XlbSvcSlotV1   *ebpf.MapSpec `ebpf:"xlb_svc_slot_v1"`
 	XlbSvcStatV1   *ebpf.MapSpec `ebpf:"xlb_svc_stat_v1"`
 	XlbSvcV1       *ebpf.MapSpec `ebpf:"xlb_svc_v1"`
+	XlbSynFlood    *ebpf.MapSpec `ebpf:"xlb_syn_flood"`
+	XlbSynRate     *ebpf.MapSpec `ebpf:"xlb_syn_rate"`
 	XlbSyncConfig  *ebpf.MapSpec `ebpf:"xlb_sync_config"`
 	XlbSyncConnsV1 *ebpf.MapSpec `ebpf:"xlb_sync_conns_v1"`
 	XlbSyncCounts  *ebpf.MapSpec `ebpf:"xlb_sync_counts"`
@@ -481,7 +533,8 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	XlbEnums *ebpf.VariableSpec `ebpf:"xlb_enums"`
+	XlbEnums    *ebpf.VariableSpec `ebpf:"xlb_enums"`
+	XlbSynLimit *ebpf.VariableSpec `ebpf:"xlb_syn_limit"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -509,9 +562,11 @@ type bpfMaps struct {
 	XlbBeConnsV1   *ebpf.Map `ebpf:"xlb_be_conns_v1"`
 	XlbBeStatV1    *ebpf.Map `ebpf:"xlb_be_stat_v1"`
 	XlbBeThreshV1  *ebpf.Map `ebpf:"xlb_be_thresh_v1"`
+	XlbCandsV1     *ebpf.Map `ebpf:"xlb_cands_v1"`
 	XlbClockV1     *ebpf.Map `ebpf:"xlb_clock_v1"`
 	XlbConnsV1     *ebpf.Map `ebpf:"xlb_conns_v1"`
 	XlbDevmapV1    *ebpf.Map `ebpf:"xlb_devmap_v1"`
+	XlbEmbryosV1   *ebpf.Map `ebpf:"xlb_embryos_v1"`
 	XlbEpochs      *ebpf.Map `ebpf:"xlb_epochs"`
 	XlbEventsV1    *ebpf.Map `ebpf:"xlb_events_v1"`
 	XlbFlowcache   *ebpf.Map `ebpf:"xlb_flowcache"`
@@ -529,6 +584,8 @@ type bpfMaps struct {
 	XlbSvcSlotV1   *ebpf.Map `ebpf:"xlb_svc_slot_v1"`
 	XlbSvcStatV1   *ebpf.Map `ebpf:"xlb_svc_stat_v1"`
 	XlbSvcV1       *ebpf.Map `ebpf:"xlb_svc_v1"`
+	XlbSynFlood    *ebpf.Map `ebpf:"xlb_syn_flood"`
+	XlbSynRate     *ebpf.Map `ebpf:"xlb_syn_rate"`
 	XlbSyncConfig  *ebpf.Map `ebpf:"xlb_sync_config"`
 	XlbSyncConnsV1 *ebpf.Map `ebpf:"xlb_sync_conns_v1"`
 	XlbSyncCounts  *ebpf.Map `ebpf:"xlb_sync_counts"`
@@ -544,9 +601,11 @@ func (m *bpfMaps) Close() error {
 		m.XlbBeConnsV1,
 		m.XlbBeStatV1,
 		m.XlbBeThreshV1,
+		m.XlbCandsV1,
 		m.XlbClockV1,
 		m.XlbConnsV1,
 		m.XlbDevmapV1,
+		m.XlbEmbryosV1,
 		m.XlbEpochs,
 		m.XlbEventsV1,
 		m.XlbFlowcache,
@@ -564,6 +623,8 @@ func (m *bpfMaps) Close() error {
 		m.XlbSvcSlotV1,
 		m.XlbSvcStatV1,
 		m.XlbSvcV1,
+		m.XlbSynFlood,
+		m.XlbSynRate,
 		m.XlbSyncConfig,
 		m.XlbSyncConnsV1,
 		m.XlbSyncCounts,
@@ -577,7 +638,8 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	XlbEnums *ebpf.Variable `ebpf:"xlb_enums"`
+	XlbEnums    *ebpf.Variable `ebpf:"xlb_enums"`
+	XlbSynLimit *ebpf.Variable `ebpf:"xlb_syn_limit"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

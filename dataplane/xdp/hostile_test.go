@@ -285,6 +285,8 @@ func TestHostileMartianSources(t *testing.T) {
 	}
 }
 
+// countConns counts the tracked flows: connection entries, and embryonic
+// ones (a SYN scheduled, its handshake not complete).
 func countConns(t *testing.T, e *env) int {
 	t.Helper()
 	n := 0
@@ -293,7 +295,21 @@ func countConns(t *testing.T, e *env) int {
 	for it := e.d.objs.XlbConnsV1.Iterate(); it.Next(&k, &v); {
 		n++
 	}
-	return n
+	return n + len(embryos(t, e))
+}
+
+// embryos returns the non-empty words of the embryonic flow table by slot.
+func embryos(t testing.TB, e *env) map[uint32]uint64 {
+	t.Helper()
+	out := map[uint32]uint64{}
+	if err := batchAll(e.d.objs.XlbEmbryosV1, func(k uint32, w uint64) {
+		if w != 0 {
+			out[k] = w
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 var otherMAC = net.HardwareAddr{0x02, 0x99, 0, 0, 0, 0x99}

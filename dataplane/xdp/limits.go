@@ -21,6 +21,11 @@ const (
 	// maxBackends are backend ids, live or retired (a removed real server
 	// keeps its id while flows use it).
 	maxBackends = int(bpfXlbLimitsXLB_LIMIT_BACKENDS)
+	// maxEmbryos are the slots of xlb_embryos_v1 (the program indexes it
+	// by flow hash modulo this: its size is not overridden).
+	maxEmbryos = int(bpfXlbLimitsXLB_LIMIT_EMBRYOS)
+	// synWindowShift: the SYN rate is counted per 2^synWindowShift ns.
+	synWindowShift = uint(bpfXlbLimitsXLB_LIMIT_SYN_WINDOW_SHIFT)
 	// maxRRCycle bounds a round-robin cycle: the program walks at most
 	// this many entries past overloaded real servers (lb_rr_skip).
 	maxRRCycle = int(bpfXlbLimitsXLB_LIMIT_RR_CYCLE)

@@ -68,9 +68,14 @@ func (e *env) picks(frames [][]byte) []int {
 
 func (e *env) pick(f packet.Frame) int { return e.picks([][]byte{f.Bytes()})[0] }
 
-// flushConns empties the connection table.
+// flushConns empties the connection table and the embryonic flows.
 func (e *env) flushConns() {
 	e.t.Helper()
+	for k := range embryos(e.t, e) {
+		if err := e.d.objs.XlbEmbryosV1.Put(k, uint64(0)); err != nil {
+			e.t.Fatal(err)
+		}
+	}
 	var k bpfXlbFlow
 	var keys []bpfXlbFlow
 	it := e.d.objs.XlbConnsV1.Iterate()

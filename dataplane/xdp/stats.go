@@ -236,6 +236,37 @@ func (d *Dataplane) loop() {
 // flow that wakes up at the boundary from racing the deletion.
 const expiryMargin = 10 * time.Second
 
+// countEmbryos adds the live embryonic flows (a SYN scheduled, its
+// handshake not complete: bpf/lib/embryo.h) to their backends' counts: as
+// inactive connections (ipvsadm's InActConn counts SYN_RECV), in the
+// lc/wlc load where the SYN was counted, and as references that keep a
+// removed real server's id. Live as the program decides it: younger than
+// the SYN-only timeout, in coarse clock ticks.
+func (d *Dataplane) countEmbryos(counts map[uint32]connCount, now uint64, fin time.Duration) error {
+	const (
+		atimeShift = 30 // XLB_ATIME_SHIFT
+		beShift    = uint(bpfXlbEmbryoWordXLB_EMB_BE_SHIFT)
+		beMask     = 1<<uint(bpfXlbEmbryoWordXLB_EMB_BE_BITS) - 1
+		counted    = uint64(1) << uint(bpfXlbEmbryoWordXLB_EMB_COUNTED_BIT)
+		tickShift  = uint(bpfXlbEmbryoWordXLB_EMB_TICK_SHIFT)
+		tickMask   = 1<<uint(bpfXlbEmbryoWordXLB_EMB_TICK_BITS) - 1
+	)
+	maxAge := min(uint64(fin)>>atimeShift+1, tickMask-1)
+	return batchAll(d.objs.XlbEmbryosV1, func(_ uint32, w uint64) {
+		if w == 0 || ((now>>atimeShift)-(w>>tickShift))&tickMask > maxAge {
+			return
+		}
+		id := uint32(w>>beShift) & beMask
+		c := counts[id]
+		c.refs++
+		c.inactive++
+		if w&counted != 0 {
+			c.counted++
+		}
+		counts[id] = c
+	})
+}
+
 // Sync scans the connection table: it deletes entries idle past their
 // timeout and those of removed services, recounts each backend's
 // connections (correcting the lc/wlc load kept by the program), and frees
@@ -308,6 +339,9 @@ func (d *Dataplane) Sync() error {
 	})
 	if err != nil {
 		return fmt.Errorf("scan connections: %w", err)
+	}
+	if err := d.countEmbryos(counts, now, fin); err != nil {
+		return fmt.Errorf("scan embryonic flows: %w", err)
 	}
 	if err := d.syncImported(now, dead, counts); err != nil {
 		return err

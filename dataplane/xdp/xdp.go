@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -56,6 +57,27 @@ type Options struct {
 	// MountBPFFS mounts a bpffs for PinPath when it is on none (inside
 	// `ip netns exec`, /sys is remounted without one).
 	MountBPFFS bool
+	// SYNFloodRate is the SYNs per second on one CPU above which the
+	// program enters SYN flood mode (bpf/lib/embryo.h: SYNs scheduled by
+	// hash, without an embryonic entry); zero: DefaultSYNFloodRate;
+	// negative: never.
+	SYNFloodRate int
+}
+
+// DefaultSYNFloodRate is the SYN flood limit per CPU, Katran's default.
+const DefaultSYNFloodRate = 125000
+
+// synLimit is the program's xlb_syn_limit for a rate per second: SYNs per
+// CPU per window of 2^XLB_SYN_WINDOW_SHIFT ns (0: never).
+func synLimit(rate int) uint32 {
+	switch {
+	case rate < 0:
+		return 0
+	case rate == 0:
+		rate = DefaultSYNFloodRate
+	}
+	n := uint64(rate) << synWindowShift / uint64(time.Second)
+	return uint32(min(max(n, 1), math.MaxUint32))
 }
 
 // ClockPeriod is how often the program's clock (xlb_clock_v1) advances.
@@ -251,11 +273,17 @@ func (d *Dataplane) load() error {
 		return fmt.Errorf("load BPF spec: %w", err)
 	}
 	for name, n := range d.opts.MapSizes {
+		if name == bpfMapXlbEmbryosV1 {
+			return fmt.Errorf("map size override: %s is indexed by a flow hash modulo %d", name, maxEmbryos)
+		}
 		m, ok := spec.Maps[name]
 		if !ok {
 			return fmt.Errorf("map size override: no map %q", name)
 		}
 		m.MaxEntries = n
+	}
+	if err := spec.Variables[bpfVarXlbSynLimit].Set(synLimit(d.opts.SYNFloodRate)); err != nil {
+		return fmt.Errorf("SYN flood limit: %w", err)
 	}
 	d.spec = spec
 	if d.verdict, err = enumNames(spec.Types, "xlb_verdict", "XLB_V_"); err != nil {
