@@ -571,7 +571,7 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 		held = bound && (w & XLB_EMB_COUNTED);
 		lb_event(XLB_EV_EMBRYO_PROMOTED);
 		lb_conn_create(p, svc, id, be, now, held, bound);
-		d->sync = lb_sync_new(p, svc);
+		d->sync = XLB_SYNC_CREATED;
 		lb_epoch_bump(p->hash);
 		/* Established now: the flow cache serves its next packets. */
 		d->cacheable = !(p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST));
@@ -623,7 +623,7 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 	if (!be)
 		goto no_backend;
 	lb_conn_create(p, svc, id, be, now, 0, 0);
-	d->sync = lb_sync_new(p, svc);
+	d->sync = XLB_SYNC_CREATED;
 	/* The 5-tuple may be reused: what any CPU cached for it is stale. */
 	lb_epoch_bump(p->hash);
 out:
@@ -729,6 +729,8 @@ int xlb_xdp(struct xdp_md *ctx)
 			break;
 		}
 	}
+	if (d.sync == XLB_SYNC_CREATED)
+		d.sync = d.svc ? lb_sync_new(&p, d.svc) : 0;
 	if (d.sync)
 		lb_sync_report(&p.flow, d.svc_id, d.backend, d.sync);
 	/* New flows are counted even when not delivered (the connection is

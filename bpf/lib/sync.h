@@ -51,6 +51,10 @@ enum xlb_sync_flags {
  * decision's sync field (xlb.c) holds it; 0 reports nothing. */
 #define XLB_SYNC_REPORT (1 << 8)
 #define XLB_SYNC_TEMPLATE (1 << 9)
+/* A decision's sync field when xlb_new made the connection entry: the
+ * entry program works out what to report (lb_sync_new), so that xlb_new's
+ * paths, which the verifier walks many times, branch no further. */
+#define XLB_SYNC_CREATED (1 << 10)
 
 /* A flow reported to the control plane (xlb_sync_ring). */
 struct xlb_sync_rec {
