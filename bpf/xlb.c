@@ -527,6 +527,15 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 	return XLB_NEW;
 }
 
+/* xlb_conn_new records the connection entry of decision d (lb_conn_create).
+ * A function of its own: the entries it writes live in its frame, not in
+ * xlb_new's, which is on the scheduler's call chain (TestCallChainStack). */
+static __noinline void xlb_conn_new(const struct xlb_pkt *p, const struct xlb_decision *d, __u64 now, int held,
+				    int bound)
+{
+	lb_conn_create(p, d->svc, d->backend, d->be, now, held, bound);
+}
+
 /* xlb_new schedules a packet of service d->svc that has no live connection
  * entry, after the checks the kernel makes before IPVS would (martian
  * source, reverse path). A TCP SYN of a DR or tunnel service records an
@@ -542,7 +551,7 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 	struct xlb_backend *be = NULL;
 	__u32 id = 0, fp = 0, v;
 	__u64 *slot = NULL, w = 0, fin_timeout;
-	int syn = 0, held, bound, emb, flood;
+	int syn = 0, held, bound, emb, emb_syn, flood;
 
 	if (!g || !svc)
 		return XLB_V_PASS_NOT_SERVICE;
@@ -563,6 +572,7 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 			}
 		}
 	}
+	held = bound = 0;
 	if (be && !syn) {
 		/* The handshake goes on: its SYN's entry becomes the
 		 * connection's, and with it the SYN's counts (its inactive
@@ -570,26 +580,32 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 		bound = __sync_val_compare_and_swap(slot, w, 0) == w;
 		held = bound && (w & XLB_EMB_COUNTED);
 		lb_event(XLB_EV_EMBRYO_PROMOTED);
-		lb_conn_create(p, svc, id, be, now, held, bound);
-		d->sync = XLB_SYNC_CREATED;
-		lb_epoch_bump(p->hash);
 		/* Established now: the flow cache serves its next packets. */
 		d->cacheable = !(p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST));
-		goto out;
+		goto create;
 	}
 	if (be)
 		goto out; /* a retransmitted SYN keeps its real server */
 
 	/* A new flow: what the kernel would refuse before IPVS. */
-	v = xlb_src_check(ctx, p, XLB_CA32(svc->vip));
+	v = xlb_src_check(ctx, p, XLB_CA32(svc->vip)[0]);
 	if (v != XLB_CONTINUE)
 		return v;
-	if (emb && syn) {
-		flood = lb_syn_flood(now);
-		be = lb_schedule(svc, d->cfg_idx, p, !flood, now, &id);
-		if (!be)
-			goto no_backend;
-		d->is_new = 1;
+	/* A SYN of a DR or tunnel service is scheduled unless in SYN flood
+	 * mode (then by hash), and gets an embryonic entry. Any other packet
+	 * gets a connection entry now. Without an embryonic entry, a TCP
+	 * packet after the SYN had its SYN scheduled by hash (a flood) or
+	 * through another director: a new connection for this one unless its
+	 * SYN was counted here during a flood. One call site of the scheduler
+	 * for both, as of xlb_conn_new for a promoted handshake and a new
+	 * connection: the verifier checks each call site's code again. */
+	emb_syn = emb && syn;
+	flood = emb_syn && lb_syn_flood(now);
+	d->is_new = emb_syn || !emb || !lb_syn_flooded(now);
+	be = lb_schedule(svc, d->cfg_idx, p, emb_syn ? !flood : syn || p->flow.proto != IPPROTO_TCP, now, &id);
+	if (!be)
+		goto no_backend;
+	if (emb_syn) {
 		if (flood) {
 			lb_event(XLB_EV_SYN_FLOOD);
 		} else if (slot) {
@@ -614,15 +630,10 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 		}
 		goto out;
 	}
-	/* A connection entry now. Without an embryonic entry, a TCP packet
-	 * after the SYN had its SYN scheduled by hash (a flood) or through
-	 * another director: a new connection for this one unless its SYN was
-	 * counted here during a flood. */
-	d->is_new = !emb || !lb_syn_flooded(now);
-	be = lb_schedule(svc, d->cfg_idx, p, syn || p->flow.proto != IPPROTO_TCP, now, &id);
-	if (!be)
-		goto no_backend;
-	lb_conn_create(p, svc, id, be, now, 0, 0);
+create:
+	d->be = be;
+	d->backend = id;
+	xlb_conn_new(p, d, now, held, bound);
 	d->sync = XLB_SYNC_CREATED;
 	/* The 5-tuple may be reused: what any CPU cached for it is stale. */
 	lb_epoch_bump(p->hash);

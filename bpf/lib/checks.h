@@ -129,13 +129,20 @@ static __always_inline int xlb_on_iface(__u32 oif, __u32 ifindex)
  * forwarding is off on the interface (a DR director may run so), the flow
  * is not checked and the event is counted (rp_unchecked).
  *
- * IPv6 (ip6_rcv_core): a multicast or loopback source. */
-static __noinline __u32 xlb_src_check(struct xdp_md *ctx, const struct xlb_pkt *p, const __be32 *vip)
+ * IPv6 (ip6_rcv_core): a multicast or loopback source.
+ *
+ * vip is the service's IPv4 address. A global function: verified once,
+ * with unknown arguments, not again at every path of the new-flow code
+ * (16,000 instructions of the verifier's). */
+__noinline __u32 xlb_src_check(struct xdp_md *ctx, const struct xlb_pkt *p, __be32 vip)
 {
-	__u32 ifindex = ctx->ingress_ifindex, oif = 0;
+	__u32 ifindex, oif = 0;
 	struct xlb_iface *ifc;
 	long rc;
 
+	if (!p) /* a global function's pointer may be NULL */
+		return XLB_V_PASS_NOT_SERVICE;
+	ifindex = ctx->ingress_ifindex;
 	if (p->flow.family == XLB_AF_INET6) {
 		const __be32 *s = XLB_CA32(p->flow.src);
 
@@ -148,7 +155,7 @@ static __noinline __u32 xlb_src_check(struct xdp_md *ctx, const struct xlb_pkt *
 		__be32 src = XLB_CA32(p->flow.src)[0];
 		__u32 s = bpf_ntohl(src);
 
-		if ((s >> 24) == 0 || (s >> 24) == 127 || (s >> 28) == 0xe || s == 0xffffffff || src == vip[0] ||
+		if ((s >> 24) == 0 || (s >> 24) == 127 || (s >> 28) == 0xe || s == 0xffffffff || src == vip ||
 		    bpf_map_lookup_elem(&xlb_local4_v1, &src))
 			return XLB_V_DROP_MARTIAN_SRC;
 	}

@@ -149,8 +149,15 @@ static __always_inline int xlb_move_l2(void *data, void *data_end, __u32 from_of
 /* xlb_icmp_too_big answers the packet's source, from the address it was
  * sent to and out of the receiving interface, with ICMP fragmentation
  * needed (IPv4) or ICMPv6 packet too big carrying mtu. It quotes the
- * original IP header and 8 bytes of its payload. len is the frame length. */
-static __noinline __u32 xlb_icmp_too_big(struct xdp_md *ctx, __u32 l3_off, __u8 family, __u32 mtu, __u32 len)
+ * original IP header and 8 bytes of its payload. len is the frame length.
+ *
+ * A global function (verified once, with unknown arguments, instead of at
+ * every path of its callers: a rare path that cost the verifier 40,000
+ * instructions). It changes the packet's data: its callers return its
+ * verdict at once and touch no packet pointer after it (6.1 does not
+ * invalidate a caller's packet pointers after a global function, 6.13 and
+ * later do). */
+__noinline __u32 xlb_icmp_too_big(struct xdp_md *ctx, __u32 l3_off, __u8 family, __u32 mtu, __u32 len)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;

@@ -24,42 +24,52 @@
 #include "lb_twos.h"
 #include "lb_hash.h"
 
-/* lb_schedule picks a real server for a flow without a connection entry.
- * A new flow (TCP SYN, UDP) goes through the service's scheduler; any other
- * packet (e.g. after a failover to this director) through the consistent
- * hash, so that two directors with the same configuration agree for sh and
- * mh services. Persistence comes first. Returns the backend or NULL. */
-static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc, __u32 cfg_idx,
-						       const struct xlb_pkt *p, int is_new, __u64 now,
-						       __u32 *backend_id)
+/* xlb_schedule picks a real server for a flow without a connection entry
+ * of service svc (configuration cfg_idx). A new flow (TCP SYN, UDP) goes
+ * through the service's scheduler; any other packet (e.g. after a failover
+ * to this director) through the consistent hash, so that two directors
+ * with the same configuration agree for sh and mh services. Persistence
+ * comes first. Returns the backend's id, or (__u32)-1 for none.
+ *
+ * A global function: the verifier checks it once, with unknown arguments
+ * (a static one is checked again at every call, with the caller's state,
+ * and the schedulers' scans made the program cost the verifier close to its
+ * million instructions). Its arguments are what global functions may take
+ * since 5.12 (scalars, pointers to memory of a known size that may be
+ * NULL); it returns a scalar, as they must. */
+__noinline __u32 xlb_schedule(const struct xlb_svc *svc, __u32 cfg_idx, const struct xlb_flow *f, int is_new,
+			      __u64 now)
 {
 	struct xlb_persist_key pk = {};
 	struct xlb_persist *pe = NULL;
 	struct xlb_backend *be;
-	int sched = svc->sched;
+	int sched;
 	void *table;
 	__u32 id;
 
+	if (!svc || !f)
+		return (__u32)-1;
+	sched = svc->sched;
 	if (!is_new && sched != XLB_SCHED_SH)
 		sched = XLB_SCHED_MH;
 	if (svc->persist_timeout) {
-		__builtin_memcpy(pk.addr, p->flow.src, sizeof(pk.addr));
+		__builtin_memcpy(pk.addr, f->src, sizeof(pk.addr));
 		pk.svc = svc->id;
-		pk.family = p->flow.family;
+		pk.family = f->family;
 		pe = bpf_map_lookup_elem(&xlb_persist_v1, &pk);
 		if (pe && !lb_idle(now, pe->atime, (__u64)svc->persist_timeout * 1000000000ULL)) {
-			be = lb_backend(pe->backend, svc->id);
+			id = pe->backend;
+			be = lb_backend(id, svc->id);
 			if (be && (be->flags & XLB_BE_F_SCHED)) {
 				pe->atime = now;
-				*backend_id = pe->backend;
-				return be;
+				return id;
 			}
 		}
 	}
 
 	table = lb_table(cfg_idx);
 	if (!table || !svc->table_len)
-		return NULL;
+		return (__u32)-1;
 	switch (sched) {
 	case XLB_SCHED_RR:
 	case XLB_SCHED_WRR:
@@ -81,7 +91,7 @@ static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc
 		id = lb_pick_twos(svc, table);
 		break;
 	default:
-		id = lb_pick_hash(svc, sched, table, &p->flow);
+		id = lb_pick_hash(svc, sched, table, f);
 		break;
 	}
 	be = lb_backend(id, svc->id);
@@ -97,14 +107,28 @@ static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc
 		}
 	}
 	if (!be || !(be->flags & XLB_BE_F_SCHED))
-		return NULL;
-	*backend_id = id;
+		return (__u32)-1;
 
 	if (svc->persist_timeout) {
 		struct xlb_persist v = { .atime = now, .backend = id };
 
 		bpf_map_update_elem(&xlb_persist_v1, &pk, &v, BPF_ANY);
 	}
+	return id;
+}
+
+/* lb_schedule is xlb_schedule returning the backend (its entry looked up
+ * again: a global function returns no pointer), or NULL. */
+static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc, __u32 cfg_idx,
+						       const struct xlb_pkt *p, int is_new, __u64 now,
+						       __u32 *backend_id)
+{
+	__u32 id = xlb_schedule(svc, cfg_idx, &p->flow, is_new, now);
+	struct xlb_backend *be = lb_backend(id, svc->id);
+
+	if (!be || !(be->flags & XLB_BE_F_SCHED))
+		return NULL;
+	*backend_id = id;
 	return be;
 }
 
