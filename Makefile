@@ -8,7 +8,7 @@ TEST_TIMEOUT ?= 40m
 # The lab and end-to-end tests run this binary (built by `make build`).
 export XLB_BIN := $(CURDIR)/$(BIN)
 # Fuzz targets run for a bounded time by `make test` (package:target).
-FUZZ_TARGETS ?= ./vrrp:FuzzDecode ./config:FuzzParse ./config:FuzzFastParse ./config/keepalived:FuzzImport
+FUZZ_TARGETS ?= ./vrrp:FuzzDecode ./config:FuzzParse ./config:FuzzFastParse ./config/keepalived:FuzzImport ./control/sync:FuzzDecode
 FUZZ_TIME    ?= 5s
 
 .PHONY: all generate build test test-unit test-fuzz test-vm bench bench-scale demo vet clean clean-netns

@@ -23,6 +23,7 @@
 #include "lib/lb.h"
 #include "lib/embryo.h"
 #include "lib/checks.h"
+#include "lib/sync.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -42,6 +43,8 @@ const volatile struct {
 	enum xlb_iface_flags iface_flags;
 	enum xlb_limits limits;
 	enum xlb_embryo_word embryo_word;
+	enum xlb_sync_flags sync_flags;
+	struct xlb_sync_rec sync_rec; /* the ring's records (a ring buffer has no value type) */
 } xlb_enums;
 
 /* xlb_done counts a verdict and turns it into an XDP action. */
@@ -195,7 +198,8 @@ struct xlb_decision {
 	__u8 is_new;
 	__u8 cacheable;
 	__u8 had_ct;   /* XLB_NEW: a connection entry was found, expired or closing */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 sync;    /* what to report to the peers (sync.h), 0: nothing */
 };
 
 /* xlb_slow's answer for a packet of a service without a live connection
@@ -468,6 +472,8 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 	if (!g)
 		return XLB_V_PASS_NOT_SERVICE;
 	ct = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
+	if (!ct && lb_sync_wanted(p) && lb_sync_promote(&p->flow, now))
+		ct = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
 	if (ct) {
 		v = xlb_l2_check(ctx, p);
 		if (v != XLB_CONTINUE)
@@ -475,8 +481,13 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 		if (ct->flags & XLB_CT_F_REPLY)
 			return xlb_reply(ctx, p, ct, cache, now, g->gen);
 		svc = lb_svc_of(ct->svc, &p->flow, &cfg_idx);
-		if (svc)
+		if (svc) {
+			__u8 was = ct->state;
+
 			be = lb_conn_use(ct, p, now, &id);
+			if (be && ct->state != was)
+				d->sync = lb_sync_what(svc, ct->state);
+		}
 		if (be) {
 			d->cacheable = p->flow.proto != IPPROTO_TCP || ct->state == XLB_CT_ESTABLISHED;
 			if (svc->fwd == XLB_FWD_NAT)
@@ -623,6 +634,7 @@ create:
 	d->be = be;
 	d->backend = id;
 	xlb_conn_new(p, d, now, held, bound);
+	d->sync = XLB_SYNC_CREATED;
 	/* The 5-tuple may be reused: what any CPU cached for it is stale. */
 	lb_epoch_bump(p->hash);
 out:
@@ -728,6 +740,10 @@ int xlb_xdp(struct xdp_md *ctx)
 			break;
 		}
 	}
+	if (d.sync == XLB_SYNC_CREATED)
+		d.sync = d.svc ? lb_sync_new(&p, d.svc) : 0;
+	if (d.sync)
+		lb_sync_report(&p.flow, d.svc_id, d.backend, d.sync);
 	/* New flows are counted even when not delivered (the connection is
 	 * tracked). */
 	if (d.is_new || xlb_delivered(verdict))

@@ -50,6 +50,8 @@ type Config struct {
 	VirtualServers []VirtualServer
 	// BGP is nil without a [bgp] section.
 	BGP *BGP
+	// Sync is nil without a [sync] section.
+	Sync *Sync
 	// Warnings are what the file says that is accepted but worth telling
 	// (as keepalived warns), each with its line; `xlb check` prints them,
 	// the daemon logs them at start and reload.

@@ -769,6 +769,37 @@ port = 8080
 		},
 	},
 	{
+		name: "sync",
+		env:  fakeEnv{"eth0": nil},
+		src: base + `[sync]
+interface = "eth3"
+vrrp_instance = "VI_9"
+peers = ["10.0.0.2", "fd00::2", "10.0.0.2"]
+`,
+		want: []string{
+			`5: [sync]: key_file: required with protocol = "xlb" (the directors' shared HMAC key)`,
+			`6: [sync]: interface: unknown interface "eth3"`,
+			`7: [sync]: vrrp_instance: unknown vrrp_instance "VI_9"`,
+			`8: [sync]: peers: fd00::2: the sync runs over IPv4`,
+			`8: [sync]: peers: 10.0.0.2 is listed twice`,
+		},
+	},
+	{
+		name: "sync ipvs",
+		src: base + `[sync]
+protocol = "ipvs"
+interface = "eth0"
+peers = ["10.0.0.2"]
+key_file = "/k"
+sync_id = 256
+`,
+		want: []string{
+			`8: [sync]: peers: only with protocol = "xlb" (IPVS sync is multicast)`,
+			`9: [sync]: key_file: only with protocol = "xlb" (IPVS sync has no authentication)`,
+			`10: [sync]: sync_id: 256 is out of range (0..255)`,
+		},
+	},
+	{
 		name: "env errors other than unknown",
 		env:  fakeEnv{"eth0": nil},
 		src:  "[global]\nrouter_id = \"t\"\n[dataplane]\ninterfaces = [\"eth0\", \"broken\"]\n",

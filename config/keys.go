@@ -153,6 +153,7 @@ var sections = []*section{
 		{name: "virtual_server_group", kind: kTables, field: "virtual_server_group"},
 		{name: "virtual_server", kind: kTables, field: "virtual_server"},
 		{name: "bgp", kind: kTable, field: "bgp"},
+		{name: "sync", kind: kTable, field: "sync"},
 	}},
 	{name: "global", head: "[global]", keys: []key{
 		{name: "router_id", kind: kName, field: "RouterID", note: "host name", ka: "router_id",
@@ -465,6 +466,7 @@ func sectionOf(name string) *section {
 
 func init() {
 	sections = append(sections, bgpSections...)
+	sections = append(sections, syncSections...)
 	for _, s := range sections {
 		if len(s.keys) > 64 {
 			panic("config: more keys in section " + s.name + " than table.done holds")

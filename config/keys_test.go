@@ -30,6 +30,7 @@ var keyContext = map[string]string{
 	"bgp":      "[bgp]\nasn = 65010\nKEY\n",
 	"bgp.peer": "[bgp]\nasn = 65010\n[[bgp.peer]]\naddress = \"10.0.0.1\"\nasn = 65000\nKEY\n",
 	"bgp.vip":  "[bgp]\nasn = 65010\n[[bgp.vip]]\naddress = \"10.0.0.3\"\nKEY\n",
+	"sync":     "[sync]\ninterface = \"eth0\"\nkey_file = \"/etc/xlb/sync.key\"\nKEY\n",
 	"virtual_server.health_check.url": "[[virtual_server]]\nname = \"a\"\naddress = \"10.0.0.1\"\nport = 80\n" +
 		"[virtual_server.health_check]\ntype = \"http\"\n[[virtual_server.health_check.url]]\npath = \"/\"\nKEY\n",
 }
@@ -78,7 +79,7 @@ func TestKeysFields(t *testing.T) {
 		"virtual_server_group": VirtualServerGroup{},
 		"virtual_server":       VirtualServer{}, "virtual_server.real_server": RealServer{},
 		"virtual_server.health_check": HealthCheck{}, "virtual_server.health_check.url": URLCheck{},
-		"bgp": BGP{}, "bgp.peer": BGPPeer{}, "bgp.vip": BGPVIP{},
+		"bgp": BGP{}, "bgp.peer": BGPPeer{}, "bgp.vip": BGPVIP{}, "sync": Sync{},
 	}
 	// Fields held under another name than their key's.
 	computed := map[string]bool{

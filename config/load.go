@@ -140,11 +140,15 @@ func (d *decoder) config(root map[string]any) *Config {
 	if rt.has("bgp") {
 		c.BGP = d.bgp(rt.sub("bgp"))
 	}
+	if rt.has("sync") {
+		c.Sync = d.sync(rt.sub("sync"))
+	}
 	rt.finish()
 
 	d.crossCheck(c, meta)
 	d.checkMail(c, meta.global)
 	d.checkBGP(c, rt.p.key("bgp"))
+	d.checkSync(c, rt.p.key("sync"))
 	return c
 }
 

@@ -46,7 +46,7 @@ type DaemonOptions struct {
 // trade. Run takes the control socket's lock and opens the dataplane
 // (dataplane/open chooses which); start builds and starts the rest in the
 // order they depend on each other (neighbour resolver, health checks,
-// reconciler, VRRP, metrics, control socket); Reload (reload.go) hands
+// reconciler, connection sync, VRRP, metrics, control socket); Reload (reload.go) hands
 // each its part of a new configuration. A new component (connection sync,
 // BGP announcements) plugs in there: built in start after what it needs,
 // its goroutines run with g.Go (stopped together at shutdown), and
@@ -70,6 +70,7 @@ type Daemon struct {
 	scripts *command.Runner
 	bgp     bgpState  // [bgp] and `xlb drain` (daemon_bgp.go)
 	mail    mailState // mail alerts (daemon_mail.go)
+	sync    syncState // [sync], connection sync (daemon_sync.go)
 	// overrides are the operators' weights (xlb set-weight, weights.go).
 	overrides *overrides
 
@@ -248,11 +249,15 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 		}
 		return nil
 	})
+	if err := d.newSync(cfg); err != nil {
+		return nil, err
+	}
 	if len(cfg.VRRPInstances) > 0 {
 		if err := d.startVRRP(cfg, g); err != nil {
 			return nil, err
 		}
 	}
+	d.runSync(g)
 	g.Go("reconciler", func(ctx context.Context) error { return rec.Run(ctx, 5*time.Second) })
 	d.rates = newRateTracker(2*time.Second, d.sample)
 	g.Go("rate sampler", d.rates.run)
@@ -282,7 +287,7 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 // reconciler. VRRP runs on its own context, so that it resigns while the
 // rest still runs; stopVRRP ends it.
 func (d *Daemon) startVRRP(cfg *config.Config, g *group) error {
-	node, err := vrrp.NewNode(VRRPFromConfig(cfg), vrrp.Options{Logger: d.log, Runner: d.scripts, BeforeMaster: d.beforeMaster})
+	node, err := vrrp.NewNode(d.vrrpConfig(cfg), vrrp.Options{Logger: d.log, Runner: d.scripts, BeforeMaster: d.beforeMaster})
 	if err != nil {
 		return err
 	}
@@ -437,6 +442,7 @@ func (d *Daemon) roleEvent(ev vrrp.Event) {
 		return
 	}
 	d.mailRole(ev)
+	d.syncRole(ev)
 	role := Role{Master: ev.To == vrrp.Master, At: ev.At, Until: ev.TentativeUntil, HandoverUntil: ev.HandoverUntil}
 	if !role.Until.IsZero() {
 		// Just started: the role is known for sure once vrrp's
@@ -461,6 +467,7 @@ func (d *Daemon) beforeMaster(ev vrrp.Event) {
 	if d.stopping.Load() {
 		return
 	}
+	d.syncRole(ev)
 	d.rec.SetRole(ev.Instance, Role{Master: true, At: ev.At})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()

@@ -42,13 +42,6 @@ func (d *Daemon) bgpPoke() {
 	}
 }
 
-// SyncReady reports whether connection sync has caught up for a service,
-// so that this director may take flows another one scheduled: an input of
-// the announcement rule. Connection sync does not exist yet: true. (Until
-// it does, rr/wrr/lc/wlc flows break when a director is lost; mh and sh
-// flows do not.)
-func (d *Daemon) SyncReady(ServiceSpec) bool { return true }
-
 // bgpServices is the state of every service, for the announcement rule.
 func (d *Daemon) bgpServices() ([]bgp.Service, bool) {
 	if !d.bgp.reconciled.Load() {
@@ -298,12 +291,14 @@ func (d *Daemon) Undrain() (string, error) {
 }
 
 // vrrpConfig is the VRRP configuration to run: none of the instances
-// while drained (they stop as removed ones do: priority 0, VIPs removed).
+// while drained (they stop as removed ones do: priority 0, VIPs removed);
+// without preemption until connection sync is ready (daemon_sync.go).
 func (d *Daemon) vrrpConfig(cfg *config.Config) vrrp.Config {
 	vc := VRRPFromConfig(cfg)
 	if d.bgp.drained {
 		vc.Instances, vc.SyncGroups = nil, nil
 	}
+	d.holdPreempt(&vc)
 	return vc
 }
 

@@ -142,6 +142,7 @@ func (d *Daemon) Status(rates bool) *Status {
 		st.VRRP = append(st.VRRP, ii)
 	}
 	st.BGP = d.bgpStatus()
+	st.Sync = d.syncStatus()
 	if d.mail.sender != nil && d.mail.sender.Enabled() {
 		ms := d.mail.sender.Stats()
 		st.Mail = &ms

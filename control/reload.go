@@ -49,6 +49,9 @@ func (d *Daemon) Reload() error {
 		bgpNew, err = d.prepareBGP(cfg)
 	}
 	if err == nil {
+		err = d.prepareSync(d.Config(), cfg)
+	}
+	if err == nil {
 		err = d.reconfigure(cfg, model)
 	}
 	d.mu.Lock()

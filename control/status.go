@@ -13,6 +13,7 @@ import (
 
 	"github.com/xlb-dev/xlb/control/bgp"
 	"github.com/xlb-dev/xlb/control/mail"
+	"github.com/xlb-dev/xlb/control/sync"
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
@@ -35,6 +36,8 @@ type Status struct {
 	BGP *bgp.Status `json:"bgp,omitempty"`
 	// Mail counts the mail alerts, nil without mail.
 	Mail *mail.Stats `json:"mail,omitempty"`
+	// Sync is the connection sync ([sync]), nil without.
+	Sync *sync.Status `json:"sync,omitempty"`
 }
 
 // DataplaneInfo says which dataplane runs.
@@ -242,7 +245,13 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 	}
 	if st.BGP != nil {
 		fmt.Fprintln(w)
-		return bgp.FormatStatus(w, st.BGP, time.Now())
+		if err := bgp.FormatStatus(w, st.BGP, time.Now()); err != nil {
+			return err
+		}
+	}
+	if st.Sync != nil {
+		fmt.Fprintln(w)
+		return sync.FormatStatus(w, st.Sync, time.Now())
 	}
 	return nil
 }

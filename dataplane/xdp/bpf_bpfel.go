@@ -318,6 +318,44 @@ type bpfXlbSynRate struct {
 	Count  uint64
 }
 
+type bpfXlbSyncCfg struct {
+	_        structs.HostLayout
+	Report   uint32
+	Imported uint32
+}
+
+type bpfXlbSyncConn struct {
+	_       structs.HostLayout
+	Expires uint64
+	Backend uint32
+	Svc     uint32
+	State   uint8
+	Pad     [7]uint8
+}
+
+type bpfXlbSyncFlags uint32
+
+const (
+	bpfXlbSyncFlagsXLB_SYNC_F_TEMPLATE bpfXlbSyncFlags = 1
+)
+
+type bpfXlbSyncRec struct {
+	_       structs.HostLayout
+	Flow    bpfXlbFlow
+	Svc     uint32
+	Backend uint32
+	State   uint8
+	Flags   uint8
+	Pad     [6]uint8
+}
+
+type bpfXlbSyncStats struct {
+	_        structs.HostLayout
+	Reported uint64
+	Lost     uint64
+	Promoted uint64
+}
+
 type bpfXlbVerdict uint32
 
 const (
@@ -363,41 +401,45 @@ type bpfXlbVerdictStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapXlbBackendsV1 = "xlb_backends_v1"
-	bpfMapXlbBeActV1    = "xlb_be_act_v1"
-	bpfMapXlbBeConnsV1  = "xlb_be_conns_v1"
-	bpfMapXlbBeStatV1   = "xlb_be_stat_v1"
-	bpfMapXlbBeThreshV1 = "xlb_be_thresh_v1"
-	bpfMapXlbCandsV1    = "xlb_cands_v1"
-	bpfMapXlbClockV1    = "xlb_clock_v1"
-	bpfMapXlbConnsV1    = "xlb_conns_v1"
-	bpfMapXlbDevmapV1   = "xlb_devmap_v1"
-	bpfMapXlbEmbryosV1  = "xlb_embryos_v1"
-	bpfMapXlbEpochs     = "xlb_epochs"
-	bpfMapXlbEventsV1   = "xlb_events_v1"
-	bpfMapXlbFlowcache  = "xlb_flowcache"
-	bpfMapXlbFragsV1    = "xlb_frags_v1"
-	bpfMapXlbGlobalsV1  = "xlb_globals_v1"
-	bpfMapXlbIfMacsV1   = "xlb_if_macs_v1"
-	bpfMapXlbIfacesV1   = "xlb_ifaces_v1"
-	bpfMapXlbIfslotsV1  = "xlb_ifslots_v1"
-	bpfMapXlbLocal4V1   = "xlb_local4_v1"
-	bpfMapXlbNatRealsV1 = "xlb_nat_reals_v1"
-	bpfMapXlbPersistV1  = "xlb_persist_v1"
-	bpfMapXlbRrV1       = "xlb_rr_v1"
-	bpfMapXlbScratch    = "xlb_scratch"
-	bpfMapXlbSvcIdsV1   = "xlb_svc_ids_v1"
-	bpfMapXlbSvcSlotV1  = "xlb_svc_slot_v1"
-	bpfMapXlbSvcStatV1  = "xlb_svc_stat_v1"
-	bpfMapXlbSvcV1      = "xlb_svc_v1"
-	bpfMapXlbSynFlood   = "xlb_syn_flood"
-	bpfMapXlbSynRate    = "xlb_syn_rate"
-	bpfMapXlbTablesV1   = "xlb_tables_v1"
-	bpfMapXlbVerdictsV1 = "xlb_verdicts_v1"
-	bpfProgXlbClock     = "xlb_clock"
-	bpfProgXlbXdp       = "xlb_xdp"
-	bpfVarXlbEnums      = "xlb_enums"
-	bpfVarXlbSynLimit   = "xlb_syn_limit"
+	bpfMapXlbBackendsV1  = "xlb_backends_v1"
+	bpfMapXlbBeActV1     = "xlb_be_act_v1"
+	bpfMapXlbBeConnsV1   = "xlb_be_conns_v1"
+	bpfMapXlbBeStatV1    = "xlb_be_stat_v1"
+	bpfMapXlbBeThreshV1  = "xlb_be_thresh_v1"
+	bpfMapXlbCandsV1     = "xlb_cands_v1"
+	bpfMapXlbClockV1     = "xlb_clock_v1"
+	bpfMapXlbConnsV1     = "xlb_conns_v1"
+	bpfMapXlbDevmapV1    = "xlb_devmap_v1"
+	bpfMapXlbEmbryosV1   = "xlb_embryos_v1"
+	bpfMapXlbEpochs      = "xlb_epochs"
+	bpfMapXlbEventsV1    = "xlb_events_v1"
+	bpfMapXlbFlowcache   = "xlb_flowcache"
+	bpfMapXlbFragsV1     = "xlb_frags_v1"
+	bpfMapXlbGlobalsV1   = "xlb_globals_v1"
+	bpfMapXlbIfMacsV1    = "xlb_if_macs_v1"
+	bpfMapXlbIfacesV1    = "xlb_ifaces_v1"
+	bpfMapXlbIfslotsV1   = "xlb_ifslots_v1"
+	bpfMapXlbLocal4V1    = "xlb_local4_v1"
+	bpfMapXlbNatRealsV1  = "xlb_nat_reals_v1"
+	bpfMapXlbPersistV1   = "xlb_persist_v1"
+	bpfMapXlbRrV1        = "xlb_rr_v1"
+	bpfMapXlbScratch     = "xlb_scratch"
+	bpfMapXlbSvcIdsV1    = "xlb_svc_ids_v1"
+	bpfMapXlbSvcSlotV1   = "xlb_svc_slot_v1"
+	bpfMapXlbSvcStatV1   = "xlb_svc_stat_v1"
+	bpfMapXlbSvcV1       = "xlb_svc_v1"
+	bpfMapXlbSynFlood    = "xlb_syn_flood"
+	bpfMapXlbSynRate     = "xlb_syn_rate"
+	bpfMapXlbSyncConfig  = "xlb_sync_config"
+	bpfMapXlbSyncConnsV1 = "xlb_sync_conns_v1"
+	bpfMapXlbSyncCounts  = "xlb_sync_counts"
+	bpfMapXlbSyncRing    = "xlb_sync_ring"
+	bpfMapXlbTablesV1    = "xlb_tables_v1"
+	bpfMapXlbVerdictsV1  = "xlb_verdicts_v1"
+	bpfProgXlbClock      = "xlb_clock"
+	bpfProgXlbXdp        = "xlb_xdp"
+	bpfVarXlbEnums       = "xlb_enums"
+	bpfVarXlbSynLimit    = "xlb_syn_limit"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -450,37 +492,41 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
-	XlbBackendsV1 *ebpf.MapSpec `ebpf:"xlb_backends_v1"`
-	XlbBeActV1    *ebpf.MapSpec `ebpf:"xlb_be_act_v1"`
-	XlbBeConnsV1  *ebpf.MapSpec `ebpf:"xlb_be_conns_v1"`
-	XlbBeStatV1   *ebpf.MapSpec `ebpf:"xlb_be_stat_v1"`
-	XlbBeThreshV1 *ebpf.MapSpec `ebpf:"xlb_be_thresh_v1"`
-	XlbCandsV1    *ebpf.MapSpec `ebpf:"xlb_cands_v1"`
-	XlbClockV1    *ebpf.MapSpec `ebpf:"xlb_clock_v1"`
-	XlbConnsV1    *ebpf.MapSpec `ebpf:"xlb_conns_v1"`
-	XlbDevmapV1   *ebpf.MapSpec `ebpf:"xlb_devmap_v1"`
-	XlbEmbryosV1  *ebpf.MapSpec `ebpf:"xlb_embryos_v1"`
-	XlbEpochs     *ebpf.MapSpec `ebpf:"xlb_epochs"`
-	XlbEventsV1   *ebpf.MapSpec `ebpf:"xlb_events_v1"`
-	XlbFlowcache  *ebpf.MapSpec `ebpf:"xlb_flowcache"`
-	XlbFragsV1    *ebpf.MapSpec `ebpf:"xlb_frags_v1"`
-	XlbGlobalsV1  *ebpf.MapSpec `ebpf:"xlb_globals_v1"`
-	XlbIfMacsV1   *ebpf.MapSpec `ebpf:"xlb_if_macs_v1"`
-	XlbIfacesV1   *ebpf.MapSpec `ebpf:"xlb_ifaces_v1"`
-	XlbIfslotsV1  *ebpf.MapSpec `ebpf:"xlb_ifslots_v1"`
-	XlbLocal4V1   *ebpf.MapSpec `ebpf:"xlb_local4_v1"`
-	XlbNatRealsV1 *ebpf.MapSpec `ebpf:"xlb_nat_reals_v1"`
-	XlbPersistV1  *ebpf.MapSpec `ebpf:"xlb_persist_v1"`
-	XlbRrV1       *ebpf.MapSpec `ebpf:"xlb_rr_v1"`
-	XlbScratch    *ebpf.MapSpec `ebpf:"xlb_scratch"`
-	XlbSvcIdsV1   *ebpf.MapSpec `ebpf:"xlb_svc_ids_v1"`
-	XlbSvcSlotV1  *ebpf.MapSpec `ebpf:"xlb_svc_slot_v1"`
-	XlbSvcStatV1  *ebpf.MapSpec `ebpf:"xlb_svc_stat_v1"`
-	XlbSvcV1      *ebpf.MapSpec `ebpf:"xlb_svc_v1"`
-	XlbSynFlood   *ebpf.MapSpec `ebpf:"xlb_syn_flood"`
-	XlbSynRate    *ebpf.MapSpec `ebpf:"xlb_syn_rate"`
-	XlbTablesV1   *ebpf.MapSpec `ebpf:"xlb_tables_v1"`
-	XlbVerdictsV1 *ebpf.MapSpec `ebpf:"xlb_verdicts_v1"`
+	XlbBackendsV1  *ebpf.MapSpec `ebpf:"xlb_backends_v1"`
+	XlbBeActV1     *ebpf.MapSpec `ebpf:"xlb_be_act_v1"`
+	XlbBeConnsV1   *ebpf.MapSpec `ebpf:"xlb_be_conns_v1"`
+	XlbBeStatV1    *ebpf.MapSpec `ebpf:"xlb_be_stat_v1"`
+	XlbBeThreshV1  *ebpf.MapSpec `ebpf:"xlb_be_thresh_v1"`
+	XlbCandsV1     *ebpf.MapSpec `ebpf:"xlb_cands_v1"`
+	XlbClockV1     *ebpf.MapSpec `ebpf:"xlb_clock_v1"`
+	XlbConnsV1     *ebpf.MapSpec `ebpf:"xlb_conns_v1"`
+	XlbDevmapV1    *ebpf.MapSpec `ebpf:"xlb_devmap_v1"`
+	XlbEmbryosV1   *ebpf.MapSpec `ebpf:"xlb_embryos_v1"`
+	XlbEpochs      *ebpf.MapSpec `ebpf:"xlb_epochs"`
+	XlbEventsV1    *ebpf.MapSpec `ebpf:"xlb_events_v1"`
+	XlbFlowcache   *ebpf.MapSpec `ebpf:"xlb_flowcache"`
+	XlbFragsV1     *ebpf.MapSpec `ebpf:"xlb_frags_v1"`
+	XlbGlobalsV1   *ebpf.MapSpec `ebpf:"xlb_globals_v1"`
+	XlbIfMacsV1    *ebpf.MapSpec `ebpf:"xlb_if_macs_v1"`
+	XlbIfacesV1    *ebpf.MapSpec `ebpf:"xlb_ifaces_v1"`
+	XlbIfslotsV1   *ebpf.MapSpec `ebpf:"xlb_ifslots_v1"`
+	XlbLocal4V1    *ebpf.MapSpec `ebpf:"xlb_local4_v1"`
+	XlbNatRealsV1  *ebpf.MapSpec `ebpf:"xlb_nat_reals_v1"`
+	XlbPersistV1   *ebpf.MapSpec `ebpf:"xlb_persist_v1"`
+	XlbRrV1        *ebpf.MapSpec `ebpf:"xlb_rr_v1"`
+	XlbScratch     *ebpf.MapSpec `ebpf:"xlb_scratch"`
+	XlbSvcIdsV1    *ebpf.MapSpec `ebpf:"xlb_svc_ids_v1"`
+	XlbSvcSlotV1   *ebpf.MapSpec `ebpf:"xlb_svc_slot_v1"`
+	XlbSvcStatV1   *ebpf.MapSpec `ebpf:"xlb_svc_stat_v1"`
+	XlbSvcV1       *ebpf.MapSpec `ebpf:"xlb_svc_v1"`
+	XlbSynFlood    *ebpf.MapSpec `ebpf:"xlb_syn_flood"`
+	XlbSynRate     *ebpf.MapSpec `ebpf:"xlb_syn_rate"`
+	XlbSyncConfig  *ebpf.MapSpec `ebpf:"xlb_sync_config"`
+	XlbSyncConnsV1 *ebpf.MapSpec `ebpf:"xlb_sync_conns_v1"`
+	XlbSyncCounts  *ebpf.MapSpec `ebpf:"xlb_sync_counts"`
+	XlbSyncRing    *ebpf.MapSpec `ebpf:"xlb_sync_ring"`
+	XlbTablesV1    *ebpf.MapSpec `ebpf:"xlb_tables_v1"`
+	XlbVerdictsV1  *ebpf.MapSpec `ebpf:"xlb_verdicts_v1"`
 }
 
 // bpfVariableSpecs contains global variables before they are loaded into the kernel.
@@ -511,37 +557,41 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
-	XlbBackendsV1 *ebpf.Map `ebpf:"xlb_backends_v1"`
-	XlbBeActV1    *ebpf.Map `ebpf:"xlb_be_act_v1"`
-	XlbBeConnsV1  *ebpf.Map `ebpf:"xlb_be_conns_v1"`
-	XlbBeStatV1   *ebpf.Map `ebpf:"xlb_be_stat_v1"`
-	XlbBeThreshV1 *ebpf.Map `ebpf:"xlb_be_thresh_v1"`
-	XlbCandsV1    *ebpf.Map `ebpf:"xlb_cands_v1"`
-	XlbClockV1    *ebpf.Map `ebpf:"xlb_clock_v1"`
-	XlbConnsV1    *ebpf.Map `ebpf:"xlb_conns_v1"`
-	XlbDevmapV1   *ebpf.Map `ebpf:"xlb_devmap_v1"`
-	XlbEmbryosV1  *ebpf.Map `ebpf:"xlb_embryos_v1"`
-	XlbEpochs     *ebpf.Map `ebpf:"xlb_epochs"`
-	XlbEventsV1   *ebpf.Map `ebpf:"xlb_events_v1"`
-	XlbFlowcache  *ebpf.Map `ebpf:"xlb_flowcache"`
-	XlbFragsV1    *ebpf.Map `ebpf:"xlb_frags_v1"`
-	XlbGlobalsV1  *ebpf.Map `ebpf:"xlb_globals_v1"`
-	XlbIfMacsV1   *ebpf.Map `ebpf:"xlb_if_macs_v1"`
-	XlbIfacesV1   *ebpf.Map `ebpf:"xlb_ifaces_v1"`
-	XlbIfslotsV1  *ebpf.Map `ebpf:"xlb_ifslots_v1"`
-	XlbLocal4V1   *ebpf.Map `ebpf:"xlb_local4_v1"`
-	XlbNatRealsV1 *ebpf.Map `ebpf:"xlb_nat_reals_v1"`
-	XlbPersistV1  *ebpf.Map `ebpf:"xlb_persist_v1"`
-	XlbRrV1       *ebpf.Map `ebpf:"xlb_rr_v1"`
-	XlbScratch    *ebpf.Map `ebpf:"xlb_scratch"`
-	XlbSvcIdsV1   *ebpf.Map `ebpf:"xlb_svc_ids_v1"`
-	XlbSvcSlotV1  *ebpf.Map `ebpf:"xlb_svc_slot_v1"`
-	XlbSvcStatV1  *ebpf.Map `ebpf:"xlb_svc_stat_v1"`
-	XlbSvcV1      *ebpf.Map `ebpf:"xlb_svc_v1"`
-	XlbSynFlood   *ebpf.Map `ebpf:"xlb_syn_flood"`
-	XlbSynRate    *ebpf.Map `ebpf:"xlb_syn_rate"`
-	XlbTablesV1   *ebpf.Map `ebpf:"xlb_tables_v1"`
-	XlbVerdictsV1 *ebpf.Map `ebpf:"xlb_verdicts_v1"`
+	XlbBackendsV1  *ebpf.Map `ebpf:"xlb_backends_v1"`
+	XlbBeActV1     *ebpf.Map `ebpf:"xlb_be_act_v1"`
+	XlbBeConnsV1   *ebpf.Map `ebpf:"xlb_be_conns_v1"`
+	XlbBeStatV1    *ebpf.Map `ebpf:"xlb_be_stat_v1"`
+	XlbBeThreshV1  *ebpf.Map `ebpf:"xlb_be_thresh_v1"`
+	XlbCandsV1     *ebpf.Map `ebpf:"xlb_cands_v1"`
+	XlbClockV1     *ebpf.Map `ebpf:"xlb_clock_v1"`
+	XlbConnsV1     *ebpf.Map `ebpf:"xlb_conns_v1"`
+	XlbDevmapV1    *ebpf.Map `ebpf:"xlb_devmap_v1"`
+	XlbEmbryosV1   *ebpf.Map `ebpf:"xlb_embryos_v1"`
+	XlbEpochs      *ebpf.Map `ebpf:"xlb_epochs"`
+	XlbEventsV1    *ebpf.Map `ebpf:"xlb_events_v1"`
+	XlbFlowcache   *ebpf.Map `ebpf:"xlb_flowcache"`
+	XlbFragsV1     *ebpf.Map `ebpf:"xlb_frags_v1"`
+	XlbGlobalsV1   *ebpf.Map `ebpf:"xlb_globals_v1"`
+	XlbIfMacsV1    *ebpf.Map `ebpf:"xlb_if_macs_v1"`
+	XlbIfacesV1    *ebpf.Map `ebpf:"xlb_ifaces_v1"`
+	XlbIfslotsV1   *ebpf.Map `ebpf:"xlb_ifslots_v1"`
+	XlbLocal4V1    *ebpf.Map `ebpf:"xlb_local4_v1"`
+	XlbNatRealsV1  *ebpf.Map `ebpf:"xlb_nat_reals_v1"`
+	XlbPersistV1   *ebpf.Map `ebpf:"xlb_persist_v1"`
+	XlbRrV1        *ebpf.Map `ebpf:"xlb_rr_v1"`
+	XlbScratch     *ebpf.Map `ebpf:"xlb_scratch"`
+	XlbSvcIdsV1    *ebpf.Map `ebpf:"xlb_svc_ids_v1"`
+	XlbSvcSlotV1   *ebpf.Map `ebpf:"xlb_svc_slot_v1"`
+	XlbSvcStatV1   *ebpf.Map `ebpf:"xlb_svc_stat_v1"`
+	XlbSvcV1       *ebpf.Map `ebpf:"xlb_svc_v1"`
+	XlbSynFlood    *ebpf.Map `ebpf:"xlb_syn_flood"`
+	XlbSynRate     *ebpf.Map `ebpf:"xlb_syn_rate"`
+	XlbSyncConfig  *ebpf.Map `ebpf:"xlb_sync_config"`
+	XlbSyncConnsV1 *ebpf.Map `ebpf:"xlb_sync_conns_v1"`
+	XlbSyncCounts  *ebpf.Map `ebpf:"xlb_sync_counts"`
+	XlbSyncRing    *ebpf.Map `ebpf:"xlb_sync_ring"`
+	XlbTablesV1    *ebpf.Map `ebpf:"xlb_tables_v1"`
+	XlbVerdictsV1  *ebpf.Map `ebpf:"xlb_verdicts_v1"`
 }
 
 func (m *bpfMaps) Close() error {
@@ -575,6 +625,10 @@ func (m *bpfMaps) Close() error {
 		m.XlbSvcV1,
 		m.XlbSynFlood,
 		m.XlbSynRate,
+		m.XlbSyncConfig,
+		m.XlbSyncConnsV1,
+		m.XlbSyncCounts,
+		m.XlbSyncRing,
 		m.XlbTablesV1,
 		m.XlbVerdictsV1,
 	)

@@ -343,6 +343,9 @@ func (d *Dataplane) Sync() error {
 	if err := d.countEmbryos(counts, now, fin); err != nil {
 		return fmt.Errorf("scan embryonic flows: %w", err)
 	}
+	if err := d.syncImported(now, dead, counts); err != nil {
+		return err
+	}
 	if len(stale) > 0 {
 		if _, err := d.objs.XlbConnsV1.BatchDelete(stale, nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			for i := range stale {

@@ -144,6 +144,9 @@ type Dataplane struct {
 	// pins keeps the pin path ours: locked, and holding our maps and links.
 	pins pinKeeper
 
+	// csync is connection sync's (connsync.go).
+	csync connSync
+
 	// The interface maps (ifaces.go) and their watcher.
 	ifSync                 ifaceSync
 	ifStop, ifDone, ifKick chan struct{}
@@ -235,6 +238,9 @@ func Open(opts Options) (*Dataplane, error) {
 	}
 	d.publish()
 	if err := d.writeGlobals(); err != nil {
+		return nil, err
+	}
+	if err := d.initSync(); err != nil {
 		return nil, err
 	}
 	// The interfaces' settings before the program sees their packets.
@@ -382,6 +388,7 @@ func (d *Dataplane) Capabilities() dataplane.Capabilities {
 // Close implements dataplane.Dataplane: the program stays attached through
 // its pinned links and the maps stay pinned.
 func (d *Dataplane) Close() error {
+	d.stopSync()
 	if d.stop != nil {
 		close(d.stop)
 		<-d.done

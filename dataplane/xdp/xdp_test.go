@@ -29,6 +29,8 @@ var actionNames = []string{"ABORTED", "DROP", "PASS", "TX", "REDIRECT"}
 var testSizes = map[string]uint32{
 	"xlb_conns_v1":   1 << 16,
 	"xlb_persist_v1": 1 << 12,
+	// Not preallocated, but its buckets are.
+	"xlb_sync_conns_v1": 1 << 16,
 }
 
 // env is a dataplane loaded inside a test namespace holding two dummy

@@ -53,6 +53,11 @@ type Spec struct {
 	BFD       bool // BFD on every session
 	// Router is "frr" (default) or "bird".
 	Router string
+	// Scheduler of the echo service (default mh).
+	Scheduler string
+	// Extra, when set, returns more configuration for director d
+	// (appended: e.g. [sync]).
+	Extra func(d *Director) string
 }
 
 // Lab is a running topology.
@@ -89,6 +94,9 @@ func New(t testing.TB, spec Spec) *Lab {
 	}
 	if spec.Router == "" {
 		spec.Router = "frr"
+	}
+	if spec.Scheduler == "" {
+		spec.Scheduler = "mh"
 	}
 	l := &Lab{t: t, spec: spec, dir: t.TempDir()}
 	l.bpffs = filepath.Join(l.dir, "bpffs")
@@ -437,7 +445,7 @@ password_file = %q
 name = "echo"
 address = %q
 port = %d
-scheduler = "mh"
+scheduler = %q
 forward = "dr"
 quorum = %d
 
@@ -447,9 +455,12 @@ interval = "200ms"
 timeout = "200ms"
 fall = 2
 rise = 1
-`, vip, echoPort, d.Quorum)
+`, vip, echoPort, l.spec.Scheduler, d.Quorum)
 	for _, r := range l.reals {
 		fmt.Fprintf(&b, "\n[[virtual_server.real_server]]\naddress = %q\n", r.addr)
+	}
+	if l.spec.Extra != nil {
+		b.WriteString(l.spec.Extra(d))
 	}
 	if err := os.WriteFile(d.ConfigPath, []byte(b.String()), 0o644); err != nil {
 		l.t.Fatal(err)

@@ -211,7 +211,7 @@ func (d *Director) Start() {
 	xlb := d.xlb
 	d.mu.Unlock()
 	defer d.mu.Lock()
-	nettest.WaitFor(t, 20*time.Second, d.Name+" control socket", func() error {
+	nettest.WaitFor(t, d.lab.Spec.StartTimeout, d.Name+" control socket", func() error {
 		select {
 		case <-xlb.done:
 			out, _ := os.ReadFile(d.LogPath)

@@ -64,6 +64,10 @@ type Spec struct {
 	IPv6 bool
 	// Extra is appended to every director's configuration.
 	Extra string
+	// StartTimeout bounds a director's start, until its control socket
+	// answers (default 20s; loading the XDP program in the tcg VM takes
+	// longer).
+	StartTimeout time.Duration
 }
 
 // Lab is a running topology.
@@ -117,6 +121,9 @@ func New(t testing.TB, spec Spec) *Lab {
 	}
 	if spec.Scheduler == "" {
 		spec.Scheduler = "mh"
+	}
+	if spec.StartTimeout == 0 {
+		spec.StartTimeout = 20 * time.Second
 	}
 	if spec.AdvertInt == 0 {
 		spec.AdvertInt = 100 * time.Millisecond

@@ -31,6 +31,7 @@ type Real struct {
 	serving    bool
 	extra      map[int]net.Listener // ServeWeb ports, while served
 	extraPorts []int
+	echoPorts  map[int]net.Listener // ServeEcho ports, while served
 }
 
 func (r *Real) webPort() int {
@@ -74,6 +75,10 @@ func (r *Real) Kill() {
 	for port, ln := range r.extra {
 		ln.Close()
 		delete(r.extra, port)
+	}
+	for port, ln := range r.echoPorts {
+		ln.Close()
+		delete(r.echoPorts, port)
 	}
 	if r.echo != nil {
 		r.echo.Close()

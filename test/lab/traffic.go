@@ -201,6 +201,8 @@ type Streams struct {
 // StreamReport is what happened to one stream.
 type StreamReport struct {
 	ID int
+	// Client is the connection's address and port on the client.
+	Client netip.AddrPort
 	// Server is the real server holding the connection (known from its
 	// first round, made before the stream starts).
 	Server string
@@ -216,15 +218,21 @@ type StreamReport struct {
 // StartStreams opens n echo connections through the VIP.
 func (l *Lab) StartStreams(n int, interval time.Duration) *Streams {
 	l.T.Helper()
-	return l.startStreams(interval, func(_ map[string]int, opened int) bool { return opened < n })
+	return l.startStreams(EchoPort, interval, func(_ map[string]int, opened int) bool { return opened < n })
 }
 
 // StartStreamsEach opens echo connections through the VIP until every real
 // server holds at least n of them (the scheduler decides where each goes).
 func (l *Lab) StartStreamsEach(n int, interval time.Duration) *Streams {
 	l.T.Helper()
+	return l.StartStreamsEachTo(EchoPort, n, interval)
+}
+
+// StartStreamsEachTo is StartStreamsEach to an echo service on port.
+func (l *Lab) StartStreamsEachTo(port uint16, n int, interval time.Duration) *Streams {
+	l.T.Helper()
 	limit := 20 * n * len(l.Reals)
-	return l.startStreams(interval, func(by map[string]int, opened int) bool {
+	return l.startStreams(port, interval, func(by map[string]int, opened int) bool {
 		for _, r := range l.Reals {
 			if by[r.Name] < n {
 				if opened >= limit {
@@ -237,17 +245,24 @@ func (l *Lab) StartStreamsEach(n int, interval time.Duration) *Streams {
 	})
 }
 
-func (l *Lab) startStreams(interval time.Duration, more func(byServer map[string]int, opened int) bool) *Streams {
+// StartStreamsTo opens n echo connections to the VIP's port.
+func (l *Lab) StartStreamsTo(port uint16, n int, interval time.Duration) *Streams {
+	l.T.Helper()
+	return l.startStreams(port, interval, func(_ map[string]int, opened int) bool { return opened < n })
+}
+
+func (l *Lab) startStreams(port uint16, interval time.Duration, more func(byServer map[string]int, opened int) bool) *Streams {
 	l.T.Helper()
 	s := &Streams{lab: l, interval: interval, stop: make(chan struct{})}
 	l.T.Cleanup(s.Stop)
 	by := map[string]int{}
 	for id := 0; more(by, id); id++ {
-		c, err := l.Dial(netip.AddrPortFrom(l.VIP, EchoPort), 2*time.Second)
+		c, err := l.Dial(netip.AddrPortFrom(l.VIP, port), 2*time.Second)
 		if err != nil {
 			l.T.Fatalf("echo connection %d: %v", id, err)
 		}
-		st := &StreamReport{ID: id}
+		local := c.LocalAddr().(*net.TCPAddr).AddrPort()
+		st := &StreamReport{ID: id, Client: netip.AddrPortFrom(local.Addr().Unmap(), local.Port())}
 		r := bufio.NewReader(c)
 		// The first round, here: it tells which real server took the
 		// connection (it has accepted it once it echoes).

@@ -44,5 +44,6 @@
 // Environment: XLB_VM_CACHE sets the cache directory, XLB_VM_ACCEL forces
 // the accelerator, XLB_VM_CONSOLE=1 copies the console to stderr as it
 // comes, XLB_VM_PACKAGES (package paths, comma separated, e.g.
-// ./test/vmimport) runs only those of guestPackages.
+// ./test/vmimport) runs only those of guestPackages, and XLB_VM_RUN (a
+// -test.run pattern) only those tests of theirs.
 package vm

@@ -10,7 +10,11 @@
 //     CAP_NET_ADMIN only) falls back to IPVS and serves; mode = "xdp" there
 //     fails loudly;
 //   - XDP tunnel mode end to end: IPIP, IPv6-in-IPv6 and GUE to real servers
-//     in other subnets that decapsulate and answer the client directly.
+//     in other subnets that decapsulate and answer the client directly;
+//   - connection sync with the kernel's IPVS sync daemon (ipvsadm
+//     --start-daemon), both ways: an xlb director on XDP with [sync]
+//     protocol = "ipvs" carries a kernel IPVS master's TCP streams after
+//     SIGKILL of it, and a kernel IPVS backup carries an xlb master's.
 //
 // The test binary doubles as the capability wrapper: with
 // XLB_VMDAEMON_KEEP_CAPS set it drops every capability but the listed ones
