@@ -43,7 +43,7 @@ const (
 	noSNMP    = "xlb has no SNMP or D-Bus interface: use the metrics endpoint and xlb status"
 	noProcess = "process and scheduling settings of keepalived's own daemons"
 	noRoutes  = "xlb manages no routes, rules or static addresses: configure them with the system's network configuration"
-	noSync    = "xlb has no IPVS connection synchronisation yet: connections of schedulers other than sh and mh do not survive a failover"
+	noSync    = "the imported configuration drives IPVS (mode = \"ipvs\"), and xlb does not start the kernel's sync daemon: run ipvsadm --start-daemon, or use xlb's [sync] with mode = \"xdp\" (protocol = \"ipvs\" talks to kernel IPVS directors)"
 	noTrack   = "xlb tracks scripts and interfaces only (vrrp_script, track_interface)"
 	noNftIpt  = "xlb installs no iptables or nftables rules"
 )
