@@ -42,6 +42,16 @@
 #define XLB_SYNC_RING_BYTES (1 << 22)
 #endif
 
+/* The report ring wakes the control plane's reader only once this many
+ * bytes wait in it (about 11,000 records); below that the reader finds
+ * them on its next poll (dataplane/xdp reportPoll, 10ms). A wakeup for
+ * every record (the ring's default when the reader has caught up) cost
+ * more than the record: an irq_work and the reader's thread woken per new
+ * flow. */
+#ifndef XLB_SYNC_WAKEUP_BYTES
+#define XLB_SYNC_WAKEUP_BYTES (XLB_SYNC_RING_BYTES / 8)
+#endif
+
 /* struct xlb_sync_rec.flags */
 enum xlb_sync_flags {
 	XLB_SYNC_F_TEMPLATE = 1 << 0, /* the client's persistence template goes along */
@@ -175,7 +185,8 @@ static __noinline int lb_sync_report(const struct xlb_flow *flow, __u32 svc, __u
 	r->state = what & 0xff;
 	r->flags = what & XLB_SYNC_TEMPLATE ? XLB_SYNC_F_TEMPLATE : 0;
 	__builtin_memset(r->pad, 0, sizeof(r->pad));
-	bpf_ringbuf_submit(r, 0);
+	bpf_ringbuf_submit(r, bpf_ringbuf_query(&xlb_sync_ring, BPF_RB_AVAIL_DATA) >= XLB_SYNC_WAKEUP_BYTES ?
+				      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 	if (st)
 		st->reported++;
 	return 1;

@@ -26,6 +26,11 @@ var _ dataplane.ConnSyncer = (*Dataplane)(nil)
 // reportBatch bounds the reports handed over at once.
 const reportBatch = 512
 
+// reportPoll is how often the report ring is read: the program wakes the
+// reader only when much is waiting (XLB_SYNC_WAKEUP_BYTES in
+// bpf/lib/sync.h), so a report waits at most this long to be read.
+const reportPoll = 10 * time.Millisecond
+
 // connSync is the Go side's state of the sync.
 type connSync struct {
 	mu      sync.Mutex // cfg, and starting the reader
@@ -63,7 +68,7 @@ func (d *Dataplane) Reports() <-chan []dataplane.Conn {
 }
 
 // readReports reads the ring until it is closed, in batches of what is
-// there.
+// there, every reportPoll or when the program wakes it.
 func (d *Dataplane) readReports(r *ringbuf.Reader, out chan<- []dataplane.Conn, done chan<- struct{}) {
 	defer close(done)
 	defer close(out)
@@ -71,20 +76,24 @@ func (d *Dataplane) readReports(r *ringbuf.Reader, out chan<- []dataplane.Conn, 
 	var recs []bpfXlbSyncRec
 	for {
 		recs = recs[:0]
-		if err := r.ReadInto(&rec); err != nil {
-			if !errors.Is(err, os.ErrClosed) && !errors.Is(err, ringbuf.ErrClosed) {
-				d.log.Error("connection sync: report ring", "error", err)
+		r.SetDeadline(time.Now().Add(reportPoll))
+		for len(recs) < reportBatch {
+			// With a deadline, ReadInto returns what the ring holds, then
+			// os.ErrDeadlineExceeded (records submitted without a wakeup).
+			err := r.ReadInto(&rec)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
 			}
-			return
-		}
-		for {
+			if err != nil {
+				if !errors.Is(err, os.ErrClosed) && !errors.Is(err, ringbuf.ErrClosed) {
+					d.log.Error("connection sync: report ring", "error", err)
+				}
+				return
+			}
 			if v, ok := decodeSyncRec(rec.RawSample); ok {
 				recs = append(recs, v)
 			}
-			if len(recs) >= reportBatch || r.AvailableBytes() == 0 {
-				break
-			}
-			if err := r.ReadInto(&rec); err != nil {
+			if r.AvailableBytes() == 0 {
 				break
 			}
 		}

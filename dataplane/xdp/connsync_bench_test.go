@@ -15,9 +15,12 @@ import (
 // and is reported: the worst case, every packet a report. The control
 // plane reads the ring meanwhile, on the other CPU; what it could not
 // keep up with is lost, counted and printed. Measured on a shared 2-CPU
-// machine: established 0.96-1.00; a report at every new flow 2.0-2.3 with
-// the reader, 1.16 without one (the ring full, reserves failing): the cost
-// is the reader's, at millions of reports per second.
+// machine: established 0.95-0.99; a report at every new flow 1.09-1.38
+// (4 runs) since the program wakes the reader only when 512 KiB wait and
+// the reader polls every 10ms, 1.50-1.58 (3 runs) with a wakeup per
+// record (2.0-2.3 on a busier machine), 1.16 without a reader (the ring
+// full, reserves failing): what is left is the ring's memory and its
+// positions shared with the reading CPU, at a million reports a second.
 func BenchmarkSyncReporting(b *testing.B) {
 	for _, tc := range []struct {
 		name string
