@@ -83,7 +83,12 @@ struct xlb_sync_conn {
 	__u32 backend;  /* this director's ids of the peer's real server and service */
 	__u32 svc;
 	__u8 state;     /* enum xlb_conn_state */
-	__u8 pad[7];
+	/* 1: the control plane's recount (dataplane/xdp Sync) counted it in
+	 * its real server's load and connections, so its promotion adds
+	 * nothing to them (it would count the flow twice until the next
+	 * recount). */
+	__u8 counted;
+	__u8 pad[6];
 };
 
 /* Settings of the sync, written by the control plane: the single entry of
@@ -205,8 +210,8 @@ static __always_inline int lb_sync_wanted(const struct xlb_pkt *p)
  * scheduled it (lb_conn_create: counted in its real server's lc/wlc load
  * and in its connections as IPVS counts them, dest.h). Returns 1 if it
  * did; the caller looks the entry up again. An expired entry, or one whose
- * real server is gone, is deleted. The control plane's recount counted
- * the imported entry already; until its next one the flow counts twice. */
+ * real server is gone, is deleted. An entry the control plane's recount
+ * counted already (counted) is not counted again. */
 static __noinline int lb_sync_promote(const struct xlb_flow *flow, __u64 now)
 {
 	struct xlb_sync_cfg *c = lb_sync_cfg();
@@ -214,12 +219,14 @@ static __noinline int lb_sync_promote(const struct xlb_flow *flow, __u64 now)
 	struct xlb_sync_conn *ic;
 	struct xlb_backend *be;
 	struct xlb_conn v = {};
+	__u8 counted;
 
 	if (!c || !c->imported)
 		return 0;
 	ic = bpf_map_lookup_elem(&xlb_sync_conns_v1, flow);
 	if (!ic)
 		return 0;
+	counted = ic->counted;
 	v.atime = now;
 	v.backend = ic->backend;
 	v.svc = ic->svc;
@@ -233,9 +240,11 @@ static __noinline int lb_sync_promote(const struct xlb_flow *flow, __u64 now)
 	v.flags = XLB_CT_F_BOUND | (v.state == XLB_CT_CLOSING ? 0 : XLB_CT_F_COUNTED);
 	if (bpf_map_update_elem(&xlb_conns_v1, flow, &v, BPF_NOEXIST))
 		return 0;
-	if (v.flags & XLB_CT_F_COUNTED)
-		lb_active_add(v.backend, 1);
-	lb_dest_bind(v.backend, be, lb_ct_active(flow->proto, v.state));
+	if (!counted) {
+		if (v.flags & XLB_CT_F_COUNTED)
+			lb_active_add(v.backend, 1);
+		lb_dest_bind(v.backend, be, lb_ct_active(flow->proto, v.state));
+	}
 	lb_epoch_bump(xlb_hash_flow(flow));
 	st = lb_sync_stats();
 	if (st)

@@ -330,7 +330,8 @@ type bpfXlbSyncConn struct {
 	Backend uint32
 	Svc     uint32
 	State   uint8
-	Pad     [7]uint8
+	Counted uint8
+	Pad     [6]uint8
 }
 
 type bpfXlbSyncFlags uint32

@@ -317,6 +317,12 @@ func (d *Dataplane) importConn(c dataplane.Conn, now uint64, ids backendIDs) dat
 		timeout = d.stateTimeout(k.Proto, c.State)
 	}
 	v := bpfXlbSyncConn{Expires: now + uint64(timeout), Backend: id, Svc: st.id, State: uint8(min(c.State, dataplane.ConnClosing))}
+	// A refresh of a flow the last Sync counted stays counted (its
+	// promotion must not count it again).
+	var old bpfXlbSyncConn
+	if err := d.objs.XlbSyncConnsV1.Lookup(&k, &old); err == nil && old.Backend == id && old.Svc == st.id && old.Counted != 0 {
+		v.Counted = 1
+	}
 	if err := d.objs.XlbSyncConnsV1.Put(&k, &v); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) || errors.Is(err, os.ErrNotExist) {
 			return dataplane.ImportFailed
@@ -477,7 +483,8 @@ func (d *Dataplane) syncImported(now uint64, dead map[uint32]bool, counts map[ui
 	d.csync.mu.Lock()
 	gen := d.csync.gen
 	d.csync.mu.Unlock()
-	var stale []bpfXlbFlow
+	var stale, fresh []bpfXlbFlow
+	var freshV []bpfXlbSyncConn
 	n := uint64(0)
 	err := batchAll(d.objs.XlbSyncConnsV1, func(k bpfXlbFlow, v bpfXlbSyncConn) {
 		if dead[v.Svc] || now >= v.Expires+uint64(expiryMargin) {
@@ -496,6 +503,9 @@ func (d *Dataplane) syncImported(now uint64, dead map[uint32]bool, counts map[ui
 			if v.State != uint8(bpfXlbConnStateXLB_CT_CLOSING) {
 				c.counted++
 			}
+			if v.Counted == 0 {
+				fresh, freshV = append(fresh, k), append(freshV, v)
+			}
 		}
 		counts[v.Backend] = c
 	})
@@ -504,6 +514,14 @@ func (d *Dataplane) syncImported(now uint64, dead map[uint32]bool, counts map[ui
 	}
 	for i := range stale {
 		_ = d.objs.XlbSyncConnsV1.Delete(&stale[i])
+	}
+	// Counted now: the flow's promotion adds nothing to the counts this
+	// Sync writes after it (bpf/lib/sync.h lb_sync_promote). Only entries
+	// still there (UpdateExist): one promoted meanwhile is gone, and was
+	// counted by its promotion; the counts written below cover it once.
+	for i := range fresh {
+		freshV[i].Counted = 1
+		_ = d.objs.XlbSyncConnsV1.Update(&fresh[i], &freshV[i], ebpf.UpdateExist)
 	}
 	cs := &d.csync
 	cs.mu.Lock()

@@ -184,6 +184,54 @@ func TestSyncImportPromote(t *testing.T) {
 	}
 }
 
+// TestSyncImportCountedOnce: an imported flow the recount (Sync) has
+// counted in its real server's lc load and connections is not counted
+// again when it is taken over; one imported after the recount is counted
+// by its takeover. (Before: 2 and 2 active until the next recount.)
+func TestSyncImportCountedOnce(t *testing.T) {
+	e := manualEnv(t)
+	s := svc(dataplane.LeastConnection, e.pool(3))
+	e.apply(s)
+	c := e.conn(client(1), 40000, 2, dataplane.ConnEstablished)
+	if res := e.d.Import([]dataplane.Conn{c}); res[0] != dataplane.Imported {
+		t.Fatalf("import: %v", res)
+	}
+	if err := e.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	id := e.live(s.Key)[c.Backend]
+	if l, got := e.load(id), e.conns(s, 2); l != 1 || got.Active != 1 {
+		t.Fatalf("after the recount: lc load %d, connections %+v; want 1, 1 active", l, got)
+	}
+	// A refresh of the flow (the peer sends it again) keeps it counted.
+	if res := e.d.Import([]dataplane.Conn{c}); res[0] != dataplane.Imported {
+		t.Fatalf("import again: %v", res)
+	}
+	if got := e.pick(tcpFrame(client(1), vip4, 40000, 80, packet.ACK)); got != 2 {
+		t.Fatalf("imported flow went to %d, want 2", got)
+	}
+	if l, got := e.load(id), e.conns(s, 2); l != 1 || got.Active != 1 {
+		t.Errorf("after the takeover: lc load %d, connections %+v; want 1, 1 active (counted once)", l, got)
+	}
+	// Imported after the recount: its takeover counts it.
+	c2 := e.conn(client(2), 40000, 2, dataplane.ConnEstablished)
+	if res := e.d.Import([]dataplane.Conn{c2}); res[0] != dataplane.Imported {
+		t.Fatalf("import: %v", res)
+	}
+	if got := e.pick(tcpFrame(client(2), vip4, 40000, 80, packet.ACK)); got != 2 {
+		t.Fatalf("second imported flow went to %d, want 2", got)
+	}
+	if l, got := e.load(id), e.conns(s, 2); l != 2 || got.Active != 2 {
+		t.Errorf("after the second takeover: lc load %d, connections %+v; want 2, 2 active", l, got)
+	}
+	if err := e.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if l, got := e.load(id), e.conns(s, 2); l != 2 || got.Active != 2 {
+		t.Errorf("after the next recount: lc load %d, connections %+v; want 2, 2 active", l, got)
+	}
+}
+
 // TestSyncImportLocalWins: a flow this director forwards keeps its real
 // server when a peer reports it elsewhere; on a director that does not
 // forward the service (a backup) the peer's report replaces a leftover
