@@ -108,12 +108,18 @@ type Dataplane struct {
 	// connection count, when the program had counted cleanPackets.
 	loadsClean   bool
 	cleanPackets uint64
+	// embryos: the last scan of the embryonic words found none live
+	// (none) when the program had sent sent packets.
+	embryos struct {
+		none bool
+		sent uint64
+	}
 	// scanned is what the last scan of the connection table depended on
 	// (Sync skips a scan that would find the same).
 	scanned scanMark
 	// applies counts the Applies; scans the scans Sync made and skipped.
 	applies uint64
-	scans   struct{ done, skipped int }
+	scans   struct{ done, skipped, embryosRead int }
 	// nat are the NAT real servers (xlb_nat_reals_v1), natDirty those an
 	// Apply changed (nat.go).
 	nat      map[bpfXlbSvcKey]natEntry
