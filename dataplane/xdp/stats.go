@@ -282,9 +282,13 @@ func (d *Dataplane) Sync() error {
 	if err != nil {
 		return err
 	}
-	packets, sent, perr := d.packets()
+	_, sent, perr := d.packets()
 	d.mu.Lock()
-	mark := scanMark{valid: perr == nil, packets: packets, applies: d.applies}
+	// Only the packets of scheduled flows (sent, or passed for want of a
+	// neighbour) make or change connection entries, loads and counts:
+	// the others (ARP, neighbour probes, traffic for no service, drops)
+	// leave nothing for a scan to find.
+	mark := scanMark{valid: perr == nil, packets: sent, applies: d.applies}
 	if d.scanned.same(mark, now) && len(d.deadSvcs) == 0 && len(d.retired) == 0 && d.loadsClean {
 		// Nothing the scan would find has changed: an idle director scans
 		// no table of 1M buckets every 5 s.
@@ -463,9 +467,9 @@ func (d *Dataplane) Sync() error {
 }
 
 // scanMark is what a scan of the connection table depends on besides the
-// program's clock: the packets the program has seen (every packet has one
-// verdict, counted: none seen, no entry was made, refreshed or evicted)
-// and the Applies made. next is the clock at which the first entry seen
+// program's clock: the packets of scheduled flows the program has sent
+// (every packet has one verdict, counted: none sent, no entry was made,
+// refreshed or evicted) and the Applies made. next is the clock at which the first entry seen
 // would change its count by itself (its timeout, then its margin, ends).
 type scanMark struct {
 	valid   bool

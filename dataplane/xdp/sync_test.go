@@ -264,6 +264,9 @@ func TestIdleSyncScansNothing(t *testing.T) {
 	}
 	sync(true, "first Sync")
 	sync(false, "idle, empty table")
+	// Passed (not a service): leaves nothing to find.
+	e.pick(udpFrame(client(1), netip.MustParseAddr("10.0.0.99"), 5000, 53))
+	sync(false, "after a passed packet")
 	e.pick(udpFrame(client(1), vip4, 5000, 80))
 	sync(true, "after a packet")
 	if n := inactive(); n != 1 {
