@@ -1,9 +1,6 @@
 package lab
 
-import (
-	"fmt"
-	"net"
-)
+import "net"
 
 // ServeEcho serves the echo service on one more port (a service of its
 // own there); Kill stops it.
@@ -17,13 +14,7 @@ func (r *Real) ServeEcho(port int) {
 	if r.echoPorts[port] != nil {
 		return
 	}
-	var ln net.Listener
-	if err := r.NS.Do(func() (err error) {
-		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
-		r.lab.T.Fatalf("%s echo on %d: %v", r.Name, port, err)
-	}
+	ln := r.listen(port, "echo")
 	r.echoPorts[port] = ln
 	go r.serveEcho(ln)
 }

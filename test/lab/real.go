@@ -114,13 +114,7 @@ func (r *Real) ServeWeb(port int) {
 	if r.extra[port] != nil {
 		return
 	}
-	var ln net.Listener
-	if err := r.NS.Do(func() (err error) {
-		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
-		return err
-	}); err != nil {
-		r.lab.T.Fatalf("%s web on %d: %v", r.Name, port, err)
-	}
+	ln := r.listen(port, "web")
 	r.extra[port] = ln
 	if !slices.Contains(r.extraPorts, port) {
 		r.extraPorts = append(r.extraPorts, port)
@@ -214,4 +208,18 @@ func (r *Real) serveEcho(ln net.Listener) {
 			r.mu.Unlock()
 		}()
 	}
+}
+
+// listen opens a TCP listener on port in the real server's namespace, for
+// the service what (in a fatal error).
+func (r *Real) listen(port int, what string) net.Listener {
+	r.lab.T.Helper()
+	var ln net.Listener
+	if err := r.NS.Do(func() (err error) {
+		ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
+		return err
+	}); err != nil {
+		r.lab.T.Fatalf("%s %s on %d: %v", r.Name, what, port, err)
+	}
+	return ln
 }
