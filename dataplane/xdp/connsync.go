@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"sync"
@@ -479,17 +480,25 @@ func (d *Dataplane) SyncStats() dataplane.SyncStats {
 // syncImported is Sync's pass over the imported connections: expired
 // ones and those of removed services go, the others count in their real
 // servers' connections (and lc/wlc load), as IPVS counts synced ones.
-func (d *Dataplane) syncImported(now uint64, dead map[uint32]bool, counts map[uint32]connCount) error {
+func (d *Dataplane) syncImported(now uint64, dead map[uint32]bool, counts map[uint32]connCount) (uint64, error) {
 	d.csync.mu.Lock()
 	gen := d.csync.gen
 	d.csync.mu.Unlock()
 	var stale, fresh []bpfXlbFlow
 	var freshV []bpfXlbSyncConn
 	n := uint64(0)
+	next := uint64(math.MaxUint64)
 	err := batchAll(d.objs.XlbSyncConnsV1, func(k bpfXlbFlow, v bpfXlbSyncConn) {
 		if dead[v.Svc] || now >= v.Expires+uint64(expiryMargin) {
 			stale = append(stale, k)
 			return
+		}
+		// When it changes the counts by itself: it expires, then its
+		// margin ends.
+		if now < v.Expires {
+			next = min(next, v.Expires)
+		} else {
+			next = min(next, v.Expires+uint64(expiryMargin))
 		}
 		c := counts[v.Backend]
 		c.refs++
@@ -510,7 +519,7 @@ func (d *Dataplane) syncImported(now uint64, dead map[uint32]bool, counts map[ui
 		counts[v.Backend] = c
 	})
 	if err != nil {
-		return fmt.Errorf("scan imported connections: %w", err)
+		return 0, fmt.Errorf("scan imported connections: %w", err)
 	}
 	for i := range stale {
 		_ = d.objs.XlbSyncConnsV1.Delete(&stale[i])
@@ -528,9 +537,9 @@ func (d *Dataplane) syncImported(now uint64, dead map[uint32]bool, counts map[ui
 	defer cs.mu.Unlock()
 	cs.imported = n
 	if n == 0 && cs.gen == gen {
-		return d.setImported(0)
+		return next, d.setImported(0)
 	}
-	return nil
+	return next, nil
 }
 
 // initSync has the program look imported entries up from the start: a

@@ -443,3 +443,43 @@ func TestSyncWalk(t *testing.T) {
 		t.Errorf("walk: %v", got)
 	}
 }
+
+// TestIdleSyncCountsImports: on an idle backup (no packet sent) an Import
+// makes the next Sync scan, so the imported flow counts in its real
+// server's lc load and connections; when it expires (then its margin
+// ends) a Sync scans again without a packet and forgets it.
+func TestIdleSyncCountsImports(t *testing.T) {
+	e := manualEnv(t)
+	s := svc(dataplane.LeastConnection, e.pool(3))
+	e.apply(s)
+	sync := func(what string) {
+		t.Helper()
+		if err := e.d.Sync(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	sync("first Sync")
+	sync("idle")
+	c := e.conn(client(1), 40000, 2, dataplane.ConnEstablished)
+	c.Timeout = 30 * time.Second
+	if res := e.d.Import([]dataplane.Conn{c}); res[0] != dataplane.Imported {
+		t.Fatalf("import: %v", res)
+	}
+	sync("after an Import")
+	id := e.live(s.Key)[c.Backend]
+	if l, got := e.load(id), e.conns(s, 2); l != 1 || got.Active != 1 {
+		t.Errorf("after an Import on an idle director: lc load %d, connections %+v; want 1, 1 active", l, got)
+	}
+	e.setClock(time.Hour + 31*time.Second)
+	sync("expired")
+	if l, got := e.load(id), e.conns(s, 2); l != 0 || got.Active != 0 {
+		t.Errorf("after its expiry: lc load %d, connections %+v; want 0, 0", l, got)
+	}
+	e.setClock(time.Hour + 31*time.Second + expiryMargin)
+	sync("margin ended")
+	k := flowKey(c)
+	var v bpfXlbSyncConn
+	if err := e.d.objs.XlbSyncConnsV1.Lookup(&k, &v); err == nil {
+		t.Errorf("imported entry left after its margin: %+v", v)
+	}
+}

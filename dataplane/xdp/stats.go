@@ -283,12 +283,17 @@ func (d *Dataplane) Sync() error {
 		return err
 	}
 	_, sent, perr := d.packets()
+	d.csync.mu.Lock()
+	imports := d.csync.gen
+	d.csync.mu.Unlock()
 	d.mu.Lock()
 	// Only the packets of scheduled flows (sent, or passed for want of a
 	// neighbour) make or change connection entries, loads and counts:
 	// the others (ARP, neighbour probes, traffic for no service, drops)
 	// leave nothing for a scan to find.
-	mark := scanMark{valid: perr == nil, packets: sent, applies: d.applies}
+	// Imported flows (connection sync) come without a packet: an Import
+	// counts as one.
+	mark := scanMark{valid: perr == nil, packets: sent, applies: d.applies, imports: imports}
 	if d.scanned.same(mark, now) && len(d.deadSvcs) == 0 && len(d.retired) == 0 && d.loadsClean {
 		// Nothing the scan would find has changed: an idle director scans
 		// no table of 1M buckets every 5 s.
@@ -373,9 +378,11 @@ func (d *Dataplane) Sync() error {
 			mark.next = min(mark.next, now)
 		}
 	}
-	if err := d.syncImported(now, dead, counts); err != nil {
+	next, err := d.syncImported(now, dead, counts)
+	if err != nil {
 		return err
 	}
+	mark.next = min(mark.next, next)
 	if len(stale) > 0 {
 		if _, err := d.objs.XlbConnsV1.BatchDelete(stale, nil); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			for i := range stale {
@@ -469,18 +476,19 @@ func (d *Dataplane) Sync() error {
 // scanMark is what a scan of the connection table depends on besides the
 // program's clock: the packets of scheduled flows the program has sent
 // (every packet has one verdict, counted: none sent, no entry was made,
-// refreshed or evicted) and the Applies made. next is the clock at which the first entry seen
+// refreshed or evicted), the Applies and Imports made. next is the clock at which the first entry seen
 // would change its count by itself (its timeout, then its margin, ends).
 type scanMark struct {
 	valid   bool
 	packets uint64
 	applies uint64
+	imports uint64 // Imports made (connection sync)
 	next    uint64
 }
 
 // same reports whether a scan now would find what the one marked m found.
 func (m scanMark) same(now scanMark, clock uint64) bool {
-	return m.valid && now.valid && m.packets == now.packets && m.applies == now.applies && clock < m.next
+	return m.valid && now.valid && m.packets == now.packets && m.applies == now.applies && m.imports == now.imports && clock < m.next
 }
 
 // packets is the number of packets the program has counted, all verdicts,
