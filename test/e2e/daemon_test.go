@@ -40,7 +40,7 @@ func realInfo(s *control.ServiceInfo, addr string) *control.RealInfo {
 
 // waitHealth waits until a real server's health is want ("up", "down")
 // and the dataplane has the weight that goes with it (0 when down).
-func waitHealth(t *testing.T, d *lab.Director, service_, addr, want string, timeout time.Duration) {
+func waitHealth(t testing.TB, d *lab.Director, service_, addr, want string, timeout time.Duration) {
 	t.Helper()
 	nettest.WaitFor(t, timeout, fmt.Sprintf("%s %s %s", service_, addr, want), func() error {
 		st, err := d.Status()

@@ -49,7 +49,7 @@ func webAddr(l *lab.Lab, r *lab.Real) string {
 
 // waitAllUp waits until every real server is up in the web and echo
 // services of d.
-func waitAllUp(t *testing.T, l *lab.Lab, d *lab.Director) {
+func waitAllUp(t testing.TB, l *lab.Lab, d *lab.Director) {
 	t.Helper()
 	for _, r := range l.Reals {
 		waitHealth(t, d, "web", webAddr(l, r), "up", 20*time.Second)
@@ -58,7 +58,7 @@ func waitAllUp(t *testing.T, l *lab.Lab, d *lab.Director) {
 }
 
 // logsOnFailure logs the directors' logs if the test fails.
-func logsOnFailure(t *testing.T, l *lab.Lab) {
+func logsOnFailure(t testing.TB, l *lab.Lab) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(l.Logs())

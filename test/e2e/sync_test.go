@@ -44,7 +44,7 @@ var syncServices = []syncService{
 // syncConfig is [sync] and the services for director d: sync's protocol
 // (none: ""), xlb's unicast to the other director, following VI_1; more
 // is added to [sync].
-func syncConfig(t *testing.T, l *lab.Lab, d *lab.Director, protocol, more string) string {
+func syncConfig(t testing.TB, l *lab.Lab, d *lab.Director, protocol, more string) string {
 	t.Helper()
 	var b strings.Builder
 	for _, s := range syncServices {
@@ -101,7 +101,7 @@ vrrp_instance = "VI_1"
 
 // syncLab starts the pair with every sync service up on both, director 0
 // master; sync "" runs without [sync]; more is added to [sync].
-func syncLab(t *testing.T, layout, protocol, more string) *lab.Lab {
+func syncLab(t testing.TB, layout, protocol, more string) *lab.Lab {
 	t.Helper()
 	l := lab.New(t, lab.Spec{Layout: layout, Scheduler: "mh"})
 	logsOnFailure(t, l)
@@ -129,7 +129,7 @@ func syncLab(t *testing.T, layout, protocol, more string) *lab.Lab {
 	return l
 }
 
-func syncStatus(t *testing.T, d *lab.Director) *control.Status {
+func syncStatus(t testing.TB, d *lab.Director) *control.Status {
 	t.Helper()
 	st, err := d.Status()
 	if err != nil {
@@ -138,7 +138,7 @@ func syncStatus(t *testing.T, d *lab.Director) *control.Status {
 	return st
 }
 
-func waitSyncReady(t *testing.T, d *lab.Director, timeout time.Duration) {
+func waitSyncReady(t testing.TB, d *lab.Director, timeout time.Duration) {
 	t.Helper()
 	nettest.WaitFor(t, timeout, d.Name+" sync_ready", func() error {
 		st, err := d.Status()
@@ -154,7 +154,7 @@ func waitSyncReady(t *testing.T, d *lab.Director, timeout time.Duration) {
 
 // waitApplied waits until d has applied at least n records more than
 // before.
-func waitApplied(t *testing.T, d *lab.Director, before uint64, n int) {
+func waitApplied(t testing.TB, d *lab.Director, before uint64, n int) {
 	t.Helper()
 	nettest.WaitFor(t, 20*time.Second, fmt.Sprintf("%s applying %d records", d.Name, n), func() error {
 		st, err := d.Status()
@@ -168,7 +168,7 @@ func waitApplied(t *testing.T, d *lab.Director, before uint64, n int) {
 	})
 }
 
-func applied(t *testing.T, d *lab.Director) uint64 {
+func applied(t testing.TB, d *lab.Director) uint64 {
 	st := syncStatus(t, d)
 	if st.Sync == nil {
 		return 0
