@@ -1,0 +1,201 @@
+package health
+
+import (
+	"container/heap"
+	"context"
+	"time"
+)
+
+// schedule is the scheduler goroutine: it moves due checks from the heap
+// to a ready list and starts them while fewer than Options.Workers run,
+// sleeping until the next check is due, a slot is free, or Update or a
+// finished run changed the heap.
+func (m *Manager) schedule(ctx context.Context) {
+	var ready []*check // due, waiting for a worker; only this goroutine uses it
+	for {
+		m.mu.Lock()
+		now := m.clock.Now()
+		for len(m.queue) > 0 && !m.queue[0].next.After(now) {
+			ready = append(ready, heap.Pop(&m.queue).(*check))
+		}
+		for len(ready) > 0 && m.checks[ready[0].key] != ready[0] {
+			ready = ready[1:] // removed or replaced while waiting
+		}
+		var slots chan<- struct{}
+		var j job
+		if len(ready) > 0 {
+			c := ready[0]
+			slots, j = m.slots, job{c: c, checker: c.checker, typ: c.spec.Type, timeout: c.spec.Timeout, started: now}
+		}
+		var timer Timer
+		var fire <-chan time.Time
+		if len(m.queue) > 0 {
+			timer = m.clock.TimerAt(m.queue[0].next)
+			fire = timer.C()
+		}
+		m.mu.Unlock()
+
+		select {
+		case <-ctx.Done():
+		case <-m.wake:
+		case <-fire:
+		case slots <- struct{}{}:
+			ready = ready[1:]
+			m.running.Go(func() {
+				defer func() { <-m.slots }()
+				m.run(ctx, j)
+			})
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func (m *Manager) run(ctx context.Context, j job) {
+	start := time.Now()
+	var w Weight
+	var err error
+	if dc, ok := j.checker.(deadlineChecker); ok {
+		// No context (and timer) of its own for each of thousands of runs.
+		err = dc.checkBy(ctx, start.Add(j.timeout))
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, j.timeout)
+		if wc, ok := j.checker.(WeightChecker); ok {
+			w, err = wc.CheckWeight(cctx)
+		} else {
+			err = j.checker.Check(cctx)
+		}
+		cancel()
+	}
+	d := time.Since(start)
+	if ctx.Err() != nil {
+		return // shutting down: not the real server's fault
+	}
+	if m.observe != nil {
+		m.observe(j.c.key, j.typ, d, err)
+	}
+	t, changed, sum := m.finish(j, w, err, d)
+	if changed {
+		m.logTransition(t)
+	}
+	if sum != nil {
+		m.log.Info("health checks: first results", "up", sum.up, "down", sum.down, "undecided", sum.undecided)
+	}
+}
+
+// deadlineChecker is a Checker whose run takes its deadline apart from
+// its context (which only stops it when the Manager stops).
+type deadlineChecker interface {
+	checkBy(ctx context.Context, deadline time.Time) error
+}
+
+// firstResults is a summary of checks' first results.
+type firstResults struct{ up, down, undecided int }
+
+// summaryEvery is how often first results are summarised while checks
+// are still undecided (the last summary comes when none is).
+const summaryEvery = 10 * time.Second
+
+// finish records the result of a run, applies fall and rise, and schedules
+// the next run. A successful run's weight becomes the check's.
+func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transition, bool, *firstResults) {
+	m.mu.Lock()
+	defer m.poke()
+	defer m.mu.Unlock()
+	c := j.c
+	if m.checks[c.key] != c {
+		return Transition{}, false, nil // removed or replaced while running
+	}
+	now := m.clock.Now()
+	c.runs++
+	c.lastErr, c.lastDur, c.lastRun = err, d, j.started
+	from, fromWeight := c.state, c.weight
+	if err == nil {
+		c.weight = w
+		c.successes++
+		c.failures = 0
+		if c.successes >= c.spec.Rise {
+			c.state = StateUp
+		}
+	} else {
+		c.failures++
+		c.successes = 0
+		if c.failures >= c.spec.Fall {
+			c.state = StateDown
+		}
+	}
+	c.setNext(now.Add(nextDelay(c.spec.Interval)))
+	heap.Push(&m.queue, c)
+	var sum *firstResults
+	if from == StateUnknown && c.state != StateUnknown {
+		m.undecided--
+		if c.state == StateUp {
+			m.firstUp++
+		} else {
+			m.firstDown++
+		}
+		if m.undecided == 0 || now.Sub(m.lastSummary) >= summaryEvery {
+			sum = &firstResults{m.firstUp, m.firstDown, m.undecided}
+			m.firstUp, m.firstDown, m.lastSummary = 0, 0, now
+		}
+	}
+	if c.state == from && c.weight == fromWeight {
+		return Transition{}, false, sum
+	}
+	t := Transition{Key: c.key, From: from, To: c.state, Up: c.state == StateUp, Weight: c.weight, Err: err, At: now}
+	m.out.push(t)
+	return t, true, sum
+}
+
+// poke wakes the scheduler without waiting.
+func (m *Manager) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// logTransition logs a real server going up or down, or a change of the
+// weight its check sets. A first result (from unknown) and a check that
+// starts again (to unknown) are logged at debug level only: they come by
+// the thousand at start and at a reload, summarised ("health checks:
+// first results", "health checks updated").
+func (m *Manager) logTransition(t Transition) {
+	if t.From == t.To {
+		m.log.Info("health check weight changed", "check", t.Key, "state", t.To, "weight", t.Weight)
+		return
+	}
+	if t.From == StateUnknown || t.To == StateUnknown {
+		m.log.Debug("health check state changed", "check", t.Key, "from", t.From, "to", t.To, "error", t.Err)
+		return
+	}
+	if t.Err != nil {
+		m.log.Info("health check state changed", "check", t.Key, "from", t.From, "to", t.To, "error", t.Err)
+		return
+	}
+	m.log.Info("health check state changed", "check", t.Key, "from", t.From, "to", t.To)
+}
+
+// deliver is the goroutine that sends queued transitions to Results.
+func (m *Manager) deliver(ctx context.Context) {
+	for {
+		t, ok := m.out.pop()
+		if !ok {
+			select {
+			case <-ctx.Done():
+				return
+			case <-m.out.notify:
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case m.results <- t:
+		}
+	}
+}
