@@ -42,7 +42,7 @@ func parse(t *testing.T, src string) *config.Config {
 	return c
 }
 
-// TestVRRPDefaultsAgree: the configuration file's defaults (config/load.go,
+// TestVRRPDefaultsAgree: the configuration file's defaults (config/keys.go,
 // the user-facing ones) and vrrp's defaults for a Config built in code are
 // the same. The minimal configuration, converted, with vrrp's defaults
 // filling only what the conversion leaves zero, must equal the minimal
