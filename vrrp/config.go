@@ -214,9 +214,10 @@ const (
 
 // WithDefaults returns c with every field left at its zero value that has
 // a default set to it (keepalived's defaults, which are also those of the
-// configuration file: config/keys.go, config/load_vrrp.go). It is the one place where defaults
-// are applied: NewNode and Reconfigure keep its result, and everything
-// after works on it. It copies what it changes: c is left as it was.
+// configuration file: config/keys.go, config/load_vrrp.go). It is the one
+// place where defaults are applied: NewNode and Reconfigure keep its
+// result, and everything after works on it. It copies what it changes: c
+// is left as it was.
 func (c Config) WithDefaults() Config {
 	c.Instances = slices.Clone(c.Instances)
 	for i := range c.Instances {
