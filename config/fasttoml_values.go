@@ -237,21 +237,11 @@ func (p *fastParser) escape(b *strings.Builder) {
 	}
 	c := p.src[p.pos+1]
 	p.pos += 2
+	if e, ok := simpleEscape(c); ok {
+		b.WriteByte(e)
+		return
+	}
 	switch c {
-	case 'b':
-		b.WriteByte('\b')
-	case 't':
-		b.WriteByte('\t')
-	case 'n':
-		b.WriteByte('\n')
-	case 'f':
-		b.WriteByte('\f')
-	case 'r':
-		b.WriteByte('\r')
-	case '"':
-		b.WriteByte('"')
-	case '\\':
-		b.WriteByte('\\')
 	case 'u', 'U':
 		n := 4
 		if c == 'U' {

@@ -486,6 +486,26 @@ func (s *scanner) multiline(q byte) {
 	s.pos = len(s.src)
 }
 
+// simpleEscape is the byte a one-letter escape of a basic string stands
+// for (TOML 1.0's \b \t \n \f \r \" \\).
+func simpleEscape(c byte) (byte, bool) {
+	switch c {
+	case 'b':
+		return '\b', true
+	case 't':
+		return '\t', true
+	case 'n':
+		return '\n', true
+	case 'f':
+		return '\f', true
+	case 'r':
+		return '\r', true
+	case '"', '\\':
+		return c, true
+	}
+	return 0, false
+}
+
 // unescapeBasic resolves the escapes of a basic string; raw is returned as
 // is if it holds an invalid escape (the parser would have rejected it).
 func unescapeBasic(raw string) string {
@@ -503,23 +523,13 @@ func unescapeBasic(raw string) string {
 			return raw
 		}
 		i++
+		if e, ok := simpleEscape(raw[i]); ok {
+			b.WriteByte(e)
+			continue
+		}
 		switch raw[i] {
-		case 'b':
-			b.WriteByte('\b')
-		case 't':
-			b.WriteByte('\t')
-		case 'n':
-			b.WriteByte('\n')
-		case 'f':
-			b.WriteByte('\f')
-		case 'r':
-			b.WriteByte('\r')
 		case 'e':
 			b.WriteByte(0x1b)
-		case '"':
-			b.WriteByte('"')
-		case '\\':
-			b.WriteByte('\\')
 		case 'x', 'u', 'U':
 			n := map[byte]int{'x': 2, 'u': 4, 'U': 8}[raw[i]]
 			if i+n >= len(raw) {
