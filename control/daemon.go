@@ -444,18 +444,12 @@ func (d *Daemon) roleEvent(ev vrrp.Event) {
 	d.mailRole(ev)
 	d.syncRole(ev)
 	role := Role{Master: ev.To == vrrp.Master, At: ev.At, Until: ev.TentativeUntil, HandoverUntil: ev.HandoverUntil}
-	if !role.Until.IsZero() {
-		// Just started: the role is known for sure once vrrp's
-		// Master_Down_Timer has run out; look again then.
-		time.AfterFunc(time.Until(role.Until)+10*time.Millisecond, d.rec.Poke)
-	}
 	d.log.Info("VRRP role", "instance", ev.Instance, "from", ev.From, "to", ev.To, "reason", ev.Reason, "priority", ev.Priority)
 	if !role.HandoverUntil.IsZero() {
 		// Gave up MASTER (to a better master, a fault, xlb drain):
 		// forwarding goes on until the new master has taken over.
 		d.log.Info("forwarding until the new master has taken over", "instance", ev.Instance,
 			"grace", role.HandoverUntil.Sub(ev.At).Round(time.Millisecond))
-		time.AfterFunc(time.Until(role.HandoverUntil)+10*time.Millisecond, d.rec.Poke)
 	}
 	d.rec.SetRole(ev.Instance, role)
 }

@@ -295,6 +295,15 @@ func (r *Reconciler) SetRole(instance string, role Role) {
 	r.roles[instance] = role
 	r.mu.Unlock()
 	r.Poke()
+	// A tentative role (just started: known for sure once vrrp's
+	// Master_Down_Timer has run out) or a hand-over changes what is
+	// forwarded when its deadline passes, without another event: look
+	// again then.
+	for _, until := range []time.Time{role.Until, role.HandoverUntil} {
+		if !until.IsZero() {
+			time.AfterFunc(time.Until(until)+10*time.Millisecond, r.Poke)
+		}
+	}
 }
 
 // inputs gathers what Desired computes from. It asks the resolver for the
