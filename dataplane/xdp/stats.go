@@ -302,6 +302,15 @@ func (d *Dataplane) Sync() error {
 		return nil
 	}
 	d.scans.done++
+	// The embryonic words (an array of 1M): only a sent SYN makes one, so
+	// when the last scan found none live and nothing was sent since, this
+	// one would find none either (a word does not come back to life).
+	// Without this an idle director read 8 MB every 5 s: two thirds of its
+	// idle CPU (TestIdleSyncScansNoEmbryos).
+	readEmbryos := perr != nil || !d.embryos.none || sent != d.embryos.sent
+	if readEmbryos {
+		d.scans.embryosRead++
+	}
 	dead := make(map[uint32]bool, len(d.deadSvcs))
 	for id := range d.deadSvcs {
 		dead[id] = true
@@ -353,25 +362,11 @@ func (d *Dataplane) Sync() error {
 	if err != nil {
 		return fmt.Errorf("scan connections: %w", err)
 	}
-	// The embryonic words (an array of 1M): only a sent SYN makes one, so
-	// when the last scan found none live and nothing was sent since, this
-	// one would find none either (a word does not come back to life).
-	// Without this an idle director read 8 MB every 5 s: two thirds of its
-	// idle CPU (TestIdleSyncScansNoEmbryos).
-	d.mu.Lock()
-	readEmbryos := perr != nil || !d.embryos.none || sent != d.embryos.sent
+	live := 0
 	if readEmbryos {
-		d.scans.embryosRead++
-	}
-	d.mu.Unlock()
-	if readEmbryos {
-		live, err := d.countEmbryos(counts, now, fin)
-		if err != nil {
+		if live, err = d.countEmbryos(counts, now, fin); err != nil {
 			return fmt.Errorf("scan embryonic flows: %w", err)
 		}
-		d.mu.Lock()
-		d.embryos.none, d.embryos.sent = perr == nil && live == 0, sent
-		d.mu.Unlock()
 		if live > 0 {
 			// Their counts change when they expire, without a packet:
 			// the next Sync scans again.
@@ -393,6 +388,9 @@ func (d *Dataplane) Sync() error {
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if readEmbryos {
+		d.embryos.none, d.embryos.sent = perr == nil && live == 0, sent
+	}
 	d.conns.Store(&counts)
 	if err == nil && len(stale) == 0 {
 		d.scanned = mark
