@@ -282,7 +282,7 @@ func (d *Dataplane) Sync() error {
 	if err != nil {
 		return err
 	}
-	_, sent, perr := d.packets()
+	sent, perr := d.sentPackets()
 	d.csync.mu.Lock()
 	imports := d.csync.gen
 	d.csync.mu.Unlock()
@@ -489,24 +489,24 @@ func (m scanMark) same(now scanMark, clock uint64) bool {
 	return m.valid && now.valid && m.packets == now.packets && m.applies == now.applies && m.imports == now.imports && clock < m.next
 }
 
-// packets is the number of packets the program has counted, all verdicts,
-// and of those the ones it sent or passed for want of a neighbour (the
-// verdicts of a scheduled flow: xlb_sent, xlb_decided in bpf/xlb.c).
-func (d *Dataplane) packets() (all, sent uint64, err error) {
+// sentPackets is the number of packets the program has sent or passed for
+// want of a neighbour: the verdicts of a scheduled flow (xlb_sent,
+// xlb_decided in bpf/xlb.c).
+func (d *Dataplane) sentPackets() (uint64, error) {
+	var sent uint64
 	for v, name := range d.verdict {
+		if name != "tx" && name != "redirect" && name != "pass_no_neigh" {
+			continue
+		}
 		var per []bpfXlbVerdictStats
 		if err := d.objs.XlbVerdictsV1.Lookup(v, &per); err != nil {
-			return 0, 0, err
+			return 0, err
 		}
-		decided := name == "tx" || name == "redirect" || name == "pass_no_neigh"
 		for _, p := range per {
-			all += p.Packets
-			if decided {
-				sent += p.Packets
-			}
+			sent += p.Packets
 		}
 	}
-	return all, sent, nil
+	return sent, nil
 }
 
 // readIDs reads an array map indexed by backend id over the ids in use,

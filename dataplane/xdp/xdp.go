@@ -105,7 +105,8 @@ type Dataplane struct {
 	// deadSvcs are ids of removed services whose flows are still tracked.
 	deadSvcs map[uint32]bool
 	// loadsClean: the last Sync read and corrected every lc/wlc load and
-	// connection count, when the program had counted cleanPackets.
+	// connection count, when the program had sent cleanPackets
+	// (sentPackets).
 	loadsClean   bool
 	cleanPackets uint64
 	// embryos: the last scan of the embryonic words found none live
