@@ -539,8 +539,9 @@ static __noinline void xlb_conn_new(const struct xlb_pkt *p, const struct xlb_de
 /* xlb_new schedules a packet of service d->svc that has no live connection
  * entry, after the checks the kernel makes before IPVS would (martian
  * source, reverse path). A TCP SYN of a DR or tunnel service records an
- * embryonic entry (embryo.h), or in SYN flood mode is scheduled by hash;
- * the handshake's ACK creates the connection entry from it. Other packets
+ * embryonic entry (embryo.h), or in SYN flood mode or when its slot is
+ * held is scheduled by hash; the handshake's ACK creates the connection
+ * entry from the entry, or by the same hash. Other packets
  * (UDP, NAT services, a SYN reusing a closing flow's 5-tuple, a packet
  * without state after a failover) create the connection entry at once.
  * Returns XLB_CONTINUE with d filled, or the verdict. */
@@ -551,7 +552,7 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 	struct xlb_backend *be = NULL;
 	__u32 id = 0, fp = 0, v;
 	__u64 *slot = NULL, w = 0, fin_timeout;
-	int syn = 0, held, bound, emb, emb_syn, flood;
+	int syn = 0, held, bound, emb, emb_syn, flood, claim, counted;
 
 	if (!g || !svc)
 		return XLB_V_PASS_NOT_SERVICE;
@@ -577,7 +578,7 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 		/* The handshake goes on: its SYN's entry becomes the
 		 * connection's, and with it the SYN's counts (its inactive
 		 * connection in dest.h's, its lc/wlc load). */
-		bound = __sync_val_compare_and_swap(slot, w, 0) == w;
+		bound = lb_emb_take(slot, w, fp);
 		held = bound && (w & XLB_EMB_COUNTED);
 		lb_event(XLB_EV_EMBRYO_PROMOTED);
 		/* Established now: the flow cache serves its next packets. */
@@ -591,43 +592,46 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 	v = xlb_src_check(ctx, p, XLB_CA32(svc->vip)[0]);
 	if (v != XLB_CONTINUE)
 		return v;
-	/* A SYN of a DR or tunnel service is scheduled unless in SYN flood
-	 * mode (then by hash), and gets an embryonic entry. Any other packet
-	 * gets a connection entry now. Without an embryonic entry, a TCP
-	 * packet after the SYN had its SYN scheduled by hash (a flood) or
-	 * through another director: a new connection for this one unless its
-	 * SYN was counted here during a flood. One call site of the scheduler
-	 * for both, as of xlb_conn_new for a promoted handshake and a new
-	 * connection: the verifier checks each call site's code again. */
+	/* A SYN of a DR or tunnel service takes its slot's embryonic entry
+	 * if the slot is free, then is scheduled; in SYN flood mode, or if
+	 * the slot holds another flow's live entry, it is scheduled by hash
+	 * and takes none (embryo.h). Any other packet gets a connection entry
+	 * now. Without an embryonic entry, a TCP packet after the SYN had its
+	 * SYN scheduled by hash or through another director: a new
+	 * connection for this one unless its SYN was counted here during a
+	 * flood. One call site of the scheduler for all, as of xlb_conn_new
+	 * for a promoted handshake and a new connection: the verifier checks
+	 * each call site's code again. */
 	emb_syn = emb && syn;
 	flood = emb_syn && lb_syn_flood(now);
+	claim = emb_syn && !flood && slot && lb_emb_contend(slot, &w, now, fin_timeout);
+	counted = claim && lb_sched_loaded(svc->sched);
+	if (claim && __sync_val_compare_and_swap(slot, w, lb_emb_word(fp, 0, counted, now)) != w) {
+		/* Another CPU's SYN took the slot since it was read: this
+		 * one is hashed, and marks that SYN's entry. */
+		claim = 0;
+		w = *slot;
+		lb_emb_contend(slot, &w, now, fin_timeout);
+	}
 	d->is_new = emb_syn || !emb || !lb_syn_flooded(now);
-	be = lb_schedule(svc, d->cfg_idx, p, emb_syn ? !flood : syn || p->flow.proto != IPPROTO_TCP, now, &id);
-	if (!be)
+	be = lb_schedule(svc, d->cfg_idx, p, emb_syn ? claim : syn || p->flow.proto != IPPROTO_TCP, now, &id);
+	if (!be) {
+		if (claim)
+			lb_emb_take(slot, *slot, fp);
 		goto no_backend;
+	}
+	if (claim) {
+		/* The slot was taken before scheduling: its backend now. */
+		__sync_fetch_and_or(slot, (__u64)(id & XLB_EMB_BE_MASK) << XLB_EMB_BE_SHIFT);
+		if (counted)
+			lb_active_add(id, 1);
+		/* ip_vs_bind_dest: the SYN is the backend's inactive
+		 * connection from now on (its upper threshold counts it). */
+		lb_dest_bind(id, be, 0);
+		goto out;
+	}
 	if (emb_syn) {
-		if (flood) {
-			lb_event(XLB_EV_SYN_FLOOD);
-		} else if (slot) {
-			int counted = lb_sched_loaded(svc->sched);
-			__u64 nw = lb_emb_word(fp, id, counted, now);
-
-			if (lb_emb_live(w, now, fin_timeout)) {
-				lb_event(XLB_EV_EMBRYO_REPLACED);
-				if (w & XLB_EMB_COUNTED)
-					w = __sync_lock_test_and_set(slot, nw);
-				else
-					*slot = nw;
-				lb_emb_release(w, now, fin_timeout);
-			} else {
-				*slot = nw;
-			}
-			if (counted)
-				lb_active_add(id, 1);
-			/* ip_vs_bind_dest: the SYN is the backend's inactive
-			 * connection from now on (its upper threshold counts it). */
-			lb_dest_bind(id, be, 0);
-		}
+		lb_event(flood ? XLB_EV_SYN_FLOOD : XLB_EV_EMBRYO_BUSY);
 		goto out;
 	}
 create:

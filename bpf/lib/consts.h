@@ -37,9 +37,10 @@
  * of xlb_embryos_v1, a shared array indexed by flow hash (a power of two).
  * A word is freed when the client's ACK creates the connection entry, so
  * only SYNs still in their handshake, or never answered, hold one; 8 bytes
- * each. Below the SYN flood limit (xlb_syn_limit, per CPU) a word lives at
- * least XLB_MAX_EMBRYOS / (limit * CPUs) seconds before another SYN may
- * take its slot: 4 s with 2 CPUs at the default. */
+ * each. A live word is never taken by another flow's SYN (embryo.h): a
+ * SYN whose slot is held is scheduled by hash instead, so the size bounds
+ * how many new flows follow their scheduler while spoofed SYNs below the
+ * flood limit fill the array (1M: 4 s of 2 CPUs at the default limit). */
 #ifndef XLB_MAX_EMBRYOS
 #define XLB_MAX_EMBRYOS (1 << 20)
 #endif
@@ -142,12 +143,18 @@ enum xlb_limits {
 
 /* An embryonic flow's word in xlb_embryos_v1 (0: empty): bits 0-31 a
  * second hash of the flow (never 0; the slot index is the first), then the
- * backend id, whether the SYN was counted in the backend's lc/wlc load,
- * and the coarse clock tick of the SYN (now >> XLB_ATIME_SHIFT, wrapping).
- * The control plane decodes it with these values (bpf2go -type). */
+ * backend id, whether a SYN of another flow found the word holding its
+ * slot (contended: see embryo.h), whether the SYN was counted in the
+ * backend's lc/wlc load, and the coarse clock tick of the SYN or of the
+ * last contention (now >> XLB_ATIME_SHIFT, wrapping). A word whose hash
+ * bits are 0 holds a slot for contending flows only (embryo.h). The
+ * control plane decodes it with these values (bpf2go -type). Bit 51 was
+ * the backend id's top bit, always 0 (XLB_MAX_BACKENDS is 2^18): words
+ * written before it meant contended read the same. */
 enum xlb_embryo_word {
 	XLB_EMB_BE_SHIFT = 32,
-	XLB_EMB_BE_BITS = 20,
+	XLB_EMB_BE_BITS = 19,
+	XLB_EMB_CONTENDED_BIT = 51,
 	XLB_EMB_COUNTED_BIT = 52,
 	XLB_EMB_TICK_SHIFT = 53,
 	XLB_EMB_TICK_BITS = 11,
@@ -207,8 +214,9 @@ enum xlb_event {
 	XLB_EV_SYN_FLOOD,        /* SYN flood mode: a SYN scheduled by hash, without an embryonic entry */
 	XLB_EV_SYN_FLOOD_START,  /* SYN flood mode entered (a CPU passed the SYN rate limit) */
 	XLB_EV_EMBRYO_PROMOTED,  /* a handshake's ACK created the connection entry from its SYN's embryonic entry */
-	XLB_EV_EMBRYO_REPLACED,  /* a SYN took the slot of another flow's live embryonic entry (not in flood mode) */
+	XLB_EV_EMBRYO_REPLACED,  /* retired (a SYN no longer takes another flow's live embryonic entry: embryo_busy): never counted */
 	XLB_EV_CONN_EVICTED,     /* a flow cached during the last two clock ticks found no connection entry: evicted from the LRU */
+	XLB_EV_EMBRYO_BUSY,      /* a SYN found its slot held by another flow's live embryonic entry: scheduled by hash, without one (not in flood mode) */
 	XLB_EV_MAX,
 };
 

@@ -10,15 +10,40 @@
  * table and never evicts an established flow from it; a retransmitted SYN
  * finds its word and keeps its real server.
  *
+ * A handshake's packets after its SYN (the ACK, a retransmitted SYN) must
+ * reach the SYN's real server: each SYN is either recorded in a word, or
+ * scheduled the way a packet without state is (lb_schedule with is_new 0:
+ * the service's table indexed by the 5-tuple's hash), which its later
+ * packets, finding no word of theirs, compute again. So a live word is
+ * never taken by another flow (that flow's ACK would then be hashed to
+ * another real server and reset: issue 14, at a flood's onset), and a SYN
+ * scheduled by hash must still find no free slot when it is retransmitted:
+ *
+ *  - a SYN whose slot is free (empty, or its word past the SYN-only
+ *    timeout) is scheduled by its scheduler and takes the slot
+ *    (compare-and-swap: of two CPUs, one wins);
+ *  - a SYN whose slot holds another flow's live word is scheduled by hash
+ *    and writes no word of its own (embryo_busy); it marks the word
+ *    contended and restarts its clock, so that the word holds the slot for
+ *    a SYN-only timeout after the last SYN that found it there;
+ *  - the ACK frees its word, but a contended word becomes a word of no
+ *    flow (hash bits 0) that holds the slot until then: the flows hashed
+ *    because of it, still in their handshake, keep being hashed.
+ *
+ * A handshake thus keeps its real server while its retransmissions come
+ * less than a SYN-only timeout apart (Linux: 1, 2, 4... 32 s; tcp_fin_timeout
+ * 120 s by default). Spoofed SYNs below the flood limit can fill the
+ * array: new flows are then scheduled by hash, as in flood mode.
+ *
  * Above the SYN rate limit on a CPU the director is in SYN flood mode for
- * XLB_SYN_FLOOD_HOLD (consts.h): a SYN is scheduled the way a packet
- * without state is (lb_schedule with is_new 0: the service's table indexed
- * by the 5-tuple's hash) and writes no word. The client's ACK, and any
- * retransmission of the SYN, compute the same real server, so a flood
- * neither disturbs the words written before it nor needs any of its own;
- * a handshake completed during the flood gets its connection entry like
- * any other. Katran's SYN limiter routes by consistent hash above its
- * limit too, but inserts nothing for such flows; IPVS's own defences are
+ * XLB_SYN_FLOOD_HOLD (consts.h): a SYN without a word of its own is
+ * scheduled by hash and writes nothing, not even a mark, so the cost of a
+ * flooded SYN is a lookup and a hash. The client's ACK, and any
+ * retransmission of the SYN while the mode lasts, compute the same real
+ * server; the words written before the flood keep their slots, and a
+ * handshake completed during the flood gets its connection entry like any
+ * other. Katran's SYN limiter routes by consistent hash above its limit
+ * too, but inserts nothing for such flows; IPVS's own defences are
  * secure_tcp (a shorter SYN_RECV timeout) and drop_entry (random deletion
  * of entries). */
 #ifndef XLB_EMBRYO_H
@@ -32,7 +57,6 @@
 #include "hash.h"
 #include "clock.h"
 #include "counters.h"
-#include "dest.h"
 
 _Static_assert((XLB_MAX_EMBRYOS & (XLB_MAX_EMBRYOS - 1)) == 0, "XLB_MAX_EMBRYOS is a power of two");
 _Static_assert(XLB_MAX_BACKENDS <= (1 << XLB_EMB_BE_BITS), "a backend id fits an embryonic word");
@@ -41,6 +65,8 @@ _Static_assert(XLB_MAX_BACKENDS <= (1 << XLB_EMB_BE_BITS), "a backend id fits an
 #define XLB_EMB_BE_MASK ((1ULL << XLB_EMB_BE_BITS) - 1)
 #define XLB_EMB_TICK_MASK ((1ULL << XLB_EMB_TICK_BITS) - 1)
 #define XLB_EMB_COUNTED (1ULL << XLB_EMB_COUNTED_BIT)
+#define XLB_EMB_CONTENDED (1ULL << XLB_EMB_CONTENDED_BIT)
+#define XLB_EMB_TICKS (XLB_EMB_TICK_MASK << XLB_EMB_TICK_SHIFT)
 
 /* SYNs per CPU per window above which SYN flood mode starts; 0: never.
  * Set at load by the control plane (Options.SYNFloodRate). */
@@ -118,21 +144,55 @@ static __always_inline int lb_syn_flooded(__u64 now)
 	return f && f->until > now;
 }
 
-/* lb_emb_release takes a replaced word's SYN out of its backend's counts
- * if it is still live (the control plane's recount includes exactly
- * those): its inactive connection (dest.h), and its lc/wlc load if it was
- * counted there. */
-static __always_inline void lb_emb_release(__u64 old, __u64 now, __u64 timeout)
+/* lb_emb_contend is called by a SYN (not in flood mode) whose slot holds
+ * word *wp, not its own. Returns 1 if the slot is free: the SYN may take
+ * it, from *wp (set to the word last seen). Otherwise marks the word
+ * contended, its clock restarted, and returns 0: the SYN is scheduled by
+ * hash. The mark is made before the SYN is scheduled: an ACK freeing the
+ * word meanwhile makes the CAS fail, and the slot is seen free. Bounded:
+ * a word changes a few times at most in the while (a mark, its flow's
+ * ACK, another SYN taking the slot); after the last try the SYN is hashed
+ * unmarked. */
+static __always_inline int lb_emb_contend(__u64 *slot, __u64 *wp, __u64 now, __u64 timeout)
 {
-	if (lb_emb_live(old, now, timeout))
-		lb_dest_unbind(lb_emb_backend(old), 0);
-	if ((old & XLB_EMB_COUNTED) && lb_emb_live(old, now, timeout)) {
-		__u32 id = lb_emb_backend(old);
-		__s64 *a = bpf_map_lookup_elem(&xlb_be_act_v1, &id);
+	__u64 tick = ((now >> XLB_ATIME_SHIFT) & XLB_EMB_TICK_MASK) << XLB_EMB_TICK_SHIFT;
+	__u64 w = *wp, nw, old;
+	int i;
 
-		if (a)
-			__sync_fetch_and_add(a, -1);
+	for (i = 0; i < 3; i++) {
+		if (!lb_emb_live(w, now, timeout)) {
+			*wp = w;
+			return 1;
+		}
+		nw = (w & ~XLB_EMB_TICKS) | XLB_EMB_CONTENDED | tick;
+		if (nw == w)
+			return 0;
+		old = __sync_val_compare_and_swap(slot, w, nw);
+		if (old == w)
+			return 0;
+		w = old;
 	}
+	return 0;
+}
+
+/* lb_emb_take frees flow fp's word w at its handshake's next packet: to 0,
+ * or, contended, to a word of no flow holding the slot (its mark and
+ * clock). Returns whether this packet freed it (another CPU may have). */
+static __always_inline int lb_emb_take(__u64 *slot, __u64 w, __u32 fp)
+{
+	__u64 nw, old;
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		nw = (w & XLB_EMB_CONTENDED) ? (w & (XLB_EMB_CONTENDED | XLB_EMB_TICKS)) : 0;
+		old = __sync_val_compare_and_swap(slot, w, nw);
+		if (old == w)
+			return 1;
+		if ((__u32)old != fp)
+			return 0;
+		w = old; /* marked contended meanwhile */
+	}
+	return 0;
 }
 
 #endif /* XLB_EMBRYO_H */

@@ -119,11 +119,12 @@ const (
 type bpfXlbEmbryoWord uint32
 
 const (
-	bpfXlbEmbryoWordXLB_EMB_BE_SHIFT    bpfXlbEmbryoWord = 32
-	bpfXlbEmbryoWordXLB_EMB_BE_BITS     bpfXlbEmbryoWord = 20
-	bpfXlbEmbryoWordXLB_EMB_COUNTED_BIT bpfXlbEmbryoWord = 52
-	bpfXlbEmbryoWordXLB_EMB_TICK_SHIFT  bpfXlbEmbryoWord = 53
-	bpfXlbEmbryoWordXLB_EMB_TICK_BITS   bpfXlbEmbryoWord = 11
+	bpfXlbEmbryoWordXLB_EMB_BE_SHIFT      bpfXlbEmbryoWord = 32
+	bpfXlbEmbryoWordXLB_EMB_BE_BITS       bpfXlbEmbryoWord = 19
+	bpfXlbEmbryoWordXLB_EMB_CONTENDED_BIT bpfXlbEmbryoWord = 51
+	bpfXlbEmbryoWordXLB_EMB_COUNTED_BIT   bpfXlbEmbryoWord = 52
+	bpfXlbEmbryoWordXLB_EMB_TICK_SHIFT    bpfXlbEmbryoWord = 53
+	bpfXlbEmbryoWordXLB_EMB_TICK_BITS     bpfXlbEmbryoWord = 11
 )
 
 type bpfXlbEvent uint32
@@ -140,7 +141,8 @@ const (
 	bpfXlbEventXLB_EV_EMBRYO_PROMOTED bpfXlbEvent = 8
 	bpfXlbEventXLB_EV_EMBRYO_REPLACED bpfXlbEvent = 9
 	bpfXlbEventXLB_EV_CONN_EVICTED    bpfXlbEvent = 10
-	bpfXlbEventXLB_EV_MAX             bpfXlbEvent = 11
+	bpfXlbEventXLB_EV_EMBRYO_BUSY     bpfXlbEvent = 11
+	bpfXlbEventXLB_EV_MAX             bpfXlbEvent = 12
 )
 
 type bpfXlbFlow struct {

@@ -264,3 +264,170 @@ func TestTunnelTrimsPadding(t *testing.T) {
 		expectFrame(t, fmt.Sprintf("padded frame to port %d", port), out, append(want, inner...))
 	}
 }
+
+// colliding returns, for each of flows, the SYN of another flow (from
+// 198.19.0.0/16, the from-th candidate on) whose embryonic entry has the
+// same slot: xlb_embryos_v1 is indexed by the flow hash.
+func colliding(flows []packet.Frame, from int) []packet.Frame {
+	want := map[uint32]int{}
+	for i, f := range flows {
+		want[frameHash(f)&uint32(maxEmbryos-1)] = i
+	}
+	out := make([]packet.Frame, len(flows))
+	for c := from; len(want) > 0; c++ {
+		f := tcpFrame(netip.AddrFrom4([4]byte{198, 19, byte(c >> 8), byte(c)}), vip4, uint16(1024+c>>16), 80, packet.SYN)
+		if i, ok := want[frameHash(f)&uint32(maxEmbryos-1)]; ok {
+			out[i] = f
+			delete(want, frameHash(f)&uint32(maxEmbryos-1))
+		}
+	}
+	return out
+}
+
+func withFlags(f packet.Frame, flags uint8) packet.Frame {
+	f.TCPFlags = flags
+	return f
+}
+
+// handshakes returns the SYNs of n flows to vip4:80 from port 7 (clients
+// 60000 and up: not those of syns).
+func handshakes(n int) []packet.Frame {
+	fs := make([]packet.Frame, n)
+	for i := range fs {
+		fs[i] = tcpFrame(client(60000+i), vip4, 7, 80, packet.SYN)
+	}
+	return fs
+}
+
+func frameBytes(fs ...packet.Frame) [][]byte {
+	out := make([][]byte, len(fs))
+	for i, f := range fs {
+		out[i] = f.Bytes()
+	}
+	return out
+}
+
+// TestEmbryoKeptAtFloodOnset: handshakes in progress when a SYN flood
+// begins keep their real servers. The flooded SYNs counted before flood
+// mode starts (up to the limit in a window) are scheduled and recorded as
+// any, but take no slot held by a live embryonic entry: issue 14's resets,
+// where they did, and a handshake's retransmitted SYN and ACK, finding no
+// entry in flood mode, were hashed to another real server.
+func TestEmbryoKeptAtFloodOnset(t *testing.T) {
+	// 100 SYNs/s per CPU: 13 per window of 134 ms.
+	e := newEnvOpts(t, Options{SyncInterval: -1, MapSizes: testSizes, ManualClock: true, SYNFloodRate: 100})
+	e.setClock(time.Hour)
+	e.apply(svc(dataplane.RoundRobin, e.pool(5)))
+	limit := int(synLimit(100))
+	const n = 6 // 2n SYNs stay below the limit
+	hs := handshakes(n)
+	first := e.picks(frameBytes(hs...))
+	// The flood: a SYN on each handshake's slot, then past the limit.
+	if got := e.picks(frameBytes(colliding(hs, 0)...)); slices.Contains(got, -1) {
+		t.Fatalf("spoofed SYNs not forwarded: %v (verdicts %v)", got, e.verdicts())
+	}
+	e.picks(syns(2*limit, 80))
+	if ev := e.events(); ev["syn_flood_start"] != 1 || ev["embryo_busy"] != n {
+		t.Fatalf("events %v: want flood mode, and the %d SYNs on held slots counted", ev, n)
+	}
+	for i, h := range hs {
+		// The SYN-ACK was lost: the SYN again, in flood mode.
+		if got := e.pick(h); got != first[i] {
+			t.Errorf("handshake %d: SYN to %d, its retransmission in the flood to %d", i, first[i], got)
+		}
+		if got := e.pick(withFlags(h, packet.ACK)); got != first[i] {
+			t.Errorf("handshake %d: SYN to %d, its ACK in the flood to %d", i, first[i], got)
+		}
+		if ct, ok := e.connOf(h.Src, h.SrcPort); !ok || ct.Backend != e.backendID(t, first[i]) {
+			t.Errorf("handshake %d: connection entry %+v (present %v), want backend %d", i, ct, ok, first[i])
+		}
+	}
+}
+
+// TestEmbryoSlotHeld: below the flood limit, a SYN whose slot holds
+// another flow's live embryonic entry takes nothing and is scheduled by
+// hash. The first handshake keeps its real server; the second's
+// retransmissions and ACK are hashed alike, also after the first's ACK
+// freed the slot: a contended entry leaves the slot held (for nobody, not
+// counted) until a SYN-only timeout after the last SYN that found it.
+// Then the slot takes a SYN again.
+func TestEmbryoSlotHeld(t *testing.T) {
+	e := manualEnv(t) // SYN-only timeout 120 s
+	s := svc(dataplane.RoundRobin, e.pool(5))
+	e.apply(s)
+	const n = 6
+	hs := handshakes(n)
+	first := e.picks(frameBytes(hs...))
+	spoofed := colliding(hs, 0)
+	second := e.picks(frameBytes(spoofed...))
+	if ev := e.events(); ev["embryo_busy"] != n {
+		t.Fatalf("events %v: want embryo_busy %d", ev, n)
+	}
+	if got := len(embryos(t, e)); got != n {
+		t.Fatalf("%d embryonic entries, want the first handshakes' %d", got, n)
+	}
+	check := func(what string, f packet.Frame, want int) {
+		t.Helper()
+		if got := e.pick(f); got != want {
+			t.Errorf("%s (%s:%d, flags %#x): to %d, its SYN to %d", what, f.Src, f.SrcPort, f.TCPFlags, got, want)
+		}
+	}
+	for i := range n {
+		check("first, retransmitted", hs[i], first[i])
+		check("second, retransmitted", spoofed[i], second[i])
+	}
+	for i := range n {
+		check("first, ACK", withFlags(hs[i], packet.ACK), first[i])
+	}
+	e.setClock(time.Hour + 60*time.Second)
+	for i := range n {
+		check("second, retransmitted after the first's ACK", spoofed[i], second[i])
+	}
+	// 150 s after the first handshake's SYN, 90 s after the second's last.
+	e.setClock(time.Hour + 150*time.Second)
+	for i := range n {
+		check("second, ACK", withFlags(spoofed[i], packet.ACK), second[i])
+		if ct, ok := e.connOf(spoofed[i].Src, spoofed[i].SrcPort); !ok || ct.Backend != e.backendID(t, second[i]) {
+			t.Errorf("second handshake %d: connection entry %+v (present %v), want backend %d", i, ct, ok, second[i])
+		}
+	}
+	ws := embryos(t, e)
+	for k, w := range ws {
+		if uint32(w) != 0 {
+			t.Errorf("slot %d: word %#x of a flow after every handshake completed", k, w)
+		}
+	}
+	if len(ws) != n {
+		t.Errorf("%d slots held after the handshakes, want %d", len(ws), n)
+	}
+	// Held for nobody: Sync counts no inactive connection for them.
+	if err := e.d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.d.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, c := range st.Services[s.Key].Backends {
+		if c.InactiveConns != 0 {
+			t.Errorf("backend %s: %d inactive connections, want 0 (every handshake completed)", k, c.InactiveConns)
+		}
+	}
+	// A SYN-only timeout (and a tick) after the last SYN that found them,
+	// the slots take a SYN again: recorded, not hashed.
+	e.setClock(time.Hour + 60*time.Second + 122*time.Second)
+	busy := e.events()["embryo_busy"]
+	third := colliding(hs, 1<<22)
+	if got := e.picks(frameBytes(third...)); slices.Contains(got, -1) {
+		t.Fatalf("SYNs on the freed slots not forwarded: %v", got)
+	}
+	if got := e.events()["embryo_busy"]; got != busy {
+		t.Errorf("embryo_busy %d, want %d: a slot held past its timeout", got, busy)
+	}
+	ws = embryos(t, e)
+	for i, f := range third {
+		if w := ws[frameHash(f)&uint32(maxEmbryos-1)]; uint32(w) == 0 {
+			t.Errorf("SYN %d on a freed slot: word %#x, want its own", i, w)
+		}
+	}
+}

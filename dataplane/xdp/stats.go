@@ -242,7 +242,8 @@ const expiryMargin = 10 * time.Second
 // lc/wlc load where the SYN was counted, and as references that keep a
 // removed real server's id. Live as the program decides it: younger than
 // the SYN-only timeout, in coarse clock ticks. It returns how many it
-// found.
+// found. A slot kept for flows scheduled by hash (no flow's word:
+// bpf/lib/embryo.h) counts nowhere.
 func (d *Dataplane) countEmbryos(counts map[uint32]connCount, now uint64, fin time.Duration) (int, error) {
 	const (
 		atimeShift = 30 // XLB_ATIME_SHIFT
@@ -255,7 +256,8 @@ func (d *Dataplane) countEmbryos(counts map[uint32]connCount, now uint64, fin ti
 	maxAge := min(uint64(fin)>>atimeShift+1, tickMask-1)
 	live := 0
 	err := batchAll(d.objs.XlbEmbryosV1, func(_ uint32, w uint64) {
-		if w == 0 || ((now>>atimeShift)-(w>>tickShift))&tickMask > maxAge {
+		// A word of no flow (hash bits 0) holds a contended slot only.
+		if uint32(w) == 0 || ((now>>atimeShift)-(w>>tickShift))&tickMask > maxAge {
 			return
 		}
 		live++
