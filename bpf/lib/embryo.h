@@ -20,8 +20,9 @@
  * scheduled by hash must still find no free slot when it is retransmitted:
  *
  *  - a SYN whose slot is free (empty, or its word past the SYN-only
- *    timeout) is scheduled by its scheduler and takes the slot
- *    (compare-and-swap: of two CPUs, one wins);
+ *    timeout) takes the slot (compare-and-swap: of two CPUs, one wins, the
+ *    other is hashed), then is scheduled by its scheduler, whose backend
+ *    it adds to its word;
  *  - a SYN whose slot holds another flow's live word is scheduled by hash
  *    and writes no word of its own (embryo_busy); it marks the word
  *    contended and restarts its clock, so that the word holds the slot for
