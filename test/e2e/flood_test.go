@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ type floodResult struct {
 	streams, broken  int
 	streamErrs       []string
 	requests, failed int
+	resets           int // failed requests whose connection was reset or refused
 	requestErrs      []string
 	events           map[string]float64 // xlb_events_total during the flood
 	echoEntries      int                // connection entries of the echo service after the flood
@@ -89,6 +92,11 @@ func synFlood(t testing.TB, d time.Duration) floodResult {
 		ld.Stop() // after its request in flight
 		rep := ld.Report(start)
 		r.requests, r.failed, r.requestErrs = r.requests+rep.Sent, r.failed+rep.Failed, append(r.requestErrs, rep.Errors...)
+		for _, res := range ld.Results() {
+			if !res.At.Before(start) && (errors.Is(res.Err, syscall.ECONNRESET) || errors.Is(res.Err, syscall.ECONNREFUSED)) {
+				r.resets++
+			}
+		}
 	}
 	r.echoEntries = echoEntries(t, dir, l)
 	streams.Stop()
@@ -98,13 +106,14 @@ func synFlood(t testing.TB, d time.Duration) floodResult {
 	for k, v := range after {
 		r.events[k] = v - before[k]
 	}
-	t.Logf("SYN flood: %d SYNs in %v (%.2f Mpps offered), %d forwarded to the sink; %d long-lived connections, %d broken; %d new connections, %d failed; events %v",
-		r.sent, elapsed.Round(time.Millisecond), r.rate/1e6, r.sunk, r.streams, r.broken, r.requests, r.failed, r.events)
+	t.Logf("SYN flood: %d SYNs in %v (%.2f Mpps offered), %d forwarded to the sink; %d long-lived connections, %d broken; %d new connections, %d failed (%d reset); events %v",
+		r.sent, elapsed.Round(time.Millisecond), r.rate/1e6, r.sunk, r.streams, r.broken, r.requests, r.failed, r.resets, r.events)
 	return r
 }
 
 // check asserts issue 14's outcome of a flood; maxFailed is the share of
-// the client's new connections that may fail.
+// the client's new connections that may fail, none by a reset (or a
+// refusal): a handshake whose packets reached two real servers.
 func (r floodResult) check(t testing.TB, maxFailed float64) {
 	t.Helper()
 	if r.streams != 20 || r.broken != 0 {
@@ -113,8 +122,8 @@ func (r floodResult) check(t testing.TB, maxFailed float64) {
 	if r.echoEntries != 20 {
 		t.Errorf("%d connection entries of the echo service after the flood, want the 20 long-lived connections'", r.echoEntries)
 	}
-	if r.requests == 0 || float64(r.failed) > maxFailed*float64(r.requests) {
-		t.Errorf("%d of %d new connections failed (at most %.1f%% may): %v", r.failed, r.requests, 100*maxFailed, r.requestErrs)
+	if r.requests == 0 || float64(r.failed) > maxFailed*float64(r.requests) || r.resets != 0 {
+		t.Errorf("%d of %d new connections failed, %d reset (at most %.1f%% may fail, none reset): %v", r.failed, r.requests, r.resets, 100*maxFailed, r.requestErrs)
 	}
 	if n := r.events["conn_evicted"]; n != 0 {
 		t.Errorf("%v established connection entries evicted during the flood, want 0", n)
@@ -128,15 +137,19 @@ func (r floodResult) check(t testing.TB, maxFailed float64) {
 }
 
 // TestSYNFlood: a 5 s SYN flood breaks no long-lived connection, evicts no
-// established entry, is counted, and fails at most 3% of the client's new
-// connections. Issue 14's target, at most 0.1%, is not met reliably yet: a
-// handshake whose embryonic word a flooded SYN took before flood mode
-// began can be reset (0 or 1 of 88-219 new connections in a run, 2 runs
-// in 9 with one). A 5 s run makes too few connections to measure 0.1%:
-// BenchmarkSYNFlood (30 s) holds the target; this test catches the
-// handshakes breaking wholesale.
+// established entry, is counted, and resets none of the client's new
+// connections. A reset is what a handshake split between two real servers
+// ends in: issue 14's, whose embryonic word a flooded SYN took before
+// flood mode began (0 or 1 of 88-219 in a run, 2 runs in 9) until a SYN
+// no longer took a live word (TestEmbryoKeptAtFloodOnset shows it
+// without chance). Besides, at most 1% may fail otherwise: a request
+// that the loaded machine did not complete within its 2 s (its handshake
+// takes 1 s), which a 5 s run's 90-200 connections cannot tell from
+// issue 14's target of 0.1%; 10 runs failed none of 1258. A flood that
+// broke handshakes wholesale (SYNs in the connection table: 33 of 138)
+// fails either way. BenchmarkSYNFlood (30 s) holds the 0.1%.
 func TestSYNFlood(t *testing.T) {
-	synFlood(t, 5*time.Second).check(t, 0.03)
+	synFlood(t, 5*time.Second).check(t, 0.01)
 }
 
 func BenchmarkSYNFlood(b *testing.B) {
