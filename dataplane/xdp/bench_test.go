@@ -223,9 +223,11 @@ func BenchmarkEstablished(b *testing.B) {
 }
 
 // BenchmarkNewFlow: packets of new flows for each scheduler, DR:
-//   - syn: every packet the SYN of a new flow, SYN flood mode off: each is
-//     scheduled and writes its embryonic word (the word array is full: each
-//     SYN takes a live word's slot, as under a flood below the limit);
+//   - syn: every packet the SYN of a new flow, SYN flood mode off: one whose
+//     slot is free takes it, is scheduled and writes its embryonic word; the
+//     words live 120 s, so the array fills in the first round and then most
+//     SYNs find their slot held: scheduled by hash, they mark the word (as
+//     under a flood below the limit);
 //   - flood: the same at the default SYN flood limit: past it (at once, at
 //     these rates) SYNs are scheduled by hash and write nothing (Katran's
 //     SYN limiter is the comparison);
