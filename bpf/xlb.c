@@ -593,9 +593,9 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 	if (v != XLB_CONTINUE)
 		return v;
 	/* A SYN of a DR or tunnel service takes its slot's embryonic entry
-	 * if the slot is free, then is scheduled; in SYN flood mode, or if
-	 * the slot holds another flow's live entry, it is scheduled by hash
-	 * and takes none (embryo.h). Any other packet gets a connection entry
+	 * if the slot is free, then is scheduled (by hash in the flood mode's
+	 * tail); in SYN flood mode, or if the slot holds another flow's live
+	 * entry, it is scheduled by hash and takes none (embryo.h). Any other packet gets a connection entry
 	 * now. Without an embryonic entry, a TCP packet after the SYN had its
 	 * SYN scheduled by hash or through another director: a new
 	 * connection for this one unless its SYN was counted here during a
@@ -603,8 +603,8 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 	 * for a promoted handshake and a new connection: the verifier checks
 	 * each call site's code again. */
 	emb_syn = emb && syn;
-	flood = emb_syn && lb_syn_flood(now);
-	claim = emb_syn && !flood && slot && lb_emb_contend(slot, &w, now, fin_timeout);
+	flood = emb_syn ? lb_syn_flood(now) : 0;
+	claim = emb_syn && flood != XLB_SYN_FLOOD && slot && lb_emb_contend(slot, &w, now, fin_timeout);
 	counted = claim && lb_sched_loaded(svc->sched);
 	if (claim && __sync_val_compare_and_swap(slot, w, lb_emb_word(fp, 0, counted, now)) != w) {
 		/* Another CPU's SYN took the slot since it was read: this
@@ -614,7 +614,7 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 		lb_emb_contend(slot, &w, now, fin_timeout);
 	}
 	d->is_new = emb_syn || !emb || !lb_syn_flooded(now);
-	be = lb_schedule(svc, d->cfg_idx, p, emb_syn ? claim : syn || p->flow.proto != IPPROTO_TCP, now, &id);
+	be = lb_schedule(svc, d->cfg_idx, p, emb_syn ? claim && !flood : syn || p->flow.proto != IPPROTO_TCP, now, &id);
 	if (!be) {
 		if (claim)
 			lb_emb_take(slot, *slot, fp);
@@ -631,7 +631,7 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 		goto out;
 	}
 	if (emb_syn) {
-		lb_event(flood ? XLB_EV_SYN_FLOOD : XLB_EV_EMBRYO_BUSY);
+		lb_event(flood == XLB_SYN_FLOOD ? XLB_EV_SYN_FLOOD : XLB_EV_EMBRYO_BUSY);
 		goto out;
 	}
 create:

@@ -52,7 +52,9 @@
  * SYN limiter takes the same default, 125k new flows per second per CPU.
  * The hold outlasts the retransmissions of a SYN (Linux tcp_syn_retries 6:
  * 1+2+4+8+16+32 s), so that a SYN hashed during the flood and sent again
- * after it keeps its real server. The rate is set at load
+ * after it keeps its real server; so does the mode's tail after it, in
+ * which SYNs are still hashed, for a SYN hashed in the hold's last minute
+ * (see embryo.h). The rate is set at load
  * (xlb_syn_limit, dataplane/xdp Options.SYNFloodRate). */
 #ifndef XLB_SYN_RATE
 #define XLB_SYN_RATE 125000

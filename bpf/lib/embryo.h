@@ -43,7 +43,10 @@
  * retransmission of the SYN while the mode lasts, compute the same real
  * server; the words written before the flood keep their slots, and a
  * handshake completed during the flood gets its connection entry like any
- * other. Katran's SYN limiter routes by consistent hash above its limit
+ * other. For XLB_SYN_FLOOD_HOLD after the mode (its tail) a SYN is still
+ * scheduled by hash, though it takes a free slot's word as usual: a SYN
+ * hashed in the mode's last minute and retransmitted after it finds the
+ * same real server, and one hashed in the tail finds its word after it. Katran's SYN limiter routes by consistent hash above its limit
  * too, but inserts nothing for such flows; IPVS's own defences are
  * secure_tcp (a shorter SYN_RECV timeout) and drop_entry (random deletion
  * of entries). */
@@ -112,9 +115,13 @@ static __always_inline __u64 lb_emb_word(__u32 fp, __u32 id, int counted, __u64 
 }
 
 /* lb_syn_flood counts a SYN scheduled on this CPU and reports whether the
- * director is in SYN flood mode (starting it when this CPU passes the
- * limit). The shared state is written only when the mode starts or is
+ * director is in SYN flood mode (XLB_SYN_FLOOD: starting it when this CPU
+ * passes the limit), in its tail (XLB_SYN_TAIL: for XLB_SYN_FLOOD_HOLD
+ * after it, while SYNs hashed in the mode may be retransmitted), or
+ * neither (0). The shared state is written only when the mode starts or is
  * extended, at most once per window per CPU. */
+enum { XLB_SYN_TAIL = 1, XLB_SYN_FLOOD = 2 };
+
 static __always_inline int lb_syn_flood(__u64 now)
 {
 	__u32 zero = 0;
@@ -133,7 +140,9 @@ static __always_inline int lb_syn_flood(__u64 now)
 			lb_event(XLB_EV_SYN_FLOOD_START);
 		f->until = now + XLB_SYN_FLOOD_HOLD;
 	}
-	return f->until > now;
+	if (f->until > now)
+		return XLB_SYN_FLOOD;
+	return f->until && f->until + XLB_SYN_FLOOD_HOLD > now ? XLB_SYN_TAIL : 0;
 }
 
 /* lb_syn_flooded reports whether the director is in SYN flood mode. */

@@ -215,8 +215,9 @@ func TestSYNFloodMode(t *testing.T) {
 	if got, want := st.Services[s.Key].Connections, uint64(1+len(frames)+len(frames)-limit); got != want {
 		t.Errorf("%d connections counted, want %d", got, want)
 	}
-	// The mode holds for XLB_SYN_FLOOD_HOLD (64 s), then rr again.
-	e.setClock(time.Hour + 70*time.Second)
+	// The mode holds for XLB_SYN_FLOOD_HOLD (64 s), its tail as long
+	// (TestSYNFloodModeTail), then rr again.
+	e.setClock(time.Hour + 140*time.Second)
 	e.flushConns()
 	a := e.picks([][]byte{tcpFrame(client(100), vip4, 2000, 80, packet.SYN).Bytes(),
 		tcpFrame(client(101), vip4, 2000, 80, packet.SYN).Bytes(), tcpFrame(client(102), vip4, 2000, 80, packet.SYN).Bytes()})
@@ -429,5 +430,38 @@ func TestEmbryoSlotHeld(t *testing.T) {
 		if w := ws[frameHash(f)&uint32(maxEmbryos-1)]; uint32(w) == 0 {
 			t.Errorf("SYN %d on a freed slot: word %#x, want its own", i, w)
 		}
+	}
+}
+
+// TestSYNFloodModeTail: a handshake whose SYN was hashed in the last
+// minute of SYN flood mode (the flood over, the mode held) keeps its real
+// server when its SYN is retransmitted after the mode ended: for
+// XLB_SYN_FLOOD_HOLD after it, SYNs are still placed by hash (recorded in
+// embryonic entries as usual), then by their scheduler again.
+func TestSYNFloodModeTail(t *testing.T) {
+	e := newEnvOpts(t, Options{SyncInterval: -1, MapSizes: testSizes, ManualClock: true, SYNFloodRate: 100})
+	e.setClock(time.Hour)
+	e.apply(svc(dataplane.RoundRobin, e.pool(5)))
+	e.picks(syns(3*int(synLimit(100)), 80))
+	if ev := e.events(); ev["syn_flood_start"] != 1 {
+		t.Fatalf("events %v: want flood mode", ev)
+	}
+	// The flood stopped; the mode holds until about 64 s after it.
+	e.setClock(time.Hour + 60*time.Second)
+	hs := handshakes(6)
+	first := e.picks(frameBytes(hs...))
+	flooded := e.events()["syn_flood"]
+	// The mode is over; the SYN-ACKs were lost: the SYNs again.
+	e.setClock(time.Hour + 70*time.Second)
+	for i, h := range hs {
+		if got := e.pick(h); got != first[i] {
+			t.Errorf("handshake %d: SYN in flood mode to %d, retransmitted after it to %d", i, first[i], got)
+		}
+		if got := e.pick(withFlags(h, packet.ACK)); got != first[i] {
+			t.Errorf("handshake %d: SYN in flood mode to %d, its ACK after it to %d", i, first[i], got)
+		}
+	}
+	if got := e.events()["syn_flood"]; got != flooded {
+		t.Errorf("syn_flood %d after the mode ended, want %d", got, flooded)
 	}
 }
