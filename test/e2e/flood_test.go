@@ -145,7 +145,7 @@ func (r floodResult) check(t testing.TB, maxFailed float64) {
 // without chance). Besides, at most 1% may fail otherwise: a request
 // that the loaded machine did not complete within its 2 s (its handshake
 // takes 1 s), which a 5 s run's 90-200 connections cannot tell from
-// issue 14's target of 0.1%; 10 runs failed none of 1258. A flood that
+// issue 14's target of 0.1%; 20 runs failed none of 2529. A flood that
 // broke handshakes wholesale (SYNs in the connection table: 33 of 138)
 // fails either way. BenchmarkSYNFlood (30 s) holds the 0.1%.
 func TestSYNFlood(t *testing.T) {
