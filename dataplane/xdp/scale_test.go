@@ -71,6 +71,12 @@ func TestApplyOneChangeTouchesOneService(t *testing.T) {
 	if n := len(*ws); n > 40 {
 		t.Errorf("installing wrote %d batches, want a few per map", n)
 	}
+	// A real server's entry once and its NAT entry; its counters, load,
+	// connections and thresholds are zero in maps this process created
+	// (7 writes per real server before).
+	if n := e.d.MapUpdates(); n > 64000*5/2 {
+		t.Errorf("installing 64,000 real servers wrote %d map entries, want at most 2.5 per real server", n)
+	}
 
 	*ws = nil
 	before := e.d.MapUpdates()

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -303,11 +304,20 @@ func (d *Dataplane) load() error {
 		return fmt.Errorf("scheduler and forwarding values from BTF: %w", err)
 	}
 	var copts ebpf.CollectionOptions
+	// The backends' counter, load, connection and threshold maps are
+	// zero when this load creates them: a new backend id needs no
+	// zeroing there until it has been used (idPool.clean).
+	fresh := true
 	if d.opts.PinPath != "" {
 		if err := ensureBPFFS(d.opts.PinPath); err != nil {
 			return err
 		}
 		copts.Maps.PinPath = d.opts.PinPath
+		for _, name := range []string{bpfMapXlbBeStatV1, bpfMapXlbBeActV1, bpfMapXlbBeConnsV1, bpfMapXlbBeThreshV1} {
+			if _, err := os.Lstat(filepath.Join(d.opts.PinPath, name)); !errors.Is(err, fs.ErrNotExist) {
+				fresh = false
+			}
+		}
 	} else {
 		for _, m := range spec.Maps {
 			m.Pinning = ebpf.PinNone
@@ -319,6 +329,9 @@ func (d *Dataplane) load() error {
 			return fmt.Errorf("load BPF program: %+v", verr)
 		}
 		return fmt.Errorf("load BPF objects: %w", err)
+	}
+	if fresh {
+		d.beIDs.markClean()
 	}
 	return nil
 }
