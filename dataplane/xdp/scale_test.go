@@ -101,7 +101,7 @@ func TestApplyOneChangeTouchesOneService(t *testing.T) {
 		for _, k := range w.keys {
 			var ok bool
 			switch w.m {
-			case "xlb_backends_v1", "xlb_be_stat_v1", "xlb_be_act_v1", "xlb_be_conns_v1", "xlb_be_thresh_v1":
+			case "xlb_backends_v1", "xlb_be_stat_v2", "xlb_be_act_v1", "xlb_be_conns_v1", "xlb_be_thresh_v1":
 				ok = k == newID || k == oldID
 			case "xlb_svc_v1", "xlb_svc_slot_v1", "xlb_tables_v1", "xlb_rr_v1", "xlb_svc_stat_v1", "xlb_cands_v1":
 				ok = slices.Contains(svcKeys, k)
