@@ -2,6 +2,10 @@ package xdp
 
 import (
 	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 
@@ -9,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/test/nettest"
 	"github.com/xlb-dev/xlb/test/packet"
 )
 
@@ -84,5 +89,38 @@ func TestBackendCountersEveryCPU(t *testing.T) {
 	}
 	if c := st.Services[s.Key].Backends[s.Backends[0].Key()]; c.Counters != (dataplane.Counters{}) {
 		t.Errorf("counters after the id's reset: %+v, want zeros", c.Counters)
+	}
+}
+
+// TestRetiredBeStatPinRemoved: the pin of xlb_be_stat_v1, which an earlier
+// version left (a per-CPU array of 40 bytes per backend id and CPU), is
+// removed when the dataplane opens on that pin path.
+func TestRetiredBeStatPinRemoved(t *testing.T) {
+	e := newEnv(t)
+	e.d.Close()
+	pin := filepath.Join("/sys/fs/bpf", nettest.UniqueName("xlbt-"))
+	t.Cleanup(func() { os.RemoveAll(pin) })
+	if err := os.MkdirAll(pin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: uint32(statsSize), MaxEntries: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := old.Pin(filepath.Join(pin, retiredBeStatPin)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ns.Do(func() (err error) {
+		e.d, err = Open(Options{Interfaces: []string{"eth0"}, PinPath: pin, SyncInterval: -1, MapSizes: testSizes})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(pin, retiredBeStatPin)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the retired pin %s is still there: %v", retiredBeStatPin, err)
+	}
+	if _, err := os.Stat(filepath.Join(pin, bpfMapXlbBeStatV2)); err != nil {
+		t.Errorf("the new pin: %v", err)
 	}
 }
