@@ -7,17 +7,19 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // The backends' counters (xlb_be_stat_v2, bpf/lib/maps.h) are an array
 // with a slice of maxBackends entries per possible CPU, each written only
-// by its CPU, mapped into this process: Stats reads the slices' first ids
-// and sums them, a new id's entries are zeroed in place. As a per-CPU
+// by its CPU: Stats reads the slices' first ids and sums them, a new id's
+// entries are zeroed on every CPU. As a per-CPU
 // array (xlb_be_stat_v1) it cost a per-CPU allocation per entry: 0.2 s of
 // every start.
 
@@ -52,22 +54,21 @@ func (d *Dataplane) removeRetiredBeStat() {
 	}
 }
 
-// beStats is xlb_be_stat_v2, mapped.
+// beStats reads and resets xlb_be_stat_v2. It reads with batch lookups
+// from each CPU's slice (not mapped into the process: the kernel maps a
+// whole array at mmap, whose 20 MiB at two CPUs then counted in the
+// daemon's RSS).
 type beStats struct {
-	mem  *ebpf.Memory
+	m    *ebpf.Map
 	ncpu int
 }
 
 func openBeStats(m *ebpf.Map) (beStats, error) {
-	mem, err := m.Memory()
-	if err != nil {
-		return beStats{}, fmt.Errorf("map %s: %w", bpfMapXlbBeStatV2, err)
-	}
 	ncpu := int(m.MaxEntries()) / maxBackends
-	if ncpu < 1 || int(mem.Size()) < ncpu*maxBackends*statsSize {
-		return beStats{}, fmt.Errorf("map %s: %d entries, %d bytes mapped: not a slice of %d per CPU", bpfMapXlbBeStatV2, m.MaxEntries(), mem.Size(), maxBackends)
+	if ncpu < 1 || int(m.MaxEntries()) != ncpu*maxBackends || int(m.ValueSize()) != statsSize {
+		return beStats{}, fmt.Errorf("map %s: %d entries of %d bytes: not a slice of %d per CPU", bpfMapXlbBeStatV2, m.MaxEntries(), m.ValueSize(), maxBackends)
 	}
-	return beStats{mem: mem, ncpu: ncpu}, nil
+	return beStats{m: m, ncpu: ncpu}, nil
 }
 
 // read sums the counters of ids [0, n) over the CPUs.
@@ -76,20 +77,66 @@ func (b beStats) read(n uint32) ([]dataplane.Counters, error) {
 	if n == 0 {
 		return out, nil
 	}
-	buf := make([]byte, int(n)*statsSize)
+	chunk := min(int(n), counterChunk)
+	keys := make([]byte, chunk*4)
+	vals := make([]byte, chunk*statsSize)
 	ne := binary.NativeEndian
 	for c := range b.ncpu {
-		if _, err := b.mem.ReadAt(buf, int64(c*maxBackends*statsSize)); err != nil {
-			return out, fmt.Errorf("read %s: %w", bpfMapXlbBeStatV2, err)
-		}
-		for id := range out {
-			e := buf[id*statsSize:]
-			// struct xlb_stats: packets, bytes, packets_out, bytes_out, conns.
-			out[id].Add(dataplane.Counters{Packets: ne.Uint64(e[0:]), Bytes: ne.Uint64(e[8:]), PacketsOut: ne.Uint64(e[16:]),
-				BytesOut: ne.Uint64(e[24:]), Connections: ne.Uint64(e[32:])})
+		base := uint32(c * maxBackends)
+		for done := 0; done < int(n); {
+			count := min(chunk, int(n)-done)
+			got, err := lookupBatch(b.m, base+uint32(done), keys[:count*4], vals[:count*statsSize], count)
+			if err != nil {
+				return out, fmt.Errorf("read %s: %w", bpfMapXlbBeStatV2, err)
+			}
+			for i := range got {
+				e := vals[i*statsSize:]
+				// struct xlb_stats: packets, bytes, packets_out, bytes_out, conns.
+				out[done+i].Add(dataplane.Counters{Packets: ne.Uint64(e[0:]), Bytes: ne.Uint64(e[8:]), PacketsOut: ne.Uint64(e[16:]),
+					BytesOut: ne.Uint64(e[24:]), Connections: ne.Uint64(e[32:])})
+			}
+			if got == 0 {
+				return out, fmt.Errorf("read %s: no entry at %d", bpfMapXlbBeStatV2, base+uint32(done))
+			}
+			done += got
 		}
 	}
 	return out, nil
+}
+
+// batchAttr is union bpf_attr's batch member.
+type batchAttr struct {
+	inBatch, outBatch, keys, values uint64
+	count, mapFd                    uint32
+	elemFlags, flags                uint64
+}
+
+// lookupBatch reads count consecutive entries of array m from key start
+// into keys and vals (BPF_MAP_LOOKUP_BATCH: for an array the batch
+// position is the key before the first, which cilium/ebpf's cursor does
+// not let one set). It returns how many it read.
+func lookupBatch(m *ebpf.Map, start uint32, keys, vals []byte, count int) (int, error) {
+	var prev, next uint32
+	attr := batchAttr{outBatch: uint64(uintptr(unsafe.Pointer(&next))), keys: uint64(uintptr(unsafe.Pointer(&keys[0]))),
+		values: uint64(uintptr(unsafe.Pointer(&vals[0]))), count: uint32(count), mapFd: uint32(m.FD())}
+	if start > 0 {
+		prev = start - 1
+		attr.inBatch = uint64(uintptr(unsafe.Pointer(&prev)))
+	}
+	for {
+		_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_LOOKUP_BATCH, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+		runtime.KeepAlive(keys)
+		runtime.KeepAlive(vals)
+		runtime.KeepAlive(&prev)
+		runtime.KeepAlive(&next)
+		switch errno {
+		case 0, unix.ENOENT: // ENOENT: the end of the map, attr.count read
+			return int(attr.count), nil
+		case unix.EINTR:
+			continue
+		}
+		return 0, fmt.Errorf("BPF_MAP_LOOKUP_BATCH: %w", errno)
+	}
 }
 
 // beStatQueue zeroes the counters of new backend ids on every CPU.
@@ -106,13 +153,14 @@ func (q *beStatQueue) flush(d *Dataplane) error {
 	}
 	defer func() { q.keys = q.keys[:0] }()
 	d.wrote(bpfMapXlbBeStatV2, q.keys)
-	var zero [statsSize]byte
-	for _, id := range q.keys {
-		for c := range q.stats.ncpu {
-			if _, err := q.stats.mem.WriteAt(zero[:], int64((c*maxBackends+int(id))*statsSize)); err != nil {
-				return fmt.Errorf("reset %s: %w", bpfMapXlbBeStatV2, err)
-			}
+	keys := make([]uint32, 0, len(q.keys)*q.stats.ncpu)
+	for c := range q.stats.ncpu {
+		for _, id := range q.keys {
+			keys = append(keys, uint32(c*maxBackends)+id)
 		}
+	}
+	if _, err := q.stats.m.BatchUpdate(keys, make([]bpfXlbStats, len(keys)), nil); err != nil {
+		return fmt.Errorf("reset %s: %w", bpfMapXlbBeStatV2, err)
 	}
 	return nil
 }

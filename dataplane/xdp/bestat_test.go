@@ -1,7 +1,6 @@
 package xdp
 
 import (
-	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -59,12 +58,12 @@ func TestBackendCountersEveryCPU(t *testing.T) {
 	}
 	id := e.d.services[s.Key].ids[0]
 	for cpu := range ncpu {
-		b := make([]byte, statsSize)
-		if _, err := e.d.beStats.mem.ReadAt(b, int64((cpu*maxBackends+int(id))*statsSize)); err != nil {
+		var v bpfXlbStats
+		if err := e.d.objs.XlbBeStatV2.Lookup(uint32(cpu*maxBackends)+id, &v); err != nil {
 			t.Fatal(err)
 		}
 		want := uint64(per)
-		if got := binary.NativeEndian.Uint64(b); got < want {
+		if got := v.Packets; got < want {
 			t.Errorf("CPU %d's slice: %d packets of backend %d, want at least %d", cpu, got, id, want)
 		}
 	}

@@ -77,6 +77,10 @@ func TestApplyOneChangeTouchesOneService(t *testing.T) {
 	if n := e.d.MapUpdates(); n > 64000*5/2 {
 		t.Errorf("installing 64,000 real servers wrote %d map entries, want at most 2.5 per real server", n)
 	}
+	// Their counters read back in chunks from every CPU's slice.
+	if c, err := e.d.beStats.read(64000); err != nil || len(c) != 64000 || c[63999] != (dataplane.Counters{}) {
+		t.Errorf("reading 64,000 backends' counters: %d, %v", len(c), err)
+	}
 
 	*ws = nil
 	before := e.d.MapUpdates()
