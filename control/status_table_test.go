@@ -1,0 +1,110 @@
+package control
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+	"text/tabwriter"
+)
+
+// variedStatus is n services whose cells differ in width (long names,
+// overrides, sorry servers, unresolved MACs, IPv6, non-ASCII names).
+func variedStatus(n int) *Status {
+	st := testStatus()
+	base := st.Services[0]
+	st.Services = nil
+	for i := range n {
+		s := base
+		s.Name = strings.Repeat("é", i%7) + fmt.Sprint("svc", i)
+		s.Up, s.Forwarding, s.SorryActive = i%3 != 0, i%4 != 0, i%5 == 0
+		s.Persistence = int64(i % 2 * 300)
+		if i%6 == 0 {
+			s.Address = fmt.Sprintf("[2001:db8::%x]:443", i)
+		}
+		s.Reals = nil
+		for j := range i % 4 {
+			r := base.Reals[j%2]
+			r.Address = fmt.Sprintf("10.78.%d.%d:%d", i, j, 80+j*1000*i)
+			r.Weight, r.Effective = uint32(j*i), uint32(j)
+			if j == 2 {
+				w := uint32(i * 7)
+				r.Override = &w
+			}
+			r.Sorry, r.Unresolved = j == 3, i%2 == 1
+			r.ActiveConns, r.InactiveConns = uint64(i*j*12345), uint64(j)
+			s.Reals = append(s.Reals, r)
+		}
+		st.Services = append(st.Services, s)
+	}
+	return st
+}
+
+// The services table is aligned exactly as text/tabwriter aligned it.
+func TestServicesTableAsTabwriter(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 9, 40} {
+		st := variedStatus(n)
+		for _, f := range []Format{FormatConns, FormatStats, FormatRate} {
+			var want bytes.Buffer
+			tw := tabwriter.NewWriter(&want, 0, 0, 2, ' ', 0)
+			servicesTable(tw, st, f)
+			if err := tw.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			al := &aligner{}
+			servicesTable(al, st, f)
+			al.measured(&got)
+			servicesTable(al, st, f)
+			if got.String() != want.String() {
+				t.Errorf("%d services, format %d:\n%s\nwant (tabwriter):\n%s", n, f, got.String(), want.String())
+			}
+		}
+	}
+}
+
+// heapProbe is a writer that measures the heap in use once, when half of
+// want bytes have gone through it.
+type heapProbe struct {
+	n, want int
+	heap    uint64
+}
+
+func (p *heapProbe) Write(b []byte) (int, error) {
+	p.n += len(b)
+	if p.heap == 0 && p.n >= p.want/2 {
+		p.heap = liveHeap()
+	}
+	return len(b), nil
+}
+
+// `xlb status` of 64,000 real servers writes its table as it makes it:
+// what the formatting holds while it writes is small beside the text (the
+// tabwriter held all 6 MB of it, and its cells, until the end).
+func TestFormatStatusHoldsNoTable(t *testing.T) {
+	st := manyServices(32000) // 64,000 real servers
+	var size countWriter
+	if err := FormatStatus(&size, st, FormatConns); err != nil {
+		t.Fatal(err)
+	}
+	before := liveHeap()
+	probe := &heapProbe{want: int(size)}
+	if err := FormatStatus(probe, st, FormatConns); err != nil {
+		t.Fatal(err)
+	}
+	runtime.KeepAlive(st)
+	held := int64(probe.heap) - int64(before)
+	t.Logf("status text %d bytes; held while writing it: %d bytes", size, held)
+	if held > int64(size)/8 {
+		t.Errorf("FormatStatus held %d bytes while writing %d bytes of text", held, size)
+	}
+}
+
+// countWriter counts what is written to it.
+type countWriter int
+
+func (c *countWriter) Write(b []byte) (int, error) { *c += countWriter(len(b)); return len(b), nil }
+
+var _ io.Writer = (*countWriter)(nil)
