@@ -378,16 +378,15 @@ func writeStatusJSON(w io.Writer, st *Status) error {
 		return err
 	}
 	io.WriteString(w, "\n  \"services\": [")
+	var o jsonOut // one service's, its buffers reused
 	for j := range st.Services {
-		b, err := json.MarshalIndent(&st.Services[j], "    ", "  ")
-		if err != nil {
-			return err
-		}
+		o.b = o.b[:0]
 		if j > 0 {
-			io.WriteString(w, ",")
+			o.b = append(o.b, ',')
 		}
-		io.WriteString(w, "\n    ")
-		if _, err := w.Write(b); err != nil {
+		o.b = append(o.b, "\n    "...)
+		o.service(&st.Services[j], "    ")
+		if _, err := w.Write(o.b); err != nil {
 			return err
 		}
 	}

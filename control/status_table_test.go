@@ -2,9 +2,11 @@ package control
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -108,3 +110,73 @@ type countWriter int
 func (c *countWriter) Write(b []byte) (int, error) { *c += countWriter(len(b)); return len(b), nil }
 
 var _ io.Writer = (*countWriter)(nil)
+
+// fullStatus is variedStatus with every field of every service and real
+// server set, rates too, and strings encoding/json escapes.
+func fullStatus() *Status {
+	st := variedStatus(12)
+	for i := range st.Services {
+		s := &st.Services[i]
+		s.Instance = "VI_<1>"
+		s.SorryActive = true
+		s.Rates = &Rates{CPS: 1.5, InPPS: 1e-7, OutPPS: 3e21, InBPS: 0, OutBPS: 12345.678}
+		for j := range s.Reals {
+			r := &s.Reals[j]
+			r.HealthError = "dial \"x\" & y\n\u2028 \xff"
+			r.Rates = &Rates{CPS: float64(j)}
+		}
+	}
+	st.Services = append(st.Services, ServiceInfo{Name: "empty"}, ServiceInfo{Name: "none", Reals: []RealInfo{}})
+	return st
+}
+
+// The services of the JSON status are written as encoding/json writes
+// them (json.MarshalIndent, as json.Encoder with SetIndent wrote the
+// whole status before).
+func TestServiceJSONAsEncodingJSON(t *testing.T) {
+	for _, st := range []*Status{fullStatus(), variedStatus(30), testStatus()} {
+		for i := range st.Services {
+			want, err := json.MarshalIndent(&st.Services[i], "    ", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := appendServiceJSON(nil, &st.Services[i], "    "); string(got) != string(want) {
+				t.Errorf("service %d:\n%s\nwant (encoding/json):\n%s", i, got, want)
+			}
+		}
+		var want, got bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeStatusJSON(&got, st); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("writeStatusJSON differs from json.Encoder")
+		}
+	}
+}
+
+// The JSON status costs no allocation per service: encoding/json's two
+// buffers per service were 49 MB of garbage per status of 64,000 real
+// servers.
+func TestStatusJSONAllocations(t *testing.T) {
+	st := manyServices(1000)
+	for i := range st.Services { // rates are rare, and left to encoding/json
+		st.Services[i].Rates = nil
+		st.Services[i].Reals = slices.Clone(st.Services[i].Reals)
+		for j := range st.Services[i].Reals {
+			st.Services[i].Reals[j].Rates = nil
+		}
+	}
+	allocs := testing.AllocsPerRun(3, func() {
+		if err := writeStatusJSON(io.Discard, st); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 100 {
+		t.Errorf("writeStatusJSON of %d services: %.0f allocations", len(st.Services), allocs)
+	}
+}
