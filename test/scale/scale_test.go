@@ -199,6 +199,7 @@ func (bn *bench) scenario(s shape, t targets) {
 		cpuName = "CPU with the checks running"
 	}
 	bn.profile(s, "heap-after-start", "heap")
+	bn.profile(s, "memstats-after-start", "heap?debug=1")
 	if bn.prof != "" {
 		// The CPU profile of the measured window, as `go tool pprof` reads it.
 		go bn.profile(s, "cpu-steady", "profile?seconds=25")
@@ -290,6 +291,7 @@ func (bn *bench) scenario(s shape, t targets) {
 		bn.storm(x, s, t)
 	}
 	bn.profile(s, "heap-after-reloads", "heap")
+	bn.profile(s, "memstats-after-reloads", "heap?debug=1")
 	fs.add("peak RSS through status, scrapes, reloads", "MiB", t.peakRSS, float64(x.peak())/mib)
 	time.Sleep(10 * time.Second)
 	fs.add("RSS 10s after", "MiB", 0, float64(x.rss())/mib)
@@ -313,6 +315,11 @@ func (bn *bench) storm(x *daemon, s shape, t targets) {
 		bn.figs.add("status --json during a check storm (worst), "+name, "ms", t.status, ms(worst))
 	}
 	x.resetPeak()
+	if bn.prof != "" {
+		// What the daemon does, and what a status call waits on, in the storm.
+		go bn.profile(s, "cpu-storm", "profile?seconds=10")
+		time.AfterFunc(3*time.Second, func() { bn.profile(s, "goroutines-storm", "goroutine?debug=2") })
+	}
 	phase("all down")
 	rs.NS.MustRun(bn.b, "nft", "delete table inet storm")
 	phase("all up")
@@ -341,7 +348,11 @@ func (bn *bench) profile(s shape, name, path string) {
 		return
 	}
 	defer resp.Body.Close()
-	file := filepath.Join(bn.prof, strings.ReplaceAll(s.Name, " ", "_")+"-"+name+".pprof")
+	ext := ".pprof"
+	if strings.Contains(path, "debug=") {
+		ext = ".txt" // text: the heap's with runtime.MemStats, the goroutines'
+	}
+	file := filepath.Join(bn.prof, strings.ReplaceAll(s.Name, " ", "_")+"-"+name+ext)
 	f, err := os.Create(file)
 	if err != nil {
 		bn.b.Logf("profile %s: %v", name, err)
