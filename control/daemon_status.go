@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 )
@@ -56,7 +57,24 @@ func (d *Daemon) Status(rates bool) *Status {
 	for _, s := range d.rec.Applied() {
 		applied[s.Key] = s.Backends
 	}
-	checks, checkErrs := d.checks.StatesErrors()
+	// The checks' states and errors, in the model's order, read at once.
+	n := 0
+	for _, s := range model.Services {
+		n += len(s.Reals) + 1 // and its sorry server
+	}
+	keys := make([]string, 0, n) // "" for a real server without a check
+	for _, s := range model.Services {
+		for _, r := range s.reals() {
+			var key string
+			if r.checkType() != checktype.None {
+				key = s.checkKey(r)
+			}
+			keys = append(keys, key)
+		}
+	}
+	checks, checkErrs := make([]health.State, len(keys)), make([]error, len(keys))
+	d.checks.Lookup(keys, checks, checkErrs)
+	next := 0 // index of the next real server in keys
 	overrides := d.overrides.weights()
 	st.Services = make([]ServiceInfo, 0, len(model.Services))
 	for _, s := range model.Services {
@@ -84,10 +102,8 @@ func (d *Daemon) Status(rates bool) *Status {
 		for i, r := range reals {
 			bk := r.Key()
 			bs := ss.Backends[bk]
-			var key string // none for a real server without a check
-			if r.checkType() != checktype.None {
-				key = s.checkKey(r)
-			}
+			state, checkErr := checks[next], checkErrs[next]
+			next++
 			addr := bk.String()
 			if s.Server == "" && r.key != "" {
 				addr = r.key[len(s.Name)+1:] // the key's own: 65,536 strings fewer
@@ -95,7 +111,7 @@ func (d *Daemon) Status(rates bool) *Status {
 			ri := RealInfo{
 				Address:       addr,
 				Weight:        r.Weight,
-				Health:        checks[key].String(),
+				Health:        state.String(),
 				ActiveConns:   bs.ActiveConns,
 				InactiveConns: bs.InactiveConns,
 				Counters:      counters(bs.Counters),
@@ -120,8 +136,8 @@ func (d *Daemon) Status(rates bool) *Status {
 			if w, ok := overrides[OverrideKey{s.server(), r.id()}]; ok && !ri.Sorry {
 				ri.Override = &w
 			}
-			if err := checkErrs[key]; err != nil {
-				ri.HealthError = err.Error()
+			if checkErr != nil {
+				ri.HealthError = checkErr.Error()
 			}
 			if rates {
 				ri.Rates = d.rates.backend(s.Key, bk)
