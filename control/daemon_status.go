@@ -104,9 +104,11 @@ func (d *Daemon) Status(rates bool) *Status {
 			bs := ss.Backends[bk]
 			state, checkErr := checks[next], checkErrs[next]
 			next++
-			addr := bk.String()
+			var addr string
 			if s.Server == "" && r.key != "" {
 				addr = r.key[len(s.Name)+1:] // the key's own: 65,536 strings fewer
+			} else {
+				addr = bk.String()
 			}
 			ri := RealInfo{
 				Address:       addr,
