@@ -77,7 +77,7 @@ type heapProbe struct {
 func (p *heapProbe) Write(b []byte) (int, error) {
 	p.n += len(b)
 	if p.heap == 0 && p.n >= p.want/2 {
-		p.heap = liveHeap()
+		p.heap = heapAfterGC()
 	}
 	return len(b), nil
 }
@@ -91,7 +91,7 @@ func TestFormatStatusHoldsNoTable(t *testing.T) {
 	if err := FormatStatus(&size, st, FormatConns); err != nil {
 		t.Fatal(err)
 	}
-	before := liveHeap()
+	before := heapAfterGC()
 	probe := &heapProbe{want: int(size)}
 	if err := FormatStatus(probe, st, FormatConns); err != nil {
 		t.Fatal(err)
