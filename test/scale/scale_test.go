@@ -227,6 +227,11 @@ func (bn *bench) scenario(s shape, t targets) {
 		bn.scrape(x, true, t.metrics)
 	}
 	fs.add("/metrics: transient memory (peak RSS - RSS before)", "MiB", t.metricsMem, float64(x.peak()-before)/mib)
+	// The peak through status, scrapes and reloads, and of which phase
+	// (each phase's peak from a reset: their maximum is the peak).
+	peak := x.peak()
+	fs.add("peak RSS: status and scrapes", "MiB", 0, float64(peak)/mib)
+	x.resetPeak()
 
 	// Reloads: one real server's port changes, back and forth.
 	for i := range bn.runs {
@@ -260,6 +265,9 @@ func (bn *bench) scenario(s shape, t targets) {
 		}
 	}
 	bn.forwarding(x, s)
+	fs.add("peak RSS: reloads", "MiB", 0, float64(x.peak())/mib)
+	peak = max(peak, x.peak())
+	x.resetPeak()
 
 	// Status during a reload.
 	for i := range min(bn.runs, 3) {
@@ -287,12 +295,14 @@ func (bn *bench) scenario(s shape, t targets) {
 		fs.add("status --json during a reload (worst)", "ms", t.status, ms(worst))
 	}
 
+	fs.add("peak RSS: status during reloads", "MiB", 0, float64(x.peak())/mib)
+	peak = max(peak, x.peak())
 	if s.Check != "none" {
-		bn.storm(x, s, t)
+		bn.storm(x, s, t) // resets the peak: the storm's is its own figure
 	}
 	bn.profile(s, "heap-after-reloads", "heap")
 	bn.profile(s, "memstats-after-reloads", "heap?debug=1")
-	fs.add("peak RSS through status, scrapes, reloads", "MiB", t.peakRSS, float64(x.peak())/mib)
+	fs.add("peak RSS through status, scrapes, reloads", "MiB", t.peakRSS, float64(peak)/mib)
 	time.Sleep(10 * time.Second)
 	fs.add("RSS 10s after", "MiB", 0, float64(x.rss())/mib)
 	x.stop()
