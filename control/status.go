@@ -41,6 +41,27 @@ type Status struct {
 	Sync *sync.Status `json:"sync,omitempty"`
 }
 
+// Services gives the services of a status a service at a time: it calls
+// fn with each, in order, and stops at fn's first error, which it
+// returns. It may be called more than once and gives the same services
+// each time. fn must not keep the ServiceInfo (it is reused).
+type Services func(fn func(*ServiceInfo) error) error
+
+// services gives st.Services; nil when st has none (JSON's null).
+func (st *Status) services() Services {
+	if st.Services == nil {
+		return nil
+	}
+	return func(fn func(*ServiceInfo) error) error {
+		for i := range st.Services {
+			if err := fn(&st.Services[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
 // DataplaneInfo says which dataplane runs.
 type DataplaneInfo struct {
 	Mode   string `json:"mode"`
@@ -150,6 +171,11 @@ func forwardName(mode string) string {
 // FormatStatus writes st as `ipvsadm -ln` would, followed by the VRRP
 // instances.
 func FormatStatus(w io.Writer, st *Status, f Format) error {
+	return formatStatus(w, st, st.services(), f)
+}
+
+// formatStatus is FormatStatus of st with the services of services.
+func formatStatus(w io.Writer, st *Status, services Services, f Format) error {
 	attach := st.Dataplane.Mode
 	if st.Dataplane.Attach != "" {
 		attach += " " + st.Dataplane.Attach
@@ -162,11 +188,15 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 	// columns, once to write it. text/tabwriter held the whole table (6 MB
 	// of text and 450,000 cells at 64,000 real servers) until its Flush.
 	al := &aligner{}
-	servicesTable(al, st, f)
-	al.measured(w)
-	servicesTable(al, st, f)
-	if err := al.err; err != nil {
+	if err := servicesTable(al, services, f); err != nil {
 		return err
+	}
+	al.measured(w)
+	if err := servicesTable(al, services, f); err != nil {
+		return err
+	}
+	if al.err != nil {
+		return al.err
 	}
 	if len(st.VRRP) > 0 {
 		fmt.Fprintln(w)
@@ -205,7 +235,7 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 
 // servicesTable writes the services and their real servers, their cells
 // tab-terminated, every line with the same number of cells.
-func servicesTable(tw io.Writer, st *Status, f Format) {
+func servicesTable(tw io.Writer, services Services, f Format) error {
 	switch f {
 	case FormatStats:
 		fmt.Fprintln(tw, "Prot LocalAddress:Port\tConns\tInPkts\tOutPkts\tInBytes\tOutBytes\t")
@@ -217,7 +247,10 @@ func servicesTable(tw io.Writer, st *Status, f Format) {
 		fmt.Fprintln(tw, "Prot LocalAddress:Port Scheduler Flags\t\t\t\t\t\t")
 		fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tHealth\tActiveConn\tInActConn\t")
 	}
-	for _, s := range st.Services {
+	if services == nil {
+		return nil
+	}
+	return services(func(s *ServiceInfo) error {
 		head := fmt.Sprintf("%-4s %s", strings.ToUpper(s.Protocol), s.Address)
 		switch f {
 		case FormatStats, FormatRate:
@@ -265,7 +298,8 @@ func servicesTable(tw io.Writer, st *Status, f Format) {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t\n", addr, forwardName(s.Forward), weight, health, r.ActiveConns, r.InactiveConns)
 			}
 		}
-	}
+		return nil
+	})
 }
 
 // aligner aligns the tab-terminated cells of a table as
@@ -358,11 +392,12 @@ func prefixStrings(ps []netip.Prefix) []string {
 // writes it, one service at a time: the status of 65,536 real servers is
 // 25 MB of indented JSON, never held whole.
 func writeStatusJSON(w io.Writer, st *Status) error {
-	if len(st.Services) == 0 {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
+	return writeStatusJSONServices(w, st, st.services())
+}
+
+// writeStatusJSONServices is writeStatusJSON of st with the services of
+// services (nil: JSON's null), written as they come.
+func writeStatusJSONServices(w io.Writer, st *Status, services Services) error {
 	top := *st
 	top.Services = nil
 	head, err := json.MarshalIndent(&top, "", "  ")
@@ -374,23 +409,35 @@ func writeStatusJSON(w io.Writer, st *Status) error {
 	if i < 0 {
 		return fmt.Errorf("status JSON without services")
 	}
-	if _, err := w.Write(head[:i]); err != nil {
+	if _, err := w.Write(head[:i+len(marker)-len("null")]); err != nil {
 		return err
 	}
-	io.WriteString(w, "\n  \"services\": [")
 	var o jsonOut // one service's, its buffers reused
-	for j := range st.Services {
-		o.b = o.b[:0]
-		if j > 0 {
-			o.b = append(o.b, ',')
-		}
-		o.b = append(o.b, "\n    "...)
-		o.service(&st.Services[j], "    ")
-		if _, err := w.Write(o.b); err != nil {
+	n := 0
+	if services != nil {
+		err = services(func(s *ServiceInfo) error {
+			o.b = append(o.b[:0], ',')
+			if n == 0 {
+				o.b[0] = '['
+			}
+			o.b = append(o.b, "\n    "...)
+			o.service(s, "    ")
+			n++
+			_, err := w.Write(o.b)
+			return err
+		})
+		if err != nil {
 			return err
 		}
 	}
-	io.WriteString(w, "\n  ]")
+	end := "null"
+	switch {
+	case services != nil && n == 0:
+		end = "[]"
+	case n > 0:
+		end = "\n  ]"
+	}
+	io.WriteString(w, end)
 	if _, err := w.Write(head[i+len(marker):]); err != nil {
 		return err
 	}

@@ -2,14 +2,20 @@ package control
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"text/tabwriter"
+	"time"
+
+	"github.com/xlb-dev/xlb/dataplane/dataplanetest"
+	"github.com/xlb-dev/xlb/test/nettest"
 )
 
 // variedStatus is n services whose cells differ in width (long names,
@@ -51,15 +57,15 @@ func TestServicesTableAsTabwriter(t *testing.T) {
 		for _, f := range []Format{FormatConns, FormatStats, FormatRate} {
 			var want bytes.Buffer
 			tw := tabwriter.NewWriter(&want, 0, 0, 2, ' ', 0)
-			servicesTable(tw, st, f)
+			servicesTable(tw, st.services(), f)
 			if err := tw.Flush(); err != nil {
 				t.Fatal(err)
 			}
 			var got bytes.Buffer
 			al := &aligner{}
-			servicesTable(al, st, f)
+			servicesTable(al, st.services(), f)
 			al.measured(&got)
-			servicesTable(al, st, f)
+			servicesTable(al, st.services(), f)
 			if got.String() != want.String() {
 				t.Errorf("%d services, format %d:\n%s\nwant (tabwriter):\n%s", n, f, got.String(), want.String())
 			}
@@ -134,7 +140,7 @@ func fullStatus() *Status {
 // them (json.MarshalIndent, as json.Encoder with SetIndent wrote the
 // whole status before).
 func TestServiceJSONAsEncodingJSON(t *testing.T) {
-	for _, st := range []*Status{fullStatus(), variedStatus(30), testStatus()} {
+	for _, st := range []*Status{fullStatus(), variedStatus(30), testStatus(), {Version: "v1", Services: []ServiceInfo{}}, {Version: "v1"}} {
 		for i := range st.Services {
 			want, err := json.MarshalIndent(&st.Services[i], "    ", "  ")
 			if err != nil {
@@ -178,5 +184,109 @@ func TestStatusJSONAllocations(t *testing.T) {
 	})
 	if allocs > 100 {
 		t.Errorf("writeStatusJSON of %d services: %.0f allocations", len(st.Services), allocs)
+	}
+}
+
+// streamHandler gives many services, and holds the last until released.
+type streamHandler struct {
+	statusHandler
+	svc     ServiceInfo
+	n       int
+	release chan struct{}
+}
+
+// Status is the whole status, made as the daemon makes it.
+func (h *streamHandler) Status(rates bool) *Status {
+	st, services := h.StatusServices(rates)
+	_ = services(func(s *ServiceInfo) error { st.Services = append(st.Services, *s); return nil })
+	return st
+}
+
+func (h *streamHandler) StatusServices(bool) (*Status, Services) {
+	return &Status{Version: "v1"}, func(fn func(*ServiceInfo) error) error {
+		for i := range h.n {
+			if i == h.n-1 {
+				<-h.release
+			}
+			if err := fn(&h.svc); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// `xlb status --json` is written as the daemon makes it: the first
+// services reach the client before the last is made (the socket built the
+// whole status first, 27 MB at 64,000 real servers).
+func TestStatusStreamedAsMade(t *testing.T) {
+	svc := testStatus().Services[0]
+	for range 100 { // 100 real servers: 40 kB of JSON a service
+		svc.Reals = append(svc.Reals, svc.Reals[0])
+	}
+	h := &streamHandler{svc: svc, n: 50, release: make(chan struct{})}
+	path := filepath.Join(t.TempDir(), "xlb.sock")
+	s, err := ListenSocket(path, h, SocketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Serve(ctx) }()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- CallOutput(path, Request{Command: "status", Output: "json"}, pw); pw.Close() }()
+	first := make([]byte, 256<<10)
+	got := make(chan error, 1)
+	go func() { _, err := io.ReadFull(pr, first); got <- err }()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(h.release)
+		<-got
+		t.Fatal("no 256 kB of the status before its last service was made")
+	}
+	close(h.release)
+	rest, err := io.ReadAll(pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var back Status
+	if err := json.Unmarshal(append(first, rest...), &back); err != nil || len(back.Services) != h.n || len(back.Services[h.n-1].Reals) != len(svc.Reals) {
+		t.Errorf("status: %v, %d services", err, len(back.Services))
+	}
+}
+
+// The daemon's streamed status (text and JSON) is its whole status.
+func TestDaemonStatusStreamedIsWhole(t *testing.T) {
+	r := startDaemonOn(t, dataplanetest.NewFake(), func(sock string) string { return scaleConfig(sock, "", 5, 3, "none", 8080) }, nil)
+	nettest.WaitFor(t, 10*time.Second, "the first apply", func() error {
+		if len(r.d.Status(false).Services) != 5 {
+			return context.DeadlineExceeded
+		}
+		return nil
+	})
+	st := r.d.Status(false)
+	for output, f := range map[string]Format{"text": FormatConns, "stats": FormatStats, "json": -1} {
+		var want, got bytes.Buffer
+		if f < 0 {
+			if err := writeStatusJSON(&want, st); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := FormatStatus(&want, st, f); err != nil {
+			t.Fatal(err)
+		}
+		if err := CallOutput(r.sock, Request{Command: "status", Output: output}, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("status %s streamed:\n%s\nwant (whole):\n%s", output, got.String(), want.String())
+		}
 	}
 }
