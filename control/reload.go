@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"runtime/debug"
-	"runtime/metrics"
 	"slices"
 	"time"
 
@@ -32,15 +32,11 @@ func (d *Daemon) Reload() error {
 	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	// A reload reads a new configuration while the old one serves: a soft
-	// memory limit with room for that (reloadMemoryLimit) until it is
-	// applied; releaseMemory sets the daemon's again.
+	// A reload reads a new configuration while the old one serves: no
+	// soft memory limit until it is applied (the collector would work
+	// through the reading of 200,000 lines); releaseMemory sets it again.
 	if os.Getenv("GOMEMLIMIT") == "" {
-		var size int64
-		if fi, err := os.Stat(d.opts.ConfigPath); err == nil {
-			size = fi.Size()
-		}
-		debug.SetMemoryLimit(reloadMemoryLimit(liveHeap(), size))
+		debug.SetMemoryLimit(math.MaxInt64)
 	}
 	start := time.Now()
 	d.checkPins()
@@ -110,34 +106,6 @@ func (d *Daemon) Reload() error {
 	d.log.Info("configuration reloaded", append(attrs, "total", time.Since(start).Round(time.Microsecond))...)
 	go d.releaseMemory(gen)
 	return nil
-}
-
-// reloadMemoryLimit is the soft memory limit while a reload reads a
-// configuration file of size bytes, live the heap the daemon holds: the
-// two, and what reading the file holds at its most (readFactor times the
-// file: its text and the document parsed from it), with a quarter more for
-// the collector to work in. Without a limit the heap doubled over what the
-// reading holds (GOGC's 100%: 190-225 MiB of RSS at 64,000 real servers
-// for 85 MB live). A limit lower than what the reading holds would only
-// make the collector run over and over (the runtime then lets the heap
-// pass the limit, at half the CPU): a reload slower, not stopped.
-func reloadMemoryLimit(live, size int64) int64 {
-	return max(memoryFloor, (live+readFactor*size)*5/4)
-}
-
-// readFactor is the heap config.Load holds at its most per byte of the
-// file: 9 times the 4.6 MB of 1,000 services x 64 real servers (the text,
-// 4.6 MB, and the parsed document, 36 MB).
-const readFactor = 9
-
-// liveHeap is the heap marked live by the last collection.
-func liveHeap() int64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return int64(s[0].Value.Uint64())
 }
 
 // reloadApplyWait bounds how long a reload waits for the dataplane to

@@ -2,11 +2,8 @@ package control
 
 import (
 	"context"
-	"math"
-	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,8 +27,8 @@ func (a *applyHook) Apply(ctx context.Context, desired []dataplane.Service) erro
 	return a.Fake.Apply(ctx, desired)
 }
 
-// heapAfterGC is the heap in use after a full collection.
-func heapAfterGC() uint64 {
+// liveHeap is the heap in use after a full collection.
+func liveHeap() uint64 {
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -49,12 +46,12 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 	writeFile(t, path, scaleConfig(sock, "", services, reals, "none", 8080))
 
 	// What the parsed file holds once loaded.
-	before := heapAfterGC()
+	before := liveHeap()
 	cfg, err := config.Load(path, fakeEnv{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	parsed := int64(heapAfterGC()) - int64(before)
+	parsed := int64(liveHeap()) - int64(before)
 	runtime.KeepAlive(cfg)
 	cfg = nil
 	if parsed < 1<<20 {
@@ -65,7 +62,7 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 	dp := &applyHook{Fake: dataplanetest.NewFake()}
 	dp.hook = func(n int64) {
 		if n == 2 { // the reload's
-			during.Store(heapAfterGC())
+			during.Store(liveHeap())
 		}
 	}
 	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dp})
@@ -89,7 +86,7 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 		}
 		return nil
 	})
-	base := heapAfterGC()
+	base := liveHeap()
 	writeFile(t, path, scaleConfig(sock, "", services, reals, "none", 8081))
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
@@ -97,7 +94,7 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 	if dp.n.Load() < 2 {
 		t.Fatal("the reload applied nothing")
 	}
-	after := heapAfterGC()
+	after := liveHeap()
 	if n := len(d.mail.cfg.VirtualServers) + len(d.Config().VirtualServers); n > 0 {
 		t.Errorf("after the reload the daemon keeps %d parsed virtual servers", n)
 	}
@@ -106,48 +103,4 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 	// move them by megabytes. Without the fix the mail state kept the
 	// parsed virtual servers, and the heap after the reload was the parsed
 	// configuration's size above the heap before it.
-}
-
-// A reload keeps a soft memory limit while it reads and applies the new
-// configuration, with room for what reading the file holds: without one,
-// the heap doubled over what the reading held (GOGC), the daemon's peak.
-func TestReloadKeepsAMemoryLimit(t *testing.T) {
-	if os.Getenv("GOMEMLIMIT") != "" {
-		t.Skip("GOMEMLIMIT is set: the daemon leaves the limit to it")
-	}
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
-	var during atomic.Int64
-	dp := &applyHook{Fake: dataplanetest.NewFake()}
-	dp.hook = func(n int64) {
-		if n == 2 { // the reload's
-			during.Store(debug.SetMemoryLimit(-1))
-		}
-	}
-	dir := t.TempDir()
-	path, sock := filepath.Join(dir, "xlb.toml"), filepath.Join(dir, "xlb.sock")
-	writeFile(t, path, scaleConfig(sock, "", 10, 4, "none", 8080))
-	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	nettest.WaitFor(t, 30*time.Second, "the first apply", func() error {
-		if dp.Applies() == 0 {
-			return context.DeadlineExceeded
-		}
-		return nil
-	})
-	writeFile(t, path, scaleConfig(sock, "", 10, 4, "none", 8081))
-	if err := d.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	if got := during.Load(); got == math.MaxInt64 || got < memoryFloor {
-		t.Errorf("memory limit while the reload applied: %d, want one of at least %d", got, memoryFloor)
-	}
-	if got, want := reloadMemoryLimit(40<<20, 4600<<10), int64((40<<20+readFactor*4600<<10)*5/4); got != want {
-		t.Errorf("reloadMemoryLimit(40 MiB, 4.6 MB) = %d, want %d", got, want)
-	}
 }

@@ -83,7 +83,7 @@ type heapProbe struct {
 func (p *heapProbe) Write(b []byte) (int, error) {
 	p.n += len(b)
 	if p.heap == 0 && p.n >= p.want/2 {
-		p.heap = heapAfterGC()
+		p.heap = liveHeap()
 	}
 	return len(b), nil
 }
@@ -97,7 +97,7 @@ func TestFormatStatusHoldsNoTable(t *testing.T) {
 	if err := FormatStatus(&size, st, FormatConns); err != nil {
 		t.Fatal(err)
 	}
-	before := heapAfterGC()
+	before := liveHeap()
 	probe := &heapProbe{want: int(size)}
 	if err := FormatStatus(probe, st, FormatConns); err != nil {
 		t.Fatal(err)
