@@ -66,6 +66,10 @@ type ServiceState struct {
 // health of real servers and the VRRP roles, and applies it when it
 // changes. It owns the retries: a failed Apply is retried with backoff.
 type Reconciler struct {
+	// round makes rounds run one at a time (the loop's and beforeMaster's):
+	// a round that computed from older inputs must not store its states or
+	// apply after a newer one. Status and the inputs use mu, never this.
+	round   sync.Mutex
 	dp      dataplane.Dataplane
 	log     *slog.Logger
 	neigh   Neighbors                       // nil: no next hops to resolve (IPVS)
@@ -427,6 +431,8 @@ func (r *Reconciler) LastError() error {
 // of those whose quorum changed, and applies the desired state if it
 // differs from what was applied last. It returns Apply's error.
 func (r *Reconciler) Reconcile(ctx context.Context) error {
+	r.round.Lock()
+	defer r.round.Unlock()
 	start := time.Now()
 	checks := r.health()
 	var weights map[string]health.Weight
@@ -446,8 +452,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	r.nextHops(&in)
 	desired, states := Desired(in)
 	r.mu.Lock()
-	// Quorum changes are reported against the states stored last: a round
-	// that ran meanwhile (beforeMaster's) has reported its own.
+	// Quorum changes are reported against the states stored last.
 	model, last := in.Model, r.states
 	r.states = states
 	same := r.lastErr == nil && r.applies > 0 && slices.EqualFunc(desired, r.applied, dataplane.ServiceEqual)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -75,5 +76,70 @@ func TestReconcilerAnswersDuringARound(t *testing.T) {
 	<-answered
 	if st := r.States()[s.Key]; !st.Up {
 		t.Errorf("after the round: %+v, want up", st)
+	}
+}
+
+// stuckOnce blocks the first Lookup until release is closed; the others
+// answer at once.
+type stuckOnce struct {
+	fakeNeighbors
+	first            atomic.Bool
+	started, release chan struct{}
+}
+
+func (s *stuckOnce) Lookup(a netip.Addr) (net.HardwareAddr, int, bool) {
+	if s.first.CompareAndSwap(false, true) {
+		close(s.started)
+		<-s.release
+	}
+	return s.fakeNeighbors.Lookup(a)
+}
+
+// Rounds run one at a time: a round that computed from an older model
+// (here stuck on a next-hop lookup) does not apply after a newer round
+// that started while it ran, which would leave the older state applied
+// until the next change.
+func TestReconcileRoundsInOrder(t *testing.T) {
+	nb := &stuckOnce{started: make(chan struct{}), release: make(chan struct{})}
+	fake := dataplanetest.NewFake()
+	r := NewReconciler(fake, ReconcilerOptions{Neighbors: nb, Health: (&fakeHealth{}).states})
+	web := ServiceSpec{Name: "web", Key: dataplane.ServiceKey{Addr: netip.MustParseAddr("10.0.0.3"), Port: 80, Proto: dataplane.TCP},
+		Scheduler: dataplane.RoundRobin, Forward: dataplane.DirectRouting, Reals: []RealSpec{real("10.0.0.7", 80, 1)}}
+	api := web
+	api.Name, api.Key.Port, api.Reals = "api", 8080, []RealSpec{real("10.0.0.8", 8080, 1)}
+	r.SetModel(Model{Services: []ServiceSpec{web}})
+	older := make(chan error, 1)
+	go func() { older <- r.Reconcile(context.Background()) }()
+	<-nb.started
+	r.SetModel(Model{Services: []ServiceSpec{web, api}})
+	newer := make(chan error, 1)
+	go func() { newer <- r.Reconcile(context.Background()) }()
+	// The newer round waits for the older (with the fix), or applies at
+	// once (without it); either way, then the older one finishes.
+	select {
+	case err := <-newer:
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Log("the newer round finished while the older one was still computing")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(nb.release)
+	if err := <-older; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-newer:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(fake.Installed()) != 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := len(fake.Installed()); got != 2 {
+		t.Errorf("%d services installed after both rounds, want the newer model's 2 (last error %v)", got, r.LastError())
 	}
 }
