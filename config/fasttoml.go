@@ -39,6 +39,19 @@ type lnode struct {
 	key    string
 	keys   []lkey
 	elems  []*lnode // arrays: one per element (scalars have a node for their line)
+	// tables is an array of tables' slice, put into parent[key] once the
+	// document is read (boxing it at every [[...]] header allocated).
+	tables []map[string]any
+	// kbuf holds the first keys of a table (keys starts in it): a real
+	// server's table has two.
+	kbuf [2]lkey
+}
+
+// newTable is a table's node, at line.
+func newTable(line int) *lnode {
+	t := &lnode{at: line, kind: nTable, m: map[string]any{}}
+	t.keys = t.kbuf[:0]
+	return t
 }
 
 type nodeKind uint8
@@ -162,6 +175,17 @@ type fastParser struct {
 	root  *lnode
 	cur   *lnode // the table key/value lines go to
 	depth int    // of cur's path
+	// parts is key's result, reused: its callers keep the strings, never
+	// the slice (a slice per key line was a fifth of a 200,000-line
+	// file's allocations).
+	parts []string
+	// arrays are the arrays of tables, whose slices go into their
+	// parents' maps at the end.
+	arrays []*lnode
+	// lastInt and lastBoxed: the last integer value, boxed (a port
+	// repeated on every real server is boxed once).
+	lastInt   int64
+	lastBoxed any
 }
 
 // fastParse decodes src into the maps BurntSushi's Decode makes and the
@@ -183,6 +207,9 @@ func fastParse(src string) (root map[string]any, lines *lnode, ok bool) {
 		}
 	}()
 	p.document()
+	for _, a := range p.arrays {
+		a.parent[a.key] = a.tables
+	}
 	return p.root.m, p.root, true
 }
 
@@ -312,11 +339,13 @@ func (p *fastParser) header() {
 		last := i == len(parts)-1
 		switch {
 		case !found:
-			t := &lnode{at: line, kind: nTable, m: map[string]any{}}
+			var t *lnode
 			if last && array {
-				t = &lnode{at: line, kind: nArrayOfTables, parent: n.m, key: part}
-				n.m[part] = make([]map[string]any, 0, 4)
+				t = &lnode{at: line, kind: nArrayOfTables, parent: n.m, key: part, tables: make([]map[string]any, 0, 4)}
+				n.m[part] = t.tables // its final length at the end
+				p.arrays = append(p.arrays, t)
 			} else {
+				t = newTable(line)
 				n.m[part] = t.m
 			}
 			n.keys = append(n.keys, lkey{name: part, line: line, n: t})
@@ -334,9 +363,9 @@ func (p *fastParser) header() {
 		}
 		if n.kind == nArrayOfTables {
 			if last {
-				e := &lnode{at: line, kind: nTable, m: map[string]any{}}
+				e := newTable(line)
 				n.elems = append(n.elems, e)
-				n.parent[n.key] = append(n.parent[n.key].([]map[string]any), e.m)
+				n.tables = append(n.tables, e.m)
 			}
 			n = n.elems[len(n.elems)-1]
 			depth++
@@ -350,7 +379,8 @@ func (p *fastParser) header() {
 
 // key reads a key: bare or quoted parts, dotted.
 func (p *fastParser) key() []string {
-	var parts []string
+	parts := p.parts[:0]
+	defer func() { p.parts = parts }()
 	for {
 		p.space()
 		var k string

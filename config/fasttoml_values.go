@@ -44,7 +44,10 @@ func (p *fastParser) value(depth int) (v any, n *lnode) {
 	if !ok {
 		p.fail() // floats, dates, anything else
 	}
-	return n64, nil
+	if p.lastBoxed == nil || n64 != p.lastInt {
+		p.lastInt, p.lastBoxed = n64, n64
+	}
+	return p.lastBoxed, nil
 }
 
 // parseTOMLInt parses a TOML integer as BurntSushi does (its checks, then

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 )
@@ -18,11 +19,36 @@ func counters(c dataplane.Counters) Counters {
 }
 
 // Status implements Handler: the daemon's view of every service, real
-// server and VRRP instance, with the dataplane's counters. Nothing it
-// reads is held behind a long lock: the dataplane's counters are read in
-// batches without its lock, the reconciler's and the checks' states are
-// copied.
+// server and VRRP instance, with the dataplane's counters (StatusServices,
+// whole).
 func (d *Daemon) Status(rates bool) *Status {
+	st, services := d.StatusServices(rates)
+	if services == nil {
+		return st
+	}
+	st.Services = make([]ServiceInfo, 0, len(d.modelNow().Services))
+	_ = services(func(si *ServiceInfo) error {
+		c := *si
+		c.Reals = slices.Clone(si.Reals)
+		st.Services = append(st.Services, c)
+		return nil
+	})
+	return st
+}
+
+func (d *Daemon) modelNow() Model {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.model
+}
+
+// StatusServices implements StatusStreamer: the status without its
+// services, and its services a service at a time, from one reading of
+// the dataplane's counters, the reconciler's and the checks' states
+// (nil: no services, before the daemon runs). Nothing it reads is held
+// behind a long lock: the dataplane's counters are read in batches without
+// its lock, the reconciler's and the checks' states are copied.
+func (d *Daemon) StatusServices(rates bool) (*Status, Services) {
 	d.mu.Lock()
 	model, reloads := d.model, d.reloads
 	auto := d.cfg.Dataplane.Mode == config.ModeAuto
@@ -34,7 +60,7 @@ func (d *Daemon) Status(rates bool) *Status {
 		Reloads: reloads,
 	}
 	if d.dp == nil || d.rec == nil || d.checks == nil {
-		return st
+		return st, nil
 	}
 	info, caps := d.dp.Info(), d.dp.Capabilities()
 	st.Dataplane = DataplaneInfo{Mode: info.Mode, Attach: info.Attach, Fallback: auto && info.Mode == "ipvs"}
@@ -56,80 +82,25 @@ func (d *Daemon) Status(rates bool) *Status {
 	for _, s := range d.rec.Applied() {
 		applied[s.Key] = s.Backends
 	}
-	checks, checkErrs := d.checks.StatesErrors()
-	overrides := d.overrides.weights()
-	st.Services = make([]ServiceInfo, 0, len(model.Services))
+	// The checks' states and errors, in the model's order, read at once.
+	n := 0
 	for _, s := range model.Services {
-		ss := stats.Services[s.Key]
-		state := states[s.Key]
-		si := ServiceInfo{
-			Name:        s.Name,
-			Protocol:    s.Key.Proto.String(),
-			Address:     s.Key.String()[len(s.Key.Proto.String())+1:],
-			Scheduler:   string(s.Scheduler),
-			Forward:     string(s.Forward),
-			Persistence: int64(s.Persistence.Seconds()),
-			Instance:    s.Instance,
-			Up:          state.Up,
-			Forwarding:  state.Forwarding,
-			SorryActive: state.SorryActive,
-			Counters:    counters(ss.Counters),
-		}
-		if rates {
-			si.Rates = d.rates.service(s.Key)
-		}
-		backends := applied[s.Key]
-		reals := s.reals()
-		si.Reals = make([]RealInfo, 0, len(reals))
-		for i, r := range reals {
-			bk := r.Key()
-			bs := ss.Backends[bk]
-			var key string // none for a real server without a check
+		n += len(s.Reals) + 1 // and its sorry server
+	}
+	keys := make([]string, 0, n) // "" for a real server without a check
+	for _, s := range model.Services {
+		for _, r := range s.reals() {
+			var key string
 			if r.checkType() != checktype.None {
 				key = s.checkKey(r)
 			}
-			addr := bk.String()
-			if s.Server == "" && r.key != "" {
-				addr = r.key[len(s.Name)+1:] // the key's own: 65,536 strings fewer
-			}
-			ri := RealInfo{
-				Address:       addr,
-				Weight:        r.Weight,
-				Health:        checks[key].String(),
-				ActiveConns:   bs.ActiveConns,
-				InactiveConns: bs.InactiveConns,
-				Counters:      counters(bs.Counters),
-				Sorry:         s.Sorry != nil && i == len(reals)-1,
-			}
-			// The applied backends are in the model's order.
-			b, ok := dataplane.Backend{}, false
-			if i < len(backends) && backends[i].Key() == bk {
-				b, ok = backends[i], true
-			} else if j := slices.IndexFunc(backends, func(b dataplane.Backend) bool { return b.Key() == bk }); j >= 0 {
-				b, ok = backends[j], true
-			}
-			if ok {
-				ri.Effective = b.Weight
-				ri.Unresolved = s.Forward == dataplane.DirectRouting && caps.NextHops && len(b.MAC) == 0
-			}
-			if ri.Sorry {
-				ri.Health = "none"
-			} else if r.checkType() == checktype.None {
-				ri.Health = "up"
-			}
-			if w, ok := overrides[OverrideKey{s.server(), r.id()}]; ok && !ri.Sorry {
-				ri.Override = &w
-			}
-			if err := checkErrs[key]; err != nil {
-				ri.HealthError = err.Error()
-			}
-			if rates {
-				ri.Rates = d.rates.backend(s.Key, bk)
-			}
-			si.Reals = append(si.Reals, ri)
+			keys = append(keys, key)
 		}
-		st.Services = append(st.Services, si)
 	}
+	checks, checkErrs := make([]health.State, len(keys)), make([]error, len(keys))
+	d.checks.Lookup(keys, checks, checkErrs)
+	keys = nil
+	overrides := d.overrides.weights()
 	for _, in := range d.vrrpStatus() {
 		ii := InstanceInfo{
 			Name: in.Name, Interface: in.Interface, VRID: in.VRID, Version: in.Version,
@@ -147,5 +118,85 @@ func (d *Daemon) Status(rates bool) *Status {
 		ms := d.mail.sender.Stats()
 		st.Mail = &ms
 	}
-	return st
+	services := func(fn func(*ServiceInfo) error) error {
+		next := 0 // index of the next real server in checks
+		var si ServiceInfo
+		var buf []RealInfo // reused from service to service
+		for _, s := range model.Services {
+			ss := stats.Services[s.Key]
+			state := states[s.Key]
+			si = ServiceInfo{
+				Name:        s.Name,
+				Protocol:    s.Key.Proto.String(),
+				Address:     s.Key.String()[len(s.Key.Proto.String())+1:],
+				Scheduler:   string(s.Scheduler),
+				Forward:     string(s.Forward),
+				Persistence: int64(s.Persistence.Seconds()),
+				Instance:    s.Instance,
+				Up:          state.Up,
+				Forwarding:  state.Forwarding,
+				SorryActive: state.SorryActive,
+				Counters:    counters(ss.Counters),
+			}
+			if rates {
+				si.Rates = d.rates.service(s.Key)
+			}
+			backends := applied[s.Key]
+			reals := s.reals()
+			si.Reals = buf[:0]
+			for i, r := range reals {
+				bk := r.Key()
+				bs := ss.Backends[bk]
+				state, checkErr := checks[next], checkErrs[next]
+				next++
+				var addr string
+				if s.Server == "" && r.key != "" {
+					addr = r.key[len(s.Name)+1:] // the key's own: 65,536 strings fewer
+				} else {
+					addr = bk.String()
+				}
+				ri := RealInfo{
+					Address:       addr,
+					Weight:        r.Weight,
+					Health:        state.String(),
+					ActiveConns:   bs.ActiveConns,
+					InactiveConns: bs.InactiveConns,
+					Counters:      counters(bs.Counters),
+					Sorry:         s.Sorry != nil && i == len(reals)-1,
+				}
+				// The applied backends are in the model's order.
+				b, ok := dataplane.Backend{}, false
+				if i < len(backends) && backends[i].Key() == bk {
+					b, ok = backends[i], true
+				} else if j := slices.IndexFunc(backends, func(b dataplane.Backend) bool { return b.Key() == bk }); j >= 0 {
+					b, ok = backends[j], true
+				}
+				if ok {
+					ri.Effective = b.Weight
+					ri.Unresolved = s.Forward == dataplane.DirectRouting && caps.NextHops && len(b.MAC) == 0
+				}
+				if ri.Sorry {
+					ri.Health = "none"
+				} else if r.checkType() == checktype.None {
+					ri.Health = "up"
+				}
+				if w, ok := overrides[OverrideKey{s.server(), r.id()}]; ok && !ri.Sorry {
+					ri.Override = &w
+				}
+				if checkErr != nil {
+					ri.HealthError = checkErr.Error()
+				}
+				if rates {
+					ri.Rates = d.rates.backend(s.Key, bk)
+				}
+				si.Reals = append(si.Reals, ri)
+			}
+			buf = si.Reals
+			if err := fn(&si); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return st, services
 }

@@ -70,7 +70,10 @@ func (s ServiceSpec) checkKey(rs RealSpec) string {
 	if rs.key != "" {
 		return rs.key
 	}
-	return s.server() + "/" + rs.id().String()
+	id := rs.id()
+	var buf [64]byte // one allocation: the string
+	b := append(append(buf[:0], s.server()...), '/')
+	return string(netip.AddrPortFrom(id.Addr, id.Port).AppendTo(b))
 }
 
 // reals are the real servers a service may send new flows to: its own,

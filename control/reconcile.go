@@ -66,6 +66,10 @@ type ServiceState struct {
 // health of real servers and the VRRP roles, and applies it when it
 // changes. It owns the retries: a failed Apply is retried with backoff.
 type Reconciler struct {
+	// round makes rounds run one at a time (the loop's and beforeMaster's):
+	// a round that computed from older inputs must not store its states or
+	// apply after a newer one. Status and the inputs use mu, never this.
+	round   sync.Mutex
 	dp      dataplane.Dataplane
 	log     *slog.Logger
 	neigh   Neighbors                       // nil: no next hops to resolve (IPVS)
@@ -306,26 +310,34 @@ func (r *Reconciler) SetRole(instance string, role Role) {
 	}
 }
 
-// inputs gathers what Desired computes from. It asks the resolver for the
-// next hop of every direct-routing real server (it starts resolving those
-// it does not know, and has it probe again those whose check is down) and
-// to keep tunnelled real servers' next hops resolved.
-// Called with r.mu held; checks are the checks' states.
+// inputs gathers what Desired computes from: a snapshot, which a round
+// reads without the lock (the roles copied; the model, the last states,
+// the adopted real servers and the overrides are replaced, never changed
+// in place). Called with r.mu held; checks are the checks' states.
 func (r *Reconciler) inputs(checks map[string]health.State) Inputs {
-	in := Inputs{Model: r.model, Health: checks, Roles: r.roles, Last: r.states,
+	in := Inputs{Model: r.model, Health: checks, Roles: maps.Clone(r.roles), Last: r.states,
 		Installed: r.installed, Adopted: r.adopted, Now: r.now(), Overrides: r.overrides}
 	in.AdoptMACs = in.Now.Before(r.adoptUntil)
+	return in
+}
+
+// nextHops asks the resolver for the next hop of every direct-routing real
+// server of in's model (it starts resolving those it does not know, and
+// has it probe again those whose check is down) and to keep tunnelled real
+// servers' next hops resolved. Called without the lock: the resolver is
+// not called under it, and status does not wait for 65,536 lookups.
+func (r *Reconciler) nextHops(in *Inputs) {
 	if r.neigh == nil {
-		return in
+		return
 	}
 	in.NextHops = map[netip.Addr]NextHop{}
-	for _, s := range r.model.Services {
+	for _, s := range in.Model.Services {
 		for _, rs := range s.reals() {
 			switch s.Forward {
 			case dataplane.DirectRouting:
 				if mac, ifindex, ok := r.neigh.Lookup(rs.Addr); ok {
 					in.NextHops[rs.Addr] = NextHop{MAC: mac, Ifindex: ifindex}
-					if checks[CheckKey(s.Name, rs)] == health.StateDown {
+					if in.Health[CheckKey(s.Name, rs)] == health.StateDown {
 						r.neigh.Reprobe(rs.Addr)
 					}
 				}
@@ -334,7 +346,6 @@ func (r *Reconciler) inputs(checks map[string]health.State) Inputs {
 			}
 		}
 	}
-	return in
 }
 
 // endAdoption ends the adoption of a real server's weight once its check
@@ -350,10 +361,15 @@ func (r *Reconciler) endAdoption(checks map[string]health.State) {
 		if r.adopted[s.Key] == nil {
 			continue
 		}
+		copied := false
 		for _, rs := range s.Reals {
 			b, ok := r.adopted[s.Key][rs.Key()]
 			if ok && b.Weight > 0 && checks[s.checkKey(rs)] != health.StateUnknown {
 				b.Weight = 0
+				if !copied {
+					// A round computing without the lock may read the map.
+					r.adopted[s.Key], copied = maps.Clone(r.adopted[s.Key]), true
+				}
 				r.adopted[s.Key][rs.Key()] = b
 			}
 		}
@@ -415,6 +431,8 @@ func (r *Reconciler) LastError() error {
 // of those whose quorum changed, and applies the desired state if it
 // differs from what was applied last. It returns Apply's error.
 func (r *Reconciler) Reconcile(ctx context.Context) error {
+	r.round.Lock()
+	defer r.round.Unlock()
 	start := time.Now()
 	checks := r.health()
 	var weights map[string]health.Weight
@@ -428,8 +446,14 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	in := r.inputs(checks)
 	in.Weights = weights
 	r.adoptMACs = in.AdoptMACs && len(r.adopted) > 0
+	r.mu.Unlock()
+	// The next hops and the desired state of 65,536 real servers are made
+	// without the lock: status and VRRP's inputs do not wait for them.
+	r.nextHops(&in)
 	desired, states := Desired(in)
-	model, last := r.model, r.states
+	r.mu.Lock()
+	// Quorum changes are reported against the states stored last.
+	model, last := in.Model, r.states
 	r.states = states
 	same := r.lastErr == nil && r.applies > 0 && slices.EqualFunc(desired, r.applied, dataplane.ServiceEqual)
 	pending := r.pending

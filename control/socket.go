@@ -265,7 +265,15 @@ func (s *SocketServer) serveConn(c net.Conn) {
 		}
 		s.requests.Add(1)
 		_ = c.SetWriteDeadline(time.Now().Add(s.respTime))
-		if err := streamStatus(c, s.h.Status(req.Rates), req.Output); err != nil {
+		var st *Status
+		var services Services
+		if ss, ok := s.h.(StatusStreamer); ok {
+			st, services = ss.StatusServices(req.Rates)
+		} else {
+			st = s.h.Status(req.Rates)
+			services = st.services()
+		}
+		if err := streamStatus(c, st, services, req.Output); err != nil {
 			s.log.Debug("control socket reply", "error", err)
 		}
 		return
@@ -353,18 +361,27 @@ func (s *SocketServer) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(socketActiveDesc, prometheus.GaugeValue, float64(st.Active))
 }
 
-// streamStatus writes a Response line with Stream set, then st as output
-// asks.
-func streamStatus(w io.Writer, st *Status, output string) error {
+// StatusStreamer is a Handler that gives its status a service at a time
+// (Services), for the status outputs: the socket writes each service as
+// it comes, and never holds the status of 65,536 real servers whole.
+type StatusStreamer interface {
+	// StatusServices returns the status without its services, and its
+	// services.
+	StatusServices(rates bool) (*Status, Services)
+}
+
+// streamStatus writes a Response line with Stream set, then st with
+// services as output asks.
+func streamStatus(w io.Writer, st *Status, services Services, output string) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	if err := json.NewEncoder(bw).Encode(&Response{OK: true, Stream: true}); err != nil {
 		return err
 	}
 	var err error
 	if output == "json" {
-		err = writeStatusJSON(bw, st)
+		err = writeStatusJSONServices(bw, st, services)
 	} else {
-		err = FormatStatus(bw, st, outputs[output])
+		err = formatStatus(bw, st, services, outputs[output])
 	}
 	if err != nil {
 		return err

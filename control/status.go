@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/xlb-dev/xlb/control/bgp"
 	"github.com/xlb-dev/xlb/control/mail"
@@ -38,6 +39,27 @@ type Status struct {
 	Mail *mail.Stats `json:"mail,omitempty"`
 	// Sync is the connection sync ([sync]), nil without.
 	Sync *sync.Status `json:"sync,omitempty"`
+}
+
+// Services gives the services of a status a service at a time: it calls
+// fn with each, in order, and stops at fn's first error, which it
+// returns. It may be called more than once and gives the same services
+// each time. fn must not keep the ServiceInfo (it is reused).
+type Services func(fn func(*ServiceInfo) error) error
+
+// services gives st.Services; nil when st has none (JSON's null).
+func (st *Status) services() Services {
+	if st.Services == nil {
+		return nil
+	}
+	return func(fn func(*ServiceInfo) error) error {
+		for i := range st.Services {
+			if err := fn(&st.Services[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // DataplaneInfo says which dataplane runs.
@@ -149,6 +171,11 @@ func forwardName(mode string) string {
 // FormatStatus writes st as `ipvsadm -ln` would, followed by the VRRP
 // instances.
 func FormatStatus(w io.Writer, st *Status, f Format) error {
+	return formatStatus(w, st, st.services(), f)
+}
+
+// formatStatus is FormatStatus of st with the services of services.
+func formatStatus(w io.Writer, st *Status, services Services, f Format) error {
 	attach := st.Dataplane.Mode
 	if st.Dataplane.Attach != "" {
 		attach += " " + st.Dataplane.Attach
@@ -157,7 +184,58 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 	if st.Dataplane.Error != "" {
 		fmt.Fprintf(w, "dataplane error: %s\n", st.Dataplane.Error)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// The services table, twice through an aligner: once to measure its
+	// columns, once to write it. text/tabwriter held the whole table (6 MB
+	// of text and 450,000 cells at 64,000 real servers) until its Flush.
+	al := &aligner{}
+	if err := servicesTable(al, services, f); err != nil {
+		return err
+	}
+	al.measured(w)
+	if err := servicesTable(al, services, f); err != nil {
+		return err
+	}
+	if al.err != nil {
+		return al.err
+	}
+	if len(st.VRRP) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "VRRP Instance\tInterface\tVRID\tState\tPriority\tMaster\tVIPs\t")
+		for _, v := range st.VRRP {
+			state := v.State
+			if v.SplitBrain {
+				state += " SPLIT-BRAIN"
+			}
+			if len(v.Faults) > 0 {
+				state += " (" + strings.Join(v.Faults, ", ") + ")"
+			}
+			prio := strconv.Itoa(int(v.EffectivePriority))
+			if v.EffectivePriority != v.Priority {
+				prio = fmt.Sprintf("%d(%d)", v.EffectivePriority, v.Priority)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", v.Name, v.Interface, v.VRID, state, prio, v.Master, strings.Join(v.VIPs, " "))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if st.BGP != nil {
+		fmt.Fprintln(w)
+		if err := bgp.FormatStatus(w, st.BGP, time.Now()); err != nil {
+			return err
+		}
+	}
+	if st.Sync != nil {
+		fmt.Fprintln(w)
+		return sync.FormatStatus(w, st.Sync, time.Now())
+	}
+	return nil
+}
+
+// servicesTable writes the services and their real servers, their cells
+// tab-terminated, every line with the same number of cells.
+func servicesTable(tw io.Writer, services Services, f Format) error {
 	switch f {
 	case FormatStats:
 		fmt.Fprintln(tw, "Prot LocalAddress:Port\tConns\tInPkts\tOutPkts\tInBytes\tOutBytes\t")
@@ -169,7 +247,10 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 		fmt.Fprintln(tw, "Prot LocalAddress:Port Scheduler Flags\t\t\t\t\t\t")
 		fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tHealth\tActiveConn\tInActConn\t")
 	}
-	for _, s := range st.Services {
+	if services == nil {
+		return nil
+	}
+	return services(func(s *ServiceInfo) error {
 		head := fmt.Sprintf("%-4s %s", strings.ToUpper(s.Protocol), s.Address)
 		switch f {
 		case FormatStats, FormatRate:
@@ -217,43 +298,74 @@ func FormatStatus(w io.Writer, st *Status, f Format) error {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t\n", addr, forwardName(s.Forward), weight, health, r.ActiveConns, r.InactiveConns)
 			}
 		}
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(st.VRRP) > 0 {
-		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "VRRP Instance\tInterface\tVRID\tState\tPriority\tMaster\tVIPs\t")
-		for _, v := range st.VRRP {
-			state := v.State
-			if v.SplitBrain {
-				state += " SPLIT-BRAIN"
-			}
-			if len(v.Faults) > 0 {
-				state += " (" + strings.Join(v.Faults, ", ") + ")"
-			}
-			prio := strconv.Itoa(int(v.EffectivePriority))
-			if v.EffectivePriority != v.Priority {
-				prio = fmt.Sprintf("%d(%d)", v.EffectivePriority, v.Priority)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", v.Name, v.Interface, v.VRID, state, prio, v.Master, strings.Join(v.VIPs, " "))
+		return nil
+	})
+}
+
+// aligner aligns the tab-terminated cells of a table as
+// text/tabwriter.NewWriter(w, 0, 0, 2, ' ', 0) does when every line has
+// the same number of cells: each cell padded with spaces to its column's
+// widest plus two; what follows a line's last tab is written as is. The
+// table is written to it twice: first to measure the columns, then, after
+// measured, to write it, without holding it.
+type aligner struct {
+	widths []int
+	w      io.Writer // nil while measuring
+	col    int       // of the cell being written
+	width  int       // of the cell so far, in runes
+	pad    []byte
+	err    error
+}
+
+// measured ends the measuring pass: what is written next goes to w.
+func (a *aligner) measured(w io.Writer) {
+	a.w, a.col, a.width = w, 0, 0
+}
+
+func (a *aligner) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && a.err == nil {
+		i := bytes.IndexAny(p, "\t\n")
+		text := p
+		if i >= 0 {
+			text = p[:i]
 		}
-		if err := tw.Flush(); err != nil {
-			return err
+		a.width += utf8.RuneCount(text)
+		if a.w != nil {
+			_, a.err = a.w.Write(text)
 		}
-	}
-	if st.BGP != nil {
-		fmt.Fprintln(w)
-		if err := bgp.FormatStatus(w, st.BGP, time.Now()); err != nil {
-			return err
+		if i < 0 {
+			break
 		}
+		switch p[i] {
+		case '\t':
+			if a.w == nil {
+				if a.col == len(a.widths) {
+					a.widths = append(a.widths, 0)
+				}
+				a.widths[a.col] = max(a.widths[a.col], a.width)
+			} else if a.err == nil {
+				_, a.err = a.w.Write(a.spaces(a.widths[a.col] + 2 - a.width))
+			}
+			a.col++
+		case '\n':
+			if a.w != nil && a.err == nil {
+				_, a.err = a.w.Write(p[i : i+1])
+			}
+			a.col = 0
+		}
+		a.width = 0
+		p = p[i+1:]
 	}
-	if st.Sync != nil {
-		fmt.Fprintln(w)
-		return sync.FormatStatus(w, st.Sync, time.Now())
+	return n, a.err
+}
+
+// spaces returns n spaces.
+func (a *aligner) spaces(n int) []byte {
+	for len(a.pad) < n {
+		a.pad = append(a.pad, ' ')
 	}
-	return nil
+	return a.pad[:n]
 }
 
 // figures are the --stats totals or the --rate rates, tab-separated.
@@ -280,11 +392,12 @@ func prefixStrings(ps []netip.Prefix) []string {
 // writes it, one service at a time: the status of 65,536 real servers is
 // 25 MB of indented JSON, never held whole.
 func writeStatusJSON(w io.Writer, st *Status) error {
-	if len(st.Services) == 0 {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
+	return writeStatusJSONServices(w, st, st.services())
+}
+
+// writeStatusJSONServices is writeStatusJSON of st with the services of
+// services (nil: JSON's null), written as they come.
+func writeStatusJSONServices(w io.Writer, st *Status, services Services) error {
 	top := *st
 	top.Services = nil
 	head, err := json.MarshalIndent(&top, "", "  ")
@@ -296,24 +409,35 @@ func writeStatusJSON(w io.Writer, st *Status) error {
 	if i < 0 {
 		return fmt.Errorf("status JSON without services")
 	}
-	if _, err := w.Write(head[:i]); err != nil {
+	if _, err := w.Write(head[:i+len(marker)-len("null")]); err != nil {
 		return err
 	}
-	io.WriteString(w, "\n  \"services\": [")
-	for j := range st.Services {
-		b, err := json.MarshalIndent(&st.Services[j], "    ", "  ")
+	var o jsonOut // one service's, its buffers reused
+	n := 0
+	if services != nil {
+		err = services(func(s *ServiceInfo) error {
+			o.b = append(o.b[:0], ',')
+			if n == 0 {
+				o.b[0] = '['
+			}
+			o.b = append(o.b, "\n    "...)
+			o.service(s, "    ")
+			n++
+			_, err := w.Write(o.b)
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		if j > 0 {
-			io.WriteString(w, ",")
-		}
-		io.WriteString(w, "\n    ")
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
 	}
-	io.WriteString(w, "\n  ]")
+	end := "null"
+	switch {
+	case services != nil && n == 0:
+		end = "[]"
+	case n > 0:
+		end = "\n  ]"
+	}
+	io.WriteString(w, end)
 	if _, err := w.Write(head[i+len(marker):]); err != nil {
 		return err
 	}

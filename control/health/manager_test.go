@@ -2,11 +2,13 @@ package health_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -471,5 +473,30 @@ func TestManagerHangingChecksDoNotStall(t *testing.T) {
 	waitFor(t, "the healthy real server up", func() bool { return m.Status()["ok/1"].State == health.StateUp })
 	if n := inFlight.Load(); n != hanging {
 		t.Errorf("%d hanging checks in flight, want %d", n, hanging)
+	}
+}
+
+// Lookup gives the states and last errors of the keys asked, in their
+// order, and Unknown without an error for a key it does not have.
+func TestManagerLookup(t *testing.T) {
+	m := health.NewManager(health.Options{})
+	if err := m.Update(map[string]health.Spec{
+		"none": {Type: checktype.None},
+		"bad":  {Type: checktype.TCP}, // no target: invalid, Down
+	}); err == nil {
+		t.Fatal("an invalid Spec was accepted")
+	}
+	keys := []string{"bad", "missing", "none", ""}
+	states, errs := make([]health.State, len(keys)), make([]error, len(keys))
+	for i := range errs {
+		states[i], errs[i] = health.StateUp, errors.New("stale")
+	}
+	m.Lookup(keys, states, errs)
+	want := []health.State{health.StateDown, health.StateUnknown, health.StateUp, health.StateUnknown}
+	if !slices.Equal(states, want) {
+		t.Errorf("states %v, want %v", states, want)
+	}
+	if errs[0] == nil || errs[1] != nil || errs[2] != nil || errs[3] != nil {
+		t.Errorf("errors %v, want only the invalid check's", errs)
 	}
 }

@@ -113,7 +113,7 @@ func TestAdoptOnRestart(t *testing.T) {
 	// Arrays are looked up by key (dumping 262144 entries is slow).
 	for _, q := range []struct{ name, field string }{
 		{"xlb_svc_ids_v1", `"port"`}, {"xlb_conns_v1", `"backend"`},
-		{"xlb_svc_v1", `"sched"`}, {"xlb_backends_v1", `"mac"`}, {"xlb_verdicts_v1", `"packets"`}, {"xlb_be_stat_v1", `"conns"`},
+		{"xlb_svc_v1", `"sched"`}, {"xlb_backends_v1", `"mac"`}, {"xlb_verdicts_v1", `"packets"`}, {"xlb_be_stat_v2", `"conns"`},
 	} {
 		args := []string{"-j", "map", "dump", "pinned", filepath.Join(pin, q.name)}
 		if strings.Contains(q.name, "svc_v1") || strings.Contains(q.name, "backends") || strings.Contains(q.name, "stat") || strings.Contains(q.name, "verdicts") {
@@ -265,5 +265,60 @@ func TestAdoptTunnelServicesOnRestart(t *testing.T) {
 		if !bytes.Equal(out, before[i]) {
 			t.Errorf("%s after restart:\n got %x\nwant %x", svcs[i].Key, out, before[i])
 		}
+	}
+}
+
+// TestNewBackendIDsZeroed: a new backend id's load and connection counts
+// are zero. A dataplane whose maps it created itself skips writing zeros
+// to ids never used (at start, 4 of a real server's 7 writes); one that
+// reuses pinned maps must zero them, since a previous process may have
+// left values there (planted here at the id the next real server gets).
+func TestNewBackendIDsZeroed(t *testing.T) {
+	e := newEnv(t)
+	e.d.Close()
+	pin := filepath.Join("/sys/fs/bpf", nettest.UniqueName("xlbt-"))
+	t.Cleanup(func() { os.RemoveAll(pin) })
+	open := func() *Dataplane {
+		var d *Dataplane
+		if err := e.ns.Do(func() (err error) {
+			d, err = Open(Options{Interfaces: []string{"eth0"}, PinPath: pin, SyncInterval: -1, MapSizes: testSizes})
+			return err
+		}); err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		return d
+	}
+	e.d = open()
+	if !e.d.beIDs.clean[5] {
+		t.Fatal("a dataplane that created its maps does not know them zero")
+	}
+	s := svc(dataplane.RoundRobin, e.pool(3)) // backend ids 0-2
+	e.apply(s)
+	// What a previous process might have left at id 3.
+	if err := e.d.objs.XlbBeActV1.Put(uint32(3), int64(7)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.objs.XlbBeConnsV1.Put(uint32(3), bpfXlbBeConns{Active: 5, Inactive: 6}); err != nil {
+		t.Fatal(err)
+	}
+	e.d.Close()
+
+	e.d = open()
+	s.Backends = append(s.Backends, e.pool(4)[3])
+	e.apply(s)
+	id := e.d.services[s.Key].ids[3]
+	if id != 3 {
+		t.Fatalf("the new real server got backend id %d, want 3", id)
+	}
+	var act int64
+	var conns bpfXlbBeConns
+	if err := e.d.objs.XlbBeActV1.Lookup(id, &act); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.objs.XlbBeConnsV1.Lookup(id, &conns); err != nil {
+		t.Fatal(err)
+	}
+	if act != 0 || conns != (bpfXlbBeConns{}) {
+		t.Errorf("new backend %d over pinned maps: load %d, connections %+v; want zeros", id, act, conns)
 	}
 }

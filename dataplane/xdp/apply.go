@@ -73,9 +73,31 @@ func (st *svcState) closeTables() {
 type idPool struct {
 	used []bool
 	next int
+	// clean marks the ids whose entries in the maps indexed by them are
+	// known to be zero: the maps were created by this process (not
+	// reused from pins) and the id has not been used since. A new id
+	// that is clean needs no zeroing; claim clears the mark.
+	clean []bool
 }
 
 func newIDPool(n int) idPool { return idPool{used: make([]bool, n)} }
+
+// markClean marks every id clean: the maps were just created.
+func (p *idPool) markClean() {
+	p.clean = make([]bool, len(p.used))
+	for i := range p.clean {
+		p.clean[i] = true
+	}
+}
+
+// claim reports whether id was clean, and marks it used since.
+func (p *idPool) claim(id uint32) bool {
+	if int(id) >= len(p.clean) || !p.clean[id] {
+		return false
+	}
+	p.clean[id] = false
+	return true
+}
 
 func (p *idPool) alloc() (uint32, error) {
 	for i := range p.used {
@@ -89,7 +111,7 @@ func (p *idPool) alloc() (uint32, error) {
 	return 0, errors.New("no free id")
 }
 
-func (p *idPool) take(id uint32) { p.used[id] = true }
+func (p *idPool) take(id uint32) { p.used[id] = true; p.claim(id) }
 func (p *idPool) free(id uint32) { p.used[id] = false }
 
 // sameInstall reports whether s installs as st is installed (the name is
@@ -218,12 +240,17 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 		if err != nil {
 			return fmt.Errorf("real server %s: %w (at most %d)", b.Key(), err, maxBackends)
 		}
-		w.beStat.put(id)
-		w.beAct.put(id, 0)
-		w.beConns.put(id, bpfXlbBeConns{})
-		if b.UpperThreshold == 0 && b.LowerThreshold == 0 {
-			// Those of a freed id go; writeThresh writes any others.
-			w.beThresh.put(id, bpfXlbBeThresh{})
+		if !d.beIDs.claim(id) {
+			// A freed id's counters, load and connections go (an id
+			// never used since the maps were created has none: at start
+			// that is 4 of every 7 writes of a real server).
+			w.beStat.put(id)
+			w.beAct.put(id, 0)
+			w.beConns.put(id, bpfXlbBeConns{})
+			if b.UpperThreshold == 0 && b.LowerThreshold == 0 {
+				// Those of a freed id go; writeThresh writes any others.
+				w.beThresh.put(id, bpfXlbBeThresh{})
+			}
 		}
 		d.backends[id] = &beState{svc: st.id, key: b.Key()}
 		ids[i] = id
@@ -233,6 +260,11 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 	// the one it has until the flip. Thresholds first: the program reads
 	// them once the entry says it has some.
 	entries := make([]bpfXlbBackend, len(s.Backends))
+	// interims[i] is what phase 1 wrote for backend i (wrote1[i]): phase 3
+	// writes only where the final entry differs from it (a new service's
+	// backends are final in phase 1: one write each, not two).
+	interims := make([]bpfXlbBackend, len(s.Backends))
+	wrote1 := make([]bool, len(s.Backends))
 	for i, b := range s.Backends {
 		if err := d.writeThresh(ids[i], b); err != nil {
 			return err
@@ -249,6 +281,7 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 		}
 		if !st.installed || interim != d.backends[ids[i]].entry {
 			w.backends1.put(ids[i], interim)
+			interims[i], wrote1[i] = interim, true
 		}
 	}
 
@@ -361,7 +394,7 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 	d.natDrop(st)
 	for i := range s.Backends {
 		be := d.backends[ids[i]]
-		if !st.installed || be.entry != entries[i] || be.retired {
+		if wrote1[i] && interims[i] != entries[i] || !wrote1[i] && (!st.installed || be.entry != entries[i] || be.retired) {
 			w.backends3.put(ids[i], entries[i])
 		}
 		if be.retired {

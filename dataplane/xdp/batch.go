@@ -116,7 +116,7 @@ type writes struct {
 	// New ids: counters and load zeroed before anything refers to them.
 	svcStat *zeroQueue
 	svcRR   *queue[uint32, uint64]
-	beStat  *zeroQueue
+	beStat  *beStatQueue
 	beAct   *queue[uint32, int64]
 	// and their connection counts and thresholds.
 	beConns  *queue[uint32, bpfXlbBeConns]
@@ -146,7 +146,7 @@ func (d *Dataplane) newWrites() *writes {
 		svcIDsDel: newQueue[bpfXlbSvcKey, uint32](o.XlbSvcIdsV1, "xlb_svc_ids_v1"),
 		svcStat:   &zeroQueue{m: o.XlbSvcStatV1, name: "xlb_svc_stat_v1"},
 		svcRR:     newQueue[uint32, uint64](o.XlbRrV1, "xlb_rr_v1"),
-		beStat:    &zeroQueue{m: o.XlbBeStatV1, name: "xlb_be_stat_v1"},
+		beStat:    &beStatQueue{stats: &d.beStats},
 		beAct:     newQueue[uint32, int64](o.XlbBeActV1, "xlb_be_act_v1"),
 		beConns:   newQueue[uint32, bpfXlbBeConns](o.XlbBeConnsV1, "xlb_be_conns_v1"),
 		beThresh:  newQueue[uint32, bpfXlbBeThresh](o.XlbBeThreshV1, "xlb_be_thresh_v1"),

@@ -407,7 +407,7 @@ const (
 	bpfMapXlbBackendsV1  = "xlb_backends_v1"
 	bpfMapXlbBeActV1     = "xlb_be_act_v1"
 	bpfMapXlbBeConnsV1   = "xlb_be_conns_v1"
-	bpfMapXlbBeStatV1    = "xlb_be_stat_v1"
+	bpfMapXlbBeStatV2    = "xlb_be_stat_v2"
 	bpfMapXlbBeThreshV1  = "xlb_be_thresh_v1"
 	bpfMapXlbCandsV1     = "xlb_cands_v1"
 	bpfMapXlbClockV1     = "xlb_clock_v1"
@@ -498,7 +498,7 @@ type bpfMapSpecs struct {
 	XlbBackendsV1  *ebpf.MapSpec `ebpf:"xlb_backends_v1"`
 	XlbBeActV1     *ebpf.MapSpec `ebpf:"xlb_be_act_v1"`
 	XlbBeConnsV1   *ebpf.MapSpec `ebpf:"xlb_be_conns_v1"`
-	XlbBeStatV1    *ebpf.MapSpec `ebpf:"xlb_be_stat_v1"`
+	XlbBeStatV2    *ebpf.MapSpec `ebpf:"xlb_be_stat_v2"`
 	XlbBeThreshV1  *ebpf.MapSpec `ebpf:"xlb_be_thresh_v1"`
 	XlbCandsV1     *ebpf.MapSpec `ebpf:"xlb_cands_v1"`
 	XlbClockV1     *ebpf.MapSpec `ebpf:"xlb_clock_v1"`
@@ -563,7 +563,7 @@ type bpfMaps struct {
 	XlbBackendsV1  *ebpf.Map `ebpf:"xlb_backends_v1"`
 	XlbBeActV1     *ebpf.Map `ebpf:"xlb_be_act_v1"`
 	XlbBeConnsV1   *ebpf.Map `ebpf:"xlb_be_conns_v1"`
-	XlbBeStatV1    *ebpf.Map `ebpf:"xlb_be_stat_v1"`
+	XlbBeStatV2    *ebpf.Map `ebpf:"xlb_be_stat_v2"`
 	XlbBeThreshV1  *ebpf.Map `ebpf:"xlb_be_thresh_v1"`
 	XlbCandsV1     *ebpf.Map `ebpf:"xlb_cands_v1"`
 	XlbClockV1     *ebpf.Map `ebpf:"xlb_clock_v1"`
@@ -602,7 +602,7 @@ func (m *bpfMaps) Close() error {
 		m.XlbBackendsV1,
 		m.XlbBeActV1,
 		m.XlbBeConnsV1,
-		m.XlbBeStatV1,
+		m.XlbBeStatV2,
 		m.XlbBeThreshV1,
 		m.XlbCandsV1,
 		m.XlbClockV1,

@@ -25,9 +25,12 @@ func BenchmarkSyncReporting(b *testing.B) {
 	for _, tc := range []struct {
 		name string
 		mode uint32
+		syn  bool // the frame is a SYN (else the handshake's ACK)
 	}{
-		{"established", benchSameFlow},
-		{"reported new flows", benchNewFlows},
+		{"established", benchSameFlow, false},
+		{"new flow", benchNewFlows, true},
+		{"handshake", benchHandshake, true},
+		{"reported new flows", benchNewFlows, false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			e := benchEnv(b)
@@ -39,6 +42,9 @@ func BenchmarkSyncReporting(b *testing.B) {
 			ack.TCPFlags = packet.ACK
 			e.pick(ack)
 			frame := ack.Bytes()
+			if tc.syn {
+				frame = syn.Bytes()
+			}
 			w := loadBenchObjs(b, tc.mode)
 			reports := e.d.Reports()
 			var got int
@@ -58,18 +64,18 @@ func BenchmarkSyncReporting(b *testing.B) {
 				}
 			}
 			for b.Loop() {
-				measure(b, 5, run(false), run(true))
+				measure(b, 7, run(false), run(true))
 			}
 			st := e.d.SyncStats()
 			e.d.Close()
 			<-done
 			b.Logf("%s: reporting off (as floor) against on (as xlb); %d reported, %d read by the control plane, %d lost (ring full)",
 				tc.name, st.Reported, got, st.Lost)
-			if tc.mode == benchSameFlow && st.Reported != 0 {
-				b.Errorf("established packets made %d reports, want none", st.Reported)
-			}
-			if tc.mode == benchNewFlows && st.Reported+st.Lost == 0 {
-				b.Error("new flows without a SYN made no report")
+			switch {
+			case (tc.mode == benchSameFlow || tc.mode == benchNewFlows && tc.syn) && st.Reported+st.Lost != 0:
+				b.Errorf("%s: %d reports, want none", tc.name, st.Reported+st.Lost)
+			case (tc.mode == benchHandshake || tc.mode == benchNewFlows && !tc.syn) && st.Reported+st.Lost == 0:
+				b.Errorf("%s: no report", tc.name)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package xdp
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"testing"
@@ -481,5 +482,34 @@ func TestIdleSyncCountsImports(t *testing.T) {
 	var v bpfXlbSyncConn
 	if err := e.d.objs.XlbSyncConnsV1.Lookup(&k, &v); err == nil {
 		t.Errorf("imported entry left after its margin: %+v", v)
+	}
+}
+
+// TestDecodeSyncRec: the reader's hand-written decoder reads every field of
+// struct xlb_sync_rec where the generated type (and binary.Encode) puts it.
+func TestDecodeSyncRec(t *testing.T) {
+	if n := binary.Size(bpfXlbSyncRec{}); n != syncRecSize {
+		t.Fatalf("struct xlb_sync_rec is %d bytes, the decoder reads %d", n, syncRecSize)
+	}
+	var want bpfXlbSyncRec
+	for i := range want.Flow.Src {
+		want.Flow.Src[i] = byte(1 + i)
+		want.Flow.Dst[i] = byte(101 + i)
+	}
+	want.Flow.Sport, want.Flow.Dport = 0x1234, 0xabcd
+	want.Flow.Proto, want.Flow.Family, want.Flow.Pad = 6, 2, [2]uint8{7, 8}
+	want.Svc, want.Backend = 0x01020304, 0xa0b0c0d0
+	want.State, want.Flags = 3, 1
+	want.Pad = [6]uint8{9, 10, 11, 12, 13, 14}
+	b, err := binary.Append(nil, binary.NativeEndian, &want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := decodeSyncRec(b)
+	if !ok || got != want {
+		t.Fatalf("decodeSyncRec = %+v, %v; want %+v", got, ok, want)
+	}
+	if _, ok := decodeSyncRec(b[:syncRecSize-1]); ok {
+		t.Fatal("a short record was decoded")
 	}
 }

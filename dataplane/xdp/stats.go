@@ -80,7 +80,7 @@ func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("service counters: %w", err))
 	}
-	bes, err := readCounters(d.objs.XlbBeStatV1, idx.beIDs)
+	bes, err := d.beStats.read(idx.beIDs)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("backend counters: %w", err))
 	}

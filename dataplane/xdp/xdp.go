@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"
@@ -98,6 +99,7 @@ type Dataplane struct {
 	services map[dataplane.ServiceKey]*svcState
 	svcIDs   idPool
 	beIDs    idPool
+	beStats  beStats // xlb_be_stat_v2, mapped
 	// backends describes every backend id in use, live or retired;
 	// retired finds the retired ones by service and real server.
 	backends map[uint32]*beState
@@ -283,11 +285,17 @@ func (d *Dataplane) load() error {
 		if name == bpfMapXlbEmbryosV1 {
 			return fmt.Errorf("map size override: %s is indexed by a flow hash modulo %d", name, maxEmbryos)
 		}
+		if name == bpfMapXlbBeStatV2 {
+			return fmt.Errorf("map size override: %s has a slice of %d entries per CPU", name, maxBackends)
+		}
 		m, ok := spec.Maps[name]
 		if !ok {
 			return fmt.Errorf("map size override: no map %q", name)
 		}
 		m.MaxEntries = n
+	}
+	if err := sizeBeStat(spec); err != nil {
+		return err
 	}
 	if err := spec.Variables[bpfVarXlbSynLimit].Set(synLimit(d.opts.SYNFloodRate)); err != nil {
 		return fmt.Errorf("SYN flood limit: %w", err)
@@ -303,11 +311,21 @@ func (d *Dataplane) load() error {
 		return fmt.Errorf("scheduler and forwarding values from BTF: %w", err)
 	}
 	var copts ebpf.CollectionOptions
+	// The backends' counter, load, connection and threshold maps are
+	// zero when this load creates them: a new backend id needs no
+	// zeroing there until it has been used (idPool.clean).
+	fresh := true
 	if d.opts.PinPath != "" {
 		if err := ensureBPFFS(d.opts.PinPath); err != nil {
 			return err
 		}
 		copts.Maps.PinPath = d.opts.PinPath
+		d.removeRetiredBeStat()
+		for _, name := range []string{bpfMapXlbBeStatV2, bpfMapXlbBeActV1, bpfMapXlbBeConnsV1, bpfMapXlbBeThreshV1} {
+			if _, err := os.Lstat(filepath.Join(d.opts.PinPath, name)); !errors.Is(err, fs.ErrNotExist) {
+				fresh = false
+			}
+		}
 	} else {
 		for _, m := range spec.Maps {
 			m.Pinning = ebpf.PinNone
@@ -319,6 +337,13 @@ func (d *Dataplane) load() error {
 			return fmt.Errorf("load BPF program: %+v", verr)
 		}
 		return fmt.Errorf("load BPF objects: %w", err)
+	}
+	if d.beStats, err = openBeStats(d.objs.XlbBeStatV2); err != nil {
+		d.objs.Close()
+		return err
+	}
+	if fresh {
+		d.beIDs.markClean()
 	}
 	return nil
 }

@@ -96,6 +96,32 @@ func (x *daemon) statusField(name string) int64 {
 	return -1
 }
 
+// bpfMapped is the resident memory of the BPF maps the daemon has mapped
+// into its address space (anon_inode:bpf-map in smaps: the kernel's map
+// memory, counted in RssFile).
+func (x *daemon) bpfMapped() int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", x.pid))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	var total int64
+	inMap := false
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		line := s.Text()
+		if fields := strings.Fields(line); len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
+			inMap = len(fields) >= 6 && strings.Contains(fields[5], "bpf-map")
+			continue
+		}
+		if v, ok := strings.CutPrefix(line, "Rss:"); ok && inMap {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			total += kb << 10
+		}
+	}
+	return total
+}
+
 // rss and peak are VmRSS and VmHWM; resetPeak starts a new peak
 // (clear_refs 5, Linux 4.0).
 func (x *daemon) rss() int64  { return x.statusField("VmRSS") }

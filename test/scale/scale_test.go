@@ -189,7 +189,8 @@ func (bn *bench) scenario(s shape, t targets) {
 	fs.add("log lines: start", "lines", 0, float64(all))
 	fs.add("log lines: start, per real server check", "lines", 0, float64(changed))
 	fs.add("steady RSS after start", "MiB", t.steadyRSS, float64(x.rss())/mib)
-	fs.add("steady RSS: of which the binary and libraries (RssFile)", "MiB", 0, float64(x.statusField("RssFile"))/mib)
+	fs.add("steady RSS: of which the binary, libraries and mapped BPF maps (RssFile)", "MiB", 0, float64(x.statusField("RssFile"))/mib)
+	fs.add("steady RSS: of which mapped BPF maps (the kernel's map memory)", "MiB", 0, float64(x.bpfMapped())/mib)
 	fs.add("steady RSS: of which Go's heap and stacks (RssAnon)", "MiB", 0, float64(x.statusField("RssAnon"))/mib)
 	mem, maps := x.bpfMemory()
 	fs.add("BPF map memory (kernel, not in RSS)", "MiB", 0, float64(mem)/mib)
@@ -199,6 +200,7 @@ func (bn *bench) scenario(s shape, t targets) {
 		cpuName = "CPU with the checks running"
 	}
 	bn.profile(s, "heap-after-start", "heap")
+	bn.profile(s, "memstats-after-start", "heap?debug=1")
 	if bn.prof != "" {
 		// The CPU profile of the measured window, as `go tool pprof` reads it.
 		go bn.profile(s, "cpu-steady", "profile?seconds=25")
@@ -226,6 +228,11 @@ func (bn *bench) scenario(s shape, t targets) {
 		bn.scrape(x, true, t.metrics)
 	}
 	fs.add("/metrics: transient memory (peak RSS - RSS before)", "MiB", t.metricsMem, float64(x.peak()-before)/mib)
+	// The peak through status, scrapes and reloads, and of which phase
+	// (each phase's peak from a reset: their maximum is the peak).
+	peak := x.peak()
+	fs.add("peak RSS: status and scrapes", "MiB", 0, float64(peak)/mib)
+	x.resetPeak()
 
 	// Reloads: one real server's port changes, back and forth.
 	for i := range bn.runs {
@@ -259,6 +266,9 @@ func (bn *bench) scenario(s shape, t targets) {
 		}
 	}
 	bn.forwarding(x, s)
+	fs.add("peak RSS: reloads", "MiB", 0, float64(x.peak())/mib)
+	peak = max(peak, x.peak())
+	x.resetPeak()
 
 	// Status during a reload.
 	for i := range min(bn.runs, 3) {
@@ -286,11 +296,14 @@ func (bn *bench) scenario(s shape, t targets) {
 		fs.add("status --json during a reload (worst)", "ms", t.status, ms(worst))
 	}
 
+	fs.add("peak RSS: status during reloads", "MiB", 0, float64(x.peak())/mib)
+	peak = max(peak, x.peak())
 	if s.Check != "none" {
-		bn.storm(x, s, t)
+		bn.storm(x, s, t) // resets the peak: the storm's is its own figure
 	}
 	bn.profile(s, "heap-after-reloads", "heap")
-	fs.add("peak RSS through status, scrapes, reloads", "MiB", t.peakRSS, float64(x.peak())/mib)
+	bn.profile(s, "memstats-after-reloads", "heap?debug=1")
+	fs.add("peak RSS through status, scrapes, reloads", "MiB", t.peakRSS, float64(peak)/mib)
 	time.Sleep(10 * time.Second)
 	fs.add("RSS 10s after", "MiB", 0, float64(x.rss())/mib)
 	x.stop()
@@ -313,6 +326,11 @@ func (bn *bench) storm(x *daemon, s shape, t targets) {
 		bn.figs.add("status --json during a check storm (worst), "+name, "ms", t.status, ms(worst))
 	}
 	x.resetPeak()
+	if bn.prof != "" {
+		// What the daemon does, and what a status call waits on, in the storm.
+		go bn.profile(s, "cpu-storm", "profile?seconds=10")
+		time.AfterFunc(3*time.Second, func() { bn.profile(s, "goroutines-storm", "goroutine?debug=2") })
+	}
 	phase("all down")
 	rs.NS.MustRun(bn.b, "nft", "delete table inet storm")
 	phase("all up")
@@ -341,7 +359,11 @@ func (bn *bench) profile(s shape, name, path string) {
 		return
 	}
 	defer resp.Body.Close()
-	file := filepath.Join(bn.prof, strings.ReplaceAll(s.Name, " ", "_")+"-"+name+".pprof")
+	ext := ".pprof"
+	if strings.Contains(path, "debug=") {
+		ext = ".txt" // text: the heap's with runtime.MemStats, the goroutines'
+	}
+	file := filepath.Join(bn.prof, strings.ReplaceAll(s.Name, " ", "_")+"-"+name+ext)
 	f, err := os.Create(file)
 	if err != nil {
 		bn.b.Logf("profile %s: %v", name, err)

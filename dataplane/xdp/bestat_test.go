@@ -1,0 +1,125 @@
+package xdp
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/test/nettest"
+	"github.com/xlb-dev/xlb/test/packet"
+)
+
+// TestBackendCountersEveryCPU: a backend's counters are summed over the
+// CPUs' slices of xlb_be_stat_v2: packets forwarded on each online CPU
+// land in that CPU's slice (cpu x the backend limit + id) and Stats adds
+// them up; a reused id's counters are zeroed on every CPU.
+func TestBackendCountersEveryCPU(t *testing.T) {
+	e := newEnv(t)
+	s := svc(dataplane.MaglevHashing, e.pool(1))
+	e.apply(s)
+	syn := tcpFrame(client(1), vip4, 40000, 80, packet.SYN)
+	e.pick(syn)
+	ack := syn
+	ack.TCPFlags = packet.ACK
+	frame := ack.Bytes()
+
+	ncpu := runtime.NumCPU()
+	const per = 3 // packets per CPU
+	for cpu := range ncpu {
+		err := e.ns.Do(func() error { // a locked OS thread
+			var set unix.CPUSet
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				return err
+			}
+			out := make([]byte, 2048)
+			for range per {
+				opts := ebpf.RunOptions{Data: frame, DataOut: out, Context: bpfXdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(e.eth0)}}
+				ret, err := e.d.Program().Run(&opts)
+				if err != nil {
+					return err
+				}
+				if ret != xdpTX || backendOf(opts.DataOut) != 0 {
+					t.Errorf("CPU %d: verdict %d, backend %d", cpu, ret, backendOf(opts.DataOut))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := e.d.services[s.Key].ids[0]
+	for cpu := range ncpu {
+		var v bpfXlbStats
+		if err := e.d.objs.XlbBeStatV2.Lookup(uint32(cpu*maxBackends)+id, &v); err != nil {
+			t.Fatal(err)
+		}
+		want := uint64(per)
+		if got := v.Packets; got < want {
+			t.Errorf("CPU %d's slice: %d packets of backend %d, want at least %d", cpu, got, id, want)
+		}
+	}
+	st, err := e.d.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := st.Services[s.Key].Backends[s.Backends[0].Key()].Packets, uint64(ncpu*per+1); got != want {
+		t.Errorf("backend packets %d, want %d (%d on each of %d CPUs and the SYN)", got, want, per, ncpu)
+	}
+
+	// The id reused by another real server, after the first is gone: its
+	// counters start at zero on every CPU.
+	w := e.d.newWrites()
+	w.beStat.put(id)
+	if err := w.flush(e.d); err != nil {
+		t.Fatal(err)
+	}
+	st, err = e.d.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.Services[s.Key].Backends[s.Backends[0].Key()]; c.Counters != (dataplane.Counters{}) {
+		t.Errorf("counters after the id's reset: %+v, want zeros", c.Counters)
+	}
+}
+
+// TestRetiredBeStatPinRemoved: the pin of xlb_be_stat_v1, which an earlier
+// version left (a per-CPU array of 40 bytes per backend id and CPU), is
+// removed when the dataplane opens on that pin path.
+func TestRetiredBeStatPinRemoved(t *testing.T) {
+	e := newEnv(t)
+	e.d.Close()
+	pin := filepath.Join("/sys/fs/bpf", nettest.UniqueName("xlbt-"))
+	t.Cleanup(func() { os.RemoveAll(pin) })
+	if err := os.MkdirAll(pin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: uint32(statsSize), MaxEntries: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := old.Pin(filepath.Join(pin, retiredBeStatPin)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ns.Do(func() (err error) {
+		e.d, err = Open(Options{Interfaces: []string{"eth0"}, PinPath: pin, SyncInterval: -1, MapSizes: testSizes})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(pin, retiredBeStatPin)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the retired pin %s is still there: %v", retiredBeStatPin, err)
+	}
+	if _, err := os.Stat(filepath.Join(pin, bpfMapXlbBeStatV2)); err != nil {
+		t.Errorf("the new pin: %v", err)
+	}
+}
