@@ -46,16 +46,14 @@ func progID(t *testing.T, p *ebpf.Program) uint32 {
 	return uint32(id)
 }
 
-// TestAdoptOnRestart: load, attach, add flows, close the Go side without
-// detaching, load again: the program keeps forwarding (swapped atomically),
-// the flows keep their real servers and the round-robin position goes on.
-func TestAdoptOnRestart(t *testing.T) {
-	e := newEnv(t) // provides the namespace and interfaces; its own dataplane is unpinned
-	e.d.Close()
-	nettest.GRO(t, e.ns, "peer0")
+// pinned returns a pin path of its own (removed at the end) and a
+// function that opens a dataplane on eth0 of e's namespace with its maps
+// pinned there, as a restarted daemon opens it.
+func (e *env) pinned(t *testing.T) (string, func() *Dataplane) {
 	pin := filepath.Join("/sys/fs/bpf", nettest.UniqueName("xlbt-"))
 	t.Cleanup(func() { os.RemoveAll(pin) })
-	open := func() *Dataplane {
+	return pin, func() *Dataplane {
+		t.Helper()
 		var d *Dataplane
 		if err := e.ns.Do(func() (err error) {
 			d, err = Open(Options{Interfaces: []string{"eth0"}, PinPath: pin, SyncInterval: -1, MapSizes: testSizes})
@@ -65,6 +63,16 @@ func TestAdoptOnRestart(t *testing.T) {
 		}
 		return d
 	}
+}
+
+// TestAdoptOnRestart: load, attach, add flows, close the Go side without
+// detaching, load again: the program keeps forwarding (swapped atomically),
+// the flows keep their real servers and the round-robin position goes on.
+func TestAdoptOnRestart(t *testing.T) {
+	e := newEnv(t) // provides the namespace and interfaces; its own dataplane is unpinned
+	e.d.Close()
+	nettest.GRO(t, e.ns, "peer0")
+	pin, open := e.pinned(t)
 
 	e.d = open()
 	if got, want := attachedProgID(t, e.ns, "eth0"), progID(t, e.d.Program()); got != want {
@@ -276,18 +284,7 @@ func TestAdoptTunnelServicesOnRestart(t *testing.T) {
 func TestNewBackendIDsZeroed(t *testing.T) {
 	e := newEnv(t)
 	e.d.Close()
-	pin := filepath.Join("/sys/fs/bpf", nettest.UniqueName("xlbt-"))
-	t.Cleanup(func() { os.RemoveAll(pin) })
-	open := func() *Dataplane {
-		var d *Dataplane
-		if err := e.ns.Do(func() (err error) {
-			d, err = Open(Options{Interfaces: []string{"eth0"}, PinPath: pin, SyncInterval: -1, MapSizes: testSizes})
-			return err
-		}); err != nil {
-			t.Fatalf("open: %v", err)
-		}
-		return d
-	}
+	_, open := e.pinned(t)
 	e.d = open()
 	if !e.d.beIDs.clean[5] {
 		t.Fatal("a dataplane that created its maps does not know them zero")

@@ -12,7 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
-	"github.com/xlb-dev/xlb/test/nettest"
 	"github.com/xlb-dev/xlb/test/packet"
 )
 
@@ -97,8 +96,7 @@ func TestBackendCountersEveryCPU(t *testing.T) {
 func TestRetiredBeStatPinRemoved(t *testing.T) {
 	e := newEnv(t)
 	e.d.Close()
-	pin := filepath.Join("/sys/fs/bpf", nettest.UniqueName("xlbt-"))
-	t.Cleanup(func() { os.RemoveAll(pin) })
+	pin, open := e.pinned(t)
 	if err := os.MkdirAll(pin, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -110,12 +108,7 @@ func TestRetiredBeStatPinRemoved(t *testing.T) {
 	if err := old.Pin(filepath.Join(pin, retiredBeStatPin)); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.ns.Do(func() (err error) {
-		e.d, err = Open(Options{Interfaces: []string{"eth0"}, PinPath: pin, SyncInterval: -1, MapSizes: testSizes})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.d = open()
 	if _, err := os.Stat(filepath.Join(pin, retiredBeStatPin)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the retired pin %s is still there: %v", retiredBeStatPin, err)
 	}
