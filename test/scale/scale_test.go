@@ -52,6 +52,10 @@ type bench struct {
 	prof string // XLB_SCALE_PROFILES
 	figs *figures
 	n    int // daemons started
+	// napiDir and napiRS: the NAPI threads of the director's eth1 and the
+	// real server's eth0, once the check scenarios turned them on
+	// (napi_test.go).
+	napiDir, napiRS []int
 }
 
 func BenchmarkScale(b *testing.B) {
@@ -210,6 +214,11 @@ func (bn *bench) scenario(s shape, t targets) {
 	fs.add(cpuName+": of which user mode", "%", 0, 100*user)
 	if s.Check != "none" {
 		fs.note(cpuName, "system time includes the real server's side of each handshake: over a veth the peer's TCP runs inside connect()")
+		daemon, dirThread, rsThread := bn.checkCPUSplit(x, 30*time.Second)
+		split := cpuName + ", receive in NAPI threads"
+		fs.add(split+": the director (daemon and its thread)", "%", t.cpu, 100*(daemon+dirThread))
+		fs.add(split+": of which the daemon", "%", 0, 100*daemon)
+		fs.add(split+": the real server's thread", "%", 0, 100*rsThread)
 	}
 	x.resetPeak()
 
