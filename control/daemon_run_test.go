@@ -103,10 +103,17 @@ func startDaemon(t *testing.T, cfgText func(sock string) string, early func(d *D
 // startDaemonOn is startDaemon on dp.
 func startDaemonOn(t testing.TB, dp *dataplanetest.Fake, cfgText func(sock string) string, early func(d *Daemon)) *runningDaemon {
 	t.Helper()
+	return startDaemonWrapped(t, dp, dp, cfgText, early)
+}
+
+// startDaemonWrapped is startDaemon on run, a dataplane that wraps fake
+// (to count or hook some of its calls).
+func startDaemonWrapped(t testing.TB, run dataplane.Dataplane, fake *dataplanetest.Fake, cfgText func(sock string) string, early func(d *Daemon)) *runningDaemon {
+	t.Helper()
 	dir := t.TempDir()
-	r := &runningDaemon{dp: dp, path: filepath.Join(dir, "xlb.toml"), sock: filepath.Join(dir, "xlb.sock"), done: make(chan error, 1)}
+	r := &runningDaemon{dp: fake, path: filepath.Join(dir, "xlb.toml"), sock: filepath.Join(dir, "xlb.sock"), done: make(chan error, 1)}
 	writeFile(t, r.path, cfgText(r.sock))
-	d, err := NewDaemon(DaemonOptions{ConfigPath: r.path, Env: fakeEnv{}, Dataplane: r.dp})
+	d, err := NewDaemon(DaemonOptions{ConfigPath: r.path, Env: fakeEnv{}, Dataplane: run})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,10 +8,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/xlb-dev/xlb/dataplane/dataplanetest"
-	"github.com/xlb-dev/xlb/test/nettest"
 )
 
 // A second daemon on the control socket of a running one is refused before
@@ -76,25 +74,9 @@ func (p *pinnedFake) CheckPins() error {
 
 // A reload (good or bad) has the dataplane check its pins.
 func TestReloadChecksPins(t *testing.T) {
-	dir := t.TempDir()
-	path, sock := filepath.Join(dir, "xlb.toml"), filepath.Join(dir, "xlb.sock")
-	writeFile(t, path, daemonConfig(sock, "", 1, ""))
 	dp := &pinnedFake{Fake: dataplanetest.NewFake()}
-	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	nettest.WaitFor(t, 10*time.Second, "the daemon's control socket", func() error {
-		_, err := Call(sock, Request{Command: "status"})
-		return err
-	})
+	r := startDaemonWrapped(t, dp, dp.Fake, func(sock string) string { return daemonConfig(sock, "", 1, "") }, nil)
+	path, sock := r.path, r.sock
 	if n := dp.checks.Load(); n != 0 {
 		t.Fatalf("%d pin checks before any reload", n)
 	}

@@ -41,9 +41,9 @@ func liveHeap() uint64 {
 // without checks), and the reload drops them before the dataplane applies.
 func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 	const services, reals = 1000, 64
-	dir := t.TempDir()
-	path, sock := filepath.Join(dir, "xlb.toml"), filepath.Join(dir, "xlb.sock")
-	writeFile(t, path, scaleConfig(sock, "", services, reals, "none", 8080))
+	cfgText := func(sock string) string { return scaleConfig(sock, "", services, reals, "none", 8080) }
+	path := filepath.Join(t.TempDir(), "xlb.toml")
+	writeFile(t, path, cfgText(filepath.Join(filepath.Dir(path), "xlb.sock")))
 
 	// What the parsed file holds once loaded.
 	before := liveHeap()
@@ -65,21 +65,8 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 			during.Store(liveHeap())
 		}
 	}
-	d, err := NewDaemon(DaemonOptions{ConfigPath: path, Env: fakeEnv{}, Dataplane: dp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("daemon did not stop")
-		}
-	})
+	r := startDaemonWrapped(t, dp, dp.Fake, cfgText, nil)
+	d := r.d
 	nettest.WaitFor(t, 30*time.Second, "the first apply", func() error {
 		if dp.Applies() == 0 {
 			return context.DeadlineExceeded
@@ -87,7 +74,7 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 		return nil
 	})
 	base := liveHeap()
-	writeFile(t, path, scaleConfig(sock, "", services, reals, "none", 8081))
+	writeFile(t, r.path, scaleConfig(r.sock, "", services, reals, "none", 8081))
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
 	}
