@@ -131,8 +131,11 @@ func (x *daemon) resetPeak() {
 }
 
 // cpu is the daemon's user and system time so far.
-func (x *daemon) cpu() (user, sys time.Duration) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", x.pid))
+func (x *daemon) cpu() (user, sys time.Duration) { return procCPU(x.pid) }
+
+// procCPU is the CPU time of task pid, in user and system mode (-1: gone).
+func procCPU(pid int) (user, sys time.Duration) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return -1, -1
 	}
