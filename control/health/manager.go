@@ -307,7 +307,7 @@ func (m *Manager) add(key string, s *Spec, target netip.AddrPort, now time.Time)
 	c := &check{key: key, spec: s, target: target, index: -1}
 	full := *s
 	full.Target = target
-	checker, err := newChecker(full, m.scripts)
+	checker, err := newChecker(full, checkerEnv{scripts: m.scripts, log: m.log})
 	switch {
 	case err != nil:
 		c.invalid, c.lastErr, c.state = err, err, StateDown
