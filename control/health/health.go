@@ -1,5 +1,5 @@
 // Package health runs the health checks of real servers, keepalived's
-// checkers one file each: TCP connect (tcp.go, TCP_CHECK), HTTP and HTTPS
+// checkers one file each: a TCP SYN (tcp.go, synprobe.go, TCP_CHECK), HTTP and HTTPS
 // GET (http.go, HTTP_GET and SSL_GET), UDP datagrams (udp.go, UDP_CHECK),
 // DNS queries (dns.go, DNS_CHECK), the SMTP greeting (smtp.go,
 // SMTP_CHECK), ICMP echo (ping.go, PING_CHECK), a file's number (file.go,
