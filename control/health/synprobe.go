@@ -53,6 +53,9 @@ type synProber struct {
 	timers  probeHeap
 	closed  bool
 	idle    time.Time // since when nothing is pending
+	// armed is when the timer goroutine wakes next: a probe due earlier
+	// wakes it, a later one (the usual case) does not.
+	armed time.Time
 }
 
 // synKey is what one prober serves.
@@ -254,9 +257,12 @@ func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.
 	}
 	p.pending[pr.match] = pr
 	heap.Push(&p.timers, pr)
-	first := pr.index == 0
+	early := pr.next.Before(p.armed)
+	if early {
+		p.armed = pr.next
+	}
 	p.mu.Unlock()
-	if first {
+	if early {
 		select {
 		case p.wake <- struct{}{}:
 		default:
@@ -474,6 +480,7 @@ func (p *synProber) runTimers() {
 			wait = synIdleClose - now.Sub(p.idle)
 		}
 		closed := p.closed
+		p.armed = now.Add(wait)
 		p.mu.Unlock()
 		if closed {
 			return
