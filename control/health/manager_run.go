@@ -9,21 +9,39 @@ import (
 // schedule is the scheduler goroutine: it moves due checks from the heap
 // to a ready list and starts them while fewer than Options.Workers run,
 // sleeping until the next check is due, a slot is free, or Update or a
-// finished run changed the heap.
+// finished run changed the heap's earliest check.
 func (m *Manager) schedule(ctx context.Context) {
 	var ready []*check // due, waiting for a worker; only this goroutine uses it
+	var jobs []job     // started in this round
 	for {
 		m.mu.Lock()
 		now := m.clock.Now()
 		for len(m.queue) > 0 && !m.queue[0].next.After(now) {
 			ready = append(ready, heap.Pop(&m.queue).(*check))
 		}
-		for len(ready) > 0 && m.checks[ready[0].key] != ready[0] {
-			ready = ready[1:] // removed or replaced while waiting
+		// Start every ready check a slot is free for, in one round: at
+		// 12,800 checks a second, a round (and a timer) per check was
+		// much of the scheduler's work.
+		jobs = jobs[:0]
+	take:
+		for len(ready) > 0 {
+			c := ready[0]
+			if m.checks[c.key] != c {
+				ready = ready[1:] // removed or replaced while waiting
+				continue
+			}
+			select {
+			case m.slots <- struct{}{}:
+			default:
+				break take // every slot is taken
+			}
+			ready = ready[1:]
+			jobs = append(jobs, job{c: c, checker: c.checker, typ: c.spec.Type, timeout: c.spec.Timeout, started: now})
 		}
 		var slots chan<- struct{}
 		var j job
 		if len(ready) > 0 {
+			// Every slot is taken: wait for one.
 			c := ready[0]
 			slots, j = m.slots, job{c: c, checker: c.checker, typ: c.spec.Type, timeout: c.spec.Timeout, started: now}
 		}
@@ -34,6 +52,9 @@ func (m *Manager) schedule(ctx context.Context) {
 			fire = timer.C()
 		}
 		m.mu.Unlock()
+		for _, j := range jobs {
+			m.start(ctx, j)
+		}
 
 		select {
 		case <-ctx.Done():
@@ -41,10 +62,7 @@ func (m *Manager) schedule(ctx context.Context) {
 		case <-fire:
 		case slots <- struct{}{}:
 			ready = ready[1:]
-			m.running.Go(func() {
-				defer func() { <-m.slots }()
-				m.run(ctx, j)
-			})
+			m.start(ctx, j)
 		}
 		if timer != nil {
 			timer.Stop()
@@ -53,6 +71,15 @@ func (m *Manager) schedule(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// start runs j in a goroutine that holds one of m.slots, taken by the
+// caller.
+func (m *Manager) start(ctx context.Context, j job) {
+	m.running.Go(func() {
+		defer func() { <-m.slots }()
+		m.run(ctx, j)
+	})
 }
 
 func (m *Manager) run(ctx context.Context, j job) {
@@ -104,7 +131,6 @@ const summaryEvery = 10 * time.Second
 // the next run. A successful run's weight becomes the check's.
 func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transition, bool, *firstResults) {
 	m.mu.Lock()
-	defer m.poke()
 	defer m.mu.Unlock()
 	c := j.c
 	if m.checks[c.key] != c {
@@ -130,6 +156,11 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 	}
 	c.setNext(now.Add(nextDelay(c.spec.Interval)))
 	heap.Push(&m.queue, c)
+	if c.index == 0 {
+		// The scheduler sleeps until a later check: wake it. (Otherwise
+		// its timer holds; a freed slot wakes it by itself.)
+		m.poke()
+	}
 	var sum *firstResults
 	if from == StateUnknown && c.state != StateUnknown {
 		m.undecided--
