@@ -73,9 +73,18 @@ func (m *Manager) schedule(ctx context.Context) {
 	}
 }
 
-// start runs j in a goroutine that holds one of m.slots, taken by the
-// caller.
+// start runs j, which holds one of m.slots, taken by the caller: in a
+// goroutine of its own, or with none for an asyncChecker.
 func (m *Manager) start(ctx context.Context, j job) {
+	if ac, ok := j.checker.(asyncChecker); ok {
+		start := time.Now()
+		if ac.startCheck(start.Add(j.timeout), func(err error) {
+			defer func() { <-m.slots }()
+			m.complete(ctx, j, start, Weight{}, err)
+		}) {
+			return
+		}
+	}
 	m.running.Go(func() {
 		defer func() { <-m.slots }()
 		m.run(ctx, j)
@@ -98,6 +107,11 @@ func (m *Manager) run(ctx context.Context, j job) {
 		}
 		cancel()
 	}
+	m.complete(ctx, j, start, w, err)
+}
+
+// complete records the result of the run j that started at start.
+func (m *Manager) complete(ctx context.Context, j job, start time.Time, w Weight, err error) {
 	d := time.Since(start)
 	if ctx.Err() != nil {
 		return // shutting down: not the real server's fault
@@ -112,6 +126,17 @@ func (m *Manager) run(ctx context.Context, j job) {
 	if sum != nil {
 		m.log.Info("health checks: first results", "up", sum.up, "down", sum.down, "undecided", sum.undecided)
 	}
+}
+
+// asyncChecker is a Checker whose runs need no goroutine of their own (a
+// tcp check: the SYN prober's goroutines wait for all of them):
+// startCheck starts a run that ends by deadline and returns; done is
+// called once with its result, from another goroutine, with no lock of
+// the Manager held. Runs still waiting when the Manager stops end by
+// their deadline, and their results are dropped. startCheck returns
+// false, without calling done, when this run must be a Check instead.
+type asyncChecker interface {
+	startCheck(deadline time.Time, done func(error)) bool
 }
 
 // deadlineChecker is a Checker whose run takes its deadline apart from

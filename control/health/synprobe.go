@@ -84,7 +84,7 @@ type synProbe struct {
 	next     time.Time     // the next resend, or the deadline
 	rto      time.Duration // the wait before the next resend
 	index    int           // in synProber.timers; -1 when not there
-	result   chan error    // capacity 1
+	done     func(error)   // called once, with no lock held
 }
 
 const (
@@ -236,7 +236,36 @@ func openSYNProber(key synKey) (p *synProber, err error) {
 // deadline (none: zero), or until ctx is done. Its errors read as
 // net.Dial's, as connectReset's.
 func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.Addr, deadline time.Time) error {
-	pr := &synProbe{src: src, deadline: deadline, rto: synRTO, index: -1, result: make(chan error, 1)}
+	result := make(chan error, 1)
+	pr, err := p.start(target, src, deadline, func(err error) { result <- err })
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-result:
+		return err
+	case <-ctx.Done():
+		p.cancel(pr)
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return opErr(target, errCanceled)
+		}
+		return opErr(target, os.ErrDeadlineExceeded)
+	}
+}
+
+// start sends a SYN to target from src and returns: done is called once
+// with the verdict (as probe's), from the prober's goroutines, unless
+// start returns an error (errProberClosed, or the SYN could not be sent).
+func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.Time, done func(error)) (*synProbe, error) {
+	pr := &synProbe{src: src, deadline: deadline, rto: synRTO, index: -1}
+	pr.done = func(err error) {
+		switch {
+		case err == nil, errors.Is(err, errProberClosed):
+			done(err)
+		default:
+			done(opErr(target, err))
+		}
+	}
 	now := time.Now()
 	pr.next = now.Add(synRTO)
 	if !deadline.IsZero() && deadline.Before(pr.next) {
@@ -246,7 +275,7 @@ func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return errProberClosed
+		return nil, errProberClosed
 	}
 	for {
 		pr.seq = rand.Uint32()
@@ -269,25 +298,12 @@ func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.
 		}
 	}
 	if err := p.send(pr.match, pr.src, pr.seq); err != nil {
-		p.cancel(pr)
-		return opErr(target, os.NewSyscallError("connect", err))
-	}
-	select {
-	case err := <-pr.result:
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, errProberClosed):
-			return err
+		if p.cancel(pr) {
+			return nil, opErr(target, os.NewSyscallError("connect", err))
 		}
-		return opErr(target, err)
-	case <-ctx.Done():
-		p.cancel(pr)
-		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return opErr(target, errCanceled)
-		}
-		return opErr(target, os.ErrDeadlineExceeded)
+		// Answered or closed meanwhile: done has been called.
 	}
+	return pr, nil
 }
 
 // opErr is err as net.Dial's error for target.
@@ -295,17 +311,21 @@ func opErr(target netip.AddrPort, err error) error {
 	return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(target), Err: err}
 }
 
-// cancel forgets pr, whatever its state.
-func (p *synProber) cancel(pr *synProbe) {
+// cancel forgets pr, and reports whether it was pending (done will not
+// be called).
+func (p *synProber) cancel(pr *synProbe) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.pending[pr.match] == pr {
-		p.completeLocked(pr, nil)
+	if p.pending[pr.match] != pr {
+		return false
 	}
+	p.removeLocked(pr)
+	return true
 }
 
-// completeLocked ends pr with err. Called with p.mu held.
-func (p *synProber) completeLocked(pr *synProbe, err error) {
+// removeLocked forgets pr, whose done the caller then calls. Called with
+// p.mu held.
+func (p *synProber) removeLocked(pr *synProbe) {
 	delete(p.pending, pr.match)
 	if pr.index >= 0 {
 		heap.Remove(&p.timers, pr.index)
@@ -313,7 +333,6 @@ func (p *synProber) completeLocked(pr *synProbe, err error) {
 	if len(p.pending) == 0 {
 		p.idle = time.Now()
 	}
-	pr.result <- err // capacity 1, sent once
 }
 
 // send sends the SYN of a probe: a TCP header with an MSS option.
@@ -430,9 +449,13 @@ func (p *synProber) answer(pkt []byte, from unix.Sockaddr) {
 	}
 	m := synMatch{addr: addr, port: binary.BigEndian.Uint16(tcp[0:]), ack: binary.BigEndian.Uint32(tcp[8:])}
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if pr := p.pending[m]; pr != nil {
-		p.completeLocked(pr, verdict)
+	pr := p.pending[m]
+	if pr != nil {
+		p.removeLocked(pr)
+	}
+	p.mu.Unlock()
+	if pr != nil {
+		pr.done(verdict)
 	}
 }
 
@@ -448,14 +471,16 @@ func (p *synProber) runTimers() {
 		seq uint32
 	}
 	var sends []resend
+	var expired []*synProbe
 	for {
 		p.mu.Lock()
 		now := time.Now()
-		sends = sends[:0]
+		sends, expired = sends[:0], expired[:0]
 		for len(p.timers) > 0 && !p.timers[0].next.After(now) {
 			pr := p.timers[0]
 			if !pr.deadline.IsZero() && !pr.deadline.After(now) {
-				p.completeLocked(pr, os.ErrDeadlineExceeded)
+				p.removeLocked(pr)
+				expired = append(expired, pr)
 				continue
 			}
 			sends = append(sends, resend{pr.match, pr.src, pr.seq})
@@ -482,6 +507,10 @@ func (p *synProber) runTimers() {
 		closed := p.closed
 		p.armed = now.Add(wait)
 		p.mu.Unlock()
+		for i, pr := range expired {
+			pr.done(os.ErrDeadlineExceeded)
+			expired[i] = nil
+		}
 		if closed {
 			return
 		}
@@ -504,7 +533,7 @@ func (p *synProber) closeIdle() bool {
 	p.mu.Lock()
 	idle := len(p.pending) == 0 && !p.closed
 	if idle {
-		p.closeLocked()
+		_ = p.closeLocked()
 	}
 	p.mu.Unlock()
 	p.reg.mu.Unlock()
@@ -520,27 +549,34 @@ func (p *synProber) close() {
 	p.reg.mu.Lock()
 	p.mu.Lock()
 	closed := p.closed
+	var ended []*synProbe
 	if !closed {
-		p.closeLocked()
+		ended = p.closeLocked()
 	}
 	p.mu.Unlock()
 	p.reg.mu.Unlock()
+	for _, pr := range ended {
+		pr.done(errProberClosed)
+	}
 	if !closed {
 		p.closeFiles()
 	}
 }
 
-// closeLocked marks p closed, forgets it and ends its pending probes.
-// Called with p.reg.mu and p.mu held.
-func (p *synProber) closeLocked() {
+// closeLocked marks p closed, forgets it and returns its pending probes,
+// which the caller ends. Called with p.reg.mu and p.mu held.
+func (p *synProber) closeLocked() []*synProbe {
 	p.closed = true
 	if p.reg.m[p.key] == p {
 		delete(p.reg.m, p.key)
 	}
+	var ended []*synProbe
 	for _, pr := range p.pending {
-		p.completeLocked(pr, errProberClosed)
+		p.removeLocked(pr)
+		ended = append(ended, pr)
 	}
 	close(p.done)
+	return ended
 }
 
 // closeFiles closes p's sockets. Called without p.mu: closing waits for

@@ -90,6 +90,42 @@ func (c *tcpChecker) checkBy(ctx context.Context, deadline time.Time) error {
 	return nil
 }
 
+// startCheck starts a check that ends by deadline and returns (the
+// Manager's asyncChecker): done gets its result from the prober's
+// goroutines. It returns false when the check must run synchronously
+// (checkBy): it connects, or its prober closed.
+func (c *tcpChecker) startCheck(deadline time.Time, done func(error)) bool {
+	r := c.route.Load()
+	if r == nil {
+		var err error
+		if r, err = c.learnRoute(); err != nil {
+			done(fmt.Errorf("tcp connect: %w", err))
+			return true
+		}
+	}
+	if r == noSynRoute {
+		return false
+	}
+	_, err := r.p.start(c.target, r.src, deadline, func(err error) {
+		if err != nil {
+			if !errors.Is(err, unix.ECONNREFUSED) {
+				c.route.CompareAndSwap(r, nil) // as checkBy
+			}
+			err = fmt.Errorf("tcp connect: %w", err)
+		}
+		done(err)
+	})
+	switch {
+	case errors.Is(err, errProberClosed):
+		c.route.CompareAndSwap(r, nil)
+		return false
+	case err != nil:
+		c.route.CompareAndSwap(r, nil)
+		done(fmt.Errorf("tcp connect: %w", err))
+	}
+	return true
+}
+
 // learnRoute finds the prober of c's checks, and the source address of
 // their SYNs, in the calling thread's network namespace.
 func (c *tcpChecker) learnRoute() (*synRoute, error) {
