@@ -119,6 +119,10 @@ type check struct {
 	next  time.Time
 	at    int64 // next, in Unix nanoseconds: the heap's key
 	index int   // in Manager.queue; -1 when not there
+	// gone is set when the check leaves Manager.checks (removed, or
+	// replaced by a new check of its key): its runs' results are
+	// dropped. Cheaper than looking its key up for every run.
+	gone bool
 }
 
 type job struct {
@@ -350,6 +354,7 @@ func (m *Manager) remove(c *check) {
 		m.undecided--
 	}
 	delete(m.checks, c.key)
+	c.gone = true
 }
 
 // Status returns a snapshot of every check.

@@ -26,7 +26,7 @@ func (m *Manager) schedule(ctx context.Context) {
 	take:
 		for len(ready) > 0 {
 			c := ready[0]
-			if m.checks[c.key] != c {
+			if c.gone {
 				ready = ready[1:] // removed or replaced while waiting
 				continue
 			}
@@ -158,7 +158,7 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := j.c
-	if m.checks[c.key] != c {
+	if c.gone {
 		return Transition{}, false, nil // removed or replaced while running
 	}
 	now := m.clock.Now()
