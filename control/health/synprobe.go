@@ -56,6 +56,9 @@ type synProber struct {
 	// armed is when the timer goroutine wakes next: a probe due earlier
 	// wakes it, a later one (the usual case) does not.
 	armed time.Time
+	// routes are the synRoutes of p by source, shared by the checks
+	// (tens of thousands of them use one or a few).
+	routes map[netip.Addr]*synRoute
 }
 
 // synKey is what one prober serves.
@@ -231,7 +234,20 @@ func openSYNProber(key synKey) (p *synProber, err error) {
 		key: key, raw: raw, rc: rc, hold: hold, port: uint16(port), mss: mss,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 		pending: make(map[synMatch]*synProbe), idle: time.Now(),
+		routes: make(map[netip.Addr]*synRoute),
 	}, nil
+}
+
+// route returns the synRoute of p and src.
+func (p *synProber) route(src netip.Addr) *synRoute {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.routes[src]
+	if r == nil {
+		r = &synRoute{p: p, src: src}
+		p.routes[src] = r
+	}
+	return r
 }
 
 // probe sends a SYN to target from src (IPv4 without bindto: the source
@@ -395,7 +411,16 @@ func (p *synProber) read() {
 		got := false
 		err := p.rc.Read(func(fd uintptr) bool {
 			for {
-				n, from, err := unix.Recvfrom(int(fd), buf[:], 0)
+				var n int
+				var from unix.Sockaddr
+				var err error
+				if p.key.v6 {
+					n, from, err = unix.Recvfrom(int(fd), buf[:], 0)
+				} else {
+					// The source is in the IP header: no sockaddr to
+					// allocate for each answer.
+					n, err = unix.Read(int(fd), buf[:])
+				}
 				switch {
 				case errors.Is(err, unix.EAGAIN):
 					return got || !wait

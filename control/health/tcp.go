@@ -147,12 +147,13 @@ func (c *tcpChecker) learnRoute() (*synRoute, error) {
 	if err != nil {
 		return nil, opErr(c.target, err)
 	}
-	r := &synRoute{p: p, src: c.bindTo}
-	if addr.Is4() && !c.bindTo.IsValid() {
-		if r.src, err = routeSource(c.target); err != nil {
+	src := c.bindTo
+	if addr.Is4() && !src.IsValid() {
+		if src, err = routeSource(c.target); err != nil {
 			return nil, opErr(c.target, err)
 		}
 	}
+	r := p.route(src)
 	c.route.Store(r)
 	return r, nil
 }
