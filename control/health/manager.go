@@ -341,7 +341,7 @@ func (m *Manager) retime(c *check, s *Spec, now time.Time) {
 	}
 	if next := now.Add(rand.N(s.Interval)); next.Before(c.next) {
 		c.setNext(next)
-		heap.Fix(&m.queue, c.index)
+		m.queue.fix(c)
 	}
 }
 

@@ -16,7 +16,7 @@ func (m *Manager) schedule(ctx context.Context) {
 	for {
 		m.mu.Lock()
 		now := m.clock.Now()
-		for len(m.queue) > 0 && !m.queue[0].next.After(now) {
+		for len(m.queue) > 0 && !m.queue.peek().next.After(now) {
 			ready = append(ready, heap.Pop(&m.queue).(*check))
 		}
 		// Start every ready check a slot is free for, in one round: at
@@ -48,7 +48,7 @@ func (m *Manager) schedule(ctx context.Context) {
 		var timer Timer
 		var fire <-chan time.Time
 		if len(m.queue) > 0 {
-			timer = m.clock.TimerAt(m.queue[0].next)
+			timer = m.clock.TimerAt(m.queue.peek().next)
 			fire = timer.C()
 		}
 		m.mu.Unlock()
