@@ -175,9 +175,17 @@ func TestTCPNoRawConnects(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() {
 		// Capabilities are a thread's: this one enters the director's
-		// namespace, drops CAP_NET_RAW and is retired with the goroutine
-		// (never unlocked).
+		// namespace and drops CAP_NET_RAW from its effective set, then
+		// takes both back. It is unlocked only if that worked (else the
+		// goroutine's exit retires it); the main thread must not stay in
+		// the lab's namespace, whose removal kills its processes.
 		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
 		ns, err := netns.GetFromName(l.dir.Name)
 		if err != nil {
 			errc <- err
@@ -188,17 +196,22 @@ func TestTCPNoRawConnects(t *testing.T) {
 			errc <- err
 			return
 		}
-		if err := dropNetRaw(); err != nil {
-			errc <- err
-			return
+		err = func() error {
+			if err := setNetRaw(false); err != nil {
+				return err
+			}
+			defer setNetRaw(true)
+			if _, err := health.SYNProberPort(false, netip.Addr{}); err == nil {
+				return fmt.Errorf("a raw socket without CAP_NET_RAW")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return c.Check(ctx)
+		}()
+		if netns.Set(orig) == nil && setNetRaw(true) == nil {
+			runtime.UnlockOSThread()
 		}
-		if _, err := health.SYNProberPort(false, netip.Addr{}); err == nil {
-			errc <- fmt.Errorf("a raw socket without CAP_NET_RAW")
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		errc <- c.Check(ctx)
+		errc <- err
 	}()
 	if err := <-errc; err != nil {
 		t.Fatalf("check without CAP_NET_RAW: %v", err)
@@ -208,15 +221,19 @@ func TestTCPNoRawConnects(t *testing.T) {
 	}
 }
 
-// dropNetRaw drops CAP_NET_RAW from the calling thread's capabilities.
-func dropNetRaw() error {
+// setNetRaw raises or drops CAP_NET_RAW in the calling thread's
+// effective capabilities.
+func setNetRaw(on bool) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return err
 	}
-	data[0].Effective &^= 1 << unix.CAP_NET_RAW
-	data[0].Permitted &^= 1 << unix.CAP_NET_RAW
+	if on {
+		data[0].Effective |= 1 << unix.CAP_NET_RAW
+	} else {
+		data[0].Effective &^= 1 << unix.CAP_NET_RAW
+	}
 	return unix.Capset(&hdr, &data[0])
 }
 
