@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"runtime"
 	"strconv"
@@ -350,4 +351,52 @@ func tcpChecksum(src, dst netip.Addr, seg []byte) uint16 {
 		sum = sum>>16 + sum&0xffff
 	}
 	return ^uint16(sum)
+}
+
+// A Manager's tcp check that nothing answers (a loopback listener whose
+// accept queue is full drops SYNs) goes down by its timeout: the prober's
+// timer ends the run, with no goroutine waiting for it.
+func TestManagerTCPTimeout(t *testing.T) {
+	t.Parallel()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	lo := &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}
+	if err := unix.Bind(fd, lo); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := netip.AddrPortFrom(netip.AddrFrom4(lo.Addr), uint16(sa.(*unix.SockaddrInet4).Port))
+	// One connection, never accepted, fills the queue.
+	filler, err := net.DialTimeout("tcp", target.String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { filler.Close() })
+
+	clk := newFakeClock()
+	m := health.NewManager(health.Options{Clock: clk})
+	s := tcpSpec()
+	s.Target, s.Interval, s.Timeout = target, interval, 1500*time.Millisecond
+	if err := m.Update(map[string]health.Spec{"k": s}); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, m)
+	start := time.Now()
+	step(t, clk, m, "k")
+	tr := expect(t, m.Results(), "k", health.StateUnknown, health.StateDown)
+	if tr.Err == nil || !strings.Contains(tr.Err.Error(), "i/o timeout") {
+		t.Errorf("down with %v, want i/o timeout", tr.Err)
+	}
+	if d := time.Since(start); d < s.Timeout {
+		t.Errorf("down after %v, before the timeout %v", d, s.Timeout)
+	}
 }
