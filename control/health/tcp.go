@@ -24,17 +24,19 @@ import (
 // half-open probe (synprobe.go): one shared raw socket sends the SYN,
 // the director's kernel resets the SYN-ACK, and the real server never
 // sees a connection established; the daemon spends no socket, file
-// descriptor or poller entry on a check. At 12,800 checks a second,
-// creating, connecting and closing a socket per check was most of the
-// daemon's CPU (issue 13). Elsewhere it connects a socket of its own
-// (connectReset) and resets the connection at once.
+// descriptor or poller entry on a check, and under a Manager no goroutine
+// either (startCheck: the prober's goroutines end the runs). At 12,800
+// checks a second, creating, connecting and closing a socket per check,
+// in a goroutine per check, was most of the daemon's CPU (issue 13).
+// Elsewhere it connects a socket of its own (connectReset) and resets
+// the connection at once.
 type tcpChecker struct {
 	target netip.AddrPort
 	bindTo netip.Addr
 	log    *slog.Logger // nil discards
 	// route is the prober and IPv4 source of the checks; nil until the
-	// first check, and again after a failure (the source is learned
-	// again).
+	// first check, and again after a failure other than a RST (the source
+	// is learned again: the route may have changed).
 	route atomic.Pointer[synRoute]
 }
 
