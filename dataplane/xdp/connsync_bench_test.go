@@ -79,7 +79,7 @@ func BenchmarkSyncReporting(b *testing.B) {
 			st := e.d.SyncStats()
 			e.d.Close()
 			<-done
-			b.Logf("%s: reporting off (as floor) against on (as xlb); %d reported, %d read by the control plane, %d lost (ring full)",
+			b.Logf("%s: reporting off (as floor) against on (as xlb); %d reported, %d read by the control plane, %d lost (overwritten before they were read)",
 				tc.name, st.Reported, got, st.Lost)
 			switch {
 			case (tc.mode == benchSameFlow || tc.mode == benchNewFlows && tc.syn) && st.Reported+st.Lost != 0:
