@@ -126,11 +126,14 @@
 #define XLB_MAX_LOCAL_ADDRS 4096
 #endif
 
-/* Slots of each CPU's report ring (sync.h, xlb_sync_slots): a power of
- * two. The control plane reads every few milliseconds (dataplane/xdp
- * reportPoll), so 8192 slots of 64 bytes hold more than a second's worth
- * of new connections per CPU at 1M/s; an unread slot is overwritten by the
- * newest report, and the reader counts it lost. */
+/* Slots of each CPU's report ring at most (sync.h, xlb_sync_slots): a
+ * power of two. The control plane chooses the number at load
+ * (xlb_sync_ring_slots): this many, fewer on a machine with so many
+ * possible CPUs that the rings would take more than 8 MiB. It reads every
+ * few milliseconds (dataplane/xdp reportPoll), so 8192 slots of 64 bytes
+ * hold more than a second's worth of new connections per CPU at 1M/s; an
+ * unread slot is overwritten by the newest report, and the reader counts
+ * it lost. */
 #ifndef XLB_SYNC_SLOTS
 #define XLB_SYNC_SLOTS 8192
 #endif

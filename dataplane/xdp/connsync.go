@@ -27,9 +27,10 @@ var _ dataplane.ConnSyncer = (*Dataplane)(nil)
 const reportBatch = 512
 
 // reportPoll is how often the report rings are read (reports.go): a report
-// waits at most this long to be read, and a CPU writing more than
-// syncSlots reports in this time overwrites unread ones (8192 slots: 1.6
-// million reports a second per CPU).
+// waits at most this long to be read, and a CPU writing more than its
+// ring's slots in this time overwrites unread ones (8192 slots, up to 128
+// possible CPUs: 1.6 million reports a second per CPU; 512 at 256 CPUs:
+// 100,000).
 const reportPoll = 5 * time.Millisecond
 
 // connSync is the Go side's state of the sync.
