@@ -237,7 +237,7 @@ const (
 	bpfXlbLimitsXLB_LIMIT_RR_CYCLE         bpfXlbLimits = 2097152
 	bpfXlbLimitsXLB_LIMIT_EMBRYOS          bpfXlbLimits = 1048576
 	bpfXlbLimitsXLB_LIMIT_SYN_WINDOW_SHIFT bpfXlbLimits = 27
-	bpfXlbLimitsXLB_LIMIT_SYNC_SLOTS       bpfXlbLimits = 8192
+	bpfXlbLimitsXLB_LIMIT_SYNC_SLOTS       bpfXlbLimits = 32768
 )
 
 type bpfXlbNatReal struct {

@@ -30,7 +30,7 @@ const (
 
 // ringSlots is the slots of each CPU's ring with ncpu possible CPUs: a
 // power of two, syncSlots at most, and fewer when the rings of all would
-// take more than syncRingsBytes (256 possible CPUs: 512 each).
+// take more than syncRingsBytes (128 possible CPUs: 1024 each).
 func ringSlots(ncpu int) int {
 	n := syncSlots
 	for n > minSyncSlots && ncpu*n*syncSlotSize > syncRingsBytes {

@@ -218,9 +218,9 @@ func TestReportRingTorn(t *testing.T) {
 }
 
 // TestRingSlots: each CPU's ring is as large as it may be while all rings
-// together fit in 8 MiB, within 512..8192 slots.
+// together fit in 8 MiB, within 512..32768 slots.
 func TestRingSlots(t *testing.T) {
-	for _, c := range []struct{ ncpu, want int }{{1, 8192}, {2, 8192}, {16, 8192}, {17, 4096}, {64, 2048}, {128, 1024}, {256, 512}, {1024, 512}} {
+	for _, c := range []struct{ ncpu, want int }{{1, 32768}, {2, 32768}, {4, 32768}, {5, 16384}, {16, 8192}, {17, 4096}, {64, 2048}, {128, 1024}, {256, 512}, {1024, 512}} {
 		if got := ringSlots(c.ncpu); got != c.want {
 			t.Errorf("ringSlots(%d) = %d, want %d", c.ncpu, got, c.want)
 		}
