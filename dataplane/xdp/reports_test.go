@@ -79,10 +79,10 @@ func TestSyncReportRingLapped(t *testing.T) {
 		t.Errorf("%d reported, want %d", s.Reported, syncSlots+over)
 	}
 
-	send(20000, 3)
+	send(40000, 3)
 	got, _ = r.read(got[:0], 2*syncSlots)
-	if len(got) != 3 || got[0].Flow.Sport != 20000 || got[2].Flow.Sport != 20002 {
-		t.Errorf("after the lap read %d reports %v, want ports 20000-20002", len(got), got)
+	if len(got) != 3 || got[0].Flow.Sport != 40000 || got[2].Flow.Sport != 40002 {
+		t.Errorf("after the lap read %d reports %v, want ports 40000-40002", len(got), got)
 	}
 	if n := r.lost.Load(); n != over {
 		t.Errorf("%d reports counted lost after the lap, want %d", n, over)
