@@ -34,7 +34,7 @@ func (d *Dataplane) natAdd(st *svcState) {
 	}
 	st.natOn, st.natProto = true, st.svc.Key.Proto
 	for _, id := range st.ids {
-		k := natKey(d.backends[id].key, st.natProto)
+		k := natKey(d.backends.get(id).key(), st.natProto)
 		e := d.nat[k]
 		if e.n == 0 {
 			e.owner, e.lost = bpfXlbNatReal{Svc: st.id, Backend: id}, false
@@ -52,7 +52,7 @@ func (d *Dataplane) natDrop(st *svcState) {
 	}
 	st.natOn = false
 	for _, id := range st.ids {
-		k := natKey(d.backends[id].key, st.natProto)
+		k := natKey(d.backends.get(id).key(), st.natProto)
 		e, ok := d.nat[k]
 		if !ok || e.n == 0 {
 			continue
@@ -121,7 +121,7 @@ func (d *Dataplane) natOwners() map[bpfXlbSvcKey]bpfXlbNatReal {
 			continue
 		}
 		for _, id := range st.ids {
-			out[natKey(d.backends[id].key, st.natProto)] = bpfXlbNatReal{Svc: st.id, Backend: id}
+			out[natKey(d.backends.get(id).key(), st.natProto)] = bpfXlbNatReal{Svc: st.id, Backend: id}
 		}
 	}
 	return out
