@@ -33,18 +33,35 @@ type lnode struct {
 	at   int // the line
 	kind nodeKind
 	m    map[string]any // tables and inline tables: the decoded map
+	keys []lkey
+	// kbuf holds the first keys of a table (keys starts in it): a real
+	// server's table has two.
+	kbuf [2]lkey
+	// arr is what arrays and arrays of tables have (nil for the others:
+	// 128 bytes a table, not 192, for the 65,536 tables of real servers
+	// a large document holds at once).
+	arr *larray
+}
+
+// larray is what an array or an array of tables has besides a node's
+// common fields.
+type larray struct {
+	elems []*lnode // one per element (scalars have a node for their line)
 	// parent and key locate an array of tables in its parent's map, whose
 	// slice grows with each [[...]] header.
 	parent map[string]any
 	key    string
-	keys   []lkey
-	elems  []*lnode // arrays: one per element (scalars have a node for their line)
 	// tables is an array of tables' slice, put into parent[key] once the
 	// document is read (boxing it at every [[...]] header allocated).
 	tables []map[string]any
-	// kbuf holds the first keys of a table (keys starts in it): a real
-	// server's table has two.
-	kbuf [2]lkey
+}
+
+// elems are the elements of an array or an array of tables.
+func (n *lnode) elems() []*lnode {
+	if n.arr == nil {
+		return nil
+	}
+	return n.arr.elems
 }
 
 // newTable is a table's node, at line.
@@ -103,14 +120,17 @@ func (n *lnode) release(p keyPath) {
 }
 
 func (n *lnode) drop() {
-	n.m, n.parent = nil, nil
+	n.m = nil
 	for _, k := range n.keys {
 		if k.n != nil {
 			k.n.drop()
 		}
 	}
-	for _, e := range n.elems {
+	for _, e := range n.elems() {
 		e.drop()
+	}
+	if n.arr != nil {
+		n.arr.parent = nil
 	}
 }
 
@@ -121,8 +141,8 @@ func (n *lnode) elemLines(p keyPath) []int {
 	if !found || node == nil || node.kind != nArrayOfTables && node.kind != nArray {
 		return nil
 	}
-	out := make([]int, len(node.elems))
-	for i, e := range node.elems {
+	out := make([]int, len(node.elems()))
+	for i, e := range node.elems() {
 		out[i] = e.at
 	}
 	return out
@@ -138,10 +158,10 @@ func (n *lnode) walk(p keyPath) (line int, found bool, node *lnode) {
 		}
 		if strings.HasPrefix(part, "[") {
 			j, err := strconv.Atoi(part[1 : len(part)-1])
-			if err != nil || cur.kind != nArrayOfTables && cur.kind != nArray || j < 0 || j >= len(cur.elems) {
+			if err != nil || cur.kind != nArrayOfTables && cur.kind != nArray || j < 0 || j >= len(cur.elems()) {
 				return line, false, nil
 			}
-			cur = cur.elems[j]
+			cur = cur.elems()[j]
 			line = cur.at
 			continue
 		}
@@ -208,7 +228,7 @@ func fastParse(src string) (root map[string]any, lines *lnode, ok bool) {
 	}()
 	p.document()
 	for _, a := range p.arrays {
-		a.parent[a.key] = a.tables
+		a.arr.parent[a.arr.key] = a.arr.tables
 	}
 	return p.root.m, p.root, true
 }
@@ -341,8 +361,8 @@ func (p *fastParser) header() {
 		case !found:
 			var t *lnode
 			if last && array {
-				t = &lnode{at: line, kind: nArrayOfTables, parent: n.m, key: part, tables: make([]map[string]any, 0, 4)}
-				n.m[part] = t.tables // its final length at the end
+				t = &lnode{at: line, kind: nArrayOfTables, arr: &larray{parent: n.m, key: part, tables: make([]map[string]any, 0, 4)}}
+				n.m[part] = t.arr.tables // its final length at the end
 				p.arrays = append(p.arrays, t)
 			} else {
 				t = newTable(line)
@@ -364,10 +384,10 @@ func (p *fastParser) header() {
 		if n.kind == nArrayOfTables {
 			if last {
 				e := newTable(line)
-				n.elems = append(n.elems, e)
-				n.tables = append(n.tables, e.m)
+				n.arr.elems = append(n.arr.elems, e)
+				n.arr.tables = append(n.arr.tables, e.m)
 			}
-			n = n.elems[len(n.elems)-1]
+			n = n.arr.elems[len(n.arr.elems)-1]
 			depth++
 		}
 	}
