@@ -152,7 +152,6 @@ func (r RealSpec) checkKey() string {
 	return r.more.key
 }
 
-
 // Key identifies the real server within its service.
 func (r RealSpec) Key() dataplane.BackendKey { return dataplane.BackendKey{Addr: r.Addr, Port: r.Port} }
 
