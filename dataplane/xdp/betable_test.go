@@ -67,3 +67,11 @@ func hasPointers(t reflect.Type) bool {
 	}
 	return false
 }
+
+// A NAT real server's entry is 12 bytes (65,536 of them, with their
+// 20-byte keys, in a map).
+func TestNATEntryCompact(t *testing.T) {
+	if n := unsafe.Sizeof(natEntry{}); n > 12 {
+		t.Errorf("natEntry is %d bytes, want at most 12", n)
+	}
+}
