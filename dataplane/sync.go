@@ -81,7 +81,7 @@ var ImportResults = func() []ImportResult {
 // SyncStats count what the dataplane did for connection sync.
 type SyncStats struct {
 	Reported uint64 // flows reported by the fast path
-	Lost     uint64 // reports lost (the report ring was full)
+	Lost     uint64 // reports lost (overwritten in their CPU's report ring before they were read)
 	Promoted uint64 // imported flows taken over on their first packet here
 	Imported uint64 // imported connections held now (last Sync)
 }

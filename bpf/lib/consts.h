@@ -126,6 +126,15 @@
 #define XLB_MAX_LOCAL_ADDRS 4096
 #endif
 
+/* Slots of each CPU's report ring (sync.h, xlb_sync_slots): a power of
+ * two. The control plane reads every few milliseconds (dataplane/xdp
+ * reportPoll), so 8192 slots of 64 bytes hold more than a second's worth
+ * of new connections per CPU at 1M/s; an unread slot is overwritten by the
+ * newest report, and the reader counts it lost. */
+#ifndef XLB_SYNC_SLOTS
+#define XLB_SYNC_SLOTS 8192
+#endif
+
 /* The limits the control plane holds a configuration to and sizes its
  * tables by, in BTF: dataplane/xdp's Go constants are generated from them
  * (bpf2go -type xlb_limits), so the two cannot disagree. */
@@ -141,6 +150,7 @@ enum xlb_limits {
 	XLB_LIMIT_RR_CYCLE = XLB_MAX_RR_CYCLE,
 	XLB_LIMIT_EMBRYOS = XLB_MAX_EMBRYOS,
 	XLB_LIMIT_SYN_WINDOW_SHIFT = XLB_SYN_WINDOW_SHIFT,
+	XLB_LIMIT_SYNC_SLOTS = XLB_SYNC_SLOTS,
 };
 
 /* An embryonic flow's word in xlb_embryos_v1 (0: empty): bits 0-31 a

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Connection sync (control/sync): the program reports the flows a peer
- * director must know (xlb_sync_ring), and takes over the flows a peer
+ * director must know (xlb_sync_slots), and takes over the flows a peer
  * reported (xlb_sync_conns_v1) on their first packet here.
  *
  * Reports cost nothing on the established path: a flow is reported when
@@ -36,22 +36,6 @@
 #define XLB_MAX_SYNC_CONNS (1 << 20)
 #endif
 
-/* Bytes of the report ring: about 65000 records, seconds of reports at
- * 10,000 new flows/s should the control plane stall. */
-#ifndef XLB_SYNC_RING_BYTES
-#define XLB_SYNC_RING_BYTES (1 << 22)
-#endif
-
-/* The report ring wakes the control plane's reader only once this many
- * bytes wait in it (about 11,000 records); below that the reader finds
- * them on its next poll (dataplane/xdp reportPoll, 10ms). A wakeup for
- * every record (the ring's default when the reader has caught up) cost
- * more than the record: an irq_work and the reader's thread woken per new
- * flow. */
-#ifndef XLB_SYNC_WAKEUP_BYTES
-#define XLB_SYNC_WAKEUP_BYTES (XLB_SYNC_RING_BYTES / 8)
-#endif
-
 /* struct xlb_sync_rec.flags */
 enum xlb_sync_flags {
 	XLB_SYNC_F_TEMPLATE = 1 << 0, /* the client's persistence template goes along */
@@ -66,7 +50,7 @@ enum xlb_sync_flags {
  * paths, which the verifier walks many times, branch no further. */
 #define XLB_SYNC_CREATED (1 << 10)
 
-/* A flow reported to the control plane (xlb_sync_ring). */
+/* A flow reported to the control plane (xlb_sync_slots). */
 struct xlb_sync_rec {
 	struct xlb_flow flow; /* the client's direction: client -> VIP:port */
 	__u32 svc;
@@ -74,6 +58,20 @@ struct xlb_sync_rec {
 	__u8 state;           /* enum xlb_conn_state */
 	__u8 flags;           /* enum xlb_sync_flags */
 	__u8 pad[6];
+};
+
+/* A slot of a CPU's report ring: one cache line. seq is 0 while the slot
+ * is written, then the report's sequence number on its CPU plus one. */
+struct xlb_sync_slot {
+	__u64 seq;
+	struct xlb_sync_rec rec;
+};
+
+/* A CPU's next sequence number (xlb_sync_heads), alone in its cache line:
+ * only its own CPU writes it, the reader reads every CPU's. */
+struct xlb_sync_head {
+	__u64 next;
+	__u64 pad[7];
 };
 
 /* A connection imported from a peer: value of xlb_sync_conns_v1, keyed by
@@ -94,21 +92,39 @@ struct xlb_sync_conn {
 /* Settings of the sync, written by the control plane: the single entry of
  * xlb_sync_config. */
 struct xlb_sync_cfg {
-	__u32 report;   /* 1: report flows to xlb_sync_ring */
+	__u32 report;   /* 1: report flows to xlb_sync_slots */
 	__u32 imported; /* 1: xlb_sync_conns_v1 may hold entries (0: no lookup on a miss) */
 };
 
 /* Per-CPU counters of the sync (xlb_sync_counts). */
 struct xlb_sync_stats {
-	__u64 reported; /* records written to the ring */
-	__u64 lost;     /* records the full ring refused */
+	__u64 reported; /* records written to the report rings */
+	__u64 lost;     /* unused: the reader counts the slots overwritten before it read them */
 	__u64 promoted; /* imported flows taken over on their first packet here */
 };
 
+/* The report rings: XLB_SYNC_SLOTS slots for each possible CPU, in the
+ * order of the CPUs (the control plane sizes the array at load), mapped
+ * into the reader. Not pinned: a new program reports nothing until its
+ * control plane reads. A ring per CPU instead of a BPF ring buffer: a
+ * report takes no lock, disables no interrupt and shares no cache line
+ * with another CPU or with the reader's position; the reader polls. */
 struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, XLB_SYNC_RING_BYTES);
-} xlb_sync_ring SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_SYNC_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct xlb_sync_slot);
+} xlb_sync_slots SEC(".maps");
+
+/* Each possible CPU's next sequence number (sized at load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct xlb_sync_head);
+} xlb_sync_heads SEC(".maps");
 
 /* Imported connections. Pinned: a restarted backup keeps what it had. */
 struct {
@@ -167,31 +183,43 @@ static __always_inline __u16 lb_sync_new(const struct xlb_pkt *p, const struct x
 	return lb_sync_what(svc, p->tcp_flags & (XLB_TCP_FIN | XLB_TCP_RST) ? XLB_CT_CLOSING : XLB_CT_ESTABLISHED);
 }
 
-/* lb_sync_report writes a flow to the ring, if the control plane asks
- * for reports. what: lb_sync_what's. A function of its own, called from
- * the entry program: it never adds to the deepest call chain. */
+/* lb_sync_report writes a flow to this CPU's report ring, if the control
+ * plane asks for reports. what: lb_sync_what's. A function of its own,
+ * called from the entry program: it never adds to the deepest call chain.
+ *
+ * The slot is taken with an atomic add on the CPU's head (a program run
+ * by BPF_PROG_TEST_RUN may be interrupted by the same CPU's XDP), marked
+ * busy (seq 0) before it is written and given its sequence number after:
+ * the reader (dataplane/xdp reportRing) copies a slot and keeps the copy
+ * only if seq read the same before and after. The exchanges order the
+ * stores on every architecture (BPF atomics are full barriers). */
 static __noinline int lb_sync_report(const struct xlb_flow *flow, __u32 svc, __u32 backend, __u32 what)
 {
 	struct xlb_sync_cfg *c = lb_sync_cfg();
 	struct xlb_sync_stats *st = lb_sync_stats();
-	struct xlb_sync_rec *r;
+	__u32 cpu = bpf_get_smp_processor_id(), idx;
+	struct xlb_sync_head *h;
+	struct xlb_sync_slot *s;
+	__u64 seq;
 
 	if (!c || !c->report)
 		return 0;
-	r = bpf_ringbuf_reserve(&xlb_sync_ring, sizeof(*r), 0);
-	if (!r) {
-		if (st)
-			st->lost++;
+	h = bpf_map_lookup_elem(&xlb_sync_heads, &cpu);
+	if (!h)
 		return 0;
-	}
-	__builtin_memcpy(&r->flow, flow, sizeof(r->flow));
-	r->svc = svc;
-	r->backend = backend;
-	r->state = what & 0xff;
-	r->flags = what & XLB_SYNC_TEMPLATE ? XLB_SYNC_F_TEMPLATE : 0;
-	__builtin_memset(r->pad, 0, sizeof(r->pad));
-	bpf_ringbuf_submit(r, bpf_ringbuf_query(&xlb_sync_ring, BPF_RB_AVAIL_DATA) >= XLB_SYNC_WAKEUP_BYTES ?
-				      BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	seq = __sync_fetch_and_add(&h->next, 1);
+	idx = cpu * XLB_SYNC_SLOTS + (__u32)(seq & (XLB_SYNC_SLOTS - 1));
+	s = bpf_map_lookup_elem(&xlb_sync_slots, &idx);
+	if (!s)
+		return 0;
+	__sync_lock_test_and_set(&s->seq, 0);
+	__builtin_memcpy(&s->rec.flow, flow, sizeof(s->rec.flow));
+	s->rec.svc = svc;
+	s->rec.backend = backend;
+	s->rec.state = what & 0xff;
+	s->rec.flags = what & XLB_SYNC_TEMPLATE ? XLB_SYNC_F_TEMPLATE : 0;
+	__builtin_memset(s->rec.pad, 0, sizeof(s->rec.pad));
+	__sync_lock_test_and_set(&s->seq, seq + 1);
 	if (st)
 		st->reported++;
 	return 1;

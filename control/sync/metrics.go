@@ -17,7 +17,7 @@ var (
 	mSending = prometheus.NewDesc("xlb_sync_sending", "1 while this director sends its connections.", nil, nil)
 	mAge     = prometheus.NewDesc("xlb_sync_newest_applied_age_seconds", "Age of the newest record applied (absent: none yet).", nil, nil)
 	mFast    = prometheus.NewDesc("xlb_sync_dataplane_total",
-		"The fast path's part: flows reported, reports lost (ring full), imported flows taken over on their first packet here.", []string{"what"}, nil)
+		"The fast path's part: flows reported, reports lost (overwritten in a CPU's report ring before they were read), imported flows taken over on their first packet here.", []string{"what"}, nil)
 	mImported = prometheus.NewDesc("xlb_sync_imported_connections", "Connections imported from peers and held now.", nil, nil)
 )
 

@@ -128,6 +128,12 @@ func loadBenchObjs(b *testing.B, mode uint32, vars ...map[string]any) *benchObje
 // nsPerPacket runs target through the wrapper repeat times on frame.
 func (e *env) nsPerPacket(b *testing.B, w *benchObjects, target *ebpf.Program, frame []byte) float64 {
 	b.Helper()
+	return e.nsPerPacketN(b, w, target, frame, benchRepeat)
+}
+
+// nsPerPacketN is nsPerPacket over repeat packets.
+func (e *env) nsPerPacketN(b *testing.B, w *benchObjects, target *ebpf.Program, frame []byte, repeat uint32) float64 {
+	b.Helper()
 	var tmpl benchBenchFrame
 	copy(tmpl.B[:], frame)
 	if err := w.BenchTemplate.Put(uint32(0), &tmpl); err != nil {
@@ -140,7 +146,7 @@ func (e *env) nsPerPacket(b *testing.B, w *benchObjects, target *ebpf.Program, f
 	copy(data, frame)
 	var per float64
 	err := e.ns.Do(func() error {
-		ret, ns, err := testRun(w.BenchWrapper, data, bpfXdpMd{DataEnd: 64, IngressIfindex: uint32(e.eth0)}, benchRepeat)
+		ret, ns, err := testRun(w.BenchWrapper, data, bpfXdpMd{DataEnd: 64, IngressIfindex: uint32(e.eth0)}, repeat)
 		per = ns
 		if err == nil && ret != xdpTX {
 			err = fmt.Errorf("program returned %s, want TX (verdicts %v)", actionNames[ret], e.verdicts())
@@ -211,7 +217,8 @@ func measure(b *testing.B, rounds int, floor, xlb func() float64) float64 {
 	b.ReportMetric(med(xs), "ns/pkt-xlb")
 	b.ReportMetric(med(rs), "ratio")
 	b.ReportMetric(0, "ns/op")
-	b.Logf("floor %.1f ns/packet, xlb %.1f ns/packet, ratio %.2f (median of %d rounds of %d packets)", med(fs), med(xs), med(rs), rounds, benchRepeat)
+	b.Logf("floor %.1f ns/packet, xlb %.1f ns/packet, ratio %.3f (median of %d rounds; quartiles of the rounds' ratios %.3f-%.3f)",
+		med(fs), med(xs), med(rs), rounds, rs[len(rs)/4], rs[len(rs)*3/4])
 	return med(rs)
 }
 

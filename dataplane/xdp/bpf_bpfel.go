@@ -237,6 +237,7 @@ const (
 	bpfXlbLimitsXLB_LIMIT_RR_CYCLE         bpfXlbLimits = 2097152
 	bpfXlbLimitsXLB_LIMIT_EMBRYOS          bpfXlbLimits = 1048576
 	bpfXlbLimitsXLB_LIMIT_SYN_WINDOW_SHIFT bpfXlbLimits = 27
+	bpfXlbLimitsXLB_LIMIT_SYNC_SLOTS       bpfXlbLimits = 8192
 )
 
 type bpfXlbNatReal struct {
@@ -342,6 +343,12 @@ const (
 	bpfXlbSyncFlagsXLB_SYNC_F_TEMPLATE bpfXlbSyncFlags = 1
 )
 
+type bpfXlbSyncHead struct {
+	_    structs.HostLayout
+	Next uint64
+	Pad  [7]uint64
+}
+
 type bpfXlbSyncRec struct {
 	_       structs.HostLayout
 	Flow    bpfXlbFlow
@@ -350,6 +357,12 @@ type bpfXlbSyncRec struct {
 	State   uint8
 	Flags   uint8
 	Pad     [6]uint8
+}
+
+type bpfXlbSyncSlot struct {
+	_   structs.HostLayout
+	Seq uint64
+	Rec bpfXlbSyncRec
 }
 
 type bpfXlbSyncStats struct {
@@ -436,7 +449,8 @@ const (
 	bpfMapXlbSyncConfig  = "xlb_sync_config"
 	bpfMapXlbSyncConnsV1 = "xlb_sync_conns_v1"
 	bpfMapXlbSyncCounts  = "xlb_sync_counts"
-	bpfMapXlbSyncRing    = "xlb_sync_ring"
+	bpfMapXlbSyncHeads   = "xlb_sync_heads"
+	bpfMapXlbSyncSlots   = "xlb_sync_slots"
 	bpfMapXlbTablesV1    = "xlb_tables_v1"
 	bpfMapXlbVerdictsV1  = "xlb_verdicts_v1"
 	bpfProgXlbClock      = "xlb_clock"
@@ -527,7 +541,8 @@ type bpfMapSpecs struct {
 	XlbSyncConfig  *ebpf.MapSpec `ebpf:"xlb_sync_config"`
 	XlbSyncConnsV1 *ebpf.MapSpec `ebpf:"xlb_sync_conns_v1"`
 	XlbSyncCounts  *ebpf.MapSpec `ebpf:"xlb_sync_counts"`
-	XlbSyncRing    *ebpf.MapSpec `ebpf:"xlb_sync_ring"`
+	XlbSyncHeads   *ebpf.MapSpec `ebpf:"xlb_sync_heads"`
+	XlbSyncSlots   *ebpf.MapSpec `ebpf:"xlb_sync_slots"`
 	XlbTablesV1    *ebpf.MapSpec `ebpf:"xlb_tables_v1"`
 	XlbVerdictsV1  *ebpf.MapSpec `ebpf:"xlb_verdicts_v1"`
 }
@@ -592,7 +607,8 @@ type bpfMaps struct {
 	XlbSyncConfig  *ebpf.Map `ebpf:"xlb_sync_config"`
 	XlbSyncConnsV1 *ebpf.Map `ebpf:"xlb_sync_conns_v1"`
 	XlbSyncCounts  *ebpf.Map `ebpf:"xlb_sync_counts"`
-	XlbSyncRing    *ebpf.Map `ebpf:"xlb_sync_ring"`
+	XlbSyncHeads   *ebpf.Map `ebpf:"xlb_sync_heads"`
+	XlbSyncSlots   *ebpf.Map `ebpf:"xlb_sync_slots"`
 	XlbTablesV1    *ebpf.Map `ebpf:"xlb_tables_v1"`
 	XlbVerdictsV1  *ebpf.Map `ebpf:"xlb_verdicts_v1"`
 }
@@ -631,7 +647,8 @@ func (m *bpfMaps) Close() error {
 		m.XlbSyncConfig,
 		m.XlbSyncConnsV1,
 		m.XlbSyncCounts,
-		m.XlbSyncRing,
+		m.XlbSyncHeads,
+		m.XlbSyncSlots,
 		m.XlbTablesV1,
 		m.XlbVerdictsV1,
 	)

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/xlb-dev/xlb/dataplane"
 )
@@ -27,16 +26,18 @@ var _ dataplane.ConnSyncer = (*Dataplane)(nil)
 // reportBatch bounds the reports handed over at once.
 const reportBatch = 512
 
-// reportPoll is how often the report ring is read: the program wakes the
-// reader only when much is waiting (XLB_SYNC_WAKEUP_BYTES in
-// bpf/lib/sync.h), so a report waits at most this long to be read.
-const reportPoll = 10 * time.Millisecond
+// reportPoll is how often the report rings are read (reports.go): a report
+// waits at most this long to be read, and a CPU writing more than
+// syncSlots reports in this time overwrites unread ones (8192 slots: 1.6
+// million reports a second per CPU).
+const reportPoll = 5 * time.Millisecond
 
 // connSync is the Go side's state of the sync.
 type connSync struct {
 	mu      sync.Mutex // cfg, and starting the reader
 	cfg     bpfXlbSyncCfg
-	reader  *ringbuf.Reader
+	ring    *reportRing
+	stop    chan struct{} // closed to stop the reader
 	reports chan []dataplane.Conn
 	done    chan struct{} // closed when the reader has stopped
 	// imported is the imported entries counted by the last Sync; gen
@@ -56,50 +57,52 @@ func (d *Dataplane) Reports() <-chan []dataplane.Conn {
 	}
 	cs.reports = make(chan []dataplane.Conn, 64)
 	cs.done = make(chan struct{})
-	r, err := ringbuf.NewReader(d.objs.XlbSyncRing)
+	ncpu, err := ebpf.PossibleCPU()
+	var r *reportRing
+	if err == nil {
+		r, err = openReportRing(d.objs.XlbSyncHeads, d.objs.XlbSyncSlots, ncpu)
+	}
 	if err != nil {
-		d.log.Error("connection sync: cannot read the report ring", "error", err)
+		d.log.Error("connection sync: cannot read the report rings", "error", err)
 		close(cs.reports)
 		close(cs.done)
 		return cs.reports
 	}
-	cs.reader = r
-	go d.readReports(r, cs.reports, cs.done)
+	cs.ring, cs.stop = r, make(chan struct{})
+	go d.readReports(r, cs.stop, cs.reports, cs.done)
 	return cs.reports
 }
 
-// readReports reads the ring until it is closed, in batches of what is
-// there, every reportPoll or when the program wakes it.
-func (d *Dataplane) readReports(r *ringbuf.Reader, out chan<- []dataplane.Conn, done chan<- struct{}) {
+// readReports reads the report rings every reportPoll, at once again
+// while reports are left, until stop is closed.
+func (d *Dataplane) readReports(r *reportRing, stop <-chan struct{}, out chan<- []dataplane.Conn, done chan<- struct{}) {
 	defer close(done)
 	defer close(out)
-	var rec ringbuf.Record
+	t := time.NewTicker(reportPoll)
+	defer t.Stop()
 	var recs []bpfXlbSyncRec
 	for {
-		recs = recs[:0]
-		r.SetDeadline(time.Now().Add(reportPoll))
-		for len(recs) < reportBatch {
-			// With a deadline, ReadInto returns what the ring holds, then
-			// os.ErrDeadlineExceeded (records submitted without a wakeup).
-			err := r.ReadInto(&rec)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break
-			}
-			if err != nil {
-				if !errors.Is(err, os.ErrClosed) && !errors.Is(err, ringbuf.ErrClosed) {
-					d.log.Error("connection sync: report ring", "error", err)
-				}
+		var pending bool
+		recs, pending = r.read(recs[:0], reportBatch)
+		if batch := d.reportConns(recs); len(batch) > 0 {
+			select {
+			case out <- batch:
+			case <-stop:
 				return
 			}
-			if v, ok := decodeSyncRec(rec.RawSample); ok {
-				recs = append(recs, v)
-			}
-			if r.AvailableBytes() == 0 {
-				break
+		}
+		if pending {
+			select {
+			case <-stop:
+				return
+			default:
+				continue
 			}
 		}
-		if batch := d.reportConns(recs); len(batch) > 0 {
-			out <- batch
+		select {
+		case <-stop:
+			return
+		case <-t.C:
 		}
 	}
 }
@@ -493,6 +496,9 @@ func (d *Dataplane) SyncStats() dataplane.SyncStats {
 	}
 	d.csync.mu.Lock()
 	s.Imported = d.csync.imported
+	if r := d.csync.ring; r != nil {
+		s.Lost += r.lost.Load()
+	}
 	d.csync.mu.Unlock()
 	return s
 }
@@ -575,11 +581,12 @@ func (d *Dataplane) initSync() error {
 func (d *Dataplane) stopSync() {
 	cs := &d.csync
 	cs.mu.Lock()
-	r, done := cs.reader, cs.done
-	cs.reader = nil
+	r, stop, done := cs.ring, cs.stop, cs.done
+	cs.ring = nil
 	cs.mu.Unlock()
 	if r != nil {
-		_ = r.Close()
+		close(stop)
 		<-done
+		r.close()
 	}
 }

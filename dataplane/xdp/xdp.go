@@ -284,6 +284,9 @@ func (d *Dataplane) load() error {
 		if name == bpfMapXlbEmbryosV1 {
 			return fmt.Errorf("map size override: %s is indexed by a flow hash modulo %d", name, maxEmbryos)
 		}
+		if name == bpfMapXlbSyncSlots || name == bpfMapXlbSyncHeads {
+			return fmt.Errorf("map size override: %s has an entry or a ring per CPU", name)
+		}
 		if name == bpfMapXlbBeStatV2 {
 			return fmt.Errorf("map size override: %s has a slice of %d entries per CPU", name, maxBackends)
 		}
@@ -294,6 +297,9 @@ func (d *Dataplane) load() error {
 		m.MaxEntries = n
 	}
 	if err := sizeBeStat(spec); err != nil {
+		return err
+	}
+	if err := sizeSyncRings(spec); err != nil {
 		return err
 	}
 	if err := spec.Variables[bpfVarXlbSynLimit].Set(synLimit(d.opts.SYNFloodRate)); err != nil {

@@ -1,0 +1,126 @@
+package xdp
+
+import (
+	"fmt"
+	"os"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// The program's report rings (bpf/lib/sync.h, lb_sync_report): a ring of
+// syncSlots slots for each possible CPU in xlb_sync_slots, each CPU's next
+// sequence number in xlb_sync_heads, both mapped read-only here. A CPU's
+// writer never waits for the reader: a slot not read within syncSlots
+// reports of its CPU is overwritten by the newest, and the reader counts
+// it lost.
+
+const (
+	syncSlots    = int(bpfXlbLimitsXLB_LIMIT_SYNC_SLOTS)
+	syncSlotSize = int(unsafe.Sizeof(bpfXlbSyncSlot{}))
+	syncHeadSize = int(unsafe.Sizeof(bpfXlbSyncHead{}))
+)
+
+// sizeSyncRings sizes the report rings for the possible CPUs.
+func sizeSyncRings(spec *ebpf.CollectionSpec) error {
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("possible CPUs: %w", err)
+	}
+	spec.Maps[bpfMapXlbSyncSlots].MaxEntries = uint32(ncpu * syncSlots)
+	spec.Maps[bpfMapXlbSyncHeads].MaxEntries = uint32(ncpu)
+	return nil
+}
+
+// reportRing reads the report rings. Not safe for concurrent use: one
+// reader goroutine.
+type reportRing struct {
+	heads, slots []byte   // mapped
+	next         []uint64 // per CPU: the sequence number of its next report to read
+	lost         atomic.Uint64
+	rec          [syncRecSize]byte
+}
+
+// openReportRing maps the rings of heads and slots, sized by
+// sizeSyncRings for ncpu CPUs.
+func openReportRing(heads, slots *ebpf.Map, ncpu int) (*reportRing, error) {
+	if int(heads.MaxEntries()) != ncpu || int(heads.ValueSize()) != syncHeadSize ||
+		int(slots.MaxEntries()) != ncpu*syncSlots || int(slots.ValueSize()) != syncSlotSize {
+		return nil, fmt.Errorf("report rings: %d heads of %d bytes and %d slots of %d bytes are not %d CPUs' rings of %d",
+			heads.MaxEntries(), heads.ValueSize(), slots.MaxEntries(), slots.ValueSize(), ncpu, syncSlots)
+	}
+	h, err := unix.Mmap(heads.FD(), 0, pageUp(ncpu*syncHeadSize), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("map %s: %w", bpfMapXlbSyncHeads, os.NewSyscallError("mmap", err))
+	}
+	s, err := unix.Mmap(slots.FD(), 0, pageUp(ncpu*syncSlots*syncSlotSize), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		_ = unix.Munmap(h)
+		return nil, fmt.Errorf("map %s: %w", bpfMapXlbSyncSlots, os.NewSyscallError("mmap", err))
+	}
+	return &reportRing{heads: h[:ncpu*syncHeadSize], slots: s[:ncpu*syncSlots*syncSlotSize], next: make([]uint64, ncpu)}, nil
+}
+
+func pageUp(n int) int {
+	p := os.Getpagesize()
+	return (n + p - 1) / p * p
+}
+
+// close unmaps the rings.
+func (r *reportRing) close() {
+	_ = unix.Munmap(r.heads[:cap(r.heads)])
+	_ = unix.Munmap(r.slots[:cap(r.slots)])
+}
+
+// word is the 64-bit word at off in b, read atomically.
+func word(b []byte, off int) uint64 {
+	return atomic.LoadUint64((*uint64)(unsafe.Pointer(&b[off])))
+}
+
+// read appends to out the reports written since the last read, up to max,
+// CPU after CPU, and returns it; pending says whether reports were left
+// unread (max reached). A slot is kept only if its sequence number read
+// the same before and after its copy (its writer marks it 0 first); a
+// slot its writer has taken but not finished ends that CPU's read until
+// the next call, unless the CPU has since written half a ring more (then
+// it is counted lost).
+func (r *reportRing) read(out []bpfXlbSyncRec, max int) (_ []bpfXlbSyncRec, pending bool) {
+	for cpu := range r.next {
+		head := word(r.heads, cpu*syncHeadSize)
+		next := r.next[cpu]
+		if head-next > uint64(syncSlots) {
+			r.lost.Add(head - uint64(syncSlots) - next)
+			next = head - uint64(syncSlots)
+		}
+		for next < head {
+			if len(out) >= max {
+				pending = true
+				break
+			}
+			off := (cpu*syncSlots + int(next%uint64(syncSlots))) * syncSlotSize
+			seq := word(r.slots, off)
+			if seq != next+1 {
+				if seq > next+1 || head-next > uint64(syncSlots/2) {
+					r.lost.Add(1) // overwritten, or its writer is gone
+					next++
+					continue
+				}
+				break // being written: next time
+			}
+			copy(r.rec[:], r.slots[off+8:off+8+syncRecSize])
+			if word(r.slots, off) != seq {
+				r.lost.Add(1) // overwritten while copied
+				next++
+				continue
+			}
+			if v, ok := decodeSyncRec(r.rec[:]); ok {
+				out = append(out, v)
+			}
+			next++
+		}
+		r.next[cpu] = next
+	}
+	return out, pending
+}
