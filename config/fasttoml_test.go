@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"unsafe"
@@ -30,6 +31,20 @@ func (n *lnode) paths(prefix keyPath, out map[string]int) {
 	}
 }
 
+// fillAll fills every lazy table under n (the decoder fills them as it
+// reaches them).
+func (n *lnode) fillAll() {
+	n.fillTable()
+	for _, k := range n.keys {
+		if k.n != nil {
+			k.n.fillAll()
+		}
+	}
+	for _, e := range n.elems() {
+		e.fillAll()
+	}
+}
+
 // checkFast fails t if fastParse accepts src and decodes it otherwise than
 // BurntSushi/toml and the line index; it reports whether fastParse
 // accepted it.
@@ -39,6 +54,7 @@ func checkFast(t *testing.T, src string) bool {
 	if !ok {
 		return false
 	}
+	tree.fillAll()
 	var slow map[string]any
 	if _, err := toml.Decode(src, &slow); err != nil {
 		t.Fatalf("fastParse accepts what BurntSushi rejects (%v):\n%q", err, src)
@@ -250,11 +266,40 @@ func TestFastPathsSameParse(t *testing.T) {
 	}
 }
 
-// A table's node is 128 bytes: a document at the dataplane's limits
-// holds 65,536 real servers' tables at once while it is decoded (at 192
-// bytes they were 4 MB more of every reload's peak).
+// A table's node is at most 160 bytes (it was 192 with what only arrays
+// have), and the elements of arrays of tables keep their values in it
+// until the decoder reaches them: a 200,000-line document's tree is held
+// whole while it is decoded.
 func TestTableNodeSize(t *testing.T) {
-	if n := unsafe.Sizeof(lnode{}); n > 128 {
-		t.Errorf("lnode is %d bytes, want at most 128", n)
+	if n := unsafe.Sizeof(lnode{}); n > 160 {
+		t.Errorf("lnode is %d bytes, want at most 160", n)
+	}
+	var b strings.Builder
+	for i := range 64 {
+		fmt.Fprintf(&b, "[[virtual_server]]\nname = \"s%d\"\n", i)
+		for j := range 64 {
+			fmt.Fprintf(&b, "[[virtual_server.real_server]]\naddress = \"10.0.%d.%d\"\nport = 8080\n", i, j+1)
+		}
+	}
+	src := b.String()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	root, tree, ok := fastParse(src)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if !ok {
+		t.Fatal("fastParse gave up")
+	}
+	// 4,096 real servers' tables: at most 300 bytes each (a node, an
+	// empty map, the boxed address), not 519 with their filled maps.
+	if live := after.HeapAlloc - before.HeapAlloc; live > 300*64*64+64*2048 {
+		t.Errorf("the tree of 4,096 real servers holds %d bytes (%d a real server)", live, live/4096)
+	}
+	// The decoder fills them as it reaches them: the same maps as before.
+	tree.fillAll()
+	var slow map[string]any
+	if _, err := toml.Decode(src, &slow); err != nil || !reflect.DeepEqual(root, slow) {
+		t.Errorf("filled, the tree differs from BurntSushi's decoding (%v)", err)
 	}
 }

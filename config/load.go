@@ -364,6 +364,7 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 		raw = nil
 		rts = t.tables("real_server")
 	} else {
+		d.idx.fillElems(t.p.key("real_server"))
 		lines = d.idx.elemLines(t.p.key("real_server"))
 	}
 	n := max(len(rts), len(raw))
