@@ -1,5 +1,5 @@
 // Package health runs the health checks of real servers, keepalived's
-// checkers one file each: TCP connect (tcp.go, TCP_CHECK), HTTP and HTTPS
+// checkers one file each: a TCP SYN (tcp.go, synprobe.go, TCP_CHECK), HTTP and HTTPS
 // GET (http.go, HTTP_GET and SSL_GET), UDP datagrams (udp.go, UDP_CHECK),
 // DNS queries (dns.go, DNS_CHECK), the SMTP greeting (smtp.go,
 // SMTP_CHECK), ICMP echo (ping.go, PING_CHECK), a file's number (file.go,
@@ -28,6 +28,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -321,27 +322,33 @@ func (s Spec) Validate() error {
 
 // NewChecker validates s and returns the Checker for its type. Script
 // checks run as the daemon's user (Manager uses Options.Scripts).
-func NewChecker(s Spec) (Checker, error) { return newChecker(s, nil) }
+func NewChecker(s Spec) (Checker, error) { return newChecker(s, checkerEnv{}) }
 
-func newChecker(s Spec, scripts ScriptRunner) (Checker, error) {
+// checkerEnv is what the Manager gives its checkers.
+type checkerEnv struct {
+	scripts ScriptRunner // nil: a default Runner
+	log     *slog.Logger // nil discards
+}
+
+func newChecker(s Spec, env checkerEnv) (Checker, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	return checkers[s.Type](s, scripts)
+	return checkers[s.Type](s, env)
 }
 
 // checkers build the Checker of each type of checktype.Table.
-var checkers = map[Type]func(Spec, ScriptRunner) (Checker, error){
-	checktype.TCP:    func(s Spec, _ ScriptRunner) (Checker, error) { return newTCPChecker(s), nil },
-	checktype.HTTP:   func(s Spec, _ ScriptRunner) (Checker, error) { return newHTTPChecker(s) },
-	checktype.HTTPS:  func(s Spec, _ ScriptRunner) (Checker, error) { return newHTTPChecker(s) },
-	checktype.UDP:    func(s Spec, _ ScriptRunner) (Checker, error) { return newUDPChecker(s) },
-	checktype.DNS:    func(s Spec, _ ScriptRunner) (Checker, error) { return newDNSChecker(s) },
-	checktype.SMTP:   func(s Spec, _ ScriptRunner) (Checker, error) { return newSMTPChecker(s), nil },
-	checktype.Ping:   func(s Spec, _ ScriptRunner) (Checker, error) { return newPingChecker(s), nil },
-	checktype.File:   func(s Spec, _ ScriptRunner) (Checker, error) { return newFileChecker(s), nil },
-	checktype.Script: func(s Spec, r ScriptRunner) (Checker, error) { return newScriptChecker(s, r), nil },
-	checktype.None:   func(Spec, ScriptRunner) (Checker, error) { return noneChecker{}, nil },
+var checkers = map[Type]func(Spec, checkerEnv) (Checker, error){
+	checktype.TCP:    func(s Spec, e checkerEnv) (Checker, error) { return newTCPChecker(s, e.log), nil },
+	checktype.HTTP:   func(s Spec, _ checkerEnv) (Checker, error) { return newHTTPChecker(s) },
+	checktype.HTTPS:  func(s Spec, _ checkerEnv) (Checker, error) { return newHTTPChecker(s) },
+	checktype.UDP:    func(s Spec, _ checkerEnv) (Checker, error) { return newUDPChecker(s) },
+	checktype.DNS:    func(s Spec, _ checkerEnv) (Checker, error) { return newDNSChecker(s) },
+	checktype.SMTP:   func(s Spec, _ checkerEnv) (Checker, error) { return newSMTPChecker(s), nil },
+	checktype.Ping:   func(s Spec, _ checkerEnv) (Checker, error) { return newPingChecker(s), nil },
+	checktype.File:   func(s Spec, _ checkerEnv) (Checker, error) { return newFileChecker(s), nil },
+	checktype.Script: func(s Spec, e checkerEnv) (Checker, error) { return newScriptChecker(s, e.scripts), nil },
+	checktype.None:   func(Spec, checkerEnv) (Checker, error) { return noneChecker{}, nil },
 }
 
 // noneChecker is the checker of type none: always healthy.

@@ -119,6 +119,10 @@ type check struct {
 	next  time.Time
 	at    int64 // next, in Unix nanoseconds: the heap's key
 	index int   // in Manager.queue; -1 when not there
+	// gone is set when the check leaves Manager.checks (removed, or
+	// replaced by a new check of its key): its runs' results are
+	// dropped. Cheaper than looking its key up for every run.
+	gone bool
 }
 
 type job struct {
@@ -307,7 +311,7 @@ func (m *Manager) add(key string, s *Spec, target netip.AddrPort, now time.Time)
 	c := &check{key: key, spec: s, target: target, index: -1}
 	full := *s
 	full.Target = target
-	checker, err := newChecker(full, m.scripts)
+	checker, err := newChecker(full, checkerEnv{scripts: m.scripts, log: m.log})
 	switch {
 	case err != nil:
 		c.invalid, c.lastErr, c.state = err, err, StateDown
@@ -337,7 +341,7 @@ func (m *Manager) retime(c *check, s *Spec, now time.Time) {
 	}
 	if next := now.Add(rand.N(s.Interval)); next.Before(c.next) {
 		c.setNext(next)
-		heap.Fix(&m.queue, c.index)
+		m.queue.fix(c)
 	}
 }
 
@@ -350,6 +354,7 @@ func (m *Manager) remove(c *check) {
 		m.undecided--
 	}
 	delete(m.checks, c.key)
+	c.gone = true
 }
 
 // Status returns a snapshot of every check.

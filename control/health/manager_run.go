@@ -9,31 +9,52 @@ import (
 // schedule is the scheduler goroutine: it moves due checks from the heap
 // to a ready list and starts them while fewer than Options.Workers run,
 // sleeping until the next check is due, a slot is free, or Update or a
-// finished run changed the heap.
+// finished run changed the heap's earliest check.
 func (m *Manager) schedule(ctx context.Context) {
 	var ready []*check // due, waiting for a worker; only this goroutine uses it
+	var jobs []job     // started in this round
 	for {
 		m.mu.Lock()
 		now := m.clock.Now()
-		for len(m.queue) > 0 && !m.queue[0].next.After(now) {
+		for len(m.queue) > 0 && !m.queue.peek().next.After(now) {
 			ready = append(ready, heap.Pop(&m.queue).(*check))
 		}
-		for len(ready) > 0 && m.checks[ready[0].key] != ready[0] {
-			ready = ready[1:] // removed or replaced while waiting
+		// Start every ready check a slot is free for, in one round: at
+		// 12,800 checks a second, a round (and a timer) per check was
+		// much of the scheduler's work.
+		jobs = jobs[:0]
+	take:
+		for len(ready) > 0 {
+			c := ready[0]
+			if c.gone {
+				ready = ready[1:] // removed or replaced while waiting
+				continue
+			}
+			select {
+			case m.slots <- struct{}{}:
+			default:
+				break take // every slot is taken
+			}
+			ready = ready[1:]
+			jobs = append(jobs, job{c: c, checker: c.checker, typ: c.spec.Type, timeout: c.spec.Timeout, started: now})
 		}
 		var slots chan<- struct{}
 		var j job
 		if len(ready) > 0 {
+			// Every slot is taken: wait for one.
 			c := ready[0]
 			slots, j = m.slots, job{c: c, checker: c.checker, typ: c.spec.Type, timeout: c.spec.Timeout, started: now}
 		}
 		var timer Timer
 		var fire <-chan time.Time
 		if len(m.queue) > 0 {
-			timer = m.clock.TimerAt(m.queue[0].next)
+			timer = m.clock.TimerAt(m.queue.peek().next)
 			fire = timer.C()
 		}
 		m.mu.Unlock()
+		for _, j := range jobs {
+			m.start(ctx, j)
+		}
 
 		select {
 		case <-ctx.Done():
@@ -41,10 +62,7 @@ func (m *Manager) schedule(ctx context.Context) {
 		case <-fire:
 		case slots <- struct{}{}:
 			ready = ready[1:]
-			m.running.Go(func() {
-				defer func() { <-m.slots }()
-				m.run(ctx, j)
-			})
+			m.start(ctx, j)
 		}
 		if timer != nil {
 			timer.Stop()
@@ -53,6 +71,24 @@ func (m *Manager) schedule(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// start runs j, which holds one of m.slots, taken by the caller: in a
+// goroutine of its own, or with none for an asyncChecker.
+func (m *Manager) start(ctx context.Context, j job) {
+	if ac, ok := j.checker.(asyncChecker); ok {
+		start := time.Now()
+		if ac.startCheck(start.Add(j.timeout), func(err error) {
+			defer func() { <-m.slots }()
+			m.complete(ctx, j, start, Weight{}, err)
+		}) {
+			return
+		}
+	}
+	m.running.Go(func() {
+		defer func() { <-m.slots }()
+		m.run(ctx, j)
+	})
 }
 
 func (m *Manager) run(ctx context.Context, j job) {
@@ -71,6 +107,11 @@ func (m *Manager) run(ctx context.Context, j job) {
 		}
 		cancel()
 	}
+	m.complete(ctx, j, start, w, err)
+}
+
+// complete records the result of the run j that started at start.
+func (m *Manager) complete(ctx context.Context, j job, start time.Time, w Weight, err error) {
 	d := time.Since(start)
 	if ctx.Err() != nil {
 		return // shutting down: not the real server's fault
@@ -85,6 +126,17 @@ func (m *Manager) run(ctx context.Context, j job) {
 	if sum != nil {
 		m.log.Info("health checks: first results", "up", sum.up, "down", sum.down, "undecided", sum.undecided)
 	}
+}
+
+// asyncChecker is a Checker whose runs need no goroutine of their own (a
+// tcp check: the SYN prober's goroutines wait for all of them):
+// startCheck starts a run that ends by deadline and returns; done is
+// called once with its result, from another goroutine, with no lock of
+// the Manager held. Runs still waiting when the Manager stops end by
+// their deadline, and their results are dropped. startCheck returns
+// false, without calling done, when this run must be a Check instead.
+type asyncChecker interface {
+	startCheck(deadline time.Time, done func(error)) bool
 }
 
 // deadlineChecker is a Checker whose run takes its deadline apart from
@@ -104,10 +156,9 @@ const summaryEvery = 10 * time.Second
 // the next run. A successful run's weight becomes the check's.
 func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transition, bool, *firstResults) {
 	m.mu.Lock()
-	defer m.poke()
 	defer m.mu.Unlock()
 	c := j.c
-	if m.checks[c.key] != c {
+	if c.gone {
 		return Transition{}, false, nil // removed or replaced while running
 	}
 	now := m.clock.Now()
@@ -130,6 +181,11 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 	}
 	c.setNext(now.Add(nextDelay(c.spec.Interval)))
 	heap.Push(&m.queue, c)
+	if c.index == 0 {
+		// The scheduler sleeps until a later check: wake it. (Otherwise
+		// its timer holds; a freed slot wakes it by itself.)
+		m.poke()
+	}
 	var sum *firstResults
 	if from == StateUnknown && c.state != StateUnknown {
 		m.undecided--

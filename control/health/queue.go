@@ -1,6 +1,7 @@
 package health
 
 import (
+	"container/heap"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -70,29 +71,51 @@ func (o *outbox) purge(key string) {
 	o.queue = slices.DeleteFunc(o.queue, func(t Transition) bool { return t.Key == key })
 }
 
-// checkHeap orders checks by their next run (container/heap).
-type checkHeap []*check
+// checkHeap orders checks by their next run (container/heap). Each entry
+// holds its check's key: comparing them reads the heap's array only, not
+// 64,000 checks scattered in memory (the heap's comparisons were the
+// scheduler's largest cost). A check's next run changes only while it is
+// out of the heap, or through fix.
+type checkHeap []heapEntry
+
+type heapEntry struct {
+	at int64 // the check's at
+	c  *check
+}
 
 func (h checkHeap) Len() int           { return len(h) }
 func (h checkHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 
 func (c *check) setNext(t time.Time) { c.next, c.at = t, t.UnixNano() }
-func (h checkHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index = i
-	h[j].index = j
+
+// fix restores the order after c, in the heap, had its next run changed.
+func (h *checkHeap) fix(c *check) {
+	(*h)[c.index].at = c.at
+	heap.Fix(h, c.index)
 }
 
+// peek returns the check of the earliest next run; the heap must not be
+// empty.
+func (h checkHeap) peek() *check { return h[0].c }
+
+func (h checkHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].c.index = i
+	h[j].c.index = j
+}
+
+// Push adds a *check.
 func (h *checkHeap) Push(x any) {
 	c := x.(*check)
 	c.index = len(*h)
-	*h = append(*h, c)
+	*h = append(*h, heapEntry{c.at, c})
 }
 
+// Pop removes and returns a *check.
 func (h *checkHeap) Pop() any {
 	old := *h
-	c := old[len(old)-1]
-	old[len(old)-1] = nil
+	c := old[len(old)-1].c
+	old[len(old)-1] = heapEntry{}
 	c.index = -1
 	*h = old[:len(old)-1]
 	return c

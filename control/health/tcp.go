@@ -4,32 +4,57 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"log/slog"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// tcpChecker succeeds when a TCP connection to the target is established
-// (keepalived's TCP_CHECK, check_tcp.c). The connection is then reset
-// without sending anything (SO_LINGER 0, as HAProxy's checks close): a
-// director checking 64,000 real servers every 5 seconds would otherwise
-// hold 768,000 connections in TIME_WAIT, and each close costs the real
-// server a FIN exchange.
+// tcpChecker succeeds when the target answers a SYN with a SYN-ACK: the
+// moment a connect() to it would succeed (keepalived's TCP_CHECK,
+// check_tcp.c, which then closes the connection). It fails with
+// "connection refused" on a RST and "i/o timeout" when nothing answers
+// by the deadline (the SYN is resent after 1 s, then doubling, as the
+// kernel's connect).
 //
-// It opens a non-blocking socket itself and waits for the connection in
-// Go's poller, without net.Dialer's address parsing, keepalive options
-// and name lookups: at 12,800 checks a second, a check must cost
-// microseconds.
+// Where the daemon may open raw sockets (CAP_NET_RAW), the check is a
+// half-open probe (synprobe.go): one shared raw socket sends the SYN,
+// the director's kernel resets the SYN-ACK, and the real server never
+// sees a connection established; the daemon spends no socket, file
+// descriptor or poller entry on a check, and under a Manager no goroutine
+// either (startCheck: the prober's goroutines end the runs). At 12,800
+// checks a second, creating, connecting and closing a socket per check,
+// in a goroutine per check, was most of the daemon's CPU (issue 13).
+// Elsewhere it connects a socket of its own (connectReset) and resets
+// the connection at once.
 type tcpChecker struct {
 	target netip.AddrPort
 	bindTo netip.Addr
+	log    *slog.Logger // nil discards
+	// route is the prober and IPv4 source of the checks; nil until the
+	// first check, and again after a failure other than a RST (the source
+	// is learned again: the route may have changed).
+	route atomic.Pointer[synRoute]
 }
 
-func newTCPChecker(s Spec) *tcpChecker {
-	return &tcpChecker{target: s.target(), bindTo: s.BindTo}
+// synRoute is a prober and the source address of the SYNs it sends for
+// a check (IPv4: for the checksum; IPv6: the kernel computes it).
+type synRoute struct {
+	p   *synProber
+	src netip.Addr
+}
+
+// noSynRoute marks a checker that connects: raw sockets are not allowed.
+var noSynRoute = &synRoute{}
+
+// rawFallbackLogged makes the fall back to connect logged once.
+var rawFallbackLogged atomic.Bool
+
+func newTCPChecker(s Spec, log *slog.Logger) *tcpChecker {
+	return &tcpChecker{target: s.target(), bindTo: s.BindTo, log: log}
 }
 
 func (c *tcpChecker) Check(ctx context.Context) error {
@@ -39,22 +64,137 @@ func (c *tcpChecker) Check(ctx context.Context) error {
 
 // checkBy checks until deadline (none: zero), or until ctx is done.
 func (c *tcpChecker) checkBy(ctx context.Context, deadline time.Time) error {
-	if err := connectReset(ctx, deadline, c.target, c.bindTo); err != nil {
+	var err error
+	for range 3 { // a prober closing under the check: another one
+		r := c.route.Load()
+		if r == nil {
+			if r, err = c.learnRoute(); err != nil {
+				break
+			}
+		}
+		if r == noSynRoute {
+			err = connectReset(ctx, deadline, c.target, c.bindTo)
+			break
+		}
+		err = r.p.probe(ctx, c.target, r.src, deadline)
+		if err != nil && !errors.Is(err, unix.ECONNREFUSED) {
+			// A RST came back the way the SYN went; no answer may be a
+			// stale source (the route changed): learn it again.
+			c.route.CompareAndSwap(r, nil)
+		}
+		if !errors.Is(err, errProberClosed) {
+			break
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("tcp connect: %w", err)
 	}
 	return nil
+}
+
+// startCheck starts a check that ends by deadline and returns (the
+// Manager's asyncChecker): done gets its result from the prober's
+// goroutines. It returns false when the check must run synchronously
+// (checkBy): it connects, or its prober closed.
+func (c *tcpChecker) startCheck(deadline time.Time, done func(error)) bool {
+	r := c.route.Load()
+	if r == nil {
+		var err error
+		if r, err = c.learnRoute(); err != nil {
+			done(fmt.Errorf("tcp connect: %w", err))
+			return true
+		}
+	}
+	if r == noSynRoute {
+		return false
+	}
+	_, err := r.p.start(c.target, r.src, deadline, func(err error) {
+		if err != nil {
+			if !errors.Is(err, unix.ECONNREFUSED) {
+				c.route.CompareAndSwap(r, nil) // as checkBy
+			}
+			err = fmt.Errorf("tcp connect: %w", err)
+		}
+		done(err)
+	})
+	switch {
+	case errors.Is(err, errProberClosed):
+		c.route.CompareAndSwap(r, nil)
+		return false
+	case err != nil:
+		c.route.CompareAndSwap(r, nil)
+		done(fmt.Errorf("tcp connect: %w", err))
+	}
+	return true
+}
+
+// learnRoute finds the prober of c's checks, and the source address of
+// their SYNs, in the calling thread's network namespace.
+func (c *tcpChecker) learnRoute() (*synRoute, error) {
+	addr := c.target.Addr()
+	if addr.Is4In6() {
+		// An IPv4 real server spelled as IPv6: the kernel's connect maps
+		// it, a raw IPv6 socket cannot send to it.
+		c.route.Store(noSynRoute)
+		return noSynRoute, nil
+	}
+	p, err := probers.get(addr.Is6(), c.bindTo)
+	if errors.Is(err, errNoRaw) {
+		if !rawFallbackLogged.Swap(true) && c.log != nil {
+			c.log.Info("tcp checks connect: no raw socket for half-open checks", "error", err)
+		}
+		c.route.Store(noSynRoute)
+		return noSynRoute, nil
+	}
+	if err != nil {
+		return nil, opErr(c.target, err)
+	}
+	src := c.bindTo
+	if addr.Is4() && !src.IsValid() {
+		if src, err = routeSource(c.target); err != nil {
+			return nil, opErr(c.target, err)
+		}
+	}
+	r := p.route(src)
+	c.route.Store(r)
+	return r, nil
+}
+
+// routeSource is the source address the kernel picks for target: that of
+// a UDP socket connected to it.
+func routeSource(target netip.AddrPort) (netip.Addr, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return netip.Addr{}, os.NewSyscallError("socket", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, sockaddr(target)); err != nil {
+		return netip.Addr{}, os.NewSyscallError("connect", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return netip.Addr{}, os.NewSyscallError("getsockname", err)
+	}
+	sa4, ok := sa.(*unix.SockaddrInet4)
+	if !ok {
+		return netip.Addr{}, fmt.Errorf("source of %s: %T", target, sa)
+	}
+	return netip.AddrFrom4(sa4.Addr), nil
 }
 
 // errCanceled is a check stopped by its context's cancellation.
 var errCanceled = errors.New("operation was canceled")
 
 // connectReset connects to target (from bindTo, when valid) and resets
-// the connection. Its errors read as net.Dial's: "dial tcp ADDR: connect:
+// the connection (SO_LINGER 0, as HAProxy's checks close): a director
+// checking 64,000 real servers every 5 seconds would otherwise hold
+// 768,000 connections in TIME_WAIT, and each close costs the real server
+// a FIN exchange. It opens a non-blocking socket itself and waits for the
+// connection in Go's poller, without net.Dialer's address parsing,
+// keepalive options and name lookups. Its errors read as net.Dial's: "dial tcp ADDR: connect:
 // connection refused", "dial tcp ADDR: i/o timeout".
 func connectReset(ctx context.Context, deadline time.Time, target netip.AddrPort, bindTo netip.Addr) error {
-	opErr := func(err error) error {
-		return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(target), Err: err}
-	}
+	opErr := func(err error) error { return opErr(target, err) }
 	family := unix.AF_INET
 	if target.Addr().Is6() {
 		family = unix.AF_INET6

@@ -3,7 +3,6 @@ package health_test
 import (
 	"context"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -46,22 +45,16 @@ func TestTCP(t *testing.T) {
 func TestTCPConnectIPBindTo(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)
-	ln, _ := l.listen(t, "tcp", "10.77.9.3:9000")
-	from := make(chan string, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			from <- c.RemoteAddr().String()
-			c.Close()
-		}
-	}()
+	l.listen(t, "tcp", "10.77.9.3:9000")
+	capture := l.rs.Capture(t, "eth0", 0x0800)
 	s := labSpec(checktype.TCP, netip.AddrPortFrom(none4, 9000))
 	s.ConnectIP, s.BindTo = rs4b, dir4b
 	if err := l.check(t, s); err != nil {
 		t.Fatal(err)
 	}
-	if got := <-from; !strings.HasPrefix(got, "10.77.9.11:") {
-		t.Errorf("connection from %s, want bindto 10.77.9.11", got)
+	syn := nextSYN(t, capture, rs4b, 9000)
+	if got := syn.src.Addr(); got != dir4b {
+		t.Errorf("SYN from %s, want bindto 10.77.9.11", got)
 	}
 	s.BindTo = netip.MustParseAddr("fd77:9::1")
 	if err := s.Validate(); err == nil {

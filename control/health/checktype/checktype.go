@@ -43,7 +43,7 @@ type Spec struct {
 
 // Table declares every check type, in a stable order.
 var Table = []Spec{
-	{Type: TCP, Keepalived: "TCP_CHECK", Net: true, Port: true, Doc: "tcp connect"},
+	{Type: TCP, Keepalived: "TCP_CHECK", Net: true, Port: true, Doc: "a TCP SYN"},
 	{Type: HTTP, Keepalived: "HTTP_GET", Net: true, Port: true, Doc: "HTTP GET"},
 	{Type: HTTPS, Keepalived: "SSL_GET", Net: true, Port: true, Doc: "HTTPS GET"},
 	{Type: UDP, Keepalived: "UDP_CHECK", Net: true, Port: true, Doc: "a UDP datagram"},

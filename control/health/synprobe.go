@@ -1,0 +1,246 @@
+package health
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A synProber runs the half-open probes of tcp checks (tcp.go): for each
+// check it sends a SYN from a raw socket and waits for the answer, the
+// way nmap's SYN scan does. A SYN-ACK is up (the moment connect() would
+// return), a RST is "connection refused", nothing by the deadline is "i/o
+// timeout". The director's kernel answers the SYN-ACK with a RST itself
+// (tcp_v4_rcv finds no socket for it: tcp_v4_send_reset), which frees the
+// real server's request socket: no connection is ever established, and
+// the daemon holds no socket, file descriptor or poller entry per check.
+//
+// One prober serves every check of one address family and source
+// (bindto) in one network namespace: a raw socket (IPPROTO_TCP) and a
+// TCP socket bound to the source port of its SYNs and never listening, so
+// that the kernel neither picks that port for a connection of its own
+// (inet_hash_connect skips bound ports) nor hands the SYN-ACKs to a
+// socket. A classic BPF filter on the raw socket passes only the SYN-ACKs
+// and RSTs to that port; one reader goroutine matches them to the probes
+// waiting by (real server address, port, the acknowledgement of the
+// probe's random sequence number), and one timer goroutine resends the
+// SYNs (1 s, then doubling, as the kernel's connect) and ends probes at
+// their deadline. A prober with nothing to do for synIdleClose closes.
+type synProber struct {
+	key  synKey
+	reg  *synProbers
+	raw  *os.File // the raw socket, in Go's poller
+	rc   syscall.RawConn
+	hold int    // the TCP socket that reserves port
+	port uint16 // the source port of the SYNs
+	mss  uint16
+	wake chan struct{} // capacity 1: the earliest timer changed
+	done chan struct{} // closed when the prober closes
+
+	mu      sync.Mutex
+	pending map[synMatch]*synProbe
+	timers  probeHeap
+	closed  bool
+	idle    time.Time // since when nothing is pending
+	// armed is when the timer goroutine wakes next: a probe due earlier
+	// wakes it, a later one (the usual case) does not.
+	armed time.Time
+	// routes are the synRoutes of p by source, shared by the checks
+	// (tens of thousands of them use one or a few).
+	routes map[netip.Addr]*synRoute
+}
+
+// synKey is what one prober serves.
+type synKey struct {
+	netns  [2]uint64 // the network namespace's device and inode
+	v6     bool
+	bindTo netip.Addr // invalid: the kernel's choice of source
+}
+
+// synMatch is how an answer finds its probe: the real server's address
+// and port, and the acknowledgement number the answer carries (the
+// probe's sequence number + 1: tcp_v4_send_reset and the SYN-ACK both
+// acknowledge the SYN).
+type synMatch struct {
+	addr netip.Addr
+	port uint16
+	ack  uint32
+}
+
+// synProbe is one probe waiting for its answer.
+type synProbe struct {
+	match    synMatch
+	src      netip.Addr // IPv4: the source address, for the checksum
+	seq      uint32
+	deadline time.Time
+	next     time.Time     // the next resend, or the deadline
+	rto      time.Duration // the wait before the next resend
+	index    int           // in synProber.timers; -1 when not there
+	done     func(error)   // called once, with no lock held
+}
+
+const (
+	// synRTO is the wait before the first resend of a SYN, doubled at
+	// each resend: the kernel's initial retransmission timeout for a SYN
+	// (TCP_TIMEOUT_INIT, RFC 6298 2.1).
+	synRTO = time.Second
+	// synIdleClose is how long a prober with no probe waits before it
+	// closes its sockets.
+	synIdleClose = time.Minute
+	// synWindow is the window of the SYNs (the kernel's for an MSS of
+	// 1460: 44 segments).
+	synWindow = 64240
+	// synReadEvery is how often the reader reads while probes are
+	// pending: a check's answer waits that long at most.
+	synReadEvery = time.Millisecond
+	// synRcvBuf is the receive buffer asked for the raw socket: room for
+	// the answers of a burst of tens of thousands of checks.
+	synRcvBuf = 4 << 20
+)
+
+// TCP flags.
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+)
+
+// errProberClosed is a probe given to a prober that closed meanwhile: the
+// check takes another.
+var errProberClosed = errors.New("syn prober closed")
+
+// errNoRaw is a prober that cannot open its raw socket (no CAP_NET_RAW):
+// the checks connect instead.
+var errNoRaw = errors.New("no raw socket")
+
+// synProbers are the probers of the process, by what they serve.
+type synProbers struct {
+	mu sync.Mutex
+	m  map[synKey]*synProber
+}
+
+var probers = &synProbers{m: make(map[synKey]*synProber)}
+
+// get returns the prober of the calling thread's network namespace for
+// the family (v6) and source given, opening it when there is none. It
+// returns an error wrapping errNoRaw when raw sockets are not allowed.
+func (ps *synProbers) get(v6 bool, bindTo netip.Addr) (*synProber, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return nil, fmt.Errorf("network namespace: %w", err)
+	}
+	key := synKey{netns: [2]uint64{st.Dev, st.Ino}, v6: v6, bindTo: bindTo}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if p := ps.m[key]; p != nil {
+		return p, nil
+	}
+	p, err := openSYNProber(key)
+	if err != nil {
+		return nil, err
+	}
+	p.reg = ps
+	ps.m[key] = p
+	go p.read()
+	go p.runTimers()
+	return p, nil
+}
+
+// openSYNProber opens the sockets of a prober in the calling thread's
+// network namespace.
+func openSYNProber(key synKey) (p *synProber, err error) {
+	family, src := unix.AF_INET, netip.IPv4Unspecified()
+	mss := uint16(1460)
+	if key.v6 {
+		family, src, mss = unix.AF_INET6, netip.IPv6Unspecified(), 1440
+	}
+	if key.bindTo.IsValid() {
+		src = key.bindTo
+	}
+	fd, err := unix.Socket(family, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return nil, fmt.Errorf("%w: %w", errNoRaw, os.NewSyscallError("socket", err))
+	}
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	hold := -1
+	defer func() {
+		if err != nil {
+			unix.Close(fd)
+			if hold >= 0 {
+				unix.Close(hold)
+			}
+		}
+	}()
+	// The reserved port: bound, never listening, never connecting.
+	hold, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	if err := unix.Bind(hold, sockaddr(netip.AddrPortFrom(src, 0))); err != nil {
+		return nil, os.NewSyscallError("bind", err)
+	}
+	sa, err := unix.Getsockname(hold)
+	if err != nil {
+		return nil, os.NewSyscallError("getsockname", err)
+	}
+	var port int
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		port = sa.Port
+	case *unix.SockaddrInet6:
+		port = sa.Port
+	}
+	if err := attachSYNFilter(fd, key.v6, uint16(port)); err != nil {
+		return nil, err
+	}
+	if key.bindTo.IsValid() {
+		// The SYNs leave from bindto, and only answers to it come in.
+		if err := unix.Bind(fd, sockaddr(netip.AddrPortFrom(key.bindTo, 0))); err != nil {
+			return nil, os.NewSyscallError("bind", err)
+		}
+	}
+	if key.v6 {
+		// The kernel computes the checksum at this offset, with the
+		// source it picks (RFC 3542 3.1, rawv6_push_pending_frames).
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_CHECKSUM, 16); err != nil {
+			return nil, os.NewSyscallError("setsockopt IPV6_CHECKSUM", err)
+		}
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, synRcvBuf) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, synRcvBuf)
+	}
+	raw := os.NewFile(uintptr(fd), "tcp-check-syn")
+	rc, err := raw.SyscallConn()
+	if err != nil {
+		raw.Close()
+		fd = -1
+		return nil, err
+	}
+	return &synProber{
+		key: key, raw: raw, rc: rc, hold: hold, port: uint16(port), mss: mss,
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		pending: make(map[synMatch]*synProbe), idle: time.Now(),
+		routes: make(map[netip.Addr]*synRoute),
+	}, nil
+}
+
+// route returns the synRoute of p and src.
+func (p *synProber) route(src netip.Addr) *synRoute {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.routes[src]
+	if r == nil {
+		r = &synRoute{p: p, src: src}
+		p.routes[src] = r
+	}
+	return r
+}

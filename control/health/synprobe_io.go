@@ -1,0 +1,437 @@
+package health
+
+import (
+	"container/heap"
+	"context"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A probe's life in a synProber (synprobe.go): start sends its SYN,
+// answer (the reader goroutine) or runTimers (the timer goroutine) ends
+// it.
+
+// probe sends a SYN to target from src (IPv4 without bindto: the source
+// the kernel picks, for the checksum) and waits for its answer until
+// deadline (none: zero), or until ctx is done. Its errors read as
+// net.Dial's, as connectReset's.
+func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.Addr, deadline time.Time) error {
+	result := make(chan error, 1)
+	pr, err := p.start(target, src, deadline, func(err error) { result <- err })
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-result:
+		return err
+	case <-ctx.Done():
+		p.cancel(pr)
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return opErr(target, errCanceled)
+		}
+		return opErr(target, os.ErrDeadlineExceeded)
+	}
+}
+
+// start sends a SYN to target from src and returns: done is called once
+// with the verdict (as probe's), from the prober's goroutines, unless
+// start returns an error (errProberClosed, or the SYN could not be sent).
+func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.Time, done func(error)) (*synProbe, error) {
+	pr := &synProbe{src: src, deadline: deadline, rto: synRTO, index: -1}
+	pr.done = func(err error) {
+		switch {
+		case err == nil, errors.Is(err, errProberClosed):
+			done(err)
+		default:
+			done(opErr(target, err))
+		}
+	}
+	now := time.Now()
+	pr.next = now.Add(synRTO)
+	if !deadline.IsZero() && deadline.Before(pr.next) {
+		pr.next = deadline
+	}
+	addr := target.Addr().WithZone("")
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, errProberClosed
+	}
+	for {
+		pr.seq = rand.Uint32()
+		pr.match = synMatch{addr: addr, port: target.Port(), ack: pr.seq + 1}
+		if p.pending[pr.match] == nil {
+			break
+		}
+	}
+	p.pending[pr.match] = pr
+	heap.Push(&p.timers, pr)
+	early := pr.next.Before(p.armed)
+	if early {
+		p.armed = pr.next
+	}
+	p.mu.Unlock()
+	if early {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+	if err := p.send(pr.match, pr.src, pr.seq); err != nil {
+		if p.cancel(pr) {
+			return nil, opErr(target, os.NewSyscallError("connect", err))
+		}
+		// Answered or closed meanwhile: done has been called.
+	}
+	return pr, nil
+}
+
+// opErr is err as net.Dial's error for target.
+func opErr(target netip.AddrPort, err error) error {
+	return &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(target), Err: err}
+}
+
+// cancel forgets pr, and reports whether it was pending (done will not
+// be called).
+func (p *synProber) cancel(pr *synProbe) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pending[pr.match] != pr {
+		return false
+	}
+	p.removeLocked(pr)
+	return true
+}
+
+// removeLocked forgets pr, whose done the caller then calls. Called with
+// p.mu held.
+func (p *synProber) removeLocked(pr *synProbe) {
+	delete(p.pending, pr.match)
+	if pr.index >= 0 {
+		heap.Remove(&p.timers, pr.index)
+	}
+	if len(p.pending) == 0 {
+		p.idle = time.Now()
+	}
+}
+
+// send sends the SYN of a probe: a TCP header with an MSS option.
+func (p *synProber) send(m synMatch, src netip.Addr, seq uint32) error {
+	var b [24]byte
+	binary.BigEndian.PutUint16(b[0:], p.port)
+	binary.BigEndian.PutUint16(b[2:], m.port)
+	binary.BigEndian.PutUint32(b[4:], seq)
+	b[12] = 6 << 4 // data offset: 6 words
+	b[13] = tcpSYN
+	binary.BigEndian.PutUint16(b[14:], synWindow)
+	b[20], b[21] = 2, 4 // MSS (RFC 9293 3.2)
+	binary.BigEndian.PutUint16(b[22:], p.mss)
+	if !p.key.v6 {
+		binary.BigEndian.PutUint16(b[16:], tcpChecksum4(src, m.addr, b[:]))
+	}
+	to := sockaddr(netip.AddrPortFrom(m.addr, 0))
+	var serr error
+	err := p.rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), b[:], 0, to)
+		return !errors.Is(serr, unix.EAGAIN)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// tcpChecksum4 is the checksum of an IPv4 TCP segment (RFC 9293 3.1:
+// with the pseudo-header) whose checksum field is zero.
+func tcpChecksum4(src, dst netip.Addr, seg []byte) uint16 {
+	s, d := src.As4(), dst.As4()
+	sum := uint32(unix.IPPROTO_TCP) + uint32(len(seg))
+	for _, w := range [][]byte{s[:], d[:], seg} {
+		for i := 0; i+1 < len(w); i += 2 {
+			sum += uint32(w[i])<<8 | uint32(w[i+1])
+		}
+		if len(w)%2 == 1 {
+			sum += uint32(w[len(w)-1]) << 8
+		}
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
+}
+
+// read is the reader goroutine: it completes the probes the answers that
+// pass the filter belong to, until the prober closes. While probes are
+// pending it reads every synReadEvery, all the answers come by then: at
+// 12,800 checks a second, a wake-up for each answer was the most of the
+// daemon's user time left. Otherwise it waits for the next answer.
+func (p *synProber) read() {
+	var buf [128]byte // IPv4's headers with options, or IPv6's TCP header
+	var rerr error
+	drain := func(wait bool) error {
+		got := false
+		err := p.rc.Read(func(fd uintptr) bool {
+			for {
+				var n int
+				var from unix.Sockaddr
+				var err error
+				if p.key.v6 {
+					n, from, err = unix.Recvfrom(int(fd), buf[:], 0)
+				} else {
+					// The source is in the IP header: no sockaddr to
+					// allocate for each answer.
+					n, err = unix.Read(int(fd), buf[:])
+				}
+				switch {
+				case errors.Is(err, unix.EAGAIN):
+					return got || !wait
+				case errors.Is(err, unix.EINTR):
+					continue
+				case err != nil:
+					rerr = err
+					return true
+				}
+				got = true
+				p.answer(buf[:n], from)
+			}
+		})
+		if err == nil {
+			err = rerr
+		}
+		return err
+	}
+	t := time.NewTimer(synReadEvery)
+	defer t.Stop()
+	for {
+		busy := p.busy()
+		if err := drain(!busy); err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				// A socket that cannot be read answers nothing more:
+				// close, and the next checks open another prober.
+				p.close()
+			}
+			return
+		}
+		if busy {
+			t.Reset(synReadEvery)
+			select {
+			case <-t.C:
+			case <-p.done:
+				return
+			}
+		}
+	}
+}
+
+// busy reports whether probes are pending.
+func (p *synProber) busy() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pending) > 0
+}
+
+// answer completes the probe the segment pkt answers, if any: an IPv4
+// packet (the raw socket gets the IP header), or an IPv6 TCP segment
+// from from. Anything else is ignored.
+func (p *synProber) answer(pkt []byte, from unix.Sockaddr) {
+	var addr netip.Addr
+	tcp := pkt
+	if p.key.v6 {
+		sa, ok := from.(*unix.SockaddrInet6)
+		if !ok {
+			return
+		}
+		addr = netip.AddrFrom16(sa.Addr)
+	} else {
+		if len(pkt) < 20 || pkt[0]>>4 != 4 {
+			return
+		}
+		ihl := int(pkt[0]&0x0f) * 4
+		if ihl < 20 || len(pkt) < ihl {
+			return
+		}
+		addr = netip.AddrFrom4([4]byte(pkt[12:16]))
+		tcp = pkt[ihl:]
+	}
+	if len(tcp) < 20 || binary.BigEndian.Uint16(tcp[2:]) != p.port {
+		return
+	}
+	flags := tcp[13]
+	var verdict error
+	switch {
+	case flags&tcpACK == 0:
+		return
+	case flags&tcpRST != 0:
+		verdict = os.NewSyscallError("connect", unix.ECONNREFUSED)
+	case flags&(tcpSYN|tcpFIN) == tcpSYN:
+	default:
+		return
+	}
+	m := synMatch{addr: addr, port: binary.BigEndian.Uint16(tcp[0:]), ack: binary.BigEndian.Uint32(tcp[8:])}
+	p.mu.Lock()
+	pr := p.pending[m]
+	if pr != nil {
+		p.removeLocked(pr)
+	}
+	p.mu.Unlock()
+	if pr != nil {
+		pr.done(verdict)
+	}
+}
+
+// runTimers is the timer goroutine: it resends the SYNs that wait for an
+// answer, ends the probes at their deadline and closes the prober when it
+// has been idle for synIdleClose.
+func (p *synProber) runTimers() {
+	t := time.NewTimer(synIdleClose)
+	defer t.Stop()
+	type resend struct {
+		m   synMatch
+		src netip.Addr
+		seq uint32
+	}
+	var sends []resend
+	var expired []*synProbe
+	for {
+		p.mu.Lock()
+		now := time.Now()
+		sends, expired = sends[:0], expired[:0]
+		for len(p.timers) > 0 && !p.timers[0].next.After(now) {
+			pr := p.timers[0]
+			if !pr.deadline.IsZero() && !pr.deadline.After(now) {
+				p.removeLocked(pr)
+				expired = append(expired, pr)
+				continue
+			}
+			sends = append(sends, resend{pr.match, pr.src, pr.seq})
+			pr.rto *= 2
+			pr.next = now.Add(pr.rto)
+			if !pr.deadline.IsZero() && pr.deadline.Before(pr.next) {
+				pr.next = pr.deadline
+			}
+			heap.Fix(&p.timers, 0)
+		}
+		wait := synIdleClose
+		switch {
+		case len(p.timers) > 0:
+			wait = p.timers[0].next.Sub(now)
+		case len(p.pending) == 0 && now.Sub(p.idle) >= synIdleClose:
+			p.mu.Unlock()
+			if p.closeIdle() {
+				return
+			}
+			continue
+		case len(p.pending) == 0:
+			wait = synIdleClose - now.Sub(p.idle)
+		}
+		closed := p.closed
+		p.armed = now.Add(wait)
+		p.mu.Unlock()
+		for i, pr := range expired {
+			pr.done(os.ErrDeadlineExceeded)
+			expired[i] = nil
+		}
+		if closed {
+			return
+		}
+		for _, s := range sends {
+			_ = p.send(s.m, s.src, s.seq) // an unanswered SYN times out
+		}
+		t.Reset(wait)
+		select {
+		case <-t.C:
+		case <-p.wake:
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// closeIdle closes p if it is still idle, and reports whether it did.
+func (p *synProber) closeIdle() bool {
+	p.reg.mu.Lock()
+	p.mu.Lock()
+	idle := len(p.pending) == 0 && !p.closed
+	if idle {
+		_ = p.closeLocked()
+	}
+	p.mu.Unlock()
+	p.reg.mu.Unlock()
+	if idle {
+		p.closeFiles()
+	}
+	return idle
+}
+
+// close closes p: its pending probes end with errProberClosed, and the
+// checks that use p open another.
+func (p *synProber) close() {
+	p.reg.mu.Lock()
+	p.mu.Lock()
+	closed := p.closed
+	var ended []*synProbe
+	if !closed {
+		ended = p.closeLocked()
+	}
+	p.mu.Unlock()
+	p.reg.mu.Unlock()
+	for _, pr := range ended {
+		pr.done(errProberClosed)
+	}
+	if !closed {
+		p.closeFiles()
+	}
+}
+
+// closeLocked marks p closed, forgets it and returns its pending probes,
+// which the caller ends. Called with p.reg.mu and p.mu held.
+func (p *synProber) closeLocked() []*synProbe {
+	p.closed = true
+	if p.reg.m[p.key] == p {
+		delete(p.reg.m, p.key)
+	}
+	var ended []*synProbe
+	for _, pr := range p.pending {
+		p.removeLocked(pr)
+		ended = append(ended, pr)
+	}
+	close(p.done)
+	return ended
+}
+
+// closeFiles closes p's sockets. Called without p.mu: closing waits for
+// the reader, which may be waiting for the lock to complete a probe.
+func (p *synProber) closeFiles() {
+	p.raw.Close()
+	unix.Close(p.hold)
+}
+
+// probeHeap orders probes by their next timer.
+type probeHeap []*synProbe
+
+func (h probeHeap) Len() int           { return len(h) }
+func (h probeHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h probeHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *probeHeap) Push(x any) {
+	pr := x.(*synProbe)
+	pr.index = len(*h)
+	*h = append(*h, pr)
+}
+func (h *probeHeap) Pop() any {
+	old := *h
+	pr := old[len(old)-1]
+	old[len(old)-1] = nil
+	pr.index = -1
+	*h = old[:len(old)-1]
+	return pr
+}
