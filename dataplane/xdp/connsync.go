@@ -176,14 +176,14 @@ func (d *Dataplane) servicesByID() map[uint32]*svcState {
 // connOf is the connection of a flow entry (d.mu held).
 func (d *Dataplane) connOf(byID map[uint32]*svcState, f bpfXlbFlow, svc, backend uint32, state uint8) (dataplane.Conn, bool) {
 	st := byID[svc]
-	be := d.backends[backend]
-	if st == nil || be == nil || be.svc != svc {
+	be := d.backends.get(backend)
+	if st == nil || be == nil || be.entry.Svc != svc {
 		return dataplane.Conn{}, false
 	}
 	c := dataplane.Conn{
 		Service: st.svc.Key,
 		Client:  netip.AddrPortFrom(wordsAddr(f.Src, f.Family), f.Sport),
-		Backend: be.key,
+		Backend: be.key(),
 		Forward: st.svc.Forward,
 		State:   dataplane.ConnState(state),
 	}
@@ -297,8 +297,8 @@ func (d *Dataplane) localIDs(c dataplane.Conn, ids backendIDs) (*svcState, uint3
 	if byKey == nil {
 		byKey = make(map[dataplane.BackendKey]uint32, len(st.ids))
 		for _, id := range st.ids {
-			if be := d.backends[id]; be != nil {
-				byKey[be.key] = id
+			if be := d.backends.get(id); be != nil {
+				byKey[be.key()] = id
 			}
 		}
 		ids[c.Service] = byKey
@@ -464,8 +464,8 @@ func (d *Dataplane) Walk(fn func(dataplane.Conn) bool) error {
 		conns = append(conns, c)
 	}
 	for _, t := range tpls {
-		st, be := byID[t.k.Svc], d.backends[t.be]
-		if st == nil || be == nil || be.svc != st.id || st.svc.Persistence <= 0 {
+		st, be := byID[t.k.Svc], d.backends.get(t.be)
+		if st == nil || be == nil || be.entry.Svc != st.id || st.svc.Persistence <= 0 {
 			continue
 		}
 		persist := time.Duration(secondsOf(st.svc.Persistence)) * time.Second
@@ -473,7 +473,7 @@ func (d *Dataplane) Walk(fn func(dataplane.Conn) bool) error {
 			continue
 		}
 		conns = append(conns, dataplane.Conn{Service: st.svc.Key, Client: netip.AddrPortFrom(wordsAddr(t.k.Addr, t.k.Family), 0),
-			Backend: be.key, Forward: st.svc.Forward, Template: true, Timeout: persist - t.idle})
+			Backend: be.key(), Forward: st.svc.Forward, Template: true, Timeout: persist - t.idle})
 	}
 	d.mu.Unlock()
 	for _, c := range conns {
