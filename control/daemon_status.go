@@ -146,7 +146,7 @@ func (d *Daemon) StatusServices(rates bool) (*Status, Services) {
 			si.Reals = buf[:0]
 			for i, r := range reals {
 				bk := r.Key()
-				bs := ss.Backends[bk]
+				bs, _ := ss.Find(bk, i)
 				state, checkErr := checks[next], checkErrs[next]
 				next++
 				var addr string

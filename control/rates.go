@@ -130,8 +130,9 @@ func (t *rateTracker) observe(st *dataplane.Stats, now time.Time) {
 			prev := t.last.Services[k]
 			t.svc[k] = rate(prev.Counters, s.Counters, secs)
 			m := map[dataplane.BackendKey]Rates{}
-			for bk, b := range s.Backends {
-				m[bk] = rate(prev.Backends[bk].Counters, b.Counters, secs)
+			for i, b := range s.Backends {
+				p, _ := prev.Find(b.Key, i)
+				m[b.Key] = rate(p.Counters, b.Counters, secs)
 			}
 			t.backs[k] = m
 		}

@@ -54,9 +54,9 @@ func scaleDaemon(b *testing.B) *runningDaemon {
 	r := startDaemonOn(b, dp, func(sock string) string { return scaleConfig(sock, "", 1000, 64, "none", 8080) }, nil)
 	st := dataplane.Stats{Services: map[dataplane.ServiceKey]dataplane.ServiceStats{}, Verdicts: map[string]uint64{"tx": 1}}
 	for _, s := range r.d.model.Services {
-		ss := dataplane.ServiceStats{Counters: dataplane.Counters{Packets: 1 << 40}, Backends: map[dataplane.BackendKey]dataplane.BackendStats{}}
+		ss := dataplane.ServiceStats{Counters: dataplane.Counters{Packets: 1 << 40}, Backends: make([]dataplane.BackendStats, 0, len(s.Reals))}
 		for _, rs := range s.Reals {
-			ss.Backends[rs.Key()] = dataplane.BackendStats{Counters: dataplane.Counters{Packets: 1 << 30, Bytes: 1 << 40, Connections: 12345}, ActiveConns: 3}
+			ss.Backends = append(ss.Backends, dataplane.BackendStats{Key: rs.Key(), Counters: dataplane.Counters{Packets: 1 << 30, Bytes: 1 << 40, Connections: 12345}, ActiveConns: 3})
 		}
 		st.Services[s.Key] = ss
 	}

@@ -157,6 +157,7 @@ func (c *Counters) Add(o Counters) {
 
 // BackendStats are a real server's counters and connection counts.
 type BackendStats struct {
+	Key BackendKey // the real server's
 	Counters
 	// ActiveConns are established TCP connections; InactiveConns the rest
 	// still tracked (half-open, closing, UDP), as ipvsadm's ActiveConn and
@@ -168,7 +169,35 @@ type BackendStats struct {
 // ServiceStats are a service's counters and its real servers'.
 type ServiceStats struct {
 	Counters
-	Backends map[BackendKey]BackendStats
+	// Backends are the real servers' stats, one each, in the order of the
+	// Backends of the Service applied where the dataplane keeps it (XDP),
+	// in the dataplane's own order otherwise (IPVS). A slice, not a map:
+	// 5.6 MB at 64,000 real servers, where a map per service took 11 MB,
+	// held as long as a status streams.
+	Backends []BackendStats
+}
+
+// Backend returns the stats of the real server k, zero if the service
+// has none.
+func (s ServiceStats) Backend(k BackendKey) BackendStats {
+	b, _ := s.Find(k, -1)
+	return b
+}
+
+// Find returns the stats of the real server k (zero and false if the
+// service has none). i is where k is expected in Backends (its index in
+// the applied Service's Backends): found there at once, searched
+// otherwise.
+func (s ServiceStats) Find(k BackendKey, i int) (BackendStats, bool) {
+	if i >= 0 && i < len(s.Backends) && s.Backends[i].Key == k {
+		return s.Backends[i], true
+	}
+	for _, b := range s.Backends {
+		if b.Key == k {
+			return b, true
+		}
+	}
+	return BackendStats{}, false
 }
 
 // Stats is a snapshot of all counters.

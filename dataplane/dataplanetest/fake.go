@@ -115,7 +115,7 @@ func (f *Fake) Stats(context.Context) (*dataplane.Stats, error) {
 	defer f.mu.Unlock()
 	s := dataplane.Stats{Services: map[dataplane.ServiceKey]dataplane.ServiceStats{}, Verdicts: maps.Clone(f.stats.Verdicts)}
 	for k, v := range f.stats.Services {
-		v.Backends = maps.Clone(v.Backends)
+		v.Backends = slices.Clone(v.Backends)
 		s.Services[k] = v
 	}
 	return &s, nil

@@ -159,7 +159,7 @@ func TestThresholdTraffic(t *testing.T) {
 	conns := func(want uint64) {
 		t.Helper()
 		nettest.WaitFor(t, 60*time.Second, fmt.Sprintf("%d connections on rs1", want), func() error {
-			bs := d.stats(t).Services[web.Key].Backends[rs1]
+			bs := d.stats(t).Services[web.Key].Backend(rs1)
 			if n := bs.ActiveConns + bs.InactiveConns; n != want {
 				return fmt.Errorf("%d active, %d inactive", bs.ActiveConns, bs.InactiveConns)
 			}

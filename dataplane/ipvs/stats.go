@@ -234,7 +234,7 @@ func (c *statsConn) serviceCounters() (map[dataplane.ServiceKey]dataplane.Counte
 
 // backendStats dumps the real servers of one service with their 64-bit
 // counters and connection counts.
-func (c *statsConn) backendStats(k dataplane.ServiceKey) (map[dataplane.BackendKey]dataplane.BackendStats, error) {
+func (c *statsConn) backendStats(k dataplane.ServiceKey) ([]dataplane.BackendStats, error) {
 	af := uint16(unix.AF_INET)
 	if k.Addr.Is6() {
 		af = unix.AF_INET6
@@ -248,7 +248,7 @@ func (c *statsConn) backendStats(k dataplane.ServiceKey) (map[dataplane.BackendK
 	if err != nil {
 		return nil, fmt.Errorf("dump real servers of %s: %w", k, err)
 	}
-	out := map[dataplane.BackendKey]dataplane.BackendStats{}
+	out := make([]dataplane.BackendStats, 0, len(answers))
 	for _, ans := range answers {
 		dst, ok := nested(ans, cmdAttrDest)
 		if !ok {
@@ -282,7 +282,8 @@ func (c *statsConn) backendStats(k dataplane.ServiceKey) (map[dataplane.BackendK
 		if !ok {
 			continue
 		}
-		out[dataplane.BackendKey{Addr: ip, Port: port}] = st
+		st.Key = dataplane.BackendKey{Addr: ip, Port: port}
+		out = append(out, st)
 	}
 	return out, nil
 }

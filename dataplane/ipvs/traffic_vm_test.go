@@ -64,7 +64,7 @@ func checkCounters(ss dataplane.ServiceStats, conns map[string]uint64, nat bool)
 	for addr, n := range conns {
 		ap := netip.MustParseAddrPort(addr)
 		bk := dataplane.BackendKey{Addr: ap.Addr(), Port: ap.Port()}
-		bs, ok := ss.Backends[bk]
+		bs, ok := ss.Find(bk, -1)
 		if !ok {
 			return fmt.Errorf("no stats for backend %s: %+v", bk, ss.Backends)
 		}
@@ -101,7 +101,7 @@ func waitActive(t *testing.T, d *director, k dataplane.ServiceKey, b dataplane.B
 		if err != nil {
 			return err
 		}
-		if got := st.Services[k].Backends[b].ActiveConns; got != active {
+		if got := st.Services[k].Backend(b).ActiveConns; got != active {
 			return fmt.Errorf("%d active", got)
 		}
 		return nil
@@ -136,9 +136,9 @@ func TestNATTraffic(t *testing.T) {
 	// The closed connections linger in IPVS's table (TIME_WAIT) as
 	// inactive ones; none is active.
 	nettest.WaitFor(t, 30*time.Second, "inactive connections on both real servers", func() error {
-		for bk, bs := range d.stats(t).Services[web.Key].Backends {
+		for _, bs := range d.stats(t).Services[web.Key].Backends {
 			if bs.InactiveConns == 0 || bs.InactiveConns > 3 || bs.ActiveConns != 0 {
-				return fmt.Errorf("%s: %d active, %d inactive", bk, bs.ActiveConns, bs.InactiveConns)
+				return fmt.Errorf("%s: %d active, %d inactive", bs.Key, bs.ActiveConns, bs.InactiveConns)
 			}
 		}
 		return nil

@@ -70,7 +70,7 @@ func TestBackendCountersEveryCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := st.Services[s.Key].Backends[s.Backends[0].Key()].Packets, uint64(ncpu*per+1); got != want {
+	if got, want := st.Services[s.Key].Backend(s.Backends[0].Key()).Packets, uint64(ncpu*per+1); got != want {
 		t.Errorf("backend packets %d, want %d (%d on each of %d CPUs and the SYN)", got, want, per, ncpu)
 	}
 
@@ -85,7 +85,7 @@ func TestBackendCountersEveryCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := st.Services[s.Key].Backends[s.Backends[0].Key()]; c.Counters != (dataplane.Counters{}) {
+	if c := st.Services[s.Key].Backend(s.Backends[0].Key()); c.Counters != (dataplane.Counters{}) {
 		t.Errorf("counters after the id's reset: %+v, want zeros", c.Counters)
 	}
 }
@@ -115,4 +115,32 @@ func TestRetiredBeStatPinRemoved(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(pin, bpfMapXlbBeStatV2)); err != nil {
 		t.Errorf("the new pin: %v", err)
 	}
+}
+
+// TestStatsBackendsInAppliedOrder: a service's backend stats are one per
+// real server, in the order of the Backends applied (reordered by a later
+// Apply, one dropped), each with its key, so that a status finds each at
+// its real server's index without a map per service.
+func TestStatsBackendsInAppliedOrder(t *testing.T) {
+	e := newEnv(t)
+	bs := e.pool(5)
+	check := func(s dataplane.Service) {
+		t.Helper()
+		e.apply(s)
+		st, err := e.d.Stats(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := st.Services[s.Key].Backends
+		if len(got) != len(s.Backends) {
+			t.Fatalf("%d backend stats, want %d", len(got), len(s.Backends))
+		}
+		for i, b := range s.Backends {
+			if got[i].Key != b.Key() {
+				t.Errorf("backend stats %d: %s, want %s", i, got[i].Key, b.Key())
+			}
+		}
+	}
+	check(svc(dataplane.RoundRobin, bs))
+	check(svc(dataplane.RoundRobin, []dataplane.Backend{bs[4], bs[2], bs[0], bs[3]}))
 }

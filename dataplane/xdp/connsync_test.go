@@ -343,7 +343,7 @@ func TestSyncImportExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := st.Services[s.Key].Backends[c.Backend].ActiveConns; n != 1 {
+	if n := st.Services[s.Key].Backend(c.Backend).ActiveConns; n != 1 {
 		t.Errorf("the imported flow's real server has %d active connections, want 1", n)
 	}
 	if s := e.syncStats(); s.Imported != 1 {

@@ -585,7 +585,7 @@ func TestE2ENAT(t *testing.T) {
 						us.Counters, queries, qBytes, queries, rBytes)
 				}
 				for _, rs := range l.rs {
-					c := us.Backends[dataplane.BackendKey{Addr: rs.addr(fam.v6), Port: 5353}]
+					c := us.Backend(dataplane.BackendKey{Addr: rs.addr(fam.v6), Port: 5353})
 					if n := uint64(answered[rs.name]); c.Packets != n || c.PacketsOut != n || c.Connections != n {
 						t.Errorf("UDP backend %s counters %+v, want %d packets in and out and %d connections", rs.name, c.Counters, n, n)
 					}
@@ -594,7 +594,7 @@ func TestE2ENAT(t *testing.T) {
 
 			ts := l.stats(t).Services[tcpKey]
 			for _, rs := range l.rs {
-				c := ts.Backends[dataplane.BackendKey{Addr: rs.addr(fam.v6), Port: 8080}]
+				c := ts.Backend(dataplane.BackendKey{Addr: rs.addr(fam.v6), Port: 8080})
 				if c.Connections != uint64(served[rs.name]) {
 					t.Errorf("TCP backend %s counted %d connections, served %d", rs.name, c.Connections, served[rs.name])
 				}
@@ -620,7 +620,7 @@ func TestE2ENAT(t *testing.T) {
 				in += s.Packets
 				var sum dataplane.Counters
 				for i, rs := range l.rs {
-					c := s.Backends[dataplane.BackendKey{Addr: rs.addr(k.Addr.Is6()), Port: 8080}]
+					c := s.Backend(dataplane.BackendKey{Addr: rs.addr(k.Addr.Is6()), Port: 8080})
 					out[i] += c.PacketsOut
 					sum.Add(c.Counters)
 				}
@@ -892,7 +892,7 @@ func TestE2ETunnel(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range svcs {
-		b := st.Services[s.Key].Backends[s.Backends[0].Key()]
+		b := st.Services[s.Key].Backend(s.Backends[0].Key())
 		if b.Connections != 1 || b.Packets < 1 {
 			t.Errorf("%s: backend counters %+v, want 1 connection", s.Key, b.Counters)
 		}

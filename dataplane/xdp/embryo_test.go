@@ -141,8 +141,8 @@ func TestLeastConnectionEmbryos(t *testing.T) {
 		t.Errorf("loads %d, %d after Sync, want 2, 2", e.load(b0), e.load(b1))
 	}
 	st, _ := e.d.Stats(t.Context())
-	bs := st.Services[svc(dataplane.LeastConnection, nil).Key].Backends
-	if c := bs[e.pool(2)[1].Key()]; c.InactiveConns != 2 {
+	bs := st.Services[svc(dataplane.LeastConnection, nil).Key]
+	if c := bs.Backend(e.pool(2)[1].Key()); c.InactiveConns != 2 {
 		t.Errorf("backend 1: %d inactive connections, want its 2 SYNs", c.InactiveConns)
 	}
 	// Past the SYN-only timeout an embryonic flow is gone from the load.
@@ -409,9 +409,9 @@ func TestEmbryoSlotHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, c := range st.Services[s.Key].Backends {
+	for _, c := range st.Services[s.Key].Backends {
 		if c.InactiveConns != 0 {
-			t.Errorf("backend %s: %d inactive connections, want 0 (every handshake completed)", k, c.InactiveConns)
+			t.Errorf("backend %s: %d inactive connections, want 0 (every handshake completed)", c.Key, c.InactiveConns)
 		}
 	}
 	// A SYN-only timeout (and a tick) after the last SYN that found them,

@@ -173,7 +173,7 @@ func TestNAT(t *testing.T) {
 		t.Errorf("nat_reply not counted: %v", st.Events)
 	}
 	k := natService(vip4b, dataplane.TCP).Key
-	if c := st.Services[k].Backends[dataplane.BackendKey{Addr: rip4, Port: 8080}]; c.PacketsOut != 2 || c.Packets != 2 {
+	if c := st.Services[k].Backend(dataplane.BackendKey{Addr: rip4, Port: 8080}); c.PacketsOut != 2 || c.Packets != 2 {
 		t.Errorf("backend counters %+v, want 2 packets in and 2 out", c.Counters)
 	}
 }
@@ -430,7 +430,7 @@ func TestNATConnectionCountedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := st.Services[s.Key].Backends[s.Backends[0].Key()]; c.ActiveConns != 1 || c.InactiveConns != 0 {
+	if c := st.Services[s.Key].Backend(s.Backends[0].Key()); c.ActiveConns != 1 || c.InactiveConns != 0 {
 		t.Errorf("%d active, %d inactive connections, want 1 and 0", c.ActiveConns, c.InactiveConns)
 	}
 	if c := e.conns(s, 0); c.Active != 1 || c.Inactive != 0 {

@@ -373,7 +373,7 @@ func TestCountersAddUp(t *testing.T) {
 	}
 	var sum dataplane.Counters
 	for _, b := range bs {
-		c := ss.Backends[b.Key()]
+		c := ss.Backend(b.Key())
 		if c.Packets != 20 || c.Connections != 10 {
 			t.Errorf("backend %s counters %+v, want 20 packets 10 connections", b.Key(), c.Counters)
 		}
@@ -395,7 +395,7 @@ func TestCountersAddUp(t *testing.T) {
 	}
 	st, _ = e.d.Stats(t.Context())
 	for _, b := range bs {
-		if c := st.Services[svc(dataplane.RoundRobin, nil).Key].Backends[b.Key()]; c.ActiveConns != 10 || c.InactiveConns != 0 {
+		if c := st.Services[svc(dataplane.RoundRobin, nil).Key].Backend(b.Key()); c.ActiveConns != 10 || c.InactiveConns != 0 {
 			t.Errorf("backend %s: %d active, %d inactive, want 10 and 0", b.Key(), c.ActiveConns, c.InactiveConns)
 		}
 	}

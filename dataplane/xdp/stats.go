@@ -100,10 +100,10 @@ func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
 		return dataplane.Counters{}
 	}
 	for _, ss := range idx.services {
-		st := dataplane.ServiceStats{Counters: at(svcs, ss.id), Backends: make(map[dataplane.BackendKey]dataplane.BackendStats, len(ss.backends))}
-		for _, b := range ss.backends {
+		st := dataplane.ServiceStats{Counters: at(svcs, ss.id), Backends: make([]dataplane.BackendStats, len(ss.backends))}
+		for i, b := range ss.backends {
 			cc := conns[b.id]
-			st.Backends[b.key()] = dataplane.BackendStats{Counters: at(bes, b.id), ActiveConns: cc.active, InactiveConns: cc.inactive}
+			st.Backends[i] = dataplane.BackendStats{Key: b.key(), Counters: at(bes, b.id), ActiveConns: cc.active, InactiveConns: cc.inactive}
 		}
 		out.Services[ss.key] = st
 	}
