@@ -303,3 +303,36 @@ func TestTableNodeSize(t *testing.T) {
 		t.Errorf("filled, the tree differs from BurntSushi's decoding (%v)", err)
 	}
 }
+
+// TestReleaseDropsArrayTables: releasing a decoded virtual server drops
+// its real servers' tables, the array of tables' slice of their maps
+// included: that slice held every real server's map (18 MB at 64,000)
+// until the whole parse tree went, so that the tree never shrank while
+// the virtual servers were decoded.
+func TestReleaseDropsArrayTables(t *testing.T) {
+	src := "[[virtual_server]]\nport = 80\n" +
+		"[[virtual_server.real_server]]\naddress = \"10.0.0.1\"\nport = 1\n" +
+		"[[virtual_server.real_server]]\naddress = \"10.0.0.2\"\nport = 2\n"
+	_, lines, ok := fastParse(src)
+	if !ok {
+		t.Fatal("fastParse gave up")
+	}
+	vs := keyPath{}.key("virtual_server").index(0)
+	lines.fillElems(vs.key("real_server"))
+	_, _, rs := lines.walk(vs.key("real_server"))
+	if rs == nil || rs.arr == nil || len(rs.arr.tables) != 2 || rs.arr.tables[1]["port"] != int64(2) {
+		t.Fatalf("the real servers' array of tables before the release: %+v", rs)
+	}
+	lines.release(vs)
+	if rs.arr.tables != nil {
+		t.Errorf("after the release the array of tables holds %d maps, want none", len(rs.arr.tables))
+	}
+	for i, e := range rs.elems() {
+		if e.m != nil {
+			t.Errorf("after the release real server %d's map is held", i)
+		}
+	}
+	if got := lines.line(vs.key("real_server").index(1)); got != 6 {
+		t.Errorf("the second real server's line after the release: %d, want 6", got)
+	}
+}
