@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"time"
 
@@ -32,11 +33,12 @@ func (d *Daemon) Reload() error {
 	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	// A reload reads a new configuration while the old one serves: no
-	// soft memory limit until it is applied (the collector would work
-	// through the reading of 200,000 lines); releaseMemory sets it again.
+	// A reload reads a new configuration while the old one serves: the
+	// soft memory limit is raised by what reading the file takes until it
+	// is applied (the collector would work through the reading of 200,000
+	// lines); releaseMemory sets it again.
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(math.MaxInt64)
+		debug.SetMemoryLimit(reloadMemoryLimit(d.opts.ConfigPath))
 	}
 	start := time.Now()
 	d.checkPins()
@@ -184,4 +186,26 @@ func restartOnly(a, b *config.Config) []string {
 		out = append(out, "[debug] pprof_listen")
 	}
 	return out
+}
+
+// reloadMemoryPerByte is the Go memory a reload may take per byte of its
+// configuration file above the heap held before it: the file, its parse
+// tree and decoded servers, the new model and the dataplane's diff.
+const reloadMemoryPerByte = 16
+
+// reloadMemoryLimit is the soft memory limit while a reload of the file
+// at path runs: the live heap, and reloadMemoryPerByte times the size of
+// the file, at least memoryFloor; none if the file cannot be read (the
+// reload fails on it).
+func reloadMemoryLimit(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return math.MaxInt64
+	}
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return math.MaxInt64
+	}
+	return max(memoryFloor, int64(s[0].Value.Uint64())+reloadMemoryPerByte*fi.Size())
 }
