@@ -96,10 +96,10 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 }
 
 // TestReloadMemoryLimit: while a reload runs, the soft memory limit is
-// the live heap and reloadMemoryPerByte per byte of the configuration
-// file (at least memoryFloor), not lifted altogether: with no limit the
-// collector let the heap double the reload's live heap (the parse tree of
-// 200,000 lines), 129-133 MiB of RSS at 64,000 real servers.
+// twice the live heap and reloadMemoryPerByte per byte of the
+// configuration file (at least memoryFloor), not lifted altogether: with
+// no limit the collector let the heap double the reload's live heap (the
+// parse tree of 200,000 lines), 126-133 MiB of RSS at 64,000 real servers.
 func TestReloadMemoryLimit(t *testing.T) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		t.Skip("GOMEMLIMIT is set: the daemon leaves the limit alone")
@@ -113,7 +113,8 @@ func TestReloadMemoryLimit(t *testing.T) {
 	if got := reloadMemoryLimit(small); got != memoryFloor {
 		t.Errorf("the limit for a small file: %d, want the floor %d", got, memoryFloor)
 	}
-	// A 64 MiB file (sparse): 16 times its size above the live heap.
+	// A 64 MiB file (sparse): reloadMemoryPerByte times its size above
+	// twice the live heap.
 	big := filepath.Join(dir, "big.toml")
 	writeFile(t, big, "")
 	if err := os.Truncate(big, 64<<20); err != nil {
@@ -121,7 +122,7 @@ func TestReloadMemoryLimit(t *testing.T) {
 	}
 	low := int64(reloadMemoryPerByte * 64 << 20)
 	if got := reloadMemoryLimit(big); got < low || got > low+1<<30 {
-		t.Errorf("the limit for a 64 MiB file: %d, want the live heap above %d", got, low)
+		t.Errorf("the limit for a 64 MiB file: %d, want twice the live heap above %d", got, low)
 	}
 
 	// During a reload's apply: the limit is set, not lifted.
