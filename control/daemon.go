@@ -498,6 +498,11 @@ func (d *Daemon) releaseMemory(gen uint64) {
 // memoryFloor is the least soft memory limit setMemoryLimit sets.
 const memoryFloor = 96 << 20
 
+// steadyLive is the live heap setMemoryLimit last found, once the
+// configuration was applied (0: not yet): a reload's memory limit starts
+// from it, not from the heap a status streaming at the time holds.
+var steadyLive atomic.Uint64
+
 // setMemoryLimit sets Go's soft memory limit to twice the heap the
 // daemon holds now (at least memoryFloor), unless GOMEMLIMIT is set: the
 // garbage collector then works harder, instead of letting the heap
@@ -514,6 +519,7 @@ func setMemoryLimit(log *slog.Logger) {
 	if s[0].Value.Kind() != metrics.KindUint64 {
 		return
 	}
+	steadyLive.Store(s[0].Value.Uint64())
 	limit := max(memoryFloor, 2*int64(s[0].Value.Uint64()))
 	if old := debug.SetMemoryLimit(limit); old != limit {
 		log.Debug("Go memory limit", "limit", limit, "live_heap", s[0].Value.Uint64())

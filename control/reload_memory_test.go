@@ -96,7 +96,7 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 }
 
 // TestReloadMemoryLimit: while a reload runs, the soft memory limit is
-// twice the live heap and reloadMemoryPerByte per byte of the
+// twice the steady live heap and reloadMemoryPerByte per byte of the
 // configuration file (at least memoryFloor), not lifted altogether: with
 // no limit the collector let the heap double the reload's live heap (the
 // parse tree of 200,000 lines), 126-133 MiB of RSS at 64,000 real servers.
@@ -124,6 +124,15 @@ func TestReloadMemoryLimit(t *testing.T) {
 	if got := reloadMemoryLimit(big); got < low || got > low+1<<30 {
 		t.Errorf("the limit for a 64 MiB file: %d, want twice the live heap above %d", got, low)
 	}
+	// Twice the steady live heap, not the live heap now (a status
+	// streaming would double its own).
+	prev := steadyLive.Load()
+	steadyLive.Store(300 << 20)
+	got := reloadMemoryLimit(big)
+	if want := 2*int64(steadyLive.Load()) + low; got != want {
+		t.Errorf("the limit for a 64 MiB file after a steady live heap of 300 MiB: %d, want %d", got, want)
+	}
+	steadyLive.Store(prev)
 
 	// During a reload's apply: the limit is set, not lifted.
 	var during atomic.Int64
