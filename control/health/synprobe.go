@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +55,10 @@ type synProber struct {
 	// routes are the synRoutes of p by source, shared by the checks
 	// (tens of thousands of them use one or a few).
 	routes map[netip.Addr]*synRoute
+
+	// sendCalls and recvCalls count the system calls that sent SYNs and
+	// read answers (for the tests).
+	sendCalls, recvCalls atomic.Uint64
 }
 
 // synKey is what one prober serves.
