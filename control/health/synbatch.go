@@ -197,7 +197,7 @@ func (p *synProber) answers(buf *synRecvBuf, n int) {
 	}
 	p.mu.Unlock()
 	for i, pr := range buf.done {
-		pr.done(buf.errs[i])
+		pr.end(buf.errs[i])
 		buf.done[i], buf.errs[i] = nil, nil
 	}
 }
@@ -238,7 +238,7 @@ func (b *startBatch) flush() {
 		}
 		fail := func(i int, err error) {
 			if pr := b.mine[i].pr; p.cancel(pr) {
-				pr.done(os.NewSyscallError("connect", err))
+				pr.end(os.NewSyscallError("connect", err))
 			}
 		}
 		if err := p.sendSYNs(&b.buf, b.syns, fail); err != nil {

@@ -81,13 +81,14 @@ type synMatch struct {
 // synProbe is one probe waiting for its answer.
 type synProbe struct {
 	match    synMatch
+	target   netip.AddrPort
 	src      netip.Addr // IPv4: the source address, for the checksum
 	seq      uint32
 	deadline time.Time
 	next     time.Time     // the next resend, or the deadline
 	rto      time.Duration // the wait before the next resend
 	index    int           // in synProber.timers; -1 when not there
-	done     func(error)   // called once, with no lock held
+	done     func(error)   // called once (by end), with no lock held
 }
 
 const (

@@ -46,15 +46,7 @@ func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.
 // With a batch, the SYN waits in it, and leaves when the batch is
 // flushed (a SYN the kernel refuses then calls done).
 func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.Time, done func(error), b *startBatch) (*synProbe, error) {
-	pr := &synProbe{src: src, deadline: deadline, rto: synRTO, index: -1}
-	pr.done = func(err error) {
-		switch {
-		case err == nil, errors.Is(err, errProberClosed):
-			done(err)
-		default:
-			done(opErr(target, err))
-		}
-	}
+	pr := &synProbe{target: target, src: src, deadline: deadline, rto: synRTO, index: -1, done: done}
 	now := time.Now()
 	pr.next = now.Add(synRTO)
 	if !deadline.IsZero() && deadline.Before(pr.next) {
@@ -97,6 +89,17 @@ func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.T
 		// Answered or closed meanwhile: done has been called.
 	}
 	return pr, nil
+}
+
+// end calls pr's done with err, as net.Dial's error (errProberClosed
+// as it is).
+func (pr *synProbe) end(err error) {
+	switch {
+	case err == nil, errors.Is(err, errProberClosed):
+		pr.done(err)
+	default:
+		pr.done(opErr(pr.target, err))
+	}
 }
 
 // opErr is err as net.Dial's error for target.
@@ -281,7 +284,7 @@ func (p *synProber) runTimers() {
 		p.armed = now.Add(wait)
 		p.mu.Unlock()
 		for i, pr := range expired {
-			pr.done(os.ErrDeadlineExceeded)
+			pr.end(os.ErrDeadlineExceeded)
 			expired[i] = nil
 		}
 		if closed {
@@ -328,7 +331,7 @@ func (p *synProber) close() {
 	p.mu.Unlock()
 	p.reg.mu.Unlock()
 	for _, pr := range ended {
-		pr.done(errProberClosed)
+		pr.end(errProberClosed)
 	}
 	if !closed {
 		p.closeFiles()
