@@ -46,6 +46,36 @@ func TestFileSizeBound(t *testing.T) {
 	}
 }
 
+// A file is read into one buffer of its size: no doubling from 512 bytes
+// (io.ReadAll allocated 2.5 times the file), no second copy as a string.
+func TestLoadReadsFileOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "comments.toml")
+	const size = 8 << 20
+	if err := os.WriteFile(path, []byte(strings.Repeat("# a comment of a line\n", size/22)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var data []byte
+	_, alloc := measure(func() { data, err = readAll(f) })
+	if err != nil || len(data) != size/22*22 {
+		t.Fatalf("readAll: %d bytes, %v", len(data), err)
+	}
+	if alloc > size+size/8 {
+		t.Errorf("reading %d MB allocated %.1f MB", size>>20, float64(alloc)/(1<<20))
+	}
+	// A document of comments only is read whole (and refused for what it
+	// lacks, not for what it holds).
+	var errs *Errors
+	_, alloc = measure(func() { _, err = Load(path, nil) })
+	if !errors.As(err, &errs) || alloc > size+size/4 {
+		t.Errorf("loading %d MB of comments allocated %.1f MB (%v)", size>>20, float64(alloc)/(1<<20), err)
+	}
+}
+
 // Reading stops at the bound whatever the file is: /dev/zero and a FIFO
 // that never ends.
 func TestLoadStopsAtBound(t *testing.T) {

@@ -382,6 +382,7 @@ func (t *table) each(key string, fn func(i int, p keyPath, v any)) (n int, ok bo
 	}
 	elems, ok := raw.([]any)
 	if tables, isTables := raw.([]map[string]any); isTables {
+		t.d.idx.fillElems(t.p.key(key))
 		for _, e := range tables {
 			elems = append(elems, e)
 		}

@@ -32,19 +32,45 @@ import (
 type lnode struct {
 	at   int // the line
 	kind nodeKind
+	// lazy: an element of an array of tables whose keys are not in m
+	// yet, their values in keys (fillTable puts them there when the
+	// decoder reaches the element). A map of two keys is 336 bytes: a
+	// document's 65,536 real servers' tables were 22 MB at once, which
+	// the decoder now fills and drops 64 at a time.
+	lazy bool
 	m    map[string]any // tables and inline tables: the decoded map
+	keys []lkey
+	// kbuf holds the first keys of a table (keys starts in it): a real
+	// server's table has two.
+	kbuf [2]lkey
+	// arr is what arrays and arrays of tables have (nil for the others:
+	// 128 bytes a table, not 192, for the 65,536 tables of real servers
+	// a large document holds at once).
+	arr *larray
+}
+
+// larray is what an array or an array of tables has besides a node's
+// common fields.
+type larray struct {
+	elems []*lnode // one per element (scalars have a node for their line)
+	// inLazy: the array of tables is under a lazy element (whose
+	// fillTable puts tables into its map).
+	inLazy bool
 	// parent and key locate an array of tables in its parent's map, whose
 	// slice grows with each [[...]] header.
 	parent map[string]any
 	key    string
-	keys   []lkey
-	elems  []*lnode // arrays: one per element (scalars have a node for their line)
 	// tables is an array of tables' slice, put into parent[key] once the
 	// document is read (boxing it at every [[...]] header allocated).
 	tables []map[string]any
-	// kbuf holds the first keys of a table (keys starts in it): a real
-	// server's table has two.
-	kbuf [2]lkey
+}
+
+// elems are the elements of an array or an array of tables.
+func (n *lnode) elems() []*lnode {
+	if n.arr == nil {
+		return nil
+	}
+	return n.arr.elems
 }
 
 // newTable is a table's node, at line.
@@ -70,6 +96,38 @@ type lkey struct {
 	name string
 	line int
 	n    *lnode
+	v    any // the value, in a lazy table: scalars, arrays and inline tables
+}
+
+// fillTable puts a lazy table's keys into its map, once.
+func (n *lnode) fillTable() {
+	if !n.lazy {
+		return
+	}
+	n.lazy = false
+	for i := range n.keys {
+		k := &n.keys[i]
+		switch {
+		case k.n == nil || k.n.kind == nArray || k.n.kind == nInline:
+			n.m[k.name] = k.v
+			k.v = nil // the map holds it
+		case k.n.kind == nTable:
+			n.m[k.name] = k.n.m
+		case k.n.kind == nArrayOfTables:
+			n.m[k.name] = k.n.arr.tables
+		}
+	}
+}
+
+// fillElems implements lineFinder: the tables of the array of tables at
+// p are filled.
+func (n *lnode) fillElems(p keyPath) {
+	_, found, node := n.walk(p)
+	if found && node != nil && node.kind == nArrayOfTables {
+		for _, e := range node.arr.elems {
+			e.fillTable()
+		}
+	}
 }
 
 func (n *lnode) find(name string) (*lkey, bool) {
@@ -103,14 +161,18 @@ func (n *lnode) release(p keyPath) {
 }
 
 func (n *lnode) drop() {
-	n.m, n.parent = nil, nil
-	for _, k := range n.keys {
+	n.m = nil
+	for i, k := range n.keys {
+		n.keys[i].v = nil
 		if k.n != nil {
 			k.n.drop()
 		}
 	}
-	for _, e := range n.elems {
+	for _, e := range n.elems() {
 		e.drop()
+	}
+	if n.arr != nil {
+		n.arr.parent = nil
 	}
 }
 
@@ -121,8 +183,8 @@ func (n *lnode) elemLines(p keyPath) []int {
 	if !found || node == nil || node.kind != nArrayOfTables && node.kind != nArray {
 		return nil
 	}
-	out := make([]int, len(node.elems))
-	for i, e := range node.elems {
+	out := make([]int, len(node.elems()))
+	for i, e := range node.elems() {
 		out[i] = e.at
 	}
 	return out
@@ -138,10 +200,10 @@ func (n *lnode) walk(p keyPath) (line int, found bool, node *lnode) {
 		}
 		if strings.HasPrefix(part, "[") {
 			j, err := strconv.Atoi(part[1 : len(part)-1])
-			if err != nil || cur.kind != nArrayOfTables && cur.kind != nArray || j < 0 || j >= len(cur.elems) {
+			if err != nil || cur.kind != nArrayOfTables && cur.kind != nArray || j < 0 || j >= len(cur.elems()) {
 				return line, false, nil
 			}
-			cur = cur.elems[j]
+			cur = cur.elems()[j]
 			line = cur.at
 			continue
 		}
@@ -208,7 +270,9 @@ func fastParse(src string) (root map[string]any, lines *lnode, ok bool) {
 	}()
 	p.document()
 	for _, a := range p.arrays {
-		a.parent[a.key] = a.tables
+		if !a.arr.inLazy {
+			a.arr.parent[a.arr.key] = a.arr.tables
+		}
 	}
 	return p.root.m, p.root, true
 }
@@ -341,12 +405,16 @@ func (p *fastParser) header() {
 		case !found:
 			var t *lnode
 			if last && array {
-				t = &lnode{at: line, kind: nArrayOfTables, parent: n.m, key: part, tables: make([]map[string]any, 0, 4)}
-				n.m[part] = t.tables // its final length at the end
+				t = &lnode{at: line, kind: nArrayOfTables, arr: &larray{parent: n.m, key: part, tables: make([]map[string]any, 0, 4), inLazy: n.lazy}}
+				if !n.lazy {
+					n.m[part] = t.arr.tables // its final length at the end
+				}
 				p.arrays = append(p.arrays, t)
 			} else {
 				t = newTable(line)
-				n.m[part] = t.m
+				if !n.lazy {
+					n.m[part] = t.m
+				}
 			}
 			n.keys = append(n.keys, lkey{name: part, line: line, n: t})
 			n = t
@@ -364,10 +432,11 @@ func (p *fastParser) header() {
 		if n.kind == nArrayOfTables {
 			if last {
 				e := newTable(line)
-				n.elems = append(n.elems, e)
-				n.tables = append(n.tables, e.m)
+				e.lazy = true
+				n.arr.elems = append(n.arr.elems, e)
+				n.arr.tables = append(n.arr.tables, e.m)
 			}
-			n = n.elems[len(n.elems)-1]
+			n = n.arr.elems[len(n.arr.elems)-1]
 			depth++
 		}
 	}
@@ -432,6 +501,10 @@ func (p *fastParser) keyValue(t *lnode, depth int) {
 		p.fail()
 	}
 	v, n := p.value(depth + 1)
+	if t.lazy {
+		t.keys = append(t.keys, lkey{name: name, line: line, n: n, v: v})
+		return
+	}
 	t.m[name] = v
 	t.keys = append(t.keys, lkey{name: name, line: line, n: n})
 }

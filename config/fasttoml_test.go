@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/BurntSushi/toml"
 )
@@ -22,10 +24,24 @@ func (n *lnode) paths(prefix keyPath, out map[string]int) {
 			k.n.paths(p, out)
 		}
 	}
-	for i, e := range n.elems {
+	for i, e := range n.elems() {
 		p := prefix.index(i)
 		out[p.String()] = e.at
 		e.paths(p, out)
+	}
+}
+
+// fillAll fills every lazy table under n (the decoder fills them as it
+// reaches them).
+func (n *lnode) fillAll() {
+	n.fillTable()
+	for _, k := range n.keys {
+		if k.n != nil {
+			k.n.fillAll()
+		}
+	}
+	for _, e := range n.elems() {
+		e.fillAll()
 	}
 }
 
@@ -38,6 +54,7 @@ func checkFast(t *testing.T, src string) bool {
 	if !ok {
 		return false
 	}
+	tree.fillAll()
 	var slow map[string]any
 	if _, err := toml.Decode(src, &slow); err != nil {
 		t.Fatalf("fastParse accepts what BurntSushi rejects (%v):\n%q", err, src)
@@ -246,5 +263,43 @@ func TestFastPathsSameParse(t *testing.T) {
 	checkSameParse(t, big)
 	if _, err := Parse("f.toml", []byte(big), fakeEnv{"eth0": nil}); err == nil || strings.Count(err.Error(), "\n") < 3 {
 		t.Errorf("problems in every part: %v", err)
+	}
+}
+
+// A table's node is at most 160 bytes (it was 192 with what only arrays
+// have), and the elements of arrays of tables keep their values in it
+// until the decoder reaches them: a 200,000-line document's tree is held
+// whole while it is decoded.
+func TestTableNodeSize(t *testing.T) {
+	if n := unsafe.Sizeof(lnode{}); n > 160 {
+		t.Errorf("lnode is %d bytes, want at most 160", n)
+	}
+	var b strings.Builder
+	for i := range 64 {
+		fmt.Fprintf(&b, "[[virtual_server]]\nname = \"s%d\"\n", i)
+		for j := range 64 {
+			fmt.Fprintf(&b, "[[virtual_server.real_server]]\naddress = \"10.0.%d.%d\"\nport = 8080\n", i, j+1)
+		}
+	}
+	src := b.String()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	root, tree, ok := fastParse(src)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if !ok {
+		t.Fatal("fastParse gave up")
+	}
+	// 4,096 real servers' tables: at most 300 bytes each (a node, an
+	// empty map, the boxed address), not 519 with their filled maps.
+	if live := after.HeapAlloc - before.HeapAlloc; live > 300*64*64+64*2048 {
+		t.Errorf("the tree of 4,096 real servers holds %d bytes (%d a real server)", live, live/4096)
+	}
+	// The decoder fills them as it reaches them: the same maps as before.
+	tree.fillAll()
+	var slow map[string]any
+	if _, err := toml.Decode(src, &slow); err != nil || !reflect.DeepEqual(root, slow) {
+		t.Errorf("filled, the tree differs from BurntSushi's decoding (%v)", err)
 	}
 }

@@ -132,7 +132,7 @@ func (p *fastParser) array(depth int) (any, *lnode) {
 		p.fail()
 	}
 	p.pos++
-	n := &lnode{at: p.line, kind: nArray}
+	n := &lnode{at: p.line, kind: nArray, arr: &larray{}}
 	out := make([]any, 0, 2)
 	for {
 		p.blank()
@@ -147,7 +147,7 @@ func (p *fastParser) array(depth int) (any, *lnode) {
 		}
 		e.at = line
 		out = append(out, v)
-		n.elems = append(n.elems, e)
+		n.arr.elems = append(n.arr.elems, e)
 		p.blank()
 		switch p.peek() {
 		case ',':

@@ -79,6 +79,9 @@ type lineFinder interface {
 	// release drops what it holds of the decoded values under p (only
 	// the lines are needed after p is decoded).
 	release(p keyPath)
+	// fillElems makes the maps of the tables of the array of tables at p
+	// whole, before they are read (fastParse fills them late).
+	fillElems(p keyPath)
 }
 
 // lineIndex maps key paths to the 1-based line where they start.
@@ -105,6 +108,9 @@ func (x *lineIndex) has(p keyPath) bool {
 }
 
 func (x *lineIndex) release(keyPath) {}
+
+// fillElems implements lineFinder: BurntSushi's maps are whole.
+func (x *lineIndex) fillElems(keyPath) {}
 
 // elemLines returns the lines of the elements of the array at p.
 func (x *lineIndex) elemLines(p keyPath) []int {

@@ -34,6 +34,11 @@ func CheckLimits(path string, cfg *config.Config, lim dataplane.Limits) error {
 }
 
 func checkLimits(path string, cfg *config.Config, m Model, lim dataplane.Limits) error {
+	if lim.Services == 0 && lim.BackendsPerService == 0 && lim.Backends == 0 && lim.NATBackends == 0 && lim.Interfaces == 0 {
+		// No limit (the daemon's start, before its dataplane is open):
+		// not 65,536 Backends made to be counted against none.
+		return nil
+	}
 	err := lim.Check(m.dataplaneServices(), len(cfg.Dataplane.Interfaces))
 	if err == nil {
 		return nil

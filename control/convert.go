@@ -63,12 +63,22 @@ func ModelFromConfig(c *config.Config) Model {
 				LowerThreshold: uint32(max(rs.LowerThreshold, 0)),
 			})
 		}
+		// What only some real servers have, in one allocation for the
+		// service when any has it.
+		var more []realMore
+		extra := func(i int) *realMore {
+			if more == nil {
+				more = make([]realMore, len(s.Reals))
+			}
+			s.Reals[i].more = &more[i]
+			return &more[i]
+		}
 		if vs.Group != "" {
 			s.Server = vs.Server
 			if f, ok := first[vs.Server]; ok {
 				for i := range s.Reals {
-					id := f[i].Key()
-					s.Reals[i].ID = &id
+					x := extra(i)
+					x.id, x.hasID = f[i].Key(), true
 				}
 			} else {
 				first[vs.Server] = s.Reals
@@ -76,7 +86,8 @@ func ModelFromConfig(c *config.Config) Model {
 		}
 		for i := range s.Reals {
 			if r := &s.Reals[i]; r.checkType() != checktype.None {
-				r.key = s.checkKey(*r) // the checks' map keys share it
+				key := s.checkKey(*r)
+				extra(i).key = key // the checks' map keys share it
 			}
 		}
 		m.Services = append(m.Services, s)

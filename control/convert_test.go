@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/vrrp"
 )
 
@@ -159,5 +162,33 @@ func TestModelFromConfigAllocations(t *testing.T) {
 	allocs := testing.AllocsPerRun(5, func() { ModelFromConfig(cfg) })
 	if max := float64(services * (reals + 8)); allocs > max {
 		t.Errorf("ModelFromConfig: %.0f allocations for %d services x %d real servers, want at most %.0f", allocs, services, reals, max)
+	}
+}
+
+// A real server of the model is 64 bytes: what only some have (a group
+// entry's id, a check's key) is behind one pointer (at 80 bytes, 64 of
+// them took a 5,376-byte allocation; at 64, 4,096).
+func TestRealSpecSize(t *testing.T) {
+	if n := unsafe.Sizeof(RealSpec{}); n > 64 {
+		t.Errorf("RealSpec is %d bytes, want at most 64", n)
+	}
+}
+
+// Without limits (the daemon's start checks before its dataplane is
+// open) the real servers are not made into dataplane Backends to be
+// counted against none; with limits, they are counted.
+func TestCheckLimitsWithoutLimits(t *testing.T) {
+	cfg := parse(t, scaleConfig("/run/xlb.sock", "", 10, 64, "none", 8080))
+	m := ModelFromConfig(cfg)
+	if allocs := testing.AllocsPerRun(5, func() {
+		if err := checkLimits("f.toml", cfg, m, dataplane.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs > 0 {
+		t.Errorf("no limits: %.0f allocations", allocs)
+	}
+	err := checkLimits("f.toml", cfg, m, dataplane.Limits{Dataplane: "a small dataplane", BackendsPerService: 32})
+	if err == nil || !strings.Contains(err.Error(), "64 real servers, a small dataplane holds at most 32 per virtual server") {
+		t.Errorf("64 real servers against 32: %v", err)
 	}
 }

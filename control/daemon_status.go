@@ -150,8 +150,8 @@ func (d *Daemon) StatusServices(rates bool) (*Status, Services) {
 				state, checkErr := checks[next], checkErrs[next]
 				next++
 				var addr string
-				if s.Server == "" && r.key != "" {
-					addr = r.key[len(s.Name)+1:] // the key's own: 65,536 strings fewer
+				if k := r.checkKey(); s.Server == "" && k != "" {
+					addr = k[len(s.Name)+1:] // the key's own: 65,536 strings fewer
 				} else {
 					addr = bk.String()
 				}

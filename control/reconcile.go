@@ -446,11 +446,12 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	in := r.inputs(checks)
 	in.Weights = weights
 	r.adoptMACs = in.AdoptMACs && len(r.adopted) > 0
+	prev := r.applied // replaced, never changed in place
 	r.mu.Unlock()
 	// The next hops and the desired state of 65,536 real servers are made
 	// without the lock: status and VRRP's inputs do not wait for them.
 	r.nextHops(&in)
-	desired, states := Desired(in)
+	desired, states := desiredFrom(in, prev)
 	r.mu.Lock()
 	// Quorum changes are reported against the states stored last.
 	model, last := in.Model, r.states

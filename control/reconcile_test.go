@@ -474,3 +474,58 @@ func TestHandoverKeepsForwarding(t *testing.T) {
 		}
 	}
 }
+
+// A round takes from the state applied last the backends of every service
+// that comes out the same: a health change in one service of a thousand
+// makes that service's backends, not 65,536 (4.6 MB a round, and a second
+// copy during every reload). What it computes is Desired's all the same.
+func TestDesiredSharesUnchangedBackends(t *testing.T) {
+	m := testModel()
+	in := Inputs{Model: m, Health: map[string]health.State{}, Roles: map[string]Role{"VI_1": {Master: true}}}
+	for _, s := range m.Services {
+		for _, rs := range s.Reals {
+			in.Health[CheckKey(s.Name, rs)] = health.StateUp
+		}
+	}
+	applied, _ := Desired(in)
+	same, _ := desiredFrom(in, applied)
+	for i := range same {
+		if &same[i].Backends[0] != &applied[i].Backends[0] {
+			t.Errorf("service %s unchanged: its backends were made again", same[i].Name)
+		}
+	}
+	// 20 services whose check keys are made (as ModelFromConfig makes them).
+	var big Model
+	for i := range 20 {
+		s := m.Services[1]
+		s.Key.Port = uint16(1000 + i)
+		s.Reals = slices.Clone(s.Reals)
+		for j := range s.Reals {
+			s.Reals[j].more = &realMore{key: s.checkKey(s.Reals[j])}
+		}
+		big.Services = append(big.Services, s)
+	}
+	bigIn := Inputs{Model: big, Health: map[string]health.State{}}
+	bigApplied, _ := Desired(bigIn)
+	if allocs := testing.AllocsPerRun(10, func() { desiredFrom(bigIn, bigApplied) }); allocs > 8 {
+		t.Errorf("a round of 20 services that changes nothing: %.0f allocations, want at most 8 (the services, the states' map, one buffer), not one per service", allocs)
+	}
+
+	in.Health[CheckKey("api", m.Services[1].Reals[1])] = health.StateDown // below quorum: the sorry server
+	got, states := desiredFrom(in, applied)
+	want, wantStates := Desired(in)
+	if !slices.EqualFunc(got, want, dataplane.ServiceEqual) || !maps.Equal(states, wantStates) {
+		t.Fatalf("desiredFrom differs from Desired:\n%s\n%s", dumpServices(got), dumpServices(want))
+	}
+	if &got[0].Backends[0] != &applied[0].Backends[0] {
+		t.Error("web unchanged: its backends were made again")
+	}
+	if &got[1].Backends[0] == &applied[1].Backends[0] || slices.EqualFunc(got[1].Backends, applied[1].Backends, dataplane.BackendEqual) {
+		t.Error("api changed: its backends are the applied ones")
+	}
+	// The next service's backends are not written over the changed one's.
+	again, _ := desiredFrom(in, applied)
+	if !slices.EqualFunc(got, again, dataplane.ServiceEqual) {
+		t.Errorf("two rounds differ:\n%s\n%s", dumpServices(got), dumpServices(again))
+	}
+}

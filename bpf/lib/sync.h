@@ -103,8 +103,12 @@ struct xlb_sync_stats {
 	__u64 promoted; /* imported flows taken over on their first packet here */
 };
 
-/* The report rings: XLB_SYNC_SLOTS slots for each possible CPU, in the
- * order of the CPUs (the control plane sizes the array at load), mapped
+/* Slots of each CPU's report ring (a power of two, at most
+ * XLB_SYNC_SLOTS), set by the control plane at load. */
+const volatile __u32 xlb_sync_ring_slots = XLB_SYNC_SLOTS;
+
+/* The report rings: xlb_sync_ring_slots slots for each possible CPU, in
+ * the order of the CPUs (the control plane sizes the array at load), mapped
  * into the reader. Not pinned: a new program reports nothing until its
  * control plane reads. A ring per CPU instead of a BPF ring buffer: a
  * report takes no lock, disables no interrupt and shares no cache line
@@ -208,7 +212,7 @@ static __noinline int lb_sync_report(const struct xlb_flow *flow, __u32 svc, __u
 	if (!h)
 		return 0;
 	seq = __sync_fetch_and_add(&h->next, 1);
-	idx = cpu * XLB_SYNC_SLOTS + (__u32)(seq & (XLB_SYNC_SLOTS - 1));
+	idx = cpu * xlb_sync_ring_slots + (__u32)(seq & (xlb_sync_ring_slots - 1));
 	s = bpf_map_lookup_elem(&xlb_sync_slots, &idx);
 	if (!s)
 		return 0;

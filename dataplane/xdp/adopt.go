@@ -24,9 +24,7 @@ func (d *Dataplane) adopt() error {
 			return
 		}
 		d.beIDs.take(id)
-		be := &beState{
-			svc:     e.Svc,
-			key:     dataplane.BackendKey{Addr: wordsAddr(e.Addr, e.Family), Port: e.Port},
+		be := beState{
 			entry:   e,
 			retired: e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_RETIRED) != 0,
 		}
@@ -35,7 +33,7 @@ func (d *Dataplane) adopt() error {
 		if e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) != 0 {
 			_ = d.objs.XlbBeThreshV1.Lookup(id, &be.thresh)
 		}
-		d.backends[id] = be
+		d.backends.add(id, be)
 		byService[e.Svc] = append(byService[e.Svc], id)
 	})
 	if err != nil {
@@ -67,16 +65,16 @@ func (d *Dataplane) adopt() error {
 		d.svcIDs.take(svc)
 		d.deadSvcs[svc] = true
 		for _, id := range ids {
-			d.backends[id].retired = true
+			d.backends.get(id).retired = true
 		}
 	}
-	for id, be := range d.backends {
+	for id, be := range d.backends.all() {
 		if be.retired {
-			d.retired[retiredKey{be.svc, be.key}] = id
+			d.retired[retiredKey{be.entry.Svc, be.key()}] = id
 		}
 	}
 	err = batchAll(d.objs.XlbNatRealsV1, func(k bpfXlbSvcKey, v bpfXlbNatReal) {
-		d.nat[k] = natEntry{installed: true, cur: v}
+		d.nat[k] = natEntry{owner: v, flags: natInstalled} // n 0: natAdd counts
 		d.natN++
 		d.natDirty[k] = true
 	})
@@ -87,7 +85,7 @@ func (d *Dataplane) adopt() error {
 		d.natAdd(st)
 	}
 	if n := len(d.services); n > 0 {
-		d.log.Info("adopted pinned services", "services", n, "backends", len(d.backends))
+		d.log.Info("adopted pinned services", "services", n, "backends", d.backends.len())
 	}
 	return nil
 }
@@ -154,19 +152,19 @@ func (d *Dataplane) adoptService(key bpfXlbSvcKey, id uint32, backendIDs []uint3
 	}
 	var ids []uint32
 	for _, bid := range backendIDs {
-		if !d.backends[bid].retired {
+		if !d.backends.get(bid).retired {
 			ids = append(ids, bid)
 		}
 	}
 	slices.SortFunc(ids, func(a, b uint32) int {
-		return int(d.backends[a].entry.Pos) - int(d.backends[b].entry.Pos)
+		return int(d.backends.get(a).entry.Pos) - int(d.backends.get(b).entry.Pos)
 	})
 	st.ids = ids
 	// The lc/wlc candidates of the active slot, for pins written before
 	// they existed (the same as what updateService writes).
 	var cands []bpfXlbCand
 	for _, bid := range ids {
-		if e := d.backends[bid].entry; e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED) != 0 {
+		if e := d.backends.get(bid).entry; e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED) != 0 {
 			cands = append(cands, candidate(bid, e.Weight, e.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) != 0))
 		}
 	}

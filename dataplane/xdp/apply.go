@@ -218,14 +218,14 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 	ids := make([]uint32, len(s.Backends))
 	var installed map[dataplane.BackendKey]uint32 // by key, when not in place
 	for i, b := range s.Backends {
-		if i < len(st.ids) && d.backends[st.ids[i]].key == b.Key() {
+		if i < len(st.ids) && d.backends.get(st.ids[i]).is(b.Key()) {
 			ids[i] = st.ids[i]
 			continue
 		}
 		if installed == nil {
 			installed = make(map[dataplane.BackendKey]uint32, len(st.ids))
 			for _, id := range st.ids {
-				installed[d.backends[id].key] = id
+				installed[d.backends.get(id).key()] = id
 			}
 		}
 		if id, ok := installed[b.Key()]; ok {
@@ -252,7 +252,7 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 				w.beThresh.put(id, bpfXlbBeThresh{})
 			}
 		}
-		d.backends[id] = &beState{svc: st.id, key: b.Key()}
+		d.backends.add(id, newBeState(st.id, b.Key()))
 		ids[i] = id
 	}
 
@@ -276,10 +276,10 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 		e = d.withOverload(ids[i], e)
 		entries[i] = e
 		interim := e
-		if old := d.backends[ids[i]]; !old.retired && old.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED) != 0 {
+		if old := d.backends.get(ids[i]); !old.retired && old.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED) != 0 {
 			interim.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
 		}
-		if !st.installed || interim != d.backends[ids[i]].entry {
+		if !st.installed || interim != d.backends.get(ids[i]).entry {
 			w.backends1.put(ids[i], interim)
 			interims[i], wrote1[i] = interim, true
 		}
@@ -393,12 +393,12 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 	// Phase 3: final flags; real servers no longer configured retire.
 	d.natDrop(st)
 	for i := range s.Backends {
-		be := d.backends[ids[i]]
+		be := d.backends.get(ids[i])
 		if wrote1[i] && interims[i] != entries[i] || !wrote1[i] && (!st.installed || be.entry != entries[i] || be.retired) {
 			w.backends3.put(ids[i], entries[i])
 		}
 		if be.retired {
-			delete(d.retired, retiredKey{st.id, be.key})
+			delete(d.retired, retiredKey{st.id, be.key()})
 		}
 		be.entry, be.retired = entries[i], false
 	}

@@ -2,6 +2,7 @@ package xdp
 
 import (
 	"fmt"
+	"iter"
 	"net"
 	"net/netip"
 	"slices"
@@ -12,20 +13,105 @@ import (
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
-// beState is a backend id in use.
+// beState is a backend id in use. It holds no pointer and no netip.Addr
+// (24 bytes and a pointer): there are 65,536 of them.
 type beState struct {
-	svc     uint32
-	key     dataplane.BackendKey
+	// entry is as written to xlb_backends_v1; its Svc, Addr, Family and
+	// Port are the service's id and the real server's from the id's
+	// allocation on (key).
 	entry   bpfXlbBackend
 	thresh  bpfXlbBeThresh // as written to xlb_be_thresh_v1
 	retired bool
+	live    bool // in use (beTable)
+}
+
+// key is the real server the id is of.
+func (be *beState) key() dataplane.BackendKey {
+	return dataplane.BackendKey{Addr: wordsAddr(be.entry.Addr, be.entry.Family), Port: be.entry.Port}
+}
+
+// is reports whether the id is of real server k.
+func (be *beState) is(k dataplane.BackendKey) bool {
+	a, fam := addrWords(k.Addr)
+	return be.entry.Port == k.Port && be.entry.Family == fam && be.entry.Addr == a
+}
+
+// newBeState is the state of an id allocated to real server k of service
+// svc, not written yet.
+func newBeState(svc uint32, k dataplane.BackendKey) beState {
+	a, fam := addrWords(k.Addr)
+	return beState{entry: bpfXlbBackend{Svc: svc, Addr: a, Family: fam, Port: k.Port}}
+}
+
+// beTable is the state of every backend id in use, indexed by id: a slice
+// of values rather than a map of pointers (at 64,000 real servers 5 MB
+// instead of 10, and nothing for the collector to scan). A pointer that
+// get or add returned is valid until the next add.
+type beTable struct {
+	s []beState
+	n int
+}
+
+// get returns the state of id, nil when id is not in use.
+func (t *beTable) get(id uint32) *beState {
+	if int(id) < len(t.s) && t.s[id].live {
+		return &t.s[id]
+	}
+	return nil
+}
+
+// add puts id in use with state be.
+func (t *beTable) add(id uint32, be beState) *beState {
+	if int(id) >= len(t.s) {
+		n := min(max(2*len(t.s), int(id)+1, 64), max(maxBackends, int(id)+1))
+		t.s = append(t.s, make([]beState, n-len(t.s))...)
+	}
+	if !t.s[id].live {
+		t.n++
+	}
+	be.live = true
+	t.s[id] = be
+	return &t.s[id]
+}
+
+// del puts id out of use.
+func (t *beTable) del(id uint32) {
+	if be := t.get(id); be != nil {
+		*be = beState{}
+		t.n--
+	}
+}
+
+// len is the number of ids in use.
+func (t *beTable) len() int { return t.n }
+
+// all yields the ids in use and their states, in id order; the loop may
+// del the id it is at.
+func (t *beTable) all() iter.Seq2[uint32, *beState] {
+	return func(yield func(uint32, *beState) bool) {
+		for i := range t.s {
+			if t.s[i].live && !yield(uint32(i), &t.s[i]) {
+				return
+			}
+		}
+	}
+}
+
+// ids bounds the ids in use: every one is below it.
+func (t *beTable) ids() int {
+	for i := len(t.s) - 1; i >= 0; i-- {
+		if t.s[i].live {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // sameBackend reports whether b installs as the entry of id: the same real
 // server, weight, thresholds and next hop.
 func (d *Dataplane) sameBackend(id uint32, b dataplane.Backend) bool {
-	be := d.backends[id]
-	if be == nil || be.retired || be.key != b.Key() || be.entry.Weight != b.Weight ||
+	be := d.backends.get(id)
+	if be == nil || be.retired || !be.is(b.Key()) || be.entry.Weight != b.Weight ||
 		be.thresh != (bpfXlbBeThresh{Upper: b.UpperThreshold, Lower: b.LowerThreshold}) {
 		return false
 	}
@@ -40,8 +126,9 @@ func (d *Dataplane) sameBackend(id uint32, b dataplane.Backend) bool {
 func (d *Dataplane) backendsOf(st *svcState) []dataplane.Backend {
 	out := make([]dataplane.Backend, 0, len(st.ids))
 	for _, id := range st.ids {
-		be := d.backends[id]
-		b := dataplane.Backend{Addr: be.key.Addr, Port: be.key.Port, Weight: be.entry.Weight,
+		be := d.backends.get(id)
+		k := be.key()
+		b := dataplane.Backend{Addr: k.Addr, Port: k.Port, Weight: be.entry.Weight,
 			UpperThreshold: be.thresh.Upper, LowerThreshold: be.thresh.Lower}
 		if be.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0 {
 			b.MAC = net.HardwareAddr(slices.Clone(be.entry.Mac[:]))
@@ -108,7 +195,7 @@ func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dat
 // __ip_vs_update_dest clears IP_VS_DEST_F_OVERLOAD; otherwise the flag
 // stays as the program and Sync keep it.
 func (d *Dataplane) writeThresh(id uint32, b dataplane.Backend) error {
-	be := d.backends[id]
+	be := d.backends.get(id)
 	th := bpfXlbBeThresh{Upper: b.UpperThreshold, Lower: b.LowerThreshold}
 	if th == be.thresh {
 		return nil
@@ -128,7 +215,7 @@ func (d *Dataplane) writeThresh(id uint32, b dataplane.Backend) error {
 // overloaded reads a backend's overload flag, which the program sets (it
 // can be set only while the backend has thresholds).
 func (d *Dataplane) overloaded(id uint32) bool {
-	if d.backends[id].entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) == 0 {
+	if d.backends.get(id).entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_THRESH) == 0 {
 		return false
 	}
 	var cur bpfXlbBackend
@@ -137,7 +224,7 @@ func (d *Dataplane) overloaded(id uint32) bool {
 
 // setOverload sets or clears a backend's overload flag.
 func (d *Dataplane) setOverload(id uint32, on bool) error {
-	be := d.backends[id]
+	be := d.backends.get(id)
 	e := be.entry
 	e.Overload = 0
 	if on {
@@ -178,11 +265,11 @@ func (d *Dataplane) withOverload(id uint32, e bpfXlbBackend) bpfXlbBackend {
 // retireBackend stops new flows to a backend removed from its service; its
 // established flows go on until they end, then Sync frees the id.
 func (d *Dataplane) retireBackend(q *queue[uint32, bpfXlbBackend], id uint32) {
-	be := d.backends[id]
+	be := d.backends.get(id)
 	e := be.entry
 	e.Flags &^= uint32(bpfXlbBackendFlagsXLB_BE_F_SCHED)
 	e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_RETIRED)
 	q.put(id, e)
 	be.entry, be.retired = e, true
-	d.retired[retiredKey{be.svc, be.key}] = id
+	d.retired[retiredKey{be.entry.Svc, be.key()}] = id
 }

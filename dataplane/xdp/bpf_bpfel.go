@@ -237,7 +237,7 @@ const (
 	bpfXlbLimitsXLB_LIMIT_RR_CYCLE         bpfXlbLimits = 2097152
 	bpfXlbLimitsXLB_LIMIT_EMBRYOS          bpfXlbLimits = 1048576
 	bpfXlbLimitsXLB_LIMIT_SYN_WINDOW_SHIFT bpfXlbLimits = 27
-	bpfXlbLimitsXLB_LIMIT_SYNC_SLOTS       bpfXlbLimits = 8192
+	bpfXlbLimitsXLB_LIMIT_SYNC_SLOTS       bpfXlbLimits = 32768
 )
 
 type bpfXlbNatReal struct {
@@ -417,46 +417,47 @@ type bpfXlbVerdictStats struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapXlbBackendsV1  = "xlb_backends_v1"
-	bpfMapXlbBeActV1     = "xlb_be_act_v1"
-	bpfMapXlbBeConnsV1   = "xlb_be_conns_v1"
-	bpfMapXlbBeStatV2    = "xlb_be_stat_v2"
-	bpfMapXlbBeThreshV1  = "xlb_be_thresh_v1"
-	bpfMapXlbCandsV1     = "xlb_cands_v1"
-	bpfMapXlbClockV1     = "xlb_clock_v1"
-	bpfMapXlbConnsV1     = "xlb_conns_v1"
-	bpfMapXlbDevmapV1    = "xlb_devmap_v1"
-	bpfMapXlbEmbryosV1   = "xlb_embryos_v1"
-	bpfMapXlbEpochs      = "xlb_epochs"
-	bpfMapXlbEventsV1    = "xlb_events_v1"
-	bpfMapXlbFlowcache   = "xlb_flowcache"
-	bpfMapXlbFragsV1     = "xlb_frags_v1"
-	bpfMapXlbGlobalsV1   = "xlb_globals_v1"
-	bpfMapXlbIfMacsV1    = "xlb_if_macs_v1"
-	bpfMapXlbIfacesV1    = "xlb_ifaces_v1"
-	bpfMapXlbIfslotsV1   = "xlb_ifslots_v1"
-	bpfMapXlbLocal4V1    = "xlb_local4_v1"
-	bpfMapXlbNatRealsV1  = "xlb_nat_reals_v1"
-	bpfMapXlbPersistV1   = "xlb_persist_v1"
-	bpfMapXlbRrV1        = "xlb_rr_v1"
-	bpfMapXlbScratch     = "xlb_scratch"
-	bpfMapXlbSvcIdsV1    = "xlb_svc_ids_v1"
-	bpfMapXlbSvcSlotV1   = "xlb_svc_slot_v1"
-	bpfMapXlbSvcStatV1   = "xlb_svc_stat_v1"
-	bpfMapXlbSvcV1       = "xlb_svc_v1"
-	bpfMapXlbSynFlood    = "xlb_syn_flood"
-	bpfMapXlbSynRate     = "xlb_syn_rate"
-	bpfMapXlbSyncConfig  = "xlb_sync_config"
-	bpfMapXlbSyncConnsV1 = "xlb_sync_conns_v1"
-	bpfMapXlbSyncCounts  = "xlb_sync_counts"
-	bpfMapXlbSyncHeads   = "xlb_sync_heads"
-	bpfMapXlbSyncSlots   = "xlb_sync_slots"
-	bpfMapXlbTablesV1    = "xlb_tables_v1"
-	bpfMapXlbVerdictsV1  = "xlb_verdicts_v1"
-	bpfProgXlbClock      = "xlb_clock"
-	bpfProgXlbXdp        = "xlb_xdp"
-	bpfVarXlbEnums       = "xlb_enums"
-	bpfVarXlbSynLimit    = "xlb_syn_limit"
+	bpfMapXlbBackendsV1    = "xlb_backends_v1"
+	bpfMapXlbBeActV1       = "xlb_be_act_v1"
+	bpfMapXlbBeConnsV1     = "xlb_be_conns_v1"
+	bpfMapXlbBeStatV2      = "xlb_be_stat_v2"
+	bpfMapXlbBeThreshV1    = "xlb_be_thresh_v1"
+	bpfMapXlbCandsV1       = "xlb_cands_v1"
+	bpfMapXlbClockV1       = "xlb_clock_v1"
+	bpfMapXlbConnsV1       = "xlb_conns_v1"
+	bpfMapXlbDevmapV1      = "xlb_devmap_v1"
+	bpfMapXlbEmbryosV1     = "xlb_embryos_v1"
+	bpfMapXlbEpochs        = "xlb_epochs"
+	bpfMapXlbEventsV1      = "xlb_events_v1"
+	bpfMapXlbFlowcache     = "xlb_flowcache"
+	bpfMapXlbFragsV1       = "xlb_frags_v1"
+	bpfMapXlbGlobalsV1     = "xlb_globals_v1"
+	bpfMapXlbIfMacsV1      = "xlb_if_macs_v1"
+	bpfMapXlbIfacesV1      = "xlb_ifaces_v1"
+	bpfMapXlbIfslotsV1     = "xlb_ifslots_v1"
+	bpfMapXlbLocal4V1      = "xlb_local4_v1"
+	bpfMapXlbNatRealsV1    = "xlb_nat_reals_v1"
+	bpfMapXlbPersistV1     = "xlb_persist_v1"
+	bpfMapXlbRrV1          = "xlb_rr_v1"
+	bpfMapXlbScratch       = "xlb_scratch"
+	bpfMapXlbSvcIdsV1      = "xlb_svc_ids_v1"
+	bpfMapXlbSvcSlotV1     = "xlb_svc_slot_v1"
+	bpfMapXlbSvcStatV1     = "xlb_svc_stat_v1"
+	bpfMapXlbSvcV1         = "xlb_svc_v1"
+	bpfMapXlbSynFlood      = "xlb_syn_flood"
+	bpfMapXlbSynRate       = "xlb_syn_rate"
+	bpfMapXlbSyncConfig    = "xlb_sync_config"
+	bpfMapXlbSyncConnsV1   = "xlb_sync_conns_v1"
+	bpfMapXlbSyncCounts    = "xlb_sync_counts"
+	bpfMapXlbSyncHeads     = "xlb_sync_heads"
+	bpfMapXlbSyncSlots     = "xlb_sync_slots"
+	bpfMapXlbTablesV1      = "xlb_tables_v1"
+	bpfMapXlbVerdictsV1    = "xlb_verdicts_v1"
+	bpfProgXlbClock        = "xlb_clock"
+	bpfProgXlbXdp          = "xlb_xdp"
+	bpfVarXlbEnums         = "xlb_enums"
+	bpfVarXlbSynLimit      = "xlb_syn_limit"
+	bpfVarXlbSyncRingSlots = "xlb_sync_ring_slots"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -551,8 +552,9 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	XlbEnums    *ebpf.VariableSpec `ebpf:"xlb_enums"`
-	XlbSynLimit *ebpf.VariableSpec `ebpf:"xlb_syn_limit"`
+	XlbEnums         *ebpf.VariableSpec `ebpf:"xlb_enums"`
+	XlbSynLimit      *ebpf.VariableSpec `ebpf:"xlb_syn_limit"`
+	XlbSyncRingSlots *ebpf.VariableSpec `ebpf:"xlb_sync_ring_slots"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -658,8 +660,9 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	XlbEnums    *ebpf.Variable `ebpf:"xlb_enums"`
-	XlbSynLimit *ebpf.Variable `ebpf:"xlb_syn_limit"`
+	XlbEnums         *ebpf.Variable `ebpf:"xlb_enums"`
+	XlbSynLimit      *ebpf.Variable `ebpf:"xlb_syn_limit"`
+	XlbSyncRingSlots *ebpf.Variable `ebpf:"xlb_sync_ring_slots"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

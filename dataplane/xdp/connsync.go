@@ -27,9 +27,10 @@ var _ dataplane.ConnSyncer = (*Dataplane)(nil)
 const reportBatch = 512
 
 // reportPoll is how often the report rings are read (reports.go): a report
-// waits at most this long to be read, and a CPU writing more than
-// syncSlots reports in this time overwrites unread ones (8192 slots: 1.6
-// million reports a second per CPU).
+// waits at most this long to be read, and a CPU writing more than its
+// ring's slots in this time overwrites unread ones (32768 slots, up to 4
+// possible CPUs: 6.5 million reports a second per CPU; 1024 at 128 CPUs:
+// 200,000).
 const reportPoll = 5 * time.Millisecond
 
 // connSync is the Go side's state of the sync.
@@ -175,14 +176,14 @@ func (d *Dataplane) servicesByID() map[uint32]*svcState {
 // connOf is the connection of a flow entry (d.mu held).
 func (d *Dataplane) connOf(byID map[uint32]*svcState, f bpfXlbFlow, svc, backend uint32, state uint8) (dataplane.Conn, bool) {
 	st := byID[svc]
-	be := d.backends[backend]
-	if st == nil || be == nil || be.svc != svc {
+	be := d.backends.get(backend)
+	if st == nil || be == nil || be.entry.Svc != svc {
 		return dataplane.Conn{}, false
 	}
 	c := dataplane.Conn{
 		Service: st.svc.Key,
 		Client:  netip.AddrPortFrom(wordsAddr(f.Src, f.Family), f.Sport),
-		Backend: be.key,
+		Backend: be.key(),
 		Forward: st.svc.Forward,
 		State:   dataplane.ConnState(state),
 	}
@@ -296,8 +297,8 @@ func (d *Dataplane) localIDs(c dataplane.Conn, ids backendIDs) (*svcState, uint3
 	if byKey == nil {
 		byKey = make(map[dataplane.BackendKey]uint32, len(st.ids))
 		for _, id := range st.ids {
-			if be := d.backends[id]; be != nil {
-				byKey[be.key] = id
+			if be := d.backends.get(id); be != nil {
+				byKey[be.key()] = id
 			}
 		}
 		ids[c.Service] = byKey
@@ -463,8 +464,8 @@ func (d *Dataplane) Walk(fn func(dataplane.Conn) bool) error {
 		conns = append(conns, c)
 	}
 	for _, t := range tpls {
-		st, be := byID[t.k.Svc], d.backends[t.be]
-		if st == nil || be == nil || be.svc != st.id || st.svc.Persistence <= 0 {
+		st, be := byID[t.k.Svc], d.backends.get(t.be)
+		if st == nil || be == nil || be.entry.Svc != st.id || st.svc.Persistence <= 0 {
 			continue
 		}
 		persist := time.Duration(secondsOf(st.svc.Persistence)) * time.Second
@@ -472,7 +473,7 @@ func (d *Dataplane) Walk(fn func(dataplane.Conn) bool) error {
 			continue
 		}
 		conns = append(conns, dataplane.Conn{Service: st.svc.Key, Client: netip.AddrPortFrom(wordsAddr(t.k.Addr, t.k.Family), 0),
-			Backend: be.key, Forward: st.svc.Forward, Template: true, Timeout: persist - t.idle})
+			Backend: be.key(), Forward: st.svc.Forward, Template: true, Timeout: persist - t.idle})
 	}
 	d.mu.Unlock()
 	for _, c := range conns {

@@ -101,7 +101,7 @@ func (e *env) backendID(t *testing.T, i int) uint32 {
 	t.Helper()
 	for _, st := range e.d.services {
 		for _, id := range st.ids {
-			if e.d.backends[id].key.Addr == netip.AddrFrom4([4]byte{10, 0, byte(1 + i/250), byte(1 + i%250)}) {
+			if e.d.backends.get(id).key().Addr == netip.AddrFrom4([4]byte{10, 0, byte(1 + i/250), byte(1 + i%250)}) {
 				return id
 			}
 		}

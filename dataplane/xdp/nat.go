@@ -12,15 +12,38 @@ import (
 // the entries of that service's real servers, not 65,536 of them.
 
 // natEntry is what is known of one NAT real server: how many installed
-// NAT services have it, the one that does when it is one (lost: that
-// one is not known, after the last but one left), and what
-// xlb_nat_reals_v1 holds for it.
+// NAT services have it, the one that does when it is one (natLost: that
+// one is not known, after the last but one left), and whether
+// xlb_nat_reals_v1 holds it (natInstalled: owner, unless natStale). 12
+// bytes: there are 65,536 of them.
 type natEntry struct {
-	n         int32
-	lost      bool
-	installed bool
-	owner     bpfXlbNatReal
-	cur       bpfXlbNatReal
+	owner bpfXlbNatReal
+	n     uint16
+	flags natFlags
+}
+
+type natFlags uint8
+
+const (
+	natLost natFlags = 1 << iota
+	natInstalled
+	// natStale: owner changed since it was written (xlb_nat_reals_v1 may
+	// hold another).
+	natStale
+)
+
+// n counts services: it holds every one.
+var _ [1<<16 - 1 - maxServices]struct{}
+
+func (e *natEntry) is(f natFlags) bool { return e.flags&f != 0 }
+
+// setOwner makes o the owner, found.
+func (e *natEntry) setOwner(o bpfXlbNatReal) {
+	if e.is(natInstalled) && e.owner != o {
+		e.flags |= natStale
+	}
+	e.owner = o
+	e.flags &^= natLost
 }
 
 func natKey(k dataplane.BackendKey, proto dataplane.Proto) bpfXlbSvcKey {
@@ -34,10 +57,10 @@ func (d *Dataplane) natAdd(st *svcState) {
 	}
 	st.natOn, st.natProto = true, st.svc.Key.Proto
 	for _, id := range st.ids {
-		k := natKey(d.backends[id].key, st.natProto)
+		k := natKey(d.backends.get(id).key(), st.natProto)
 		e := d.nat[k]
 		if e.n == 0 {
-			e.owner, e.lost = bpfXlbNatReal{Svc: st.id, Backend: id}, false
+			e.setOwner(bpfXlbNatReal{Svc: st.id, Backend: id})
 		}
 		e.n++
 		d.nat[k] = e
@@ -52,14 +75,17 @@ func (d *Dataplane) natDrop(st *svcState) {
 	}
 	st.natOn = false
 	for _, id := range st.ids {
-		k := natKey(d.backends[id].key, st.natProto)
+		k := natKey(d.backends.get(id).key(), st.natProto)
 		e, ok := d.nat[k]
 		if !ok || e.n == 0 {
 			continue
 		}
 		e.n--
 		if e.owner == (bpfXlbNatReal{Svc: st.id, Backend: id}) {
-			e.lost = e.n > 0
+			e.flags &^= natLost
+			if e.n > 0 {
+				e.flags |= natLost
+			}
 		}
 		d.nat[k] = e
 		d.natDirty[k] = true
@@ -74,29 +100,29 @@ func (d *Dataplane) syncNATReals(w *writes) {
 	var example bpfXlbSvcKey
 	for k := range d.natDirty {
 		e := d.nat[k]
-		if e.n == 1 && e.lost {
+		if e.n == 1 && e.is(natLost) {
 			if owners == nil {
 				owners = d.natOwners()
 			}
-			e.owner, e.lost = owners[k], false
+			e.setOwner(owners[k])
 		}
 		switch {
-		case e.n == 1 && (!e.installed || e.cur != e.owner):
+		case e.n == 1 && (!e.is(natInstalled) || e.is(natStale)):
 			w.nat.put(k, e.owner)
-			if !e.installed {
+			if !e.is(natInstalled) {
 				d.natN++
 			}
-			e.cur, e.installed = e.owner, true
-		case e.n != 1 && e.installed:
+			e.flags = e.flags&^natStale | natInstalled
+		case e.n != 1 && e.is(natInstalled):
 			w.nat.del(k)
-			e.installed = false
+			e.flags &^= natInstalled | natStale
 			d.natN--
 		}
 		if e.n > 1 {
 			ambiguous++
 			example = k
 		}
-		if e.n == 0 && !e.installed {
+		if e.n == 0 && !e.is(natInstalled) {
 			delete(d.nat, k)
 		} else {
 			d.nat[k] = e
@@ -121,7 +147,7 @@ func (d *Dataplane) natOwners() map[bpfXlbSvcKey]bpfXlbNatReal {
 			continue
 		}
 		for _, id := range st.ids {
-			out[natKey(d.backends[id].key, st.natProto)] = bpfXlbNatReal{Svc: st.id, Backend: id}
+			out[natKey(d.backends.get(id).key(), st.natProto)] = bpfXlbNatReal{Svc: st.id, Backend: id}
 		}
 	}
 	return out

@@ -386,7 +386,7 @@ func TestNATRealsServiceZeroBackendZero(t *testing.T) {
 		bk := dataplane.BackendKey{Addr: rs.addr, Port: 8080}
 		id, ok := uint32(0), false
 		for _, x := range st.ids {
-			if e.d.backends[x].key == bk {
+			if e.d.backends.get(x).key() == bk {
 				id, ok = x, true
 			}
 		}

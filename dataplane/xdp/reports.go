@@ -11,17 +11,33 @@ import (
 )
 
 // The program's report rings (bpf/lib/sync.h, lb_sync_report): a ring of
-// syncSlots slots for each possible CPU in xlb_sync_slots, each CPU's next
-// sequence number in xlb_sync_heads, both mapped read-only here. A CPU's
-// writer never waits for the reader: a slot not read within syncSlots
-// reports of its CPU is overwritten by the newest, and the reader counts
-// it lost.
+// ringSlots(ncpu) slots for each possible CPU in xlb_sync_slots, each
+// CPU's next sequence number in xlb_sync_heads, both mapped read-only
+// here. A CPU's writer never waits for the reader: a slot not read within
+// a ring's worth of reports of its CPU is overwritten by the newest, and
+// the reader counts it lost.
 
 const (
-	syncSlots    = int(bpfXlbLimitsXLB_LIMIT_SYNC_SLOTS)
+	syncSlots    = int(bpfXlbLimitsXLB_LIMIT_SYNC_SLOTS) // a CPU's at most
 	syncSlotSize = int(unsafe.Sizeof(bpfXlbSyncSlot{}))
 	syncHeadSize = int(unsafe.Sizeof(bpfXlbSyncHead{}))
+	// syncRingsBytes bounds the rings of all CPUs together: the array is
+	// the kernel's memory, allocated at load whether sync runs or not.
+	syncRingsBytes = 8 << 20
+	// minSyncSlots is a CPU's ring at least, however many CPUs.
+	minSyncSlots = 512
 )
+
+// ringSlots is the slots of each CPU's ring with ncpu possible CPUs: a
+// power of two, syncSlots at most, and fewer when the rings of all would
+// take more than syncRingsBytes (128 possible CPUs: 1024 each).
+func ringSlots(ncpu int) int {
+	n := syncSlots
+	for n > minSyncSlots && ncpu*n*syncSlotSize > syncRingsBytes {
+		n /= 2
+	}
+	return n
+}
 
 // sizeSyncRings sizes the report rings for the possible CPUs.
 func sizeSyncRings(spec *ebpf.CollectionSpec) error {
@@ -29,8 +45,12 @@ func sizeSyncRings(spec *ebpf.CollectionSpec) error {
 	if err != nil {
 		return fmt.Errorf("possible CPUs: %w", err)
 	}
-	spec.Maps[bpfMapXlbSyncSlots].MaxEntries = uint32(ncpu * syncSlots)
+	n := ringSlots(ncpu)
+	spec.Maps[bpfMapXlbSyncSlots].MaxEntries = uint32(ncpu * n)
 	spec.Maps[bpfMapXlbSyncHeads].MaxEntries = uint32(ncpu)
+	if err := spec.Variables[bpfVarXlbSyncRingSlots].Set(uint32(n)); err != nil {
+		return fmt.Errorf("report ring slots: %w", err)
+	}
 	return nil
 }
 
@@ -38,6 +58,7 @@ func sizeSyncRings(spec *ebpf.CollectionSpec) error {
 // reader goroutine.
 type reportRing struct {
 	heads, slots []byte   // mapped
+	n            int      // slots of a CPU's ring
 	next         []uint64 // per CPU: the sequence number of its next report to read
 	lost         atomic.Uint64
 	rec          [syncRecSize]byte
@@ -46,21 +67,22 @@ type reportRing struct {
 // openReportRing maps the rings of heads and slots, sized by
 // sizeSyncRings for ncpu CPUs.
 func openReportRing(heads, slots *ebpf.Map, ncpu int) (*reportRing, error) {
+	n := ringSlots(ncpu)
 	if int(heads.MaxEntries()) != ncpu || int(heads.ValueSize()) != syncHeadSize ||
-		int(slots.MaxEntries()) != ncpu*syncSlots || int(slots.ValueSize()) != syncSlotSize {
+		int(slots.MaxEntries()) != ncpu*n || int(slots.ValueSize()) != syncSlotSize {
 		return nil, fmt.Errorf("report rings: %d heads of %d bytes and %d slots of %d bytes are not %d CPUs' rings of %d",
-			heads.MaxEntries(), heads.ValueSize(), slots.MaxEntries(), slots.ValueSize(), ncpu, syncSlots)
+			heads.MaxEntries(), heads.ValueSize(), slots.MaxEntries(), slots.ValueSize(), ncpu, n)
 	}
 	h, err := unix.Mmap(heads.FD(), 0, pageUp(ncpu*syncHeadSize), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("map %s: %w", bpfMapXlbSyncHeads, os.NewSyscallError("mmap", err))
 	}
-	s, err := unix.Mmap(slots.FD(), 0, pageUp(ncpu*syncSlots*syncSlotSize), unix.PROT_READ, unix.MAP_SHARED)
+	s, err := unix.Mmap(slots.FD(), 0, pageUp(ncpu*n*syncSlotSize), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		_ = unix.Munmap(h)
 		return nil, fmt.Errorf("map %s: %w", bpfMapXlbSyncSlots, os.NewSyscallError("mmap", err))
 	}
-	return &reportRing{heads: h[:ncpu*syncHeadSize], slots: s[:ncpu*syncSlots*syncSlotSize], next: make([]uint64, ncpu)}, nil
+	return &reportRing{heads: h[:ncpu*syncHeadSize], slots: s[:ncpu*n*syncSlotSize], n: n, next: make([]uint64, ncpu)}, nil
 }
 
 func pageUp(n int) int {
@@ -90,19 +112,19 @@ func (r *reportRing) read(out []bpfXlbSyncRec, max int) (_ []bpfXlbSyncRec, pend
 	for cpu := range r.next {
 		head := word(r.heads, cpu*syncHeadSize)
 		next := r.next[cpu]
-		if head-next > uint64(syncSlots) {
-			r.lost.Add(head - uint64(syncSlots) - next)
-			next = head - uint64(syncSlots)
+		if head-next > uint64(r.n) {
+			r.lost.Add(head - uint64(r.n) - next)
+			next = head - uint64(r.n)
 		}
 		for next < head {
 			if len(out) >= max {
 				pending = true
 				break
 			}
-			off := (cpu*syncSlots + int(next%uint64(syncSlots))) * syncSlotSize
+			off := (cpu*r.n + int(next%uint64(r.n))) * syncSlotSize
 			seq := word(r.slots, off)
 			if seq != next+1 {
-				if seq > next+1 || head-next > uint64(syncSlots/2) {
+				if seq > next+1 || head-next > uint64(r.n/2) {
 					r.lost.Add(1) // overwritten, or its writer is gone
 					next++
 					continue

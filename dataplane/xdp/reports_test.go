@@ -57,6 +57,10 @@ func TestSyncReportRingLapped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if r.n != ringSlots(ebpf.MustPossibleCPU()) {
+		t.Fatalf("ring of %d slots", r.n)
+	}
+	syncSlots := r.n
 	const over = 100
 	send(1000, syncSlots+over)
 	got, pending := r.read(nil, 2*syncSlots)
@@ -75,10 +79,10 @@ func TestSyncReportRingLapped(t *testing.T) {
 		t.Errorf("%d reported, want %d", s.Reported, syncSlots+over)
 	}
 
-	send(20000, 3)
+	send(40000, 3)
 	got, _ = r.read(got[:0], 2*syncSlots)
-	if len(got) != 3 || got[0].Flow.Sport != 20000 || got[2].Flow.Sport != 20002 {
-		t.Errorf("after the lap read %d reports %v, want ports 20000-20002", len(got), got)
+	if len(got) != 3 || got[0].Flow.Sport != 40000 || got[2].Flow.Sport != 40002 {
+		t.Errorf("after the lap read %d reports %v, want ports 40000-40002", len(got), got)
 	}
 	if n := r.lost.Load(); n != over {
 		t.Errorf("%d reports counted lost after the lap, want %d", n, over)
@@ -91,7 +95,7 @@ func TestSyncReportRingLapped(t *testing.T) {
 // writer is done; a slot a later lap overwrote is lost; a slot whose
 // writer never finished is given up once its CPU wrote half a ring more.
 func TestReportRingSlots(t *testing.T) {
-	r := &reportRing{heads: make([]byte, syncHeadSize), slots: make([]byte, syncSlots*syncSlotSize), next: make([]uint64, 1)}
+	r := &reportRing{heads: make([]byte, syncHeadSize), slots: make([]byte, syncSlots*syncSlotSize), n: syncSlots, next: make([]uint64, 1)}
 	ne := binary.NativeEndian
 	setHead := func(v uint64) { ne.PutUint64(r.heads, v) }
 	put := func(seq uint64, commit uint64) { // the slot of seq, holding port seq
@@ -162,7 +166,7 @@ func TestReportRingSlots(t *testing.T) {
 // counted lost. The writer writes as lb_sync_report does: the slot marked
 // busy, the record, then its sequence number.
 func TestReportRingTorn(t *testing.T) {
-	r := &reportRing{heads: make([]byte, syncHeadSize), slots: make([]byte, syncSlots*syncSlotSize), next: make([]uint64, 1)}
+	r := &reportRing{heads: make([]byte, syncHeadSize), slots: make([]byte, syncSlots*syncSlotSize), n: syncSlots, next: make([]uint64, 1)}
 	const total = 3_000_000
 	head := (*atomic.Uint64)(unsafe.Pointer(&r.heads[0]))
 	done := make(chan struct{})
@@ -209,6 +213,16 @@ func TestReportRingTorn(t *testing.T) {
 			return
 		default:
 			check()
+		}
+	}
+}
+
+// TestRingSlots: each CPU's ring is as large as it may be while all rings
+// together fit in 8 MiB, within 512..32768 slots.
+func TestRingSlots(t *testing.T) {
+	for _, c := range []struct{ ncpu, want int }{{1, 32768}, {2, 32768}, {4, 32768}, {5, 16384}, {16, 8192}, {17, 4096}, {64, 2048}, {128, 1024}, {256, 512}, {1024, 512}} {
+		if got := ringSlots(c.ncpu); got != c.want {
+			t.Errorf("ringSlots(%d) = %d, want %d", c.ncpu, got, c.want)
 		}
 	}
 }

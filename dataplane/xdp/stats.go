@@ -36,9 +36,17 @@ type statSvc struct {
 	backends []statBE
 }
 
+// statBE is a backend of the index: its real server as in its entry (24
+// bytes, not 40 with a netip.Addr and a pointer), and its id.
 type statBE struct {
-	key dataplane.BackendKey
-	id  uint32
+	addr [16]uint8
+	port uint16
+	fam  uint8
+	id   uint32
+}
+
+func (b statBE) key() dataplane.BackendKey {
+	return dataplane.BackendKey{Addr: wordsAddr(b.addr, b.fam), Port: b.port}
 }
 
 // publish makes the installed services the ones Stats reads. Called with
@@ -52,7 +60,8 @@ func (d *Dataplane) publish() {
 		if st.stat == nil {
 			ss := &statSvc{key: k, id: st.id, backends: make([]statBE, 0, len(st.ids))}
 			for _, id := range st.ids {
-				ss.backends = append(ss.backends, statBE{d.backends[id].key, id})
+				e := &d.backends.get(id).entry
+				ss.backends = append(ss.backends, statBE{addr: e.Addr, port: e.Port, fam: e.Family, id: id})
 			}
 			st.stat = ss
 		}
@@ -94,7 +103,7 @@ func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
 		st := dataplane.ServiceStats{Counters: at(svcs, ss.id), Backends: make(map[dataplane.BackendKey]dataplane.BackendStats, len(ss.backends))}
 		for _, b := range ss.backends {
 			cc := conns[b.id]
-			st.Backends[b.key] = dataplane.BackendStats{Counters: at(bes, b.id), ActiveConns: cc.active, InactiveConns: cc.inactive}
+			st.Backends[b.key()] = dataplane.BackendStats{Counters: at(bes, b.id), ActiveConns: cc.active, InactiveConns: cc.inactive}
 		}
 		out.Services[ss.key] = st
 	}
@@ -413,8 +422,8 @@ func (d *Dataplane) Sync() error {
 			errs = append(errs, err)
 			return
 		}
-		delete(d.backends, id)
-		delete(d.retired, retiredKey{be.svc, be.key})
+		delete(d.retired, retiredKey{be.entry.Svc, be.key()})
+		d.backends.del(id) // be is zero from here
 		d.beIDs.free(id)
 		freed = true
 	}
@@ -427,7 +436,7 @@ func (d *Dataplane) Sync() error {
 	// overload flag.)
 	if len(counts) == 0 && len(stale) == 0 && d.loadsClean && mark.valid && mark.packets == d.cleanPackets {
 		for _, id := range d.retired {
-			free(id, d.backends[id])
+			free(id, d.backends.get(id))
 		}
 	} else {
 		loads, err := readIDs[int64](d, d.objs.XlbBeActV1, "backend loads")
@@ -439,7 +448,7 @@ func (d *Dataplane) Sync() error {
 			errs = append(errs, cerr)
 		}
 		clean := err == nil && cerr == nil
-		for id, be := range d.backends {
+		for id, be := range d.backends.all() {
 			c := counts[id]
 			if int(id) < len(loads) && loads[id] != c.counted {
 				if err := d.objs.XlbBeActV1.Put(id, c.counted); err != nil {
@@ -459,8 +468,8 @@ func (d *Dataplane) Sync() error {
 	}
 	for id := range d.deadSvcs {
 		inUse := false
-		for _, be := range d.backends {
-			if be.svc == id {
+		for _, be := range d.backends.all() {
+			if be.entry.Svc == id {
 				inUse = true
 				break
 			}
@@ -514,10 +523,7 @@ func (d *Dataplane) sentPackets() (uint64, error) {
 // readIDs reads an array map indexed by backend id over the ids in use,
 // in batches. Called with d.mu held.
 func readIDs[V any](d *Dataplane, m *ebpf.Map, what string) ([]V, error) {
-	n := 0
-	for id := range d.backends {
-		n = max(n, int(id)+1)
-	}
+	n := d.backends.ids()
 	out := make([]V, n)
 	if n == 0 {
 		return out, nil
@@ -539,7 +545,7 @@ func readIDs[V any](d *Dataplane, m *ebpf.Map, what string) ([]V, error) {
 		case errors.Is(err, ebpf.ErrKeyNotExist):
 			return out, nil
 		case errors.Is(err, ebpf.ErrNotSupported):
-			for id := range d.backends {
+			for id := range d.backends.all() {
 				if err := m.Lookup(id, &out[id]); err != nil {
 					return out, fmt.Errorf("%s %d: %w", what, id, err)
 				}
@@ -566,7 +572,7 @@ func (d *Dataplane) syncDest(id uint32, c connCount, conns []bpfXlbBeConns) erro
 			return fmt.Errorf("backend %d connections: %w", id, err)
 		}
 	}
-	if !d.overloaded(id) || keepOverload(d.backends[id].thresh, c.active+c.inactive) {
+	if !d.overloaded(id) || keepOverload(d.backends.get(id).thresh, c.active+c.inactive) {
 		return nil
 	}
 	return d.setOverload(id, false)

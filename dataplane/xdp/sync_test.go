@@ -120,7 +120,7 @@ func TestRemovedBackendFreedAfterItsFlows(t *testing.T) {
 	if err := e.d.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := e.d.backends[id]; !ok {
+	if e.d.backends.get(id) == nil {
 		t.Fatal("backend freed while a flow still uses it")
 	}
 	e.pick(tcpFrame(client(1), vip4, 1024, 80, packet.FIN|packet.ACK))
@@ -128,7 +128,7 @@ func TestRemovedBackendFreedAfterItsFlows(t *testing.T) {
 	if err := e.d.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := e.d.backends[id]; ok {
+	if e.d.backends.get(id) != nil {
 		t.Fatal("backend not freed after its last flow ended")
 	}
 	var be bpfXlbBackend
@@ -226,7 +226,7 @@ func TestUpdatesAtomicForNewFlows(t *testing.T) {
 func (e *env) live(k dataplane.ServiceKey) map[dataplane.BackendKey]uint32 {
 	m := map[dataplane.BackendKey]uint32{}
 	for _, id := range e.d.services[k].ids {
-		m[e.d.backends[id].key] = id
+		m[e.d.backends.get(id).key()] = id
 	}
 	return m
 }

@@ -102,7 +102,7 @@ type Dataplane struct {
 	beStats  beStats // xlb_be_stat_v2, mapped
 	// backends describes every backend id in use, live or retired;
 	// retired finds the retired ones by service and real server.
-	backends map[uint32]*beState
+	backends beTable
 	retired  map[retiredKey]uint32
 	// deadSvcs are ids of removed services whose flows are still tracked.
 	deadSvcs map[uint32]bool
@@ -205,7 +205,6 @@ func Open(opts Options) (*Dataplane, error) {
 		graceKick: make(chan struct{}, 1),
 		svcIDs:    newIDPool(maxServices),
 		beIDs:     newIDPool(maxBackends),
-		backends:  map[uint32]*beState{},
 		retired:   map[retiredKey]uint32{},
 		deadSvcs:  map[uint32]bool{},
 		nat:       map[bpfXlbSvcKey]natEntry{},
