@@ -13,6 +13,7 @@ import (
 func (m *Manager) schedule(ctx context.Context) {
 	var ready []*check // due, waiting for a worker; only this goroutine uses it
 	var jobs []job     // started in this round
+	batch := new(startBatch)
 	for {
 		m.mu.Lock()
 		now := m.clock.Now()
@@ -53,8 +54,9 @@ func (m *Manager) schedule(ctx context.Context) {
 		}
 		m.mu.Unlock()
 		for _, j := range jobs {
-			m.start(ctx, j)
+			m.start(ctx, j, batch)
 		}
+		batch.flush() // their SYNs together
 
 		select {
 		case <-ctx.Done():
@@ -62,7 +64,8 @@ func (m *Manager) schedule(ctx context.Context) {
 		case <-fire:
 		case slots <- struct{}{}:
 			ready = ready[1:]
-			m.start(ctx, j)
+			m.start(ctx, j, batch)
+			batch.flush()
 		}
 		if timer != nil {
 			timer.Stop()
@@ -74,14 +77,15 @@ func (m *Manager) schedule(ctx context.Context) {
 }
 
 // start runs j, which holds one of m.slots, taken by the caller: in a
-// goroutine of its own, or with none for an asyncChecker.
-func (m *Manager) start(ctx context.Context, j job) {
+// goroutine of its own, or with none for an asyncChecker, whose start
+// waits in b until the caller flushes it.
+func (m *Manager) start(ctx context.Context, j job, b *startBatch) {
 	if ac, ok := j.checker.(asyncChecker); ok {
 		start := time.Now()
 		if ac.startCheck(start.Add(j.timeout), func(err error) {
 			defer func() { <-m.slots }()
 			m.complete(ctx, j, start, Weight{}, err)
-		}) {
+		}, b) {
 			return
 		}
 	}
@@ -131,12 +135,13 @@ func (m *Manager) complete(ctx context.Context, j job, start time.Time, w Weight
 // asyncChecker is a Checker whose runs need no goroutine of their own (a
 // tcp check: the SYN prober's goroutines wait for all of them):
 // startCheck starts a run that ends by deadline and returns; done is
-// called once with its result, from another goroutine, with no lock of
-// the Manager held. Runs still waiting when the Manager stops end by
+// called once with its result, from another goroutine or from b's flush,
+// with no lock of the Manager held; the caller flushes b once it has
+// started the round's checks. Runs still waiting when the Manager stops end by
 // their deadline, and their results are dropped. startCheck returns
 // false, without calling done, when this run must be a Check instead.
 type asyncChecker interface {
-	startCheck(deadline time.Time, done func(error)) bool
+	startCheck(deadline time.Time, done func(error), b *startBatch) bool
 }
 
 // deadlineChecker is a Checker whose run takes its deadline apart from

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,6 +55,10 @@ type synProber struct {
 	// routes are the synRoutes of p by source, shared by the checks
 	// (tens of thousands of them use one or a few).
 	routes map[netip.Addr]*synRoute
+
+	// sendCalls and recvCalls count the system calls that sent SYNs and
+	// read answers (for the tests).
+	sendCalls, recvCalls atomic.Uint64
 }
 
 // synKey is what one prober serves.
@@ -76,13 +81,14 @@ type synMatch struct {
 // synProbe is one probe waiting for its answer.
 type synProbe struct {
 	match    synMatch
+	target   netip.AddrPort
 	src      netip.Addr // IPv4: the source address, for the checksum
 	seq      uint32
 	deadline time.Time
 	next     time.Time     // the next resend, or the deadline
 	rto      time.Duration // the wait before the next resend
 	index    int           // in synProber.timers; -1 when not there
-	done     func(error)   // called once, with no lock held
+	done     func(error)   // called once (by end), with no lock held
 }
 
 const (

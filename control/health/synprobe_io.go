@@ -24,7 +24,7 @@ import (
 // net.Dial's, as connectReset's.
 func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.Addr, deadline time.Time) error {
 	result := make(chan error, 1)
-	pr, err := p.start(target, src, deadline, func(err error) { result <- err })
+	pr, err := p.start(target, src, deadline, func(err error) { result <- err }, nil)
 	if err != nil {
 		return err
 	}
@@ -43,16 +43,10 @@ func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.
 // start sends a SYN to target from src and returns: done is called once
 // with the verdict (as probe's), from the prober's goroutines, unless
 // start returns an error (errProberClosed, or the SYN could not be sent).
-func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.Time, done func(error)) (*synProbe, error) {
-	pr := &synProbe{src: src, deadline: deadline, rto: synRTO, index: -1}
-	pr.done = func(err error) {
-		switch {
-		case err == nil, errors.Is(err, errProberClosed):
-			done(err)
-		default:
-			done(opErr(target, err))
-		}
-	}
+// With a batch, the SYN waits in it, and leaves when the batch is
+// flushed (a SYN the kernel refuses then calls done).
+func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.Time, done func(error), b *startBatch) (*synProbe, error) {
+	pr := &synProbe{target: target, src: src, deadline: deadline, rto: synRTO, index: -1, done: done}
 	now := time.Now()
 	pr.next = now.Add(synRTO)
 	if !deadline.IsZero() && deadline.Before(pr.next) {
@@ -84,6 +78,10 @@ func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.T
 		default:
 		}
 	}
+	if b != nil {
+		b.add(p, pr)
+		return pr, nil
+	}
 	if err := p.send(pr.match, pr.src, pr.seq); err != nil {
 		if p.cancel(pr) {
 			return nil, opErr(target, os.NewSyscallError("connect", err))
@@ -91,6 +89,17 @@ func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.T
 		// Answered or closed meanwhile: done has been called.
 	}
 	return pr, nil
+}
+
+// end calls pr's done with err, as net.Dial's error (errProberClosed
+// as it is).
+func (pr *synProbe) end(err error) {
+	switch {
+	case err == nil, errors.Is(err, errProberClosed):
+		pr.done(err)
+	default:
+		pr.done(opErr(pr.target, err))
+	}
 }
 
 // opErr is err as net.Dial's error for target.
@@ -122,23 +131,14 @@ func (p *synProber) removeLocked(pr *synProbe) {
 	}
 }
 
-// send sends the SYN of a probe: a TCP header with an MSS option.
+// send sends the SYN of a probe alone.
 func (p *synProber) send(m synMatch, src netip.Addr, seq uint32) error {
 	var b [24]byte
-	binary.BigEndian.PutUint16(b[0:], p.port)
-	binary.BigEndian.PutUint16(b[2:], m.port)
-	binary.BigEndian.PutUint32(b[4:], seq)
-	b[12] = 6 << 4 // data offset: 6 words
-	b[13] = tcpSYN
-	binary.BigEndian.PutUint16(b[14:], synWindow)
-	b[20], b[21] = 2, 4 // MSS (RFC 9293 3.2)
-	binary.BigEndian.PutUint16(b[22:], p.mss)
-	if !p.key.v6 {
-		binary.BigEndian.PutUint16(b[16:], tcpChecksum4(src, m.addr, b[:]))
-	}
+	p.fillSYN(&b, synOut{m: m, src: src, seq: seq})
 	to := sockaddr(netip.AddrPortFrom(m.addr, 0))
 	var serr error
 	err := p.rc.Write(func(fd uintptr) bool {
+		p.sendCalls.Add(1)
 		serr = unix.Sendto(int(fd), b[:], 0, to)
 		return !errors.Is(serr, unix.EAGAIN)
 	})
@@ -173,45 +173,12 @@ func tcpChecksum4(src, dst netip.Addr, seg []byte) uint16 {
 // 12,800 checks a second, a wake-up for each answer was the most of the
 // daemon's user time left. Otherwise it waits for the next answer.
 func (p *synProber) read() {
-	var buf [128]byte // IPv4's headers with options, or IPv6's TCP header
-	var rerr error
-	drain := func(wait bool) error {
-		got := false
-		err := p.rc.Read(func(fd uintptr) bool {
-			for {
-				var n int
-				var from unix.Sockaddr
-				var err error
-				if p.key.v6 {
-					n, from, err = unix.Recvfrom(int(fd), buf[:], 0)
-				} else {
-					// The source is in the IP header: no sockaddr to
-					// allocate for each answer.
-					n, err = unix.Read(int(fd), buf[:])
-				}
-				switch {
-				case errors.Is(err, unix.EAGAIN):
-					return got || !wait
-				case errors.Is(err, unix.EINTR):
-					continue
-				case err != nil:
-					rerr = err
-					return true
-				}
-				got = true
-				p.answer(buf[:n], from)
-			}
-		})
-		if err == nil {
-			err = rerr
-		}
-		return err
-	}
+	buf := new(synRecvBuf)
 	t := time.NewTimer(synReadEvery)
 	defer t.Stop()
 	for {
 		busy := p.busy()
-		if err := drain(!busy); err != nil {
+		if _, err := p.recvAnswers(buf, !busy); err != nil {
 			if !errors.Is(err, os.ErrClosed) {
 				// A socket that cannot be read answers nothing more:
 				// close, and the next checks open another prober.
@@ -237,53 +204,39 @@ func (p *synProber) busy() bool {
 	return len(p.pending) > 0
 }
 
-// answer completes the probe the segment pkt answers, if any: an IPv4
-// packet (the raw socket gets the IP header), or an IPv6 TCP segment
-// from from. Anything else is ignored.
-func (p *synProber) answer(pkt []byte, from unix.Sockaddr) {
-	var addr netip.Addr
+// parseAnswer returns the match of the probe the segment pkt answers,
+// and the verdict it carries: pkt is an IPv4 packet (the raw socket gets
+// the IP header), or an IPv6 TCP segment from from. It reports false for
+// anything else.
+func (p *synProber) parseAnswer(pkt []byte, from netip.Addr) (m synMatch, verdict error, ok bool) {
+	addr := from
 	tcp := pkt
-	if p.key.v6 {
-		sa, ok := from.(*unix.SockaddrInet6)
-		if !ok {
-			return
-		}
-		addr = netip.AddrFrom16(sa.Addr)
-	} else {
+	if !p.key.v6 {
 		if len(pkt) < 20 || pkt[0]>>4 != 4 {
-			return
+			return m, nil, false
 		}
 		ihl := int(pkt[0]&0x0f) * 4
 		if ihl < 20 || len(pkt) < ihl {
-			return
+			return m, nil, false
 		}
 		addr = netip.AddrFrom4([4]byte(pkt[12:16]))
 		tcp = pkt[ihl:]
 	}
 	if len(tcp) < 20 || binary.BigEndian.Uint16(tcp[2:]) != p.port {
-		return
+		return m, nil, false
 	}
 	flags := tcp[13]
-	var verdict error
 	switch {
 	case flags&tcpACK == 0:
-		return
+		return m, nil, false
 	case flags&tcpRST != 0:
 		verdict = os.NewSyscallError("connect", unix.ECONNREFUSED)
 	case flags&(tcpSYN|tcpFIN) == tcpSYN:
 	default:
-		return
+		return m, nil, false
 	}
-	m := synMatch{addr: addr, port: binary.BigEndian.Uint16(tcp[0:]), ack: binary.BigEndian.Uint32(tcp[8:])}
-	p.mu.Lock()
-	pr := p.pending[m]
-	if pr != nil {
-		p.removeLocked(pr)
-	}
-	p.mu.Unlock()
-	if pr != nil {
-		pr.done(verdict)
-	}
+	m = synMatch{addr: addr, port: binary.BigEndian.Uint16(tcp[0:]), ack: binary.BigEndian.Uint32(tcp[8:])}
+	return m, verdict, true
 }
 
 // runTimers is the timer goroutine: it resends the SYNs that wait for an
@@ -292,12 +245,8 @@ func (p *synProber) answer(pkt []byte, from unix.Sockaddr) {
 func (p *synProber) runTimers() {
 	t := time.NewTimer(synIdleClose)
 	defer t.Stop()
-	type resend struct {
-		m   synMatch
-		src netip.Addr
-		seq uint32
-	}
-	var sends []resend
+	buf := new(synSendBuf)
+	var sends []synOut
 	var expired []*synProbe
 	for {
 		p.mu.Lock()
@@ -310,7 +259,7 @@ func (p *synProber) runTimers() {
 				expired = append(expired, pr)
 				continue
 			}
-			sends = append(sends, resend{pr.match, pr.src, pr.seq})
+			sends = append(sends, synOut{pr.match, pr.src, pr.seq})
 			pr.rto *= 2
 			pr.next = now.Add(pr.rto)
 			if !pr.deadline.IsZero() && pr.deadline.Before(pr.next) {
@@ -335,15 +284,14 @@ func (p *synProber) runTimers() {
 		p.armed = now.Add(wait)
 		p.mu.Unlock()
 		for i, pr := range expired {
-			pr.done(os.ErrDeadlineExceeded)
+			pr.end(os.ErrDeadlineExceeded)
 			expired[i] = nil
 		}
 		if closed {
 			return
 		}
-		for _, s := range sends {
-			_ = p.send(s.m, s.src, s.seq) // an unanswered SYN times out
-		}
+		// An unsent SYN is an unanswered one: its probe times out.
+		_ = p.sendSYNs(buf, sends, func(int, error) {})
 		t.Reset(wait)
 		select {
 		case <-t.C:
@@ -383,7 +331,7 @@ func (p *synProber) close() {
 	p.mu.Unlock()
 	p.reg.mu.Unlock()
 	for _, pr := range ended {
-		pr.done(errProberClosed)
+		pr.end(errProberClosed)
 	}
 	if !closed {
 		p.closeFiles()

@@ -93,10 +93,11 @@ func (c *tcpChecker) checkBy(ctx context.Context, deadline time.Time) error {
 }
 
 // startCheck starts a check that ends by deadline and returns (the
-// Manager's asyncChecker): done gets its result from the prober's
-// goroutines. It returns false when the check must run synchronously
+// Manager's asyncChecker): its SYN waits in b, and done gets its result
+// from the prober's goroutines (or from b's flush, when the SYN cannot be
+// sent). It returns false when the check must run synchronously
 // (checkBy): it connects, or its prober closed.
-func (c *tcpChecker) startCheck(deadline time.Time, done func(error)) bool {
+func (c *tcpChecker) startCheck(deadline time.Time, done func(error), b *startBatch) bool {
 	r := c.route.Load()
 	if r == nil {
 		var err error
@@ -116,7 +117,7 @@ func (c *tcpChecker) startCheck(deadline time.Time, done func(error)) bool {
 			err = fmt.Errorf("tcp connect: %w", err)
 		}
 		done(err)
-	})
+	}, b)
 	switch {
 	case errors.Is(err, errProberClosed):
 		c.route.CompareAndSwap(r, nil)

@@ -1,0 +1,255 @@
+package health
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// A synProber's system calls come in batches: the SYNs of the checks a
+// Manager starts in one round, and those the timer goroutine resends,
+// leave with one sendmmsg; the reader takes the answers waiting with one
+// recvmmsg (the kernel's __sys_sendmmsg and do_recvmmsg loop over
+// ____sys_sendmsg and ____sys_recvmsg). At 12,800 checks a second, a
+// sendto and a recvfrom per check were most of the daemon's system calls
+// (issue 13).
+
+// synBatchMax is the most SYNs one sendmmsg sends, and the most answers
+// one recvmmsg reads (UIO_MAXIOV caps a call at 1024).
+const synBatchMax = 64
+
+// synOut is a SYN to send.
+type synOut struct {
+	m   synMatch
+	src netip.Addr
+	seq uint32
+}
+
+// synSendBuf is the memory of a sendmmsg call; its owner sends with it
+// from one goroutine at a time.
+type synSendBuf struct {
+	segs  [synBatchMax][24]byte
+	v4    [synBatchMax]unix.RawSockaddrInet4
+	v6    [synBatchMax]unix.RawSockaddrInet6
+	iovs  [synBatchMax]unix.Iovec
+	msgs  [synBatchMax]unix.Mmsghdr
+	batch []synOut
+}
+
+// sendSYNs sends the SYNs of syns, synBatchMax per system call, with
+// buf; failed is called with the index in syns of each SYN the kernel
+// refused and why. It returns an error when the socket cannot be written
+// at all (closed); the SYNs from the first unsent one are then lost.
+func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, err error)) error {
+	for base := 0; base < len(syns); base += synBatchMax {
+		chunk := syns[base:min(base+synBatchMax, len(syns))]
+		for i, s := range chunk {
+			p.fillSYN(&buf.segs[i], s)
+			buf.iovs[i] = unix.Iovec{Base: &buf.segs[i][0]}
+			buf.iovs[i].SetLen(len(buf.segs[i]))
+			h := &buf.msgs[i].Hdr
+			*h = unix.Msghdr{Iov: &buf.iovs[i]}
+			h.SetIovlen(1)
+			if p.key.v6 {
+				buf.v6[i] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: s.m.addr.As16()}
+				h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.v6[i])), unix.SizeofSockaddrInet6
+			} else {
+				buf.v4[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: s.m.addr.As4()}
+				h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.v4[i])), unix.SizeofSockaddrInet4
+			}
+		}
+		for off := 0; off < len(chunk); {
+			var n int
+			var errno unix.Errno
+			err := p.rc.Write(func(fd uintptr) bool {
+				for {
+					p.sendCalls.Add(1)
+					r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&buf.msgs[off])), uintptr(len(chunk)-off), 0, 0, 0)
+					switch e {
+					case unix.EINTR:
+						continue
+					case unix.EAGAIN:
+						return false // the send buffer is full: wait
+					}
+					n, errno = int(r), e
+					return true
+				}
+			})
+			if err != nil {
+				return err
+			}
+			switch {
+			case errno != 0:
+				// The first SYN left failed (the kernel stops a batch at
+				// an error, and reports it only if nothing was sent).
+				failed(base+off, errno)
+				off++
+			case n <= 0:
+				failed(base+off, unix.EIO) // nothing sent, no error: not seen
+				off++
+			default:
+				off += n
+			}
+		}
+	}
+	return nil
+}
+
+// fillSYN writes the SYN s into b: a TCP header with an MSS option.
+func (p *synProber) fillSYN(b *[24]byte, s synOut) {
+	*b = [24]byte{}
+	binary.BigEndian.PutUint16(b[0:], p.port)
+	binary.BigEndian.PutUint16(b[2:], s.m.port)
+	binary.BigEndian.PutUint32(b[4:], s.seq)
+	b[12] = 6 << 4 // data offset: 6 words
+	b[13] = tcpSYN
+	binary.BigEndian.PutUint16(b[14:], synWindow)
+	b[20], b[21] = 2, 4 // MSS (RFC 9293 3.2)
+	binary.BigEndian.PutUint16(b[22:], p.mss)
+	if !p.key.v6 {
+		binary.BigEndian.PutUint16(b[16:], tcpChecksum4(s.src, s.m.addr, b[:]))
+	}
+}
+
+// synRecvBuf is the memory of the reader's recvmmsg calls.
+type synRecvBuf struct {
+	pkts [synBatchMax][128]byte // IPv4's headers with options, or IPv6's TCP header
+	v6   [synBatchMax]unix.RawSockaddrInet6
+	iovs [synBatchMax]unix.Iovec
+	msgs [synBatchMax]unix.Mmsghdr
+	done []*synProbe
+	errs []error
+}
+
+// recvAnswers reads the answers waiting on p's socket, synBatchMax per
+// system call, and completes their probes. It reports whether it read
+// any: when none waits it returns at once unless wait, when it waits in
+// the poller for one.
+func (p *synProber) recvAnswers(buf *synRecvBuf, wait bool) (bool, error) {
+	got := false
+	var rerr error
+	err := p.rc.Read(func(fd uintptr) bool {
+		for {
+			for i := range buf.msgs {
+				buf.iovs[i] = unix.Iovec{Base: &buf.pkts[i][0]}
+				buf.iovs[i].SetLen(len(buf.pkts[i]))
+				h := &buf.msgs[i].Hdr
+				*h = unix.Msghdr{Iov: &buf.iovs[i]}
+				h.SetIovlen(1)
+				if p.key.v6 {
+					// IPv4's source is in the IP header: no name to fill.
+					h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.v6[i])), unix.SizeofSockaddrInet6
+				}
+			}
+			p.recvCalls.Add(1)
+			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&buf.msgs[0])), synBatchMax, 0, 0, 0)
+			switch e {
+			case 0:
+			case unix.EAGAIN:
+				return got || !wait
+			case unix.EINTR:
+				continue
+			default:
+				rerr = os.NewSyscallError("recvmmsg", e)
+				return true
+			}
+			n := int(r)
+			if n > 0 {
+				got = true
+			}
+			p.answers(buf, n)
+			if n < synBatchMax {
+				// The queue was empty: no need to ask again.
+				return got || !wait
+			}
+		}
+	})
+	if err == nil {
+		err = rerr
+	}
+	return got, err
+}
+
+// answers completes the probes the first n answers of buf answer, under
+// one lock.
+func (p *synProber) answers(buf *synRecvBuf, n int) {
+	buf.done, buf.errs = buf.done[:0], buf.errs[:0]
+	p.mu.Lock()
+	for i := range n {
+		var from netip.Addr
+		if p.key.v6 {
+			if buf.v6[i].Family != unix.AF_INET6 || buf.msgs[i].Hdr.Namelen < unix.SizeofSockaddrInet6 {
+				continue
+			}
+			from = netip.AddrFrom16(buf.v6[i].Addr)
+		}
+		m, verdict, ok := p.parseAnswer(buf.pkts[i][:min(int(buf.msgs[i].Len), len(buf.pkts[i]))], from)
+		if !ok {
+			continue
+		}
+		if pr := p.pending[m]; pr != nil {
+			p.removeLocked(pr)
+			buf.done, buf.errs = append(buf.done, pr), append(buf.errs, verdict)
+		}
+	}
+	p.mu.Unlock()
+	for i, pr := range buf.done {
+		pr.end(buf.errs[i])
+		buf.done[i], buf.errs[i] = nil, nil
+	}
+}
+
+// startBatch holds the SYNs of the checks a Manager starts in one round
+// (startCheck), until flush sends them. One goroutine uses it.
+type startBatch struct {
+	probes []batchedProbe
+	rest   []batchedProbe
+	mine   []batchedProbe
+	syns   []synOut
+	buf    synSendBuf
+}
+
+type batchedProbe struct {
+	p  *synProber
+	pr *synProbe
+}
+
+func (b *startBatch) add(p *synProber, pr *synProbe) {
+	b.probes = append(b.probes, batchedProbe{p, pr})
+}
+
+// flush sends the SYNs of b, with one sendmmsg per prober and
+// synBatchMax SYNs. A probe whose SYN the kernel refused ends (done, from
+// the calling goroutine) with the error, as probe's.
+func (b *startBatch) flush() {
+	for len(b.probes) > 0 {
+		p := b.probes[0].p
+		b.syns, b.rest, b.mine = b.syns[:0], b.rest[:0], b.mine[:0]
+		for _, e := range b.probes {
+			if e.p != p {
+				b.rest = append(b.rest, e)
+				continue
+			}
+			b.syns = append(b.syns, synOut{e.pr.match, e.pr.src, e.pr.seq})
+			b.mine = append(b.mine, e)
+		}
+		fail := func(i int, err error) {
+			if pr := b.mine[i].pr; p.cancel(pr) {
+				pr.end(os.NewSyscallError("connect", err))
+			}
+		}
+		if err := p.sendSYNs(&b.buf, b.syns, fail); err != nil {
+			// Closed: the probes still pending (none, unless closing
+			// raced with this) end as a refused SYN.
+			for i := range b.mine {
+				fail(i, err)
+			}
+		}
+		clear(b.probes)
+		clear(b.mine)
+		b.probes, b.rest = b.rest, b.probes[:0]
+	}
+}
