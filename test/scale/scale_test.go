@@ -213,7 +213,7 @@ func (bn *bench) scenario(s shape, t targets) {
 	fs.add(cpuName, "%", t.cpu, 100*cpuAll)
 	fs.add(cpuName+": of which user mode", "%", 0, 100*user)
 	if s.Check != "none" {
-		fs.note(cpuName, "system time includes the real server's side of each handshake: over a veth the peer's TCP runs inside connect()")
+		fs.note(cpuName, "system time includes the real server's side of each check: over a veth the peer's TCP runs inside the daemon's send of the SYN (or its connect())")
 		daemon, dirThread, rsThread := bn.checkCPUSplit(x, 30*time.Second)
 		split := cpuName + ", receive in NAPI threads"
 		fs.add(split+": the director (daemon and its thread)", "%", t.cpu, 100*(daemon+dirThread))
