@@ -98,8 +98,7 @@ struct xlb_sync_cfg {
 
 /* Per-CPU counters of the sync (xlb_sync_counts). */
 struct xlb_sync_stats {
-	__u64 reported; /* records written to the report rings */
-	__u64 lost;     /* unused: the reader counts the slots overwritten before it read them */
+	__u64 reported; /* records written to the report rings (the reader counts those lost) */
 	__u64 promoted; /* imported flows taken over on their first packet here */
 };
 

@@ -368,7 +368,6 @@ type bpfXlbSyncSlot struct {
 type bpfXlbSyncStats struct {
 	_        structs.HostLayout
 	Reported uint64
-	Lost     uint64
 	Promoted uint64
 }
 

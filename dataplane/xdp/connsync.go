@@ -491,14 +491,13 @@ func (d *Dataplane) SyncStats() dataplane.SyncStats {
 	if err := d.objs.XlbSyncCounts.Lookup(uint32(0), &per); err == nil {
 		for _, p := range per {
 			s.Reported += p.Reported
-			s.Lost += p.Lost
 			s.Promoted += p.Promoted
 		}
 	}
 	d.csync.mu.Lock()
 	s.Imported = d.csync.imported
 	if r := d.csync.ring; r != nil {
-		s.Lost += r.lost.Load()
+		s.Lost = r.lost.Load()
 	}
 	d.csync.mu.Unlock()
 	return s
