@@ -514,16 +514,25 @@ func setMemoryLimit(log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
+	live, ok := gcLiveHeap()
+	if !ok {
+		return
+	}
+	steadyLive.Store(live)
+	limit := max(memoryFloor, 2*int64(live))
+	if old := debug.SetMemoryLimit(limit); old != limit {
+		log.Debug("Go memory limit", "limit", limit, "live_heap", live)
+	}
+}
+
+// gcLiveHeap is the heap the last collection found live.
+func gcLiveHeap() (uint64, bool) {
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
-		return
+		return 0, false
 	}
-	steadyLive.Store(s[0].Value.Uint64())
-	limit := max(memoryFloor, 2*int64(s[0].Value.Uint64()))
-	if old := debug.SetMemoryLimit(limit); old != limit {
-		log.Debug("Go memory limit", "limit", limit, "live_heap", s[0].Value.Uint64())
-	}
+	return s[0].Value.Uint64(), true
 }
 
 // ForceStop cuts the shutdown grace period short (a second signal).

@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
-	"runtime/metrics"
 	"slices"
 	"time"
 
@@ -211,12 +210,10 @@ func reloadMemoryLimit(path string) int64 {
 	}
 	live := steadyLive.Load()
 	if live == 0 {
-		s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-		metrics.Read(s)
-		if s[0].Value.Kind() != metrics.KindUint64 {
+		var ok bool
+		if live, ok = gcLiveHeap(); !ok {
 			return math.MaxInt64
 		}
-		live = s[0].Value.Uint64()
 	}
 	return max(memoryFloor, 2*int64(live)+reloadMemoryPerByte*fi.Size())
 }
