@@ -89,7 +89,9 @@ func parseTOMLInt(s string) (int64, bool) {
 		default:
 			ok = func(c byte) bool { return c == '0' || c == '1' }
 		}
-		if !digits(body[2:], ok) {
+		// tomlUnderscoresOK below reads b as a hex digit, so an underscore
+		// right after 0b would pass it.
+		if !digits(body[2:], ok) || body[2] == '_' {
 			return 0, false
 		}
 	default:
