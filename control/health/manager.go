@@ -83,10 +83,14 @@ type Manager struct {
 	out     outbox
 	started atomic.Bool
 
+	// epoch is the time the checks' times count from (check.at,
+	// check.lastRun); by Clock, with its monotonic reading.
+	epoch time.Time
+
 	mu     sync.Mutex
 	checks map[string]*check
 	queue  checkHeap // the checks waiting for their next run
-	gen    uint64    // of the last Update (marks the checks it has)
+	gen    uint8     // of the last Update (marks the checks it has)
 	// undecided counts the checks still Unknown; firstUp and firstDown
 	// the first results since the last summary (logSummary).
 	undecided          int
@@ -94,36 +98,53 @@ type Manager struct {
 	lastSummary        time.Time
 }
 
-// check is the state of one check. Its fields are guarded by Manager.mu.
-// Update replaces the whole struct when the probe changes, so a worker
-// whose check is no longer in Manager.checks drops its result.
+// check is the state of one check. Its fields are guarded by Manager.mu,
+// but for those a run reads without it, which never change: addr, port,
+// tcp. Update replaces the whole struct when the probe changes, so a
+// worker whose check is no longer in Manager.checks drops its result.
+//
+// There are 64,000 of them at issue 13's scale, so the struct is kept
+// small (176 bytes, a size class of Go's allocator; the test
+// TestCheckSize holds it there): times are nanoseconds since
+// Manager.epoch instead of time.Time (24 bytes each), and a tcp check is
+// its own Checker (tcpCheck), with no checker of its own to allocate.
 type check struct {
-	key string
-	// spec may be shared with other checks (UpdateChecks); target is this
-	// check's.
+	key string // the caller's string, shared
+	// spec may be shared with other checks (UpdateChecks); the target is
+	// this check's: addr and port.
 	spec    *Spec
-	target  netip.AddrPort
-	gen     uint64
 	checker Checker // nil when the check never runs (type none, invalid Spec)
-	invalid error
+	lastErr error   // of the last run, or why the Spec is invalid
+	addr    netip.Addr
+	weight  Weight
+	lastDur time.Duration
+	lastRun int64 // start of the last run since Manager.epoch; none while runs is 0
+	at      int64 // the next run since Manager.epoch: the heap's key
+	// tcp and route are a tcp check's (tcpCheck): where its SYNs go and
+	// from where, shared by the checks of one Spec, and the prober that
+	// sends them.
+	tcp   *tcpDest
+	route atomic.Pointer[synRoute]
 
-	state     State
-	weight    Weight
+	runs      uint64
 	successes int
 	failures  int
-	runs      uint64
-	lastErr   error
-	lastDur   time.Duration
-	lastRun   time.Time
-
-	next  time.Time
-	at    int64 // next, in Unix nanoseconds: the heap's key
-	index int   // in Manager.queue; -1 when not there
+	index     int32 // in Manager.queue; -1 when not there
+	port      uint16
+	state     State
 	// gone is set when the check leaves Manager.checks (removed, or
 	// replaced by a new check of its key): its runs' results are
 	// dropped. Cheaper than looking its key up for every run.
 	gone bool
+	// gen is the low bits of the Update that last had the check: one
+	// that does not is removed, and every check that stays is marked, so
+	// wrapping around is harmless.
+	gen     uint8
+	invalid bool // the Spec is invalid (lastErr says why): the check never runs
 }
+
+// target is the real server the check is of.
+func (c *check) target() netip.AddrPort { return netip.AddrPortFrom(c.addr, c.port) }
 
 type job struct {
 	c       *check
@@ -152,6 +173,7 @@ func NewManager(opts Options) *Manager {
 	if m.clock == nil {
 		m.clock = realClock{}
 	}
+	m.epoch = m.clock.Now()
 	if m.workers <= 0 {
 		m.workers = DefaultWorkers
 	}
@@ -244,6 +266,8 @@ func (m *Manager) UpdateChecks(list []Check) error {
 	}
 	var last validated
 	var lastErr error
+	// The tcp checks of a Spec share a tcpDest.
+	var dest *tcpDest
 	var added, restarted, removed, retimed int
 	for _, nc := range list {
 		key := nc.Key
@@ -251,7 +275,7 @@ func (m *Manager) UpdateChecks(list []Check) error {
 		if old != nil {
 			old.gen = gen
 		}
-		if old != nil && old.invalid == nil && old.target == nc.Target && (old.spec == nc.Spec || old.spec.equalExceptTarget(*nc.Spec)) {
+		if old != nil && !old.invalid && old.target() == nc.Target && (old.spec == nc.Spec || old.spec.equalExceptTarget(*nc.Spec)) {
 			continue
 		}
 		v := validated{nc.Spec, nc.Target.Addr().IsValid(), nc.Target.Addr().Is4(), nc.Target.Port() == 0}
@@ -261,7 +285,7 @@ func (m *Manager) UpdateChecks(list []Check) error {
 			last, lastErr = v, s.Validate()
 		}
 		verr := lastErr
-		if old != nil && old.invalid == nil && verr == nil && old.target == nc.Target && old.spec.sameProbeExceptTarget(*nc.Spec) {
+		if old != nil && !old.invalid && verr == nil && old.target() == nc.Target && old.spec.sameProbeExceptTarget(*nc.Spec) {
 			m.retime(old, nc.Spec, now)
 			retimed++
 			continue
@@ -274,13 +298,18 @@ func (m *Manager) UpdateChecks(list []Check) error {
 		} else {
 			added++
 		}
-		c := m.add(key, nc.Spec, nc.Target, now)
+		if verr == nil && nc.Spec.Type == checktype.TCP && (dest == nil || dest.connectIP != nc.Spec.ConnectIP || dest.bindTo != nc.Spec.BindTo) {
+			dest = &tcpDest{connectIP: nc.Spec.ConnectIP, bindTo: nc.Spec.BindTo, log: m.log}
+		}
+		c := m.add(key, nc.Spec, nc.Target, verr, dest, now)
 		c.gen = gen
-		if c.invalid != nil {
-			errs = append(errs, fmt.Errorf("health check %s: %w", key, c.invalid))
+		var invalid error
+		if c.invalid {
+			invalid = c.lastErr
+			errs = append(errs, fmt.Errorf("health check %s: %w", key, invalid))
 		}
 		if c.state != from || c.weight != fromWeight {
-			t := Transition{Key: key, From: from, To: c.state, Up: c.state == StateUp, Err: c.invalid, At: now}
+			t := Transition{Key: key, From: from, To: c.state, Up: c.state == StateUp, Err: invalid, At: now}
 			m.out.push(t)
 			changed = append(changed, t)
 		}
@@ -305,16 +334,26 @@ func (m *Manager) UpdateChecks(list []Check) error {
 	return errors.Join(errs...)
 }
 
-// add creates the check key from s and schedules its first run somewhere
-// in its first interval, or its Warmup. Called with m.mu held.
-func (m *Manager) add(key string, s *Spec, target netip.AddrPort, now time.Time) *check {
-	c := &check{key: key, spec: s, target: target, index: -1}
-	full := *s
-	full.Target = target
-	checker, err := newChecker(full, checkerEnv{scripts: m.scripts, log: m.log})
+// add creates the check key of target from s, which verr says is invalid
+// when not nil, and schedules its first run somewhere in its first
+// interval, or its Warmup. A tcp check is its own Checker, to dest.
+// Called with m.mu held.
+func (m *Manager) add(key string, s *Spec, target netip.AddrPort, verr error, dest *tcpDest, now time.Time) *check {
+	c := &check{key: key, spec: s, addr: target.Addr(), port: target.Port(), index: -1}
+	var checker Checker
 	switch {
-	case err != nil:
-		c.invalid, c.lastErr, c.state = err, err, StateDown
+	case verr != nil || s.Type == checktype.None:
+	case s.Type == checktype.TCP:
+		c.tcp = dest
+		checker = (*tcpCheck)(c)
+	default:
+		full := *s
+		full.Target = target
+		checker, verr = checkers[s.Type](full, checkerEnv{scripts: m.scripts, log: m.log})
+	}
+	switch {
+	case verr != nil:
+		c.invalid, c.lastErr, c.state = true, verr, StateDown
 	case s.Type == checktype.None:
 		c.state = StateUp
 	default:
@@ -322,7 +361,7 @@ func (m *Manager) add(key string, s *Spec, target netip.AddrPort, now time.Time)
 		if s.InitialUp {
 			c.state = StateUp
 		}
-		c.setNext(now.Add(firstDelay(*s)))
+		m.setNext(c, now.Add(firstDelay(*s)))
 		heap.Push(&m.queue, c)
 	}
 	if c.state == StateUnknown {
@@ -339,8 +378,8 @@ func (m *Manager) retime(c *check, s *Spec, now time.Time) {
 	if c.index < 0 {
 		return // running: the next run is scheduled when it ends
 	}
-	if next := now.Add(rand.N(s.Interval)); next.Before(c.next) {
-		c.setNext(next)
+	if at := m.since(now.Add(rand.N(s.Interval))); at < c.at {
+		c.at = at
 		m.queue.fix(c)
 	}
 }
@@ -348,7 +387,7 @@ func (m *Manager) retime(c *check, s *Spec, now time.Time) {
 // remove forgets c. Called with m.mu held.
 func (m *Manager) remove(c *check) {
 	if c.index >= 0 {
-		heap.Remove(&m.queue, c.index)
+		heap.Remove(&m.queue, int(c.index))
 	}
 	if c.state == StateUnknown {
 		m.undecided--
@@ -372,11 +411,13 @@ func (m *Manager) Status() map[string]CheckStatus {
 			Runs:         c.runs,
 			LastError:    c.lastErr,
 			LastDuration: c.lastDur,
-			LastRun:      c.lastRun,
 		}
-		s.Spec.Target = c.target
+		s.Spec.Target = c.target()
+		if c.runs > 0 {
+			s.LastRun = m.epoch.Add(time.Duration(c.lastRun))
+		}
 		if c.index >= 0 {
-			s.NextRun = c.next
+			s.NextRun = m.next(c)
 		}
 		st[key] = s
 	}

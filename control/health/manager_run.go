@@ -17,7 +17,7 @@ func (m *Manager) schedule(ctx context.Context) {
 	for {
 		m.mu.Lock()
 		now := m.clock.Now()
-		for len(m.queue) > 0 && !m.queue.peek().next.After(now) {
+		for len(m.queue) > 0 && !m.next(m.queue.peek()).After(now) {
 			ready = append(ready, heap.Pop(&m.queue).(*check))
 		}
 		// Start every ready check a slot is free for, in one round: at
@@ -49,7 +49,7 @@ func (m *Manager) schedule(ctx context.Context) {
 		var timer Timer
 		var fire <-chan time.Time
 		if len(m.queue) > 0 {
-			timer = m.clock.TimerAt(m.queue.peek().next)
+			timer = m.clock.TimerAt(m.next(m.queue.peek()))
 			fire = timer.C()
 		}
 		m.mu.Unlock()
@@ -168,7 +168,7 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 	}
 	now := m.clock.Now()
 	c.runs++
-	c.lastErr, c.lastDur, c.lastRun = err, d, j.started
+	c.lastErr, c.lastDur, c.lastRun = err, d, m.since(j.started)
 	from, fromWeight := c.state, c.weight
 	if err == nil {
 		c.weight = w
@@ -184,7 +184,7 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 			c.state = StateDown
 		}
 	}
-	c.setNext(now.Add(nextDelay(c.spec.Interval)))
+	m.setNext(c, now.Add(nextDelay(c.spec.Interval)))
 	heap.Push(&m.queue, c)
 	if c.index == 0 {
 		// The scheduler sleeps until a later check: wake it. (Otherwise

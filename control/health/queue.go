@@ -86,12 +86,19 @@ type heapEntry struct {
 func (h checkHeap) Len() int           { return len(h) }
 func (h checkHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 
-func (c *check) setNext(t time.Time) { c.next, c.at = t, t.UnixNano() }
+// setNext makes t c's next run. Called with m.mu held.
+func (m *Manager) setNext(c *check, t time.Time) { c.at = m.since(t) }
+
+// since is t in nanoseconds since m.epoch.
+func (m *Manager) since(t time.Time) int64 { return int64(t.Sub(m.epoch)) }
+
+// next is c's next run. Called with m.mu held.
+func (m *Manager) next(c *check) time.Time { return m.epoch.Add(time.Duration(c.at)) }
 
 // fix restores the order after c, in the heap, had its next run changed.
 func (h *checkHeap) fix(c *check) {
 	(*h)[c.index].at = c.at
-	heap.Fix(h, c.index)
+	heap.Fix(h, int(c.index))
 }
 
 // peek returns the check of the earliest next run; the heap must not be
@@ -100,14 +107,14 @@ func (h checkHeap) peek() *check { return h[0].c }
 
 func (h checkHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].c.index = i
-	h[j].c.index = j
+	h[i].c.index = int32(i)
+	h[j].c.index = int32(j)
 }
 
 // Push adds a *check.
 func (h *checkHeap) Push(x any) {
 	c := x.(*check)
-	c.index = len(*h)
+	c.index = int32(len(*h))
 	*h = append(*h, heapEntry{c.at, c})
 }
 

@@ -32,12 +32,20 @@ import (
 // the connection at once.
 type tcpChecker struct {
 	target netip.AddrPort
-	bindTo netip.Addr
-	log    *slog.Logger // nil discards
+	dest   tcpDest
 	// route is the prober and IPv4 source of the checks; nil until the
 	// first check, and again after a failure other than a RST (the source
 	// is learned again: the route may have changed).
 	route atomic.Pointer[synRoute]
+}
+
+// tcpDest is what the tcp checks of one Spec share: the address checked
+// instead of the real server's when valid (ConnectIP), the source
+// (BindTo), and the logger. A Manager's checks point to one (tcpCheck).
+type tcpDest struct {
+	connectIP netip.Addr
+	bindTo    netip.Addr
+	log       *slog.Logger // nil discards
 }
 
 // synRoute is a prober and the source address of the SYNs it sends for
@@ -54,7 +62,7 @@ var noSynRoute = &synRoute{}
 var rawFallbackLogged atomic.Bool
 
 func newTCPChecker(s Spec, log *slog.Logger) *tcpChecker {
-	return &tcpChecker{target: s.target(), bindTo: s.BindTo, log: log}
+	return &tcpChecker{target: s.target(), dest: tcpDest{bindTo: s.BindTo, log: log}}
 }
 
 func (c *tcpChecker) Check(ctx context.Context) error {
@@ -62,25 +70,61 @@ func (c *tcpChecker) Check(ctx context.Context) error {
 	return c.checkBy(ctx, dl)
 }
 
-// checkBy checks until deadline (none: zero), or until ctx is done.
 func (c *tcpChecker) checkBy(ctx context.Context, deadline time.Time) error {
+	return tcpCheckBy(ctx, deadline, c.target, &c.dest, &c.route)
+}
+
+func (c *tcpChecker) startCheck(deadline time.Time, done func(error), b *startBatch) bool {
+	return tcpStartCheck(deadline, done, b, c.target, &c.dest, &c.route)
+}
+
+// tcpCheck is a Manager's check of type tcp as its own Checker: the
+// state of 64,000 checks is their check structs, with nothing more
+// allocated for each (its route is the check's, what it shares is its
+// Spec's tcpDest).
+type tcpCheck check
+
+// probed is the address and port the check's SYNs go to.
+func (c *tcpCheck) probed() netip.AddrPort {
+	if c.tcp.connectIP.IsValid() {
+		return netip.AddrPortFrom(c.tcp.connectIP, c.port)
+	}
+	return netip.AddrPortFrom(c.addr, c.port)
+}
+
+func (c *tcpCheck) Check(ctx context.Context) error {
+	dl, _ := ctx.Deadline()
+	return c.checkBy(ctx, dl)
+}
+
+func (c *tcpCheck) checkBy(ctx context.Context, deadline time.Time) error {
+	return tcpCheckBy(ctx, deadline, c.probed(), c.tcp, &c.route)
+}
+
+func (c *tcpCheck) startCheck(deadline time.Time, done func(error), b *startBatch) bool {
+	return tcpStartCheck(deadline, done, b, c.probed(), c.tcp, &c.route)
+}
+
+// tcpCheckBy checks target from d until deadline (none: zero), or until
+// ctx is done; route is the check's.
+func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRoute]) error {
 	var err error
 	for range 3 { // a prober closing under the check: another one
-		r := c.route.Load()
+		r := route.Load()
 		if r == nil {
-			if r, err = c.learnRoute(); err != nil {
+			if r, err = learnRoute(target, d, route); err != nil {
 				break
 			}
 		}
 		if r == noSynRoute {
-			err = connectReset(ctx, deadline, c.target, c.bindTo)
+			err = connectReset(ctx, deadline, target, d.bindTo)
 			break
 		}
-		err = r.p.probe(ctx, c.target, r.src, deadline)
+		err = r.p.probe(ctx, target, r.src, deadline)
 		if err != nil && !errors.Is(err, unix.ECONNREFUSED) {
 			// A RST came back the way the SYN went; no answer may be a
 			// stale source (the route changed): learn it again.
-			c.route.CompareAndSwap(r, nil)
+			route.CompareAndSwap(r, nil)
 		}
 		if !errors.Is(err, errProberClosed) {
 			break
@@ -92,16 +136,17 @@ func (c *tcpChecker) checkBy(ctx context.Context, deadline time.Time) error {
 	return nil
 }
 
-// startCheck starts a check that ends by deadline and returns (the
-// Manager's asyncChecker): its SYN waits in b, and done gets its result
-// from the prober's goroutines (or from b's flush, when the SYN cannot be
-// sent). It returns false when the check must run synchronously
-// (checkBy): it connects, or its prober closed.
-func (c *tcpChecker) startCheck(deadline time.Time, done func(error), b *startBatch) bool {
-	r := c.route.Load()
+// tcpStartCheck starts a check of target from d that ends by deadline
+// and returns (the Manager's asyncChecker): its SYN waits in b, and done
+// gets its result from the prober's goroutines (or from b's flush, when
+// the SYN cannot be sent). It returns false when the check must run
+// synchronously (tcpCheckBy): it connects, or its prober closed. route
+// is the check's.
+func tcpStartCheck(deadline time.Time, done func(error), b *startBatch, target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRoute]) bool {
+	r := route.Load()
 	if r == nil {
 		var err error
-		if r, err = c.learnRoute(); err != nil {
+		if r, err = learnRoute(target, d, route); err != nil {
 			done(fmt.Errorf("tcp connect: %w", err))
 			return true
 		}
@@ -109,10 +154,10 @@ func (c *tcpChecker) startCheck(deadline time.Time, done func(error), b *startBa
 	if r == noSynRoute {
 		return false
 	}
-	_, err := r.p.start(c.target, r.src, deadline, func(err error) {
+	_, err := r.p.start(target, r.src, deadline, func(err error) {
 		if err != nil {
 			if !errors.Is(err, unix.ECONNREFUSED) {
-				c.route.CompareAndSwap(r, nil) // as checkBy
+				route.CompareAndSwap(r, nil) // as tcpCheckBy
 			}
 			err = fmt.Errorf("tcp connect: %w", err)
 		}
@@ -120,44 +165,45 @@ func (c *tcpChecker) startCheck(deadline time.Time, done func(error), b *startBa
 	}, b)
 	switch {
 	case errors.Is(err, errProberClosed):
-		c.route.CompareAndSwap(r, nil)
+		route.CompareAndSwap(r, nil)
 		return false
 	case err != nil:
-		c.route.CompareAndSwap(r, nil)
+		route.CompareAndSwap(r, nil)
 		done(fmt.Errorf("tcp connect: %w", err))
 	}
 	return true
 }
 
-// learnRoute finds the prober of c's checks, and the source address of
-// their SYNs, in the calling thread's network namespace.
-func (c *tcpChecker) learnRoute() (*synRoute, error) {
-	addr := c.target.Addr()
+// learnRoute finds the prober of the checks of target from d, and the
+// source address of their SYNs, in the calling thread's network
+// namespace, and stores it in route.
+func learnRoute(target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRoute]) (*synRoute, error) {
+	addr := target.Addr()
 	if addr.Is4In6() {
 		// An IPv4 real server spelled as IPv6: the kernel's connect maps
 		// it, a raw IPv6 socket cannot send to it.
-		c.route.Store(noSynRoute)
+		route.Store(noSynRoute)
 		return noSynRoute, nil
 	}
-	p, err := probers.get(addr.Is6(), c.bindTo)
+	p, err := probers.get(addr.Is6(), d.bindTo)
 	if errors.Is(err, errNoRaw) {
-		if !rawFallbackLogged.Swap(true) && c.log != nil {
-			c.log.Info("tcp checks connect: no raw socket for half-open checks", "error", err)
+		if !rawFallbackLogged.Swap(true) && d.log != nil {
+			d.log.Info("tcp checks connect: no raw socket for half-open checks", "error", err)
 		}
-		c.route.Store(noSynRoute)
+		route.Store(noSynRoute)
 		return noSynRoute, nil
 	}
 	if err != nil {
-		return nil, opErr(c.target, err)
+		return nil, opErr(target, err)
 	}
-	src := c.bindTo
+	src := d.bindTo
 	if addr.Is4() && !src.IsValid() {
-		if src, err = routeSource(c.target); err != nil {
-			return nil, opErr(c.target, err)
+		if src, err = routeSource(target); err != nil {
+			return nil, opErr(target, err)
 		}
 	}
 	r := p.route(src)
-	c.route.Store(r)
+	route.Store(r)
 	return r, nil
 }
 
