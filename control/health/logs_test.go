@@ -23,6 +23,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // lines counts the log lines with msg="...msg...".
 func (s *syncBuffer) lines(msg string) int {
 	s.mu.Lock()
@@ -67,6 +73,9 @@ func TestManagerLogsSummarise(t *testing.T) {
 		}
 		return true
 	})
+	// The last summary comes when none is undecided, logged after the
+	// state changed.
+	waitFor(t, "the summary", func() bool { return log.lines("health checks: first results") >= 1 })
 	if got := log.lines("health checks updated"); got != 1 {
 		t.Errorf("%d \"health checks updated\" lines, want 1", got)
 	}
@@ -85,8 +94,11 @@ func TestManagerLogsSummarise(t *testing.T) {
 		st := m.Status()
 		return st["svc/10.0.0.0:80"].State == health.StateDown && st["svc/10.0.0.1:80"].State == health.StateDown
 	})
+	// A transition is logged after the state changed, without the
+	// Manager's lock: wait for the lines too.
+	waitFor(t, "their lines", func() bool { return log.lines("health check state changed") >= 2 })
 	if got := log.lines("health check state changed"); got != 2 {
-		t.Errorf("%d \"state changed\" lines after 2 of %d went down (%s), want 2:\n%s", got, n, addr, log.b.String())
+		t.Errorf("%d \"state changed\" lines after 2 of %d went down (%s), want 2:\n%s", got, n, addr, log.String())
 	}
 	// Targets keep their own addresses with a shared Spec.
 	if st := m.Status()["svc/10.0.0.5:80"]; st.Spec.Target != addrPort(t, up.Addr()) || st.Spec.Interval != interval {
