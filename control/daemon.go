@@ -229,7 +229,13 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 	d.checks = health.NewManager(health.Options{Logger: d.log, Scripts: d.scripts, Observe: func(_ string, typ health.Type, dur time.Duration, err error) {
 		d.metrics.ObserveCheck(string(typ), dur, err)
 	}})
-	rec = NewReconciler(d.dp, ReconcilerOptions{Logger: d.log, Neighbors: neigh, Health: d.checks.States, Weights: d.checks.Weights,
+	// The rounds refill one map of the checks' states (64,000: 3 MB).
+	var states map[string]health.State
+	healthStates := func() map[string]health.State {
+		states = d.checks.StatesInto(states)
+		return states
+	}
+	rec = NewReconciler(d.dp, ReconcilerOptions{Logger: d.log, Neighbors: neigh, Health: healthStates, Weights: d.checks.Weights,
 		RunScript: func(cmd string) { d.scripts.Go(cmd) }, OnReconciled: d.bgpPoke, OnQuorum: d.mailQuorum})
 	rec.SetModel(d.model)
 	d.rec = rec

@@ -135,7 +135,9 @@ type ReconcilerOptions struct {
 	Logger    *slog.Logger
 	Neighbors Neighbors
 	// Health returns the state of every health check by CheckKey
-	// (health.Manager.States); nil: no check has decided.
+	// (health.Manager.States); nil: no check has decided. A round reads
+	// the map only while it runs, and rounds run one at a time: Health
+	// may return one map, refilled each time (health.Manager.StatesInto).
 	Health func() map[string]health.State
 	// Weights returns the weights checks set (health.Manager.Weights);
 	// nil: every real server has its configured weight.

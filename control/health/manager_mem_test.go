@@ -2,6 +2,7 @@ package health
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -53,5 +54,29 @@ func TestManagerHeapPerCheck(t *testing.T) {
 	t.Logf("%.0f bytes per check", per)
 	if per > 260 {
 		t.Errorf("%.0f bytes of heap per check, want at most 260", per)
+	}
+}
+
+// TestStatesIntoRefills: StatesInto gives what States gives, and refills
+// the map it is given without allocating: the reconciler asks for the
+// states of every check each round (64,000 of them: 3 MB a round).
+func TestStatesIntoRefills(t *testing.T) {
+	m := NewManager(Options{})
+	spec := &Spec{Type: checktype.TCP, Interval: 5 * time.Second, Timeout: 2 * time.Second, Fall: 3, Rise: 2, InitialUp: true}
+	var list []Check
+	for i := range 1000 {
+		target := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 201, byte(i / 256), byte(i % 256)}), 8080)
+		list = append(list, Check{Key: "svc/" + target.String(), Spec: spec, Target: target})
+	}
+	list = append(list, Check{Key: "none", Spec: &Spec{Type: checktype.None}})
+	if err := m.UpdateChecks(list); err != nil {
+		t.Fatal(err)
+	}
+	states := m.StatesInto(map[string]State{"gone": StateUp})
+	if !maps.Equal(states, m.States()) {
+		t.Fatalf("StatesInto differs from States: %d and %d checks, gone: %v", len(states), len(m.States()), states["gone"])
+	}
+	if allocs := testing.AllocsPerRun(10, func() { m.StatesInto(states) }); allocs > 0 {
+		t.Errorf("refilling the states of 1,001 checks: %.0f allocations, want none", allocs)
 	}
 }
