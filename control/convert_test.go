@@ -165,6 +165,20 @@ func TestModelFromConfigAllocations(t *testing.T) {
 	}
 }
 
+// The checks given to the health Manager at every start and reload are
+// made in one array: appending 64,000 of them (3.6 MB) made as much
+// again in the arrays it outgrew.
+func TestChecksAllocations(t *testing.T) {
+	const services, reals = 10, 64
+	m := ModelFromConfig(parse(t, scaleConfig("/run/xlb.sock", "", services, reals, "tcp", 8080)))
+	if n := len(checks(m)); n != services*reals {
+		t.Fatalf("%d checks, want %d", n, services*reals)
+	}
+	if allocs := testing.AllocsPerRun(5, func() { checks(m) }); allocs > 1 {
+		t.Errorf("checks of %d real servers: %.0f allocations, want 1", services*reals, allocs)
+	}
+}
+
 // A real server of the model is 64 bytes: what only some have (a group
 // entry's id, a check's key) is behind one pointer (at 80 bytes, 64 of
 // them took a 5,376-byte allocation; at 64, 4,096).
