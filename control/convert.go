@@ -76,9 +76,10 @@ func ModelFromConfig(c *config.Config) Model {
 		if vs.Group != "" {
 			s.Server = vs.Server
 			if f, ok := first[vs.Server]; ok {
+				ids := make([]dataplane.BackendKey, len(s.Reals))
 				for i := range s.Reals {
-					x := extra(i)
-					x.id, x.hasID = f[i].Key(), true
+					ids[i] = f[i].Key()
+					extra(i).id = &ids[i]
 				}
 			} else {
 				first[vs.Server] = s.Reals
