@@ -502,14 +502,13 @@ func (d *Daemon) releaseMemory(gen uint64) {
 }
 
 // memoryFloor is the least soft memory limit setMemoryLimit sets.
-const memoryFloor = 64 << 20
+const memoryFloor = 96 << 20
 
-// memoryMargin is the least room the steady soft memory limit leaves
-// above the live heap, for the garbage made between two collections and
-// Go's own memory (stacks, the collector's metadata): at 64,000 tcp
-// checks every 5 s the daemon makes about 4 MB of garbage a second, so
-// the collector runs every few seconds and marks a 40 MB heap each time,
-// about 1% of a core.
+// memoryMargin is the least the steady heap grows by between two
+// collections (the garbage made meanwhile): at 64,000 tcp checks every
+// 5 s the daemon makes about 4 MB of garbage a second, so the collector
+// runs every few seconds and marks a 45 MB heap each time, about 0.7% of
+// a core.
 const memoryMargin = 32 << 20
 
 // steadyLive is the live heap setMemoryLimit last found, once the
@@ -517,31 +516,51 @@ const memoryMargin = 32 << 20
 // from it, not from the heap a status streaming at the time holds.
 var steadyLive atomic.Uint64
 
-// memoryRoom is the memory the daemon may use in the steady state with a
+// memoryRoom is the heap the daemon may use in the steady state with a
 // live heap of live bytes: live and a margin of a quarter of it, at
-// least memoryMargin. Twice the live heap, the limit before, let the
-// daemon of 64,000 checks hold 128 MiB where 90 MiB served.
+// least memoryMargin. Twice the live heap, Go's default, let the daemon
+// of 64,000 checks hold 129 MiB of RSS where 112 MiB served.
 func memoryRoom(live uint64) int64 {
 	return int64(live) + max(memoryMargin, int64(live/4))
 }
 
-// setMemoryLimit sets Go's soft memory limit to the memoryRoom of the
-// heap the daemon holds now (at least memoryFloor), unless GOMEMLIMIT is
-// set: the garbage
-// collector then works harder, instead of letting the heap double, when
-// a status or a scrape of tens of thousands of real servers makes
-// garbage by the tens of MB. A limit is not a cap: the heap grows past
-// it when it must; a reload lifts it until its configuration is applied.
-func setMemoryLimit(log *slog.Logger) {
-	if os.Getenv("GOMEMLIMIT") != "" {
-		return
+// gcPercent is the GOGC that makes the heap goal memoryRoom(live) while
+// the live heap is live: at most 100, Go's default.
+func gcPercent(live uint64) int {
+	if live == 0 {
+		return 100
 	}
+	return int(min(100, 100*(memoryRoom(live)-int64(live))/int64(live)))
+}
+
+// setMemoryLimit paces Go's collector for the heap the daemon holds now
+// (live): the heap grows by memoryMargin between collections, or a
+// quarter of a larger heap (GOGC gcPercent, unless GOGC is set), and the
+// soft memory limit is twice the live heap (at least memoryFloor; unless
+// GOMEMLIMIT is set). What a burst holds live moves the heap goal with it
+// (64,000 checks failing hold an error each, a status of as many real
+// servers its reading of their counters), and the collector works harder
+// at the limit instead of letting the heap double: a tighter limit (the
+// live heap and the margin) made it run back to back through a storm of
+// failing checks, a third of the daemon's CPU then, and doubled its CPU
+// in the steady state. A limit is not a cap:
+// the heap grows past it when it must; a reload lifts it until its
+// configuration is applied.
+func setMemoryLimit(log *slog.Logger) {
 	live, ok := gcLiveHeap()
 	if !ok {
 		return
 	}
 	steadyLive.Store(live)
-	limit := max(memoryFloor, memoryRoom(live))
+	if os.Getenv("GOGC") == "" {
+		if p := gcPercent(live); debug.SetGCPercent(p) != p {
+			log.Debug("Go GC percent", "percent", p, "live_heap", live)
+		}
+	}
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := max(memoryFloor, 2*int64(live))
 	if old := debug.SetMemoryLimit(limit); old != limit {
 		log.Debug("Go memory limit", "limit", limit, "live_heap", live)
 	}

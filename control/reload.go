@@ -194,12 +194,13 @@ func restartOnly(a, b *config.Config) []string {
 const reloadMemoryPerByte = 10
 
 // reloadMemoryLimit is the soft memory limit while a reload of the file
-// at path runs: the steady room (memoryRoom of the live heap after the
-// last configuration was applied, steadyLive; not the live
-// heap now, which a status streaming at the time would double), and
-// reloadMemoryPerByte times the size of the file, at least memoryFloor;
-// none if the file cannot be read (the reload fails on it). Without a
-// limit the collector let the heap grow to twice the reload's live heap.
+// at path runs: the steady heap (memoryRoom of the live heap after the
+// last configuration was applied, steadyLive; not the live heap now,
+// which a status streaming at the time would double) and
+// reloadMemoryPerByte times the size of the file, at least the steady
+// limit (twice steadyLive, at least memoryFloor); none if the file cannot
+// be read (the reload fails on it). Without a limit the collector let
+// the heap grow to twice the reload's live heap.
 func reloadMemoryLimit(path string) int64 {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -212,5 +213,5 @@ func reloadMemoryLimit(path string) int64 {
 			return math.MaxInt64
 		}
 	}
-	return max(memoryFloor, memoryRoom(live)+reloadMemoryPerByte*fi.Size())
+	return max(memoryFloor, 2*int64(live), memoryRoom(live)+reloadMemoryPerByte*fi.Size())
 }
