@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/xlb-dev/xlb/dataplane"
 )
 
 // The answers to the control plane's health-check probes (bpf/lib/probe.h):
@@ -22,14 +24,6 @@ const (
 	probeSlotSize = int(unsafe.Sizeof(bpfXlbProbeSlot{}))
 	probeMaxSrcs  = int(bpfXlbLimitsXLB_LIMIT_PROBE_SRCS)
 )
-
-// ProbeAnswer is an answer to a health check's SYN that the program took.
-type ProbeAnswer struct {
-	From    netip.AddrPort // the real server
-	Port    uint16         // the probe's source port
-	Ack     uint32         // the acknowledgement number: the probe's sequence number + 1
-	Refused bool           // a RST; otherwise a SYN-ACK, which the program answered with a RST
-}
 
 // probeTap is the Go side's state of the probes' answers.
 type probeTap struct {
@@ -58,6 +52,8 @@ func probeSrc(src netip.Addr, port uint16) (bpfXlbProbeSrc, error) {
 	k.Port = port
 	return k, nil
 }
+
+var _ dataplane.ProbeTaker = (*Dataplane)(nil)
 
 // WatchProbes makes the program take the answers to the SYNs sent from
 // src:port (a port the caller's socket reserves): a SYN-ACK is reported
@@ -165,7 +161,7 @@ func (d *Dataplane) setProbePort(port uint16, on bool) error {
 
 // ProbeAnswers appends to out the answers the program reported since the
 // last call, and returns it. One reader at a time.
-func (d *Dataplane) ProbeAnswers(out []ProbeAnswer) ([]ProbeAnswer, error) {
+func (d *Dataplane) ProbeAnswers(out []dataplane.ProbeAnswer) ([]dataplane.ProbeAnswer, error) {
 	t := &d.probes
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -199,15 +195,15 @@ func (d *Dataplane) ProbeAnswersLost() uint64 {
 }
 
 // decodeProbeAns decodes a struct xlb_probe_ans.
-func decodeProbeAns(b []byte) (ProbeAnswer, bool) {
+func decodeProbeAns(b []byte) (dataplane.ProbeAnswer, bool) {
 	if len(b) < 26 {
-		return ProbeAnswer{}, false
+		return dataplane.ProbeAnswer{}, false
 	}
 	if b[24] != familyV4 && b[24] != familyV6 {
-		return ProbeAnswer{}, false
+		return dataplane.ProbeAnswer{}, false
 	}
 	from := wordsAddr([16]uint8(b[0:16]), b[24])
-	return ProbeAnswer{
+	return dataplane.ProbeAnswer{
 		From:    netip.AddrPortFrom(from, binary.NativeEndian.Uint16(b[16:])),
 		Port:    binary.NativeEndian.Uint16(b[18:]),
 		Ack:     binary.BigEndian.Uint32(b[20:]),

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/test/packet"
 )
 
@@ -67,30 +68,30 @@ func TestProbeAnswers(t *testing.T) {
 	if err := e.d.WatchProbes(probeSrc4, 40002); err != nil {
 		t.Fatal(err)
 	}
-	var want []ProbeAnswer
+	var want []dataplane.ProbeAnswer
 	for i, tc := range []struct {
 		name  string
 		frame packet.Frame
 		pad   int
 		ret   uint32
 		out   []byte
-		ans   *ProbeAnswer
+		ans   *dataplane.ProbeAnswer
 	}{
 		{name: "v4 SYN-ACK", frame: probeFrame(probeRS4, probeSrc4, 40001, packet.SYN|packet.ACK, 1001), ret: xdpTX,
-			out: wantRST(probeRS4, probeSrc4, 40001, 1001), ans: &ProbeAnswer{From: netip.AddrPortFrom(probeRS4, 80), Port: 40001, Ack: 1001}},
+			out: wantRST(probeRS4, probeSrc4, 40001, 1001), ans: &dataplane.ProbeAnswer{From: netip.AddrPortFrom(probeRS4, 80), Port: 40001, Ack: 1001}},
 		{name: "v4 SYN-ACK, options and padding", frame: func() packet.Frame {
 			f := probeFrame(probeRS4, probeSrc4, 40002, packet.SYN|packet.ACK, 0xfffffffe)
 			f.IPOptions = []byte{1, 1, 1, 1}
 			f.L4 = tcpL4(probeRS4, probeSrc4, 80, 40002, packet.SYN|packet.ACK, 5, 0xfffffffe, 1000, nil)
 			return f
 		}(), pad: 2, ret: xdpTX,
-			out: wantRST(probeRS4, probeSrc4, 40002, 0xfffffffe), ans: &ProbeAnswer{From: netip.AddrPortFrom(probeRS4, 80), Port: 40002, Ack: 0xfffffffe}},
+			out: wantRST(probeRS4, probeSrc4, 40002, 0xfffffffe), ans: &dataplane.ProbeAnswer{From: netip.AddrPortFrom(probeRS4, 80), Port: 40002, Ack: 0xfffffffe}},
 		{name: "v6 SYN-ACK", frame: probeFrame(probeRS6, probeSrc6, 40001, packet.SYN|packet.ACK, 77), ret: xdpTX,
-			out: wantRST(probeRS6, probeSrc6, 40001, 77), ans: &ProbeAnswer{From: netip.AddrPortFrom(probeRS6, 80), Port: 40001, Ack: 77}},
+			out: wantRST(probeRS6, probeSrc6, 40001, 77), ans: &dataplane.ProbeAnswer{From: netip.AddrPortFrom(probeRS6, 80), Port: 40001, Ack: 77}},
 		{name: "v4 RST", frame: probeFrame(probeRS4, probeSrc4, 40001, packet.RST|packet.ACK, 9), ret: xdpDrop,
-			ans: &ProbeAnswer{From: netip.AddrPortFrom(probeRS4, 80), Port: 40001, Ack: 9, Refused: true}},
+			ans: &dataplane.ProbeAnswer{From: netip.AddrPortFrom(probeRS4, 80), Port: 40001, Ack: 9, Refused: true}},
 		{name: "v6 RST", frame: probeFrame(probeRS6, probeSrc6, 40001, packet.RST|packet.ACK, 10), ret: xdpDrop,
-			ans: &ProbeAnswer{From: netip.AddrPortFrom(probeRS6, 80), Port: 40001, Ack: 10, Refused: true}},
+			ans: &dataplane.ProbeAnswer{From: netip.AddrPortFrom(probeRS6, 80), Port: 40001, Ack: 10, Refused: true}},
 		{name: "RST without ACK", frame: probeFrame(probeRS4, probeSrc4, 40001, packet.RST, 0), ret: xdpPass},
 		{name: "ACK", frame: probeFrame(probeRS4, probeSrc4, 40001, packet.ACK, 5), ret: xdpPass},
 		{name: "SYN", frame: probeFrame(probeRS4, probeSrc4, 40001, packet.SYN, 0), ret: xdpPass},
