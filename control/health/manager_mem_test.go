@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -86,25 +87,66 @@ func TestStatesIntoRefills(t *testing.T) {
 }
 
 // TestTCPErrorLazy: a failed tcp check's error reads as fmt.Errorf's
-// ("tcp connect: " and why, which it wraps) but costs one small
-// allocation, and its message is made once, when first read: 64,000
-// checks of refusing real servers make one at every run, and a status
-// reads them all, several times while they stand.
+// ("tcp connect: " and net.Dial's error, which it wraps) but costs one
+// allocation of 64 bytes, which is all a check of a refusing real server
+// holds of it (168 with net.Dial's error whole), and its message is made
+// once, when first read: 64,000 checks of refusing real servers make one
+// at every run, and a status reads them all, several times while they
+// stand.
 func TestTCPErrorLazy(t *testing.T) {
-	target := netip.MustParseAddrPort("10.201.0.1:8080")
-	why := opErr(target, os.NewSyscallError("connect", unix.ECONNREFUSED))
-	err := tcpErr(why)
-	if want := fmt.Errorf("tcp connect: %w", why).Error(); err.Error() != want {
-		t.Errorf("the error reads %q, want %q", err, want)
+	if n := unsafe.Sizeof(tcpError{}); n > 64 {
+		t.Errorf("tcpError is %d bytes, want at most 64", n)
 	}
-	if !errors.Is(err, unix.ECONNREFUSED) {
-		t.Errorf("%v does not wrap ECONNREFUSED", err)
+	refused := os.NewSyscallError("connect", unix.ECONNREFUSED)
+	for _, tc := range []struct {
+		target string
+		why    error
+	}{
+		{"10.201.0.1:8080", refused},
+		{"10.201.0.1:8080", os.ErrDeadlineExceeded},
+		{"10.201.0.1:0", errCanceled},
+		{"[2001:db8::1]:80", refused},
+		{"[2001:db8:0:0:1:0:0:1]:443", refused},
+		{"[fe80::1%eth0]:80", refused},
+		{"[::ffff:10.0.0.1]:80", refused},
+	} {
+		target := netip.MustParseAddrPort(tc.target)
+		why := opErr(target, tc.why)
+		err := tcpErr(why)
+		if want := fmt.Errorf("tcp connect: %w", why).Error(); err.Error() != want {
+			t.Errorf("the error reads %q, want %q", err, want)
+		}
+		if !errors.Is(err, tc.why) {
+			t.Errorf("%v does not wrap %v", err, tc.why)
+		}
+		var oe *net.OpError
+		if !errors.As(err, &oe) || oe.Error() != why.Error() {
+			t.Errorf("%v: net.Dial's error %v, want %v", err, oe, why)
+		}
+		if allocs := testing.AllocsPerRun(100, func() { err = tcpErr(why) }); allocs > 1 {
+			t.Errorf("a tcp check's error: %.0f allocations, want 1", allocs)
+		}
+		_ = err.Error()
+		if allocs := testing.AllocsPerRun(100, func() { _ = err.Error() }); allocs > 0 {
+			t.Errorf("reading a tcp check's error again: %.0f allocations, want none", allocs)
+		}
 	}
-	if allocs := testing.AllocsPerRun(100, func() { err = tcpErr(why) }); allocs > 1 {
-		t.Errorf("a tcp check's error: %.0f allocations, want 1", allocs)
+	// What checks hold: the compact errors, not net.Dial's.
+	const n = 10000
+	errs := make([]error, n)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range errs {
+		target := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 201, byte(i >> 8), byte(i)}), 8080)
+		errs[i] = tcpErr(opErr(target, refused))
 	}
-	_ = err.Error()
-	if allocs := testing.AllocsPerRun(100, func() { _ = err.Error() }); allocs > 0 {
-		t.Errorf("reading a tcp check's error again: %.0f allocations, want none", allocs)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(errs)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("a refused check's error holds %.0f bytes", per)
+	if per > 80 {
+		t.Errorf("a refused check's error holds %.0f bytes, want at most 80", per)
 	}
 }
