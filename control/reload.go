@@ -32,13 +32,7 @@ func (d *Daemon) Reload() error {
 	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	// A reload reads a new configuration while the old one serves: the
-	// soft memory limit is raised by what reading the file takes until it
-	// is applied (at the steady limit the collector would work through the
-	// reading of 200,000 lines); releaseMemory sets it again.
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(reloadMemoryLimit(d.opts.ConfigPath))
-	}
+	paceReload(d.opts.ConfigPath)
 	start := time.Now()
 	d.checkPins()
 	cfg, err := config.Load(d.opts.ConfigPath, d.opts.Env)
@@ -192,6 +186,24 @@ func restartOnly(a, b *config.Config) []string {
 // new model and the dataplane's diff (at 200,000 lines the live heap grows
 // by about 8 bytes per byte of the file).
 const reloadMemoryPerByte = 10
+
+// paceReload sets the collector's pacing for a reload of the file at
+// path, which reads a new configuration while the old one serves: the
+// soft memory limit is raised by what reading the file takes until it is
+// applied (reloadMemoryLimit: at the steady limit the collector would
+// work through the reading of 200,000 lines), and the heap may double
+// between collections (GOGC 100: the steady margin, a fraction of a live
+// heap growing by tens of MB, made collections follow each other through
+// the reading); releaseMemory sets both again. GOMEMLIMIT and GOGC, when
+// set, are left alone.
+func paceReload(path string) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(reloadMemoryLimit(path))
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(100)
+	}
+}
 
 // reloadMemoryLimit is the soft memory limit while a reload of the file
 // at path runs: the steady heap (memoryRoom of the live heap after the

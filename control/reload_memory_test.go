@@ -138,6 +138,32 @@ func TestMemoryRoom(t *testing.T) {
 	}
 }
 
+// TestPaceReload: a reload lets the heap double between collections
+// (GOGC 100), whatever the steady GC percent (gcPercent: 71 at 64,000
+// checks, which made the collections of a reload's reading follow each
+// other), under its own memory limit.
+func TestPaceReload(t *testing.T) {
+	if os.Getenv("GOMEMLIMIT") != "" || os.Getenv("GOGC") != "" {
+		t.Skip("GOMEMLIMIT or GOGC is set: the daemon leaves the collector alone")
+	}
+	prevLimit, prevPercent, prevLive := debug.SetMemoryLimit(-1), debug.SetGCPercent(71), steadyLive.Load()
+	defer func() {
+		debug.SetMemoryLimit(prevLimit)
+		debug.SetGCPercent(prevPercent)
+		steadyLive.Store(prevLive)
+	}()
+	steadyLive.Store(45 << 20)
+	path := filepath.Join(t.TempDir(), "xlb.toml")
+	writeFile(t, path, "[dataplane]\n")
+	paceReload(path)
+	if got := debug.SetGCPercent(71); got != 100 {
+		t.Errorf("the GC percent during a reload: %d, want 100", got)
+	}
+	if got, want := debug.SetMemoryLimit(-1), reloadMemoryLimit(path); got != want {
+		t.Errorf("the memory limit during a reload: %d, want %d", got, want)
+	}
+}
+
 // TestReloadMemoryLimit: while a reload runs, the soft memory limit is
 // the steady room (memoryRoom of the steady live heap) and
 // reloadMemoryPerByte per byte of the
