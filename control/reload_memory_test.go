@@ -96,8 +96,8 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 	// configuration's size above the heap before it.
 }
 
-// TestMemoryRoom: the steady heap grows by a margin (32 MiB, or a
-// quarter of a larger heap) between collections, not to twice the live
+// TestMemoryRoom: the steady heap grows by a margin (32 MiB, or half of
+// a larger heap) between collections, not to twice the live
 // heap (GOGC 100): with 64,000 tcp checks (a live heap of about 45 MiB)
 // the daemon held 129 MiB of RSS with twice, 112 MiB with this. The soft
 // memory limit stays twice the live heap (at least memoryFloor), which a
@@ -109,8 +109,8 @@ func TestMemoryRoom(t *testing.T) {
 	}{
 		{16 << 20, 48 << 20, 100},
 		{45 << 20, 77 << 20, 71},
-		{128 << 20, 160 << 20, 25},
-		{400 << 20, 500 << 20, 25},
+		{128 << 20, 192 << 20, 50},
+		{400 << 20, 600 << 20, 50},
 	} {
 		if got := memoryRoom(tc.live); got != int64(tc.want) {
 			t.Errorf("the room of a live heap of %d MiB: %d MiB, want %d MiB", tc.live>>20, got>>20, tc.want>>20)
