@@ -1,7 +1,6 @@
 package health
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -129,7 +128,8 @@ type check struct {
 	runs      uint64
 	successes int
 	failures  int
-	index     int32 // in Manager.queue; -1 when not there
+	qseq      uint32 // counts the check's entries in Manager.queue (checkHeap)
+	queued    bool   // waiting in Manager.queue for its next run
 	port      uint16
 	state     State
 	// gone is set when the check leaves Manager.checks (removed, or
@@ -339,7 +339,7 @@ func (m *Manager) UpdateChecks(list []Check) error {
 // interval, or its Warmup. A tcp check is its own Checker, to dest.
 // Called with m.mu held.
 func (m *Manager) add(key string, s *Spec, target netip.AddrPort, verr error, dest *tcpDest, now time.Time) *check {
-	c := &check{key: key, spec: s, addr: target.Addr(), port: target.Port(), index: -1}
+	c := &check{key: key, spec: s, addr: target.Addr(), port: target.Port()}
 	var checker Checker
 	switch {
 	case verr != nil || s.Type == checktype.None:
@@ -362,7 +362,7 @@ func (m *Manager) add(key string, s *Spec, target netip.AddrPort, verr error, de
 			c.state = StateUp
 		}
 		m.setNext(c, now.Add(firstDelay(*s)))
-		heap.Push(&m.queue, c)
+		m.queue.push(c)
 	}
 	if c.state == StateUnknown {
 		m.undecided++
@@ -375,7 +375,7 @@ func (m *Manager) add(key string, s *Spec, target netip.AddrPort, verr error, de
 // m.mu held.
 func (m *Manager) retime(c *check, s *Spec, now time.Time) {
 	c.spec = s
-	if c.index < 0 {
+	if !c.queued {
 		return // running: the next run is scheduled when it ends
 	}
 	if at := m.since(now.Add(rand.N(s.Interval))); at < c.at {
@@ -386,8 +386,8 @@ func (m *Manager) retime(c *check, s *Spec, now time.Time) {
 
 // remove forgets c. Called with m.mu held.
 func (m *Manager) remove(c *check) {
-	if c.index >= 0 {
-		heap.Remove(&m.queue, int(c.index))
+	if c.queued {
+		m.queue.remove(c)
 	}
 	if c.state == StateUnknown {
 		m.undecided--
@@ -416,7 +416,7 @@ func (m *Manager) Status() map[string]CheckStatus {
 		if c.runs > 0 {
 			s.LastRun = m.epoch.Add(time.Duration(c.lastRun))
 		}
-		if c.index >= 0 {
+		if c.queued {
 			s.NextRun = m.next(c)
 		}
 		st[key] = s

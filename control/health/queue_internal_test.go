@@ -1,0 +1,81 @@
+package health
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// TestCheckHeap: checks pushed, removed and moved earlier in random order
+// come out of the heap once each, in the order of their next run, and
+// stale entries are dropped (compact) without losing a live one.
+func TestCheckHeap(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var q checkHeap
+	checks := make([]*check, 5000)
+	for i := range checks {
+		checks[i] = &check{at: r.Int64N(1 << 40)}
+		q.push(checks[i])
+	}
+	want := map[*check]bool{}
+	for _, c := range checks {
+		want[c] = true
+	}
+	for range 20000 {
+		c := checks[r.IntN(len(checks))]
+		switch r.IntN(3) {
+		case 0:
+			q.remove(c)
+			delete(want, c)
+		case 1:
+			if c.queued {
+				c.at -= r.Int64N(1 << 30)
+				q.fix(c)
+			}
+		case 2:
+			if !c.queued {
+				c.at = r.Int64N(1 << 40)
+				q.push(c)
+				want[c] = true
+			}
+		}
+	}
+	if q.len() != len(want) {
+		t.Fatalf("len %d, %d checks queued", q.len(), len(want))
+	}
+	if len(q.h) > 2*len(want)+1024 {
+		t.Errorf("%d entries for %d checks: stale entries kept", len(q.h), len(want))
+	}
+	var got []int64
+	for c := q.pop(); c != nil; c = q.pop() {
+		if !want[c] {
+			t.Fatalf("check at %d popped, not queued (or twice)", c.at)
+		}
+		delete(want, c)
+		got = append(got, c.at)
+	}
+	if len(want) != 0 {
+		t.Errorf("%d checks never popped", len(want))
+	}
+	if !slices.IsSorted(got) {
+		t.Error("checks popped out of order")
+	}
+}
+
+// BenchmarkCheckHeap: a check's run taken from a heap of 64,000 and
+// queued again, as the scheduler does 12,800 times a second.
+func BenchmarkCheckHeap(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var q checkHeap
+	const n = 64000
+	for range n {
+		c := &check{key: "k", spec: &Spec{}, at: r.Int64N(5e9)}
+		q.push(c)
+	}
+	b.ResetTimer()
+	for range b.N {
+		c := q.pop()
+		c.at += 5e9 + r.Int64N(1e9)
+		q.push(c)
+	}
+}
