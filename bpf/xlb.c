@@ -432,7 +432,7 @@ static __always_inline __u32 xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_
 	if (bpf_map_update_elem(&xlb_conns_v1, &fwd, &v, BPF_NOEXIST) == 0) {
 		lb_active_add(v.backend, 1);
 		lb_dest_bind(v.backend, be, lb_ct_active(fwd.proto, v.state));
-		lb_epoch_bump(xlb_hash_flow(&fwd));
+		lb_epoch_bump(&fwd);
 	}
 	v.flags = XLB_CT_F_REPLY;
 	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &v, BPF_ANY))
@@ -641,7 +641,7 @@ create:
 	xlb_conn_new(p, d, now, held, bound);
 	d->sync = XLB_SYNC_CREATED;
 	/* The 5-tuple may be reused: what any CPU cached for it is stale. */
-	lb_epoch_bump(p->hash);
+	lb_epoch_bump(&p->flow);
 out:
 	d->be = be;
 	d->svc_id = svc->id;
@@ -678,8 +678,8 @@ int xlb_xdp(struct xdp_md *ctx)
 	hit = NULL;
 	if (p.frag != XLB_FRAG_LATER && !p.icmp_err) {
 		/* Established flows: the per-CPU cache, array lookups only. */
-		p.hash = xlb_hash_flow(&p.flow);
-		cache = lb_cache_slot(p.hash);
+		p.cidx = lb_cache_idx(&p.flow);
+		cache = lb_cache_slot(p.cidx);
 		hit = lb_cache_get(cache, &p, now, g->gen);
 		if (hit && hit->action == XLB_ACT_DR) {
 			/* The common case, kept short. */
@@ -689,6 +689,7 @@ int xlb_xdp(struct xdp_md *ctx)
 			return xlb_done(verdict, p.len);
 		}
 		if (hit) {
+			p.hash = hit->hash;
 			d.action = hit->action;
 			d.svc_id = hit->svc;
 			d.backend = hit->backend;
@@ -713,6 +714,7 @@ int xlb_xdp(struct xdp_md *ctx)
 		 * header as it is). */
 		if (p.flow.family == XLB_AF_INET && !xlb_ip_csum_ok(ctx, p.l3_off))
 			return xlb_done(XLB_V_DROP_IP_CSUM, p.len);
+		p.hash = xlb_hash_flow(&p.flow);
 		__builtin_memset(&d, 0, sizeof(d));
 		if (p.frag == XLB_FRAG_LATER) {
 			verdict = xlb_frag_later(ctx, &p, now, &d);

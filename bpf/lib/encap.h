@@ -55,6 +55,8 @@ static __always_inline int xlb_tun_src(const struct xlb_svc *svc, const struct x
 }
 
 /* xlb_encap encapsulates the IP packet toward backend be and sends it.
+ * p->hash is the flow's xlb_hash_flow (the outer source, the GUE source
+ * port and the IPv6 flow label vary with it): the caller's, computed once.
  * hop: the cached next hop or, when not valid, filled from the FIB. A packet that would exceed the MTU is
  * answered with ICMP too big when it may not be fragmented (DF, IPv6) and
  * dropped otherwise (counted).
@@ -80,7 +82,7 @@ __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const struct x
 	if (!p || !svc || !be || !hop)
 		return XLB_V_DROP_ENCAP;
 	l3 = p->l3_off;
-	hash = xlb_hash_flow(&p->flow);
+	hash = p->hash;
 	gue = svc->flags & XLB_SVC_F_GUE;
 	o6 = be->family == XLB_AF_INET6;
 	inner_proto = p->flow.family == XLB_AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IPIP;

@@ -123,6 +123,7 @@ struct xlb_flow_cache {
 	 * mirrored) misses the cache and is checked again. */
 	__u8 imac[6] __attribute__((aligned(4)));
 	__u8 pad2[2];
+	__u32 hash;    /* xlb_hash_flow(&flow): what a tunnel derives from the flow */
 };
 
 /* A datagram whose first fragment was forwarded: later fragments (no

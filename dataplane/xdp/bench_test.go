@@ -340,7 +340,7 @@ func BenchmarkConnTable(b *testing.B) {
 	a := tcpFrame(client(1), vip4, 40000, 80, packet.SYN)
 	a.Payload = nil
 	slots := e.d.objs.XlbFlowcache.MaxEntries() // a power of two
-	slot := func(f packet.Frame) uint32 { return frameHash(f) & (slots - 1) }
+	slot := func(f packet.Frame) uint32 { return cacheIdx(f, slots) }
 	other := a
 	for c := 0; other.Src == a.Src || slot(other) != slot(a); c++ {
 		other.Src, other.SrcPort = client(c/64512+2), uint16(1024+c%64512)

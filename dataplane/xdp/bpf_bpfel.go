@@ -171,6 +171,7 @@ type bpfXlbFlowCache struct {
 	Epoch   uint32
 	Imac    [6]uint8
 	Pad2    [2]uint8
+	Hash    uint32
 }
 
 type bpfXlbFrag struct {

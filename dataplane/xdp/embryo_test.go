@@ -70,7 +70,7 @@ func TestEmbryonicFlows(t *testing.T) {
 		// Established at once: the flow cache serves its next packets.
 		f := tcpFrame(client(c), vip4, 1024, 80, packet.ACK)
 		var per []bpfXlbFlowCache
-		slot := frameHash(f) & (e.d.objs.XlbFlowcache.MaxEntries() - 1)
+		slot := cacheIdx(f, e.d.objs.XlbFlowcache.MaxEntries())
 		if err := e.d.objs.XlbFlowcache.Lookup(slot, &per); err != nil {
 			t.Fatal(err)
 		}
