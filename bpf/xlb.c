@@ -688,6 +688,24 @@ int xlb_xdp(struct xdp_md *ctx)
 				xlb_count(hit->svc, hit->backend, p.len, 0, XLB_ACT_DR);
 			return xlb_done(verdict, p.len);
 		}
+		if (hit && hit->action == XLB_ACT_TUNNEL) {
+			/* Tunnelled flows, kept short too: the outer header
+			 * needs the service's and the backend's configuration. */
+			d.svc = lb_svc_by_id(hit->svc, &cfg_idx);
+			d.be = d.svc ? lb_backend(hit->backend, hit->svc) : NULL;
+			if (d.be) {
+				p.hash = hit->hash;
+				xlb_mac_copy(hop.mac, hit->mac);
+				xlb_mac_copy(hop.smac, hit->smac);
+				hop.ifindex = hit->ifindex;
+				hop.valid = 1;
+				verdict = xlb_encap(ctx, &p, d.svc, d.be, &hop);
+				if (xlb_delivered(verdict))
+					xlb_count(hit->svc, hit->backend, p.len, 0, XLB_ACT_TUNNEL);
+				return xlb_done(verdict, p.len);
+			}
+			hit = NULL;
+		}
 		if (hit) {
 			p.hash = hit->hash;
 			d.action = hit->action;

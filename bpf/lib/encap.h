@@ -165,21 +165,25 @@ __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const struct x
 
 	if (!o6) {
 		struct iphdr *oip = data + l3;
+		__u32 *w = (__u32 *)oip;
+		__u32 w0, w1, w2;
 
 		if ((void *)(oip + 1) > data_end)
 			return XLB_V_DROP_ENCAP;
-		oip->version = 4;
-		oip->ihl = 5;
-		oip->tos = tos;
-		oip->tot_len = bpf_htons(inner_len + olen);
-		oip->id = 0;
-		oip->frag_off = p->df ? bpf_htons(XLB_IP_DF) : 0;
-		oip->ttl = 64;
-		oip->protocol = gue ? IPPROTO_UDP : inner_proto;
-		oip->check = 0;
-		oip->saddr = src[0];
-		oip->daddr = XLB_CA32(be->addr)[0];
-		oip->check = ~csum_fold64(csum_words((__u32 *)oip, 5));
+		/* The header in five 32-bit words, summed from the registers:
+		 * a sum read back from the packet waited for its narrower
+		 * stores (a failed store-to-load forwarding for each word).
+		 * Version 4, IHL 5, TOS, total length; ID 0, DF or not; TTL 64,
+		 * protocol, checksum. */
+		w0 = bpf_htonl(0x45000000 | (__u32)tos << 16 | ((inner_len + olen) & 0xffff));
+		w1 = p->df ? bpf_htonl(XLB_IP_DF) : 0;
+		w2 = bpf_htonl(64 << 24 | (__u32)(gue ? IPPROTO_UDP : inner_proto) << 16);
+		w[0] = w0;
+		w[1] = w1;
+		w[2] = w2;
+		w[3] = src[0];
+		w[4] = XLB_CA32(be->addr)[0];
+		oip->check = ~csum_fold64((__u64)w0 + w1 + w2 + src[0] + XLB_CA32(be->addr)[0]);
 	} else {
 		struct ipv6hdr *oip = data + l3;
 
