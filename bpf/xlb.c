@@ -698,6 +698,7 @@ int xlb_xdp(struct xdp_md *ctx)
 				xlb_mac_copy(hop.mac, hit->mac);
 				xlb_mac_copy(hop.smac, hit->smac);
 				hop.ifindex = hit->ifindex;
+				hop.mtu = hit->mtu;
 				hop.valid = 1;
 				verdict = xlb_encap(ctx, &p, d.svc, d.be, &hop);
 				if (xlb_delivered(verdict))
@@ -717,6 +718,7 @@ int xlb_xdp(struct xdp_md *ctx)
 				__builtin_memcpy(hop.mac, hit->mac, ETH_ALEN);
 				__builtin_memcpy(hop.smac, hit->smac, ETH_ALEN);
 				hop.ifindex = hit->ifindex;
+				hop.mtu = hit->mtu;
 				hop.valid = 1;
 			} else {
 				hit = NULL;

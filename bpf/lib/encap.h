@@ -122,11 +122,16 @@ __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const struct x
 	}
 
 	if (hop->valid) {
-		/* Cached next hop: does the encapsulated frame fit its device? */
+		/* Cached next hop: does the encapsulated packet fit the route's
+		 * MTU the FIB gave when the flow was cached (within a clock
+		 * tick; a helper call less per packet), or without one its
+		 * device's? If not, the FIB is asked again: it gives the MTU to
+		 * answer with, or a new route. */
 		__u32 len = 0;
 
-		if (bpf_check_mtu(ctx, hop->ifindex, &len, olen, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
-			hop->valid = 0; /* ask the FIB, which gives the MTU to answer with */
+		if (hop->mtu ? inner_len + olen > hop->mtu
+			     : bpf_check_mtu(ctx, hop->ifindex, &len, olen, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
+			hop->valid = 0;
 	}
 	if (!hop->valid) {
 		v = xlb_fib(ctx, be->family, src, XLB_CA32(be->addr), inner_len + olen, hop);

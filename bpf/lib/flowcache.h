@@ -122,6 +122,7 @@ static __always_inline void lb_cache_put(struct xlb_flow_cache *c, const struct 
 		c->epoch = epoch ? *epoch : 0;
 	}
 	c->ifindex = hop->ifindex;
+	c->mtu = hop->mtu <= 0xffff ? hop->mtu : 0;
 	__builtin_memcpy(c->mac, hop->mac, sizeof(c->mac));
 	__builtin_memcpy(c->smac, hop->smac, sizeof(c->smac));
 	__builtin_memcpy(c->imac, p->dmac, sizeof(c->imac));

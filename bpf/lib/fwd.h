@@ -25,7 +25,10 @@ struct xlb_hop {
 	__u8 mac[6];
 	__u8 smac[6];
 	__u32 ifindex;
-	__u32 mtu;   /* the MTU a FIB lookup said was exceeded */
+	/* The route's MTU from a FIB lookup that checked one (tot_len): the
+	 * MTU exceeded (TX_ICMP_TOO_BIG) or, found, the one the next packets
+	 * must fit; 0: unknown. */
+	__u32 mtu;
 	__u32 valid; /* mac, smac and ifindex are set */
 };
 
@@ -110,6 +113,9 @@ static __always_inline __u32 xlb_fib(struct xdp_md *ctx, __u8 family, const __be
 		__builtin_memcpy(hop->mac, f->dmac, ETH_ALEN);
 		__builtin_memcpy(hop->smac, f->smac, ETH_ALEN);
 		hop->ifindex = f->ifindex;
+		/* Set on success since 5.12 (bpf_fib_set_fwd_params); tot_len
+		 * shares its place, so it is only read if one was checked. */
+		hop->mtu = tot_len ? f->mtu_result : 0;
 		return 0;
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
 		return XLB_V_PASS_NO_NEIGH;

@@ -115,7 +115,8 @@ struct xlb_flow_cache {
 	__u8 mac[6];
 	__u8 smac[6];
 	__u8 action;   /* enum xlb_action */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 mtu;     /* tunnel: the route's MTU toward the next hop, as the FIB said when copied; 0: unknown */
 	__u32 epoch;   /* xlb_epochs at the flow's slot when copied */
 	/* The destination MAC the flow's packets were received with, checked
 	 * against the receiving interface's when the entry was copied: a

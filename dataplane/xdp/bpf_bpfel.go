@@ -167,7 +167,8 @@ type bpfXlbFlowCache struct {
 	Mac     [6]uint8
 	Smac    [6]uint8
 	Action  uint8
-	Pad     [3]uint8
+	Pad     uint8
+	Mtu     uint16
 	Epoch   uint32
 	Imac    [6]uint8
 	Pad2    [2]uint8

@@ -122,6 +122,9 @@ func TestTunnelCachedFlows(t *testing.T) {
 			if !ok || cached.Action != uint8(bpfXlbActionXLB_ACT_TUNNEL) {
 				t.Fatalf("flow not in CPU 0's flow cache after its handshake: %+v", cached)
 			}
+			if cached.Mtu != 1500 {
+				t.Errorf("cached route MTU %d, want eth1's 1500", cached.Mtu)
+			}
 			for i := range 3 {
 				f.TCPFlags, f.Payload = packet.ACK|packet.PSH, bytes.Repeat([]byte{byte('a' + i)}, 100*i)
 				ret, out := e.runOnCPU0(e.eth0, f.Bytes())
