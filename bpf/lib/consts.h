@@ -155,6 +155,7 @@ enum xlb_limits {
 	XLB_LIMIT_EMBRYOS = XLB_MAX_EMBRYOS,
 	XLB_LIMIT_SYN_WINDOW_SHIFT = XLB_SYN_WINDOW_SHIFT,
 	XLB_LIMIT_SYNC_SLOTS = XLB_SYNC_SLOTS,
+	XLB_LIMIT_FLOW_CACHE = XLB_FLOW_CACHE_SIZE,
 };
 
 /* An embryonic flow's word in xlb_embryos_v1 (0: empty): bits 0-31 a

@@ -57,10 +57,13 @@ static __always_inline __u32 lb_cache_idx(const struct xlb_flow *f)
 	return h >> (64 - XLB_FLOW_CACHE_BITS);
 }
 
-/* lb_cache_slot returns this CPU's flow cache entry at index idx. */
+/* lb_cache_slot returns this CPU's flow cache entry at index idx (its
+ * slice of xlb_flowcache). */
 static __always_inline struct xlb_flow_cache *lb_cache_slot(__u32 idx)
 {
-	return bpf_map_lookup_elem(&xlb_flowcache, &idx);
+	__u32 key = bpf_get_smp_processor_id() * XLB_FLOW_CACHE_SIZE + idx;
+
+	return bpf_map_lookup_elem(&xlb_flowcache, &key);
 }
 
 /* lb_epoch returns the epoch counter at flow cache index idx. */

@@ -240,6 +240,7 @@ const (
 	bpfXlbLimitsXLB_LIMIT_EMBRYOS          bpfXlbLimits = 1048576
 	bpfXlbLimitsXLB_LIMIT_SYN_WINDOW_SHIFT bpfXlbLimits = 27
 	bpfXlbLimitsXLB_LIMIT_SYNC_SLOTS       bpfXlbLimits = 32768
+	bpfXlbLimitsXLB_LIMIT_FLOW_CACHE       bpfXlbLimits = 65536
 )
 
 type bpfXlbNatReal struct {

@@ -40,14 +40,26 @@ func (e *env) runOnCPU0(ifindex int, frame []byte) (uint32, []byte) {
 	return ret, opts.DataOut
 }
 
+// flowCache returns every CPU's flow cache entry at slot, in CPU order.
+func (e *env) flowCache(slot uint32) []bpfXlbFlowCache {
+	e.t.Helper()
+	m := e.d.objs.XlbFlowcache
+	if m.MaxEntries()%uint32(flowCacheSlots) != 0 {
+		e.t.Fatalf("xlb_flowcache holds %d entries: not a slice of %d per CPU", m.MaxEntries(), flowCacheSlots)
+	}
+	per := make([]bpfXlbFlowCache, m.MaxEntries()/uint32(flowCacheSlots))
+	for cpu := range per {
+		if err := m.Lookup(uint32(cpu*flowCacheSlots)+slot, &per[cpu]); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return per
+}
+
 // cachedOnCPU0 returns CPU 0's flow cache entry of f's slot if it holds f.
 func (e *env) cachedOnCPU0(f packet.Frame) (bpfXlbFlowCache, bool) {
 	e.t.Helper()
-	var per []bpfXlbFlowCache
-	if err := e.d.objs.XlbFlowcache.Lookup(cacheIdx(f, e.d.objs.XlbFlowcache.MaxEntries()), &per); err != nil {
-		e.t.Fatal(err)
-	}
-	c := per[0]
+	c := e.flowCache(cacheIdx(f, uint32(flowCacheSlots)))[0]
 	src := f.Src.As16()
 	if f.Src.Is4() {
 		src = [16]byte{}

@@ -290,6 +290,9 @@ func (d *Dataplane) load() error {
 		if name == bpfMapXlbBeStatV2 {
 			return fmt.Errorf("map size override: %s has a slice of %d entries per CPU", name, maxBackends)
 		}
+		if name == bpfMapXlbFlowcache {
+			return fmt.Errorf("map size override: %s has a slice of %d entries per CPU", name, flowCacheSlots)
+		}
 		m, ok := spec.Maps[name]
 		if !ok {
 			return fmt.Errorf("map size override: no map %q", name)
@@ -300,6 +303,9 @@ func (d *Dataplane) load() error {
 		return err
 	}
 	if err := sizeSyncRings(spec); err != nil {
+		return err
+	}
+	if err := sizeFlowCache(spec); err != nil {
 		return err
 	}
 	if err := spec.Variables[bpfVarXlbSynLimit].Set(synLimit(d.opts.SYNFloodRate)); err != nil {
