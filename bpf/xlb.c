@@ -193,7 +193,7 @@ struct xlb_decision {
 	struct xlb_backend *be;
 	__u32 svc_id;
 	__u32 backend;
-	__u32 cfg_idx; /* XLB_NEW: the service's configuration */
+	__u32 cfg_idx; /* the service's configuration (XLB_D_SLOW) */
 	__u8 action;
 	__u8 kind;
 	__u8 is_new;
@@ -360,7 +360,7 @@ static __always_inline __u32 xlb_reply(struct xdp_md *ctx, struct xlb_pkt *p, st
 	v = xlb_xmit(ctx, p, XLB_ACT_NAT_OUT, svc, be, &hop);
 	if (xlb_sent(v)) {
 		if (hop.valid && !(p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST)))
-			lb_cache_put(cache, p, ct->svc, ct->backend, XLB_ACT_NAT_OUT, &hop, now, gen);
+			lb_cache_put(cache, p, ct->svc, cfg_idx, ct->backend, XLB_ACT_NAT_OUT, &hop, now, gen);
 		if (p->frag == XLB_FRAG_FIRST)
 			lb_frag_put(p, ct->svc, ct->backend, XLB_ACT_NAT_OUT, now);
 	}
@@ -494,6 +494,7 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 			if (svc->fwd == XLB_FWD_NAT)
 				lb_reply_put(p, svc->id, id, be, now, 1);
 			d->svc = svc;
+			d->cfg_idx = cfg_idx;
 			d->be = be;
 			d->svc_id = svc->id;
 			d->backend = id;
@@ -658,7 +659,6 @@ no_backend:
 SEC("xdp")
 int xlb_xdp(struct xdp_md *ctx)
 {
-	__u32 cfg_idx;
 	struct xlb_flow_cache *cache = NULL, *hit;
 	/* Set where used: not zeroed for a DR flow the cache forwards. */
 	struct xlb_decision d;
@@ -697,7 +697,7 @@ int xlb_xdp(struct xdp_md *ctx)
 		if (hit && hit->action == XLB_ACT_TUNNEL) {
 			/* Tunnelled flows, kept short too: the outer header
 			 * needs the service's and the backend's configuration. */
-			d.svc = lb_svc_by_id(hit->svc, &cfg_idx);
+			d.svc = lb_svc_at(hit->svc, hit->cfg_idx);
 			d.be = d.svc ? lb_backend(hit->backend, hit->svc) : NULL;
 			if (d.be) {
 				p.hash = hit->hash;
@@ -719,7 +719,7 @@ int xlb_xdp(struct xdp_md *ctx)
 			d.action = hit->action;
 			d.svc_id = hit->svc;
 			d.backend = hit->backend;
-			d.svc = lb_svc_by_id(d.svc_id, &cfg_idx);
+			d.svc = lb_svc_at(d.svc_id, hit->cfg_idx);
 			d.be = d.svc ? lb_backend(d.backend, d.svc_id) : NULL;
 			if (d.be) {
 				__builtin_memcpy(hop.mac, hit->mac, ETH_ALEN);
@@ -763,7 +763,7 @@ int xlb_xdp(struct xdp_md *ctx)
 		switch (d.kind) {
 		case XLB_D_SLOW:
 			if (d.cacheable && hop.valid)
-				lb_cache_put(cache, &p, d.svc_id, d.backend, d.action, &hop, now, g->gen);
+				lb_cache_put(cache, &p, d.svc_id, d.cfg_idx, d.backend, d.action, &hop, now, g->gen);
 			if (p.frag == XLB_FRAG_FIRST)
 				lb_frag_put(&p, d.svc_id, d.backend, d.action, now);
 			break;

@@ -106,14 +106,16 @@ static __always_inline struct xlb_flow_cache *lb_cache_get(struct xlb_flow_cache
 }
 
 /* lb_cache_put caches how an established flow (TCP established, or UDP)
- * is forwarded: the action, backend and next hop. */
+ * is forwarded: the action, service configuration, backend and next hop. */
 static __always_inline void lb_cache_put(struct xlb_flow_cache *c, const struct xlb_pkt *p, __u32 svc,
-					 __u32 backend, __u8 action, const struct xlb_hop *hop, __u64 now, __u32 gen)
+					 __u32 cfg_idx, __u32 backend, __u8 action, const struct xlb_hop *hop,
+					 __u64 now, __u32 gen)
 {
 	if (!c)
 		return;
 	c->flow = p->flow;
 	c->svc = svc;
+	c->cfg_idx = cfg_idx;
 	c->backend = backend;
 	c->hash = p->hash;
 	c->tick = now >> XLB_ATIME_SHIFT;

@@ -125,6 +125,7 @@ struct xlb_flow_cache {
 	__u8 imac[6] __attribute__((aligned(4)));
 	__u8 pad2[2];
 	__u32 hash;    /* xlb_hash_flow(&flow): what a tunnel derives from the flow */
+	__u32 cfg_idx; /* the service's configuration when copied (xlb_svc_v1 index): valid for the generation */
 };
 
 /* A datagram whose first fragment was forwarded: later fragments (no

@@ -173,6 +173,7 @@ type bpfXlbFlowCache struct {
 	Imac    [6]uint8
 	Pad2    [2]uint8
 	Hash    uint32
+	CfgIdx  uint32
 }
 
 type bpfXlbFrag struct {

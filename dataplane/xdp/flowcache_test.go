@@ -76,18 +76,21 @@ func (e *env) cachedOnCPU0(f packet.Frame) (bpfXlbFlowCache, bool) {
 // does not fit the route's MTU is answered with ICMP fragmentation needed.
 func TestTunnelCachedFlows(t *testing.T) {
 	e := routedEnv(t)
-	e.apply(
-		tunnelService(vip4b, dataplane.EncapIPIP, netip.Prefix{}, tunRS4),
-		func() dataplane.Service {
-			s := tunnelService(vip4b, dataplane.EncapGUE, netip.MustParsePrefix("10.0.9.0/24"), tunRS4)
-			s.Key.Port = 81
-			for i := range s.Backends {
-				s.Backends[i].Port = 81
-			}
-			return s
-		}(),
-		tunnelService(vip6, dataplane.EncapIPIP, netip.Prefix{}, tunRS6),
-	)
+	gueService := func(port uint16) dataplane.Service {
+		s := tunnelService(vip4b, dataplane.EncapGUE, netip.MustParsePrefix("10.0.9.0/24"), tunRS4)
+		s.Key.Port = 81
+		for i := range s.Backends {
+			s.Backends[i].Port = 81
+		}
+		s.Tunnel.GUEPort = port
+		return s
+	}
+	services := func(guePort uint16) {
+		e.apply(tunnelService(vip4b, dataplane.EncapIPIP, netip.Prefix{}, tunRS4), gueService(guePort),
+			tunnelService(vip6, dataplane.EncapIPIP, netip.Prefix{}, tunRS6))
+	}
+	services(6080)
+	guePort := uint16(6080)
 	// want is the frame the director sends for in.
 	want := func(in packet.Frame) []byte {
 		frame := in.Bytes()
@@ -102,7 +105,7 @@ func TestTunnelCachedFlows(t *testing.T) {
 			src := netip.AddrFrom4([4]byte{10, 0, 9, byte(1 + h%254)})
 			w := ethHeader(gwMAC, eth1MAC, 0x0800)
 			w = append(w, outerIPv4(src, tunRS4, packet.UDP, in.DontFragment, 0, 8+4+len(inner))...)
-			w = append(w, gueHeaders(uint16(49152+h%16384), 6080, packet.IPIP, len(inner))...)
+			w = append(w, gueHeaders(uint16(49152+h%16384), guePort, packet.IPIP, len(inner))...)
 			return append(w, inner...)
 		}
 		w := ethHeader(gwMAC, eth1MAC, 0x0800)
@@ -149,6 +152,24 @@ func TestTunnelCachedFlows(t *testing.T) {
 				t.Fatal("flow left the flow cache")
 			}
 		})
+	}
+
+	// A configuration change: the cached flows' next packets follow it
+	// (the service's configuration is read from the slot the cache entry
+	// recorded, valid for its generation only).
+	guePort = 6090
+	services(guePort)
+	gue := packet.Frame{SrcMAC: cliMAC, DstMAC: eth0MAC, Src: client4, Dst: vip4b, Proto: packet.TCP, SrcPort: 40200, DstPort: 81,
+		TCPFlags: packet.ACK, Payload: []byte("after the change")}
+	for i := range 2 {
+		if ret, out := e.runOnCPU0(e.eth0, gue.Bytes()); ret != xdpRedirect {
+			t.Fatalf("GUE after the change: action %s (verdicts %v)", actionNames[ret], e.verdicts())
+		} else {
+			expectFrame(t, fmt.Sprintf("GUE packet %d after the port changed", i), out, want(gue))
+		}
+	}
+	if _, ok := e.cachedOnCPU0(gue); !ok {
+		t.Error("GUE flow not cached again after the change")
 	}
 
 	// A cached flow's packet that does not fit the tunnel (1500 bytes
