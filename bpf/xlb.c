@@ -24,6 +24,7 @@
 #include "lib/embryo.h"
 #include "lib/checks.h"
 #include "lib/sync.h"
+#include "lib/probe.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -45,6 +46,7 @@ const volatile struct {
 	enum xlb_embryo_word embryo_word;
 	enum xlb_sync_flags sync_flags;
 	struct xlb_sync_rec sync_rec; /* the ring's records (a ring buffer has no value type) */
+	struct xlb_probe_ans probe_ans;
 } xlb_enums;
 
 /* xlb_done counts a verdict and turns it into an XDP action. */
@@ -54,6 +56,7 @@ static __always_inline int xlb_done(__u32 verdict, __u32 len)
 	switch (verdict) {
 	case XLB_V_TX:
 	case XLB_V_TX_ICMP_TOO_BIG:
+	case XLB_V_TX_PROBE_RST:
 		return XDP_TX;
 	case XLB_V_REDIRECT:
 		return XDP_REDIRECT;
@@ -73,6 +76,7 @@ static __always_inline int xlb_done(__u32 verdict, __u32 len)
 	case XLB_V_DROP_RP_FILTER:
 	case XLB_V_DROP_OTHER_HOST:
 	case XLB_V_DROP_ADOPT_IFACE:
+	case XLB_V_PROBE_REFUSED:
 		return XDP_DROP;
 	default:
 		return XDP_PASS;
@@ -741,6 +745,12 @@ int xlb_xdp(struct xdp_md *ctx)
 		 * header as it is). */
 		if (p.flow.family == XLB_AF_INET && !xlb_ip_csum_ok(ctx, p.l3_off))
 			return xlb_done(XLB_V_DROP_IP_CSUM, p.len);
+		/* The answers to the control plane's health checks. */
+		if (p.flow.proto == IPPROTO_TCP && p.frag == XLB_FRAG_NONE && lb_probe_port(p.flow.dport)) {
+			verdict = xlb_probe(ctx, &p, now);
+			if (verdict != XLB_CONTINUE)
+				return xlb_done(verdict, p.len);
+		}
 		p.hash = xlb_hash_flow(&p.flow);
 		__builtin_memset(&d, 0, sizeof(d));
 		__builtin_memset(&hop, 0, sizeof(hop));

@@ -172,6 +172,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mailStopping()
 	d.resign()
 	g.stop() // reconciler, checks, socket: nothing re-applies from here
+	d.stopProbeTap()
 	// Wait for the background commands (Go: quorum_up, quorum_down) still
 	// running: each ends within its timeout (its process group is killed
 	// then), none is left behind unsupervised.
@@ -237,6 +238,7 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 	if nn != nil {
 		g.Go("neighbour resolution", nn.Run)
 	}
+	d.startProbeTap()
 	d.setChecks(d.model)
 	if err := d.startBGP(cfg, g.Go); err != nil {
 		return nil, err

@@ -139,6 +139,19 @@
 #define XLB_SYNC_SLOTS 32768
 #endif
 
+/* Slots of each CPU's ring of health-check answers (probe.h,
+ * xlb_probe_slots): a power of two. The control plane reads every
+ * millisecond while checks wait; 1024 answers a millisecond on one CPU is
+ * 80 times the answers of 64,000 checks every 5 s. */
+#ifndef XLB_PROBE_SLOTS
+#define XLB_PROBE_SLOTS 1024
+#endif
+
+/* Health-check sources (address and reserved port) registered at most. */
+#ifndef XLB_MAX_PROBE_SRCS
+#define XLB_MAX_PROBE_SRCS 256
+#endif
+
 /* The limits the control plane holds a configuration to and sizes its
  * tables by, in BTF: dataplane/xdp's Go constants are generated from them
  * (bpf2go -type xlb_limits), so the two cannot disagree. */
@@ -155,6 +168,8 @@ enum xlb_limits {
 	XLB_LIMIT_EMBRYOS = XLB_MAX_EMBRYOS,
 	XLB_LIMIT_SYN_WINDOW_SHIFT = XLB_SYN_WINDOW_SHIFT,
 	XLB_LIMIT_SYNC_SLOTS = XLB_SYNC_SLOTS,
+	XLB_LIMIT_PROBE_SLOTS = XLB_PROBE_SLOTS,
+	XLB_LIMIT_PROBE_SRCS = XLB_MAX_PROBE_SRCS,
 	XLB_LIMIT_FLOW_CACHE = XLB_FLOW_CACHE_SIZE,
 };
 
@@ -211,6 +226,8 @@ enum xlb_verdict {
 	XLB_V_DROP_OTHER_HOST,     /* destination MAC not the receiving interface's (PACKET_OTHERHOST: ip_rcv_core) */
 	XLB_V_PASS_L2_MULTICAST,   /* unicast IP in a broadcast/multicast frame: IPVS takes PACKET_HOST only, to the kernel */
 	XLB_V_DROP_ADOPT_IFACE,    /* stateless NAT reply not received from where its real server is: not adopted */
+	XLB_V_TX_PROBE_RST,        /* a health check's SYN-ACK, reported and answered with a RST here (probe.h) */
+	XLB_V_PROBE_REFUSED,       /* a RST answering a health check's SYN, reported and consumed here (probe.h) */
 	XLB_V_MAX,
 };
 

@@ -48,6 +48,13 @@ func (cv *converter) services() {
 				used[g.name] = true
 				continue
 			}
+			if len(svcs) == 0 {
+				// keepalived removes such a group, then the virtual
+				// servers that name it (check_parser.c, check_data.c).
+				used[g.name] = true
+				cv.d.warnf(vs.pos, "virtual_server group", "virtual_server_group %q has no entries: this virtual_server is dropped, as keepalived drops it", vs.group)
+				continue
+			}
 			if !written[g.name] {
 				written[g.name], used[g.name] = true, true
 				t := &Table{Name: "virtual_server_group", Array: true, Src: g.pos, Comments: []string{"virtual_server_group " + g.name + ", " + g.pos.String()}}

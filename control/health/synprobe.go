@@ -42,7 +42,10 @@ type synProber struct {
 	port uint16 // the source port of the SYNs
 	mss  uint16
 	wake chan struct{} // capacity 1: the earliest timer changed
-	done chan struct{} // closed when the prober closes
+	// busyKick (capacity 1) wakes the reader of a prober with a tap when
+	// a probe is pending again.
+	busyKick chan struct{}
+	done     chan struct{} // closed when the prober closes
 
 	mu      sync.Mutex
 	pending map[synMatch]*synProbe
@@ -55,6 +58,12 @@ type synProber struct {
 	// routes are the synRoutes of p by source, shared by the checks
 	// (tens of thousands of them use one or a few).
 	routes map[netip.Addr]*synRoute
+
+	// tap takes the answers off the wire (synprobe_tap.go): nil unless
+	// the daemon set one for the prober's network namespace. watched are
+	// the sources it takes them for.
+	tap     *tapState
+	watched []netip.Addr
 
 	// sendCalls and recvCalls count the system calls that sent SYNs and
 	// read answers (for the tests).
@@ -128,8 +137,9 @@ var errNoRaw = errors.New("no raw socket")
 
 // synProbers are the probers of the process, by what they serve.
 type synProbers struct {
-	mu sync.Mutex
-	m  map[synKey]*synProber
+	mu  sync.Mutex
+	m   map[synKey]*synProber
+	tap *tapState // SetProbeTap's
 }
 
 var probers = &synProbers{m: make(map[synKey]*synProber)}
@@ -153,6 +163,9 @@ func (ps *synProbers) get(v6 bool, bindTo netip.Addr) (*synProber, error) {
 		return nil, err
 	}
 	p.reg = ps
+	if ps.tap != nil && ps.tap.netns == key.netns {
+		p.tap = ps.tap
+	}
 	ps.m[key] = p
 	go p.read()
 	go p.runTimers()
@@ -233,7 +246,7 @@ func openSYNProber(key synKey) (p *synProber, err error) {
 	}
 	return &synProber{
 		key: key, raw: raw, rc: rc, hold: hold, port: uint16(port), mss: mss,
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), busyKick: make(chan struct{}, 1), done: make(chan struct{}),
 		pending: make(map[synMatch]*synProbe), idle: time.Now(),
 		routes: make(map[netip.Addr]*synRoute),
 	}, nil
@@ -242,11 +255,15 @@ func openSYNProber(key synKey) (p *synProber, err error) {
 // route returns the synRoute of p and src.
 func (p *synProber) route(src netip.Addr) *synRoute {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	r := p.routes[src]
-	if r == nil {
+	added := r == nil
+	if added {
 		r = &synRoute{p: p, src: src}
 		p.routes[src] = r
+	}
+	p.mu.Unlock()
+	if added {
+		p.watch(src)
 	}
 	return r
 }

@@ -66,6 +66,12 @@ func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.T
 		}
 	}
 	p.pending[pr.match] = pr
+	if len(p.pending) == 1 && p.tap != nil {
+		select { // the reader waits for probes, not for the socket
+		case p.busyKick <- struct{}{}:
+		default:
+		}
+	}
 	heap.Push(&p.timers, pr)
 	early := pr.next.Before(p.armed)
 	if early {
@@ -174,10 +180,27 @@ func tcpChecksum4(src, dst netip.Addr, seg []byte) uint16 {
 // daemon's user time left. Otherwise it waits for the next answer.
 func (p *synProber) read() {
 	buf := new(synRecvBuf)
+	var tbuf *tapBuf
+	if p.tap != nil {
+		tbuf = new(tapBuf)
+	}
 	t := time.NewTimer(synReadEvery)
 	defer t.Stop()
 	for {
 		busy := p.busy()
+		if !busy && tbuf != nil {
+			// The tap takes the answers off the wire, and the raw socket
+			// may never hear of them: wait for a probe instead.
+			select {
+			case <-p.busyKick:
+				continue
+			case <-p.done:
+				return
+			}
+		}
+		if tbuf != nil {
+			p.reg.drainTap(p.tap, tbuf)
+		}
 		if _, err := p.recvAnswers(buf, !busy); err != nil {
 			if !errors.Is(err, os.ErrClosed) {
 				// A socket that cannot be read answers nothing more:
@@ -357,6 +380,7 @@ func (p *synProber) closeLocked() []*synProbe {
 // closeFiles closes p's sockets. Called without p.mu: closing waits for
 // the reader, which may be waiting for the lock to complete a probe.
 func (p *synProber) closeFiles() {
+	p.unwatchAll()
 	p.raw.Close()
 	unix.Close(p.hold)
 }

@@ -151,7 +151,9 @@ func (c *tcpChecker) learnRoute() (*synRoute, error) {
 		return nil, opErr(c.target, err)
 	}
 	src := c.bindTo
-	if addr.Is4() && !src.IsValid() {
+	// IPv4 needs the source for the checksum; a tap needs it to know the
+	// answers (IPv6's SYNs still leave with the kernel's choice).
+	if !src.IsValid() && (addr.Is4() || p.tap != nil) {
 		if src, err = routeSource(c.target); err != nil {
 			return nil, opErr(c.target, err)
 		}
@@ -164,7 +166,11 @@ func (c *tcpChecker) learnRoute() (*synRoute, error) {
 // routeSource is the source address the kernel picks for target: that of
 // a UDP socket connected to it.
 func routeSource(target netip.AddrPort) (netip.Addr, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	family := unix.AF_INET
+	if target.Addr().Is6() {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return netip.Addr{}, os.NewSyscallError("socket", err)
 	}
@@ -176,11 +182,13 @@ func routeSource(target netip.AddrPort) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, os.NewSyscallError("getsockname", err)
 	}
-	sa4, ok := sa.(*unix.SockaddrInet4)
-	if !ok {
-		return netip.Addr{}, fmt.Errorf("source of %s: %T", target, sa)
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrFrom4(sa.Addr), nil
+	case *unix.SockaddrInet6:
+		return netip.AddrFrom16(sa.Addr), nil
 	}
-	return netip.AddrFrom4(sa4.Addr), nil
+	return netip.Addr{}, fmt.Errorf("source of %s: %T", target, sa)
 }
 
 // errCanceled is a check stopped by its context's cancellation.

@@ -241,6 +241,8 @@ const (
 	bpfXlbLimitsXLB_LIMIT_EMBRYOS          bpfXlbLimits = 1048576
 	bpfXlbLimitsXLB_LIMIT_SYN_WINDOW_SHIFT bpfXlbLimits = 27
 	bpfXlbLimitsXLB_LIMIT_SYNC_SLOTS       bpfXlbLimits = 32768
+	bpfXlbLimitsXLB_LIMIT_PROBE_SLOTS      bpfXlbLimits = 1024
+	bpfXlbLimitsXLB_LIMIT_PROBE_SRCS       bpfXlbLimits = 256
 	bpfXlbLimitsXLB_LIMIT_FLOW_CACHE       bpfXlbLimits = 65536
 )
 
@@ -263,6 +265,37 @@ type bpfXlbPersistKey struct {
 	Svc    uint32
 	Family uint8
 	Pad    [3]uint8
+}
+
+type bpfXlbProbeAns struct {
+	_      structs.HostLayout
+	Addr   [16]uint8
+	Port   uint16
+	Dport  uint16
+	Ack    uint32
+	Family uint8
+	Rst    uint8
+	Pad    [6]uint8
+}
+
+type bpfXlbProbeHead struct {
+	_    structs.HostLayout
+	Next uint64
+	Pad  [7]uint64
+}
+
+type bpfXlbProbeSlot struct {
+	_   structs.HostLayout
+	Seq uint64
+	Ans bpfXlbProbeAns
+}
+
+type bpfXlbProbeSrc struct {
+	_      structs.HostLayout
+	Addr   [16]uint8
+	Port   uint16
+	Family uint8
+	Pad    uint8
 }
 
 type bpfXlbScratch struct {
@@ -407,7 +440,9 @@ const (
 	bpfXlbVerdictXLB_V_DROP_OTHER_HOST   bpfXlbVerdict = 26
 	bpfXlbVerdictXLB_V_PASS_L2MULTICAST  bpfXlbVerdict = 27
 	bpfXlbVerdictXLB_V_DROP_ADOPT_IFACE  bpfXlbVerdict = 28
-	bpfXlbVerdictXLB_V_MAX               bpfXlbVerdict = 29
+	bpfXlbVerdictXLB_V_TX_PROBE_RST      bpfXlbVerdict = 29
+	bpfXlbVerdictXLB_V_PROBE_REFUSED     bpfXlbVerdict = 30
+	bpfXlbVerdictXLB_V_MAX               bpfXlbVerdict = 31
 )
 
 type bpfXlbVerdictStats struct {
@@ -441,6 +476,10 @@ const (
 	bpfMapXlbLocal4V1      = "xlb_local4_v1"
 	bpfMapXlbNatRealsV1    = "xlb_nat_reals_v1"
 	bpfMapXlbPersistV1     = "xlb_persist_v1"
+	bpfMapXlbProbeHeads    = "xlb_probe_heads"
+	bpfMapXlbProbePorts    = "xlb_probe_ports"
+	bpfMapXlbProbeSlots    = "xlb_probe_slots"
+	bpfMapXlbProbeSrcs     = "xlb_probe_srcs"
 	bpfMapXlbRrV1          = "xlb_rr_v1"
 	bpfMapXlbScratch       = "xlb_scratch"
 	bpfMapXlbSvcIdsV1      = "xlb_svc_ids_v1"
@@ -534,6 +573,10 @@ type bpfMapSpecs struct {
 	XlbLocal4V1    *ebpf.MapSpec `ebpf:"xlb_local4_v1"`
 	XlbNatRealsV1  *ebpf.MapSpec `ebpf:"xlb_nat_reals_v1"`
 	XlbPersistV1   *ebpf.MapSpec `ebpf:"xlb_persist_v1"`
+	XlbProbeHeads  *ebpf.MapSpec `ebpf:"xlb_probe_heads"`
+	XlbProbePorts  *ebpf.MapSpec `ebpf:"xlb_probe_ports"`
+	XlbProbeSlots  *ebpf.MapSpec `ebpf:"xlb_probe_slots"`
+	XlbProbeSrcs   *ebpf.MapSpec `ebpf:"xlb_probe_srcs"`
 	XlbRrV1        *ebpf.MapSpec `ebpf:"xlb_rr_v1"`
 	XlbScratch     *ebpf.MapSpec `ebpf:"xlb_scratch"`
 	XlbSvcIdsV1    *ebpf.MapSpec `ebpf:"xlb_svc_ids_v1"`
@@ -601,6 +644,10 @@ type bpfMaps struct {
 	XlbLocal4V1    *ebpf.Map `ebpf:"xlb_local4_v1"`
 	XlbNatRealsV1  *ebpf.Map `ebpf:"xlb_nat_reals_v1"`
 	XlbPersistV1   *ebpf.Map `ebpf:"xlb_persist_v1"`
+	XlbProbeHeads  *ebpf.Map `ebpf:"xlb_probe_heads"`
+	XlbProbePorts  *ebpf.Map `ebpf:"xlb_probe_ports"`
+	XlbProbeSlots  *ebpf.Map `ebpf:"xlb_probe_slots"`
+	XlbProbeSrcs   *ebpf.Map `ebpf:"xlb_probe_srcs"`
 	XlbRrV1        *ebpf.Map `ebpf:"xlb_rr_v1"`
 	XlbScratch     *ebpf.Map `ebpf:"xlb_scratch"`
 	XlbSvcIdsV1    *ebpf.Map `ebpf:"xlb_svc_ids_v1"`
@@ -641,6 +688,10 @@ func (m *bpfMaps) Close() error {
 		m.XlbLocal4V1,
 		m.XlbNatRealsV1,
 		m.XlbPersistV1,
+		m.XlbProbeHeads,
+		m.XlbProbePorts,
+		m.XlbProbeSlots,
+		m.XlbProbeSrcs,
 		m.XlbRrV1,
 		m.XlbScratch,
 		m.XlbSvcIdsV1,

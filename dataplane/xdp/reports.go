@@ -54,35 +54,46 @@ func sizeSyncRings(spec *ebpf.CollectionSpec) error {
 	return nil
 }
 
-// reportRing reads the report rings. Not safe for concurrent use: one
+// reportRing reads rings of this shape: the report rings, and the
+// health-check answers' (probe.go). Not safe for concurrent use: one
 // reader goroutine.
 type reportRing struct {
 	heads, slots []byte   // mapped
 	n            int      // slots of a CPU's ring
+	slotSize     int      // bytes: the sequence number, then the record
 	next         []uint64 // per CPU: the sequence number of its next report to read
 	lost         atomic.Uint64
-	rec          [syncRecSize]byte
+	rec          []byte // a record's copy
 }
 
 // openReportRing maps the rings of heads and slots, sized by
 // sizeSyncRings for ncpu CPUs.
 func openReportRing(heads, slots *ebpf.Map, ncpu int) (*reportRing, error) {
-	n := ringSlots(ncpu)
+	return openRing(heads, slots, ncpu, ringSlots(ncpu), syncSlotSize)
+}
+
+// openRing maps rings of n slots of slotSize bytes for ncpu CPUs.
+func openRing(heads, slots *ebpf.Map, ncpu, n, slotSize int) (*reportRing, error) {
 	if int(heads.MaxEntries()) != ncpu || int(heads.ValueSize()) != syncHeadSize ||
-		int(slots.MaxEntries()) != ncpu*n || int(slots.ValueSize()) != syncSlotSize {
-		return nil, fmt.Errorf("report rings: %d heads of %d bytes and %d slots of %d bytes are not %d CPUs' rings of %d",
+		int(slots.MaxEntries()) != ncpu*n || int(slots.ValueSize()) != slotSize {
+		return nil, fmt.Errorf("rings: %d heads of %d bytes and %d slots of %d bytes are not %d CPUs' rings of %d",
 			heads.MaxEntries(), heads.ValueSize(), slots.MaxEntries(), slots.ValueSize(), ncpu, n)
 	}
 	h, err := unix.Mmap(heads.FD(), 0, pageUp(ncpu*syncHeadSize), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
-		return nil, fmt.Errorf("map %s: %w", bpfMapXlbSyncHeads, os.NewSyscallError("mmap", err))
+		return nil, fmt.Errorf("map %s: %w", heads, os.NewSyscallError("mmap", err))
 	}
-	s, err := unix.Mmap(slots.FD(), 0, pageUp(ncpu*n*syncSlotSize), unix.PROT_READ, unix.MAP_SHARED)
+	s, err := unix.Mmap(slots.FD(), 0, pageUp(ncpu*n*slotSize), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		_ = unix.Munmap(h)
-		return nil, fmt.Errorf("map %s: %w", bpfMapXlbSyncSlots, os.NewSyscallError("mmap", err))
+		return nil, fmt.Errorf("map %s: %w", slots, os.NewSyscallError("mmap", err))
 	}
-	return &reportRing{heads: h[:ncpu*syncHeadSize], slots: s[:ncpu*n*syncSlotSize], n: n, next: make([]uint64, ncpu)}, nil
+	return newRing(h[:ncpu*syncHeadSize], s[:ncpu*n*slotSize], ncpu, n, slotSize), nil
+}
+
+// newRing reads the rings in heads and slots.
+func newRing(heads, slots []byte, ncpu, n, slotSize int) *reportRing {
+	return &reportRing{heads: heads, slots: slots, n: n, slotSize: slotSize, next: make([]uint64, ncpu), rec: make([]byte, slotSize-8)}
 }
 
 func pageUp(n int) int {
@@ -103,12 +114,25 @@ func word(b []byte, off int) uint64 {
 
 // read appends to out the reports written since the last read, up to max,
 // CPU after CPU, and returns it; pending says whether reports were left
-// unread (max reached). A slot is kept only if its sequence number read
-// the same before and after its copy (its writer marks it 0 first); a
-// slot its writer has taken but not finished ends that CPU's read until
-// the next call, unless the CPU has since written half a ring more (then
-// it is counted lost).
+// unread (max reached).
 func (r *reportRing) read(out []bpfXlbSyncRec, max int) (_ []bpfXlbSyncRec, pending bool) {
+	pending = r.each(max-len(out), func(rec []byte) {
+		if v, ok := decodeSyncRec(rec); ok {
+			out = append(out, v)
+		}
+	})
+	return out, pending
+}
+
+// each calls fn with a copy of each record written since the last call,
+// up to max, CPU after CPU, and reports whether records were left unread
+// (max reached). fn must not keep rec. A slot is kept only if its
+// sequence number read the same before and after its copy (its writer
+// marks it 0 first); a slot its writer has taken but not finished ends
+// that CPU's read until the next call, unless the CPU has since written
+// half a ring more (then it is counted lost).
+func (r *reportRing) each(max int, fn func(rec []byte)) (pending bool) {
+	read := 0
 	for cpu := range r.next {
 		head := word(r.heads, cpu*syncHeadSize)
 		next := r.next[cpu]
@@ -117,11 +141,11 @@ func (r *reportRing) read(out []bpfXlbSyncRec, max int) (_ []bpfXlbSyncRec, pend
 			next = head - uint64(r.n)
 		}
 		for next < head {
-			if len(out) >= max {
+			if read >= max {
 				pending = true
 				break
 			}
-			off := (cpu*r.n + int(next%uint64(r.n))) * syncSlotSize
+			off := (cpu*r.n + int(next%uint64(r.n))) * r.slotSize
 			seq := word(r.slots, off)
 			if seq != next+1 {
 				if seq > next+1 || head-next > uint64(r.n/2) {
@@ -131,18 +155,17 @@ func (r *reportRing) read(out []bpfXlbSyncRec, max int) (_ []bpfXlbSyncRec, pend
 				}
 				break // being written: next time
 			}
-			copy(r.rec[:], r.slots[off+8:off+8+syncRecSize])
+			copy(r.rec, r.slots[off+8:off+r.slotSize])
 			if word(r.slots, off) != seq {
 				r.lost.Add(1) // overwritten while copied
 				next++
 				continue
 			}
-			if v, ok := decodeSyncRec(r.rec[:]); ok {
-				out = append(out, v)
-			}
+			fn(r.rec)
+			read++
 			next++
 		}
 		r.next[cpu] = next
 	}
-	return out, pending
+	return pending
 }

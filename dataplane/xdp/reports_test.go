@@ -95,7 +95,7 @@ func TestSyncReportRingLapped(t *testing.T) {
 // writer is done; a slot a later lap overwrote is lost; a slot whose
 // writer never finished is given up once its CPU wrote half a ring more.
 func TestReportRingSlots(t *testing.T) {
-	r := &reportRing{heads: make([]byte, syncHeadSize), slots: make([]byte, syncSlots*syncSlotSize), n: syncSlots, next: make([]uint64, 1)}
+	r := newRing(make([]byte, syncHeadSize), make([]byte, syncSlots*syncSlotSize), 1, syncSlots, syncSlotSize)
 	ne := binary.NativeEndian
 	setHead := func(v uint64) { ne.PutUint64(r.heads, v) }
 	put := func(seq uint64, commit uint64) { // the slot of seq, holding port seq
@@ -166,7 +166,7 @@ func TestReportRingSlots(t *testing.T) {
 // counted lost. The writer writes as lb_sync_report does: the slot marked
 // busy, the record, then its sequence number.
 func TestReportRingTorn(t *testing.T) {
-	r := &reportRing{heads: make([]byte, syncHeadSize), slots: make([]byte, syncSlots*syncSlotSize), n: syncSlots, next: make([]uint64, 1)}
+	r := newRing(make([]byte, syncHeadSize), make([]byte, syncSlots*syncSlotSize), 1, syncSlots, syncSlotSize)
 	const total = 3_000_000
 	head := (*atomic.Uint64)(unsafe.Pointer(&r.heads[0]))
 	done := make(chan struct{})

@@ -155,6 +155,8 @@ type Dataplane struct {
 
 	// csync is connection sync's (connsync.go).
 	csync connSync
+	// probes are the health checks' answers' (probe.go).
+	probes probeTap
 
 	// The interface maps (ifaces.go) and their watcher.
 	ifSync                 ifaceSync
@@ -305,9 +307,12 @@ func (d *Dataplane) load() error {
 	if err := sizeSyncRings(spec); err != nil {
 		return err
 	}
-	if err := sizeFlowCache(spec); err != nil {
-		return err
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("possible CPUs: %w", err)
 	}
+	sizeProbeRings(spec, ncpu)
+	sizeFlowCache(spec, ncpu)
 	if err := spec.Variables[bpfVarXlbSynLimit].Set(synLimit(d.opts.SYNFloodRate)); err != nil {
 		return fmt.Errorf("SYN flood limit: %w", err)
 	}
@@ -432,6 +437,7 @@ func (d *Dataplane) Capabilities() dataplane.Capabilities {
 // its pinned links and the maps stay pinned.
 func (d *Dataplane) Close() error {
 	d.stopSync()
+	d.unwatchAll()
 	if d.stop != nil {
 		close(d.stop)
 		<-d.done

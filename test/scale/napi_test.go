@@ -86,11 +86,16 @@ func taskCPU(pids []int) time.Duration {
 }
 
 // checkCPUSplit measures the director's and the real server's shares of a
-// core over d with their veths' receive side in threads.
-func (bn *bench) checkCPUSplit(x *daemon, d time.Duration) (daemon, dirThread, rsThread float64) {
+// core over d with their veths' receive side in threads, and the daemon's
+// user mode share. With XLB_SCALE_PROFILES, the daemon's CPU profile of
+// the window is saved as cpu-napi.
+func (bn *bench) checkCPUSplit(s shape, x *daemon, d time.Duration) (daemon, user, dirThread, rsThread float64) {
 	if bn.napiDir == nil {
 		bn.napiDir = bn.threadNAPI(bn.d.NS, "eth1")
 		bn.napiRS = bn.threadNAPI(bn.l.Reals[0].NS, "eth0")
+	}
+	if bn.prof != "" {
+		go bn.profile(s, "cpu-napi", fmt.Sprintf("profile?seconds=%d", int(d/time.Second)-5))
 	}
 	u0, s0 := x.cpu()
 	d0, r0 := taskCPU(bn.napiDir), taskCPU(bn.napiRS)
@@ -99,5 +104,5 @@ func (bn *bench) checkCPUSplit(x *daemon, d time.Duration) (daemon, dirThread, r
 	u1, s1 := x.cpu()
 	d1, r1 := taskCPU(bn.napiDir), taskCPU(bn.napiRS)
 	el := float64(time.Since(t0))
-	return float64(u1-u0+s1-s0) / el, float64(d1-d0) / el, float64(r1-r0) / el
+	return float64(u1-u0+s1-s0) / el, float64(u1-u0) / el, float64(d1-d0) / el, float64(r1-r0) / el
 }

@@ -214,10 +214,11 @@ func (bn *bench) scenario(s shape, t targets) {
 	fs.add(cpuName+": of which user mode", "%", 0, 100*user)
 	if s.Check != "none" {
 		fs.note(cpuName, "system time includes the real server's side of each check: over a veth the peer's TCP runs inside the daemon's send of the SYN (or its connect())")
-		daemon, dirThread, rsThread := bn.checkCPUSplit(x, 30*time.Second)
+		daemon, user, dirThread, rsThread := bn.checkCPUSplit(s, x, 30*time.Second)
 		split := cpuName + ", receive in NAPI threads"
 		fs.add(split+": the director (daemon and its thread)", "%", t.cpu, 100*(daemon+dirThread))
 		fs.add(split+": of which the daemon", "%", 0, 100*daemon)
+		fs.add(split+": of which the daemon's user mode", "%", 0, 100*user)
 		fs.add(split+": the real server's thread", "%", 0, 100*rsThread)
 	}
 	x.resetPeak()

@@ -1,0 +1,171 @@
+package health
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// A ProbeTap takes the answers to the probes' SYNs (synprobe.go) off the
+// wire before the kernel's stack does: the XDP program (bpf/lib/probe.h),
+// when it runs on the interfaces the answers arrive on. It answers a
+// SYN-ACK with the RST the kernel would send, drops a RST, and reports
+// both; a prober reads them with the answers of its raw socket, which
+// still gets whatever arrives elsewhere. Over a veth the kernel's path of
+// an answer (the raw socket's copy and filter, the TCP lookup, the reset
+// built and routed, the read) was most of the director's cost of a check.
+type ProbeTap interface {
+	// WatchProbes makes the tap take the answers to SYNs sent from
+	// src:port; UnwatchProbes undoes it.
+	WatchProbes(src netip.Addr, port uint16) error
+	UnwatchProbes(src netip.Addr, port uint16) error
+	// ReadProbeAnswers appends the answers taken since the last call.
+	ReadProbeAnswers(out []ProbeAnswer) ([]ProbeAnswer, error)
+}
+
+// ProbeAnswer is an answer a ProbeTap took.
+type ProbeAnswer struct {
+	From    netip.AddrPort // the real server
+	Port    uint16         // the probe's source port
+	Ack     uint32         // the probe's sequence number + 1
+	Refused bool           // a RST; otherwise a SYN-ACK
+}
+
+// tapState is the registry's tap: one for the network namespace it was set
+// in (SetProbeTap).
+type tapState struct {
+	tap   ProbeTap
+	netns [2]uint64
+	// read serialises the reads: the tap's rings have one reader.
+	read sync.Mutex
+}
+
+// SetProbeTap makes tap take the answers of the probes sent from the
+// calling thread's network namespace (the daemon's: its dataplane's); nil
+// gives them back to the kernel. The probers of the tap it replaces close.
+// It reads the tap once first: a tap that cannot be read would leave every
+// check without its answers.
+func SetProbeTap(tap ProbeTap) error {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	var ts *tapState
+	if tap != nil {
+		if _, err := tap.ReadProbeAnswers(nil); err != nil {
+			return err
+		}
+		ts = &tapState{tap: tap, netns: [2]uint64{st.Dev, st.Ino}}
+	}
+	probers.mu.Lock()
+	old := probers.tap
+	probers.tap = ts
+	var closing []*synProber
+	for _, p := range probers.m {
+		if old != nil && p.tap == old {
+			closing = append(closing, p)
+		}
+	}
+	probers.mu.Unlock()
+	// The old tap's probers close: their probes end with errProberClosed,
+	// and their checks open probers of the new one.
+	for _, p := range closing {
+		p.close()
+	}
+	return nil
+}
+
+// tapBuf is a reader's memory for drainTap.
+type tapBuf struct {
+	ans     []ProbeAnswer
+	probers []*synProber
+	done    []*synProbe
+	errs    []error
+}
+
+// drainTap reads the answers the tap took and completes their probes, in
+// whichever of the tap's probers sent them.
+func (ps *synProbers) drainTap(ts *tapState, buf *tapBuf) {
+	ts.read.Lock()
+	var err error
+	buf.ans, err = ts.tap.ReadProbeAnswers(buf.ans[:0])
+	ts.read.Unlock()
+	if err != nil || len(buf.ans) == 0 {
+		return // SetProbeTap read it: the rings are mapped, and stay so
+	}
+	buf.probers = buf.probers[:0]
+	ps.mu.Lock()
+	for _, p := range ps.m {
+		if p.tap == ts {
+			buf.probers = append(buf.probers, p)
+		}
+	}
+	ps.mu.Unlock()
+	for _, p := range buf.probers {
+		p.tapAnswers(buf)
+	}
+	clear(buf.probers)
+}
+
+// tapAnswers completes the probes of p that buf.ans answer.
+func (p *synProber) tapAnswers(buf *tapBuf) {
+	buf.done, buf.errs = buf.done[:0], buf.errs[:0]
+	p.mu.Lock()
+	for _, a := range buf.ans {
+		if a.Port != p.port || a.From.Addr().Is6() != p.key.v6 {
+			continue
+		}
+		m := synMatch{addr: a.From.Addr(), port: a.From.Port(), ack: a.Ack}
+		if pr := p.pending[m]; pr != nil {
+			p.removeLocked(pr)
+			var verdict error
+			if a.Refused {
+				verdict = os.NewSyscallError("connect", unix.ECONNREFUSED)
+			}
+			buf.done, buf.errs = append(buf.done, pr), append(buf.errs, verdict)
+		}
+	}
+	p.mu.Unlock()
+	for i, pr := range buf.done {
+		pr.end(buf.errs[i])
+		buf.done[i], buf.errs[i] = nil, nil
+	}
+}
+
+// watch has the tap take the answers to p's SYNs from src (a new route's).
+// An error leaves them to the kernel and the raw socket.
+func (p *synProber) watch(src netip.Addr) {
+	if p.tap == nil || !src.IsValid() {
+		return
+	}
+	if p.tap.tap.WatchProbes(src, p.port) != nil {
+		return
+	}
+	p.mu.Lock()
+	closed := p.closed
+	if !closed {
+		p.watched = append(p.watched, src)
+	}
+	p.mu.Unlock()
+	if closed {
+		_ = p.tap.tap.UnwatchProbes(src, p.port)
+	}
+}
+
+// unwatchAll gives the answers to p's SYNs back to the kernel, before p's
+// port is released (closeFiles): another socket may take the port next.
+func (p *synProber) unwatchAll() {
+	if p.tap == nil {
+		return
+	}
+	p.mu.Lock()
+	watched := p.watched
+	p.watched = nil
+	p.mu.Unlock()
+	for _, src := range watched {
+		_ = p.tap.tap.UnwatchProbes(src, p.port)
+	}
+}
