@@ -288,7 +288,11 @@ static __noinline __u32 xlb_probe(struct xdp_md *ctx, const struct xlb_pkt *p, _
 		return v;
 	if (off > XLB_MAX_L4_OFF)
 		return XLB_V_DROP_MALFORMED;
-	th = data + off;
+	/* Bounded again where it is added: the compiler reloads the
+	 * spilled offset after the check, and 6.1's verifier does not
+	 * carry the check over to the reload (the packet range is then
+	 * not marked: the program did not load on Debian 12). */
+	th = data + xlb_bound_l4(off);
 	if ((void *)(th + 1) > data_end)
 		return XLB_V_DROP_MALFORMED;
 	lb_probe_report(p, th->ack_seq, rst);
