@@ -170,7 +170,7 @@ __noinline __u32 xlb_probe_rst(struct xdp_md *ctx, __u32 l3_off, __u32 l4_off, _
 	if (l3_off > XLB_MAX_L3_OFF || l4_off > XLB_MAX_L4_OFF)
 		return XLB_V_DROP_MALFORMED;
 	l3_off = xlb_bound_l3(l3_off);
-	th = data + l4_off;
+	th = data + xlb_bound_l4(l4_off);
 	if ((void *)(th + 1) > data_end)
 		return XLB_V_DROP_MALFORMED;
 	sport = th->source;
@@ -288,10 +288,8 @@ static __noinline __u32 xlb_probe(struct xdp_md *ctx, const struct xlb_pkt *p, _
 		return v;
 	if (off > XLB_MAX_L4_OFF)
 		return XLB_V_DROP_MALFORMED;
-	/* Bounded again where it is added: the compiler reloads the
-	 * spilled offset after the check, and 6.1's verifier does not
-	 * carry the check over to the reload (the packet range is then
-	 * not marked: the program did not load on Debian 12). */
+	/* 6.1's verifier gives no range to a packet pointer whose offset may
+	 * reach 64 KiB: bound it where it is added. */
 	th = data + xlb_bound_l4(off);
 	if ((void *)(th + 1) > data_end)
 		return XLB_V_DROP_MALFORMED;

@@ -183,15 +183,21 @@ func (d *Dataplane) ProbeAnswers(out []dataplane.ProbeAnswer) ([]dataplane.Probe
 	return out, nil
 }
 
-// ProbeAnswersLost is the answers overwritten before they were read.
-func (d *Dataplane) ProbeAnswersLost() uint64 {
+// EventProbeAnswersLost counts, in Stats' events once the answers are
+// read, the health checks' answers overwritten in their CPU's ring before
+// they were read (their checks wait for the SYN's resend).
+const EventProbeAnswersLost = "probe_answers_lost"
+
+// probeAnswersLost is the answers overwritten before they were read, if
+// they are read.
+func (d *Dataplane) probeAnswersLost() (uint64, bool) {
 	t := &d.probes
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ring == nil {
-		return 0
+		return 0, false
 	}
-	return t.ring.lost.Load()
+	return t.ring.lost.Load(), true
 }
 
 // decodeProbeAns decodes a struct xlb_probe_ans.

@@ -1,13 +1,16 @@
 package xdp
 
 import (
+	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
@@ -198,5 +201,52 @@ func TestProbeSourcesClosed(t *testing.T) {
 	var w uint64
 	if err := ports.Lookup(uint32(40001/64), &w); err != nil || w != 0 {
 		t.Errorf("port word %x (%v), want 0", w, err)
+	}
+}
+
+// TestProbeAnswersLost: a CPU that reports more answers than its ring
+// holds between two reads overwrites the oldest; the reader counts them
+// lost, in Stats' events.
+func TestProbeAnswersLost(t *testing.T) {
+	e := newEnv(t)
+	if err := e.d.WatchProbes(probeSrc4, 40001); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.d.ProbeAnswers(nil); err != nil { // the reader starts
+		t.Fatal(err)
+	}
+	const extra = 100
+	if err := e.ns.Do(func() error {
+		// One CPU's ring: this thread stays on CPU 0.
+		var set unix.CPUSet
+		set.Set(0)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return err
+		}
+		for i := range probeSlots + extra {
+			frame := probeFrame(probeRS4, probeSrc4, 40001, packet.SYN|packet.ACK, uint32(i)).Bytes()
+			out := make([]byte, len(frame)+256)
+			opts := ebpf.RunOptions{Data: frame, DataOut: out, Context: bpfXdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(e.eth0)}}
+			if ret, err := e.d.Program().Run(&opts); err != nil || ret != xdpTX {
+				return fmt.Errorf("run %d: %v, action %d", i, err, ret)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.d.ProbeAnswers(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != probeSlots || got[0].Ack != extra || int(got[len(got)-1].Ack) != probeSlots+extra-1 {
+		t.Errorf("%d answers read, acks %d..%d; want the newest %d, %d..%d", len(got), got[0].Ack, got[len(got)-1].Ack, probeSlots, extra, probeSlots+extra-1)
+	}
+	st, err := e.d.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.Events[EventProbeAnswersLost]; n != extra {
+		t.Errorf("%s %d, want %d", EventProbeAnswersLost, n, extra)
 	}
 }

@@ -135,6 +135,9 @@ func (d *Dataplane) Stats(context.Context) (*dataplane.Stats, error) {
 	if d.opts.PinPath != "" {
 		out.Events[EventPinsRestored] = d.pins.restored.Load()
 	}
+	if lost, ok := d.probeAnswersLost(); ok {
+		out.Events[EventProbeAnswersLost] = lost
+	}
 	return out, errors.Join(errs...)
 }
 

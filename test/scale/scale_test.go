@@ -53,9 +53,9 @@ type bench struct {
 	figs *figures
 	n    int // daemons started
 	// napiDir and napiRS: the NAPI threads of the director's eth1 and the
-	// real server's eth0, once the check scenarios turned them on
-	// (napi_test.go).
-	napiDir, napiRS []int
+	// real server's eth0, napiSwitch those of the switch's ports facing
+	// them, once the check scenarios turned them on (napi_test.go).
+	napiDir, napiRS, napiSwitch []int
 }
 
 func BenchmarkScale(b *testing.B) {
@@ -214,12 +214,13 @@ func (bn *bench) scenario(s shape, t targets) {
 	fs.add(cpuName+": of which user mode", "%", 0, 100*user)
 	if s.Check != "none" {
 		fs.note(cpuName, "system time includes the real server's side of each check: over a veth the peer's TCP runs inside the daemon's send of the SYN (or its connect())")
-		daemon, user, dirThread, rsThread := bn.checkCPUSplit(s, x, 30*time.Second)
+		daemon, user, dirThread, rsThread, swThreads := bn.checkCPUSplit(s, x, 30*time.Second)
 		split := cpuName + ", receive in NAPI threads"
 		fs.add(split+": the director (daemon and its thread)", "%", t.cpu, 100*(daemon+dirThread))
 		fs.add(split+": of which the daemon", "%", 0, 100*daemon)
 		fs.add(split+": of which the daemon's user mode", "%", 0, 100*user)
 		fs.add(split+": the real server's thread", "%", 0, 100*rsThread)
+		fs.add(split+": the lab switch's threads (its ports facing the director and the real server)", "%", 0, 100*swThreads)
 	}
 	x.resetPeak()
 
