@@ -152,9 +152,14 @@ func (c *tcpChecker) learnRoute() (*synRoute, error) {
 	}
 	src := c.bindTo
 	// IPv4 needs the source for the checksum; a tap needs it to know the
-	// answers (IPv6's SYNs still leave with the kernel's choice).
+	// answers (IPv6's SYNs still leave with the kernel's choice, and
+	// without it the raw socket reads their answers).
 	if !src.IsValid() && (addr.Is4() || p.tap != nil) {
-		if src, err = routeSource(c.target); err != nil {
+		s, err := routeSource(c.target)
+		switch {
+		case err == nil:
+			src = s
+		case addr.Is4():
 			return nil, opErr(c.target, err)
 		}
 	}
