@@ -197,7 +197,7 @@ struct xlb_decision {
 	struct xlb_backend *be;
 	__u32 svc_id;
 	__u32 backend;
-	__u32 cfg_idx; /* XLB_NEW: the service's configuration */
+	__u32 cfg_idx; /* the service's configuration (XLB_D_SLOW) */
 	__u8 action;
 	__u8 kind;
 	__u8 is_new;
@@ -364,7 +364,7 @@ static __always_inline __u32 xlb_reply(struct xdp_md *ctx, struct xlb_pkt *p, st
 	v = xlb_xmit(ctx, p, XLB_ACT_NAT_OUT, svc, be, &hop);
 	if (xlb_sent(v)) {
 		if (hop.valid && !(p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST)))
-			lb_cache_put(cache, p, ct->svc, ct->backend, XLB_ACT_NAT_OUT, &hop, now, gen);
+			lb_cache_put(cache, p, ct->svc, cfg_idx, ct->backend, XLB_ACT_NAT_OUT, &hop, now, gen);
 		if (p->frag == XLB_FRAG_FIRST)
 			lb_frag_put(p, ct->svc, ct->backend, XLB_ACT_NAT_OUT, now);
 	}
@@ -436,7 +436,7 @@ static __always_inline __u32 xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_
 	if (bpf_map_update_elem(&xlb_conns_v1, &fwd, &v, BPF_NOEXIST) == 0) {
 		lb_active_add(v.backend, 1);
 		lb_dest_bind(v.backend, be, lb_ct_active(fwd.proto, v.state));
-		lb_epoch_bump(xlb_hash_flow(&fwd));
+		lb_epoch_bump(&fwd);
 	}
 	v.flags = XLB_CT_F_REPLY;
 	if (bpf_map_update_elem(&xlb_conns_v1, &p->flow, &v, BPF_ANY))
@@ -498,6 +498,7 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 			if (svc->fwd == XLB_FWD_NAT)
 				lb_reply_put(p, svc->id, id, be, now, 1);
 			d->svc = svc;
+			d->cfg_idx = cfg_idx;
 			d->be = be;
 			d->svc_id = svc->id;
 			d->backend = id;
@@ -645,7 +646,7 @@ create:
 	xlb_conn_new(p, d, now, held, bound);
 	d->sync = XLB_SYNC_CREATED;
 	/* The 5-tuple may be reused: what any CPU cached for it is stale. */
-	lb_epoch_bump(p->hash);
+	lb_epoch_bump(&p->flow);
 out:
 	d->be = be;
 	d->svc_id = svc->id;
@@ -662,15 +663,20 @@ no_backend:
 SEC("xdp")
 int xlb_xdp(struct xdp_md *ctx)
 {
-	__u32 cfg_idx;
 	struct xlb_flow_cache *cache = NULL, *hit;
-	struct xlb_decision d = {};
-	struct xlb_hop hop = {};
+	/* Set where used: not zeroed for a DR flow the cache forwards. */
+	struct xlb_decision d;
+	struct xlb_hop hop;
 	struct xlb_globals *g;
 	struct xlb_pkt p = {};
-	__u32 verdict;
+	__u32 verdict, in_ifindex;
 	__u64 now;
 
+	/* Read first, for the flow cache's DR packets: three dependent loads
+	 * (rxq->dev->ifindex) that overlap the parsing instead of waiting at
+	 * the end. */
+	in_ifindex = ctx->ingress_ifindex;
+	asm volatile("" : "+r"(in_ifindex));
 	verdict = xlb_parse(ctx, &p);
 	if (verdict != XLB_CONTINUE)
 		return xlb_done(verdict, p.len);
@@ -682,26 +688,48 @@ int xlb_xdp(struct xdp_md *ctx)
 	hit = NULL;
 	if (p.frag != XLB_FRAG_LATER && !p.icmp_err) {
 		/* Established flows: the per-CPU cache, array lookups only. */
-		p.hash = xlb_hash_flow(&p.flow);
-		cache = lb_cache_slot(p.hash);
+		p.cidx = lb_cache_idx(&p.flow);
+		cache = lb_cache_slot(p.cidx);
 		hit = lb_cache_get(cache, &p, now, g->gen);
 		if (hit && hit->action == XLB_ACT_DR) {
 			/* The common case, kept short. */
-			verdict = xlb_l2_fwd(ctx, p.l3_off, hit->mac, hit->smac, hit->ifindex);
+			verdict = xlb_l2_fwd_in(ctx, p.l3_off, hit->mac, hit->smac, hit->ifindex, in_ifindex);
 			if (xlb_sent(verdict))
 				xlb_count(hit->svc, hit->backend, p.len, 0, XLB_ACT_DR);
 			return xlb_done(verdict, p.len);
 		}
+		if (hit && hit->action == XLB_ACT_TUNNEL) {
+			/* Tunnelled flows, kept short too: the outer header
+			 * needs the service's and the backend's configuration. */
+			d.svc = lb_svc_at(hit->svc, hit->cfg_idx);
+			d.be = d.svc ? lb_backend(hit->backend, hit->svc) : NULL;
+			if (d.be) {
+				p.hash = hit->hash;
+				xlb_mac_copy(hop.mac, hit->mac);
+				xlb_mac_copy(hop.smac, hit->smac);
+				hop.ifindex = hit->ifindex;
+				hop.mtu = hit->mtu;
+				hop.valid = 1;
+				verdict = xlb_encap(ctx, &p, d.svc, d.be, &hop);
+				if (xlb_delivered(verdict))
+					xlb_count(hit->svc, hit->backend, p.len, 0, XLB_ACT_TUNNEL);
+				return xlb_done(verdict, p.len);
+			}
+			hit = NULL;
+		}
 		if (hit) {
+			__builtin_memset(&d, 0, sizeof(d));
+			p.hash = hit->hash;
 			d.action = hit->action;
 			d.svc_id = hit->svc;
 			d.backend = hit->backend;
-			d.svc = lb_svc_by_id(d.svc_id, &cfg_idx);
+			d.svc = lb_svc_at(d.svc_id, hit->cfg_idx);
 			d.be = d.svc ? lb_backend(d.backend, d.svc_id) : NULL;
 			if (d.be) {
 				__builtin_memcpy(hop.mac, hit->mac, ETH_ALEN);
 				__builtin_memcpy(hop.smac, hit->smac, ETH_ALEN);
 				hop.ifindex = hit->ifindex;
+				hop.mtu = hit->mtu;
 				hop.valid = 1;
 			} else {
 				hit = NULL;
@@ -723,7 +751,9 @@ int xlb_xdp(struct xdp_md *ctx)
 			if (verdict != XLB_CONTINUE)
 				return xlb_done(verdict, p.len);
 		}
+		p.hash = xlb_hash_flow(&p.flow);
 		__builtin_memset(&d, 0, sizeof(d));
+		__builtin_memset(&hop, 0, sizeof(hop));
 		if (p.frag == XLB_FRAG_LATER) {
 			verdict = xlb_frag_later(ctx, &p, now, &d);
 		} else if (p.icmp_err) {
@@ -743,7 +773,7 @@ int xlb_xdp(struct xdp_md *ctx)
 		switch (d.kind) {
 		case XLB_D_SLOW:
 			if (d.cacheable && hop.valid)
-				lb_cache_put(cache, &p, d.svc_id, d.backend, d.action, &hop, now, g->gen);
+				lb_cache_put(cache, &p, d.svc_id, d.cfg_idx, d.backend, d.action, &hop, now, g->gen);
 			if (p.frag == XLB_FRAG_FIRST)
 				lb_frag_put(&p, d.svc_id, d.backend, d.action, now);
 			break;

@@ -170,6 +170,7 @@ enum xlb_limits {
 	XLB_LIMIT_SYNC_SLOTS = XLB_SYNC_SLOTS,
 	XLB_LIMIT_PROBE_SLOTS = XLB_PROBE_SLOTS,
 	XLB_LIMIT_PROBE_SRCS = XLB_MAX_PROBE_SRCS,
+	XLB_LIMIT_FLOW_CACHE = XLB_FLOW_CACHE_SIZE,
 };
 
 /* An embryonic flow's word in xlb_embryos_v1 (0: empty): bits 0-31 a

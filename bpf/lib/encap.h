@@ -55,6 +55,8 @@ static __always_inline int xlb_tun_src(const struct xlb_svc *svc, const struct x
 }
 
 /* xlb_encap encapsulates the IP packet toward backend be and sends it.
+ * p->hash is the flow's xlb_hash_flow (the outer source, the GUE source
+ * port and the IPv6 flow label vary with it): the caller's, computed once.
  * hop: the cached next hop or, when not valid, filled from the FIB. A packet that would exceed the MTU is
  * answered with ICMP too big when it may not be fragmented (DF, IPv6) and
  * dropped otherwise (counted).
@@ -80,7 +82,7 @@ __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const struct x
 	if (!p || !svc || !be || !hop)
 		return XLB_V_DROP_ENCAP;
 	l3 = p->l3_off;
-	hash = xlb_hash_flow(&p->flow);
+	hash = p->hash;
 	gue = svc->flags & XLB_SVC_F_GUE;
 	o6 = be->family == XLB_AF_INET6;
 	inner_proto = p->flow.family == XLB_AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IPIP;
@@ -120,11 +122,16 @@ __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const struct x
 	}
 
 	if (hop->valid) {
-		/* Cached next hop: does the encapsulated frame fit its device? */
+		/* Cached next hop: does the encapsulated packet fit the route's
+		 * MTU the FIB gave when the flow was cached (within a clock
+		 * tick; a helper call less per packet), or without one its
+		 * device's? If not, the FIB is asked again: it gives the MTU to
+		 * answer with, or a new route. */
 		__u32 len = 0;
 
-		if (bpf_check_mtu(ctx, hop->ifindex, &len, olen, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
-			hop->valid = 0; /* ask the FIB, which gives the MTU to answer with */
+		if (hop->mtu ? inner_len + olen > hop->mtu
+			     : bpf_check_mtu(ctx, hop->ifindex, &len, olen, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED)
+			hop->valid = 0;
 	}
 	if (!hop->valid) {
 		v = xlb_fib(ctx, be->family, src, XLB_CA32(be->addr), inner_len + olen, hop);
@@ -163,21 +170,25 @@ __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const struct x
 
 	if (!o6) {
 		struct iphdr *oip = data + l3;
+		__u32 *w = (__u32 *)oip;
+		__u32 w0, w1, w2;
 
 		if ((void *)(oip + 1) > data_end)
 			return XLB_V_DROP_ENCAP;
-		oip->version = 4;
-		oip->ihl = 5;
-		oip->tos = tos;
-		oip->tot_len = bpf_htons(inner_len + olen);
-		oip->id = 0;
-		oip->frag_off = p->df ? bpf_htons(XLB_IP_DF) : 0;
-		oip->ttl = 64;
-		oip->protocol = gue ? IPPROTO_UDP : inner_proto;
-		oip->check = 0;
-		oip->saddr = src[0];
-		oip->daddr = XLB_CA32(be->addr)[0];
-		oip->check = ~csum_fold64(csum_words((__u32 *)oip, 5));
+		/* The header in five 32-bit words, summed from the registers:
+		 * a sum read back from the packet waited for its narrower
+		 * stores (a failed store-to-load forwarding for each word).
+		 * Version 4, IHL 5, TOS, total length; ID 0, DF or not; TTL 64,
+		 * protocol, checksum. */
+		w0 = bpf_htonl(0x45000000 | (__u32)tos << 16 | ((inner_len + olen) & 0xffff));
+		w1 = p->df ? bpf_htonl(XLB_IP_DF) : 0;
+		w2 = bpf_htonl(64 << 24 | (__u32)(gue ? IPPROTO_UDP : inner_proto) << 16);
+		w[0] = w0;
+		w[1] = w1;
+		w[2] = w2;
+		w[3] = src[0];
+		w[4] = XLB_CA32(be->addr)[0];
+		oip->check = ~csum_fold64((__u64)w0 + w1 + w2 + src[0] + XLB_CA32(be->addr)[0]);
 	} else {
 		struct ipv6hdr *oip = data + l3;
 

@@ -25,7 +25,10 @@ struct xlb_hop {
 	__u8 mac[6];
 	__u8 smac[6];
 	__u32 ifindex;
-	__u32 mtu;   /* the MTU a FIB lookup said was exceeded */
+	/* The route's MTU from a FIB lookup that checked one (tot_len): the
+	 * MTU exceeded (TX_ICMP_TOO_BIG) or, found, the one the next packets
+	 * must fit; 0: unknown. */
+	__u32 mtu;
 	__u32 valid; /* mac, smac and ifindex are set */
 };
 
@@ -43,7 +46,8 @@ static __always_inline void xlb_mac_copy(void *dst, const void *src)
 	((__u16 *)dst)[2] = ((const __u16 *)src)[2];
 }
 
-/* xlb_l2_fwd rewrites the MACs and sends the frame out of ifindex. l3_off
+/* xlb_l2_fwd_in rewrites the MACs and sends the frame out of ifindex, by
+ * XDP_TX if that is in_ifindex, the receiving interface. l3_off
  * is where the IP header starts: a frame received with VLAN tags leaves
  * without them. xlb forwards at layer 3, as IPVS behind the VLAN device
  * would: the real server (DR: its MAC and interface as the neighbour table
@@ -51,8 +55,8 @@ static __always_inline void xlb_mac_copy(void *dst, const void *src)
  * VLAN it came from; and with the default VLAN offload the kernel has taken
  * the tag off before XDP, so a tag kept here would differ with the NIC's
  * settings. The tags' bytes are given back (bpf_xdp_adjust_head). */
-static __always_inline __u32 xlb_l2_fwd(struct xdp_md *ctx, __u32 l3_off, const __u8 *mac, const __u8 *smac,
-					__u32 ifindex)
+static __always_inline __u32 xlb_l2_fwd_in(struct xdp_md *ctx, __u32 l3_off, const __u8 *mac, const __u8 *smac,
+					   __u32 ifindex, __u32 in_ifindex)
 {
 	void *data, *data_end;
 	struct ethhdr *eth;
@@ -69,12 +73,19 @@ static __always_inline __u32 xlb_l2_fwd(struct xdp_md *ctx, __u32 l3_off, const 
 		return XLB_V_DROP_MALFORMED;
 	xlb_mac_copy(eth->h_dest, mac);
 	xlb_mac_copy(eth->h_source, smac);
-	if (ifindex == ctx->ingress_ifindex)
+	if (ifindex == in_ifindex)
 		return XLB_V_TX;
 	/* An interface without xlb is not in the devmap: the kernel forwards. */
 	if (bpf_redirect_map(&xlb_devmap_v1, ifindex, XDP_PASS) != XDP_REDIRECT)
 		return XLB_V_PASS_NO_DEVMAP;
 	return XLB_V_REDIRECT;
+}
+
+/* xlb_l2_fwd is xlb_l2_fwd_in with the receiving interface read now. */
+static __always_inline __u32 xlb_l2_fwd(struct xdp_md *ctx, __u32 l3_off, const __u8 *mac, const __u8 *smac,
+					__u32 ifindex)
+{
+	return xlb_l2_fwd_in(ctx, l3_off, mac, smac, ifindex, ctx->ingress_ifindex);
 }
 
 /* xlb_fib finds the next hop toward dst (from src). With tot_len set the
@@ -110,6 +121,9 @@ static __always_inline __u32 xlb_fib(struct xdp_md *ctx, __u8 family, const __be
 		__builtin_memcpy(hop->mac, f->dmac, ETH_ALEN);
 		__builtin_memcpy(hop->smac, f->smac, ETH_ALEN);
 		hop->ifindex = f->ifindex;
+		/* Set on success since 5.12 (bpf_fib_set_fwd_params); tot_len
+		 * shares its place, so it is only read if one was checked. */
+		hop->mtu = tot_len ? f->mtu_result : 0;
 		return 0;
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
 		return XLB_V_PASS_NO_NEIGH;

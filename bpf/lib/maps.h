@@ -154,11 +154,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } xlb_cands_v1 SEC(".maps");
 
-/* Established-flow cache (per CPU, direct-mapped by flow hash). Not pinned:
+/* Established-flow cache, direct-mapped by flow hash: a slice of
+ * XLB_FLOW_CACHE_SIZE entries per possible CPU (entry cpu *
+ * XLB_FLOW_CACHE_SIZE + slot), each written and read only by its CPU as a
+ * per-CPU array's values are; the control plane sets max_entries to
+ * possible CPUs x XLB_FLOW_CACHE_SIZE. A per-CPU array's lookup loads the
+ * value's pointer from a table of one per entry before the value: with
+ * many flows two dependent cache misses per packet, here one. Not pinned:
  * a new program starts with an empty cache and refills it from
  * xlb_conns_v1. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, XLB_FLOW_CACHE_SIZE);
 	__type(key, __u32);
 	__type(value, struct xlb_flow_cache);

@@ -72,9 +72,28 @@ struct xlb_pkt {
 	__u8 df;        /* IPv4 don't-fragment set, or IPv6 */
 	__u32 frag_id;  /* IPv4 ID or IPv6 fragment identification */
 	__u32 hash;     /* xlb_hash_flow(&flow), once known */
+	__u32 cidx;     /* lb_cache_idx(&flow), once known (flow cache packets) */
 	__u8 dmac[6] __attribute__((aligned(4))); /* destination MAC as received */
 	__u8 pad[2];
 };
+
+/* xlb_flow_ports stores a flow's ports, and xlb_flow_pf its protocol and
+ * family (and the zero padding), each pair as one 32-bit word of struct
+ * xlb_flow (little-endian: bpf2go builds for bpfel only). The flow cache
+ * hashes and compares the flow by 32-bit words right after parsing, and a
+ * word load that spans two narrower stores still in flight waits for both
+ * to reach the cache (a failed store-to-load forwarding), which cost a
+ * cached packet as much as its lookup. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "struct xlb_flow's words are stored little-endian");
+static __always_inline void xlb_flow_ports(struct xlb_flow *f, __u16 sport, __u16 dport)
+{
+	*(__u32 *)&f->sport = (__u32)sport | (__u32)dport << 16;
+}
+
+static __always_inline void xlb_flow_pf(struct xlb_flow *f, __u8 proto, __u8 family)
+{
+	*(__u32 *)&f->proto = (__u32)proto | (__u32)family << 8;
+}
 
 /* Transport headers further into the frame than this are not parsed (the
  * packet goes to the kernel): the bound lets the verifier check accesses
@@ -98,8 +117,7 @@ static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, _
 		 * may continue in the next fragment: the kernel reassembles. */
 		if (p->frag == XLB_FRAG_NONE && off + th->doff * 4 > end)
 			return XLB_V_DROP_TCP_HEADER;
-		p->flow.sport = bpf_ntohs(th->source);
-		p->flow.dport = bpf_ntohs(th->dest);
+		xlb_flow_ports(&p->flow, bpf_ntohs(th->source), bpf_ntohs(th->dest));
 		p->tcp_flags = ((__u8 *)th)[13];
 	} else if (p->flow.proto == IPPROTO_UDP) {
 		struct udphdr *uh = data + off;
@@ -115,8 +133,7 @@ static __always_inline int xlb_parse_l4(void *data, void *data_end, __u32 off, _
 		if (!(ulen == 0 && p->flow.family == XLB_AF_INET6) &&
 		    (ulen < sizeof(*uh) || (p->frag == XLB_FRAG_NONE && off + ulen > end)))
 			return XLB_V_DROP_UDP_LENGTH;
-		p->flow.sport = bpf_ntohs(uh->source);
-		p->flow.dport = bpf_ntohs(uh->dest);
+		xlb_flow_ports(&p->flow, bpf_ntohs(uh->source), bpf_ntohs(uh->dest));
 	}
 	else if (p->flow.proto == IPPROTO_ICMP || p->flow.proto == IPPROTO_ICMPV6) {
 		__u8 *type = data + off;
@@ -168,8 +185,7 @@ static __always_inline int xlb_parse_ipv4(struct xdp_md *ctx, void *data, void *
 	if (tot_len < ihl || data + off + tot_len > data_end)
 		return XLB_V_DROP_MALFORMED;
 
-	p->flow.family = XLB_AF_INET;
-	p->flow.proto = ip->protocol;
+	xlb_flow_pf(&p->flow, ip->protocol, XLB_AF_INET);
 	XLB_A32(p->flow.src)[0] = ip->saddr;
 	XLB_A32(p->flow.dst)[0] = ip->daddr;
 	if (ihl > sizeof(*ip)) {
@@ -252,7 +268,7 @@ static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off,
 			fo = bpf_ntohs(fh->frag_off);
 			p->frag_id = fh->id;
 			if (fo & 0xfff8) {
-				p->flow.proto = nexthdr;
+				xlb_flow_pf(&p->flow, nexthdr, XLB_AF_INET6);
 				p->frag = XLB_FRAG_LATER;
 				return XLB_CONTINUE;
 			}
@@ -261,7 +277,7 @@ static __always_inline int xlb_parse_ipv6(void *data, void *data_end, __u32 off,
 			break;
 		}
 		default:
-			p->flow.proto = nexthdr;
+			xlb_flow_pf(&p->flow, nexthdr, XLB_AF_INET6);
 			return xlb_parse_l4(data, data_end, l4, end, p);
 		}
 	}

@@ -115,7 +115,8 @@ struct xlb_flow_cache {
 	__u8 mac[6];
 	__u8 smac[6];
 	__u8 action;   /* enum xlb_action */
-	__u8 pad[3];
+	__u8 pad;
+	__u16 mtu;     /* tunnel: the route's MTU toward the next hop, as the FIB said when copied; 0: unknown */
 	__u32 epoch;   /* xlb_epochs at the flow's slot when copied */
 	/* The destination MAC the flow's packets were received with, checked
 	 * against the receiving interface's when the entry was copied: a
@@ -123,6 +124,8 @@ struct xlb_flow_cache {
 	 * mirrored) misses the cache and is checked again. */
 	__u8 imac[6] __attribute__((aligned(4)));
 	__u8 pad2[2];
+	__u32 hash;    /* xlb_hash_flow(&flow): what a tunnel derives from the flow */
+	__u32 cfg_idx; /* the service's configuration when copied (xlb_svc_v1 index): valid for the generation */
 };
 
 /* A datagram whose first fragment was forwarded: later fragments (no

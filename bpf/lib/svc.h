@@ -64,6 +64,19 @@ static __always_inline struct xlb_svc *lb_svc_by_id(__u32 id, __u32 *cfg_idx)
 	return svc;
 }
 
+/* lb_svc_at returns configuration cfg_idx of service id if it forwards:
+ * the index a flow cache entry recorded, which stays the service's active
+ * one as long as the configuration generation does (the control plane
+ * flips a service's slot, then bumps the generation): no slot lookup. */
+static __always_inline struct xlb_svc *lb_svc_at(__u32 id, __u32 cfg_idx)
+{
+	struct xlb_svc *svc = bpf_map_lookup_elem(&xlb_svc_v1, &cfg_idx);
+
+	if (!svc || !(svc->flags & XLB_SVC_F_ENABLED) || svc->id != id)
+		return NULL;
+	return svc;
+}
+
 /* lb_svc_of returns the active configuration of service id if it still
  * serves the packet's destination and forwards; NULL otherwise (service
  * removed, its id reused, or disabled). */

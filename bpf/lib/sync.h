@@ -276,7 +276,7 @@ static __noinline int lb_sync_promote(const struct xlb_flow *flow, __u64 now)
 			lb_active_add(v.backend, 1);
 		lb_dest_bind(v.backend, be, lb_ct_active(flow->proto, v.state));
 	}
-	lb_epoch_bump(xlb_hash_flow(flow));
+	lb_epoch_bump(flow);
 	st = lb_sync_stats();
 	if (st)
 		st->promoted++;

@@ -339,8 +339,7 @@ func BenchmarkConnTable(b *testing.B) {
 	e.apply(svc(dataplane.MaglevHashing, e.pool(16)))
 	a := tcpFrame(client(1), vip4, 40000, 80, packet.SYN)
 	a.Payload = nil
-	slots := e.d.objs.XlbFlowcache.MaxEntries() // a power of two
-	slot := func(f packet.Frame) uint32 { return frameHash(f) & (slots - 1) }
+	slot := func(f packet.Frame) uint32 { return cacheIdx(f, uint32(flowCacheSlots)) }
 	other := a
 	for c := 0; other.Src == a.Src || slot(other) != slot(a); c++ {
 		other.Src, other.SrcPort = client(c/64512+2), uint16(1024+c%64512)
@@ -355,10 +354,7 @@ func BenchmarkConnTable(b *testing.B) {
 		}
 	}
 	// other now holds the slot (on the CPU that ran it): the flows collide.
-	var per []bpfXlbFlowCache
-	if err := e.d.objs.XlbFlowcache.Lookup(slot(a), &per); err != nil {
-		b.Fatal(err)
-	}
+	per := e.flowCache(slot(a))
 	src := other.Src.As4()
 	if !slices.ContainsFunc(per, func(c bpfXlbFlowCache) bool {
 		return c.Flow.Sport == other.SrcPort && [4]byte(c.Flow.Src[:4]) == src

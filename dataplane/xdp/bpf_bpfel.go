@@ -167,10 +167,13 @@ type bpfXlbFlowCache struct {
 	Mac     [6]uint8
 	Smac    [6]uint8
 	Action  uint8
-	Pad     [3]uint8
+	Pad     uint8
+	Mtu     uint16
 	Epoch   uint32
 	Imac    [6]uint8
 	Pad2    [2]uint8
+	Hash    uint32
+	CfgIdx  uint32
 }
 
 type bpfXlbFrag struct {
@@ -240,6 +243,7 @@ const (
 	bpfXlbLimitsXLB_LIMIT_SYNC_SLOTS       bpfXlbLimits = 32768
 	bpfXlbLimitsXLB_LIMIT_PROBE_SLOTS      bpfXlbLimits = 1024
 	bpfXlbLimitsXLB_LIMIT_PROBE_SRCS       bpfXlbLimits = 256
+	bpfXlbLimitsXLB_LIMIT_FLOW_CACHE       bpfXlbLimits = 65536
 )
 
 type bpfXlbNatReal struct {

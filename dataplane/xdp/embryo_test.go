@@ -69,11 +69,7 @@ func TestEmbryonicFlows(t *testing.T) {
 		}
 		// Established at once: the flow cache serves its next packets.
 		f := tcpFrame(client(c), vip4, 1024, 80, packet.ACK)
-		var per []bpfXlbFlowCache
-		slot := frameHash(f) & (e.d.objs.XlbFlowcache.MaxEntries() - 1)
-		if err := e.d.objs.XlbFlowcache.Lookup(slot, &per); err != nil {
-			t.Fatal(err)
-		}
+		per := e.flowCache(cacheIdx(f, uint32(flowCacheSlots)))
 		src := client(c).As4()
 		if !slices.ContainsFunc(per, func(fc bpfXlbFlowCache) bool {
 			return fc.Flow.Sport == 1024 && [4]byte(fc.Flow.Src[:4]) == src && fc.Backend == ct.Backend

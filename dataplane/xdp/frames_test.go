@@ -11,7 +11,7 @@ import (
 // Builders for the tests' expected frames that test/packet lacks: tunnel
 // headers, and the flow hash the program derives per-flow fields from
 // (the outer source within a prefix, the GUE source port, the IPv6 flow
-// label, the flow cache slot). Written from the C's description, not shared
+// label) and the flow cache slot. Written from the C's description, not shared
 // with it, so that a change on either side shows.
 
 // flowHash is bpf/lib/hash.h's xlb_hash_flow: MurmurHash3 (x86_32) steps
@@ -63,6 +63,31 @@ func flowHash(src, dst netip.Addr, sport, dport uint16, proto uint8) uint32 {
 // frameHash is flowHash of a frame's 5-tuple.
 func frameHash(f packet.Frame) uint32 {
 	return flowHash(f.Src, f.Dst, f.SrcPort, f.DstPort, f.Proto)
+}
+
+// cacheIdx is bpf/lib/flowcache.h's lb_cache_idx, the flow cache slot of a
+// frame's 5-tuple among slots (a power of two): the addresses as 32-bit
+// little-endian words (an IPv6 one folded by XOR), the ports word as the
+// program loads struct xlb_flow's (sport in the low half), the top bits of
+// a multiplicative hash.
+func cacheIdx(f packet.Frame, slots uint32) uint32 {
+	fold := func(a netip.Addr) uint32 {
+		if a.Is4() {
+			v := a.As4()
+			return binary.LittleEndian.Uint32(v[:])
+		}
+		v := a.As16()
+		var x uint32
+		for i := 0; i < 16; i += 4 {
+			x ^= binary.LittleEndian.Uint32(v[i:])
+		}
+		return x
+	}
+	ports := uint64(f.SrcPort) | uint64(f.DstPort)<<16
+	h := uint64(fold(f.Src))<<32 | uint64(fold(f.Dst))
+	h ^= (ports<<8 | uint64(f.Proto)) * 0xc2b2ae3d27d4eb4f
+	h *= 0x9e3779b97f4a7c15
+	return uint32(h >> (64 - bits.TrailingZeros32(slots)))
 }
 
 // outerIPv6 is the IPv6 tunnel header the test expects in front of an

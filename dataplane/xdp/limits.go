@@ -29,4 +29,7 @@ const (
 	// maxRRCycle bounds a round-robin cycle: the program walks at most
 	// this many entries past overloaded real servers (lb_rr_skip).
 	maxRRCycle = int(bpfXlbLimitsXLB_LIMIT_RR_CYCLE)
+	// flowCacheSlots are the flow cache's entries per CPU: xlb_flowcache
+	// holds a slice of them per possible CPU (its size is not overridden).
+	flowCacheSlots = int(bpfXlbLimitsXLB_LIMIT_FLOW_CACHE)
 )

@@ -59,7 +59,7 @@ func TestLimitsMatchObject(t *testing.T) {
 		"xlb_nat_reals_v1": Limits.NATBackends, "xlb_devmap_v1": Limits.Interfaces,
 		"xlb_ifaces_v1": maxIfaceEntries, "xlb_if_macs_v1": maxIfaceEntries, "xlb_ifslots_v1": int(ifaceSlots),
 		"xlb_local4_v1": maxLocalAddrs, "xlb_embryos_v1": maxEmbryos, "xlb_cands_v1": 2 * Limits.Services,
-		"xlb_sync_slots":  syncSlots, // per CPU; sized at load
+		"xlb_sync_slots": syncSlots, "xlb_flowcache": flowCacheSlots, // per CPU; sized at load
 		"xlb_probe_slots": probeSlots, "xlb_probe_srcs": probeMaxSrcs,
 	} {
 		m, ok := spec.Maps[name]
@@ -81,6 +81,7 @@ func TestLimitsMatchObject(t *testing.T) {
 		"XLB_LIMIT_EMBRYOS": maxEmbryos, "XLB_LIMIT_SYN_WINDOW_SHIFT": int(synWindowShift),
 		"XLB_LIMIT_RR_CYCLE": maxRRCycle, "XLB_LIMIT_SYNC_SLOTS": syncSlots,
 		"XLB_LIMIT_PROBE_SLOTS": probeSlots, "XLB_LIMIT_PROBE_SRCS": probeMaxSrcs,
+		"XLB_LIMIT_FLOW_CACHE": flowCacheSlots,
 	}
 	for _, v := range limits.Values {
 		if w, ok := want[v.Name]; !ok {

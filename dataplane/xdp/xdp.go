@@ -292,6 +292,9 @@ func (d *Dataplane) load() error {
 		if name == bpfMapXlbBeStatV2 {
 			return fmt.Errorf("map size override: %s has a slice of %d entries per CPU", name, maxBackends)
 		}
+		if name == bpfMapXlbFlowcache {
+			return fmt.Errorf("map size override: %s has a slice of %d entries per CPU", name, flowCacheSlots)
+		}
 		m, ok := spec.Maps[name]
 		if !ok {
 			return fmt.Errorf("map size override: no map %q", name)
@@ -309,6 +312,7 @@ func (d *Dataplane) load() error {
 		return fmt.Errorf("possible CPUs: %w", err)
 	}
 	sizeProbeRings(spec, ncpu)
+	sizeFlowCache(spec, ncpu)
 	if err := spec.Variables[bpfVarXlbSynLimit].Set(synLimit(d.opts.SYNFloodRate)); err != nil {
 		return fmt.Errorf("SYN flood limit: %w", err)
 	}
