@@ -114,6 +114,11 @@ const (
 	// synReadEvery is how often the reader reads while probes are
 	// pending: a check's answer waits that long at most.
 	synReadEvery = time.Millisecond
+	// synTapReadEvery is synReadEvery for a prober with a tap: its
+	// answers wait in the tap's rings, and the reader's wake-ups were the
+	// most of the Go scheduler's work left (as the Manager's timers, up
+	// to timerSlack late).
+	synTapReadEvery = timerSlack
 	// synRcvBuf is the receive buffer asked for the raw socket: room for
 	// the answers of a burst of tens of thousands of checks.
 	synRcvBuf = 4 << 20

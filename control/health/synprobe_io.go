@@ -174,17 +174,23 @@ func tcpChecksum4(src, dst netip.Addr, seg []byte) uint16 {
 }
 
 // read is the reader goroutine: it completes the probes the answers that
-// pass the filter belong to, until the prober closes. While probes are
-// pending it reads every synReadEvery, all the answers come by then: at
-// 12,800 checks a second, a wake-up for each answer was the most of the
-// daemon's user time left. Otherwise it waits for the next answer.
+// pass the filter belong to, and those the tap took, until the prober
+// closes. While probes are pending it reads every synReadEvery
+// (synTapReadEvery with a tap), all the answers come by then: at 12,800
+// checks a second, a wake-up for each answer was the most of the daemon's
+// user time left. Otherwise it waits for the next answer (with a tap, for
+// the next probe).
 func (p *synProber) read() {
 	buf := new(synRecvBuf)
 	var tbuf *tapBuf
 	if p.tap != nil {
 		tbuf = new(tapBuf)
 	}
-	t := time.NewTimer(synReadEvery)
+	every := synReadEvery
+	if tbuf != nil {
+		every = synTapReadEvery
+	}
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		busy := p.busy()
@@ -210,7 +216,7 @@ func (p *synProber) read() {
 			return
 		}
 		if busy {
-			t.Reset(synReadEvery)
+			t.Reset(every)
 			select {
 			case <-t.C:
 			case <-p.done:
