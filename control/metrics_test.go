@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xlb-dev/xlb/vrrp"
 )
@@ -109,5 +110,34 @@ func TestFormatStatusGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		golden(t, tc.name, b.String())
+	}
+}
+
+// ObserveCheck counts each check type's runs by result, making a series
+// only for what was observed.
+func TestObserveCheck(t *testing.T) {
+	m := NewMetrics(testStatus, func() []vrrp.InstanceStatus { return nil })
+	for range 3 {
+		m.ObserveCheck("tcp", 2*time.Millisecond, nil)
+	}
+	m.ObserveCheck("tcp", time.Second, errors.New("refused"))
+	m.ObserveCheck("tcp", time.Second, errors.New("refused"))
+	m.ObserveCheck("http", 30*time.Millisecond, nil)
+	var b strings.Builder
+	if _, err := m.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		`xlb_healthcheck_duration_seconds_count{result="ok",type="tcp"} 3`,
+		`xlb_healthcheck_duration_seconds_count{result="fail",type="tcp"} 2`,
+		`xlb_healthcheck_duration_seconds_bucket{result="ok",type="tcp",le="0.0025"} 3`,
+		`xlb_healthcheck_duration_seconds_count{result="ok",type="http"} 1`,
+	} {
+		if !strings.Contains(b.String(), line+"\n") {
+			t.Errorf("no %s", line)
+		}
+	}
+	if strings.Contains(b.String(), `result="fail",type="http"`) {
+		t.Error("a series of http failures, none observed")
 	}
 }
