@@ -28,7 +28,7 @@ func TestTCPHalfOpen(t *testing.T) {
 	l := newLab(t)
 	l.listen(t, "tcp", "10.77.9.2:9000")
 	l.listen(t, "tcp", "[fd77:9::2]:9000")
-	opens := passiveOpens(t, l.rs)
+	opens := l.rs.TCPCounter(t, "PassiveOpens")
 	for _, target := range []netip.AddrPort{netip.AddrPortFrom(rs4, 9000), netip.AddrPortFrom(rs6, 9000)} {
 		if err := l.check(t, labSpec(checktype.TCP, target)); err != nil {
 			t.Errorf("%s, listening: %v", target, err)
@@ -43,7 +43,7 @@ func TestTCPHalfOpen(t *testing.T) {
 		}
 		return nil
 	})
-	if got := passiveOpens(t, l.rs); got != opens {
+	if got := l.rs.TCPCounter(t, "PassiveOpens"); got != opens {
 		t.Errorf("the real server established %d connections, want none", got-opens)
 	}
 	for _, target := range []netip.AddrPort{netip.AddrPortFrom(rs4, 9001), netip.AddrPortFrom(rs6, 9001)} {
@@ -168,7 +168,7 @@ func TestTCPNoRawConnects(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)
 	l.listen(t, "tcp", "10.77.9.2:9000")
-	opens := passiveOpens(t, l.rs)
+	opens := l.rs.TCPCounter(t, "PassiveOpens")
 	c, err := health.NewChecker(labSpec(checktype.TCP, netip.AddrPortFrom(rs4, 9000)))
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +217,7 @@ func TestTCPNoRawConnects(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatalf("check without CAP_NET_RAW: %v", err)
 	}
-	if got := passiveOpens(t, l.rs); got != opens+1 {
+	if got := l.rs.TCPCounter(t, "PassiveOpens"); got != opens+1 {
 		t.Errorf("the real server established %d connections, want 1", got-opens)
 	}
 }
@@ -244,35 +244,6 @@ func dropIn(t *testing.T, ns *nettest.NS, rule string) {
 	ns.MustRun(t, "nft", "add table inet xlbt")
 	ns.MustRun(t, "nft", "add chain inet xlbt in { type filter hook input priority 0; }")
 	ns.MustRun(t, "nft", "add rule inet xlbt in "+rule)
-}
-
-// passiveOpens is the connections ns's TCP has established passively
-// (the handshake completed).
-func passiveOpens(t *testing.T, ns *nettest.NS) int {
-	t.Helper()
-	out := ns.MustRun(t, "cat", "/proc/net/snmp")
-	var names []string
-	for line := range strings.Lines(out) {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Tcp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, n := range names {
-			if n == "PassiveOpens" && i < len(f) {
-				v, err := strconv.Atoi(f[i])
-				if err != nil {
-					t.Fatal(err)
-				}
-				return v
-			}
-		}
-	}
-	t.Fatalf("no Tcp PassiveOpens in /proc/net/snmp:\n%s", out)
-	return 0
 }
 
 // capturedSYN is a SYN seen on the real server's interface.

@@ -43,7 +43,7 @@ func TestTCPCheckAnswersInXDP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsts0 := outRsts(t, d.NS)
+	rsts0 := d.NS.TCPCounter(t, "OutRsts")
 	nettest.WaitFor(t, 20*time.Second, "20 tcp checks passed", func() error {
 		m, err := d.Metrics()
 		if err != nil {
@@ -58,7 +58,7 @@ func TestTCPCheckAnswersInXDP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rsts1 := outRsts(t, d.NS)
+	rsts1 := d.NS.TCPCounter(t, "OutRsts")
 	checks := okChecks(m1) - okChecks(m0)
 	taken := metric(t, m1, "xlb_packets_total", `verdict="tx_probe_rst"`) - metric(t, m0, "xlb_packets_total", `verdict="tx_probe_rst"`)
 	t.Logf("%v tcp checks passed, %v SYN-ACKs answered by the program, the director's kernel sent %d RSTs", checks, taken, rsts1-rsts0)
@@ -89,33 +89,4 @@ func TestTCPCheckAnswersInXDP(t *testing.T) {
 	}
 	l.Reals[1].Restart()
 	waitHealth(t, d, "echo", echo2, "up", 10*time.Second)
-}
-
-// outRsts is the RSTs the kernel of ns sent (Tcp OutRsts in /proc/net/snmp).
-func outRsts(t *testing.T, ns *nettest.NS) int64 {
-	t.Helper()
-	out, err := ns.Run("cat", "/proc/net/snmp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || f[0] != "Tcp:" {
-			continue
-		}
-		if names == nil {
-			names = f
-			continue
-		}
-		for i, n := range names {
-			if n == "OutRsts" && i < len(f) {
-				var v int64
-				fmt.Sscan(f[i], &v)
-				return v
-			}
-		}
-	}
-	t.Fatalf("no Tcp OutRsts in /proc/net/snmp:\n%s", out)
-	return 0
 }

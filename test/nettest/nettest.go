@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -258,4 +259,33 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() error
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TCPCounter is the counter name (PassiveOpens, OutRsts...) of the Tcp
+// line of /proc/net/snmp in ns.
+func (ns *NS) TCPCounter(t testing.TB, name string) int64 {
+	t.Helper()
+	out := ns.MustRun(t, "cat", "/proc/net/snmp")
+	var names []string
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Tcp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, n := range names {
+			if n == name && i < len(f) {
+				v, err := strconv.ParseInt(f[i], 10, 64)
+				if err != nil {
+					t.Fatalf("Tcp %s in /proc/net/snmp: %v", name, err)
+				}
+				return v
+			}
+		}
+	}
+	t.Fatalf("no Tcp %s in /proc/net/snmp:\n%s", name, out)
+	return 0
 }

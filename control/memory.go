@@ -1,0 +1,105 @@
+package control
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
+	"time"
+)
+
+// The daemon's memory: what it gives back after a configuration is
+// installed, and how Go's collector is paced in the steady state
+// (reload.go paces it during a reload).
+
+// releaseMemory returns to the system, once the dataplane has applied the
+// model of generation gen, the memory that reading the configuration and
+// installing it took: with 65,536 real servers, hundreds of MB that the
+// daemon would otherwise keep (Go returns freed memory only slowly).
+func (d *Daemon) releaseMemory(gen uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := d.rec.WaitApplied(ctx, gen); err == nil {
+		debug.FreeOSMemory()
+		setMemoryLimit(d.log)
+	}
+}
+
+// memoryFloor is the least soft memory limit setMemoryLimit sets.
+const memoryFloor = 96 << 20
+
+// memoryMargin is the least the steady heap grows by between two
+// collections (the garbage made meanwhile): at 64,000 tcp checks every
+// 5 s the daemon makes about 4 MB of garbage a second, so the collector
+// runs every few seconds and marks a 45 MB heap each time, about 0.7% of
+// a core.
+const memoryMargin = 32 << 20
+
+// steadyLive is the live heap setMemoryLimit last found, once the
+// configuration was applied (0: not yet): a reload's memory limit starts
+// from it, not from the heap a status streaming at the time holds.
+var steadyLive atomic.Uint64
+
+// memoryRoom is the heap the daemon may use in the steady state with a
+// live heap of live bytes: live and a margin of half of it, at least
+// memoryMargin (GOGC 50 at least: a live heap of 150 MB at the
+// dataplane's limits, 262,144 real servers, is marked once for every
+// 75 MB a status or a scrape makes). Twice the live heap, Go's default, let the daemon
+// of 64,000 checks hold 129 MiB of RSS where 112 MiB served.
+func memoryRoom(live uint64) int64 {
+	return int64(live) + max(memoryMargin, int64(live/2))
+}
+
+// gcPercent is the GOGC that makes the heap goal memoryRoom(live) while
+// the live heap is live: at most 100, Go's default.
+func gcPercent(live uint64) int {
+	if live == 0 {
+		return 100
+	}
+	return int(min(100, 100*(memoryRoom(live)-int64(live))/int64(live)))
+}
+
+// setMemoryLimit paces Go's collector for the heap the daemon holds now
+// (live): the heap grows by memoryMargin between collections, or half
+// of a larger heap (GOGC gcPercent, unless GOGC is set), and the
+// soft memory limit is twice the live heap (at least memoryFloor; unless
+// GOMEMLIMIT is set). What a burst holds live moves the heap goal with it
+// (64,000 checks failing hold an error each, a status of as many real
+// servers its reading of their counters), and the collector works harder
+// at the limit instead of letting the heap double: a tighter limit (the
+// live heap and the margin) made it run back to back through a storm of
+// failing checks, a third of the daemon's CPU then, and doubled its CPU
+// in the steady state. A limit is not a cap:
+// the heap grows past it when it must; a reload lifts it until its
+// configuration is applied.
+func setMemoryLimit(log *slog.Logger) {
+	live, ok := gcLiveHeap()
+	if !ok {
+		return
+	}
+	steadyLive.Store(live)
+	if os.Getenv("GOGC") == "" {
+		if p := gcPercent(live); debug.SetGCPercent(p) != p {
+			log.Debug("Go GC percent", "percent", p, "live_heap", live)
+		}
+	}
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := max(memoryFloor, 2*int64(live))
+	if old := debug.SetMemoryLimit(limit); old != limit {
+		log.Debug("Go memory limit", "limit", limit, "live_heap", live)
+	}
+}
+
+// gcLiveHeap is the heap the last collection found live.
+func gcLiveHeap() (uint64, bool) {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0, false
+	}
+	return s[0].Value.Uint64(), true
+}
