@@ -24,6 +24,20 @@
 #include "lb_twos.h"
 #include "lb_hash.h"
 
+/* lb_pickable reports whether a backend the scheduler took from the
+ * configuration it read may take the flow: schedulable, or retired since.
+ * A program that read a service's slot just before the control plane
+ * flipped it schedules from the previous configuration until it returns
+ * (each new flow sees one configuration whole), and the control plane
+ * retires the real servers the new one dropped right after the flip: such
+ * a flow goes where the configuration it read said, as IPVS sends a flow
+ * scheduled before ipvsadm -d returned. Only a previous slot names a
+ * retired backend; persistence does not take one (its own check). */
+static __always_inline int lb_pickable(const struct xlb_backend *be)
+{
+	return be->flags & (XLB_BE_F_SCHED | XLB_BE_F_RETIRED);
+}
+
 /* xlb_schedule picks a real server for a flow without a connection entry
  * of service svc (configuration cfg_idx). A new flow (TCP SYN, UDP) goes
  * through the service's scheduler; any other packet (e.g. after a failover
@@ -106,7 +120,7 @@ __noinline __u32 xlb_schedule(const struct xlb_svc *svc, __u32 cfg_idx, const st
 			be = NULL;
 		}
 	}
-	if (!be || !(be->flags & XLB_BE_F_SCHED))
+	if (!be || !lb_pickable(be))
 		return (__u32)-1;
 
 	if (svc->persist_timeout) {
@@ -126,7 +140,7 @@ static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc
 	__u32 id = xlb_schedule(svc, cfg_idx, &p->flow, is_new, now);
 	struct xlb_backend *be = lb_backend(id, svc->id);
 
-	if (!be || !(be->flags & XLB_BE_F_SCHED))
+	if (!be || !lb_pickable(be))
 		return NULL;
 	*backend_id = id;
 	return be;
