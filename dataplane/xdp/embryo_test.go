@@ -174,6 +174,7 @@ func TestLeastConnectionManyCandidates(t *testing.T) {
 func TestSYNFloodMode(t *testing.T) {
 	// 100 SYNs/s per CPU: 13 per window of 134 ms.
 	e := newEnvOpts(t, Options{SyncInterval: -1, MapSizes: testSizes, ManualClock: true, SYNFloodRate: 100})
+	e.oneCPU = true
 	e.setClock(time.Hour)
 	s := svc(dataplane.RoundRobin, e.pool(5))
 	e.apply(s)
@@ -313,6 +314,7 @@ func frameBytes(fs ...packet.Frame) [][]byte {
 func TestEmbryoKeptAtFloodOnset(t *testing.T) {
 	// 100 SYNs/s per CPU: 13 per window of 134 ms.
 	e := newEnvOpts(t, Options{SyncInterval: -1, MapSizes: testSizes, ManualClock: true, SYNFloodRate: 100})
+	e.oneCPU = true
 	e.setClock(time.Hour)
 	e.apply(svc(dataplane.RoundRobin, e.pool(5)))
 	limit := int(synLimit(100))
@@ -436,6 +438,7 @@ func TestEmbryoSlotHeld(t *testing.T) {
 // embryonic entries as usual), then by their scheduler again.
 func TestSYNFloodModeTail(t *testing.T) {
 	e := newEnvOpts(t, Options{SyncInterval: -1, MapSizes: testSizes, ManualClock: true, SYNFloodRate: 100})
+	e.oneCPU = true
 	e.setClock(time.Hour)
 	e.apply(svc(dataplane.RoundRobin, e.pool(5)))
 	e.picks(syns(3*int(synLimit(100)), 80))

@@ -42,6 +42,9 @@ type env struct {
 	d    *Dataplane
 	eth0 int // ifindex
 	eth1 int
+	// oneCPU runs picks' packets on CPU 0: per-CPU counts (the SYN flood
+	// windows) split when the test's thread moves between CPUs.
+	oneCPU bool
 }
 
 var (
