@@ -138,9 +138,6 @@ func (q *checkHeap) pop() *check {
 	return c
 }
 
-// len is the number of checks queued.
-func (q *checkHeap) len() int { return len(q.h) - q.stale }
-
 func (q *checkHeap) popEntry() {
 	n := len(q.h) - 1
 	q.h[0] = q.h[n]

@@ -39,12 +39,8 @@ func ringSlots(ncpu int) int {
 	return n
 }
 
-// sizeSyncRings sizes the report rings for the possible CPUs.
-func sizeSyncRings(spec *ebpf.CollectionSpec) error {
-	ncpu, err := ebpf.PossibleCPU()
-	if err != nil {
-		return fmt.Errorf("possible CPUs: %w", err)
-	}
+// sizeSyncRings sizes the report rings for ncpu possible CPUs.
+func sizeSyncRings(spec *ebpf.CollectionSpec, ncpu int) error {
 	n := ringSlots(ncpu)
 	spec.Maps[bpfMapXlbSyncSlots].MaxEntries = uint32(ncpu * n)
 	spec.Maps[bpfMapXlbSyncHeads].MaxEntries = uint32(ncpu)

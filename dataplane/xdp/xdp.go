@@ -304,12 +304,12 @@ func (d *Dataplane) load() error {
 	if err := sizeBeStat(spec); err != nil {
 		return err
 	}
-	if err := sizeSyncRings(spec); err != nil {
-		return err
-	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return fmt.Errorf("possible CPUs: %w", err)
+	}
+	if err := sizeSyncRings(spec, ncpu); err != nil {
+		return err
 	}
 	sizeProbeRings(spec, ncpu)
 	sizeFlowCache(spec, ncpu)
