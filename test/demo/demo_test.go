@@ -225,7 +225,7 @@ func TestDemo(tt *testing.T) {
 			}
 		}
 		if why == "" {
-			outside = append(outside, fmt.Sprintf("%s during %q: %v", res.At.Format("15:04:05.000"), phaseAt(res.At), res.Err))
+			outside = append(outside, fmt.Sprintf("%s during %q, after %v: %v", res.At.Format("15:04:05.000"), phaseAt(res.At), res.Took.Round(time.Millisecond), res.Err))
 			continue
 		}
 		within[why]++
@@ -254,6 +254,11 @@ func TestDemo(tt *testing.T) {
 	say("   Tearing the lab down. The demo took %v.", time.Since(start).Round(time.Second))
 	for _, o := range outside {
 		t.Errorf("request failed outside the takeover windows: %s", o)
+	}
+	if len(outside) > 0 {
+		for _, w := range windows {
+			t.Errorf("window of %s: %s to %s", w.why, w.from.Format("15:04:05.000"), w.from.Add(w.d).Format("15:04:05.000"))
+		}
 	}
 	for _, b := range brokenStreams {
 		t.Errorf("long-lived connection broke: %s", b)

@@ -59,6 +59,7 @@ func (l *Lab) GetFrom(addr netip.AddrPort, timeout time.Duration) (string, error
 // Result is one request of a Load.
 type Result struct {
 	At     time.Time
+	Took   time.Duration // until the answer or the error
 	Server string
 	Err    error
 }
@@ -96,7 +97,7 @@ func (ld *Load) run() {
 		start := time.Now()
 		server, err := ld.l.Get(2 * time.Second)
 		ld.mu.Lock()
-		ld.results = append(ld.results, Result{At: start, Server: server, Err: err})
+		ld.results = append(ld.results, Result{At: start, Took: time.Since(start), Server: server, Err: err})
 		ld.mu.Unlock()
 	}
 }
