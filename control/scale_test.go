@@ -109,3 +109,18 @@ func BenchmarkScaleReload(b *testing.B) {
 	_ = filepath.Join
 	_ = netip.Addr{}
 }
+
+// BenchmarkScaleStatusText is `xlb status` (its text) at 64,000 real
+// servers, as the socket writes it.
+func BenchmarkScaleStatusText(b *testing.B) {
+	r := scaleDaemon(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		st, services := r.d.StatusServices(false)
+		w := &discardWriter{h: http.Header{}}
+		if err := streamStatus(w, st, services, "text"); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(w.n))
+	}
+}

@@ -250,52 +250,77 @@ func servicesTable(tw io.Writer, services Services, f Format) error {
 	if services == nil {
 		return nil
 	}
+	var line []byte // a row, built in place: fmt and its boxed arguments were most of the time
 	return services(func(s *ServiceInfo) error {
-		head := fmt.Sprintf("%-4s %s", strings.ToUpper(s.Protocol), s.Address)
+		line = append(append(line[:0], strings.ToUpper(s.Protocol)...), "    "[min(len(s.Protocol), 4):]...)
+		line = append(append(line, ' '), s.Address...)
 		switch f {
 		case FormatStats, FormatRate:
-			fmt.Fprintf(tw, "%s\t%s\t\n", head, figures(f, s.Counters, s.Rates))
+			line = appendFigures(append(line, '\t'), f, s.Counters, s.Rates)
+			line = append(line, "\t\n"...)
 		default:
-			flags := []string{s.Scheduler}
+			line = append(append(line, ' '), s.Scheduler...)
 			if s.Persistence > 0 {
-				flags = append(flags, "persistent "+strconv.FormatInt(s.Persistence, 10))
+				line = strconv.AppendInt(append(line, " persistent "...), s.Persistence, 10)
 			}
-			var notes []string
+			line = append(line, "\t("...)
+			sep := ""
+			note := func(n string) {
+				line = append(append(line, sep...), n...)
+				sep = ", "
+			}
 			if s.Name != "" {
-				notes = append(notes, s.Name)
+				note(s.Name)
 			}
 			if !s.Forwarding {
-				notes = append(notes, "not forwarding: "+s.Instance+" not MASTER")
+				note("not forwarding: " + s.Instance + " not MASTER")
 			}
 			if !s.Up {
-				notes = append(notes, "DOWN: below quorum")
+				note("DOWN: below quorum")
 			}
 			if s.SorryActive {
-				notes = append(notes, "sorry server active")
+				note("sorry server active")
 			}
-			fmt.Fprintf(tw, "%s %s\t(%s)\t\t\t\t\t\n", head, strings.Join(flags, " "), strings.Join(notes, ", "))
+			line = append(line, ")\t\t\t\t\t\n"...)
 		}
+		if _, err := tw.Write(line); err != nil {
+			return err
+		}
+		forward := forwardName(s.Forward)
 		for _, r := range s.Reals {
-			addr := "  -> " + r.Address
+			line = append(append(line[:0], "  -> "...), r.Address...)
 			if r.Sorry {
-				addr += " (sorry)"
+				line = append(line, " (sorry)"...)
 			}
+			line = append(line, '\t')
 			switch f {
 			case FormatStats, FormatRate:
-				fmt.Fprintf(tw, "%s\t%s\t\n", addr, figures(f, r.Counters, r.Rates))
+				line = appendFigures(line, f, r.Counters, r.Rates)
 			default:
-				weight := strconv.FormatUint(uint64(r.Weight), 10)
+				line = append(append(line, forward...), '\t')
 				switch {
 				case r.Override != nil: // the configured weight, and the operator's
-					weight = fmt.Sprintf("%d(%d,set:%d)", r.Effective, r.Weight, *r.Override)
+					line = strconv.AppendUint(line, uint64(r.Effective), 10)
+					line = strconv.AppendUint(append(line, '('), uint64(r.Weight), 10)
+					line = strconv.AppendUint(append(line, ",set:"...), uint64(*r.Override), 10)
+					line = append(line, ')')
 				case r.Effective != r.Weight:
-					weight = fmt.Sprintf("%d(%d)", r.Effective, r.Weight)
+					line = strconv.AppendUint(line, uint64(r.Effective), 10)
+					line = strconv.AppendUint(append(line, '('), uint64(r.Weight), 10)
+					line = append(line, ')')
+				default:
+					line = strconv.AppendUint(line, uint64(r.Weight), 10)
 				}
-				health := r.Health
+				line = append(append(line, '\t'), r.Health...)
 				if r.Unresolved {
-					health += ",no-mac"
+					line = append(line, ",no-mac"...)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t\n", addr, forwardName(s.Forward), weight, health, r.ActiveConns, r.InactiveConns)
+				line = strconv.AppendInt(append(line, '\t'), int64(r.ActiveConns), 10)
+				line = strconv.AppendInt(append(line, '\t'), int64(r.InactiveConns), 10)
+			}
+			line = append(line, "\t\n"...)
+			if _, err := tw.Write(line); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -369,15 +394,28 @@ func (a *aligner) spaces(n int) []byte {
 }
 
 // figures are the --stats totals or the --rate rates, tab-separated.
-func figures(f Format, c Counters, r *Rates) string {
+// appendFigures appends the tab-separated figures of a row of f.
+func appendFigures(b []byte, f Format, c Counters, r *Rates) []byte {
 	if f == FormatStats {
-		return fmt.Sprintf("%d\t%d\t%d\t%d\t%d", c.Connections, c.PacketsIn, c.PacketsOut, c.BytesIn, c.BytesOut)
+		for i, v := range [...]uint64{c.Connections, c.PacketsIn, c.PacketsOut, c.BytesIn, c.BytesOut} {
+			if i > 0 {
+				b = append(b, '\t')
+			}
+			b = strconv.AppendUint(b, v, 10)
+		}
+		return b
 	}
 	var rt Rates
 	if r != nil {
 		rt = *r
 	}
-	return fmt.Sprintf("%.0f\t%.0f\t%.0f\t%.0f\t%.0f", rt.CPS, rt.InPPS, rt.OutPPS, rt.InBPS, rt.OutBPS)
+	for i, v := range [...]float64{rt.CPS, rt.InPPS, rt.OutPPS, rt.InBPS, rt.OutBPS} {
+		if i > 0 {
+			b = append(b, '\t')
+		}
+		b = strconv.AppendFloat(b, v, 'f', 0, 64)
+	}
+	return b
 }
 
 func prefixStrings(ps []netip.Prefix) []string {
