@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/test/nettest"
 	"github.com/xlb-dev/xlb/test/packet"
@@ -28,6 +30,8 @@ type Flood struct {
 	objs floodObjects
 	f0   *net.Interface
 	dMAC net.HardwareAddr
+	// gen sends the flood where the kernel refuses live frames.
+	gen *packetGen
 }
 
 // Addresses of the flood's link; FloodPort is the flooded service's port.
@@ -132,12 +136,16 @@ func (f *Flood) Run(d time.Duration) (uint64, error) {
 	return sent, nil
 }
 
-// Send sends n SYNs to the VIP's FloodPort at once.
+// Send sends n SYNs to the VIP's FloodPort at once: as live frames, or,
+// where the kernel refuses them, through an AF_PACKET socket (packetGen).
 func (f *Flood) Send(n uint32) (uint64, error) {
 	syn := packet.Frame{SrcMAC: f.f0.HardwareAddr, DstMAC: f.dMAC, Src: floodSources.Addr(), Dst: f.lab.VIP,
 		Proto: packet.TCP, SrcPort: 1024, DstPort: FloodPort, TCPFlags: packet.SYN}
 	var tmpl floodFloodFrame
 	copy(tmpl.B[:], syn.Bytes())
+	if f.gen != nil {
+		return uint64(n), f.gen.send(n)
+	}
 	if err := f.objs.FloodTemplate.Put(uint32(0), &tmpl); err != nil {
 		return 0, err
 	}
@@ -146,6 +154,15 @@ func (f *Flood) Send(n uint32) (uint64, error) {
 			Data: tmpl.B[:], Repeat: n, Flags: 2, /* BPF_F_TEST_XDP_LIVE_FRAMES */
 			Context: floodXdpMd{DataEnd: 64, IngressIfindex: uint32(f.f0.Index)},
 		})
+		if errors.Is(err, unix.EPERM) {
+			f.lab.T.Logf("flood: this kernel refuses live frames (%v): SYNs sent through an AF_PACKET socket instead", err)
+			f.gen, err = newPacketGen(f.f0.Index, tmpl.B[:], floodSources.Addr().As4(), floodSources.Bits())
+			if err == nil {
+				f.lab.T.Cleanup(f.gen.close)
+				err = f.gen.send(n)
+			}
+			return err
+		}
 		if err != nil {
 			return fmt.Errorf("live frames: %w", err)
 		}
