@@ -591,6 +591,22 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 		d->cacheable = !(p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST));
 		goto create;
 	}
+	if (be && !(be->flags & XLB_BE_F_SCHED)) {
+		/* A retransmitted SYN whose real server takes no new flows any
+		 * more (down, drained or removed since its SYN): the handshake
+		 * has not ended, so it is scheduled again, as IPVS schedules
+		 * a packet whose connection lost its destination with
+		 * expire_nodest_conn; its word is freed first, and with it the
+		 * SYN's counts. */
+		if (lb_emb_take(slot, w, fp)) {
+			lb_dest_unbind(id, 0);
+			if (w & XLB_EMB_COUNTED)
+				lb_active_add(id, -1);
+		}
+		lb_event(XLB_EV_EMBRYO_RESCHEDULED);
+		be = NULL;
+		w = *slot;
+	}
 	if (be)
 		goto out; /* a retransmitted SYN keeps its real server */
 

@@ -251,6 +251,7 @@ enum xlb_event {
 	XLB_EV_EMBRYO_REPLACED,  /* retired (a SYN no longer takes another flow's live embryonic entry: embryo_busy): never counted */
 	XLB_EV_CONN_EVICTED,     /* a flow cached during the last two clock ticks found no connection entry: evicted from the LRU */
 	XLB_EV_EMBRYO_BUSY,      /* a SYN found its slot held by another flow's live embryonic entry: scheduled by hash, without one (not in flood mode) */
+	XLB_EV_EMBRYO_RESCHEDULED, /* a retransmitted SYN's real server took no new flows any more (down, drained, removed): scheduled again */
 	XLB_EV_MAX,
 };
 

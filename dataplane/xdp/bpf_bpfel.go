@@ -130,19 +130,20 @@ const (
 type bpfXlbEvent uint32
 
 const (
-	bpfXlbEventXLB_EV_FRAG_FIRST      bpfXlbEvent = 0
-	bpfXlbEventXLB_EV_FRAG_LATER      bpfXlbEvent = 1
-	bpfXlbEventXLB_EV_ICMP_ERROR      bpfXlbEvent = 2
-	bpfXlbEventXLB_EV_NAT_REPLY       bpfXlbEvent = 3
-	bpfXlbEventXLB_EV_NAT_ADOPT       bpfXlbEvent = 4
-	bpfXlbEventXLB_EV_RP_UNCHECKED    bpfXlbEvent = 5
-	bpfXlbEventXLB_EV_SYN_FLOOD       bpfXlbEvent = 6
-	bpfXlbEventXLB_EV_SYN_FLOOD_START bpfXlbEvent = 7
-	bpfXlbEventXLB_EV_EMBRYO_PROMOTED bpfXlbEvent = 8
-	bpfXlbEventXLB_EV_EMBRYO_REPLACED bpfXlbEvent = 9
-	bpfXlbEventXLB_EV_CONN_EVICTED    bpfXlbEvent = 10
-	bpfXlbEventXLB_EV_EMBRYO_BUSY     bpfXlbEvent = 11
-	bpfXlbEventXLB_EV_MAX             bpfXlbEvent = 12
+	bpfXlbEventXLB_EV_FRAG_FIRST         bpfXlbEvent = 0
+	bpfXlbEventXLB_EV_FRAG_LATER         bpfXlbEvent = 1
+	bpfXlbEventXLB_EV_ICMP_ERROR         bpfXlbEvent = 2
+	bpfXlbEventXLB_EV_NAT_REPLY          bpfXlbEvent = 3
+	bpfXlbEventXLB_EV_NAT_ADOPT          bpfXlbEvent = 4
+	bpfXlbEventXLB_EV_RP_UNCHECKED       bpfXlbEvent = 5
+	bpfXlbEventXLB_EV_SYN_FLOOD          bpfXlbEvent = 6
+	bpfXlbEventXLB_EV_SYN_FLOOD_START    bpfXlbEvent = 7
+	bpfXlbEventXLB_EV_EMBRYO_PROMOTED    bpfXlbEvent = 8
+	bpfXlbEventXLB_EV_EMBRYO_REPLACED    bpfXlbEvent = 9
+	bpfXlbEventXLB_EV_CONN_EVICTED       bpfXlbEvent = 10
+	bpfXlbEventXLB_EV_EMBRYO_BUSY        bpfXlbEvent = 11
+	bpfXlbEventXLB_EV_EMBRYO_RESCHEDULED bpfXlbEvent = 12
+	bpfXlbEventXLB_EV_MAX                bpfXlbEvent = 13
 )
 
 type bpfXlbFlow struct {

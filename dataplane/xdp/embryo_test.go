@@ -464,3 +464,56 @@ func TestSYNFloodModeTail(t *testing.T) {
 		t.Errorf("syn_flood %d after the mode ended, want %d", got, flooded)
 	}
 }
+
+// TestEmbryoRescheduledOffDownServer: a retransmitted SYN keeps its real
+// server while that server takes new flows; once it takes none (its check
+// failed: weight 0 installed), the next retransmission is scheduled again
+// (the handshake has not ended: nothing is lost), the ACK follows it, and
+// the first server's counts of the SYN are released. lc, whose load
+// counts a SYN at once.
+func TestEmbryoRescheduledOffDownServer(t *testing.T) {
+	e := manualEnv(t)
+	pool := e.pool(2)
+	e.apply(svc(dataplane.LeastConnection, pool))
+	syn := tcpFrame(client(0), vip4, 1024, 80, packet.SYN)
+	first := e.pick(syn)
+	if got := e.pick(syn); got != first {
+		t.Fatalf("retransmitted SYN went to %d, its SYN to %d", got, first)
+	}
+	b0 := e.backendID(t, first)
+	if e.load(b0) != 1 {
+		t.Fatalf("load of backend %d: %d after a SYN, want 1", first, e.load(b0))
+	}
+	down := slices.Clone(pool)
+	down[first].Weight = 0
+	e.apply(svc(dataplane.LeastConnection, down))
+	other := 1 - first
+	if got := e.pick(syn); got != other {
+		t.Fatalf("SYN retransmitted after its real server %d went down went to %d, want %d", first, got, other)
+	}
+	if n := e.events()["embryo_rescheduled"]; n != 1 {
+		t.Errorf("embryo_rescheduled %d, want 1", n)
+	}
+	if e.load(b0) != 0 {
+		t.Errorf("load of the down backend %d: %d, want its SYN released", first, e.load(b0))
+	}
+	if got := e.pick(tcpFrame(client(0), vip4, 1024, 80, packet.ACK)); got != other {
+		t.Fatalf("the handshake's ACK went to %d, its retransmitted SYN to %d", got, other)
+	}
+	ct, ok := e.connOf(client(0), 1024)
+	if !ok || ct.Backend != e.backendID(t, other) {
+		t.Fatalf("connection entry %+v (present %v), want backend %d", ct, ok, other)
+	}
+	// An established flow of a down server is not moved: its next
+	// packets stay (IPVS's default too).
+	syn2 := tcpFrame(client(1), vip4, 1024, 80, packet.SYN)
+	e.apply(svc(dataplane.LeastConnection, pool))
+	to := e.pick(syn2)
+	e.pick(tcpFrame(client(1), vip4, 1024, 80, packet.ACK))
+	down = slices.Clone(pool)
+	down[to].Weight = 0
+	e.apply(svc(dataplane.LeastConnection, down))
+	if got := e.pick(tcpFrame(client(1), vip4, 1024, 80, packet.ACK)); got != to {
+		t.Fatalf("an established flow of a down server went to %d, want %d", got, to)
+	}
+}

@@ -48,6 +48,7 @@ func TestTableRewrittenInPlace(t *testing.T) {
 		}
 		return out
 	}
+	sport := uint16(40000)
 	// step moves real server i to addr (DR: the MAC stays, picks find it).
 	step := func(what string, addr string, i int, wantOuter, wantInner int) {
 		t.Helper()
@@ -69,9 +70,13 @@ func TestTableRewrittenInPlace(t *testing.T) {
 		if got := active(); !slices.Equal(got, st.ids) {
 			t.Errorf("%s: the active table is %v, want the backends %v in order", what, got, st.ids)
 		}
+		// New flows: a source port per step (the same 5-tuple would be a
+		// retransmitted SYN, which keeps its real server while it takes
+		// new flows, and is scheduled again once it takes none).
+		sport++
 		picked := map[int]bool{}
 		for c := range 8 {
-			picked[e.pick(tcpFrame(client(c), vip4, 40000, 80, packet.SYN))] = true
+			picked[e.pick(tcpFrame(client(c), vip4, sport, 80, packet.SYN))] = true
 		}
 		if len(picked) != 4 || picked[-1] {
 			t.Errorf("%s: new flows went to %v, want the 4 backends", what, picked)
