@@ -476,6 +476,11 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 
 	if (!g)
 		return XLB_V_PASS_NOT_SERVICE;
+	/* A TCP SYN reads its embryonic slot next (xlb_new): loaded now, that
+	 * cache miss overlaps the connection table's instead of following it
+	 * (the two were most of a new flow's cost). */
+	if (lb_tcp_syn(p))
+		lb_emb_touch(p->hash);
 	ct = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
 	if (!ct && lb_sync_wanted(p) && lb_sync_promote(&p->flow, now))
 		ct = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);

@@ -54,6 +54,7 @@
 #define XLB_EMBRYO_H
 
 #include <linux/bpf.h>
+#include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include "consts.h"
 #include "structs.h"
@@ -82,6 +83,26 @@ static __always_inline __u64 *lb_emb_slot(__u32 hash)
 	__u32 idx = hash & (XLB_MAX_EMBRYOS - 1);
 
 	return bpf_map_lookup_elem(&xlb_embryos_v1, &idx);
+}
+
+/* lb_tcp_syn reports whether a packet is a TCP SYN (without ACK). */
+static __always_inline int lb_tcp_syn(const struct xlb_pkt *p)
+{
+	return p->flow.proto == IPPROTO_TCP && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
+}
+
+/* lb_emb_touch loads the word of a flow's slot without waiting for it: a
+ * SYN's slot, read later, is mostly a cache miss (a random word of 8 MiB),
+ * which then overlaps the misses of the code in between. */
+static __always_inline void lb_emb_touch(__u32 hash)
+{
+	__u64 *slot = lb_emb_slot(hash);
+
+	if (slot) {
+		__u64 w = *(volatile __u64 *)slot;
+
+		asm volatile("" : : "r"(w));
+	}
 }
 
 /* lb_emb_fp is a flow's own bits of its word: a second hash, never 0. */

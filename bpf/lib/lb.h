@@ -43,7 +43,8 @@ static __always_inline int lb_pickable(const struct xlb_backend *be)
  * through the service's scheduler; any other packet (e.g. after a failover
  * to this director) through the consistent hash, so that two directors
  * with the same configuration agree for sh and mh services. Persistence
- * comes first. Returns the backend's id, or (__u32)-1 for none.
+ * comes first. p->hash is the 5-tuple's hash (mh): computed once per
+ * packet. Returns the backend's id, or (__u32)-1 for none.
  *
  * A global function: the verifier checks it once, with unknown arguments
  * (a static one is checked again at every call, with the caller's state,
@@ -51,9 +52,10 @@ static __always_inline int lb_pickable(const struct xlb_backend *be)
  * million instructions). Its arguments are what global functions may take
  * since 5.12 (scalars, pointers to memory of a known size that may be
  * NULL); it returns a scalar, as they must. */
-__noinline __u32 xlb_schedule(const struct xlb_svc *svc, __u32 cfg_idx, const struct xlb_flow *f, int is_new,
+__noinline __u32 xlb_schedule(const struct xlb_svc *svc, __u32 cfg_idx, const struct xlb_pkt *p, int is_new,
 			      __u64 now)
 {
+	const struct xlb_flow *f;
 	struct xlb_persist_key pk = {};
 	struct xlb_persist *pe = NULL;
 	struct xlb_backend *be;
@@ -61,8 +63,9 @@ __noinline __u32 xlb_schedule(const struct xlb_svc *svc, __u32 cfg_idx, const st
 	void *table;
 	__u32 id;
 
-	if (!svc || !f)
+	if (!svc || !p)
 		return (__u32)-1;
+	f = &p->flow;
 	sched = svc->sched;
 	if (!is_new && sched != XLB_SCHED_SH)
 		sched = XLB_SCHED_MH;
@@ -105,7 +108,7 @@ __noinline __u32 xlb_schedule(const struct xlb_svc *svc, __u32 cfg_idx, const st
 		id = lb_pick_twos(svc, table);
 		break;
 	default:
-		id = lb_pick_hash(svc, sched, table, f);
+		id = lb_pick_hash(svc, sched, table, f, p->hash);
 		break;
 	}
 	be = lb_backend(id, svc->id);
@@ -137,7 +140,7 @@ static __always_inline struct xlb_backend *lb_schedule(const struct xlb_svc *svc
 						       const struct xlb_pkt *p, int is_new, __u64 now,
 						       __u32 *backend_id)
 {
-	__u32 id = xlb_schedule(svc, cfg_idx, &p->flow, is_new, now);
+	__u32 id = xlb_schedule(svc, cfg_idx, p, is_new, now);
 	struct xlb_backend *be = lb_backend(id, svc->id);
 
 	if (!be || !lb_pickable(be))

@@ -12,11 +12,11 @@
 #include "svc.h"
 
 /* lb_pick_hash picks by consistent hash: sh hashes the source address, the
- * others the 5-tuple. */
+ * others the 5-tuple (hash: xlb_hash_flow(f), the packet's, computed once). */
 static __always_inline __u32 lb_pick_hash(const struct xlb_svc *svc, int sched, void *table,
-					  const struct xlb_flow *f)
+					  const struct xlb_flow *f, __u32 hash)
 {
-	__u32 h = sched == XLB_SCHED_SH ? xlb_hash_src(f) : xlb_hash_flow(f);
+	__u32 h = sched == XLB_SCHED_SH ? xlb_hash_src(f) : hash;
 
 	return lb_table_get(table, xlb_reduce(h, svc->table_len));
 }
