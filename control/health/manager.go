@@ -82,6 +82,11 @@ type Manager struct {
 	out     outbox
 	started atomic.Bool
 
+	// freeRuns are the asyncRuns of ended runs, for the next ones (at
+	// most Options.Workers: one per slot).
+	runMu    sync.Mutex
+	freeRuns []*asyncRun
+
 	// epoch is the time the checks' times count from (check.at,
 	// check.lastRun); by Clock, with its monotonic reading.
 	epoch time.Time
