@@ -83,9 +83,11 @@ type Manager struct {
 	started atomic.Bool
 
 	// freeRuns are the asyncRuns of ended runs, for the next ones (at
-	// most Options.Workers: one per slot).
+	// most Options.Workers: one per slot); flushes counts the flushes of
+	// the scheduler's batch of SYNs (asyncRun.flushes).
 	runMu    sync.Mutex
 	freeRuns []*asyncRun
+	flushes  uint64
 
 	// epoch is the time the checks' times count from (check.at,
 	// check.lastRun); by Clock, with its monotonic reading.

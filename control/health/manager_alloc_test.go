@@ -20,9 +20,12 @@ import (
 // 13) the collector's heap grows by it between collections, which the
 // daemon's RSS follows. A run made 3.9 allocations (381 bytes): the
 // Manager's closure for its end, the tcp check's, its probe and, a round
-// in a few, the scheduler's list of due checks; the ends are pooled and
-// the list keeps its array now (1.8, 205 bytes: the probe, and the
-// prober's reads and sends).
+// in a few, the scheduler's list of due checks. The ends and the probes
+// are pooled, the list keeps its array, and the prober's reader keeps
+// its state: 0.35 allocations, 18 bytes, of the prober's sends (a
+// closure per sendmmsg) and the scheduler's timer per round, whose
+// number does not follow the checks'. A run that allocates again makes
+// it 1 more.
 func TestManagerRunAllocs(t *testing.T) {
 	nettest.RequireRoot(t)
 	l := newLab(t)
@@ -78,7 +81,7 @@ func TestManagerRunAllocs(t *testing.T) {
 	allocs := float64(after.Mallocs-before.Mallocs) / float64(ran)
 	bytes := float64(after.TotalAlloc-before.TotalAlloc) / float64(ran)
 	t.Logf("%d runs: %.2f allocations, %.0f bytes each", ran, allocs, bytes)
-	if allocs > 2 {
-		t.Errorf("a tcp check's run allocates %.2f times (%.0f bytes), want at most 2", allocs, bytes)
+	if allocs > 0.9 {
+		t.Errorf("a tcp check's run allocates %.2f times (%.0f bytes), want less than 1", allocs, bytes)
 	}
 }

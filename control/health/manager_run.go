@@ -57,6 +57,7 @@ func (m *Manager) schedule(ctx context.Context) {
 			m.start(ctx, j, batch)
 		}
 		batch.flush() // their SYNs together
+		m.flushed()
 
 		select {
 		case <-ctx.Done():
@@ -66,6 +67,7 @@ func (m *Manager) schedule(ctx context.Context) {
 			ready.pop()
 			m.start(ctx, j, batch)
 			batch.flush()
+			m.flushed()
 		}
 		if timer != nil {
 			timer.Stop()
@@ -188,14 +190,24 @@ type asyncRun struct {
 	r     *synRoute
 	// probeDone is probeEnded, bound once: what the prober calls.
 	probeDone func(error)
+	// probe is a tcp check's probe (synProber.startIn), 176 bytes a run
+	// made; it stays in the scheduler's batch of SYNs until the batch is
+	// flushed, even when it ended before (at its deadline, or its prober
+	// closing), so r serves no next run before: flushes is
+	// Manager.flushes when r started.
+	probe   synProbe
+	flushes uint64
 }
 
 // newRun returns an asyncRun of j, started at start, for the caller to
-// start or to free.
+// start or to free. Only the scheduler calls it (Manager.flushes).
 func (m *Manager) newRun(ctx context.Context, j job, start time.Time) *asyncRun {
 	m.runMu.Lock()
 	var r *asyncRun
-	if n := len(m.freeRuns); n > 0 {
+	// The last run freed, unless its probe may still wait in the batch
+	// (then a new one: it happens only to a run that ended before its
+	// SYN left).
+	if n := len(m.freeRuns); n > 0 && m.freeRuns[n-1].flushes != m.flushes {
 		r = m.freeRuns[n-1]
 		m.freeRuns[n-1] = nil
 		m.freeRuns = m.freeRuns[:n-1]
@@ -205,15 +217,25 @@ func (m *Manager) newRun(ctx context.Context, j job, start time.Time) *asyncRun 
 		r = &asyncRun{m: m}
 		r.probeDone = r.probeEnded
 	}
-	r.ctx, r.j, r.start = ctx, j, start
+	r.ctx, r.j, r.start, r.flushes = ctx, j, start, m.flushes
 	return r
 }
 
-// freeRun keeps r, ended or never started, for a next run.
+// freeRun keeps r, ended or never started, for a next run; Options.Workers
+// of them at most.
 func (m *Manager) freeRun(r *asyncRun) {
 	r.ctx, r.j, r.route, r.r = nil, job{}, nil, nil
 	m.runMu.Lock()
-	m.freeRuns = append(m.freeRuns, r)
+	if len(m.freeRuns) < m.workers {
+		m.freeRuns = append(m.freeRuns, r)
+	}
+	m.runMu.Unlock()
+}
+
+// flushed counts a flush of the scheduler's batch (newRun).
+func (m *Manager) flushed() {
+	m.runMu.Lock()
+	m.flushes++
 	m.runMu.Unlock()
 }
 

@@ -46,7 +46,14 @@ func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.
 // With a batch, the SYN waits in it, and leaves when the batch is
 // flushed (a SYN the kernel refuses then calls done).
 func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.Time, done func(error), b *startBatch) (*synProbe, error) {
-	pr := &synProbe{target: target, src: src, deadline: deadline, rto: synRTO, index: -1, done: done}
+	return p.startIn(new(synProbe), target, src, deadline, done, b)
+}
+
+// startIn is start in pr, whose memory the caller gives (a Manager's
+// run keeps one, asyncRun): it must not be given again before done was
+// called, nor, when b is not nil, before b was flushed.
+func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr, deadline time.Time, done func(error), b *startBatch) (*synProbe, error) {
+	*pr = synProbe{target: target, src: src, deadline: deadline, rto: synRTO, index: -1, done: done}
 	now := time.Now()
 	pr.next = now.Add(synRTO)
 	if !deadline.IsZero() && deadline.Before(pr.next) {

@@ -143,8 +143,8 @@ func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, 
 // from b's flush, when the SYN cannot be sent). It returns false when the
 // check must run synchronously (tcpCheckBy): it connects, or its prober
 // closed. route is the check's. It allocates nothing of its own: the
-// prober calls run.probeDone (probeEnded), made once for every run run
-// serves.
+// probe is run's, and the prober calls run.probeDone (probeEnded), made
+// once for every run run serves.
 func tcpStartCheck(deadline time.Time, run *asyncRun, b *startBatch, target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRoute]) bool {
 	r := route.Load()
 	if r == nil {
@@ -158,7 +158,7 @@ func tcpStartCheck(deadline time.Time, run *asyncRun, b *startBatch, target neti
 		return false
 	}
 	run.route, run.r = route, r
-	_, err := r.p.start(target, r.src, deadline, run.probeDone, b)
+	_, err := r.p.startIn(&run.probe, target, r.src, deadline, run.probeDone, b)
 	// Unless err, run may have ended and serve another run already.
 	switch {
 	case errors.Is(err, errProberClosed):
