@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -272,18 +273,22 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 	now := m.clock.Now()
 	c.runs++
 	c.lastErr, c.lastDur, c.lastRun = err, d, m.since(j.started)
-	from, fromWeight := c.state, c.weight
+	from, fromWeight := c.state, c.weight()
 	if err == nil {
-		c.weight = w
-		c.successes++
+		c.setWeight(w)
+		if c.successes < math.MaxInt32 {
+			c.successes++
+		}
 		c.failures = 0
-		if c.successes >= c.spec.Rise {
+		if int(c.successes) >= c.spec.Rise {
 			c.state = StateUp
 		}
 	} else {
-		c.failures++
+		if c.failures < math.MaxInt32 {
+			c.failures++
+		}
 		c.successes = 0
-		if c.failures >= c.spec.Fall {
+		if int(c.failures) >= c.spec.Fall {
 			c.state = StateDown
 		}
 	}
@@ -307,10 +312,10 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 			m.firstUp, m.firstDown, m.lastSummary = 0, 0, now
 		}
 	}
-	if c.state == from && c.weight == fromWeight {
+	if c.state == from && c.weight() == fromWeight {
 		return Transition{}, false, sum
 	}
-	t := Transition{Key: c.key, From: from, To: c.state, Up: c.state == StateUp, Weight: c.weight, Err: err, At: now}
+	t := Transition{Key: c.key, From: from, To: c.state, Up: c.state == StateUp, Weight: c.weight(), Err: err, At: now}
 	m.out.push(t)
 	return t, true, sum
 }
