@@ -126,6 +126,21 @@ func TestTCPErrorLazy(t *testing.T) {
 		if allocs := testing.AllocsPerRun(100, func() { err = tcpErr(why) }); allocs > 1 {
 			t.Errorf("a tcp check's error: %.0f allocations, want 1", allocs)
 		}
+		// A Manager's run makes it without net.Dial's error.
+		direct := tcpDialErr(target, tc.why)
+		if direct.Error() != err.Error() || !errors.Is(direct, tc.why) {
+			t.Errorf("tcpDialErr reads %q, want %q", direct, err)
+		}
+		var doe *net.OpError
+		if !errors.As(direct, &doe) || doe.Error() != why.Error() {
+			t.Errorf("tcpDialErr: net.Dial's error %v, want %v", doe, why)
+		}
+		// (One with a zone, or IPv4 as IPv6, keeps net.Dial's error.)
+		if a := target.Addr(); a.Zone() == "" && !a.Is4In6() {
+			if allocs := testing.AllocsPerRun(100, func() { direct = tcpDialErr(target, tc.why) }); allocs > 1 {
+				t.Errorf("a tcp check's error made directly: %.0f allocations, want 1", allocs)
+			}
+		}
 		_ = err.Error()
 		if allocs := testing.AllocsPerRun(100, func() { _ = err.Error() }); allocs > 0 {
 			t.Errorf("reading a tcp check's error again: %.0f allocations, want none", allocs)

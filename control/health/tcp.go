@@ -158,7 +158,7 @@ func tcpStartCheck(deadline time.Time, run *asyncRun, b *startBatch, target neti
 		return false
 	}
 	run.route, run.r = route, r
-	_, err := r.p.startIn(&run.probe, target, r.src, deadline, run.probeDone, b)
+	_, err := r.p.startIn(&run.probe, target, r.src, deadline, run.probeDone, b, true)
 	// Unless err, run may have ended and serve another run already.
 	switch {
 	case errors.Is(err, errProberClosed):
@@ -171,13 +171,18 @@ func tcpStartCheck(deadline time.Time, run *asyncRun, b *startBatch, target neti
 	return true
 }
 
-// probeEnded ends run with the verdict of its probe (tcpStartCheck).
+// probeEnded ends run with the verdict of its probe (tcpStartCheck),
+// which it gets as it is (synProber.startIn's raw).
 func (run *asyncRun) probeEnded(err error) {
 	if err != nil {
 		if !errors.Is(err, unix.ECONNREFUSED) {
 			run.route.CompareAndSwap(run.r, nil) // as tcpCheckBy
 		}
-		err = tcpErr(err)
+		if errors.Is(err, errProberClosed) {
+			err = tcpErr(err)
+		} else {
+			err = tcpDialErr(run.probe.target, err)
+		}
 	}
 	run.end(err)
 }
@@ -248,6 +253,16 @@ func tcpErr(err error) error {
 		}
 	}
 	return &tcpError{err: err}
+}
+
+// tcpDialErr is tcpErr(opErr(target, err)) without net.Dial's error in
+// between when the tcpError does not keep it (3 allocations of 4, at
+// every run of a check whose real server fails).
+func tcpDialErr(target netip.AddrPort, err error) error {
+	if a := target.Addr(); a.Zone() == "" && (a.Is4() || a.Is6() && !a.Is4In6()) && err != nil {
+		return &tcpError{target: target, err: err}
+	}
+	return tcpErr(opErr(target, err))
 }
 
 func (e *tcpError) Error() string {
