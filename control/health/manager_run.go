@@ -117,6 +117,10 @@ func (m *Manager) start(ctx context.Context, j job, b *startBatch) {
 		if ac.startCheck(r.start.Add(j.timeout), r, b) {
 			return
 		}
+		// Not started: its probe is in no batch, and it may serve the
+		// next run at once (a tcp check that connects comes here at
+		// every run).
+		r.flushes = m.flushes - 1
 		m.freeRun(r)
 	}
 	m.running.Go(func() {
