@@ -35,15 +35,17 @@ const memoryFloor = 96 << 20
 const memoryMargin = 32 << 20
 
 // gcMargin is the least the steady heap grows by between two
-// collections (the garbage made meanwhile). It was memoryMargin while a
-// tcp check's run made 380 bytes of garbage (at 64,000 checks every 5 s,
-// 4 MB a second: a collection every few seconds). A run makes 18 now,
-// and the steady daemon of 64,000 checks about 0.2 MB a second (its
-// reconciler's rounds), but its RSS stayed at 110 MiB: the heap still
-// reaches the goal before the forced collection of every two minutes,
-// and Go keeps the pages of its goal. At that rate 16 MiB less costs a
-// collection a minute or so.
-const gcMargin = 16 << 20
+// collections (the garbage made meanwhile). It was 32 MiB (memoryMargin)
+// while a tcp check's run made 380 bytes of garbage (at 64,000 checks
+// every 5 s, 4 MB a second: a collection every few seconds). A run makes
+// 18 now, and the steady daemon of 64,000 checks about 0.2 MB a second
+// (its reconciler's rounds), but its RSS stayed at 103-110 MiB: the heap
+// still reaches the goal before the forced collection of every two
+// minutes, and Go keeps the pages of its goal. With GOGC 10 (the
+// environment's) the same daemon held 86 MiB, and its collector took
+// 0.16% of a core in the steady state (main's, at GOGC 71 and 4 MB a
+// second: 0.28%).
+const gcMargin = 8 << 20
 
 // steadyLive is the live heap setMemoryLimit last found, once the
 // configuration was applied (0: not yet): a reload's memory limit starts
@@ -58,13 +60,13 @@ func memoryRoom(live uint64) int64 {
 }
 
 // gcRoom is the heap the daemon may use in the steady state with a live
-// heap of live bytes: live and a margin of a third of it, at least
-// gcMargin (GOGC 33 at least: a live heap of 150 MB at the dataplane's
-// limits, 262,144 real servers, is marked once for every 50 MB a status
-// or a scrape makes). Twice the live heap, Go's default, let the daemon
-// of 64,000 checks hold 129 MiB of RSS where 112 MiB served.
+// heap of live bytes: live and a margin of a quarter of it, at least
+// gcMargin (GOGC 25 at least: a live heap of 150 MB at the dataplane's
+// limits, 262,144 real servers, is marked once for every 37 MB a status
+// or a scrape makes; a reload lifts it, paceReload). Twice the live heap,
+// Go's default, let the daemon of 64,000 checks hold 129 MiB of RSS.
 func gcRoom(live uint64) int64 {
-	return int64(live) + max(gcMargin, int64(live/3))
+	return int64(live) + max(gcMargin, int64(live/4))
 }
 
 // gcPercent is the GOGC that makes the heap goal gcRoom(live) while the
@@ -77,7 +79,7 @@ func gcPercent(live uint64) int {
 }
 
 // setMemoryLimit paces Go's collector for the heap the daemon holds now
-// (live): the heap grows by gcMargin between collections, or a third
+// (live): the heap grows by gcMargin between collections, or a quarter
 // of a larger heap (GOGC gcPercent, unless GOGC is set), and the
 // soft memory limit is twice the live heap (at least memoryFloor; unless
 // GOMEMLIMIT is set). What a burst holds live moves the heap goal with it
