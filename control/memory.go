@@ -30,39 +30,56 @@ func (d *Daemon) releaseMemory(gen uint64) {
 // memoryFloor is the least soft memory limit setMemoryLimit sets.
 const memoryFloor = 96 << 20
 
-// memoryMargin is the least the steady heap grows by between two
-// collections (the garbage made meanwhile): at 64,000 tcp checks every
-// 5 s the daemon makes about 4 MB of garbage a second, so the collector
-// runs every few seconds and marks a 45 MB heap each time, about 0.7% of
-// a core.
+// memoryMargin is the least a reload's heap is taken to grow by over its
+// steady one (memoryRoom, reloadMemoryLimit).
 const memoryMargin = 32 << 20
+
+// gcMargin is the least the steady heap grows by between two
+// collections (the garbage made meanwhile). It was 32 MiB (memoryMargin)
+// while a tcp check's run made 380 bytes of garbage (at 64,000 checks
+// every 5 s, 4 MB a second: a collection every few seconds). A run makes
+// 18 now, and the steady daemon of 64,000 checks about 0.2 MB a second
+// (its reconciler's rounds), but its RSS stayed at 103-110 MiB: the heap
+// still reaches the goal before the forced collection of every two
+// minutes, and Go keeps the pages of its goal. With GOGC 10 (the
+// environment's) the same daemon held 86 MiB, and its collector took
+// 0.16% of a core in the steady state (main's, at GOGC 71 and 4 MB a
+// second: 0.28%).
+const gcMargin = 8 << 20
 
 // steadyLive is the live heap setMemoryLimit last found, once the
 // configuration was applied (0: not yet): a reload's memory limit starts
 // from it, not from the heap a status streaming at the time holds.
 var steadyLive atomic.Uint64
 
-// memoryRoom is the heap the daemon may use in the steady state with a
-// live heap of live bytes: live and a margin of half of it, at least
-// memoryMargin (GOGC 50 at least: a live heap of 150 MB at the
-// dataplane's limits, 262,144 real servers, is marked once for every
-// 75 MB a status or a scrape makes). Twice the live heap, Go's default, let the daemon
-// of 64,000 checks hold 129 MiB of RSS where 112 MiB served.
+// memoryRoom is the steady heap a reload's memory limit starts from, with
+// a live heap of live bytes: live and a margin of half of it, at least
+// memoryMargin (reloadMemoryLimit).
 func memoryRoom(live uint64) int64 {
 	return int64(live) + max(memoryMargin, int64(live/2))
 }
 
-// gcPercent is the GOGC that makes the heap goal memoryRoom(live) while
-// the live heap is live: at most 100, Go's default.
+// gcRoom is the heap the daemon may use in the steady state with a live
+// heap of live bytes: live and a margin of a quarter of it, at least
+// gcMargin (GOGC 25 at least: a live heap of 150 MB at the dataplane's
+// limits, 262,144 real servers, is marked once for every 37 MB a status
+// or a scrape makes; a reload lifts it, paceReload). Twice the live heap,
+// Go's default, let the daemon of 64,000 checks hold 129 MiB of RSS.
+func gcRoom(live uint64) int64 {
+	return int64(live) + max(gcMargin, int64(live/4))
+}
+
+// gcPercent is the GOGC that makes the heap goal gcRoom(live) while the
+// live heap is live: at most 100, Go's default.
 func gcPercent(live uint64) int {
 	if live == 0 {
 		return 100
 	}
-	return int(min(100, 100*(memoryRoom(live)-int64(live))/int64(live)))
+	return int(min(100, 100*(gcRoom(live)-int64(live))/int64(live)))
 }
 
 // setMemoryLimit paces Go's collector for the heap the daemon holds now
-// (live): the heap grows by memoryMargin between collections, or half
+// (live): the heap grows by gcMargin between collections, or a quarter
 // of a larger heap (GOGC gcPercent, unless GOGC is set), and the
 // soft memory limit is twice the live heap (at least memoryFloor; unless
 // GOMEMLIMIT is set). What a burst holds live moves the heap goal with it

@@ -96,24 +96,28 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 	// configuration's size above the heap before it.
 }
 
-// TestMemoryRoom: the steady heap grows by a margin (32 MiB, or half of
-// a larger heap) between collections, not to twice the live
-// heap (GOGC 100): with 64,000 tcp checks (a live heap of about 45 MiB)
-// the daemon held 129 MiB of RSS with twice, 112 MiB with this. The soft
-// memory limit stays twice the live heap (at least memoryFloor), which a
-// burst may reach.
+// TestMemoryRoom: the steady heap grows by a margin (8 MiB, or a quarter
+// of a larger heap) between collections, not to twice the live heap
+// (GOGC 100): with 64,000 tcp checks (a live heap of about 45 MiB) the
+// daemon held 129 MiB of RSS with twice. A reload's limit starts from a
+// room of 32 MiB or half the heap (memoryRoom). The soft memory limit
+// stays twice the live heap (at least memoryFloor), which a burst may
+// reach.
 func TestMemoryRoom(t *testing.T) {
 	for _, tc := range []struct {
-		live, want uint64
-		percent    int
+		live, room, reload uint64
+		percent            int
 	}{
-		{16 << 20, 48 << 20, 100},
-		{45 << 20, 77 << 20, 71},
-		{128 << 20, 192 << 20, 50},
-		{400 << 20, 600 << 20, 50},
+		{16 << 20, 24 << 20, 48 << 20, 50},
+		{45 << 20, 56 << 20, 77 << 20, 25},
+		{120 << 20, 150 << 20, 180 << 20, 25},
+		{400 << 20, 500 << 20, 600 << 20, 25},
 	} {
-		if got := memoryRoom(tc.live); got != int64(tc.want) {
-			t.Errorf("the room of a live heap of %d MiB: %d MiB, want %d MiB", tc.live>>20, got>>20, tc.want>>20)
+		if got := gcRoom(tc.live); got>>20 != int64(tc.room>>20) {
+			t.Errorf("the room of a live heap of %d MiB: %d MiB, want %d MiB", tc.live>>20, got>>20, tc.room>>20)
+		}
+		if got := memoryRoom(tc.live); got != int64(tc.reload) {
+			t.Errorf("the reload's room of a live heap of %d MiB: %d MiB, want %d MiB", tc.live>>20, got>>20, tc.reload>>20)
 		}
 		if got := gcPercent(tc.live); got != tc.percent {
 			t.Errorf("the GC percent of a live heap of %d MiB: %d, want %d", tc.live>>20, got, tc.percent)

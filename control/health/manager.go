@@ -82,6 +82,13 @@ type Manager struct {
 	out     outbox
 	started atomic.Bool
 
+	// freeRuns are the asyncRuns of ended runs, for the next ones (at
+	// most Options.Workers: one per slot); flushes counts the flushes of
+	// the scheduler's batch of SYNs (asyncRun.flushes).
+	runMu    sync.Mutex
+	freeRuns []*asyncRun
+	flushes  uint64
+
 	// epoch is the time the checks' times count from (check.at,
 	// check.lastRun); by Clock, with its monotonic reading.
 	epoch time.Time
@@ -103,10 +110,13 @@ type Manager struct {
 // worker whose check is no longer in Manager.checks drops its result.
 //
 // There are 64,000 of them at issue 13's scale, so the struct is kept
-// small (176 bytes, a size class of Go's allocator; the test
+// small (160 bytes, a size class of Go's allocator; the test
 // TestCheckSize holds it there): times are nanoseconds since
-// Manager.epoch instead of time.Time (24 bytes each), and a tcp check is
-// its own Checker (tcpCheck), with no checker of its own to allocate.
+// Manager.epoch instead of time.Time (24 bytes each), a tcp check is its
+// own Checker (tcpCheck), with no checker of its own to allocate, the
+// consecutive counts are 32 bits, and the weight's mode sits with the
+// other small fields instead of padded to 8 bytes in a Weight (176
+// bytes before those two).
 type check struct {
 	key string // the caller's string, shared
 	// spec may be shared with other checks (UpdateChecks); the target is
@@ -115,23 +125,27 @@ type check struct {
 	checker Checker // nil when the check never runs (type none, invalid Spec)
 	lastErr error   // of the last run, or why the Spec is invalid
 	addr    netip.Addr
-	weight  Weight
-	lastDur time.Duration
-	lastRun int64 // start of the last run since Manager.epoch; none while runs is 0
-	at      int64 // the next run since Manager.epoch: the heap's key
+	// weightValue and weightMode are the weight the check sets (weight).
+	weightValue int64
+	lastDur     time.Duration
+	lastRun     int64 // start of the last run since Manager.epoch; none while runs is 0
+	at          int64 // the next run since Manager.epoch: the heap's key
 	// tcp and route are a tcp check's (tcpCheck): where its SYNs go and
 	// from where, shared by the checks of one Spec, and the prober that
 	// sends them.
 	tcp   *tcpDest
 	route atomic.Pointer[synRoute]
 
-	runs      uint64
-	successes int
-	failures  int
-	qseq      uint32 // counts the check's entries in Manager.queue (checkHeap)
-	queued    bool   // waiting in Manager.queue for its next run
-	port      uint16
-	state     State
+	runs uint64
+	// successes and failures are consecutive; they stop at the largest
+	// int32 (CheckStatus's ints would not: 68 years of runs a second).
+	successes  int32
+	failures   int32
+	qseq       uint32 // counts the check's entries in Manager.queue (checkHeap)
+	weightMode WeightMode
+	queued     bool // waiting in Manager.queue for its next run
+	port       uint16
+	state      State
 	// gone is set when the check leaves Manager.checks (removed, or
 	// replaced by a new check of its key): its runs' results are
 	// dropped. Cheaper than looking its key up for every run.
@@ -142,6 +156,11 @@ type check struct {
 	gen     uint8
 	invalid bool // the Spec is invalid (lastErr says why): the check never runs
 }
+
+// weight is the weight the check sets.
+func (c *check) weight() Weight { return Weight{Mode: c.weightMode, Value: c.weightValue} }
+
+func (c *check) setWeight(w Weight) { c.weightMode, c.weightValue = w.Mode, w.Value }
 
 // target is the real server the check is of.
 func (c *check) target() netip.AddrPort { return netip.AddrPortFrom(c.addr, c.port) }
@@ -292,7 +311,7 @@ func (m *Manager) UpdateChecks(list []Check) error {
 		}
 		from, fromWeight := StateUnknown, Weight{}
 		if old != nil {
-			from, fromWeight = old.state, old.weight
+			from, fromWeight = old.state, old.weight()
 			m.remove(old)
 			restarted++
 		} else {
@@ -308,7 +327,7 @@ func (m *Manager) UpdateChecks(list []Check) error {
 			invalid = c.lastErr
 			errs = append(errs, fmt.Errorf("health check %s: %w", key, invalid))
 		}
-		if c.state != from || c.weight != fromWeight {
+		if c.state != from || c.weight() != fromWeight {
 			t := Transition{Key: key, From: from, To: c.state, Up: c.state == StateUp, Err: invalid, At: now}
 			m.out.push(t)
 			changed = append(changed, t)
@@ -405,9 +424,9 @@ func (m *Manager) Status() map[string]CheckStatus {
 		s := CheckStatus{
 			Spec:         c.spec.clone(),
 			State:        c.state,
-			Weight:       c.weight,
-			Successes:    c.successes,
-			Failures:     c.failures,
+			Weight:       c.weight(),
+			Successes:    int(c.successes),
+			Failures:     int(c.failures),
 			Runs:         c.runs,
 			LastError:    c.lastErr,
 			LastDuration: c.lastDur,
@@ -479,8 +498,8 @@ func (m *Manager) Weights() map[string]Weight {
 	defer m.mu.Unlock()
 	w := map[string]Weight{}
 	for key, c := range m.checks {
-		if c.weight != (Weight{}) {
-			w[key] = c.weight
+		if w0 := c.weight(); w0 != (Weight{}) {
+			w[key] = w0
 		}
 	}
 	return w

@@ -2,6 +2,8 @@ package health
 
 import (
 	"context"
+	"math"
+	"sync/atomic"
 	"time"
 )
 
@@ -10,24 +12,24 @@ import (
 // sleeping until the next check is due, a slot is free, or Update or a
 // finished run changed the heap's earliest check.
 func (m *Manager) schedule(ctx context.Context) {
-	var ready []*check // due, waiting for a worker; only this goroutine uses it
-	var jobs []job     // started in this round
+	var ready readyList // due, waiting for a worker; only this goroutine uses it
+	var jobs []job      // started in this round
 	batch := new(startBatch)
 	for {
 		m.mu.Lock()
 		now := m.clock.Now()
 		for c := m.queue.top(); c != nil && !m.next(c).After(now); c = m.queue.top() {
-			ready = append(ready, m.queue.pop())
+			ready.push(m.queue.pop())
 		}
 		// Start every ready check a slot is free for, in one round: at
 		// 12,800 checks a second, a round (and a timer) per check was
 		// much of the scheduler's work.
 		jobs = jobs[:0]
 	take:
-		for len(ready) > 0 {
-			c := ready[0]
+		for ready.len() > 0 {
+			c := ready.front()
 			if c.gone {
-				ready = ready[1:] // removed or replaced while waiting
+				ready.pop() // removed or replaced while waiting
 				continue
 			}
 			select {
@@ -35,14 +37,14 @@ func (m *Manager) schedule(ctx context.Context) {
 			default:
 				break take // every slot is taken
 			}
-			ready = ready[1:]
+			ready.pop()
 			jobs = append(jobs, job{c: c, checker: c.checker, typ: c.spec.Type, timeout: c.spec.Timeout, started: now})
 		}
 		var slots chan<- struct{}
 		var j job
-		if len(ready) > 0 {
+		if ready.len() > 0 {
 			// Every slot is taken: wait for one.
-			c := ready[0]
+			c := ready.front()
 			slots, j = m.slots, job{c: c, checker: c.checker, typ: c.spec.Type, timeout: c.spec.Timeout, started: now}
 		}
 		var timer Timer
@@ -56,15 +58,17 @@ func (m *Manager) schedule(ctx context.Context) {
 			m.start(ctx, j, batch)
 		}
 		batch.flush() // their SYNs together
+		m.flushed()
 
 		select {
 		case <-ctx.Done():
 		case <-m.wake:
 		case <-fire:
 		case slots <- struct{}{}:
-			ready = ready[1:]
+			ready.pop()
 			m.start(ctx, j, batch)
 			batch.flush()
+			m.flushed()
 		}
 		if timer != nil {
 			timer.Stop()
@@ -75,18 +79,49 @@ func (m *Manager) schedule(ctx context.Context) {
 	}
 }
 
+// readyList is the scheduler's FIFO of due checks. Taking from its front
+// leaves the room behind for the next pushes, where a slice resliced
+// from its front (ready = ready[1:]) was copied to a new array as it
+// filled: garbage at every round.
+type readyList struct {
+	s    []*check
+	head int // s[head:] wait
+}
+
+func (r *readyList) len() int      { return len(r.s) - r.head }
+func (r *readyList) front() *check { return r.s[r.head] }
+func (r *readyList) push(c *check) { r.s = append(r.s, c) }
+
+// pop drops the front check.
+func (r *readyList) pop() {
+	r.s[r.head] = nil
+	r.head++
+	switch {
+	case r.head == len(r.s):
+		r.s, r.head = r.s[:0], 0
+	case r.head >= 1024 && 2*r.head >= len(r.s):
+		// Mostly room behind (all slots were taken for long): move the
+		// rest to the front, at most once per as many pops.
+		n := copy(r.s, r.s[r.head:])
+		clear(r.s[n:])
+		r.s, r.head = r.s[:n], 0
+	}
+}
+
 // start runs j, which holds one of m.slots, taken by the caller: in a
 // goroutine of its own, or with none for an asyncChecker, whose start
 // waits in b until the caller flushes it.
 func (m *Manager) start(ctx context.Context, j job, b *startBatch) {
 	if ac, ok := j.checker.(asyncChecker); ok {
-		start := time.Now()
-		if ac.startCheck(start.Add(j.timeout), func(err error) {
-			defer func() { <-m.slots }()
-			m.complete(ctx, j, start, Weight{}, err)
-		}, b) {
+		r := m.newRun(ctx, j, time.Now())
+		if ac.startCheck(r.start.Add(j.timeout), r, b) {
 			return
 		}
+		// Not started: its probe is in no batch, and it may serve the
+		// next run at once (a tcp check that connects comes here at
+		// every run).
+		r.flushes = m.flushes - 1
+		m.freeRun(r)
 	}
 	m.running.Go(func() {
 		defer func() { <-m.slots }()
@@ -133,14 +168,88 @@ func (m *Manager) complete(ctx context.Context, j job, start time.Time, w Weight
 
 // asyncChecker is a Checker whose runs need no goroutine of their own (a
 // tcp check: the SYN prober's goroutines wait for all of them):
-// startCheck starts a run that ends by deadline and returns; done is
+// startCheck starts the run r that ends by deadline and returns; r.end is
 // called once with its result, from another goroutine or from b's flush,
 // with no lock of the Manager held; the caller flushes b once it has
 // started the round's checks. Runs still waiting when the Manager stops end by
 // their deadline, and their results are dropped. startCheck returns
-// false, without calling done, when this run must be a Check instead.
+// false, without calling r.end, when this run must be a Check instead.
 type asyncChecker interface {
-	startCheck(deadline time.Time, done func(error), b *startBatch) bool
+	startCheck(deadline time.Time, r *asyncRun, b *startBatch) bool
+}
+
+// asyncRun is a run of an asyncChecker in flight: what its end needs. A
+// run in flight holds one of Manager.slots, so there are Options.Workers
+// of them at most, and an ended one serves a next run (Manager.freeRuns):
+// a run allocates none of its own. At 64,000 tcp checks every 5 s, a
+// closure for each run's end, the Manager's and the tcp check's, were
+// 160 of the 330 bytes of garbage a run made.
+type asyncRun struct {
+	m     *Manager
+	ctx   context.Context
+	j     job
+	start time.Time
+	// route and r are a tcp check's (tcpStartCheck): its route, and the
+	// synRoute its SYN took.
+	route *atomic.Pointer[synRoute]
+	r     *synRoute
+	// probeDone is probeEnded, bound once: what the prober calls.
+	probeDone func(error)
+	// probe is a tcp check's probe (synProber.startIn), 176 bytes a run
+	// made; it stays in the scheduler's batch of SYNs until the batch is
+	// flushed, even when it ended before (at its deadline, or its prober
+	// closing), so r serves no next run before: flushes is
+	// Manager.flushes when r started.
+	probe   synProbe
+	flushes uint64
+}
+
+// newRun returns an asyncRun of j, started at start, for the caller to
+// start or to free. Only the scheduler calls it (Manager.flushes).
+func (m *Manager) newRun(ctx context.Context, j job, start time.Time) *asyncRun {
+	m.runMu.Lock()
+	var r *asyncRun
+	// The last run freed, unless its probe may still wait in the batch
+	// (then a new one: it happens only to a run that ended before its
+	// SYN left).
+	if n := len(m.freeRuns); n > 0 && m.freeRuns[n-1].flushes != m.flushes {
+		r = m.freeRuns[n-1]
+		m.freeRuns[n-1] = nil
+		m.freeRuns = m.freeRuns[:n-1]
+	}
+	m.runMu.Unlock()
+	if r == nil {
+		r = &asyncRun{m: m}
+		r.probeDone = r.probeEnded
+	}
+	r.ctx, r.j, r.start, r.flushes = ctx, j, start, m.flushes
+	return r
+}
+
+// freeRun keeps r, ended or never started, for a next run; Options.Workers
+// of them at most.
+func (m *Manager) freeRun(r *asyncRun) {
+	r.ctx, r.j, r.route, r.r = nil, job{}, nil, nil
+	m.runMu.Lock()
+	if len(m.freeRuns) < m.workers {
+		m.freeRuns = append(m.freeRuns, r)
+	}
+	m.runMu.Unlock()
+}
+
+// flushed counts a flush of the scheduler's batch (newRun).
+func (m *Manager) flushed() {
+	m.runMu.Lock()
+	m.flushes++
+	m.runMu.Unlock()
+}
+
+// end records the result of r, frees it, and gives back its slot.
+func (r *asyncRun) end(err error) {
+	m, ctx, j, start := r.m, r.ctx, r.j, r.start
+	m.freeRun(r) // before the slot: a run started next takes it
+	defer func() { <-m.slots }()
+	m.complete(ctx, j, start, Weight{}, err)
 }
 
 // deadlineChecker is a Checker whose run takes its deadline apart from
@@ -168,18 +277,22 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 	now := m.clock.Now()
 	c.runs++
 	c.lastErr, c.lastDur, c.lastRun = err, d, m.since(j.started)
-	from, fromWeight := c.state, c.weight
+	from, fromWeight := c.state, c.weight()
 	if err == nil {
-		c.weight = w
-		c.successes++
+		c.setWeight(w)
+		if c.successes < math.MaxInt32 {
+			c.successes++
+		}
 		c.failures = 0
-		if c.successes >= c.spec.Rise {
+		if int(c.successes) >= c.spec.Rise {
 			c.state = StateUp
 		}
 	} else {
-		c.failures++
+		if c.failures < math.MaxInt32 {
+			c.failures++
+		}
 		c.successes = 0
-		if c.failures >= c.spec.Fall {
+		if int(c.failures) >= c.spec.Fall {
 			c.state = StateDown
 		}
 	}
@@ -203,10 +316,10 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 			m.firstUp, m.firstDown, m.lastSummary = 0, 0, now
 		}
 	}
-	if c.state == from && c.weight == fromWeight {
+	if c.state == from && c.weight() == fromWeight {
 		return Transition{}, false, sum
 	}
-	t := Transition{Key: c.key, From: from, To: c.state, Up: c.state == StateUp, Weight: c.weight, Err: err, At: now}
+	t := Transition{Key: c.key, From: from, To: c.state, Up: c.state == StateUp, Weight: c.weight(), Err: err, At: now}
 	m.out.push(t)
 	return t, true, sum
 }

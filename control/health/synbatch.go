@@ -114,7 +114,10 @@ func (p *synProber) fillSYN(b *[24]byte, s synOut) {
 	}
 }
 
-// synRecvBuf is the memory of the reader's recvmmsg calls.
+// synRecvBuf is the memory of the reader's recvmmsg calls, and of their
+// state: a closure for each call, and the variables it shared with
+// recvAnswers, were 3 allocations at every read (every millisecond while
+// probes are pending).
 type synRecvBuf struct {
 	pkts [synBatchMax][128]byte // IPv4's headers with options, or IPv6's TCP header
 	v6   [synBatchMax]unix.RawSockaddrInet6
@@ -122,6 +125,14 @@ type synRecvBuf struct {
 	msgs [synBatchMax]unix.Mmsghdr
 	done []*synProbe
 	errs []error
+
+	// The call of recvAnswers in progress: its prober and wait, what
+	// readFD found, and readFD bound once.
+	p    *synProber
+	wait bool
+	got  bool
+	rerr error
+	read func(fd uintptr) bool
 }
 
 // recvAnswers reads the answers waiting on p's socket, synBatchMax per
@@ -129,48 +140,56 @@ type synRecvBuf struct {
 // any: when none waits it returns at once unless wait, when it waits in
 // the poller for one.
 func (p *synProber) recvAnswers(buf *synRecvBuf, wait bool) (bool, error) {
-	got := false
-	var rerr error
-	err := p.rc.Read(func(fd uintptr) bool {
-		for {
-			for i := range buf.msgs {
-				buf.iovs[i] = unix.Iovec{Base: &buf.pkts[i][0]}
-				buf.iovs[i].SetLen(len(buf.pkts[i]))
-				h := &buf.msgs[i].Hdr
-				*h = unix.Msghdr{Iov: &buf.iovs[i]}
-				h.SetIovlen(1)
-				if p.key.v6 {
-					// IPv4's source is in the IP header: no name to fill.
-					h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.v6[i])), unix.SizeofSockaddrInet6
-				}
-			}
-			p.recvCalls.Add(1)
-			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&buf.msgs[0])), synBatchMax, 0, 0, 0)
-			switch e {
-			case 0:
-			case unix.EAGAIN:
-				return got || !wait
-			case unix.EINTR:
-				continue
-			default:
-				rerr = os.NewSyscallError("recvmmsg", e)
-				return true
-			}
-			n := int(r)
-			if n > 0 {
-				got = true
-			}
-			p.answers(buf, n)
-			if n < synBatchMax {
-				// The queue was empty: no need to ask again.
-				return got || !wait
+	if buf.read == nil {
+		buf.read = buf.readFD
+	}
+	buf.p, buf.wait, buf.got, buf.rerr = p, wait, false, nil
+	err := p.rc.Read(buf.read)
+	if err == nil {
+		err = buf.rerr
+	}
+	got := buf.got
+	buf.p, buf.rerr = nil, nil
+	return got, err
+}
+
+// readFD is recvAnswers' read of fd, as syscall.RawConn.Read calls it.
+func (buf *synRecvBuf) readFD(fd uintptr) bool {
+	p := buf.p
+	for {
+		for i := range buf.msgs {
+			buf.iovs[i] = unix.Iovec{Base: &buf.pkts[i][0]}
+			buf.iovs[i].SetLen(len(buf.pkts[i]))
+			h := &buf.msgs[i].Hdr
+			*h = unix.Msghdr{Iov: &buf.iovs[i]}
+			h.SetIovlen(1)
+			if p.key.v6 {
+				// IPv4's source is in the IP header: no name to fill.
+				h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.v6[i])), unix.SizeofSockaddrInet6
 			}
 		}
-	})
-	if err == nil {
-		err = rerr
+		p.recvCalls.Add(1)
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&buf.msgs[0])), synBatchMax, 0, 0, 0)
+		switch e {
+		case 0:
+		case unix.EAGAIN:
+			return buf.got || !buf.wait
+		case unix.EINTR:
+			continue
+		default:
+			buf.rerr = os.NewSyscallError("recvmmsg", e)
+			return true
+		}
+		n := int(r)
+		if n > 0 {
+			buf.got = true
+		}
+		p.answers(buf, n)
+		if n < synBatchMax {
+			// The queue was empty: no need to ask again.
+			return buf.got || !buf.wait
+		}
 	}
-	return got, err
 }
 
 // answers completes the probes the first n answers of buf answer, under

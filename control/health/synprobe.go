@@ -89,10 +89,13 @@ type synMatch struct {
 
 // synProbe is one probe waiting for its answer.
 type synProbe struct {
-	match    synMatch
-	target   netip.AddrPort
-	src      netip.Addr // IPv4: the source address, for the checksum
-	seq      uint32
+	match  synMatch
+	target netip.AddrPort
+	src    netip.Addr // IPv4: the source address, for the checksum
+	seq    uint32
+	// raw: done gets the verdict as it is, not as net.Dial's error (a
+	// Manager's run makes its tcpError of it directly, probeEnded).
+	raw      bool
 	deadline time.Time
 	next     time.Time     // the next resend, or the deadline
 	rto      time.Duration // the wait before the next resend

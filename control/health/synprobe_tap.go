@@ -3,7 +3,6 @@ package health
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -123,7 +122,7 @@ func (p *synProber) tapAnswers(buf *tapBuf) {
 			p.removeLocked(pr)
 			var verdict error
 			if a.Refused {
-				verdict = os.NewSyscallError("connect", unix.ECONNREFUSED)
+				verdict = errRefused
 			}
 			buf.done, buf.errs = append(buf.done, pr), append(buf.errs, verdict)
 		}

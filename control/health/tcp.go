@@ -75,8 +75,8 @@ func (c *tcpChecker) checkBy(ctx context.Context, deadline time.Time) error {
 	return tcpCheckBy(ctx, deadline, c.target, &c.dest, &c.route)
 }
 
-func (c *tcpChecker) startCheck(deadline time.Time, done func(error), b *startBatch) bool {
-	return tcpStartCheck(deadline, done, b, c.target, &c.dest, &c.route)
+func (c *tcpChecker) startCheck(deadline time.Time, r *asyncRun, b *startBatch) bool {
+	return tcpStartCheck(deadline, r, b, c.target, &c.dest, &c.route)
 }
 
 // tcpCheck is a Manager's check of type tcp as its own Checker: the
@@ -102,8 +102,8 @@ func (c *tcpCheck) checkBy(ctx context.Context, deadline time.Time) error {
 	return tcpCheckBy(ctx, deadline, c.probed(), c.tcp, &c.route)
 }
 
-func (c *tcpCheck) startCheck(deadline time.Time, done func(error), b *startBatch) bool {
-	return tcpStartCheck(deadline, done, b, c.probed(), c.tcp, &c.route)
+func (c *tcpCheck) startCheck(deadline time.Time, r *asyncRun, b *startBatch) bool {
+	return tcpStartCheck(deadline, r, b, c.probed(), c.tcp, &c.route)
 }
 
 // tcpCheckBy checks target from d until deadline (none: zero), or until
@@ -137,42 +137,54 @@ func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, 
 	return nil
 }
 
-// tcpStartCheck starts a check of target from d that ends by deadline
-// and returns (the Manager's asyncChecker): its SYN waits in b, and done
-// gets its result from the prober's goroutines (or from b's flush, when
-// the SYN cannot be sent). It returns false when the check must run
-// synchronously (tcpCheckBy): it connects, or its prober closed. route
-// is the check's.
-func tcpStartCheck(deadline time.Time, done func(error), b *startBatch, target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRoute]) bool {
+// tcpStartCheck starts the run run of a check of target from d that
+// ends by deadline and returns (the Manager's asyncChecker): its SYN
+// waits in b, and run gets its result from the prober's goroutines (or
+// from b's flush, when the SYN cannot be sent). It returns false when the
+// check must run synchronously (tcpCheckBy): it connects, or its prober
+// closed. route is the check's. It allocates nothing of its own: the
+// probe is run's, and the prober calls run.probeDone (probeEnded), made
+// once for every run run serves.
+func tcpStartCheck(deadline time.Time, run *asyncRun, b *startBatch, target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRoute]) bool {
 	r := route.Load()
 	if r == nil {
 		var err error
 		if r, err = learnRoute(target, d, route); err != nil {
-			done(tcpErr(err))
+			run.end(tcpErr(err))
 			return true
 		}
 	}
 	if r == noSynRoute {
 		return false
 	}
-	_, err := r.p.start(target, r.src, deadline, func(err error) {
-		if err != nil {
-			if !errors.Is(err, unix.ECONNREFUSED) {
-				route.CompareAndSwap(r, nil) // as tcpCheckBy
-			}
-			err = tcpErr(err)
-		}
-		done(err)
-	}, b)
+	run.route, run.r = route, r
+	_, err := r.p.startIn(&run.probe, target, r.src, deadline, run.probeDone, b, true)
+	// Unless err, run may have ended and serve another run already.
 	switch {
 	case errors.Is(err, errProberClosed):
 		route.CompareAndSwap(r, nil)
 		return false
 	case err != nil:
 		route.CompareAndSwap(r, nil)
-		done(tcpErr(err))
+		run.end(tcpErr(err))
 	}
 	return true
+}
+
+// probeEnded ends run with the verdict of its probe (tcpStartCheck),
+// which it gets as it is (synProber.startIn's raw).
+func (run *asyncRun) probeEnded(err error) {
+	if err != nil {
+		if !errors.Is(err, unix.ECONNREFUSED) {
+			run.route.CompareAndSwap(run.r, nil) // as tcpCheckBy
+		}
+		if errors.Is(err, errProberClosed) {
+			err = tcpErr(err)
+		} else {
+			err = tcpDialErr(run.probe.target, err)
+		}
+	}
+	run.end(err)
 }
 
 // learnRoute finds the prober of the checks of target from d, and the
@@ -241,6 +253,16 @@ func tcpErr(err error) error {
 		}
 	}
 	return &tcpError{err: err}
+}
+
+// tcpDialErr is tcpErr(opErr(target, err)) without net.Dial's error in
+// between when the tcpError does not keep it (3 allocations of 4, at
+// every run of a check whose real server fails).
+func tcpDialErr(target netip.AddrPort, err error) error {
+	if a := target.Addr(); a.Zone() == "" && (a.Is4() || a.Is6() && !a.Is4In6()) && err != nil {
+		return &tcpError{target: target, err: err}
+	}
+	return tcpErr(opErr(target, err))
 }
 
 func (e *tcpError) Error() string {

@@ -222,6 +222,9 @@ func (bn *bench) scenario(s shape, t targets) {
 		fs.add(split+": the real server's thread", "%", 0, 100*rsThread)
 		fs.add(split+": the lab switch's threads (its ports facing the director and the real server)", "%", 0, 100*swThreads)
 	}
+	// The heap after the CPU windows: against heap-after-start
+	// (go tool pprof -diff_base), what the steady state allocates.
+	bn.profile(s, "heap-steady", "heap")
 	x.resetPeak()
 
 	// Status, text and JSON, idle.
