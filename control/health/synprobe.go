@@ -64,6 +64,9 @@ type synProber struct {
 	// the sources it takes them for.
 	tap     *tapState
 	watched []netip.Addr
+	// pkt sends the IPv4 SYNs that can bypass the stack (synsend.go):
+	// nil without a tap that names its interfaces.
+	pkt *pktSender
 
 	// sendCalls and recvCalls count the system calls that sent SYNs and
 	// read answers (for the tests).
@@ -92,6 +95,7 @@ type synProbe struct {
 	match    synMatch
 	target   netip.AddrPort
 	src      netip.Addr // IPv4: the source address, for the checksum
+	via      *pktPath   // nil: the SYN leaves through the raw socket
 	seq      uint32
 	deadline time.Time
 	next     time.Time     // the next resend, or the deadline
@@ -170,6 +174,9 @@ func (ps *synProbers) get(v6 bool, bindTo netip.Addr) (*synProber, error) {
 	p.reg = ps
 	if ps.tap != nil && ps.tap.netns == key.netns {
 		p.tap = ps.tap
+		if !key.v6 {
+			p.pkt = openPktSender(ps.tap.tap)
+		}
 	}
 	ps.m[key] = p
 	go p.read()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,9 +23,9 @@ import (
 // the kernel picks, for the checksum) and waits for its answer until
 // deadline (none: zero), or until ctx is done. Its errors read as
 // net.Dial's, as connectReset's.
-func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.Addr, deadline time.Time) error {
+func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.Addr, via *pktPath, deadline time.Time) error {
 	result := make(chan error, 1)
-	pr, err := p.start(target, src, deadline, func(err error) { result <- err }, nil)
+	pr, err := p.start(target, src, via, deadline, func(err error) { result <- err }, nil)
 	if err != nil {
 		return err
 	}
@@ -45,8 +46,8 @@ func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.
 // start returns an error (errProberClosed, or the SYN could not be sent).
 // With a batch, the SYN waits in it, and leaves when the batch is
 // flushed (a SYN the kernel refuses then calls done).
-func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.Time, done func(error), b *startBatch) (*synProbe, error) {
-	pr := &synProbe{target: target, src: src, deadline: deadline, rto: synRTO, index: -1, done: done}
+func (p *synProber) start(target netip.AddrPort, src netip.Addr, via *pktPath, deadline time.Time, done func(error), b *startBatch) (*synProbe, error) {
+	pr := &synProbe{target: target, src: src, via: via, deadline: deadline, rto: synRTO, index: -1, done: done}
 	now := time.Now()
 	pr.next = now.Add(synRTO)
 	if !deadline.IsZero() && deadline.Before(pr.next) {
@@ -88,7 +89,7 @@ func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.T
 		b.add(p, pr)
 		return pr, nil
 	}
-	if err := p.send(pr.match, pr.src, pr.seq); err != nil {
+	if err := p.send(synOut{pr.match, pr.src, pr.seq, pr.via}); err != nil {
 		if p.cancel(pr) {
 			return nil, opErr(target, os.NewSyscallError("connect", err))
 		}
@@ -138,21 +139,19 @@ func (p *synProber) removeLocked(pr *synProbe) {
 }
 
 // send sends the SYN of a probe alone.
-func (p *synProber) send(m synMatch, src netip.Addr, seq uint32) error {
-	var b [24]byte
-	p.fillSYN(&b, synOut{m: m, src: src, seq: seq})
-	to := sockaddr(netip.AddrPortFrom(m.addr, 0))
+func (p *synProber) send(s synOut) error {
+	buf := sendBufs.Get().(*synSendBuf)
+	defer sendBufs.Put(buf)
 	var serr error
-	err := p.rc.Write(func(fd uintptr) bool {
-		p.sendCalls.Add(1)
-		serr = unix.Sendto(int(fd), b[:], 0, to)
-		return !errors.Is(serr, unix.EAGAIN)
-	})
+	err := p.sendSYNs(buf, []synOut{s}, func(_ int, err error) { serr = err })
 	if err != nil {
 		return err
 	}
 	return serr
 }
+
+// sendBufs are the synSendBufs of send.
+var sendBufs = sync.Pool{New: func() any { return new(synSendBuf) }}
 
 // tcpChecksum4 is the checksum of an IPv4 TCP segment (RFC 9293 3.1:
 // with the pseudo-header) whose checksum field is zero.
@@ -288,7 +287,7 @@ func (p *synProber) runTimers() {
 				expired = append(expired, pr)
 				continue
 			}
-			sends = append(sends, synOut{pr.match, pr.src, pr.seq})
+			sends = append(sends, synOut{pr.match, pr.src, pr.seq, pr.via})
 			pr.rto *= 2
 			pr.next = now.Add(pr.rto)
 			if !pr.deadline.IsZero() && pr.deadline.Before(pr.next) {
@@ -388,6 +387,9 @@ func (p *synProber) closeLocked() []*synProbe {
 func (p *synProber) closeFiles() {
 	p.unwatchAll()
 	p.raw.Close()
+	if p.pkt != nil {
+		p.pkt.close()
+	}
 	unix.Close(p.hold)
 }
 

@@ -54,6 +54,7 @@ type tcpDest struct {
 type synRoute struct {
 	p   *synProber
 	src netip.Addr
+	via *pktPath // the SYNs bypass the stack (synsend.go); nil: they do not
 }
 
 // noSynRoute marks a checker that connects: raw sockets are not allowed.
@@ -121,7 +122,7 @@ func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, 
 			err = connectReset(ctx, deadline, target, d.bindTo)
 			break
 		}
-		err = r.p.probe(ctx, target, r.src, deadline)
+		err = r.p.probe(ctx, target, r.src, r.via, deadline)
 		if err != nil && !errors.Is(err, unix.ECONNREFUSED) {
 			// A RST came back the way the SYN went; no answer may be a
 			// stale source (the route changed): learn it again.
@@ -155,7 +156,7 @@ func tcpStartCheck(deadline time.Time, done func(error), b *startBatch, target n
 	if r == noSynRoute {
 		return false
 	}
-	_, err := r.p.start(target, r.src, deadline, func(err error) {
+	_, err := r.p.start(target, r.src, r.via, deadline, func(err error) {
 		if err != nil {
 			if !errors.Is(err, unix.ECONNREFUSED) {
 				route.CompareAndSwap(r, nil) // as tcpCheckBy
@@ -211,6 +212,11 @@ func learnRoute(target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRout
 		}
 	}
 	r := p.route(src)
+	if p.pkt != nil {
+		if r, err = p.pkt.route(r, addr); err != nil {
+			return nil, opErr(target, err)
+		}
+	}
 	route.Store(r)
 	return r, nil
 }
