@@ -20,6 +20,12 @@ import (
 // sendto and a recvfrom per check were most of the daemon's system calls
 // (issue 13).
 
+// Both are raw system calls (no entersyscall): the sockets are
+// non-blocking, the calls return at once. Go's entersyscall wakes the
+// runtime's sysmon thread from its deep sleep and makes it poll every
+// 20 us for a while after: with the checks' work in bursts every few
+// milliseconds, that was thousands of sysmon wake-ups a second (issue 13).
+
 // synBatchMax is the most SYNs one sendmmsg sends, and the most answers
 // one recvmmsg reads (UIO_MAXIOV caps a call at 1024).
 const synBatchMax = 64
@@ -126,7 +132,7 @@ func sendmmsg(rc syscall.RawConn, msgs []unix.Mmsghdr, calls *atomic.Uint64, fai
 		err := rc.Write(func(fd uintptr) bool {
 			for {
 				calls.Add(1)
-				r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&msgs[off])), uintptr(len(msgs)-off), 0, 0, 0)
+				r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&msgs[off])), uintptr(len(msgs)-off), 0, 0, 0)
 				switch e {
 				case unix.EINTR:
 					continue
@@ -206,7 +212,7 @@ func (p *synProber) recvAnswers(buf *synRecvBuf, wait bool) (bool, error) {
 				}
 			}
 			p.recvCalls.Add(1)
-			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&buf.msgs[0])), synBatchMax, 0, 0, 0)
+			r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&buf.msgs[0])), synBatchMax, 0, 0, 0)
 			switch e {
 			case 0:
 			case unix.EAGAIN:
