@@ -2,6 +2,7 @@ package health
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -29,7 +30,9 @@ import (
 // answers on are sent so).
 //
 // A check learns its route once (learnRoute): the interface and next hop
-// of its real server, by the kernel's route lookup. The next hop's MAC is
+// of its real server, by the kernel's route lookup; again after a change
+// of the routes (heard on a netlink socket at the refreshes), its SYNs
+// going through the raw socket meanwhile. The next hop's MAC is
 // read from the kernel's neighbour table, at most once per
 // pktRefreshEvery per interface, by the goroutine sending. A SYN goes
 // through the raw socket instead while the neighbour is not resolved (the
@@ -65,6 +68,14 @@ type pktSender struct {
 	ident atomic.Uint32
 	tap   ProbeLinker
 	calls atomic.Uint64 // sendmmsg calls (for the tests)
+	// routeEvents is a netlink socket that hears of the changes to the
+	// IPv4 routes; gen counts the changes heard: a path learned before
+	// the last one is stale (its SYNs go through the raw socket, and its
+	// checks learn their route again).
+	routeEvents int
+	gen         atomic.Uint64
+	eventsMu    sync.Mutex
+	events      [4096]byte // routeEvents' reads, under eventsMu
 
 	mu     sync.Mutex
 	routes map[pathKey]*synRoute
@@ -87,6 +98,8 @@ type pktLink struct {
 
 // pktPath is a source and next hop on a link: how its SYNs leave.
 type pktPath struct {
+	s       *pktSender
+	gen     uint64 // s.gen when it was learned
 	link    *pktLink
 	nexthop netip.Addr
 	// eth is the frames' Ethernet header; nil: the SYNs go through the
@@ -109,15 +122,27 @@ func openPktSender(tap ProbeTap) *pktSender {
 	if err != nil {
 		return nil
 	}
+	ev, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		unix.Close(fd)
+		return nil
+	}
+	if err := unix.Bind(ev, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: unix.RTMGRP_IPV4_ROUTE}); err != nil {
+		unix.Close(fd)
+		unix.Close(ev)
+		return nil
+	}
 	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		unix.Close(fd)
+		unix.Close(ev)
 		return nil
 	}
 	f := os.NewFile(uintptr(fd), "tcp-check-pkt")
 	rc, err := f.SyscallConn()
 	if err != nil {
 		f.Close()
+		unix.Close(ev)
 		h.Close()
 		return nil
 	}
@@ -127,13 +152,43 @@ func openPktSender(tap ProbeTap) *pktSender {
 			ttl = uint8(n)
 		}
 	}
-	return &pktSender{file: f, rc: rc, nl: h, ttl: ttl, tap: pl, routes: make(map[pathKey]*synRoute), links: make(map[int]*pktLink)}
+	return &pktSender{file: f, rc: rc, nl: h, ttl: ttl, tap: pl, routeEvents: ev, routes: make(map[pathKey]*synRoute), links: make(map[int]*pktLink)}
 }
 
 func (s *pktSender) close() {
 	s.file.Close()
+	unix.Close(s.routeEvents)
 	s.nl.Close()
 }
+
+// routesChanged reads the route changes heard since the last call, and
+// makes the paths learned before them stale. Called with a link's
+// refresh held.
+func (s *pktSender) routesChanged() {
+	if !s.eventsMu.TryLock() {
+		return // another link's refresh reads them
+	}
+	defer s.eventsMu.Unlock()
+	changed := false
+	for {
+		n, _, err := unix.Recvfrom(s.routeEvents, s.events[:], unix.MSG_DONTWAIT)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil && !errors.Is(err, unix.EAGAIN) || n > 0 {
+			changed = true // a change, or changes lost (ENOBUFS)
+		}
+		if err != nil || n <= 0 {
+			break
+		}
+	}
+	if changed {
+		s.gen.Add(1)
+	}
+}
+
+// stale reports whether the route of via changed since it was learned.
+func (via *pktPath) stale() bool { return via.gen != via.s.gen.Load() }
 
 // route returns the route of the checks of target from r's source: r
 // itself when their SYNs go through the raw socket.
@@ -167,8 +222,14 @@ func (s *pktSender) route(r *synRoute, target netip.Addr) (*synRoute, error) {
 	key := pathKey{src: r.src, ifindex: rt.LinkIndex, nexthop: hop}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if pr := s.routes[key]; pr != nil {
+	if pr := s.routes[key]; pr != nil && !pr.via.stale() {
 		return pr, nil
+	}
+	if pr := s.routes[key]; pr != nil {
+		// Learned again after a change: the stale path goes.
+		delete(s.routes, key)
+		l := pr.via.link
+		l.paths = slices.DeleteFunc(l.paths, func(p *pktPath) bool { return p == pr.via })
 	}
 	if len(s.routes) >= pktMaxPaths {
 		return r, nil
@@ -178,7 +239,7 @@ func (s *pktSender) route(r *synRoute, target netip.Addr) (*synRoute, error) {
 		l = &pktLink{index: rt.LinkIndex}
 		s.links[rt.LinkIndex] = l
 	}
-	path := &pktPath{link: l, nexthop: hop}
+	path := &pktPath{s: s, gen: s.gen.Load(), link: l, nexthop: hop}
 	l.paths = append(l.paths, path)
 	l.next.Store(0) // read its neighbour at its first SYN
 	pr := &synRoute{p: r.p, src: r.src, via: path}
@@ -197,6 +258,7 @@ func (s *pktSender) refresh(l *pktLink, now time.Time) {
 		return
 	}
 	l.next.Store(now.Add(pktRefreshEvery).UnixNano())
+	s.routesChanged()
 	s.mu.Lock()
 	paths := slices.Clone(l.paths)
 	s.mu.Unlock()
@@ -240,7 +302,7 @@ func (s *pktSender) refresh(l *pktLink, now time.Time) {
 func (s *pktSender) frame(via *pktPath, now time.Time) *[14]byte {
 	s.refresh(via.link, now)
 	eth := via.eth.Load()
-	if eth == nil || via.kick.Load() && via.kick.Swap(false) {
+	if eth == nil || via.stale() || via.kick.Load() && via.kick.Swap(false) {
 		return nil
 	}
 	return eth

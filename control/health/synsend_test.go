@@ -117,6 +117,30 @@ func TestTCPProbeTapPacket(t *testing.T) {
 	if got := pktCalls() - before; got < 2 {
 		t.Errorf("silent: %d sends through the packet socket, want the SYN and its resend", got)
 	}
+
+	// A change of the routes: the SYNs go through the stack until the
+	// check learned its route again.
+	l.dir.MustRun(t, "ip", "route", "add", "10.77.10.0/24", "via", rs4.String())
+	nettest.WaitFor(t, 10*time.Second, "a SYN through the stack after a route changed", func() error {
+		before := pktCalls()
+		if err := l.check(t, labSpec(checktype.TCP, up)); err != nil {
+			return fmt.Errorf("listening: %w", err)
+		}
+		if pktCalls() != before {
+			return errors.New("the SYN went through the packet socket")
+		}
+		return nil
+	})
+	nettest.WaitFor(t, 10*time.Second, "a SYN through the packet socket again", func() error {
+		before := pktCalls()
+		if err := l.check(t, labSpec(checktype.TCP, up)); err != nil {
+			return fmt.Errorf("listening: %w", err)
+		}
+		if pktCalls() == before {
+			return errors.New("the SYN went through the stack")
+		}
+		return nil
+	})
 }
 
 // nextFrame returns the next frame of an IPv4 SYN to dst:port captured.

@@ -113,6 +113,10 @@ func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, 
 	var err error
 	for range 3 { // a prober closing under the check: another one
 		r := route.Load()
+		if r != nil && r.via != nil && r.via.stale() {
+			route.CompareAndSwap(r, nil) // the routes changed: learn it again
+			r = nil
+		}
 		if r == nil {
 			if r, err = learnRoute(target, d, route); err != nil {
 				break
@@ -146,6 +150,10 @@ func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, 
 // is the check's.
 func tcpStartCheck(deadline time.Time, done func(error), b *startBatch, target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRoute]) bool {
 	r := route.Load()
+	if r != nil && r.via != nil && r.via.stale() {
+		route.CompareAndSwap(r, nil) // the routes changed: learn it again
+		r = nil
+	}
 	if r == nil {
 		var err error
 		if r, err = learnRoute(target, d, route); err != nil {
