@@ -123,6 +123,9 @@ const (
 	// most of the Go scheduler's work left (as the Manager's timers, up
 	// to timerSlack late).
 	synTapReadEvery = timerSlack
+	// synTapBackstop is synTapReadEvery while a Manager's scheduler
+	// drains the tap (drainProbeTaps).
+	synTapBackstop = 50 * time.Millisecond
 	// synRcvBuf is the receive buffer asked for the raw socket: room for
 	// the answers of a burst of tens of thousands of checks.
 	synRcvBuf = 4 << 20

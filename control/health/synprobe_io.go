@@ -67,6 +67,9 @@ func (p *synProber) start(target netip.AddrPort, src netip.Addr, via *pktPath, d
 		}
 	}
 	p.pending[pr.match] = pr
+	if p.tap != nil {
+		p.tap.pending.Add(1)
+	}
 	if len(p.pending) == 1 && p.tap != nil {
 		select { // the reader waits for probes, not for the socket
 		case p.busyKick <- struct{}{}:
@@ -130,6 +133,9 @@ func (p *synProber) cancel(pr *synProbe) bool {
 // p.mu held.
 func (p *synProber) removeLocked(pr *synProbe) {
 	delete(p.pending, pr.match)
+	if p.tap != nil {
+		p.tap.pending.Add(-1)
+	}
 	if pr.index >= 0 {
 		heap.Remove(&p.timers, pr.index)
 	}
@@ -178,7 +184,9 @@ func tcpChecksum4(src, dst netip.Addr, seg []byte) uint16 {
 // (synTapReadEvery with a tap), all the answers come by then: at 12,800
 // checks a second, a wake-up for each answer was the most of the daemon's
 // user time left. Otherwise it waits for the next answer (with a tap, for
-// the next probe).
+// the next probe). While a Manager's scheduler drains the tap in its
+// rounds (drainProbeTaps), the reader reads every synTapBackstop only:
+// the answers arriving where the tap does not take them wait that long.
 func (p *synProber) read() {
 	buf := new(synRecvBuf)
 	var tbuf *tapBuf
@@ -215,7 +223,11 @@ func (p *synProber) read() {
 			return
 		}
 		if busy {
-			t.Reset(every)
+			wait := every
+			if tbuf != nil && tapDrainers.Load() > 0 {
+				wait = synTapBackstop
+			}
+			t.Reset(wait)
 			select {
 			case <-t.C:
 			case <-p.done:
