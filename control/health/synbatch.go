@@ -107,14 +107,14 @@ func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, 
 		}
 		if npkt > 0 {
 			fail := func(k int, err error) { failed(base+buf.pidx[k], err) }
-			if err := sendmmsg(p.pkt.rc, buf.pmsgs[:npkt], &p.pkt.calls, fail); err != nil {
+			if err := sendmmsg(p.pkt.rc, buf.pmsgs[:npkt], &p.pkt.calls, true, fail); err != nil {
 				// The packet socket is closed: so is the prober.
 				return err
 			}
 		}
 		if nraw > 0 {
 			fail := func(k int, err error) { failed(base+buf.idx[k], err) }
-			if err := sendmmsg(p.rc, buf.msgs[:nraw], &p.sendCalls, fail); err != nil {
+			if err := sendmmsg(p.rc, buf.msgs[:nraw], &p.sendCalls, false, fail); err != nil {
 				return err
 			}
 		}
@@ -124,8 +124,11 @@ func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, 
 
 // sendmmsg sends msgs on rc's socket; failed is called with the index in
 // msgs of each message the kernel refused and why. It returns an error
-// when the socket cannot be written at all (closed).
-func sendmmsg(rc syscall.RawConn, msgs []unix.Mmsghdr, calls *atomic.Uint64, failed func(i int, err error)) error {
+// when the socket cannot be written at all (closed). With lossy, a
+// message the device dropped (ENOBUFS: a veth whose peer's ring is full)
+// counts as sent, as the raw socket's (raw_sendmsg reports no ENOBUFS
+// without IP_RECVERR): its SYN is lost on the way, and resent.
+func sendmmsg(rc syscall.RawConn, msgs []unix.Mmsghdr, calls *atomic.Uint64, lossy bool, failed func(i int, err error)) error {
 	for off := 0; off < len(msgs); {
 		var n int
 		var errno unix.Errno
@@ -147,6 +150,8 @@ func sendmmsg(rc syscall.RawConn, msgs []unix.Mmsghdr, calls *atomic.Uint64, fai
 			return err
 		}
 		switch {
+		case errno == unix.ENOBUFS && lossy:
+			off++ // dropped on the way
 		case errno != 0:
 			// The first message left failed (the kernel stops a batch
 			// at an error, and reports it only if nothing was sent).
