@@ -2,6 +2,7 @@ package health
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"os"
 	"sync/atomic"
@@ -89,8 +90,31 @@ func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, 
 					continue
 				}
 			}
-			k := nraw
+			buf.idx[nraw] = i
 			nraw++
+		}
+		if npkt > 0 {
+			fail := func(k int, err error) {
+				if errors.Is(err, unix.ENOBUFS) {
+					// The device dropped it (a veth whose peer's ring is
+					// full: a packet socket's frames all go to the queue
+					// of the sending CPU, the stack's are spread by
+					// flow): through the stack, which drops it silently
+					// if it must (raw_sendmsg reports no ENOBUFS without
+					// IP_RECVERR), and resends it.
+					buf.idx[nraw] = buf.pidx[k]
+					nraw++
+					return
+				}
+				failed(base+buf.pidx[k], err)
+			}
+			if err := sendmmsg(p.pkt.rc, buf.pmsgs[:npkt], &p.pkt.calls, fail); err != nil {
+				// The packet socket is closed: so is the prober.
+				return err
+			}
+		}
+		for k, i := range buf.idx[:nraw] {
+			s := chunk[i]
 			buf.iovs[k] = unix.Iovec{Base: &buf.segs[i][0]}
 			buf.iovs[k].SetLen(len(buf.segs[i]))
 			h := &buf.msgs[k].Hdr
@@ -103,18 +127,10 @@ func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, 
 				buf.v4[k] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: s.m.addr.As4()}
 				h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.v4[k])), unix.SizeofSockaddrInet4
 			}
-			buf.idx[k] = i
-		}
-		if npkt > 0 {
-			fail := func(k int, err error) { failed(base+buf.pidx[k], err) }
-			if err := sendmmsg(p.pkt.rc, buf.pmsgs[:npkt], &p.pkt.calls, true, fail); err != nil {
-				// The packet socket is closed: so is the prober.
-				return err
-			}
 		}
 		if nraw > 0 {
 			fail := func(k int, err error) { failed(base+buf.idx[k], err) }
-			if err := sendmmsg(p.rc, buf.msgs[:nraw], &p.sendCalls, false, fail); err != nil {
+			if err := sendmmsg(p.rc, buf.msgs[:nraw], &p.sendCalls, fail); err != nil {
 				return err
 			}
 		}
@@ -124,11 +140,8 @@ func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, 
 
 // sendmmsg sends msgs on rc's socket; failed is called with the index in
 // msgs of each message the kernel refused and why. It returns an error
-// when the socket cannot be written at all (closed). With lossy, a
-// message the device dropped (ENOBUFS: a veth whose peer's ring is full)
-// counts as sent, as the raw socket's (raw_sendmsg reports no ENOBUFS
-// without IP_RECVERR): its SYN is lost on the way, and resent.
-func sendmmsg(rc syscall.RawConn, msgs []unix.Mmsghdr, calls *atomic.Uint64, lossy bool, failed func(i int, err error)) error {
+// when the socket cannot be written at all (closed).
+func sendmmsg(rc syscall.RawConn, msgs []unix.Mmsghdr, calls *atomic.Uint64, failed func(i int, err error)) error {
 	for off := 0; off < len(msgs); {
 		var n int
 		var errno unix.Errno
@@ -150,8 +163,6 @@ func sendmmsg(rc syscall.RawConn, msgs []unix.Mmsghdr, calls *atomic.Uint64, los
 			return err
 		}
 		switch {
-		case errno == unix.ENOBUFS && lossy:
-			off++ // dropped on the way
 		case errno != 0:
 			// The first message left failed (the kernel stops a batch
 			// at an error, and reports it only if nothing was sent).
