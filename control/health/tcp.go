@@ -127,9 +127,7 @@ func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, 
 			break
 		}
 		err = r.p.probe(ctx, target, r.src, r.via, deadline)
-		if err != nil && !errors.Is(err, unix.ECONNREFUSED) {
-			// A RST came back the way the SYN went; no answer may be a
-			// stale source (the route changed): learn it again.
+		if err != nil && relearn(r, err) {
 			route.CompareAndSwap(r, nil)
 		}
 		if !errors.Is(err, errProberClosed) {
@@ -166,7 +164,7 @@ func tcpStartCheck(deadline time.Time, done func(error), b *startBatch, target n
 	}
 	_, err := r.p.start(target, r.src, r.via, deadline, func(err error) {
 		if err != nil {
-			if !errors.Is(err, unix.ECONNREFUSED) {
+			if relearn(r, err) {
 				route.CompareAndSwap(r, nil) // as tcpCheckBy
 			}
 			err = tcpErr(err)
@@ -180,6 +178,22 @@ func tcpStartCheck(deadline time.Time, done func(error), b *startBatch, target n
 	case err != nil:
 		route.CompareAndSwap(r, nil)
 		done(tcpErr(err))
+	}
+	return true
+}
+
+// relearn reports whether a check whose run on r failed with err learns
+// its route again. A RST came back the way the SYN went; no answer may be
+// a stale source (the route changed), unless the SYN went by a packet
+// path whose routes did not change (its sender hears of their changes,
+// and of the addresses', synsend.go): a real server that is down costs
+// no route lookup at each of its runs.
+func relearn(r *synRoute, err error) bool {
+	switch {
+	case errors.Is(err, unix.ECONNREFUSED):
+		return false
+	case r.via != nil && !r.via.stale() && errors.Is(err, os.ErrDeadlineExceeded):
+		return false
 	}
 	return true
 }
