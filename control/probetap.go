@@ -36,6 +36,15 @@ func (t *probeTap) ReadProbeAnswers(out []health.ProbeAnswer) ([]health.ProbeAns
 	return out, err
 }
 
+// ProbeLinks returns the interfaces the dataplane takes the answers on,
+// none when it does not say (health.ProbeLinker).
+func (t *probeTap) ProbeLinks() ([]int, error) {
+	if pl, ok := t.dp.(dataplane.ProbeLinker); ok {
+		return pl.ProbeLinks()
+	}
+	return nil, nil
+}
+
 // startProbeTap has the dataplane take the answers to the tcp checks'
 // probes when it can (XDP); otherwise the kernel does, and the probers
 // read them from their raw sockets.

@@ -23,3 +23,10 @@ type ProbeAnswer struct {
 	Ack     uint32         // the acknowledgement number: the probe's sequence number + 1
 	Refused bool           // a RST; otherwise a SYN-ACK, answered with a RST
 }
+
+// ProbeLinker is a ProbeTaker that says which interfaces it takes the
+// answers on (by index): the SYNs leaving by them may bypass the kernel's
+// stack, whose conntrack never sees their answers.
+type ProbeLinker interface {
+	ProbeLinks() ([]int, error)
+}

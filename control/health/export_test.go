@@ -44,7 +44,7 @@ func SYNBurst(targets []netip.AddrPort, src netip.Addr, queued func()) ([]error,
 	errs := make([]error, len(targets))
 	var b startBatch
 	for i, t := range targets {
-		if _, err := p.start(t, src, time.Time{}, func(err error) {
+		if _, err := p.start(t, src, nil, time.Time{}, func(err error) {
 			if err == nil {
 				err = errUp
 			}
@@ -73,3 +73,18 @@ var (
 	errUp       = errors.New("up")
 	errNoResult = errors.New("no result")
 )
+
+// SYNPacketCalls returns the sendmmsg calls of the packet socket (the
+// SYNs that bypassed the stack) of the calling thread's network
+// namespace's IPv4 prober from bindTo, opening the prober when there is
+// none; 0 when it has no packet socket.
+func SYNPacketCalls(bindTo netip.Addr) (uint64, error) {
+	p, err := probers.get(false, bindTo)
+	if err != nil {
+		return 0, err
+	}
+	if p.pkt == nil {
+		return 0, nil
+	}
+	return p.pkt.calls.Load(), nil
+}

@@ -15,6 +15,13 @@ func (m *Manager) schedule(ctx context.Context) {
 	var ready readyList // due, waiting for a worker; only this goroutine uses it
 	var jobs []job      // started in this round
 	batch := new(startBatch)
+	// The answers the tap took are read in the rounds too, at least every
+	// synTapReadEvery while probes wait (drainProbeTaps).
+	tbuf := new(tapBuf)
+	defer startTapDrain()()
+	drain := time.NewTimer(time.Hour)
+	drain.Stop()
+	defer drain.Stop()
 	for {
 		m.mu.Lock()
 		now := m.clock.Now()
@@ -49,9 +56,11 @@ func (m *Manager) schedule(ctx context.Context) {
 		}
 		var timer Timer
 		var fire <-chan time.Time
+		soon := false // the next round comes within 2 synTapReadEvery (its timer's slack)
 		if c := m.queue.top(); c != nil {
 			timer = m.clock.TimerAt(m.next(c))
 			fire = timer.C()
+			soon = m.next(c).Sub(now) <= synTapReadEvery
 		}
 		m.mu.Unlock()
 		for _, j := range jobs {
@@ -59,17 +68,24 @@ func (m *Manager) schedule(ctx context.Context) {
 		}
 		batch.flush() // their SYNs together
 		m.flushed()
+		var drained <-chan time.Time
+		if drainProbeTaps(tbuf) && !soon {
+			drain.Reset(synTapReadEvery)
+			drained = drain.C
+		}
 
 		select {
 		case <-ctx.Done():
 		case <-m.wake:
 		case <-fire:
+		case <-drained:
 		case slots <- struct{}{}:
 			ready.pop()
 			m.start(ctx, j, batch)
 			batch.flush()
 			m.flushed()
 		}
+		drain.Stop()
 		if timer != nil {
 			timer.Stop()
 		}

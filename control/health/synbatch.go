@@ -2,8 +2,12 @@ package health
 
 import (
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"os"
+	"sync/atomic"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -17,6 +21,12 @@ import (
 // sendto and a recvfrom per check were most of the daemon's system calls
 // (issue 13).
 
+// Both are raw system calls (no entersyscall): the sockets are
+// non-blocking, the calls return at once. Go's entersyscall wakes the
+// runtime's sysmon thread from its deep sleep and makes it poll every
+// 20 us for a while after: with the checks' work in bursts every few
+// milliseconds, that was thousands of sysmon wake-ups a second (issue 13).
+
 // synBatchMax is the most SYNs one sendmmsg sends, and the most answers
 // one recvmmsg reads (UIO_MAXIOV caps a call at 1024).
 const synBatchMax = 64
@@ -26,6 +36,7 @@ type synOut struct {
 	m   synMatch
 	src netip.Addr
 	seq uint32
+	via *pktPath // nil: through the raw socket
 }
 
 // synSendBuf is the memory of a sendmmsg call; its owner sends with it
@@ -36,67 +47,139 @@ type synSendBuf struct {
 	v6    [synBatchMax]unix.RawSockaddrInet6
 	iovs  [synBatchMax]unix.Iovec
 	msgs  [synBatchMax]unix.Mmsghdr
+	idx   [synBatchMax]int // the index in the chunk of each of msgs
 	batch []synOut
+	// The packet socket's (synsend.go).
+	frames [synBatchMax][pktFrameLen]byte
+	ll     [synBatchMax]unix.RawSockaddrLinklayer
+	piovs  [synBatchMax]unix.Iovec
+	pmsgs  [synBatchMax]unix.Mmsghdr
+	pidx   [synBatchMax]int
 }
 
 // sendSYNs sends the SYNs of syns, synBatchMax per system call, with
 // buf; failed is called with the index in syns of each SYN the kernel
 // refused and why. It returns an error when the socket cannot be written
-// at all (closed); the SYNs from the first unsent one are then lost.
+// at all (closed); the SYNs from the first unsent one are then lost. The
+// SYNs with a path that has its neighbour's address leave through the
+// packet socket, the others through the raw socket.
 func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, err error)) error {
+	var now time.Time
 	for base := 0; base < len(syns); base += synBatchMax {
 		chunk := syns[base:min(base+synBatchMax, len(syns))]
+		nraw, npkt := 0, 0
 		for i, s := range chunk {
 			p.fillSYN(&buf.segs[i], s)
-			buf.iovs[i] = unix.Iovec{Base: &buf.segs[i][0]}
-			buf.iovs[i].SetLen(len(buf.segs[i]))
-			h := &buf.msgs[i].Hdr
-			*h = unix.Msghdr{Iov: &buf.iovs[i]}
-			h.SetIovlen(1)
-			if p.key.v6 {
-				buf.v6[i] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: s.m.addr.As16()}
-				h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.v6[i])), unix.SizeofSockaddrInet6
-			} else {
-				buf.v4[i] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: s.m.addr.As4()}
-				h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.v4[i])), unix.SizeofSockaddrInet4
-			}
-		}
-		for off := 0; off < len(chunk); {
-			var n int
-			var errno unix.Errno
-			err := p.rc.Write(func(fd uintptr) bool {
-				for {
-					p.sendCalls.Add(1)
-					r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&buf.msgs[off])), uintptr(len(chunk)-off), 0, 0, 0)
-					switch e {
-					case unix.EINTR:
-						continue
-					case unix.EAGAIN:
-						return false // the send buffer is full: wait
-					}
-					n, errno = int(r), e
-					return true
+			if s.via != nil && p.pkt != nil {
+				if now.IsZero() {
+					now = time.Now()
 				}
-			})
-			if err != nil {
+				if eth := p.pkt.frame(s.via, now); eth != nil {
+					k := npkt
+					npkt++
+					p.pkt.fillFrame(&buf.frames[k], eth, s, &buf.segs[i])
+					buf.piovs[k] = unix.Iovec{Base: &buf.frames[k][0]}
+					buf.piovs[k].SetLen(pktFrameLen)
+					buf.ll[k] = unix.RawSockaddrLinklayer{Family: unix.AF_PACKET, Protocol: htons(unix.ETH_P_IP), Ifindex: int32(s.via.link.index), Halen: 6}
+					copy(buf.ll[k].Addr[:6], eth[0:6])
+					h := &buf.pmsgs[k].Hdr
+					*h = unix.Msghdr{Iov: &buf.piovs[k]}
+					h.SetIovlen(1)
+					h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.ll[k])), unix.SizeofSockaddrLinklayer
+					buf.pidx[k] = i
+					continue
+				}
+			}
+			buf.idx[nraw] = i
+			nraw++
+		}
+		if npkt > 0 {
+			fail := func(k int, err error) {
+				if errors.Is(err, unix.ENOBUFS) {
+					// The device dropped it (a veth whose peer's ring is
+					// full: a packet socket's frames all go to the queue
+					// of the sending CPU, the stack's are spread by
+					// flow): through the stack, which drops it silently
+					// if it must (raw_sendmsg reports no ENOBUFS without
+					// IP_RECVERR), and resends it.
+					buf.idx[nraw] = buf.pidx[k]
+					nraw++
+					return
+				}
+				failed(base+buf.pidx[k], err)
+			}
+			if err := sendmmsg(p.pkt.rc, buf.pmsgs[:npkt], &p.pkt.calls, fail); err != nil {
+				// The packet socket is closed: so is the prober.
 				return err
 			}
-			switch {
-			case errno != 0:
-				// The first SYN left failed (the kernel stops a batch at
-				// an error, and reports it only if nothing was sent).
-				failed(base+off, errno)
-				off++
-			case n <= 0:
-				failed(base+off, unix.EIO) // nothing sent, no error: not seen
-				off++
-			default:
-				off += n
+		}
+		for k, i := range buf.idx[:nraw] {
+			s := chunk[i]
+			buf.iovs[k] = unix.Iovec{Base: &buf.segs[i][0]}
+			buf.iovs[k].SetLen(len(buf.segs[i]))
+			h := &buf.msgs[k].Hdr
+			*h = unix.Msghdr{Iov: &buf.iovs[k]}
+			h.SetIovlen(1)
+			if p.key.v6 {
+				buf.v6[k] = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: s.m.addr.As16()}
+				h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.v6[k])), unix.SizeofSockaddrInet6
+			} else {
+				buf.v4[k] = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: s.m.addr.As4()}
+				h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.v4[k])), unix.SizeofSockaddrInet4
+			}
+		}
+		if nraw > 0 {
+			fail := func(k int, err error) { failed(base+buf.idx[k], err) }
+			if err := sendmmsg(p.rc, buf.msgs[:nraw], &p.sendCalls, fail); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
+
+// sendmmsg sends msgs on rc's socket; failed is called with the index in
+// msgs of each message the kernel refused and why. It returns an error
+// when the socket cannot be written at all (closed).
+func sendmmsg(rc syscall.RawConn, msgs []unix.Mmsghdr, calls *atomic.Uint64, failed func(i int, err error)) error {
+	for off := 0; off < len(msgs); {
+		var n int
+		var errno unix.Errno
+		err := rc.Write(func(fd uintptr) bool {
+			for {
+				calls.Add(1)
+				r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&msgs[off])), uintptr(len(msgs)-off), 0, 0, 0)
+				switch e {
+				case unix.EINTR:
+					continue
+				case unix.EAGAIN:
+					return false // the send buffer is full: wait
+				}
+				n, errno = int(r), e
+				return true
+			}
+		})
+		if err != nil {
+			return err
+		}
+		switch {
+		case errno != 0:
+			// The first message left failed (the kernel stops a batch
+			// at an error, and reports it only if nothing was sent).
+			failed(off, errno)
+			off++
+		case n <= 0:
+			failed(off, unix.EIO) // nothing sent, no error: not seen
+			off++
+		default:
+			off += n
+		}
+	}
+	return nil
+}
+
+// htons is v in network order, as a sockaddr_ll's protocol.
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 // fillSYN writes the SYN s into b: a TCP header with an MSS option.
 func (p *synProber) fillSYN(b *[24]byte, s synOut) {
@@ -169,7 +252,7 @@ func (buf *synRecvBuf) readFD(fd uintptr) bool {
 			}
 		}
 		p.recvCalls.Add(1)
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&buf.msgs[0])), synBatchMax, 0, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&buf.msgs[0])), synBatchMax, 0, 0, 0)
 		switch e {
 		case 0:
 		case unix.EAGAIN:
@@ -252,7 +335,7 @@ func (b *startBatch) flush() {
 				b.rest = append(b.rest, e)
 				continue
 			}
-			b.syns = append(b.syns, synOut{e.pr.match, e.pr.src, e.pr.seq})
+			b.syns = append(b.syns, synOut{e.pr.match, e.pr.src, e.pr.seq, e.pr.via})
 			b.mine = append(b.mine, e)
 		}
 		fail := func(i int, err error) {

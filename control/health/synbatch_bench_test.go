@@ -34,7 +34,7 @@ func BenchmarkSYNSend(b *testing.B) {
 	b.Run("sendto", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			s := syns[i%len(syns)]
-			if err := p.send(s.m, s.src, s.seq); err != nil {
+			if err := p.send(s); err != nil {
 				b.Fatal(err)
 			}
 		}

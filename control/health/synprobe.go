@@ -64,6 +64,9 @@ type synProber struct {
 	// the sources it takes them for.
 	tap     *tapState
 	watched []netip.Addr
+	// pkt sends the IPv4 SYNs that can bypass the stack (synsend.go):
+	// nil without a tap that names its interfaces.
+	pkt *pktSender
 
 	// sendCalls and recvCalls count the system calls that sent SYNs and
 	// read answers (for the tests).
@@ -92,6 +95,7 @@ type synProbe struct {
 	match  synMatch
 	target netip.AddrPort
 	src    netip.Addr // IPv4: the source address, for the checksum
+	via    *pktPath   // nil: the SYN leaves through the raw socket
 	seq    uint32
 	// raw: done gets the verdict as it is, not as net.Dial's error (a
 	// Manager's run makes its tcpError of it directly, probeEnded).
@@ -122,6 +126,9 @@ const (
 	// most of the Go scheduler's work left (as the Manager's timers, up
 	// to timerSlack late).
 	synTapReadEvery = timerSlack
+	// synTapBackstop is synTapReadEvery while a Manager's scheduler
+	// drains the tap (drainProbeTaps).
+	synTapBackstop = 50 * time.Millisecond
 	// synRcvBuf is the receive buffer asked for the raw socket: room for
 	// the answers of a burst of tens of thousands of checks.
 	synRcvBuf = 4 << 20
@@ -173,6 +180,9 @@ func (ps *synProbers) get(v6 bool, bindTo netip.Addr) (*synProber, error) {
 	p.reg = ps
 	if ps.tap != nil && ps.tap.netns == key.netns {
 		p.tap = ps.tap
+		if !key.v6 {
+			p.pkt = openPktSender(ps.tap.tap)
+		}
 	}
 	ps.m[key] = p
 	go p.read()

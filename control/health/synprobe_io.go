@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,9 +23,9 @@ import (
 // the kernel picks, for the checksum) and waits for its answer until
 // deadline (none: zero), or until ctx is done. Its errors read as
 // net.Dial's, as connectReset's.
-func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.Addr, deadline time.Time) error {
+func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.Addr, via *pktPath, deadline time.Time) error {
 	result := make(chan error, 1)
-	pr, err := p.start(target, src, deadline, func(err error) { result <- err }, nil)
+	pr, err := p.start(target, src, via, deadline, func(err error) { result <- err }, nil)
 	if err != nil {
 		return err
 	}
@@ -45,8 +46,8 @@ func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.
 // start returns an error (errProberClosed, or the SYN could not be sent).
 // With a batch, the SYN waits in it, and leaves when the batch is
 // flushed (a SYN the kernel refuses then calls done).
-func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.Time, done func(error), b *startBatch) (*synProbe, error) {
-	return p.startIn(new(synProbe), target, src, deadline, done, b, false)
+func (p *synProber) start(target netip.AddrPort, src netip.Addr, via *pktPath, deadline time.Time, done func(error), b *startBatch) (*synProbe, error) {
+	return p.startIn(new(synProbe), target, src, via, deadline, done, b, false)
 }
 
 // startIn is start in pr, whose memory the caller gives (a Manager's
@@ -54,8 +55,8 @@ func (p *synProber) start(target netip.AddrPort, src netip.Addr, deadline time.T
 // called, nor, when b is not nil, before b was flushed. With raw, done
 // gets the verdict as it is (os.ErrDeadlineExceeded, a refusal...), not
 // as net.Dial's error.
-func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr, deadline time.Time, done func(error), b *startBatch, raw bool) (*synProbe, error) {
-	*pr = synProbe{target: target, src: src, deadline: deadline, rto: synRTO, index: -1, done: done, raw: raw}
+func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr, via *pktPath, deadline time.Time, done func(error), b *startBatch, raw bool) (*synProbe, error) {
+	*pr = synProbe{target: target, src: src, via: via, deadline: deadline, rto: synRTO, index: -1, done: done, raw: raw}
 	now := time.Now()
 	pr.next = now.Add(synRTO)
 	if !deadline.IsZero() && deadline.Before(pr.next) {
@@ -75,6 +76,9 @@ func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr,
 		}
 	}
 	p.pending[pr.match] = pr
+	if p.tap != nil {
+		p.tap.pending.Add(1)
+	}
 	if len(p.pending) == 1 && p.tap != nil {
 		select { // the reader waits for probes, not for the socket
 		case p.busyKick <- struct{}{}:
@@ -97,7 +101,7 @@ func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr,
 		b.add(p, pr)
 		return pr, nil
 	}
-	if err := p.send(pr.match, pr.src, pr.seq); err != nil {
+	if err := p.send(synOut{pr.match, pr.src, pr.seq, pr.via}); err != nil {
 		if p.cancel(pr) {
 			return nil, opErr(target, os.NewSyscallError("connect", err))
 		}
@@ -143,6 +147,9 @@ func (p *synProber) cancel(pr *synProbe) bool {
 // p.mu held.
 func (p *synProber) removeLocked(pr *synProbe) {
 	delete(p.pending, pr.match)
+	if p.tap != nil {
+		p.tap.pending.Add(-1)
+	}
 	if pr.index >= 0 {
 		heap.Remove(&p.timers, pr.index)
 	}
@@ -152,21 +159,19 @@ func (p *synProber) removeLocked(pr *synProbe) {
 }
 
 // send sends the SYN of a probe alone.
-func (p *synProber) send(m synMatch, src netip.Addr, seq uint32) error {
-	var b [24]byte
-	p.fillSYN(&b, synOut{m: m, src: src, seq: seq})
-	to := sockaddr(netip.AddrPortFrom(m.addr, 0))
+func (p *synProber) send(s synOut) error {
+	buf := sendBufs.Get().(*synSendBuf)
+	defer sendBufs.Put(buf)
 	var serr error
-	err := p.rc.Write(func(fd uintptr) bool {
-		p.sendCalls.Add(1)
-		serr = unix.Sendto(int(fd), b[:], 0, to)
-		return !errors.Is(serr, unix.EAGAIN)
-	})
+	err := p.sendSYNs(buf, []synOut{s}, func(_ int, err error) { serr = err })
 	if err != nil {
 		return err
 	}
 	return serr
 }
+
+// sendBufs are the synSendBufs of send.
+var sendBufs = sync.Pool{New: func() any { return new(synSendBuf) }}
 
 // tcpChecksum4 is the checksum of an IPv4 TCP segment (RFC 9293 3.1:
 // with the pseudo-header) whose checksum field is zero.
@@ -193,7 +198,9 @@ func tcpChecksum4(src, dst netip.Addr, seg []byte) uint16 {
 // (synTapReadEvery with a tap), all the answers come by then: at 12,800
 // checks a second, a wake-up for each answer was the most of the daemon's
 // user time left. Otherwise it waits for the next answer (with a tap, for
-// the next probe).
+// the next probe). While a Manager's scheduler drains the tap in its
+// rounds (drainProbeTaps), the reader reads every synTapBackstop only:
+// the answers arriving where the tap does not take them wait that long.
 func (p *synProber) read() {
 	buf := new(synRecvBuf)
 	var tbuf *tapBuf
@@ -230,7 +237,11 @@ func (p *synProber) read() {
 			return
 		}
 		if busy {
-			t.Reset(every)
+			wait := every
+			if tbuf != nil && tapDrainers.Load() > 0 {
+				wait = synTapBackstop
+			}
+			t.Reset(wait)
 			select {
 			case <-t.C:
 			case <-p.done:
@@ -302,7 +313,7 @@ func (p *synProber) runTimers() {
 				expired = append(expired, pr)
 				continue
 			}
-			sends = append(sends, synOut{pr.match, pr.src, pr.seq})
+			sends = append(sends, synOut{pr.match, pr.src, pr.seq, pr.via})
 			pr.rto *= 2
 			pr.next = now.Add(pr.rto)
 			if !pr.deadline.IsZero() && pr.deadline.Before(pr.next) {
@@ -402,6 +413,9 @@ func (p *synProber) closeLocked() []*synProbe {
 func (p *synProber) closeFiles() {
 	p.unwatchAll()
 	p.raw.Close()
+	if p.pkt != nil {
+		p.pkt.close()
+	}
 	unix.Close(p.hold)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,6 +41,36 @@ type tapState struct {
 	netns [2]uint64
 	// read serialises the reads: the tap's rings have one reader.
 	read sync.Mutex
+	// pending counts the probes pending in the tap's probers.
+	pending atomic.Int64
+}
+
+// tapDrainers counts the Managers whose scheduler drains the tap in its
+// rounds (drainProbeTaps); their probers' readers then read less often.
+var tapDrainers atomic.Int32
+
+// drainProbeTaps reads the answers the tap took, if a probe waits for
+// one, and completes their probes; it reports whether one waited. A
+// Manager's scheduler calls it at each round (startTapDrain): at 12,800
+// checks a second a round comes every few milliseconds, and the readers'
+// own wake-ups to drain the tap were as many again.
+func drainProbeTaps(buf *tapBuf) bool {
+	probers.mu.Lock()
+	ts := probers.tap
+	probers.mu.Unlock()
+	if ts == nil || ts.pending.Load() == 0 {
+		return false
+	}
+	probers.drainTap(ts, buf)
+	return true
+}
+
+// startTapDrain declares that the caller calls drainProbeTaps at least
+// every synTapReadEvery while it reports true, until the returned
+// function is called.
+func startTapDrain() (stop func()) {
+	tapDrainers.Add(1)
+	return func() { tapDrainers.Add(-1) }
 }
 
 // SetProbeTap makes tap take the answers of the probes sent from the

@@ -54,6 +54,7 @@ type tcpDest struct {
 type synRoute struct {
 	p   *synProber
 	src netip.Addr
+	via *pktPath // the SYNs bypass the stack (synsend.go); nil: they do not
 }
 
 // noSynRoute marks a checker that connects: raw sockets are not allowed.
@@ -112,6 +113,10 @@ func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, 
 	var err error
 	for range 3 { // a prober closing under the check: another one
 		r := route.Load()
+		if r != nil && r.via != nil && r.via.stale() {
+			route.CompareAndSwap(r, nil) // the routes changed: learn it again
+			r = nil
+		}
 		if r == nil {
 			if r, err = learnRoute(target, d, route); err != nil {
 				break
@@ -121,10 +126,8 @@ func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, 
 			err = connectReset(ctx, deadline, target, d.bindTo)
 			break
 		}
-		err = r.p.probe(ctx, target, r.src, deadline)
-		if err != nil && !errors.Is(err, unix.ECONNREFUSED) {
-			// A RST came back the way the SYN went; no answer may be a
-			// stale source (the route changed): learn it again.
+		err = r.p.probe(ctx, target, r.src, r.via, deadline)
+		if err != nil && relearn(r, err) {
 			route.CompareAndSwap(r, nil)
 		}
 		if !errors.Is(err, errProberClosed) {
@@ -147,6 +150,10 @@ func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, 
 // once for every run run serves.
 func tcpStartCheck(deadline time.Time, run *asyncRun, b *startBatch, target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRoute]) bool {
 	r := route.Load()
+	if r != nil && r.via != nil && r.via.stale() {
+		route.CompareAndSwap(r, nil) // the routes changed: learn it again
+		r = nil
+	}
 	if r == nil {
 		var err error
 		if r, err = learnRoute(target, d, route); err != nil {
@@ -158,7 +165,7 @@ func tcpStartCheck(deadline time.Time, run *asyncRun, b *startBatch, target neti
 		return false
 	}
 	run.route, run.r = route, r
-	_, err := r.p.startIn(&run.probe, target, r.src, deadline, run.probeDone, b, true)
+	_, err := r.p.startIn(&run.probe, target, r.src, r.via, deadline, run.probeDone, b, true)
 	// Unless err, run may have ended and serve another run already.
 	switch {
 	case errors.Is(err, errProberClosed):
@@ -175,7 +182,7 @@ func tcpStartCheck(deadline time.Time, run *asyncRun, b *startBatch, target neti
 // which it gets as it is (synProber.startIn's raw).
 func (run *asyncRun) probeEnded(err error) {
 	if err != nil {
-		if !errors.Is(err, unix.ECONNREFUSED) {
+		if relearn(run.r, err) {
 			run.route.CompareAndSwap(run.r, nil) // as tcpCheckBy
 		}
 		if errors.Is(err, errProberClosed) {
@@ -185,6 +192,22 @@ func (run *asyncRun) probeEnded(err error) {
 		}
 	}
 	run.end(err)
+}
+
+// relearn reports whether a check whose run on r failed with err learns
+// its route again. A RST came back the way the SYN went; no answer may be
+// a stale source (the route changed), unless the SYN went by a packet
+// path whose routes did not change (its sender hears of their changes,
+// and of the addresses', synsend.go): a real server that is down costs
+// no route lookup at each of its runs.
+func relearn(r *synRoute, err error) bool {
+	switch {
+	case errors.Is(err, unix.ECONNREFUSED):
+		return false
+	case r.via != nil && !r.via.stale() && errors.Is(err, os.ErrDeadlineExceeded):
+		return false
+	}
+	return true
 }
 
 // learnRoute finds the prober of the checks of target from d, and the
@@ -223,6 +246,11 @@ func learnRoute(target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRout
 		}
 	}
 	r := p.route(src)
+	if p.pkt != nil {
+		if r, err = p.pkt.route(r, addr); err != nil {
+			return nil, opErr(target, err)
+		}
+	}
 	route.Store(r)
 	return r, nil
 }

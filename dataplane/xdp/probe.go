@@ -53,7 +53,26 @@ func probeSrc(src netip.Addr, port uint16) (bpfXlbProbeSrc, error) {
 	return k, nil
 }
 
-var _ dataplane.ProbeTaker = (*Dataplane)(nil)
+var (
+	_ dataplane.ProbeTaker  = (*Dataplane)(nil)
+	_ dataplane.ProbeLinker = (*Dataplane)(nil)
+)
+
+// ProbeLinks returns the indexes of the interfaces the program takes the
+// probes' answers on: those it is attached to (the interface maps' last
+// write). Frames arriving on a device stacked on them are not counted.
+func (d *Dataplane) ProbeLinks() ([]int, error) {
+	d.ifSync.mu.Lock()
+	defer d.ifSync.mu.Unlock()
+	if d.ifSync.written == nil {
+		return nil, nil
+	}
+	var out []int
+	for _, v := range d.ifSync.written.slots {
+		out = append(out, int(v.Ifindex))
+	}
+	return out, nil
+}
 
 // WatchProbes makes the program take the answers to the SYNs sent from
 // src:port (a port the caller's socket reserves): a SYN-ACK is reported

@@ -1,0 +1,217 @@
+package health_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
+	"github.com/xlb-dev/xlb/test/nettest"
+)
+
+// linkTap is a captureTap that names the interface it takes the answers
+// on (health.ProbeLinker): the SYNs leaving by it bypass the stack.
+type linkTap struct {
+	*captureTap
+	links []int
+}
+
+func (lt *linkTap) ProbeLinks() ([]int, error) { return lt.links, nil }
+
+// With a tap that names its interface, the IPv4 SYNs leave through a
+// packet socket as frames built by the prober, once the stack resolved
+// the neighbour: the real server receives a SYN whose every byte is what
+// the stack would send (its MACs, an IPv4 header with DF and the default
+// TTL and a right checksum, the TCP header with an MSS option and a right
+// checksum), its kernel accepts it (it answers), and the checks read as
+// through the stack: up, refused, and i/o timeout for a real server that
+// drops the SYNs (resent, the same way).
+func TestTCPProbeTapPacket(t *testing.T) {
+	l := newLab(t)
+	l.listen(t, "tcp", "10.77.9.2:9000")
+	// The director's stack resets the SYN-ACKs (the capture tap does not,
+	// as the XDP program does): the real server forgets each probe.
+	dropIn(t, l.rs, "tcp dport 9002 drop") // a silent real server
+	mac := func(ns *nettest.NS) net.HardwareAddr {
+		hw, err := net.ParseMAC(strings.TrimSpace(ns.MustRun(t, "cat", "/sys/class/net/eth0/address")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hw
+	}
+	dirMAC, rsMAC := mac(l.dir), mac(l.rs)
+	var ifindex int
+	if err := l.dir.Do(func() error {
+		i, err := net.InterfaceByName("eth0")
+		if err == nil {
+			ifindex = i.Index
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tap := &linkTap{&captureTap{c: l.dir.Capture(t, "eth0", 0x0800), watched: map[netip.AddrPort]bool{}}, []int{ifindex}}
+	if err := l.dir.Do(func() error { return health.SetProbeTap(tap) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.dir.Do(func() error { return health.SetProbeTap(nil) }) })
+	pktCalls := func() uint64 {
+		var n uint64
+		if err := l.dir.Do(func() (err error) {
+			n, err = health.SYNPacketCalls(netip.Addr{})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	up := netip.AddrPortFrom(rs4, 9000)
+
+	// The first SYNs go through the stack, which resolves the real
+	// server's MAC; the next ones bypass it once the prober read it.
+	nettest.WaitFor(t, 10*time.Second, "a SYN through the packet socket", func() error {
+		err := l.check(t, labSpec(checktype.TCP, up))
+		if err != nil {
+			return fmt.Errorf("listening: %w", err)
+		}
+		if pktCalls() == 0 {
+			return errors.New("every SYN went through the stack")
+		}
+		return nil
+	})
+
+	syns := l.rs.Capture(t, "eth0", 0x0800)
+	before := pktCalls()
+	if err := l.check(t, labSpec(checktype.TCP, up)); err != nil {
+		t.Errorf("listening, SYN through the packet socket: %v", err)
+	}
+	if pktCalls() == before {
+		t.Errorf("the SYN went through the stack")
+	}
+	f := nextFrame(t, syns, rs4, 9000)
+	checkSYNFrame(t, f, dirMAC, rsMAC)
+
+	before = pktCalls()
+	err := l.check(t, labSpec(checktype.TCP, netip.AddrPortFrom(rs4, 9001)))
+	if err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("closed, SYN through the packet socket: %v, want connection refused", err)
+	}
+	if pktCalls() == before {
+		t.Errorf("closed: the SYN went through the stack")
+	}
+
+	before = pktCalls()
+	silent := labSpec(checktype.TCP, netip.AddrPortFrom(rs4, 9002))
+	silent.Timeout = 1500 * time.Millisecond // the SYN and its resend at 1 s
+	err = l.check(t, silent)
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("silent, SYN through the packet socket: %v, want i/o timeout", err)
+	}
+	if got := pktCalls() - before; got < 2 {
+		t.Errorf("silent: %d sends through the packet socket, want the SYN and its resend", got)
+	}
+
+	// A change of the routes: the SYNs go through the stack until the
+	// check learned its route again.
+	l.dir.MustRun(t, "ip", "route", "add", "10.77.10.0/24", "via", rs4.String())
+	nettest.WaitFor(t, 10*time.Second, "a SYN through the stack after a route changed", func() error {
+		before := pktCalls()
+		if err := l.check(t, labSpec(checktype.TCP, up)); err != nil {
+			return fmt.Errorf("listening: %w", err)
+		}
+		if pktCalls() != before {
+			return errors.New("the SYN went through the packet socket")
+		}
+		return nil
+	})
+	nettest.WaitFor(t, 10*time.Second, "a SYN through the packet socket again", func() error {
+		before := pktCalls()
+		if err := l.check(t, labSpec(checktype.TCP, up)); err != nil {
+			return fmt.Errorf("listening: %w", err)
+		}
+		if pktCalls() == before {
+			return errors.New("the SYN went through the stack")
+		}
+		return nil
+	})
+}
+
+// nextFrame returns the next frame of an IPv4 SYN to dst:port captured.
+func nextFrame(t *testing.T, c *nettest.Capture, dst netip.Addr, port uint16) []byte {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case f := <-c.Frames():
+			p := f.Data
+			if len(p) < 14+20+20 || binary.BigEndian.Uint16(p[12:]) != 0x0800 || p[14+9] != 6 {
+				continue
+			}
+			tcp := p[14+int(p[14]&0x0f)*4:]
+			if netip.AddrFrom4([4]byte(p[14+16:14+20])) != dst || binary.BigEndian.Uint16(tcp[2:]) != port || tcp[13] != 0x02 {
+				continue
+			}
+			return p
+		case <-timeout:
+			t.Fatalf("no SYN to %s:%d captured", dst, port)
+		}
+	}
+}
+
+// checkSYNFrame checks every byte of a SYN frame the prober built, but the
+// IP ID, the ports and the sequence number.
+func checkSYNFrame(t *testing.T, p []byte, src, dst net.HardwareAddr) {
+	t.Helper()
+	if len(p) != 14+20+24 {
+		t.Fatalf("frame of %d bytes, want %d: % x", len(p), 14+20+24, p)
+	}
+	if string(p[0:6]) != string(dst) || string(p[6:12]) != string(src) {
+		t.Errorf("frame from %s to %s, want from %s to %s", net.HardwareAddr(p[6:12]), net.HardwareAddr(p[0:6]), src, dst)
+	}
+	ip := p[14:34]
+	wantIP := []byte{0x45, 0, 0, 44, ip[4], ip[5], 0x40, 0, 64, 6}
+	if string(ip[:10]) != string(wantIP) {
+		t.Errorf("IP header % x, want % x", ip[:10], wantIP)
+	}
+	if netip.AddrFrom4([4]byte(ip[12:16])) != dir4 {
+		t.Errorf("source %s, want %s", netip.AddrFrom4([4]byte(ip[12:16])), dir4)
+	}
+	if sum := onesSum(ip); sum != 0xffff {
+		t.Errorf("IP header checksum wrong: sums to %#x", sum)
+	}
+	tcp := p[34:]
+	want := []byte{0x60, 0x02, 0xfa, 0xf0}                                  // 6 words, SYN, window 64240
+	if string(tcp[12:16]) != string(want) || tcp[18] != 0 || tcp[19] != 0 { // urgent pointer 0
+		t.Errorf("TCP header % x", tcp)
+	}
+	if binary.BigEndian.Uint32(tcp[8:]) != 0 {
+		t.Errorf("a SYN that acknowledges %d", binary.BigEndian.Uint32(tcp[8:]))
+	}
+	if string(tcp[20:24]) != string([]byte{2, 4, 0x05, 0xb4}) {
+		t.Errorf("TCP options % x, want MSS 1460", tcp[20:24])
+	}
+	var seg [24]byte
+	copy(seg[:], tcp)
+	seg[16], seg[17] = 0, 0
+	if got, want := binary.BigEndian.Uint16(tcp[16:]), tcpChecksum(dir4, rs4, seg[:]); got != want {
+		t.Errorf("TCP checksum %#x, want %#x", got, want)
+	}
+}
+
+func onesSum(b []byte) uint32 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return sum
+}
