@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -63,8 +64,22 @@ func newPacketGen(ifindex int, tmpl []byte, src [4]byte, bits int) (*packetGen, 
 	return g, nil
 }
 
-// send sends n SYNs.
+// send sends n SYNs, from one CPU: flood mode counts SYNs per CPU, and
+// the veth hands each frame to the director's XDP program on the CPU that
+// sent it (as live frames run on one CPU), so a thread moving between CPUs
+// would split the flood's rate.
 func (g *packetGen) send(n uint32) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var was, one unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &was); err != nil {
+		return fmt.Errorf("flood: CPU affinity: %w", err)
+	}
+	one.Set(0)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		return fmt.Errorf("flood: pin to CPU 0: %w", err)
+	}
+	defer unix.SchedSetaffinity(0, &was) // before the thread is unlocked
 	for n > 0 {
 		b := min(n, packetGenBatch)
 		for i := range b {
