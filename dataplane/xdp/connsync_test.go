@@ -49,6 +49,11 @@ func (e *env) conn(c netip.Addr, port uint16, i int, state dataplane.ConnState) 
 // The reports name the service and real server by address.
 func TestSyncReports(t *testing.T) {
 	e := manualEnv(t)
+	// The reports are read a CPU's ring after another: the packets of one
+	// flow run on one CPU (as a NIC's queue steers them), not on whichever
+	// the test's thread is on (a CI run read a closing before its
+	// establishment).
+	e.oneCPU = true
 	bs := e.pool(3)
 	e.apply(svc(dataplane.RoundRobin, bs))
 	ch := e.d.Reports()
@@ -117,6 +122,7 @@ func TestSyncReports(t *testing.T) {
 // with its client's template.
 func TestSyncReportsTemplate(t *testing.T) {
 	e := manualEnv(t)
+	e.oneCPU = true // in order, as TestSyncReports
 	s := svc(dataplane.RoundRobin, e.pool(3))
 	s.Persistence = 300 * time.Second
 	e.apply(s)
