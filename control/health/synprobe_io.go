@@ -178,18 +178,31 @@ var sendBufs = sync.Pool{New: func() any { return new(synSendBuf) }}
 func tcpChecksum4(src, dst netip.Addr, seg []byte) uint16 {
 	s, d := src.As4(), dst.As4()
 	sum := uint32(unix.IPPROTO_TCP) + uint32(len(seg))
-	for _, w := range [][]byte{s[:], d[:], seg} {
-		for i := 0; i+1 < len(w); i += 2 {
-			sum += uint32(w[i])<<8 | uint32(w[i+1])
-		}
-		if len(w)%2 == 1 {
-			sum += uint32(w[len(w)-1]) << 8
-		}
+	sum = onesSum(onesSum(onesSum(sum, s[:]), d[:]), seg)
+	return ^foldSum(sum)
+}
+
+// ipChecksum is the checksum of an IPv4 header whose checksum is zero.
+func ipChecksum(h []byte) uint16 { return ^foldSum(onesSum(0, h)) }
+
+// onesSum adds b's 16-bit big-endian words to sum (RFC 1071; an odd last
+// byte padded with zero).
+func onesSum(sum uint32, b []byte) uint32 {
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
 	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	return sum
+}
+
+// foldSum folds a 32-bit sum of words into 16 bits.
+func foldSum(sum uint32) uint16 {
 	for sum > 0xffff {
 		sum = sum>>16 + sum&0xffff
 	}
-	return ^uint16(sum)
+	return uint16(sum)
 }
 
 // read is the reader goroutine: it completes the probes the answers that

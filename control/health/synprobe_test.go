@@ -18,6 +18,7 @@ import (
 	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/test/nettest"
+	"github.com/xlb-dev/xlb/test/packet"
 )
 
 // The tcp check is a half-open probe: a SYN, its SYN-ACK (up), and the
@@ -133,7 +134,7 @@ func TestTCPHalfOpenHostile(t *testing.T) {
 		seg[12] = 5 << 4
 		seg[13] = flags
 		binary.BigEndian.PutUint16(seg[14:], 1000)
-		binary.BigEndian.PutUint16(seg[16:], tcpChecksum(src, dst.Addr(), seg))
+		binary.BigEndian.PutUint16(seg[16:], packet.L4Checksum(src, dst.Addr(), 6, seg))
 		raw(src, dst.Addr(), seg[:tcpLen])
 	}
 	const syn, ack, rst, fin = 0x02, 0x10, 0x04, 0x01
@@ -304,24 +305,6 @@ func rawSender(t *testing.T, ns *nettest.NS) func(src, dst netip.Addr, seg []byt
 			t.Fatalf("send: %v", err)
 		}
 	}
-}
-
-// tcpChecksum is the checksum of an IPv4 TCP segment whose checksum field
-// is zero.
-func tcpChecksum(src, dst netip.Addr, seg []byte) uint16 {
-	s, d := src.As4(), dst.As4()
-	sum := uint32(6 + len(seg))
-	b := append(append(append([]byte{}, s[:]...), d[:]...), seg...)
-	if len(b)%2 == 1 {
-		b = append(b, 0)
-	}
-	for i := 0; i < len(b); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
 }
 
 // A Manager's tcp check that nothing answers (a loopback listener whose

@@ -325,15 +325,3 @@ func (s *pktSender) fillFrame(b *[pktFrameLen]byte, eth *[14]byte, syn synOut, s
 	binary.BigEndian.PutUint16(ip[10:], ipChecksum(ip))
 	copy(b[34:], seg[:])
 }
-
-// ipChecksum is the checksum of an IPv4 header whose checksum is zero.
-func ipChecksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(h[i])<<8 | uint32(h[i+1])
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
-}

@@ -14,6 +14,7 @@ import (
 	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/test/nettest"
+	"github.com/xlb-dev/xlb/test/packet"
 )
 
 // linkTap is a captureTap that names the interface it takes the answers
@@ -183,8 +184,8 @@ func checkSYNFrame(t *testing.T, p []byte, src, dst net.HardwareAddr) {
 	if netip.AddrFrom4([4]byte(ip[12:16])) != dir4 {
 		t.Errorf("source %s, want %s", netip.AddrFrom4([4]byte(ip[12:16])), dir4)
 	}
-	if sum := onesSum(ip); sum != 0xffff {
-		t.Errorf("IP header checksum wrong: sums to %#x", sum)
+	if sum := packet.Checksum(ip); sum != 0 {
+		t.Errorf("IP header checksum wrong: the header's checksum is %#x, want 0", sum)
 	}
 	tcp := p[34:]
 	want := []byte{0x60, 0x02, 0xfa, 0xf0}                                  // 6 words, SYN, window 64240
@@ -200,18 +201,7 @@ func checkSYNFrame(t *testing.T, p []byte, src, dst net.HardwareAddr) {
 	var seg [24]byte
 	copy(seg[:], tcp)
 	seg[16], seg[17] = 0, 0
-	if got, want := binary.BigEndian.Uint16(tcp[16:]), tcpChecksum(dir4, rs4, seg[:]); got != want {
+	if got, want := binary.BigEndian.Uint16(tcp[16:]), packet.L4Checksum(dir4, rs4, 6, seg[:]); got != want {
 		t.Errorf("TCP checksum %#x, want %#x", got, want)
 	}
-}
-
-func onesSum(b []byte) uint32 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return sum
 }

@@ -112,15 +112,9 @@ func (c *tcpCheck) startCheck(deadline time.Time, r *asyncRun, b *startBatch) bo
 func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRoute]) error {
 	var err error
 	for range 3 { // a prober closing under the check: another one
-		r := route.Load()
-		if r != nil && r.via != nil && r.via.stale() {
-			route.CompareAndSwap(r, nil) // the routes changed: learn it again
-			r = nil
-		}
-		if r == nil {
-			if r, err = learnRoute(target, d, route); err != nil {
-				break
-			}
+		var r *synRoute
+		if r, err = checkRoute(target, d, route); err != nil {
+			break
 		}
 		if r == noSynRoute {
 			err = connectReset(ctx, deadline, target, d.bindTo)
@@ -149,23 +143,16 @@ func tcpCheckBy(ctx context.Context, deadline time.Time, target netip.AddrPort, 
 // probe is run's, and the prober calls run.probeDone (probeEnded), made
 // once for every run run serves.
 func tcpStartCheck(deadline time.Time, run *asyncRun, b *startBatch, target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRoute]) bool {
-	r := route.Load()
-	if r != nil && r.via != nil && r.via.stale() {
-		route.CompareAndSwap(r, nil) // the routes changed: learn it again
-		r = nil
-	}
-	if r == nil {
-		var err error
-		if r, err = learnRoute(target, d, route); err != nil {
-			run.end(tcpErr(err))
-			return true
-		}
+	r, err := checkRoute(target, d, route)
+	if err != nil {
+		run.end(tcpErr(err))
+		return true
 	}
 	if r == noSynRoute {
 		return false
 	}
 	run.route, run.r = route, r
-	_, err := r.p.startIn(&run.probe, target, r.src, r.via, deadline, run.probeDone, b, true)
+	_, err = r.p.startIn(&run.probe, target, r.src, r.via, deadline, run.probeDone, b, true)
 	// Unless err, run may have ended and serve another run already.
 	switch {
 	case errors.Is(err, errProberClosed):
@@ -208,6 +195,20 @@ func relearn(r *synRoute, err error) bool {
 		return false
 	}
 	return true
+}
+
+// checkRoute returns the check's route, learned again when it has none or
+// the routes changed since it was learned (a stale packet path).
+func checkRoute(target netip.AddrPort, d *tcpDest, route *atomic.Pointer[synRoute]) (*synRoute, error) {
+	r := route.Load()
+	if r != nil && r.via != nil && r.via.stale() {
+		route.CompareAndSwap(r, nil) // the routes changed: learn it again
+		r = nil
+	}
+	if r != nil {
+		return r, nil
+	}
+	return learnRoute(target, d, route)
 }
 
 // learnRoute finds the prober of the checks of target from d, and the

@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/test/packet"
 )
 
 // packetGen is the flood's generator where the kernel refuses live frames
@@ -111,13 +113,7 @@ func (g *packetGen) randomize(f *[64]byte) {
 	binary.BigEndian.PutUint16(f[34:36], uint16(1024+(r>>32)%64512))
 	binary.BigEndian.PutUint32(f[38:42], uint32(r>>16))
 	ip[10], ip[11] = 0, 0
-	var sum uint32
-	for i := 0; i < len(ip); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
-	}
-	sum = sum&0xffff + sum>>16
-	sum = sum&0xffff + sum>>16
-	binary.BigEndian.PutUint16(ip[10:12], ^uint16(sum))
+	binary.BigEndian.PutUint16(ip[10:12], packet.Checksum(ip))
 }
 
 func (g *packetGen) close() { unix.Close(g.fd) }
