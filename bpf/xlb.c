@@ -416,7 +416,7 @@ static __always_inline __u32 xlb_nat_adopt(struct xdp_md *ctx, const struct xlb_
 		if (verdict && verdict != XLB_V_PASS_NO_NEIGH)
 			return XLB_V_PASS_NOT_SERVICE;
 	}
-	if (p->flow.proto == IPPROTO_TCP && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN)
+	if (xlb_tcp_syn(p))
 		return XLB_V_PASS_NOT_SERVICE; /* a connection the real server opens: not a reply */
 	verdict = xlb_l2_check(ctx, p);
 	if (verdict == XLB_CONTINUE)
@@ -479,7 +479,7 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 	/* A TCP SYN reads its embryonic slot next (xlb_new): loaded now, that
 	 * cache miss overlaps the connection table's instead of following it
 	 * (the two were most of a new flow's cost). */
-	if (lb_tcp_syn(p))
+	if (xlb_tcp_syn(p))
 		lb_emb_touch(p->hash);
 	ct = bpf_map_lookup_elem(&xlb_conns_v1, &p->flow);
 	if (!ct && lb_sync_wanted(p) && lb_sync_promote(&p->flow, now))
@@ -563,14 +563,13 @@ static __noinline __u32 xlb_new(struct xdp_md *ctx, struct xlb_pkt *p, __u64 now
 	struct xlb_backend *be = NULL;
 	__u32 id = 0, fp = 0, v;
 	__u64 *slot = NULL, w = 0, fin_timeout;
-	int syn = 0, held, bound, emb, emb_syn, flood, claim, counted;
+	int syn, held, bound, emb, emb_syn, flood, claim, counted;
 
 	if (!g || !svc)
 		return XLB_V_PASS_NOT_SERVICE;
 	fin_timeout = g->tcp_fin_timeout;
 	emb = p->flow.proto == IPPROTO_TCP && svc->fwd != XLB_FWD_NAT && !d->had_ct;
-	if (p->flow.proto == IPPROTO_TCP)
-		syn = (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
+	syn = xlb_tcp_syn(p);
 	if (emb) {
 		fp = lb_emb_fp(&p->flow);
 		slot = lb_emb_slot(p->hash);

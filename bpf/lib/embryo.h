@@ -54,10 +54,10 @@
 #define XLB_EMBRYO_H
 
 #include <linux/bpf.h>
-#include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include "consts.h"
 #include "structs.h"
+#include "parse.h"
 #include "maps.h"
 #include "hash.h"
 #include "clock.h"
@@ -83,12 +83,6 @@ static __always_inline __u64 *lb_emb_slot(__u32 hash)
 	__u32 idx = hash & (XLB_MAX_EMBRYOS - 1);
 
 	return bpf_map_lookup_elem(&xlb_embryos_v1, &idx);
-}
-
-/* lb_tcp_syn reports whether a packet is a TCP SYN (without ACK). */
-static __always_inline int lb_tcp_syn(const struct xlb_pkt *p)
-{
-	return p->flow.proto == IPPROTO_TCP && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
 }
 
 /* lb_emb_touch loads the word of a flow's slot without waiting for it: a

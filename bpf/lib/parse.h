@@ -85,6 +85,13 @@ struct xlb_pkt {
  * to reach the cache (a failed store-to-load forwarding), which cost a
  * cached packet as much as its lookup. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "struct xlb_flow's words are stored little-endian");
+/* xlb_tcp_syn reports whether a parsed packet is a TCP SYN (without ACK):
+ * a new connection's first packet. */
+static __always_inline int xlb_tcp_syn(const struct xlb_pkt *p)
+{
+	return p->flow.proto == IPPROTO_TCP && (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
+}
+
 static __always_inline void xlb_flow_ports(struct xlb_flow *f, __u16 sport, __u16 dport)
 {
 	*(__u32 *)&f->sport = (__u32)sport | (__u32)dport << 16;
