@@ -354,6 +354,10 @@ func (d *Dataplane) load() error {
 		}
 		return fmt.Errorf("load BPF objects: %w", err)
 	}
+	// Only the maps' specs are needed after the load (scheduling tables,
+	// pins): the programs' instructions and the BTF they came with are
+	// 1 MB of heap the daemon would keep.
+	spec.Programs, spec.Types = nil, nil
 	if d.beStats, err = openBeStats(d.objs.XlbBeStatV2); err != nil {
 		d.objs.Close()
 		return err
