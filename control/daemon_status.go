@@ -173,7 +173,7 @@ func (d *Daemon) StatusServices(rates bool) (*Status, Services) {
 				}
 				if ok {
 					ri.Effective = b.Weight
-					ri.Unresolved = s.Forward == dataplane.DirectRouting && caps.NextHops && len(b.MAC) == 0
+					ri.Unresolved = s.Forward == dataplane.DirectRouting && caps.NextHops && !b.MAC.Valid()
 				}
 				if ri.Sorry {
 					ri.Health = "none"

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -43,7 +42,7 @@ type Inputs struct {
 
 // NextHop is a direct-routing real server's next hop.
 type NextHop struct {
-	MAC     net.HardwareAddr
+	MAC     dataplane.MAC
 	Ifindex int
 }
 
@@ -190,7 +189,7 @@ func (in Inputs) backend(s ServiceSpec, rs RealSpec) dataplane.Backend {
 	}
 	if hop, ok := in.NextHops[rs.Addr]; ok {
 		b.MAC, b.Ifindex = hop.MAC, hop.Ifindex
-	} else if a, found := in.Adopted[s.Key][b.Key()]; found && a.MAC != nil && in.AdoptMACs {
+	} else if a, found := in.Adopted[s.Key][b.Key()]; found && a.MAC.Valid() && in.AdoptMACs {
 		b.MAC, b.Ifindex = a.MAC, a.Ifindex
 	}
 	return b

@@ -31,7 +31,7 @@ func dumpServices(svcs []dataplane.Service) string {
 		b.WriteByte('\n')
 		for _, be := range s.Backends {
 			fmt.Fprintf(&b, "  -> %s weight=%d", be.Key(), be.Weight)
-			if be.MAC != nil {
+			if be.MAC.Valid() {
 				fmt.Fprintf(&b, " mac=%s ifindex=%d", be.MAC, be.Ifindex)
 			}
 			b.WriteByte('\n')

@@ -390,7 +390,7 @@ func TestRestartAdoptsInstalledBackends(t *testing.T) {
 	if err := after.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if b := web()["10.0.0.8"]; b.MAC != nil {
+	if b := web()["10.0.0.8"]; b.MAC.Valid() {
 		t.Errorf("10.0.0.8 keeps an unconfirmed MAC %s after the grace period", b.MAC)
 	}
 

@@ -105,8 +105,33 @@ type Backend struct {
 	// MAC and Ifindex are the next hop of a direct-routing real server on
 	// the director's attached interfaces, resolved by the control plane
 	// from the neighbour table. A DR backend without a MAC gets no new flows.
-	MAC     net.HardwareAddr
+	MAC     MAC
 	Ifindex int
+}
+
+// MAC is an Ethernet address, held by value: a Backend is 56 bytes, not
+// 80 with a net.HardwareAddr and its own allocation (65,536 of them in
+// each copy of the desired state). The zero MAC is none: not resolved.
+type MAC [6]byte
+
+// MACFrom is hw as a MAC; the zero MAC unless hw is 6 bytes long.
+func MACFrom(hw net.HardwareAddr) MAC {
+	var m MAC
+	if len(hw) == len(m) {
+		copy(m[:], hw)
+	}
+	return m
+}
+
+// Valid reports whether m is a MAC, not none.
+func (m MAC) Valid() bool { return m != MAC{} }
+
+// String is m as net.HardwareAddr writes it; empty for none.
+func (m MAC) String() string {
+	if !m.Valid() {
+		return ""
+	}
+	return net.HardwareAddr(m[:]).String()
 }
 
 // Key returns the backend's key.
@@ -115,9 +140,6 @@ func (b Backend) Key() BackendKey { return BackendKey{Addr: b.Addr, Port: b.Port
 // Clone returns a copy of s that shares no memory with it.
 func (s Service) Clone() Service {
 	s.Backends = slices.Clone(s.Backends)
-	for i := range s.Backends {
-		s.Backends[i].MAC = slices.Clone(s.Backends[i].MAC)
-	}
 	return s
 }
 
@@ -134,7 +156,7 @@ func ServiceEqual(a, b Service) bool {
 func BackendEqual(a, b Backend) bool {
 	return a.Addr == b.Addr && a.Port == b.Port && a.Weight == b.Weight &&
 		a.UpperThreshold == b.UpperThreshold && a.LowerThreshold == b.LowerThreshold &&
-		string(a.MAC) == string(b.MAC) && a.Ifindex == b.Ifindex
+		a.MAC == b.MAC && a.Ifindex == b.Ifindex
 }
 
 // Counters are monotonic packet, byte and connection counts.

@@ -122,7 +122,7 @@ func TestApplyCreateUpdateDelete(t *testing.T) {
 	d.apply(t, web, dns, tun)
 	checkChanges(t, d)
 	web.Name, web.Enabled = "renamed", false
-	web.Backends[0].MAC = []byte{2, 0, 0, 0, 0, 1}
+	web.Backends[0].MAC = dataplane.MAC{2, 0, 0, 0, 0, 1}
 	d.apply(t, web, dns, tun)
 	checkChanges(t, d)
 

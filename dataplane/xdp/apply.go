@@ -201,7 +201,7 @@ func schedulable(s dataplane.Service, b dataplane.Backend) bool {
 	if b.Weight == 0 {
 		return false
 	}
-	if s.Forward == dataplane.DirectRouting && (len(b.MAC) != 6 || b.Ifindex <= 0) {
+	if s.Forward == dataplane.DirectRouting && (!b.MAC.Valid() || b.Ifindex <= 0) {
 		return false
 	}
 	return true

@@ -3,9 +3,7 @@ package xdp
 import (
 	"fmt"
 	"iter"
-	"net"
 	"net/netip"
-	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -116,8 +114,8 @@ func (d *Dataplane) sameBackend(id uint32, b dataplane.Backend) bool {
 		return false
 	}
 	hasMAC := be.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0
-	if len(b.MAC) == 6 && b.Ifindex > 0 {
-		return hasMAC && string(be.entry.Mac[:]) == string(b.MAC) && be.entry.Ifindex == uint32(b.Ifindex)
+	if b.MAC.Valid() && b.Ifindex > 0 {
+		return hasMAC && be.entry.Mac == b.MAC && be.entry.Ifindex == uint32(b.Ifindex)
 	}
 	return !hasMAC
 }
@@ -131,7 +129,7 @@ func (d *Dataplane) backendsOf(st *svcState) []dataplane.Backend {
 		b := dataplane.Backend{Addr: k.Addr, Port: k.Port, Weight: be.entry.Weight,
 			UpperThreshold: be.thresh.Upper, LowerThreshold: be.thresh.Lower}
 		if be.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0 {
-			b.MAC = net.HardwareAddr(slices.Clone(be.entry.Mac[:]))
+			b.MAC = be.entry.Mac
 			b.Ifindex = int(be.entry.Ifindex)
 		}
 		out = append(out, b)
@@ -156,13 +154,13 @@ func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dat
 		Weight: b.Weight,
 		Pos:    uint32(pos),
 	}
-	if len(b.MAC) == 6 && b.Ifindex > 0 {
+	if b.MAC.Valid() && b.Ifindex > 0 {
 		smac, err := d.ifaceMAC(b.Ifindex)
 		if err != nil || len(smac) != 6 {
 			return e, fmt.Errorf("real server %s: egress interface %d: %v", b.Key(), b.Ifindex, err)
 		}
 		e.Ifindex = uint32(b.Ifindex)
-		copy(e.Mac[:], b.MAC)
+		e.Mac = b.MAC
 		copy(e.Smac[:], smac)
 		e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC)
 		// Redirects to an interface need it in the devmap.

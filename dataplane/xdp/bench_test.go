@@ -577,7 +577,7 @@ func BenchmarkLiveFrames(b *testing.B) {
 			} else {
 				bs := l.e.pool(16)
 				for i := range bs {
-					bs[i].MAC = l.g0.HardwareAddr
+					bs[i].MAC = dataplane.MACFrom(l.g0.HardwareAddr)
 				}
 				l.e.apply(svc(dataplane.MaglevHashing, bs))
 			}

@@ -2,7 +2,6 @@ package xdp
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -27,7 +26,7 @@ func (e *env) pool(n int, weights ...uint32) []dataplane.Backend {
 			Addr:    netip.AddrFrom4([4]byte{10, 0, byte(1 + i/250), byte(1 + i%250)}),
 			Port:    80,
 			Weight:  w,
-			MAC:     net.HardwareAddr{0x02, 0xbb, 0, 0, byte(i >> 8), byte(i)},
+			MAC:     dataplane.MAC{0x02, 0xbb, 0, 0, byte(i >> 8), byte(i)},
 			Ifindex: e.eth0,
 		}
 	}
@@ -352,7 +351,7 @@ func TestPersistence(t *testing.T) {
 func TestNoMACNoNewFlows(t *testing.T) {
 	e := newEnv(t)
 	bs := e.pool(2)
-	bs[0].MAC = nil // neighbour not resolved yet
+	bs[0].MAC = dataplane.MAC{} // neighbour not resolved yet
 	e.apply(svc(dataplane.RoundRobin, bs))
 	for _, b := range e.picks(syns(10, 80)) {
 		if b != 1 {
