@@ -62,7 +62,11 @@ func (t *beTable) get(id uint32) *beState {
 func (t *beTable) add(id uint32, be beState) *beState {
 	if int(id) >= len(t.s) {
 		n := min(max(2*len(t.s), int(id)+1, 64), max(maxBackends, int(id)+1))
-		t.s = append(t.s, make([]beState, n-len(t.s))...)
+		// Exactly n: append grows a large slice by a quarter at a time,
+		// past n (65,536 ids took 80,793: 6.5 MB, not 5.2).
+		s := make([]beState, n)
+		copy(s, t.s)
+		t.s = s
 	}
 	if !t.s[id].live {
 		t.n++
