@@ -45,14 +45,14 @@ func (m *Manager) schedule(ctx context.Context) {
 				break take // every slot is taken
 			}
 			ready.pop()
-			jobs = append(jobs, job{c: c, checker: c.checker, typ: c.spec.Type, timeout: c.spec.Timeout, started: now})
+			jobs = append(jobs, job{c: c, checker: c.checker(), typ: c.spec.Type, timeout: c.spec.Timeout, started: now})
 		}
 		var slots chan<- struct{}
 		var j job
 		if ready.len() > 0 {
 			// Every slot is taken: wait for one.
 			c := ready.front()
-			slots, j = m.slots, job{c: c, checker: c.checker, typ: c.spec.Type, timeout: c.spec.Timeout, started: now}
+			slots, j = m.slots, job{c: c, checker: c.checker(), typ: c.spec.Type, timeout: c.spec.Timeout, started: now}
 		}
 		var timer Timer
 		var fire <-chan time.Time
@@ -291,8 +291,11 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 		return Transition{}, false, nil // removed or replaced while running
 	}
 	now := m.clock.Now()
-	c.runs++
-	c.lastErr, c.lastDur, c.lastRun = err, d, m.since(j.started)
+	if c.runs < math.MaxUint32 {
+		c.runs++
+	}
+	c.lastErr, c.lastRun = err, m.since(j.started)
+	c.setDuration(d)
 	from, fromWeight := c.state, c.weight()
 	if err == nil {
 		c.setWeight(w)

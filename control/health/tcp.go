@@ -91,7 +91,7 @@ func (c *tcpCheck) probed() netip.AddrPort {
 	if c.tcp.connectIP.IsValid() {
 		return netip.AddrPortFrom(c.tcp.connectIP, c.port)
 	}
-	return netip.AddrPortFrom(c.addr, c.port)
+	return netip.AddrPortFrom((*check)(c).address(), c.port)
 }
 
 func (c *tcpCheck) Check(ctx context.Context) error {
