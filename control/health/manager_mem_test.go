@@ -165,3 +165,23 @@ func TestTCPErrorLazy(t *testing.T) {
 		t.Errorf("a refused check's error holds %.0f bytes, want at most 80", per)
 	}
 }
+
+// TestCheckAddress: the 16 bytes and family of a check's address give back
+// the address it was made with: IPv4, IPv6, IPv4-mapped IPv6 (kept
+// mapped), zoned (kept aside), none.
+func TestCheckAddress(t *testing.T) {
+	for _, s := range []string{"10.0.0.1", "2001:db8::1", "::ffff:10.0.0.1", "fe80::1%eth0", ""} {
+		var a netip.Addr
+		if s != "" {
+			a = netip.MustParseAddr(s)
+		}
+		var c check
+		c.setAddr(a)
+		if got := c.address(); got != a {
+			t.Errorf("%q: address %v, want %v", s, got, a)
+		}
+		if (c.ext != nil) != (a.Zone() != "") {
+			t.Errorf("%q: ext %v", s, c.ext)
+		}
+	}
+}
