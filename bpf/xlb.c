@@ -725,12 +725,7 @@ int xlb_xdp(struct xdp_md *ctx)
 			d.be = d.svc ? lb_backend(hit->backend, hit->svc) : NULL;
 			if (d.be) {
 				p.hash = hit->hash;
-				xlb_mac_copy(hop.mac, hit->mac);
-				xlb_mac_copy(hop.smac, hit->smac);
-				hop.ifindex = hit->ifindex;
-				hop.mtu = hit->mtu;
-				hop.valid = 1;
-				verdict = xlb_encap(ctx, &p, d.svc, d.be, &hop);
+				verdict = xlb_encap_cached(ctx, &p, d.svc, d.be, hit, &hop, in_ifindex);
 				if (xlb_delivered(verdict))
 					xlb_count(hit->svc, hit->backend, p.len, 0, XLB_ACT_TUNNEL);
 				return xlb_done(verdict, p.len);
