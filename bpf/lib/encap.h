@@ -83,13 +83,12 @@ static __always_inline void xlb_ip4_outer(__u8 tos, __u32 tot_len, int df, __u8 
  * and sends the frame to the next hop (mac, from smac out of ifindex; the
  * receiving interface is in_ifindex). inner_len is the inner IP datagram's
  * length. An outer IPv4 header is h0, h1 and dst4 (xlb_ip4_outer); an
- * outer IPv6 one is built here, with the inner packet's tos and the
- * source src6. */
-static __always_inline __u32 xlb_encap_write(struct xdp_md *ctx, __u32 olen, int o6, int gue, __u8 inner_proto,
-					     __u32 inner_len, __u64 h0, __u64 h1, __be32 dst4, __u8 tos,
-					     const __be32 *src6, const struct xlb_svc *svc, const struct xlb_backend *be,
-					     __u32 hash, const __u8 *mac, const __u8 *smac, __u32 ifindex,
-					     __u32 in_ifindex)
+ * outer IPv6 one is built here, with the inner packet's tos, the source
+ * src6 and the destination dst6. GUE goes to gue_port. */
+static __always_inline __u32 xlb_encap_write(struct xdp_md *ctx, __u32 olen, int o6, int gue, __u16 gue_port,
+					     __u8 inner_proto, __u32 inner_len, __u64 h0, __u64 h1, __be32 dst4, __u8 tos,
+					     const __be32 *src6, const __be32 *dst6, __u32 hash, const __u8 *mac,
+					     const __u8 *smac, __u32 ifindex, __u32 in_ifindex)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -124,7 +123,7 @@ static __always_inline __u32 xlb_encap_write(struct xdp_md *ctx, __u32 olen, int
 		oip->nexthdr = gue ? IPPROTO_UDP : inner_proto;
 		oip->hop_limit = 64;
 		__builtin_memcpy(&oip->saddr, src6, 16);
-		__builtin_memcpy(&oip->daddr, be->addr, 16);
+		__builtin_memcpy(&oip->daddr, dst6, 16);
 	}
 	if (gue) {
 		struct udphdr *uh = data + l3 + (o6 ? sizeof(struct ipv6hdr) : sizeof(struct iphdr));
@@ -133,7 +132,7 @@ static __always_inline __u32 xlb_encap_write(struct xdp_md *ctx, __u32 olen, int
 		if ((void *)(g + XLB_GUE_HLEN) > data_end)
 			return XLB_V_DROP_ENCAP;
 		uh->source = bpf_htons(XLB_GUE_SPORT_MIN + hash % (65536 - XLB_GUE_SPORT_MIN));
-		uh->dest = bpf_htons(svc->gue_port);
+		uh->dest = bpf_htons(gue_port);
 		uh->len = bpf_htons(inner_len + sizeof(*uh) + XLB_GUE_HLEN);
 		/* Zero: no UDP checksum, as IPVS's GUE and Linux's fou accept
 		 * (RFC 6935 allows it for tunnels over IPv6). */
@@ -278,11 +277,86 @@ __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const struct x
 	if (!o6)
 		xlb_ip4_outer(tos, inner_len + olen, p->df, gue ? IPPROTO_UDP : inner_proto, src[0], XLB_CA32(be->addr)[0],
 			      &h0, &h1);
-	return xlb_encap_write(ctx, olen, o6, gue, inner_proto, inner_len, h0, h1, XLB_CA32(be->addr)[0], tos, src, svc,
-			       be, hash, hop->mac, hop->smac, hop->ifindex, ctx->ingress_ifindex);
+	return xlb_encap_write(ctx, olen, o6, gue, svc->gue_port, inner_proto, inner_len, h0, h1, XLB_CA32(be->addr)[0],
+			       tos, src, XLB_CA32(be->addr), hash, hop->mac, hop->smac, hop->ifindex,
+			       ctx->ingress_ifindex);
 }
 
-/* xlb_encap_slow is xlb_encap with the next hop of flow cache entry c. */
+/* xlb_cache_tun records in flow cache entry c the outer IPv4 header of
+ * the flow's packets (of hash hash) toward backend be of service svc, so
+ * that xlb_encap_cached needs neither; nothing for an IPv6 one, or
+ * without an outer source. */
+static __always_inline void xlb_cache_tun(struct xlb_flow_cache *c, const struct xlb_svc *svc,
+					  const struct xlb_backend *be, __u32 hash)
+{
+	__be32 src = 0;
+
+	c->tun = 0;
+	if (be->family != XLB_AF_INET || xlb_tun_src4(svc, be, hash, &src))
+		return;
+	c->tun_src = src;
+	c->tun_dst = XLB_CA32(be->addr)[0];
+	c->gue_port = svc->gue_port;
+	c->tun = XLB_FC_TUN4 | (svc->flags & XLB_SVC_F_GUE ? XLB_FC_TUN_GUE : 0);
+}
+
+/* xlb_encap_cached is xlb_encap for a packet of a flow whose outer IPv4
+ * header flow cache entry c holds (XLB_FC_TUN4: xlb_cache_tun), with the
+ * entry's next hop, inlined in the entry program: neither the service's
+ * nor the backend's configuration is read, and there is no call and
+ * return per packet (with a return thunk, each return is a mispredicted
+ * branch). The common case only: a datagram without Ethernet padding that
+ * fits the cached MTU. Anything else returns XLB_CONTINUE with the packet
+ * untouched, for xlb_encap. The outer header is built before
+ * bpf_xdp_adjust_head, two words kept across the call: the entry
+ * program's stack has no room for many more. */
+static __always_inline __u32 xlb_encap_cached(struct xdp_md *ctx, struct xlb_pkt *p, const struct xlb_flow_cache *c,
+					      __u32 in_ifindex)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 l3 = p->l3_off, inner_len, olen, dlen;
+	__u8 tos = 0, inner_proto;
+	__u64 h0, h1;
+	int gue;
+
+	if (l3 > XLB_MAX_L3_OFF)
+		return XLB_CONTINUE;
+	l3 = xlb_bound_l3(l3);
+	gue = c->tun & XLB_FC_TUN_GUE;
+	inner_len = p->len - l3;
+	olen = xlb_encap_olen(0, gue);
+	if (p->flow.family == XLB_AF_INET) {
+		struct iphdr *ip = data + l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return XLB_CONTINUE;
+		tos = ip->tos;
+		dlen = bpf_ntohs(ip->tot_len);
+		inner_proto = IPPROTO_IPIP;
+	} else {
+		struct ipv6hdr *ip6 = data + l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return XLB_CONTINUE;
+		dlen = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
+		inner_proto = IPPROTO_IPV6;
+	}
+	if (dlen != inner_len || !c->mtu || inner_len + olen > c->mtu)
+		return XLB_CONTINUE;
+	xlb_ip4_outer(tos, inner_len + olen, p->df, gue ? IPPROTO_UDP : inner_proto, c->tun_src, c->tun_dst, &h0, &h1);
+	asm volatile("" : "+r"(h0), "+r"(h1));
+	if (xlb_encap_room(ctx, l3, olen))
+		return XLB_V_DROP_ENCAP;
+	/* Read again after the call rather than kept across it. */
+	gue = c->tun & XLB_FC_TUN_GUE;
+	return xlb_encap_write(ctx, xlb_encap_olen(0, gue), 0, gue, c->gue_port,
+			       p->flow.family == XLB_AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IPIP, p->len - p->l3_off, h0, h1,
+			       c->tun_dst, 0, NULL, NULL, p->hash, c->mac, c->smac, c->ifindex, in_ifindex);
+}
+
+/* xlb_encap_slow is xlb_encap with the next hop of flow cache entry c (in
+ * hop, the caller's). */
 static __always_inline __u32 xlb_encap_slow(struct xdp_md *ctx, struct xlb_pkt *p, const struct xlb_svc *svc,
 					    const struct xlb_backend *be, const struct xlb_flow_cache *c,
 					    struct xlb_hop *hop)
@@ -293,64 +367,6 @@ static __always_inline __u32 xlb_encap_slow(struct xdp_md *ctx, struct xlb_pkt *
 	hop->mtu = c->mtu;
 	hop->valid = 1;
 	return xlb_encap(ctx, p, svc, be, hop);
-}
-
-/* xlb_encap_cached is xlb_encap for a packet of a flow the flow cache
- * holds in entry c (its next hop and the route's MTU), inlined in the
- * entry program: a call and return less per packet (with a return thunk,
- * each return is a mispredicted branch), and the next hop read from the
- * entry. The common case only: toward an IPv4 real server, a datagram
- * without Ethernet padding that fits the cached MTU; anything else goes
- * to xlb_encap, with hop (the caller's stack) for its next hop. The outer
- * IPv4 header is built before bpf_xdp_adjust_head, two words kept across
- * the call: the entry program's stack has no room for many more. */
-static __always_inline __u32 xlb_encap_cached(struct xdp_md *ctx, struct xlb_pkt *p, const struct xlb_svc *svc,
-					      const struct xlb_backend *be, const struct xlb_flow_cache *c,
-					      struct xlb_hop *hop, __u32 in_ifindex)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	__u32 l3 = p->l3_off, inner_len, olen, dlen;
-	__u8 tos = 0, inner_proto;
-	__be32 src = 0;
-	__u64 h0, h1;
-	int gue;
-
-	if (l3 > XLB_MAX_L3_OFF || be->family != XLB_AF_INET)
-		return xlb_encap_slow(ctx, p, svc, be, c, hop);
-	l3 = xlb_bound_l3(l3);
-	gue = svc->flags & XLB_SVC_F_GUE;
-	inner_len = p->len - l3;
-	olen = xlb_encap_olen(0, gue);
-	if (p->flow.family == XLB_AF_INET) {
-		struct iphdr *ip = data + l3;
-
-		if ((void *)(ip + 1) > data_end)
-			return xlb_encap_slow(ctx, p, svc, be, c, hop);
-		tos = ip->tos;
-		dlen = bpf_ntohs(ip->tot_len);
-		inner_proto = IPPROTO_IPIP;
-	} else {
-		struct ipv6hdr *ip6 = data + l3;
-
-		if ((void *)(ip6 + 1) > data_end)
-			return xlb_encap_slow(ctx, p, svc, be, c, hop);
-		dlen = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
-		inner_proto = IPPROTO_IPV6;
-	}
-	if (dlen != inner_len || !c->mtu || inner_len + olen > c->mtu || xlb_tun_src4(svc, be, p->hash, &src))
-		return xlb_encap_slow(ctx, p, svc, be, c, hop);
-	xlb_ip4_outer(tos, inner_len + olen, p->df, gue ? IPPROTO_UDP : inner_proto, src, XLB_CA32(be->addr)[0], &h0,
-		      &h1);
-	/* Built now: only h0 and h1 live across the call, what else the
-	 * header needs is read again after it. */
-	asm volatile("" : "+r"(h0), "+r"(h1));
-	if (xlb_encap_room(ctx, l3, olen))
-		return XLB_V_DROP_ENCAP;
-	gue = svc->flags & XLB_SVC_F_GUE;
-	return xlb_encap_write(ctx, xlb_encap_olen(0, gue), 0, gue,
-			       p->flow.family == XLB_AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IPIP, p->len - p->l3_off, h0, h1,
-			       XLB_CA32(be->addr)[0], 0, NULL, svc, be, p->hash, c->mac, c->smac, c->ifindex, in_ifindex);
 }
 
 #endif /* XLB_ENCAP_H */
