@@ -305,9 +305,9 @@ static __always_inline void xlb_cache_tun(struct xlb_flow_cache *c, const struct
  * entry's next hop, inlined in the entry program: neither the service's
  * nor the backend's configuration is read, and there is no call and
  * return per packet (with a return thunk, each return is a mispredicted
- * branch). The common case only: a datagram without Ethernet padding that
- * fits the cached MTU. Anything else returns XLB_CONTINUE with the packet
- * untouched, for xlb_encap. The outer header is built before
+ * branch). The common case only: a datagram (its frame's Ethernet padding
+ * trimmed) that fits the cached MTU. Anything else returns XLB_CONTINUE
+ * with the packet untouched, for xlb_encap. The outer header is built before
  * bpf_xdp_adjust_head, two words kept across the call: the entry
  * program's stack has no room for many more. */
 static __always_inline __u32 xlb_encap_cached(struct xdp_md *ctx, struct xlb_pkt *p, const struct xlb_flow_cache *c,
@@ -337,18 +337,26 @@ static __always_inline __u32 xlb_encap_cached(struct xdp_md *ctx, struct xlb_pkt
 	} else {
 		struct ipv6hdr *ip6 = data + l3;
 
-		if ((void *)(ip6 + 1) > data_end)
+		if ((void *)(ip6 + 1) > data_end || !ip6->payload_len) /* 0: a jumbogram */
 			return XLB_CONTINUE;
 		dlen = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
 		inner_proto = IPPROTO_IPV6;
 	}
-	if (dlen != inner_len || !c->mtu || inner_len + olen > c->mtu)
+	if (dlen > inner_len || !c->mtu || dlen + olen > c->mtu)
 		return XLB_CONTINUE;
-	xlb_ip4_outer(tos, inner_len + olen, p->df, gue ? IPPROTO_UDP : inner_proto, c->tun_src, c->tun_dst, &h0, &h1);
+	xlb_ip4_outer(tos, dlen + olen, p->df, gue ? IPPROTO_UDP : inner_proto, c->tun_src, c->tun_dst, &h0, &h1);
 	asm volatile("" : "+r"(h0), "+r"(h1));
-	if (xlb_encap_room(ctx, l3, olen))
+	if (dlen < inner_len) {
+		/* A short frame's Ethernet padding, trimmed as xlb_encap does
+		 * (a pure TCP ACK's frame is padded). */
+		if (bpf_xdp_adjust_tail(ctx, (int)dlen - (int)inner_len))
+			return XLB_V_DROP_ENCAP;
+		p->len -= inner_len - dlen;
+	}
+	/* Read again after the calls rather than kept across them. */
+	gue = c->tun & XLB_FC_TUN_GUE;
+	if (xlb_encap_room(ctx, p->l3_off, xlb_encap_olen(0, gue)))
 		return XLB_V_DROP_ENCAP;
-	/* Read again after the call rather than kept across it. */
 	gue = c->tun & XLB_FC_TUN_GUE;
 	return xlb_encap_write(ctx, xlb_encap_olen(0, gue), 0, gue, c->gue_port,
 			       p->flow.family == XLB_AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IPIP, p->len - p->l3_off, h0, h1,
