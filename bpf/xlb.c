@@ -163,23 +163,16 @@ static __always_inline __u8 xlb_action(const struct xlb_svc *svc)
 	return XLB_ACT_DR;
 }
 
-/* xlb_count_on counts a forwarded packet for its service and backend on
- * CPU cpu, this one (bpf_get_smp_processor_id). */
-static __always_inline void xlb_count_on(__u32 cpu, __u32 svc, __u32 backend, __u32 len, int is_new, __u8 action)
+/* xlb_count counts a forwarded packet for its service and backend. */
+static __always_inline void xlb_count(__u32 svc, __u32 backend, __u32 len, int is_new, __u8 action)
 {
 	int out = action == XLB_ACT_NAT_OUT;
 
 	lb_count(&xlb_svc_stat_v1, svc, len, is_new, out);
 	if (backend < XLB_MAX_BACKENDS)
-		lb_count(&xlb_be_stat_v2, cpu * XLB_MAX_BACKENDS + backend, len, is_new, out);
+		lb_count(&xlb_be_stat_v2, bpf_get_smp_processor_id() * XLB_MAX_BACKENDS + backend, len, is_new, out);
 	if (out)
 		lb_event(XLB_EV_NAT_REPLY);
-}
-
-/* xlb_count counts a forwarded packet for its service and backend. */
-static __always_inline void xlb_count(__u32 svc, __u32 backend, __u32 len, int is_new, __u8 action)
-{
-	xlb_count_on(bpf_get_smp_processor_id(), svc, backend, len, is_new, action);
 }
 
 /* xlb_delivered reports whether a packet reaches the real server or the
@@ -697,7 +690,7 @@ int xlb_xdp(struct xdp_md *ctx)
 	struct xlb_hop hop;
 	struct xlb_globals *g;
 	struct xlb_pkt p = {};
-	__u32 verdict, in_ifindex, cpu;
+	__u32 verdict, in_ifindex;
 	__u64 now;
 
 	/* Read first, for the flow cache's DR packets: three dependent loads
@@ -717,20 +710,13 @@ int xlb_xdp(struct xdp_md *ctx)
 	if (p.frag != XLB_FRAG_LATER && !p.icmp_err) {
 		/* Established flows: the per-CPU cache, array lookups only. */
 		p.cidx = lb_cache_idx(&p.flow);
-		cpu = bpf_get_smp_processor_id();
-		cache = lb_cache_slot(cpu, p.cidx);
+		cache = lb_cache_slot(p.cidx);
 		hit = lb_cache_get(cache, &p, now, g->gen);
 		if (hit && hit->action == XLB_ACT_DR) {
 			/* The common case, kept short. */
 			verdict = xlb_l2_fwd_in(ctx, p.l3_off, hit->mac, hit->smac, hit->ifindex, in_ifindex);
 			if (xlb_sent(verdict))
-				xlb_count_on(cpu, hit->svc, hit->backend, p.len, 0, XLB_ACT_DR);
-			if (verdict == XLB_V_TX) {
-				/* xlb_done, without its switch, and its key a
-				 * constant that need not wait for the verdict. */
-				lb_count_verdict(XLB_V_TX, p.len);
-				return XDP_TX;
-			}
+				xlb_count(hit->svc, hit->backend, p.len, 0, XLB_ACT_DR);
 			return xlb_done(verdict, p.len);
 		}
 		if (hit && hit->action == XLB_ACT_TUNNEL) {
@@ -749,7 +735,7 @@ int xlb_xdp(struct xdp_md *ctx)
 			}
 			if (verdict != XLB_CONTINUE) {
 				if (xlb_delivered(verdict))
-					xlb_count_on(cpu, hit->svc, hit->backend, p.len, 0, XLB_ACT_TUNNEL);
+					xlb_count(hit->svc, hit->backend, p.len, 0, XLB_ACT_TUNNEL);
 				return xlb_done(verdict, p.len);
 			}
 			hit = NULL;

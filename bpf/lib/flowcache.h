@@ -57,11 +57,11 @@ static __always_inline __u32 lb_cache_idx(const struct xlb_flow *f)
 	return h >> (64 - XLB_FLOW_CACHE_BITS);
 }
 
-/* lb_cache_slot returns CPU cpu's (this one's: bpf_get_smp_processor_id)
- * flow cache entry at index idx (its slice of xlb_flowcache). */
-static __always_inline struct xlb_flow_cache *lb_cache_slot(__u32 cpu, __u32 idx)
+/* lb_cache_slot returns this CPU's flow cache entry at index idx (its
+ * slice of xlb_flowcache). */
+static __always_inline struct xlb_flow_cache *lb_cache_slot(__u32 idx)
 {
-	__u32 key = cpu * XLB_FLOW_CACHE_SIZE + idx;
+	__u32 key = bpf_get_smp_processor_id() * XLB_FLOW_CACHE_SIZE + idx;
 
 	return bpf_map_lookup_elem(&xlb_flowcache, &key);
 }
@@ -89,9 +89,6 @@ static __always_inline void lb_epoch_bump(const struct xlb_flow *f)
  * RST always go to the connection table, and so do first fragments: the
  * slow path records their datagram's entry, which the later fragments
  * (without ports) follow. */
-_Static_assert(__builtin_offsetof(struct xlb_flow_cache, gen) == __builtin_offsetof(struct xlb_flow_cache, tick) + 4 &&
-		       __builtin_offsetof(struct xlb_flow_cache, tick) % 8 == 0,
-	       "lb_cache_get reads tick and gen as one word");
 static __always_inline struct xlb_flow_cache *lb_cache_get(struct xlb_flow_cache *c, const struct xlb_pkt *p, __u64 now,
 							   __u32 gen)
 {
@@ -99,9 +96,7 @@ static __always_inline struct xlb_flow_cache *lb_cache_get(struct xlb_flow_cache
 
 	if (!c || (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_FIN | XLB_TCP_RST)) || p->frag != XLB_FRAG_NONE)
 		return NULL;
-	/* Tick and generation in one 64-bit word (adjacent in the entry). */
-	if (*(const __u64 *)&c->tick != ((__u64)gen << 32 | (__u32)(now >> XLB_ATIME_SHIFT)) ||
-	    !lb_flow_eq(&c->flow, &p->flow) ||
+	if (c->tick != (__u32)(now >> XLB_ATIME_SHIFT) || c->gen != gen || !lb_flow_eq(&c->flow, &p->flow) ||
 	    *(const __u32 *)c->imac != *(const __u32 *)p->dmac || *(const __u16 *)(c->imac + 4) != *(const __u16 *)(p->dmac + 4))
 		return NULL;
 	epoch = lb_epoch(p->cidx);

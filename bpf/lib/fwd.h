@@ -46,29 +46,6 @@ static __always_inline void xlb_mac_copy(void *dst, const void *src)
 	((__u16 *)dst)[2] = ((const __u16 *)src)[2];
 }
 
-/* xlb_macs_write writes the destination MAC mac and the source MAC smac
- * at the frame's start in four moves, not six (or twelve): mac is kept
- * 4-aligned and smac 2 bytes past a 4-aligned address wherever a pair is
- * (struct xlb_hop, struct xlb_flow_cache: a MAC pair at a 4-aligned
- * offset), so that each move is aligned as the verifier wants on the
- * stack; packet accesses need not be where XDP runs natively. The
- * barriers hide the byte arrays' alignment from the compiler. */
-_Static_assert(__builtin_offsetof(struct xlb_hop, mac) % 4 == 0 && __builtin_offsetof(struct xlb_hop, smac) == 6,
-	       "xlb_macs_write's alignment of a MAC pair");
-_Static_assert(__builtin_offsetof(struct xlb_flow_cache, mac) % 4 == 0 &&
-		       __builtin_offsetof(struct xlb_flow_cache, smac) == __builtin_offsetof(struct xlb_flow_cache, mac) + 6,
-	       "xlb_macs_write's alignment of a MAC pair");
-static __always_inline void xlb_macs_write(void *eth, const void *mac, const void *smac)
-{
-	asm volatile("" : "+r"(eth));
-	asm volatile("" : "+r"(mac));
-	asm volatile("" : "+r"(smac));
-	*(__u32 *)eth = *(const __u32 *)mac;
-	*(__u16 *)(eth + 4) = *(const __u16 *)(mac + 4);
-	*(__u16 *)(eth + 6) = *(const __u16 *)smac;
-	*(__u32 *)(eth + 8) = *(const __u32 *)(smac + 2);
-}
-
 /* xlb_l2_fwd_in rewrites the MACs and sends the frame out of ifindex, by
  * XDP_TX if that is in_ifindex, the receiving interface. l3_off
  * is where the IP header starts: a frame received with VLAN tags leaves
@@ -94,7 +71,8 @@ static __always_inline __u32 xlb_l2_fwd_in(struct xdp_md *ctx, __u32 l3_off, con
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XLB_V_DROP_MALFORMED;
-	xlb_macs_write(eth, mac, smac);
+	xlb_mac_copy(eth->h_dest, mac);
+	xlb_mac_copy(eth->h_source, smac);
 	if (ifindex == in_ifindex)
 		return XLB_V_TX;
 	/* An interface without xlb is not in the devmap: the kernel forwards. */
