@@ -45,6 +45,7 @@ const volatile struct {
 	enum xlb_limits limits;
 	enum xlb_embryo_word embryo_word;
 	enum xlb_sync_flags sync_flags;
+	enum xlb_fc_tun fc_tun;
 	struct xlb_sync_rec sync_rec; /* the ring's records (a ring buffer has no value type) */
 	struct xlb_probe_ans probe_ans;
 } xlb_enums;
@@ -719,18 +720,20 @@ int xlb_xdp(struct xdp_md *ctx)
 			return xlb_done(verdict, p.len);
 		}
 		if (hit && hit->action == XLB_ACT_TUNNEL) {
-			/* Tunnelled flows, kept short too: the outer header
-			 * needs the service's and the backend's configuration. */
-			d.svc = lb_svc_at(hit->svc, hit->cfg_idx);
-			d.be = d.svc ? lb_backend(hit->backend, hit->svc) : NULL;
-			if (d.be) {
-				p.hash = hit->hash;
-				xlb_mac_copy(hop.mac, hit->mac);
-				xlb_mac_copy(hop.smac, hit->smac);
-				hop.ifindex = hit->ifindex;
-				hop.mtu = hit->mtu;
-				hop.valid = 1;
-				verdict = xlb_encap(ctx, &p, d.svc, d.be, &hop);
+			/* Tunnelled flows, kept short too: the entry holds the
+			 * outer IPv4 header (xlb_cache_tun); anything else needs
+			 * the service's and the backend's configuration. */
+			p.hash = hit->hash;
+			verdict = XLB_CONTINUE;
+			if (hit->tun & XLB_FC_TUN4)
+				verdict = xlb_encap_cached(ctx, &p, hit, in_ifindex);
+			if (verdict == XLB_CONTINUE) {
+				d.svc = lb_svc_at(hit->svc, hit->cfg_idx);
+				d.be = d.svc ? lb_backend(hit->backend, hit->svc) : NULL;
+				if (d.be)
+					verdict = xlb_encap_slow(ctx, &p, d.svc, d.be, hit, &hop);
+			}
+			if (verdict != XLB_CONTINUE) {
 				if (xlb_delivered(verdict))
 					xlb_count(hit->svc, hit->backend, p.len, 0, XLB_ACT_TUNNEL);
 				return xlb_done(verdict, p.len);
@@ -792,8 +795,11 @@ int xlb_xdp(struct xdp_md *ctx)
 	if (xlb_sent(verdict)) {
 		switch (d.kind) {
 		case XLB_D_SLOW:
-			if (d.cacheable && hop.valid)
+			if (d.cacheable && hop.valid) {
 				lb_cache_put(cache, &p, d.svc_id, d.cfg_idx, d.backend, d.action, &hop, now, g->gen);
+				if (cache && d.action == XLB_ACT_TUNNEL && d.svc && d.be)
+					xlb_cache_tun(cache, d.svc, d.be, p.hash);
+			}
 			if (p.frag == XLB_FRAG_FIRST)
 				lb_frag_put(&p, d.svc_id, d.backend, d.action, now);
 			break;

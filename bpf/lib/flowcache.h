@@ -121,6 +121,7 @@ static __always_inline void lb_cache_put(struct xlb_flow_cache *c, const struct 
 	c->tick = now >> XLB_ATIME_SHIFT;
 	c->gen = gen;
 	c->action = action;
+	c->tun = 0; /* a tunnel's: xlb_cache_tun */
 	{
 		__u32 *epoch = lb_epoch(p->cidx);
 

@@ -115,7 +115,7 @@ struct xlb_flow_cache {
 	__u8 mac[6];
 	__u8 smac[6];
 	__u8 action;   /* enum xlb_action */
-	__u8 pad;
+	__u8 tun;      /* enum xlb_fc_tun: tun_src, tun_dst and gue_port hold the flow's outer IPv4 header */
 	__u16 mtu;     /* tunnel: the route's MTU toward the next hop, as the FIB said when copied; 0: unknown */
 	__u32 epoch;   /* xlb_epochs at the flow's slot when copied */
 	/* The destination MAC the flow's packets were received with, checked
@@ -123,9 +123,20 @@ struct xlb_flow_cache {
 	 * packet of the flow sent to another MAC (flooded by a switch,
 	 * mirrored) misses the cache and is checked again. */
 	__u8 imac[6] __attribute__((aligned(4)));
-	__u8 pad2[2];
+	__u16 gue_port; /* tunnel (XLB_FC_TUN_GUE): the service's GUE port */
 	__u32 hash;    /* xlb_hash_flow(&flow): what a tunnel derives from the flow */
 	__u32 cfg_idx; /* the service's configuration when copied (xlb_svc_v1 index): valid for the generation */
+	/* Tunnel toward an IPv4 real server (XLB_FC_TUN4): the outer source
+	 * (xlb_tun_src's, for this flow) and destination, as the service and
+	 * backend said when copied: valid for the generation, as cfg_idx. */
+	__be32 tun_src;
+	__be32 tun_dst;
+};
+
+/* What a flow cache entry holds of its tunnel (struct xlb_flow_cache.tun). */
+enum xlb_fc_tun {
+	XLB_FC_TUN4 = 1 << 0,    /* an outer IPv4 header: tun_src, tun_dst */
+	XLB_FC_TUN_GUE = 1 << 1, /* inside GUE, to gue_port */
 };
 
 /* A datagram whose first fragment was forwarded: later fragments (no

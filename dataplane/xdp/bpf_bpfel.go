@@ -168,13 +168,15 @@ type bpfXlbFlowCache struct {
 	Mac     [6]uint8
 	Smac    [6]uint8
 	Action  uint8
-	Pad     uint8
+	Tun     uint8
 	Mtu     uint16
 	Epoch   uint32
 	Imac    [6]uint8
-	Pad2    [2]uint8
+	GuePort uint16
 	Hash    uint32
 	CfgIdx  uint32
+	TunSrc  uint32
+	TunDst  uint32
 }
 
 type bpfXlbFrag struct {

@@ -148,6 +148,15 @@ func TestTunnelCachedFlows(t *testing.T) {
 				}
 				expectFrame(t, fmt.Sprintf("cached packet %d", i), out, want(f))
 			}
+			// A pure ACK with Ethernet padding after its datagram (an IPv4
+			// one's frame is padded to 60 bytes on the wire): trimmed on the
+			// cached path too.
+			f.TCPFlags, f.Payload = packet.ACK, nil
+			if ret, out := e.runOnCPU0(e.eth0, append(f.Bytes(), make([]byte, 6)...)); ret != xdpRedirect {
+				t.Fatalf("padded cached packet: action %s (verdicts %v)", actionNames[ret], e.verdicts())
+			} else {
+				expectFrame(t, "padded cached packet", out, want(f))
+			}
 			if _, ok := e.cachedOnCPU0(f); !ok {
 				t.Fatal("flow left the flow cache")
 			}
