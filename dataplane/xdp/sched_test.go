@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/test/packet"
@@ -46,18 +45,7 @@ func (e *env) picks(frames [][]byte) []int {
 	e.t.Helper()
 	got := make([]int, len(frames))
 	out := make([]byte, 2048)
-	err := e.ns.Do(func() error {
-		if e.oneCPU {
-			var was, cpu0 unix.CPUSet
-			if err := unix.SchedGetaffinity(0, &was); err != nil {
-				return err
-			}
-			cpu0.Set(0)
-			if err := unix.SchedSetaffinity(0, &cpu0); err != nil {
-				return err
-			}
-			defer unix.SchedSetaffinity(0, &was)
-		}
+	err := e.do(func() error {
 		for i, f := range frames {
 			opts := ebpf.RunOptions{Data: f, DataOut: out, Context: bpfXdpMd{DataEnd: uint32(len(f)), IngressIfindex: uint32(e.eth0)}}
 			ret, err := e.d.Program().Run(&opts)

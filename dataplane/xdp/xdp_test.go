@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/test/nettest"
@@ -42,8 +43,10 @@ type env struct {
 	d    *Dataplane
 	eth0 int // ifindex
 	eth1 int
-	// oneCPU runs picks' packets on CPU 0: per-CPU counts (the SYN flood
-	// windows) split when the test's thread moves between CPUs.
+	// oneCPU runs the packets of picks and run on CPU 0: per-CPU counts
+	// (the SYN flood windows) split, and per-CPU rings (sync reports,
+	// probe answers) are read out of order, when the test's thread moves
+	// between CPUs.
 	oneCPU bool
 }
 
@@ -105,10 +108,28 @@ func (e *env) run(frame []byte) (uint32, []byte) {
 	out := make([]byte, len(frame)+256)
 	opts := ebpf.RunOptions{Data: frame, DataOut: out, Context: bpfXdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(e.eth0)}}
 	var ret uint32
-	if err := e.ns.Do(func() (err error) { ret, err = e.d.Program().Run(&opts); return err }); err != nil {
+	if err := e.do(func() (err error) { ret, err = e.d.Program().Run(&opts); return err }); err != nil {
 		e.t.Fatalf("BPF_PROG_TEST_RUN: %v", err)
 	}
 	return ret, opts.DataOut
+}
+
+// do runs f in e's namespace, on CPU 0 if e.oneCPU.
+func (e *env) do(f func() error) error {
+	return e.ns.Do(func() error {
+		if e.oneCPU {
+			var was, cpu0 unix.CPUSet
+			if err := unix.SchedGetaffinity(0, &was); err != nil {
+				return err
+			}
+			cpu0.Set(0)
+			if err := unix.SchedSetaffinity(0, &cpu0); err != nil {
+				return err
+			}
+			defer unix.SchedSetaffinity(0, &was)
+		}
+		return f()
+	})
 }
 
 var (
