@@ -175,6 +175,31 @@ static __always_inline int xlb_tun_src4(const struct xlb_svc *svc, const struct 
 	return -1;
 }
 
+/* xlb_inner_dgram reads the inner IP packet at l3 (of family): its TOS
+ * (IPv4; 0 for IPv6) and its datagram's length, 0 for an IPv6 jumbogram
+ * (the datagram is the frame's end). -1: the header is past the frame. */
+static __always_inline int xlb_inner_dgram(void *data, void *data_end, __u32 l3, __u8 family, __u8 *tos, __u32 *dlen)
+{
+	if (family == XLB_AF_INET) {
+		struct iphdr *ip = data + l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		*tos = ip->tos;
+		*dlen = bpf_ntohs(ip->tot_len);
+	} else {
+		struct ipv6hdr *ip6 = data + l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		*tos = 0;
+		*dlen = bpf_ntohs(ip6->payload_len);
+		if (*dlen)
+			*dlen += sizeof(*ip6);
+	}
+	return 0;
+}
+
 /* xlb_encap encapsulates the IP packet toward backend be and sends it.
  * p->hash is the flow's xlb_hash_flow (the outer source, the GUE source
  * port and the IPv6 flow label vary with it): the caller's, computed once.
@@ -220,22 +245,8 @@ __noinline __u32 xlb_encap(struct xdp_md *ctx, struct xlb_pkt *p, const struct x
 	 * it, and the real server's kernel would take it for the datagram's). */
 	inner_len = p->len - l3;
 	olen = xlb_encap_olen(o6, gue);
-	if (p->flow.family == XLB_AF_INET) {
-		struct iphdr *ip = data + l3;
-
-		if ((void *)(ip + 1) > data_end)
-			return XLB_V_DROP_MALFORMED;
-		tos = ip->tos;
-		dlen = bpf_ntohs(ip->tot_len);
-	} else {
-		struct ipv6hdr *ip6 = data + l3;
-
-		if ((void *)(ip6 + 1) > data_end)
-			return XLB_V_DROP_MALFORMED;
-		dlen = bpf_ntohs(ip6->payload_len);
-		if (dlen) /* 0: a jumbogram, the frame's end */
-			dlen += sizeof(*ip6);
-	}
+	if (xlb_inner_dgram(data, data_end, l3, p->flow.family, &tos, &dlen))
+		return XLB_V_DROP_MALFORMED;
 	if (dlen && dlen < inner_len) {
 		if (bpf_xdp_adjust_tail(ctx, (int)dlen - (int)inner_len))
 			return XLB_V_DROP_ENCAP;
@@ -326,22 +337,10 @@ static __always_inline __u32 xlb_encap_cached(struct xdp_md *ctx, struct xlb_pkt
 	gue = c->tun & XLB_FC_TUN_GUE;
 	inner_len = p->len - l3;
 	olen = xlb_encap_olen(0, gue);
-	if (p->flow.family == XLB_AF_INET) {
-		struct iphdr *ip = data + l3;
-
-		if ((void *)(ip + 1) > data_end)
-			return XLB_CONTINUE;
-		tos = ip->tos;
-		dlen = bpf_ntohs(ip->tot_len);
-		inner_proto = IPPROTO_IPIP;
-	} else {
-		struct ipv6hdr *ip6 = data + l3;
-
-		if ((void *)(ip6 + 1) > data_end || !ip6->payload_len) /* 0: a jumbogram */
-			return XLB_CONTINUE;
-		dlen = bpf_ntohs(ip6->payload_len) + sizeof(*ip6);
-		inner_proto = IPPROTO_IPV6;
-	}
+	/* A jumbogram (dlen 0) goes to xlb_encap. */
+	if (xlb_inner_dgram(data, data_end, l3, p->flow.family, &tos, &dlen) || !dlen)
+		return XLB_CONTINUE;
+	inner_proto = p->flow.family == XLB_AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
 	if (dlen > inner_len || !c->mtu || dlen + olen > c->mtu)
 		return XLB_CONTINUE;
 	xlb_ip4_outer(tos, dlen + olen, p->df, gue ? IPPROTO_UDP : inner_proto, c->tun_src, c->tun_dst, &h0, &h1);
