@@ -74,7 +74,7 @@ func (d *Dataplane) adopt() error {
 		}
 	}
 	err = batchAll(d.objs.XlbNatRealsV1, func(k bpfXlbSvcKey, v bpfXlbNatReal) {
-		d.nat[k] = natEntry{owner: v, flags: natInstalled} // n 0: natAdd counts
+		d.nat.set(k, natEntry{owner: v, flags: natInstalled}) // n 0: natAdd counts
 		d.natN++
 		d.natDirty[k] = true
 	})

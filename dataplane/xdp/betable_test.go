@@ -68,10 +68,47 @@ func hasPointers(t reflect.Type) bool {
 	return false
 }
 
-// A NAT real server's entry is 12 bytes (65,536 of them, with their
-// 20-byte keys, in a map).
+// A NAT real server's entry is 12 bytes (65,536 of them in a map), an
+// IPv4 one's key in that map 8.
 func TestNATEntryCompact(t *testing.T) {
 	if n := unsafe.Sizeof(natEntry{}); n > 12 {
 		t.Errorf("natEntry is %d bytes, want at most 12", n)
+	}
+	if n := unsafe.Sizeof(natKey4{}); n > 8 {
+		t.Errorf("natKey4 is %d bytes, want at most 8", n)
+	}
+}
+
+// natTable keeps IPv4 keys short and every other key whole: each is found
+// again as it was set, and an IPv4 key and an IPv6 key with the same
+// first bytes are two entries.
+func TestNATTable(t *testing.T) {
+	tab := newNATTable()
+	k4 := natKey(dataplane.BackendKey{Addr: netip.MustParseAddr("10.0.0.1"), Port: 80}, dataplane.TCP)
+	k4udp := natKey(dataplane.BackendKey{Addr: netip.MustParseAddr("10.0.0.1"), Port: 80}, dataplane.UDP)
+	k6 := natKey(dataplane.BackendKey{Addr: netip.MustParseAddr("a00:1::"), Port: 80}, dataplane.TCP)
+	odd := k4 // IPv4 with stray bytes past the address: kept whole
+	odd.Addr[15] = 1
+	for i, k := range []bpfXlbSvcKey{k4, k4udp, k6, odd} {
+		tab.set(k, natEntry{owner: bpfXlbNatReal{Svc: uint32(i), Backend: uint32(i)}, n: 1})
+	}
+	if len(tab.v4) != 2 || len(tab.v6) != 2 || tab.len() != 4 {
+		t.Fatalf("v4 %d, v6 %d, len %d entries: want 2, 2, 4", len(tab.v4), len(tab.v6), tab.len())
+	}
+	for i, k := range []bpfXlbSvcKey{k4, k4udp, k6, odd} {
+		if e, ok := tab.get(k); !ok || e.owner.Svc != uint32(i) {
+			t.Errorf("key %d: %+v, %v", i, e, ok)
+		}
+	}
+	tab.del(k4)
+	tab.del(k6)
+	if _, ok := tab.get(k4); ok {
+		t.Error("the IPv4 key is still there")
+	}
+	if _, ok := tab.get(k6); ok {
+		t.Error("the IPv6 key is still there")
+	}
+	if e, ok := tab.get(k4udp); !ok || e.owner.Svc != 1 || tab.len() != 2 {
+		t.Errorf("the UDP key: %+v, %v; %d entries left", e, ok, tab.len())
 	}
 }

@@ -32,6 +32,62 @@ const (
 	natStale
 )
 
+// natTable holds the natEntry of every NAT real server by its key in
+// xlb_nat_reals_v1. An IPv4 key is held in 8 bytes rather than
+// bpfXlbSvcKey's 20: a map of 64,000 IPv4 real servers takes 2.8 MB of
+// heap with the short key, 5.2 with the whole one.
+type natTable struct {
+	v4 map[natKey4]natEntry
+	v6 map[bpfXlbSvcKey]natEntry
+}
+
+// natKey4 is an IPv4 real server's key: its address, port and protocol.
+type natKey4 struct {
+	addr  [4]byte
+	port  uint16
+	proto uint8
+}
+
+func newNATTable() natTable {
+	return natTable{v4: map[natKey4]natEntry{}, v6: map[bpfXlbSvcKey]natEntry{}}
+}
+
+// short is k's natKey4 when it is an IPv4 key as addrWords makes them
+// (the address's other 12 bytes zero).
+func short(k bpfXlbSvcKey) (natKey4, bool) {
+	if k.Family != familyV4 || [12]byte(k.Addr[4:]) != [12]byte{} {
+		return natKey4{}, false
+	}
+	return natKey4{addr: [4]byte(k.Addr[:4]), port: k.Port, proto: k.Proto}, true
+}
+
+func (t natTable) get(k bpfXlbSvcKey) (natEntry, bool) {
+	if k4, ok := short(k); ok {
+		e, ok := t.v4[k4]
+		return e, ok
+	}
+	e, ok := t.v6[k]
+	return e, ok
+}
+
+func (t natTable) set(k bpfXlbSvcKey, e natEntry) {
+	if k4, ok := short(k); ok {
+		t.v4[k4] = e
+		return
+	}
+	t.v6[k] = e
+}
+
+func (t natTable) del(k bpfXlbSvcKey) {
+	if k4, ok := short(k); ok {
+		delete(t.v4, k4)
+		return
+	}
+	delete(t.v6, k)
+}
+
+func (t natTable) len() int { return len(t.v4) + len(t.v6) }
+
 // n counts services: it holds every one.
 var _ [1<<16 - 1 - maxServices]struct{}
 
@@ -58,12 +114,12 @@ func (d *Dataplane) natAdd(st *svcState) {
 	st.natOn, st.natProto = true, st.svc.Key.Proto
 	for _, id := range st.ids {
 		k := natKey(d.backends.get(id).key(), st.natProto)
-		e := d.nat[k]
+		e, _ := d.nat.get(k)
 		if e.n == 0 {
 			e.setOwner(bpfXlbNatReal{Svc: st.id, Backend: id})
 		}
 		e.n++
-		d.nat[k] = e
+		d.nat.set(k, e)
 		d.natDirty[k] = true
 	}
 }
@@ -76,7 +132,7 @@ func (d *Dataplane) natDrop(st *svcState) {
 	st.natOn = false
 	for _, id := range st.ids {
 		k := natKey(d.backends.get(id).key(), st.natProto)
-		e, ok := d.nat[k]
+		e, ok := d.nat.get(k)
 		if !ok || e.n == 0 {
 			continue
 		}
@@ -87,7 +143,7 @@ func (d *Dataplane) natDrop(st *svcState) {
 				e.flags |= natLost
 			}
 		}
-		d.nat[k] = e
+		d.nat.set(k, e)
 		d.natDirty[k] = true
 	}
 }
@@ -99,7 +155,7 @@ func (d *Dataplane) syncNATReals(w *writes) {
 	ambiguous := 0
 	var example bpfXlbSvcKey
 	for k := range d.natDirty {
-		e := d.nat[k]
+		e, _ := d.nat.get(k)
 		if e.n == 1 && e.is(natLost) {
 			if owners == nil {
 				owners = d.natOwners()
@@ -123,9 +179,9 @@ func (d *Dataplane) syncNATReals(w *writes) {
 			example = k
 		}
 		if e.n == 0 && !e.is(natInstalled) {
-			delete(d.nat, k)
+			d.nat.del(k)
 		} else {
-			d.nat[k] = e
+			d.nat.set(k, e)
 		}
 	}
 	if len(d.natDirty) > 1024 {

@@ -125,7 +125,7 @@ type Dataplane struct {
 	scans   struct{ done, skipped, embryosRead int }
 	// nat are the NAT real servers (xlb_nat_reals_v1), natDirty those an
 	// Apply changed (nat.go).
-	nat      map[bpfXlbSvcKey]natEntry
+	nat      natTable
 	natDirty map[bpfXlbSvcKey]bool
 	natN     int            // entries of xlb_nat_reals_v1
 	smacs    map[int][]byte // interface MACs by ifindex
@@ -209,7 +209,7 @@ func Open(opts Options) (*Dataplane, error) {
 		beIDs:     newIDPool(maxBackends),
 		retired:   map[retiredKey]uint32{},
 		deadSvcs:  map[uint32]bool{},
-		nat:       map[bpfXlbSvcKey]natEntry{},
+		nat:       newNATTable(),
 		natDirty:  map[bpfXlbSvcKey]bool{},
 		smacs:     map[int][]byte{},
 		devmap:    map[int]bool{},
