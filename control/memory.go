@@ -39,13 +39,13 @@ const memoryMargin = 32 << 20
 // while a tcp check's run made 380 bytes of garbage (at 64,000 checks
 // every 5 s, 4 MB a second: a collection every few seconds). A run makes
 // 18 now, and the steady daemon of 64,000 checks about 0.2 MB a second
-// (its reconciler's rounds), but its RSS stayed at 103-110 MiB: the heap
-// still reaches the goal before the forced collection of every two
-// minutes, and Go keeps the pages of its goal. With GOGC 10 (the
-// environment's) the same daemon held 86 MiB, and its collector took
-// 0.16% of a core in the steady state (main's, at GOGC 71 and 4 MB a
-// second: 0.28%).
-const gcMargin = 8 << 20
+// (its reconciler's rounds; 38 MB in 64 s with every allocation
+// recorded, of which 30 were the profiler's and /proc's own): 4 MiB is a
+// collection every 20 s or so. Go keeps the pages of its goal: with 8
+// MiB the same daemon held 7 MB of free heap it had not returned, and
+// its goal 4 MB over what 4 MiB gives. With GOGC 10 (about 4.5 MB of
+// room) its collector took 0.16% of a core in the steady state.
+const gcMargin = 4 << 20
 
 // steadyLive is the live heap setMemoryLimit last found, once the
 // configuration was applied (0: not yet): a reload's memory limit starts
@@ -60,17 +60,16 @@ func memoryRoom(live uint64) int64 {
 }
 
 // gcRoom is the heap the daemon may use in the steady state with a live
-// heap of live bytes: live and a margin of an eighth of it, at least
-// gcMargin (GOGC 12 at least: a live heap of 150 MB at the dataplane's
-// limits, 262,144 real servers, is marked once for every 19 MB a status
+// heap of live bytes: live and a margin of a sixteenth of it, at least
+// gcMargin (GOGC 6 at least: a live heap of 150 MB at the dataplane's
+// limits, 262,144 real servers, is marked once for every 9 MB a status
 // or a scrape makes; a reload lifts it, paceReload). Twice the live heap,
 // Go's default, let the daemon of 64,000 checks hold 129 MiB of RSS; a
 // quarter of it was 11-14 MB of room over a live heap of 45-55 MB, an
-// eighth is the 8 MiB of gcMargin (the goal after start 64.7 MB, then
-// 58.4 with 2.5 MB less live heap from other changes). Below a live heap
-// of 64 MiB, gcMargin decides either way.
+// eighth the 8 MiB gcMargin was (the goal after start 51 MB over a
+// marked heap of 43). Below a live heap of 64 MiB, gcMargin decides.
 func gcRoom(live uint64) int64 {
-	return int64(live) + max(gcMargin, int64(live/8))
+	return int64(live) + max(gcMargin, int64(live/16))
 }
 
 // gcPercent is the GOGC that makes the heap goal gcRoom(live) while the
@@ -83,8 +82,8 @@ func gcPercent(live uint64) int {
 }
 
 // setMemoryLimit paces Go's collector for the heap the daemon holds now
-// (live): the heap grows by gcMargin between collections, or an eighth
-// of a larger heap (GOGC gcPercent, unless GOGC is set), and the
+// (live): the heap grows by gcMargin between collections, or a
+// sixteenth of a larger heap (GOGC gcPercent, unless GOGC is set), and the
 // soft memory limit is twice the live heap (at least memoryFloor; unless
 // GOMEMLIMIT is set). What a burst holds live moves the heap goal with it
 // (64,000 checks failing hold an error each, a status of as many real

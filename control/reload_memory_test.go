@@ -96,7 +96,7 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 	// configuration's size above the heap before it.
 }
 
-// TestMemoryRoom: the steady heap grows by a margin (8 MiB, or an eighth
+// TestMemoryRoom: the steady heap grows by a margin (4 MiB, or a sixteenth
 // of a larger heap) between collections, not to twice the live heap
 // (GOGC 100): with 64,000 tcp checks (a live heap of about 45 MiB) the
 // daemon held 129 MiB of RSS with twice. A reload's limit starts from a
@@ -108,10 +108,10 @@ func TestMemoryRoom(t *testing.T) {
 		live, room, reload uint64
 		percent            int
 	}{
-		{16 << 20, 24 << 20, 48 << 20, 50},
-		{45 << 20, 53 << 20, 77 << 20, 17},
-		{120 << 20, 135 << 20, 180 << 20, 12},
-		{400 << 20, 450 << 20, 600 << 20, 12},
+		{16 << 20, 20 << 20, 48 << 20, 25},
+		{45 << 20, 49 << 20, 77 << 20, 8},
+		{120 << 20, 127 << 20, 180 << 20, 6},
+		{400 << 20, 425 << 20, 600 << 20, 6},
 	} {
 		if got := gcRoom(tc.live); got>>20 != int64(tc.room>>20) {
 			t.Errorf("the room of a live heap of %d MiB: %d MiB, want %d MiB", tc.live>>20, got>>20, tc.room>>20)
