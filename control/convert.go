@@ -3,6 +3,7 @@ package control
 import (
 	"cmp"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/control/health"
@@ -93,7 +94,44 @@ func ModelFromConfig(c *config.Config) Model {
 		}
 		m.Services = append(m.Services, s)
 	}
+	m.numberChecks()
 	return m
+}
+
+// checkOrders names the models' lists of checks (Model.checkOrder).
+var checkOrders atomic.Uint64
+
+// numberChecks gives each real server that has a check the position of
+// its check in the model's list of checks (checks: one per key, the
+// first real server of a key its place), and the list a name of its own:
+// a reconciler's round reads the checks' states in that order
+// (health.Manager.StatesOrdered) instead of looking 64,000 keys up.
+// Called while the model is made, before anything reads it.
+func (m *Model) numberChecks() {
+	var seen map[string]int32
+	n := int32(0)
+	for _, s := range m.Services {
+		for i := range s.Reals {
+			rs := &s.Reals[i]
+			if rs.checkType() == checktype.None {
+				continue
+			}
+			if s.Group != "" {
+				key := s.checkKey(*rs)
+				if idx, ok := seen[key]; ok {
+					rs.checkIdx = idx
+					continue
+				}
+				if seen == nil {
+					seen = map[string]int32{}
+				}
+				seen[key] = n + 1
+			}
+			n++
+			rs.checkIdx = n
+		}
+	}
+	m.checkOrder = checkOrders.Add(1)
 }
 
 // noCheck is the check of sorry servers.
@@ -177,6 +215,13 @@ func checks(m Model) []health.Check {
 	for _, s := range m.Services {
 		for _, rs := range s.Reals {
 			if rs.checkType() == checktype.None {
+				continue
+			}
+			if m.checkOrder != 0 {
+				// Numbered: a key's first real server has its place.
+				if int(rs.checkIdx) == len(out)+1 {
+					out = append(out, health.Check{Key: s.checkKey(rs), Spec: rs.Check, Target: rs.CheckSpec().Target})
+				}
 				continue
 			}
 			key := s.checkKey(rs)

@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"unsafe"
 
 	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/control/health"
+	"github.com/xlb-dev/xlb/control/health/checktype"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/vrrp"
 )
@@ -210,5 +213,84 @@ func TestCheckLimitsWithoutLimits(t *testing.T) {
 	err := checkLimits("f.toml", cfg, m, dataplane.Limits{Dataplane: "a small dataplane", BackendsPerService: 32})
 	if err == nil || !strings.Contains(err.Error(), "64 real servers, a small dataplane holds at most 32 per virtual server") {
 		t.Errorf("64 real servers against 32: %v", err)
+	}
+}
+
+// numberChecks gives each real server with a check the place of its
+// check in checks(m), the list the daemon gives the health manager: the
+// entries of a group share their first entry's checks, a real server
+// without a check has none. The list is the one made without the
+// numbering.
+func TestNumberChecks(t *testing.T) {
+	m := ModelFromConfig(parse(t, `
+[dataplane]
+mode = "xdp"
+interfaces = ["eth0"]
+[metrics]
+listen = ""
+[[virtual_server_group]]
+name = "G"
+entries = ["10.0.0.3:80", "10.0.0.4-5:8080"]
+[[virtual_server]]
+name = "web"
+group = "G"
+forward = "dr"
+[virtual_server.health_check]
+type = "tcp"
+port = 1
+[[virtual_server.real_server]]
+address = "10.0.0.7"
+[[virtual_server.real_server]]
+address = "10.0.0.8"
+[[virtual_server]]
+name = "api"
+address = "10.0.1.1"
+port = 443
+[virtual_server.health_check]
+type = "tcp"
+[[virtual_server.real_server]]
+address = "10.0.1.7"
+port = 443
+[[virtual_server.real_server]]
+address = "10.0.1.8"
+port = 443
+[virtual_server.real_server.health_check]
+type = "none"
+[[virtual_server.real_server]]
+address = "10.0.1.9"
+port = 443
+`))
+	if m.checkOrder == 0 {
+		t.Fatal("the model's checks are not numbered")
+	}
+	list := checks(m)
+	unnumbered := m
+	unnumbered.checkOrder = 0
+	if want := checks(unnumbered); !slices.EqualFunc(list, want, func(a, b health.Check) bool { return a.Key == b.Key }) {
+		t.Fatalf("numbered list %v, want %v", list, want)
+	}
+	if len(list) != 4 {
+		t.Fatalf("%d checks, want 4 (two for the group's three entries, two for api)", len(list))
+	}
+	services := 0
+	for _, s := range m.Services {
+		services++
+		for _, rs := range s.Reals {
+			if rs.checkType() == checktype.None {
+				if rs.checkIdx != 0 {
+					t.Errorf("%s %s: no check, numbered %d", s.Name, rs.Key(), rs.checkIdx)
+				}
+				continue
+			}
+			if i := int(rs.checkIdx) - 1; i < 0 || i >= len(list) || list[i].Key != s.checkKey(rs) {
+				t.Errorf("%s %s: check %d, key %q", s.Name, rs.Key(), rs.checkIdx, s.checkKey(rs))
+			}
+		}
+	}
+	if services != 4 {
+		t.Errorf("%d services, want the group's three and api", services)
+	}
+	if again := ModelFromConfig(parse(t, "[dataplane]\nmode = \"xdp\"\ninterfaces = [\"eth0\"]\n")); again.checkOrder == m.checkOrder {
+		t.Error("two models' lists of checks have one name")
 	}
 }

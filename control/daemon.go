@@ -227,12 +227,12 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 	d.checks = health.NewManager(health.Options{Logger: d.log, Scripts: d.scripts, Observe: func(_ string, typ health.Type, dur time.Duration, err error) {
 		d.metrics.ObserveCheck(string(typ), dur, err)
 	}})
-	// The rounds refill one map of the checks' states (64,000: 3 MB),
-	// kept in a pool: rounds back to back (at start, in a storm of
-	// failing checks) reuse it, and the collector takes it from a steady
-	// daemon, whose rounds are rare (held, it was 2-4 MB of live heap).
-	// Rounds run one at a time and read it only while they run: the next
-	// takes it back.
+	// A round reads the checks' states in the order of its model's
+	// numbered checks (HealthOrdered). Only one that runs between a
+	// reload's new model and its checks reads them by key: it refills
+	// one map of the checks' states (64,000: 3 MB), kept in a pool that
+	// the collector takes from a steady daemon. Rounds run one at a time
+	// and read it only while they run: the next takes it back.
 	var statesPool sync.Pool
 	healthStates := func() map[string]health.State {
 		states, _ := statesPool.Get().(map[string]health.State)
@@ -240,7 +240,8 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 		statesPool.Put(states)
 		return states
 	}
-	rec = NewReconciler(d.dp, ReconcilerOptions{Logger: d.log, Neighbors: neigh, Health: healthStates, Weights: d.checks.Weights,
+	rec = NewReconciler(d.dp, ReconcilerOptions{Logger: d.log, Neighbors: neigh, Health: healthStates,
+		HealthOrdered: d.checks.StatesOrdered, Weights: d.checks.Weights,
 		RunScript: func(cmd string) { d.scripts.Go(cmd) }, OnReconciled: d.bgpPoke, OnQuorum: d.mailQuorum})
 	rec.SetModel(d.model)
 	d.rec = rec
@@ -433,7 +434,7 @@ func (g *group) stop() {
 
 // setChecks makes the model's health checks the ones that run.
 func (d *Daemon) setChecks(m Model) {
-	if err := d.checks.UpdateChecks(checks(m)); err != nil {
+	if err := d.checks.UpdateChecksOrdered(checks(m), m.checkOrder); err != nil {
 		d.log.Warn("health checks", "error", err)
 	}
 }

@@ -87,19 +87,20 @@ func (d *Daemon) StatusServices(rates bool) (*Status, Services) {
 	for _, s := range model.Services {
 		n += len(s.Reals) + 1 // and its sorry server
 	}
-	keys := make([]string, 0, n) // "" for a real server without a check
-	for _, s := range model.Services {
-		for _, r := range s.reals() {
-			var key string
-			if r.checkType() != checktype.None {
-				key = s.checkKey(r)
+	checks, checkErrs := make([]health.State, n), make([]error, n)
+	if !d.lookupOrdered(model, checks, checkErrs) {
+		keys := make([]string, 0, n) // "" for a real server without a check
+		for _, s := range model.Services {
+			for _, r := range s.reals() {
+				var key string
+				if r.checkType() != checktype.None {
+					key = s.checkKey(r)
+				}
+				keys = append(keys, key)
 			}
-			keys = append(keys, key)
 		}
+		d.checks.Lookup(keys, checks, checkErrs)
 	}
-	checks, checkErrs := make([]health.State, len(keys)), make([]error, len(keys))
-	d.checks.Lookup(keys, checks, checkErrs)
-	keys = nil
 	overrides := d.overrides.weights()
 	for _, in := range d.vrrpStatus() {
 		ii := InstanceInfo{
@@ -199,4 +200,37 @@ func (d *Daemon) StatusServices(rates bool) (*Status, Services) {
 		return nil
 	}
 	return st, services
+}
+
+// lookupOrdered sets checks[i] and errs[i] to the state and last error of
+// the check of the model's i-th real server (its sorry servers counted),
+// read in the order of the model's numbered checks
+// (health.Manager.LookupOrdered): no lookup by key. It reports false when
+// the checks are not the model's numbered list (a reload between its
+// model and its checks).
+func (d *Daemon) lookupOrdered(model Model, checks []health.State, errs []error) bool {
+	if model.checkOrder == 0 {
+		return false
+	}
+	n := 0
+	for _, s := range model.Services {
+		for _, r := range s.Reals {
+			n = max(n, int(r.checkIdx))
+		}
+	}
+	states, stErrs := make([]health.State, n), make([]error, n)
+	if !d.checks.LookupOrdered(model.checkOrder, states, stErrs) {
+		return false
+	}
+	i := 0
+	for _, s := range model.Services {
+		for _, r := range s.reals() {
+			checks[i], errs[i] = health.StateUnknown, nil
+			if j := int(r.checkIdx) - 1; j >= 0 {
+				checks[i], errs[i] = states[j], stErrs[j]
+			}
+			i++
+		}
+	}
+	return true
 }

@@ -16,6 +16,10 @@ type Inputs struct {
 	// Health is the state of every health check by CheckKey; a check that
 	// is missing or unknown has not decided yet.
 	Health map[string]health.State
+	// Ordered, when not nil, is the state of each check of the model's
+	// numbered list (Model.checkOrder, RealSpec.checkIdx), and Health is
+	// not read.
+	Ordered []health.State
 	// Weights are the weights checks set (misc_dynamic, file) by CheckKey;
 	// a missing one leaves the configured weight.
 	Weights map[string]health.Weight
@@ -131,7 +135,7 @@ func (in Inputs) healthy(s ServiceSpec, rs RealSpec) bool {
 	if rs.checkType() == checktype.None {
 		return true
 	}
-	switch in.Health[s.checkKey(rs)] {
+	switch in.checkState(s, rs) {
 	case health.StateUp:
 		return true
 	case health.StateDown:
@@ -141,6 +145,18 @@ func (in Inputs) healthy(s ServiceSpec, rs RealSpec) bool {
 		return true // took new flows before the restart
 	}
 	return rs.Check.InitialUp
+}
+
+// checkState is the state of rs's check (StateUnknown when it has none or
+// it is not known): from the ordered states when the round has them.
+func (in Inputs) checkState(s ServiceSpec, rs RealSpec) health.State {
+	if in.Ordered != nil {
+		if i := int(rs.checkIdx) - 1; i >= 0 && i < len(in.Ordered) {
+			return in.Ordered[i]
+		}
+		return health.StateUnknown
+	}
+	return in.Health[s.checkKey(rs)]
 }
 
 // forwards reports whether a service forwards: always without a VRRP

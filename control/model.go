@@ -18,6 +18,10 @@ import (
 // Model is the part of the configuration the reconciler works from.
 type Model struct {
 	Services []ServiceSpec
+	// checkOrder names the list of checks this model's real servers have
+	// (checks), as numbered by numberChecks; 0 when they are not
+	// numbered (then each check is looked up by its key).
+	checkOrder uint64
 }
 
 // ServiceSpec is a virtual service as configured.
@@ -125,6 +129,10 @@ type RealSpec struct {
 	CheckPort uint16
 	// SMTPAlert: mail when its check takes it down or puts it back up.
 	SMTPAlert bool
+	// checkIdx is 1 + the position of its check in the model's list
+	// (checks), when the model's checks are numbered (numberChecks);
+	// 0 otherwise.
+	checkIdx int32
 	// more is what only some real servers have (nil: nothing): one
 	// pointer, not 24 bytes in each of 65,536 (80 bytes a RealSpec, now
 	// 64).

@@ -75,8 +75,14 @@ type Reconciler struct {
 	neigh   Neighbors                       // nil: no next hops to resolve (IPVS)
 	health  func() map[string]health.State  // the checks' states
 	weights func() map[string]health.Weight // the weights checks set
-	run     func(cmd string)                // runs quorum scripts asynchronously
-	now     func() time.Time
+	// ordered reads the checks' states in a numbered list's order
+	// (HealthOrdered); orderedBuf is the last round's, of the list of
+	// model orderedOf. The round's, under r.round.
+	ordered    func(uint64, []health.State) ([]health.State, bool)
+	orderedBuf []health.State
+	orderedOf  uint64
+	run        func(cmd string) // runs quorum scripts asynchronously
+	now        func() time.Time
 	// reconciled is called after each reconciliation, quorum when a
 	// quorum changes (ReconcilerOptions).
 	reconciled func()
@@ -139,6 +145,12 @@ type ReconcilerOptions struct {
 	// the map only while it runs, and rounds run one at a time: Health
 	// may return one map, refilled each time (health.Manager.StatesInto).
 	Health func() map[string]health.State
+	// HealthOrdered, when set, appends to dst[:0] the state of each
+	// check of the numbered list the model names (Model.checkOrder;
+	// health.Manager.StatesOrdered), and reports whether it knows that
+	// list; a round that gets them reads no check by key, and calls
+	// Health only when they are not known.
+	HealthOrdered func(order uint64, dst []health.State) ([]health.State, bool)
 	// Weights returns the weights checks set (health.Manager.Weights);
 	// nil: every real server has its configured weight.
 	Weights func() map[string]health.Weight
@@ -168,6 +180,7 @@ func NewReconciler(dp dataplane.Dataplane, opts ReconcilerOptions) *Reconciler {
 		log:        opts.Logger,
 		neigh:      opts.Neighbors,
 		health:     opts.Health,
+		ordered:    opts.HealthOrdered,
 		weights:    opts.Weights,
 		run:        opts.RunScript,
 		reconciled: opts.OnReconciled,
@@ -316,6 +329,25 @@ func (r *Reconciler) SetRole(instance string, role Role) {
 // reads without the lock (the roles copied; the model, the last states,
 // the adopted real servers and the overrides are replaced, never changed
 // in place). Called with r.mu held; checks are the checks' states.
+// checkStates reads the checks' states for a round: in the order of the
+// model's numbered checks when HealthOrdered knows them (ordered, and
+// r.orderedOf says of which model), by key otherwise. Called without the
+// lock, by the round (r.round held: its buffer is the round's).
+func (r *Reconciler) checkStates() (map[string]health.State, []health.State) {
+	if r.ordered != nil {
+		r.mu.Lock()
+		order := r.model.checkOrder
+		r.mu.Unlock()
+		if order != 0 {
+			if st, ok := r.ordered(order, r.orderedBuf); ok {
+				r.orderedBuf, r.orderedOf = st, order
+				return nil, st
+			}
+		}
+	}
+	return r.health(), nil
+}
+
 func (r *Reconciler) inputs(checks map[string]health.State) Inputs {
 	in := Inputs{Model: r.model, Health: checks, Roles: maps.Clone(r.roles), Last: r.states,
 		Installed: r.installed, Adopted: r.adopted, Now: r.now(), Overrides: r.overrides}
@@ -339,7 +371,7 @@ func (r *Reconciler) nextHops(in *Inputs) {
 			case dataplane.DirectRouting:
 				if mac, ifindex, ok := r.neigh.Lookup(rs.Addr); ok {
 					in.NextHops[rs.Addr] = NextHop{MAC: dataplane.MACFrom(mac), Ifindex: ifindex}
-					if in.Health[CheckKey(s.Name, rs)] == health.StateDown {
+					if in.checkState(s, rs) == health.StateDown {
 						r.neigh.Reprobe(rs.Addr)
 					}
 				}
@@ -355,7 +387,7 @@ func (r *Reconciler) nextHops(in *Inputs) {
 // flows (a check whose probe a reload changed starts undecided again, but
 // what was found at start no longer stands for it). Its MAC stays adopted
 // for the grace period. Called with r.mu held.
-func (r *Reconciler) endAdoption(checks map[string]health.State) {
+func (r *Reconciler) endAdoption(in Inputs) {
 	if len(r.adopted) == 0 {
 		return
 	}
@@ -366,7 +398,7 @@ func (r *Reconciler) endAdoption(checks map[string]health.State) {
 		copied := false
 		for _, rs := range s.Reals {
 			b, ok := r.adopted[s.Key][rs.Key()]
-			if ok && b.Weight > 0 && checks[s.checkKey(rs)] != health.StateUnknown {
+			if ok && b.Weight > 0 && in.checkState(s, rs) != health.StateUnknown {
 				b.Weight = 0
 				if !copied {
 					// A round computing without the lock may read the map.
@@ -436,7 +468,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	r.round.Lock()
 	defer r.round.Unlock()
 	start := time.Now()
-	checks := r.health()
+	checks, ordered := r.checkStates()
 	var weights map[string]health.Weight
 	if r.weights != nil {
 		weights = r.weights()
@@ -444,8 +476,16 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	r.mu.Lock()
 	gen := r.gen
 	r.poked = false
-	r.endAdoption(checks)
+	if ordered != nil && r.model.checkOrder != r.orderedOf {
+		// A new model came meanwhile: its checks by key.
+		r.mu.Unlock()
+		checks, ordered = r.health(), nil
+		r.mu.Lock()
+		gen = r.gen
+	}
+	r.endAdoption(Inputs{Model: r.model, Health: checks, Ordered: ordered})
 	in := r.inputs(checks)
+	in.Ordered = ordered
 	in.Weights = weights
 	r.adoptMACs = in.AdoptMACs && len(r.adopted) > 0
 	prev := r.applied // replaced, never changed in place

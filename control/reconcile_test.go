@@ -119,15 +119,60 @@ func testModel() Model {
 	}}
 }
 
+// ordered is HealthOrdered for the numbered model m: its checks' states
+// (checks(m)) in order, from the states set by key; reads counts them.
+func (f *fakeHealth) ordered(m Model, reads *int) func(uint64, []health.State) ([]health.State, bool) {
+	list := checks(m)
+	return func(order uint64, dst []health.State) ([]health.State, bool) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if order != m.checkOrder {
+			return dst[:0], false
+		}
+		*reads++
+		dst = dst[:0]
+		for _, c := range list {
+			dst = append(dst, f.m[c.Key])
+		}
+		return dst, true
+	}
+}
+
+// The desired state, its checks' states read by key (Health), or in the
+// order of the model's numbered checks (HealthOrdered), which a round
+// then reads by key only when they are another model's.
 func TestDesiredGolden(t *testing.T) {
+	for _, how := range []string{"by key", "ordered", "ordered of another model"} {
+		t.Run(how, func(t *testing.T) { testDesiredGolden(t, how) })
+	}
+}
+
+func testDesiredGolden(t *testing.T, how string) {
 	dp := dataplanetest.NewFake()
 	nb := &fakeNeighbors{known: map[netip.Addr]net.HardwareAddr{
 		netip.MustParseAddr("10.0.0.7"): {2, 0, 0, 0, 0, 7},
 		netip.MustParseAddr("10.0.0.8"): {2, 0, 0, 0, 0, 8},
 	}}
 	hs := &fakeHealth{}
-	r := NewReconciler(dp, ReconcilerOptions{Neighbors: nb, Health: hs.states})
-	r.SetModel(testModel())
+	byKey, ordered := 0, 0
+	opts := ReconcilerOptions{Neighbors: nb, Health: func() map[string]health.State { byKey++; return hs.states() }}
+	m := testModel()
+	if how != "by key" {
+		m.numberChecks()
+		other := m
+		if how == "ordered of another model" {
+			other = testModel()
+			other.numberChecks()
+		}
+		opts.HealthOrdered = hs.ordered(other, &ordered)
+	}
+	r := NewReconciler(dp, opts)
+	r.SetModel(m)
+	defer func() {
+		if how == "ordered" && (byKey != 0 || ordered == 0) || how != "ordered" && (byKey == 0 || ordered != 0) {
+			t.Errorf("%s: %d rounds read the checks by key, %d in order", how, byKey, ordered)
+		}
+	}()
 
 	// Nothing healthy yet, VI_1 not master: web disabled and drained, api
 	// below quorum so its sorry server takes the flows.

@@ -95,8 +95,14 @@ type Manager struct {
 
 	mu     sync.Mutex
 	checks map[string]*check
-	queue  checkHeap // the checks waiting for their next run
-	gen    uint8     // of the last Update (marks the checks it has)
+	// order is the check of each entry of the last UpdateChecksOrdered's
+	// list, orderID the caller's name for that list (0: none):
+	// StatesOrdered reads the states in its order, without a lookup by
+	// key.
+	order   []*check
+	orderID uint64
+	queue   checkHeap // the checks waiting for their next run
+	gen     uint8     // of the last Update (marks the checks it has)
 	// undecided counts the checks still Unknown; firstUp and firstDown
 	// the first results since the last summary (logSummary).
 	undecided          int
@@ -210,6 +216,15 @@ func (m *Manager) Update(specs map[string]Spec) error {
 // UpdateChecks is Update for checks given in order, whose Specs may be
 // shared: what the daemon passes for 64,000 real servers.
 func (m *Manager) UpdateChecks(list []Check) error {
+	return m.UpdateChecksOrdered(list, 0)
+}
+
+// UpdateChecksOrdered is UpdateChecks, and names list id (not 0) for
+// StatesOrdered and LookupOrdered, which then read the checks' states in
+// its order: a caller that knows where each of its real servers' checks
+// is in the list (the daemon's model) looks none up by key. Its 64,000
+// lookups by key took 90 ms of a reconciler's round.
+func (m *Manager) UpdateChecksOrdered(list []Check, id uint64) error {
 	var errs []error
 	var changed []Transition
 	m.mu.Lock()
@@ -227,11 +242,18 @@ func (m *Manager) UpdateChecks(list []Check) error {
 	// The tcp checks of a Spec share a tcpDest.
 	var dest *tcpDest
 	var added, restarted, removed, retimed int
-	for _, nc := range list {
+	var order []*check
+	if id != 0 {
+		order = make([]*check, len(list))
+	}
+	for i, nc := range list {
 		key := nc.Key
 		old := m.checks[key]
 		if old != nil {
 			old.gen = gen
+			if order != nil {
+				order[i] = old // until replaced below
+			}
 		}
 		if old != nil && !old.invalid && old.target() == nc.Target && (old.spec == nc.Spec || old.spec.equalExceptTarget(*nc.Spec)) {
 			continue
@@ -261,6 +283,9 @@ func (m *Manager) UpdateChecks(list []Check) error {
 		}
 		c := m.add(key, nc.Spec, nc.Target, verr, dest, now)
 		c.gen = gen
+		if order != nil {
+			order[i] = c
+		}
 		var invalid error
 		if c.invalid {
 			invalid = c.lastErr
@@ -279,6 +304,7 @@ func (m *Manager) UpdateChecks(list []Check) error {
 			removed++
 		}
 	}
+	m.order, m.orderID = order, id
 	total, undecided := len(m.checks), m.undecided
 	m.mu.Unlock()
 	m.poke()
@@ -412,6 +438,37 @@ func (m *Manager) StatesInto(dst map[string]State) map[string]State {
 		dst[key] = c.state
 	}
 	return dst
+}
+
+// StatesOrdered appends to dst[:0] the state of the check of each entry
+// of the list that UpdateChecksOrdered named id, in its order, and
+// reports whether that list is the last one given (if not, dst is
+// returned empty: the caller looks its checks up by key).
+func (m *Manager) StatesOrdered(id uint64, dst []State) ([]State, bool) {
+	dst = dst[:0]
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if id == 0 || id != m.orderID {
+		return dst, false
+	}
+	for _, c := range m.order {
+		dst = append(dst, c.state)
+	}
+	return dst, true
+}
+
+// LookupOrdered is StatesOrdered with the error of each check's last run
+// (states and errs as long as the list): what `xlb status` shows.
+func (m *Manager) LookupOrdered(id uint64, states []State, errs []error) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if id == 0 || id != m.orderID || len(states) != len(m.order) || len(errs) != len(m.order) {
+		return false
+	}
+	for i, c := range m.order {
+		states[i], errs[i] = c.state, c.lastErr
+	}
+	return true
 }
 
 // Lookup sets states[i] and errs[i] to the state of the check keys[i] and

@@ -500,3 +500,104 @@ func TestManagerLookup(t *testing.T) {
 		t.Errorf("errors %v, want only the invalid check's", errs)
 	}
 }
+
+// StatesOrdered and LookupOrdered read the checks' states and errors in
+// the order of the list UpdateChecksOrdered named, the same as by key;
+// for another list, or after an unnamed UpdateChecks, they say they
+// cannot. A list in another order keeps its checks' states.
+func TestManagerStatesOrdered(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	m := health.NewManager(health.Options{Clock: clk})
+	startManager(t, m)
+	ln := listenTCP(t)
+	up, down := tcpSpec(), tcpSpec()
+	up.Target, up.Interval, up.Rise = addrPort(t, ln.Addr()), interval, 1
+	down.Target, down.Interval, down.Fall = closedPort(t), interval, 1
+	list := []health.Check{{Key: "up", Spec: &up, Target: up.Target}, {Key: "down", Spec: &down, Target: down.Target}}
+	if err := m.UpdateChecksOrdered(list, 7); err != nil {
+		t.Fatal(err)
+	}
+	step(t, clk, m, "up", "down")
+	checkState(t, m, "up", health.StateUp)
+	checkState(t, m, "down", health.StateDown)
+	st, ok := m.StatesOrdered(7, nil)
+	if !ok || !slices.Equal(st, []health.State{health.StateUp, health.StateDown}) {
+		t.Fatalf("ordered states %v (%v), want up, down", st, ok)
+	}
+	states, errs := make([]health.State, 2), make([]error, 2)
+	if !m.LookupOrdered(7, states, errs) || states[1] != health.StateDown || errs[0] != nil || errs[1] == nil {
+		t.Fatalf("ordered lookup: %v, %v", states, errs)
+	}
+	if st, ok := m.StatesOrdered(8, st); ok || len(st) != 0 {
+		t.Errorf("another list's states: %v, %v", st, ok)
+	}
+	if m.LookupOrdered(7, states[:1], errs[:1]) {
+		t.Error("ordered lookup into slices shorter than the list")
+	}
+	// The same checks in another order: kept, not restarted.
+	if err := m.UpdateChecksOrdered([]health.Check{list[1], list[0]}, 9); err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := m.StatesOrdered(9, st); !ok || !slices.Equal(st, []health.State{health.StateDown, health.StateUp}) {
+		t.Errorf("reordered states %v (%v), want down, up", st, ok)
+	}
+	if _, ok := m.StatesOrdered(7, nil); ok {
+		t.Error("the replaced list's states")
+	}
+	if err := m.UpdateChecks(list); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m.StatesOrdered(9, nil); ok {
+		t.Error("states in order after an unnamed update")
+	}
+}
+
+// BenchmarkStates64k: a reconciler's round reads the state of 64,000
+// checks. By key: the Manager's states copied into a map (StatesInto)
+// and each real server's looked up in it. In order: the states copied
+// into a slice (StatesOrdered) and each read by its position. The
+// Manager does not run: no check sends anything.
+func BenchmarkStates64k(b *testing.B) {
+	m := health.NewManager(health.Options{})
+	spec := tcpSpec()
+	spec.Interval = time.Hour
+	list := make([]health.Check, 64000)
+	for i := range list {
+		target := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 201, byte(i >> 8), byte(i)}), 8080)
+		list[i] = health.Check{Key: fmt.Sprintf("s%d/%s", i/64, target), Spec: &spec, Target: target}
+	}
+	if err := m.UpdateChecksOrdered(list, 1); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("by key", func(b *testing.B) {
+		var states map[string]health.State
+		for b.Loop() {
+			states = m.StatesInto(states)
+			n := 0
+			for _, c := range list {
+				if states[c.Key] == health.StateUnknown {
+					n++
+				}
+			}
+			if n != len(list) {
+				b.Fatal(n)
+			}
+		}
+	})
+	b.Run("ordered", func(b *testing.B) {
+		var states []health.State
+		for b.Loop() {
+			states, _ = m.StatesOrdered(1, states)
+			n := 0
+			for i := range list {
+				if states[i] == health.StateUnknown {
+					n++
+				}
+			}
+			if n != len(list) {
+				b.Fatal(n)
+			}
+		}
+	})
+}
