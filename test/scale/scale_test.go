@@ -248,7 +248,12 @@ func (bn *bench) scenario(s shape, t targets) {
 	fs.add("peak RSS: status and scrapes", "MiB", 0, float64(peak)/mib)
 	x.resetPeak()
 
-	// Reloads: one real server's port changes, back and forth.
+	// Reloads: one real server's port changes, back and forth. The CPU
+	// profile of the daemon's next 2 s covers the first reload (and what
+	// the checks do meanwhile).
+	if bn.prof != "" {
+		go bn.profile(s, "cpu-reloads", "profile?seconds=2")
+	}
 	for i := range bn.runs {
 		port := 8081
 		if i%2 == 1 {
