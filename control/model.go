@@ -74,10 +74,16 @@ func (s ServiceSpec) checkKey(rs RealSpec) string {
 	if k := rs.checkKey(); k != "" {
 		return k
 	}
-	id := rs.id()
 	var buf [64]byte // one allocation: the string
-	b := append(append(buf[:0], s.server()...), '/')
-	return string(netip.AddrPortFrom(id.Addr, id.Port).AppendTo(b))
+	return string(s.appendCheckKey(buf[:0], rs))
+}
+
+// appendCheckKey appends the key of rs's health check, as made for a real
+// server without one (checkKey), to b.
+func (s ServiceSpec) appendCheckKey(b []byte, rs RealSpec) []byte {
+	id := rs.id()
+	b = append(append(b, s.server()...), '/')
+	return netip.AddrPortFrom(id.Addr, id.Port).AppendTo(b)
 }
 
 // reals are the real servers a service may send new flows to: its own,
