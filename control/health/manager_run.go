@@ -63,8 +63,13 @@ func (m *Manager) schedule(ctx context.Context) {
 			soon = m.next(c).Sub(now) <= synTapReadEvery
 		}
 		m.mu.Unlock()
-		for _, j := range jobs {
-			m.start(ctx, j, batch)
+		if len(jobs) > 0 {
+			// One reading of the clock for the round's runs: they start
+			// together (their SYNs leave with one flush).
+			start := time.Now()
+			for _, j := range jobs {
+				m.start(ctx, j, batch, start)
+			}
 		}
 		batch.flush() // their SYNs together
 		m.flushed()
@@ -81,7 +86,7 @@ func (m *Manager) schedule(ctx context.Context) {
 		case <-drained:
 		case slots <- struct{}{}:
 			ready.pop()
-			m.start(ctx, j, batch)
+			m.start(ctx, j, batch, time.Now())
 			batch.flush()
 			m.flushed()
 		}
@@ -124,12 +129,12 @@ func (r *readyList) pop() {
 	}
 }
 
-// start runs j, which holds one of m.slots, taken by the caller: in a
-// goroutine of its own, or with none for an asyncChecker, whose start
-// waits in b until the caller flushes it.
-func (m *Manager) start(ctx context.Context, j job, b *startBatch) {
+// start runs j, which holds one of m.slots, taken by the caller, at now:
+// in a goroutine of its own, or with none for an asyncChecker, whose
+// start waits in b until the caller flushes it.
+func (m *Manager) start(ctx context.Context, j job, b *startBatch, now time.Time) {
 	if ac, ok := j.checker.(asyncChecker); ok {
-		r := m.newRun(ctx, j, time.Now())
+		r := m.newRun(ctx, j, now)
 		if ac.startCheck(r.start.Add(j.timeout), r, b) {
 			return
 		}
@@ -161,12 +166,13 @@ func (m *Manager) run(ctx context.Context, j job) {
 		}
 		cancel()
 	}
-	m.complete(ctx, j, start, w, err)
+	m.complete(ctx, j, start, time.Now(), w, err)
 }
 
-// complete records the result of the run j that started at start.
-func (m *Manager) complete(ctx context.Context, j job, start time.Time, w Weight, err error) {
-	d := time.Since(start)
+// complete records the result of the run j that started at start and
+// ended at end.
+func (m *Manager) complete(ctx context.Context, j job, start, end time.Time, w Weight, err error) {
+	d := end.Sub(start)
 	if ctx.Err() != nil {
 		return // shutting down: not the real server's fault
 	}
@@ -261,11 +267,14 @@ func (m *Manager) flushed() {
 }
 
 // end records the result of r, frees it, and gives back its slot.
-func (r *asyncRun) end(err error) {
+func (r *asyncRun) end(err error) { r.endAt(err, time.Now()) }
+
+// endAt is end for a result that came at now.
+func (r *asyncRun) endAt(err error, now time.Time) {
 	m, ctx, j, start := r.m, r.ctx, r.j, r.start
 	m.freeRun(r) // before the slot: a run started next takes it
 	defer func() { <-m.slots }()
-	m.complete(ctx, j, start, Weight{}, err)
+	m.complete(ctx, j, start, now, Weight{}, err)
 }
 
 // deadlineChecker is a Checker whose run takes its deadline apart from
