@@ -78,9 +78,14 @@ type Manager struct {
 	slots   chan struct{} // one token per running check (capacity: workers)
 	running sync.WaitGroup
 	wake    chan struct{} // capacity 1: the heap or the set of checks changed
-	results chan Transition
-	out     outbox
-	started atomic.Bool
+	// fdWake is the scheduler's timerfd while it sleeps on one (poke);
+	// slotWait is set while it waits for a free slot that way
+	// (release).
+	fdWake   atomic.Pointer[roundWake]
+	slotWait atomic.Bool
+	results  chan Transition
+	out      outbox
+	started  atomic.Bool
 
 	// freeRuns are the asyncRuns of ended runs, for the next ones (at
 	// most Options.Workers: one per slot); flushes counts the flushes of

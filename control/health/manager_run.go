@@ -22,6 +22,21 @@ func (m *Manager) schedule(ctx context.Context) {
 	drain := time.NewTimer(time.Hour)
 	drain.Stop()
 	defer drain.Stop()
+	// With real time, the scheduler sleeps on a timerfd of its own
+	// (roundWake); with a Clock of the tests', or without one, in a
+	// select on its timers and m.wake.
+	var fw *roundWake
+	if _, ok := m.clock.(realClock); ok {
+		if w, err := newRoundWake(); err == nil {
+			fw = w
+			m.fdWake.Store(w)
+			defer func() {
+				m.fdWake.Store(nil)
+				w.close()
+			}()
+			defer context.AfterFunc(ctx, w.poke)()
+		}
+	}
 	for {
 		m.mu.Lock()
 		now := m.clock.Now()
@@ -54,26 +69,59 @@ func (m *Manager) schedule(ctx context.Context) {
 			c := ready.front()
 			slots, j = m.slots, job{c: c, checker: c.checker(), typ: c.spec.Type, timeout: c.spec.Timeout, started: now}
 		}
-		var timer Timer
-		var fire <-chan time.Time
-		soon := false // the next round comes within 2 synTapReadEvery (its timer's slack)
+		var due time.Time // the next check's run; zero: none
+		soon := false     // the next round comes within 2 synTapReadEvery (its timer's slack)
 		if c := m.queue.top(); c != nil {
-			timer = m.clock.TimerAt(m.next(c))
-			fire = timer.C()
-			soon = m.next(c).Sub(now) <= synTapReadEvery
+			due = m.next(c)
+			soon = due.Sub(now) <= synTapReadEvery
 		}
 		m.mu.Unlock()
-		for _, j := range jobs {
-			m.start(ctx, j, batch)
+		if len(jobs) > 0 {
+			// One reading of the clock for the round's runs: they start
+			// together (their SYNs leave with one flush).
+			start := time.Now()
+			for _, j := range jobs {
+				m.start(ctx, j, batch, start)
+			}
 		}
 		batch.flush() // their SYNs together
 		m.flushed()
+		drainBy := drainProbeTaps(tbuf) && !soon
+
+		if fw != nil {
+			if slots != nil {
+				// Every slot is taken: a run that ends pokes while this
+				// is set (release). One may have ended already.
+				m.slotWait.Store(true)
+				select {
+				case m.slots <- struct{}{}:
+					m.slotWait.Store(false)
+					ready.pop()
+					m.start(ctx, j, batch, time.Now())
+					batch.flush()
+					m.flushed()
+					continue
+				default:
+				}
+			}
+			fw.wait(due, drainBy)
+			m.slotWait.Store(false)
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		var timer Timer
+		var fire <-chan time.Time
+		if !due.IsZero() {
+			timer = m.clock.TimerAt(due)
+			fire = timer.C()
+		}
 		var drained <-chan time.Time
-		if drainProbeTaps(tbuf) && !soon {
+		if drainBy {
 			drain.Reset(synTapReadEvery)
 			drained = drain.C
 		}
-
 		select {
 		case <-ctx.Done():
 		case <-m.wake:
@@ -81,7 +129,7 @@ func (m *Manager) schedule(ctx context.Context) {
 		case <-drained:
 		case slots <- struct{}{}:
 			ready.pop()
-			m.start(ctx, j, batch)
+			m.start(ctx, j, batch, time.Now())
 			batch.flush()
 			m.flushed()
 		}
@@ -124,12 +172,12 @@ func (r *readyList) pop() {
 	}
 }
 
-// start runs j, which holds one of m.slots, taken by the caller: in a
-// goroutine of its own, or with none for an asyncChecker, whose start
-// waits in b until the caller flushes it.
-func (m *Manager) start(ctx context.Context, j job, b *startBatch) {
+// start runs j, which holds one of m.slots, taken by the caller, at now:
+// in a goroutine of its own, or with none for an asyncChecker, whose
+// start waits in b until the caller flushes it.
+func (m *Manager) start(ctx context.Context, j job, b *startBatch, now time.Time) {
 	if ac, ok := j.checker.(asyncChecker); ok {
-		r := m.newRun(ctx, j, time.Now())
+		r := m.newRun(ctx, j, now)
 		if ac.startCheck(r.start.Add(j.timeout), r, b) {
 			return
 		}
@@ -140,7 +188,7 @@ func (m *Manager) start(ctx context.Context, j job, b *startBatch) {
 		m.freeRun(r)
 	}
 	m.running.Go(func() {
-		defer func() { <-m.slots }()
+		defer m.release()
 		m.run(ctx, j)
 	})
 }
@@ -161,12 +209,13 @@ func (m *Manager) run(ctx context.Context, j job) {
 		}
 		cancel()
 	}
-	m.complete(ctx, j, start, w, err)
+	m.complete(ctx, j, start, time.Now(), w, err)
 }
 
-// complete records the result of the run j that started at start.
-func (m *Manager) complete(ctx context.Context, j job, start time.Time, w Weight, err error) {
-	d := time.Since(start)
+// complete records the result of the run j that started at start and
+// ended at end.
+func (m *Manager) complete(ctx context.Context, j job, start, end time.Time, w Weight, err error) {
+	d := end.Sub(start)
 	if ctx.Err() != nil {
 		return // shutting down: not the real server's fault
 	}
@@ -261,11 +310,14 @@ func (m *Manager) flushed() {
 }
 
 // end records the result of r, frees it, and gives back its slot.
-func (r *asyncRun) end(err error) {
+func (r *asyncRun) end(err error) { r.endAt(err, time.Now()) }
+
+// endAt is end for a result that came at now.
+func (r *asyncRun) endAt(err error, now time.Time) {
 	m, ctx, j, start := r.m, r.ctx, r.j, r.start
 	m.freeRun(r) // before the slot: a run started next takes it
-	defer func() { <-m.slots }()
-	m.complete(ctx, j, start, Weight{}, err)
+	defer m.release()
+	m.complete(ctx, j, start, now, Weight{}, err)
 }
 
 // deadlineChecker is a Checker whose run takes its deadline apart from
@@ -343,8 +395,21 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 	return t, true, sum
 }
 
+// release gives back a run's slot, and wakes the scheduler if it waits
+// for one.
+func (m *Manager) release() {
+	<-m.slots
+	if m.slotWait.Load() {
+		m.poke()
+	}
+}
+
 // poke wakes the scheduler without waiting.
 func (m *Manager) poke() {
+	if w := m.fdWake.Load(); w != nil {
+		w.poke()
+		return
+	}
 	select {
 	case m.wake <- struct{}{}:
 	default:

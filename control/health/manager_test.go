@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -600,4 +601,71 @@ func BenchmarkStates64k(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestManagerRealClockWakes: on the real clock the scheduler sleeps
+// between rounds on a timerfd, which Update, a run's end and a freed slot
+// fire: a check added while it sleeps with nothing due runs at once, and
+// a due check waiting for the one slot starts when the run holding it
+// ends, though no check is due and no run is queued (the run's check was
+// removed meanwhile: its end queues nothing).
+func TestManagerRealClockWakes(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var paths []string
+	dark := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		if r.URL.Path != "/now" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+	}))
+	t.Cleanup(dark.Close)
+	t.Cleanup(func() { close(release) }) // before dark.Close
+	seen := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(paths)
+	}
+	spec := func(path string) health.Spec {
+		return health.Spec{Type: checktype.HTTP, Target: addrPort(t, dark.Listener.Addr()), Path: path,
+			Interval: time.Hour, Timeout: time.Hour, Fall: 1, Rise: 1, Warmup: -1}
+	}
+	m := health.NewManager(health.Options{Workers: 1})
+	startManager(t, m)
+	go func() {
+		for range m.Results() {
+		}
+	}()
+	// Nothing to check: the scheduler sleeps with no deadline.
+	if err := m.Update(map[string]health.Spec{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Update(map[string]health.Spec{"now": spec("/now")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the added check's run", func() bool { return m.Status()["now"].Runs == 1 })
+
+	// Two checks due at once, one slot: one runs and hangs, the other
+	// waits for the slot.
+	specs := map[string]health.Spec{"a": spec("/a"), "b": spec("/b")}
+	if err := m.Update(specs); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "one hanging run", func() bool { return len(seen()) == 2 })
+	first := strings.TrimPrefix(seen()[1], "/")
+	other := map[string]string{"a": "b", "b": "a"}[first]
+	if err := m.Update(map[string]health.Spec{other: specs[other]}); err != nil {
+		t.Fatal(err)
+	}
+	release <- struct{}{} // the removed check's run ends
+	waitFor(t, "the waiting check's run", func() bool { return len(seen()) == 3 })
+	if got := seen()[2]; got != "/"+other {
+		t.Errorf("requests %v, want /%s last", seen(), other)
+	}
 }

@@ -292,14 +292,18 @@ func (p *synProber) answers(buf *synRecvBuf, n int) {
 		if !ok {
 			continue
 		}
-		if pr := p.pending[m]; pr != nil {
+		if pr := p.pending[m.key()]; pr != nil && pr.match == m {
 			p.removeLocked(pr)
 			buf.done, buf.errs = append(buf.done, pr), append(buf.errs, verdict)
 		}
 	}
 	p.mu.Unlock()
+	var now time.Time
+	if len(buf.done) > 0 {
+		now = time.Now()
+	}
 	for i, pr := range buf.done {
-		pr.end(buf.errs[i])
+		pr.endAt(buf.errs[i], now)
 		buf.done[i], buf.errs[i] = nil, nil
 	}
 }

@@ -1,6 +1,7 @@
 package health
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -48,7 +49,7 @@ type synProber struct {
 	done     chan struct{} // closed when the prober closes
 
 	mu      sync.Mutex
-	pending map[synMatch]*synProbe
+	pending map[uint64]*synProbe // by their match's key
 	timers  probeHeap
 	closed  bool
 	idle    time.Time // since when nothing is pending
@@ -90,6 +91,26 @@ type synMatch struct {
 	ack  uint32
 }
 
+// key is m's key in synProber.pending: its acknowledgement number and a
+// fold of its address and port. Two probes pending at once never share a
+// key (startIn draws another sequence number), and an answer is the
+// probe's of its key only if their matches are equal. A map keyed by the
+// 40 bytes of synMatch hashed and compared them all at every probe's
+// start and answer (issue 13).
+func (m synMatch) key() uint64 {
+	var fold uint32
+	if m.addr.Is4() {
+		a := m.addr.As4()
+		fold = binary.BigEndian.Uint32(a[:])
+	} else {
+		a := m.addr.As16()
+		for i := 0; i < 16; i += 4 {
+			fold ^= binary.BigEndian.Uint32(a[i:])
+		}
+	}
+	return uint64(m.ack)<<32 | uint64(fold^uint32(m.port)<<16)
+}
+
 // synProbe is one probe waiting for its answer.
 type synProbe struct {
 	match  synMatch
@@ -105,6 +126,9 @@ type synProbe struct {
 	rto      time.Duration // the wait before the next resend
 	index    int           // in synProber.timers; -1 when not there
 	done     func(error)   // called once (by end), with no lock held
+	// ended is when the verdict came, for done to read (endAt); zero:
+	// done reads the clock.
+	ended time.Time
 }
 
 const (
@@ -265,7 +289,7 @@ func openSYNProber(key synKey) (p *synProber, err error) {
 	return &synProber{
 		key: key, raw: raw, rc: rc, hold: hold, port: uint16(port), mss: mss,
 		wake: make(chan struct{}, 1), busyKick: make(chan struct{}, 1), done: make(chan struct{}),
-		pending: make(map[synMatch]*synProbe), idle: time.Now(),
+		pending: make(map[uint64]*synProbe), idle: time.Now(),
 		routes: make(map[netip.Addr]*synRoute),
 	}, nil
 }

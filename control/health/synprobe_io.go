@@ -1,7 +1,6 @@
 package health
 
 import (
-	"container/heap"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -47,17 +46,17 @@ func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.
 // With a batch, the SYN waits in it, and leaves when the batch is
 // flushed (a SYN the kernel refuses then calls done).
 func (p *synProber) start(target netip.AddrPort, src netip.Addr, via *pktPath, deadline time.Time, done func(error), b *startBatch) (*synProbe, error) {
-	return p.startIn(new(synProbe), target, src, via, deadline, done, b, false)
+	return p.startIn(new(synProbe), target, src, via, deadline, done, b, false, time.Now())
 }
 
 // startIn is start in pr, whose memory the caller gives (a Manager's
 // run keeps one, asyncRun): it must not be given again before done was
 // called, nor, when b is not nil, before b was flushed. With raw, done
 // gets the verdict as it is (os.ErrDeadlineExceeded, a refusal...), not
-// as net.Dial's error.
-func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr, via *pktPath, deadline time.Time, done func(error), b *startBatch, raw bool) (*synProbe, error) {
+// as net.Dial's error. now is the time (a Manager's round starts its
+// checks at one).
+func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr, via *pktPath, deadline time.Time, done func(error), b *startBatch, raw bool, now time.Time) (*synProbe, error) {
 	*pr = synProbe{target: target, src: src, via: via, deadline: deadline, rto: synRTO, index: -1, done: done, raw: raw}
-	now := time.Now()
 	pr.next = now.Add(synRTO)
 	if !deadline.IsZero() && deadline.Before(pr.next) {
 		pr.next = deadline
@@ -71,11 +70,11 @@ func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr,
 	for {
 		pr.seq = rand.Uint32()
 		pr.match = synMatch{addr: addr, port: target.Port(), ack: pr.seq + 1}
-		if p.pending[pr.match] == nil {
+		if p.pending[pr.match.key()] == nil {
 			break
 		}
 	}
-	p.pending[pr.match] = pr
+	p.pending[pr.match.key()] = pr
 	if p.tap != nil {
 		p.tap.pending.Add(1)
 	}
@@ -85,7 +84,7 @@ func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr,
 		default:
 		}
 	}
-	heap.Push(&p.timers, pr)
+	p.timers.push(pr)
 	early := pr.next.Before(p.armed)
 	if early {
 		p.armed = pr.next
@@ -108,6 +107,14 @@ func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr,
 		// Answered or closed meanwhile: done has been called.
 	}
 	return pr, nil
+}
+
+// endAt is end for a probe whose verdict came at now: the readers read
+// the clock once for the answers they read together (done may read it,
+// ended).
+func (pr *synProbe) endAt(err error, now time.Time) {
+	pr.ended = now
+	pr.end(err)
 }
 
 // end calls pr's done with err, as net.Dial's error (errProberClosed,
@@ -136,7 +143,7 @@ func opErr(target netip.AddrPort, err error) error {
 func (p *synProber) cancel(pr *synProbe) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.pending[pr.match] != pr {
+	if p.pending[pr.match.key()] != pr {
 		return false
 	}
 	p.removeLocked(pr)
@@ -146,12 +153,12 @@ func (p *synProber) cancel(pr *synProbe) bool {
 // removeLocked forgets pr, whose done the caller then calls. Called with
 // p.mu held.
 func (p *synProber) removeLocked(pr *synProbe) {
-	delete(p.pending, pr.match)
+	delete(p.pending, pr.match.key())
 	if p.tap != nil {
 		p.tap.pending.Add(-1)
 	}
 	if pr.index >= 0 {
-		heap.Remove(&p.timers, pr.index)
+		p.timers.remove(pr.index)
 	}
 	if len(p.pending) == 0 {
 		p.idle = time.Now()
@@ -332,7 +339,7 @@ func (p *synProber) runTimers() {
 			if !pr.deadline.IsZero() && pr.deadline.Before(pr.next) {
 				pr.next = pr.deadline
 			}
-			heap.Fix(&p.timers, 0)
+			p.timers.down(0)
 		}
 		wait := synIdleClose
 		switch {
@@ -351,7 +358,7 @@ func (p *synProber) runTimers() {
 		p.armed = now.Add(wait)
 		p.mu.Unlock()
 		for i, pr := range expired {
-			pr.end(os.ErrDeadlineExceeded)
+			pr.endAt(os.ErrDeadlineExceeded, now)
 			expired[i] = nil
 		}
 		if closed {
@@ -432,25 +439,76 @@ func (p *synProber) closeFiles() {
 	unix.Close(p.hold)
 }
 
-// probeHeap orders probes by their next timer.
+// probeHeap orders probes by their next timer: a binary heap whose
+// probes know their index. Its methods are the heap's own, not
+// container/heap's through an interface (a call for each comparison and
+// swap, at each probe's start and answer).
 type probeHeap []*synProbe
 
-func (h probeHeap) Len() int           { return len(h) }
-func (h probeHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
-func (h probeHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
-}
-func (h *probeHeap) Push(x any) {
-	pr := x.(*synProbe)
+// push adds pr.
+func (h *probeHeap) push(pr *synProbe) {
 	pr.index = len(*h)
 	*h = append(*h, pr)
+	h.up(pr.index)
 }
-func (h *probeHeap) Pop() any {
-	old := *h
-	pr := old[len(old)-1]
-	old[len(old)-1] = nil
+
+// remove takes out the probe at i.
+func (h *probeHeap) remove(i int) {
+	s := *h
+	n := len(s) - 1
+	pr := s[i]
+	if i != n {
+		s[i] = s[n]
+		s[i].index = i
+	}
+	s[n] = nil
+	*h = s[:n]
+	if i != n {
+		if !h.down(i) {
+			h.up(i)
+		}
+	}
 	pr.index = -1
-	*h = old[:len(old)-1]
-	return pr
+}
+
+// up moves the probe at i up to its place.
+func (h probeHeap) up(i int) {
+	pr := h[i]
+	for i > 0 {
+		p := (i - 1) / 2
+		if !pr.next.Before(h[p].next) {
+			break
+		}
+		h[i] = h[p]
+		h[i].index = i
+		i = p
+	}
+	h[i] = pr
+	pr.index = i
+}
+
+// down moves the probe at i down to its place (after its next timer
+// moved later), and reports whether it moved.
+func (h probeHeap) down(i int) bool {
+	i0 := i
+	n := len(h)
+	pr := h[i]
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		if r := l + 1; r < n && h[r].next.Before(h[l].next) {
+			l = r
+		}
+		if !h[l].next.Before(pr.next) {
+			break
+		}
+		h[i] = h[l]
+		h[i].index = i
+		i = l
+	}
+	h[i] = pr
+	pr.index = i
+	return i > i0
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -149,7 +150,7 @@ func (p *synProber) tapAnswers(buf *tapBuf) {
 			continue
 		}
 		m := synMatch{addr: a.From.Addr(), port: a.From.Port(), ack: a.Ack}
-		if pr := p.pending[m]; pr != nil {
+		if pr := p.pending[m.key()]; pr != nil && pr.match == m {
 			p.removeLocked(pr)
 			var verdict error
 			if a.Refused {
@@ -159,8 +160,12 @@ func (p *synProber) tapAnswers(buf *tapBuf) {
 		}
 	}
 	p.mu.Unlock()
+	var now time.Time
+	if len(buf.done) > 0 {
+		now = time.Now()
+	}
 	for i, pr := range buf.done {
-		pr.end(buf.errs[i])
+		pr.endAt(buf.errs[i], now)
 		buf.done[i], buf.errs[i] = nil, nil
 	}
 }

@@ -152,7 +152,7 @@ func tcpStartCheck(deadline time.Time, run *asyncRun, b *startBatch, target neti
 		return false
 	}
 	run.route, run.r = route, r
-	_, err = r.p.startIn(&run.probe, target, r.src, r.via, deadline, run.probeDone, b, true)
+	_, err = r.p.startIn(&run.probe, target, r.src, r.via, deadline, run.probeDone, b, true, run.start)
 	// Unless err, run may have ended and serve another run already.
 	switch {
 	case errors.Is(err, errProberClosed):
@@ -178,7 +178,11 @@ func (run *asyncRun) probeEnded(err error) {
 			err = tcpDialErr(run.probe.target, err)
 		}
 	}
-	run.end(err)
+	end := run.probe.ended
+	if end.IsZero() {
+		end = time.Now()
+	}
+	run.endAt(err, end)
 }
 
 // relearn reports whether a check whose run on r failed with err learns

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/dataplane/flock"
 )
@@ -52,6 +53,15 @@ type pinKeeper struct {
 type pinnedObj struct {
 	name string // file name under the pin path
 	id   uint32 // our object's id
+	// file is the pin's inode, once a check found our object there
+	// (zero: not yet). A bpffs inode holds one object for its life, and a
+	// pin removed or replaced is another inode (a new one, or the
+	// renamed one of another pin): while the path's inode is this one,
+	// the pin is ours, and a check stats it only. Loading the pin and
+	// reading its object's id were ten system calls an object, 300 a
+	// second at the default interval: the most of an idle daemon's
+	// system calls, and each woke the runtime's sysmon thread.
+	file pinFile
 	// loadID reads the id of the object pinned at a path.
 	loadID func(path string) (uint32, error)
 	// pin pins our object at path.
@@ -180,6 +190,18 @@ func (d *Dataplane) pinnedObjects() ([]pinnedObj, error) {
 	return objs, nil
 }
 
+// pinFile is a pin's inode: its device and number.
+type pinFile struct{ dev, ino uint64 }
+
+// statPin returns the inode pinned at path.
+func statPin(path string) (pinFile, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return pinFile{}, err
+	}
+	return pinFile{dev: st.Dev, ino: st.Ino}, nil
+}
+
 func pinnedMapID(path string) (uint32, error) {
 	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
@@ -241,10 +263,21 @@ func (d *Dataplane) checkPins(trigger string) error {
 	}
 	var errs []error
 	n := 0
-	for _, o := range p.objs {
+	for i := range p.objs {
+		o := &p.objs[i]
 		path := filepath.Join(p.path, o.name)
+		f, ferr := statPin(path)
+		if ferr == nil && f == o.file {
+			continue
+		}
+		o.file = pinFile{}
 		id, err := o.loadID(path)
 		if err == nil && id == o.id {
+			if ferr == nil {
+				// Stat before the load: an object pinned there in between
+				// reads as another inode at the next check.
+				o.file = f
+			}
 			continue
 		}
 		if err == nil || !errors.Is(err, os.ErrNotExist) {

@@ -138,6 +138,11 @@ func TestCheckPinsRestores(t *testing.T) {
 		t.Errorf("%s = %d, want %d", EventPinsRestored, n, len(want))
 	}
 
+	// A check that finds every pin ours (it knows their inodes after).
+	if err := e.d.CheckPins(); err != nil || restored() != uint64(len(want)) {
+		t.Fatalf("a check with nothing to do: %v, %d restored", err, restored())
+	}
+
 	// Another map pinned in place of one of ours.
 	other, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
 	if err != nil {
@@ -157,6 +162,29 @@ func TestCheckPinsRestores(t *testing.T) {
 	if got := e.pinnedIDs(); !maps.Equal(got, want) {
 		t.Fatalf("after replacing xlb_rr_v1: %v, want %v", got, want)
 	}
+	// Another pin renamed over one of ours (mv keeps its inode), after a
+	// check that learned our pins' inodes.
+	if err := e.d.CheckPins(); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	third, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	moved := filepath.Join(e.pin, "third")
+	if err := third.Pin(moved); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(moved, rr); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.CheckPins(); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if got := e.pinnedIDs(); !maps.Equal(got, want) {
+		t.Fatalf("after renaming another pin over xlb_rr_v1: %v, want %v", got, want)
+	}
 
 	// The directory itself (rm -r PIN): made again and locked again.
 	if err := os.RemoveAll(e.pin); err != nil {
@@ -171,10 +199,10 @@ func TestCheckPinsRestores(t *testing.T) {
 	if _, err := e.open(-1); !errors.Is(err, ErrPinPathInUse) {
 		t.Fatalf("open of the directory made again: %v, want ErrPinPathInUse", err)
 	}
-	if n := restored(); n != uint64(2*len(want)+1) {
-		t.Errorf("%s = %d, want %d", EventPinsRestored, n, 2*len(want)+1)
+	if n := restored(); n != uint64(2*len(want)+2) {
+		t.Errorf("%s = %d, want %d", EventPinsRestored, n, 2*len(want)+2)
 	}
-	if err := e.d.CheckPins(); err != nil || restored() != uint64(2*len(want)+1) {
+	if err := e.d.CheckPins(); err != nil || restored() != uint64(2*len(want)+2) {
 		t.Errorf("a check with nothing to do: %v, %d restored", err, restored())
 	}
 

@@ -216,9 +216,13 @@ func (d *Dataplane) loop() {
 	defer close(d.done)
 	var clock, sync <-chan time.Time
 	if !d.opts.ManualClock {
-		t := time.NewTicker(ClockPeriod)
-		defer t.Stop()
-		clock = t.C
+		if stop, err := d.startClock(); err == nil {
+			defer stop()
+		} else {
+			t := time.NewTicker(ClockPeriod)
+			defer t.Stop()
+			clock = t.C
+		}
 	}
 	if d.opts.SyncInterval > 0 {
 		t := time.NewTicker(d.opts.SyncInterval)
