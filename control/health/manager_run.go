@@ -60,14 +60,14 @@ func (m *Manager) schedule(ctx context.Context) {
 				break take // every slot is taken
 			}
 			ready.pop()
-			jobs = append(jobs, job{c: c, checker: c.checker(), typ: c.spec.Type, timeout: c.spec.Timeout, started: now})
+			jobs = append(jobs, c.job(now))
 		}
 		var slots chan<- struct{}
 		var j job
 		if ready.len() > 0 {
 			// Every slot is taken: wait for one.
 			c := ready.front()
-			slots, j = m.slots, job{c: c, checker: c.checker(), typ: c.spec.Type, timeout: c.spec.Timeout, started: now}
+			slots, j = m.slots, c.job(now)
 		}
 		var due time.Time // the next check's run; zero: none
 		soon := false     // the next round comes within 2 synTapReadEvery (its timer's slack)
@@ -87,6 +87,14 @@ func (m *Manager) schedule(ctx context.Context) {
 		batch.flush() // their SYNs together
 		m.flushed()
 		drainBy := drainProbeTaps(tbuf) && !soon
+		// startWaiting starts j, the check at the front of ready, once a
+		// slot was taken for it.
+		startWaiting := func() {
+			ready.pop()
+			m.start(ctx, j, batch, time.Now())
+			batch.flush()
+			m.flushed()
+		}
 
 		if fw != nil {
 			if slots != nil {
@@ -96,10 +104,7 @@ func (m *Manager) schedule(ctx context.Context) {
 				select {
 				case m.slots <- struct{}{}:
 					m.slotWait.Store(false)
-					ready.pop()
-					m.start(ctx, j, batch, time.Now())
-					batch.flush()
-					m.flushed()
+					startWaiting()
 					continue
 				default:
 				}
@@ -128,10 +133,7 @@ func (m *Manager) schedule(ctx context.Context) {
 		case <-fire:
 		case <-drained:
 		case slots <- struct{}{}:
-			ready.pop()
-			m.start(ctx, j, batch, time.Now())
-			batch.flush()
-			m.flushed()
+			startWaiting()
 		}
 		drain.Stop()
 		if timer != nil {
@@ -141,6 +143,11 @@ func (m *Manager) schedule(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// job is a run of c starting at now.
+func (c *check) job(now time.Time) job {
+	return job{c: c, checker: c.checker(), typ: c.spec.Type, timeout: c.spec.Timeout, started: now}
 }
 
 // readyList is the scheduler's FIFO of due checks. Taking from its front
