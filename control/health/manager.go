@@ -98,13 +98,17 @@ type Manager struct {
 	// check.lastRun); by Clock, with its monotonic reading.
 	epoch time.Time
 
-	mu     sync.Mutex
-	checks map[string]*check
-	// order is the check of each entry of the last UpdateChecksOrdered's
-	// list, orderID the caller's name for that list (0: none):
+	mu sync.Mutex
+	// checks is the check of each entry of the last Update's list, in its
+	// order (a key given twice is there twice: one check); n counts the
+	// distinct ones. A slice, not a map by key: at 64,000 checks the map
+	// was 3.3 MB of the steady heap, and only an Update and a Lookup by
+	// key need one, which they make when they do (byKey). orderID is the
+	// caller's name for the list (UpdateChecksOrdered; 0: none):
 	// StatesOrdered reads the states in its order, without a lookup by
 	// key.
-	order   []*check
+	checks  []*check
+	n       int
 	orderID uint64
 	queue   checkHeap // the checks waiting for their next run
 	gen     uint8     // of the last Update (marks the checks it has)
@@ -134,7 +138,6 @@ func NewManager(opts Options) *Manager {
 		wake:    make(chan struct{}, 1),
 		results: make(chan Transition),
 		out:     outbox{notify: make(chan struct{}, 1)},
-		checks:  make(map[string]*check),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -219,7 +222,8 @@ func (m *Manager) Update(specs map[string]Spec) error {
 }
 
 // UpdateChecks is Update for checks given in order, whose Specs may be
-// shared: what the daemon passes for 64,000 real servers.
+// shared: what the daemon passes for 64,000 real servers. A key given
+// more than once is one check, its first entry's.
 func (m *Manager) UpdateChecks(list []Check) error {
 	return m.UpdateChecksOrdered(list, 0)
 }
@@ -247,18 +251,33 @@ func (m *Manager) UpdateChecksOrdered(list []Check, id uint64) error {
 	// The tcp checks of a Spec share a tcpDest.
 	var dest *tcpDest
 	var added, restarted, removed, retimed int
-	var order []*check
-	if id != 0 {
-		order = make([]*check, len(list))
-	}
+	prev := m.checks
+	order := make([]*check, len(list))
+	// The old check of an entry is the one at its position in the last
+	// list, when that is of its key (a reload of the same configuration);
+	// from the first entry that is not, they are looked up by key.
+	var byKey map[string]*check
 	for i, nc := range list {
 		key := nc.Key
-		old := m.checks[key]
+		var old *check
+		if byKey == nil && i < len(prev) && prev[i].key == key && prev[i].gen != gen {
+			old = prev[i]
+		} else {
+			if byKey == nil {
+				byKey = checksByKey(prev)
+				for _, c := range order[:i] {
+					byKey[c.key] = c // over the one it replaced
+				}
+			}
+			old = byKey[key]
+		}
+		if old != nil && old.gen == gen {
+			order[i] = old // a key given again: the check of its first entry
+			continue
+		}
 		if old != nil {
 			old.gen = gen
-			if order != nil {
-				order[i] = old // until replaced below
-			}
+			order[i] = old // until replaced below
 		}
 		if old != nil && !old.invalid && old.target() == nc.Target && (old.spec == nc.Spec || old.spec.equalExceptTarget(*nc.Spec)) {
 			continue
@@ -288,8 +307,9 @@ func (m *Manager) UpdateChecksOrdered(list []Check, id uint64) error {
 		}
 		c := m.add(key, nc.Spec, nc.Target, verr, dest, now)
 		c.gen = gen
-		if order != nil {
-			order[i] = c
+		order[i] = c
+		if byKey != nil {
+			byKey[key] = c
 		}
 		var invalid error
 		if c.invalid {
@@ -302,15 +322,15 @@ func (m *Manager) UpdateChecksOrdered(list []Check, id uint64) error {
 			changed = append(changed, t)
 		}
 	}
-	for key, c := range m.checks {
-		if c.gen != gen {
+	for _, c := range prev {
+		if c.gen != gen && !c.gone {
 			m.remove(c)
-			m.out.purge(key)
+			m.out.purge(c.key)
 			removed++
 		}
 	}
-	m.order, m.orderID = order, id
-	total, undecided := len(m.checks), m.undecided
+	m.checks, m.orderID = order, id
+	total, undecided := m.n, m.undecided
 	m.mu.Unlock()
 	m.poke()
 	for _, t := range changed {
@@ -360,7 +380,7 @@ func (m *Manager) add(key string, s *Spec, target netip.AddrPort, verr error, de
 	if c.state == StateUnknown {
 		m.undecided++
 	}
-	m.checks[key] = c
+	m.n++
 	return c
 }
 
@@ -385,7 +405,7 @@ func (m *Manager) remove(c *check) {
 	if c.state == StateUnknown {
 		m.undecided--
 	}
-	delete(m.checks, c.key)
+	m.n--
 	c.gone = true
 }
 
@@ -393,8 +413,9 @@ func (m *Manager) remove(c *check) {
 func (m *Manager) Status() map[string]CheckStatus {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := make(map[string]CheckStatus, len(m.checks))
-	for key, c := range m.checks {
+	st := make(map[string]CheckStatus, m.n)
+	for _, c := range m.checks {
+		key := c.key
 		s := CheckStatus{
 			Spec:         c.spec.clone(),
 			State:        c.state,
@@ -422,9 +443,9 @@ func (m *Manager) Status() map[string]CheckStatus {
 func (m *Manager) States() map[string]State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := make(map[string]State, len(m.checks))
-	for key, c := range m.checks {
-		st[key] = c.state
+	st := make(map[string]State, m.n)
+	for _, c := range m.checks {
+		st[c.key] = c.state
 	}
 	return st
 }
@@ -436,11 +457,11 @@ func (m *Manager) StatesInto(dst map[string]State) map[string]State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if dst == nil {
-		dst = make(map[string]State, len(m.checks))
+		dst = make(map[string]State, m.n)
 	}
 	clear(dst)
-	for key, c := range m.checks {
-		dst[key] = c.state
+	for _, c := range m.checks {
+		dst[c.key] = c.state
 	}
 	return dst
 }
@@ -456,7 +477,7 @@ func (m *Manager) StatesOrdered(id uint64, dst []State) ([]State, bool) {
 	if id == 0 || id != m.orderID {
 		return dst, false
 	}
-	for _, c := range m.order {
+	for _, c := range m.checks {
 		dst = append(dst, c.state)
 	}
 	return dst, true
@@ -467,29 +488,45 @@ func (m *Manager) StatesOrdered(id uint64, dst []State) ([]State, bool) {
 func (m *Manager) LookupOrdered(id uint64, states []State, errs []error) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if id == 0 || id != m.orderID || len(states) != len(m.order) || len(errs) != len(m.order) {
+	if id == 0 || id != m.orderID || len(states) != len(m.checks) || len(errs) != len(m.checks) {
 		return false
 	}
-	for i, c := range m.order {
+	for i, c := range m.checks {
 		states[i], errs[i] = c.state, c.lastErr
 	}
 	return true
 }
 
+// checksByKey indexes checks by key.
+func checksByKey(checks []*check) map[string]*check {
+	by := make(map[string]*check, len(checks))
+	for _, c := range checks {
+		by[c.key] = c
+	}
+	return by
+}
+
 // Lookup sets states[i] and errs[i] to the state of the check keys[i] and
 // the error of its last run (StateUnknown and nil for a key it does not
-// have): what `xlb status` shows, in its order. Unlike a map of every
-// check, it makes nothing per check: 65,536 of them cost a lookup each,
-// under the lock, and nothing more.
+// have): what `xlb status` shows, in its order, when the checks are not
+// in its model's order (LookupOrdered). The checks' index by key is made
+// outside the lock, which is held only to read the states.
 func (m *Manager) Lookup(keys []string, states []State, errs []error) {
 	m.mu.Lock()
+	checks := m.checks // replaced, never changed, by an Update
+	m.mu.Unlock()
+	by := checksByKey(checks)
+	m.mu.Lock()
 	defer m.mu.Unlock()
+	if len(checks) != len(m.checks) || len(checks) > 0 && &checks[0] != &m.checks[0] {
+		by = checksByKey(m.checks) // an Update came between
+	}
 	for i, key := range keys {
 		states[i], errs[i] = StateUnknown, nil
 		if key == "" {
 			continue
 		}
-		if c := m.checks[key]; c != nil {
+		if c := by[key]; c != nil {
 			states[i], errs[i] = c.state, c.lastErr
 		}
 	}
@@ -502,9 +539,9 @@ func (m *Manager) Weights() map[string]Weight {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	w := map[string]Weight{}
-	for key, c := range m.checks {
+	for _, c := range m.checks {
 		if w0 := c.weight(); w0 != (Weight{}) {
-			w[key] = w0
+			w[c.key] = w0
 		}
 	}
 	return w
