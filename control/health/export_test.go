@@ -88,3 +88,7 @@ func SYNPacketCalls(bindTo netip.Addr) (uint64, error) {
 	}
 	return p.pkt.calls.Load(), nil
 }
+
+// RouteLearns returns the routes the tcp checks learned so far (in any
+// network namespace).
+func RouteLearns() uint64 { return routeLearns.Load() }

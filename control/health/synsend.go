@@ -75,11 +75,15 @@ type pktSender struct {
 	routeEvents int
 	gen         atomic.Uint64
 	eventsMu    sync.Mutex
-	events      [4096]byte // routeEvents' reads, under eventsMu
+	events      [4096]byte   // routeEvents' reads, under eventsMu
+	nextPoll    atomic.Int64 // when pollRoutes reads them next (Unix ns)
 
 	mu     sync.Mutex
 	routes map[pathKey]*synRoute
 	links  map[int]*pktLink
+	// raw is the route through the raw socket from each source, as
+	// learned since the last change of the routes heard (rawRoute).
+	raw map[netip.Addr]*synRoute
 }
 
 type pathKey struct {
@@ -152,7 +156,7 @@ func openPktSender(tap ProbeTap) *pktSender {
 			ttl = uint8(n)
 		}
 	}
-	return &pktSender{file: f, rc: rc, nl: h, ttl: ttl, tap: pl, routeEvents: ev, routes: make(map[pathKey]*synRoute), links: make(map[int]*pktLink)}
+	return &pktSender{file: f, rc: rc, nl: h, ttl: ttl, tap: pl, routeEvents: ev, routes: make(map[pathKey]*synRoute), links: make(map[int]*pktLink), raw: make(map[netip.Addr]*synRoute)}
 }
 
 func (s *pktSender) close() {
@@ -187,37 +191,49 @@ func (s *pktSender) routesChanged() {
 	}
 }
 
+// pollRoutes reads the route changes heard, unless they were read less
+// than pktRefreshEvery ago (the links' refreshes read them too).
+func (s *pktSender) pollRoutes(now time.Time) {
+	if next := s.nextPoll.Load(); now.UnixNano() < next || !s.nextPoll.CompareAndSwap(next, now.Add(pktRefreshEvery).UnixNano()) {
+		return
+	}
+	s.routesChanged()
+}
+
 // stale reports whether the route of via changed since it was learned.
 func (via *pktPath) stale() bool { return via.gen != via.s.gen.Load() }
 
-// route returns the route of the checks of target from r's source: r
-// itself when their SYNs go through the raw socket.
+// route returns the route of the checks of target from r's source: r's
+// source through the raw socket (rawRoute) when their SYNs go through it.
 func (s *pktSender) route(r *synRoute, target netip.Addr) (*synRoute, error) {
 	if !target.Is4() || !r.src.Is4() {
 		return r, nil
 	}
+	// Learned before the routes are read: a change between the two makes
+	// it stale, not missed.
+	gen := s.gen.Load()
 	rts, err := s.nl.RouteGetWithOptions(target.AsSlice(), &netlink.RouteGetOptions{SrcAddr: r.src.AsSlice()})
 	if err != nil {
 		return nil, fmt.Errorf("route to %s: %w", target, err)
 	}
 	if len(rts) != 1 {
-		return r, nil
+		return s.rawRoute(r, gen), nil
 	}
 	rt := rts[0]
 	if rt.Type != unix.RTN_UNICAST || len(rt.MultiPath) > 0 || rt.Encap != nil || rt.LinkIndex <= 0 {
-		return r, nil
+		return s.rawRoute(r, gen), nil
 	}
 	hop := target
 	if rt.Gw != nil {
 		gw, ok := netip.AddrFromSlice(rt.Gw)
 		if !ok || !gw.Unmap().Is4() {
-			return r, nil
+			return s.rawRoute(r, gen), nil
 		}
 		hop = gw.Unmap()
 	}
 	links, err := s.tap.ProbeLinks()
 	if err != nil || !slices.Contains(links, rt.LinkIndex) {
-		return r, nil
+		return s.rawRoute(r, gen), nil
 	}
 	key := pathKey{src: r.src, ifindex: rt.LinkIndex, nexthop: hop}
 	s.mu.Lock()
@@ -232,19 +248,38 @@ func (s *pktSender) route(r *synRoute, target netip.Addr) (*synRoute, error) {
 		l.paths = slices.DeleteFunc(l.paths, func(p *pktPath) bool { return p == pr.via })
 	}
 	if len(s.routes) >= pktMaxPaths {
-		return r, nil
+		return s.rawLocked(r, gen), nil
 	}
 	l := s.links[rt.LinkIndex]
 	if l == nil {
 		l = &pktLink{index: rt.LinkIndex}
 		s.links[rt.LinkIndex] = l
 	}
-	path := &pktPath{s: s, gen: s.gen.Load(), link: l, nexthop: hop}
+	path := &pktPath{s: s, gen: gen, link: l, nexthop: hop}
 	l.paths = append(l.paths, path)
 	l.next.Store(0) // read its neighbour at its first SYN
 	pr := &synRoute{p: r.p, src: r.src, via: path}
 	s.routes[key] = pr
 	return pr, nil
+}
+
+// rawRoute is the route through the raw socket from r's source (r is the
+// prober's), learned when s had heard of gen changes of the routes: one
+// for all the checks from the source that learned it since.
+func (s *pktSender) rawRoute(r *synRoute, gen uint64) *synRoute {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rawLocked(r, gen)
+}
+
+// rawLocked is rawRoute, called with s.mu held.
+func (s *pktSender) rawLocked(r *synRoute, gen uint64) *synRoute {
+	if rr := s.raw[r.src]; rr != nil && rr.gen == gen && rr.p == r.p {
+		return rr
+	}
+	rr := &synRoute{p: r.p, src: r.src, s: s, gen: gen}
+	s.raw[r.src] = rr
+	return rr
 }
 
 // refresh reads l's MAC address and neighbours again when it is time,

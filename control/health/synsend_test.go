@@ -1,6 +1,7 @@
 package health_test
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -203,5 +204,63 @@ func checkSYNFrame(t *testing.T, p []byte, src, dst net.HardwareAddr) {
 	seg[16], seg[17] = 0, 0
 	if got, want := binary.BigEndian.Uint16(tcp[16:]), packet.L4Checksum(dir4, rs4, 6, seg[:]); got != want {
 		t.Errorf("TCP checksum %#x, want %#x", got, want)
+	}
+}
+
+// A tcp check whose SYNs go through the raw socket while its prober has a
+// packet sender (here the tap names no interface; in the daemon, the real
+// servers past pktMaxPaths) learns its route once, not again at each run
+// that times out: the sender hears of the changes of the routes, and
+// after one the check learns its route again. Learning it was about 50 µs
+// (a route lookup, a socket connected for the source), at every run of
+// every check of a real server that does not answer.
+func TestTCPProbeRawRouteKept(t *testing.T) {
+	l := newLab(t)
+	dropIn(t, l.rs, "tcp dport 9002 drop") // a silent real server
+	tap := &linkTap{&captureTap{c: l.dir.Capture(t, "eth0", 0x0800), watched: map[netip.AddrPort]bool{}}, nil}
+	if err := l.dir.Do(func() error { return health.SetProbeTap(tap) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.dir.Do(func() error { return health.SetProbeTap(nil) }) })
+	silent := labSpec(checktype.TCP, netip.AddrPortFrom(rs4, 9002))
+	silent.Timeout = 300 * time.Millisecond // one SYN a run
+	c, err := health.NewChecker(silent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func() error {
+		var cerr error
+		if err := l.dir.Do(func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), silent.Timeout)
+			defer cancel()
+			cerr = c.Check(ctx)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return cerr
+	}
+	timedOut := func(runs int) uint64 {
+		t.Helper()
+		before := health.RouteLearns()
+		for range runs {
+			if err := run(); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("silent real server: %v, want i/o timeout", err)
+			}
+		}
+		return health.RouteLearns() - before
+	}
+	if n := timedOut(4); n != 1 {
+		t.Errorf("4 runs that timed out learned the route %d times, want once", n)
+	}
+	l.dir.MustRun(t, "ip", "route", "add", "10.77.10.0/24", "via", rs4.String())
+	nettest.WaitFor(t, 10*time.Second, "the route learned again after a change of the routes", func() error {
+		if timedOut(1) == 0 {
+			return errors.New("not learned again")
+		}
+		return nil
+	})
+	if n := timedOut(4); n != 0 {
+		t.Errorf("4 runs that timed out after that learned the route %d times, want none", n)
 	}
 }
