@@ -85,7 +85,8 @@ type Router interface {
 }
 
 // New builds the lab and starts the router and every director, and waits
-// until the router's route to the VIP has every director as next hop.
+// until the router's route to the VIP has every director as next hop, and
+// its sessions have settled (WaitSettled).
 func New(t testing.TB, spec Spec) *Lab {
 	t.Helper()
 	nettest.RequireRoot(t)
@@ -120,6 +121,7 @@ func New(t testing.TB, spec Spec) *Lab {
 		d.Start()
 	}
 	l.WaitNextHops(30*time.Second, l.Directors...)
+	l.WaitSettled(30*time.Second, l.Directors...)
 	return l
 }
 
@@ -244,6 +246,25 @@ func (l *Lab) WaitNextHops(timeout time.Duration, ds ...*Director) {
 		}
 		if strings.Join(got, ",") != strings.Join(want, ",") {
 			return fmt.Errorf("next hops %v", got)
+		}
+		return nil
+	})
+}
+
+// WaitSettled waits until the router's sessions with ds are settled, for
+// a router that says (FRR: Settled): up for a second, and their BFD
+// sessions up.
+func (l *Lab) WaitSettled(timeout time.Duration, ds ...*Director) {
+	l.t.Helper()
+	r, ok := l.Router.(interface{ Settled(netip.Addr) error })
+	if !ok {
+		return
+	}
+	nettest.WaitFor(l.t, timeout, "the router's sessions settled", func() error {
+		for _, d := range ds {
+			if err := r.Settled(d.Addr); err != nil {
+				return err
+			}
 		}
 		return nil
 	})

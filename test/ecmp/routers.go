@@ -158,13 +158,21 @@ func (f *FRR) NextHops() ([]string, error) { return kernelNextHops(f.ns) }
 
 func (f *FRR) Describe() string {
 	var b strings.Builder
-	for _, c := range []string{"show bgp summary", "show bgp ipv4 unicast " + vip.String() + "/32", "show bfd peers brief", "show ip route " + vip.String() + "/32"} {
+	for _, c := range []string{"show bgp summary", "show bgp ipv4 unicast " + vip.String() + "/32", "show bfd peers brief", "show bfd peers counters", "show ip route " + vip.String() + "/32"} {
 		out, _ := f.Vtysh(c)
 		fmt.Fprintf(&b, "# %s\n%s\n", c, out)
 	}
 	log, _ := os.ReadFile(filepath.Join(f.dir, "bgpd.log"))
 	fmt.Fprintf(&b, "# bgpd.log\n%s\n", log)
 	return b.String()
+}
+
+// BFDPeer is FRR's view of its BFD session with addr, and its counters
+// (JSON).
+func (f *FRR) BFDPeer(addr netip.Addr) string {
+	peer, _ := f.Vtysh("show bfd peer " + addr.String() + " json")
+	counters, _ := f.Vtysh("show bfd peer " + addr.String() + " counters json")
+	return peer + "\n" + counters
 }
 
 // Neighbor is FRR's view of one BGP neighbour.
@@ -179,7 +187,33 @@ type Neighbor struct {
 	GR struct {
 		Remote string `json:"remoteGrMode"`
 	} `json:"gracefulRestartInfo"`
+	UpMsec int64 `json:"bgpTimerUpMsec"` // how long it has been Established
+	BFD    *struct {
+		Status string `json:"status"`
+	} `json:"peerBfdInfo"`
 	Raw json.RawMessage `json:"-"`
+}
+
+// Settled reports why FRR's session with addr is not settled: not
+// Established for a second, or its BFD session (if any) not Up. FRR
+// installs its BFD session anew when the BGP session comes up, and GoBGP
+// takes the old one's going down for a failure: a director's first
+// session is reset within a few seconds of coming up (it comes up again
+// 2-3 s later), and the BFD session is Down meanwhile. A test of what a
+// director does to its session waits for that first.
+func (f *FRR) Settled(addr netip.Addr) error {
+	n, _, err := f.Neighbor(addr)
+	switch {
+	case err != nil:
+		return err
+	case n.State != "Established":
+		return fmt.Errorf("%s: %s", addr, n.State)
+	case n.UpMsec < 1000:
+		return fmt.Errorf("%s: Established %d ms ago", addr, n.UpMsec)
+	case n.BFD != nil && !strings.EqualFold(n.BFD.Status, "up"):
+		return fmt.Errorf("%s: Established, BFD %s", addr, n.BFD.Status)
+	}
+	return nil
 }
 
 // Neighbor returns FRR's view of neighbour addr.
