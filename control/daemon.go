@@ -54,6 +54,9 @@ type Daemon struct {
 	started time.Time
 	// loadTook is how long NewDaemon took to read the configuration.
 	loadTook time.Duration
+	// preload is the XDP program loaded while NewDaemon read the
+	// configuration, for Run's dataplane (nil: none).
+	preload *open.Pending
 
 	dp       dataplane.Dataplane
 	rec      *Reconciler
@@ -85,8 +88,10 @@ type Daemon struct {
 	reloads ReloadStatus
 }
 
-// NewDaemon loads and validates the configuration. Nothing touches the
-// host yet.
+// NewDaemon loads and validates the configuration. Meanwhile it loads the
+// XDP program and maps its [dataplane] table asks for (the verifier takes
+// about as long as a configuration of 200,000 lines): nothing is attached
+// and no pinned map is written before Run.
 func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -95,6 +100,18 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 		opts.Env = config.SystemEnv()
 	}
 	start := time.Now()
+	var pre *open.Pending
+	if opts.Dataplane == nil {
+		if dc, ok := config.PeekDataplane(opts.ConfigPath, opts.Env); ok {
+			pre = open.Preload(dc, opts.Logger)
+		}
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			pre.Close()
+		}
+	}()
 	cfg, err := config.Load(opts.ConfigPath, opts.Env)
 	if err != nil {
 		return nil, err
@@ -109,8 +126,9 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 		return nil, fmt.Errorf("%s: %w", opts.ConfigPath, err)
 	}
 	logWarnings(opts.Logger, cfg)
+	ok = true
 	return &Daemon{opts: opts, log: opts.Logger, cfg: withoutServers(cfg), model: model, scripts: scripts, forceStop: make(chan struct{}),
-		ready: make(chan struct{}), exited: make(chan struct{}), loadTook: time.Since(start)}, nil
+		ready: make(chan struct{}), exited: make(chan struct{}), loadTook: time.Since(start), preload: pre}, nil
 }
 
 // withoutServers is the configuration the daemon keeps: the model holds
@@ -136,6 +154,7 @@ func (d *Daemon) Config() *config.Config {
 func (d *Daemon) Run(ctx context.Context) error {
 	defer close(d.exited)
 	d.started = time.Now()
+	defer d.preload.Close() // unless the dataplane took it
 	cfg := d.Config()
 	sockLock, err := lockSocket(cfg.Control.Socket)
 	if err != nil {
@@ -193,7 +212,7 @@ func (d *Daemon) openDataplane(cfg *config.Config) (dataplane.Dataplane, error) 
 	dp := d.opts.Dataplane
 	if dp == nil {
 		var err error
-		if dp, err = open.Dataplane(cfg.Dataplane, d.log); err != nil {
+		if dp, err = open.Dataplane(cfg.Dataplane, d.log, d.preload); err != nil {
 			return nil, err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/xlb-dev/xlb/config"
 	"github.com/xlb-dev/xlb/dataplane"
@@ -20,12 +21,19 @@ import (
 // failure of XDP (no BPF permission, an old kernel, a verifier rejection)
 // is logged and IPVS is used instead; a pin path in use by another daemon
 // is not a failure to fall back from.
-func Dataplane(c config.Dataplane, log *slog.Logger) (dataplane.Dataplane, error) {
+//
+// pre, when not nil, is the XDP program and maps Preload loaded: taken when
+// they were loaded for c (its pin path), closed otherwise.
+func Dataplane(c config.Dataplane, log *slog.Logger, pre *Pending) (dataplane.Dataplane, error) {
 	openXDP := func() (dataplane.Dataplane, error) {
 		return xdp.Open(xdp.Options{
 			Interfaces: c.Interfaces, Mode: c.XDPMode, PinPath: c.PinPath, MountBPFFS: true, Logger: log,
 			TCPTimeout: c.TCPTimeout, TCPFinTimeout: c.TCPFinTimeout, UDPTimeout: c.UDPTimeout,
+			Preloaded: pre.wait(log),
 		})
+	}
+	if c.Mode == config.ModeIPVS {
+		pre.Close()
 	}
 	switch c.Mode {
 	case config.ModeXDP:
@@ -69,4 +77,56 @@ func Limits(mode config.Mode) dataplane.Limits {
 	l := xdp.Limits
 	l.Dataplane += ` (tried first with mode = "auto")`
 	return l
+}
+
+// Pending is an XDP program and its maps being loaded (Preload).
+type Pending struct {
+	done chan struct{}
+	pre  *xdp.Preloaded
+	err  error
+	took time.Duration
+}
+
+// Preload starts loading the XDP program and maps that c asks for, while
+// the caller does something else (the daemon reads the rest of its
+// configuration: 200,000 lines take about as long as the verifier).
+// Nothing is attached, and no pinned map is written. Dataplane takes them,
+// or Close releases them. It returns nil when c does not use XDP.
+func Preload(c config.Dataplane, log *slog.Logger) *Pending {
+	if c.Mode == config.ModeIPVS {
+		return nil
+	}
+	p := &Pending{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		start := time.Now()
+		p.pre, p.err = xdp.Preload(xdp.Options{PinPath: c.PinPath, MountBPFFS: true, Logger: log})
+		p.took = time.Since(start)
+	}()
+	return p
+}
+
+// wait waits for the load and returns it; nil if it failed (logged: Open
+// tries again, and says why).
+func (p *Pending) wait(log *slog.Logger) *xdp.Preloaded {
+	if p == nil {
+		return nil
+	}
+	<-p.done
+	if p.err != nil {
+		log.Debug("XDP program not preloaded", "error", p.err)
+		return nil
+	}
+	log.Debug("XDP program preloaded", "took", p.took.Round(time.Millisecond))
+	return p.pre
+}
+
+// Close releases what was loaded, unless Dataplane took it. A nil Pending
+// is none.
+func (p *Pending) Close() {
+	if p == nil {
+		return
+	}
+	<-p.done
+	p.pre.Close()
 }

@@ -250,3 +250,79 @@ func TestPinsCheckedPeriodically(t *testing.T) {
 		t.Errorf("pin path after Detach: %v (%v)", entries, err)
 	}
 }
+
+// Preload loads the program and maps for a pin path, holding its lock,
+// and attaches nothing; Open with the same options takes them (the
+// program attached is the one preloaded), Open with another pin path
+// closes them (the lock is released), and so does Close.
+func TestPreload(t *testing.T) {
+	e := newPinEnv(t)
+	opts := Options{Interfaces: []string{"eth0"}, PinPath: e.pin, SyncInterval: -1, MapSizes: testSizes}
+	preload := func(opts Options) (*Preloaded, error) {
+		var p *Preloaded
+		err := e.ns.Do(func() (err error) { p, err = Preload(opts); return err })
+		return p, err
+	}
+	open := func(opts Options) *Dataplane {
+		t.Helper()
+		var d *Dataplane
+		if err := e.ns.Do(func() (err error) { d, err = Open(opts); return err }); err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		return d
+	}
+
+	p, err := preload(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := attachedProgID(t, e.ns, "eth0"); id != 0 {
+		t.Errorf("program %d attached by a preload", id)
+	}
+	if _, err := preload(opts); !errors.Is(err, ErrPinPathInUse) {
+		t.Errorf("a second preload of the pin path: %v, want ErrPinPathInUse", err)
+	}
+	info, err := p.d.objs.XlbXdp.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := info.ID()
+	opts.Preloaded = p
+	d := open(opts)
+	if got := attachedProgID(t, e.ns, "eth0"); got != uint32(want) {
+		t.Errorf("attached program %d, want the preloaded %d", got, want)
+	}
+	p.Close() // taken: nothing to close
+	if err := d.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	// Loaded for another pin path: closed by Open, which loads its own.
+	p, err = preload(Options{PinPath: e.pin + "-other", MapSizes: testSizes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(e.pin + "-other") })
+	opts.Preloaded = p
+	d = open(opts)
+	if p2, err := preload(Options{PinPath: e.pin + "-other", MapSizes: testSizes}); err != nil {
+		t.Errorf("the other pin path after Open closed its preload: %v", err)
+	} else {
+		p2.Close()
+	}
+	if err := d.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+
+	// Closed without an Open: the pin path is free.
+	p, err = preload(Options{PinPath: e.pin, MapSizes: testSizes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	opts.Preloaded = nil
+	d = open(opts)
+	d.Close()
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -48,6 +49,9 @@ type Options struct {
 	SyncInterval time.Duration
 	// MapSizes overrides max_entries of maps by name (tests).
 	MapSizes map[string]uint32
+	// Preloaded is what Preload loaded for these options, if any: Open
+	// takes it (or closes it, if it was for other options).
+	Preloaded *Preloaded
 	// ManualClock leaves the program's clock to SetClock (tests); otherwise
 	// it advances every ClockPeriod.
 	ManualClock bool
@@ -178,7 +182,121 @@ var (
 
 // Open loads the program and its maps (adopting pinned ones), attaches to
 // the interfaces and reconstructs the installed services from the maps.
+// With opts.Preloaded (Preload) for the same pin path, the program and
+// maps are those; otherwise it is closed, and they are loaded here.
 func Open(opts Options) (*Dataplane, error) {
+	if err := Limits.Check(nil, len(opts.Interfaces)); err != nil {
+		opts.Preloaded.Close()
+		return nil, err
+	}
+	d := opts.Preloaded.take(opts)
+	if d == nil {
+		var err error
+		if d, err = loadDataplane(opts); err != nil {
+			return nil, err
+		}
+	}
+	d.opts = withDefaults(opts)
+	d.opts.Preloaded = nil
+	d.log = d.opts.Logger
+	ok := false
+	defer func() {
+		if !ok {
+			d.closeHandles()
+		}
+	}()
+	if err := d.adopt(); err != nil {
+		return nil, fmt.Errorf("adopt pinned state: %w", err)
+	}
+	d.publish()
+	if err := d.writeGlobals(); err != nil {
+		return nil, err
+	}
+	if err := d.initSync(); err != nil {
+		return nil, err
+	}
+	// The interfaces' settings before the program sees their packets.
+	if err := d.startIfaceWatch(); err != nil {
+		return nil, err
+	}
+	if err := d.attachAll(); err != nil {
+		return nil, err
+	}
+	if !opts.ManualClock {
+		if err := d.tick(); err != nil {
+			return nil, err
+		}
+	}
+	if opts.SyncInterval > 0 || !opts.ManualClock {
+		d.stop, d.done = make(chan struct{}), make(chan struct{})
+		d.kickGrace() // for the tables adopted
+		go d.loop()
+	}
+	if err := d.watchPins(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return d, nil
+}
+
+// Preloaded is the program and maps of a dataplane loaded ahead of Open,
+// with its pin path locked: the daemon loads them (the verifier takes
+// about half a second) while it reads its configuration.
+type Preloaded struct {
+	key   preloadKey
+	sizes map[string]uint32
+	d     *Dataplane
+}
+
+// preloadKey is what of Options the load depends on.
+type preloadKey struct {
+	pinPath      string
+	mountBPFFS   bool
+	synFloodRate int
+}
+
+func keyOf(opts Options) preloadKey {
+	return preloadKey{pinPath: opts.PinPath, mountBPFFS: opts.MountBPFFS, synFloodRate: opts.SYNFloodRate}
+}
+
+// Preload loads the program and maps Open(opts) would: nothing is
+// attached, and the pinned maps (adopted) are not written. Close releases
+// them and the pin path, unless Open took them.
+func Preload(opts Options) (*Preloaded, error) {
+	d, err := loadDataplane(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Preloaded{key: keyOf(opts), sizes: maps.Clone(opts.MapSizes), d: d}, nil
+}
+
+// Close releases what Preload loaded, unless Open took it. A nil
+// Preloaded is none.
+func (p *Preloaded) Close() {
+	if p == nil || p.d == nil {
+		return
+	}
+	p.d.closeHandles()
+	p.d = nil
+}
+
+// take returns the dataplane loaded for opts, nil if there is none or it
+// was loaded for other options (it is closed then).
+func (p *Preloaded) take(opts Options) *Dataplane {
+	if p == nil || p.d == nil {
+		return nil
+	}
+	if keyOf(opts) != p.key || !maps.Equal(opts.MapSizes, p.sizes) {
+		p.Close()
+		return nil
+	}
+	d := p.d
+	p.d = nil
+	return d
+}
+
+// withDefaults is opts with its unset fields at their defaults.
+func withDefaults(opts Options) Options {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -191,9 +309,13 @@ func Open(opts Options) (*Dataplane, error) {
 	if opts.SyncInterval == 0 {
 		opts.SyncInterval = 5 * time.Second
 	}
-	if err := Limits.Check(nil, len(opts.Interfaces)); err != nil {
-		return nil, err
-	}
+	return opts
+}
+
+// loadDataplane locks the pin path, and loads the program and maps
+// (adopting the pinned ones): the first part of Open, and Preload.
+func loadDataplane(opts Options) (*Dataplane, error) {
+	opts = withDefaults(opts)
 	if opts.MountBPFFS && opts.PinPath != "" {
 		if err := mountPinPath(opts.PinPath, opts.Logger); err != nil {
 			return nil, err
@@ -237,43 +359,6 @@ func Open(opts Options) (*Dataplane, error) {
 		}
 		return nil, err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			d.closeHandles()
-		}
-	}()
-	if err := d.adopt(); err != nil {
-		return nil, fmt.Errorf("adopt pinned state: %w", err)
-	}
-	d.publish()
-	if err := d.writeGlobals(); err != nil {
-		return nil, err
-	}
-	if err := d.initSync(); err != nil {
-		return nil, err
-	}
-	// The interfaces' settings before the program sees their packets.
-	if err := d.startIfaceWatch(); err != nil {
-		return nil, err
-	}
-	if err := d.attachAll(); err != nil {
-		return nil, err
-	}
-	if !opts.ManualClock {
-		if err := d.tick(); err != nil {
-			return nil, err
-		}
-	}
-	if opts.SyncInterval > 0 || !opts.ManualClock {
-		d.stop, d.done = make(chan struct{}), make(chan struct{})
-		d.kickGrace() // for the tables adopted
-		go d.loop()
-	}
-	if err := d.watchPins(); err != nil {
-		return nil, err
-	}
-	ok = true
 	return d, nil
 }
 
