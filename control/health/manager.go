@@ -103,7 +103,7 @@ type Manager struct {
 	// order (a key given twice is there twice: one check); n counts the
 	// distinct ones. A slice, not a map by key: at 64,000 checks the map
 	// was 3.3 MB of the steady heap, and only an Update and a Lookup by
-	// key need one, which they make when they do (byKey). orderID is the
+	// key need one, which they make when they do (checksByKey). orderID is the
 	// caller's name for the list (UpdateChecksOrdered; 0: none):
 	// StatesOrdered reads the states in its order, without a lookup by
 	// key.

@@ -74,10 +74,10 @@ func (r *synRoute) stale() bool {
 	return false
 }
 
-// fresh reports whether r's sender would have heard of a change of the
-// routes since r was learned, and heard of none: reading the changes
-// heard since its last read when that was a while ago. A route without a
-// sender never is.
+// fresh reports whether r's sender has heard of no change of the routes
+// since r was learned; it reads the changes first when it last did over
+// pktRefreshEvery ago. A route without a sender is never fresh: its check
+// learns it again after a run that timed out.
 func (r *synRoute) fresh(now time.Time) bool {
 	switch {
 	case r.via != nil:

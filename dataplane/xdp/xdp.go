@@ -189,6 +189,7 @@ func Open(opts Options) (*Dataplane, error) {
 		opts.Preloaded.Close()
 		return nil, err
 	}
+	opts = withDefaults(opts)
 	d := opts.Preloaded.take(opts)
 	if d == nil {
 		var err error
@@ -196,9 +197,8 @@ func Open(opts Options) (*Dataplane, error) {
 			return nil, err
 		}
 	}
-	d.opts = withDefaults(opts)
-	d.opts.Preloaded = nil
-	d.log = d.opts.Logger
+	opts.Preloaded = nil
+	d.opts, d.log = opts, opts.Logger
 	ok := false
 	defer func() {
 		if !ok {
