@@ -49,9 +49,15 @@ func (l *lab) check(t *testing.T, s health.Spec) error {
 	if err != nil {
 		t.Fatalf("NewChecker: %v", err)
 	}
+	return l.run(t, c, s.Timeout)
+}
+
+// run runs c once from the director namespace, within timeout.
+func (l *lab) run(t *testing.T, c health.Checker, timeout time.Duration) error {
+	t.Helper()
 	var cerr error
 	if err := l.dir.Do(func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		cerr = c.Check(ctx)
 		return nil

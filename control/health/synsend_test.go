@@ -1,7 +1,6 @@
 package health_test
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -228,23 +227,11 @@ func TestTCPProbeRawRouteKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := func() error {
-		var cerr error
-		if err := l.dir.Do(func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), silent.Timeout)
-			defer cancel()
-			cerr = c.Check(ctx)
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return cerr
-	}
 	timedOut := func(runs int) uint64 {
 		t.Helper()
 		before := health.RouteLearns()
 		for range runs {
-			if err := run(); !errors.Is(err, os.ErrDeadlineExceeded) {
+			if err := l.run(t, c, silent.Timeout); !errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("silent real server: %v, want i/o timeout", err)
 			}
 		}
