@@ -47,7 +47,7 @@ type Inputs struct {
 // NextHop is a direct-routing real server's next hop.
 type NextHop struct {
 	MAC     dataplane.MAC
-	Ifindex int
+	Ifindex int32
 }
 
 // Desired is the dataplane state wanted for in, and the state of each

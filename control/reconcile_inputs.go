@@ -56,7 +56,7 @@ func (r *Reconciler) nextHops(in *Inputs) {
 			switch s.Forward {
 			case dataplane.DirectRouting:
 				if mac, ifindex, ok := r.neigh.Lookup(rs.Addr); ok {
-					in.NextHops[rs.Addr] = NextHop{MAC: dataplane.MACFrom(mac), Ifindex: ifindex}
+					in.NextHops[rs.Addr] = NextHop{MAC: dataplane.MACFrom(mac), Ifindex: int32(ifindex)}
 					if in.checkState(s, rs) == health.StateDown {
 						r.neigh.Reprobe(rs.Addr)
 					}

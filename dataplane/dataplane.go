@@ -90,9 +90,6 @@ type Service struct {
 // Backend is a real server of a service.
 type Backend struct {
 	Addr netip.Addr
-	// Port is the real server's port. NAT may map ports (VIP:80 ->
-	// RIP:8080); DR and tunnel modes require it to equal the service port.
-	Port uint16
 	// Weight 0 drains: no new flows, established flows stay.
 	Weight uint32
 	// UpperThreshold and LowerThreshold are ipvsadm's -x and -y: a real
@@ -102,14 +99,19 @@ type Backend struct {
 	// is 0. UpperThreshold 0: no limit. LowerThreshold <= UpperThreshold.
 	UpperThreshold uint32
 	LowerThreshold uint32
-	// MAC and Ifindex are the next hop of a direct-routing real server on
+	// Ifindex and MAC are the next hop of a direct-routing real server on
 	// the director's attached interfaces, resolved by the control plane
 	// from the neighbour table. A DR backend without a MAC gets no new flows.
-	MAC     MAC
-	Ifindex int
+	// An int32, as the kernel's: a Backend is 48 bytes, and a service's 64
+	// fill a 3,072-byte size class of Go's allocator, not 4,096.
+	Ifindex int32
+	// Port is the real server's port. NAT may map ports (VIP:80 ->
+	// RIP:8080); DR and tunnel modes require it to equal the service port.
+	Port uint16
+	MAC  MAC
 }
 
-// MAC is an Ethernet address, held by value: a Backend is 56 bytes, not
+// MAC is an Ethernet address, held by value: a Backend is 48 bytes, not
 // 80 with a net.HardwareAddr and its own allocation (65,536 of them in
 // each copy of the desired state). The zero MAC is none: not resolved.
 type MAC [6]byte

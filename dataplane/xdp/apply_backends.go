@@ -134,7 +134,7 @@ func (d *Dataplane) backendsOf(st *svcState) []dataplane.Backend {
 			UpperThreshold: be.thresh.Upper, LowerThreshold: be.thresh.Lower}
 		if be.entry.Flags&uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC) != 0 {
 			b.MAC = be.entry.Mac
-			b.Ifindex = int(be.entry.Ifindex)
+			b.Ifindex = int32(be.entry.Ifindex)
 		}
 		out = append(out, b)
 	}
@@ -159,7 +159,7 @@ func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dat
 		Pos:    uint32(pos),
 	}
 	if b.MAC.Valid() && b.Ifindex > 0 {
-		smac, err := d.ifaceMAC(b.Ifindex)
+		smac, err := d.ifaceMAC(int(b.Ifindex))
 		if err != nil || len(smac) != 6 {
 			return e, fmt.Errorf("real server %s: egress interface %d: %v", b.Key(), b.Ifindex, err)
 		}
@@ -168,11 +168,11 @@ func (d *Dataplane) backendEntry(svc uint32, pos int, s dataplane.Service, b dat
 		copy(e.Smac[:], smac)
 		e.Flags |= uint32(bpfXlbBackendFlagsXLB_BE_F_HAS_MAC)
 		// Redirects to an interface need it in the devmap.
-		if !d.devmap[b.Ifindex] {
+		if !d.devmap[int(b.Ifindex)] {
 			if err := d.objs.XlbDevmapV1.Update(uint32(b.Ifindex), uint32(b.Ifindex), ebpf.UpdateAny); err != nil {
 				return e, fmt.Errorf("devmap: %w", err)
 			}
-			d.devmap[b.Ifindex] = true
+			d.devmap[int(b.Ifindex)] = true
 		}
 	}
 	if s.Forward == dataplane.Tunnel && !s.Tunnel.Source.IsValid() {

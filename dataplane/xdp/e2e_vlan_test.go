@@ -105,7 +105,7 @@ func TestE2EVLANOffload(t *testing.T) {
 	svc := dataplane.Service{
 		Name: "dns", Key: dataplane.ServiceKey{Addr: vip4, Port: 53, Proto: dataplane.UDP},
 		Scheduler: dataplane.RoundRobin, Forward: dataplane.DirectRouting, Enabled: true,
-		Backends: []dataplane.Backend{{Addr: rip4, Port: 53, Weight: 1, MAC: dataplane.MACFrom(rsEth0), Ifindex: eth1}},
+		Backends: []dataplane.Backend{{Addr: rip4, Port: 53, Weight: 1, MAC: dataplane.MACFrom(rsEth0), Ifindex: int32(eth1)}},
 	}
 	if err := dir.Do(func() error { return d.Apply(t.Context(), []dataplane.Service{svc}) }); err != nil {
 		t.Fatalf("apply: %v", err)

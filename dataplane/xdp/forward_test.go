@@ -90,7 +90,7 @@ func TestForwardingTable(t *testing.T) {
 	rs4 := e.rs(0, "10.0.1.1", 1)
 	rs6 := e.rs(1, "2001:db8:1::1", 1)
 	rsOther := e.rs(2, "10.0.2.1", 1)
-	rsOther.Ifindex = e.eth1
+	rsOther.Ifindex = int32(e.eth1)
 	disabled := drService(netip.MustParseAddr("10.0.0.4"), dataplane.TCP, dataplane.RoundRobin, e.rs(0, "10.0.1.1", 1))
 	disabled.Enabled = false
 	e.apply(

@@ -26,7 +26,7 @@ func (e *env) pool(n int, weights ...uint32) []dataplane.Backend {
 			Port:    80,
 			Weight:  w,
 			MAC:     dataplane.MAC{0x02, 0xbb, 0, 0, byte(i >> 8), byte(i)},
-			Ifindex: e.eth0,
+			Ifindex: int32(e.eth0),
 		}
 	}
 	return bs

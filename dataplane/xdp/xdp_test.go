@@ -145,7 +145,7 @@ var (
 // rs is real server i behind eth0.
 func (e *env) rs(i int, addr string, weight uint32) dataplane.Backend {
 	a := netip.MustParseAddr(addr)
-	return dataplane.Backend{Addr: a, Port: 80, Weight: weight, MAC: dataplane.MACFrom(rsMAC[i%len(rsMAC)]), Ifindex: e.eth0}
+	return dataplane.Backend{Addr: a, Port: 80, Weight: weight, MAC: dataplane.MACFrom(rsMAC[i%len(rsMAC)]), Ifindex: int32(e.eth0)}
 }
 
 func drService(vip netip.Addr, proto dataplane.Proto, sched dataplane.Scheduler, bs ...dataplane.Backend) dataplane.Service {
