@@ -180,17 +180,16 @@ func (d *Director) Kill() {
 	sw.MustRun(t, "nft", "add chain bridge xlbt dead { type filter hook forward priority 0 ; }")
 	sw.MustRun(t, "nft", "add rule bridge xlbt dead iifname "+d.port+" drop")
 	sw.MustRun(t, "nft", "add rule bridge xlbt dead oifname "+d.port+" drop")
-	d.mu.Lock()
-	p, done := d.proc, d.done
-	d.proc = nil
-	d.mu.Unlock()
-	if p != nil {
-		_ = p.Kill()
-		<-done
-	}
+	d.killProc()
 }
 
 func (d *Director) cleanup() {
+	d.killProc()
+	_ = os.RemoveAll(d.PinPath)
+}
+
+// killProc sends SIGKILL to the daemon, if it runs, and waits for it.
+func (d *Director) killProc() {
 	d.mu.Lock()
 	p, done := d.proc, d.done
 	d.proc = nil
@@ -199,7 +198,6 @@ func (d *Director) cleanup() {
 		_ = p.Kill()
 		<-done
 	}
-	_ = os.RemoveAll(d.PinPath)
 }
 
 // Run runs an xlb command against the director's socket.
