@@ -159,6 +159,9 @@ type readyList struct {
 	head int // s[head:] wait
 }
 
+// readyKeep is the most checks a drained readyList keeps room for.
+const readyKeep = 4096
+
 func (r *readyList) len() int      { return len(r.s) - r.head }
 func (r *readyList) front() *check { return r.s[r.head] }
 func (r *readyList) push(c *check) { r.s = append(r.s, c) }
@@ -168,6 +171,12 @@ func (r *readyList) pop() {
 	r.s[r.head] = nil
 	r.head++
 	switch {
+	case r.head == len(r.s) && cap(r.s) > readyKeep:
+		// Drained after a burst (the start, a reload, every check due
+		// at once): its array goes (0.9 MB at 64,000 checks, held for
+		// good before); the steady state's few due checks at a time
+		// fit readyKeep.
+		r.s, r.head = nil, 0
 	case r.head == len(r.s):
 		r.s, r.head = r.s[:0], 0
 	case r.head >= 1024 && 2*r.head >= len(r.s):

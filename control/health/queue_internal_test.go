@@ -79,3 +79,42 @@ func BenchmarkCheckHeap(b *testing.B) {
 		q.push(c)
 	}
 }
+
+// TestReadyListReleased: a ready list drained after a burst lets its
+// array go; a small one keeps its room; the order is first in, first out
+// throughout, and the room-behind compaction keeps it.
+func TestReadyListReleased(t *testing.T) {
+	var r readyList
+	checks := make([]check, 3*readyKeep)
+	for i := range checks {
+		r.push(&checks[i])
+	}
+	extra := 0
+	for i := range checks {
+		if r.len() != len(checks)-i+extra || r.front() != &checks[i] {
+			t.Fatalf("pop %d: front %p of %d, want %p of %d", i, r.front(), r.len(), &checks[i], len(checks)-i+extra)
+		}
+		if i == len(checks)/2 {
+			// Pushed while half drained: after the rest, in order.
+			r.push(&checks[0])
+			extra = 1
+		}
+		r.pop()
+	}
+	if r.len() != 1 || r.front() != &checks[0] {
+		t.Fatalf("%d left, want the check pushed while draining", r.len())
+	}
+	r.pop()
+	if r.len() != 0 || cap(r.s) != 0 {
+		t.Fatalf("drained after %d checks: %d left, room for %d kept", len(checks), r.len(), cap(r.s))
+	}
+	for i := range 10 {
+		r.push(&checks[i])
+	}
+	for range 10 {
+		r.pop()
+	}
+	if cap(r.s) == 0 {
+		t.Fatal("a drained list of 10 checks let its room go")
+	}
+}
