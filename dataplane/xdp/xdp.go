@@ -104,6 +104,7 @@ type Dataplane struct {
 	// backends describes every backend id in use, live or retired;
 	// retired finds the retired ones by service and real server.
 	backends beTable
+	upd      updateScratch // updateService's
 	retired  map[retiredKey]uint32
 	// deadSvcs are ids of removed services whose flows are still tracked.
 	deadSvcs map[uint32]bool
