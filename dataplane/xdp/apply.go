@@ -143,6 +143,15 @@ func (d *Dataplane) apply(desired []dataplane.Service, same map[dataplane.Servic
 	for _, s := range desired {
 		want[s.Key] = true
 	}
+	// Every service updated queues one candidate list (2 KB): room for
+	// them at once.
+	updates := 0
+	for _, s := range desired {
+		if st := d.services[s.Key]; st == nil || !st.installed || !same[s.Key] {
+			updates++
+		}
+	}
+	w.cands.reserve(updates)
 	var errs []error
 	var touched []*svcState
 	for k, st := range d.services {
@@ -417,8 +426,13 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 		w.svcIDs.put(svcKey(s.Key), st.id)
 	}
 
-	// Phase 3: final flags; real servers no longer configured retire.
-	d.natDrop(st)
+	// Phase 3: final flags; real servers no longer configured retire. The
+	// NAT real servers are counted again only if they may have changed (a
+	// weight's change touched 64 entries of Dataplane.nat).
+	natSame := st.installed && st.natOn == (s.Forward == dataplane.NAT) && st.svc.Key == s.Key && slices.Equal(st.ids, ids)
+	if !natSame {
+		d.natDrop(st)
+	}
 	for i := range s.Backends {
 		be := d.backends.get(ids[i])
 		if wrote1[i] && interims[i] != entries[i] || !wrote1[i] && (!st.installed || be.entry != entries[i] || be.retired) {
@@ -446,7 +460,9 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 	st.svc = s
 	st.svc.Backends = nil
 	st.installed = true
-	d.natAdd(st)
+	if !natSame {
+		d.natAdd(st)
+	}
 	return nil
 }
 

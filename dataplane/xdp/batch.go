@@ -3,6 +3,7 @@ package xdp
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -34,6 +35,12 @@ func newQueue[K, V any](m *ebpf.Map, name string) *queue[K, V] {
 func (q *queue[K, V]) put(k K, v V) {
 	q.keys = append(q.keys, k)
 	q.vals = append(q.vals, v)
+}
+
+// reserve makes room for n more updates at once, instead of the arrays
+// append grows (and discards) on the way.
+func (q *queue[K, V]) reserve(n int) {
+	q.keys, q.vals = slices.Grow(q.keys, n), slices.Grow(q.vals, n)
 }
 
 func (q *queue[K, V]) del(k K) { q.dels = append(q.dels, k) }
