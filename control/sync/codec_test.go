@@ -118,6 +118,14 @@ func TestDecodeIPVSRefusals(t *testing.T) {
 	one := EncodeIPVS(51, []Record{recV4}, 1472)[0]
 	two := EncodeIPVS(51, []Record{recV4, recV4}, 1472)[0]
 	seq := append([]byte{optSeqData, seqOptLen}, make([]byte, seqOptLen)...)
+	// mapped is an IPv6 record whose address at off (in the record) is
+	// IPv4-mapped.
+	mapped := func(off int) []byte {
+		b := slices.Clone(EncodeIPVS(51, []Record{recV6}, 1472)[0])
+		a := netip.MustParseAddr("::ffff:192.0.2.10").As16()
+		copy(b[ipvsHeaderLen+off:], a[:])
+		return b
+	}
 	for _, c := range []struct {
 		name    string
 		msg     []byte
@@ -155,6 +163,9 @@ func TestDecodeIPVSRefusals(t *testing.T) {
 		{"SCTP", set(one, 9, 132), 51, ReasonNone, 0, ReasonProtocol},
 		{"a template's state is not checked", set(set(one, 14, 0x10), 16, 0, 11), 51, ReasonNone, 1, ReasonNone},
 		{"one of two records skipped", set(two, 9, 132), 51, ReasonNone, 1, ReasonProtocol},
+		// Found by FuzzDecode: accepted, it could not be encoded again.
+		{"IPv4-mapped client in an IPv6 record", mapped(24), 51, ReasonNone, 0, ReasonAddress},
+		{"IPv4-mapped real server in an IPv6 record", mapped(24 + 2*16), 51, ReasonNone, 0, ReasonAddress},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			recs, skipped, why := DecodeIPVS(c.msg, c.syncID)

@@ -170,8 +170,9 @@ type Skipped struct {
 // message whose size is not the datagram's, whose sync id is not ours
 // (unless ours is 0), whose version, reserved or spare byte is wrong, or
 // whose records or options run past it is refused whole (the Reason); a
-// record with an unknown mandatory option, an unknown protocol or an
-// invalid state is skipped, the others kept.
+// record with an unknown mandatory option, an unknown protocol, an
+// invalid state or an IPv4-mapped address in an IPv6 record is skipped,
+// the others kept.
 func DecodeIPVS(b []byte, syncID uint8) ([]Record, []Skipped, Reason) {
 	if len(b) < 4 {
 		return nil, nil, ReasonSize
@@ -207,7 +208,7 @@ func DecodeIPVS(b []byte, syncID uint8) ([]Record, []Skipped, Reason) {
 		switch why {
 		case ReasonNone:
 			recs = append(recs, r)
-		case ReasonOption, ReasonProtocol, ReasonState:
+		case ReasonOption, ReasonProtocol, ReasonState, ReasonAddress:
 			skipped = append(skipped, Skipped{Index: i, Reason: why})
 		default:
 			return nil, nil, why
@@ -218,8 +219,8 @@ func DecodeIPVS(b []byte, syncID uint8) ([]Record, []Skipped, Reason) {
 }
 
 // decodeRecord reads one record (ip_vs_proc_sync_conn). A reason of
-// ReasonOption, ReasonProtocol or ReasonState skips the record; others
-// refuse the message.
+// ReasonOption, ReasonProtocol, ReasonState or ReasonAddress skips the
+// record; others refuse the message.
 func decodeRecord(b []byte) (Record, Reason) {
 	var r Record
 	v6 := b[0]&typeINET6 != 0 // the kernel reads only this bit of a v6 record's type
@@ -280,6 +281,9 @@ func decodeRecord(b []byte) (Record, Reason) {
 	if seen&(1<<optPEData) != 0 && seen&(1<<optPEName) == 0 {
 		// Persistence engine data without its engine's name.
 		return r, ReasonOption
+	}
+	if v6 && (r.Client.Addr().Is4In6() || r.Virtual.Addr().Is4In6() || r.Real.Addr().Is4In6()) {
+		return r, ReasonAddress
 	}
 	if r.Flags&FlagTemplate == 0 {
 		switch r.Protocol {

@@ -23,6 +23,10 @@ const (
 	ReasonUnknownReal    // the service has no such real server here
 	ReasonFull           // the table of imported connections is full
 	ReasonFailed         // the dataplane refused it
+	// An IPv6 record with an IPv4-mapped address: IPv6 traffic never has
+	// one (a mapped address is IPv4 traffic, with IPv4 records), and no
+	// record can carry it back.
+	ReasonAddress
 	reasonCount
 )
 
@@ -31,7 +35,7 @@ var reasonNames = [...]string{
 	ReasonMalformed: "malformed", ReasonHMAC: "hmac", ReasonReplay: "replay", ReasonPeer: "peer",
 	ReasonOption: "option", ReasonProtocol: "protocol", ReasonState: "state",
 	ReasonUnknownService: "unknown_service", ReasonUnknownReal: "unknown_real_server",
-	ReasonFull: "full", ReasonFailed: "failed",
+	ReasonFull: "full", ReasonFailed: "failed", ReasonAddress: "address",
 }
 
 func (r Reason) String() string {
