@@ -13,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/dataplane/nldump"
 )
 
 // SystemEnv returns a ScriptEnv over the network namespace of the calling
@@ -51,7 +53,7 @@ func (systemEnv) InterfaceSubnets(ifname string) ([]netip.Prefix, error) {
 		}
 		return nil, fmt.Errorf("look up interface %q: %w", ifname, err)
 	}
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_ALL)
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %q: %w", ifname, err)
 	}
@@ -73,7 +75,7 @@ func (systemEnv) InterfaceSubnets(ifname string) ([]netip.Prefix, error) {
 	// Routes through the interface without a gateway ("ip route add
 	// 10.1.0.0/24 dev eth0", scope link for IPv4) are directly connected
 	// too.
-	routes, err := netlink.RouteList(link, netlink.FAMILY_ALL)
+	routes, err := nldump.Retry(func() ([]netlink.Route, error) { return netlink.RouteList(link, netlink.FAMILY_ALL) })
 	if err != nil {
 		return nil, fmt.Errorf("list routes of %q: %w", ifname, err)
 	}

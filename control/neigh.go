@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/dataplane/nldump"
 )
 
 // NetNeighbors resolves direct-routing real servers' MACs from the kernel's
@@ -393,7 +395,7 @@ func (n *NetNeighbors) find(a netip.Addr, link int) *netlink.Neigh {
 	if a.Is6() {
 		family = netlink.FAMILY_V6
 	}
-	neighs, err := n.h.NeighList(link, family)
+	neighs, err := nldump.Retry(func() ([]netlink.Neigh, error) { return n.h.NeighList(link, family) })
 	if err != nil {
 		n.log.Warn("list neighbours", "error", err)
 		return nil

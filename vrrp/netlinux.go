@@ -17,6 +17,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/dataplane/nldump"
 )
 
 // LinuxNetwork is the Network of a Linux host (of the network namespace
@@ -26,25 +28,6 @@ type LinuxNetwork struct{}
 
 var _ Network = (*LinuxNetwork)(nil)
 
-// dumpTries bounds the runs of a netlink dump that changes interrupt.
-const dumpTries = 5
-
-// redump runs dump again while a change of what it lists interrupts it
-// (NLM_F_DUMP_INTR: the kernel's answer may be inconsistent, and the
-// library says so with ErrDumpInterrupted), at most dumpTries times. An
-// instance starting while another adds its VIPs on the same interface
-// saw one, and VRRP stopped on it (a VM test).
-func redump[T any](dump func() ([]T, error)) ([]T, error) {
-	var out []T
-	var err error
-	for range dumpTries {
-		if out, err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
-	return out, err
-}
-
 // Link implements Network.
 func (*LinuxNetwork) Link(name string, exclude []netip.Addr) (Link, error) {
 	l, err := netlink.LinkByName(name)
@@ -53,7 +36,7 @@ func (*LinuxNetwork) Link(name string, exclude []netip.Addr) (Link, error) {
 	}
 	a := l.Attrs()
 	out := Link{Name: name, Index: a.Index, MAC: a.HardwareAddr, Up: a.Flags&net.FlagUp != 0 && a.RawFlags&unix.IFF_RUNNING != 0}
-	addrs, err := redump(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_ALL) })
+	addrs, err := nldump.Retry(func() ([]netlink.Addr, error) { return netlink.AddrList(l, netlink.FAMILY_ALL) })
 	if err != nil {
 		return Link{}, fmt.Errorf("addresses of %s: %w", name, err)
 	}

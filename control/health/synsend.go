@@ -17,6 +17,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/xlb-dev/xlb/dataplane/nldump"
 )
 
 // The IPv4 SYNs of a prober with a tap (synprobe_tap.go) leave through an
@@ -302,7 +304,7 @@ func (s *pktSender) refresh(l *pktLink, now time.Time) {
 	link, err := s.nl.LinkByIndex(l.index)
 	if err == nil && link.Attrs().EncapType == "ether" && len(link.Attrs().HardwareAddr) == 6 && link.Attrs().Flags&net.FlagUp != 0 {
 		mac = link.Attrs().HardwareAddr
-		neighs, err = s.nl.NeighList(l.index, unix.AF_INET)
+		neighs, err = nldump.Retry(func() ([]netlink.Neigh, error) { return s.nl.NeighList(l.index, unix.AF_INET) })
 		if err != nil {
 			neighs = nil
 		}

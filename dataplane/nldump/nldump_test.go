@@ -1,4 +1,4 @@
-package vrrp
+package nldump_test
 
 import (
 	"errors"
@@ -6,12 +6,14 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/xlb-dev/xlb/dataplane/nldump"
 )
 
-// TestRedump: a dump that a change interrupted runs again, and its next
+// TestRetry: a dump that a change interrupted runs again, and its next
 // complete answer is used; one interrupted every time gives up after
-// dumpTries runs with the error; any other error is not retried.
-func TestRedump(t *testing.T) {
+// Tries runs with the error; any other error is not retried.
+func TestRetry(t *testing.T) {
 	for _, c := range []struct {
 		name        string
 		interrupted int   // runs interrupted before a complete one
@@ -22,12 +24,12 @@ func TestRedump(t *testing.T) {
 	}{
 		{"complete", 0, nil, 1, []int{1}, nil},
 		{"interrupted twice", 2, nil, 3, []int{3}, nil},
-		{"always interrupted", dumpTries + 3, nil, dumpTries, []int{dumpTries}, netlink.ErrDumpInterrupted},
+		{"always interrupted", nldump.Tries + 3, nil, nldump.Tries, []int{nldump.Tries}, netlink.ErrDumpInterrupted},
 		{"another error", 0, errors.New("boom"), 1, nil, errors.New("boom")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			runs := 0
-			got, err := redump(func() ([]int, error) {
+			got, err := nldump.Retry(func() ([]int, error) {
 				runs++
 				switch {
 				case c.other != nil:
