@@ -439,6 +439,11 @@ func (d *Director) Metrics() (string, error) {
 	return buf.String(), err
 }
 
+// BuildTags are the build tags of xlb's binary, as the Makefile's
+// BUILD_TAGS (TestBuildTags): gRPC without golang.org/x/net/trace, which
+// would make the linker keep every exported method (see the Makefile).
+const BuildTags = "grpcnotrace"
+
 // Binary returns the xlb binary the lab runs: $XLB_BIN (the Makefile sets
 // it to bin/xlb), else one built once for this process.
 func Binary(t testing.TB) string {
@@ -454,7 +459,7 @@ func Binary(t testing.TB) string {
 		}
 		dir := filepath.Dir(strings.TrimSpace(string(root)))
 		out := filepath.Join(os.TempDir(), fmt.Sprintf("xlb-lab-%d", os.Getpid()))
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/xlb")
+		cmd := exec.Command("go", "build", "-tags", BuildTags, "-o", out, "./cmd/xlb")
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if o, err := cmd.CombinedOutput(); err != nil {

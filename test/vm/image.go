@@ -71,7 +71,7 @@ func buildPrograms(ctx context.Context, root, outDir string, builds []Build) ([]
 			return nil, fmt.Errorf("build %q -> %q: want a path inside the module and an absolute destination", b.Path, b.Dst)
 		}
 		out := filepath.Join(outDir, fmt.Sprintf("%d-%s", i, path.Base(rel)))
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./"+rel)
+		cmd := exec.CommandContext(ctx, "go", "build", "-tags", b.Tags, "-o", out, "./"+rel)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 		if b, err := cmd.CombinedOutput(); err != nil {

@@ -52,6 +52,7 @@ type File struct {
 type Build struct {
 	Path string // package path relative to the module root
 	Dst  string // absolute path inside the VM
+	Tags string // build tags (go build -tags), if any
 }
 
 // DefaultModules are the kernel modules shipped (with their dependencies)

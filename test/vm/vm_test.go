@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/test/lab"
 	"github.com/xlb-dev/xlb/test/vm"
 )
 
@@ -73,7 +74,7 @@ var guestHostBinaries = []string{"ip", "ethtool", "keepalived", "ipvsadm"}
 
 // guestBuilds are programs built and shipped into the VM.
 var guestBuilds = []vm.Build{
-	{Path: "./cmd/xlb", Dst: "/usr/sbin/xlb"},
+	{Path: "./cmd/xlb", Dst: "/usr/sbin/xlb", Tags: lab.BuildTags},
 }
 
 var testLine = regexp.MustCompile(`^\s*--- (PASS|FAIL|SKIP): (\S+) \(([0-9.]+s)\)`)
