@@ -82,6 +82,10 @@ type lineFinder interface {
 	// fillElems makes the maps of the tables of the array of tables at p
 	// whole, before they are read (fastParse fills them late).
 	fillElems(p keyPath)
+	// lazyElems returns the nodes of the tables of the array of tables at
+	// p, whose keys can be read without filling their maps (keyValues);
+	// nil when their maps are whole (BurntSushi's).
+	lazyElems(p keyPath) []*lnode
 }
 
 // lineIndex maps key paths to the 1-based line where they start.
@@ -111,6 +115,9 @@ func (x *lineIndex) release(keyPath) {}
 
 // fillElems implements lineFinder: BurntSushi's maps are whole.
 func (x *lineIndex) fillElems(keyPath) {}
+
+// lazyElems implements lineFinder: BurntSushi's maps are whole.
+func (x *lineIndex) lazyElems(keyPath) []*lnode { return nil }
 
 // elemLines returns the lines of the elements of the array at p.
 func (x *lineIndex) elemLines(p keyPath) []int {

@@ -360,11 +360,15 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 	raw, _ := t.m["real_server"].([]map[string]any)
 	var rts []*table
 	var lines []int
+	var lazy []*lnode // raw's nodes, when their maps are filled only for the generic path
 	if raw == nil || slowOnly {
 		raw = nil
 		rts = t.tables("real_server")
 	} else {
-		d.idx.fillElems(t.p.key("real_server"))
+		if lazy = d.idx.lazyElems(t.p.key("real_server")); len(lazy) != len(raw) {
+			lazy = nil
+			d.idx.fillElems(t.p.key("real_server"))
+		}
 		lines = d.idx.elemLines(t.p.key("real_server"))
 	}
 	n := max(len(rts), len(raw))
@@ -375,8 +379,18 @@ func (d *decoder) virtualServer(t *table, groups map[string]*VirtualServerGroup)
 	for j := range n {
 		var rt *table
 		if raw != nil {
-			if j < len(lines) && fr.real(raw[j], j, lines[j]) {
+			var kv fewKeys
+			few := false
+			if lazy != nil {
+				few = lazy[j].fewKeys(&kv)
+			} else {
+				few = kv.fromMap(raw[j])
+			}
+			if few && j < len(lines) && fr.real(&kv, j, lines[j]) {
 				continue
+			}
+			if lazy != nil {
+				lazy[j].fillTable()
 			}
 			rt = d.table(t.p.key("real_server").index(j), "", raw[j], sectionOf("virtual_server.real_server"))
 			rt.setLabel(lazyLabel{kind: labelElem, parent: t, key: "real_server", n: j + 1})

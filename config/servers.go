@@ -126,12 +126,37 @@ var realKeys = sync.OnceValue(func() (k struct{ address, port, weight *key }) {
 	return k
 })
 
-func (f *fastRealer) real(tm map[string]any, j, line int) bool {
+// fewKeys are the keys and values of a table of a few keys, on the stack
+// (an iterator's closures made the loop's variables escape: four
+// allocations a real server).
+type fewKeys struct {
+	n int
+	k [3]string // address, port, weight: the most fastRealer reads
+	v [3]any
+}
+
+// fromMap puts m's keys into kv, when it has at most len(kv.k).
+func (kv *fewKeys) fromMap(m map[string]any) bool {
+	if len(m) > len(kv.k) {
+		return false
+	}
+	kv.n = 0
+	for k, v := range m {
+		kv.k[kv.n], kv.v[kv.n] = k, v
+		kv.n++
+	}
+	return true
+}
+
+// real decodes the real server of table j at line, whose keys and values
+// are kv, when it can (false: the generic path must).
+func (f *fastRealer) real(kv *fewKeys, j, line int) bool {
 	v := f.v
 	keys := realKeys()
 	rs := RealServer{Port: v.Port, Line: line, Weight: int(keys.weight.dv.(int64)), SMTPAlert: v.SMTPAlert}
-	rsPortOK := f.portOK
-	for k, val := range tm {
+	rsPortOK, portSet := f.portOK, false
+	for i := range kv.n {
+		k, val := kv.k[i], kv.v[i]
 		switch k {
 		case "address":
 			s, ok := val.(string)
@@ -153,7 +178,7 @@ func (f *fastRealer) real(tm map[string]any, j, line int) bool {
 				return false
 			}
 			if k == "port" {
-				rs.Port, rsPortOK = uint16(n), true
+				rs.Port, rsPortOK, portSet = uint16(n), true, true
 			} else {
 				rs.Weight = int(n)
 			}
@@ -185,7 +210,6 @@ func (f *fastRealer) real(tm map[string]any, j, line int) bool {
 		return false
 	}
 	f.seen[ap] = rs.Line
-	_, portSet := tm["port"]
 	f.ge.rsPortSet = append(f.ge.rsPortSet, portSet)
 	v.RealServers = append(v.RealServers, rs)
 	f.m.rss = append(f.m.rss, backendMeta{t: f.t, j: j, ap: ap})
