@@ -105,7 +105,12 @@ type Dataplane struct {
 	// retired finds the retired ones by service and real server.
 	backends beTable
 	upd      updateScratch // updateService's
-	retired  map[retiredKey]uint32
+	// valSame and valChanged are validate's, reused: an Apply of 1,000
+	// services made a map and a slice of them each round (a storm of
+	// failing checks is hundreds of rounds).
+	valSame    map[dataplane.ServiceKey]bool
+	valChanged []dataplane.Service
+	retired    map[retiredKey]uint32
 	// deadSvcs are ids of removed services whose flows are still tracked.
 	deadSvcs map[uint32]bool
 	// loadsClean: the last Sync read and corrected every lc/wlc load and
@@ -498,11 +503,18 @@ func (d *Dataplane) Apply(_ context.Context, desired []dataplane.Service) error 
 // differ from those installed (the others passed them when they were
 // applied): a health check's flap changes one service of a thousand.
 // It returns the services installed as desired (apply leaves them as
-// they are: comparing 65,536 backends once is enough). Called with d.mu
-// held.
+// they are: comparing 65,536 backends once is enough), valid until the
+// next call. Called with d.mu held.
 func (d *Dataplane) validate(desired []dataplane.Service) (map[dataplane.ServiceKey]bool, error) {
-	var changed []dataplane.Service
-	same := make(map[dataplane.ServiceKey]bool, len(desired))
+	if d.valSame == nil {
+		d.valSame = make(map[dataplane.ServiceKey]bool, len(desired))
+	}
+	same, changed := d.valSame, d.valChanged[:0]
+	clear(same)
+	defer func() {
+		clear(changed) // holds no backends after
+		d.valChanged = changed[:0]
+	}()
 	total := 0
 	for _, s := range desired {
 		if _, dup := same[s.Key]; dup {
