@@ -82,13 +82,16 @@ func (d *Daemon) StatusServices(rates bool) (*Status, Services) {
 	for _, s := range d.rec.Applied() {
 		applied[s.Key] = s.Backends
 	}
-	// The checks' states and errors, in the model's order, read at once.
-	n := 0
-	for _, s := range model.Services {
-		n += len(s.Reals) + 1 // and its sorry server
-	}
-	checks, checkErrs := make([]health.State, n), make([]error, n)
-	if !d.lookupOrdered(model, checks, checkErrs) {
+	// The checks' states and errors, read at once: by the model's
+	// numbers of its checks (checkIdx), or else by key in the model's
+	// order of its real servers.
+	checks, checkErrs, numbered := d.lookupOrdered(model)
+	if !numbered {
+		n := 0
+		for _, s := range model.Services {
+			n += len(s.Reals) + 1 // and its sorry server
+		}
+		checks, checkErrs = make([]health.State, n), make([]error, n)
 		keys := make([]string, 0, n) // "" for a real server without a check
 		for _, s := range model.Services {
 			for _, r := range s.reals() {
@@ -148,7 +151,12 @@ func (d *Daemon) StatusServices(rates bool) (*Status, Services) {
 			for i, r := range reals {
 				bk := r.Key()
 				bs, _ := ss.Find(bk, i)
-				state, checkErr := checks[next], checkErrs[next]
+				state, checkErr := health.StateUnknown, error(nil)
+				if !numbered {
+					state, checkErr = checks[next], checkErrs[next]
+				} else if j := int(r.checkIdx) - 1; j >= 0 {
+					state, checkErr = checks[j], checkErrs[j]
+				}
 				next++
 				var addr string
 				if k := r.checkKey(); s.Server == "" && k != "" {
@@ -202,15 +210,15 @@ func (d *Daemon) StatusServices(rates bool) (*Status, Services) {
 	return st, services
 }
 
-// lookupOrdered sets checks[i] and errs[i] to the state and last error of
-// the check of the model's i-th real server (its sorry servers counted),
-// read in the order of the model's numbered checks
-// (health.Manager.LookupOrdered): no lookup by key. It reports false when
-// the checks are not the model's numbered list (a reload between its
-// model and its checks).
-func (d *Daemon) lookupOrdered(model Model, checks []health.State, errs []error) bool {
+// lookupOrdered returns the states and last errors of the model's
+// numbered checks, the check of a real server r at r.checkIdx-1, read in
+// their order (health.Manager.LookupOrdered): no lookup by key, and no
+// second copy in the order of the real servers (1 MB at 64,000). It
+// reports false when the checks are not the model's numbered list (a
+// reload between its model and its checks).
+func (d *Daemon) lookupOrdered(model Model) ([]health.State, []error, bool) {
 	if model.checkOrder == 0 {
-		return false
+		return nil, nil, false
 	}
 	n := 0
 	for _, s := range model.Services {
@@ -218,19 +226,9 @@ func (d *Daemon) lookupOrdered(model Model, checks []health.State, errs []error)
 			n = max(n, int(r.checkIdx))
 		}
 	}
-	states, stErrs := make([]health.State, n), make([]error, n)
-	if !d.checks.LookupOrdered(model.checkOrder, states, stErrs) {
-		return false
+	states, errs := make([]health.State, n), make([]error, n)
+	if !d.checks.LookupOrdered(model.checkOrder, states, errs) {
+		return nil, nil, false
 	}
-	i := 0
-	for _, s := range model.Services {
-		for _, r := range s.reals() {
-			checks[i], errs[i] = health.StateUnknown, nil
-			if j := int(r.checkIdx) - 1; j >= 0 {
-				checks[i], errs[i] = states[j], stErrs[j]
-			}
-			i++
-		}
-	}
-	return true
+	return states, errs, true
 }
