@@ -73,6 +73,8 @@ type Daemon struct {
 	sync    syncState // [sync], connection sync (daemon_sync.go)
 	// overrides are the operators' weights (xlb set-weight, weights.go).
 	overrides *overrides
+	// reads counts the statuses and scrapes in flight (releaseMemory).
+	reads *readGate
 
 	stopping  atomic.Bool
 	forceStop chan struct{}
@@ -127,7 +129,7 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	}
 	logWarnings(opts.Logger, cfg)
 	ok = true
-	return &Daemon{opts: opts, log: opts.Logger, cfg: withoutServers(cfg), model: model, scripts: scripts, forceStop: make(chan struct{}),
+	return &Daemon{opts: opts, log: opts.Logger, cfg: withoutServers(cfg), model: model, scripts: scripts, reads: newReadGate(), forceStop: make(chan struct{}),
 		ready: make(chan struct{}), exited: make(chan struct{}), loadTook: time.Since(start), preload: pre}, nil
 }
 
@@ -293,7 +295,7 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 	g.Go("reconciler", func(ctx context.Context) error { return rec.Run(ctx, 5*time.Second) })
 	d.rates = newRateTracker(2*time.Second, d.sample)
 	g.Go("rate sampler", d.rates.run)
-	srv, err := serveMetrics(cfg.Metrics.Listen, d.metrics, d.log)
+	srv, err := serveMetrics(cfg.Metrics.Listen, d.metrics, d.reads, d.log)
 	if err != nil {
 		return nil, err
 	}
@@ -388,8 +390,9 @@ func (d *Daemon) resign() {
 	}
 }
 
-// serveMetrics serves /metrics on listen; "": nowhere (nil server).
-func serveMetrics(listen string, m *Metrics, log *slog.Logger) (*http.Server, error) {
+// serveMetrics serves /metrics on listen; "": nowhere (nil server). Its
+// scrapes count in reads.
+func serveMetrics(listen string, m *Metrics, reads *readGate, log *slog.Logger) (*http.Server, error) {
 	if listen == "" {
 		return nil, nil
 	}
@@ -398,7 +401,11 @@ func serveMetrics(listen string, m *Metrics, log *slog.Logger) (*http.Server, er
 		return nil, fmt.Errorf("metrics listen %s: %w", listen, err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", m.Handler())
+	h := m.Handler()
+	mux.Handle("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer reads.enter()()
+		h.ServeHTTP(w, r)
+	}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("metrics served", "listen", ln.Addr().String())

@@ -247,6 +247,9 @@ func (s *SocketServer) serveConn(c net.Conn) {
 	var resp Response
 	_ = c.SetReadDeadline(time.Now().Add(s.reqTime))
 	req, err := readRequest(c, s.maxReq)
+	if hr, ok := s.h.(heavyReader); ok && err == nil && req.Command == "status" {
+		defer hr.heavyRead()() // until its reply is written
+	}
 	switch {
 	case errors.Is(err, errTooLarge):
 		s.tooLarge.Add(1)
@@ -359,6 +362,13 @@ func (s *SocketServer) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(socketErrorsDesc, prometheus.CounterValue, float64(n), reason)
 	}
 	ch <- prometheus.MustNewConstMetric(socketActiveDesc, prometheus.GaugeValue, float64(st.Active))
+}
+
+// heavyReader is a Handler that counts its status streams in and out
+// (heavyRead returns the counting out): the daemon measures its steady
+// heap between them (releaseMemory).
+type heavyReader interface {
+	heavyRead() func()
 }
 
 // StatusStreamer is a Handler that gives its status a service at a time
