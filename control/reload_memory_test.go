@@ -100,7 +100,7 @@ func TestReloadDropsParsedFileBeforeApply(t *testing.T) {
 // of a larger heap) between collections, not to twice the live heap
 // (GOGC 100): with 64,000 tcp checks (a live heap of about 45 MiB) the
 // daemon held 129 MiB of RSS with twice. A reload's limit starts from a
-// room of 32 MiB or half the heap (memoryRoom). The soft memory limit
+// room of 16 MiB or half the heap (memoryRoom). The soft memory limit
 // stays twice the live heap (at least memoryFloor), which a burst may
 // reach.
 func TestMemoryRoom(t *testing.T) {
@@ -108,8 +108,8 @@ func TestMemoryRoom(t *testing.T) {
 		live, room, reload uint64
 		percent            int
 	}{
-		{16 << 20, 20 << 20, 48 << 20, 25},
-		{45 << 20, 49 << 20, 77 << 20, 8},
+		{16 << 20, 20 << 20, 32 << 20, 25},
+		{45 << 20, 49 << 20, 67<<20 + 512<<10, 8},
 		{120 << 20, 127 << 20, 180 << 20, 6},
 		{400 << 20, 425 << 20, 600 << 20, 6},
 	} {
