@@ -316,6 +316,9 @@ func (bn *bench) scenario(s shape, t targets) {
 	}
 
 	fs.add("peak RSS: status during reloads", "MiB", 0, float64(x.peak())/mib)
+	// What the runtime holds right after (HeapSys and Sys keep the peak's
+	// pages until the scavenger returns them: HeapReleased says how many).
+	bn.profile(s, "memstats-after-status-reloads", "heap?debug=1")
 	peak = max(peak, x.peak())
 	if s.Check != "none" {
 		bn.storm(x, s, t) // resets the peak: the storm's is its own figure
