@@ -211,7 +211,7 @@ var sections = []*section{
 	}},
 	{name: "debug", head: "[debug]", keys: []key{
 		{name: "pprof_listen", kind: kString, field: "PprofListen", max: 300, check: checkLoopbackListen, def: `""`,
-			doc: "`HOST:PORT` on loopback (`127.0.0.1`, `::1`, `localhost`) where Go's profiles are served (`/debug/pprof/`, as `go tool pprof http://HOST:PORT/debug/pprof/profile` reads them); `\"\"`: off. They show what the daemon spends its CPU and memory on; anyone who can connect can read them"},
+			doc: "`HOST:PORT` on loopback (`127.0.0.1`, `::1`, `localhost`) where Go's profiles are served (`/debug/pprof/`, as `go tool pprof http://HOST:PORT/debug/pprof/profile` reads them); `\"\"`: off. They show what the daemon spends its CPU and memory on; anyone who can connect can read them. Only with it does the daemon sample its allocations for heap profiles (from its start; a restart turns it on or off)"},
 	}},
 	{name: "vrrp_script", head: "[[vrrp_script]]", keys: []key{
 		{name: "name", kind: kName, field: "Name", req: "required", ka: "vrrp_script NAME", doc: "unique"},

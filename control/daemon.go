@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,6 +118,11 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	cfg, err := config.Load(opts.ConfigPath, opts.Env)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Debug.PprofListen != "" && runtime.MemProfileRate == 0 {
+		// `xlb run` samples no allocation unless its heap profiles are
+		// served: from here, they are (Go's default rate).
+		runtime.MemProfileRate = defaultMemProfileRate
 	}
 	model := ModelFromConfig(cfg)
 	// The dataplane's limits are checked once it is open (Run).
@@ -389,6 +395,10 @@ func (d *Daemon) resign() {
 		}
 	}
 }
+
+// defaultMemProfileRate is Go's runtime.MemProfileRate: an allocation
+// sampled for heap profiles every 512 KiB on average.
+const defaultMemProfileRate = 512 << 10
 
 // serveMetrics serves /metrics on listen; "": nowhere (nil server). Its
 // scrapes count in reads.
