@@ -107,11 +107,14 @@ type Manager struct {
 	// caller's name for the list (UpdateChecksOrdered; 0: none):
 	// StatesOrdered reads the states in its order, without a lookup by
 	// key.
-	checks  []*check
-	n       int
-	orderID uint64
-	queue   checkHeap // the checks waiting for their next run
-	gen     uint8     // of the last Update (marks the checks it has)
+	checks []*check
+	n      int
+	// lastErrs is the error of the last run of each check that has one,
+	// or why its Spec is invalid.
+	lastErrs map[*check]error
+	orderID  uint64
+	queue    checkHeap // the checks waiting for their next run
+	gen      uint8     // of the last Update (marks the checks it has)
 	// undecided counts the checks still Unknown; firstUp and firstDown
 	// the first results since the last summary (logSummary).
 	undecided          int
@@ -313,7 +316,7 @@ func (m *Manager) UpdateChecksOrdered(list []Check, id uint64) error {
 		}
 		var invalid error
 		if c.invalid {
-			invalid = c.lastErr
+			invalid = m.lastErrs[c]
 			errs = append(errs, fmt.Errorf("health check %s: %w", key, invalid))
 		}
 		if c.state != from || c.weight() != fromWeight {
@@ -362,7 +365,8 @@ func (m *Manager) add(key string, s *Spec, target netip.AddrPort, verr error, de
 	}
 	switch {
 	case verr != nil:
-		c.invalid, c.lastErr, c.state = true, verr, StateDown
+		c.invalid, c.state = true, StateDown
+		m.setLastErr(c, verr)
 	case s.Type == checktype.None:
 		c.state = StateUp
 	default:
@@ -407,6 +411,20 @@ func (m *Manager) remove(c *check) {
 	}
 	m.n--
 	c.gone = true
+	delete(m.lastErrs, c)
+}
+
+// setLastErr records err as c's last error (nil: none). Called with m.mu
+// held.
+func (m *Manager) setLastErr(c *check, err error) {
+	switch {
+	case err != nil && m.lastErrs == nil:
+		m.lastErrs = map[*check]error{c: err}
+	case err != nil:
+		m.lastErrs[c] = err
+	case m.lastErrs[c] != nil:
+		delete(m.lastErrs, c)
+	}
 }
 
 // Status returns a snapshot of every check.
@@ -423,7 +441,7 @@ func (m *Manager) Status() map[string]CheckStatus {
 			Successes:    int(c.successes),
 			Failures:     int(c.failures),
 			Runs:         uint64(c.runs),
-			LastError:    c.lastErr,
+			LastError:    m.lastErrs[c],
 			LastDuration: c.duration(),
 		}
 		s.Spec.Target = c.target()
@@ -492,7 +510,7 @@ func (m *Manager) LookupOrdered(id uint64, states []State, errs []error) bool {
 		return false
 	}
 	for i, c := range m.checks {
-		states[i], errs[i] = c.state, c.lastErr
+		states[i], errs[i] = c.state, m.lastErrs[c]
 	}
 	return true
 }
@@ -527,7 +545,7 @@ func (m *Manager) Lookup(keys []string, states []State, errs []error) {
 			continue
 		}
 		if c := by[key]; c != nil {
-			states[i], errs[i] = c.state, c.lastErr
+			states[i], errs[i] = c.state, m.lastErrs[c]
 		}
 	}
 }

@@ -362,7 +362,8 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 	if c.runs < math.MaxUint32 {
 		c.runs++
 	}
-	c.lastErr, c.lastRun = err, m.since(j.started)
+	c.lastRun = m.since(j.started)
+	m.setLastErr(c, err)
 	c.setDuration(d)
 	from, fromWeight := c.state, c.weight()
 	if err == nil {
