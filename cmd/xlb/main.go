@@ -101,8 +101,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// Allocations are sampled for heap profiles only when [debug]
 	// pprof_listen serves them (control.NewDaemon turns sampling on): Go's
 	// default sampling kept a 1.4 MB table of its buckets, and their
-	// stacks, for profiles no one could read.
-	runtime.MemProfileRate = 0
+	// stacks, for profiles no one could read. A rate GODEBUG set
+	// (memprofilerate=1: every allocation) is left alone.
+	if runtime.MemProfileRate == 512<<10 {
+		runtime.MemProfileRate = 0
+	}
 	fs := flags("run", stderr)
 	cfgPath := fs.String("config", defaultConfig, "configuration file")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
