@@ -83,7 +83,7 @@ type lineFinder interface {
 	// whole, before they are read (fastParse fills them late).
 	fillElems(p keyPath)
 	// lazyElems returns the nodes of the tables of the array of tables at
-	// p, whose keys can be read without filling their maps (keyValues);
+	// p, whose keys can be read without filling their maps (fewKeys);
 	// nil when their maps are whole (BurntSushi's).
 	lazyElems(p keyPath) []*lnode
 }

@@ -411,11 +411,12 @@ func (m *Manager) remove(c *check) {
 	}
 	m.n--
 	c.gone = true
-	delete(m.lastErrs, c)
+	m.setLastErr(c, nil)
 }
 
 // setLastErr records err as c's last error (nil: none). Called with m.mu
-// held.
+// held. The map goes once it is empty: a Go map keeps its size, and a
+// storm of 64,000 failing checks would have left 3 MB behind it.
 func (m *Manager) setLastErr(c *check, err error) {
 	switch {
 	case err != nil && m.lastErrs == nil:
@@ -423,7 +424,9 @@ func (m *Manager) setLastErr(c *check, err error) {
 	case err != nil:
 		m.lastErrs[c] = err
 	case m.lastErrs[c] != nil:
-		delete(m.lastErrs, c)
+		if delete(m.lastErrs, c); len(m.lastErrs) == 0 {
+			m.lastErrs = nil
+		}
 	}
 }
 
