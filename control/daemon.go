@@ -122,7 +122,7 @@ func NewDaemon(opts DaemonOptions) (*Daemon, error) {
 	if cfg.Debug.PprofListen != "" && runtime.MemProfileRate == 0 {
 		// `xlb run` samples no allocation unless its heap profiles are
 		// served: from here, they are (Go's default rate).
-		runtime.MemProfileRate = defaultMemProfileRate
+		runtime.MemProfileRate = DefaultMemProfileRate
 	}
 	model := ModelFromConfig(cfg)
 	// The dataplane's limits are checked once it is open (Run).
@@ -396,9 +396,9 @@ func (d *Daemon) resign() {
 	}
 }
 
-// defaultMemProfileRate is Go's runtime.MemProfileRate: an allocation
+// DefaultMemProfileRate is Go's runtime.MemProfileRate: an allocation
 // sampled for heap profiles every 512 KiB on average.
-const defaultMemProfileRate = 512 << 10
+const DefaultMemProfileRate = 512 << 10
 
 // serveMetrics serves /metrics on listen; "": nowhere (nil server). Its
 // scrapes count in reads.

@@ -103,7 +103,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	// default sampling kept a 1.4 MB table of its buckets, and their
 	// stacks, for profiles no one could read. A rate GODEBUG set
 	// (memprofilerate=1: every allocation) is left alone.
-	if runtime.MemProfileRate == 512<<10 {
+	if runtime.MemProfileRate == control.DefaultMemProfileRate {
 		runtime.MemProfileRate = 0
 	}
 	fs := flags("run", stderr)
