@@ -2,10 +2,8 @@ package control
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -51,14 +49,7 @@ func TestStatusOutputStreamed(t *testing.T) {
 	}
 
 	st := manyServices(2)
-	path := filepath.Join(t.TempDir(), "xlb.sock")
-	s, err := ListenSocket(path, statusHandler{st}, SocketOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = s.Serve(ctx) }()
+	_, path := serveSocket(t, statusHandler{st}, SocketOptions{})
 	for output, f := range map[string]Format{"text": FormatConns, "stats": FormatStats, "rate": FormatRate} {
 		var got, want bytes.Buffer
 		if err := CallOutput(path, Request{Command: "status", Output: output}, &got); err != nil {

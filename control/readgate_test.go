@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -27,14 +26,7 @@ func (h gatedHandler) heavyRead() func() { return h.gate.enter() }
 func TestReadGateHoldsWhileStatusStreams(t *testing.T) {
 	svc := testStatus().Services[0]
 	h := gatedHandler{&streamHandler{svc: svc, n: 3, release: make(chan struct{})}, newReadGate()}
-	path := filepath.Join(t.TempDir(), "xlb.sock")
-	s, err := ListenSocket(path, h, SocketOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = s.Serve(ctx) }()
+	_, path := serveSocket(t, h, SocketOptions{})
 	done := make(chan error, 1)
 	go func() { done <- CallOutput(path, Request{Command: "status", Output: "json"}, io.Discard) }()
 	nettest.WaitFor(t, 10*time.Second, "the stream counted in", func() error {

@@ -26,8 +26,15 @@ import (
 // ends.
 func serveTestSocket(t *testing.T, opts SocketOptions) (*SocketServer, string) {
 	t.Helper()
+	return serveSocket(t, childHandler{}, opts)
+}
+
+// serveSocket serves h on a fresh socket until the test ends, and checks
+// then that Serve ended cleanly and removed its file.
+func serveSocket(t *testing.T, h Handler, opts SocketOptions) (*SocketServer, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "xlb.sock")
-	s, err := ListenSocket(path, childHandler{}, opts)
+	s, err := ListenSocket(path, h, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

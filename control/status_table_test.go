@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -225,14 +224,7 @@ func TestStatusStreamedAsMade(t *testing.T) {
 		svc.Reals = append(svc.Reals, svc.Reals[0])
 	}
 	h := &streamHandler{svc: svc, n: 50, release: make(chan struct{})}
-	path := filepath.Join(t.TempDir(), "xlb.sock")
-	s, err := ListenSocket(path, h, SocketOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = s.Serve(ctx) }()
+	_, path := serveSocket(t, h, SocketOptions{})
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- CallOutput(path, Request{Command: "status", Output: "json"}, pw); pw.Close() }()
