@@ -64,47 +64,21 @@ func ModelFromConfig(c *config.Config) Model {
 				LowerThreshold: uint32(max(rs.LowerThreshold, 0)),
 			})
 		}
-		// What only some real servers have, in one allocation for the
-		// service when any has it.
-		var more []realMore
-		extra := func(i int) *realMore {
-			if more == nil {
-				more = make([]realMore, len(s.Reals))
-			}
-			s.Reals[i].more = &more[i]
-			return &more[i]
-		}
 		if vs.Group != "" {
 			s.Server = vs.Server
 			if f, ok := first[vs.Server]; ok {
+				// The group's entries but the first: their real servers
+				// as the first entry has them, in one allocation.
 				ids := make([]dataplane.BackendKey, len(s.Reals))
 				for i := range s.Reals {
 					ids[i] = f[i].Key()
-					extra(i).id = &ids[i]
+					s.Reals[i].id = &ids[i]
 				}
 			} else {
 				first[vs.Server] = s.Reals
 			}
 		}
-		// The checks' keys, which the checks' map shares: one string for
-		// the service's, each a part of it (64,000 strings of 18-24
-		// bytes were as many allocations, of 24 or 32 bytes, left among
-		// the garbage of the parse).
-		keys := make([]byte, 0, len(s.Reals)*(len(s.server())+24))
-		ends := make([]int, 0, len(s.Reals))
-		for i := range s.Reals {
-			if r := &s.Reals[i]; r.checkType() != checktype.None {
-				keys = s.appendCheckKey(keys, *r)
-			}
-			ends = append(ends, len(keys))
-		}
-		all, start := string(keys), 0
-		for i, end := range ends {
-			if end > start {
-				extra(i).key = all[start:end]
-			}
-			start = end
-		}
+		s.makeCheckKeys()
 		m.Services = append(m.Services, s)
 	}
 	m.numberChecks()

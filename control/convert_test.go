@@ -2,6 +2,7 @@ package control
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -183,18 +184,42 @@ func TestChecksAllocations(t *testing.T) {
 	}
 }
 
-// A real server of the model is 64 bytes: what only some have (a group
-// entry's id, a check's key) is behind one pointer (at 80 bytes, 64 of
-// them took a 5,376-byte allocation; at 64, 4,096).
+// A real server of the model is 64 bytes: a group entry's id is behind a
+// pointer, and its check's key is where its service's keys are (at 80
+// bytes, 64 of them took a 5,376-byte allocation; at 64, 4,096).
 func TestRealSpecSize(t *testing.T) {
 	if n := unsafe.Sizeof(RealSpec{}); n > 64 {
 		t.Errorf("RealSpec is %d bytes, want at most 64", n)
 	}
-	// What a real server with a check has behind the pointer is its key
-	// (at 56 bytes, with a group entry's id in place, 64 real servers'
-	// took 4,096 bytes; at 24, 1,536).
-	if n := unsafe.Sizeof(realMore{}); n > 24 {
-		t.Errorf("realMore is %d bytes, want at most 24", n)
+}
+
+// TestCheckKeysShared: the keys of a service's checks are parts of one
+// string, and read without allocating; those past its first 64 KiB (an
+// IPVS service of thousands of real servers) are made when asked for, the
+// same.
+func TestCheckKeysShared(t *testing.T) {
+	for _, reals := range []int{64, 5000} {
+		m := ModelFromConfig(parse(t, scaleConfig("/run/xlb.sock", "", 1, reals, "tcp", 8080)))
+		s := m.Services[0]
+		stored := 0
+		for i, r := range s.Reals {
+			want := "s0/" + netip.AddrPortFrom(r.Addr, r.Port).String()
+			if got := s.checkKey(r); got != want {
+				t.Fatalf("%d real servers: real server %d's key %q, want %q", reals, i, got, want)
+			}
+			if r.keyLen > 0 {
+				stored++
+				if allocs := testing.AllocsPerRun(10, func() { _ = s.checkKey(r) }); allocs != 0 {
+					t.Fatalf("%d real servers: reading real server %d's key allocated %.0f times", reals, i, allocs)
+				}
+			}
+		}
+		if reals == 64 && stored != 64 || reals == 5000 && (stored == 0 || stored == 5000) {
+			t.Errorf("%d real servers: %d keys stored", reals, stored)
+		}
+		if len(s.checkKeys) > math.MaxUint16+1+math.MaxUint8 {
+			t.Errorf("%d real servers: the keys' string is %d bytes", reals, len(s.checkKeys))
+		}
 	}
 }
 

@@ -112,7 +112,7 @@ func (d *Daemon) configureMail(cfg *config.Config, model Model) {
 			if _, ok := targets[k]; ok {
 				continue // a group's later entries: mailed as the first
 			}
-			id := rs.id()
+			id := rs.ident()
 			targets[k] = alertTarget{rs: mail.Trio(id.Addr, proto, id.Port), vs: vs,
 				initialUp: rs.Check.InitialUp, check: rs.checkType()}
 		}

@@ -159,8 +159,8 @@ func (d *Daemon) StatusServices(rates bool) (*Status, Services) {
 				}
 				next++
 				var addr string
-				if k := r.checkKey(); s.Server == "" && k != "" {
-					addr = k[len(s.Name)+1:] // the key's own: 65,536 strings fewer
+				if s.Server == "" && r.keyLen > 0 {
+					addr = s.checkKey(r)[len(s.Name)+1:] // the key's own: 65,536 strings fewer
 				} else {
 					addr = bk.String()
 				}
@@ -189,7 +189,7 @@ func (d *Daemon) StatusServices(rates bool) (*Status, Services) {
 				} else if r.checkType() == checktype.None {
 					ri.Health = "up"
 				}
-				if w, ok := overrides[OverrideKey{s.server(), r.id()}]; ok && !ri.Sorry {
+				if w, ok := overrides[OverrideKey{s.server(), r.ident()}]; ok && !ri.Sorry {
 					ri.Override = &w
 				}
 				if checkErr != nil {

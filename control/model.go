@@ -6,6 +6,7 @@
 package control
 
 import (
+	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -53,6 +54,9 @@ type ServiceSpec struct {
 	// Sorry, if set, takes all new flows while the service is down.
 	Sorry *RealSpec
 	Reals []RealSpec
+	// checkKeys holds the keys of its real servers' checks
+	// (makeCheckKeys).
+	checkKeys string
 	// SMTPAlert: mail when the quorum is gained or lost.
 	SMTPAlert bool
 	// Line is where the service is configured, for messages.
@@ -68,20 +72,47 @@ func (s ServiceSpec) server() string {
 	return s.Name
 }
 
-// checkKey is the key of rs's health check: the entries of a group share
-// the first entry's.
+// checkKey is the key of rs, one of s's real servers, for its health
+// check: the entries of a group share the first entry's.
 func (s ServiceSpec) checkKey(rs RealSpec) string {
-	if k := rs.checkKey(); k != "" {
-		return k
+	if rs.keyLen > 0 {
+		return s.checkKeys[rs.keyOff : int(rs.keyOff)+int(rs.keyLen)]
 	}
 	var buf [64]byte // one allocation: the string
 	return string(s.appendCheckKey(buf[:0], rs))
 }
 
+// makeCheckKeys makes the keys of the checks of s's real servers, which
+// the checks' map shares: one string for the service (checkKeys), each
+// real server's key a part of it at keyOff, keyLen bytes long. 64,000
+// strings of 18-24 bytes were as many allocations, left among the
+// garbage of the parse; and a pointer to each key (realMore, 24 bytes a
+// real server) 1.7 MB. A key past the first 64 KiB of the service's
+// (thousands of real servers, in an IPVS service) is made when
+// asked for.
+func (s *ServiceSpec) makeCheckKeys() {
+	keys := make([]byte, 0, len(s.Reals)*(len(s.server())+24))
+	for i := range s.Reals {
+		r := &s.Reals[i]
+		r.keyOff, r.keyLen = 0, 0
+		if r.checkType() == checktype.None {
+			continue
+		}
+		start := len(keys)
+		keys = s.appendCheckKey(keys, *r)
+		if n := len(keys) - start; start <= math.MaxUint16 && n <= math.MaxUint8 {
+			r.keyOff, r.keyLen = uint16(start), uint8(n)
+		} else {
+			keys = keys[:start]
+		}
+	}
+	s.checkKeys = string(keys)
+}
+
 // appendCheckKey appends the key of rs's health check, as made for a real
 // server without one (checkKey), to b.
 func (s ServiceSpec) appendCheckKey(b []byte, rs RealSpec) []byte {
-	id := rs.id()
+	id := rs.ident()
 	b = append(append(b, s.server()...), '/')
 	return netip.AddrPortFrom(id.Addr, id.Port).AppendTo(b)
 }
@@ -121,8 +152,11 @@ func (m Model) dataplaneServices() []dataplane.Service {
 // RealSpec is a real server as configured. Its fields are in the order
 // that packs it (there may be 65,536 of them).
 type RealSpec struct {
-	Addr   netip.Addr
-	Port   uint16
+	Addr netip.Addr
+	Port uint16
+	// keyOff and keyLen locate the key of its check in its service's
+	// checkKeys (keyLen 0: none there; ServiceSpec.checkKey).
+	keyOff uint16
 	Weight uint32
 	// UpperThreshold and LowerThreshold are its connection thresholds
 	// (ipvsadm -x, -y; dataplane.Backend's).
@@ -135,46 +169,25 @@ type RealSpec struct {
 	CheckPort uint16
 	// SMTPAlert: mail when its check takes it down or puts it back up.
 	SMTPAlert bool
+	keyLen    uint8
 	// checkIdx is 1 + the position of its check in the model's list
 	// (checks), when the model's checks are numbered (numberChecks);
 	// 0 otherwise.
 	checkIdx int32
-	// more is what only some real servers have (nil: nothing): one
-	// pointer, not 24 bytes in each of 65,536 (80 bytes a RealSpec, now
-	// 64).
-	more *realMore
-}
-
-// realMore is what only some real servers have: 24 bytes, with the id
-// of group entries behind a pointer of its own (a check key alone in 56
-// bytes made 64 real servers' realMores a 4,096-byte allocation; in 24,
-// 1,536).
-type realMore struct {
 	// id is the real server as configured, when it differs from Key (not
 	// nil): in the entries of a group but the first, its address and port
 	// in the first entry, whose check and weight override every entry
 	// shares.
 	id *dataplane.BackendKey
-	// key is its service's checkKey, made once (ModelFromConfig) for a
-	// real server with a check.
-	key string
-}
-
-// checkKey is the key of its check made by ModelFromConfig, if any.
-func (r RealSpec) checkKey() string {
-	if r.more == nil {
-		return ""
-	}
-	return r.more.key
 }
 
 // Key identifies the real server within its service.
 func (r RealSpec) Key() dataplane.BackendKey { return dataplane.BackendKey{Addr: r.Addr, Port: r.Port} }
 
-// id identifies the real server within its [[virtual_server]].
-func (r RealSpec) id() dataplane.BackendKey {
-	if r.more != nil && r.more.id != nil {
-		return *r.more.id
+// ident identifies the real server within its [[virtual_server]].
+func (r RealSpec) ident() dataplane.BackendKey {
+	if r.id != nil {
+		return *r.id
 	}
 	return r.Key()
 }
@@ -203,10 +216,8 @@ func (r RealSpec) checkType() health.Type {
 	return r.Check.Type
 }
 
-// CheckKey is the key of a real server's health check: "service/addr:port".
+// CheckKey is the key of a real server's health check: "service/addr:port"
+// (ServiceSpec.checkKey without its service, made).
 func CheckKey(service string, r RealSpec) string {
-	if k := r.checkKey(); k != "" {
-		return k
-	}
-	return service + "/" + r.Key().String()
+	return service + "/" + r.ident().String()
 }

@@ -545,9 +545,7 @@ func TestDesiredSharesUnchangedBackends(t *testing.T) {
 		s := m.Services[1]
 		s.Key.Port = uint16(1000 + i)
 		s.Reals = slices.Clone(s.Reals)
-		for j := range s.Reals {
-			s.Reals[j].more = &realMore{key: s.checkKey(s.Reals[j])}
-		}
+		s.makeCheckKeys()
 		big.Services = append(big.Services, s)
 	}
 	bigIn := Inputs{Model: big, Health: map[string]health.State{}}

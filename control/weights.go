@@ -43,7 +43,7 @@ type OverrideKey struct {
 // operator's word stands until reset.
 func (in Inputs) weight(s ServiceSpec, rs RealSpec) uint32 {
 	if len(in.Overrides) > 0 {
-		if w, ok := in.Overrides[OverrideKey{s.server(), rs.id()}]; ok {
+		if w, ok := in.Overrides[OverrideKey{s.server(), rs.ident()}]; ok {
 			return w
 		}
 	}
@@ -244,7 +244,7 @@ func (o *overrides) prune(m Model) ([]Override, error) {
 			continue
 		}
 		for _, rs := range s.Reals {
-			configured[OverrideKey{s.server(), rs.id()}] = rs.Weight
+			configured[OverrideKey{s.server(), rs.ident()}] = rs.Weight
 		}
 	}
 	var dropped []Override
@@ -287,7 +287,7 @@ func findReal(m Model, server, real string) (OverrideKey, uint32, error) {
 		}
 		found = true
 		for _, rs := range s.Reals {
-			id := rs.id()
+			id := rs.ident()
 			if (errAP == nil && id.Addr == ap.Addr() && id.Port == ap.Port()) || (errAP != nil && id.Addr == addr) {
 				if !slices.ContainsFunc(matches, func(x match) bool { return x.id == id }) {
 					matches = append(matches, match{id, rs.Weight})
@@ -438,7 +438,7 @@ func (c overridesCollector) Collect(ch chan<- prometheus.Metric) {
 	if len(w) > 0 {
 		for _, s := range c.model().Services {
 			for _, rs := range s.Reals {
-				if v, ok := w[OverrideKey{s.server(), rs.id()}]; ok {
+				if v, ok := w[OverrideKey{s.server(), rs.ident()}]; ok {
 					ch <- prometheus.MustNewConstMetric(overrideDesc, prometheus.GaugeValue, float64(v), s.Name, rs.Key().String())
 				}
 			}
