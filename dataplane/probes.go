@@ -22,6 +22,9 @@ type ProbeAnswer struct {
 	Port    uint16         // the probe's source port
 	Ack     uint32         // the acknowledgement number: the probe's sequence number + 1
 	Refused bool           // a RST; otherwise a SYN-ACK, answered with a RST
+	// Taken is when the dataplane took it, in CLOCK_MONOTONIC nanoseconds
+	// (0: not known): a check's run ends then, not when it is read.
+	Taken int64
 }
 
 // ProbeLinker is a ProbeTaker that says which interfaces it takes the

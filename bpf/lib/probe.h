@@ -59,6 +59,8 @@ struct xlb_probe_ans {
 	__u8 family;
 	__u8 rst;       /* 1: a RST (refused); 0: a SYN-ACK */
 	__u8 pad[6];
+	__u64 taken;    /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) when it was taken: the
+			 * check's duration ends there, not when the rings are read */
 };
 
 /* A slot of a CPU's answer ring: seq is 0 while it is written, then the
@@ -142,6 +144,7 @@ static __always_inline void lb_probe_report(const struct xlb_pkt *p, __u32 ack, 
 	s->ans.family = p->flow.family;
 	s->ans.rst = rst;
 	__builtin_memset(s->ans.pad, 0, sizeof(s->ans.pad));
+	s->ans.taken = bpf_ktime_get_ns();
 	__sync_lock_test_and_set(&s->seq, seq + 1);
 }
 

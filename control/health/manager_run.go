@@ -231,7 +231,7 @@ func (m *Manager) run(ctx context.Context, j job) {
 // complete records the result of the run j that started at start and
 // ended at end.
 func (m *Manager) complete(ctx context.Context, j job, start, end time.Time, w Weight, err error) {
-	d := end.Sub(start)
+	d := max(0, end.Sub(start)) // an answer's time is the tap's clock (takenAt)
 	if ctx.Err() != nil {
 		return // shutting down: not the real server's fault
 	}

@@ -33,6 +33,9 @@ type ProbeAnswer struct {
 	Port    uint16         // the probe's source port
 	Ack     uint32         // the probe's sequence number + 1
 	Refused bool           // a RST; otherwise a SYN-ACK
+	// Taken is when the tap took it, in CLOCK_MONOTONIC nanoseconds (0:
+	// not known, when it was read): its check's run ends then.
+	Taken int64
 }
 
 // tapState is the registry's tap: one for the network namespace it was set
@@ -115,6 +118,7 @@ type tapBuf struct {
 	probers []*synProber
 	done    []*synProbe
 	errs    []error
+	taken   []int64 // done's answers' ProbeAnswer.Taken
 }
 
 // drainTap reads the answers the tap took and completes their probes, in
@@ -143,7 +147,7 @@ func (ps *synProbers) drainTap(ts *tapState, buf *tapBuf) {
 
 // tapAnswers completes the probes of p that buf.ans answer.
 func (p *synProber) tapAnswers(buf *tapBuf) {
-	buf.done, buf.errs = buf.done[:0], buf.errs[:0]
+	buf.done, buf.errs, buf.taken = buf.done[:0], buf.errs[:0], buf.taken[:0]
 	p.mu.Lock()
 	for _, a := range buf.ans {
 		if a.Port != p.port || a.From.Addr().Is6() != p.key.v6 {
@@ -157,6 +161,7 @@ func (p *synProber) tapAnswers(buf *tapBuf) {
 				verdict = errRefused
 			}
 			buf.done, buf.errs = append(buf.done, pr), append(buf.errs, verdict)
+			buf.taken = append(buf.taken, a.Taken)
 		}
 	}
 	p.mu.Unlock()
@@ -165,9 +170,40 @@ func (p *synProber) tapAnswers(buf *tapBuf) {
 		now = time.Now()
 	}
 	for i, pr := range buf.done {
-		pr.endAt(buf.errs[i], now)
+		pr.endAt(buf.errs[i], takenAt(buf.taken[i], now))
 		buf.done[i], buf.errs[i] = nil, nil
 	}
+}
+
+// monoBase pairs a reading of CLOCK_MONOTONIC (the clock of
+// ProbeAnswer.Taken: the XDP program's bpf_ktime_get_ns) with a
+// time.Time read with it. Go's monotonic readings come from the same
+// clock, so a time made from the pair (takenAt) measures durations against
+// time.Now exactly, but for the instant between the two readings.
+var monoBase = sync.OnceValue(func() (b struct {
+	mono int64
+	at   time.Time
+	ok   bool
+}) {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
+		b.mono, b.at, b.ok = ts.Nano(), time.Now(), true
+	}
+	return b
+})
+
+// takenAt is when an answer read at read was taken, by its Taken: the
+// end of its check's run. The scheduler reads the tap in its rounds,
+// timerSlack apart: a run measured to the read took that much longer.
+func takenAt(taken int64, read time.Time) time.Time {
+	b := monoBase()
+	if taken <= 0 || !b.ok {
+		return read
+	}
+	if at := b.at.Add(time.Duration(taken - b.mono)); at.Before(read) {
+		return at
+	}
+	return read
 }
 
 // watch has the tap take the answers to p's SYNs from src (a new route's).

@@ -279,6 +279,7 @@ type bpfXlbProbeAns struct {
 	Family uint8
 	Rst    uint8
 	Pad    [6]uint8
+	Taken  uint64
 }
 
 type bpfXlbProbeHead struct {

@@ -221,7 +221,7 @@ func (d *Dataplane) probeAnswersLost() (uint64, bool) {
 
 // decodeProbeAns decodes a struct xlb_probe_ans.
 func decodeProbeAns(b []byte) (dataplane.ProbeAnswer, bool) {
-	if len(b) < 26 {
+	if len(b) < 40 {
 		return dataplane.ProbeAnswer{}, false
 	}
 	if b[24] != familyV4 && b[24] != familyV6 {
@@ -233,5 +233,6 @@ func decodeProbeAns(b []byte) (dataplane.ProbeAnswer, bool) {
 		Port:    binary.NativeEndian.Uint16(b[18:]),
 		Ack:     binary.BigEndian.Uint32(b[20:]),
 		Refused: b[25] != 0,
+		Taken:   int64(binary.NativeEndian.Uint64(b[32:])),
 	}, true
 }

@@ -75,6 +75,7 @@ func TestProbeAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want []dataplane.ProbeAnswer
+	var taken [][2]int64 // CLOCK_MONOTONIC before and after the run of each of want
 	for i, tc := range []struct {
 		name  string
 		frame packet.Frame
@@ -112,7 +113,9 @@ func TestProbeAnswers(t *testing.T) {
 		}(), ret: xdpDrop},
 	} {
 		in := append(tc.frame.Bytes(), make([]byte, tc.pad)...)
+		before := monotonic(t)
 		ret, out := e.run(in)
+		after := monotonic(t)
 		if ret != tc.ret {
 			t.Errorf("%d %s: action %s, want %s (verdicts %v)", i, tc.name, actionNames[ret], actionNames[tc.ret], e.verdicts())
 			continue
@@ -122,11 +125,20 @@ func TestProbeAnswers(t *testing.T) {
 		}
 		if tc.ans != nil {
 			want = append(want, *tc.ans)
+			taken = append(taken, [2]int64{before, after})
 		}
 	}
 	got, err := e.d.ProbeAnswers(nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Each answer says when the program took it (bpf_ktime_get_ns): within
+	// its run.
+	for i := range min(len(got), len(taken)) {
+		if tk := got[i].Taken; tk < taken[i][0] || tk > taken[i][1] {
+			t.Errorf("answer %d taken at %d, want within its run %d..%d", i, tk, taken[i][0], taken[i][1])
+		}
+		got[i].Taken = 0
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("answers\n%v\nwant\n%v", got, want)
@@ -252,4 +264,14 @@ func TestProbeAnswersLost(t *testing.T) {
 	if n := st.Events[EventProbeAnswersLost]; n != extra {
 		t.Errorf("%s %d, want %d", EventProbeAnswersLost, n, extra)
 	}
+}
+
+// monotonic reads CLOCK_MONOTONIC, bpf_ktime_get_ns's clock, in ns.
+func monotonic(t *testing.T) int64 {
+	t.Helper()
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	return ts.Nano()
 }
