@@ -136,7 +136,11 @@ func (d *Dataplane) sameInstall(st *svcState, s dataplane.Service) bool {
 func (d *Dataplane) apply(desired []dataplane.Service, same map[dataplane.ServiceKey]bool) error {
 	d.applies++
 	clear(d.smacs)
-	w := d.newWrites()
+	if d.w == nil {
+		d.w = d.newWrites()
+	}
+	w := d.w
+	w.reset()
 	want := make(map[dataplane.ServiceKey]bool, len(desired))
 	for _, s := range desired {
 		want[s.Key] = true

@@ -147,6 +147,8 @@ type beStatQueue struct {
 
 func (q *beStatQueue) put(k uint32) { q.keys = append(q.keys, k) }
 
+func (q *beStatQueue) reset() { q.keys = keepRoom(q.keys) }
+
 func (q *beStatQueue) flush(d *Dataplane) error {
 	if len(q.keys) == 0 {
 		return nil

@@ -137,6 +137,9 @@ type Dataplane struct {
 	natN     int            // entries of xlb_nat_reals_v1
 	smacs    map[int][]byte // interface MACs by ifindex
 	devmap   map[int]bool   // interfaces written to xlb_devmap_v1
+	// w are the Applies' queues, kept with their arrays when small
+	// (writes.reset).
+	w *writes
 
 	// index is what Stats reads without the lock, published by Apply;
 	// conns are the connection counts of the last Sync, by backend id.
