@@ -140,7 +140,10 @@ func (d *Dataplane) apply(desired []dataplane.Service, same map[dataplane.Servic
 		d.w = d.newWrites()
 	}
 	w := d.w
-	w.reset()
+	// Emptied when done, not by the next Apply: the arrays of the one
+	// that installs 65,536 real servers (10 MB) go now, not whenever the
+	// next one comes (none, without checks).
+	defer w.reset()
 	want := make(map[dataplane.ServiceKey]bool, len(desired))
 	for _, s := range desired {
 		want[s.Key] = true

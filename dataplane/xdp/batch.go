@@ -195,8 +195,8 @@ func (d *Dataplane) newWrites() *writes {
 	}
 }
 
-// reset empties every queue (an Apply whose flush failed left some full),
-// keeping the small arrays.
+// reset empties every queue (a failed flush leaves some full), keeping
+// the small arrays.
 func (w *writes) reset() {
 	for _, q := range []interface{ reset() }{
 		w.svcIDsDel, w.svcStat, w.svcRR, w.beStat, w.beAct, w.beConns, w.beThresh,
