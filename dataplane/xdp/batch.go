@@ -72,9 +72,8 @@ func keepRoom[S ~[]E, E any](s S) S {
 func (q *queue[K, V]) len() int { return len(q.keys) + len(q.dels) }
 
 // flush writes the queued updates, then the deletions (a missing key is
-// not an error), and counts them.
+// not an error), and counts them; apply empties the queue after (reset).
 func (q *queue[K, V]) flush(d *Dataplane) error {
-	defer func() { q.keys, q.vals, q.dels = q.keys[:0], q.vals[:0], q.dels[:0] }()
 	if n := len(q.keys); n > 0 {
 		d.wrote(q.name, q.keys)
 		if _, err := q.m.BatchUpdate(q.keys, q.vals, nil); err != nil {
@@ -125,7 +124,6 @@ func (q *zeroQueue) flush(d *Dataplane) error {
 	if n == 0 {
 		return nil
 	}
-	defer func() { q.keys = q.keys[:0] }()
 	d.wrote(q.name, q.keys)
 	ncpu := ebpf.MustPossibleCPU()
 	if _, err := q.m.BatchUpdate(q.keys, make([]zeroStats, n*ncpu), nil); err != nil {

@@ -153,7 +153,6 @@ func (q *beStatQueue) flush(d *Dataplane) error {
 	if len(q.keys) == 0 {
 		return nil
 	}
-	defer func() { q.keys = q.keys[:0] }()
 	d.wrote(bpfMapXlbBeStatV2, q.keys)
 	keys := make([]uint32, 0, len(q.keys)*q.stats.ncpu)
 	for c := range q.stats.ncpu {
