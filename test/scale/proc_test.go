@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -234,5 +235,37 @@ func (x *daemon) waitLog(substr string, skip int, timeout time.Duration) (time.D
 			return 0, fmt.Errorf("no %q in the log within %v:\n%s", substr, timeout, x.tail(20))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// sampleRSS reads x's RSS every 5 s, from now until the function it
+// returns is called, and adds the readings to the figure name.
+func (bn *bench) sampleRSS(x *daemon, name string) (stop func()) {
+	done := make(chan struct{})
+	var mu sync.Mutex
+	var got []float64
+	go func() {
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if r := x.rss(); r > 0 {
+					mu.Lock()
+					got = append(got, float64(r)/mib)
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, v := range got {
+			bn.figs.add(name, "MiB", 0, v)
+		}
 	}
 }

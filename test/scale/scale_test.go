@@ -209,6 +209,10 @@ func (bn *bench) scenario(s shape, t targets) {
 		// The CPU profile of the measured window, as `go tool pprof` reads it.
 		go bn.profile(s, "cpu-steady", "profile?seconds=25")
 	}
+	// RSS through the CPU windows, every 5 s: one reading after start
+	// fell anywhere in a few MiB (the heap between two collections, the
+	// scavenger's progress), 62.5 to 66.5 MiB in six runs of one build.
+	stopRSS := bn.sampleRSS(x, "steady RSS, every 5 s through the CPU windows")
 	cpuAll, user := x.cpuShare(30 * time.Second)
 	fs.add(cpuName, "%", t.cpu, 100*cpuAll)
 	fs.add(cpuName+": of which user mode", "%", 0, 100*user)
@@ -225,6 +229,7 @@ func (bn *bench) scenario(s shape, t targets) {
 		fs.add(split+": the real server's thread", "%", 0, 100*rsThread)
 		fs.add(split+": the lab switch's threads (its ports facing the director and the real server)", "%", 0, 100*swThreads)
 	}
+	stopRSS()
 	// The heap after the CPU windows: against heap-after-start
 	// (go tool pprof -diff_base), what the steady state allocates.
 	bn.profile(s, "heap-steady", "heap")
