@@ -34,6 +34,11 @@ type Options struct {
 	// Scripts runs the commands of script checks (the daemon's shared
 	// control/command Runner); nil: a default Runner, as the daemon's user.
 	Scripts ScriptRunner
+	// Decided, when set, is called when a run's result leaves no check
+	// undecided (the first results of a start's or an Update's new checks
+	// are all in, as the last "first results" line says), from the run's
+	// goroutine with no lock held; it must return quickly.
+	Decided func()
 }
 
 // Transition is a change of state of one check, or of the weight it
@@ -73,6 +78,7 @@ type Manager struct {
 	clock   Clock
 	workers int
 	observe func(string, Type, time.Duration, error)
+	decided func()
 	scripts ScriptRunner
 
 	slots   chan struct{} // one token per running check (capacity: workers)
@@ -137,6 +143,7 @@ func NewManager(opts Options) *Manager {
 		clock:   opts.Clock,
 		workers: opts.Workers,
 		observe: opts.Observe,
+		decided: opts.Decided,
 		scripts: opts.Scripts,
 		wake:    make(chan struct{}, 1),
 		results: make(chan Transition),

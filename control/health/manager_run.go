@@ -244,6 +244,9 @@ func (m *Manager) complete(ctx context.Context, j job, start, end time.Time, w W
 	}
 	if sum != nil {
 		m.log.Info("health checks: first results", "up", sum.up, "down", sum.down, "undecided", sum.undecided)
+		if sum.undecided == 0 && m.decided != nil {
+			m.decided()
+		}
 	}
 }
 

@@ -669,3 +669,37 @@ func TestManagerRealClockWakes(t *testing.T) {
 		t.Errorf("requests %v, want /%s last", seen(), other)
 	}
 }
+
+// TestManagerDecided: Decided is called once the last undecided check has
+// its first result, not before and not again while none is new; checks
+// an Update adds are decided anew.
+func TestManagerDecided(t *testing.T) {
+	t.Parallel()
+	clk := newFakeClock()
+	var decided atomic.Int32
+	m := health.NewManager(health.Options{Clock: clk, Decided: func() { decided.Add(1) }})
+	s := tcpSpec()
+	s.Target, s.Interval, s.Fall = closedPort(t), interval, 2
+	specs := map[string]health.Spec{"a": s, "b": s}
+	if err := m.Update(specs); err != nil {
+		t.Fatal(err)
+	}
+	startManager(t, m)
+	step(t, clk, m, "a", "b") // fall 2: still undecided
+	if n := decided.Load(); n != 0 {
+		t.Fatalf("decided %d times with both checks undecided", n)
+	}
+	step(t, clk, m, "a", "b")
+	waitFor(t, "decided once", func() bool { return decided.Load() == 1 })
+	step(t, clk, m, "a", "b")
+	if n := decided.Load(); n != 1 {
+		t.Fatalf("decided %d times, want 1: no check was new", n)
+	}
+	specs["c"] = s
+	if err := m.Update(specs); err != nil {
+		t.Fatal(err)
+	}
+	step(t, clk, m, "a", "b", "c")
+	step(t, clk, m, "a", "b", "c")
+	waitFor(t, "decided again", func() bool { return decided.Load() == 2 })
+}
