@@ -253,12 +253,16 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 	d.startMail(cfg, d.model)
 	d.checks = health.NewManager(health.Options{Logger: d.log, Scripts: d.scripts, Observe: func(_ string, typ health.Type, dur time.Duration, err error) {
 		d.metrics.ObserveCheck(string(typ), dur, err)
-	}, Decided: func() {
-		// The checks' first results are part of a start (or a
-		// reload): the rounds that followed them as they came in made
-		// their garbage (64,000 checks: 35 MB a second for 15 s), which
-		// Go would return to the system only slowly.
-		go d.releaseMemory(0)
+	}, Decided: func(n int) {
+		// The first results of many checks (a start, a reload that
+		// added them) are part of it: the rounds that followed them as
+		// they came in made their garbage (64,000 checks: 35 MB a
+		// second for 15 s), which Go would give back only slowly. A few
+		// (a reload that changed a real server) made next to none: no
+		// full collection for them.
+		if n >= decidedRelease {
+			go d.releaseMemory(0)
+		}
 	}})
 	// A round reads the checks' states in the order of its model's
 	// numbered checks (HealthOrdered). Only one that runs between a

@@ -37,6 +37,10 @@ func (d *Daemon) releaseMemory(gen uint64) {
 	setMemoryLimit(d.log)
 }
 
+// decidedRelease is the fewest first results of checks after which the
+// daemon returns memory again (releaseMemory) once none is undecided.
+const decidedRelease = 1000
+
 // readGate counts the reads of the whole state in flight (a status, a
 // scrape of /metrics): they hold tens of MB for their time.
 type readGate struct {

@@ -36,9 +36,10 @@ type Options struct {
 	Scripts ScriptRunner
 	// Decided, when set, is called when a run's result leaves no check
 	// undecided (the first results of a start's or an Update's new checks
-	// are all in, as the last "first results" line says), from the run's
-	// goroutine with no lock held; it must return quickly.
-	Decided func()
+	// are all in, as the last "first results" line says), with the number
+	// of first results since its last call; from the run's goroutine with
+	// no lock held, it must return quickly.
+	Decided func(n int)
 }
 
 // Transition is a change of state of one check, or of the weight it
@@ -78,7 +79,7 @@ type Manager struct {
 	clock   Clock
 	workers int
 	observe func(string, Type, time.Duration, error)
-	decided func()
+	decided func(int)
 	scripts ScriptRunner
 
 	slots   chan struct{} // one token per running check (capacity: workers)
@@ -125,6 +126,7 @@ type Manager struct {
 	// the first results since the last summary (logSummary).
 	undecided          int
 	firstUp, firstDown int
+	decidedN           int // first results since Options.Decided was last called
 	lastSummary        time.Time
 }
 

@@ -245,7 +245,7 @@ func (m *Manager) complete(ctx context.Context, j job, start, end time.Time, w W
 	if sum != nil {
 		m.log.Info("health checks: first results", "up", sum.up, "down", sum.down, "undecided", sum.undecided)
 		if sum.undecided == 0 && m.decided != nil {
-			m.decided()
+			m.decided(sum.decided)
 		}
 	}
 }
@@ -346,7 +346,7 @@ type deadlineChecker interface {
 }
 
 // firstResults is a summary of checks' first results.
-type firstResults struct{ up, down, undecided int }
+type firstResults struct{ up, down, undecided, decided int }
 
 // summaryEvery is how often first results are summarised while checks
 // are still undecided (the last summary comes when none is).
@@ -397,14 +397,18 @@ func (m *Manager) finish(j job, w Weight, err error, d time.Duration) (Transitio
 	var sum *firstResults
 	if from == StateUnknown && c.state != StateUnknown {
 		m.undecided--
+		m.decidedN++
 		if c.state == StateUp {
 			m.firstUp++
 		} else {
 			m.firstDown++
 		}
 		if m.undecided == 0 || now.Sub(m.lastSummary) >= summaryEvery {
-			sum = &firstResults{m.firstUp, m.firstDown, m.undecided}
+			sum = &firstResults{m.firstUp, m.firstDown, m.undecided, m.decidedN}
 			m.firstUp, m.firstDown, m.lastSummary = 0, 0, now
+			if m.undecided == 0 {
+				m.decidedN = 0
+			}
 		}
 	}
 	if c.state == from && c.weight() == fromWeight {

@@ -671,13 +671,13 @@ func TestManagerRealClockWakes(t *testing.T) {
 }
 
 // TestManagerDecided: Decided is called once the last undecided check has
-// its first result, not before and not again while none is new; checks
-// an Update adds are decided anew.
+// its first result, not before and not again while none is new, with the
+// number of checks decided since; checks an Update adds are decided anew.
 func TestManagerDecided(t *testing.T) {
 	t.Parallel()
 	clk := newFakeClock()
-	var decided atomic.Int32
-	m := health.NewManager(health.Options{Clock: clk, Decided: func() { decided.Add(1) }})
+	var decided, last atomic.Int32
+	m := health.NewManager(health.Options{Clock: clk, Decided: func(n int) { decided.Add(1); last.Store(int32(n)) }})
 	s := tcpSpec()
 	s.Target, s.Interval, s.Fall = closedPort(t), interval, 2
 	specs := map[string]health.Spec{"a": s, "b": s}
@@ -691,6 +691,9 @@ func TestManagerDecided(t *testing.T) {
 	}
 	step(t, clk, m, "a", "b")
 	waitFor(t, "decided once", func() bool { return decided.Load() == 1 })
+	if n := last.Load(); n != 2 {
+		t.Errorf("decided with %d checks, want 2", n)
+	}
 	step(t, clk, m, "a", "b")
 	if n := decided.Load(); n != 1 {
 		t.Fatalf("decided %d times, want 1: no check was new", n)
@@ -702,4 +705,7 @@ func TestManagerDecided(t *testing.T) {
 	step(t, clk, m, "a", "b", "c")
 	step(t, clk, m, "a", "b", "c")
 	waitFor(t, "decided again", func() bool { return decided.Load() == 2 })
+	if n := last.Load(); n != 1 {
+		t.Errorf("decided again with %d checks, want 1 (the new one)", n)
+	}
 }
