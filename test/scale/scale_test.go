@@ -211,7 +211,8 @@ func (bn *bench) scenario(s shape, t targets) {
 	}
 	// RSS through the CPU windows, every 5 s: one reading after start
 	// fell anywhere in a few MiB (the heap between two collections, the
-	// scavenger's progress), 62.5 to 66.5 MiB in six runs of one build.
+	// scavenger's progress), 62.5 to 66.5 MiB in seven runs of two builds
+	// whose memory did not differ.
 	stopRSS := bn.sampleRSS(x, "steady RSS, every 5 s through the CPU windows")
 	cpuAll, user := x.cpuShare(30 * time.Second)
 	fs.add(cpuName, "%", t.cpu, 100*cpuAll)
