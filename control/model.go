@@ -217,7 +217,7 @@ func (r RealSpec) checkType() health.Type {
 }
 
 // CheckKey is the key of a real server's health check: "service/addr:port"
-// (ServiceSpec.checkKey without its service, made).
+// (ServiceSpec.checkKey without its service, made as it makes them).
 func CheckKey(service string, r RealSpec) string {
-	return service + "/" + r.ident().String()
+	return string(ServiceSpec{Name: service}.appendCheckKey(nil, r))
 }
