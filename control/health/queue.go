@@ -70,17 +70,31 @@ func (o *outbox) purge(key string) {
 	o.queue = slices.DeleteFunc(o.queue, func(t Transition) bool { return t.Key == key })
 }
 
-// checkHeap orders the checks waiting for their next run by it: a binary
-// heap of entries that each hold their check's next run (at), so that
-// sifting reads and writes the heap's array only. A check is not told its
-// place in it: removing a check, or giving it an earlier run (fix), leaves
-// its old entry behind, stale, and top and pop drop stale entries (an
-// entry is live while its check is queued and the entry is its latest).
-// At 64,000 checks, writing each moved check's index was two cache misses
-// per level of every push and pop, the scheduler's largest cost.
+// checkHeap orders the checks waiting for their next run by it. Its
+// entries each hold their check's next run (at), so that ordering them
+// reads and writes the entries only. A check is not told where its entry
+// is: removing a check, or giving it an earlier run (fix), leaves its old
+// entry behind, stale, and top and pop drop stale entries (an entry is
+// live while its check is queued and the entry is its latest). At 64,000
+// checks, writing each moved check's index was two cache misses per
+// level of every push and pop.
+//
+// The entries of runs before horizon are in a binary heap (h); the later
+// ones wait unordered in buckets of 2^bucketShift ns (by at >>
+// bucketShift), and the earliest bucket is heaped when h is empty. One
+// binary heap of all 64,000 checks (1.5 MB of entries) took up to
+// sixteen levels at every pop, mostly cache misses: with its top, 11% of
+// the daemon's samples (perf, 64,000 tcp checks every 5 s). A bucket
+// holds 268 ms of runs (3,400 at 12,800 a second), h as many at most,
+// and a push is an append to its bucket.
 type checkHeap struct {
-	h     []heapEntry
-	stale int // entries of checks removed or moved since
+	h       []heapEntry // a binary heap of the entries before horizon
+	horizon int64       // a bucket's start: h holds the entries before it, buckets the rest
+	buckets map[int64]*bucket
+	order   []int64   // the buckets' numbers (at >> bucketShift), a binary heap
+	far     int       // entries in buckets
+	free    []*bucket // emptied buckets, their arrays kept (at most freeBuckets)
+	stale   int       // entries of checks removed or moved since
 }
 
 type heapEntry struct {
@@ -89,15 +103,78 @@ type heapEntry struct {
 	seq uint32 // c.qseq when the entry was made
 }
 
+// bucket holds the entries of one bucket's span, in no order.
+type bucket struct{ e []heapEntry }
+
+const (
+	// bucketShift makes a bucket's span, 2^28 ns (268 ms). Shorter
+	// spans make more, smaller arrays, whose room to grow (append's)
+	// was 16 bytes a check more with 4 ms buckets
+	// (TestManagerHeapPerCheck).
+	bucketShift = 28
+	// freeBuckets is the most emptied buckets kept for their arrays: in
+	// the steady state a bucket empties as another starts.
+	freeBuckets = 4
+	// bucketKeep is the most entries an emptied bucket's array keeps room
+	// for (384 KiB): the steady state's buckets reuse theirs (80 KiB at
+	// 64,000 checks every 5 s), a burst's (every check due at once after
+	// a reload) goes.
+	bucketKeep = 1 << 14
+)
+
 // live reports whether e is its check's place in the heap.
 func (e heapEntry) live() bool { return e.c.queued && e.c.qseq == e.seq }
+
+// entries counts the entries, stale ones included.
+func (q *checkHeap) entries() int { return len(q.h) + q.far }
 
 // push queues c for its next run, c.at.
 func (q *checkHeap) push(c *check) {
 	c.queued = true
 	c.qseq++
-	q.h = append(q.h, heapEntry{c.at, c, c.qseq})
-	q.up(len(q.h) - 1)
+	q.add(heapEntry{c.at, c, c.qseq})
+}
+
+// add puts e in h or in its bucket.
+func (q *checkHeap) add(e heapEntry) {
+	if e.at < q.horizon {
+		q.h = append(q.h, e)
+		q.up(len(q.h) - 1)
+		return
+	}
+	n := e.at >> bucketShift
+	b := q.buckets[n]
+	if b == nil {
+		b = q.newBucket()
+		if q.buckets == nil {
+			q.buckets = make(map[int64]*bucket)
+		}
+		q.buckets[n] = b
+		q.order = append(q.order, n)
+		orderUp(q.order, len(q.order)-1)
+	}
+	b.e = append(b.e, e)
+	q.far++
+}
+
+func (q *checkHeap) newBucket() *bucket {
+	if n := len(q.free); n > 0 {
+		b := q.free[n-1]
+		q.free[n-1] = nil
+		q.free = q.free[:n-1]
+		return b
+	}
+	return new(bucket)
+}
+
+// release keeps emptied bucket b for its array.
+func (q *checkHeap) release(b *bucket) {
+	clear(b.e)
+	b.e = b.e[:0]
+	if cap(b.e) > bucketKeep || len(q.free) >= freeBuckets {
+		return
+	}
+	q.free = append(q.free, b)
 }
 
 // remove takes c out of the heap.
@@ -118,14 +195,43 @@ func (q *checkHeap) fix(c *check) {
 
 // top returns the queued check of the earliest next run, or nil.
 func (q *checkHeap) top() *check {
-	for len(q.h) > 0 {
-		if q.h[0].live() {
-			return q.h[0].c
+	for {
+		for len(q.h) > 0 {
+			if q.h[0].live() {
+				return q.h[0].c
+			}
+			q.popEntry()
+			q.stale--
 		}
-		q.popEntry()
-		q.stale--
+		if !q.advance() {
+			return nil
+		}
 	}
-	return nil
+}
+
+// advance heaps the earliest bucket, and reports false when there is
+// none. Called with h empty.
+func (q *checkHeap) advance() bool {
+	if len(q.order) == 0 {
+		return false
+	}
+	n := q.order[0]
+	last := len(q.order) - 1
+	q.order[0] = q.order[last]
+	q.order = q.order[:last]
+	if last > 0 {
+		orderDown(q.order, 0)
+	}
+	b := q.buckets[n]
+	delete(q.buckets, n)
+	q.h = append(q.h, b.e...)
+	q.far -= len(b.e)
+	q.release(b)
+	q.horizon = (n + 1) << bucketShift
+	for i := len(q.h)/2 - 1; i >= 0; i-- {
+		q.down(i)
+	}
+	return true
 }
 
 // pop takes out the check top returned.
@@ -148,23 +254,44 @@ func (q *checkHeap) popEntry() {
 	}
 }
 
-// compact drops the stale entries once they are most of the heap (a
+// compact drops the stale entries once they are most of the entries (a
 // reload that removed or retimed most checks).
 func (q *checkHeap) compact() {
-	if q.stale < 1024 || q.stale < len(q.h)/2 {
+	if q.stale < 1024 || q.stale < q.entries()/2 {
 		return
 	}
-	live := q.h[:0]
-	for _, e := range q.h {
+	q.h = keepLive(q.h)
+	for i := len(q.h)/2 - 1; i >= 0; i-- {
+		q.down(i)
+	}
+	q.order = q.order[:0]
+	q.far = 0
+	for n, b := range q.buckets {
+		b.e = keepLive(b.e)
+		if len(b.e) == 0 {
+			delete(q.buckets, n)
+			q.release(b)
+			continue
+		}
+		q.far += len(b.e)
+		q.order = append(q.order, n)
+	}
+	for i := len(q.order)/2 - 1; i >= 0; i-- {
+		orderDown(q.order, i)
+	}
+	q.stale = 0
+}
+
+// keepLive drops the stale entries of es, in place.
+func keepLive(es []heapEntry) []heapEntry {
+	live := es[:0]
+	for _, e := range es {
 		if e.live() {
 			live = append(live, e)
 		}
 	}
-	clear(q.h[len(live):])
-	q.h, q.stale = live, 0
-	for i := len(q.h)/2 - 1; i >= 0; i-- {
-		q.down(i)
-	}
+	clear(es[len(live):])
+	return live
 }
 
 func (q *checkHeap) up(i int) {
@@ -200,6 +327,40 @@ func (q *checkHeap) down(i int) {
 		i = l
 	}
 	h[i] = e
+}
+
+// orderUp and orderDown sift a bucket number in a binary heap of them.
+func orderUp(o []int64, i int) {
+	x := o[i]
+	for i > 0 {
+		p := (i - 1) / 2
+		if o[p] <= x {
+			break
+		}
+		o[i] = o[p]
+		i = p
+	}
+	o[i] = x
+}
+
+func orderDown(o []int64, i int) {
+	n := len(o)
+	x := o[i]
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		if r := l + 1; r < n && o[r] < o[l] {
+			l = r
+		}
+		if x <= o[l] {
+			break
+		}
+		o[i] = o[l]
+		i = l
+	}
+	o[i] = x
 }
 
 // setNext makes t c's next run. Called with m.mu held.

@@ -40,11 +40,11 @@ func TestCheckHeap(t *testing.T) {
 			}
 		}
 	}
-	if n := len(q.h) - q.stale; n != len(want) {
+	if n := q.entries() - q.stale; n != len(want) {
 		t.Fatalf("%d live entries, %d checks queued", n, len(want))
 	}
-	if len(q.h) > 2*len(want)+1024 {
-		t.Errorf("%d entries for %d checks: stale entries kept", len(q.h), len(want))
+	if q.entries() > 2*len(want)+1024 {
+		t.Errorf("%d entries for %d checks: stale entries kept", q.entries(), len(want))
 	}
 	var got []int64
 	for c := q.pop(); c != nil; c = q.pop() {
@@ -59,6 +59,52 @@ func TestCheckHeap(t *testing.T) {
 	}
 	if !slices.IsSorted(got) {
 		t.Error("checks popped out of order")
+	}
+}
+
+// TestCheckHeapInterleaved: pops between pushes, as the scheduler's
+// rounds and the runs that end, over many buckets: each pop is the check
+// of the earliest run queued then, also when a push comes before the
+// heaped bucket's end (horizon) or before the last pop.
+func TestCheckHeapInterleaved(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var q checkHeap
+	queued := map[*check]bool{}
+	var last int64
+	for i := range 200000 {
+		if r.IntN(2) == 0 || len(queued) == 0 {
+			// A run within the next 2 s (8 buckets), now and then one
+			// before the last pop.
+			c := &check{at: last + r.Int64N(2e9)}
+			if r.IntN(20) == 0 {
+				c.at = last - r.Int64N(1e6)
+			}
+			q.push(c)
+			queued[c] = true
+			continue
+		}
+		if r.IntN(10) == 0 {
+			for c := range queued { // a removed check
+				q.remove(c)
+				delete(queued, c)
+				break
+			}
+			continue
+		}
+		c := q.pop()
+		if !queued[c] {
+			t.Fatalf("pop %d: a check not queued (or nil)", i)
+		}
+		for o := range queued {
+			if o.at < c.at {
+				t.Fatalf("pop %d: run at %d popped before one at %d", i, c.at, o.at)
+			}
+		}
+		delete(queued, c)
+		last = c.at
+	}
+	if n := q.entries() - q.stale; n != len(queued) {
+		t.Fatalf("%d live entries, %d checks queued", n, len(queued))
 	}
 }
 
