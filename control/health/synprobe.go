@@ -50,9 +50,12 @@ type synProber struct {
 
 	mu      sync.Mutex
 	pending map[uint64]*synProbe // by their match's key
-	timers  probeHeap
-	closed  bool
-	idle    time.Time // since when nothing is pending
+	// peak is the most probes pending since pending was made: a map
+	// keeps the room it grew to (pendingShrink).
+	peak   int
+	timers probeHeap
+	closed bool
+	idle   time.Time // since when nothing is pending
 	// armed is when the timer goroutine wakes next: a probe due earlier
 	// wakes it, a later one (the usual case) does not.
 	armed time.Time
@@ -153,6 +156,13 @@ const (
 	// synTapBackstop is synTapReadEvery while a Manager's scheduler
 	// drains the tap (drainProbeTaps).
 	synTapBackstop = 50 * time.Millisecond
+	// pendingShrink is the size from which a prober's pending map is
+	// made again, smaller, once an eighth of it is left. A Go map never
+	// gives back the room it grew to: after a burst (a start, a reload, a
+	// storm of probes unanswered until their timeout, 38,000 at 12,800 a
+	// second and a 3 s timeout), the few tens pending were looked up in a
+	// table of tens of thousands of slots, and its memory stayed.
+	pendingShrink = 1024
 	// synRcvBuf is the receive buffer asked for the raw socket: room for
 	// the answers of a burst of tens of thousands of checks.
 	synRcvBuf = 4 << 20

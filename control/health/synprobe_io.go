@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -74,10 +75,7 @@ func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr,
 			break
 		}
 	}
-	p.pending[pr.match.key()] = pr
-	if p.tap != nil {
-		p.tap.pending.Add(1)
-	}
+	p.addLocked(pr)
 	if len(p.pending) == 1 && p.tap != nil {
 		select { // the reader waits for probes, not for the socket
 		case p.busyKick <- struct{}{}:
@@ -150,6 +148,15 @@ func (p *synProber) cancel(pr *synProbe) bool {
 	return true
 }
 
+// addLocked makes pr pending. Called with p.mu held.
+func (p *synProber) addLocked(pr *synProbe) {
+	p.pending[pr.match.key()] = pr
+	p.peak = max(p.peak, len(p.pending))
+	if p.tap != nil {
+		p.tap.pending.Add(1)
+	}
+}
+
 // removeLocked forgets pr, whose done the caller then calls. Called with
 // p.mu held.
 func (p *synProber) removeLocked(pr *synProbe) {
@@ -162,6 +169,13 @@ func (p *synProber) removeLocked(pr *synProbe) {
 	}
 	if len(p.pending) == 0 {
 		p.idle = time.Now()
+	}
+	if n := len(p.pending); p.peak >= pendingShrink && n < p.peak/8 {
+		// A new map sized for n (maps.Clone copies the tables as
+		// they are).
+		m := make(map[uint64]*synProbe, 2*n)
+		maps.Copy(m, p.pending)
+		p.pending, p.peak = m, n
 	}
 }
 
