@@ -224,6 +224,9 @@ func (q *checkHeap) advance() bool {
 	}
 	b := q.buckets[n]
 	delete(q.buckets, n)
+	if cap(q.h) > bucketKeep && len(b.e) <= bucketKeep {
+		q.h = nil // a burst's room goes, as a bucket's
+	}
 	q.h = append(q.h, b.e...)
 	q.far -= len(b.e)
 	q.release(b)

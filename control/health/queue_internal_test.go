@@ -108,6 +108,33 @@ func TestCheckHeapInterleaved(t *testing.T) {
 	}
 }
 
+// TestCheckHeapBurstLetGo: a burst of runs due together (every check
+// after a reload that starts them at once) passes through the heap; once
+// the runs are spread again, neither the heap nor the buckets keep the
+// burst's room.
+func TestCheckHeapBurstLetGo(t *testing.T) {
+	var q checkHeap
+	const n = 64000
+	checks := make([]check, n)
+	for i := range checks {
+		checks[i].at = 1 << 30 // one bucket
+		q.push(&checks[i])
+	}
+	for i := range checks {
+		c := q.pop()
+		c.at = 2<<30 + int64(i)*(5e9/n) // spread over 5 s
+		q.push(c)
+	}
+	q.pop() // heaps the first bucket of the spread runs
+	room := cap(q.h)
+	for _, b := range q.free {
+		room += cap(b.e)
+	}
+	if room > 2*bucketKeep {
+		t.Errorf("room for %d entries kept in the heap and the free buckets after the burst, want at most %d", room, 2*bucketKeep)
+	}
+}
+
 // BenchmarkCheckHeap: a check's run taken from a heap of 64,000 and
 // queued again, as the scheduler does 12,800 times a second.
 func BenchmarkCheckHeap(b *testing.B) {
