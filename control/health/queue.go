@@ -1,6 +1,7 @@
 package health
 
 import (
+	"cmp"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -90,11 +91,12 @@ func (o *outbox) purge(key string) {
 type checkHeap struct {
 	h       []heapEntry // a binary heap of the entries before horizon
 	horizon int64       // a bucket's start: h holds the entries before it, buckets the rest
-	buckets map[int64]*bucket
-	order   []int64   // the buckets' numbers (at >> bucketShift), sorted: an interval's (19 at 5 s)
-	far     int       // entries in buckets
-	free    []*bucket // emptied buckets, their arrays kept (at most freeBuckets)
-	stale   int       // entries of checks removed or moved since
+	// buckets in the order of their numbers: an interval's worth (19 at
+	// 5 s), where a new one is the last.
+	buckets []bucket
+	far     int           // entries in buckets
+	free    [][]heapEntry // emptied buckets' arrays (at most freeBuckets)
+	stale   int           // entries of checks removed or moved since
 }
 
 type heapEntry struct {
@@ -104,7 +106,10 @@ type heapEntry struct {
 }
 
 // bucket holds the entries of one bucket's span, in no order.
-type bucket struct{ e []heapEntry }
+type bucket struct {
+	n int64 // its number: its entries' at >> bucketShift
+	e []heapEntry
+}
 
 const (
 	// bucketShift makes a bucket's span, 2^28 ns (268 ms). Shorter
@@ -143,38 +148,26 @@ func (q *checkHeap) add(e heapEntry) {
 		return
 	}
 	n := e.at >> bucketShift
-	b := q.buckets[n]
-	if b == nil {
-		b = q.newBucket()
-		if q.buckets == nil {
-			q.buckets = make(map[int64]*bucket)
+	i, found := slices.BinarySearchFunc(q.buckets, n, func(b bucket, n int64) int { return cmp.Compare(b.n, n) })
+	if !found {
+		var arr []heapEntry
+		if k := len(q.free); k > 0 {
+			arr, q.free[k-1] = q.free[k-1], nil
+			q.free = q.free[:k-1]
 		}
-		q.buckets[n] = b
-		i, _ := slices.BinarySearch(q.order, n)
-		q.order = slices.Insert(q.order, i, n)
+		q.buckets = slices.Insert(q.buckets, i, bucket{n: n, e: arr})
 	}
-	b.e = append(b.e, e)
+	q.buckets[i].e = append(q.buckets[i].e, e)
 	q.far++
 }
 
-func (q *checkHeap) newBucket() *bucket {
-	if n := len(q.free); n > 0 {
-		b := q.free[n-1]
-		q.free[n-1] = nil
-		q.free = q.free[:n-1]
-		return b
-	}
-	return new(bucket)
-}
-
-// release keeps emptied bucket b for its array.
-func (q *checkHeap) release(b *bucket) {
-	clear(b.e)
-	b.e = b.e[:0]
-	if cap(b.e) > bucketKeep || len(q.free) >= freeBuckets {
+// release keeps an emptied bucket's array for a next bucket.
+func (q *checkHeap) release(arr []heapEntry) {
+	if cap(arr) > bucketKeep || len(q.free) >= freeBuckets {
 		return
 	}
-	q.free = append(q.free, b)
+	clear(arr)
+	q.free = append(q.free, arr[:0])
 }
 
 // remove takes c out of the heap.
@@ -212,23 +205,19 @@ func (q *checkHeap) top() *check {
 // advance heaps the earliest bucket, and reports false when there is
 // none. Called with h empty.
 func (q *checkHeap) advance() bool {
-	if len(q.order) == 0 {
+	if len(q.buckets) == 0 {
 		return false
 	}
-	n := q.order[0]
-	q.order = slices.Delete(q.order, 0, 1)
-	b := q.buckets[n]
-	delete(q.buckets, n)
+	b := q.buckets[0]
+	q.buckets = slices.Delete(q.buckets, 0, 1)
 	if cap(q.h) > bucketKeep && len(b.e) <= bucketKeep {
 		q.h = nil // a burst's room goes, as a bucket's
 	}
 	q.h = append(q.h, b.e...)
 	q.far -= len(b.e)
-	q.release(b)
-	q.horizon = (n + 1) << bucketShift
-	for i := len(q.h)/2 - 1; i >= 0; i-- {
-		q.down(i)
-	}
+	q.release(b.e)
+	q.horizon = (b.n + 1) << bucketShift
+	q.heapify()
 	return true
 }
 
@@ -259,22 +248,19 @@ func (q *checkHeap) compact() {
 		return
 	}
 	q.h = keepLive(q.h)
-	for i := len(q.h)/2 - 1; i >= 0; i-- {
-		q.down(i)
-	}
-	q.order = q.order[:0]
+	q.heapify()
 	q.far = 0
-	for n, b := range q.buckets {
-		b.e = keepLive(b.e)
-		if len(b.e) == 0 {
-			delete(q.buckets, n)
-			q.release(b)
+	kept := q.buckets[:0]
+	for _, b := range q.buckets {
+		if b.e = keepLive(b.e); len(b.e) == 0 {
+			q.release(b.e)
 			continue
 		}
 		q.far += len(b.e)
-		q.order = append(q.order, n)
+		kept = append(kept, b)
 	}
-	slices.Sort(q.order)
+	clear(q.buckets[len(kept):])
+	q.buckets = kept
 	q.stale = 0
 }
 
@@ -288,6 +274,13 @@ func keepLive(es []heapEntry) []heapEntry {
 	}
 	clear(es[len(live):])
 	return live
+}
+
+// heapify orders h as a binary heap.
+func (q *checkHeap) heapify() {
+	for i := len(q.h)/2 - 1; i >= 0; i-- {
+		q.down(i)
+	}
 }
 
 func (q *checkHeap) up(i int) {

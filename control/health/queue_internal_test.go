@@ -127,8 +127,8 @@ func TestCheckHeapBurstLetGo(t *testing.T) {
 	}
 	q.pop() // heaps the first bucket of the spread runs
 	room := cap(q.h)
-	for _, b := range q.free {
-		room += cap(b.e)
+	for _, arr := range q.free {
+		room += cap(arr)
 	}
 	if room > 2*bucketKeep {
 		t.Errorf("room for %d entries kept in the heap and the free buckets after the burst, want at most %d", room, 2*bucketKeep)

@@ -200,23 +200,31 @@ func floodEvents(t testing.TB, d *lab.Director) map[string]float64 {
 // sport, dport in host order).
 func echoEntries(t testing.TB, d *lab.Director, l *lab.Lab) int {
 	t.Helper()
-	m, err := ebpf.LoadPinnedMap(filepath.Join(d.PinPath, "xlb_conns_v1"), nil)
-	if err != nil {
-		t.Fatalf("connection table: %v", err)
-	}
-	defer m.Close()
 	vip := l.VIP.As4()
-	key := make([]byte, m.KeySize())
-	val := make([]byte, m.ValueSize())
 	n := 0
-	it := m.Iterate()
-	for it.Next(&key, &val) {
+	if err := eachConn(d, func(key, _ []byte) {
 		if [4]byte(key[16:20]) == vip && binary.NativeEndian.Uint16(key[34:36]) == lab.EchoPort {
 			n++
 		}
-	}
-	if err := it.Err(); err != nil {
+	}); err != nil {
 		t.Fatalf("connection table: %v", err)
 	}
 	return n
+}
+
+// eachConn calls fn with the key and value of each entry of d's pinned
+// connection table (struct xlb_flow, struct xlb_conn).
+func eachConn(d *lab.Director, fn func(key, val []byte)) error {
+	m, err := ebpf.LoadPinnedMap(filepath.Join(d.PinPath, "xlb_conns_v1"), nil)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	key := make([]byte, m.KeySize())
+	val := make([]byte, m.ValueSize())
+	it := m.Iterate()
+	for it.Next(&key, &val) {
+		fn(key, val)
+	}
+	return it.Err()
 }

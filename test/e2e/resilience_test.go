@@ -678,19 +678,10 @@ func TestFailoverKeepalivedPeer(t *testing.T) {
 // reach it. The table says which real server each client port's entry
 // holds, and in which state, for the next failure.
 func logConns(t *testing.T, d *lab.Director) {
-	m, err := ebpf.LoadPinnedMap(filepath.Join(d.PinPath, "xlb_conns_v1"), nil)
-	if err != nil {
-		t.Logf("connection table: %v", err)
-		return
-	}
-	defer m.Close()
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // the program's clock (bpf_ktime_get_ns)
 	now, wall := ts.Nano(), time.Now()
-	key := make([]byte, m.KeySize())
-	val := make([]byte, m.ValueSize())
-	it := m.Iterate()
-	for it.Next(&key, &val) {
+	err := eachConn(d, func(key, val []byte) {
 		at := int64(binary.NativeEndian.Uint64(val[0:8]))
 		t.Logf("connection %v:%d -> %v:%d: backend %d, service %d, flags %#x, state %d (new, established, closing), last packet %s",
 			netip.AddrFrom4([4]byte(key[0:4])), binary.NativeEndian.Uint16(key[32:34]),
@@ -698,8 +689,8 @@ func logConns(t *testing.T, d *lab.Director) {
 			binary.NativeEndian.Uint32(val[8:12]), binary.NativeEndian.Uint32(val[12:16]),
 			binary.NativeEndian.Uint32(val[16:20]), val[20],
 			wall.Add(time.Duration(at-now)).Format("15:04:05.000"))
-	}
-	if err := it.Err(); err != nil {
+	})
+	if err != nil {
 		t.Logf("connection table: %v", err)
 	}
 }
