@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/vrrp"
 )
 
@@ -59,7 +60,11 @@ func NewMetrics(status func() *Status, instances func() []vrrp.InstanceStatus) *
 		m.reloads.WithLabelValues(r)
 	}
 	m.lastReload.Set(1)
-	m.Registry.MustRegister(m.reloads, m.lastReload, m.healthDuration, &vrrpCollector{instances: instances},
+	deferred := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "xlb_healthcheck_syns_deferred_total",
+		Help: "Times a tcp check's SYN found no room on its interface (ENOBUFS: a veth's ring or a queue full) and was sent again a little later (1 ms, doubling).",
+	}, func() float64 { return float64(health.SYNsDeferred()) })
+	m.Registry.MustRegister(m.reloads, m.lastReload, m.healthDuration, deferred, &vrrpCollector{instances: instances},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

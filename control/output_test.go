@@ -97,6 +97,7 @@ func TestMetricsExpositionParses(t *testing.T) {
 		"xlb_backend_packets_total": 3 * 2 * 2, "xlb_backend_up": 6, "xlb_backend_weight": 6, "xlb_backend_next_hop_unresolved": 6,
 		"xlb_service_up": 3, "xlb_service_packets_total": 6, "xlb_dataplane_info": 1, "xlb_dataplane_fallback": 1,
 		"xlb_packets_total": 2, "xlb_events_total": 2, "xlb_config_last_reload_successful": 1,
+		"xlb_healthcheck_syns_deferred_total": 1,
 	} {
 		if f := fams[name]; f == nil || len(f.Metric) != n {
 			t.Errorf("%s: %v, want %d samples", name, f, n)

@@ -64,8 +64,21 @@ type synSendBuf struct {
 // at all (closed); the SYNs from the first unsent one are then lost. The
 // SYNs with a path that has its neighbour's address leave through the
 // packet socket, the others through the raw socket.
+//
+// A SYN the interface had no room for fails with ENOBUFS (a veth whose
+// peer's ring is full, a queue that drops), and so do the packet
+// socket's SYNs after it in syns, unsent: its caller sends them again a
+// little later (busySYN). Sent through the stack instead, as they were,
+// they met the same full ring, and the stack drops them silently
+// (raw_sendmsg reports no ENOBUFS without IP_RECVERR): with a check's
+// timeout of 1 s, its SYN's first resend, each was a failed run. In the
+// scale benchmark (64,000 checks every 5 s, over veths whose peers' NAPI
+// runs in threads), the stack dropped 375 SYNs so in the first minute
+// (IpOutDiscards), none with this; a build with rounds of 20 ms (256
+// SYNs) lost about 400 a second.
 func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, err error)) error {
 	var now time.Time
+	full := false // the packet socket's device had no room: skip the rest
 	for base := 0; base < len(syns); base += synBatchMax {
 		chunk := syns[base:min(base+synBatchMax, len(syns))]
 		nraw, npkt := 0, 0
@@ -94,19 +107,14 @@ func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, 
 			buf.idx[nraw] = i
 			nraw++
 		}
-		if npkt > 0 {
+		switch {
+		case npkt > 0 && full:
+			for _, i := range buf.pidx[:npkt] {
+				failed(base+i, unix.ENOBUFS)
+			}
+		case npkt > 0:
 			fail := func(k int, err error) {
-				if errors.Is(err, unix.ENOBUFS) {
-					// The device dropped it (a veth whose peer's ring is
-					// full: a packet socket's frames all go to the queue
-					// of the sending CPU, the stack's are spread by
-					// flow): through the stack, which drops it silently
-					// if it must (raw_sendmsg reports no ENOBUFS without
-					// IP_RECVERR), and resends it.
-					buf.idx[nraw] = buf.pidx[k]
-					nraw++
-					return
-				}
+				full = full || errors.Is(err, unix.ENOBUFS)
 				failed(base+buf.pidx[k], err)
 			}
 			if err := sendmmsg(p.pkt.rc, &buf.call, buf.pmsgs[:npkt], &p.pkt.calls, fail); err != nil {
@@ -140,8 +148,10 @@ func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, 
 }
 
 // sendmmsg sends msgs on rc's socket with call; failed is called with
-// the index in msgs of each message the kernel refused and why. It returns
-// an error when the socket cannot be written at all (closed).
+// the index in msgs of each message the kernel refused and why, and with
+// ENOBUFS for each one left unsent after the device had no room for one
+// (ENOBUFS). It returns an error when the socket cannot be written at
+// all (closed).
 func sendmmsg(rc syscall.RawConn, call *mmsgCall, msgs []unix.Mmsghdr, calls *atomic.Uint64, failed func(i int, err error)) error {
 	if call.write == nil {
 		call.write = call.send // once: a method value is an allocation
@@ -154,6 +164,13 @@ func sendmmsg(rc syscall.RawConn, call *mmsgCall, msgs []unix.Mmsghdr, calls *at
 			return err
 		}
 		switch {
+		case call.errno == unix.ENOBUFS:
+			// No room on the device: the next ones would find none
+			// either, one system call each.
+			for i := off; i < len(msgs); i++ {
+				failed(i, unix.ENOBUFS)
+			}
+			return nil
 		case call.errno != 0:
 			// The first message left failed (the kernel stops a batch
 			// at an error, and reports it only if nothing was sent).
@@ -362,6 +379,10 @@ func (b *startBatch) flush() {
 			b.mine = append(b.mine, e)
 		}
 		fail := func(i int, err error) {
+			if errors.Is(err, unix.ENOBUFS) {
+				p.busySYN(b.mine[i].pr, b.syns[i].m)
+				return
+			}
 			if pr := b.mine[i].pr; p.cancel(pr) {
 				pr.end(os.NewSyscallError("connect", err))
 			}

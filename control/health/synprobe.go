@@ -123,7 +123,14 @@ type synProbe struct {
 	seq    uint32
 	// raw: done gets the verdict as it is, not as net.Dial's error (a
 	// Manager's run makes its tcpError of it directly, probeEnded).
-	raw      bool
+	raw bool
+	// retry: the interface had no room for the SYN, and next is when it
+	// is sent again, not a resend. refusals counts the times it had none
+	// (busySYN waits synBusyWait << refusals-1): a byte in the padding
+	// after raw, where a duration made a Manager's run 8 bytes larger
+	// (352 bytes, a size class, to 360).
+	retry    bool
+	refusals uint8
 	deadline time.Time
 	next     time.Time     // the next resend, or the deadline
 	rto      time.Duration // the wait before the next resend
@@ -139,6 +146,15 @@ const (
 	// each resend: the kernel's initial retransmission timeout for a SYN
 	// (TCP_TIMEOUT_INIT, RFC 6298 2.1).
 	synRTO = time.Second
+	// synBusyWait is how long a SYN the interface had no room for
+	// (ENOBUFS: a veth's ring or a queue full) waits before it is sent
+	// again, doubled at each refusal in a row of the same SYN. A veth's
+	// peer drains a ring of 256 frames in well under a millisecond, once
+	// its NAPI runs.
+	synBusyWait = time.Millisecond
+	// synBusyMaxShift caps the doubling of synBusyWait: 1 ms << 10 is
+	// about a second, the wait of a SYN's first resend.
+	synBusyMaxShift = 10
 	// synIdleClose is how long a prober with no probe waits before it
 	// closes its sockets.
 	synIdleClose = time.Minute

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -33,9 +34,15 @@ func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.
 	case err := <-result:
 		return err
 	case <-ctx.Done():
+		p.mu.Lock()
+		unsent := pr.retry // its SYN waits for room (busySYN)
+		p.mu.Unlock()
 		p.cancel(pr)
-		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		switch {
+		case !errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return opErr(target, errCanceled)
+		case unsent:
+			return opErr(target, os.NewSyscallError("connect", unix.ENOBUFS))
 		}
 		return opErr(target, os.ErrDeadlineExceeded)
 	}
@@ -98,7 +105,12 @@ func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr,
 		b.add(p, pr)
 		return pr, nil
 	}
-	if err := p.send(synOut{pr.match, pr.src, pr.seq, pr.via}); err != nil {
+	s := synOut{pr.match, pr.src, pr.seq, pr.via}
+	if err := p.send(s); err != nil {
+		if errors.Is(err, unix.ENOBUFS) {
+			p.busySYN(pr, s.m)
+			return pr, nil
+		}
 		if p.cancel(pr) {
 			return nil, opErr(target, os.NewSyscallError("connect", err))
 		}
@@ -146,6 +158,50 @@ func (p *synProber) cancel(pr *synProbe) bool {
 	}
 	p.removeLocked(pr)
 	return true
+}
+
+// synsDeferred counts the SYNs the interface had no room for (busySYN).
+var synsDeferred atomic.Uint64
+
+// SYNsDeferred is how many times a tcp check's SYN found no room on its
+// interface (ENOBUFS) and was sent again a little later.
+func SYNsDeferred() uint64 { return synsDeferred.Load() }
+
+// busySYN sends the SYN m of pr again soon: the interface had no room
+// for it (sendSYNs). It waits synBusyWait, doubled at each refusal of the
+// same probe's SYN, then the timer goroutine sends it (runTimers); its
+// first resend comes synRTO after that. A probe whose SYN never left by
+// its deadline ends with ENOBUFS, not as unanswered. Nothing happens if
+// pr is no longer pending with m (answered, ended, or started again
+// since).
+func (p *synProber) busySYN(pr *synProbe, m synMatch) {
+	synsDeferred.Add(1)
+	now := time.Now()
+	p.mu.Lock()
+	if p.closed || pr.match != m || p.pending[m.key()] != pr || pr.index < 0 {
+		p.mu.Unlock()
+		return
+	}
+	pr.refusals = min(pr.refusals+1, synBusyMaxShift+1)
+	pr.retry = true
+	pr.next = now.Add(synBusyWait << (pr.refusals - 1))
+	if !pr.deadline.IsZero() && pr.deadline.Before(pr.next) {
+		pr.next = pr.deadline
+	}
+	if !p.timers.down(pr.index) {
+		p.timers.up(pr.index)
+	}
+	early := pr.next.Before(p.armed)
+	if early {
+		p.armed = pr.next
+	}
+	p.mu.Unlock()
+	if early {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // addLocked makes pr pending. Called with p.mu held.
@@ -335,11 +391,16 @@ func (p *synProber) runTimers() {
 	defer t.Stop()
 	buf := new(synSendBuf)
 	var sends []synOut
-	var expired []*synProbe
+	var sent, expired []*synProbe // sent: the probes of sends
+	busy := func(i int, err error) {
+		if errors.Is(err, unix.ENOBUFS) {
+			p.busySYN(sent[i], sends[i].m)
+		}
+	}
 	for {
 		p.mu.Lock()
 		now := time.Now()
-		sends, expired = sends[:0], expired[:0]
+		sends, sent, expired = sends[:0], sent[:0], expired[:0]
 		for len(p.timers) > 0 && !p.timers[0].next.After(now) {
 			pr := p.timers[0]
 			if !pr.deadline.IsZero() && !pr.deadline.After(now) {
@@ -348,7 +409,14 @@ func (p *synProber) runTimers() {
 				continue
 			}
 			sends = append(sends, synOut{pr.match, pr.src, pr.seq, pr.via})
-			pr.rto *= 2
+			sent = append(sent, pr)
+			if pr.retry {
+				// Its first send, late (busySYN): its resend comes rto
+				// after it.
+				pr.retry = false
+			} else {
+				pr.rto *= 2
+			}
 			pr.next = now.Add(pr.rto)
 			if !pr.deadline.IsZero() && pr.deadline.Before(pr.next) {
 				pr.next = pr.deadline
@@ -372,14 +440,21 @@ func (p *synProber) runTimers() {
 		p.armed = now.Add(wait)
 		p.mu.Unlock()
 		for i, pr := range expired {
-			pr.endAt(os.ErrDeadlineExceeded, now)
+			if pr.retry {
+				// Its SYN never left: the interface had no room.
+				pr.endAt(os.NewSyscallError("connect", unix.ENOBUFS), now)
+			} else {
+				pr.endAt(os.ErrDeadlineExceeded, now)
+			}
 			expired[i] = nil
 		}
 		if closed {
 			return
 		}
-		// An unsent SYN is an unanswered one: its probe times out.
-		_ = p.sendSYNs(buf, sends, func(int, error) {})
+		// An unsent SYN is an unanswered one: its probe times out, unless
+		// the interface had no room for it (sent again soon).
+		_ = p.sendSYNs(buf, sends, busy)
+		clear(sent)
 		t.Reset(wait)
 		select {
 		case <-t.C:

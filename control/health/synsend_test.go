@@ -1,15 +1,19 @@
 package health_test
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/control/health/checktype"
@@ -48,45 +52,8 @@ func TestTCPProbeTapPacket(t *testing.T) {
 		return hw
 	}
 	dirMAC, rsMAC := mac(l.dir), mac(l.rs)
-	var ifindex int
-	if err := l.dir.Do(func() error {
-		i, err := net.InterfaceByName("eth0")
-		if err == nil {
-			ifindex = i.Index
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	tap := &linkTap{&captureTap{c: l.dir.Capture(t, "eth0", 0x0800), watched: map[netip.AddrPort]bool{}}, []int{ifindex}}
-	if err := l.dir.Do(func() error { return health.SetProbeTap(tap) }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.dir.Do(func() error { return health.SetProbeTap(nil) }) })
-	pktCalls := func() uint64 {
-		var n uint64
-		if err := l.dir.Do(func() (err error) {
-			n, err = health.SYNPacketCalls(netip.Addr{})
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	up := netip.AddrPortFrom(rs4, 9000)
-
-	// The first SYNs go through the stack, which resolves the real
-	// server's MAC; the next ones bypass it once the prober read it.
-	nettest.WaitFor(t, 10*time.Second, "a SYN through the packet socket", func() error {
-		err := l.check(t, labSpec(checktype.TCP, up))
-		if err != nil {
-			return fmt.Errorf("listening: %w", err)
-		}
-		if pktCalls() == 0 {
-			return errors.New("every SYN went through the stack")
-		}
-		return nil
-	})
+	pktCalls := l.packetTap(t, up)
 
 	syns := l.rs.Capture(t, "eth0", 0x0800)
 	before := pktCalls()
@@ -142,6 +109,51 @@ func TestTCPProbeTapPacket(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// packetTap gives the director a tap that names its eth0 (the IPv4 SYNs
+// leaving by it bypass the stack), and returns once a check of up (a
+// listening real server) sent its SYN through the packet socket: the
+// first SYNs go through the stack, which resolves the real server's MAC.
+// The function it returns counts the packet socket's sendmmsg calls.
+func (l *lab) packetTap(t *testing.T, up netip.AddrPort) (pktCalls func() uint64) {
+	t.Helper()
+	var ifindex int
+	if err := l.dir.Do(func() error {
+		i, err := net.InterfaceByName("eth0")
+		if err == nil {
+			ifindex = i.Index
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tap := &linkTap{&captureTap{c: l.dir.Capture(t, "eth0", 0x0800), watched: map[netip.AddrPort]bool{}}, []int{ifindex}}
+	if err := l.dir.Do(func() error { return health.SetProbeTap(tap) }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.dir.Do(func() error { return health.SetProbeTap(nil) }) })
+	pktCalls = func() uint64 {
+		var n uint64
+		if err := l.dir.Do(func() (err error) {
+			n, err = health.SYNPacketCalls(netip.Addr{})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	nettest.WaitFor(t, 10*time.Second, "a SYN through the packet socket", func() error {
+		err := l.check(t, labSpec(checktype.TCP, up))
+		if err != nil {
+			return fmt.Errorf("listening: %w", err)
+		}
+		if pktCalls() == 0 {
+			return errors.New("every SYN went through the stack")
+		}
+		return nil
+	})
+	return pktCalls
 }
 
 // nextFrame returns the next frame of an IPv4 SYN to dst:port captured.
@@ -249,5 +261,127 @@ func TestTCPProbeRawRouteKept(t *testing.T) {
 	})
 	if n := timedOut(4); n != 0 {
 		t.Errorf("4 runs that timed out after that learned the route %d times, want none", n)
+	}
+}
+
+// egressDrop makes the director's eth0 drop the SYNs to port as they
+// leave, as a full ring or queue does: the packet socket's send fails
+// with ENOBUFS, the stack drops its own silently. dropped counts the SYNs
+// dropped; remove takes the rule away.
+func (l *lab) egressDrop(t *testing.T, port uint16) (dropped func() int, remove func()) {
+	t.Helper()
+	l.dir.MustRun(t, "nft", "add table netdev xlbt")
+	l.dir.MustRun(t, "nft", `add chain netdev xlbt out { type filter hook egress device "eth0" priority 0; }`)
+	l.dir.MustRun(t, "nft", fmt.Sprintf("add rule netdev xlbt out tcp dport %d tcp flags & (syn | ack) == syn counter drop", port))
+	dropped = func() int {
+		out := l.dir.MustRun(t, "nft", "list chain netdev xlbt out")
+		_, rest, ok := strings.Cut(out, "counter packets ")
+		if !ok {
+			t.Fatalf("no counter in\n%s", out)
+		}
+		n, err := strconv.Atoi(strings.Fields(rest)[0])
+		if err != nil {
+			t.Fatalf("counter in\n%s: %v", out, err)
+		}
+		return n
+	}
+	remove = func() { l.dir.MustRun(t, "nft", "delete table netdev xlbt") }
+	return dropped, remove
+}
+
+// A SYN the interface has no room for (the packet socket's send fails
+// with ENOBUFS: a veth whose peer's ring is full) is sent again through
+// the packet socket after 1 ms, then 2, 4... until the interface takes
+// it, not through the stack, which would meet the same full ring and
+// drop it silently: the check is up once the interface has room again,
+// within a timeout shorter than the SYN's first resend (1 s). While the
+// interface refuses them all, the check fails with ENOBUFS, not as
+// unanswered, after a few tries. The SYNs of a Manager's round (one
+// sendmmsg) are sent again the same way.
+func TestTCPProbeDeviceFull(t *testing.T) {
+	l := newLab(t)
+	l.listen(t, "tcp", "10.77.9.2:9000")
+	up := netip.AddrPortFrom(rs4, 9000)
+	pktCalls := l.packetTap(t, up)
+	dropped, remove := l.egressDrop(t, 9000)
+
+	// Refused throughout: tries at 0, 1, 3, 7, 15... 255 ms.
+	spec := labSpec(checktype.TCP, up)
+	spec.Timeout = 300 * time.Millisecond
+	calls0, deferred0 := pktCalls(), health.SYNsDeferred()
+	err := l.check(t, spec)
+	if !errors.Is(err, unix.ENOBUFS) {
+		t.Errorf("every SYN refused: %v, want no buffer space available (ENOBUFS)", err)
+	}
+	tries := pktCalls() - calls0
+	if tries < 4 || tries > 9 {
+		t.Errorf("%d tries in %v, want 9 (at 0, 1, 3... 255 ms), at least 4", tries, spec.Timeout)
+	}
+	if d := health.SYNsDeferred() - deferred0; d < tries {
+		t.Errorf("%d SYNs deferred, want at least the %d tries", d, tries)
+	}
+	if n := dropped(); uint64(n) != tries {
+		t.Errorf("%d SYNs dropped, want the %d tries (none through the stack)", n, tries)
+	}
+
+	// Refused until the rule goes: the check is up.
+	spec.Timeout = 900 * time.Millisecond
+	result := make(chan error, 1)
+	before := dropped()
+	go func() { result <- l.check(t, spec) }()
+	nettest.WaitFor(t, 10*time.Second, "the SYN refused", func() error {
+		if dropped() == before {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	remove()
+	if err := <-result; err != nil {
+		t.Errorf("SYN refused, then room: %v, want up", err)
+	}
+
+	// A Manager's round: its SYNs leave in one sendmmsg, the first
+	// refused and the others not sent; all are sent again.
+	dropped, remove = l.egressDrop(t, 9000)
+	const n = 100
+	m := health.NewManager(health.Options{})
+	spec.Interval, spec.Warmup = time.Hour, -1
+	list := make([]health.Check, n)
+	for i := range list {
+		list[i] = health.Check{Key: fmt.Sprintf("svc/%d", i), Spec: &spec, Target: up}
+	}
+	if err := m.UpdateChecks(list); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.dir.Do(func() error { return m.Run(ctx) }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	nettest.WaitFor(t, 10*time.Second, "the round's SYNs refused", func() error {
+		if dropped() == 0 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	remove()
+	got := make(map[string]health.Transition, n)
+	timeout := time.After(10 * time.Second)
+	for len(got) < n {
+		select {
+		case tr := <-m.Results():
+			got[tr.Key] = tr
+		case <-timeout:
+			t.Fatalf("%d results of %d", len(got), n)
+		}
+	}
+	for key, tr := range got {
+		if !tr.Up {
+			t.Errorf("%s: %v (%v), want up", key, tr.To, tr.Err)
+		}
 	}
 }
