@@ -84,6 +84,9 @@ type Daemon struct {
 	// start-up) and are refused after the second.
 	ready, exited chan struct{}
 	reloadMu      sync.Mutex // one reload at a time
+	// reloadsStarted counts the reloads started: a release of memory asked for
+	// before the last one leaves it to that reload's own (releaseMemory).
+	reloadsStarted atomic.Uint64
 
 	mu      sync.Mutex
 	cfg     *config.Config
@@ -261,7 +264,7 @@ func (d *Daemon) start(cfg *config.Config, g *group) (*http.Server, error) {
 		// (a reload that changed a real server) made next to none: no
 		// full collection for them.
 		if n >= decidedRelease {
-			go d.releaseMemory(0)
+			d.releaseLater(0)
 		}
 	}})
 	// A round reads the checks' states in the order of its model's
@@ -550,7 +553,7 @@ func (d *Daemon) afterStart() {
 		d.log.Info("configuration applied", "apply", round.Apply.Round(time.Millisecond),
 			"since_start", time.Since(d.started).Round(time.Millisecond), "map_updates", d.mapUpdates())
 	}
-	d.releaseMemory(1)
+	d.releaseMemory(1, d.reloadsStarted.Load())
 }
 
 // ForceStop cuts the shutdown grace period short (a second signal).

@@ -26,15 +26,32 @@ import (
 // check, 17 MB at 64,000 real servers, and the next reloads' limit
 // started that much higher (the peak RSS of statuses during reloads, in
 // the scale benchmark, was 141-142 MiB; 129 with the gate).
-func (d *Daemon) releaseMemory(gen uint64) {
+//
+// A reload started since the release was asked for (reloadsStarted is no longer
+// reloads0) releases the memory itself once applied: a full collection
+// in between would run through its reading of the new configuration (the
+// scale benchmark's reloads follow each other, and each one's release ran
+// into the next).
+// It reports whether it did.
+func (d *Daemon) releaseMemory(gen, reloads0 uint64) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := d.rec.WaitApplied(ctx, gen); err != nil {
-		return
+		return false
 	}
 	d.reads.waitQuiet(ctx) // at worst a minute of back-to-back reads: measured anyway
+	if d.reloadsStarted.Load() != reloads0 {
+		return false
+	}
 	debug.FreeOSMemory()
 	setMemoryLimit(d.log)
+	return true
+}
+
+// releaseLater releases memory (releaseMemory) in a goroutine of its own.
+func (d *Daemon) releaseLater(gen uint64) {
+	reloads0 := d.reloadsStarted.Load()
+	go d.releaseMemory(gen, reloads0)
 }
 
 // decidedRelease is the fewest first results of checks after which the

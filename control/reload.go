@@ -32,6 +32,7 @@ func (d *Daemon) Reload() error {
 	}
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	d.reloadsStarted.Add(1)
 	paceReload(d.opts.ConfigPath)
 	start := time.Now()
 	d.checkPins()
@@ -58,7 +59,7 @@ func (d *Daemon) Reload() error {
 		d.reloads.Failed++
 		d.reloads.LastError = err.Error()
 		d.mu.Unlock()
-		go d.releaseMemory(0)
+		d.releaseLater(0)
 		d.metrics.Reload(err)
 		d.log.Error("reload failed: the previous configuration keeps serving", "error", err)
 		return err
@@ -99,7 +100,7 @@ func (d *Daemon) Reload() error {
 		attrs = append(attrs, "map_updates", u.MapUpdates()-updates)
 	}
 	d.log.Info("configuration reloaded", append(attrs, "total", time.Since(start).Round(time.Microsecond))...)
-	go d.releaseMemory(gen)
+	d.releaseLater(gen)
 	return nil
 }
 

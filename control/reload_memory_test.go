@@ -236,3 +236,20 @@ func TestReloadMemoryLimit(t *testing.T) {
 		t.Errorf("the memory limit during the reload's apply: %d, want the floor %d", got, memoryFloor)
 	}
 }
+
+// A release of memory asked for before a reload started is left to that
+// reload's own, at its end: its full collection would run through the
+// reading of the new configuration. One asked for since runs.
+func TestReleaseLeftToLaterReload(t *testing.T) {
+	r := startDaemon(t, func(sock string) string { return scaleConfig(sock, "", 2, 2, "none", 8080) }, nil)
+	before := r.d.reloadsStarted.Load()
+	if err := r.d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if r.d.releaseMemory(0, before) {
+		t.Error("memory released, asked for before a reload that started since")
+	}
+	if !r.d.releaseMemory(0, r.d.reloadsStarted.Load()) {
+		t.Error("memory not released, asked for after the last reload")
+	}
+}
