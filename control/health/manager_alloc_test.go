@@ -1,7 +1,6 @@
 package health_test
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -50,16 +49,8 @@ func TestManagerRunAllocs(t *testing.T) {
 	if err := m.UpdateChecks(list); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	// Run in the director's namespace: its scheduler opens the prober.
-	go func() { done <- l.dir.Do(func() error { return m.Run(ctx) }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	startManagerIn(t, m, l.dir)
 	var downs atomic.Int64
 	go func() {
 		for tr := range m.Results() {

@@ -17,22 +17,49 @@ import (
 
 	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/control/health/checktype"
+	"github.com/xlb-dev/xlb/test/nettest"
 )
 
 const interval = 10 * time.Second
 
 // startManager runs m until the test ends.
-func startManager(t *testing.T, m *health.Manager) {
+func startManager(t *testing.T, m *health.Manager) { startManagerIn(t, m, nil) }
+
+// startManagerIn runs m in ns (its scheduler opens the probers there), or
+// where the test runs with ns nil, until the test ends.
+func startManagerIn(t *testing.T, m *health.Manager, ns *nettest.NS) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx) }()
+	go func() {
+		if ns == nil {
+			done <- m.Run(ctx)
+			return
+		}
+		done <- ns.Do(func() error { return m.Run(ctx) })
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
+}
+
+// firstResults returns the first n results of m's checks, by key.
+func firstResults(t *testing.T, m *health.Manager, n int) map[string]health.Transition {
+	t.Helper()
+	got := make(map[string]health.Transition, n)
+	timeout := time.After(20 * time.Second)
+	for len(got) < n {
+		select {
+		case tr := <-m.Results():
+			got[tr.Key] = tr
+		case <-timeout:
+			t.Fatalf("%d results of %d", len(got), n)
+		}
+	}
+	return got
 }
 
 // step advances the fake clock past one interval (plus the 10% jitter) and

@@ -52,16 +52,7 @@ func TestManagerTCPBatchSend(t *testing.T) {
 	}
 	startManager(t, m)
 	// Every check is due at once (no warmup): one round starts them all.
-	got := make(map[string]health.Transition, n)
-	timeout := time.After(20 * time.Second)
-	for len(got) < n {
-		select {
-		case tr := <-m.Results():
-			got[tr.Key] = tr
-		case <-timeout:
-			t.Fatalf("%d results of %d", len(got), n)
-		}
-	}
+	got := firstResults(t, m, n)
 	for key, w := range want {
 		tr := got[key]
 		switch {

@@ -90,16 +90,10 @@ func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr,
 		}
 	}
 	p.timers.push(pr)
-	early := pr.next.Before(p.armed)
-	if early {
-		p.armed = pr.next
-	}
+	early := p.earlierLocked(pr.next)
 	p.mu.Unlock()
 	if early {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
+		p.wakeTimers()
 	}
 	if b != nil {
 		b.add(p, pr)
@@ -191,16 +185,30 @@ func (p *synProber) busySYN(pr *synProbe, m synMatch) {
 	if !p.timers.down(pr.index) {
 		p.timers.up(pr.index)
 	}
-	early := pr.next.Before(p.armed)
-	if early {
-		p.armed = pr.next
-	}
+	early := p.earlierLocked(pr.next)
 	p.mu.Unlock()
 	if early {
-		select {
-		case p.wake <- struct{}{}:
-		default:
-		}
+		p.wakeTimers()
+	}
+}
+
+// earlierLocked reports whether the timer goroutine must be woken for a
+// timer at t, earlier than it wakes (armed; a later one, the usual case,
+// does not wake it), once p.mu is released (wakeTimers). Called with
+// p.mu held.
+func (p *synProber) earlierLocked(t time.Time) bool {
+	if !t.Before(p.armed) {
+		return false
+	}
+	p.armed = t
+	return true
+}
+
+// wakeTimers wakes the timer goroutine (runTimers).
+func (p *synProber) wakeTimers() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -526,78 +534,4 @@ func (p *synProber) closeFiles() {
 		p.pkt.close()
 	}
 	unix.Close(p.hold)
-}
-
-// probeHeap orders probes by their next timer: a binary heap whose
-// probes know their index. Its methods are the heap's own, not
-// container/heap's through an interface (a call for each comparison and
-// swap, at each probe's start and answer).
-type probeHeap []*synProbe
-
-// push adds pr.
-func (h *probeHeap) push(pr *synProbe) {
-	pr.index = len(*h)
-	*h = append(*h, pr)
-	h.up(pr.index)
-}
-
-// remove takes out the probe at i.
-func (h *probeHeap) remove(i int) {
-	s := *h
-	n := len(s) - 1
-	pr := s[i]
-	if i != n {
-		s[i] = s[n]
-		s[i].index = i
-	}
-	s[n] = nil
-	*h = s[:n]
-	if i != n {
-		if !h.down(i) {
-			h.up(i)
-		}
-	}
-	pr.index = -1
-}
-
-// up moves the probe at i up to its place.
-func (h probeHeap) up(i int) {
-	pr := h[i]
-	for i > 0 {
-		p := (i - 1) / 2
-		if !pr.next.Before(h[p].next) {
-			break
-		}
-		h[i] = h[p]
-		h[i].index = i
-		i = p
-	}
-	h[i] = pr
-	pr.index = i
-}
-
-// down moves the probe at i down to its place (after its next timer
-// moved later), and reports whether it moved.
-func (h probeHeap) down(i int) bool {
-	i0 := i
-	n := len(h)
-	pr := h[i]
-	for {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		if r := l + 1; r < n && h[r].next.Before(h[l].next) {
-			l = r
-		}
-		if !h[l].next.Before(pr.next) {
-			break
-		}
-		h[i] = h[l]
-		h[i].index = i
-		i = l
-	}
-	h[i] = pr
-	pr.index = i
-	return i > i0
 }

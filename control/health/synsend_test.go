@@ -1,7 +1,6 @@
 package health_test
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -353,15 +352,7 @@ func TestTCPProbeDeviceFull(t *testing.T) {
 	if err := m.UpdateChecks(list); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.dir.Do(func() error { return m.Run(ctx) }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	startManagerIn(t, m, l.dir)
 	nettest.WaitFor(t, 10*time.Second, "the round's SYNs refused", func() error {
 		if dropped() == 0 {
 			return errors.New("not yet")
@@ -369,17 +360,7 @@ func TestTCPProbeDeviceFull(t *testing.T) {
 		return nil
 	})
 	remove()
-	got := make(map[string]health.Transition, n)
-	timeout := time.After(10 * time.Second)
-	for len(got) < n {
-		select {
-		case tr := <-m.Results():
-			got[tr.Key] = tr
-		case <-timeout:
-			t.Fatalf("%d results of %d", len(got), n)
-		}
-	}
-	for key, tr := range got {
+	for key, tr := range firstResults(t, m, n) {
 		if !tr.Up {
 			t.Errorf("%s: %v (%v), want up", key, tr.To, tr.Err)
 		}
