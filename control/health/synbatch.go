@@ -91,6 +91,10 @@ func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, 
 				if eth := p.pkt.frame(s.via, now); eth != nil {
 					k := npkt
 					npkt++
+					buf.pidx[k] = i
+					if full {
+						continue // refused below, unsent
+					}
 					p.pkt.fillFrame(&buf.frames[k], eth, s, &buf.segs[i])
 					buf.piovs[k] = unix.Iovec{Base: &buf.frames[k][0]}
 					buf.piovs[k].SetLen(pktFrameLen)
@@ -100,7 +104,6 @@ func (p *synProber) sendSYNs(buf *synSendBuf, syns []synOut, failed func(i int, 
 					*h = unix.Msghdr{Iov: &buf.piovs[k]}
 					h.SetIovlen(1)
 					h.Name, h.Namelen = (*byte)(unsafe.Pointer(&buf.ll[k])), unix.SizeofSockaddrLinklayer
-					buf.pidx[k] = i
 					continue
 				}
 			}

@@ -42,7 +42,7 @@ func (p *synProber) probe(ctx context.Context, target netip.AddrPort, src netip.
 		case !errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return opErr(target, errCanceled)
 		case unsent:
-			return opErr(target, os.NewSyscallError("connect", unix.ENOBUFS))
+			return opErr(target, errNoRoom)
 		}
 		return opErr(target, os.ErrDeadlineExceeded)
 	}
@@ -65,10 +65,7 @@ func (p *synProber) start(target netip.AddrPort, src netip.Addr, via *pktPath, d
 // checks at one).
 func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr, via *pktPath, deadline time.Time, done func(error), b *startBatch, raw bool, now time.Time) (*synProbe, error) {
 	*pr = synProbe{target: target, src: src, via: via, deadline: deadline, rto: synRTO, index: -1, done: done, raw: raw}
-	pr.next = now.Add(synRTO)
-	if !deadline.IsZero() && deadline.Before(pr.next) {
-		pr.next = deadline
-	}
+	pr.setNext(now.Add(synRTO))
 	addr := target.Addr().WithZone("")
 	p.mu.Lock()
 	if p.closed {
@@ -113,6 +110,15 @@ func (p *synProber) startIn(pr *synProbe, target netip.AddrPort, src netip.Addr,
 	return pr, nil
 }
 
+// setNext sets pr's next timer at t, or at its deadline if that comes
+// first.
+func (pr *synProbe) setNext(t time.Time) {
+	pr.next = t
+	if !pr.deadline.IsZero() && pr.deadline.Before(t) {
+		pr.next = pr.deadline
+	}
+}
+
 // endAt is end for a probe whose verdict came at now: the readers read
 // the clock once for the answers they read together (done may read it,
 // ended).
@@ -131,6 +137,10 @@ func (pr *synProbe) end(err error) {
 		pr.done(opErr(pr.target, err))
 	}
 }
+
+// errNoRoom is the verdict of a probe whose SYN never found room on its
+// interface by its deadline (busySYN).
+var errNoRoom error = os.NewSyscallError("connect", unix.ENOBUFS)
 
 // errRefused is the verdict of a RST, one for all: an answer's verdict
 // was an allocation of its own, 12,800 a second when 64,000 real servers
@@ -178,10 +188,7 @@ func (p *synProber) busySYN(pr *synProbe, m synMatch) {
 	}
 	pr.refusals = min(pr.refusals+1, synBusyMaxShift+1)
 	pr.retry = true
-	pr.next = now.Add(synBusyWait << (pr.refusals - 1))
-	if !pr.deadline.IsZero() && pr.deadline.Before(pr.next) {
-		pr.next = pr.deadline
-	}
+	pr.setNext(now.Add(synBusyWait << (pr.refusals - 1)))
 	if !p.timers.down(pr.index) {
 		p.timers.up(pr.index)
 	}
@@ -425,10 +432,7 @@ func (p *synProber) runTimers() {
 			} else {
 				pr.rto *= 2
 			}
-			pr.next = now.Add(pr.rto)
-			if !pr.deadline.IsZero() && pr.deadline.Before(pr.next) {
-				pr.next = pr.deadline
-			}
+			pr.setNext(now.Add(pr.rto))
 			p.timers.down(0)
 		}
 		wait := synIdleClose
@@ -450,7 +454,7 @@ func (p *synProber) runTimers() {
 		for i, pr := range expired {
 			if pr.retry {
 				// Its SYN never left: the interface had no room.
-				pr.endAt(os.NewSyscallError("connect", unix.ENOBUFS), now)
+				pr.endAt(errNoRoom, now)
 			} else {
 				pr.endAt(os.ErrDeadlineExceeded, now)
 			}
