@@ -320,6 +320,12 @@ func TestDaemonIPv6DR(t *testing.T) {
 		_, err := l.GetFrom(vip, time.Second)
 		return err
 	})
+	// rr spreads only over the real servers whose checks have passed: one
+	// whose first check met an unresolved neighbour (its first solicitation
+	// lost) is down until its next check.
+	for _, r := range l.Reals {
+		waitHealth(t, d, "web6", netip.AddrPortFrom(r.Addr6, lab.WebPort).String(), "up", 20*time.Second)
+	}
 	seen := map[string]int{}
 	for range 6 {
 		s, err := l.GetFrom(vip, 2*time.Second)
