@@ -170,7 +170,7 @@ static __always_inline void xlb_count(__u32 svc, __u32 backend, __u32 len, int i
 
 	lb_count(&xlb_svc_stat_v1, svc, len, is_new, out);
 	if (backend < XLB_MAX_BACKENDS)
-		lb_count(&xlb_be_stat_v2, bpf_get_smp_processor_id() * XLB_MAX_BACKENDS + backend, len, is_new, out);
+		lb_count(&xlb_be_stat_v3, bpf_get_smp_processor_id() * XLB_MAX_BACKENDS + backend, len, is_new, out);
 	if (out)
 		lb_event(XLB_EV_NAT_REPLY);
 }

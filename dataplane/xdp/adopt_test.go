@@ -121,7 +121,7 @@ func TestAdoptOnRestart(t *testing.T) {
 	// Arrays are looked up by key (dumping 262144 entries is slow).
 	for _, q := range []struct{ name, field string }{
 		{"xlb_svc_ids_v1", `"port"`}, {"xlb_conns_v1", `"backend"`},
-		{"xlb_svc_v1", `"sched"`}, {"xlb_backends_v1", `"mac"`}, {"xlb_verdicts_v1", `"packets"`}, {"xlb_be_stat_v2", `"conns"`},
+		{"xlb_svc_v1", `"sched"`}, {"xlb_backends_v1", `"mac"`}, {"xlb_verdicts_v1", `"packets"`}, {"xlb_be_stat_v3", `"conns"`},
 	} {
 		args := []string{"-j", "map", "dump", "pinned", filepath.Join(pin, q.name)}
 		if strings.Contains(q.name, "svc_v1") || strings.Contains(q.name, "backends") || strings.Contains(q.name, "stat") || strings.Contains(q.name, "verdicts") {

@@ -1,13 +1,12 @@
 package xdp
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -16,48 +15,52 @@ import (
 	"github.com/xlb-dev/xlb/dataplane"
 )
 
-// The backends' counters (xlb_be_stat_v2, bpf/lib/maps.h) are an array
+// The backends' counters (xlb_be_stat_v3, bpf/lib/maps.h) are an array
 // with a slice of maxBackends entries per possible CPU, each written only
 // by its CPU: Stats reads the slices' first ids and sums them, a new id's
-// entries are zeroed on every CPU. As a per-CPU
-// array (xlb_be_stat_v1) it cost a per-CPU allocation per entry: 0.2 s of
-// every start.
+// entries are zeroed on every CPU. As a per-CPU array (xlb_be_stat_v1) it
+// cost a per-CPU allocation per entry: 0.2 s of every start.
 
-// retiredBeStatPin is the pin of the per-CPU array it replaced, removed
-// when found (it holds 40 bytes per backend id and CPU).
-const retiredBeStatPin = "xlb_be_stat_v1"
+// retiredBeStatPins are the pins of the maps it replaced, removed when
+// found: xlb_be_stat_v1, the per-CPU array (40 bytes per backend id and
+// CPU), and xlb_be_stat_v2, this array without BPF_F_MMAPABLE (read with
+// batch lookups, 95 ms at 65,536 backends on two CPUs). A program still
+// attached keeps its map until it is replaced; the counters start again
+// from zero in the new map.
+var retiredBeStatPins = []string{"xlb_be_stat_v1", "xlb_be_stat_v2"}
 
 const statsSize = int(unsafe.Sizeof(bpfXlbStats{}))
 
-// sizeBeStat sizes xlb_be_stat_v2 for the possible CPUs.
+// sizeBeStat sizes xlb_be_stat_v3 for the possible CPUs.
 func sizeBeStat(spec *ebpf.CollectionSpec) error {
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return fmt.Errorf("possible CPUs: %w", err)
 	}
-	spec.Maps[bpfMapXlbBeStatV2].MaxEntries = uint32(ncpu * maxBackends)
+	spec.Maps[bpfMapXlbBeStatV3].MaxEntries = uint32(ncpu * maxBackends)
 	return nil
 }
 
-// removeRetiredBeStat removes the pin of xlb_be_stat_v1 left by an
-// earlier version (a program still attached keeps its map until it is
-// replaced).
+// removeRetiredBeStat removes the pins of the maps xlb_be_stat_v3
+// replaced.
 func (d *Dataplane) removeRetiredBeStat() {
 	if d.opts.PinPath == "" {
 		return
 	}
-	p := filepath.Join(d.opts.PinPath, retiredBeStatPin)
-	if err := os.Remove(p); err == nil {
-		d.log.Info("removed the pin of a retired map", "pin", p)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		d.log.Warn("cannot remove the pin of a retired map", "pin", p, "error", err)
+	for _, name := range retiredBeStatPins {
+		p := filepath.Join(d.opts.PinPath, name)
+		if err := os.Remove(p); err == nil {
+			d.log.Info("removed the pin of a retired map", "pin", p)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			d.log.Warn("cannot remove the pin of a retired map", "pin", p, "error", err)
+		}
 	}
 }
 
-// beStats reads and resets xlb_be_stat_v2. It reads with batch lookups
-// from each CPU's slice (not mapped into the process: the kernel maps a
-// whole array at mmap, whose 20 MiB at two CPUs then counted in the
-// daemon's RSS).
+// beStats reads and resets xlb_be_stat_v3. A read maps the pages of the
+// ids it reads, one CPU's slice at a time, and unmaps them: the kernel
+// maps every page of a range at mmap, and a mapping of the whole array
+// kept (20 MiB at two CPUs) would count in the daemon's RSS.
 type beStats struct {
 	m    *ebpf.Map
 	ncpu int
@@ -66,10 +69,14 @@ type beStats struct {
 func openBeStats(m *ebpf.Map) (beStats, error) {
 	ncpu := int(m.MaxEntries()) / maxBackends
 	if ncpu < 1 || int(m.MaxEntries()) != ncpu*maxBackends || int(m.ValueSize()) != statsSize {
-		return beStats{}, fmt.Errorf("map %s: %d entries of %d bytes: not a slice of %d per CPU", bpfMapXlbBeStatV2, m.MaxEntries(), m.ValueSize(), maxBackends)
+		return beStats{}, fmt.Errorf("map %s: %d entries of %d bytes: not a slice of %d per CPU", bpfMapXlbBeStatV3, m.MaxEntries(), m.ValueSize(), maxBackends)
 	}
 	return beStats{m: m, ncpu: ncpu}, nil
 }
+
+// statsWords is struct xlb_stats in 64-bit words: packets, bytes,
+// packets_out, bytes_out, conns.
+const statsWords = statsSize / 8
 
 // read sums the counters of ids [0, n) over the CPUs.
 func (b beStats) read(n uint32) ([]dataplane.Counters, error) {
@@ -77,66 +84,28 @@ func (b beStats) read(n uint32) ([]dataplane.Counters, error) {
 	if n == 0 {
 		return out, nil
 	}
-	chunk := min(int(n), counterChunk)
-	keys := make([]byte, chunk*4)
-	vals := make([]byte, chunk*statsSize)
-	ne := binary.NativeEndian
+	page := os.Getpagesize()
 	for c := range b.ncpu {
-		base := uint32(c * maxBackends)
-		for done := 0; done < int(n); {
-			count := min(chunk, int(n)-done)
-			got, err := lookupBatch(b.m, base+uint32(done), keys[:count*4], vals[:count*statsSize], count)
-			if err != nil {
-				return out, fmt.Errorf("read %s: %w", bpfMapXlbBeStatV2, err)
-			}
-			for i := range got {
-				e := vals[i*statsSize:]
-				// struct xlb_stats: packets, bytes, packets_out, bytes_out, conns.
-				out[done+i].Add(dataplane.Counters{Packets: ne.Uint64(e[0:]), Bytes: ne.Uint64(e[8:]), PacketsOut: ne.Uint64(e[16:]),
-					BytesOut: ne.Uint64(e[24:]), Connections: ne.Uint64(e[32:])})
-			}
-			if got == 0 {
-				return out, fmt.Errorf("read %s: no entry at %d", bpfMapXlbBeStatV2, base+uint32(done))
-			}
-			done += got
+		// The pages holding entries [c*maxBackends, c*maxBackends+n).
+		off := c * maxBackends * statsSize
+		first := off &^ (page - 1)
+		length := (off - first + int(n)*statsSize + page - 1) &^ (page - 1)
+		mem, err := unix.Mmap(b.m.FD(), int64(first), length, unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return out, fmt.Errorf("map %s (CPU %d's counters): %w", bpfMapXlbBeStatV3, c, err)
+		}
+		// Written by the program meanwhile: each word read whole.
+		w := unsafe.Slice((*uint64)(unsafe.Pointer(&mem[off-first])), int(n)*statsWords)
+		for i := range out {
+			e := w[i*statsWords : i*statsWords+statsWords : i*statsWords+statsWords]
+			out[i].Add(dataplane.Counters{Packets: atomic.LoadUint64(&e[0]), Bytes: atomic.LoadUint64(&e[1]),
+				PacketsOut: atomic.LoadUint64(&e[2]), BytesOut: atomic.LoadUint64(&e[3]), Connections: atomic.LoadUint64(&e[4])})
+		}
+		if err := unix.Munmap(mem); err != nil {
+			return out, fmt.Errorf("unmap %s: %w", bpfMapXlbBeStatV3, err)
 		}
 	}
 	return out, nil
-}
-
-// batchAttr is union bpf_attr's batch member.
-type batchAttr struct {
-	inBatch, outBatch, keys, values uint64
-	count, mapFd                    uint32
-	elemFlags, flags                uint64
-}
-
-// lookupBatch reads count consecutive entries of array m from key start
-// into keys and vals (BPF_MAP_LOOKUP_BATCH: for an array the batch
-// position is the key before the first, which cilium/ebpf's cursor does
-// not let one set). It returns how many it read.
-func lookupBatch(m *ebpf.Map, start uint32, keys, vals []byte, count int) (int, error) {
-	var prev, next uint32
-	attr := batchAttr{outBatch: uint64(uintptr(unsafe.Pointer(&next))), keys: uint64(uintptr(unsafe.Pointer(&keys[0]))),
-		values: uint64(uintptr(unsafe.Pointer(&vals[0]))), count: uint32(count), mapFd: uint32(m.FD())}
-	if start > 0 {
-		prev = start - 1
-		attr.inBatch = uint64(uintptr(unsafe.Pointer(&prev)))
-	}
-	for {
-		_, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_LOOKUP_BATCH, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
-		runtime.KeepAlive(keys)
-		runtime.KeepAlive(vals)
-		runtime.KeepAlive(&prev)
-		runtime.KeepAlive(&next)
-		switch errno {
-		case 0, unix.ENOENT: // ENOENT: the end of the map, attr.count read
-			return int(attr.count), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, fmt.Errorf("BPF_MAP_LOOKUP_BATCH: %w", errno)
-	}
 }
 
 // beStatQueue zeroes the counters of new backend ids on every CPU.
@@ -153,7 +122,7 @@ func (q *beStatQueue) flush(d *Dataplane) error {
 	if len(q.keys) == 0 {
 		return nil
 	}
-	d.wrote(bpfMapXlbBeStatV2, q.keys)
+	d.wrote(bpfMapXlbBeStatV3, q.keys)
 	keys := make([]uint32, 0, len(q.keys)*q.stats.ncpu)
 	for c := range q.stats.ncpu {
 		for _, id := range q.keys {
@@ -161,7 +130,7 @@ func (q *beStatQueue) flush(d *Dataplane) error {
 		}
 	}
 	if _, err := q.stats.m.BatchUpdate(keys, make([]bpfXlbStats, len(keys)), nil); err != nil {
-		return fmt.Errorf("reset %s: %w", bpfMapXlbBeStatV2, err)
+		return fmt.Errorf("reset %s: %w", bpfMapXlbBeStatV3, err)
 	}
 	return nil
 }

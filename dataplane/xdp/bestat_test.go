@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -16,7 +17,7 @@ import (
 )
 
 // TestBackendCountersEveryCPU: a backend's counters are summed over the
-// CPUs' slices of xlb_be_stat_v2: packets forwarded on each online CPU
+// CPUs' slices of xlb_be_stat_v3: packets forwarded on each online CPU
 // land in that CPU's slice (cpu x the backend limit + id) and Stats adds
 // them up; a reused id's counters are zeroed on every CPU.
 func TestBackendCountersEveryCPU(t *testing.T) {
@@ -58,7 +59,7 @@ func TestBackendCountersEveryCPU(t *testing.T) {
 	id := e.d.services[s.Key].ids[0]
 	for cpu := range ncpu {
 		var v bpfXlbStats
-		if err := e.d.objs.XlbBeStatV2.Lookup(uint32(cpu*maxBackends)+id, &v); err != nil {
+		if err := e.d.objs.XlbBeStatV3.Lookup(uint32(cpu*maxBackends)+id, &v); err != nil {
 			t.Fatal(err)
 		}
 		want := uint64(per)
@@ -90,9 +91,10 @@ func TestBackendCountersEveryCPU(t *testing.T) {
 	}
 }
 
-// TestRetiredBeStatPinRemoved: the pin of xlb_be_stat_v1, which an earlier
-// version left (a per-CPU array of 40 bytes per backend id and CPU), is
-// removed when the dataplane opens on that pin path.
+// TestRetiredBeStatPinRemoved: the pins of xlb_be_stat_v1 (a per-CPU
+// array of 40 bytes per backend id and CPU) and xlb_be_stat_v2 (the array
+// without BPF_F_MMAPABLE), which earlier versions left, are removed when
+// the dataplane opens on that pin path.
 func TestRetiredBeStatPinRemoved(t *testing.T) {
 	e := newEnv(t)
 	e.d.Close()
@@ -100,20 +102,68 @@ func TestRetiredBeStatPinRemoved(t *testing.T) {
 	if err := os.MkdirAll(pin, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	old, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: uint32(statsSize), MaxEntries: 16})
+	for i, typ := range []ebpf.MapType{ebpf.PerCPUArray, ebpf.Array} {
+		old, err := ebpf.NewMap(&ebpf.MapSpec{Type: typ, KeySize: 4, ValueSize: uint32(statsSize), MaxEntries: 16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer old.Close()
+		if err := old.Pin(filepath.Join(pin, retiredBeStatPins[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.d = open()
+	for _, name := range retiredBeStatPins {
+		if _, err := os.Stat(filepath.Join(pin, name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the retired pin %s is still there: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(pin, bpfMapXlbBeStatV3)); err != nil {
+		t.Errorf("the new pin: %v", err)
+	}
+}
+
+// TestBeStatsRead: a read sums each id's counters over the CPUs' slices,
+// for any number of ids (the last one's entry within a page, not at its
+// end) and at ids past the first pages; ids past n are not read.
+func TestBeStatsRead(t *testing.T) {
+	e := newEnv(t)
+	b := e.d.beStats
+	// 1,000 ids are 40,000 bytes: the last page is read in part. Ids 102
+	// and 103 straddle a page.
+	const n = 1000
+	ids := []uint32{0, 1, 102, 103, 511, n - 1, n}
+	for c := range b.ncpu {
+		for _, id := range ids {
+			v := bpfXlbStats{Packets: uint64(id) + 1, Bytes: 1000 * (uint64(id) + 1), PacketsOut: uint64(c) + 1, BytesOut: 7, Conns: uint64(c*10) + uint64(id)}
+			if err := b.m.Update(uint32(c*maxBackends)+id, &v, ebpf.UpdateAny); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, err := b.read(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer old.Close()
-	if err := old.Pin(filepath.Join(pin, retiredBeStatPin)); err != nil {
-		t.Fatal(err)
+	if len(got) != n {
+		t.Fatalf("%d counters, want %d", len(got), n)
 	}
-	e.d = open()
-	if _, err := os.Stat(filepath.Join(pin, retiredBeStatPin)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("the retired pin %s is still there: %v", retiredBeStatPin, err)
+	nc := uint64(b.ncpu)
+	for _, id := range ids[:len(ids)-1] {
+		want := dataplane.Counters{Packets: nc * (uint64(id) + 1), Bytes: nc * 1000 * (uint64(id) + 1),
+			PacketsOut: nc * (nc + 1) / 2, BytesOut: 7 * nc, Connections: 10*nc*(nc-1)/2 + nc*uint64(id)}
+		if got[id] != want {
+			t.Errorf("id %d: %+v, want %+v", id, got[id], want)
+		}
 	}
-	if _, err := os.Stat(filepath.Join(pin, bpfMapXlbBeStatV2)); err != nil {
-		t.Errorf("the new pin: %v", err)
+	var zero dataplane.Counters
+	for id := range got {
+		if !slices.Contains(ids, uint32(id)) && got[id] != zero {
+			t.Errorf("id %d, never written: %+v", id, got[id])
+		}
+	}
+	if c, err := b.read(0); err != nil || len(c) != 0 {
+		t.Errorf("read(0): %v, %v", c, err)
 	}
 }
 

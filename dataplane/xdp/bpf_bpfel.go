@@ -462,7 +462,7 @@ const (
 	bpfMapXlbBackendsV1    = "xlb_backends_v1"
 	bpfMapXlbBeActV1       = "xlb_be_act_v1"
 	bpfMapXlbBeConnsV1     = "xlb_be_conns_v1"
-	bpfMapXlbBeStatV2      = "xlb_be_stat_v2"
+	bpfMapXlbBeStatV3      = "xlb_be_stat_v3"
 	bpfMapXlbBeThreshV1    = "xlb_be_thresh_v1"
 	bpfMapXlbCandsV1       = "xlb_cands_v1"
 	bpfMapXlbClockV1       = "xlb_clock_v1"
@@ -559,7 +559,7 @@ type bpfMapSpecs struct {
 	XlbBackendsV1  *ebpf.MapSpec `ebpf:"xlb_backends_v1"`
 	XlbBeActV1     *ebpf.MapSpec `ebpf:"xlb_be_act_v1"`
 	XlbBeConnsV1   *ebpf.MapSpec `ebpf:"xlb_be_conns_v1"`
-	XlbBeStatV2    *ebpf.MapSpec `ebpf:"xlb_be_stat_v2"`
+	XlbBeStatV3    *ebpf.MapSpec `ebpf:"xlb_be_stat_v3"`
 	XlbBeThreshV1  *ebpf.MapSpec `ebpf:"xlb_be_thresh_v1"`
 	XlbCandsV1     *ebpf.MapSpec `ebpf:"xlb_cands_v1"`
 	XlbClockV1     *ebpf.MapSpec `ebpf:"xlb_clock_v1"`
@@ -630,7 +630,7 @@ type bpfMaps struct {
 	XlbBackendsV1  *ebpf.Map `ebpf:"xlb_backends_v1"`
 	XlbBeActV1     *ebpf.Map `ebpf:"xlb_be_act_v1"`
 	XlbBeConnsV1   *ebpf.Map `ebpf:"xlb_be_conns_v1"`
-	XlbBeStatV2    *ebpf.Map `ebpf:"xlb_be_stat_v2"`
+	XlbBeStatV3    *ebpf.Map `ebpf:"xlb_be_stat_v3"`
 	XlbBeThreshV1  *ebpf.Map `ebpf:"xlb_be_thresh_v1"`
 	XlbCandsV1     *ebpf.Map `ebpf:"xlb_cands_v1"`
 	XlbClockV1     *ebpf.Map `ebpf:"xlb_clock_v1"`
@@ -674,7 +674,7 @@ func (m *bpfMaps) Close() error {
 		m.XlbBackendsV1,
 		m.XlbBeActV1,
 		m.XlbBeConnsV1,
-		m.XlbBeStatV2,
+		m.XlbBeStatV3,
 		m.XlbBeThreshV1,
 		m.XlbCandsV1,
 		m.XlbClockV1,

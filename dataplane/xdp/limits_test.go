@@ -54,7 +54,7 @@ func TestLimitsMatchObject(t *testing.T) {
 	for name, want := range map[string]int{
 		"xlb_svc_ids_v1": Limits.Services, "xlb_svc_slot_v1": Limits.Services, "xlb_rr_v1": Limits.Services,
 		"xlb_svc_stat_v1": Limits.Services, "xlb_svc_v1": 2 * Limits.Services, "xlb_tables_v1": 2 * Limits.Services,
-		"xlb_backends_v1": Limits.Backends, "xlb_be_act_v1": Limits.Backends, "xlb_be_stat_v2": Limits.Backends, // per CPU; sized at load
+		"xlb_backends_v1": Limits.Backends, "xlb_be_act_v1": Limits.Backends, "xlb_be_stat_v3": Limits.Backends, // per CPU; sized at load
 		"xlb_be_conns_v1": Limits.Backends, "xlb_be_thresh_v1": Limits.Backends,
 		"xlb_nat_reals_v1": Limits.NATBackends, "xlb_devmap_v1": Limits.Interfaces,
 		"xlb_ifaces_v1": maxIfaceEntries, "xlb_if_macs_v1": maxIfaceEntries, "xlb_ifslots_v1": int(ifaceSlots),

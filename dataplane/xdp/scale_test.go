@@ -77,7 +77,7 @@ func TestApplyOneChangeTouchesOneService(t *testing.T) {
 	if n := e.d.MapUpdates(); n > 64000*5/2 {
 		t.Errorf("installing 64,000 real servers wrote %d map entries, want at most 2.5 per real server", n)
 	}
-	// Their counters read back in chunks from every CPU's slice.
+	// Their counters read back from every CPU's slice.
 	if c, err := e.d.beStats.read(64000); err != nil || len(c) != 64000 || c[63999] != (dataplane.Counters{}) {
 		t.Errorf("reading 64,000 backends' counters: %d, %v", len(c), err)
 	}
@@ -105,7 +105,7 @@ func TestApplyOneChangeTouchesOneService(t *testing.T) {
 		for _, k := range w.keys {
 			var ok bool
 			switch w.m {
-			case "xlb_backends_v1", "xlb_be_stat_v2", "xlb_be_act_v1", "xlb_be_conns_v1", "xlb_be_thresh_v1":
+			case "xlb_backends_v1", "xlb_be_stat_v3", "xlb_be_act_v1", "xlb_be_conns_v1", "xlb_be_thresh_v1":
 				ok = k == newID || k == oldID
 			case "xlb_svc_v1", "xlb_svc_slot_v1", "xlb_tables_v1", "xlb_rr_v1", "xlb_svc_stat_v1", "xlb_cands_v1":
 				ok = slices.Contains(svcKeys, k)

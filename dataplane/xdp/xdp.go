@@ -100,7 +100,7 @@ type Dataplane struct {
 	services map[dataplane.ServiceKey]*svcState
 	svcIDs   idPool
 	beIDs    idPool
-	beStats  beStats // xlb_be_stat_v2, mapped
+	beStats  beStats // xlb_be_stat_v3, mapped
 	// backends describes every backend id in use, live or retired;
 	// retired finds the retired ones by service and real server.
 	backends beTable
@@ -274,7 +274,7 @@ func (d *Dataplane) load() error {
 		if name == bpfMapXlbSyncSlots || name == bpfMapXlbSyncHeads {
 			return fmt.Errorf("map size override: %s has an entry or a ring per CPU", name)
 		}
-		if name == bpfMapXlbBeStatV2 {
+		if name == bpfMapXlbBeStatV3 {
 			return fmt.Errorf("map size override: %s has a slice of %d entries per CPU", name, maxBackends)
 		}
 		if name == bpfMapXlbFlowcache {
@@ -322,7 +322,7 @@ func (d *Dataplane) load() error {
 		}
 		copts.Maps.PinPath = d.opts.PinPath
 		d.removeRetiredBeStat()
-		for _, name := range []string{bpfMapXlbBeStatV2, bpfMapXlbBeActV1, bpfMapXlbBeConnsV1, bpfMapXlbBeThreshV1} {
+		for _, name := range []string{bpfMapXlbBeStatV3, bpfMapXlbBeActV1, bpfMapXlbBeConnsV1, bpfMapXlbBeThreshV1} {
 			if _, err := os.Lstat(filepath.Join(d.opts.PinPath, name)); !errors.Is(err, fs.ErrNotExist) {
 				fresh = false
 			}
@@ -343,7 +343,7 @@ func (d *Dataplane) load() error {
 	// pins): the programs' instructions and the BTF they came with are
 	// 1 MB of heap the daemon would keep.
 	spec.Programs, spec.Types = nil, nil
-	if d.beStats, err = openBeStats(d.objs.XlbBeStatV2); err != nil {
+	if d.beStats, err = openBeStats(d.objs.XlbBeStatV3); err != nil {
 		d.objs.Close()
 		return err
 	}
