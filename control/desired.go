@@ -53,7 +53,8 @@ type NextHop struct {
 // Desired is the dataplane state wanted for in, and the state of each
 // service: a pure function of in.
 func Desired(in Inputs) ([]dataplane.Service, map[dataplane.ServiceKey]ServiceState) {
-	return desiredFrom(in, nil)
+	out, states, _ := desiredFrom(in, nil, nil)
+	return out, states
 }
 
 // desiredFrom is Desired, the backends of each service that comes out as
@@ -61,12 +62,24 @@ func Desired(in Inputs) ([]dataplane.Service, map[dataplane.ServiceKey]ServiceSt
 // not change) prev's own: a round that changes one service of a thousand
 // makes one service's backends, not 65,536 (4.6 MB each round, and a
 // second copy of them during every reload). Backends are never changed
-// once made: sharing them is safe.
-func desiredFrom(in Inputs, prev []dataplane.Service) ([]dataplane.Service, map[dataplane.ServiceKey]ServiceState) {
+// once made: sharing them is safe. With dirty (an incremental round), a
+// service it does not mark is prev's, and its state in.Last's, as they
+// are: only its checks could have changed it, and they did not. It
+// returns how many services it computed.
+func desiredFrom(in Inputs, prev []dataplane.Service, dirty []bool) ([]dataplane.Service, map[dataplane.ServiceKey]ServiceState, int) {
 	out := make([]dataplane.Service, 0, len(in.Model.Services))
 	states := make(map[dataplane.ServiceKey]ServiceState, len(in.Model.Services))
 	var scratch []dataplane.Backend // the backends being made, reused
+	computed := 0
 	for i, s := range in.Model.Services {
+		if dirty != nil && !dirty[i] && i < len(prev) && prev[i].Key == s.Key {
+			if st, ok := in.Last[s.Key]; ok {
+				out = append(out, prev[i])
+				states[s.Key] = st
+				continue
+			}
+		}
+		computed++
 		svc, st := in.service(s, scratch[:0])
 		scratch = svc.Backends
 		switch {
@@ -80,7 +93,7 @@ func desiredFrom(in Inputs, prev []dataplane.Service) ([]dataplane.Service, map[
 		out = append(out, svc)
 		states[s.Key] = st
 	}
-	return out, states
+	return out, states, computed
 }
 
 // service is the desired state of s, its backends appended to buf.

@@ -43,6 +43,8 @@ type NetNeighbors struct {
 	wake    chan struct{}
 
 	lost atomic.Uint64 // subscriptions ended with updates lost
+	// version counts the changes of known (Version).
+	version atomic.Uint64
 	// rcvBuf is the subscription socket's receive buffer; 0: neighRcvBuf;
 	// negative: the kernel's default (a larger one was refused).
 	rcvBuf int
@@ -95,6 +97,9 @@ func (n *NetNeighbors) Lookup(addr netip.Addr) (net.HardwareAddr, int, bool) {
 	}
 	return e.mac, e.ifindex, ok
 }
+
+// Version implements Neighbors.
+func (n *NetNeighbors) Version() uint64 { return n.version.Load() }
 
 // KeepRoute implements Neighbors: the XDP program finds a tunnelled real
 // server's next hop in the FIB and drops while that hop's MAC is unknown,
@@ -446,8 +451,12 @@ func (n *NetNeighbors) resolve(a netip.Addr, refresh bool) {
 	old, had := n.known[a]
 	n.known[a] = e
 	delete(n.warned, a)
+	changed := !had || old.ifindex != e.ifindex || old.mac.String() != e.mac.String()
+	if changed {
+		n.version.Add(1)
+	}
 	n.mu.Unlock()
-	if !had || old.ifindex != e.ifindex || old.mac.String() != e.mac.String() {
+	if changed {
 		n.log.Info("real server next hop resolved", "addr", a, "mac", e.mac.String(), "ifindex", e.ifindex)
 		n.onChange()
 	}
@@ -457,6 +466,9 @@ func (n *NetNeighbors) forget(a netip.Addr, why string) {
 	n.mu.Lock()
 	_, had := n.known[a]
 	delete(n.known, a)
+	if had {
+		n.version.Add(1)
+	}
 	warn := why != "" && !n.warned[a]
 	if warn {
 		n.warned[a] = true

@@ -51,6 +51,10 @@ func TestNetNeighborsResolvesAndFollows(t *testing.T) {
 	if changes.Load() < 2 {
 		t.Errorf("onChange called %d times, want at least 2", changes.Load())
 	}
+	// Version counts the answers that changed (before onChange is called).
+	if c := changes.Load(); n.Version() < max(2, uint64(c)) {
+		t.Errorf("Version %d after %d changes", n.Version(), c)
+	}
 	// Behind a gateway: never resolved (direct routing impossible).
 	n.Lookup(netip.MustParseAddr("10.77.0.5"))
 	if _, _, ok := n.Lookup(netip.MustParseAddr("10.77.0.5")); ok {

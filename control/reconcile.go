@@ -27,6 +27,9 @@ type Neighbors interface {
 	// announcing it, which the kernel finds out by itself only when the
 	// entry goes stale (tens of seconds).
 	Reprobe(addr netip.Addr)
+	// Version changes whenever an answer of Lookup changes (a round that
+	// saw the same version may keep the next hops it found).
+	Version() uint64
 }
 
 // Role is what the reconciler needs of a VRRP instance's state.
@@ -102,8 +105,10 @@ type Reconciler struct {
 	// MAC-less backend while the neighbours are read.
 	adopted    map[dataplane.ServiceKey]map[dataplane.BackendKey]dataplane.Backend
 	adoptUntil time.Time
-	// overrides are the operators' weights (SetOverrides).
-	overrides map[OverrideKey]uint32
+	// overrides are the operators' weights (SetOverrides), overridesGen
+	// counts their changes.
+	overrides    map[OverrideKey]uint32
+	overridesGen uint64
 	// states are the service states of the last round (quorum hysteresis).
 	states  map[dataplane.ServiceKey]ServiceState
 	applied []dataplane.Service
@@ -111,7 +116,10 @@ type Reconciler struct {
 	pending map[string]Role
 	// lastErr is the error of the last Apply, nil if it succeeded.
 	lastErr error
-	applies int
+	// computed is how many services the last round computed (done keeps
+	// the last round that applied).
+	computed int
+	applies  int
 	// gen counts SetModel calls; done is the last round's (WaitApplied),
 	// and rounds is closed and replaced when a round ends.
 	gen    uint64
@@ -123,6 +131,10 @@ type Reconciler struct {
 	poked, adoptMACs bool
 
 	poke chan struct{}
+
+	// base is what the last round computed from (incremental rounds);
+	// under round.
+	base roundBase
 }
 
 // Round is what a reconciliation did, for WaitApplied.
@@ -132,6 +144,9 @@ type Round struct {
 	// Took is the whole round (inputs, Desired, the diff, Apply); Apply
 	// the dataplane's part, zero when nothing changed.
 	Took, Apply time.Duration
+	// Computed is how many services the round computed: all of them, or
+	// those whose checks changed (reconcile_incremental.go).
+	Computed int
 	// Err is Apply's error.
 	Err error
 }
@@ -388,6 +403,10 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	if r.weights != nil {
 		weights = r.weights()
 	}
+	var neighVer uint64
+	if r.neigh != nil {
+		neighVer = r.neigh.Version() // before the next hops are read
+	}
 	r.mu.Lock()
 	gen := r.gen
 	r.poked = false
@@ -404,23 +423,30 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	in.Weights = weights
 	r.adoptMACs = in.AdoptMACs && len(r.adopted) > 0
 	prev := r.applied // replaced, never changed in place
+	overrides := r.overridesGen
+	var dirty []bool
+	if r.lastErr == nil && r.applies > 0 {
+		dirty = r.base.dirty(in, gen, overrides, neighVer)
+	}
 	r.mu.Unlock()
 	// The next hops and the desired state of 65,536 real servers are made
 	// without the lock: status and VRRP's inputs do not wait for them.
-	r.nextHops(&in)
-	desired, states := desiredFrom(in, prev)
+	r.nextHops(&in, dirty)
+	desired, states, computed := desiredFrom(in, prev, dirty)
 	r.mu.Lock()
 	// Quorum changes are reported against the states stored last.
 	model, last := in.Model, r.states
 	r.states = states
+	r.computed = computed
 	same := r.lastErr == nil && r.applies > 0 && slices.EqualFunc(desired, r.applied, dataplane.ServiceEqual)
 	pending := r.pending
 	r.pending = map[string]Role{}
 	r.mu.Unlock()
 	r.reportQuorum(model, last, states)
 	if same {
+		r.base.record(in, gen, overrides, neighVer)
 		r.mu.Lock()
-		r.ended(Round{Gen: gen, Took: time.Since(start)})
+		r.ended(Round{Gen: gen, Took: time.Since(start), Computed: computed})
 		r.mu.Unlock()
 		r.reportRoles(pending)
 		r.notify()
@@ -429,8 +455,13 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	// Apply runs without the lock: health and VRRP inputs keep flowing.
 	applyStart := time.Now()
 	err := r.dp.Apply(ctx, desired)
+	if err == nil {
+		r.base.record(in, gen, overrides, neighVer)
+	} else {
+		r.base.ok = false
+	}
 	r.mu.Lock()
-	r.ended(Round{Gen: gen, Took: time.Since(start), Apply: time.Since(applyStart), Err: err})
+	r.ended(Round{Gen: gen, Took: time.Since(start), Apply: time.Since(applyStart), Err: err, Computed: computed})
 	r.lastErr = err
 	if err == nil {
 		r.applied = desired

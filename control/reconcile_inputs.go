@@ -44,14 +44,19 @@ func (r *Reconciler) inputs(checks map[string]health.State) Inputs {
 // nextHops asks the resolver for the next hop of every direct-routing real
 // server of in's model (it starts resolving those it does not know, and
 // has it probe again those whose check is down) and to keep tunnelled real
-// servers' next hops resolved. Called without the lock: the resolver is
+// servers' next hops resolved; with dirty, only of the services it marks
+// (an incremental round: the others' next hops did not change, and their
+// real servers' checks neither). Called without the lock: the resolver is
 // not called under it, and status does not wait for 65,536 lookups.
-func (r *Reconciler) nextHops(in *Inputs) {
+func (r *Reconciler) nextHops(in *Inputs, dirty []bool) {
 	if r.neigh == nil {
 		return
 	}
 	in.NextHops = map[netip.Addr]NextHop{}
-	for _, s := range in.Model.Services {
+	for i, s := range in.Model.Services {
+		if dirty != nil && !dirty[i] {
+			continue
+		}
 		for _, rs := range s.reals() {
 			switch s.Forward {
 			case dataplane.DirectRouting:

@@ -53,6 +53,23 @@ func (f *fakeNeighbors) Reprobe(a netip.Addr) {
 	f.reprobed = append(f.reprobed, a)
 }
 
+// Version implements Neighbors: a digest of known (a test changes it in
+// place).
+func (f *fakeNeighbors) Version() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var v uint64 = 1
+	for a, m := range f.known {
+		b := a.As16()
+		h := uint64(0)
+		for _, x := range append(b[:], m...) {
+			h = h*131 + uint64(x)
+		}
+		v += h * (h | 1) // order-independent
+	}
+	return v
+}
+
 func (f *fakeNeighbors) KeepRoute(a netip.Addr) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -533,7 +550,7 @@ func TestDesiredSharesUnchangedBackends(t *testing.T) {
 		}
 	}
 	applied, _ := Desired(in)
-	same, _ := desiredFrom(in, applied)
+	same, _, _ := desiredFrom(in, applied, nil)
 	for i := range same {
 		if &same[i].Backends[0] != &applied[i].Backends[0] {
 			t.Errorf("service %s unchanged: its backends were made again", same[i].Name)
@@ -550,12 +567,12 @@ func TestDesiredSharesUnchangedBackends(t *testing.T) {
 	}
 	bigIn := Inputs{Model: big, Health: map[string]health.State{}}
 	bigApplied, _ := Desired(bigIn)
-	if allocs := testing.AllocsPerRun(10, func() { desiredFrom(bigIn, bigApplied) }); allocs > 8 {
+	if allocs := testing.AllocsPerRun(10, func() { desiredFrom(bigIn, bigApplied, nil) }); allocs > 8 {
 		t.Errorf("a round of 20 services that changes nothing: %.0f allocations, want at most 8 (the services, the states' map, one buffer), not one per service", allocs)
 	}
 
 	in.Health[CheckKey("api", m.Services[1].Reals[1])] = health.StateDown // below quorum: the sorry server
-	got, states := desiredFrom(in, applied)
+	got, states, _ := desiredFrom(in, applied, nil)
 	want, wantStates := Desired(in)
 	if !slices.EqualFunc(got, want, dataplane.ServiceEqual) || !maps.Equal(states, wantStates) {
 		t.Fatalf("desiredFrom differs from Desired:\n%s\n%s", dumpServices(got), dumpServices(want))
@@ -567,7 +584,7 @@ func TestDesiredSharesUnchangedBackends(t *testing.T) {
 		t.Error("api changed: its backends are the applied ones")
 	}
 	// The next service's backends are not written over the changed one's.
-	again, _ := desiredFrom(in, applied)
+	again, _, _ := desiredFrom(in, applied, nil)
 	if !slices.EqualFunc(got, again, dataplane.ServiceEqual) {
 		t.Errorf("two rounds differ:\n%s\n%s", dumpServices(got), dumpServices(again))
 	}

@@ -59,6 +59,7 @@ func (in Inputs) weight(s ServiceSpec, rs RealSpec) uint32 {
 func (r *Reconciler) SetOverrides(o map[OverrideKey]uint32) {
 	r.mu.Lock()
 	r.overrides = o
+	r.overridesGen++
 	r.mu.Unlock()
 	r.Poke()
 }
