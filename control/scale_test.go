@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xlb-dev/xlb/config"
+	"github.com/xlb-dev/xlb/control/health"
 	"github.com/xlb-dev/xlb/dataplane"
 	"github.com/xlb-dev/xlb/dataplane/dataplanetest"
 )
@@ -124,3 +126,60 @@ func BenchmarkScaleStatusText(b *testing.B) {
 		b.SetBytes(int64(w.n))
 	}
 }
+
+// BenchmarkRoundOneCheck: a reconciler's round after one check of 64,000
+// (1,000 services x 64 real servers) changed state, on a fake dataplane:
+// incremental (that service computed alone), and whole (every service
+// computed, as every round was before incremental rounds: here because
+// the overrides are set again before each round). The dataplane applies
+// nothing (the fake's Apply copies and compares every service).
+func BenchmarkRoundOneCheck(b *testing.B) {
+	cfg, err := config.Parse("scale.toml", []byte(scaleConfig("/run/x.sock", "", 1000, 64, "tcp", 8080)), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := ModelFromConfig(cfg)
+	n := 0
+	for _, s := range m.Services {
+		for _, rs := range s.Reals {
+			n = max(n, int(rs.checkIdx))
+		}
+	}
+	states := make([]health.State, n)
+	for i := range states {
+		states[i] = health.StateUp
+	}
+	for _, mode := range []string{"incremental", "whole"} {
+		b.Run(mode, func(b *testing.B) {
+			r := NewReconciler(applyNothing{dataplanetest.NewFake()}, ReconcilerOptions{
+				HealthOrdered: func(order uint64, dst []health.State) ([]health.State, bool) {
+					return append(dst[:0], states...), order == m.checkOrder
+				}})
+			r.SetModel(m)
+			if err := r.Reconcile(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			for b.Loop() {
+				i = (i + 4099) % len(states) // one check, another service each time
+				if states[i] == health.StateUp {
+					states[i] = health.StateDown
+				} else {
+					states[i] = health.StateUp
+				}
+				if mode == "whole" {
+					r.SetOverrides(nil)
+				}
+				if err := r.Reconcile(b.Context()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(r.computed), "services/round")
+		})
+	}
+}
+
+// applyNothing is a dataplane whose Apply does nothing.
+type applyNothing struct{ *dataplanetest.Fake }
+
+func (applyNothing) Apply(context.Context, []dataplane.Service) error { return nil }
