@@ -116,8 +116,8 @@ type Reconciler struct {
 	pending map[string]Role
 	// lastErr is the error of the last Apply, nil if it succeeded.
 	lastErr error
-	// computed is how many services the last round computed (done keeps
-	// the last round that applied).
+	// computed is how many services the last round computed: all of
+	// them, or those whose checks changed (reconcile_incremental.go).
 	computed int
 	applies  int
 	// gen counts SetModel calls; done is the last round's (WaitApplied),
@@ -144,9 +144,6 @@ type Round struct {
 	// Took is the whole round (inputs, Desired, the diff, Apply); Apply
 	// the dataplane's part, zero when nothing changed.
 	Took, Apply time.Duration
-	// Computed is how many services the round computed: all of them, or
-	// those whose checks changed (reconcile_incremental.go).
-	Computed int
 	// Err is Apply's error.
 	Err error
 }
@@ -446,7 +443,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	if same {
 		r.base.record(in, gen, overrides, neighVer)
 		r.mu.Lock()
-		r.ended(Round{Gen: gen, Took: time.Since(start), Computed: computed})
+		r.ended(Round{Gen: gen, Took: time.Since(start)})
 		r.mu.Unlock()
 		r.reportRoles(pending)
 		r.notify()
@@ -461,7 +458,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 		r.base.ok = false
 	}
 	r.mu.Lock()
-	r.ended(Round{Gen: gen, Took: time.Since(start), Apply: time.Since(applyStart), Err: err, Computed: computed})
+	r.ended(Round{Gen: gen, Took: time.Since(start), Apply: time.Since(applyStart), Err: err})
 	r.lastErr = err
 	if err == nil {
 		r.applied = desired
