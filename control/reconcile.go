@@ -435,7 +435,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	model, last := in.Model, r.states
 	r.states = states
 	r.computed = computed
-	same := r.lastErr == nil && r.applies > 0 && slices.EqualFunc(desired, r.applied, dataplane.ServiceEqual)
+	unchanged, same := r.unchanged(desired)
 	pending := r.pending
 	r.pending = map[string]Role{}
 	r.mu.Unlock()
@@ -451,7 +451,12 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	}
 	// Apply runs without the lock: health and VRRP inputs keep flowing.
 	applyStart := time.Now()
-	err := r.dp.Apply(ctx, desired)
+	var err error
+	if ua, ok := r.dp.(dataplane.UnchangedApplier); ok && unchanged != nil {
+		err = ua.ApplyUnchanged(ctx, desired, unchanged)
+	} else {
+		err = r.dp.Apply(ctx, desired)
+	}
 	if err == nil {
 		r.base.record(in, gen, overrides, neighVer)
 	} else {
@@ -476,6 +481,24 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	r.reportRoles(pending)
 	r.notify()
 	return err
+}
+
+// unchanged reports which services of desired are as the last Apply,
+// which succeeded, had them (nil when the last Apply failed or none was
+// made), and whether all are. Services a round did not compute, or
+// computed to the backends the last round had, share their backends with
+// it: most compare at once. Called with r.mu held.
+func (r *Reconciler) unchanged(desired []dataplane.Service) ([]bool, bool) {
+	if r.lastErr != nil || r.applies == 0 {
+		return nil, false
+	}
+	unchanged := make([]bool, len(desired))
+	all := len(desired) == len(r.applied)
+	for i := range desired {
+		unchanged[i] = i < len(r.applied) && dataplane.ServiceEqual(desired[i], r.applied[i])
+		all = all && unchanged[i]
+	}
+	return unchanged, all
 }
 
 // notify calls OnReconciled.

@@ -1,6 +1,8 @@
 package control
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -307,4 +309,67 @@ func TestIncrementalRoundsMatchWhole(t *testing.T) {
 		t.Errorf("%d of %d rounds after checks changed were incremental, want at least half", incremental, checkSteps)
 	}
 	t.Logf("%d of %d rounds after checks changed were incremental", incremental, checkSteps)
+}
+
+// hintedFake is a fake dataplane that records the hints of ApplyUnchanged.
+type hintedFake struct {
+	*dataplanetest.Fake
+	hints [][]bool // nil for an Apply without one
+}
+
+func (f *hintedFake) Apply(ctx context.Context, desired []dataplane.Service) error {
+	f.hints = append(f.hints, nil)
+	return f.Fake.Apply(ctx, desired)
+}
+
+func (f *hintedFake) ApplyUnchanged(ctx context.Context, desired []dataplane.Service, unchanged []bool) error {
+	f.hints = append(f.hints, slices.Clone(unchanged))
+	return f.Fake.Apply(ctx, desired)
+}
+
+// TestApplyUnchangedHint: after an Apply that succeeded, a round tells a
+// dataplane that takes the hint which services are as it applied them
+// (all but the one whose check changed); after one that failed, it tells
+// none.
+func TestApplyUnchangedHint(t *testing.T) {
+	dp := &hintedFake{Fake: dataplanetest.NewFake()}
+	states := map[string]health.State{}
+	r := NewReconciler(dp, ReconcilerOptions{Health: func() map[string]health.State { return maps.Clone(states) }})
+	m := incModel(0)
+	for _, s := range m.Services {
+		for _, rs := range s.Reals {
+			states[s.checkKey(rs)] = health.StateUp
+		}
+	}
+	r.SetModel(m)
+	last := func() []bool {
+		t.Helper()
+		if len(dp.hints) == 0 {
+			t.Fatal("no Apply")
+		}
+		return dp.hints[len(dp.hints)-1]
+	}
+	reconcile(t, r)
+	if h := last(); h != nil {
+		t.Errorf("first Apply: hint %v, want none", h)
+	}
+	dr1 := slices.IndexFunc(m.Services, func(s ServiceSpec) bool { return s.Name == "dr1" })
+	states[m.Services[dr1].checkKey(m.Services[dr1].Reals[0])] = health.StateDown
+	reconcile(t, r)
+	want := make([]bool, len(m.Services))
+	for i := range want {
+		want[i] = i != dr1
+	}
+	if h := last(); !slices.Equal(h, want) {
+		t.Errorf("after one check: hint %v, want %v", h, want)
+	}
+	dp.ApplyErr = errors.New("boom")
+	states[m.Services[dr1].checkKey(m.Services[dr1].Reals[0])] = health.StateUp
+	if err := r.Reconcile(t.Context()); err == nil {
+		t.Fatal("the failing Apply succeeded")
+	}
+	reconcile(t, r)
+	if h := last(); h != nil {
+		t.Errorf("after a failed Apply: hint %v, want none", h)
+	}
 }

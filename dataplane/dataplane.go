@@ -291,6 +291,18 @@ type Adopter interface {
 	Installed() []Service
 }
 
+// An UnchangedApplier is a dataplane that can be told which services of
+// an Apply are as its last Apply, which succeeded, had them: it need not
+// compare those with what it installed (the reconciler knows them by the
+// backends a round shares with the last; the XDP dataplane compared each
+// of 65,536 backends with its own tables at every round).
+type UnchangedApplier interface {
+	// ApplyUnchanged is Apply, where unchanged[i] (when i is in range)
+	// says that desired[i] equals (ServiceEqual) the service of its key
+	// that the last Apply was given, and that Apply returned nil.
+	ApplyUnchanged(ctx context.Context, desired []Service, unchanged []bool) error
+}
+
 // PinChecker is a dataplane that keeps state pinned outside the process
 // (XDP): CheckPins pins again what was removed under it. The daemon calls
 // it at every reload, an operator's occasion to have everything checked.

@@ -133,3 +133,76 @@ func TestApplyOneChangeTouchesOneService(t *testing.T) {
 		t.Errorf("NAT entry of the old port still there: %+v", v)
 	}
 }
+
+// TestApplyUnchanged: the services an Apply is told are as the last
+// Apply had them are not compared with what is installed; the others are,
+// and a changed one is applied. One said unchanged that is not installed
+// yet is installed.
+func TestApplyUnchanged(t *testing.T) {
+	e := newEnv(t)
+	svcs := scaleServices(21, 4)
+	e.apply(svcs[:20]...)
+	if e.d.compared != 20 {
+		t.Errorf("a first Apply compared %d services, want 20", e.d.compared)
+	}
+	ws := e.record()
+	svcs[7].Backends = slices.Clone(svcs[7].Backends)
+	svcs[7].Backends[2].Port = 8081
+	unchanged := make([]bool, 21)
+	for i := range unchanged {
+		unchanged[i] = i != 7 // 20, new, said unchanged too
+	}
+	if err := e.ns.Do(func() error { return e.d.ApplyUnchanged(t.Context(), svcs, unchanged) }); err != nil {
+		t.Fatal(err)
+	}
+	if e.d.compared != 2 {
+		t.Errorf("compared %d services, want 2 (the changed one and the new one)", e.d.compared)
+	}
+	if len(*ws) == 0 {
+		t.Fatal("nothing written")
+	}
+	for _, s := range []int{7, 20} {
+		got := e.d.backendsOf(e.d.services[svcs[s].Key])
+		if !slices.EqualFunc(got, svcs[s].Backends, dataplane.BackendEqual) {
+			t.Errorf("service %d installed %v, want %v", s, got, svcs[s].Backends)
+		}
+	}
+	// Without the hint, every service is compared.
+	e.apply(svcs...)
+	if e.d.compared != 21 {
+		t.Errorf("an Apply compared %d services, want 21", e.d.compared)
+	}
+}
+
+// BenchmarkApplyOneChange: an Apply of 1,000 services x 64 real servers of
+// which one real server's weight changed, with the hint of the services
+// unchanged (a reconciler's round) and without (each compared with what is
+// installed).
+func BenchmarkApplyOneChange(b *testing.B) {
+	for _, hint := range []bool{true, false} {
+		b.Run(map[bool]string{true: "hint", false: "compare"}[hint], func(b *testing.B) {
+			e := newEnv(b)
+			svcs := scaleServices(1000, 64)
+			e.apply(svcs...)
+			unchanged := make([]bool, len(svcs))
+			i := 0
+			for b.Loop() {
+				i = (i + 7) % len(svcs)
+				s := &svcs[i]
+				s.Backends = slices.Clone(s.Backends)
+				s.Backends[0].Weight = 3 - s.Backends[0].Weight // 1 <-> 2
+				var u []bool
+				if hint {
+					for j := range unchanged {
+						unchanged[j] = j != i
+					}
+					u = unchanged
+				}
+				if err := e.ns.Do(func() error { return e.d.ApplyUnchanged(b.Context(), svcs, u) }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(e.d.compared), "services-compared")
+		})
+	}
+}

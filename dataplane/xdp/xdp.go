@@ -110,7 +110,10 @@ type Dataplane struct {
 	// failing checks is hundreds of rounds).
 	valSame    map[dataplane.ServiceKey]bool
 	valChanged []dataplane.Service
-	retired    map[retiredKey]uint32
+	// compared counts the services the last validate compared with what
+	// is installed (tests).
+	compared int
+	retired  map[retiredKey]uint32
 	// deadSvcs are ids of removed services whose flows are still tracked.
 	deadSvcs map[uint32]bool
 	// loadsClean: the last Sync read and corrected every lc/wlc load and
@@ -180,10 +183,11 @@ type attached struct {
 }
 
 var (
-	_ dataplane.Dataplane    = (*Dataplane)(nil)
-	_ dataplane.Adopter      = (*Dataplane)(nil)
-	_ dataplane.PinChecker   = (*Dataplane)(nil)
-	_ dataplane.HostPreparer = (*Dataplane)(nil)
+	_ dataplane.Dataplane        = (*Dataplane)(nil)
+	_ dataplane.Adopter          = (*Dataplane)(nil)
+	_ dataplane.PinChecker       = (*Dataplane)(nil)
+	_ dataplane.HostPreparer     = (*Dataplane)(nil)
+	_ dataplane.UnchangedApplier = (*Dataplane)(nil)
 )
 
 // Open loads the program and its maps (adopting pinned ones), attaches to
@@ -491,10 +495,17 @@ func (d *Dataplane) Detach() error {
 }
 
 // Apply implements dataplane.Dataplane.
-func (d *Dataplane) Apply(_ context.Context, desired []dataplane.Service) error {
+func (d *Dataplane) Apply(ctx context.Context, desired []dataplane.Service) error {
+	return d.ApplyUnchanged(ctx, desired, nil)
+}
+
+// ApplyUnchanged implements dataplane.UnchangedApplier: the services it
+// says are unchanged are neither validated nor compared again (they
+// passed both when they were applied).
+func (d *Dataplane) ApplyUnchanged(_ context.Context, desired []dataplane.Service, unchanged []bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	same, err := d.validate(desired)
+	same, err := d.validate(desired, unchanged)
 	if err != nil {
 		return err
 	}
@@ -507,8 +518,9 @@ func (d *Dataplane) Apply(_ context.Context, desired []dataplane.Service) error 
 // applied): a health check's flap changes one service of a thousand.
 // It returns the services installed as desired (apply leaves them as
 // they are: comparing 65,536 backends once is enough), valid until the
-// next call. Called with d.mu held.
-func (d *Dataplane) validate(desired []dataplane.Service) (map[dataplane.ServiceKey]bool, error) {
+// next call; those unchanged says are as last applied are installed as
+// desired if the last Apply installed them. Called with d.mu held.
+func (d *Dataplane) validate(desired []dataplane.Service, unchanged []bool) (map[dataplane.ServiceKey]bool, error) {
 	if d.valSame == nil {
 		d.valSame = make(map[dataplane.ServiceKey]bool, len(desired))
 	}
@@ -519,12 +531,18 @@ func (d *Dataplane) validate(desired []dataplane.Service) (map[dataplane.Service
 		d.valChanged = changed[:0]
 	}()
 	total := 0
-	for _, s := range desired {
+	d.compared = 0
+	for i, s := range desired {
 		if _, dup := same[s.Key]; dup {
 			return nil, fmt.Errorf("service %s: duplicate %s", s.Name, s.Key)
 		}
 		total += len(s.Backends)
 		st := d.services[s.Key]
+		if st != nil && st.installed && i < len(unchanged) && unchanged[i] {
+			same[s.Key] = true
+			continue
+		}
+		d.compared++
 		same[s.Key] = st != nil && st.installed && d.sameInstall(st, s)
 		if !same[s.Key] {
 			changed = append(changed, s)
