@@ -421,11 +421,8 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	r.adoptMACs = in.AdoptMACs && len(r.adopted) > 0
 	prev := r.applied // replaced, never changed in place
 	overrides := r.overridesGen
-	var dirty []bool
-	if r.lastErr == nil && r.applies > 0 {
-		dirty = r.base.dirty(in, gen, overrides, neighVer)
-	}
 	r.mu.Unlock()
+	dirty := r.base.dirty(in, gen, overrides, neighVer)
 	// The next hops and the desired state of 65,536 real servers are made
 	// without the lock: status and VRRP's inputs do not wait for them.
 	r.nextHops(&in, dirty)

@@ -41,10 +41,11 @@ type roundBase struct {
 // dirty returns which services of in's model a round must compute again,
 // or nil when it must compute them all. gen is the model's generation,
 // overrides and neigh the versions of the overrides and next hops the
-// round read (before reading them).
+// round read (before reading them). The last round's Apply succeeded and
+// it was past the adopted MACs' grace, or b is not ok (record).
 func (b *roundBase) dirty(in Inputs, gen, overrides, neigh uint64) []bool {
 	if !b.ok || b.gen != gen || in.Ordered == nil || len(in.Ordered) != len(b.ordered) ||
-		b.overrides != overrides || b.neigh != neigh || in.adoptingMACs() ||
+		b.overrides != overrides || b.neigh != neigh ||
 		!maps.Equal(in.Weights, b.weights) || !sameRoles(in.Roles, b.roles, b.now) {
 		return nil
 	}

@@ -55,6 +55,7 @@ type incDriver struct {
 	weights     map[string]health.Weight
 	now         time.Time
 	nbInc, nbWh *fakeNeighbors
+	dpInc       *dataplanetest.Fake
 }
 
 func newIncDriver(t *testing.T) *incDriver {
@@ -74,7 +75,7 @@ func newIncDriver(t *testing.T) *incDriver {
 	// Both dataplanes have the model installed, as a restarted daemon
 	// finds them: every real server at its weight, every direct-routing
 	// one with a MAC (adopted until the resolver answers, for the grace).
-	adopted := func() dataplane.Dataplane {
+	adopted := func() *dataplanetest.Fake {
 		dp := dataplanetest.NewFake()
 		svcs := incModel(0).dataplaneServices()
 		for _, s := range svcs {
@@ -89,7 +90,8 @@ func newIncDriver(t *testing.T) *incDriver {
 		}
 		return dp
 	}
-	d.inc = NewReconciler(adopted(), ReconcilerOptions{Neighbors: d.nbInc, Now: clock, Weights: weights,
+	d.dpInc = adopted()
+	d.inc = NewReconciler(d.dpInc, ReconcilerOptions{Neighbors: d.nbInc, Now: clock, Weights: weights,
 		HealthOrdered: func(order uint64, dst []health.State) ([]health.State, bool) {
 			if order != d.model.checkOrder {
 				return dst[:0], false
@@ -212,6 +214,16 @@ func TestIncrementalRound(t *testing.T) {
 	d.states[d.model.Services[3].Reals[0].checkIdx-1] = health.StateDown
 	if c := d.round("a group's check"); c != n {
 		t.Errorf("a round after a group's check changed computed %d services, want all %d", c, n)
+	}
+	// After a failed Apply: whole.
+	d.dpInc.ApplyErr = errors.New("boom")
+	d.states[d.model.Services[dr2].Reals[1].checkIdx-1] = health.StateUp
+	if err := d.inc.Reconcile(t.Context()); err == nil {
+		t.Fatal("the failing Apply succeeded")
+	}
+	d.states[d.model.Services[dr("dr1")].Reals[1].checkIdx-1] = health.StateDown
+	if c := d.round("a check after a failed Apply"); c != n {
+		t.Errorf("a round after a failed Apply computed %d services, want all %d", c, n)
 	}
 	// Another input: whole.
 	for _, nb := range []*fakeNeighbors{d.nbInc, d.nbWh} {
