@@ -215,10 +215,18 @@ func (bn *bench) scenario(s shape, t targets) {
 	// whose memory did not differ.
 	stopRSS := bn.sampleRSS(x, "steady RSS, every 5 s through the CPU windows")
 	cpuAll, user := x.cpuShare(30 * time.Second)
-	fs.add(cpuName, "%", t.cpu, 100*cpuAll)
+	// With checks, this window's system time includes the real server's
+	// side of each check (over a veth the peer's TCP runs inside the
+	// daemon's send of a SYN, or its connect()): the target is the
+	// director's share, measured next with the receive side in threads.
+	target := t.cpu
+	if s.Check != "none" {
+		target = 0
+	}
+	fs.add(cpuName, "%", target, 100*cpuAll)
 	fs.add(cpuName+": of which user mode", "%", 0, 100*user)
 	if s.Check != "none" {
-		fs.note(cpuName, "system time includes the real server's side of each check: over a veth the peer's TCP runs inside the daemon's send of the SYN (or its connect())")
+		fs.note(cpuName, "not the director's alone: its system time includes the real server's side of each check (over a veth the peer's TCP runs inside the daemon's send of the SYN); the director's share, against the target, is the next figure")
 		// A minute: on two cores shared with the lab's real server and
 		// switch, a 30 s window's figure moved by a point or two from one
 		// window to the next (8.96 then 11.4 in one run).
