@@ -171,6 +171,7 @@ func (bn *bench) scenario(s shape, t targets) {
 		}
 		fwd, ok := bn.waitForwarding(x, s, 300*time.Second)
 		fs.add(name, "ms", target, ms(fwd))
+		b.Logf("start %d of %d: running after %.0f ms, forwarding after %.0f ms", i+1, starts, ms(running), ms(fwd))
 		if !ok {
 			fs.note(name, "NOT FORWARDING within 300 s")
 		}
