@@ -16,12 +16,17 @@ import (
 // inactive slot's own table once a grace period has passed since that
 // slot was left (no outer map write, no RCU wait on the Apply's path); a
 // change undone flips back to the table the slot still holds, writing no
-// table at all. New flows follow the tables written.
+// table at all. A table is written where it differs only. Each slot holds a table of its own from the install, so
+// the first change is written in place too. New flows follow the tables
+// written.
 func TestTableRewrittenInPlace(t *testing.T) {
 	e := newEnv(t)
 	s := svc(dataplane.RoundRobin, e.pool(4))
 	e.apply(s)
 	st := e.d.services[s.Key]
+	if a, b := slotTables(t, e, st.id); a == b {
+		t.Fatalf("both slots hold the table map %d: the first change would replace one in the outer map", a)
+	}
 	tableWrites := func(ws []write) (outer, inner int) {
 		for _, w := range ws {
 			switch w.m {
@@ -82,9 +87,61 @@ func TestTableRewrittenInPlace(t *testing.T) {
 			t.Errorf("%s: new flows went to %v, want the 4 backends", what, picked)
 		}
 	}
-	// Both slots share the first table: a new one goes into the outer map.
+	// Only the entries that differ from what the inactive table holds are
+	// written: the first change's one (real server 3's new id), then the
+	// second's and the first's again (the inactive table is the one from
+	// before the first change).
 	undo := s.Backends[2].Addr.String()
-	step("first change", "10.0.9.4", 3, 1, 0)
-	step("second change", "10.0.9.3", 2, 0, 4)
+	step("first change", "10.0.9.4", 3, 0, 1)
+	step("second change", "10.0.9.3", 2, 0, 2)
 	step("second change undone", undo, 2, 0, 0)
+}
+
+// slotTables returns the ids of the table maps the outer map holds in a
+// service's two slots.
+func slotTables(t *testing.T, e *env, id uint32) (uint32, uint32) {
+	t.Helper()
+	var ids [2]uint32
+	for s := range ids {
+		if err := e.d.objs.XlbTablesV1.Lookup(id*2+uint32(s), &ids[s]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ids[0], ids[1]
+}
+
+// TestLongTableShared: a table longer than privateTableMax (Maglev's) is
+// one map in both slots until its first change, which puts a new map into
+// the outer map; the second is written in place.
+func TestLongTableShared(t *testing.T) {
+	e := newEnv(t)
+	s := svc(dataplane.MaglevHashing, e.pool(4))
+	e.apply(s)
+	st := e.d.services[s.Key]
+	if a, b := slotTables(t, e, st.id); a != b {
+		t.Errorf("the slots hold table maps %d and %d, want one shared (%d entries > %d)", a, b, st.tableSum[0].n, privateTableMax)
+	}
+	for i, want := range []int{1, 0} {
+		nettest.WaitFor(t, 10*time.Second, "a grace period after the last flip", func() error {
+			e.d.mu.Lock()
+			defer e.d.mu.Unlock()
+			if !e.d.graceSince(st) {
+				return fmt.Errorf("flip %d, grace after %d", st.flipGen, e.d.graceGen.Load())
+			}
+			return nil
+		})
+		ws := e.record()
+		s.Backends[3].Addr = netip.MustParseAddr(fmt.Sprintf("10.0.9.%d", 10+i))
+		e.apply(s)
+		e.d.onWrite = nil
+		outer := 0
+		for _, w := range *ws {
+			if w.m == "xlb_tables_v1" {
+				outer += len(w.keys)
+			}
+		}
+		if outer != want {
+			t.Errorf("change %d: %d outer map entries written, want %d", i+1, outer, want)
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xlb-dev/xlb/dataplane"
+	"github.com/xlb-dev/xlb/test/nettest"
 )
 
 // scaleServices are n NAT services of reals real servers each (the
@@ -56,8 +57,9 @@ func (e *env) record() *[]write {
 
 // Installing 1,000 services of 64 real servers writes each map in a few
 // batches, not an update per entry; changing one real server's port
-// afterwards writes only that service's entries: its configuration, its
-// table (one outer map entry), the real server's new backend and the
+// afterwards writes only that service's entries: its configuration, the
+// changed entry of its inactive slot's own table, the real server's new
+// backend and the
 // retirement of its old one, and their stateless NAT entries. Before,
 // every Apply with a change rebuilt all 64,000 NAT entries' map in Go, and
 // the first install took minutes (one RCU grace period per service).
@@ -82,9 +84,19 @@ func TestApplyOneChangeTouchesOneService(t *testing.T) {
 		t.Errorf("reading 64,000 backends' counters: %d, %v", len(c), err)
 	}
 
+	// As a reload comes, after the grace period that follows the
+	// install: the service's inactive table is written in place.
+	last := &svcs[len(svcs)-1]
+	nettest.WaitFor(t, 10*time.Second, "a grace period after the install", func() error {
+		e.d.mu.Lock()
+		defer e.d.mu.Unlock()
+		if st := e.d.services[last.Key]; !e.d.graceSince(st) {
+			return fmt.Errorf("flip %d, grace after %d", st.flipGen, e.d.graceGen.Load())
+		}
+		return nil
+	})
 	*ws = nil
 	before := e.d.MapUpdates()
-	last := &svcs[len(svcs)-1]
 	old := last.Backends[63]
 	last.Backends[63].Port = 8081
 	start = time.Now()
@@ -107,8 +119,13 @@ func TestApplyOneChangeTouchesOneService(t *testing.T) {
 			switch w.m {
 			case "xlb_backends_v1", "xlb_be_stat_v3", "xlb_be_act_v1", "xlb_be_conns_v1", "xlb_be_thresh_v1":
 				ok = k == newID || k == oldID
-			case "xlb_svc_v1", "xlb_svc_slot_v1", "xlb_tables_v1", "xlb_rr_v1", "xlb_svc_stat_v1", "xlb_cands_v1":
+			case "xlb_svc_v1", "xlb_svc_slot_v1", "xlb_rr_v1", "xlb_svc_stat_v1", "xlb_cands_v1":
 				ok = slices.Contains(svcKeys, k)
+			case "xlb_table":
+				// The service's inactive table, rewritten in place: the
+				// real server's entry (no table put in the outer map
+				// xlb_tables_v1, whose write waits for an RCU grace period).
+				ok = k == 63 && len(w.keys) == 1
 			}
 			if !ok {
 				t.Errorf("%s: key %d written, not of the changed service (id %d, backends %d and %d)", w.m, k, st.id, newID, oldID)

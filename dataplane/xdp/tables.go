@@ -30,6 +30,12 @@ type tableBackend struct {
 	weight uint32
 }
 
+// privateTableMax is the longest scheduling table each slot of a service
+// holds a copy of (update.go): 16 KiB. Longer ones (Maglev's 65,537
+// entries by default, a weighted cycle of large weights) are shared by
+// both slots until their first change.
+const privateTableMax = 4096
+
 // tableBuilders build each kind of scheduling table (a scheduler's, in
 // dataplane.SchedulerTable): indexes into bs.
 var tableBuilders = map[dataplane.Table]func(bs []tableBackend, maglevSize int) []int{

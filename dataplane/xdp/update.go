@@ -164,13 +164,14 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 		inactive = nil // shared with the active slot: not to be written
 	}
 	switch cur := st.tables[st.slot]; {
+	case inactive != nil && st.installed && st.tableSum[next] == sum:
+		// The inactive slot holds this table already (its own copy of
+		// an unchanged table, or a change undone: a real server's id
+		// comes back with it): the flip is enough.
+		inner = inactive
 	case cur != nil && (reuse || st.tableSum[st.slot] == sum):
 		inner = cur // unchanged table: both slots share it
 	case sum.n == 0:
-	case inactive != nil && st.installed && st.tableSum[next] == sum:
-		// The inactive slot holds this table already (a change undone:
-		// a real server's id comes back with it): the flip is enough.
-		inner = inactive
 	case inactive != nil && st.installed && st.tableSum[next].n == sum.n && d.graceSince(st):
 		// No program reads the inactive slot's table since a grace period
 		// after the last flip: written in place, the outer map is not, and
@@ -202,9 +203,23 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 	if other := next ^ 1; inner != nil && st.tables[other] == nil {
 		// Both slots hold the table from the start, so that a later change
 		// that keeps it (enabling, disabling: a VRRP role change) writes
-		// no outer map entry and waits for no grace period.
-		w.tables.put(st.id*2+other, uint32(inner.FD()))
-		st.tables[other], st.tableSum[other] = inner, sum
+		// no outer map entry and waits for no grace period. A table of
+		// up to privateTableMax entries is copied into a map of its own
+		// for the other slot: the first change of it is then written in
+		// place there (fillTable), where a table both slots share needs
+		// a new map in the outer map, and the Apply waits for an RCU
+		// grace period (one real server's port changed at 1,000 x 64:
+		// 11 ms instead of 0.8; up to 28 ms beside the scale lab).
+		mine := inner
+		if table != nil && sum.n <= privateTableMax {
+			if m, err := d.newTable(table); err == nil {
+				mine = m
+			} else {
+				d.log.Warn("scheduling table shared by both slots: its first change will wait for an RCU grace period", "service", s.Name, "error", err)
+			}
+		}
+		w.tables.put(st.id*2+other, uint32(mine.FD()))
+		st.tables[other], st.tableSum[other] = mine, sum
 	}
 	cands := sc.cands[:0]
 	for i, b := range s.Backends {

@@ -171,7 +171,7 @@ func (bn *bench) scenario(s shape, t targets) {
 		}
 		fwd, ok := bn.waitForwarding(x, s, 300*time.Second)
 		fs.add(name, "ms", target, ms(fwd))
-		b.Logf("start %d of %d: running after %.0f ms, forwarding after %.0f ms", i+1, starts, ms(running), ms(fwd))
+		b.Logf("start %d of %d: running after %.0f ms, forwarding after %.0f ms: %s", i+1, starts, ms(running), ms(fwd), lastLine(x.log(), "xlb running"))
 		if !ok {
 			fs.note(name, "NOT FORWARDING within 300 s")
 		}
@@ -292,6 +292,7 @@ func (bn *bench) scenario(s shape, t targets) {
 		}
 		all, _ := x.lines("")
 		fs.add("log lines per reload", "lines", 0, float64(all-linesBefore))
+		b.Logf("reload %d: %s", i+1, lastLine(x.log(), "configuration reloaded"))
 		if v, ok := logField(x.log(), "configuration reloaded", "apply"); ok {
 			fs.add("reload: dataplane diff and apply (one real server)", "ms", t.apply, v)
 		}
@@ -597,6 +598,17 @@ var durationRE = regexp.MustCompile(`^([0-9.]+)(ns|µs|us|ms|s)$`)
 
 // logField finds the last log line containing msg and returns its key=
 // field: a duration in ms, or a number.
+// lastLine is the last line of log that contains msg, "" if none does.
+func lastLine(log, msg string) string {
+	lines := strings.Split(log, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], msg) {
+			return lines[i]
+		}
+	}
+	return ""
+}
+
 func logField(log, msg, key string) (float64, bool) {
 	lines := strings.Split(log, "\n")
 	for i := len(lines) - 1; i >= 0; i-- {
