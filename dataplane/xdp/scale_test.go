@@ -84,14 +84,19 @@ func TestApplyOneChangeTouchesOneService(t *testing.T) {
 		t.Errorf("reading 64,000 backends' counters: %d, %v", len(c), err)
 	}
 
-	// As a reload comes, after the grace period that follows the
-	// install: the service's inactive table is written in place.
+	// As a reload comes, after the grace period that follows the install
+	// and the copies of the tables it brings (privatizeTables): the
+	// service's inactive table is written in place.
 	last := &svcs[len(svcs)-1]
-	nettest.WaitFor(t, 10*time.Second, "a grace period after the install", func() error {
+	nettest.WaitFor(t, 10*time.Second, "a grace period after the install, a table of its own in each slot", func() error {
 		e.d.mu.Lock()
 		defer e.d.mu.Unlock()
-		if st := e.d.services[last.Key]; !e.d.graceSince(st) {
+		st := e.d.services[last.Key]
+		if !e.d.graceSince(st) {
 			return fmt.Errorf("flip %d, grace after %d", st.flipGen, e.d.graceGen.Load())
+		}
+		if st.tables[0] == st.tables[1] {
+			return fmt.Errorf("both slots share their table")
 		}
 		return nil
 	})

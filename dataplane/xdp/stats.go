@@ -243,6 +243,7 @@ func (d *Dataplane) loop() {
 			}
 		case <-d.graceKick:
 			d.waitGrace()
+			d.privatizeTables()
 		}
 	}
 }

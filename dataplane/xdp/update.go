@@ -203,23 +203,11 @@ func (d *Dataplane) updateService(w *writes, st *svcState, s dataplane.Service) 
 	if other := next ^ 1; inner != nil && st.tables[other] == nil {
 		// Both slots hold the table from the start, so that a later change
 		// that keeps it (enabling, disabling: a VRRP role change) writes
-		// no outer map entry and waits for no grace period. A table of
-		// up to privateTableMax entries is copied into a map of its own
-		// for the other slot: the first change of it is then written in
-		// place there (fillTable), where a table both slots share needs
-		// a new map in the outer map, and the Apply waits for an RCU
-		// grace period (one real server's port changed at 1,000 x 64:
-		// 11 ms instead of 0.8; up to 28 ms beside the scale lab).
-		mine := inner
-		if table != nil && sum.n <= privateTableMax {
-			if m, err := d.newTable(table); err == nil {
-				mine = m
-			} else {
-				d.log.Warn("scheduling table shared by both slots: its first change will wait for an RCU grace period", "service", s.Name, "error", err)
-			}
-		}
-		w.tables.put(st.id*2+other, uint32(mine.FD()))
-		st.tables[other], st.tableSum[other] = mine, sum
+		// no outer map entry and waits for no grace period. A short one
+		// gets a copy of its own in the inactive slot after the grace
+		// period that follows (privatizeTables).
+		w.tables.put(st.id*2+other, uint32(inner.FD()))
+		st.tables[other], st.tableSum[other] = inner, sum
 	}
 	cands := sc.cands[:0]
 	for i, b := range s.Backends {
