@@ -211,43 +211,6 @@ func sumStats(m *ebpf.Map, id uint32) (dataplane.Counters, error) {
 	return c, nil
 }
 
-// loop advances the program's clock and runs Sync periodically.
-func (d *Dataplane) loop() {
-	defer close(d.done)
-	var clock, sync <-chan time.Time
-	if !d.opts.ManualClock {
-		if stop, err := d.startClock(); err == nil {
-			defer stop()
-		} else {
-			t := time.NewTicker(ClockPeriod)
-			defer t.Stop()
-			clock = t.C
-		}
-	}
-	if d.opts.SyncInterval > 0 {
-		t := time.NewTicker(d.opts.SyncInterval)
-		defer t.Stop()
-		sync = t.C
-	}
-	for {
-		select {
-		case <-d.stop:
-			return
-		case <-clock:
-			if err := d.tick(); err != nil {
-				d.log.Warn("advance dataplane clock", "error", err)
-			}
-		case <-sync:
-			if err := d.Sync(); err != nil {
-				d.log.Warn("connection table sync", "error", err)
-			}
-		case <-d.graceKick:
-			d.waitGrace()
-			d.privatizeTables()
-		}
-	}
-}
-
 // expiryMargin is how long past its timeout an idle entry is kept before
 // Sync deletes it: the program already ignores it, and the margin keeps a
 // flow that wakes up at the boundary from racing the deletion.
