@@ -263,12 +263,14 @@ func (d *Dataplane) newTable(ids []uint32) (*ebpf.Map, error) {
 // Maglev table.
 func (d *Dataplane) fillTable(m *ebpf.Map, ids []uint32) error {
 	var keys, vals []uint32
-	err := batchAll(m, func(k, v uint32) {
-		if int(k) < len(ids) && ids[k] != v {
-			keys, vals = append(keys, k), append(vals, ids[k])
+	cur := make([]uint32, len(ids))
+	if err := readTable(m, cur); err == nil {
+		for i, id := range ids {
+			if cur[i] != id {
+				keys, vals = append(keys, uint32(i)), append(vals, id)
+			}
 		}
-	})
-	if err != nil {
+	} else {
 		// Not read: all of it.
 		keys, vals = make([]uint32, len(ids)), ids
 		for i := range keys {
@@ -292,6 +294,40 @@ func (d *Dataplane) fill(m *ebpf.Map, ids []uint32) error {
 		keys[i] = uint32(i)
 	}
 	return putTable(m, keys, ids)
+}
+
+// readTable reads the first len(dst) entries of a scheduling table into
+// dst: in one batch, or one by one where the kernel has no batch lookups
+// for arrays.
+func readTable(m *ebpf.Map, dst []uint32) error {
+	keys, vals := make([]uint32, len(dst)), make([]uint32, len(dst))
+	var cursor ebpf.MapBatchCursor
+	got := 0
+	for got < len(dst) {
+		n, err := m.BatchLookup(&cursor, keys[got:], vals[got:], nil)
+		got += n
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if err != nil {
+			for i := range dst {
+				if err := m.Lookup(uint32(i), &dst[i]); err != nil {
+					return fmt.Errorf("read scheduling table: %w", err)
+				}
+			}
+			return nil
+		}
+	}
+	if got != len(dst) {
+		return fmt.Errorf("read scheduling table: %d entries, want %d", got, len(dst))
+	}
+	for i, k := range keys {
+		if int(k) >= len(dst) {
+			return fmt.Errorf("read scheduling table: entry %d of %d", k, len(dst))
+		}
+		dst[k] = vals[i]
+	}
+	return nil
 }
 
 // putTable writes vals at keys of a scheduling table.

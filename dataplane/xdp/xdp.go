@@ -159,6 +159,7 @@ type Dataplane struct {
 	flipGen, graceGen atomic.Uint64
 	graceKick         chan struct{}
 	graceFailed       bool // the loop's
+	copiesFailed      bool // the loop's: privatizeTables gave up (grace.go)
 
 	stop chan struct{}
 	done chan struct{}
