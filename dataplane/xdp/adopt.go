@@ -207,10 +207,12 @@ func tableID(m *ebpf.Map) uint32 {
 	return uint32(id)
 }
 
-// batchAll reads every entry of a map in batches, falling back to
-// iteration where the kernel has no batch lookups for the map type.
+// batchAll reads every entry of a map in batches (of 4,096 entries, or
+// the map's size if smaller: a scheduling table of 64 is read in one of
+// 64), falling back to iteration where the kernel has no batch lookups
+// for the map type.
 func batchAll[K, V any](m *ebpf.Map, fn func(K, V)) error {
-	const chunk = 4096
+	chunk := int(min(4096, max(1, m.MaxEntries())))
 	keys := make([]K, chunk)
 	vals := make([]V, chunk)
 	var cursor ebpf.MapBatchCursor

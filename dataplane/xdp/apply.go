@@ -296,38 +296,19 @@ func (d *Dataplane) fill(m *ebpf.Map, ids []uint32) error {
 	return putTable(m, keys, ids)
 }
 
-// readTable reads the first len(dst) entries of a scheduling table into
-// dst: in one batch, or one by one where the kernel has no batch lookups
-// for arrays.
+// readTable reads a scheduling table of len(dst) entries into dst.
 func readTable(m *ebpf.Map, dst []uint32) error {
-	keys, vals := make([]uint32, len(dst)), make([]uint32, len(dst))
-	var cursor ebpf.MapBatchCursor
 	got := 0
-	for got < len(dst) {
-		n, err := m.BatchLookup(&cursor, keys[got:], vals[got:], nil)
-		got += n
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			break
+	err := batchAll(m, func(k, v uint32) {
+		if int(k) < len(dst) {
+			dst[k] = v
+			got++
 		}
-		if err != nil {
-			for i := range dst {
-				if err := m.Lookup(uint32(i), &dst[i]); err != nil {
-					return fmt.Errorf("read scheduling table: %w", err)
-				}
-			}
-			return nil
-		}
+	})
+	if err == nil && got != len(dst) {
+		err = fmt.Errorf("read scheduling table: %d entries, want %d", got, len(dst))
 	}
-	if got != len(dst) {
-		return fmt.Errorf("read scheduling table: %d entries, want %d", got, len(dst))
-	}
-	for i, k := range keys {
-		if int(k) >= len(dst) {
-			return fmt.Errorf("read scheduling table: entry %d of %d", k, len(dst))
-		}
-		dst[k] = vals[i]
-	}
-	return nil
+	return err
 }
 
 // putTable writes vals at keys of a scheduling table.
@@ -336,7 +317,7 @@ func putTable(m *ebpf.Map, keys, vals []uint32) error {
 		// Kernels without batch ops on arrays: one by one.
 		for i, k := range keys {
 			if err := m.Put(k, vals[i]); err != nil {
-				return fmt.Errorf("fill scheduling table: %w", err)
+				return fmt.Errorf("write scheduling table: %w", err)
 			}
 		}
 	}

@@ -137,20 +137,17 @@ func (d *Dataplane) privatizeTables() {
 	if len(keys) == 0 {
 		return
 	}
-	if _, err := d.objs.XlbTablesV1.BatchUpdate(keys, fds, nil); err != nil {
-		// Kernels without batch ops on arrays: one by one.
-		for i, k := range keys {
-			if err = d.objs.XlbTablesV1.Put(k, fds[i]); err != nil {
-				d.copiesFailed = true
-				d.log.Warn("scheduling tables: copies for the inactive slots not put in; each service's first change will wait for an RCU grace period", "error", err)
-				for _, s := range put[i:] {
-					s.copy.Close()
-				}
-				put = put[:i]
-				keys = keys[:i]
-				break
-			}
+	if err := putTable(d.objs.XlbTablesV1, keys, fds); err != nil {
+		// The slots put in before the error hold copies equal to the
+		// shared table; the services keep sharing it as far as they know,
+		// so their first change replaces the copy, as it would have the
+		// shared table.
+		d.copiesFailed = true
+		d.log.Warn("scheduling tables: copies for the inactive slots not put in; each service's first change will wait for an RCU grace period", "error", err)
+		for _, s := range put {
+			s.copy.Close()
 		}
+		return
 	}
 	// Counted, not reported to onWrite: the tests' hook records what an
 	// Apply writes, in the Apply's goroutine.
